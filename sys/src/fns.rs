@@ -149,6 +149,16 @@ unsafe extern "system" {
     ) -> NTSTATUS;
     pub fn ZwClose(Handle: HANDLE) -> NTSTATUS;
 
+    // ---- bugcheck (any IRQL) ----
+    /// Stops the system. Drivers call it only for unrecoverable internal errors.
+    pub fn KeBugCheckEx(
+        BugCheckCode: ULONG,
+        BugCheckParameter1: ULONG_PTR,
+        BugCheckParameter2: ULONG_PTR,
+        BugCheckParameter3: ULONG_PTR,
+        BugCheckParameter4: ULONG_PTR,
+    ) -> !;
+
     // ---- strings ----
     pub fn RtlInitUnicodeString(DestinationString: *mut UNICODE_STRING, SourceString: *const WCHAR);
 }

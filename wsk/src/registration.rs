@@ -1,0 +1,131 @@
+//! WSK client registration: `WskRegister`, `WskCaptureProviderNPI`, and their release.
+//!
+//! ```text
+//!  register() ──> Registered ──capture ok──> Captured ──drop──> ReleaseProviderNPI
+//!                     │                                          + WskDeregister
+//!                     └──provider not ready──> retry with try_capture() / ready().await
+//! ```
+
+use wsk_sys::{
+    MAKE_WSK_VERSION, NT_SUCCESS, PASSIVE_LEVEL, PWSK_CLIENT, STATUS_DEVICE_NOT_READY, WSK_CLIENT_DISPATCH,
+    WSK_CLIENT_NPI, WSK_NO_WAIT, WSK_PROVIDER_DISPATCH, WSK_PROVIDER_NPI, WSK_REGISTRATION,
+};
+
+use crate::error::{Error, Result, require_irql};
+use crate::pool::{self, PoolBox};
+
+/// WSK 1.0 client dispatch: no client-level event callback.
+static CLIENT_DISPATCH: WSK_CLIENT_DISPATCH =
+    WSK_CLIENT_DISPATCH { Version: MAKE_WSK_VERSION(1, 0), Reserved: 0, WskClientEvent: None };
+
+/// Registration state in non-paged pool (WSK keeps pointers to it until deregistration).
+struct Registration {
+    client_npi: WSK_CLIENT_NPI,
+    block: WSK_REGISTRATION,
+    provider: WSK_PROVIDER_NPI,
+    captured: bool,
+}
+
+/// A registered WSK client. Sockets are created through it; it must outlive them (dropping
+/// it deregisters, which waits until every socket is closed).
+///
+/// Drop at PASSIVE_LEVEL (DriverUnload or a task): `WskDeregister` requires it. Dropped at a
+/// higher IRQL, the registration is leaked with an error message rather than bugchecking.
+pub struct Wsk {
+    reg: PoolBox<Registration>,
+}
+
+// SAFETY: the registration block and provider NPI are designed for use from any thread;
+// mutation happens only through `&mut self` (capture) or in `Drop`.
+unsafe impl Send for Wsk {}
+// SAFETY: shared access only reads the captured provider NPI.
+unsafe impl Sync for Wsk {}
+
+impl Wsk {
+    /// Registers as a WSK client and captures the provider NPI, waiting at most
+    /// `wait_ms` milliseconds for the provider (`0` = do not wait). If the provider is not
+    /// ready in time the registration still succeeds: call [`Wsk::try_capture`] later (for
+    /// example from a task after a sleep). IRQL == PASSIVE_LEVEL.
+    pub fn register(wait_ms: u32) -> Result<Self> {
+        require_irql(PASSIVE_LEVEL)?;
+        pool::init();
+        let reg = Registration {
+            client_npi: WSK_CLIENT_NPI { ClientContext: core::ptr::null_mut(), Dispatch: &CLIENT_DISPATCH },
+            block: WSK_REGISTRATION::zeroed(),
+            provider: WSK_PROVIDER_NPI::zeroed(),
+            captured: false,
+        };
+        let mut reg = PoolBox::try_new(reg).map_err(|_| Error::NoMemory)?;
+        let r = &mut *reg;
+        // SAFETY: both blocks live in pool memory that stays in place until `drop`, which
+        // deregisters; PASSIVE_LEVEL was checked.
+        let status = unsafe { wsk_sys::WskRegister(&mut r.client_npi, &mut r.block) };
+        if !NT_SUCCESS(status) {
+            crate::log!(error, "wsk: WskRegister failed: {}", Error::from_status(status));
+            // Not registered: only the allocation is undone (dropped here, no Wsk exists).
+            return Err(Error::from_status(status));
+        }
+        let mut wsk = Wsk { reg };
+        match wsk.capture(wait_ms) {
+            Ok(()) | Err(Error::NotReady) => Ok(wsk),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn capture(&mut self, wait_ms: u32) -> Result<()> {
+        if self.reg.captured {
+            return Ok(());
+        }
+        let r = &mut *self.reg;
+        // SAFETY: the block was registered and stays in place; with a non-zero wait the
+        // caller is at PASSIVE_LEVEL (checked by the public entry points).
+        let status = unsafe { wsk_sys::WskCaptureProviderNPI(&mut r.block, wait_ms, &mut r.provider) };
+        if NT_SUCCESS(status) {
+            r.captured = true;
+            Ok(())
+        } else if status == STATUS_DEVICE_NOT_READY {
+            Err(Error::NotReady)
+        } else {
+            Err(Error::from_status(status))
+        }
+    }
+
+    /// Tries again to capture the provider NPI without waiting. IRQL <= DISPATCH_LEVEL.
+    pub fn try_capture(&mut self) -> Result<()> {
+        require_irql(wsk_sys::DISPATCH_LEVEL)?;
+        self.capture(WSK_NO_WAIT)
+    }
+
+    /// Whether the provider NPI has been captured.
+    pub fn is_ready(&self) -> bool {
+        self.reg.captured
+    }
+
+    /// The captured provider: its client handle and dispatch table.
+    pub(crate) fn provider(&self) -> Result<(PWSK_CLIENT, &WSK_PROVIDER_DISPATCH)> {
+        if !self.reg.captured || self.reg.provider.Dispatch.is_null() {
+            return Err(Error::NotReady);
+        }
+        // SAFETY: a captured provider NPI's dispatch table stays valid until it is released
+        // in `drop`, which cannot run while `self` is borrowed.
+        let dispatch = unsafe { &*self.reg.provider.Dispatch };
+        Ok((self.reg.provider.Client, dispatch))
+    }
+}
+
+impl Drop for Wsk {
+    fn drop(&mut self) {
+        if wsk_sys::KeGetCurrentIrql() != PASSIVE_LEVEL {
+            crate::log!(error, "wsk: Wsk dropped above PASSIVE_LEVEL; registration leaked");
+            return;
+        }
+        let r = &mut *self.reg;
+        if r.captured {
+            // SAFETY: exactly one release for the successful capture.
+            unsafe { wsk_sys::WskReleaseProviderNPI(&mut r.block) };
+            r.captured = false;
+        }
+        // SAFETY: the block was registered by `register`; PASSIVE_LEVEL was checked.
+        unsafe { wsk_sys::WskDeregister(&mut r.block) };
+    }
+}

@@ -1,0 +1,199 @@
+//! `cargo xtask drivers`: builds the example drivers as `.sys` images with rust-lld (no
+//! WDK), stamps the PE checksum and checks each image.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use crate::pe::checks::{self, ENTRY_SYMBOL};
+use crate::pe::linkmap::LinkMap;
+use crate::pe::{self, Image};
+use crate::util::{self, Context, Result, bail};
+
+pub const TARGET: &str = "x86_64-pc-windows-msvc";
+
+/// A driver package and the image it becomes.
+#[derive(Debug, Clone, Copy)]
+pub struct Driver {
+    /// Short name: the image is `<name>.sys` and the service name under Wine.
+    pub name: &'static str,
+    /// Cargo package.
+    pub package: &'static str,
+    /// Library crate name (`-` replaced by `_`), the stem of the linked file.
+    pub crate_name: &'static str,
+}
+
+pub const ECHO: Driver = Driver { name: "echo", package: "echo-driver", crate_name: "echo_driver" };
+
+pub const STRESS: Driver = Driver { name: "stress", package: "stress-driver", crate_name: "stress_driver" };
+
+pub const ALL: &[Driver] = &[ECHO, STRESS];
+
+/// Linker arguments that make a kernel driver out of a `cdylib`.
+const LINK_ARGS: &[&str] = &[
+    "/DRIVER",
+    "/NODEFAULTLIB",
+    "/SUBSYSTEM:NATIVE",
+    "/ENTRY:DriverEntry",
+    "/RELEASE",
+    // lld-link replaces the R/W/E bits with exactly the letters given, so each
+    // section names all of its access bits plus P (not pageable).
+    "/SECTION:.text,PRE",
+    "/SECTION:.rdata,PR",
+    "/SECTION:.data,PRW",
+    "/SECTION:.pdata,PR",
+];
+
+/// Where the finished images go: `<target>/drivers`.
+pub fn output_dir() -> PathBuf {
+    util::target_dir().join("drivers")
+}
+
+/// The finished image of `driver`.
+pub fn image_path(driver: &Driver) -> PathBuf {
+    output_dir().join(format!("{}.sys", driver.name))
+}
+
+/// Looks drivers up by short name; no names means all of them.
+pub fn select(names: &[String]) -> Result<Vec<Driver>> {
+    if names.is_empty() {
+        return Ok(ALL.to_vec());
+    }
+    names
+        .iter()
+        .map(|name| match ALL.iter().find(|d| d.name == name) {
+            Some(driver) => Ok(*driver),
+            None => {
+                let known: Vec<_> = ALL.iter().map(|d| d.name).collect();
+                bail!("unknown driver `{name}`; known: {}", known.join(", "))
+            }
+        })
+        .collect()
+}
+
+/// Builds, stamps and checks each driver; returns the image paths.
+pub fn build_all(drivers: &[Driver]) -> Result<Vec<PathBuf>> {
+    drivers.iter().map(build).collect()
+}
+
+/// Builds one driver into `<target>/drivers/<name>.sys` and checks the image.
+pub fn build(driver: &Driver) -> Result<PathBuf> {
+    let start = Instant::now();
+    println!("drivers: building {} ({TARGET})", driver.package);
+    let release_dir = util::target_dir().join(TARGET).join("release");
+    // The map sits beside the linked file: both are rewritten by every link and
+    // both survive a build that had nothing to relink.
+    let map_path = release_dir.join(format!("{}.map", driver.crate_name));
+    util::run_inherit(&mut link_command(driver, &map_path))?;
+
+    let out_dir = output_dir();
+    util::create_dir_all(&out_dir)?;
+    let linked = release_dir.join(format!("{}.dll", driver.crate_name));
+    let sys = image_path(driver);
+    let mut bytes = util::read(&linked)?;
+    let checksum = pe::stamp_checksum(&mut bytes).context(|| format!("{}", linked.display()))?;
+    util::write(&sys, &bytes)?;
+    let map_copy = out_dir.join(format!("{}.map", driver.name));
+    util::copy(&map_path, &map_copy)?;
+    let pdb = release_dir.join(format!("{}.pdb", driver.crate_name));
+    if pdb.is_file() {
+        // Keep the PDB's own name: the image's debug record refers to it by that name.
+        util::copy(&pdb, &out_dir.join(pdb.file_name().unwrap_or_default()))?;
+    }
+
+    let summary = check_image_file(&sys, Some(&map_copy))?;
+    println!(
+        "drivers: {} ok ({} bytes, checksum {checksum:#010x}, {summary}) in {} s",
+        sys.display(),
+        bytes.len(),
+        util::secs(start.elapsed())
+    );
+    Ok(sys)
+}
+
+fn link_command(driver: &Driver, map_path: &Path) -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(util::workspace_root()).args([
+        "rustc",
+        "--release",
+        "--package",
+        driver.package,
+        "--lib",
+        "--crate-type",
+        "cdylib",
+        "--target",
+        TARGET,
+        "--",
+        "-C",
+        "linker=rust-lld",
+        "-C",
+        "linker-flavor=lld-link",
+    ]);
+    for arg in LINK_ARGS {
+        cmd.arg("-C").arg(format!("link-arg={arg}"));
+    }
+    cmd.arg("-C").arg(format!("link-arg=/MAP:{}", map_path.display()));
+    cmd
+}
+
+/// Runs every driver image check on a file (with its link map, if given).
+///
+/// Returns a one-line description of the image, or an error naming the file and
+/// each broken rule.
+pub fn check_image_file(path: &Path, map_path: Option<&Path>) -> Result<String> {
+    let bytes = util::read(path)?;
+    let map = match map_path {
+        Some(map_path) => Some(
+            LinkMap::parse(&util::read_to_string(map_path)?).context(|| format!("link map {}", map_path.display()))?,
+        ),
+        None => None,
+    };
+    let violations = checks::check_driver_image(&bytes, map.as_ref());
+    if !violations.is_empty() {
+        let list: Vec<String> = violations.iter().map(|v| format!("  {v}")).collect();
+        bail!("{} fails {} driver image check(s):\n{}", path.display(), violations.len(), list.join("\n"));
+    }
+    describe(&bytes, map.is_some())
+}
+
+fn describe(bytes: &[u8], with_map: bool) -> Result<String> {
+    let image = Image::parse(bytes).context(|| "re-reading checked image".to_owned())?;
+    let dlls = image.imported_dlls().context(|| "re-reading imports".to_owned())?;
+    let mut imports = Vec::new();
+    for (i, dll) in dlls.iter().enumerate() {
+        let count = image.imported_functions(i).context(|| format!("re-reading imports from {dll}"))?.len();
+        imports.push(format!("{dll}: {count}"));
+    }
+    let source = if with_map { "link map" } else { "exports" };
+    Ok(format!("entry {ENTRY_SYMBOL} at {:#x} per {source}, imports {}", image.entry_point, imports.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn select_by_name() {
+        let all = select(&[]).unwrap();
+        assert_eq!(all.len(), 2);
+        let echo = select(&["echo".to_owned()]).unwrap();
+        assert_eq!(echo[0].package, "echo-driver");
+        let err = select(&["nope".to_owned()]).unwrap_err().to_string();
+        assert!(err.contains("echo, stress"), "{err}");
+    }
+
+    #[test]
+    fn link_command_marks_sections_and_writes_map() {
+        let cmd = link_command(&ECHO, Path::new("/t/echo_driver.map"));
+        let line = util::display_command(&cmd);
+        for needle in [
+            "rustc --release --package echo-driver --lib --crate-type cdylib",
+            "--target x86_64-pc-windows-msvc",
+            "link-arg=/ENTRY:DriverEntry",
+            "link-arg=/SECTION:.data,PRW",
+            "link-arg=/MAP:/t/echo_driver.map",
+        ] {
+            assert!(line.contains(needle), "{needle} missing from {line}");
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Workspace automation behind `cargo xtask`: building the example drivers as `.sys`
+//! images, checking those images, running them under Wine, and running every test.
+//!
+//! The modules are public so later tests (for example a TCP end-to-end test under
+//! Wine) can reuse [`wine::WinePrefix`] and the driver build.
+
+pub mod drivers;
+pub mod pe;
+pub mod test;
+pub mod util;
+pub mod wine;

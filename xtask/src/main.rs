@@ -1,0 +1,127 @@
+//! `cargo xtask <command>`; see `cargo xtask help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use xtask::util::{Result, bail};
+use xtask::{drivers, test, wine};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  drivers [NAME...]            build the example drivers (echo, stress) into
+                               target/drivers/NAME.sys and check each image
+  check-image FILE [--map MAP] run the driver image checks on any .sys file
+  wine-test                    load target/drivers/echo.sys under Wine and check
+                               its DbgPrint output (skipped without Wine unless
+                               WSK_REQUIRE_WINE=1)
+  test [--skip STEP]...        run everything CI runs, in order, and summarize;
+                               steps: fmt, clippy, test, drivers, wine, loom, miri
+  help                         show this text";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<()> {
+    let Some((command, rest)) = args.split_first() else {
+        bail!("no command given\n\n{USAGE}");
+    };
+    match command.as_str() {
+        "drivers" => drivers::build_all(&drivers::select(rest)?).map(drop),
+        "check-image" => check_image(rest),
+        "wine-test" => {
+            no_arguments(command, rest)?;
+            wine::smoke_test().map(drop)
+        }
+        "test" => test::run(&parse_skips(rest)?),
+        "help" | "-h" | "--help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown command `{other}`\n\n{USAGE}"),
+    }
+}
+
+fn no_arguments(command: &str, rest: &[String]) -> Result<()> {
+    if let Some(extra) = rest.first() {
+        bail!("`{command}` takes no arguments, got `{extra}`");
+    }
+    Ok(())
+}
+
+/// `--skip a --skip b`, `--skip=a,b` and `--skip a,b` all work.
+fn parse_skips(args: &[String]) -> Result<Vec<String>> {
+    let mut skips = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let value = match arg.strip_prefix("--skip=") {
+            Some(value) => value.to_owned(),
+            None if arg == "--skip" => match iter.next() {
+                Some(value) => value.clone(),
+                None => bail!("--skip needs a step name"),
+            },
+            None => bail!("unexpected argument `{arg}` for `test`\n\n{USAGE}"),
+        };
+        skips.extend(value.split(',').filter(|s| !s.is_empty()).map(str::to_owned));
+    }
+    test::validate_skips(&skips)?;
+    Ok(skips)
+}
+
+fn check_image(args: &[String]) -> Result<()> {
+    let mut file = None;
+    let mut map = None;
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        if arg == "--map" {
+            match iter.next() {
+                Some(path) => map = Some(PathBuf::from(path)),
+                None => bail!("--map needs a file"),
+            }
+        } else if file.is_none() {
+            file = Some(PathBuf::from(arg));
+        } else {
+            bail!("unexpected argument `{arg}` for `check-image`");
+        }
+    }
+    let Some(file) = file else {
+        bail!("check-image needs a file");
+    };
+    let summary = drivers::check_image_file(&file, map.as_deref())?;
+    println!("{}: all driver image checks passed ({summary})", file.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn skip_forms() {
+        let skips = parse_skips(&strings(&["--skip", "wine", "--skip=loom,miri"])).unwrap();
+        assert_eq!(skips, ["wine", "loom", "miri"]);
+        assert!(parse_skips(&strings(&["--skip"])).is_err());
+        assert!(parse_skips(&strings(&["--skip", "bogus"])).is_err());
+        assert!(parse_skips(&strings(&["wine"])).is_err());
+    }
+
+    #[test]
+    fn unknown_command_fails() {
+        assert!(run(&strings(&["bench"])).is_err());
+        assert!(run(&[]).is_err());
+        assert!(run(&strings(&["wine-test", "extra"])).is_err());
+    }
+}

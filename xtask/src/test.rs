@@ -1,0 +1,184 @@
+//! `cargo xtask test`: everything CI runs, in order, stopping at the first failure and
+//! ending with a summary table.
+
+use std::fmt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::util::{self, Result, bail};
+use crate::{drivers, wine};
+
+/// The steps, in the order they run.
+pub const STEPS: &[&str] = &["fmt", "clippy", "test", "drivers", "wine", "loom", "miri"];
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Passed,
+    Skipped(String),
+    Failed,
+    NotRun,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Passed => f.write_str("ok"),
+            Self::Skipped(why) => write!(f, "skipped ({why})"),
+            Self::Failed => f.write_str("FAILED"),
+            Self::NotRun => f.write_str("not run"),
+        }
+    }
+}
+
+pub struct StepResult {
+    pub step: &'static str,
+    pub status: Status,
+    pub elapsed: Option<Duration>,
+}
+
+/// Checks `--skip` names against [`STEPS`].
+pub fn validate_skips(skips: &[String]) -> Result<()> {
+    for skip in skips {
+        if !STEPS.contains(&skip.as_str()) {
+            bail!("unknown step `{skip}` in --skip; steps: {}", STEPS.join(", "));
+        }
+    }
+    Ok(())
+}
+
+/// Runs every step not in `skips`; fails if any step failed.
+pub fn run(skips: &[String]) -> Result<()> {
+    validate_skips(skips)?;
+    let mut results = Vec::new();
+    let mut failure = None;
+    for &step in STEPS {
+        if failure.is_some() {
+            results.push(StepResult { step, status: Status::NotRun, elapsed: None });
+            continue;
+        }
+        if skips.iter().any(|s| s == step) {
+            println!("==> {step}: skipped (--skip {step})");
+            results.push(StepResult { step, status: Status::Skipped(format!("--skip {step}")), elapsed: None });
+            continue;
+        }
+        println!("==> {step}");
+        let start = Instant::now();
+        let status = match run_step(step) {
+            Ok(status) => status,
+            Err(e) => {
+                eprintln!("==> {step} FAILED: {e}");
+                failure = Some(step);
+                Status::Failed
+            }
+        };
+        results.push(StepResult { step, status, elapsed: Some(start.elapsed()) });
+    }
+    println!("\n{}", summary_table(&results));
+    match failure {
+        Some(step) => bail!("step `{step}` failed (its error is printed above the summary)"),
+        None => Ok(()),
+    }
+}
+
+fn run_step(step: &str) -> Result<Status> {
+    match step {
+        "fmt" => cargo(&["fmt", "--all", "--check"]),
+        "clippy" => cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+        "test" => cargo(&["test", "--workspace"]),
+        "drivers" => drivers::build_all(drivers::ALL).map(|_| Status::Passed),
+        "wine" => wine::smoke_test().map(|outcome| match outcome {
+            wine::Outcome::Passed => Status::Passed,
+            wine::Outcome::Skipped(why) => Status::Skipped(why),
+        }),
+        "loom" => loom(),
+        "miri" => miri(),
+        other => bail!("no step named `{other}`"),
+    }
+}
+
+fn cargo(args: &[&str]) -> Result<Status> {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(util::workspace_root()).args(args);
+    util::run_inherit(&mut cmd).map(|()| Status::Passed)
+}
+
+/// Loom models, in their own target directory so `--cfg loom` does not invalidate
+/// the normal build.
+fn loom() -> Result<Status> {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(util::workspace_root())
+        .env("RUSTFLAGS", with_flag("RUSTFLAGS", "--cfg loom"))
+        .env("CARGO_TARGET_DIR", util::target_dir().join("loom"))
+        .args(["test", "-p", "wsk-executor", "--release", "--lib", "loom"]);
+    util::run_inherit(&mut cmd).map(|()| Status::Passed)
+}
+
+fn miri() -> Result<Status> {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(util::workspace_root())
+        // `+nightly` must reach the rustup proxy, not a toolchain pinned by the caller.
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env("MIRIFLAGS", with_flag("MIRIFLAGS", "-Zmiri-strict-provenance"))
+        .args(["+nightly", "miri", "test", "-p", "wsk-executor", "--lib"]);
+    util::run_inherit(&mut cmd).map(|()| Status::Passed)
+}
+
+/// The current value of a flags variable with `flag` appended.
+fn with_flag(var: &str, flag: &str) -> String {
+    match std::env::var(var) {
+        Ok(existing) if !existing.trim().is_empty() => format!("{} {flag}", existing.trim()),
+        _ => flag.to_owned(),
+    }
+}
+
+pub fn summary_table(results: &[StepResult]) -> String {
+    let rows: Vec<(String, String, String)> = results
+        .iter()
+        .map(|r| {
+            let secs = r.elapsed.map(util::secs).unwrap_or_else(|| "-".to_owned());
+            (r.step.to_owned(), r.status.to_string(), secs)
+        })
+        .collect();
+    let step_w = rows.iter().map(|r| r.0.len()).chain([4]).max().unwrap_or(4);
+    let status_w = rows.iter().map(|r| r.1.len()).chain([6]).max().unwrap_or(6);
+    let mut out = format!("{:<step_w$}  {:<status_w$}  {:>7}\n", "step", "status", "seconds");
+    for (step, status, secs) in rows {
+        out.push_str(&format!("{step:<step_w$}  {status:<status_w$}  {secs:>7}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_skip_is_rejected() {
+        assert!(validate_skips(&["wine".to_owned(), "miri".to_owned()]).is_ok());
+        let err = validate_skips(&["winne".to_owned()]).unwrap_err().to_string();
+        assert!(err.contains("winne") && err.contains("fmt, clippy"), "{err}");
+    }
+
+    #[test]
+    fn table_lists_every_step_with_status() {
+        let results = [
+            StepResult { step: "fmt", status: Status::Passed, elapsed: Some(Duration::from_millis(1500)) },
+            StepResult { step: "wine", status: Status::Skipped("--skip wine".into()), elapsed: None },
+            StepResult { step: "miri", status: Status::NotRun, elapsed: None },
+        ];
+        let table = summary_table(&results);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        assert!(lines[0].starts_with("step") && lines[0].ends_with("seconds"));
+        assert!(lines[1].starts_with("fmt") && lines[1].contains("ok") && lines[1].ends_with("1.5"));
+        assert!(lines[2].contains("skipped (--skip wine)") && lines[2].ends_with('-'));
+        assert!(lines[3].contains("not run"));
+    }
+
+    #[test]
+    fn flags_are_appended() {
+        // An unset variable (this name is never set) yields just the flag.
+        assert_eq!(with_flag("XTASK_TEST_UNSET_FLAGS_VAR", "--cfg loom"), "--cfg loom");
+    }
+}

@@ -1,0 +1,342 @@
+//! `cargo xtask wine-test`: loads the real echo driver image into Wine's kernel
+//! emulation and checks what it prints.
+//!
+//! Wine writes `DbgPrint` output on its `debugstr` channel to the stderr of the first
+//! process of a prefix session (the one that brings up wineserver and the service
+//! manager, which later hosts the driver). [`WinePrefix::start`] therefore ends any
+//! running session and makes the service start that first process, with its stderr
+//! going to the debug log. The log is complete once the session has ended
+//! ([`WinePrefix::end_session`]).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::drivers;
+use crate::util::{self, Result, bail};
+
+const TAG: &str = "wine-test";
+
+/// `DbgPrint` markers the echo driver prints during one start/stop cycle, in order.
+pub const ECHO_SMOKE_MARKERS: &[&str] =
+    &["DriverEntry", "WskRegister ok", "WskCaptureProviderNPI ok", "DriverUnload done"];
+
+/// Set to `1` to make a missing Wine a failure instead of a skip.
+pub const REQUIRE_ENV: &str = "WSK_REQUIRE_WINE";
+
+const WINEBOOT_TIMEOUT: Duration = Duration::from_secs(300);
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(90);
+const SERVER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to let the session wind down (driver unload, service exit) on its own.
+const WIND_DOWN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How a Wine test ended without failing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Passed,
+    Skipped(String),
+}
+
+/// Why Wine cannot be used here, if it cannot.
+pub fn missing_tools() -> Option<String> {
+    let missing: Vec<&str> =
+        ["wine", "wineserver"].into_iter().filter(|tool| util::find_in_path(tool).is_none()).collect();
+    (!missing.is_empty()).then(|| format!("{} not found on PATH", missing.join(" and ")))
+}
+
+/// The smoke test: build the echo driver, load it under Wine, unload it, and check
+/// that it printed [`ECHO_SMOKE_MARKERS`] in order.
+pub fn smoke_test() -> Result<Outcome> {
+    if let Some(reason) = missing_tools() {
+        if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") {
+            bail!("{TAG}: Wine is required ({REQUIRE_ENV}=1) but unusable: {reason}");
+        }
+        println!("{TAG}: SKIPPED: {reason} (set {REQUIRE_ENV}=1 to make this a failure)");
+        return Ok(Outcome::Skipped(format!("wine not installed: {reason}")));
+    }
+    let start = Instant::now();
+    let sys = drivers::build(&drivers::ECHO)?;
+    let mut prefix = WinePrefix::new(drivers::ECHO.name)?;
+    prefix.install_driver(&sys, drivers::ECHO.name)?;
+    prefix.start(drivers::ECHO.name)?;
+    prefix.stop(drivers::ECHO.name)?;
+    prefix.end_session()?;
+    let messages = prefix.debug_log()?;
+    for message in &messages {
+        println!("{TAG}: DbgPrint: {message}");
+    }
+    if let Err(missing) = check_markers(&messages, ECHO_SMOKE_MARKERS) {
+        bail!(
+            "{TAG}: echo driver output lacks {missing} (expected in order: {:?}; full log: {})",
+            ECHO_SMOKE_MARKERS,
+            prefix.debug_log_path().display()
+        );
+    }
+    println!("{TAG}: passed in {} s", util::secs(start.elapsed()));
+    Ok(Outcome::Passed)
+}
+
+/// Checks that each marker occurs in some message after the one holding the previous
+/// marker. On failure, names the first marker not found.
+pub fn check_markers(messages: &[String], markers: &[&str]) -> Result<(), String> {
+    let mut rest = messages;
+    for marker in markers {
+        match rest.iter().position(|m| m.contains(marker)) {
+            Some(i) => rest = &rest[i + 1..],
+            None => return Err(format!("`{marker}`")),
+        }
+    }
+    Ok(())
+}
+
+/// The message of one `debugstr` line, without Wine's prefix and DbgPrint's
+/// component/level pair: `0114:warn:debugstr:vDbgPrintExWithPrefix 00000000:00000001: text`
+/// becomes `text`.
+pub fn debugstr_message(line: &str) -> Option<&str> {
+    let (_, rest) = line.split_once(":debugstr:")?;
+    let (_function, message) = rest.split_once(' ')?;
+    let message = match message.split_once(": ") {
+        Some((ids, text)) if is_component_level(ids) => text,
+        _ => message,
+    };
+    Some(message.trim_end())
+}
+
+fn is_component_level(ids: &str) -> bool {
+    ids.split_once(':')
+        .is_some_and(|(a, b)| [a, b].iter().all(|id| id.len() == 8 && id.chars().all(|c| c.is_ascii_hexdigit())))
+}
+
+/// A fresh Wine prefix under `<target>/wine/prefix-<name>`, with logs of every command
+/// in `<target>/wine/logs-<name>`. The prefix's wineserver is killed on drop.
+pub struct WinePrefix {
+    dir: PathBuf,
+    logs: PathBuf,
+    debug_log: PathBuf,
+    /// Commands run so far, to number the log files.
+    commands: u32,
+    /// Whether a session started by [`WinePrefix::start`] is running.
+    in_session: bool,
+}
+
+impl WinePrefix {
+    /// Deletes any previous prefix of this name and creates a new one.
+    pub fn new(name: &str) -> Result<Self> {
+        let root = util::target_dir().join("wine");
+        let mut prefix = Self {
+            dir: root.join(format!("prefix-{name}")),
+            logs: root.join(format!("logs-{name}")),
+            debug_log: root.join(format!("logs-{name}")).join("debug.log"),
+            commands: 0,
+            in_session: false,
+        };
+        util::remove_dir_all_if_exists(&prefix.logs)?;
+        util::create_dir_all(&prefix.logs)?;
+        if prefix.dir.exists() {
+            prefix.kill_server()?;
+            util::remove_dir_all_if_exists(&prefix.dir)?;
+        }
+        util::create_dir_all(&root)?;
+        let start = Instant::now();
+        println!("{TAG}: creating prefix {} ...", prefix.dir.display());
+        prefix.wine("wineboot", &["wineboot", "-i"], WINEBOOT_TIMEOUT)?;
+        // wineboot leaves processes running; the next session must start from scratch.
+        prefix.kill_server()?;
+        println!("{TAG}: prefix ready in {} s", util::secs(start.elapsed()));
+        Ok(prefix)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where `DbgPrint` output of the sessions goes.
+    pub fn debug_log_path(&self) -> &Path {
+        &self.debug_log
+    }
+
+    /// Copies `sys` to `C:\windows\system32\drivers\<service>.sys` and creates a
+    /// demand-start kernel service for it.
+    pub fn install_driver(&mut self, sys: &Path, service: &str) -> Result<()> {
+        let file = format!("{service}.sys");
+        let drivers_dir = self.dir.join("drive_c/windows/system32/drivers");
+        util::copy(sys, &drivers_dir.join(&file))?;
+        let bin_path = format!(r"C:\windows\system32\drivers\{file}");
+        println!("{TAG}: installing service {service} ({bin_path})");
+        self.wine(
+            &format!("sc-create-{service}"),
+            &["sc", "create", service, "binPath=", &bin_path, "type=", "kernel", "start=", "demand"],
+            COMMAND_TIMEOUT,
+        )
+    }
+
+    /// Sets `HKLM\System\CurrentControlSet\Services\<service>\Parameters\<name>`.
+    pub fn set_param_dword(&mut self, service: &str, name: &str, value: u32) -> Result<()> {
+        let key = format!(r"HKLM\System\CurrentControlSet\Services\{service}\Parameters");
+        println!("{TAG}: {key}\\{name} = {value}");
+        self.wine(
+            &format!("reg-{service}-{name}"),
+            &["reg", "add", &key, "/v", name, "/t", "REG_DWORD", "/d", &value.to_string(), "/f"],
+            COMMAND_TIMEOUT,
+        )
+    }
+
+    /// Starts a service. Outside a session this first ends every Wine process of the
+    /// prefix, so the service start becomes the session's first process and the
+    /// driver's `DbgPrint` output lands in the debug log.
+    pub fn start(&mut self, service: &str) -> Result<()> {
+        let start = Instant::now();
+        println!("{TAG}: starting {service} ...");
+        let label = format!("start-{service}");
+        let args = ["net", "start", service];
+        if self.in_session {
+            self.wine(&label, &args, COMMAND_TIMEOUT)?;
+        } else {
+            self.kill_server()?;
+            let mut cmd = self.command("wine");
+            cmd.env("WINEDEBUG", "warn+debugstr").args(args);
+            self.in_session = true;
+            let debug_log = self.debug_log.clone();
+            self.run(&label, &mut cmd, &debug_log, COMMAND_TIMEOUT)?;
+        }
+        println!("{TAG}: {service} started in {} s", util::secs(start.elapsed()));
+        Ok(())
+    }
+
+    /// Stops a service (the driver's unload routine runs).
+    pub fn stop(&mut self, service: &str) -> Result<()> {
+        let start = Instant::now();
+        println!("{TAG}: stopping {service} ...");
+        self.wine(&format!("stop-{service}"), &["net", "stop", service], COMMAND_TIMEOUT)?;
+        println!("{TAG}: {service} stopped in {} s", util::secs(start.elapsed()));
+        Ok(())
+    }
+
+    /// Lets the session's processes exit on their own for a while, then kills what is
+    /// left. Afterwards the debug log is complete.
+    pub fn end_session(&mut self) -> Result<()> {
+        if self.in_session {
+            let start = Instant::now();
+            println!("{TAG}: waiting for the session to end ...");
+            let log = self.next_log("wineserver-wait");
+            let mut wait = self.command("wineserver");
+            wait.arg("-w");
+            // A timeout only means something lingered; the kill below ends it.
+            if let Err(e) = util::run_timed(&mut wait, &log, WIND_DOWN_TIMEOUT) {
+                println!("{TAG}: note: {e}");
+            }
+            self.in_session = false;
+            println!("{TAG}: session ended in {} s", util::secs(start.elapsed()));
+        }
+        self.kill_server()
+    }
+
+    /// The `DbgPrint` messages logged so far, oldest first.
+    pub fn debug_log(&self) -> Result<Vec<String>> {
+        if !self.debug_log.exists() {
+            return Ok(Vec::new());
+        }
+        let bytes = util::read(&self.debug_log)?;
+        let text = String::from_utf8_lossy(&bytes);
+        Ok(text.lines().filter_map(debugstr_message).map(str::to_owned).collect())
+    }
+
+    /// A command bound to this prefix, headless and quiet unless told otherwise.
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env("WINEPREFIX", &self.dir)
+            .env("WINEDEBUG", "-all")
+            // No Mono or Gecko installers: there is no network and no one to click.
+            .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY");
+        cmd
+    }
+
+    /// Runs `wine <args>` and requires success.
+    fn wine(&mut self, label: &str, args: &[&str], timeout: Duration) -> Result<()> {
+        let log = self.next_log(label);
+        let mut cmd = self.command("wine");
+        cmd.args(args);
+        self.run(label, &mut cmd, &log, timeout)
+    }
+
+    fn run(&mut self, label: &str, cmd: &mut Command, log: &Path, timeout: Duration) -> Result<()> {
+        let line = util::display_command(cmd);
+        let done = util::run_timed(cmd, log, timeout)?;
+        if !done.status.success() {
+            bail!(
+                "{TAG}: {label}: `{line}` failed with {} after {} s; last output ({}):\n{}",
+                done.status,
+                util::secs(done.elapsed),
+                log.display(),
+                util::tail(log, 25)
+            );
+        }
+        Ok(())
+    }
+
+    /// Kills every process of this prefix. Succeeds when no server was running.
+    fn kill_server(&mut self) -> Result<()> {
+        let log = self.next_log("wineserver-kill");
+        let mut cmd = self.command("wineserver");
+        cmd.arg("-k");
+        // Exit status 1 only means there was no server to kill.
+        util::run_timed(&mut cmd, &log, SERVER_TIMEOUT).map(drop)
+    }
+
+    fn next_log(&mut self, label: &str) -> PathBuf {
+        self.commands += 1;
+        self.logs.join(format!("{:02}-{label}.log", self.commands))
+    }
+}
+
+impl Drop for WinePrefix {
+    fn drop(&mut self) {
+        if let Err(e) = self.kill_server() {
+            eprintln!("{TAG}: cleaning up {}: {e}", self.dir.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owned(lines: &[&str]) -> Vec<String> {
+        lines.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn extracts_dbgprint_text() {
+        let line = "0114:warn:debugstr:vDbgPrintExWithPrefix 00000000:00000001: echo: DriverEntry 42";
+        assert_eq!(debugstr_message(line), Some("echo: DriverEntry 42"));
+        let plain = "0030:warn:debugstr:OutputDebugStringA \"hi\"\n";
+        assert_eq!(debugstr_message(plain), Some("\"hi\""));
+        assert_eq!(debugstr_message("0044:err:winediag:nodrv_CreateWindow x"), None);
+        assert_eq!(debugstr_message("The echo service is starting."), None);
+    }
+
+    #[test]
+    fn markers_must_appear_in_order() {
+        let log = owned(&[
+            "echo: DriverEntry",
+            "echo: WskRegister ok",
+            "echo: WskCaptureProviderNPI ok",
+            "echo: listening",
+            "echo: DriverUnload done",
+        ]);
+        assert_eq!(check_markers(&log, ECHO_SMOKE_MARKERS), Ok(()));
+
+        let reordered = owned(&["echo: WskRegister ok", "echo: DriverEntry"]);
+        assert_eq!(check_markers(&reordered, &["DriverEntry", "WskRegister ok"]), Err("`WskRegister ok`".to_owned()));
+        let missing_unload = &log[..4];
+        assert_eq!(check_markers(missing_unload, ECHO_SMOKE_MARKERS), Err("`DriverUnload done`".to_owned()));
+    }
+
+    #[test]
+    fn each_marker_needs_its_own_line() {
+        let log = owned(&["DriverEntry and WskRegister ok in one line"]);
+        assert!(check_markers(&log, &["DriverEntry", "WskRegister ok"]).is_err());
+    }
+}
