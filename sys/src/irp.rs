@@ -48,8 +48,9 @@ pub union IRP_TAIL {
 }
 
 /// The I/O request packet. Allocate with `IoAllocateIrp`, never on the stack; the I/O stack
-/// locations follow it in the same allocation.
-#[repr(C)]
+/// locations follow it in the same allocation. 16-byte aligned, as the WDK declares it
+/// (`DECLSPEC_ALIGN(MEMORY_ALLOCATION_ALIGNMENT)`); the size, 0xD0, is unchanged by that.
+#[repr(C, align(16))]
 pub struct IRP {
     pub Type: CSHORT,
     pub Size: USHORT,

@@ -25,8 +25,9 @@ pub struct DRIVER_OBJECT {
     pub MajorFunction: [Option<DRIVER_DISPATCH>; IRP_MJ_MAXIMUM_FUNCTION + 1],
 }
 
-/// Device object: only the leading fields are named; the rest is the kernel's.
-#[repr(C)]
+/// Device object: only the leading fields are named; the rest is the kernel's. 16-byte aligned
+/// (size 0x150), as the WDK declares it (`DECLSPEC_ALIGN(MEMORY_ALLOCATION_ALIGNMENT)`).
+#[repr(C, align(16))]
 pub struct DEVICE_OBJECT {
     pub Type: CSHORT,
     pub Size: USHORT,

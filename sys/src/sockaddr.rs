@@ -25,8 +25,8 @@ pub struct SOCKADDR {
     pub sa_data: [CHAR; 14],
 }
 
-/// IPv4 address in network byte order.
-#[repr(C)]
+/// IPv4 address in network byte order (4-byte aligned, as the C union with `ULONG S_addr`).
+#[repr(C, align(4))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IN_ADDR {
     pub s_addr: [u8; 4],
