@@ -7,14 +7,25 @@
 
 #![no_std]
 
+pub mod addr;
+pub mod buf;
 pub mod error;
 pub mod global;
 pub mod log;
+mod loom;
+mod op;
 pub mod pool;
 pub mod registration;
+pub mod registry;
 #[cfg(all(feature = "driver-runtime", windows))]
 mod runtime;
+pub mod socket;
 
+pub use buf::IoBuf;
 pub use error::{Error, Result};
 pub use global::DriverGlobal;
 pub use registration::Wsk;
+pub use socket::core::live_sockets;
+pub use socket::options::SocketOption;
+pub use socket::tcp::{TcpListener, TcpReadHalf, TcpStream, TcpWriteHalf};
+pub use socket::udp::UdpSocket;

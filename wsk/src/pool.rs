@@ -1,61 +1,34 @@
 //! Non-paged pool allocation with a tag, fallible by construction.
 //!
-//! `ExAllocatePool2` exists only on Windows 10 2004 and later (and not in Wine): it is
-//! resolved once with `MmGetSystemRoutineAddress` (at PASSIVE_LEVEL, by [`init`]) and
-//! `ExAllocatePoolWithTag(NonPagedPoolNx)` is used where it is missing.
+//! A thin layer over the executor's pool module (which resolves `ExAllocatePool2` at
+//! PASSIVE_LEVEL and falls back to `ExAllocatePoolWithTag(NonPagedPoolNx)`), adding zeroing
+//! and [`PoolBox`].
 
-use core::ffi::c_void;
 use core::mem::{align_of, size_of};
 use core::ops::{Deref, DerefMut};
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicUsize, Ordering};
 
-use wsk_sys::{PFN_EX_ALLOCATE_POOL2, POOL_FLAG_NON_PAGED, UNICODE_STRING};
+use wsk_executor::kernel::pool as kpool;
 
 /// Pool tag of the library's allocations ("WskA" in a pool dump).
 pub const TAG: u32 = u32::from_le_bytes(*b"WskA");
 
 /// Pool allocations are 16-byte aligned on x64.
-pub const POOL_ALIGN: usize = 16;
+pub const POOL_ALIGN: usize = kpool::POOL_ALIGNMENT;
 
-const UNRESOLVED: usize = 0;
-const ABSENT: usize = 1;
-static EX_ALLOCATE_POOL2: AtomicUsize = AtomicUsize::new(UNRESOLVED);
-
-/// Resolves `ExAllocatePool2`. Call at PASSIVE_LEVEL (DriverEntry); until it has run,
-/// allocations use `ExAllocatePoolWithTag`. Idempotent.
+/// Resolves `ExAllocatePool2`. Call at PASSIVE_LEVEL (DriverEntry). Idempotent.
 pub fn init() {
-    if EX_ALLOCATE_POOL2.load(Ordering::Acquire) != UNRESOLVED || wsk_sys::KeGetCurrentIrql() != wsk_sys::PASSIVE_LEVEL
-    {
-        return;
-    }
-    let mut name = UNICODE_STRING::from_static(wsk_sys::utf16!("ExAllocatePool2"));
-    // SAFETY: PASSIVE_LEVEL was checked above; `name` is a valid counted string.
-    let routine = unsafe { wsk_sys::MmGetSystemRoutineAddress(&mut name) };
-    let value = if routine.is_null() { ABSENT } else { routine as usize };
-    EX_ALLOCATE_POOL2.store(value, Ordering::Release);
+    kpool::init();
 }
 
 /// Allocates `size` zeroed bytes of non-paged pool with `tag`. Returns `None` when the pool
 /// is exhausted (or a fault is injected). IRQL <= DISPATCH_LEVEL.
 pub fn allocate(size: usize, tag: u32) -> Option<NonNull<u8>> {
-    let resolved = EX_ALLOCATE_POOL2.load(Ordering::Acquire);
-    let ptr: *mut c_void = if resolved > ABSENT {
-        // SAFETY: the value was stored from the address `MmGetSystemRoutineAddress` returned
-        // for "ExAllocatePool2", whose documented signature is `PFN_EX_ALLOCATE_POOL2`.
-        let routine = unsafe { core::mem::transmute::<usize, PFN_EX_ALLOCATE_POOL2>(resolved) };
-        // SAFETY: plain pool allocation; ExAllocatePool2 zeroes the memory.
-        unsafe { routine(POOL_FLAG_NON_PAGED, size, tag) }
-    } else {
-        // SAFETY: plain pool allocation at IRQL <= DISPATCH_LEVEL.
-        let p = unsafe { wsk_sys::ExAllocatePoolWithTag(wsk_sys::NonPagedPoolNx, size, tag) };
-        if !p.is_null() {
-            // SAFETY: `p` is a fresh allocation of `size` bytes.
-            unsafe { core::ptr::write_bytes(p.cast::<u8>(), 0, size) };
-        }
-        p
-    };
-    NonNull::new(ptr.cast())
+    let size = size.max(1);
+    let ptr = kpool::allocate(size, tag)?;
+    // SAFETY: `ptr` is a fresh allocation of `size` bytes.
+    unsafe { core::ptr::write_bytes(ptr.as_ptr(), 0, size) };
+    Some(ptr)
 }
 
 /// Frees memory from [`allocate`].
@@ -63,8 +36,8 @@ pub fn allocate(size: usize, tag: u32) -> Option<NonNull<u8>> {
 /// # Safety
 /// `ptr` came from [`allocate`] with the same `tag` and is not used afterwards.
 pub unsafe fn free(ptr: NonNull<u8>, tag: u32) {
-    // SAFETY: the caller guarantees `ptr` is a live pool allocation with this tag.
-    unsafe { wsk_sys::ExFreePoolWithTag(ptr.as_ptr().cast(), tag) }
+    // SAFETY: forwarded contract.
+    unsafe { kpool::free(ptr, tag) }
 }
 
 /// An owned value in non-paged pool: a fallible `Box` with a stable address, usable from

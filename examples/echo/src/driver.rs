@@ -1,50 +1,143 @@
 //! DriverEntry and DriverUnload of the echo driver.
 
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+use core::sync::atomic::Ordering;
+use core::time::Duration;
+
 use wsk::pool::PoolBox;
-use wsk::{DriverGlobal, Wsk, log};
+use wsk::registry::Parameters;
+use wsk::{DriverGlobal, Error, TcpListener, Wsk, log};
+use wsk_executor::{Executor, IoObject, JoinHandle};
 use wsk_sys::{DRIVER_OBJECT, NTSTATUS, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS, UNICODE_STRING};
 
-/// How long DriverEntry waits for the WSK provider before continuing without it.
-const PROVIDER_WAIT_MS: u32 = 1_000;
+use crate::server::{self, STATS};
 
-/// Everything the driver owns between DriverEntry and DriverUnload.
+/// Port used when the service key sets none.
+pub const DEFAULT_PORT: u16 = 7007;
+/// How long DriverEntry waits for the WSK provider.
+const PROVIDER_WAIT_MS: u32 = 1_000;
+/// How long DriverUnload waits for background socket closes to finish.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// Everything the driver owns between DriverEntry and DriverUnload. Field order is drop
+/// order: tasks first, then the executor, then the WSK registration.
 struct DriverState {
-    #[expect(dead_code, reason = "held until unload, where dropping it deregisters")]
-    wsk: Wsk,
+    accept: Option<JoinHandle<()>>,
+    executor: Option<Executor>,
+    wsk: Option<Wsk>,
 }
 
 static STATE: DriverGlobal<DriverState> = DriverGlobal::new();
 
+/// Reads `Port` (REG_DWORD) and `Address` (REG_SZ, an IPv4 or IPv6 literal) from the service
+/// key's `Parameters`.
+///
+/// # Safety
+/// `registry_path` is DriverEntry's argument.
+unsafe fn listen_address(registry_path: *mut UNICODE_STRING) -> Result<SocketAddr, Error> {
+    let mut port = DEFAULT_PORT;
+    let mut ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    // SAFETY: forwarded contract.
+    if let Some(params) = unsafe { Parameters::open(registry_path)? } {
+        if let Some(p) = params.dword("Port")? {
+            port = u16::try_from(p).map_err(|_| Error::InvalidInput("Port must be below 65536"))?;
+        }
+        let mut text = [0u8; 64];
+        if let Some(a) = params.string("Address", &mut text)? {
+            ip = a.parse().map_err(|_| Error::InvalidInput("Address is not an IP address"))?;
+        }
+    }
+    Ok(SocketAddr::new(ip, port))
+}
+
 /// DriverEntry. IRQL == PASSIVE_LEVEL.
 ///
 /// # Safety
-/// `driver_object` must be the valid driver object the I/O manager (or emulator) passes.
+/// `driver_object` and `registry_path` are the valid arguments the I/O manager (or the
+/// emulator) passes.
 pub unsafe extern "system" fn driver_entry(
     driver_object: *mut DRIVER_OBJECT,
-    _registry_path: *mut UNICODE_STRING,
+    registry_path: *mut UNICODE_STRING,
 ) -> NTSTATUS {
     log!(always, "echo: DriverEntry");
-    let wsk = match Wsk::register(PROVIDER_WAIT_MS) {
-        Ok(wsk) => wsk,
+    // SAFETY: forwarded contract.
+    match unsafe { start(driver_object, registry_path) } {
+        Ok(()) => {
+            // SAFETY: valid driver object; DriverEntry may set DriverUnload.
+            unsafe { (*driver_object).DriverUnload = Some(driver_unload) };
+            STATUS_SUCCESS
+        }
         Err(e) => {
-            log!(error, "echo: WskRegister failed: {}", e);
-            return e.to_status();
+            log!(error, "echo: DriverEntry failed: {}", e);
+            e.to_status()
+        }
+    }
+}
+
+/// # Safety
+/// As [`driver_entry`].
+unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_STRING) -> Result<(), Error> {
+    // SAFETY: forwarded contract.
+    let addr = unsafe { listen_address(registry_path)? };
+    let wsk = Wsk::register(PROVIDER_WAIT_MS)?;
+    log!(always, "echo: WskRegister ok");
+    if !wsk.is_ready() {
+        log!(error, "echo: WSK provider not ready after {} ms", PROVIDER_WAIT_MS);
+        return Err(Error::NotReady);
+    }
+    log!(always, "echo: WskCaptureProviderNPI ok");
+    // SAFETY: the driver's own driver object, valid for the driver's lifetime.
+    let executor = Executor::new(unsafe { IoObject::from_driver(driver_object) }).map_err(|_| Error::NoMemory)?;
+    let mut state = PoolBox::try_new(DriverState { accept: None, executor: Some(executor), wsk: Some(wsk) })
+        .map_err(|_| Error::NoMemory)?;
+    let wsk_ref = state.wsk.as_ref().ok_or(Error::NotReady)?;
+    let listener = match wsk_executor::block_on(TcpListener::bind(wsk_ref, addr)) {
+        Ok(Ok(listener)) => listener,
+        Ok(Err(e)) => {
+            log!(error, "echo: cannot listen on {}: {}", addr, e);
+            stop(&mut state);
+            return Err(e);
+        }
+        Err(_) => {
+            stop(&mut state);
+            return Err(Error::WrongIrql { max: 0, current: wsk_sys::KeGetCurrentIrql() });
         }
     };
-    log!(always, "echo: WskRegister ok");
-    if wsk.is_ready() {
-        log!(always, "echo: WskCaptureProviderNPI ok");
-    } else {
-        log!(error, "echo: WSK provider not ready after {} ms", PROVIDER_WAIT_MS);
+    let executor = state.executor.as_ref().ok_or(Error::NotReady)?;
+    let accept = executor.spawn(server::accept_loop(listener, executor.spawner()));
+    match accept {
+        Ok(handle) => state.accept = Some(handle),
+        Err(_) => {
+            stop(&mut state);
+            return Err(Error::NoMemory);
+        }
     }
-    let state = match PoolBox::try_new(DriverState { wsk }) {
-        Ok(state) => state,
-        Err(_) => return STATUS_INSUFFICIENT_RESOURCES,
-    };
+    log!(always, "echo: listening on {}", addr);
     drop(STATE.set(state));
-    // SAFETY: the caller passes a valid driver object; DriverEntry may set DriverUnload.
-    unsafe { (*driver_object).DriverUnload = Some(driver_unload) };
-    STATUS_SUCCESS
+    Ok(())
+}
+
+/// The unload protocol: stop accepting, cancel every task (their sockets close), wait for the
+/// executor to be idle and every socket to be closed, deregister.
+fn stop(state: &mut DriverState) {
+    if let Some(accept) = state.accept.take() {
+        accept.abort();
+    }
+    if let Some(executor) = state.executor.take() {
+        if let Err(executor) = executor.shutdown() {
+            log!(error, "echo: executor shutdown above PASSIVE_LEVEL; leaking it");
+            core::mem::forget(executor);
+        }
+    }
+    let mut waited = Duration::ZERO;
+    let step = Duration::from_millis(5);
+    while wsk::live_sockets() != 0 && waited < CLOSE_WAIT {
+        let mut interval = -((step.as_nanos() / 100) as i64);
+        // SAFETY: PASSIVE_LEVEL (unload or DriverEntry); a relative kernel-mode delay.
+        unsafe { wsk_sys::KeDelayExecutionThread(wsk_sys::KernelMode, 0, &mut interval) };
+        waited += step;
+    }
+    drop(state.wsk.take());
 }
 
 /// DriverUnload. IRQL == PASSIVE_LEVEL.
@@ -53,6 +146,20 @@ pub unsafe extern "system" fn driver_entry(
 /// Called once by the I/O manager after a successful DriverEntry.
 pub unsafe extern "system" fn driver_unload(_driver_object: *mut DRIVER_OBJECT) {
     log!(always, "echo: DriverUnload");
-    drop(STATE.take());
-    log!(always, "echo: DriverUnload done");
+    if let Some(mut state) = STATE.take() {
+        stop(&mut state);
+    }
+    let open = wsk::live_sockets();
+    log!(
+        always,
+        "echo: DriverUnload done: {} connections, {} bytes echoed, {} sockets open",
+        STATS.connections.load(Ordering::Relaxed),
+        STATS.bytes.load(Ordering::Relaxed),
+        open
+    );
+}
+
+/// Whether DriverEntry left an allocation failure (for the host binary's messages).
+pub fn insufficient_resources(status: NTSTATUS) -> bool {
+    status == STATUS_INSUFFICIENT_RESOURCES
 }

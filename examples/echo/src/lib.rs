@@ -1,7 +1,10 @@
 //! The echo driver.
 //!
-//! Current scope: DriverEntry registers a WSK client and captures the provider NPI;
-//! DriverUnload releases and deregisters it. The TCP echo service itself is not built yet.
+//! A TCP echo server: DriverEntry reads `Port` and `Address` from the service key's
+//! `Parameters`, registers with WSK, listens, and spawns an accept loop; each connection is
+//! echoed by its own task until the peer finishes sending, then disconnected gracefully and
+//! closed. DriverUnload stops accepting, cancels every task (closing their sockets), waits
+//! until the executor is idle and every socket is closed, and deregisters.
 //!
 //! The same code is built two ways: as `echo.sys` for `x86_64-pc-windows-msvc`
 //! (`cargo xtask drivers`), where [`DriverEntry`] is the image entry point, and into the
@@ -11,6 +14,7 @@
 #![no_std]
 
 pub mod driver;
+pub mod server;
 
 /// The image entry point of `echo.sys`.
 ///

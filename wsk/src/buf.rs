@@ -1,0 +1,138 @@
+//! `IoBuf`: an owned buffer in non-paged pool with its MDL built once.
+//!
+//! Operations take an `IoBuf` by value and hand it back with their result (owned-buffer
+//! API): while the provider may touch the memory, nobody else can. Because the MDL is built
+//! when the buffer is created, sending and receiving allocate nothing.
+
+use core::ptr::NonNull;
+
+use wsk_sys::{MDL, WSK_BUF};
+
+use crate::error::{Error, Result};
+use crate::pool;
+
+/// Pool tag of I/O buffers ("WskB").
+pub const BUF_TAG: u32 = u32::from_le_bytes(*b"WskB");
+
+/// Largest buffer one MDL may describe here (the MDL byte count is a ULONG; we stay well
+/// below it).
+pub const MAX_BUF: usize = 256 * 1024 * 1024;
+
+/// An owned, non-paged I/O buffer with a valid length `len <= capacity`.
+///
+/// # Invariants
+/// `data` is a pool allocation of `capacity` bytes (all initialized: pool memory is zeroed at
+/// allocation) with tag [`BUF_TAG`]; `mdl` describes exactly those bytes and was built with
+/// `MmBuildMdlForNonPagedPool`; both are owned by this value.
+pub struct IoBuf {
+    data: NonNull<u8>,
+    capacity: usize,
+    len: usize,
+    mdl: NonNull<MDL>,
+}
+
+// SAFETY: `IoBuf` exclusively owns its memory and MDL, like `Box<[u8]>`.
+unsafe impl Send for IoBuf {}
+// SAFETY: shared access only reads.
+unsafe impl Sync for IoBuf {}
+
+impl IoBuf {
+    /// Allocates a zeroed buffer of `capacity` bytes (at least 1) and its MDL.
+    /// IRQL <= DISPATCH_LEVEL.
+    pub fn with_capacity(capacity: usize) -> Result<Self> {
+        if capacity > MAX_BUF {
+            return Err(Error::InvalidInput("buffer larger than 256 MiB"));
+        }
+        let capacity = capacity.max(1);
+        let data = pool::allocate(capacity, BUF_TAG).ok_or(Error::NoMemory)?;
+        // SAFETY: `data` is a live non-paged allocation of `capacity` bytes (<= MAX_BUF, so
+        // the length fits a ULONG); no IRP is associated.
+        let mdl = unsafe { wsk_sys::IoAllocateMdl(data.as_ptr().cast(), capacity as u32, 0, 0, core::ptr::null_mut()) };
+        let Some(mdl) = NonNull::new(mdl) else {
+            // SAFETY: allocated above with BUF_TAG, not shared.
+            unsafe { pool::free(data, BUF_TAG) };
+            return Err(Error::NoMemory);
+        };
+        // SAFETY: the MDL describes non-paged pool memory that outlives it.
+        unsafe { wsk_sys::MmBuildMdlForNonPagedPool(mdl.as_ptr()) };
+        // INVARIANT: all fields set as documented.
+        Ok(Self { data, capacity, len: 0, mdl })
+    }
+
+    /// A buffer holding a copy of `bytes`. IRQL <= DISPATCH_LEVEL.
+    pub fn copy_from(bytes: &[u8]) -> Result<Self> {
+        let mut buf = Self::with_capacity(bytes.len())?;
+        buf.as_mut_capacity()[..bytes.len()].copy_from_slice(bytes);
+        buf.len = bytes.len();
+        Ok(buf)
+    }
+
+    /// Bytes the buffer can hold.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Bytes of valid data.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there is no valid data.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Sets the valid length (clamped to the capacity).
+    pub fn set_len(&mut self, len: usize) {
+        self.len = len.min(self.capacity);
+    }
+
+    /// Clears the valid data.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// The valid data.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: by the invariant, `capacity >= len` initialized bytes are owned by `self`.
+        unsafe { core::slice::from_raw_parts(self.data.as_ptr(), self.len) }
+    }
+
+    /// The whole capacity, for filling before a send.
+    pub fn as_mut_capacity(&mut self) -> &mut [u8] {
+        // SAFETY: by the invariant all `capacity` bytes are initialized and owned by `self`;
+        // `&mut self` gives exclusive access.
+        unsafe { core::slice::from_raw_parts_mut(self.data.as_ptr(), self.capacity) }
+    }
+
+    /// Appends as much of `bytes` as fits; returns how many bytes were taken.
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) -> usize {
+        let n = bytes.len().min(self.capacity - self.len);
+        let at = self.len;
+        self.as_mut_capacity()[at..at + n].copy_from_slice(&bytes[..n]);
+        self.len += n;
+        n
+    }
+
+    /// A `WSK_BUF` over `offset..offset + length` of the buffer.
+    pub(crate) fn wsk_buf(&self, offset: usize, length: usize) -> WSK_BUF {
+        debug_assert!(offset + length <= self.capacity);
+        WSK_BUF { Mdl: self.mdl.as_ptr(), Offset: offset as u32, Length: length }
+    }
+}
+
+impl core::fmt::Debug for IoBuf {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("IoBuf").field("len", &self.len).field("capacity", &self.capacity).finish()
+    }
+}
+
+impl Drop for IoBuf {
+    fn drop(&mut self) {
+        // SAFETY: by the invariant the MDL is owned by `self` and no operation holds the
+        // buffer (operations own the `IoBuf` while the provider may use it).
+        unsafe { wsk_sys::IoFreeMdl(self.mdl.as_ptr()) };
+        // SAFETY: as above, the allocation is owned by `self` and freed once.
+        unsafe { pool::free(self.data, BUF_TAG) };
+    }
+}

@@ -1,0 +1,354 @@
+//! IRP-backed operations: one reusable IRP per operation slot, a completion routine that
+//! records the result and wakes the task, and cancel-on-drop that never blocks.
+//!
+//! # Lifecycle of a slot
+//!
+//! ```text
+//!            arm()+submit                 completion routine
+//!   IDLE ───────────────────> SUBMITTED ─────────────────────> SUBMITTED|COMPLETE
+//!    ^                            │                                     │
+//!    │                            │ future dropped                     │ future polls:
+//!    │                            v                                     │ take result
+//!    │                 SUBMITTED|ABANDONED|CANCELLING                   │
+//!    │                     (IoCancelIrp runs)                          v
+//!    └──── finalize (exactly once: by the completion routine, or ─── IDLE
+//!          by the dropper if completion ran during IoCancelIrp)
+//! ```
+//!
+//! # Who touches what
+//!
+//! | field                 | IDLE            | SUBMITTED (not COMPLETE)       | COMPLETE                 |
+//! |-----------------------|-----------------|--------------------------------|--------------------------|
+//! | `irp`                 | owner (arm)     | provider, then completion      | owner (reuse) / finalize |
+//! | `status`, `info`      | —               | completion routine (write)     | owner or finalizer (read)|
+//! | `buffer`, `args`      | owner (fill)    | provider reads through pointers| owner or finalizer (take)|
+//! | `waker`               | owner           | owner registers, completion wakes | —                     |
+//!
+//! The `COMPLETE` bit is set with release ordering after `status`/`info` are written, and read
+//! with acquire ordering before they are read.
+//!
+//! A slot is reference counted: one reference for its owner (a socket half) and one while an
+//! IRP is in flight, so an abandoned operation's completion still finds its slot after the
+//! socket is gone. The last reference frees the IRP, any buffer, and the slot.
+
+use core::cell::UnsafeCell;
+use core::ffi::c_void;
+use core::future::Future;
+use core::pin::Pin;
+use core::ptr::NonNull;
+use core::task::{Context, Poll};
+
+use wsk_executor::AtomicWaker;
+use wsk_sys::{DEVICE_OBJECT, IRP, NTSTATUS, SOCKADDR_STORAGE, STATUS_MORE_PROCESSING_REQUIRED, WSK_BUF};
+
+use crate::buf::IoBuf;
+use crate::error::{Error, Result};
+use crate::loom::{AtomicU32, Ordering};
+use crate::pool;
+
+/// An IRP is in flight (owned by the provider until `COMPLETE`).
+const SUBMITTED: u32 = 1 << 0;
+/// The completion routine has recorded the result.
+const COMPLETE: u32 = 1 << 1;
+/// The future that submitted the IRP is gone; the result is discarded.
+const ABANDONED: u32 = 1 << 2;
+/// The dropping future is inside `IoCancelIrp`; finalization is left to it.
+const CANCELLING: u32 = 1 << 3;
+
+/// Pool tag of operation slots ("WskO").
+pub const OP_TAG: u32 = u32::from_le_bytes(*b"WskO");
+
+/// Arguments the provider reads through pointers while the IRP is pending; they live in the
+/// slot so they stay put.
+pub(crate) struct OpArgs {
+    pub wsk_buf: WSK_BUF,
+    /// An address the call reads (connect, bind, send-to) or writes (accept, receive-from).
+    pub addr: SOCKADDR_STORAGE,
+    /// Option value for `WskControlSocket`.
+    pub option: [u8; 16],
+}
+
+impl OpArgs {
+    const fn new() -> Self {
+        Self {
+            wsk_buf: WSK_BUF { Mdl: core::ptr::null_mut(), Offset: 0, Length: 0 },
+            addr: SOCKADDR_STORAGE::zeroed(),
+            option: [0; 16],
+        }
+    }
+}
+
+/// The shared part of a slot (in non-paged pool).
+struct SlotInner {
+    state: AtomicU32,
+    refs: AtomicU32,
+    irp: NonNull<IRP>,
+    status: UnsafeCell<NTSTATUS>,
+    info: UnsafeCell<usize>,
+    waker: AtomicWaker,
+    buffer: UnsafeCell<Option<IoBuf>>,
+    args: UnsafeCell<OpArgs>,
+}
+
+// SAFETY: the cells are accessed under the state protocol documented in the module table;
+// everything else is atomic or immutable.
+unsafe impl Sync for SlotInner {}
+// SAFETY: as above.
+unsafe impl Send for SlotInner {}
+
+/// The result of a completed operation.
+pub(crate) struct Completion {
+    pub status: NTSTATUS,
+    pub info: usize,
+    pub buffer: Option<IoBuf>,
+}
+
+impl Completion {
+    /// `Ok(info)` for a success status, else the mapped error.
+    pub fn result(&self) -> Result<usize> {
+        crate::error::check(self.status).map(|()| self.info)
+    }
+}
+
+/// The owner's handle to a slot. Not `Clone`: exactly one owner.
+///
+/// # Invariants
+/// `inner` points to a live `SlotInner` on which this handle holds one reference.
+pub(crate) struct OpSlot {
+    inner: NonNull<SlotInner>,
+}
+
+// SAFETY: the slot is designed for completion on any CPU; the owner handle is used by one
+// task at a time (`&mut` for operations).
+unsafe impl Send for OpSlot {}
+// SAFETY: shared references only read immutable fields or use atomics.
+unsafe impl Sync for OpSlot {}
+
+impl OpSlot {
+    /// Allocates a slot and its IRP (one stack location). IRQL <= DISPATCH_LEVEL.
+    pub fn new() -> Result<Self> {
+        // SAFETY: plain IRP allocation at IRQL <= DISPATCH_LEVEL.
+        let irp = NonNull::new(unsafe { wsk_sys::IoAllocateIrp(1, 0) }).ok_or(Error::NoMemory)?;
+        let inner = SlotInner {
+            state: AtomicU32::new(0),
+            refs: AtomicU32::new(1),
+            irp,
+            status: UnsafeCell::new(0),
+            info: UnsafeCell::new(0),
+            waker: AtomicWaker::new(),
+            buffer: UnsafeCell::new(None),
+            args: UnsafeCell::new(OpArgs::new()),
+        };
+        let Some(mem) = pool::allocate(core::mem::size_of::<SlotInner>(), OP_TAG) else {
+            // SAFETY: the IRP was allocated above and never submitted.
+            unsafe { wsk_sys::IoFreeIrp(irp.as_ptr()) };
+            return Err(Error::NoMemory);
+        };
+        let ptr = mem.cast::<SlotInner>();
+        // SAFETY: fresh pool memory, 16-byte aligned, large enough for SlotInner.
+        unsafe { ptr.as_ptr().write(inner) };
+        // INVARIANT: one reference, owned by the new handle.
+        Ok(Self { inner: ptr })
+    }
+
+    fn inner(&self) -> &SlotInner {
+        // SAFETY: by the invariant the slot is live while this handle exists.
+        unsafe { self.inner.as_ref() }
+    }
+
+    /// Waits until no IRP of an earlier (abandoned) operation is in flight.
+    pub async fn idle(&mut self) {
+        core::future::poll_fn(|cx| {
+            let inner = self.inner();
+            if inner.state.load(Ordering::Acquire) == 0 {
+                return Poll::Ready(());
+            }
+            inner.waker.register(cx.waker());
+            if inner.state.load(Ordering::Acquire) == 0 { Poll::Ready(()) } else { Poll::Pending }
+        })
+        .await
+    }
+
+    /// Prepares the IRP for a new call and stores `buffer` in the slot. Returns the IRP to
+    /// pass to the provider and the argument block. The caller must then call the provider
+    /// routine and [`OpSlot::submitted`] — in that order, with nothing in between that can
+    /// fail.
+    ///
+    /// # Panics
+    /// In debug builds, if the slot is not idle (the caller must await [`OpSlot::idle`]).
+    pub fn arm(&mut self, buffer: Option<IoBuf>) -> (*mut IRP, *mut OpArgs) {
+        let inner = self.inner();
+        debug_assert_eq!(inner.state.load(Ordering::Acquire), 0, "slot armed while busy");
+        let irp = inner.irp.as_ptr();
+        // SAFETY: the slot is idle, so the IRP is owned by the slot's owner (us).
+        unsafe { wsk_sys::IoReuseIrp(irp, wsk_sys::STATUS_UNSUCCESSFUL) };
+        // SAFETY: as above; the IRP has one stack location, which is the next one.
+        unsafe {
+            wsk_sys::IoSetCompletionRoutine(irp, Some(complete), self.inner.as_ptr().cast::<c_void>(), true, true, true)
+        };
+        // SAFETY: idle slot: nobody else reads or writes `buffer`.
+        unsafe { *inner.buffer.get() = buffer };
+        inner.refs.fetch_add(1, Ordering::Relaxed);
+        inner.state.store(SUBMITTED, Ordering::Release);
+        (irp, inner.args.get())
+    }
+
+    /// The argument block (to read results after completion, or fill before `arm`).
+    pub fn args(&mut self) -> &mut OpArgs {
+        // SAFETY: `&mut self` and an idle or completed slot: nobody else touches the block
+        // (callers only use it before `arm` or after `wait` returned).
+        unsafe { &mut *self.inner().args.get() }
+    }
+
+    /// Whether the armed IRP has completed (its completion routine ran).
+    pub fn is_complete(&self) -> bool {
+        self.inner().state.load(Ordering::Acquire) & COMPLETE != 0
+    }
+
+    /// Returns a future that resolves when the IRP armed by [`OpSlot::arm`] completes. If it
+    /// is dropped before, the IRP is cancelled and the completion path cleans up.
+    pub fn submitted(&mut self) -> InFlight<'_> {
+        InFlight { slot: self, done: false }
+    }
+}
+
+impl Drop for OpSlot {
+    fn drop(&mut self) {
+        // SAFETY: this handle's reference is released exactly once.
+        unsafe { release(self.inner) };
+    }
+}
+
+/// Drops one reference; the last frees the IRP, any buffer and the slot.
+///
+/// # Safety
+/// The caller owns one reference to the live slot and does not use it afterwards.
+unsafe fn release(inner: NonNull<SlotInner>) {
+    // SAFETY: the caller's reference keeps the slot live until the decrement.
+    let refs = unsafe { &inner.as_ref().refs };
+    if refs.fetch_sub(1, Ordering::AcqRel) != 1 {
+        return;
+    }
+    // SAFETY: last reference: nothing else can reach the slot.
+    let slot = unsafe { inner.as_ptr().read() };
+    // SAFETY: no IRP is in flight (its reference was released), so the IRP is ours to free.
+    unsafe { wsk_sys::IoFreeIrp(slot.irp.as_ptr()) };
+    drop(slot);
+    // SAFETY: allocated by `OpSlot::new` with OP_TAG; the value was moved out above.
+    unsafe { pool::free(inner.cast(), OP_TAG) };
+}
+
+/// Resets an abandoned slot to idle, drops its buffer, wakes a waiter, and releases the
+/// in-flight reference. Runs exactly once per abandoned operation.
+///
+/// # Safety
+/// The slot is live with its in-flight reference still held; the completion has run.
+unsafe fn finalize_abandoned(inner: NonNull<SlotInner>) {
+    // SAFETY: guaranteed by the caller.
+    let slot = unsafe { inner.as_ref() };
+    // SAFETY: completion ran and the future is gone: only the finalizer touches `buffer`.
+    let buffer = unsafe { (*slot.buffer.get()).take() };
+    drop(buffer);
+    slot.state.store(0, Ordering::Release);
+    slot.waker.wake();
+    // SAFETY: releases the in-flight reference taken in `arm`.
+    unsafe { release(inner) };
+}
+
+/// The completion routine of every operation IRP. Runs at IRQL <= DISPATCH_LEVEL on any
+/// CPU; never blocks or allocates.
+unsafe extern "system" fn complete(_device: *mut DEVICE_OBJECT, irp: *mut IRP, context: *mut c_void) -> NTSTATUS {
+    let Some(inner) = NonNull::new(context.cast::<SlotInner>()) else {
+        return STATUS_MORE_PROCESSING_REQUIRED;
+    };
+    // SAFETY: the in-flight reference keeps the slot live until it is released below.
+    let slot = unsafe { inner.as_ref() };
+    // SAFETY: the provider completed `irp`, which now belongs to us again.
+    let io = unsafe { (*irp).IoStatus };
+    // SAFETY: while SUBMITTED and not COMPLETE only this routine writes the result.
+    unsafe {
+        *slot.status.get() = io.Status;
+    }
+    // SAFETY: as above.
+    unsafe {
+        *slot.info.get() = io.Information;
+    }
+    let prev = slot.state.fetch_or(COMPLETE, Ordering::AcqRel);
+    if prev & ABANDONED != 0 {
+        if prev & CANCELLING == 0 {
+            // SAFETY: abandoned and nobody cancelling: this routine finalizes.
+            unsafe { finalize_abandoned(inner) };
+        }
+        // Else the dropper finalizes after its IoCancelIrp returns.
+    } else {
+        slot.waker.wake();
+    }
+    STATUS_MORE_PROCESSING_REQUIRED
+}
+
+/// A pending operation. Resolves to its [`Completion`]; dropping it cancels the IRP.
+pub(crate) struct InFlight<'a> {
+    slot: &'a mut OpSlot,
+    done: bool,
+}
+
+impl Future for InFlight<'_> {
+    type Output = Completion;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Completion> {
+        let this = &mut *self;
+        assert!(!this.done, "InFlight polled after completion");
+        let inner = this.slot.inner();
+        if inner.state.load(Ordering::Acquire) & COMPLETE == 0 {
+            inner.waker.register(cx.waker());
+            if inner.state.load(Ordering::Acquire) & COMPLETE == 0 {
+                return Poll::Pending;
+            }
+        }
+        // SAFETY: COMPLETE was observed with acquire ordering: the result is written and the
+        // completion routine no longer touches the fields.
+        let completion = unsafe {
+            Completion { status: *inner.status.get(), info: *inner.info.get(), buffer: (*inner.buffer.get()).take() }
+        };
+        inner.state.store(0, Ordering::Release);
+        this.done = true;
+        // SAFETY: releases the in-flight reference taken in `arm`.
+        unsafe { release_in_flight(this.slot.inner) };
+        Poll::Ready(completion)
+    }
+}
+
+/// Releases the in-flight reference of a completed, collected operation.
+///
+/// # Safety
+/// As [`release`]; the owner handle still holds its own reference, so this never frees.
+unsafe fn release_in_flight(inner: NonNull<SlotInner>) {
+    // SAFETY: forwarded.
+    unsafe { release(inner) }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let ptr = self.slot.inner;
+        let inner = self.slot.inner();
+        let prev = inner.state.fetch_or(ABANDONED | CANCELLING, Ordering::AcqRel);
+        if prev & COMPLETE != 0 {
+            // Completed but never collected: finalize here.
+            inner.state.fetch_and(!CANCELLING, Ordering::AcqRel);
+            // SAFETY: completion ran and will not finalize (it saw no ABANDONED).
+            unsafe { finalize_abandoned(ptr) };
+            return;
+        }
+        // SAFETY: CANCELLING keeps the completion path from finalizing, so the IRP and slot
+        // stay live (the IRP is not reused) until we clear the bit.
+        unsafe { wsk_sys::IoCancelIrp(inner.irp.as_ptr()) };
+        let prev = inner.state.fetch_and(!CANCELLING, Ordering::AcqRel);
+        if prev & COMPLETE != 0 {
+            // SAFETY: completion ran while we were cancelling and left finalization to us.
+            unsafe { finalize_abandoned(ptr) };
+        }
+    }
+}

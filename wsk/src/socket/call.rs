@@ -1,0 +1,72 @@
+//! The common shape of a socket call: wait for the slot, enter the rundown, arm the IRP,
+//! call the provider, leave the rundown, await the completion.
+
+use wsk_sys::{IRP, NTSTATUS, WSK_SOCKET};
+
+use crate::buf::IoBuf;
+use crate::error::Error;
+use crate::op::{Completion, OpArgs, OpSlot};
+use crate::socket::core::SocketCore;
+
+/// A call that could not be issued, with the buffer handed back.
+pub(crate) struct NotIssued {
+    pub error: Error,
+    pub buffer: Option<IoBuf>,
+}
+
+/// Issues one socket-level call and awaits its IRP.
+///
+/// `prepare` fills the argument block (the slot is idle); `issue` calls the provider routine
+/// from dispatch table `T` with the socket, the IRP and the argument block, and returns its
+/// status (informational: the result comes from the IRP, which the provider always
+/// completes). `issue` returns `None` when the provider lacks the routine; the IRP is then
+/// completed here with `STATUS_NOT_IMPLEMENTED`. A routine that returns
+/// `STATUS_NOT_IMPLEMENTED` without having completed the IRP (a stub, as in Wine's netio) is
+/// treated the same way: WSK providers complete failed requests before returning, so an IRP
+/// still pending after that return was never taken.
+///
+/// # Safety
+/// `T` must be the provider dispatch table type of `core`'s socket kind, and `issue` must
+/// pass the IRP and pointers into the argument block to exactly one provider routine.
+pub(crate) async unsafe fn socket_call<T>(
+    core: &SocketCore,
+    slot: &mut OpSlot,
+    buffer: Option<IoBuf>,
+    prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
+    issue: impl FnOnce(*mut WSK_SOCKET, &T, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+) -> Result<Completion, NotIssued> {
+    slot.idle().await;
+    let guard = match core.enter() {
+        Ok(guard) => guard,
+        Err(error) => return Err(NotIssued { error, buffer }),
+    };
+    prepare(slot.args(), buffer.as_ref());
+    let (irp, args) = slot.arm(buffer);
+    // SAFETY: the caller guarantees `T` matches the socket kind; the guard is held.
+    let (socket, table) = unsafe { core.dispatch::<T>(&guard) };
+    match issue(socket, table, irp, args) {
+        None => complete_not_implemented(irp),
+        Some(wsk_sys::STATUS_NOT_IMPLEMENTED) if !slot.is_complete() => complete_not_implemented(irp),
+        Some(_) => {}
+    }
+    drop(guard);
+    Ok(slot.submitted().await)
+}
+
+/// Completes an armed IRP that no provider routine took, as the provider would have.
+pub(crate) fn complete_not_implemented(irp: *mut IRP) {
+    // SAFETY: the IRP is armed (completion routine in the next location) and was not passed
+    // to any provider routine: we play the provider, make the next location current and
+    // complete it.
+    unsafe {
+        (*irp).IoStatus.Status = wsk_sys::STATUS_NOT_IMPLEMENTED;
+    }
+    // SAFETY: as above.
+    unsafe {
+        (*irp).IoStatus.Information = 0;
+    }
+    // SAFETY: as above; the IRP has the one stack location the completion routine lives in.
+    unsafe { wsk_sys::IoSetNextIrpStackLocation(irp) };
+    // SAFETY: as above.
+    unsafe { wsk_sys::IoCompleteRequest(irp, 0) };
+}

@@ -1,0 +1,341 @@
+//! The shared core of a socket: the `WSK_SOCKET`, the reserved close IRP, and the close
+//! rundown that keeps the WSK close contract.
+//!
+//! # The close contract, rule by rule
+//!
+//! 1-2. Every call into the socket's dispatch table runs inside a [`CallGuard`] from
+//!      [`SocketCore::enter`]: an atomic test-and-increment of the call count that fails once
+//!      close has begun. `WskCloseSocket` is issued only when the count is zero; `close()`
+//!      waits for that asynchronously (no thread blocks). Pending IRPs of earlier calls are
+//!      allowed and do not hold the count.
+//! 3.   `WskCloseSocket` cancels the socket's pending IRPs (their operations resolve
+//!      `Err(Cancelled)`) and completes only after in-flight event callbacks returned;
+//!      `close()` resolves only when the close IRP completes.
+//! 4.   After close begins, [`SocketCore::enter`] fails with [`Error::Closed`]; `close(self)`
+//!      consumes the handle.
+//! 5.   A connection not disconnected in both directions is aborted by the provider.
+//! 6.   The close IRP is allocated with the socket (close cannot fail for lack of memory); its
+//!      completion routine returns `STATUS_MORE_PROCESSING_REQUIRED` and the IRP is freed
+//!      with the core.
+//!
+//! # Rundown word
+//!
+//! ```text
+//!  bit 0  CLOSING       no new calls (set once, never cleared)
+//!  bit 1  CLOSE_ISSUED  WskCloseSocket was called (exactly once)
+//!  bit 2  CLOSE_DONE    the close IRP completed
+//!  bits 3.. calls in progress (count << 3)
+//! ```
+//!
+//! The core is reference counted: one reference per owner handle (stream, listener, halves)
+//! plus one while the close IRP is in flight. The last reference frees the close IRP and the
+//! core. When the last owner goes away without `close()`, it issues the close itself
+//! (background close): no call can be in progress then, because calls borrow an owner.
+
+use core::ffi::c_void;
+use core::ptr::NonNull;
+use core::task::Poll;
+
+use wsk_executor::AtomicWaker;
+use wsk_sys::{DEVICE_OBJECT, IRP, NTSTATUS, STATUS_MORE_PROCESSING_REQUIRED, WSK_PROVIDER_BASIC_DISPATCH, WSK_SOCKET};
+
+use crate::error::{Error, Result};
+use crate::loom::{AtomicU32, AtomicUsize, Ordering};
+use crate::pool;
+
+const CLOSING: usize = 1 << 0;
+const CLOSE_ISSUED: usize = 1 << 1;
+const CLOSE_DONE: usize = 1 << 2;
+const CALL_ONE: usize = 1 << 3;
+const FLAGS: usize = CALL_ONE - 1;
+
+/// Pool tag of socket cores ("WskS").
+pub const SOCKET_TAG: u32 = u32::from_le_bytes(*b"WskS");
+
+/// Live socket cores (for diagnostics and unload checks).
+static LIVE_SOCKETS: AtomicUsize = AtomicUsize::new(0);
+
+/// Number of sockets whose memory is not yet freed (open, or closing in the background).
+/// Any IRQL.
+pub fn live_sockets() -> usize {
+    LIVE_SOCKETS.load(Ordering::Acquire)
+}
+
+struct CoreInner {
+    refs: AtomicU32,
+    rundown: AtomicUsize,
+    socket: core::sync::atomic::AtomicPtr<WSK_SOCKET>,
+    close_irp: NonNull<IRP>,
+    close_status: core::sync::atomic::AtomicI32,
+    waker: AtomicWaker,
+}
+
+// SAFETY: shared fields are atomics; `close_irp` is touched only by the single closer (and the
+// provider), `socket` is a provider object usable from any thread.
+unsafe impl Sync for CoreInner {}
+// SAFETY: as above.
+unsafe impl Send for CoreInner {}
+
+/// An owner handle to a socket core (one reference).
+///
+/// # Invariants
+/// `inner` points to a live `CoreInner` on which this handle holds one reference.
+pub(crate) struct SocketCore {
+    inner: NonNull<CoreInner>,
+}
+
+// SAFETY: all shared state is atomic; the WSK socket may be used from any thread.
+unsafe impl Send for SocketCore {}
+// SAFETY: as above.
+unsafe impl Sync for SocketCore {}
+
+/// Proof that a call into the socket is in progress; dropping it ends the call.
+pub(crate) struct CallGuard<'a> {
+    core: &'a SocketCore,
+}
+
+impl SocketCore {
+    /// Allocates a core with its reserved close IRP, before the socket exists.
+    /// IRQL <= DISPATCH_LEVEL.
+    pub fn new() -> Result<Self> {
+        // SAFETY: plain IRP allocation.
+        let irp = NonNull::new(unsafe { wsk_sys::IoAllocateIrp(1, 0) }).ok_or(Error::NoMemory)?;
+        let Some(mem) = pool::allocate(core::mem::size_of::<CoreInner>(), SOCKET_TAG) else {
+            // SAFETY: allocated above, never used.
+            unsafe { wsk_sys::IoFreeIrp(irp.as_ptr()) };
+            return Err(Error::NoMemory);
+        };
+        let inner = mem.cast::<CoreInner>();
+        // SAFETY: fresh, aligned pool memory of the right size.
+        unsafe {
+            inner.as_ptr().write(CoreInner {
+                refs: AtomicU32::new(1),
+                rundown: AtomicUsize::new(0),
+                socket: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
+                close_irp: irp,
+                close_status: core::sync::atomic::AtomicI32::new(0),
+                waker: AtomicWaker::new(),
+            })
+        };
+        LIVE_SOCKETS.fetch_add(1, Ordering::AcqRel);
+        // INVARIANT: one reference, held by the returned handle.
+        Ok(Self { inner })
+    }
+
+    fn inner(&self) -> &CoreInner {
+        // SAFETY: by the invariant the core is live while this handle exists.
+        unsafe { self.inner.as_ref() }
+    }
+
+    /// Records the socket WSK created. Called once, before the core is shared.
+    pub fn set_socket(&self, socket: *mut WSK_SOCKET) {
+        self.inner().socket.store(socket, core::sync::atomic::Ordering::Release);
+    }
+
+    /// A second owner handle (for split halves).
+    pub fn clone_owner(&self) -> Self {
+        self.inner().refs.fetch_add(1, Ordering::Relaxed);
+        // INVARIANT: the reference just taken belongs to the new handle.
+        Self { inner: self.inner }
+    }
+
+    /// Begins a call into the socket: fails with [`Error::Closed`] once close has begun.
+    /// IRQL <= DISPATCH_LEVEL.
+    pub fn enter(&self) -> Result<CallGuard<'_>> {
+        let rundown = &self.inner().rundown;
+        let mut v = rundown.load(Ordering::Acquire);
+        loop {
+            if v & CLOSING != 0 {
+                return Err(Error::Closed);
+            }
+            match rundown.compare_exchange_weak(v, v + CALL_ONE, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(CallGuard { core: self }),
+                Err(actual) => v = actual,
+            }
+        }
+    }
+
+    /// The WSK socket and its dispatch table, typed by the caller.
+    ///
+    /// # Safety
+    /// `T` must be the provider dispatch table type of this socket's kind; the returned
+    /// reference is used only while `_guard` is held.
+    pub unsafe fn dispatch<'g, T>(&self, _guard: &'g CallGuard<'_>) -> (*mut WSK_SOCKET, &'g T) {
+        let socket = self.inner().socket.load(core::sync::atomic::Ordering::Acquire);
+        // SAFETY: while a call guard is held the socket is open (close waits for the count to
+        // drain), so its dispatch table, owned by the provider, is valid; the caller picks
+        // the right table type.
+        let table = unsafe { &*(*socket).Dispatch.cast::<T>() };
+        (socket, table)
+    }
+
+    /// `close()`: stops new calls, waits for calls in progress, issues `WskCloseSocket` with
+    /// the reserved IRP and waits for it. Resolves with the close status. Only the first
+    /// closer issues the close; a later closer waits for the same completion.
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn close(&self) -> Result<()> {
+        let inner = self.inner();
+        inner.rundown.fetch_or(CLOSING, Ordering::AcqRel);
+        // Wait until no call is in progress, then claim the right to issue the close.
+        let issue = core::future::poll_fn(|cx| {
+            loop {
+                let v = inner.rundown.load(Ordering::Acquire);
+                if v & CLOSE_ISSUED != 0 {
+                    return Poll::Ready(false);
+                }
+                if v >= CALL_ONE {
+                    inner.waker.register(cx.waker());
+                    if inner.rundown.load(Ordering::Acquire) == v {
+                        return Poll::Pending;
+                    }
+                    continue;
+                }
+                if inner.rundown.compare_exchange(v, v | CLOSE_ISSUED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                    return Poll::Ready(true);
+                }
+            }
+        })
+        .await;
+        if issue {
+            // SAFETY: CLOSE_ISSUED was claimed by us with no call in progress.
+            unsafe { self.issue_close() };
+        }
+        core::future::poll_fn(|cx| {
+            if inner.rundown.load(Ordering::Acquire) & CLOSE_DONE != 0 {
+                return Poll::Ready(());
+            }
+            inner.waker.register(cx.waker());
+            if inner.rundown.load(Ordering::Acquire) & CLOSE_DONE != 0 { Poll::Ready(()) } else { Poll::Pending }
+        })
+        .await;
+        crate::error::check(inner.close_status.load(core::sync::atomic::Ordering::Acquire))
+    }
+
+    /// Calls `WskCloseSocket` with the reserved IRP; the IRP holds a core reference until it
+    /// completes. With no socket (creation failed) the close completes at once.
+    ///
+    /// # Safety
+    /// The caller set `CLOSE_ISSUED` (exactly once) while no call was in progress.
+    unsafe fn issue_close(&self) {
+        // SAFETY: forwarded contract.
+        unsafe { issue_close(self.inner) }
+    }
+}
+
+/// See [`SocketCore::issue_close`]. Takes a core reference for the close IRP, released when
+/// the close completes (at once when there is no socket to close).
+///
+/// # Safety
+/// The core is live; the caller set `CLOSE_ISSUED` (exactly once) while no call was in
+/// progress.
+unsafe fn issue_close(ptr: NonNull<CoreInner>) {
+    // SAFETY: guaranteed by the caller.
+    let inner = unsafe { ptr.as_ref() };
+    inner.refs.fetch_add(1, Ordering::AcqRel);
+    let socket = inner.socket.load(core::sync::atomic::Ordering::Acquire);
+    let close = if socket.is_null() {
+        None
+    } else {
+        // SAFETY: no call is in progress (rule 1) and none can start (CLOSING); the basic
+        // dispatch table is the prefix of every socket kind's table.
+        let basic = unsafe { &*(*socket).Dispatch.cast::<WSK_PROVIDER_BASIC_DISPATCH>() };
+        basic.WskCloseSocket
+    };
+    let Some(close) = close else {
+        // Never created (or a provider without close): nothing to close.
+        let status = if socket.is_null() { wsk_sys::STATUS_SUCCESS } else { wsk_sys::STATUS_NOT_IMPLEMENTED };
+        inner.close_status.store(status, core::sync::atomic::Ordering::Release);
+        inner.rundown.fetch_or(CLOSE_DONE, Ordering::AcqRel);
+        inner.waker.wake();
+        // SAFETY: the reference taken above.
+        unsafe { release(ptr) };
+        return;
+    };
+    let irp = inner.close_irp.as_ptr();
+    // SAFETY: the close IRP is used exactly once, never reused; it has one stack location.
+    unsafe { wsk_sys::IoSetCompletionRoutine(irp, Some(close_complete), ptr.as_ptr().cast(), true, true, true) };
+    // SAFETY: valid socket and IRP; the completion routine handles every outcome and
+    // releases the reference taken above.
+    unsafe {
+        close(socket, irp);
+    }
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        let inner = self.core.inner();
+        let prev = inner.rundown.fetch_sub(CALL_ONE, Ordering::AcqRel);
+        if prev & CLOSING != 0 && prev & !FLAGS == CALL_ONE {
+            // Last call out while a close waits: let it proceed.
+            inner.waker.wake();
+        }
+    }
+}
+
+impl Drop for SocketCore {
+    fn drop(&mut self) {
+        let inner = self.inner();
+        if inner.refs.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        // Last reference. If the socket was never closed, close it in the background: no
+        // call can be in progress (calls borrow an owner). The close IRP's reference keeps
+        // the core alive until the close completes.
+        let prev = inner.rundown.fetch_or(CLOSING | CLOSE_ISSUED, Ordering::AcqRel);
+        if prev & CLOSE_ISSUED == 0 {
+            debug_assert!(prev < CALL_ONE, "call in progress while the last owner drops");
+            // SAFETY: we set CLOSE_ISSUED, with no call in progress.
+            unsafe { issue_close(self.inner) };
+        } else {
+            // The close was issued earlier and, since no reference is left, has completed.
+            // SAFETY: zero references: nothing else reaches the core.
+            unsafe { free(self.inner) };
+        }
+    }
+}
+
+/// Drops one reference; the last frees the close IRP and the core.
+///
+/// # Safety
+/// The caller owns one reference to the live core and does not use it afterwards.
+unsafe fn release(inner: NonNull<CoreInner>) {
+    // SAFETY: the caller's reference keeps the core live until the decrement.
+    let refs = unsafe { &inner.as_ref().refs };
+    if refs.fetch_sub(1, Ordering::AcqRel) != 1 {
+        return;
+    }
+    // SAFETY: that was the last reference.
+    unsafe { free(inner) }
+}
+
+/// Frees the close IRP and the core.
+///
+/// # Safety
+/// No reference to the core is left.
+unsafe fn free(inner: NonNull<CoreInner>) {
+    // SAFETY: guaranteed by the caller.
+    let core = unsafe { inner.as_ptr().read() };
+    // SAFETY: the close IRP is not in flight (its reference is gone) and is ours.
+    unsafe { wsk_sys::IoFreeIrp(core.close_irp.as_ptr()) };
+    drop(core);
+    // SAFETY: allocated in `SocketCore::new` with SOCKET_TAG; value moved out above.
+    unsafe { pool::free(inner.cast(), SOCKET_TAG) };
+    LIVE_SOCKETS.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Completion routine of the close IRP (rule 6). IRQL <= DISPATCH_LEVEL.
+unsafe extern "system" fn close_complete(_device: *mut DEVICE_OBJECT, irp: *mut IRP, context: *mut c_void) -> NTSTATUS {
+    let Some(inner) = NonNull::new(context.cast::<CoreInner>()) else {
+        return STATUS_MORE_PROCESSING_REQUIRED;
+    };
+    // SAFETY: the close IRP's reference keeps the core live until released below.
+    let core = unsafe { inner.as_ref() };
+    // SAFETY: the provider completed the IRP; it is ours again.
+    let status = unsafe { (*irp).IoStatus.Status };
+    core.close_status.store(status, core::sync::atomic::Ordering::Release);
+    core.rundown.fetch_or(CLOSE_DONE, Ordering::AcqRel);
+    core.waker.wake();
+    // SAFETY: releases the reference taken in `issue_close`.
+    unsafe { release(inner) };
+    STATUS_MORE_PROCESSING_REQUIRED
+}

@@ -1,0 +1,111 @@
+//! Socket creation through the provider-level `WskSocket` and `WskSocketConnect`.
+
+use core::ffi::c_void;
+use core::net::SocketAddr;
+
+use wsk_sys::{SOCKADDR_STORAGE, WSK_SOCKET};
+
+use crate::addr;
+use crate::error::{Error, Result};
+use crate::op::OpSlot;
+use crate::registration::Wsk;
+use crate::socket::call::complete_not_implemented;
+use crate::socket::core::SocketCore;
+
+/// Creates a socket with `WskSocket` using `slot`'s IRP and records it in `core`.
+/// IRQL == PASSIVE_LEVEL (task context).
+pub(crate) async fn wsk_socket(
+    wsk: &Wsk,
+    core: &SocketCore,
+    slot: &mut OpSlot,
+    family: u16,
+    socket_type: u16,
+    protocol: u32,
+    flags: u32,
+) -> Result<()> {
+    let (client, dispatch) = wsk.provider()?;
+    slot.idle().await;
+    let (irp, _args) = slot.arm(None);
+    match dispatch.WskSocket {
+        // SAFETY: valid client and armed IRP; no context or callbacks are registered.
+        Some(create) => {
+            // SAFETY: see above.
+            let status = unsafe {
+                create(
+                    client,
+                    family,
+                    socket_type,
+                    protocol,
+                    flags,
+                    core::ptr::null_mut(),
+                    core::ptr::null(),
+                    core::ptr::null_mut(),
+                    core::ptr::null_mut(),
+                    core::ptr::null_mut(),
+                    irp,
+                )
+            };
+            if status == wsk_sys::STATUS_NOT_IMPLEMENTED && !slot.is_complete() {
+                complete_not_implemented(irp);
+            }
+        }
+        None => complete_not_implemented(irp),
+    }
+    let done = slot.submitted().await;
+    let socket = done.result()? as *mut WSK_SOCKET;
+    if socket.is_null() {
+        return Err(Error::Status(wsk_sys::STATUS_UNSUCCESSFUL));
+    }
+    core.set_socket(socket);
+    Ok(())
+}
+
+/// Creates, binds and connects a connection socket with `WskSocketConnect`. Returns
+/// `Err(Error::Status(STATUS_NOT_IMPLEMENTED))` where the provider lacks it.
+pub(crate) async fn wsk_socket_connect(
+    wsk: &Wsk,
+    core: &SocketCore,
+    slot: &mut OpSlot,
+    local: SocketAddr,
+    remote: SocketAddr,
+) -> Result<()> {
+    let (client, dispatch) = wsk.provider()?;
+    let Some(connect) = dispatch.WskSocketConnect else {
+        return Err(Error::Status(wsk_sys::STATUS_NOT_IMPLEMENTED));
+    };
+    slot.idle().await;
+    // The local address must stay valid during the call only; the remote one lives in the
+    // slot until completion.
+    let mut local_storage: SOCKADDR_STORAGE = addr::to_storage(&local);
+    slot.args().addr = addr::to_storage(&remote);
+    let (irp, args) = slot.arm(None);
+    // SAFETY: valid client, addresses and armed IRP; `args` lives in the slot until the
+    // IRP completes.
+    let status = unsafe {
+        connect(
+            client,
+            wsk_sys::SOCK_STREAM,
+            wsk_sys::IPPROTO_TCP,
+            addr::as_sockaddr(&mut local_storage),
+            addr::as_sockaddr(&mut (*args).addr),
+            0,
+            core::ptr::null_mut::<c_void>(),
+            core::ptr::null(),
+            core::ptr::null_mut(),
+            core::ptr::null_mut(),
+            core::ptr::null_mut(),
+            irp,
+        )
+    };
+    if status == wsk_sys::STATUS_NOT_IMPLEMENTED && !slot.is_complete() {
+        // A stub that did not take the IRP (see `socket_call`).
+        complete_not_implemented(irp);
+    }
+    let done = slot.submitted().await;
+    let socket = done.result()? as *mut WSK_SOCKET;
+    if socket.is_null() {
+        return Err(Error::Status(wsk_sys::STATUS_UNSUCCESSFUL));
+    }
+    core.set_socket(socket);
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! Sockets: the shared core with the close contract, operation plumbing, TCP and UDP.
+
+pub(crate) mod call;
+pub mod core;
+pub(crate) mod create;
+pub mod options;
+pub mod tcp;
+pub mod udp;

@@ -1,0 +1,78 @@
+//! Socket options through `WskControlSocket` (`WskSetOption`).
+
+use wsk_sys::{
+    IPPROTO_TCP, SO_EXCLUSIVEADDRUSE, SO_KEEPALIVE, SO_RCVBUF, SO_REUSEADDR, SO_SNDBUF, SOL_SOCKET, TCP_NODELAY,
+    WSK_PROVIDER_BASIC_DISPATCH, WskSetOption,
+};
+
+use crate::error::Result;
+use crate::op::OpSlot;
+use crate::socket::call::{NotIssued, socket_call};
+use crate::socket::core::SocketCore;
+
+/// An option that can be set on a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketOption {
+    /// `SO_REUSEADDR`: allow binding an address in use (set before bind).
+    ReuseAddress(bool),
+    /// `SO_EXCLUSIVEADDRUSE`: forbid others from binding the same address (set before bind).
+    ExclusiveAddressUse(bool),
+    /// `SO_KEEPALIVE`.
+    KeepAlive(bool),
+    /// `TCP_NODELAY`: disable Nagle's algorithm.
+    NoDelay(bool),
+    /// `SO_SNDBUF` in bytes.
+    SendBufferSize(u32),
+    /// `SO_RCVBUF` in bytes.
+    ReceiveBufferSize(u32),
+}
+
+impl SocketOption {
+    /// (level, option name, value as a 32-bit integer)
+    pub fn encode(self) -> (u32, u32, u32) {
+        match self {
+            SocketOption::ReuseAddress(on) => (SOL_SOCKET, SO_REUSEADDR, on as u32),
+            SocketOption::ExclusiveAddressUse(on) => (SOL_SOCKET, SO_EXCLUSIVEADDRUSE, on as u32),
+            SocketOption::KeepAlive(on) => (SOL_SOCKET, SO_KEEPALIVE, on as u32),
+            SocketOption::NoDelay(on) => (IPPROTO_TCP, TCP_NODELAY, on as u32),
+            SocketOption::SendBufferSize(n) => (SOL_SOCKET, SO_SNDBUF, n),
+            SocketOption::ReceiveBufferSize(n) => (SOL_SOCKET, SO_RCVBUF, n),
+        }
+    }
+}
+
+/// Sets `option` with an IRP from `slot`. IRQL == PASSIVE_LEVEL (task context).
+pub(crate) async fn set_option(core: &SocketCore, slot: &mut OpSlot, option: SocketOption) -> Result<()> {
+    let (level, name, value) = option.encode();
+    // SAFETY: the basic dispatch table is the prefix of every socket kind's table; the
+    // option value lives in the slot until the IRP completes.
+    let done = unsafe {
+        socket_call::<WSK_PROVIDER_BASIC_DISPATCH>(
+            core,
+            slot,
+            None,
+            |args, _| args.option[..4].copy_from_slice(&value.to_ne_bytes()),
+            |socket, table, irp, args| {
+                table.WskControlSocket.map(|control| {
+                    control(
+                        socket,
+                        WskSetOption,
+                        name,
+                        level,
+                        4,
+                        (*args).option.as_mut_ptr().cast(),
+                        0,
+                        core::ptr::null_mut(),
+                        core::ptr::null_mut(),
+                        irp,
+                    )
+                })
+            },
+        )
+    }
+    .await;
+    match done {
+        Ok(done) => done.result().map(|_| ()),
+        Err(NotIssued { error, .. }) => Err(error),
+    }
+}

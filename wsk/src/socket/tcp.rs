@@ -1,0 +1,516 @@
+//! TCP: `TcpListener` (WSK listen socket) and `TcpStream` (WSK connection socket), with read
+//! and write halves usable from different tasks.
+//!
+//! Methods that issue a WSK call take `&mut self`: one operation per slot at a time. The
+//! halves of a split stream have slots of their own, so a receive and a send (or a close) may
+//! run concurrently from different tasks.
+
+use core::net::SocketAddr;
+
+use wsk_sys::{
+    AF_INET, IPPROTO_TCP, SOCK_STREAM, WSK_FLAG_ABORTIVE, WSK_FLAG_CONNECTION_SOCKET, WSK_FLAG_LISTEN_SOCKET,
+    WSK_PROVIDER_CONNECTION_DISPATCH, WSK_PROVIDER_LISTEN_DISPATCH,
+};
+
+use crate::addr;
+use crate::buf::IoBuf;
+use crate::error::{Error, Result};
+use crate::op::OpSlot;
+use crate::registration::Wsk;
+use crate::socket::call::{NotIssued, socket_call};
+use crate::socket::core::SocketCore;
+use crate::socket::create;
+use crate::socket::options::{SocketOption, set_option};
+
+/// A listening TCP socket.
+pub struct TcpListener {
+    core: SocketCore,
+    slot: OpSlot,
+    /// Resources of the next accepted connection, reserved before `WskAccept` is issued so an
+    /// accepted socket can always be owned (and closed) by the library.
+    next: Option<StreamParts>,
+    local: SocketAddr,
+}
+
+/// What a connection needs before its socket exists: core (with the reserved close IRP) and
+/// the receive slot. The send/control slot is created on first use.
+struct StreamParts {
+    core: SocketCore,
+    recv: OpSlot,
+}
+
+impl StreamParts {
+    fn new() -> Result<Self> {
+        Ok(Self { core: SocketCore::new()?, recv: OpSlot::new()? })
+    }
+}
+
+impl TcpListener {
+    /// Creates a listen socket bound to `addr` (WSK listen sockets listen once bound).
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn bind(wsk: &Wsk, addr: SocketAddr) -> Result<TcpListener> {
+        Self::bind_with(wsk, addr, &[]).await
+    }
+
+    /// Like [`TcpListener::bind`], setting `options` (for example
+    /// [`SocketOption::ExclusiveAddressUse`]) between creation and bind.
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn bind_with(wsk: &Wsk, addr: SocketAddr, options: &[SocketOption]) -> Result<TcpListener> {
+        let core = SocketCore::new()?;
+        let mut listener = TcpListener { core, slot: OpSlot::new()?, next: None, local: addr };
+        create::wsk_socket(
+            wsk,
+            &listener.core,
+            &mut listener.slot,
+            addr::family(&addr),
+            SOCK_STREAM,
+            IPPROTO_TCP,
+            WSK_FLAG_LISTEN_SOCKET,
+        )
+        .await?;
+        for option in options {
+            set_option(&listener.core, &mut listener.slot, *option).await?;
+        }
+        listener.bind_to(addr).await?;
+        Ok(listener)
+    }
+
+    async fn bind_to(&mut self, addr: SocketAddr) -> Result<()> {
+        // SAFETY: listen socket -> listen dispatch table; the IRP and address go to WskBind.
+        let done = unsafe {
+            socket_call::<WSK_PROVIDER_LISTEN_DISPATCH>(
+                &self.core,
+                &mut self.slot,
+                None,
+                |args, _| args.addr = addr::to_storage(&addr),
+                |socket, table, irp, args| {
+                    table.WskBind.map(|bind| bind(socket, addr::as_sockaddr(&mut (*args).addr), 0, irp))
+                },
+            )
+        }
+        .await;
+        completion_unit(done)
+    }
+
+    /// The address the listener was bound to (as requested; port 0 is not resolved here,
+    /// see [`TcpListener::query_local_addr`]).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Asks the provider for the bound address (`WskGetLocalAddress`).
+    pub async fn query_local_addr(&mut self) -> Result<SocketAddr> {
+        // SAFETY: listen dispatch table; the address buffer lives in the slot.
+        let done = unsafe {
+            socket_call::<WSK_PROVIDER_LISTEN_DISPATCH>(
+                &self.core,
+                &mut self.slot,
+                None,
+                |_, _| {},
+                |socket, table, irp, args| {
+                    table.WskGetLocalAddress.map(|get| get(socket, addr::as_sockaddr(&mut (*args).addr), irp))
+                },
+            )
+        }
+        .await;
+        completion_unit(done)?;
+        addr::from_storage(&self.slot.args().addr)
+    }
+
+    /// Waits for an incoming connection. Cancel-safe: dropping the future cancels the
+    /// `WskAccept` IRP; a connection that was accepted regardless is closed in the background.
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn accept(&mut self) -> Result<(TcpStream, SocketAddr)> {
+        if self.next.is_none() {
+            self.next = Some(StreamParts::new()?);
+        }
+        // SAFETY: listen dispatch table; the remote address buffer lives in the slot.
+        let done = unsafe {
+            socket_call::<WSK_PROVIDER_LISTEN_DISPATCH>(
+                &self.core,
+                &mut self.slot,
+                None,
+                |_, _| {},
+                |socket, table, irp, args| {
+                    table.WskAccept.map(|accept| {
+                        accept(
+                            socket,
+                            0,
+                            core::ptr::null_mut(),
+                            core::ptr::null(),
+                            core::ptr::null_mut(),
+                            addr::as_sockaddr(&mut (*args).addr),
+                            irp,
+                        )
+                    })
+                },
+            )
+        }
+        .await;
+        let done = match done {
+            Ok(done) => done,
+            Err(NotIssued { error, .. }) => return Err(error),
+        };
+        let accepted = done.result()? as *mut wsk_sys::WSK_SOCKET;
+        if accepted.is_null() {
+            return Err(Error::Status(wsk_sys::STATUS_UNSUCCESSFUL));
+        }
+        let parts = self.next.take().ok_or(Error::NoMemory)?;
+        parts.core.set_socket(accepted);
+        let peer = addr::from_storage(&self.slot.args().addr);
+        let stream = TcpStream::from_parts(parts, peer.ok());
+        // The address came back in a family we do not know: the socket is owned and will be
+        // closed by dropping the stream.
+        let peer = peer?;
+        Ok((stream, peer))
+    }
+
+    /// Closes the listen socket: pending accepts resolve `Err(Cancelled)`; resolves when the
+    /// close IRP completes. IRQL == PASSIVE_LEVEL (task context).
+    pub async fn close(self) -> Result<()> {
+        self.core.close().await
+    }
+}
+
+fn completion_unit(done: Result<crate::op::Completion, NotIssued>) -> Result<()> {
+    match done {
+        Ok(done) => done.result().map(|_| ()),
+        Err(NotIssued { error, .. }) => Err(error),
+    }
+}
+
+fn completion_len(done: Result<crate::op::Completion, NotIssued>) -> (Result<usize>, IoBuf) {
+    match done {
+        Ok(done) => {
+            let result = done.result();
+            (result, done.buffer.expect("operation buffer returned by completion"))
+        }
+        Err(NotIssued { error, buffer }) => (Err(error), buffer.expect("buffer handed back")),
+    }
+}
+
+/// The receiving side of a connection.
+pub struct TcpReadHalf {
+    core: SocketCore,
+    recv: OpSlot,
+}
+
+/// The sending side of a connection; also carries disconnect, options and address queries.
+pub struct TcpWriteHalf {
+    core: SocketCore,
+    send: Option<OpSlot>,
+    peer: Option<SocketAddr>,
+}
+
+/// A TCP connection.
+pub struct TcpStream {
+    read: TcpReadHalf,
+    write: TcpWriteHalf,
+}
+
+impl TcpStream {
+    fn from_parts(parts: StreamParts, peer: Option<SocketAddr>) -> Self {
+        let write_core = parts.core.clone_owner();
+        TcpStream {
+            read: TcpReadHalf { core: parts.core, recv: parts.recv },
+            write: TcpWriteHalf { core: write_core, send: None, peer },
+        }
+    }
+
+    /// Connects to `remote` through `WskSocketConnect` (one provider call creates, binds and
+    /// connects), falling back to [`TcpStream::connect_from`] with the wildcard address where
+    /// the provider lacks it. IRQL == PASSIVE_LEVEL (task context).
+    pub async fn connect(wsk: &Wsk, remote: SocketAddr) -> Result<TcpStream> {
+        let local = addr::unspecified_like(&remote);
+        let mut parts = StreamParts::new()?;
+        match create::wsk_socket_connect(wsk, &parts.core, &mut parts.recv, local, remote).await {
+            Ok(()) => Ok(Self::from_parts(parts, Some(remote))),
+            Err(Error::Status(wsk_sys::STATUS_NOT_IMPLEMENTED)) => Self::connect_from(wsk, local, remote).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Connects to `remote` from `local` through `WskSocket` + `WskBind` + `WskConnect`.
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn connect_from(wsk: &Wsk, local: SocketAddr, remote: SocketAddr) -> Result<TcpStream> {
+        if local.is_ipv4() != remote.is_ipv4() {
+            return Err(Error::InvalidInput("local and remote address families differ"));
+        }
+        let mut parts = StreamParts::new()?;
+        let family = if remote.is_ipv4() { AF_INET } else { wsk_sys::AF_INET6 };
+        create::wsk_socket(
+            wsk,
+            &parts.core,
+            &mut parts.recv,
+            family,
+            SOCK_STREAM,
+            IPPROTO_TCP,
+            WSK_FLAG_CONNECTION_SOCKET,
+        )
+        .await?;
+        // SAFETY: connection dispatch table; the address lives in the slot.
+        let bound = unsafe {
+            socket_call::<WSK_PROVIDER_CONNECTION_DISPATCH>(
+                &parts.core,
+                &mut parts.recv,
+                None,
+                |args, _| args.addr = addr::to_storage(&local),
+                |socket, table, irp, args| {
+                    table.WskBind.map(|bind| bind(socket, addr::as_sockaddr(&mut (*args).addr), 0, irp))
+                },
+            )
+        }
+        .await;
+        completion_unit(bound)?;
+        // SAFETY: as above.
+        let connected = unsafe {
+            socket_call::<WSK_PROVIDER_CONNECTION_DISPATCH>(
+                &parts.core,
+                &mut parts.recv,
+                None,
+                |args, _| args.addr = addr::to_storage(&remote),
+                |socket, table, irp, args| {
+                    table.WskConnect.map(|connect| connect(socket, addr::as_sockaddr(&mut (*args).addr), 0, irp))
+                },
+            )
+        }
+        .await;
+        completion_unit(connected)?;
+        Ok(Self::from_parts(parts, Some(remote)))
+    }
+
+    /// Receives into `buf` (up to its capacity); `Ok(0)` means the peer finished sending.
+    pub async fn recv(&mut self, buf: IoBuf) -> (Result<usize>, IoBuf) {
+        self.read.recv(buf).await
+    }
+
+    /// Sends `buf`'s valid bytes; returns how many were sent.
+    pub async fn send(&mut self, buf: IoBuf) -> (Result<usize>, IoBuf) {
+        self.write.send(buf).await
+    }
+
+    /// Sends all of `buf`'s valid bytes.
+    pub async fn send_all(&mut self, buf: IoBuf) -> (Result<()>, IoBuf) {
+        self.write.send_all(buf).await
+    }
+
+    /// Graceful disconnect of the sending direction (FIN). Receiving continues.
+    pub async fn shutdown(&mut self) -> Result<()> {
+        self.write.shutdown().await
+    }
+
+    /// Abortive disconnect (RST).
+    pub async fn abort(&mut self) -> Result<()> {
+        self.write.abort().await
+    }
+
+    /// The peer's address, as known from accept or connect.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.write.peer
+    }
+
+    /// Asks the provider for the local address (`WskGetLocalAddress`).
+    pub async fn query_local_addr(&mut self) -> Result<SocketAddr> {
+        self.write.query_addr(false).await
+    }
+
+    /// Asks the provider for the peer address (`WskGetRemoteAddress`).
+    pub async fn query_peer_addr(&mut self) -> Result<SocketAddr> {
+        self.write.query_addr(true).await
+    }
+
+    /// Sets a socket option through `WskControlSocket`.
+    pub async fn set_option(&mut self, option: SocketOption) -> Result<()> {
+        self.write.set_option(option).await
+    }
+
+    /// Splits into halves usable from different tasks. Either half may close the connection;
+    /// the other half's later calls then fail with [`Error::Closed`] and its pending
+    /// operations resolve `Err(Cancelled)`.
+    pub fn into_split(self) -> (TcpReadHalf, TcpWriteHalf) {
+        (self.read, self.write)
+    }
+
+    /// Closes the connection (aborting it if it was not disconnected in both directions):
+    /// pending operations resolve `Err(Cancelled)`; resolves when the close IRP completes.
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn close(self) -> Result<()> {
+        let TcpStream { read, write } = self;
+        drop(read);
+        write.close().await
+    }
+}
+
+impl TcpReadHalf {
+    /// See [`TcpStream::recv`].
+    pub async fn recv(&mut self, buf: IoBuf) -> (Result<usize>, IoBuf) {
+        // SAFETY: connection dispatch table; the WSK_BUF lives in the slot and the buffer is
+        // owned by the slot until completion.
+        let done = unsafe {
+            socket_call::<WSK_PROVIDER_CONNECTION_DISPATCH>(
+                &self.core,
+                &mut self.recv,
+                Some(buf),
+                |args, buf| {
+                    let buf = buf.expect("receive buffer");
+                    args.wsk_buf = buf.wsk_buf(0, buf.capacity());
+                },
+                |socket, table, irp, args| table.WskReceive.map(|recv| recv(socket, &mut (*args).wsk_buf, 0, irp)),
+            )
+        }
+        .await;
+        let (result, mut buf) = completion_len(done);
+        match result {
+            Ok(n) => {
+                buf.set_len(n);
+                (Ok(n), buf)
+            }
+            Err(e) => (Err(e), buf),
+        }
+    }
+
+    /// Closes the whole connection (see [`TcpStream::close`]).
+    pub async fn close(self) -> Result<()> {
+        self.core.close().await
+    }
+}
+
+impl TcpWriteHalf {
+    /// The core and the send/control slot, created on first use.
+    fn parts(&mut self) -> Result<(&SocketCore, &mut OpSlot)> {
+        if self.send.is_none() {
+            self.send = Some(OpSlot::new()?);
+        }
+        match self.send.as_mut() {
+            Some(slot) => Ok((&self.core, slot)),
+            None => Err(Error::NoMemory),
+        }
+    }
+
+    /// See [`TcpStream::send`].
+    pub async fn send(&mut self, buf: IoBuf) -> (Result<usize>, IoBuf) {
+        let (core, slot) = match self.parts() {
+            Ok(parts) => parts,
+            Err(e) => return (Err(e), buf),
+        };
+        // SAFETY: connection dispatch table; WSK_BUF in the slot, buffer owned by the slot.
+        let done = unsafe {
+            socket_call::<WSK_PROVIDER_CONNECTION_DISPATCH>(
+                core,
+                slot,
+                Some(buf),
+                |args, buf| {
+                    let buf = buf.expect("send buffer");
+                    args.wsk_buf = buf.wsk_buf(0, buf.len());
+                },
+                |socket, table, irp, args| table.WskSend.map(|send| send(socket, &mut (*args).wsk_buf, 0, irp)),
+            )
+        }
+        .await;
+        completion_len(done)
+    }
+
+    /// See [`TcpStream::send_all`].
+    pub async fn send_all(&mut self, buf: IoBuf) -> (Result<()>, IoBuf) {
+        let total = buf.len();
+        let mut sent = 0;
+        let mut buf = buf;
+        while sent < total {
+            let (core, slot) = match self.parts() {
+                Ok(parts) => parts,
+                Err(e) => return (Err(e), buf),
+            };
+            let offset = sent;
+            // SAFETY: as in `send`.
+            let done = unsafe {
+                socket_call::<WSK_PROVIDER_CONNECTION_DISPATCH>(
+                    core,
+                    slot,
+                    Some(buf),
+                    |args, buf| {
+                        let buf = buf.expect("send buffer");
+                        args.wsk_buf = buf.wsk_buf(offset, total - offset);
+                    },
+                    |socket, table, irp, args| table.WskSend.map(|send| send(socket, &mut (*args).wsk_buf, 0, irp)),
+                )
+            }
+            .await;
+            let (result, back) = completion_len(done);
+            buf = back;
+            match result {
+                Ok(0) => return (Err(Error::Status(wsk_sys::STATUS_CONNECTION_ABORTED)), buf),
+                Ok(n) => sent += n,
+                Err(e) => return (Err(e), buf),
+            }
+        }
+        (Ok(()), buf)
+    }
+
+    async fn disconnect(&mut self, flags: u32) -> Result<()> {
+        let (core, slot) = self.parts()?;
+        // SAFETY: connection dispatch table; no buffer is sent with the disconnect.
+        let done = unsafe {
+            socket_call::<WSK_PROVIDER_CONNECTION_DISPATCH>(
+                core,
+                slot,
+                None,
+                |_, _| {},
+                |socket, table, irp, _| {
+                    table.WskDisconnect.map(|disconnect| disconnect(socket, core::ptr::null_mut(), flags, irp))
+                },
+            )
+        }
+        .await;
+        completion_unit(done)
+    }
+
+    /// See [`TcpStream::shutdown`].
+    pub async fn shutdown(&mut self) -> Result<()> {
+        self.disconnect(0).await
+    }
+
+    /// See [`TcpStream::abort`].
+    pub async fn abort(&mut self) -> Result<()> {
+        self.disconnect(WSK_FLAG_ABORTIVE).await
+    }
+
+    async fn query_addr(&mut self, remote: bool) -> Result<SocketAddr> {
+        let (core, slot) = self.parts()?;
+        // SAFETY: connection dispatch table; the address buffer lives in the slot.
+        let done = unsafe {
+            socket_call::<WSK_PROVIDER_CONNECTION_DISPATCH>(
+                core,
+                slot,
+                None,
+                |_, _| {},
+                |socket, table, irp, args| {
+                    let out = addr::as_sockaddr(&mut (*args).addr);
+                    if remote {
+                        table.WskGetRemoteAddress.map(|get| get(socket, out, irp))
+                    } else {
+                        table.WskGetLocalAddress.map(|get| get(socket, out, irp))
+                    }
+                },
+            )
+        }
+        .await;
+        completion_unit(done)?;
+        addr::from_storage(&self.parts()?.1.args().addr)
+    }
+
+    /// See [`TcpStream::set_option`].
+    pub async fn set_option(&mut self, option: SocketOption) -> Result<()> {
+        let (core, slot) = self.parts()?;
+        set_option(core, slot, option).await
+    }
+
+    /// The peer's address, as known from accept or connect.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// Closes the whole connection (see [`TcpStream::close`]).
+    pub async fn close(self) -> Result<()> {
+        self.core.close().await
+    }
+}

@@ -1,0 +1,159 @@
+//! UDP: `UdpSocket` over a WSK datagram socket.
+
+use core::net::SocketAddr;
+
+use wsk_sys::{IPPROTO_UDP, SOCK_DGRAM, WSK_FLAG_DATAGRAM_SOCKET, WSK_PROVIDER_DATAGRAM_DISPATCH};
+
+use crate::addr;
+use crate::buf::IoBuf;
+use crate::error::Result;
+use crate::op::{Completion, OpSlot};
+use crate::registration::Wsk;
+use crate::socket::call::{NotIssued, socket_call};
+use crate::socket::core::SocketCore;
+use crate::socket::create;
+use crate::socket::options::{SocketOption, set_option};
+
+/// A bound UDP socket. Sending and receiving use separate IRPs.
+pub struct UdpSocket {
+    core: SocketCore,
+    send: OpSlot,
+    recv: OpSlot,
+    local: SocketAddr,
+}
+
+fn unit(done: Result<Completion, NotIssued>) -> Result<()> {
+    match done {
+        Ok(done) => done.result().map(|_| ()),
+        Err(NotIssued { error, .. }) => Err(error),
+    }
+}
+
+fn with_buffer(done: Result<Completion, NotIssued>) -> (Result<usize>, IoBuf) {
+    match done {
+        Ok(done) => (done.result(), done.buffer.expect("operation buffer returned by completion")),
+        Err(NotIssued { error, buffer }) => (Err(error), buffer.expect("buffer handed back")),
+    }
+}
+
+impl UdpSocket {
+    /// Creates a datagram socket bound to `addr`. IRQL == PASSIVE_LEVEL (task context).
+    pub async fn bind(wsk: &Wsk, addr: SocketAddr) -> Result<UdpSocket> {
+        let mut socket =
+            UdpSocket { core: SocketCore::new()?, send: OpSlot::new()?, recv: OpSlot::new()?, local: addr };
+        create::wsk_socket(
+            wsk,
+            &socket.core,
+            &mut socket.send,
+            addr::family(&addr),
+            SOCK_DGRAM,
+            IPPROTO_UDP,
+            WSK_FLAG_DATAGRAM_SOCKET,
+        )
+        .await?;
+        // SAFETY: datagram dispatch table; the address lives in the slot.
+        let done = unsafe {
+            socket_call::<WSK_PROVIDER_DATAGRAM_DISPATCH>(
+                &socket.core,
+                &mut socket.send,
+                None,
+                |args, _| args.addr = addr::to_storage(&addr),
+                |s, table, irp, args| table.WskBind.map(|bind| bind(s, addr::as_sockaddr(&mut (*args).addr), 0, irp)),
+            )
+        }
+        .await;
+        unit(done)?;
+        Ok(socket)
+    }
+
+    /// The address the socket was bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Sends one datagram with `buf`'s valid bytes to `to`.
+    pub async fn send_to(&mut self, buf: IoBuf, to: SocketAddr) -> (Result<usize>, IoBuf) {
+        // SAFETY: datagram dispatch table; WSK_BUF and address in the slot, buffer owned by
+        // the slot until completion.
+        let done = unsafe {
+            socket_call::<WSK_PROVIDER_DATAGRAM_DISPATCH>(
+                &self.core,
+                &mut self.send,
+                Some(buf),
+                |args, buf| {
+                    let buf = buf.expect("send buffer");
+                    args.wsk_buf = buf.wsk_buf(0, buf.len());
+                    args.addr = addr::to_storage(&to);
+                },
+                |s, table, irp, args| {
+                    table.WskSendTo.map(|send_to| {
+                        send_to(
+                            s,
+                            &mut (*args).wsk_buf,
+                            0,
+                            addr::as_sockaddr(&mut (*args).addr),
+                            0,
+                            core::ptr::null_mut(),
+                            irp,
+                        )
+                    })
+                },
+            )
+        }
+        .await;
+        with_buffer(done)
+    }
+
+    /// Receives one datagram into `buf` (up to its capacity); returns its length and sender.
+    pub async fn recv_from(&mut self, buf: IoBuf) -> (Result<(usize, SocketAddr)>, IoBuf) {
+        // SAFETY: datagram dispatch table; WSK_BUF, address and control fields in the slot.
+        let done = unsafe {
+            socket_call::<WSK_PROVIDER_DATAGRAM_DISPATCH>(
+                &self.core,
+                &mut self.recv,
+                Some(buf),
+                |args, buf| {
+                    let buf = buf.expect("receive buffer");
+                    args.wsk_buf = buf.wsk_buf(0, buf.capacity());
+                },
+                |s, table, irp, args| {
+                    table.WskReceiveFrom.map(|recv_from| {
+                        recv_from(
+                            s,
+                            &mut (*args).wsk_buf,
+                            0,
+                            addr::as_sockaddr(&mut (*args).addr),
+                            core::ptr::null_mut(),
+                            core::ptr::null_mut(),
+                            core::ptr::null_mut(),
+                            irp,
+                        )
+                    })
+                },
+            )
+        }
+        .await;
+        let (result, mut buf) = with_buffer(done);
+        let result = match result {
+            Ok(n) => {
+                buf.set_len(n);
+                addr::from_storage(&self.recv.args().addr).map(|from| (n, from))
+            }
+            Err(e) => Err(e),
+        };
+        (result, buf)
+    }
+
+    /// Sets a socket option through `WskControlSocket`.
+    pub async fn set_option(&mut self, option: SocketOption) -> Result<()> {
+        set_option(&self.core, &mut self.send, option).await
+    }
+
+    /// Closes the socket; pending operations resolve `Err(Cancelled)`.
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn close(self) -> Result<()> {
+        let UdpSocket { core, send, recv, .. } = self;
+        drop((send, recv));
+        core.close().await
+    }
+}
