@@ -5,6 +5,7 @@
 //! Wine) can reuse [`wine::WinePrefix`] and the driver build.
 
 pub mod drivers;
+pub mod echo_client;
 pub mod pe;
 pub mod test;
 pub mod util;

@@ -12,14 +12,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::drivers;
 use crate::util::{self, Result, bail};
+use crate::{drivers, echo_client};
 
 const TAG: &str = "wine-test";
 
 /// `DbgPrint` markers the echo driver prints during one start/stop cycle, in order.
 pub const ECHO_SMOKE_MARKERS: &[&str] =
-    &["DriverEntry", "WskRegister ok", "WskCaptureProviderNPI ok", "DriverUnload done"];
+    &["DriverEntry", "WskRegister ok", "WskCaptureProviderNPI ok", "listening on", "DriverUnload done"];
+
+/// What the echo driver's last line must say after the end-to-end run: nothing left open.
+pub const ECHO_CLEAN_UNLOAD: &str = "0 sockets open";
 
 /// Set to `1` to make a missing Wine a failure instead of a skip.
 pub const REQUIRE_ENV: &str = "WSK_REQUIRE_WINE";
@@ -44,8 +47,9 @@ pub fn missing_tools() -> Option<String> {
     (!missing.is_empty()).then(|| format!("{} not found on PATH", missing.join(" and ")))
 }
 
-/// The smoke test: build the echo driver, load it under Wine, unload it, and check
-/// that it printed [`ECHO_SMOKE_MARKERS`] in order.
+/// The Wine test: build the echo driver, install it with a chosen port, start it, run the
+/// end-to-end echo client against it, stop it, and check that it printed
+/// [`ECHO_SMOKE_MARKERS`] in order and unloaded with every socket closed.
 pub fn smoke_test() -> Result<Outcome> {
     if let Some(reason) = missing_tools() {
         if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") {
@@ -58,7 +62,22 @@ pub fn smoke_test() -> Result<Outcome> {
     let sys = drivers::build(&drivers::ECHO)?;
     let mut prefix = WinePrefix::new(drivers::ECHO.name)?;
     prefix.install_driver(&sys, drivers::ECHO.name)?;
+    let port = echo_client::free_port()?;
+    prefix.set_param_dword(drivers::ECHO.name, "Port", u32::from(port))?;
     prefix.start(drivers::ECHO.name)?;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    println!("{TAG}: echo client against {addr} (50 connections, 1 B to 1 MiB, resets) ...");
+    let client = echo_client::run(&echo_client::ClientConfig::standard(addr));
+    match &client {
+        Ok(report) => println!(
+            "{TAG}: client: {} connections, {} bytes echoed and checked, {} resets, in {} s",
+            report.connections,
+            report.bytes,
+            report.resets,
+            util::secs(report.elapsed)
+        ),
+        Err(e) => eprintln!("{TAG}: client FAILED: {e}"),
+    }
     prefix.stop(drivers::ECHO.name)?;
     prefix.end_session()?;
     let messages = prefix.debug_log()?;
@@ -71,6 +90,13 @@ pub fn smoke_test() -> Result<Outcome> {
             ECHO_SMOKE_MARKERS,
             prefix.debug_log_path().display()
         );
+    }
+    if let Err(e) = client {
+        bail!("{TAG}: echo client failed against the driver under Wine: {e}");
+    }
+    let unload = messages.iter().rev().find(|m| m.contains("DriverUnload done"));
+    if !unload.is_some_and(|m| m.contains(ECHO_CLEAN_UNLOAD)) {
+        bail!("{TAG}: the driver did not report `{ECHO_CLEAN_UNLOAD}` at unload (last unload line: {unload:?})");
     }
     println!("{TAG}: passed in {} s", util::secs(start.elapsed()));
     Ok(Outcome::Passed)
@@ -117,6 +143,10 @@ pub struct WinePrefix {
     commands: u32,
     /// Whether a session started by [`WinePrefix::start`] is running.
     in_session: bool,
+    /// A user process kept alive during a session: Wine ends its system processes (the
+    /// service manager and `winedevice.exe`, which hosts the driver) a few seconds after the
+    /// last user process exits, which would unload the driver in the middle of a test.
+    keeper: Option<std::process::Child>,
 }
 
 impl WinePrefix {
@@ -129,6 +159,7 @@ impl WinePrefix {
             debug_log: root.join(format!("logs-{name}")).join("debug.log"),
             commands: 0,
             in_session: false,
+            keeper: None,
         };
         util::remove_dir_all_if_exists(&prefix.logs)?;
         util::create_dir_all(&prefix.logs)?;
@@ -198,6 +229,7 @@ impl WinePrefix {
             self.in_session = true;
             let debug_log = self.debug_log.clone();
             self.run(&label, &mut cmd, &debug_log, COMMAND_TIMEOUT)?;
+            self.start_keeper()?;
         }
         println!("{TAG}: {service} started in {} s", util::secs(start.elapsed()));
         Ok(())
@@ -212,9 +244,28 @@ impl WinePrefix {
         Ok(())
     }
 
+    /// Starts `wine cmd` reading a pipe that stays open until [`WinePrefix::end_session`].
+    fn start_keeper(&mut self) -> Result<()> {
+        let log = self.next_log("keeper");
+        let out = std::fs::File::create(&log)?;
+        let mut cmd = self.command("wine");
+        cmd.arg("cmd").stdin(std::process::Stdio::piped()).stdout(out.try_clone()?).stderr(out);
+        self.keeper = Some(cmd.spawn()?);
+        Ok(())
+    }
+
+    fn stop_keeper(&mut self) {
+        if let Some(mut keeper) = self.keeper.take() {
+            drop(keeper.stdin.take());
+            let _ = keeper.kill();
+            let _ = keeper.wait();
+        }
+    }
+
     /// Lets the session's processes exit on their own for a while, then kills what is
     /// left. Afterwards the debug log is complete.
     pub fn end_session(&mut self) -> Result<()> {
+        self.stop_keeper();
         if self.in_session {
             let start = Instant::now();
             println!("{TAG}: waiting for the session to end ...");
@@ -293,6 +344,7 @@ impl WinePrefix {
 
 impl Drop for WinePrefix {
     fn drop(&mut self) {
+        self.stop_keeper();
         if let Err(e) = self.kill_server() {
             eprintln!("{TAG}: cleaning up {}: {e}", self.dir.display());
         }

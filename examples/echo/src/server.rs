@@ -44,13 +44,12 @@ pub async fn accept_loop(mut listener: TcpListener, spawner: Spawner) {
                 STATS.errors.fetch_add(1, Ordering::Relaxed);
                 wsk_executor::sleep(core::time::Duration::from_millis(10)).await;
             }
+            Err(Error::Closed | Error::Cancelled) => return,
             Err(e) => {
+                // A connection that failed between its arrival and the accept (reset by the
+                // peer, for example): it concerns that connection only.
                 STATS.errors.fetch_add(1, Ordering::Relaxed);
-                log!(error, "echo: accept failed: {}", e);
-                if matches!(e, Error::Closed | Error::Cancelled) {
-                    return;
-                }
-                wsk_executor::sleep(core::time::Duration::from_millis(10)).await;
+                log!(info, "echo: accept failed: {}", e);
             }
         }
     }
