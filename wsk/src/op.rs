@@ -55,6 +55,59 @@ const ABANDONED: u32 = 1 << 2;
 /// The dropping future is inside `IoCancelIrp`; finalization is left to it.
 const CANCELLING: u32 = 1 << 3;
 
+/// What the completion routine must do after publishing the result.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnComplete {
+    /// Wake the waiting future.
+    Wake,
+    /// The future is gone and nobody is cancelling: finalize the slot.
+    Finalize,
+    /// The future is gone and its dropper is inside `IoCancelIrp`: it finalizes.
+    LeaveToCanceller,
+}
+
+/// What a dropped, still pending future must do.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnAbandon {
+    /// The result is already there: finalize now, no cancel needed.
+    FinalizeNow,
+    /// Call `IoCancelIrp`, then [`state_cancel_done`].
+    Cancel,
+}
+
+/// Completion side: publishes COMPLETE (release) and says who finalizes.
+pub(crate) fn state_complete(state: &AtomicU32) -> OnComplete {
+    let prev = state.fetch_or(COMPLETE, Ordering::AcqRel);
+    if prev & ABANDONED == 0 {
+        OnComplete::Wake
+    } else if prev & CANCELLING == 0 {
+        OnComplete::Finalize
+    } else {
+        OnComplete::LeaveToCanceller
+    }
+}
+
+/// Drop side, step 1: marks the operation abandoned and cancelling.
+pub(crate) fn state_abandon(state: &AtomicU32) -> OnAbandon {
+    let prev = state.fetch_or(ABANDONED | CANCELLING, Ordering::AcqRel);
+    if prev & COMPLETE != 0 {
+        state.fetch_and(!CANCELLING, Ordering::AcqRel);
+        OnAbandon::FinalizeNow
+    } else {
+        OnAbandon::Cancel
+    }
+}
+
+/// Drop side, step 2 (after `IoCancelIrp` returned): `true` if the completion ran meanwhile
+/// and left finalization to us.
+#[must_use]
+pub(crate) fn state_cancel_done(state: &AtomicU32) -> bool {
+    let prev = state.fetch_and(!CANCELLING, Ordering::AcqRel);
+    prev & COMPLETE != 0
+}
+
 /// Pool tag of operation slots ("WskO").
 pub const OP_TAG: u32 = u32::from_le_bytes(*b"WskO");
 
@@ -273,15 +326,12 @@ unsafe extern "system" fn complete(_device: *mut DEVICE_OBJECT, irp: *mut IRP, c
     unsafe {
         *slot.info.get() = io.Information;
     }
-    let prev = slot.state.fetch_or(COMPLETE, Ordering::AcqRel);
-    if prev & ABANDONED != 0 {
-        if prev & CANCELLING == 0 {
-            // SAFETY: abandoned and nobody cancelling: this routine finalizes.
-            unsafe { finalize_abandoned(inner) };
-        }
-        // Else the dropper finalizes after its IoCancelIrp returns.
-    } else {
-        slot.waker.wake();
+    match state_complete(&slot.state) {
+        OnComplete::Wake => slot.waker.wake(),
+        // SAFETY: abandoned and nobody cancelling: this routine finalizes.
+        OnComplete::Finalize => unsafe { finalize_abandoned(inner) },
+        // The dropper finalizes after its IoCancelIrp returns.
+        OnComplete::LeaveToCanceller => {}
     }
     STATUS_MORE_PROCESSING_REQUIRED
 }
@@ -334,10 +384,7 @@ impl Drop for InFlight<'_> {
         }
         let ptr = self.slot.inner;
         let inner = self.slot.inner();
-        let prev = inner.state.fetch_or(ABANDONED | CANCELLING, Ordering::AcqRel);
-        if prev & COMPLETE != 0 {
-            // Completed but never collected: finalize here.
-            inner.state.fetch_and(!CANCELLING, Ordering::AcqRel);
+        if state_abandon(&inner.state) == OnAbandon::FinalizeNow {
             // SAFETY: completion ran and will not finalize (it saw no ABANDONED).
             unsafe { finalize_abandoned(ptr) };
             return;
@@ -345,10 +392,57 @@ impl Drop for InFlight<'_> {
         // SAFETY: CANCELLING keeps the completion path from finalizing, so the IRP and slot
         // stay live (the IRP is not reused) until we clear the bit.
         unsafe { wsk_sys::IoCancelIrp(inner.irp.as_ptr()) };
-        let prev = inner.state.fetch_and(!CANCELLING, Ordering::AcqRel);
-        if prev & COMPLETE != 0 {
+        if state_cancel_done(&inner.state) {
             // SAFETY: completion ran while we were cancelling and left finalization to us.
             unsafe { finalize_abandoned(ptr) };
         }
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::sync::atomic::AtomicUsize;
+
+    /// Completion racing the drop of a pending operation: exactly one side finalizes.
+    #[test]
+    fn loom_complete_vs_abandon_finalizes_once() {
+        loom::model(|| {
+            let state = Arc::new(AtomicU32::new(SUBMITTED));
+            let finalized = Arc::new(AtomicUsize::new(0));
+            let (s2, f2) = (state.clone(), finalized.clone());
+            let completer = loom::thread::spawn(move || match state_complete(&s2) {
+                OnComplete::Finalize => {
+                    f2.fetch_add(1, Ordering::SeqCst);
+                }
+                // Wake: the completion ran before the drop, while the future still existed.
+                OnComplete::LeaveToCanceller | OnComplete::Wake => {}
+            });
+            // The dropper: the future is dropped while pending.
+            match state_abandon(&state) {
+                OnAbandon::FinalizeNow => {
+                    finalized.fetch_add(1, Ordering::SeqCst);
+                }
+                OnAbandon::Cancel => {
+                    // IoCancelIrp would run here.
+                    if state_cancel_done(&state) {
+                        finalized.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+            completer.join().unwrap();
+            assert_eq!(finalized.load(Ordering::SeqCst), 1);
+        });
+    }
+
+    /// Without a drop, the completion always wakes.
+    #[test]
+    fn loom_complete_without_abandon_wakes() {
+        loom::model(|| {
+            let state = AtomicU32::new(SUBMITTED);
+            assert_eq!(state_complete(&state), OnComplete::Wake);
+            assert!(state.load(Ordering::SeqCst) & COMPLETE != 0);
+        });
     }
 }

@@ -110,7 +110,7 @@ fn loom() -> Result<Status> {
     cmd.current_dir(util::workspace_root())
         .env("RUSTFLAGS", with_flag("RUSTFLAGS", "--cfg loom"))
         .env("CARGO_TARGET_DIR", util::target_dir().join("loom"))
-        .args(["test", "-p", "wsk-executor", "--release", "--lib", "loom"]);
+        .args(["test", "-p", "wsk-executor", "-p", "wsk", "--release", "--lib", "loom"]);
     util::run_inherit(&mut cmd).map(|()| Status::Passed)
 }
 

@@ -49,16 +49,66 @@ const CLOSE_DONE: usize = 1 << 2;
 const CALL_ONE: usize = 1 << 3;
 const FLAGS: usize = CALL_ONE - 1;
 
+/// Begins a call: test-and-increment, failing once `CLOSING` is set (rules 1, 2, 4).
+pub(crate) fn rundown_enter(rundown: &AtomicUsize) -> Result<()> {
+    let mut v = rundown.load(Ordering::Acquire);
+    loop {
+        if v & CLOSING != 0 {
+            return Err(Error::Closed);
+        }
+        match rundown.compare_exchange_weak(v, v + CALL_ONE, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Ok(()),
+            Err(actual) => v = actual,
+        }
+    }
+}
+
+/// Ends a call. `true` when it was the last call while a close waits (wake the closer).
+#[must_use]
+pub(crate) fn rundown_exit(rundown: &AtomicUsize) -> bool {
+    let prev = rundown.fetch_sub(CALL_ONE, Ordering::AcqRel);
+    prev & CLOSING != 0 && prev & !FLAGS == CALL_ONE
+}
+
+/// The closer's attempt to issue the close.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// No call in progress: this closer issues `WskCloseSocket`.
+    Issue,
+    /// Another closer issued it already.
+    AlreadyIssued,
+    /// Calls are in progress (the observed word): wait and try again.
+    Busy(usize),
+}
+
+/// Sets `CLOSING` (idempotent) and tries to claim `CLOSE_ISSUED` with no call in progress.
+pub(crate) fn rundown_claim_close(rundown: &AtomicUsize) -> Claim {
+    rundown.fetch_or(CLOSING, Ordering::AcqRel);
+    loop {
+        let v = rundown.load(Ordering::Acquire);
+        if v & CLOSE_ISSUED != 0 {
+            return Claim::AlreadyIssued;
+        }
+        if v >= CALL_ONE {
+            return Claim::Busy(v);
+        }
+        if rundown.compare_exchange(v, v | CLOSE_ISSUED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            return Claim::Issue;
+        }
+    }
+}
+
 /// Pool tag of socket cores ("WskS").
 pub const SOCKET_TAG: u32 = u32::from_le_bytes(*b"WskS");
 
 /// Live socket cores (for diagnostics and unload checks).
-static LIVE_SOCKETS: AtomicUsize = AtomicUsize::new(0);
+static LIVE_SOCKETS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
 /// Number of sockets whose memory is not yet freed (open, or closing in the background).
 /// Any IRQL.
 pub fn live_sockets() -> usize {
-    LIVE_SOCKETS.load(Ordering::Acquire)
+    LIVE_SOCKETS.load(core::sync::atomic::Ordering::Acquire)
 }
 
 struct CoreInner {
@@ -117,7 +167,7 @@ impl SocketCore {
                 waker: AtomicWaker::new(),
             })
         };
-        LIVE_SOCKETS.fetch_add(1, Ordering::AcqRel);
+        LIVE_SOCKETS.fetch_add(1, core::sync::atomic::Ordering::AcqRel);
         // INVARIANT: one reference, held by the returned handle.
         Ok(Self { inner })
     }
@@ -142,17 +192,8 @@ impl SocketCore {
     /// Begins a call into the socket: fails with [`Error::Closed`] once close has begun.
     /// IRQL <= DISPATCH_LEVEL.
     pub fn enter(&self) -> Result<CallGuard<'_>> {
-        let rundown = &self.inner().rundown;
-        let mut v = rundown.load(Ordering::Acquire);
-        loop {
-            if v & CLOSING != 0 {
-                return Err(Error::Closed);
-            }
-            match rundown.compare_exchange_weak(v, v + CALL_ONE, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Ok(CallGuard { core: self }),
-                Err(actual) => v = actual,
-            }
-        }
+        rundown_enter(&self.inner().rundown)?;
+        Ok(CallGuard { core: self })
     }
 
     /// The WSK socket and its dispatch table, typed by the caller.
@@ -175,23 +216,18 @@ impl SocketCore {
     /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn close(&self) -> Result<()> {
         let inner = self.inner();
-        inner.rundown.fetch_or(CLOSING, Ordering::AcqRel);
         // Wait until no call is in progress, then claim the right to issue the close.
         let issue = core::future::poll_fn(|cx| {
             loop {
-                let v = inner.rundown.load(Ordering::Acquire);
-                if v & CLOSE_ISSUED != 0 {
-                    return Poll::Ready(false);
-                }
-                if v >= CALL_ONE {
-                    inner.waker.register(cx.waker());
-                    if inner.rundown.load(Ordering::Acquire) == v {
-                        return Poll::Pending;
+                match rundown_claim_close(&inner.rundown) {
+                    Claim::Issue => return Poll::Ready(true),
+                    Claim::AlreadyIssued => return Poll::Ready(false),
+                    Claim::Busy(v) => {
+                        inner.waker.register(cx.waker());
+                        if inner.rundown.load(Ordering::Acquire) == v {
+                            return Poll::Pending;
+                        }
                     }
-                    continue;
-                }
-                if inner.rundown.compare_exchange(v, v | CLOSE_ISSUED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                    return Poll::Ready(true);
                 }
             }
         })
@@ -264,8 +300,7 @@ unsafe fn issue_close(ptr: NonNull<CoreInner>) {
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
         let inner = self.core.inner();
-        let prev = inner.rundown.fetch_sub(CALL_ONE, Ordering::AcqRel);
-        if prev & CLOSING != 0 && prev & !FLAGS == CALL_ONE {
+        if rundown_exit(&inner.rundown) {
             // Last call out while a close waits: let it proceed.
             inner.waker.wake();
         }
@@ -320,7 +355,7 @@ unsafe fn free(inner: NonNull<CoreInner>) {
     drop(core);
     // SAFETY: allocated in `SocketCore::new` with SOCKET_TAG; value moved out above.
     unsafe { pool::free(inner.cast(), SOCKET_TAG) };
-    LIVE_SOCKETS.fetch_sub(1, Ordering::AcqRel);
+    LIVE_SOCKETS.fetch_sub(1, core::sync::atomic::Ordering::AcqRel);
 }
 
 /// Completion routine of the close IRP (rule 6). IRQL <= DISPATCH_LEVEL.
@@ -338,4 +373,56 @@ unsafe extern "system" fn close_complete(_device: *mut DEVICE_OBJECT, irp: *mut 
     // SAFETY: releases the reference taken in `issue_close`.
     unsafe { release(inner) };
     STATUS_MORE_PROCESSING_REQUIRED
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+
+    /// A call from another half racing close: the close is issued only with no call in
+    /// progress, and a call that starts after the close began fails with `Closed`.
+    #[test]
+    fn loom_close_waits_for_calls_and_blocks_new_ones() {
+        loom::model(|| {
+            let rundown = Arc::new(AtomicUsize::new(0));
+            let issued = Arc::new(AtomicUsize::new(0));
+            let (r2, i2) = (rundown.clone(), issued.clone());
+            let caller = loom::thread::spawn(move || {
+                if rundown_enter(&r2).is_ok() {
+                    // Inside the provider routine: the close must not have been issued.
+                    assert_eq!(i2.load(Ordering::SeqCst), 0, "close issued during a call");
+                    let _ = rundown_exit(&r2);
+                }
+            });
+            // The closer: retry until it may issue (the real one waits on a waker).
+            loop {
+                match rundown_claim_close(&rundown) {
+                    Claim::Issue => {
+                        issued.fetch_add(1, Ordering::SeqCst);
+                        break;
+                    }
+                    Claim::AlreadyIssued => unreachable!("single closer"),
+                    Claim::Busy(_) => loom::thread::yield_now(),
+                }
+            }
+            caller.join().unwrap();
+            assert_eq!(issued.load(Ordering::SeqCst), 1);
+            assert_eq!(rundown_enter(&rundown), Err(Error::Closed));
+        });
+    }
+
+    /// Two closers (close() on both halves): exactly one issues `WskCloseSocket`.
+    #[test]
+    fn loom_two_closers_issue_once() {
+        loom::model(|| {
+            let rundown = Arc::new(AtomicUsize::new(0));
+            let r2 = rundown.clone();
+            let other = loom::thread::spawn(move || rundown_claim_close(&r2));
+            let mine = rundown_claim_close(&rundown);
+            let theirs = other.join().unwrap();
+            let issues = [mine, theirs].iter().filter(|c| **c == Claim::Issue).count();
+            assert_eq!(issues, 1);
+        });
+    }
 }
