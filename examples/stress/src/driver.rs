@@ -1,50 +1,174 @@
 //! DriverEntry and DriverUnload of the stress driver.
 
+use core::net::{Ipv4Addr, SocketAddr};
+use core::sync::atomic::Ordering;
+use core::time::Duration;
+
 use wsk::pool::PoolBox;
-use wsk::{DriverGlobal, Wsk, log};
-use wsk_sys::{DRIVER_OBJECT, NTSTATUS, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS, UNICODE_STRING};
+use wsk::registry::Parameters;
+use wsk::{DriverGlobal, Error, TcpListener, Wsk, log};
+use wsk_executor::{Executor, IoObject};
+use wsk_sys::{DRIVER_OBJECT, NTSTATUS, STATUS_SUCCESS, UNICODE_STRING};
 
-/// How long DriverEntry waits for the WSK provider before continuing without it.
+use crate::stats::{OP_NAMES, STATS};
+use crate::workload::{self, Config, STOP, WskRef};
+
+/// Service-key parameters and their defaults.
+pub const DEFAULT_PORT: u16 = 7008;
+pub const DEFAULT_CLIENTS: u32 = 16;
+pub const DEFAULT_SECONDS: u32 = 10;
+
 const PROVIDER_WAIT_MS: u32 = 1_000;
+const CLOSE_WAIT: Duration = Duration::from_secs(30);
 
-/// Everything the driver owns between DriverEntry and DriverUnload.
+/// Field order is drop order: the executor (and every task) before the registration, which
+/// the tasks borrow through [`WskRef`].
 struct DriverState {
-    #[expect(dead_code, reason = "held until unload, where dropping it deregisters")]
-    wsk: Wsk,
+    executor: Option<Executor>,
+    wsk: Option<PoolBox<Wsk>>,
 }
 
 static STATE: DriverGlobal<DriverState> = DriverGlobal::new();
 
+struct Settings {
+    port: u16,
+    seconds: u32,
+    config: Config,
+}
+
+/// # Safety
+/// `registry_path` is DriverEntry's argument.
+unsafe fn settings(registry_path: *mut UNICODE_STRING) -> Result<Settings, Error> {
+    let mut s = Settings {
+        port: DEFAULT_PORT,
+        seconds: DEFAULT_SECONDS,
+        config: Config { clients: DEFAULT_CLIENTS, operations: 0, seed: 1 },
+    };
+    // SAFETY: forwarded contract.
+    if let Some(params) = unsafe { Parameters::open(registry_path)? } {
+        if let Some(v) = params.dword("Port")? {
+            s.port = u16::try_from(v).map_err(|_| Error::InvalidInput("Port must be below 65536"))?;
+        }
+        if let Some(v) = params.dword("Clients")? {
+            s.config.clients = v.max(1);
+        }
+        if let Some(v) = params.dword("Seconds")? {
+            s.seconds = v;
+        }
+        if let Some(v) = params.dword("Operations")? {
+            s.config.operations = u64::from(v);
+        }
+        if let Some(v) = params.dword("Seed")? {
+            s.config.seed = u64::from(v);
+        }
+    }
+    Ok(s)
+}
+
 /// DriverEntry. IRQL == PASSIVE_LEVEL.
 ///
 /// # Safety
-/// `driver_object` must be the valid driver object the I/O manager (or emulator) passes.
+/// Valid arguments from the I/O manager (or the emulator).
 pub unsafe extern "system" fn driver_entry(
     driver_object: *mut DRIVER_OBJECT,
-    _registry_path: *mut UNICODE_STRING,
+    registry_path: *mut UNICODE_STRING,
 ) -> NTSTATUS {
     log!(always, "stress: DriverEntry");
-    let wsk = match Wsk::register(PROVIDER_WAIT_MS) {
-        Ok(wsk) => wsk,
-        Err(e) => {
-            log!(error, "stress: WskRegister failed: {}", e);
-            return e.to_status();
+    // SAFETY: forwarded contract.
+    match unsafe { start(driver_object, registry_path) } {
+        Ok(()) => {
+            // SAFETY: valid driver object.
+            unsafe { (*driver_object).DriverUnload = Some(driver_unload) };
+            STATUS_SUCCESS
         }
-    };
-    log!(always, "stress: WskRegister ok");
-    if wsk.is_ready() {
-        log!(always, "stress: WskCaptureProviderNPI ok");
-    } else {
-        log!(error, "stress: WSK provider not ready after {} ms", PROVIDER_WAIT_MS);
+        Err(e) => {
+            log!(error, "stress: DriverEntry failed: {}", e);
+            e.to_status()
+        }
     }
-    let state = match PoolBox::try_new(DriverState { wsk }) {
-        Ok(state) => state,
-        Err(_) => return STATUS_INSUFFICIENT_RESOURCES,
-    };
+}
+
+/// # Safety
+/// As [`driver_entry`].
+unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_STRING) -> Result<(), Error> {
+    // SAFETY: forwarded contract.
+    let settings = unsafe { settings(registry_path)? };
+    STOP.store(false, Ordering::Release);
+    let wsk = Wsk::register(PROVIDER_WAIT_MS)?;
+    log!(always, "stress: WskRegister ok");
+    if !wsk.is_ready() {
+        return Err(Error::NotReady);
+    }
+    log!(always, "stress: WskCaptureProviderNPI ok");
+    let wsk = PoolBox::try_new(wsk).map_err(|_| Error::NoMemory)?;
+    // SAFETY: the driver's own driver object.
+    let executor = Executor::new(unsafe { IoObject::from_driver(driver_object) }).map_err(|_| Error::NoMemory)?;
+    let mut state =
+        PoolBox::try_new(DriverState { executor: Some(executor), wsk: Some(wsk) }).map_err(|_| Error::NoMemory)?;
+    if let Err(e) = spawn_workload(&state, &settings) {
+        stop(&mut state);
+        return Err(e);
+    }
     drop(STATE.set(state));
-    // SAFETY: the caller passes a valid driver object; DriverEntry may set DriverUnload.
-    unsafe { (*driver_object).DriverUnload = Some(driver_unload) };
-    STATUS_SUCCESS
+    Ok(())
+}
+
+fn spawn_workload(state: &DriverState, settings: &Settings) -> Result<(), Error> {
+    let (Some(executor), Some(wsk)) = (state.executor.as_ref(), state.wsk.as_ref()) else {
+        return Err(Error::NotReady);
+    };
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, settings.port));
+    let listener = match wsk_executor::block_on(TcpListener::bind(wsk, addr)) {
+        Ok(result) => result?,
+        Err(_) => return Err(Error::WrongIrql { max: 0, current: wsk_sys::KeGetCurrentIrql() }),
+    };
+    let spawner = executor.spawner();
+    let nomem = |_| Error::NoMemory;
+    executor.spawn(workload::accept_loop(listener, executor.spawner(), settings.config.seed)).map_err(nomem)?;
+    // SAFETY: `wsk` lives in the driver state until after the executor is shut down.
+    let wsk_ref = unsafe { WskRef::new(wsk) };
+    for id in 0..settings.config.clients {
+        executor
+            .spawn(workload::client(wsk_ref, addr, spawner.clone(), settings.config, u64::from(id)))
+            .map_err(nomem)?;
+    }
+    if settings.seconds != 0 {
+        let seconds = settings.seconds;
+        executor
+            .spawn(async move {
+                wsk_executor::sleep(Duration::from_secs(u64::from(seconds))).await;
+                STOP.store(true, Ordering::Release);
+            })
+            .map_err(nomem)?;
+    }
+    log!(
+        always,
+        "stress: running {} clients against {} for {} s (seed {})",
+        settings.config.clients,
+        addr,
+        settings.seconds,
+        settings.config.seed
+    );
+    Ok(())
+}
+
+fn stop(state: &mut DriverState) {
+    STOP.store(true, Ordering::Release);
+    if let Some(executor) = state.executor.take() {
+        if let Err(executor) = executor.shutdown() {
+            log!(error, "stress: executor shutdown above PASSIVE_LEVEL; leaking it");
+            core::mem::forget(executor);
+        }
+    }
+    let mut waited = Duration::ZERO;
+    let step = Duration::from_millis(5);
+    while wsk::live_sockets() != 0 && waited < CLOSE_WAIT {
+        let mut interval = -((step.as_nanos() / 100) as i64);
+        // SAFETY: PASSIVE_LEVEL; relative delay.
+        unsafe { wsk_sys::KeDelayExecutionThread(wsk_sys::KernelMode, 0, &mut interval) };
+        waited += step;
+    }
+    drop(state.wsk.take());
 }
 
 /// DriverUnload. IRQL == PASSIVE_LEVEL.
@@ -53,6 +177,18 @@ pub unsafe extern "system" fn driver_entry(
 /// Called once by the I/O manager after a successful DriverEntry.
 pub unsafe extern "system" fn driver_unload(_driver_object: *mut DRIVER_OBJECT) {
     log!(always, "stress: DriverUnload");
-    drop(STATE.take());
-    log!(always, "stress: DriverUnload done");
+    if let Some(mut state) = STATE.take() {
+        stop(&mut state);
+    }
+    for (name, count) in OP_NAMES.iter().zip(STATS.ops.iter()) {
+        log!(always, "stress: {:>10} {}", name, count.load(Ordering::Relaxed));
+    }
+    log!(
+        always,
+        "stress: DriverUnload done: {} bytes checked, {} data errors, {} hangs, {} sockets open",
+        STATS.bytes.load(Ordering::Relaxed),
+        STATS.data_errors.load(Ordering::Relaxed),
+        STATS.hangs.load(Ordering::Relaxed),
+        wsk::live_sockets()
+    );
 }

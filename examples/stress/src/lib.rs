@@ -1,12 +1,23 @@
-//! The stress driver.
+//! The stress driver: hammers the `wsk` library and the WSK contract.
 //!
-//! Current scope: the driver lifecycle only (WSK registration in DriverEntry, deregistration
-//! in DriverUnload), so that `stress.sys` is built and image-checked with the echo driver.
-//! The socket churn it is meant to run is not built yet.
+//! On load it listens on 127.0.0.1 (`Port`, default 7008) and runs `Clients` workers (default
+//! 16) for `Seconds` (default 10; 0 = until unload) or `Operations` operations, with `Seed`
+//! (all REG_DWORD values of the service key's `Parameters`). Each worker connects to the
+//! driver's own listener and runs random scenarios: exchanges of random sizes with content
+//! checks, receives cancelled by dropping them, close racing a receive pending in another
+//! task, abortive disconnects, peer resets from the server side, and sockets dropped without
+//! close. Unload in the middle of traffic is part of the design: DriverUnload stops
+//! everything and waits until every socket is closed.
+//!
+//! The host binary (`cargo run -p stress-driver -- --help`) runs it on the emulator with the
+//! verifier and fault injection.
 
 #![no_std]
 
 pub mod driver;
+pub mod rng;
+pub mod stats;
+pub mod workload;
 
 /// The image entry point of `stress.sys`.
 ///

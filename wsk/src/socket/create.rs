@@ -23,8 +23,8 @@ pub(crate) async fn wsk_socket(
     protocol: u32,
     flags: u32,
 ) -> Result<()> {
-    let (client, dispatch) = wsk.provider()?;
     slot.idle().await;
+    let (client, dispatch) = wsk.provider()?;
     let (irp, _args) = slot.arm(None);
     match dispatch.WskSocket {
         // SAFETY: valid client and armed IRP; no context or callbacks are registered.
@@ -69,11 +69,11 @@ pub(crate) async fn wsk_socket_connect(
     local: SocketAddr,
     remote: SocketAddr,
 ) -> Result<()> {
+    slot.idle().await;
     let (client, dispatch) = wsk.provider()?;
     let Some(connect) = dispatch.WskSocketConnect else {
         return Err(Error::Status(wsk_sys::STATUS_NOT_IMPLEMENTED));
     };
-    slot.idle().await;
     // The local address must stay valid during the call only; the remote one lives in the
     // slot until completion.
     let mut local_storage: SOCKADDR_STORAGE = addr::to_storage(&local);

@@ -1,0 +1,98 @@
+//! Counters of a stress run, readable while it runs and after unload.
+
+use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+
+use wsk::Error;
+
+/// Operation kinds counted.
+#[derive(Debug, Clone, Copy)]
+#[repr(usize)]
+pub enum Op {
+    Connect,
+    Accept,
+    Send,
+    Receive,
+    Disconnect,
+    Abort,
+    Close,
+    Cancel,
+}
+
+/// Names of [`Op`] in order, for tables.
+pub const OP_NAMES: [&str; 8] = ["connect", "accept", "send", "receive", "disconnect", "abort", "close", "cancel"];
+
+const FAILURE_SLOTS: usize = 16;
+
+/// Everything a run counts.
+pub struct Stats {
+    pub ops: [AtomicU64; 8],
+    /// Failures by NTSTATUS: (status, count) slots filled on first use.
+    pub failure_status: [AtomicI32; FAILURE_SLOTS],
+    pub failure_count: [AtomicU64; FAILURE_SLOTS],
+    /// Failures whose status found no slot.
+    pub failure_other: AtomicU64,
+    /// Received bytes that differed from what was sent (must stay 0).
+    pub data_errors: AtomicU64,
+    /// Operations that exceeded their time bound (must stay 0 without fault injection).
+    pub hangs: AtomicU64,
+    pub bytes: AtomicU64,
+    pub open_sockets: AtomicU64,
+    pub peak_sockets: AtomicU64,
+    pub running: AtomicU64,
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const ZERO64: AtomicU64 = AtomicU64::new(0);
+#[allow(clippy::declare_interior_mutable_const)]
+const ZERO32: AtomicI32 = AtomicI32::new(0);
+
+/// The driver's counters.
+pub static STATS: Stats = Stats {
+    ops: [ZERO64; 8],
+    failure_status: [ZERO32; FAILURE_SLOTS],
+    failure_count: [ZERO64; FAILURE_SLOTS],
+    failure_other: AtomicU64::new(0),
+    data_errors: AtomicU64::new(0),
+    hangs: AtomicU64::new(0),
+    bytes: AtomicU64::new(0),
+    open_sockets: AtomicU64::new(0),
+    peak_sockets: AtomicU64::new(0),
+    running: AtomicU64::new(0),
+};
+
+impl Stats {
+    pub fn op(&self, op: Op) {
+        self.ops[op as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a failed operation under its NTSTATUS.
+    pub fn failure(&self, error: Error) {
+        let status = error.to_status();
+        for i in 0..FAILURE_SLOTS {
+            let slot = &self.failure_status[i];
+            let current = slot.load(Ordering::Acquire);
+            if current == status
+                || (current == 0 && slot.compare_exchange(0, status, Ordering::AcqRel, Ordering::Acquire).is_ok())
+                || slot.load(Ordering::Acquire) == status
+            {
+                self.failure_count[i].fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        self.failure_other.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn socket_opened(&self) {
+        let now = self.open_sockets.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak_sockets.fetch_max(now, Ordering::Relaxed);
+    }
+
+    pub fn socket_closed(&self) {
+        self.open_sockets.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Total operations so far.
+    pub fn total_ops(&self) -> u64 {
+        self.ops.iter().map(|o| o.load(Ordering::Relaxed)).sum()
+    }
+}

@@ -1,0 +1,283 @@
+//! The stress workload: clients churning connections against the driver's own listener, with
+//! content checks, random cancellation, close racing calls from the other half, abortive
+//! disconnects, peer resets and sockets dropped without close.
+
+use core::net::SocketAddr;
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::time::Duration;
+
+use wsk::{Error, IoBuf, TcpListener, TcpStream, Wsk};
+use wsk_executor::{Spawner, timeout};
+
+use crate::rng::{Rng, pattern};
+use crate::stats::{Op, STATS};
+
+/// Set to stop every worker (deadline, operation budget, or unload).
+pub static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Bound on any single operation; exceeding it counts as a hang.
+const OP_BOUND: Duration = Duration::from_secs(30);
+/// Largest payload of one exchange.
+const MAX_PAYLOAD: u64 = 256 * 1024;
+const CHUNK: usize = 64 * 1024;
+
+/// The workload's parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Concurrent client connections (each also has a server side).
+    pub clients: u32,
+    /// Stop after this many operations (0: no limit).
+    pub operations: u64,
+    pub seed: u64,
+}
+
+/// A registration the tasks may use.
+///
+/// # Invariants
+/// The pointed-to `Wsk` outlives every task holding this handle: the driver shuts its
+/// executor down (all tasks gone) before dropping the registration.
+#[derive(Clone, Copy)]
+pub struct WskRef(*const Wsk);
+
+// SAFETY: `Wsk` is Sync; the invariant keeps it alive.
+unsafe impl Send for WskRef {}
+// SAFETY: as above.
+unsafe impl Sync for WskRef {}
+
+impl WskRef {
+    /// # Safety
+    /// `wsk` must outlive every task given the handle (see the type's invariant).
+    pub unsafe fn new(wsk: &Wsk) -> Self {
+        Self(wsk)
+    }
+
+    fn get(&self) -> &Wsk {
+        // SAFETY: by the type invariant the registration is alive.
+        unsafe { &*self.0 }
+    }
+}
+
+fn stop_if_done(config: &Config) -> bool {
+    if config.operations != 0 && STATS.total_ops() >= config.operations {
+        STOP.store(true, Ordering::Release);
+    }
+    STOP.load(Ordering::Acquire)
+}
+
+/// Bounds `future` by [`OP_BOUND`]; a timeout counts as a hang and becomes `Cancelled`.
+async fn bounded<T>(future: impl core::future::Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    match timeout(OP_BOUND, future).await {
+        Ok(result) => result,
+        Err(_) => {
+            STATS.hangs.fetch_add(1, Ordering::Relaxed);
+            Err(Error::Cancelled)
+        }
+    }
+}
+
+fn record<T>(op: Op, result: &Result<T, Error>) {
+    STATS.op(op);
+    if let Err(e) = result {
+        STATS.failure(*e);
+    }
+}
+
+/// The server side: accept and echo, sometimes resetting the peer.
+pub async fn accept_loop(mut listener: TcpListener, spawner: Spawner, seed: u64) {
+    let mut rng = Rng::new(seed ^ 0xACCE_97);
+    while !STOP.load(Ordering::Acquire) {
+        let accepted = listener.accept().await;
+        record(Op::Accept, &accepted);
+        match accepted {
+            Ok((stream, _peer)) => {
+                STATS.socket_opened();
+                let reset = rng.chance(3);
+                if spawner.spawn(serve(stream, reset)).is_err() {
+                    STATS.socket_closed();
+                }
+            }
+            Err(Error::Closed) => return,
+            Err(_) => wsk_executor::yield_now().await,
+        }
+    }
+}
+
+async fn serve(mut stream: TcpStream, reset: bool) {
+    if let Ok(mut buf) = IoBuf::with_capacity(CHUNK) {
+        loop {
+            let (received, back) = stream.recv(buf).await;
+            buf = back;
+            record(Op::Receive, &received);
+            match received {
+                Ok(0) | Err(_) => break,
+                Ok(_) if reset => {
+                    let aborted = stream.abort().await;
+                    record(Op::Abort, &aborted);
+                    break;
+                }
+                Ok(_) => {
+                    let (sent, back) = stream.send_all(buf).await;
+                    buf = back;
+                    record(Op::Send, &sent);
+                    if sent.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let closed = stream.close().await;
+    record(Op::Close, &closed);
+    STATS.socket_closed();
+}
+
+/// One client worker: connect, run a random scenario, repeat until stopped.
+pub async fn client(wsk: WskRef, addr: SocketAddr, spawner: Spawner, config: Config, id: u64) {
+    let mut rng = Rng::new(config.seed ^ (id << 32));
+    let mut stream_id = id << 40;
+    STATS.running.fetch_add(1, Ordering::Relaxed);
+    while !stop_if_done(&config) {
+        let connected = bounded(TcpStream::connect(wsk.get(), addr)).await;
+        record(Op::Connect, &connected);
+        let Ok(stream) = connected else {
+            wsk_executor::yield_now().await;
+            continue;
+        };
+        STATS.socket_opened();
+        stream_id += 1;
+        match rng.below(100) {
+            0..50 => exchange_and_close(stream, &mut rng, stream_id).await,
+            50..65 => cancel_then_use(stream, &mut rng, stream_id).await,
+            65..80 => close_racing_reader(stream, &spawner).await,
+            80..90 => abort(stream).await,
+            _ => drop_without_close(stream).await,
+        }
+        STATS.socket_closed();
+    }
+    STATS.running.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Sends `len` pattern bytes and checks the echo.
+async fn exchange(stream: &mut TcpStream, len: u64, stream_id: u64) -> Result<(), Error> {
+    let mut out = IoBuf::with_capacity(CHUNK)?;
+    let mut inb = IoBuf::with_capacity(CHUNK)?;
+    let mut sent = 0u64;
+    let mut checked = 0u64;
+    while checked < len {
+        if sent < len {
+            let n = (len - sent).min(CHUNK as u64) as usize;
+            for (i, byte) in out.as_mut_capacity()[..n].iter_mut().enumerate() {
+                *byte = pattern(stream_id, sent + i as u64);
+            }
+            out.set_len(n);
+            let (result, back) = stream.send_all(out).await;
+            out = back;
+            record(Op::Send, &result);
+            result?;
+            sent += n as u64;
+        }
+        // Read what is echoed so far (at least one receive per chunk sent).
+        while checked < sent {
+            let (result, back) = bounded_recv(stream, inb).await;
+            inb = match back {
+                Some(buf) => buf,
+                None => IoBuf::with_capacity(CHUNK)?,
+            };
+            record(Op::Receive, &result);
+            let n = result?;
+            if n == 0 {
+                return Err(Error::Status(wsk_sys::STATUS_CONNECTION_DISCONNECTED));
+            }
+            for (i, byte) in inb.as_slice().iter().enumerate() {
+                if *byte != pattern(stream_id, checked + i as u64) {
+                    STATS.data_errors.fetch_add(1, Ordering::Relaxed);
+                    return Err(Error::InvalidInput("echoed data differs"));
+                }
+            }
+            checked += n as u64;
+            STATS.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+    Ok(())
+}
+
+async fn bounded_recv(stream: &mut TcpStream, buf: IoBuf) -> (Result<usize, Error>, Option<IoBuf>) {
+    // Keep the buffer on timeout: the dropped receive hands it to the completion path, so
+    // a fresh one is allocated.
+    match timeout(OP_BOUND, stream.recv(buf)).await {
+        Ok((result, buf)) => (result, Some(buf)),
+        Err(_) => {
+            STATS.hangs.fetch_add(1, Ordering::Relaxed);
+            (Err(Error::Cancelled), None)
+        }
+    }
+}
+
+async fn exchange_and_close(mut stream: TcpStream, rng: &mut Rng, stream_id: u64) {
+    let rounds = 1 + rng.below(3);
+    for _ in 0..rounds {
+        let len = 1 + rng.below(MAX_PAYLOAD);
+        if exchange(&mut stream, len, stream_id).await.is_err() {
+            break;
+        }
+    }
+    let shut = stream.shutdown().await;
+    record(Op::Disconnect, &shut);
+    let closed = stream.close().await;
+    record(Op::Close, &closed);
+}
+
+/// Starts a receive that cannot complete, drops it (IoCancelIrp), then uses the socket.
+async fn cancel_then_use(mut stream: TcpStream, rng: &mut Rng, stream_id: u64) {
+    if let Ok(buf) = IoBuf::with_capacity(16) {
+        let wait = Duration::from_millis(1 + rng.below(5));
+        let cancelled = timeout(wait, stream.recv(buf)).await;
+        STATS.op(Op::Cancel);
+        if let Ok((Err(e), _)) = cancelled {
+            STATS.failure(e);
+        }
+    }
+    let _ = exchange(&mut stream, 1 + rng.below(4096), stream_id).await;
+    let closed = stream.close().await;
+    record(Op::Close, &closed);
+}
+
+/// Closes from the write half while the read half's receive is pending in another task.
+async fn close_racing_reader(stream: TcpStream, spawner: &Spawner) {
+    let (mut read, write) = stream.into_split();
+    let reader = spawner.spawn(async move {
+        let Ok(buf) = IoBuf::with_capacity(1024) else { return Ok(0) };
+        let (result, _buf) = read.recv(buf).await;
+        result
+    });
+    wsk_executor::yield_now().await;
+    let closed = write.close().await;
+    record(Op::Close, &closed);
+    if let Ok(reader) = reader {
+        match reader.await {
+            Ok(result) => record(Op::Receive, &result),
+            Err(_) => STATS.op(Op::Cancel),
+        }
+    }
+}
+
+async fn abort(mut stream: TcpStream) {
+    if let Ok(buf) = IoBuf::copy_from(b"abortive") {
+        let (sent, _) = stream.send(buf).await;
+        record(Op::Send, &sent);
+    }
+    let aborted = stream.abort().await;
+    record(Op::Abort, &aborted);
+    let closed = stream.close().await;
+    record(Op::Close, &closed);
+}
+
+/// Drops the socket with a send just done: the library closes it in the background.
+async fn drop_without_close(mut stream: TcpStream) {
+    if let Ok(buf) = IoBuf::copy_from(b"dropped") {
+        let (sent, _) = stream.send(buf).await;
+        record(Op::Send, &sent);
+    }
+    drop(stream);
+    STATS.op(Op::Close);
+}
