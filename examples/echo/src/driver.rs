@@ -8,7 +8,7 @@ use wsk::pool::PoolBox;
 use wsk::registry::Parameters;
 use wsk::{DriverGlobal, Error, TcpListener, Wsk, log};
 use wsk_executor::{Executor, IoObject, JoinHandle};
-use wsk_sys::{DRIVER_OBJECT, NTSTATUS, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS, UNICODE_STRING};
+use wsk_sys::{DRIVER_OBJECT, NTSTATUS, STATUS_SUCCESS, UNICODE_STRING};
 
 use crate::server::{self, STATS};
 
@@ -157,9 +157,4 @@ pub unsafe extern "system" fn driver_unload(_driver_object: *mut DRIVER_OBJECT) 
         STATS.bytes.load(Ordering::Relaxed),
         open
     );
-}
-
-/// Whether DriverEntry left an allocation failure (for the host binary's messages).
-pub fn insufficient_resources(status: NTSTATUS) -> bool {
-    status == STATUS_INSUFFICIENT_RESOURCES
 }

@@ -1,0 +1,37 @@
+//! Executor settings.
+
+use core::time::Duration;
+
+/// How much work one run of the executor's work item may do before it re-queues itself and
+/// gives the system worker thread back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    pub(crate) max_polls: u32,
+    pub(crate) max_run_nanos: u64,
+}
+
+impl Config {
+    /// 64 polls or 2 ms per run, whichever comes first. (All of `Config` works at any IRQL.)
+    pub const fn new() -> Self {
+        Self { max_polls: 64, max_run_nanos: 2_000_000 }
+    }
+
+    /// At most `polls` task polls per run (at least 1).
+    pub const fn max_polls_per_run(mut self, polls: u32) -> Self {
+        self.max_polls = if polls == 0 { 1 } else { polls };
+        self
+    }
+
+    /// Stop polling once a run has lasted `time` (checked after each poll).
+    pub const fn max_time_per_run(mut self, time: Duration) -> Self {
+        let nanos = time.as_nanos();
+        self.max_run_nanos = if nanos > u64::MAX as u128 { u64::MAX } else { nanos as u64 };
+        self
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,104 @@
+//! One run of the work item: poll tasks within the budget, cancel everything at shutdown,
+//! then either re-queue or clear the queued flag (see [`crate::scheduler`]).
+//!
+//! Runs happen one at a time: a run starts only after the `request_run` that QUEUED allowed,
+//! and the next QUEUED can be taken only after this run's final CAS (release) or by this run
+//! itself. So the run queue's consumer end and [`Local`] are touched by one thread at a time,
+//! each run happening-after the previous one.
+
+use core::ptr::NonNull;
+
+use crate::loom::{Ordering::AcqRel, Ordering::Acquire};
+use crate::platform::Platform;
+use crate::scheduler::{Local, NOTIFIED, QUEUED, Shared};
+use crate::task::{Header, RunCtx};
+
+/// What a run does when it stops polling.
+enum Exit {
+    /// Budget spent with work left: queue the work item again, keeping QUEUED and the unit.
+    Requeue,
+    /// Nothing left: QUEUED cleared; release the run's unit.
+    Idle,
+}
+
+/// The work item's body. PASSIVE_LEVEL.
+///
+/// # Safety
+///
+/// `context` is the `Shared<P>` that requested this run, and this is the one run it asked for.
+pub(crate) unsafe fn run<P: Platform>(context: NonNull<()>) {
+    debug_assert!(P::can_block(), "the executor runs at PASSIVE_LEVEL only");
+    let this = context.cast::<Shared<P>>();
+    // SAFETY: the run's unit keeps the executor alive until `release_unit`.
+    let shared = unsafe { this.as_ref() };
+    let config = shared.config;
+    let start = P::now_nanos();
+    let mut polls: u32 = 0;
+    let exit = loop {
+        shared.run_state.fetch_and(!NOTIFIED, AcqRel);
+        let exhausted = shared.local.with_mut(|local| {
+            // SAFETY: this run is the only one (see the module docs).
+            let local = unsafe { &mut *local };
+            if !local.shutdown_seen && shared.is_shutting_down() {
+                local.shutdown_seen = true;
+                // SAFETY: we are the work item.
+                unsafe { cancel_all(local) };
+            }
+            loop {
+                // SAFETY: we are the single consumer.
+                let Some(link) = (unsafe { shared.queue.pop() }) else {
+                    return false;
+                };
+                // The link is at offset 0 of the header.
+                let task = link.cast::<Header>();
+                let mut ctx = RunCtx { owned: &mut local.owned, shutting_down: local.shutdown_seen };
+                // SAFETY: popped from the run queue with the queue's reference.
+                let vtable = unsafe { task.as_ref() }.vtable;
+                // SAFETY: as above; the vtable was made for this task's type.
+                unsafe { (vtable.run)(task, &mut ctx) };
+                polls = polls.saturating_add(1);
+                if polls >= config.max_polls || P::now_nanos().wrapping_sub(start) >= config.max_run_nanos {
+                    return true;
+                }
+            }
+        });
+        // SAFETY: we are the single consumer.
+        if exhausted && unsafe { shared.queue.has_ready() } {
+            break Exit::Requeue;
+        }
+        if shared.run_state.compare_exchange(QUEUED, 0, AcqRel, Acquire).is_ok() {
+            break Exit::Idle;
+        }
+        // NOTIFIED: something was pushed after we cleared it.
+        if exhausted {
+            break Exit::Requeue;
+        }
+    };
+    match exit {
+        Exit::Requeue => {
+            let platform = NonNull::from(&shared.platform);
+            // SAFETY: QUEUED is still ours and the previous request has started (this run);
+            // the run's unit passes to the next run.
+            unsafe { P::request_run(platform, context) }
+        }
+        // SAFETY: the run's unit; nothing of the executor is touched afterwards.
+        Exit::Idle => unsafe { Shared::release_unit(this) },
+    }
+}
+
+/// Cancels every task in the owned list: drops their futures here, at PASSIVE_LEVEL.
+///
+/// # Safety
+///
+/// Called by the work item.
+unsafe fn cancel_all(local: &mut Local) {
+    // SAFETY: we are the work item.
+    while let Some(task) = unsafe { local.owned.pop_front() } {
+        let mut ctx = RunCtx { owned: &mut local.owned, shutting_down: true };
+        // SAFETY: taken from the owned list with its reference.
+        let vtable = unsafe { task.as_ref() }.vtable;
+        // SAFETY: as above; the vtable matches the task.
+        unsafe { (vtable.shutdown)(task, &mut ctx) };
+    }
+    debug_assert_eq!(local.owned.len(), 0);
+}

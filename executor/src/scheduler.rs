@@ -1,0 +1,256 @@
+//! The executor's shared state: run queue, the "queued" flag of its work item, and the
+//! counts that let shutdown wait until nothing is left.
+//!
+//! # The queued flag
+//!
+//! `run_state` holds QUEUED (a run has been requested and has not finished) and NOTIFIED
+//! (something was pushed since the running work item last looked):
+//!
+//! ```text
+//!   schedule():  push task; prev = fetch_or(QUEUED | NOTIFIED)
+//!                if prev had no QUEUED: count one unit, Platform::request_run()
+//!
+//!   run():       loop { clear NOTIFIED; pop and poll until empty or budget spent;
+//!                       budget spent and work left: request_run() again (QUEUED stays)
+//!                       CAS(QUEUED -> 0) succeeds: done; fails (NOTIFIED): loop }
+//! ```
+//!
+//! So the work item is queued at most once at a time, and a push is never stranded: either
+//! its `fetch_or` found QUEUED clear and queued a run, or it happened before the running work
+//! item's final CAS, which then fails on NOTIFIED (or the work item already saw the node).
+//!
+//! # Counting for shutdown
+//!
+//! `count` holds SHUTDOWN and a number of units: one per live task, one per requested run and
+//! one for the `Executor` handle. Shutdown sets SHUTDOWN (refusing spawns), requests a run
+//! (which cancels every task), gives up the handle's unit and waits on `event` until the
+//! count reaches zero. Whoever releases the last unit sets the event and touches nothing
+//! afterwards. A unit is only taken by someone already holding one, or by a spawn while
+//! SHUTDOWN is clear (when the handle's unit is still held), so zero is final.
+//!
+//! `handles` counts `Executor` and `Spawner`s and decides when this memory is freed.
+
+use core::mem::MaybeUninit;
+use core::ptr::{self, NonNull};
+
+use crate::config::Config;
+use crate::error::SpawnError;
+use crate::loom::{AtomicUsize, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed, UnsafeCell};
+use crate::platform::Platform;
+use crate::queue::RunQueue;
+use crate::task::Header;
+use crate::task::owned::OwnedList;
+
+/// `run_state`: a run is requested or in progress.
+pub(crate) const QUEUED: usize = 1 << 0;
+/// `run_state`: a task was pushed since the work item last cleared this.
+pub(crate) const NOTIFIED: usize = 1 << 1;
+
+/// `count`: shutdown has begun.
+const SHUTDOWN: usize = 1;
+/// `count`: one unit.
+const UNIT: usize = 2;
+
+/// State only the work item touches.
+pub(crate) struct Local {
+    /// Tasks polled at least once and not complete.
+    pub(crate) owned: OwnedList,
+    /// The work item has seen SHUTDOWN and cancelled the owned tasks.
+    pub(crate) shutdown_seen: bool,
+}
+
+/// One executor: everything its tasks, wakers and handles share.
+pub(crate) struct Shared<P: Platform> {
+    pub(crate) queue: RunQueue,
+    pub(crate) run_state: AtomicUsize,
+    count: AtomicUsize,
+    handles: AtomicUsize,
+    live_tasks: AtomicUsize,
+    pub(crate) local: UnsafeCell<Local>,
+    pub(crate) config: Config,
+    event: MaybeUninit<P::Event>,
+    pub(crate) platform: P,
+}
+
+impl<P: Platform> Shared<P> {
+    const LAYOUT: core::alloc::Layout = core::alloc::Layout::new::<Self>();
+
+    /// Allocates and initializes the shared state; one handle. IRQL <= DISPATCH_LEVEL.
+    pub(crate) fn create(platform: P, config: Config) -> Option<NonNull<Self>> {
+        let mem = P::alloc(Self::LAYOUT)?.cast::<Self>();
+        let value = Self {
+            queue: RunQueue::new(),
+            run_state: AtomicUsize::new(0),
+            count: AtomicUsize::new(UNIT),
+            handles: AtomicUsize::new(1),
+            live_tasks: AtomicUsize::new(0),
+            local: UnsafeCell::new(Local { owned: OwnedList::new(), shutdown_seen: false }),
+            config,
+            event: MaybeUninit::uninit(),
+            platform,
+        };
+        let this = mem.as_ptr();
+        // SAFETY: fresh memory of this layout.
+        unsafe { this.write(value) };
+        // SAFETY: initialized just above.
+        let shared = unsafe { mem.as_ref() };
+        // SAFETY: at its final address.
+        unsafe { shared.queue.init() };
+        // SAFETY: the event is at its final address and stays there until `drop_handle`.
+        unsafe { P::event_init(Self::event(mem)) };
+        Some(mem)
+    }
+
+    fn event(this: NonNull<Self>) -> *mut P::Event {
+        // SAFETY: in bounds of the live allocation; no reference is created.
+        unsafe { ptr::addr_of_mut!((*this.as_ptr()).event) }.cast()
+    }
+
+    /// Whether shutdown has begun. Any IRQL.
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.count.load(Acquire) & SHUTDOWN != 0
+    }
+
+    /// Tasks allocated and not yet freed. Any IRQL.
+    pub(crate) fn live_tasks(&self) -> usize {
+        self.live_tasks.load(Acquire)
+    }
+
+    /// Reserves a unit for a new task unless shutting down.
+    pub(crate) fn begin_spawn(&self) -> Result<(), SpawnError> {
+        let mut cur = self.count.load(Relaxed);
+        loop {
+            if cur & SHUTDOWN != 0 {
+                return Err(SpawnError::ShuttingDown);
+            }
+            match self.count.compare_exchange_weak(cur, cur + UNIT, AcqRel, Relaxed) {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
+        self.live_tasks.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// Undoes [`begin_spawn`](Self::begin_spawn) after an allocation failure.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds a unit besides the one it gives back (its handle's).
+    pub(crate) unsafe fn abandon_spawn(this: NonNull<Self>) {
+        // SAFETY: forwarded contract; the same accounting as a freed task.
+        unsafe { Self::task_freed(this) };
+    }
+
+    /// Called after a task's memory was freed.
+    ///
+    /// # Safety
+    ///
+    /// The caller gives up the unit of that task and touches nothing of the executor
+    /// afterwards.
+    pub(crate) unsafe fn task_freed(this: NonNull<Self>) {
+        // SAFETY: our unit keeps the executor alive.
+        unsafe { this.as_ref() }.live_tasks.fetch_sub(1, Relaxed);
+        // SAFETY: forwarded contract.
+        unsafe { Self::release_unit(this) };
+    }
+
+    /// Releases one unit; the last one wakes the shutdown waiter.
+    ///
+    /// # Safety
+    ///
+    /// The caller owns a unit and touches nothing of the executor afterwards.
+    pub(crate) unsafe fn release_unit(this: NonNull<Self>) {
+        // SAFETY: our unit keeps the executor alive.
+        let prev = unsafe { this.as_ref() }.count.fetch_sub(UNIT, AcqRel);
+        debug_assert!(prev >= UNIT);
+        if prev == SHUTDOWN | UNIT {
+            // The shutdown waiter is blocked on the event until this call, so it is still
+            // there; it may free everything as soon as the event is set.
+            // SAFETY: initialized in `create`, dropped only after the waiter returns.
+            unsafe { P::event_set(Self::event(this)) };
+        }
+    }
+
+    /// Pushes a task and makes sure a run will see it. Any thread, IRQL <= DISPATCH_LEVEL.
+    ///
+    /// # Safety
+    ///
+    /// The caller set the task's SCHEDULED bit and hands over a reference for the queue. It
+    /// also holds something else that keeps the executor alive until this returns (another
+    /// reference to the task, or the run's unit): once pushed, the task may run, complete and
+    /// be freed before the run is requested.
+    pub(crate) unsafe fn schedule(this: NonNull<Self>, task: NonNull<Header>) {
+        // SAFETY: kept alive by the caller.
+        let shared = unsafe { this.as_ref() };
+        // SAFETY: a SCHEDULED task is pushed only by whoever set SCHEDULED, so it is not in
+        // the queue; its reference keeps it valid until popped. The link is at offset 0.
+        unsafe { shared.queue.push(task.cast()) };
+        // SAFETY: the caller's other reference or unit keeps the executor alive.
+        unsafe { Self::request_run(this) };
+    }
+
+    /// Marks work as pending and queues the work item if it is not queued.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds a unit (a task reference, the handle, or the run itself).
+    pub(crate) unsafe fn request_run(this: NonNull<Self>) {
+        // SAFETY: the caller's unit keeps the executor alive.
+        let shared = unsafe { this.as_ref() };
+        let prev = shared.run_state.fetch_or(QUEUED | NOTIFIED, AcqRel);
+        if prev & QUEUED == 0 {
+            shared.count.fetch_add(UNIT, Relaxed);
+            let platform = NonNull::from(&shared.platform);
+            // SAFETY: QUEUED was clear: no run is pending; not shut down (units remain).
+            unsafe { P::request_run(platform, this.cast()) };
+        }
+    }
+
+    /// Begins shutdown: refuses new spawns. Returns `false` if it had begun already.
+    pub(crate) fn set_shutdown(&self) -> bool {
+        self.count.fetch_or(SHUTDOWN, AcqRel) & SHUTDOWN == 0
+    }
+
+    /// Gives up the handle's unit and waits until every unit is released.
+    ///
+    /// # Safety
+    ///
+    /// Called once, by the `Executor` handle, after [`set_shutdown`](Self::set_shutdown), at
+    /// PASSIVE_LEVEL.
+    pub(crate) unsafe fn wait_idle(this: NonNull<Self>) {
+        // SAFETY: the handle keeps the executor allocated.
+        let prev = unsafe { this.as_ref() }.count.fetch_sub(UNIT, AcqRel);
+        if prev != SHUTDOWN | UNIT {
+            // SAFETY: initialized; the last unit's release sets it exactly once.
+            unsafe { P::event_wait(Self::event(this)) };
+        }
+        // SAFETY: the handle keeps the executor allocated.
+        let count = unsafe { this.as_ref() }.count.load(Acquire);
+        debug_assert_eq!(count, SHUTDOWN);
+    }
+
+    /// Adds a handle.
+    pub(crate) fn add_handle(&self) {
+        self.handles.fetch_add(1, Relaxed);
+    }
+
+    /// Drops a handle; frees the executor with the last one. IRQL <= DISPATCH_LEVEL.
+    ///
+    /// # Safety
+    ///
+    /// The caller owns a handle and touches nothing of the executor afterwards. When it is
+    /// the last handle, no unit is left (shutdown finished).
+    pub(crate) unsafe fn drop_handle(this: NonNull<Self>) {
+        // SAFETY: our handle keeps the executor allocated.
+        if unsafe { this.as_ref() }.handles.fetch_sub(1, AcqRel) != 1 {
+            return;
+        }
+        // SAFETY: nobody else can reach the executor; the event is not in use.
+        unsafe { P::event_drop(Self::event(this)) };
+        // SAFETY: initialized in `create`; dropped once.
+        unsafe { ptr::drop_in_place(this.as_ptr()) };
+        // SAFETY: allocated in `create` with this layout.
+        unsafe { P::dealloc(this.cast(), Self::LAYOUT) };
+    }
+}

@@ -1,0 +1,134 @@
+//! The task allocation: header, stage (future or output) and join waker slot.
+
+use core::alloc::Layout;
+use core::future::Future;
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+use core::task::Waker;
+
+use super::harness;
+use super::owned::{OwnedLinks, OwnedList};
+use super::state::State;
+use crate::error::JoinError;
+use crate::loom::UnsafeCell;
+use crate::platform::Platform;
+use crate::queue::Link;
+
+/// Type-erased operations on a task, one table per future type and platform.
+pub(crate) struct Vtable {
+    /// Work item: poll (or cancel) a task popped from the run queue; consumes the queue's
+    /// reference.
+    pub(crate) run: unsafe fn(NonNull<Header>, &mut RunCtx<'_>),
+    /// Work item at shutdown: cancel a task taken from the owned list.
+    pub(crate) shutdown: unsafe fn(NonNull<Header>, &mut RunCtx<'_>),
+    /// Push onto the executor's run queue and request a run; consumes one reference and
+    /// needs another held across the call (see `Shared::schedule`).
+    pub(crate) schedule: unsafe fn(NonNull<Header>),
+    /// Free the memory (last reference gone).
+    pub(crate) dealloc: unsafe fn(NonNull<Header>),
+    /// Join handle: write `Poll<Result<Output, JoinError>>` to the pointer if complete,
+    /// otherwise register the waker.
+    pub(crate) try_read_output: unsafe fn(NonNull<Header>, NonNull<()>, &Waker),
+    /// Join handle dropped; consumes its reference.
+    pub(crate) drop_join_handle: unsafe fn(NonNull<Header>),
+}
+
+/// What the work item lends a task while running it.
+pub(crate) struct RunCtx<'a> {
+    /// Tasks that have been polled and are not complete.
+    pub(crate) owned: &'a mut OwnedList,
+    /// The executor is shutting down: cancel instead of polling.
+    pub(crate) shutting_down: bool,
+}
+
+/// The part of a task every pointer to it can see.
+///
+/// # Invariants
+///
+/// `link` is at offset 0, so a `*mut Link` popped from the run queue is the task's address.
+#[repr(C)]
+pub(crate) struct Header {
+    /// Run queue link.
+    pub(crate) link: Link,
+    /// Lifecycle, join and reference bits.
+    pub(crate) state: State,
+    /// Operations for this task's future type.
+    pub(crate) vtable: &'static Vtable,
+    /// The executor (`Shared<P>`) that owns the task; outlives it.
+    pub(crate) owner: NonNull<()>,
+    /// Links of the executor's owned list; only the work item touches them.
+    pub(crate) owned: UnsafeCell<OwnedLinks>,
+}
+
+/// What the `stage` of a task holds.
+pub(crate) enum Stage<F: Future> {
+    /// The future, until it completes or is cancelled.
+    Running(F),
+    /// The output, until the join handle takes it or it is dropped.
+    Finished(Result<F::Output, JoinError>),
+    /// Nothing.
+    Consumed,
+}
+
+/// The whole task allocation.
+///
+/// # Invariants
+///
+/// `header` is at offset 0, so a `NonNull<Header>` is the address of the cell.
+#[repr(C)]
+pub(crate) struct Cell<F: Future, P> {
+    pub(crate) header: Header,
+    pub(crate) stage: UnsafeCell<Stage<F>>,
+    pub(crate) join_waker: UnsafeCell<Option<Waker>>,
+    _platform: PhantomData<fn() -> P>,
+}
+
+impl<F, P> Cell<F, P>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+    P: Platform,
+{
+    const VTABLE: Vtable = Vtable {
+        run: harness::run::<F, P>,
+        shutdown: harness::shutdown::<F, P>,
+        schedule: harness::schedule::<P>,
+        dealloc: harness::dealloc::<F, P>,
+        try_read_output: harness::try_read_output::<F, P>,
+        drop_join_handle: harness::drop_join_handle::<F, P>,
+    };
+
+    /// The layout the task is allocated with.
+    pub(crate) const LAYOUT: Layout = Layout::new::<Self>();
+}
+
+/// Allocates a task for `future` owned by the executor `owner`. Gives the future back when
+/// memory is short. IRQL <= DISPATCH_LEVEL.
+///
+/// The task starts SCHEDULED with three references (see [`super`]); the caller pushes it.
+pub(crate) fn allocate<F, P>(future: F, owner: NonNull<()>) -> Result<NonNull<Header>, F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+    P: Platform,
+{
+    let Some(mem) = P::alloc(Cell::<F, P>::LAYOUT) else {
+        return Err(future);
+    };
+    let cell = mem.cast::<Cell<F, P>>();
+    let value = Cell::<F, P> {
+        header: Header {
+            link: Link::new(),
+            state: State::new(),
+            vtable: &Cell::<F, P>::VTABLE,
+            owner,
+            owned: UnsafeCell::new(OwnedLinks::new()),
+        },
+        stage: UnsafeCell::new(Stage::Running(future)),
+        join_waker: UnsafeCell::new(None),
+        _platform: PhantomData,
+    };
+    // SAFETY: `mem` is fresh memory of `Cell<F, P>`'s layout.
+    unsafe { cell.as_ptr().write(value) };
+    Ok(cell.cast())
+}
