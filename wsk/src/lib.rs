@@ -17,6 +17,7 @@ mod op;
 pub mod pool;
 pub mod registration;
 pub mod registry;
+pub mod resolve;
 #[cfg(all(feature = "driver-runtime", windows))]
 mod runtime;
 pub mod socket;

@@ -357,9 +357,12 @@ impl Future for InFlight<'_> {
         }
         // SAFETY: COMPLETE was observed with acquire ordering: the result is written and the
         // completion routine no longer touches the fields.
-        let completion = unsafe {
-            Completion { status: *inner.status.get(), info: *inner.info.get(), buffer: (*inner.buffer.get()).take() }
-        };
+        let status = unsafe { *inner.status.get() };
+        // SAFETY: as above.
+        let info = unsafe { *inner.info.get() };
+        // SAFETY: as above; the completion routine never touches `buffer` of a live future.
+        let buffer = unsafe { (*inner.buffer.get()).take() };
+        let completion = Completion { status, info, buffer };
         inner.state.store(0, Ordering::Release);
         this.done = true;
         // SAFETY: releases the in-flight reference taken in `arm`.

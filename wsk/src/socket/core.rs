@@ -206,7 +206,9 @@ impl SocketCore {
         // SAFETY: while a call guard is held the socket is open (close waits for the count to
         // drain), so its dispatch table, owned by the provider, is valid; the caller picks
         // the right table type.
-        let table = unsafe { &*(*socket).Dispatch.cast::<T>() };
+        let dispatch = unsafe { (*socket).Dispatch };
+        // SAFETY: as above: the provider's table for this socket kind lives while it is open.
+        let table = unsafe { &*dispatch.cast::<T>() };
         (socket, table)
     }
 
@@ -274,7 +276,9 @@ unsafe fn issue_close(ptr: NonNull<CoreInner>) {
     } else {
         // SAFETY: no call is in progress (rule 1) and none can start (CLOSING); the basic
         // dispatch table is the prefix of every socket kind's table.
-        let basic = unsafe { &*(*socket).Dispatch.cast::<WSK_PROVIDER_BASIC_DISPATCH>() };
+        let dispatch = unsafe { (*socket).Dispatch };
+        // SAFETY: as above.
+        let basic = unsafe { &*dispatch.cast::<WSK_PROVIDER_BASIC_DISPATCH>() };
         basic.WskCloseSocket
     };
     let Some(close) = close else {

@@ -1,5 +1,10 @@
 //! Socket creation through the provider-level `WskSocket` and `WskSocketConnect`.
 
+// Each unsafe block here is one call into a provider routine whose pointer arguments lead
+// into the operation slot (dereferencing `args` to reach them is part of that one call);
+// splitting the call across several blocks would not make any single step clearer.
+#![allow(clippy::multiple_unsafe_ops_per_block)]
+
 use core::ffi::c_void;
 use core::net::SocketAddr;
 

@@ -1,0 +1,165 @@
+//! Name resolution through `WskGetAddressInfo`.
+
+// Each unsafe block here is one call into a provider routine whose pointer arguments lead
+// into the operation slot (dereferencing `args` to reach them is part of that one call);
+// splitting the call across several blocks would not make any single step clearer.
+#![allow(clippy::multiple_unsafe_ops_per_block)]
+
+use core::net::SocketAddr;
+
+use wsk_sys::{ADDRINFOEXW, NS_ALL, UNICODE_STRING};
+
+use crate::addr;
+use crate::buf::IoBuf;
+use crate::error::{Error, Result};
+use crate::op::OpSlot;
+use crate::registration::Wsk;
+use crate::socket::call::complete_not_implemented;
+
+/// Most addresses [`Wsk::resolve`] returns.
+pub const MAX_ADDRS: usize = 16;
+
+/// Longest host name accepted (characters).
+pub const MAX_NAME: usize = 255;
+
+/// The addresses a name resolved to, in the provider's order (at most [`MAX_ADDRS`]).
+#[derive(Debug, Clone, Copy)]
+pub struct AddrList {
+    addrs: [Option<SocketAddr>; MAX_ADDRS],
+    len: usize,
+}
+
+impl AddrList {
+    /// The addresses.
+    pub fn iter(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.addrs[..self.len].iter().flatten().copied()
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The first address, if any.
+    pub fn first(&self) -> Option<SocketAddr> {
+        self.iter().next()
+    }
+}
+
+/// Layout of the request block kept in pool memory (an [`IoBuf`] owned by the operation
+/// slot) until the IRP completes: the provider reads the names and writes the result pointer
+/// through it.
+#[repr(C)]
+struct Request {
+    node: UNICODE_STRING,
+    service: UNICODE_STRING,
+    result: *mut ADDRINFOEXW,
+    name: [u16; MAX_NAME],
+    port: [u16; 6],
+}
+
+impl Wsk {
+    /// Resolves `host` (a name or a numeric address) for `port` with `WskGetAddressInfo`.
+    /// IRQL == PASSIVE_LEVEL (task context).
+    ///
+    /// Dropping the future while the request is pending cancels it; if the provider completes
+    /// it successfully regardless, the result list cannot be returned to it and is leaked
+    /// (one small pool allocation of the provider's).
+    pub async fn resolve(&self, host: &str, port: u16) -> Result<AddrList> {
+        if host.is_empty() || host.len() > MAX_NAME || !host.is_ascii() {
+            return Err(Error::InvalidInput("host name must be 1 to 255 ASCII characters"));
+        }
+        let mut slot = OpSlot::new()?;
+        let mut block = IoBuf::with_capacity(core::mem::size_of::<Request>())?;
+        let req = block.as_mut_capacity().as_mut_ptr().cast::<Request>();
+        // SAFETY: the buffer is pool memory (16-byte aligned) of Request's size, zeroed;
+        // Request is plain data, so writing its fields through the pointer is sound.
+        let r = unsafe { &mut *req };
+        for (w, b) in r.name.iter_mut().zip(host.bytes()) {
+            *w = u16::from(b);
+        }
+        let mut digits = [0u16; 6];
+        let mut n = 0;
+        let mut p = port;
+        loop {
+            digits[n] = u16::from(b'0' + (p % 10) as u8);
+            n += 1;
+            p /= 10;
+            if p == 0 {
+                break;
+            }
+        }
+        for i in 0..n {
+            r.port[i] = digits[n - 1 - i];
+        }
+        r.node = UNICODE_STRING {
+            Length: (host.len() * 2) as u16,
+            MaximumLength: (host.len() * 2) as u16,
+            Buffer: r.name.as_mut_ptr(),
+        };
+        r.service =
+            UNICODE_STRING { Length: (n * 2) as u16, MaximumLength: (n * 2) as u16, Buffer: r.port.as_mut_ptr() };
+
+        slot.idle().await;
+        let (client, dispatch) = self.provider()?;
+        let (Some(get), free) = (dispatch.WskGetAddressInfo, dispatch.WskFreeAddressInfo) else {
+            return Err(Error::Status(wsk_sys::STATUS_NOT_IMPLEMENTED));
+        };
+        let (irp, _args) = slot.arm(Some(block));
+        // SAFETY: `req` points into the IoBuf now owned by the slot until the IRP completes;
+        // the strings and the result pointer stay valid for the whole request.
+        let status = unsafe {
+            get(
+                client,
+                &mut (*req).node,
+                &mut (*req).service,
+                NS_ALL,
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                &mut (*req).result,
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                irp,
+            )
+        };
+        if status == wsk_sys::STATUS_NOT_IMPLEMENTED && !slot.is_complete() {
+            complete_not_implemented(irp);
+        }
+        let done = slot.submitted().await;
+        done.result()?;
+        let block = done.buffer.ok_or(Error::NoMemory)?;
+        let req = block.as_slice().as_ptr().cast::<Request>();
+        // SAFETY: the request completed; the provider wrote the result pointer.
+        let head = unsafe { (*req).result };
+        let mut list = AddrList { addrs: [None; MAX_ADDRS], len: 0 };
+        let mut node = head;
+        while !node.is_null() && list.len < MAX_ADDRS {
+            // SAFETY: a list returned by WskGetAddressInfo, valid until WskFreeAddressInfo.
+            let info = unsafe { &*node };
+            if !info.ai_addr.is_null() {
+                let mut storage = wsk_sys::SOCKADDR_STORAGE::zeroed();
+                let len = info.ai_addrlen.min(core::mem::size_of::<wsk_sys::SOCKADDR_STORAGE>());
+                // SAFETY: `ai_addr` points to `ai_addrlen` readable bytes; copying at most the
+                // storage's size.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(info.ai_addr.cast::<u8>(), (&raw mut storage).cast::<u8>(), len)
+                };
+                if let Ok(a) = addr::from_storage(&storage) {
+                    list.addrs[list.len] = Some(a);
+                    list.len += 1;
+                }
+            }
+            node = info.ai_next;
+        }
+        if let (Some(free), false) = (free, head.is_null()) {
+            // SAFETY: the list came from this client's WskGetAddressInfo and is freed once.
+            unsafe { free(client, head) };
+        }
+        if list.is_empty() { Err(Error::Status(wsk_sys::STATUS_NOT_FOUND)) } else { Ok(list) }
+    }
+}
