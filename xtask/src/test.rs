@@ -84,7 +84,29 @@ pub fn run(skips: &[String]) -> Result<()> {
 fn run_step(step: &str) -> Result<Status> {
     match step {
         "fmt" => cargo(&["fmt", "--all", "--check"]),
-        "clippy" => cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+        "clippy" => {
+            cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+            // The driver build: the same crates as the kernel sees them.
+            cargo(&[
+                "clippy",
+                "--target",
+                "x86_64-pc-windows-msvc",
+                "--lib",
+                "-p",
+                "wsk-sys",
+                "-p",
+                "wsk-executor",
+                "-p",
+                "wsk",
+                "-p",
+                "echo-driver",
+                "-p",
+                "stress-driver",
+                "--",
+                "-D",
+                "warnings",
+            ])
+        }
         "test" => cargo(&["test", "--workspace"]),
         "drivers" => drivers::build_all(drivers::ALL).map(|_| Status::Passed),
         "wine" => wine::smoke_test().map(|outcome| match outcome {

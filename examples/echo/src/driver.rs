@@ -123,11 +123,11 @@ fn stop(state: &mut DriverState) {
     if let Some(accept) = state.accept.take() {
         accept.abort();
     }
-    if let Some(executor) = state.executor.take() {
-        if let Err(executor) = executor.shutdown() {
-            log!(error, "echo: executor shutdown above PASSIVE_LEVEL; leaking it");
-            core::mem::forget(executor);
-        }
+    if let Some(executor) = state.executor.take()
+        && let Err(executor) = executor.shutdown()
+    {
+        log!(error, "echo: executor shutdown above PASSIVE_LEVEL; leaking it");
+        core::mem::forget(executor);
     }
     let mut waited = Duration::ZERO;
     let step = Duration::from_millis(5);

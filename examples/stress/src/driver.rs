@@ -154,11 +154,11 @@ fn spawn_workload(state: &DriverState, settings: &Settings) -> Result<(), Error>
 
 fn stop(state: &mut DriverState) {
     STOP.store(true, Ordering::Release);
-    if let Some(executor) = state.executor.take() {
-        if let Err(executor) = executor.shutdown() {
-            log!(error, "stress: executor shutdown above PASSIVE_LEVEL; leaking it");
-            core::mem::forget(executor);
-        }
+    if let Some(executor) = state.executor.take()
+        && let Err(executor) = executor.shutdown()
+    {
+        log!(error, "stress: executor shutdown above PASSIVE_LEVEL; leaking it");
+        core::mem::forget(executor);
     }
     let mut waited = Duration::ZERO;
     let step = Duration::from_millis(5);

@@ -84,7 +84,7 @@ fn record<T>(op: Op, result: &Result<T, Error>) {
 
 /// The server side: accept and echo, sometimes resetting the peer.
 pub async fn accept_loop(mut listener: TcpListener, spawner: Spawner, seed: u64) {
-    let mut rng = Rng::new(seed ^ 0xACCE_97);
+    let mut rng = Rng::new(seed ^ 0x00AC_CE97);
     while !STOP.load(Ordering::Acquire) {
         let accepted = listener.accept().await;
         record(Op::Accept, &accepted);
