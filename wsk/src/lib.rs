@@ -28,5 +28,5 @@ pub use global::DriverGlobal;
 pub use registration::Wsk;
 pub use socket::core::live_sockets;
 pub use socket::options::SocketOption;
-pub use socket::tcp::{TcpListener, TcpReadHalf, TcpStream, TcpWriteHalf};
+pub use socket::tcp::{Closer, TcpListener, TcpReadHalf, TcpSocket, TcpStream, TcpWriteHalf};
 pub use socket::udp::UdpSocket;

@@ -170,6 +170,11 @@ impl TcpListener {
         Ok((stream, peer))
     }
 
+    /// A handle that closes the listener from another task, cancelling a pending accept.
+    pub fn closer(&self) -> Closer {
+        Closer { core: self.core.clone_owner() }
+    }
+
     /// Closes the listen socket: pending accepts resolve `Err(Cancelled)`; resolves when the
     /// close IRP completes. IRQL == PASSIVE_LEVEL (task context).
     pub async fn close(self) -> Result<()> {
@@ -241,47 +246,14 @@ impl TcpStream {
         if local.is_ipv4() != remote.is_ipv4() {
             return Err(Error::InvalidInput("local and remote address families differ"));
         }
-        let mut parts = StreamParts::new()?;
-        let family = if remote.is_ipv4() { AF_INET } else { wsk_sys::AF_INET6 };
-        create::wsk_socket(
-            wsk,
-            &parts.core,
-            &mut parts.recv,
-            family,
-            SOCK_STREAM,
-            IPPROTO_TCP,
-            WSK_FLAG_CONNECTION_SOCKET,
-        )
-        .await?;
-        // SAFETY: connection dispatch table; the address lives in the slot.
-        let bound = unsafe {
-            socket_call::<WSK_PROVIDER_CONNECTION_DISPATCH>(
-                &parts.core,
-                &mut parts.recv,
-                None,
-                |args, _| args.addr = addr::to_storage(&local),
-                |socket, table, irp, args| {
-                    table.WskBind.map(|bind| bind(socket, addr::as_sockaddr(&mut (*args).addr), 0, irp))
-                },
-            )
-        }
-        .await;
-        completion_unit(bound)?;
-        // SAFETY: as above.
-        let connected = unsafe {
-            socket_call::<WSK_PROVIDER_CONNECTION_DISPATCH>(
-                &parts.core,
-                &mut parts.recv,
-                None,
-                |args, _| args.addr = addr::to_storage(&remote),
-                |socket, table, irp, args| {
-                    table.WskConnect.map(|connect| connect(socket, addr::as_sockaddr(&mut (*args).addr), 0, irp))
-                },
-            )
-        }
-        .await;
-        completion_unit(connected)?;
-        Ok(Self::from_parts(parts, Some(remote)))
+        let mut socket = TcpSocket::new(wsk, local.is_ipv4()).await?;
+        socket.bind(local).await?;
+        socket.connect(remote).await
+    }
+
+    /// A handle that closes this connection from another task (see [`Closer`]).
+    pub fn closer(&self) -> Closer {
+        Closer { core: self.write.core.clone_owner() }
     }
 
     /// Receives into `buf` (up to its capacity); `Ok(0)` means the peer finished sending.
@@ -343,6 +315,101 @@ impl TcpStream {
         let TcpStream { read, write } = self;
         drop(read);
         write.close().await
+    }
+}
+
+/// A connection socket before it is connected: create, set options, bind, then connect.
+/// Its [`Closer`] can abort a pending connect from another task.
+pub struct TcpSocket {
+    parts: StreamParts,
+}
+
+impl TcpSocket {
+    /// Creates a connection socket (`WskSocket`) for IPv4 (`ipv4 == true`) or IPv6.
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn new(wsk: &Wsk, ipv4: bool) -> Result<TcpSocket> {
+        let mut parts = StreamParts::new()?;
+        let family = if ipv4 { AF_INET } else { wsk_sys::AF_INET6 };
+        create::wsk_socket(
+            wsk,
+            &parts.core,
+            &mut parts.recv,
+            family,
+            SOCK_STREAM,
+            IPPROTO_TCP,
+            WSK_FLAG_CONNECTION_SOCKET,
+        )
+        .await?;
+        Ok(TcpSocket { parts })
+    }
+
+    /// Binds the local address (`WskBind`); required before [`TcpSocket::connect`].
+    pub async fn bind(&mut self, local: SocketAddr) -> Result<()> {
+        let parts = &mut self.parts;
+        // SAFETY: connection dispatch table; the address lives in the slot.
+        let bound = unsafe {
+            socket_call::<WSK_PROVIDER_CONNECTION_DISPATCH>(
+                &parts.core,
+                &mut parts.recv,
+                None,
+                |args, _| args.addr = addr::to_storage(&local),
+                |socket, table, irp, args| {
+                    table.WskBind.map(|bind| bind(socket, addr::as_sockaddr(&mut (*args).addr), 0, irp))
+                },
+            )
+        }
+        .await;
+        completion_unit(bound)
+    }
+
+    /// Sets a socket option through `WskControlSocket`.
+    pub async fn set_option(&mut self, option: SocketOption) -> Result<()> {
+        set_option(&self.parts.core, &mut self.parts.recv, option).await
+    }
+
+    /// A handle that closes this socket from another task, cancelling a pending connect.
+    pub fn closer(&self) -> Closer {
+        Closer { core: self.parts.core.clone_owner() }
+    }
+
+    /// Connects (`WskConnect`). Dropping the future cancels the connect IRP and closes the
+    /// socket in the background.
+    pub async fn connect(mut self, remote: SocketAddr) -> Result<TcpStream> {
+        let parts = &mut self.parts;
+        // SAFETY: connection dispatch table; the address lives in the slot.
+        let connected = unsafe {
+            socket_call::<WSK_PROVIDER_CONNECTION_DISPATCH>(
+                &parts.core,
+                &mut parts.recv,
+                None,
+                |args, _| args.addr = addr::to_storage(&remote),
+                |socket, table, irp, args| {
+                    table.WskConnect.map(|connect| connect(socket, addr::as_sockaddr(&mut (*args).addr), 0, irp))
+                },
+            )
+        }
+        .await;
+        completion_unit(connected)?;
+        Ok(TcpStream::from_parts(self.parts, Some(remote)))
+    }
+
+    /// Closes the socket.
+    pub async fn close(self) -> Result<()> {
+        self.parts.core.close().await
+    }
+}
+
+/// Closes a socket from another task while its owner may have calls pending: new calls fail
+/// with [`Error::Closed`], pending operations resolve `Err(Cancelled)`, and `close` resolves
+/// when the close IRP completes. The socket's memory stays until every handle is dropped.
+pub struct Closer {
+    pub(crate) core: SocketCore,
+}
+
+impl Closer {
+    /// See [`TcpStream::close`]. IRQL == PASSIVE_LEVEL (task context).
+    pub async fn close(self) -> Result<()> {
+        self.core.close().await
     }
 }
 

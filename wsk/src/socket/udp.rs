@@ -154,6 +154,11 @@ impl UdpSocket {
         set_option(&self.core, &mut self.send, option).await
     }
 
+    /// A handle that closes the socket from another task.
+    pub fn closer(&self) -> crate::Closer {
+        crate::Closer { core: self.core.clone_owner() }
+    }
+
     /// Closes the socket; pending operations resolve `Err(Cancelled)`.
     /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn close(self) -> Result<()> {
