@@ -166,7 +166,7 @@ unsafe extern "system" {
 #[cfg_attr(windows, link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim"))]
 unsafe extern "C" {
     /// Debug output (any IRQL; at DISPATCH_LEVEL and above only for non-Unicode formats).
-    /// Note: on the host `%ld` is 64 bits wide; pass 32-bit values with `%d`/`%u`/`%x`.
+    /// The host emulator follows the Windows printf dialect (`l` is 32 bits, `%wZ`, `%ws`).
     pub fn DbgPrint(Format: *const c_char, ...) -> ULONG;
     pub fn DbgPrintEx(ComponentId: ULONG, Level: ULONG, Format: *const c_char, ...) -> ULONG;
 }

@@ -1,0 +1,175 @@
+//! A user-mode Windows kernel for host tests.
+//!
+//! `wsk-emulator` defines, in user mode, every kernel routine the `wsk-sys` crate declares, so
+//! that unchanged driver code (the `wsk` library, the executor, the example drivers) runs in
+//! host tests and host binaries on any OS, in CI, in seconds. It also checks what it runs, with
+//! a verifier modelled on Driver Verifier's standard checks, and can fail allocations on
+//! purpose to prove every failure path.
+//!
+//! # Using it
+//!
+//! Link the crate into the test or binary (any use does; `use wsk_emulator as _;` is enough
+//! for the `#[no_mangle]` routines to resolve `wsk_sys`'s declarations), then load the driver:
+//!
+//! ```no_run
+//! use wsk_emulator::{FaultPlan, Kernel};
+//! # unsafe extern "system" fn driver_entry(
+//! #     _: *mut wsk_sys::DRIVER_OBJECT,
+//! #     _: *mut wsk_sys::UNICODE_STRING,
+//! # ) -> wsk_sys::NTSTATUS { 0 }
+//! let driver = Kernel::builder()
+//!     .verifier(true)
+//!     .fault_injection(FaultPlan::None)
+//!     .param_dword("Port", 7007)
+//!     .param_string("Address", "127.0.0.1")
+//!     .load("echo", driver_entry)
+//!     .expect("DriverEntry failed");
+//! // ... exercise the driver ...
+//! let report = driver.unload();
+//! assert!(report.is_clean(), "{report}");
+//! ```
+//!
+//! [`Kernel::builder`] configures a load; [`KernelBuilder::load`] calls DriverEntry;
+//! [`KernelBuilder::attach`] starts a driver session without one (the test body is the
+//! driver); [`LoadedDriver::unload`] calls DriverUnload and returns the [`VerifierReport`].
+//! [`with_irql`] runs a closure at a given IRQL (e.g. "from a DPC"); [`counters`] samples
+//! allocation counters (allocations per operation); [`debug_log`] reads `DbgPrint` output;
+//! [`provider`] lets a test (and the emulated WSK subsystem) act as the lower driver an IRP
+//! is passed to.
+//!
+//! Environment variables: `WSK_EMU_DBGPRINT` (any value) echoes `DbgPrint` output to stderr;
+//! `WSK_EMU_SITES=0` turns allocation site capture off by default (it costs a backtrace per
+//! allocation: a few microseconds).
+//!
+//! Threads: system worker threads are named `wsk-emu-worker-N`, DPC threads `wsk-emu-dpc-N`,
+//! the timer thread `wsk-emu-timer-N`; host threads (tests, the thread that loads the driver)
+//! run driver code at whatever IRQL [`with_irql`] sets, PASSIVE_LEVEL by default.
+//!
+//! # What is emulated, and how faithfully
+//!
+//! | Area | Routines | Fidelity |
+//! | --- | --- | --- |
+//! | Pool | `ExAllocatePool2`, `ExAllocatePoolWithTag`, `ExFreePool`, `ExFreePoolWithTag`, `MmGetSystemRoutineAddress` | Tags, paged / non-paged types, 16-byte alignment (page alignment from one page up), `ExAllocatePool2` zeroing and flag rules. Special pool with the verifier on: fill of fresh memory, guard bytes checked at free, poisoned and quarantined freed memory. Paged pool is never paged out. |
+//! | IRPs | `IoAllocateIrp`, `IoInitializeIrp`, `IoReuseIrp`, `IoFreeIrp`, `IoCancelIrp`, `IofCompleteRequest`, `IoSetCompletionRoutineEx`, `IoAcquireCancelSpinLock`, `IoReleaseCancelSpinLock` | Real layout and stack-location arithmetic; the real completion walk (`SL_INVOKE_*`, `PendingReturned` propagation, stop at `STATUS_MORE_PROCESSING_REQUIRED`); `UserIosb`/`UserEvent` set when completion reaches the I/O manager; cancel routines called under a global cancel spin lock with `CancelIrql` set. No thread IRPs, APCs, `IoCallDriver` or device stacks. |
+//! | MDLs | `IoAllocateMdl`, `IoFreeMdl`, `MmBuildMdlForNonPagedPool`, `MmMapLockedPagesSpecifyCache` (so `MmGetSystemAddressForMdlSafe`) | Real header fields and chaining to an IRP. No page tables: "page frame numbers" are virtual page numbers and the system address is the buffer itself. |
+//! | Work items | `IoAllocateWorkItem`, `IoQueueWorkItem`, `IoFreeWorkItem` | Four system worker threads at PASSIVE_LEVEL; queue types are not distinguished. The driver is referenced while a work item is queued or running: unload waits for it. |
+//! | Events and waits | `KeInitializeEvent`, `KeSetEvent`, `KeClearEvent`, `KeResetEvent`, `KeReadStateEvent`, `KeWaitForSingleObject`, `KeDelayExecutionThread` | Notification and synchronization (auto-reset) events and timers; signal state kept in `DISPATCHER_HEADER.SignalState`. No alerts, APCs or wait priority boosts. |
+//! | Timers and DPCs | `KeInitializeTimerEx`, `KeSetTimerEx`, `KeCancelTimer`, `KeReadStateTimer`, `KeInitializeDpc`, `KeInsertQueueDpc`, `KeRemoveQueueDpc`, `KeFlushQueuedDpcs`, `KeQueryInterruptTime` | One timer thread with the host's resolution (finer than Windows' default 15.6 ms tick); two DPC threads (two emulated processors) at DISPATCH_LEVEL serving one FIFO (no per-processor queues, importance or targeted DPCs). |
+//! | Rundown | `ExInitializeRundownProtection`, `ExReInitializeRundownProtection`, `ExAcquireRundownProtection`, `ExReleaseRundownProtection`, `ExWaitForRundownProtectionRelease`, `ExRundownCompleted` | The `EX_RUNDOWN_REF` word in place with the kernel's encoding (active bit, count in units of 2). |
+//! | Registry | `ZwOpenKey`, `ZwQueryValueKey` (`KeyValuePartialInformation`), `ZwClose` | Only the driver's service key and its `Parameters` subkey, with values set by the host; real status codes for short buffers and missing values. |
+//! | Bugcheck | `KeBugCheckEx` | Recorded with the driver's code; a system thread calling it stops for good (a fresh one replaces it); on a host thread the process aborts. |
+//! | Strings, debug output | `RtlInitUnicodeString`, `DbgPrint`, `DbgPrintEx` | Windows printf dialect (`%wZ`, `%ws`, `%S`, `%I64x`, 32-bit `%ld`), 512-byte truncation; every message is logged (no component filtering). |
+//! | IRQL | `KeGetCurrentIrql` (through `WskEmuGetCurrentIrql`) | Per thread: PASSIVE_LEVEL for DriverEntry, DriverUnload, work items and test threads; DISPATCH_LEVEL for DPCs, completion routines and under the cancel spin lock. |
+//! | WSK | `WskRegister`, `WskDeregister`, `WskCaptureProviderNPI`, `WskReleaseProviderNPI` | Registration and NPI capture complete; socket routines complete their IRP with `STATUS_NOT_IMPLEMENTED` for now. |
+//!
+//! # The verifier
+//!
+//! On by default ([`KernelBuilder::verifier`]). Each check is a [`Rule`]; a violation is a
+//! [`Bugcheck`] with a stop code in the spirit of Driver Verifier's (0xC4
+//! `DRIVER_VERIFIER_DETECTED_VIOLATION`, 0xC9 `DRIVER_VERIFIER_IOMANAGER_VIOLATION`, 0xD1
+//! `DRIVER_IRQL_NOT_LESS_OR_EQUAL`, 0x44 `MULTIPLE_IRP_COMPLETE_REQUESTS`, 0xC7
+//! `TIMER_OR_DPC_INVALID`, 0xCE, 0xE4, 0xC1, 0xC2, 0x93, 0x35, 0x48). The first violation
+//! stops the driver: no further work items or DPCs are dispatched into it and DriverUnload is
+//! not called; the offending call does nothing harmful (a double free is refused) and returns,
+//! so that tests can assert on the report.
+//!
+//! * Pool tracking: every allocation is checked at unload (tag, size, pool type and allocation
+//!   site of each leak); special pool catches overruns, double frees and writes after free.
+//! * IRQL checking: every routine's documented maximum IRQL, paged pool at DISPATCH_LEVEL,
+//!   blocking waits at DISPATCH_LEVEL, callbacks that return at another IRQL or holding the
+//!   cancel spin lock, Unicode `DbgPrint` formats above PASSIVE_LEVEL.
+//! * I/O verification: IRPs freed twice, freed or reused while a provider owns them, completed
+//!   twice, completed with `STATUS_PENDING` or a cancel routine set, leaked; completion that
+//!   reached the I/O manager for a driver-allocated IRP the driver then frees or reuses; work
+//!   items queued twice or freed while queued; timers and DPCs pending at unload or in freed
+//!   pool; MDLs over paged or freed pool; handles and WSK registrations leaked.
+//!
+//! Fault injection ([`FaultPlan`]) fails pool, IRP, MDL and work item allocations at random
+//! (deterministic for a seed) or systematically (exactly the N-th, or every one from the N-th).
+//!
+//! # What differs from the real kernel
+//!
+//! * There are no page tables, no paging and no memory protection: a use after free of
+//!   quarantined memory reads poison instead of faulting, and is caught only where the
+//!   emulator checks (frees, MDLs, quarantine poison, dispatcher object types).
+//! * One driver at a time per process; the kernel state is process-global.
+//! * IRQL is advisory: code at DISPATCH_LEVEL can still block on a host lock or sleep; only the
+//!   documented rules are checked. There is no preemption by IRQL: a DPC runs concurrently with
+//!   PASSIVE_LEVEL code of the "same processor".
+//! * Timers have the host's resolution; DPCs run on two threads in FIFO order; work items on
+//!   four threads.
+//! * Completion routines always run at DISPATCH_LEVEL (the real kernel runs them at the
+//!   completer's IRQL, which is at most DISPATCH_LEVEL).
+//! * `IoSetCompletionRoutineEx` allocates nothing and cannot fail.
+//! * `POOL_FLAG_RAISE_ON_FAILURE` returns null instead of raising; structured exceptions do not
+//!   exist.
+//! * Stop codes and their first parameters follow Driver Verifier where a matching check exists;
+//!   the rule name is the reliable identifier.
+
+#![allow(non_snake_case)]
+
+mod counters;
+mod crash;
+mod debug;
+mod dpc;
+mod driver;
+mod event;
+mod fault;
+mod irp;
+mod irql;
+mod kernel;
+mod mdl;
+mod pool;
+mod registry;
+mod rtl;
+mod rundown;
+mod site;
+mod sync;
+mod threads;
+mod time;
+mod timer;
+mod verifier;
+mod workitem;
+mod wsk;
+
+pub use counters::{Counters, counters};
+pub use debug::{DebugMessage, debug_log, debug_messages, wait_for_debug_message};
+pub use driver::{Kernel, KernelBuilder, LoadError, LoadedDriver};
+pub use fault::{AllocationKind, FaultPlan, FaultStats};
+pub use irp::provider;
+pub use irql::{current_irql, irql_name, with_irql};
+pub use pool::{FREED_BYTE, FRESH_BYTE, GUARD_BYTE, GUARD_BYTES};
+pub use registry::{RegistryValue, SERVICES_KEY, service_key_path};
+pub use rtl::EXPORTS;
+pub use site::Site;
+pub use threads::{DPC_THREADS, WORKER_THREADS};
+pub use verifier::{Bugcheck, Leak, LeakKind, Rule, VerifierReport, codes, recorded_bugchecks, tag_text};
+
+/// Every routine the emulator exports, callable from Rust without going through `wsk_sys`'s
+/// declarations (which resolve to the same symbols).
+pub mod exports {
+    pub use crate::crash::KeBugCheckEx;
+    pub use crate::dpc::{KeFlushQueuedDpcs, KeInitializeDpc, KeInsertQueueDpc, KeRemoveQueueDpc};
+    pub use crate::event::{
+        KeClearEvent, KeDelayExecutionThread, KeInitializeEvent, KeReadStateEvent, KeResetEvent, KeSetEvent,
+        KeWaitForSingleObject,
+    };
+    pub use crate::irp::{
+        IoAcquireCancelSpinLock, IoAllocateIrp, IoCancelIrp, IoFreeIrp, IoInitializeIrp, IoReleaseCancelSpinLock,
+        IoReuseIrp, IoSetCompletionRoutineEx, IofCompleteRequest,
+    };
+    pub use crate::irql::WskEmuGetCurrentIrql;
+    pub use crate::mdl::{IoAllocateMdl, IoFreeMdl, MmBuildMdlForNonPagedPool, MmMapLockedPagesSpecifyCache};
+    pub use crate::pool::{ExAllocatePool2, ExAllocatePoolWithTag, ExFreePool, ExFreePoolWithTag};
+    pub use crate::registry::{ZwClose, ZwOpenKey, ZwQueryValueKey};
+    pub use crate::rtl::{KeQueryInterruptTime, MmGetSystemRoutineAddress, RtlInitUnicodeString};
+    pub use crate::rundown::{
+        ExAcquireRundownProtection, ExInitializeRundownProtection, ExReInitializeRundownProtection,
+        ExReleaseRundownProtection, ExRundownCompleted, ExWaitForRundownProtectionRelease,
+    };
+    pub use crate::timer::{KeCancelTimer, KeInitializeTimerEx, KeReadStateTimer, KeSetTimerEx};
+    pub use crate::workitem::{IoAllocateWorkItem, IoFreeWorkItem, IoQueueWorkItem};
+    pub use crate::wsk::{WskCaptureProviderNPI, WskDeregister, WskRegister, WskReleaseProviderNPI};
+    /// Defined in C (`csrc/dbgprint.c`): C-variadic.
+    pub use wsk_sys::{DbgPrint, DbgPrintEx};
+}

@@ -1,0 +1,225 @@
+//! MDLs: `IoAllocateMdl`, `IoFreeMdl`, `MmBuildMdlForNonPagedPool`,
+//! `MmMapLockedPagesSpecifyCache` (behind `MmGetSystemAddressForMdlSafe`).
+//!
+//! There are no page tables: the "page frame numbers" an MDL carries are the virtual page
+//! numbers of the buffer, and the system address of a buffer is the buffer itself. What is
+//! checked is what a driver can get wrong: the MDL is live, and the memory it describes is
+//! live non-paged pool (when it is pool at all) and lies inside one allocation.
+
+// The exports read and write MDL headers through raw pointers the caller passes; this module
+// allows several unsafe operations per block, each block saying why it is sound.
+#![allow(clippy::multiple_unsafe_ops_per_block)]
+
+use std::mem::size_of;
+use std::ptr;
+
+use wsk_sys::{
+    BOOLEAN, DISPATCH_LEVEL, IRP, KPROCESSOR_MODE, KernelMode, MDL, MDL_ALLOCATED_FIXED_SIZE, MDL_MAPPED_TO_SYSTEM_VA,
+    MDL_PAGES_LOCKED, MDL_SOURCE_IS_NONPAGED_POOL, PAGE_SIZE, PVOID, ULONG,
+};
+
+use crate::irql;
+use crate::pool::{self, BlockKind, FreeError, RangeClass, Request};
+use crate::verifier::{Rule, bugcheck, tag_text};
+
+/// Pool tag of MDLs (as the real memory manager's).
+pub const MDL_TAG: u32 = u32::from_le_bytes(*b"Mdl ");
+/// A page frame number.
+type PfnNumber = u64;
+/// Largest MDL the emulator builds (the header's `Size` is 16 bits).
+const MAX_MDL_SIZE: usize = u16::MAX as usize;
+
+/// Pages spanned by `length` bytes starting at `va` (`ADDRESS_AND_SIZE_TO_SPAN_PAGES`).
+fn span_pages(va: usize, length: usize) -> usize {
+    ((va & (PAGE_SIZE - 1)) + length).div_ceil(PAGE_SIZE)
+}
+
+/// Whether `mdl` is a live MDL from `IoAllocateMdl`, or memory the emulator does not know
+/// (an MDL the driver built itself). Records a violation and returns false otherwise.
+fn check_mdl(routine: &str, mdl: *mut MDL) -> bool {
+    if mdl.is_null() {
+        bugcheck(Rule::MdlBadPointer, format!("{routine}(NULL)"));
+        return false;
+    }
+    match pool::classify(mdl as usize, size_of::<MDL>()) {
+        RangeClass::Freed { .. } => {
+            bugcheck(Rule::MdlBadPointer, format!("{routine}({mdl:p}) on an MDL already freed"));
+            false
+        }
+        _ => true,
+    }
+}
+
+/// `IoAllocateMdl`: an MDL describing `Length` bytes at `VirtualAddress`, optionally attached
+/// to `Irp` (as its `MdlAddress`, or at the end of its MDL chain when `SecondaryBuffer`).
+/// Returns null when out of memory. IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// `Irp` must be null or a live IRP the caller owns.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn IoAllocateMdl(
+    VirtualAddress: PVOID,
+    Length: ULONG,
+    SecondaryBuffer: BOOLEAN,
+    _ChargeQuota: BOOLEAN,
+    Irp: *mut IRP,
+) -> *mut MDL {
+    irql::check_max("IoAllocateMdl", DISPATCH_LEVEL);
+    let va = VirtualAddress as usize;
+    let pages = span_pages(va, Length as usize);
+    let size = size_of::<MDL>() + pages * size_of::<PfnNumber>();
+    if size > MAX_MDL_SIZE {
+        return ptr::null_mut();
+    }
+    let mdl =
+        pool::allocate(Request { kind: BlockKind::Mdl, size, tag: MDL_TAG, paged: false, zeroed: true }).cast::<MDL>();
+    if mdl.is_null() {
+        return mdl;
+    }
+    // SAFETY: `mdl` is a fresh zeroed block of `size` bytes; `Irp` is null or a live IRP the
+    // caller owns, whose MDL chain consists of live MDLs.
+    unsafe {
+        (*mdl).Size = size as u16 as i16;
+        (*mdl).MdlFlags = MDL_ALLOCATED_FIXED_SIZE;
+        (*mdl).StartVa = (va & !(PAGE_SIZE - 1)) as PVOID;
+        (*mdl).ByteOffset = (va & (PAGE_SIZE - 1)) as ULONG;
+        (*mdl).ByteCount = Length;
+        if !Irp.is_null() {
+            if SecondaryBuffer == 0 || (*Irp).MdlAddress.is_null() {
+                (*Irp).MdlAddress = mdl;
+            } else {
+                let mut last = (*Irp).MdlAddress;
+                while !(*last).Next.is_null() {
+                    last = (*last).Next;
+                }
+                (*last).Next = mdl;
+            }
+        }
+    }
+    mdl
+}
+
+/// `IoFreeMdl`. IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// `Mdl` must be an MDL from `IoAllocateMdl` that nothing uses any more.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn IoFreeMdl(Mdl: *mut MDL) {
+    irql::check_max("IoFreeMdl", DISPATCH_LEVEL);
+    match pool::free(Mdl.cast(), BlockKind::Mdl) {
+        Ok(_) => {}
+        Err(FreeError::AlreadyFreed { .. }) => {
+            bugcheck(Rule::MdlDoubleFree, format!("IoFreeMdl({Mdl:p}) on an MDL already freed"));
+        }
+        Err(FreeError::WrongKind(kind)) => {
+            bugcheck(Rule::MdlBadPointer, format!("IoFreeMdl({Mdl:p}) on {}", kind.describe()));
+        }
+        Err(FreeError::Null) => bugcheck(Rule::MdlBadPointer, "IoFreeMdl(NULL)"),
+        Err(FreeError::NotAllocated(_)) => {
+            bugcheck(Rule::MdlBadPointer, format!("IoFreeMdl({Mdl:p}): not an MDL from IoAllocateMdl"));
+        }
+    }
+}
+
+/// Checks the buffer an MDL describes against the pool. Returns false on a violation.
+fn check_described_memory(routine: &str, mdl: *mut MDL, va: usize, length: usize) -> bool {
+    match pool::classify(va, length) {
+        RangeClass::Unknown => true,
+        RangeClass::Freed { base, size, tag } => {
+            bugcheck(
+                Rule::MdlForFreedPool,
+                format!(
+                    "{routine}({mdl:p}): the buffer 0x{va:x} lies in freed pool (block 0x{base:x}, tag '{}', {size} bytes)",
+                    tag_text(tag)
+                ),
+            );
+            false
+        }
+        RangeClass::Live { paged: true, base, .. } => {
+            bugcheck(
+                Rule::MdlForPagedPool,
+                format!("{routine}({mdl:p}): the buffer 0x{va:x} lies in paged pool (block 0x{base:x})"),
+            );
+            false
+        }
+        RangeClass::Live { fits: false, base, size, .. } => {
+            bugcheck(
+                Rule::MdlBeyondAllocation,
+                format!(
+                    "{routine}({mdl:p}): {length} bytes at 0x{va:x} reach past the end of pool block 0x{base:x} \
+                     ({size} bytes)"
+                ),
+            );
+            false
+        }
+        RangeClass::Live { .. } => true,
+    }
+}
+
+/// `MmBuildMdlForNonPagedPool`: fills the MDL's page array for a non-paged buffer and sets its
+/// `MappedSystemVa`. IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// `MemoryDescriptorList` must be a live MDL describing non-paged memory.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn MmBuildMdlForNonPagedPool(MemoryDescriptorList: *mut MDL) {
+    irql::check_max("MmBuildMdlForNonPagedPool", DISPATCH_LEVEL);
+    let mdl = MemoryDescriptorList;
+    if !check_mdl("MmBuildMdlForNonPagedPool", mdl) {
+        return;
+    }
+    // SAFETY: `mdl` is a live MDL (checked above); its page array follows the header and has
+    // room for the pages it spans (it was sized for them by `IoAllocateMdl`).
+    unsafe {
+        let start = (*mdl).StartVa as usize;
+        let va = start + (*mdl).ByteOffset as usize;
+        let length = (*mdl).ByteCount as usize;
+        if !check_described_memory("MmBuildMdlForNonPagedPool", mdl, va, length) {
+            return;
+        }
+        let pages = span_pages(va, length);
+        let room = (usize::from((*mdl).Size as u16)).saturating_sub(size_of::<MDL>()) / size_of::<PfnNumber>();
+        let frames = mdl.add(1).cast::<PfnNumber>();
+        for page in 0..pages.min(room) {
+            frames.add(page).write_unaligned((start / PAGE_SIZE + page) as PfnNumber);
+        }
+        (*mdl).MappedSystemVa = va as PVOID;
+        (*mdl).MdlFlags |= MDL_SOURCE_IS_NONPAGED_POOL;
+    }
+}
+
+/// `MmMapLockedPagesSpecifyCache` (kernel-mode mappings only): the system address of the
+/// buffer the MDL describes. User-mode mappings are not emulated (null is returned).
+/// IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// `MemoryDescriptorList` must be a live MDL describing locked or non-paged memory.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn MmMapLockedPagesSpecifyCache(
+    MemoryDescriptorList: *mut MDL,
+    AccessMode: KPROCESSOR_MODE,
+    _CacheType: i32,
+    _RequestedAddress: PVOID,
+    _BugCheckOnFailure: ULONG,
+    _Priority: ULONG,
+) -> PVOID {
+    irql::check_max("MmMapLockedPagesSpecifyCache", DISPATCH_LEVEL);
+    let mdl = MemoryDescriptorList;
+    if AccessMode != KernelMode || !check_mdl("MmMapLockedPagesSpecifyCache", mdl) {
+        return ptr::null_mut();
+    }
+    // SAFETY: `mdl` is a live MDL (checked above).
+    unsafe {
+        if (*mdl).MdlFlags & (MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL) == 0 {
+            bugcheck(
+                Rule::MdlNotLocked,
+                format!("MmMapLockedPagesSpecifyCache({mdl:p}): the MDL describes no locked or non-paged pages"),
+            );
+            return ptr::null_mut();
+        }
+        let va = (*mdl).StartVa as usize + (*mdl).ByteOffset as usize;
+        (*mdl).MappedSystemVa = va as PVOID;
+        (*mdl).MdlFlags |= MDL_MAPPED_TO_SYSTEM_VA;
+        va as PVOID
+    }
+}

@@ -1,0 +1,198 @@
+//! WSK client registration and provider NPI capture.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use wsk_sys::{
+    DISPATCH_LEVEL, MAKE_WSK_VERSION, NTSTATUS, PASSIVE_LEVEL, STATUS_DEVICE_NOT_READY, STATUS_INVALID_DEVICE_STATE,
+    STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, ULONG, WSK_CLIENT_NPI, WSK_NO_WAIT,
+    WSK_PROVIDER_NPI, WSK_REGISTRATION,
+};
+
+use super::dispatch::PROVIDER_DISPATCH;
+use crate::event;
+use crate::irql;
+use crate::kernel;
+use crate::sync::lock;
+use crate::verifier::{Leak, LeakKind, Rule, bugcheck};
+
+/// `ReservedRegistrationState` of a block `WskRegister` initialized.
+const REGISTERED: u64 = 0x5753_4B45_4D55_5247; // "WSKEMURG"
+/// WSK major version the provider speaks.
+const WSK_MAJOR_VERSION: u16 = 1;
+
+struct Registration {
+    captures: usize,
+    deregistering: bool,
+    session: u64,
+}
+
+static REGISTRATIONS: Mutex<BTreeMap<usize, Registration>> = Mutex::new(BTreeMap::new());
+
+/// Checks that `registration` is a block `WskRegister` initialized.
+fn check(routine: &str, registration: *mut WSK_REGISTRATION) -> bool {
+    if !registration.is_null() && lock(&REGISTRATIONS).contains_key(&(registration as usize)) {
+        return true;
+    }
+    bugcheck(
+        Rule::WskBadRegistration,
+        format!("{routine}({registration:p}): not a registration block initialized by WskRegister"),
+    );
+    false
+}
+
+/// Registrations of `session` still active, as leaks.
+pub(crate) fn leaks(session: u64) -> Vec<Leak> {
+    lock(&REGISTRATIONS)
+        .iter()
+        .filter(|(_, r)| r.session == session)
+        .map(|(&address, r)| {
+            Leak::new(LeakKind::WskRegistration, 0, 0, address, format!("{} captured NPI(s)", r.captures))
+        })
+        .collect()
+}
+
+/// Forgets every registration of `session` (after unload).
+pub(crate) fn teardown(session: u64) {
+    lock(&REGISTRATIONS).retain(|_, r| r.session != session);
+}
+
+/// `WskRegister`: registers a WSK client. IRQL == PASSIVE_LEVEL.
+///
+/// # Safety
+/// `WskClientNpi` must point to a valid client NPI whose dispatch table stays valid, and
+/// `WskRegistration` to a block that stays in place until `WskDeregister`.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn WskRegister(
+    WskClientNpi: *mut WSK_CLIENT_NPI,
+    WskRegistration: *mut WSK_REGISTRATION,
+) -> NTSTATUS {
+    irql::check_max("WskRegister", PASSIVE_LEVEL);
+    if WskClientNpi.is_null() || WskRegistration.is_null() {
+        return STATUS_INVALID_PARAMETER;
+    }
+    // SAFETY: the caller guarantees a valid client NPI.
+    let dispatch = unsafe { (*WskClientNpi).Dispatch };
+    if dispatch.is_null() {
+        return STATUS_INVALID_PARAMETER;
+    }
+    // SAFETY: the caller guarantees the client dispatch table is valid.
+    let version = unsafe { (*dispatch).Version };
+    if version >> 8 != WSK_MAJOR_VERSION || version < MAKE_WSK_VERSION(1, 0) {
+        return STATUS_NOT_SUPPORTED;
+    }
+    let mut registrations = lock(&REGISTRATIONS);
+    if registrations.contains_key(&(WskRegistration as usize)) {
+        return STATUS_INVALID_DEVICE_STATE;
+    }
+    registrations.insert(
+        WskRegistration as usize,
+        Registration { captures: 0, deregistering: false, session: kernel::session() },
+    );
+    // SAFETY: the caller guarantees the registration block is writable.
+    unsafe {
+        WskRegistration.write(WSK_REGISTRATION {
+            ReservedRegistrationState: REGISTERED,
+            ReservedRegistrationContext: std::ptr::null_mut(),
+            ReservedRegistrationLock: 0,
+        });
+    }
+    STATUS_SUCCESS
+}
+
+/// `WskCaptureProviderNPI`: hands out the provider NPI (the provider is always attached, so
+/// the call never waits). IRQL == PASSIVE_LEVEL, or <= DISPATCH_LEVEL with `WSK_NO_WAIT`.
+///
+/// # Safety
+/// `WskRegistration` must be registered and `WskProviderNpi` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn WskCaptureProviderNPI(
+    WskRegistration: *mut WSK_REGISTRATION,
+    WaitTimeout: ULONG,
+    WskProviderNpi: *mut WSK_PROVIDER_NPI,
+) -> NTSTATUS {
+    let max = if WaitTimeout == WSK_NO_WAIT { DISPATCH_LEVEL } else { PASSIVE_LEVEL };
+    irql::check_max("WskCaptureProviderNPI", max);
+    if !check("WskCaptureProviderNPI", WskRegistration) || WskProviderNpi.is_null() {
+        return STATUS_INVALID_PARAMETER;
+    }
+    {
+        let mut registrations = lock(&REGISTRATIONS);
+        let Some(registration) = registrations.get_mut(&(WskRegistration as usize)) else {
+            return STATUS_INVALID_PARAMETER;
+        };
+        if registration.deregistering {
+            return STATUS_DEVICE_NOT_READY;
+        }
+        registration.captures += 1;
+    }
+    // SAFETY: the caller guarantees `WskProviderNpi` is writable.
+    unsafe {
+        WskProviderNpi.write(WSK_PROVIDER_NPI { Client: WskRegistration.cast(), Dispatch: &PROVIDER_DISPATCH });
+    }
+    STATUS_SUCCESS
+}
+
+/// `WskReleaseProviderNPI`. IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// `WskRegistration` must be registered, with an NPI captured.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn WskReleaseProviderNPI(WskRegistration: *mut WSK_REGISTRATION) {
+    irql::check_max("WskReleaseProviderNPI", DISPATCH_LEVEL);
+    if !check("WskReleaseProviderNPI", WskRegistration) {
+        return;
+    }
+    let released = {
+        let mut registrations = lock(&REGISTRATIONS);
+        match registrations.get_mut(&(WskRegistration as usize)) {
+            Some(registration) if registration.captures > 0 => {
+                registration.captures -= 1;
+                true
+            }
+            _ => false,
+        }
+    };
+    if released {
+        event::notify_changed();
+    } else {
+        bugcheck(
+            Rule::WskBadRegistration,
+            format!("WskReleaseProviderNPI({WskRegistration:p}) with no provider NPI captured"),
+        );
+    }
+}
+
+/// `WskDeregister`: waits until every captured provider NPI is released, then ends the
+/// registration. IRQL == PASSIVE_LEVEL. (The real routine waits forever; the emulator reports
+/// a violation after the session's wait limit, [`KernelBuilder::unload_timeout`].)
+///
+/// [`KernelBuilder::unload_timeout`]: crate::KernelBuilder::unload_timeout
+///
+/// # Safety
+/// `WskRegistration` must be registered.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn WskDeregister(WskRegistration: *mut WSK_REGISTRATION) {
+    irql::check_max("WskDeregister", PASSIVE_LEVEL);
+    if !check("WskDeregister", WskRegistration) {
+        return;
+    }
+    let key = WskRegistration as usize;
+    if let Some(registration) = lock(&REGISTRATIONS).get_mut(&key) {
+        registration.deregistering = true;
+    }
+    let released = event::wait_for_condition(
+        || lock(&REGISTRATIONS).get(&key).is_none_or(|r| r.captures == 0),
+        Some(Instant::now() + kernel::wait_limit()),
+    );
+    if !released {
+        bugcheck(
+            Rule::WskDeregisterWithCapturedNpi,
+            format!("WskDeregister({WskRegistration:p}) gave up waiting for captured provider NPIs to be released"),
+        );
+    }
+    lock(&REGISTRATIONS).remove(&key);
+    // SAFETY: the caller guarantees the registration block is writable.
+    unsafe { (*WskRegistration).ReservedRegistrationState = 0 };
+}

@@ -1,0 +1,51 @@
+//! Helpers shared by the tests.
+
+use std::time::{Duration, Instant};
+
+use wsk_emulator::{Kernel, LoadedDriver, Rule, VerifierReport};
+
+/// A pool tag.
+pub const TAG: u32 = u32::from_le_bytes(*b"Test");
+
+/// A bound on waits that only exists to turn a hang into a failure.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A driver session whose "driver code" is the test body.
+pub fn attach() -> LoadedDriver {
+    Kernel::builder().attach("test")
+}
+
+/// Polls `condition` until it holds or [`PATIENCE`] runs out.
+pub fn eventually(mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + PATIENCE;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    condition()
+}
+
+/// Asserts that the report is clean.
+pub fn assert_clean(report: &VerifierReport) {
+    assert!(report.is_clean(), "expected a clean report:\n{report}");
+}
+
+/// Asserts that `rule` fired, and that it was the first violation.
+pub fn assert_first(report: &VerifierReport, rule: Rule) {
+    let first = report.first_bugcheck().unwrap_or_else(|| panic!("expected {rule}, got a clean report:\n{report}"));
+    assert_eq!(first.rule, rule, "expected {rule} first:\n{report}");
+    assert!(first.message.len() > 10);
+    assert!(report.to_string().contains(rule.name()), "{report}");
+}
+
+/// A `UNICODE_STRING` over a leaked UTF-16 copy of `text`.
+pub fn unicode(text: &str) -> wsk_sys::UNICODE_STRING {
+    let units: &'static mut [u16] = text.encode_utf16().collect::<Vec<u16>>().leak();
+    wsk_sys::UNICODE_STRING {
+        Length: (units.len() * 2) as u16,
+        MaximumLength: (units.len() * 2) as u16,
+        Buffer: units.as_mut_ptr(),
+    }
+}

@@ -1,0 +1,85 @@
+//! IRQL tracking and the documented-maximum rule.
+
+use wsk_emulator::{Rule, current_irql, with_irql};
+use wsk_sys::*;
+
+use crate::common::{assert_clean, assert_first, attach, unicode};
+
+#[test]
+fn irql_is_per_thread_and_scoped() {
+    let driver = attach();
+    assert_eq!(KeGetCurrentIrql(), PASSIVE_LEVEL);
+    with_irql(DISPATCH_LEVEL, || {
+        assert_eq!(KeGetCurrentIrql(), DISPATCH_LEVEL);
+        assert_eq!(current_irql(), DISPATCH_LEVEL);
+        let other = std::thread::spawn(KeGetCurrentIrql).join().unwrap();
+        assert_eq!(other, PASSIVE_LEVEL, "IRQL is per thread");
+        driver.run_at(APC_LEVEL, || assert_eq!(KeGetCurrentIrql(), APC_LEVEL));
+        assert_eq!(KeGetCurrentIrql(), DISPATCH_LEVEL);
+    });
+    assert_eq!(KeGetCurrentIrql(), PASSIVE_LEVEL);
+    assert_clean(&driver.unload());
+}
+
+#[test]
+fn dispatch_level_routines_are_fine_at_dispatch() {
+    let driver = attach();
+    with_irql(DISPATCH_LEVEL, || unsafe {
+        let irp = IoAllocateIrp(1, FALSE);
+        IoFreeIrp(irp);
+        let block = ExAllocatePoolWithTag(NonPagedPoolNx, 8, 1);
+        ExFreePool(block);
+        let mut string = UNICODE_STRING::empty();
+        RtlInitUnicodeString(&mut string, [0x41u16, 0].as_ptr());
+        assert_eq!(string.Length, 2);
+        assert_eq!(string.MaximumLength, 4);
+    });
+    assert_clean(&driver.unload());
+}
+
+#[test]
+fn passive_only_routines_above_passive_are_reported() {
+    let driver = attach();
+    with_irql(APC_LEVEL, || unsafe {
+        let mut name = unicode("ExAllocatePool2");
+        MmGetSystemRoutineAddress(&mut name);
+    });
+    let report = driver.unload();
+    assert_first(&report, Rule::IrqlTooHigh);
+    assert_eq!(report.first_bugcheck().unwrap().code, 0xD1);
+    assert!(report.bugchecks[0].message.contains("MmGetSystemRoutineAddress called at APC_LEVEL"), "{report}");
+
+    let driver = attach();
+    with_irql(DISPATCH_LEVEL, || unsafe { KeFlushQueuedDpcs() });
+    assert_first(&driver.unload(), Rule::IrqlTooHigh);
+}
+
+#[test]
+fn dispatch_routines_above_dispatch_are_reported() {
+    let driver = attach();
+    with_irql(HIGH_LEVEL, || unsafe {
+        let irp = IoAllocateIrp(1, FALSE);
+        IoFreeIrp(irp);
+    });
+    assert_first(&driver.unload(), Rule::IrqlTooHigh);
+}
+
+unsafe extern "system" fn raise_and_return(_device: *mut DEVICE_OBJECT, _context: PVOID) {
+    // Broken: acquires the cancel spin lock (raising to DISPATCH_LEVEL) and never releases it.
+    let mut irql = 0;
+    unsafe { IoAcquireCancelSpinLock(&mut irql) };
+}
+
+#[test]
+fn callback_returning_at_another_irql_is_reported() {
+    let driver = attach();
+    unsafe {
+        let item = IoAllocateWorkItem(driver.driver_object().cast());
+        IoQueueWorkItem(item, raise_and_return, DelayedWorkQueue, std::ptr::null_mut());
+        assert!(driver.wait_idle(crate::common::PATIENCE));
+        IoFreeWorkItem(item);
+    }
+    let report = driver.unload();
+    assert_first(&report, Rule::SpinLockHeldOnReturn);
+    assert!(report.has(Rule::IrqlNotRestored), "{report}");
+}

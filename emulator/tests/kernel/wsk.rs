@@ -1,0 +1,161 @@
+//! The WSK provider: registration, NPI capture, and the (not yet implemented) socket routines.
+
+use std::ptr;
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+
+use wsk_emulator::{LeakKind, Rule, with_irql};
+use wsk_sys::*;
+
+use crate::common::{assert_clean, assert_first, attach};
+
+static CLIENT_DISPATCH: WSK_CLIENT_DISPATCH =
+    WSK_CLIENT_DISPATCH { Version: MAKE_WSK_VERSION(1, 0), Reserved: 0, WskClientEvent: None };
+
+fn client_npi() -> WSK_CLIENT_NPI {
+    WSK_CLIENT_NPI { ClientContext: ptr::null_mut(), Dispatch: &CLIENT_DISPATCH }
+}
+
+static COMPLETIONS: AtomicU32 = AtomicU32::new(0);
+static STATUS: AtomicI32 = AtomicI32::new(0);
+
+unsafe extern "system" fn on_complete(_device: *mut DEVICE_OBJECT, irp: *mut IRP, _context: PVOID) -> NTSTATUS {
+    STATUS.store(unsafe { (*irp).IoStatus.Status }, Ordering::SeqCst);
+    COMPLETIONS.fetch_add(1, Ordering::SeqCst);
+    STATUS_MORE_PROCESSING_REQUIRED
+}
+
+#[test]
+fn register_capture_call_release_deregister() {
+    let driver = attach();
+    let mut registration = Box::new(WSK_REGISTRATION::zeroed());
+    let mut npi = client_npi();
+    unsafe {
+        assert_eq!(WskRegister(&mut npi, &mut *registration), STATUS_SUCCESS);
+        let mut provider = WSK_PROVIDER_NPI::zeroed();
+        assert_eq!(WskCaptureProviderNPI(&mut *registration, WSK_INFINITE_WAIT, &mut provider), STATUS_SUCCESS);
+        assert!(!provider.Dispatch.is_null());
+        let dispatch = &*provider.Dispatch;
+        assert_eq!(dispatch.Version, MAKE_WSK_VERSION(1, 0));
+
+        let irp = IoAllocateIrp(1, FALSE);
+        IoSetCompletionRoutine(irp, Some(on_complete), ptr::null_mut(), true, true, true);
+        let before = COMPLETIONS.load(Ordering::SeqCst);
+        let status = (dispatch.WskSocket.unwrap())(
+            provider.Client,
+            AF_INET,
+            SOCK_STREAM,
+            IPPROTO_TCP,
+            WSK_FLAG_LISTEN_SOCKET,
+            ptr::null_mut(),
+            ptr::null(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            irp,
+        );
+        assert_eq!(status, STATUS_NOT_IMPLEMENTED);
+        assert_eq!(COMPLETIONS.load(Ordering::SeqCst), before + 1, "the IRP was completed");
+        assert_eq!(STATUS.load(Ordering::SeqCst), STATUS_NOT_IMPLEMENTED);
+        IoFreeIrp(irp);
+
+        with_irql(DISPATCH_LEVEL, || WskReleaseProviderNPI(&mut *registration));
+        WskDeregister(&mut *registration);
+    }
+    assert_clean(&driver.unload());
+}
+
+#[test]
+fn capture_with_no_wait_at_dispatch() {
+    let driver = attach();
+    let mut registration = Box::new(WSK_REGISTRATION::zeroed());
+    let mut npi = client_npi();
+    unsafe {
+        WskRegister(&mut npi, &mut *registration);
+        let mut provider = WSK_PROVIDER_NPI::zeroed();
+        let status =
+            with_irql(DISPATCH_LEVEL, || WskCaptureProviderNPI(&mut *registration, WSK_NO_WAIT, &mut provider));
+        assert_eq!(status, STATUS_SUCCESS);
+        WskReleaseProviderNPI(&mut *registration);
+        WskDeregister(&mut *registration);
+    }
+    assert_clean(&driver.unload());
+}
+
+#[test]
+fn deregister_waits_for_captured_npis() {
+    let driver = attach();
+    let mut registration = Box::new(WSK_REGISTRATION::zeroed());
+    let mut npi = client_npi();
+    unsafe {
+        WskRegister(&mut npi, &mut *registration);
+        let mut provider = WSK_PROVIDER_NPI::zeroed();
+        WskCaptureProviderNPI(&mut *registration, WSK_INFINITE_WAIT, &mut provider);
+    }
+    let address = (&raw mut *registration) as usize;
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        unsafe { WskReleaseProviderNPI(address as *mut WSK_REGISTRATION) };
+    });
+    unsafe { WskDeregister(&mut *registration) };
+    releaser.join().unwrap();
+    assert_clean(&driver.unload());
+}
+
+#[test]
+fn registration_leaked_at_unload() {
+    let driver = attach();
+    let mut registration = Box::new(WSK_REGISTRATION::zeroed());
+    let mut npi = client_npi();
+    unsafe { WskRegister(&mut npi, &mut *registration) };
+    let report = driver.unload();
+    assert_first(&report, Rule::WskRegistrationLeak);
+    assert_eq!(report.leaks_of(LeakKind::WskRegistration).count(), 1);
+}
+
+#[test]
+fn unregistered_block_is_reported() {
+    let driver = attach();
+    let mut registration = WSK_REGISTRATION::zeroed();
+    let mut provider = WSK_PROVIDER_NPI::zeroed();
+    let status = unsafe { WskCaptureProviderNPI(&mut registration, WSK_NO_WAIT, &mut provider) };
+    assert_eq!(status, STATUS_INVALID_PARAMETER);
+    assert_first(&driver.unload(), Rule::WskBadRegistration);
+}
+
+#[test]
+fn unsupported_client_version_is_refused() {
+    let driver = attach();
+    static OLD: WSK_CLIENT_DISPATCH =
+        WSK_CLIENT_DISPATCH { Version: MAKE_WSK_VERSION(2, 0), Reserved: 0, WskClientEvent: None };
+    let mut npi = WSK_CLIENT_NPI { ClientContext: ptr::null_mut(), Dispatch: &OLD };
+    let mut registration = WSK_REGISTRATION::zeroed();
+    assert_eq!(unsafe { WskRegister(&mut npi, &mut registration) }, STATUS_NOT_SUPPORTED);
+    assert_clean(&driver.unload());
+}
+
+#[test]
+fn deregister_with_an_npi_never_released() {
+    let driver = wsk_emulator::Kernel::builder().unload_timeout(std::time::Duration::from_millis(20)).attach("wsk");
+    let mut registration = Box::new(WSK_REGISTRATION::zeroed());
+    let mut npi = client_npi();
+    unsafe {
+        WskRegister(&mut npi, &mut *registration);
+        let mut provider = WSK_PROVIDER_NPI::zeroed();
+        WskCaptureProviderNPI(&mut *registration, WSK_INFINITE_WAIT, &mut provider);
+        WskDeregister(&mut *registration);
+    }
+    assert_first(&driver.unload(), Rule::WskDeregisterWithCapturedNpi);
+}
+
+#[test]
+fn release_without_capture_is_reported() {
+    let driver = attach();
+    let mut registration = Box::new(WSK_REGISTRATION::zeroed());
+    let mut npi = client_npi();
+    unsafe {
+        WskRegister(&mut npi, &mut *registration);
+        WskReleaseProviderNPI(&mut *registration);
+        WskDeregister(&mut *registration);
+    }
+    assert_first(&driver.unload(), Rule::WskBadRegistration);
+}
