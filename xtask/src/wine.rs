@@ -375,7 +375,7 @@ mod tests {
             "echo: DriverEntry",
             "echo: WskRegister ok",
             "echo: WskCaptureProviderNPI ok",
-            "echo: listening",
+            "echo: listening on 127.0.0.1:7007",
             "echo: DriverUnload done",
         ]);
         assert_eq!(check_markers(&log, ECHO_SMOKE_MARKERS), Ok(()));
