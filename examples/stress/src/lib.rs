@@ -16,6 +16,7 @@
 
 pub mod driver;
 pub mod rng;
+pub mod scenario;
 pub mod stats;
 pub mod workload;
 

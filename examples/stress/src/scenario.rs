@@ -1,0 +1,58 @@
+//! A fixed, small scenario for the systematic low-resources sweep: register, listen, connect,
+//! accept, exchange, disconnect, close — run inside DriverEntry with `block_on`, then unload.
+//! Whatever allocation fails, the scenario must end with an error (or success), never a hang,
+//! a leak or a verifier violation.
+
+use core::net::{Ipv4Addr, SocketAddr};
+use core::sync::atomic::{AtomicI32, Ordering};
+
+use wsk::{Error, IoBuf, TcpListener, TcpStream, Wsk};
+use wsk_executor::{Executor, IoObject};
+use wsk_sys::{DRIVER_OBJECT, NTSTATUS, STATUS_SUCCESS, UNICODE_STRING};
+
+/// The scenario's outcome: 0 for success, else the NTSTATUS of the first error.
+pub static OUTCOME: AtomicI32 = AtomicI32::new(i32::MIN);
+
+/// Port of the scenario's listener (set by the host before loading).
+pub static PORT: core::sync::atomic::AtomicU16 = core::sync::atomic::AtomicU16::new(0);
+
+async fn exchange(wsk: &Wsk, addr: SocketAddr) -> Result<(), Error> {
+    let mut listener = TcpListener::bind(wsk, addr).await?;
+    let mut client = TcpStream::connect(wsk, addr).await?;
+    let (mut server, _) = listener.accept().await?;
+    let (sent, _) = client.send_all(IoBuf::copy_from(b"ping")?).await;
+    sent?;
+    let (n, buf) = server.recv(IoBuf::with_capacity(16)?).await;
+    if n? != 4 || buf.as_slice() != b"ping" {
+        return Err(Error::InvalidInput("exchanged data differs"));
+    }
+    client.shutdown().await?;
+    server.close().await?;
+    client.close().await?;
+    listener.close().await
+}
+
+/// DriverEntry of the scenario driver. IRQL == PASSIVE_LEVEL.
+///
+/// # Safety
+/// Valid arguments from the emulator.
+pub unsafe extern "system" fn scenario_entry(driver: *mut DRIVER_OBJECT, _path: *mut UNICODE_STRING) -> NTSTATUS {
+    // SAFETY: valid driver object.
+    unsafe { (*driver).DriverUnload = Some(scenario_unload) };
+    let outcome = (|| -> Result<(), Error> {
+        let wsk = Wsk::register(1000)?;
+        // SAFETY: the driver's own driver object.
+        let executor = Executor::new(unsafe { IoObject::from_driver(driver) }).map_err(|_| Error::NoMemory)?;
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, PORT.load(Ordering::Relaxed)));
+        let result = wsk_executor::block_on(exchange(&wsk, addr)).map_err(|_| Error::NoMemory).and_then(|r| r);
+        if executor.shutdown().is_err() {
+            return Err(Error::WrongIrql { max: 0, current: wsk_sys::KeGetCurrentIrql() });
+        }
+        drop(wsk);
+        result
+    })();
+    OUTCOME.store(outcome.map_or_else(|e| e.to_status(), |()| 0), Ordering::Release);
+    STATUS_SUCCESS
+}
+
+unsafe extern "system" fn scenario_unload(_driver: *mut DRIVER_OBJECT) {}
