@@ -11,9 +11,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// 64 polls or 2 ms per run, whichever comes first. (All of `Config` works at any IRQL.)
+    /// 256 polls or 2 ms per run, whichever comes first. (All of `Config` works at any IRQL.)
     pub const fn new() -> Self {
-        Self { max_polls: 64, max_run_nanos: 2_000_000 }
+        Self { max_polls: 256, max_run_nanos: 2_000_000 }
     }
 
     /// At most `polls` task polls per run (at least 1).

@@ -1,9 +1,11 @@
 //! Workspace automation behind `cargo xtask`: building the example drivers as `.sys`
-//! images, checking those images, running them under Wine, and running every test.
+//! images, checking those images, running them under Wine, running every test, and running
+//! the benchmarks.
 //!
 //! The modules are public so later tests (for example a TCP end-to-end test under
 //! Wine) can reuse [`wine::WinePrefix`] and the driver build.
 
+pub mod bench;
 pub mod drivers;
 pub mod echo_client;
 pub mod pe;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use xtask::util::{Result, bail};
-use xtask::{drivers, test, wine};
+use xtask::{bench, drivers, test, wine};
 
 const USAGE: &str = "\
 usage: cargo xtask <command>
@@ -18,6 +18,8 @@ commands:
                                WSK_REQUIRE_WINE=1)
   test [--skip STEP]...        run everything CI runs, in order, and summarize;
                                steps: fmt, clippy, test, drivers, wine, loom, miri
+  bench                        run the executor benchmarks (release) and print
+                               their tables
   help                         show this text";
 
 fn main() -> ExitCode {
@@ -43,6 +45,10 @@ fn run(args: &[String]) -> Result<()> {
             wine::smoke_test().map(drop)
         }
         "test" => test::run(&parse_skips(rest)?),
+        "bench" => {
+            no_arguments(command, rest)?;
+            bench::run()
+        }
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())
@@ -120,7 +126,8 @@ mod tests {
 
     #[test]
     fn unknown_command_fails() {
-        assert!(run(&strings(&["bench"])).is_err());
+        assert!(run(&strings(&["benchmark"])).is_err());
+        assert!(run(&strings(&["bench", "extra"])).is_err());
         assert!(run(&[]).is_err());
         assert!(run(&strings(&["wine-test", "extra"])).is_err());
     }
