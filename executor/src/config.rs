@@ -11,9 +11,11 @@ pub struct Config {
 }
 
 impl Config {
-    /// 256 polls or 2 ms per run, whichever comes first. (All of `Config` works at any IRQL.)
+    /// 1024 polls or 2 ms per run, whichever comes first. The count amortizes the cost of
+    /// re-queueing the work item (a thread hand-over); the time bounds how long a run keeps a
+    /// system worker thread. (All of `Config` works at any IRQL.)
     pub const fn new() -> Self {
-        Self { max_polls: 256, max_run_nanos: 2_000_000 }
+        Self { max_polls: 1024, max_run_nanos: 2_000_000 }
     }
 
     /// At most `polls` task polls per run (at least 1).
