@@ -60,7 +60,7 @@
 //! | Bugcheck | `KeBugCheckEx` | Recorded with the driver's code; a system thread calling it stops for good (a fresh one replaces it); on a host thread the process aborts. |
 //! | Strings, debug output | `RtlInitUnicodeString`, `DbgPrint`, `DbgPrintEx` | Windows printf dialect (`%wZ`, `%ws`, `%S`, `%I64x`, 32-bit `%ld`), 512-byte truncation; every message is logged (no component filtering). |
 //! | IRQL | `KeGetCurrentIrql` (through `WskEmuGetCurrentIrql`) | Per thread: PASSIVE_LEVEL for DriverEntry, DriverUnload, work items and test threads; DISPATCH_LEVEL for DPCs, completion routines and under the cancel spin lock. |
-//! | WSK | `WskRegister`, `WskDeregister`, `WskCaptureProviderNPI`, `WskReleaseProviderNPI` | Registration and NPI capture complete; socket routines complete their IRP with `STATUS_NOT_IMPLEMENTED` for now. |
+//! | WSK | `WskRegister`, `WskDeregister`, `WskCaptureProviderNPI`, `WskReleaseProviderNPI`; provider routines `WskSocket`, `WskSocketConnect`, `WskControlClient`, `WskGetAddressInfo`, `WskFreeAddressInfo`; listen, connection, datagram and basic socket tables (`WskBind`, `WskAccept`, `WskConnect`, `WskSend`, `WskReceive`, `WskDisconnect`, `WskSendTo`, `WskReceiveFrom`, `WskGetLocalAddress`, `WskGetRemoteAddress`, `WskControlSocket`, `WskCloseSocket`) | Over real nonblocking host sockets driven by one `mio` I/O thread (`wsk-emu-net`) that completes pending IRPs at DISPATCH_LEVEL; IRPs are cancelable (`IoCancelIrp`), `WskCloseSocket` cancels pending IRPs before it completes and resets connections not disconnected both ways; `WskDeregister` waits for sockets to close. No event callbacks, `WskGetNameInfo`, IOCTLs or stream sockets yet: see the `wsk` module docs for every difference. |
 //!
 //! # The verifier
 //!

@@ -78,7 +78,8 @@ impl Wsk {
         let mut block = IoBuf::with_capacity(core::mem::size_of::<Request>())?;
         let req = block.as_mut_capacity().as_mut_ptr().cast::<Request>();
         // SAFETY: the buffer is pool memory (16-byte aligned) of Request's size, zeroed;
-        // Request is plain data, so writing its fields through the pointer is sound.
+        // Request is plain data, so writing its fields through the pointer is sound. The
+        // string pointers set below point into the same pool block, which does not move.
         let r = unsafe { &mut *req };
         for (w, b) in r.name.iter_mut().zip(host.bytes()) {
             *w = u16::from(b);
@@ -105,7 +106,7 @@ impl Wsk {
         r.service =
             UNICODE_STRING { Length: (n * 2) as u16, MaximumLength: (n * 2) as u16, Buffer: r.port.as_mut_ptr() };
 
-        slot.idle().await;
+        // (The slot is new, hence idle: no await between building the request and issuing it.)
         let (client, dispatch) = self.provider()?;
         let (Some(get), free) = (dispatch.WskGetAddressInfo, dispatch.WskFreeAddressInfo) else {
             return Err(Error::Status(wsk_sys::STATUS_NOT_IMPLEMENTED));
@@ -157,6 +158,7 @@ impl Wsk {
             node = info.ai_next;
         }
         if let (Some(free), false) = (free, head.is_null()) {
+            let (client, _) = self.provider()?;
             // SAFETY: the list came from this client's WskGetAddressInfo and is freed once.
             unsafe { free(client, head) };
         }

@@ -79,6 +79,8 @@ pub enum LeakKind {
     Dpc,
     Handle,
     WskRegistration,
+    WskSocket,
+    WskAddressInfo,
 }
 
 impl fmt::Display for LeakKind {
@@ -92,6 +94,8 @@ impl fmt::Display for LeakKind {
             LeakKind::Dpc => "DPC",
             LeakKind::Handle => "handle",
             LeakKind::WskRegistration => "WSK registration",
+            LeakKind::WskSocket => "WSK socket",
+            LeakKind::WskAddressInfo => "WSK address info",
         })
     }
 }

@@ -203,6 +203,23 @@ rules! {
     WskDeregisterWithCapturedNpi = (DRIVER_VERIFIER_DETECTED_VIOLATION, 0xC1, "WSK_DEREGISTER_WITH_CAPTURED_NPI");
     /// A WSK registration still active when the driver unloaded.
     WskRegistrationLeak = (DRIVER_VERIFIER_DETECTED_VIOLATION, 0xC2, "WSK_REGISTRATION_LEAKED_AT_UNLOAD");
+    /// A socket routine given something that is not a socket the provider created, or a
+    /// socket of another kind than the routine's dispatch table.
+    WskInvalidSocket = (DRIVER_VERIFIER_DETECTED_VIOLATION, 0xC3, "WSK_INVALID_SOCKET");
+    /// A call into a socket after `WskCloseSocket` was issued for it (a second close included).
+    WskSocketUsedAfterClose = (DRIVER_VERIFIER_DETECTED_VIOLATION, 0xC4, "WSK_SOCKET_USED_AFTER_CLOSE");
+    /// `WskCloseSocket` issued while another call into the same socket was still executing.
+    WskCloseWithCallInProgress = (DRIVER_VERIFIER_DETECTED_VIOLATION, 0xC5, "WSK_CLOSE_WITH_CALL_IN_PROGRESS");
+    /// A `WSK_BUF` whose `Offset + Length` reaches past the end of its MDL chain.
+    WskBufferBeyondMdl = (DRIVER_VERIFIER_DETECTED_VIOLATION, 0xC6, "WSK_BUF_BEYOND_MDL");
+    /// A WSK socket still open (never closed) when the driver unloaded.
+    WskSocketLeak = (DRIVER_VERIFIER_DETECTED_VIOLATION, 0xC7, "WSK_SOCKET_LEAKED_AT_UNLOAD");
+    /// An `ADDRINFOEXW` chain from `WskGetAddressInfo` not freed when the driver unloaded.
+    WskAddressInfoLeak = (DRIVER_VERIFIER_DETECTED_VIOLATION, 0xC8, "WSK_ADDRESS_INFO_LEAKED_AT_UNLOAD");
+    /// `WskFreeAddressInfo` on something `WskGetAddressInfo` did not return (or freed twice).
+    WskBadAddressInfo = (DRIVER_VERIFIER_DETECTED_VIOLATION, 0xC9, "WSK_INVALID_ADDRESS_INFO");
+    /// `WskDeregister` gave up waiting for the client's sockets to be closed.
+    WskDeregisterWithOpenSockets = (DRIVER_VERIFIER_DETECTED_VIOLATION, 0xCA, "WSK_DEREGISTER_WITH_OPEN_SOCKETS");
 }
 
 impl fmt::Display for Rule {

@@ -4,7 +4,7 @@
 //! WSK passes addresses as bare `SOCKADDR` pointers: the family decides how many bytes the
 //! provider reads (16 for IPv4, 28 for IPv6) or writes.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use wsk_sys::{
     ADDRESS_FAMILY, AF_INET, AF_INET6, IN_ADDR, IN6_ADDR, NTSTATUS, SOCKADDR, SOCKADDR_IN, SOCKADDR_IN6,
@@ -126,12 +126,4 @@ pub(crate) fn from_host(addr: &socket2::SockAddr) -> Option<SocketAddr> {
 /// (`WSAEADDRNOTAVAIL`), where Linux would connect to the local host.
 pub(crate) fn valid_remote(addr: &SocketAddr) -> bool {
     addr.port() != 0 && !addr.ip().is_unspecified()
-}
-
-/// The unspecified address of `family`, port 0.
-pub(crate) fn unspecified(family: Family) -> SocketAddr {
-    match family {
-        Family::V4 => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
-        Family::V6 => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
-    }
 }

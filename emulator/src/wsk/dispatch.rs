@@ -1,14 +1,22 @@
-//! The provider dispatch table. Socket routines are not implemented yet: each completes the
-//! client's IRP with `STATUS_NOT_IMPLEMENTED`, as a provider would, and returns that status.
+//! The provider-level dispatch table handed out by `WskCaptureProviderNPI`: socket creation
+//! (`WskSocket`, `WskSocketConnect`), `WskControlClient`, and name resolution
+//! (`WskGetAddressInfo`, `WskFreeAddressInfo`; `WskGetNameInfo` is not implemented).
 
 use std::ffi::c_void;
 
 use wsk_sys::{
-    ADDRESS_FAMILY, ADDRINFOEXW, DISPATCH_LEVEL, GUID, IRP, MAKE_WSK_VERSION, NTSTATUS, PEPROCESS, PETHREAD,
-    PSECURITY_DESCRIPTOR, PVOID, PWSK_CLIENT, SIZE_T, SOCKADDR, STATUS_NOT_IMPLEMENTED, ULONG, UNICODE_STRING, USHORT,
-    WSK_CLIENT_CONNECTION_DISPATCH, WSK_PROVIDER_DISPATCH,
+    ADDRESS_FAMILY, ADDRINFOEXW, DISPATCH_LEVEL, GUID, IPPROTO_IP, IPPROTO_TCP, IPPROTO_UDP, IRP, MAKE_WSK_VERSION,
+    NTSTATUS, PASSIVE_LEVEL, PEPROCESS, PETHREAD, PSECURITY_DESCRIPTOR, PVOID, PWSK_CLIENT, SIZE_T, SOCK_DGRAM,
+    SOCK_STREAM, SOCKADDR, STATUS_INVALID_ADDRESS, STATUS_INVALID_ADDRESS_COMPONENT, STATUS_INVALID_PARAMETER,
+    STATUS_NOT_IMPLEMENTED, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, ULONG, UNICODE_STRING, USHORT,
+    WSK_CLIENT_CONNECTION_DISPATCH, WSK_FLAG_BASIC_SOCKET, WSK_FLAG_CONNECTION_SOCKET, WSK_FLAG_DATAGRAM_SOCKET,
+    WSK_FLAG_LISTEN_SOCKET, WSK_FLAG_STREAM_SOCKET, WSK_PROVIDER_DISPATCH,
 };
 
+use super::addr::{self, Family};
+use super::queue::{self, OpKind, complete_now};
+use super::socket::{self, Kind, Phase, Queue};
+use super::{io, registration, resolve, status};
 use crate::irp::provider;
 use crate::irql;
 
@@ -24,27 +32,65 @@ pub(crate) static PROVIDER_DISPATCH: WSK_PROVIDER_DISPATCH = WSK_PROVIDER_DISPAT
     WskGetNameInfo: Some(wsk_get_name_info),
 };
 
-/// Takes `irp` as a provider and completes it with `STATUS_NOT_IMPLEMENTED`.
-fn not_implemented(routine: &str, irp: *mut IRP) -> NTSTATUS {
-    irql::check_max(routine, DISPATCH_LEVEL);
+/// Checks the IRQL, requires an IRP and takes it. On `Err` the routine returns the status
+/// without completing anything.
+///
+/// # Safety
+/// `irp` must be null or a live IRP the client passes to the provider.
+unsafe fn take(routine: &str, max_irql: u8, irp: *mut IRP) -> Result<(), NTSTATUS> {
+    irql::check_max(routine, max_irql);
     if irp.is_null() {
-        return STATUS_NOT_IMPLEMENTED;
+        return Err(STATUS_INVALID_PARAMETER);
     }
-    // SAFETY: the client passed a live IRP to the provider routine.
-    if let Err(status) = unsafe { provider::accept(irp) } {
-        return status;
+    // SAFETY: forwarded contract.
+    unsafe { provider::accept(irp) }
+}
+
+/// Whether `(socket_type, protocol)` is TCP (`Some(true)`), UDP (`Some(false)`) or neither.
+fn transport(socket_type: USHORT, protocol: ULONG) -> Option<bool> {
+    match (socket_type, protocol) {
+        (SOCK_STREAM, IPPROTO_TCP | IPPROTO_IP) => Some(true),
+        (SOCK_DGRAM, IPPROTO_UDP | IPPROTO_IP) => Some(false),
+        _ => None,
     }
-    // SAFETY: the provider accepted the IRP above and does not touch it afterwards.
-    unsafe { provider::complete(irp, STATUS_NOT_IMPLEMENTED, 0) };
-    STATUS_NOT_IMPLEMENTED
+}
+
+fn create_socket(
+    client: PWSK_CLIENT,
+    family: ADDRESS_FAMILY,
+    socket_type: USHORT,
+    protocol: ULONG,
+    flags: ULONG,
+) -> Result<usize, NTSTATUS> {
+    if !registration::check_client("WskSocket", client) {
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    let kind = match flags {
+        WSK_FLAG_BASIC_SOCKET => Kind::Basic,
+        WSK_FLAG_LISTEN_SOCKET => Kind::Listen,
+        WSK_FLAG_CONNECTION_SOCKET => Kind::Connection,
+        WSK_FLAG_DATAGRAM_SOCKET => Kind::Datagram,
+        // Stream sockets (Windows 10 1703+) are not emulated.
+        WSK_FLAG_STREAM_SOCKET => return Err(STATUS_NOT_SUPPORTED),
+        _ => return Err(STATUS_INVALID_PARAMETER),
+    };
+    let family = Family::from_wsk(family).ok_or(STATUS_INVALID_PARAMETER)?;
+    let stream = transport(socket_type, protocol).ok_or(STATUS_INVALID_PARAMETER)?;
+    match (kind, stream) {
+        (Kind::Listen | Kind::Connection, false) | (Kind::Datagram, true) => return Err(STATUS_INVALID_PARAMETER),
+        _ => {}
+    }
+    let host = io::new_host_socket(kind, family, stream).map_err(|e| status::from_io(&e))?;
+    let socket = socket::create(kind, family, client as usize, host, Phase::Created, true)?;
+    Ok(socket.handle())
 }
 
 unsafe extern "system" fn wsk_socket(
-    _client: PWSK_CLIENT,
-    _family: ADDRESS_FAMILY,
-    _socket_type: USHORT,
-    _protocol: ULONG,
-    _flags: ULONG,
+    client: PWSK_CLIENT,
+    family: ADDRESS_FAMILY,
+    socket_type: USHORT,
+    protocol: ULONG,
+    flags: ULONG,
     _socket_context: PVOID,
     _dispatch: *const c_void,
     _owning_process: PEPROCESS,
@@ -52,15 +98,71 @@ unsafe extern "system" fn wsk_socket(
     _security_descriptor: PSECURITY_DESCRIPTOR,
     irp: *mut IRP,
 ) -> NTSTATUS {
-    not_implemented("WskSocket", irp)
+    // SAFETY: the client passes a live IRP.
+    if let Err(status) = unsafe { take("WskSocket", DISPATCH_LEVEL, irp) } {
+        return status;
+    }
+    let outcome = create_socket(client, family, socket_type, protocol, flags);
+    let (status, handle) = match outcome {
+        Ok(handle) => (STATUS_SUCCESS, handle),
+        Err(status) => (status, 0),
+    };
+    // SAFETY: accepted above.
+    unsafe { complete_now(irp, status, handle) }
+}
+
+/// `WskSocketConnect` on an accepted IRP.
+///
+/// # Safety
+/// `irp` is accepted; the addresses are null or valid for their families.
+unsafe fn socket_connect(
+    client: PWSK_CLIENT,
+    socket_type: USHORT,
+    protocol: ULONG,
+    local: *const SOCKADDR,
+    remote: *const SOCKADDR,
+    irp: *mut IRP,
+) -> Result<NTSTATUS, NTSTATUS> {
+    if !registration::check_client("WskSocketConnect", client) {
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    if transport(socket_type, protocol) != Some(true) {
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    // SAFETY: forwarded contract.
+    let local = unsafe { addr::read(local) }?;
+    // SAFETY: forwarded contract.
+    let remote = unsafe { addr::read(remote) }?;
+    if Family::of(&local) != Family::of(&remote) {
+        return Err(STATUS_INVALID_ADDRESS);
+    }
+    if !addr::valid_remote(&remote) {
+        return Err(STATUS_INVALID_ADDRESS_COMPONENT);
+    }
+    let family = Family::of(&remote);
+    let io_error = |e: std::io::Error| status::from_io(&e);
+    let host = io::new_host_socket(Kind::Connection, family, true).map_err(io_error)?;
+    host.bind(&local.into()).map_err(io_error)?;
+    let connected = match host.connect(&remote.into()) {
+        Ok(()) => true,
+        Err(error) if status::in_progress(&error) => false,
+        Err(error) => return Err(status::from_io(&error)),
+    };
+    let phase = if connected { Phase::Connected } else { Phase::Connecting };
+    let socket = socket::create(Kind::Connection, family, client as usize, host, phase, connected)?;
+    if connected {
+        // SAFETY: accepted (caller's contract).
+        return Ok(unsafe { complete_now(irp, STATUS_SUCCESS, socket.handle()) });
+    }
+    Ok(queue::submit(&socket, queue::Irp(irp), Queue::Connect, OpKind::Connect { create: true }))
 }
 
 unsafe extern "system" fn wsk_socket_connect(
-    _client: PWSK_CLIENT,
-    _socket_type: USHORT,
-    _protocol: ULONG,
-    _local: *mut SOCKADDR,
-    _remote: *mut SOCKADDR,
+    client: PWSK_CLIENT,
+    socket_type: USHORT,
+    protocol: ULONG,
+    local: *mut SOCKADDR,
+    remote: *mut SOCKADDR,
     _flags: ULONG,
     _socket_context: PVOID,
     _dispatch: *const WSK_CLIENT_CONNECTION_DISPATCH,
@@ -69,11 +171,20 @@ unsafe extern "system" fn wsk_socket_connect(
     _security_descriptor: PSECURITY_DESCRIPTOR,
     irp: *mut IRP,
 ) -> NTSTATUS {
-    not_implemented("WskSocketConnect", irp)
+    // SAFETY: the client passes a live IRP.
+    if let Err(status) = unsafe { take("WskSocketConnect", DISPATCH_LEVEL, irp) } {
+        return status;
+    }
+    // SAFETY: accepted above; the client passes valid addresses (read during the call only).
+    match unsafe { socket_connect(client, socket_type, protocol, local, remote, irp) } {
+        Ok(status) => status,
+        // SAFETY: accepted above, not completed on the error path.
+        Err(status) => unsafe { complete_now(irp, status, 0) },
+    }
 }
 
 unsafe extern "system" fn wsk_control_client(
-    _client: PWSK_CLIENT,
+    client: PWSK_CLIENT,
     _control_code: ULONG,
     _input_size: SIZE_T,
     _input: PVOID,
@@ -82,25 +193,63 @@ unsafe extern "system" fn wsk_control_client(
     _output_returned: *mut SIZE_T,
     irp: *mut IRP,
 ) -> NTSTATUS {
-    not_implemented("WskControlClient", irp)
+    irql::check_max("WskControlClient", DISPATCH_LEVEL);
+    if !irp.is_null() {
+        // SAFETY: the client passes a live IRP.
+        if let Err(status) = unsafe { provider::accept(irp) } {
+            return status;
+        }
+    }
+    // No client-level control code is emulated (transport lists, static event callbacks,
+    // security descriptor caching, TDI mappings).
+    let status = if registration::check_client("WskControlClient", client) {
+        STATUS_NOT_SUPPORTED
+    } else {
+        STATUS_INVALID_PARAMETER
+    };
+    if irp.is_null() {
+        status
+    } else {
+        // SAFETY: accepted above.
+        unsafe { complete_now(irp, status, 0) }
+    }
 }
 
 unsafe extern "system" fn wsk_get_address_info(
-    _client: PWSK_CLIENT,
-    _node: *mut UNICODE_STRING,
-    _service: *mut UNICODE_STRING,
-    _namespace: ULONG,
-    _provider: *mut GUID,
-    _hints: *mut ADDRINFOEXW,
-    _result: *mut *mut ADDRINFOEXW,
+    client: PWSK_CLIENT,
+    node: *mut UNICODE_STRING,
+    service: *mut UNICODE_STRING,
+    namespace: ULONG,
+    provider_guid: *mut GUID,
+    hints: *mut ADDRINFOEXW,
+    result: *mut *mut ADDRINFOEXW,
     _owning_process: PEPROCESS,
     _owning_thread: PETHREAD,
     irp: *mut IRP,
 ) -> NTSTATUS {
-    not_implemented("WskGetAddressInfo", irp)
+    // SAFETY: the client passes a live IRP.
+    if let Err(status) = unsafe { take("WskGetAddressInfo", PASSIVE_LEVEL, irp) } {
+        return status;
+    }
+    if !registration::check_client("WskGetAddressInfo", client) || result.is_null() {
+        // SAFETY: accepted above.
+        return unsafe { complete_now(irp, STATUS_INVALID_PARAMETER, 0) };
+    }
+    // SAFETY: the client passes valid strings and hints (or null).
+    match unsafe { resolve::query(node, service, namespace, provider_guid, hints) } {
+        // SAFETY: accepted above; `result` stays valid until the IRP completes.
+        Ok(query) => unsafe { resolve::resolve(irp, query, result) },
+        // SAFETY: accepted above.
+        Err(status) => unsafe { complete_now(irp, status, 0) },
+    }
 }
 
-unsafe extern "system" fn wsk_free_address_info(_client: PWSK_CLIENT, _info: *mut ADDRINFOEXW) {}
+unsafe extern "system" fn wsk_free_address_info(client: PWSK_CLIENT, info: *mut ADDRINFOEXW) {
+    irql::check_max("WskFreeAddressInfo", PASSIVE_LEVEL);
+    if registration::check_client("WskFreeAddressInfo", client) {
+        resolve::free(info);
+    }
+}
 
 unsafe extern "system" fn wsk_get_name_info(
     _client: PWSK_CLIENT,
@@ -113,5 +262,11 @@ unsafe extern "system" fn wsk_get_name_info(
     _owning_thread: PETHREAD,
     irp: *mut IRP,
 ) -> NTSTATUS {
-    not_implemented("WskGetNameInfo", irp)
+    // SAFETY: the client passes a live IRP.
+    if let Err(status) = unsafe { take("WskGetNameInfo", PASSIVE_LEVEL, irp) } {
+        return status;
+    }
+    // Not emulated: completed with STATUS_NOT_IMPLEMENTED, as a provider would.
+    // SAFETY: accepted above.
+    unsafe { complete_now(irp, STATUS_NOT_IMPLEMENTED, 0) }
 }

@@ -1,14 +1,130 @@
-//! The WSK provider (NETIO's `WskRegister`, `WskDeregister`, `WskCaptureProviderNPI`,
-//! `WskReleaseProviderNPI`).
+//! The WSK provider (NETIO): registration, and sockets over real host sockets.
 //!
-//! Registration and NPI capture are complete: registration blocks are validated and tracked,
-//! captures are counted, `WskDeregister` waits for every captured NPI to be released, and a
-//! registration left at unload is reported. The provider dispatch table's routines are not
-//! implemented yet: each takes the client's IRP as a provider does ([`crate::provider::accept`]),
-//! completes it with `STATUS_NOT_IMPLEMENTED` and returns that status.
+//! Driver code calls the provider exactly as it calls Windows' WSK: through the
+//! `WSK_PROVIDER_DISPATCH` that `WskCaptureProviderNPI` hands out and the dispatch table each
+//! `WSK_SOCKET` points to, with one IRP per call. Behind each WSK socket is a nonblocking host
+//! socket (`socket2`) registered with one `mio` poller; one I/O thread (`wsk-emu-net`)
+//! serves every socket of the process.
+//!
+//! # How a call runs
+//!
+//! ```text
+//!   WskXxx(socket, ..., irp)
+//!     provider::accept(irp)         step to the provider's stack location (none left: reported)
+//!     socket::enter                 look the socket up, count the call (contract checks)
+//!     host attempt, nonblocking --- done ---> complete the IRP now, return its status
+//!          | would block
+//!          v
+//!     IoMarkIrpPending, cancel routine set, queued on the socket     return STATUS_PENDING
+//!          ...  host socket ready (epoll)  ->  I/O thread: claim the IRP (clear its cancel
+//!               routine), attempt again, complete at DISPATCH_LEVEL  (or re-queue)
+//!          ...  IoCancelIrp  ->  cancel routine: dequeue, complete STATUS_CANCELLED
+//! ```
+//!
+//! Whoever clears a queued IRP's cancel routine owns the IRP and alone completes it (see
+//! `queue`); the I/O thread copies data straight between the client's buffers (the memory its
+//! MDLs describe) and the host socket, and never while it does not own the IRP. Operations of
+//! one queue (sends, receives, accepts) are served in order. A routine returns the status it
+//! completed the IRP with, or `STATUS_PENDING`; every failure completes the IRP (WSK style).
+//!
+//! # What is emulated
+//!
+//! | Routine | Fidelity |
+//! | --- | --- |
+//! | `WskSocket` | Listen, connection, datagram and basic sockets; `AF_INET` / `AF_INET6` (23); `SOCK_STREAM`+TCP, `SOCK_DGRAM`+UDP (protocol 0 means the type's default). Completes at once; the socket is in `Information`. Stream sockets (`WSK_FLAG_STREAM_SOCKET`): `STATUS_NOT_SUPPORTED`. Socket context, client dispatch (event callbacks), process, thread and security descriptor are ignored. IPv6 sockets start with `IPV6_V6ONLY` on, as on Windows. |
+//! | `WskSocketConnect` | Create, bind, connect in one call; the addresses are read during the call only. On failure or cancel no socket is left. |
+//! | `WskBind` | Once per socket (`STATUS_INVALID_DEVICE_STATE` after). A listen socket listens as soon as it is bound (backlog 4096), as WSK and Wine do. |
+//! | `WskAccept` | Pends until a connection arrives; `Information` is the new connection socket; `LocalAddress` / `RemoteAddress` written if non-null. Accept socket context and dispatch are ignored. |
+//! | `WskConnect`, `WskConnectEx` | Needs a bound socket (`STATUS_INVALID_DEVICE_STATE` otherwise, as WSK). Nonblocking host connect, pending until established. The unspecified address and port 0 are refused (`STATUS_INVALID_ADDRESS_COMPONENT`) as Windows does. `WskConnectEx` with data to send: `STATUS_NOT_SUPPORTED`. |
+//! | `WskSend` | Completes when every byte is handed to the host socket; `Information` = bytes. Zero bytes complete at once with 0. `WSK_FLAG_OOB`: not supported; `WSK_FLAG_NODELAY` ignored. |
+//! | `WskReceive` | Completes as soon as at least one byte is there (`Information` = bytes), with 0 on the peer's graceful disconnect; `WSK_FLAG_WAITALL` waits for the whole buffer (or the peer's FIN). A zero-length buffer completes at once with 0. `WSK_FLAG_OOB` / `WSK_FLAG_DRAIN`: not supported. |
+//! | `WskDisconnect` | Graceful: after the queued sends (and the optional buffer), `shutdown(SHUT_WR)`. `WSK_FLAG_ABORTIVE`: `SO_LINGER` 0 and close of the host socket (the peer gets a reset); pending sends and receives complete with `STATUS_CONNECTION_ABORTED`, later ones fail the same way. |
+//! | `WskSendTo`, `WskReceiveFrom` | One datagram per call on a bound socket; the sender's address is written to `RemoteAddress`; a datagram larger than the buffer is truncated and `MSG_TRUNC` (0x100) is set in `ControlFlags`; `ControlLength` is set to 0 (no control data). A fixed destination (`SIO_WSK_SET_SENDTO_ADDRESS`) and control data are not supported. |
+//! | `WskGetLocalAddress`, `WskGetRemoteAddress` | From the host socket. |
+//! | `WskControlSocket` | With or without an IRP. `WskSetOption` / `WskGetOption` of `SO_REUSEADDR`, `SO_EXCLUSIVEADDRUSE`, `SO_KEEPALIVE`, `SO_SNDBUF`, `SO_RCVBUF` (`SOL_SOCKET`), `TCP_NODELAY` (`IPPROTO_TCP`), `IPV6_V6ONLY` (`IPPROTO_IPV6`): 4-byte values. `SO_WSK_EVENT_CALLBACK`, other options and every `WskIoctl`: `STATUS_NOT_SUPPORTED`. |
+//! | `WskCloseSocket` | Cancels every pending IRP of the socket (`STATUS_CANCELLED`) and completes the close IRP only after they completed; a connection not disconnected in both directions (our FIN sent and the peer's seen) is reset. Pending connects, accepts and receives resolve at once. After the close IRP completes nothing touches the client's memory. |
+//! | `WskRelease`, `WskInspectComplete`, `WskSendMessages` | `STATUS_NOT_SUPPORTED` (they belong to event callbacks and conditional accept, not emulated yet). |
+//! | `WskControlClient` | `STATUS_NOT_SUPPORTED` for every control code, with or without an IRP. |
+//! | `WskGetAddressInfo`, `WskFreeAddressInfo` | Numeric hosts and a missing host at once, names with the host resolver on a helper thread (pending and cancelable meanwhile); numeric or well-known service names; hints' family, socket type, protocol, `AI_PASSIVE`, `AI_NUMERICHOST`, `AI_CANONNAME` (the name as given). The `ADDRINFOEXW` chain is allocated by the provider and must be freed with `WskFreeAddressInfo`. IRQL PASSIVE_LEVEL. |
+//! | `WskGetNameInfo` | Not implemented: completes with `STATUS_NOT_IMPLEMENTED`. |
+//!
+//! Host errors map to NTSTATUS: `ECONNREFUSED` -> `STATUS_CONNECTION_REFUSED`, `EADDRINUSE`
+//! -> `STATUS_ADDRESS_ALREADY_EXISTS`, `ECONNRESET` / `EPIPE` -> `STATUS_CONNECTION_RESET`
+//! (sticky: later sends and receives fail the same way), `ECONNABORTED` ->
+//! `STATUS_CONNECTION_ABORTED`, `EADDRNOTAVAIL` -> `STATUS_INVALID_ADDRESS_COMPONENT`,
+//! `ENETUNREACH` / `EHOSTUNREACH` -> `STATUS_NETWORK_UNREACHABLE` / `STATUS_HOST_UNREACHABLE`,
+//! `ETIMEDOUT` -> `STATUS_IO_TIMEOUT`, `ENOTCONN` -> `STATUS_INVALID_CONNECTION`, others
+//! `STATUS_UNSUCCESSFUL` (see `status`). Bad arguments complete with
+//! `STATUS_INVALID_PARAMETER` (null pointers, bad flags, family or type) or
+//! `STATUS_INVALID_ADDRESS` (unknown address family, or not the socket's).
+//!
+//! # The verifier's WSK rules
+//!
+//! * `WSK_SOCKET_USED_AFTER_CLOSE`: a call into a socket (a second close included) after
+//!   `WskCloseSocket` was issued. Socket headers stay allocated until the session ends, so
+//!   the late call is caught instead of reading freed memory; the IRP is completed with
+//!   `STATUS_INVALID_HANDLE`.
+//! * `WSK_CLOSE_WITH_CALL_IN_PROGRESS`: `WskCloseSocket` while another thread is inside a
+//!   call into the same socket (an in-call counter wraps every routine; a completion routine
+//!   run inline that closes the socket on the same thread is allowed).
+//! * `IRP_NO_MORE_STACK_LOCATIONS`: an IRP passed with no stack location left for the
+//!   provider (`CurrentLocation <= 1`); refused, not completed.
+//! * `WSK_BUF_BEYOND_MDL`: a `WSK_BUF` whose `Offset + Length` exceeds the byte count of its
+//!   MDL chain (an MDL already freed in the chain is `MDL_INVALID_POINTER`).
+//! * `WSK_INVALID_SOCKET`: a socket routine given something that is not a provider socket,
+//!   or a socket of another kind than the routine's table.
+//! * `WSK_SOCKET_LEAKED_AT_UNLOAD`, `WSK_ADDRESS_INFO_LEAKED_AT_UNLOAD`: sockets never
+//!   closed and address-info chains never freed, listed in the report as leaks.
+//! * `WSK_INVALID_ADDRESS_INFO`: `WskFreeAddressInfo` of something not returned (or freed
+//!   twice). `WSK_DEREGISTER_WITH_OPEN_SOCKETS`: `WskDeregister`, which waits for the
+//!   client's sockets to close as the real one does, gave up after the session's wait limit.
+//!
+//! # What differs from the real WSK
+//!
+//! * The transport is the host's (Linux) TCP/IP: buffer sizes, timers, RST and TIME_WAIT
+//!   behaviour are Linux's. Host TCP sockets get `SO_REUSEADDR` so that a port with
+//!   connections in TIME_WAIT can be bound again, as Windows allows; the client's `SO_REUSEADDR` /
+//!   `SO_EXCLUSIVEADDRUSE` are recorded (with Windows' rule that both cannot be on) but do
+//!   not change the host's binding rules.
+//! * A call that the host can satisfy at once completes inline, before the routine returns
+//!   (WSK may do either); everything else completes from the I/O thread at DISPATCH_LEVEL.
+//! * No event callbacks (`SO_WSK_EVENT_CALLBACK`, `WSK_SET_STATIC_EVENT_CALLBACKS`), no
+//!   conditional accept, no stream sockets, no IOCTLs, no `WskGetNameInfo`, no
+//!   `WskSendMessages`, no control data; WSK's `STATUS_*` for some corner cases (e.g. a
+//!   second bind, send after disconnect) are the emulator's best guess.
+//! * Fault injection does not reach the provider: its own allocations never fail.
+//! * Completion routines run on the `wsk-emu-net` thread (or on the caller's thread for
+//!   inline completions); one that blocks stalls every socket.
 
+mod addr;
+mod buf;
 mod dispatch;
+mod io;
+mod options;
+mod queue;
+mod reactor;
 mod registration;
+mod resolve;
+mod socket;
+mod status;
+mod tables;
 
 pub use registration::{WskCaptureProviderNPI, WskDeregister, WskRegister, WskReleaseProviderNPI};
-pub(crate) use registration::{leaks, teardown};
+
+use crate::verifier::Leak;
+
+/// What the driver of `session` left behind in the WSK subsystem: registrations, sockets never
+/// closed, address-info chains never freed. Records one violation per kind.
+pub(crate) fn leaks(session: u64) -> Vec<Leak> {
+    let mut leaks = registration::leaks(session);
+    leaks.extend(socket::leaks(session));
+    leaks.extend(resolve::leaks(session));
+    leaks
+}
+
+/// Forgets everything of `session` (after unload).
+pub(crate) fn teardown(session: u64) {
+    socket::teardown(session);
+    resolve::teardown(session);
+    registration::teardown(session);
+}

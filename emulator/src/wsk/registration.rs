@@ -24,6 +24,8 @@ const WSK_MAJOR_VERSION: u16 = 1;
 
 struct Registration {
     captures: usize,
+    /// Sockets created through this client and not yet closed.
+    sockets: usize,
     deregistering: bool,
     session: u64,
 }
@@ -40,6 +42,31 @@ fn check(routine: &str, registration: *mut WSK_REGISTRATION) -> bool {
         format!("{routine}({registration:p}): not a registration block initialized by WskRegister"),
     );
     false
+}
+
+/// Checks that `client` (a `PWSK_CLIENT`: the registration block) is registered; records a
+/// violation otherwise.
+pub(crate) fn check_client(routine: &str, client: *mut std::ffi::c_void) -> bool {
+    check(routine, client.cast())
+}
+
+/// Counts a socket created through `client`. Fails if the registration is gone.
+pub(crate) fn socket_opened(client: usize) -> Result<(), NTSTATUS> {
+    match lock(&REGISTRATIONS).get_mut(&client) {
+        Some(registration) => {
+            registration.sockets += 1;
+            Ok(())
+        }
+        None => Err(STATUS_INVALID_PARAMETER),
+    }
+}
+
+/// A socket created through `client` is closed.
+pub(crate) fn socket_closed(client: usize) {
+    if let Some(registration) = lock(&REGISTRATIONS).get_mut(&client) {
+        registration.sockets = registration.sockets.saturating_sub(1);
+    }
+    event::notify_changed();
 }
 
 /// Registrations of `session` still active, as leaks.
@@ -88,7 +115,7 @@ pub unsafe extern "system" fn WskRegister(
     }
     registrations.insert(
         WskRegistration as usize,
-        Registration { captures: 0, deregistering: false, session: kernel::session() },
+        Registration { captures: 0, sockets: 0, deregistering: false, session: kernel::session() },
     );
     // SAFETY: the caller guarantees the registration block is writable.
     unsafe {
@@ -164,8 +191,8 @@ pub unsafe extern "system" fn WskReleaseProviderNPI(WskRegistration: *mut WSK_RE
     }
 }
 
-/// `WskDeregister`: waits until every captured provider NPI is released, then ends the
-/// registration. IRQL == PASSIVE_LEVEL. (The real routine waits forever; the emulator reports
+/// `WskDeregister`: waits until every captured provider NPI is released and every socket
+/// created through the client is closed, then ends the registration. IRQL == PASSIVE_LEVEL. (The real routine waits forever; the emulator reports
 /// a violation after the session's wait limit, [`KernelBuilder::unload_timeout`].)
 ///
 /// [`KernelBuilder::unload_timeout`]: crate::KernelBuilder::unload_timeout
@@ -183,14 +210,23 @@ pub unsafe extern "system" fn WskDeregister(WskRegistration: *mut WSK_REGISTRATI
         registration.deregistering = true;
     }
     let released = event::wait_for_condition(
-        || lock(&REGISTRATIONS).get(&key).is_none_or(|r| r.captures == 0),
+        || lock(&REGISTRATIONS).get(&key).is_none_or(|r| r.captures == 0 && r.sockets == 0),
         Some(Instant::now() + kernel::wait_limit()),
     );
     if !released {
-        bugcheck(
-            Rule::WskDeregisterWithCapturedNpi,
-            format!("WskDeregister({WskRegistration:p}) gave up waiting for captured provider NPIs to be released"),
-        );
+        let (captures, sockets) = lock(&REGISTRATIONS).get(&key).map_or((0, 0), |r| (r.captures, r.sockets));
+        if captures > 0 {
+            bugcheck(
+                Rule::WskDeregisterWithCapturedNpi,
+                format!("WskDeregister({WskRegistration:p}) gave up waiting for captured provider NPIs to be released"),
+            );
+        }
+        if sockets > 0 {
+            bugcheck(
+                Rule::WskDeregisterWithOpenSockets,
+                format!("WskDeregister({WskRegistration:p}) gave up waiting for {sockets} socket(s) to be closed"),
+            );
+        }
     }
     lock(&REGISTRATIONS).remove(&key);
     // SAFETY: the caller guarantees the registration block is writable.

@@ -3,11 +3,11 @@
 use std::io;
 
 use wsk_sys::{
-    NTSTATUS, STATUS_ACCESS_DENIED, STATUS_ADDRESS_ALREADY_EXISTS, STATUS_CONNECTION_ABORTED,
-    STATUS_CONNECTION_ACTIVE, STATUS_CONNECTION_REFUSED, STATUS_CONNECTION_RESET, STATUS_HOST_UNREACHABLE,
-    STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_ADDRESS, STATUS_INVALID_ADDRESS_COMPONENT,
-    STATUS_INVALID_BUFFER_SIZE, STATUS_INVALID_CONNECTION, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER,
-    STATUS_IO_TIMEOUT, STATUS_NETWORK_UNREACHABLE, STATUS_NOT_SUPPORTED, STATUS_UNSUCCESSFUL,
+    NTSTATUS, STATUS_ACCESS_DENIED, STATUS_ADDRESS_ALREADY_EXISTS, STATUS_CONNECTION_ABORTED, STATUS_CONNECTION_ACTIVE,
+    STATUS_CONNECTION_REFUSED, STATUS_CONNECTION_RESET, STATUS_HOST_UNREACHABLE, STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_INVALID_ADDRESS, STATUS_INVALID_ADDRESS_COMPONENT, STATUS_INVALID_BUFFER_SIZE, STATUS_INVALID_CONNECTION,
+    STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER, STATUS_IO_TIMEOUT, STATUS_NETWORK_UNREACHABLE,
+    STATUS_NOT_SUPPORTED, STATUS_UNSUCCESSFUL,
 };
 
 /// The NTSTATUS for a host socket error (`ECONNREFUSED` -> `STATUS_CONNECTION_REFUSED`, ...).
@@ -44,7 +44,17 @@ pub(crate) fn from_io(error: &io::Error) -> NTSTATUS {
 
 /// Whether the error means "try again when the socket is ready".
 pub(crate) fn would_block(error: &io::Error) -> bool {
-    error.kind() == io::ErrorKind::WouldBlock || error.kind() == io::ErrorKind::Interrupted
+    error.kind() == io::ErrorKind::WouldBlock
+}
+
+/// Runs a host call again while it is interrupted by a signal.
+pub(crate) fn retry<T>(mut call: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match call() {
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
 }
 
 /// Whether a nonblocking `connect` is under way.

@@ -1,4 +1,4 @@
-//! The WSK provider: registration, NPI capture, and the (not yet implemented) socket routines.
+//! The WSK provider: registration, NPI capture, and a routine left unimplemented.
 
 use std::ptr;
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
@@ -40,15 +40,15 @@ fn register_capture_call_release_deregister() {
         let irp = IoAllocateIrp(1, FALSE);
         IoSetCompletionRoutine(irp, Some(on_complete), ptr::null_mut(), true, true, true);
         let before = COMPLETIONS.load(Ordering::SeqCst);
-        let status = (dispatch.WskSocket.unwrap())(
+        // WskGetNameInfo is the one routine the provider leaves unimplemented (sockets are
+        // tested in tests/wsk_provider).
+        let status = (dispatch.WskGetNameInfo.unwrap())(
             provider.Client,
-            AF_INET,
-            SOCK_STREAM,
-            IPPROTO_TCP,
-            WSK_FLAG_LISTEN_SOCKET,
             ptr::null_mut(),
-            ptr::null(),
+            0,
             ptr::null_mut(),
+            ptr::null_mut(),
+            0,
             ptr::null_mut(),
             ptr::null_mut(),
             irp,

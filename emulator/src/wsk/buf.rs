@@ -1,0 +1,151 @@
+//! `WSK_BUF`: `Length` bytes starting `Offset` bytes into the buffer an MDL chain describes.
+//!
+//! The emulator's MDLs describe real host memory: the data of each MDL is at
+//! `MmGetMdlVirtualAddress(Mdl)` (`StartVa + ByteOffset`) for `ByteCount` bytes. A buffer is
+//! resolved once, when the call is made, into the host memory ranges it covers.
+
+use std::mem::size_of;
+
+use wsk_sys::{MDL, MmGetMdlVirtualAddress, NTSTATUS, STATUS_INVALID_PARAMETER, WSK_BUF};
+
+use crate::pool::{self, RangeClass};
+use crate::verifier::{Rule, bugcheck};
+
+/// Longest MDL chain followed (a longer one is taken for a cycle).
+const MAX_CHAIN: usize = 1 << 16;
+
+/// The host memory ranges of a `WSK_BUF`, in order.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Segments {
+    parts: Vec<(usize, usize)>,
+    total: usize,
+}
+
+impl Segments {
+    /// Total bytes.
+    pub(crate) fn total(&self) -> usize {
+        self.total
+    }
+
+    /// The contiguous range starting at byte `at` of the buffer, up to the end of its
+    /// segment; `None` at the end.
+    pub(crate) fn chunk(&self, at: usize) -> Option<(*mut u8, usize)> {
+        let mut start = 0;
+        for &(address, length) in &self.parts {
+            if at < start + length {
+                let skip = at - start;
+                return Some(((address + skip) as *mut u8, length - skip));
+            }
+            start += length;
+        }
+        None
+    }
+
+    /// Whether the buffer is one contiguous range.
+    pub(crate) fn is_contiguous(&self) -> bool {
+        self.parts.len() <= 1
+    }
+
+    /// Copies `bytes` into the buffer from its start (at most `total` bytes).
+    ///
+    /// # Safety
+    /// The memory the buffer describes must be live and writable.
+    pub(crate) unsafe fn scatter(&self, bytes: &[u8]) {
+        let mut at = 0;
+        while at < bytes.len() {
+            let Some((address, length)) = self.chunk(at) else { return };
+            let n = length.min(bytes.len() - at);
+            // SAFETY: `address..address + n` lies in the buffer (caller's contract) and does
+            // not overlap `bytes`, which the provider owns.
+            unsafe { std::ptr::copy_nonoverlapping(bytes[at..].as_ptr(), address, n) };
+            at += n;
+        }
+    }
+
+    /// Copies the whole buffer into a vector.
+    ///
+    /// # Safety
+    /// The memory the buffer describes must be live and readable.
+    pub(crate) unsafe fn gather(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.total);
+        for &(address, length) in &self.parts {
+            // SAFETY: the range lies in the buffer (caller's contract).
+            out.extend_from_slice(unsafe { std::slice::from_raw_parts(address as *const u8, length) });
+        }
+        out
+    }
+}
+
+/// Resolves the `WSK_BUF` at `buffer` for `routine`. A null buffer, or a null MDL with a
+/// non-zero length, is `STATUS_INVALID_PARAMETER`. A buffer reaching past the end of its MDL
+/// chain, or an MDL already freed, is a verifier violation (and `STATUS_INVALID_PARAMETER`).
+///
+/// # Safety
+/// `buffer` must be null or point to a readable `WSK_BUF` whose MDLs are readable.
+pub(crate) unsafe fn resolve(routine: &str, buffer: *const WSK_BUF) -> Result<Segments, NTSTATUS> {
+    if buffer.is_null() {
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    // SAFETY: the caller guarantees a readable `WSK_BUF`.
+    let WSK_BUF { Mdl: first, Offset: offset, Length: length } = unsafe { buffer.read_unaligned() };
+    if length == 0 {
+        return Ok(Segments::default());
+    }
+    if first.is_null() {
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    let mut chain: Vec<*mut MDL> = Vec::new();
+    let mut mdl = first;
+    let mut chain_bytes: usize = 0;
+    while !mdl.is_null() && chain.len() < MAX_CHAIN {
+        if let RangeClass::Freed { .. } = pool::classify(mdl as usize, size_of::<MDL>()) {
+            if crate::kernel::verifier() {
+                bugcheck(
+                    Rule::MdlBadPointer,
+                    format!("{routine}: the WSK_BUF's MDL chain holds MDL {mdl:p}, already freed"),
+                );
+            }
+            return Err(STATUS_INVALID_PARAMETER);
+        }
+        chain.push(mdl);
+        // SAFETY: a live MDL of the client's chain (caller's contract).
+        chain_bytes += unsafe { (*mdl).ByteCount } as usize;
+        // SAFETY: as above.
+        mdl = unsafe { (*mdl).Next };
+    }
+    let offset = offset as usize;
+    if offset.checked_add(length).is_none_or(|end| end > chain_bytes) {
+        if crate::kernel::verifier() {
+            bugcheck(
+                Rule::WskBufferBeyondMdl,
+                format!(
+                    "{routine}: WSK_BUF {{ Mdl: {first:p}, Offset: {offset}, Length: {length} }} reaches past the end of \
+                     its MDL chain ({} MDL(s), {chain_bytes} bytes)",
+                    chain.len()
+                ),
+            );
+        }
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    let mut parts = Vec::new();
+    let mut skip = offset;
+    let mut left = length;
+    for mdl in chain {
+        if left == 0 {
+            break;
+        }
+        // SAFETY: a live MDL of the client's chain (checked above).
+        let address = unsafe { MmGetMdlVirtualAddress(mdl) } as usize;
+        // SAFETY: as above.
+        let count = unsafe { (*mdl).ByteCount } as usize;
+        if skip >= count {
+            skip -= count;
+            continue;
+        }
+        let take = (count - skip).min(left);
+        parts.push((address + skip, take));
+        left -= take;
+        skip = 0;
+    }
+    Ok(Segments { parts, total: length })
+}

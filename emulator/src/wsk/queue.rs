@@ -1,0 +1,431 @@
+//! Pending operations: per-socket queues of IRPs, the cancel routine, and completion.
+//!
+//! # Who owns a queued IRP
+//!
+//! A queued IRP is cancelable: its cancel routine is set and `DriverContext[0]` holds a
+//! reference to its socket. Whoever clears the cancel routine (an atomic exchange) owns the
+//! IRP and is the only one that may complete it:
+//!
+//! ```text
+//!   queued (cancel routine set) --claim: exchange -> NULL got the routine--> owned by the provider
+//!        |                                   |  I/O would block: rearm (routine set again;
+//!        |                                   |  if Cancel was set meanwhile, claim again)
+//!        | IoCancelIrp took the routine      v
+//!        v                              complete (status of the I/O)
+//!   owned by the cancel routine --> removes the op from its queue --> complete STATUS_CANCELLED
+//! ```
+//!
+//! A provider path that fails to claim an op marks it `cancel_owned` and leaves it in the
+//! queue for the cancel routine to remove. All queue changes happen under the socket's lock;
+//! IRPs are completed after it is released (completion routines may call back into the
+//! provider). `State::inflight` counts IRPs taken out of the queues and not yet completed: a
+//! pending close completes only once it is zero and the queues are empty, so every cancelled
+//! IRP completes before the close IRP, and nothing touches the client's memory afterwards.
+
+// This module reads and writes IRP fields the provider owns through raw pointers; several
+// unsafe operations per block keep the ownership reasoning in one place.
+#![allow(clippy::multiple_unsafe_ops_per_block)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use wsk_sys::{
+    DEVICE_OBJECT, DRIVER_CANCEL, IRP, IoReleaseCancelSpinLock, IoSetCancelRoutine, NTSTATUS, SOCKADDR,
+    STATUS_CANCELLED, STATUS_INVALID_HANDLE, STATUS_PENDING, STATUS_SUCCESS, ULONG,
+};
+
+use super::buf::Segments;
+use super::io::{self, Step};
+use super::socket::{self, Kind, Queue, Socket, State};
+use crate::irp::provider;
+use crate::sync::lock;
+
+/// An IRP pointer that may cross threads (the provider owns the IRP while it holds one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Irp(pub *mut IRP);
+
+// SAFETY: an IRP is designed to be completed from any thread; ownership is tracked by the
+// protocol above, not by the pointer's thread.
+unsafe impl Send for Irp {}
+
+/// A client pointer the provider writes at completion (an out-parameter of the call).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Out<T>(pub *mut T);
+
+// SAFETY: the client guarantees the memory stays valid until the IRP completes, from any
+// thread (WSK's contract for out-parameters of IRP-based calls).
+unsafe impl<T> Send for Out<T> {}
+
+/// What a pending operation does.
+pub(crate) enum OpKind {
+    /// `WskAccept`: the addresses of the new connection are written at completion.
+    Accept { local: Out<SOCKADDR>, remote: Out<SOCKADDR> },
+    /// `WskConnect`, or `WskSocketConnect` (`create`: the socket is handed out on success).
+    Connect { create: bool },
+    /// `WskSend`: `done` bytes handed to the host so far.
+    Send { buf: Segments, done: usize },
+    /// Graceful `WskDisconnect`, after sending `buf`.
+    Disconnect { buf: Segments, done: usize },
+    /// `WskReceive`: `done` bytes received so far.
+    Receive { buf: Segments, done: usize, wait_all: bool },
+    /// `WskSendTo`: one datagram.
+    SendTo { buf: Segments, to: SocketAddr },
+    /// `WskReceiveFrom`: one datagram.
+    ReceiveFrom { buf: Segments, from: Out<SOCKADDR>, control_length: Out<ULONG>, control_flags: Out<ULONG> },
+}
+
+/// A pending operation.
+pub(crate) struct Op {
+    pub irp: Irp,
+    pub kind: OpKind,
+    /// The cancel routine took the IRP; it removes the op and completes it.
+    pub cancel_owned: bool,
+}
+
+/// Work to do once the socket's lock is released, in order.
+pub(crate) enum Action {
+    /// Complete an IRP (`queued`: it holds a socket reference in `DriverContext[0]`).
+    Complete { irp: Irp, status: NTSTATUS, info: usize, queued: bool },
+    /// The socket ends without a close (a failed or cancelled `WskSocketConnect`).
+    Retire,
+}
+
+/// Stores a socket reference in the IRP for the cancel routine.
+///
+/// # Safety
+/// The provider owns `irp`.
+unsafe fn attach_context(irp: *mut IRP, socket: &Arc<Socket>) {
+    let context = Arc::into_raw(Arc::clone(socket)).cast_mut().cast();
+    // SAFETY: the provider owns the IRP; `DriverContext` belongs to its current owner.
+    unsafe { (*irp).Tail.Overlay.DriverContext[0] = context };
+}
+
+/// Takes back the socket reference stored by [`attach_context`].
+///
+/// # Safety
+/// The caller owns `irp`, and [`attach_context`] was called for it since it was queued.
+unsafe fn detach_context(irp: *mut IRP) -> Option<Arc<Socket>> {
+    // SAFETY: the caller owns the IRP.
+    let context = unsafe { std::mem::replace(&mut (*irp).Tail.Overlay.DriverContext[0], std::ptr::null_mut()) };
+    // SAFETY: a non-null context is a reference from `Arc::into_raw` in `attach_context`,
+    // taken back exactly once (it is cleared above).
+    (!context.is_null()).then(|| unsafe { Arc::from_raw(context.cast_const().cast::<Socket>()) })
+}
+
+/// Takes a queued IRP out of the cancelable state. `true`: the caller owns it now.
+///
+/// # Safety
+/// `irp` is a queued IRP (not completed).
+unsafe fn claim(irp: *mut IRP) -> bool {
+    // SAFETY: the IRP is live while queued; the exchange is atomic.
+    unsafe { IoSetCancelRoutine(irp, None).is_some() }
+}
+
+/// The outcome of making an owned IRP cancelable again.
+enum Rearm {
+    /// Cancelable; it stays queued.
+    Armed,
+    /// It was cancelled meanwhile and the caller still owns it: complete it cancelled.
+    CancelNow,
+    /// It was cancelled meanwhile and the cancel routine owns it.
+    CancelOwned,
+}
+
+/// Makes an owned IRP cancelable (again), watching for a cancel that came meanwhile.
+///
+/// # Safety
+/// The caller owns `irp` and has attached the socket context.
+unsafe fn rearm(irp: *mut IRP) -> Rearm {
+    // SAFETY: the caller owns the live IRP; the routine is exchanged atomically and `Cancel`
+    // is read after it (IoCancelIrp writes `Cancel` before exchanging the routine).
+    unsafe {
+        IoSetCancelRoutine(irp, Some(cancel_routine as DRIVER_CANCEL));
+        let cancel = std::sync::atomic::AtomicU8::from_ptr(&raw mut (*irp).Cancel);
+        if cancel.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            Rearm::Armed
+        } else if claim(irp) {
+            Rearm::CancelNow
+        } else {
+            Rearm::CancelOwned
+        }
+    }
+}
+
+/// Records the cancellation of an owned op: completes it with `STATUS_CANCELLED`; a
+/// `WskSocketConnect` socket never handed out goes away with it.
+fn cancelled(op: Op, state: &mut State, actions: &mut Vec<Action>, queued: bool) {
+    if let OpKind::Connect { create: true } = op.kind {
+        state.closing = true;
+        state.close_host(false);
+        actions.push(Action::Retire);
+    }
+    state.inflight += 1;
+    actions.push(Action::Complete { irp: op.irp, status: STATUS_CANCELLED, info: 0, queued });
+}
+
+/// The cancel routine of every queued IRP. Called by `IoCancelIrp` with the cancel spin
+/// lock held, at DISPATCH_LEVEL.
+unsafe extern "system" fn cancel_routine(_device: *mut DEVICE_OBJECT, irp: *mut IRP) {
+    // SAFETY: IoCancelIrp holds the cancel spin lock for us and stored the IRQL to return to;
+    // the IRP is ours (we won the exchange of the cancel routine).
+    let socket = unsafe {
+        IoReleaseCancelSpinLock((*irp).CancelIrql);
+        detach_context(irp)
+    };
+    let Some(socket) = socket else { return };
+    let mut actions = Vec::new();
+    {
+        let mut state = lock(&socket.state);
+        let mut found = None;
+        for queue in Queue::ALL {
+            let ops = state.queue(queue);
+            if let Some(at) = ops.iter().position(|op| op.irp.0 == irp) {
+                found = ops.remove(at);
+                break;
+            }
+        }
+        match found {
+            Some(op) => cancelled(op, &mut state, &mut actions, false),
+            None => {
+                state.inflight += 1;
+                actions.push(Action::Complete { irp: Irp(irp), status: STATUS_CANCELLED, info: 0, queued: false });
+            }
+        }
+    }
+    run(&socket, actions);
+}
+
+/// Performs `actions` (no lock held), then settles the socket's in-flight count and a
+/// pending close.
+pub(crate) fn run(socket: &Arc<Socket>, actions: Vec<Action>) {
+    let mut completed = 0;
+    for action in actions {
+        match action {
+            Action::Complete { irp, status, info, queued } => {
+                if queued {
+                    // SAFETY: the provider owns the IRP (claimed) and attached a context when
+                    // it was queued.
+                    drop(unsafe { detach_context(irp.0) });
+                }
+                // SAFETY: the provider owns the IRP and does not touch it afterwards.
+                unsafe { provider::complete(irp.0, status, info) };
+                completed += 1;
+            }
+            Action::Retire => socket::retire(socket),
+        }
+    }
+    if completed > 0 {
+        finish(socket, completed);
+    }
+}
+
+/// `completed` IRPs taken out of the queues have completed; completes a pending close that
+/// was waiting for them.
+fn finish(socket: &Arc<Socket>, completed: usize) {
+    let close = {
+        let mut state = lock(&socket.state);
+        state.inflight -= completed;
+        state.take_close_if_ready()
+    };
+    if let Some(irp) = close {
+        socket::retire(socket);
+        // SAFETY: the close IRP was accepted and marked pending by `close`; completed once.
+        unsafe { provider::complete(irp.0, STATUS_SUCCESS, 0) };
+    }
+}
+
+/// Whether a live (not cancel-owned) op waits in `queue`.
+fn busy(state: &mut State, queue: Queue) -> bool {
+    state.queue(queue).iter().any(|op| !op.cancel_owned)
+}
+
+/// Runs a new operation on an accepted IRP: at once when nothing waits ahead of it and the
+/// host can do it now (completing the IRP before returning its status), else queued
+/// (`STATUS_PENDING`, completed later from the reactor thread).
+pub(crate) fn submit(socket: &Arc<Socket>, irp: Irp, queue: Queue, kind: OpKind) -> NTSTATUS {
+    let mut actions = Vec::new();
+    let mut op = Op { irp, kind, cancel_owned: false };
+    let immediate = {
+        let mut state = lock(&socket.state);
+        let mut immediate = None;
+        if state.closing {
+            state.inflight += 1;
+            immediate = Some((STATUS_INVALID_HANDLE, 0));
+        } else if !busy(&mut state, queue)
+            && let Step::Done(status, info) = io::attempt(socket, &mut state, &mut op, &mut actions)
+        {
+            state.inflight += 1;
+            immediate = Some((status, info));
+        }
+        if immediate.is_none() {
+            // SAFETY: the provider owns the IRP; it is marked pending before anyone can
+            // complete it, and the context is attached before it becomes cancelable.
+            let rearmed = unsafe {
+                provider::mark_pending(irp.0);
+                attach_context(irp.0, socket);
+                rearm(irp.0)
+            };
+            match rearmed {
+                Rearm::Armed => state.queue(queue).push_back(op),
+                Rearm::CancelNow => cancelled(op, &mut state, &mut actions, true),
+                Rearm::CancelOwned => {
+                    op.cancel_owned = true;
+                    state.queue(queue).push_back(op);
+                }
+            }
+        }
+        immediate
+    };
+    match immediate {
+        Some((status, info)) => {
+            actions.insert(0, Action::Complete { irp, status, info, queued: false });
+            run(socket, actions);
+            status
+        }
+        None => {
+            run(socket, actions);
+            STATUS_PENDING
+        }
+    }
+}
+
+/// Moves the ops of `queue` forward as far as the host allows (reactor thread).
+fn drive(socket: &Arc<Socket>, state: &mut State, queue: Queue, actions: &mut Vec<Action>) {
+    let mut ops = std::mem::take(state.queue(queue));
+    let mut at = 0;
+    while at < ops.len() {
+        if ops[at].cancel_owned {
+            at += 1;
+            continue;
+        }
+        // SAFETY: a queued op's IRP is live until someone who claimed it completes it.
+        if !unsafe { claim(ops[at].irp.0) } {
+            ops[at].cancel_owned = true;
+            at += 1;
+            continue;
+        }
+        match io::attempt(socket, state, &mut ops[at], actions) {
+            Step::Done(status, info) => {
+                let Some(op) = ops.remove(at) else { break };
+                state.inflight += 1;
+                actions.push(Action::Complete { irp: op.irp, status, info, queued: true });
+            }
+            // SAFETY: claimed above; the context is still attached.
+            Step::Blocked => match unsafe { rearm(ops[at].irp.0) } {
+                Rearm::Armed => break,
+                Rearm::CancelNow => {
+                    let Some(op) = ops.remove(at) else { break };
+                    cancelled(op, state, actions, true);
+                }
+                Rearm::CancelOwned => {
+                    ops[at].cancel_owned = true;
+                    at += 1;
+                }
+            },
+        }
+    }
+    let added = std::mem::replace(state.queue(queue), ops);
+    state.queue(queue).extend(added);
+}
+
+/// The reactor saw the socket become ready: moves every queue forward.
+pub(crate) fn progress(socket: &Arc<Socket>) {
+    let mut actions = Vec::new();
+    {
+        let mut state = lock(&socket.state);
+        if state.host.is_none() {
+            return;
+        }
+        for queue in Queue::ALL {
+            drive(socket, &mut state, queue, &mut actions);
+        }
+    }
+    run(socket, actions);
+}
+
+/// Fails every pending send and receive with `status` (after an abortive disconnect).
+pub(crate) fn fail_transfers(state: &mut State, status: NTSTATUS, actions: &mut Vec<Action>) {
+    for queue in [Queue::Send, Queue::Receive] {
+        let ops = std::mem::take(state.queue(queue));
+        let mut keep = VecDeque::new();
+        for mut op in ops {
+            // SAFETY: a queued op's IRP is live until someone who claimed it completes it.
+            if !op.cancel_owned && unsafe { claim(op.irp.0) } {
+                state.inflight += 1;
+                actions.push(Action::Complete { irp: op.irp, status, info: 0, queued: true });
+            } else {
+                op.cancel_owned = true;
+                keep.push_back(op);
+            }
+        }
+        *state.queue(queue) = keep;
+    }
+}
+
+/// `WskCloseSocket` on an accepted close IRP: cancels every pending IRP, closes the host
+/// socket (resetting a connection not disconnected in both directions), and completes the
+/// close IRP once every cancelled IRP has completed.
+pub(crate) fn close(socket: &Arc<Socket>, irp: Irp) -> NTSTATUS {
+    let mut actions = Vec::new();
+    let pending = {
+        let mut state = lock(&socket.state);
+        state.closing = true;
+        let abortive = socket.kind == Kind::Connection && !io::disconnected_both_ways(&state);
+        state.close_host(abortive);
+        for queue in Queue::ALL {
+            let ops = std::mem::take(state.queue(queue));
+            let mut keep = VecDeque::new();
+            for mut op in ops {
+                // SAFETY: a queued op's IRP is live until someone who claimed it completes it.
+                if !op.cancel_owned && unsafe { claim(op.irp.0) } {
+                    state.inflight += 1;
+                    actions.push(Action::Complete { irp: op.irp, status: STATUS_CANCELLED, info: 0, queued: true });
+                } else {
+                    op.cancel_owned = true;
+                    keep.push_back(op);
+                }
+            }
+            *state.queue(queue) = keep;
+        }
+        let pending = state.inflight > 0 || Queue::ALL.iter().any(|&q| !state.queue(q).is_empty());
+        if pending {
+            // SAFETY: the provider owns the close IRP until it completes it.
+            unsafe { provider::mark_pending(irp.0) };
+            state.close_irp = Some(irp);
+        }
+        pending
+    };
+    if pending {
+        run(socket, actions);
+        STATUS_PENDING
+    } else {
+        socket::retire(socket);
+        // SAFETY: the provider owns the close IRP and completes it once.
+        unsafe { provider::complete(irp.0, STATUS_SUCCESS, 0) };
+        STATUS_SUCCESS
+    }
+}
+
+/// Abandons a queued op at teardown: takes it out of the cancelable state if it can and drops
+/// its socket reference. The IRP itself is the driver's leak.
+///
+/// # Safety
+/// The op's IRP was never completed.
+pub(crate) unsafe fn abandon(op: Op) {
+    // SAFETY: forwarded contract.
+    if !op.cancel_owned && unsafe { claim(op.irp.0) } {
+        // SAFETY: claimed: the provider owns it and attached a context when it was queued.
+        drop(unsafe { detach_context(op.irp.0) });
+    }
+}
+
+/// Completes an accepted IRP at once with `status` and returns it.
+///
+/// # Safety
+/// The provider accepted `irp` and has not completed it.
+pub(crate) unsafe fn complete_now(irp: *mut IRP, status: NTSTATUS, info: usize) -> NTSTATUS {
+    // SAFETY: forwarded contract.
+    unsafe { provider::complete(irp, status, info) };
+    status
+}

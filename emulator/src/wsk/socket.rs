@@ -1,0 +1,491 @@
+//! Socket objects: the `WSK_SOCKET` the client sees, the provider state behind it, the table
+//! that maps one to the other, and the WSK contract checks made on every call.
+//!
+//! ```text
+//!   WskSocket / WskSocketConnect / WskAccept
+//!        |  header (WSK_SOCKET) allocated, host socket created and registered
+//!        v
+//!      Open  --- calls: in_calls++ ... in_calls-- (CallGuard) ---
+//!        |  WskCloseSocket: close_issued, pending IRPs cancelled, host socket closed
+//!        v
+//!     Closing  (close IRP pending until every cancelled IRP has completed)
+//!        |  close IRP completed
+//!        v
+//!     Closed  (tombstone: the header stays allocated until the session ends, so a late
+//!              call is reported as WSK_SOCKET_USED_AFTER_CLOSE instead of reading freed memory)
+//! ```
+//!
+//! Lock order: a socket's `state`, then the socket table, then the registrations.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use wsk_sys::{NTSTATUS, STATUS_INVALID_HANDLE, STATUS_INVALID_PARAMETER, WSK_SOCKET};
+
+use super::addr::Family;
+use super::queue::{Irp, Op};
+use super::{reactor, registration};
+use crate::sync::lock;
+use crate::verifier::{Leak, LeakKind, Rule, bugcheck};
+
+/// What kind of socket, and so which provider dispatch table its `Dispatch` points to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Basic,
+    Listen,
+    Connection,
+    Datagram,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Basic => "basic",
+            Kind::Listen => "listen",
+            Kind::Connection => "connection",
+            Kind::Datagram => "datagram",
+        }
+    }
+}
+
+/// Where the host socket is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Created, not bound.
+    Created,
+    /// Bound (connection and datagram sockets).
+    Bound,
+    /// Bound and listening (listen sockets listen as soon as they are bound).
+    Listening,
+    /// A connect is under way.
+    Connecting,
+    /// Connected (accepted sockets start here).
+    Connected,
+}
+
+/// Socket options that Windows keeps and the host does not express the same way.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Recorded {
+    pub reuse_address: bool,
+    pub exclusive_address_use: bool,
+    pub send_buffer: Option<u32>,
+    pub receive_buffer: Option<u32>,
+}
+
+/// The queues of pending operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Queue {
+    Connect,
+    Accept,
+    Send,
+    Receive,
+}
+
+impl Queue {
+    pub(crate) const ALL: [Queue; 4] = [Queue::Connect, Queue::Accept, Queue::Send, Queue::Receive];
+}
+
+/// The mutable part of a socket, behind its lock.
+pub(crate) struct State {
+    /// The host socket (nonblocking); `None` once closed or aborted.
+    pub host: Option<socket2::Socket>,
+    pub phase: Phase,
+    /// A graceful disconnect (FIN) was sent.
+    pub fin_sent: bool,
+    /// The peer's FIN was seen (a receive returned 0).
+    pub peer_fin: bool,
+    /// A sticky connection error (reset, abort): every later send or receive fails with it.
+    pub error: Option<NTSTATUS>,
+    /// The client knows the socket (false while `WskSocketConnect` is pending).
+    pub handed_out: bool,
+    /// `WskCloseSocket` was called: no new operation is queued.
+    pub closing: bool,
+    pub recorded: Recorded,
+    pub connects: VecDeque<Op>,
+    pub accepts: VecDeque<Op>,
+    pub sends: VecDeque<Op>,
+    pub receives: VecDeque<Op>,
+    /// IRPs taken out of the queues and being completed (outside the lock).
+    pub inflight: usize,
+    /// The close IRP, pending until `inflight` is zero and the queues are empty.
+    pub close_irp: Option<Irp>,
+}
+
+impl State {
+    pub(crate) fn queue(&mut self, queue: Queue) -> &mut VecDeque<Op> {
+        match queue {
+            Queue::Connect => &mut self.connects,
+            Queue::Accept => &mut self.accepts,
+            Queue::Send => &mut self.sends,
+            Queue::Receive => &mut self.receives,
+        }
+    }
+
+    fn queues_empty(&self) -> bool {
+        self.connects.is_empty() && self.accepts.is_empty() && self.sends.is_empty() && self.receives.is_empty()
+    }
+
+    /// The close IRP, if the close may complete now.
+    pub(crate) fn take_close_if_ready(&mut self) -> Option<Irp> {
+        if self.closing && self.inflight == 0 && self.queues_empty() { self.close_irp.take() } else { None }
+    }
+
+    /// Closes the host socket: deregisters it, and resets the connection (SO_LINGER 0) when
+    /// `abortive`.
+    pub(crate) fn close_host(&mut self, abortive: bool) {
+        if let Some(host) = self.host.take() {
+            reactor::deregister(&host);
+            if abortive {
+                let _ = host.set_linger(Some(std::time::Duration::ZERO));
+            }
+            drop(host);
+        }
+    }
+}
+
+/// A socket the provider created.
+pub(crate) struct Socket {
+    /// Address of the `WSK_SOCKET` header: the socket's identity (and its reactor token).
+    pub key: usize,
+    pub kind: Kind,
+    pub family: Family,
+    /// The session (driver load) that created it.
+    pub session: u64,
+    /// The registration (`PWSK_CLIENT`) it was created through.
+    pub client: usize,
+    /// Calls into the socket executing now.
+    in_calls: AtomicU32,
+    /// `WskCloseSocket` was called.
+    close_issued: AtomicBool,
+    pub state: Mutex<State>,
+}
+
+impl Socket {
+    /// The `PWSK_SOCKET` handed to the client.
+    pub(crate) fn handle(&self) -> usize {
+        self.key
+    }
+}
+
+enum Entry {
+    Open(Arc<Socket>),
+    /// Closed: only the header remains (freed when the session ends).
+    Closed {
+        session: u64,
+    },
+}
+
+impl Entry {
+    fn session(&self) -> u64 {
+        match self {
+            Entry::Open(socket) => socket.session,
+            Entry::Closed { session } => *session,
+        }
+    }
+}
+
+/// Every socket header the provider allocated and not yet freed, by address.
+static SOCKETS: Mutex<BTreeMap<usize, Entry>> = Mutex::new(BTreeMap::new());
+
+thread_local! {
+    /// Sockets the current thread is inside a call of (innermost last).
+    static INSIDE: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Creates a socket around `host` (already nonblocking) and registers it with the reactor.
+/// Fails when the client's registration is going away.
+pub(crate) fn create(
+    kind: Kind,
+    family: Family,
+    client: usize,
+    host: socket2::Socket,
+    phase: Phase,
+    handed_out: bool,
+) -> Result<Arc<Socket>, NTSTATUS> {
+    registration::socket_opened(client)?;
+    let header = Box::into_raw(Box::new(WSK_SOCKET { Dispatch: super::tables::dispatch_for(kind) }));
+    let key = header as usize;
+    if let Err(error) = reactor::register(&host, key) {
+        registration::socket_closed(client);
+        // SAFETY: allocated just above and never handed out.
+        drop(unsafe { Box::from_raw(header) });
+        return Err(super::status::from_io(&error));
+    }
+    let socket = Arc::new(Socket {
+        key,
+        kind,
+        family,
+        session: crate::kernel::session(),
+        client,
+        in_calls: AtomicU32::new(0),
+        close_issued: AtomicBool::new(false),
+        state: Mutex::new(State {
+            host: Some(host),
+            phase,
+            fin_sent: false,
+            peer_fin: false,
+            error: None,
+            handed_out,
+            closing: false,
+            recorded: Recorded::default(),
+            connects: VecDeque::new(),
+            accepts: VecDeque::new(),
+            sends: VecDeque::new(),
+            receives: VecDeque::new(),
+            inflight: 0,
+            close_irp: None,
+        }),
+    });
+    lock(&SOCKETS).insert(key, Entry::Open(Arc::clone(&socket)));
+    Ok(socket)
+}
+
+/// Ends a socket's life: its table entry becomes a tombstone and the registration stops
+/// counting it. Called once, when the close completes (or when a `WskSocketConnect` fails).
+pub(crate) fn retire(socket: &Socket) {
+    let retired = {
+        let mut sockets = lock(&SOCKETS);
+        match sockets.get_mut(&socket.key) {
+            Some(entry @ Entry::Open(_)) => {
+                *entry = Entry::Closed { session: socket.session };
+                true
+            }
+            _ => false,
+        }
+    };
+    if retired {
+        registration::socket_closed(socket.client);
+    }
+}
+
+/// An open socket by key (for the reactor).
+pub(crate) fn open_socket(key: usize) -> Option<Arc<Socket>> {
+    match lock(&SOCKETS).get(&key) {
+        Some(Entry::Open(socket)) => Some(Arc::clone(socket)),
+        _ => None,
+    }
+}
+
+/// Proof that a call into a socket is executing; dropping it ends the call.
+pub(crate) struct Call {
+    pub socket: Arc<Socket>,
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.socket.in_calls.fetch_sub(1, Ordering::SeqCst);
+        INSIDE.with(|inside| {
+            let mut inside = inside.borrow_mut();
+            if let Some(at) = inside.iter().rposition(|&k| k == self.socket.key) {
+                inside.remove(at);
+            }
+        });
+    }
+}
+
+fn verifier_on() -> bool {
+    crate::kernel::verifier()
+}
+
+/// Looks `pointer` up as a socket of one of `kinds` for `routine`, and counts the call.
+/// A pointer that is no socket, a socket of another kind, or a socket whose close was issued
+/// is a verifier violation; the status to complete the request with is returned.
+pub(crate) fn enter(routine: &str, pointer: *mut WSK_SOCKET, kinds: &[Kind]) -> Result<Call, NTSTATUS> {
+    let key = pointer as usize;
+    let socket = {
+        let sockets = lock(&SOCKETS);
+        match sockets.get(&key) {
+            Some(Entry::Open(socket)) => Arc::clone(socket),
+            Some(Entry::Closed { .. }) => {
+                drop(sockets);
+                if verifier_on() {
+                    bugcheck(
+                        Rule::WskSocketUsedAfterClose,
+                        format!("{routine}({pointer:p}): the socket was closed (WskCloseSocket completed)"),
+                    );
+                }
+                return Err(STATUS_INVALID_HANDLE);
+            }
+            None => {
+                drop(sockets);
+                if verifier_on() {
+                    bugcheck(
+                        Rule::WskInvalidSocket,
+                        format!("{routine}({pointer:p}): not a socket created by the WSK provider"),
+                    );
+                }
+                return Err(STATUS_INVALID_PARAMETER);
+            }
+        }
+    };
+    socket.in_calls.fetch_add(1, Ordering::SeqCst);
+    INSIDE.with(|inside| inside.borrow_mut().push(key));
+    let call = Call { socket };
+    if call.socket.close_issued.load(Ordering::SeqCst) {
+        if verifier_on() {
+            bugcheck(
+                Rule::WskSocketUsedAfterClose,
+                format!("{routine}({pointer:p}): called after WskCloseSocket was issued for the socket"),
+            );
+        }
+        return Err(STATUS_INVALID_HANDLE);
+    }
+    if !kinds.contains(&call.socket.kind) {
+        if verifier_on() {
+            bugcheck(
+                Rule::WskInvalidSocket,
+                format!(
+                    "{routine}({pointer:p}): the socket is a {} socket; the routine belongs to another socket kind's \
+                     dispatch table",
+                    call.socket.kind.name()
+                ),
+            );
+        }
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    Ok(call)
+}
+
+/// Looks up `pointer` for `WskCloseSocket` and marks its close issued. A second close, a close
+/// of something that is no socket, or a close while another thread is inside a call into the
+/// socket is a verifier violation. On the last one the close goes ahead.
+pub(crate) fn begin_close(pointer: *mut WSK_SOCKET) -> Result<Arc<Socket>, NTSTATUS> {
+    let key = pointer as usize;
+    let found = match lock(&SOCKETS).get(&key) {
+        Some(Entry::Open(socket)) => Ok(Arc::clone(socket)),
+        Some(Entry::Closed { .. }) => Err(true),
+        None => Err(false),
+    };
+    let socket = match found {
+        Ok(socket) => socket,
+        Err(closed) => {
+            if verifier_on() {
+                if closed {
+                    bugcheck(
+                        Rule::WskSocketUsedAfterClose,
+                        format!("WskCloseSocket({pointer:p}): the socket was closed already"),
+                    );
+                } else {
+                    bugcheck(
+                        Rule::WskInvalidSocket,
+                        format!("WskCloseSocket({pointer:p}): not a socket created by the WSK provider"),
+                    );
+                }
+            }
+            return Err(if closed { STATUS_INVALID_HANDLE } else { STATUS_INVALID_PARAMETER });
+        }
+    };
+    if socket.close_issued.swap(true, Ordering::SeqCst) {
+        if verifier_on() {
+            bugcheck(
+                Rule::WskSocketUsedAfterClose,
+                format!("WskCloseSocket({pointer:p}): WskCloseSocket was issued for the socket already"),
+            );
+        }
+        return Err(STATUS_INVALID_HANDLE);
+    }
+    // Calls this thread is inside (a completion routine run inline closing the socket) are
+    // not "in progress on another thread".
+    let own = INSIDE.with(|inside| inside.borrow().iter().filter(|&&k| k == key).count()) as u32;
+    let executing = socket.in_calls.load(Ordering::SeqCst).saturating_sub(own);
+    if executing > 0 && verifier_on() {
+        bugcheck(
+            Rule::WskCloseWithCallInProgress,
+            format!(
+                "WskCloseSocket({pointer:p}) while {executing} other call(s) into the socket are executing on other \
+                 threads"
+            ),
+        );
+    }
+    Ok(socket)
+}
+
+/// Open sockets of `session` the client knows about, as leaks, and WSK_SOCKET_LEAKED_AT_UNLOAD
+/// if there are any.
+pub(crate) fn leaks(session: u64) -> Vec<Leak> {
+    let open: Vec<Arc<Socket>> = lock(&SOCKETS)
+        .values()
+        .filter_map(|entry| match entry {
+            Entry::Open(socket) if socket.session == session => Some(Arc::clone(socket)),
+            _ => None,
+        })
+        .collect();
+    let leaks: Vec<Leak> = open
+        .iter()
+        .filter_map(|socket| {
+            let state = lock(&socket.state);
+            if !state.handed_out {
+                return None;
+            }
+            let pending: usize = Queue::ALL.iter().map(|&q| queue_len(&state, q)).sum();
+            let closing = if state.closing { ", close pending" } else { "" };
+            let local = state
+                .host
+                .as_ref()
+                .and_then(|h| h.local_addr().ok())
+                .and_then(|a| super::addr::from_host(&a))
+                .map_or_else(String::new, |a| format!(", local {a}"));
+            Some(Leak::new(
+                LeakKind::WskSocket,
+                0,
+                0,
+                socket.key,
+                format!("{} socket{local}, {pending} pending IRP(s){closing}", socket.kind.name()),
+            ))
+        })
+        .collect();
+    if !leaks.is_empty() {
+        bugcheck(Rule::WskSocketLeak, format!("the driver unloaded with {} WSK socket(s) not closed", leaks.len()));
+    }
+    leaks
+}
+
+fn queue_len(state: &State, queue: Queue) -> usize {
+    match queue {
+        Queue::Connect => state.connects.len(),
+        Queue::Accept => state.accepts.len(),
+        Queue::Send => state.sends.len(),
+        Queue::Receive => state.receives.len(),
+    }
+}
+
+/// Forgets every socket of `session` (after unload): host sockets are closed, pending IRPs
+/// are taken out of the cancelable state and abandoned (the driver is gone), headers freed.
+pub(crate) fn teardown(session: u64) {
+    let entries: Vec<(usize, Entry)> = {
+        let mut sockets = lock(&SOCKETS);
+        let keys: Vec<usize> = sockets.iter().filter(|(_, e)| e.session() == session).map(|(&k, _)| k).collect();
+        keys.into_iter().filter_map(|k| sockets.remove(&k).map(|e| (k, e))).collect()
+    };
+    for (key, entry) in entries {
+        if let Entry::Open(socket) = entry {
+            let abandoned = {
+                let mut state = lock(&socket.state);
+                state.closing = true;
+                state.close_host(true);
+                state.close_irp = None;
+                let mut abandoned = Vec::new();
+                for queue in Queue::ALL {
+                    abandoned.extend(state.queue(queue).drain(..));
+                }
+                abandoned
+            };
+            for op in abandoned {
+                // SAFETY: the op's IRP is still owned by the provider (it was never completed).
+                unsafe { super::queue::abandon(op) };
+            }
+            registration::socket_closed(socket.client);
+        }
+        // SAFETY: the header was allocated by `create` with `Box::into_raw`, is removed from
+        // the table (so freed once), and the driver that could use it is gone.
+        drop(unsafe { Box::from_raw(key as *mut WSK_SOCKET) });
+    }
+}
+
+/// A dispatch table pointer as `WSK_SOCKET::Dispatch` stores it.
+pub(crate) fn table_pointer<T>(table: &'static T) -> *const c_void {
+    (table as *const T).cast()
+}

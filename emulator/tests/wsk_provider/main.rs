@@ -1,0 +1,17 @@
+//! The emulated WSK provider over real loopback sockets, called the way driver code calls it:
+//! through `wsk_sys` types and the dispatch tables the provider hands out, with the verifier
+//! on. Waits are bounded (they turn a hang into a failure); no test asserts on timing.
+
+// Test code calls many kernel routines per block and documents the contract once per test.
+#![allow(clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block, non_snake_case)]
+
+mod support;
+
+mod cancel;
+mod invalid;
+mod options;
+mod resolve;
+mod scale;
+mod tcp;
+mod udp;
+mod verifier;

@@ -1,0 +1,202 @@
+//! Datagram sockets: WskSendTo, WskReceiveFrom, with WSK and host peers.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::ptr;
+use std::time::Duration;
+
+use wsk_sys::*;
+
+use crate::support::*;
+
+fn datagram(client: &Client, at: SocketAddr) -> (Sock, SocketAddr) {
+    let family = if at.is_ipv4() { AF_INET } else { AF_INET6 };
+    let socket = client.socket(family, SOCK_DGRAM, IPPROTO_UDP, WSK_FLAG_DATAGRAM_SOCKET).unwrap();
+    assert_eq!(socket.bind(at), STATUS_SUCCESS);
+    let local = socket.datagram_local_address().unwrap();
+    (socket, local)
+}
+
+fn send_to_start(socket: Sock, buf: &mut Buf, to: SocketAddr, address: &mut SOCKADDR_STORAGE) -> Req {
+    *address = storage(to);
+    let req = Req::new();
+    unsafe {
+        (socket.datagram().WskSendTo.unwrap())(socket.0, buf.wsk_buf(), 0, sa(address), 0, ptr::null_mut(), req.irp)
+    };
+    req
+}
+
+/// Out-parameters of a receive-from, kept in place until it completes.
+struct From {
+    address: SOCKADDR_STORAGE,
+    control_length: ULONG,
+    control_flags: ULONG,
+}
+
+fn receive_from_start(socket: Sock, buf: &mut Buf, from: &mut Box<From>) -> Req {
+    let req = Req::new();
+    unsafe {
+        (socket.datagram().WskReceiveFrom.unwrap())(
+            socket.0,
+            buf.wsk_buf(),
+            0,
+            sa(&mut from.address),
+            &mut from.control_length,
+            ptr::null_mut(),
+            &mut from.control_flags,
+            req.irp,
+        )
+    };
+    req
+}
+
+fn new_from() -> Box<From> {
+    Box::new(From { address: SOCKADDR_STORAGE::zeroed(), control_length: 99, control_flags: 99 })
+}
+
+#[test]
+fn send_to_and_receive_from_between_wsk_sockets() {
+    clean_session(|client| {
+        let (a, a_address) = datagram(client, v4(0));
+        let (b, b_address) = datagram(client, v4(0));
+        let mut incoming = Buf::zeroed(64);
+        let mut from = new_from();
+        let receive = receive_from_start(b, &mut incoming, &mut from);
+        assert!(receive.wait_for(Duration::from_millis(20)).is_none(), "receive-from pends");
+        let mut out = Buf::from_vec(b"datagram".to_vec());
+        let mut to = SOCKADDR_STORAGE::zeroed();
+        let done = send_to_start(a, &mut out, b_address, &mut to).wait();
+        assert_eq!((done.status, done.info), (STATUS_SUCCESS, 8));
+        let done = receive.wait();
+        assert_eq!((done.status, done.info), (STATUS_SUCCESS, 8));
+        assert_eq!(done.irql, DISPATCH_LEVEL);
+        assert_eq!(&incoming.data[..8], b"datagram");
+        assert_eq!(address(&from.address), Some(a_address), "sender address out-parameter");
+        assert_eq!((from.control_length, from.control_flags), (0, 0));
+        drop(receive);
+        a.close();
+        b.close();
+    });
+}
+
+#[test]
+fn host_peers_truncation_and_zero_length() {
+    clean_session(|client| {
+        let (socket, local) = datagram(client, v4(0));
+        let host = UdpSocket::bind(v4(0)).unwrap();
+        // A datagram larger than the buffer is truncated (MSG_TRUNC in the control flags).
+        host.send_to(&pattern(100, 1), local).unwrap();
+        let mut small = Buf::zeroed(10);
+        let mut from = new_from();
+        let done = receive_from_start(socket, &mut small, &mut from).wait();
+        assert_eq!((done.status, done.info), (STATUS_SUCCESS, 10));
+        assert_eq!(small.data, pattern(100, 1)[..10]);
+        assert_eq!(from.control_flags, 0x0100);
+        assert_eq!(address(&from.address), Some(host.local_addr().unwrap()));
+
+        // An empty datagram is sent and received as such.
+        let mut empty = Buf::zeroed(0);
+        let mut to = SOCKADDR_STORAGE::zeroed();
+        let done = send_to_start(socket, &mut empty, host.local_addr().unwrap(), &mut to).wait();
+        assert_eq!((done.status, done.info), (STATUS_SUCCESS, 0));
+        let mut got = [0u8; 8];
+        assert_eq!(host.recv_from(&mut got).unwrap().0, 0);
+        // A receive with a zero-length buffer completes at once.
+        let done = receive_from_start(socket, &mut empty, &mut from).wait();
+        assert_eq!((done.status, done.info), (STATUS_SUCCESS, 0));
+
+        // WSK -> host, with an MDL chain.
+        let mut first = Buf::pattern(5, 10);
+        let second = Buf::pattern(7, 20);
+        unsafe { (*first.mdl).Next = second.mdl };
+        first.wsk.Length = 12;
+        let done = send_to_start(socket, &mut first, host.local_addr().unwrap(), &mut to).wait();
+        assert_eq!(done.info, 12);
+        let mut got = [0u8; 32];
+        let (n, sender) = host.recv_from(&mut got).unwrap();
+        assert_eq!(sender, local);
+        assert_eq!(got[..n], [first.data.clone(), second.data.clone()].concat()[..]);
+        unsafe { (*first.mdl).Next = ptr::null_mut() };
+        socket.close();
+    });
+}
+
+#[test]
+fn ipv6_datagrams() {
+    clean_session(|client| {
+        let (a, a_address) = datagram(client, v6(0));
+        let host = UdpSocket::bind(v6(0)).unwrap();
+        let mut out = Buf::from_vec(b"v6".to_vec());
+        let mut to = SOCKADDR_STORAGE::zeroed();
+        assert_eq!(send_to_start(a, &mut out, host.local_addr().unwrap(), &mut to).wait().info, 2);
+        let mut got = [0u8; 4];
+        let (n, sender) = host.recv_from(&mut got).unwrap();
+        assert_eq!((&got[..n], sender), (&b"v6"[..], a_address));
+        // An IPv4 destination on an IPv6 socket is refused.
+        let done = send_to_start(a, &mut out, v4(9), &mut to).wait();
+        assert_eq!(done.status, STATUS_INVALID_ADDRESS);
+        a.close();
+    });
+}
+
+#[test]
+fn unbound_and_bad_destinations() {
+    clean_session(|client| {
+        let socket = client.socket(AF_INET, SOCK_DGRAM, IPPROTO_UDP, WSK_FLAG_DATAGRAM_SOCKET).unwrap();
+        let mut out = Buf::from_vec(b"x".to_vec());
+        let mut to = SOCKADDR_STORAGE::zeroed();
+        // WSK requires a bound datagram socket.
+        assert_eq!(send_to_start(socket, &mut out, v4(9), &mut to).wait().status, STATUS_INVALID_DEVICE_STATE);
+        let mut from = new_from();
+        let mut buf = Buf::zeroed(4);
+        assert_eq!(receive_from_start(socket, &mut buf, &mut from).wait().status, STATUS_INVALID_DEVICE_STATE);
+        assert_eq!(socket.bind(v4(0)), STATUS_SUCCESS);
+        // Port 0 / unspecified destinations.
+        assert_eq!(send_to_start(socket, &mut out, v4(0), &mut to).wait().status, STATUS_INVALID_ADDRESS_COMPONENT);
+        // No destination (SIO_WSK_SET_SENDTO_ADDRESS is not emulated).
+        let req = Req::new();
+        unsafe {
+            (socket.datagram().WskSendTo.unwrap())(
+                socket.0,
+                out.wsk_buf(),
+                0,
+                ptr::null_mut(),
+                0,
+                ptr::null_mut(),
+                req.irp,
+            )
+        };
+        assert_eq!(req.wait().status, STATUS_INVALID_PARAMETER);
+        drop(req);
+        // Release of indications and WskSendMessages are not emulated.
+        assert_eq!(unsafe { (socket.datagram().WskRelease.unwrap())(socket.0, ptr::null_mut()) }, STATUS_NOT_SUPPORTED);
+        let req = Req::new();
+        unsafe {
+            (socket.datagram().WskSendMessages.unwrap())(
+                socket.0,
+                ptr::null_mut(),
+                0,
+                ptr::null_mut(),
+                0,
+                ptr::null_mut(),
+                req.irp,
+            )
+        };
+        assert_eq!(req.wait().status, STATUS_NOT_SUPPORTED);
+        drop(req);
+        socket.close();
+    });
+}
+
+#[test]
+fn close_cancels_a_pending_receive_from() {
+    clean_session(|client| {
+        let (socket, _) = datagram(client, v4(0));
+        let mut buf = Buf::zeroed(16);
+        let mut from = new_from();
+        let receive = receive_from_start(socket, &mut buf, &mut from);
+        let closed = socket.close();
+        let done = receive.done().expect("completed before the close");
+        assert_eq!(done.status, STATUS_CANCELLED);
+        assert!(done.sequence < closed.sequence);
+    });
+}
