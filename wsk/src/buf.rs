@@ -14,9 +14,10 @@ use crate::pool;
 /// Pool tag of I/O buffers ("WskB").
 pub const BUF_TAG: u32 = u32::from_le_bytes(*b"WskB");
 
-/// Largest buffer one MDL may describe here (the MDL byte count is a ULONG; we stay well
-/// below it).
-pub const MAX_BUF: usize = 256 * 1024 * 1024;
+/// Largest buffer one MDL describes: an MDL's 16-bit `Size` bounds its page array to
+/// (65535 - 48) / 8 = 8185 pages; one page is kept for a buffer that does not start on a page
+/// boundary (8184 pages, 32 MiB less 32 KiB).
+pub const MAX_BUF: usize = 8184 * 4096;
 
 /// An owned, non-paged I/O buffer with a valid length `len <= capacity`.
 ///
@@ -41,7 +42,7 @@ impl IoBuf {
     /// IRQL <= DISPATCH_LEVEL.
     pub fn with_capacity(capacity: usize) -> Result<Self> {
         if capacity > MAX_BUF {
-            return Err(Error::InvalidInput("buffer larger than 256 MiB"));
+            return Err(Error::InvalidInput("buffer larger than one MDL can describe (32 MiB - 32 KiB)"));
         }
         let capacity = capacity.max(1);
         let data = pool::allocate(capacity, BUF_TAG).ok_or(Error::NoMemory)?;

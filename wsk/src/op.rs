@@ -45,6 +45,7 @@ use crate::buf::IoBuf;
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, Ordering};
 use crate::pool;
+use crate::socket::core::SocketCore;
 
 /// An IRP is in flight (owned by the provider until `COMPLETE`).
 const SUBMITTED: u32 = 1 << 0;
@@ -140,7 +141,18 @@ struct SlotInner {
     info: UnsafeCell<usize>,
     waker: AtomicWaker,
     buffer: UnsafeCell<Option<IoBuf>>,
+    /// The owner of a socket the operation may return (accept, socket creation), held while
+    /// the IRP is in flight: if the operation is abandoned and still succeeds, the returned
+    /// socket is handed to it and closed in the background instead of leaking.
+    socket_owner: UnsafeCell<Option<SocketOwner>>,
     args: UnsafeCell<OpArgs>,
+}
+
+/// What owns a socket that an operation in flight may return: the socket state with its
+/// reserved close IRP, and the slot that goes with it (an accepted connection's receive slot).
+pub(crate) struct SocketOwner {
+    pub core: SocketCore,
+    pub slot: Option<OpSlot>,
 }
 
 // SAFETY: the cells are accessed under the state protocol documented in the module table;
@@ -154,6 +166,8 @@ pub(crate) struct Completion {
     pub status: NTSTATUS,
     pub info: usize,
     pub buffer: Option<IoBuf>,
+    /// The socket owner given to [`OpSlot::arm_with_owner`], handed back.
+    pub socket_owner: Option<SocketOwner>,
 }
 
 impl Completion {
@@ -190,6 +204,7 @@ impl OpSlot {
             info: UnsafeCell::new(0),
             waker: AtomicWaker::new(),
             buffer: UnsafeCell::new(None),
+            socket_owner: UnsafeCell::new(None),
             args: UnsafeCell::new(OpArgs::new()),
         };
         let Some(mem) = pool::allocate(core::mem::size_of::<SlotInner>(), OP_TAG) else {
@@ -230,6 +245,13 @@ impl OpSlot {
     /// # Panics
     /// In debug builds, if the slot is not idle (the caller must await [`OpSlot::idle`]).
     pub fn arm(&mut self, buffer: Option<IoBuf>) -> (*mut IRP, *mut OpArgs) {
+        self.arm_with_owner(buffer, None)
+    }
+
+    /// [`OpSlot::arm`] for an operation that returns a socket in `Information` (accept,
+    /// creation): `owner` is kept with the IRP and comes back in the [`Completion`]; if the
+    /// operation is abandoned and succeeds anyway, the socket is given to `owner` and closed.
+    pub fn arm_with_owner(&mut self, buffer: Option<IoBuf>, owner: Option<SocketOwner>) -> (*mut IRP, *mut OpArgs) {
         let inner = self.inner();
         debug_assert_eq!(inner.state.load(Ordering::Acquire), 0, "slot armed while busy");
         let irp = inner.irp.as_ptr();
@@ -241,6 +263,8 @@ impl OpSlot {
         };
         // SAFETY: idle slot: nobody else reads or writes `buffer`.
         unsafe { *inner.buffer.get() = buffer };
+        // SAFETY: as above.
+        unsafe { *inner.socket_owner.get() = owner };
         inner.refs.fetch_add(1, Ordering::Relaxed);
         inner.state.store(SUBMITTED, Ordering::Release);
         (irp, inner.args.get())
@@ -302,6 +326,20 @@ unsafe fn finalize_abandoned(inner: NonNull<SlotInner>) {
     // SAFETY: completion ran and the future is gone: only the finalizer touches `buffer`.
     let buffer = unsafe { (*slot.buffer.get()).take() };
     drop(buffer);
+    // SAFETY: as above.
+    let owner = unsafe { (*slot.socket_owner.get()).take() };
+    if let Some(owner) = owner {
+        // SAFETY: the completion routine wrote the result before COMPLETE was published.
+        let status = unsafe { *slot.status.get() };
+        // SAFETY: as above.
+        let info = unsafe { *slot.info.get() };
+        if wsk_sys::NT_SUCCESS(status) && info != 0 {
+            // The operation succeeded after its future was dropped: the new socket belongs
+            // to `owner`, whose drop closes it in the background (reserved close IRP).
+            owner.core.set_socket(info as *mut wsk_sys::WSK_SOCKET);
+        }
+        drop(owner);
+    }
     slot.state.store(0, Ordering::Release);
     slot.waker.wake();
     // SAFETY: releases the in-flight reference taken in `arm`.
@@ -362,7 +400,9 @@ impl Future for InFlight<'_> {
         let info = unsafe { *inner.info.get() };
         // SAFETY: as above; the completion routine never touches `buffer` of a live future.
         let buffer = unsafe { (*inner.buffer.get()).take() };
-        let completion = Completion { status, info, buffer };
+        // SAFETY: as above.
+        let socket_owner = unsafe { (*inner.socket_owner.get()).take() };
+        let completion = Completion { status, info, buffer, socket_owner };
         inner.state.store(0, Ordering::Release);
         this.done = true;
         // SAFETY: releases the in-flight reference taken in `arm`.

@@ -3,6 +3,7 @@
 
 mod harness;
 
+use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener as HostListener, TcpStream as HostStream};
 use std::time::Duration;
@@ -500,4 +501,29 @@ fn raise_fd_limit(want: u64) {
         // SAFETY: setrlimit with a valid struct, raising the soft limit up to the hard one.
         unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
     }
+}
+
+#[test]
+fn accept_completed_after_its_future_was_dropped_closes_the_connection() {
+    let addr = run_clean(LIMIT, |env| async move {
+        let (mut l, addr) = listener(&env, local(0)).await;
+        {
+            let mut accept = std::pin::pin!(l.accept());
+            // Issue the WskAccept IRP (one poll), then let a connection arrive without
+            // polling again: the IRP completes with a new socket nobody collects.
+            let first = std::future::poll_fn(|cx| std::task::Poll::Ready(accept.as_mut().poll(cx).is_pending())).await;
+            assert!(first, "no connection yet");
+            let c = TcpStream::connect(env.wsk, addr).await.expect("connect");
+            wsk_executor::sleep(Duration::from_millis(100)).await;
+            drop(c);
+        }
+        // The accepted connection was closed in the background; the listener still works.
+        let c = TcpStream::connect(env.wsk, addr).await.expect("second connect");
+        let (s, _) = l.accept().await.expect("second accept");
+        s.close().await.unwrap();
+        c.close().await.unwrap();
+        l.close().await.unwrap();
+        addr
+    });
+    assert_ne!(addr.port(), 0);
 }

@@ -5,13 +5,14 @@ use wsk_sys::{IRP, NTSTATUS, WSK_SOCKET};
 
 use crate::buf::IoBuf;
 use crate::error::Error;
-use crate::op::{Completion, OpArgs, OpSlot};
+use crate::op::{Completion, OpArgs, OpSlot, SocketOwner};
 use crate::socket::core::SocketCore;
 
 /// A call that could not be issued, with the buffer handed back.
 pub(crate) struct NotIssued {
     pub error: Error,
     pub buffer: Option<IoBuf>,
+    pub socket_owner: Option<SocketOwner>,
 }
 
 /// Issues one socket-level call and awaits its IRP.
@@ -35,13 +36,30 @@ pub(crate) async unsafe fn socket_call<T>(
     prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
     issue: impl FnOnce(*mut WSK_SOCKET, &T, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<Completion, NotIssued> {
+    // SAFETY: forwarded contract.
+    unsafe { socket_call_with_owner(core, slot, buffer, None, prepare, issue) }.await
+}
+
+/// [`socket_call`] for an operation that returns a new socket (accept): `owner` is held with
+/// the IRP (see [`OpSlot::arm_with_owner`]) and handed back in the completion.
+///
+/// # Safety
+/// As [`socket_call`].
+pub(crate) async unsafe fn socket_call_with_owner<T>(
+    core: &SocketCore,
+    slot: &mut OpSlot,
+    buffer: Option<IoBuf>,
+    socket_owner: Option<SocketOwner>,
+    prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
+    issue: impl FnOnce(*mut WSK_SOCKET, &T, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+) -> Result<Completion, NotIssued> {
     slot.idle().await;
     let guard = match core.enter() {
         Ok(guard) => guard,
-        Err(error) => return Err(NotIssued { error, buffer }),
+        Err(error) => return Err(NotIssued { error, buffer, socket_owner }),
     };
     prepare(slot.args(), buffer.as_ref());
-    let (irp, args) = slot.arm(buffer);
+    let (irp, args) = slot.arm_with_owner(buffer, socket_owner);
     // SAFETY: the caller guarantees `T` matches the socket kind; the guard is held.
     let (socket, table) = unsafe { core.dispatch::<T>(&guard) };
     match issue(socket, table, irp, args) {

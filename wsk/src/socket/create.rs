@@ -11,8 +11,9 @@ use core::net::SocketAddr;
 use wsk_sys::{SOCKADDR_STORAGE, WSK_SOCKET};
 
 use crate::addr;
+use crate::buf::IoBuf;
 use crate::error::{Error, Result};
-use crate::op::OpSlot;
+use crate::op::{OpSlot, SocketOwner};
 use crate::registration::Wsk;
 use crate::socket::call::complete_not_implemented;
 use crate::socket::core::SocketCore;
@@ -30,7 +31,10 @@ pub(crate) async fn wsk_socket(
 ) -> Result<()> {
     slot.idle().await;
     let (client, dispatch) = wsk.provider()?;
-    let (irp, _args) = slot.arm(None);
+    // A second owner rides with the IRP: if this future is dropped and the creation succeeds
+    // anyway, the new socket is closed in the background instead of leaking.
+    let owner = SocketOwner { core: core.clone_owner(), slot: None };
+    let (irp, _args) = slot.arm_with_owner(None, Some(owner));
     match dispatch.WskSocket {
         // SAFETY: valid client and armed IRP; no context or callbacks are registered.
         Some(create) => {
@@ -79,19 +83,23 @@ pub(crate) async fn wsk_socket_connect(
     let Some(connect) = dispatch.WskSocketConnect else {
         return Err(Error::Status(wsk_sys::STATUS_NOT_IMPLEMENTED));
     };
-    // The local address must stay valid during the call only; the remote one lives in the
-    // slot until completion.
-    let mut local_storage: SOCKADDR_STORAGE = addr::to_storage(&local);
+    // Both addresses stay valid until the IRP completes: the remote one in the slot, the
+    // local one in a small pool buffer the slot owns meanwhile.
+    let mut local_block = IoBuf::with_capacity(core::mem::size_of::<SOCKADDR_STORAGE>())?;
+    let local_ptr = local_block.as_mut_capacity().as_mut_ptr().cast::<SOCKADDR_STORAGE>();
+    // SAFETY: pool memory, 16-byte aligned, of SOCKADDR_STORAGE's size.
+    unsafe { local_ptr.write(addr::to_storage(&local)) };
     slot.args().addr = addr::to_storage(&remote);
-    let (irp, args) = slot.arm(None);
-    // SAFETY: valid client, addresses and armed IRP; `args` lives in the slot until the
-    // IRP completes.
+    let owner = SocketOwner { core: core.clone_owner(), slot: None };
+    let (irp, args) = slot.arm_with_owner(Some(local_block), Some(owner));
+    // SAFETY: valid client, addresses and armed IRP; `args` and the local address block live
+    // in the slot until the IRP completes.
     let status = unsafe {
         connect(
             client,
             wsk_sys::SOCK_STREAM,
             wsk_sys::IPPROTO_TCP,
-            addr::as_sockaddr(&mut local_storage),
+            local_ptr.cast(),
             addr::as_sockaddr(&mut (*args).addr),
             0,
             core::ptr::null_mut::<c_void>(),

@@ -21,8 +21,9 @@ use crate::addr;
 use crate::buf::IoBuf;
 use crate::error::{Error, Result};
 use crate::op::OpSlot;
+use crate::op::SocketOwner;
 use crate::registration::Wsk;
-use crate::socket::call::{NotIssued, socket_call};
+use crate::socket::call::{NotIssued, socket_call, socket_call_with_owner};
 use crate::socket::core::SocketCore;
 use crate::socket::create;
 use crate::socket::options::{SocketOption, set_option};
@@ -123,18 +124,22 @@ impl TcpListener {
     }
 
     /// Waits for an incoming connection. Cancel-safe: dropping the future cancels the
-    /// `WskAccept` IRP; a connection that was accepted regardless is closed in the background.
+    /// `WskAccept` IRP; a connection that was accepted regardless is closed in the background
+    /// (the IRP carries the new connection's reserved close IRP with it).
     /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn accept(&mut self) -> Result<(TcpStream, SocketAddr)> {
-        if self.next.is_none() {
-            self.next = Some(StreamParts::new()?);
-        }
+        let parts = match self.next.take() {
+            Some(parts) => parts,
+            None => StreamParts::new()?,
+        };
+        let owner = SocketOwner { core: parts.core, slot: Some(parts.recv) };
         // SAFETY: listen dispatch table; the remote address buffer lives in the slot.
         let done = unsafe {
-            socket_call::<WSK_PROVIDER_LISTEN_DISPATCH>(
+            socket_call_with_owner::<WSK_PROVIDER_LISTEN_DISPATCH>(
                 &self.core,
                 &mut self.slot,
                 None,
+                Some(owner),
                 |_, _| {},
                 |socket, table, irp, args| {
                     table.WskAccept.map(|accept| {
@@ -152,15 +157,26 @@ impl TcpListener {
             )
         }
         .await;
-        let done = match done {
-            Ok(done) => done,
-            Err(NotIssued { error, .. }) => return Err(error),
+        let (result, owner) = match done {
+            Ok(mut done) => (done.result(), done.socket_owner.take()),
+            Err(NotIssued { error, socket_owner, .. }) => (Err(error), socket_owner),
         };
-        let accepted = done.result()? as *mut wsk_sys::WSK_SOCKET;
+        let parts = match owner {
+            Some(SocketOwner { core, slot: Some(recv) }) => StreamParts { core, recv },
+            // Not reachable: the owner given above always comes back with its slot.
+            _ => return Err(Error::NoMemory),
+        };
+        let accepted = match result {
+            Ok(info) => info as *mut wsk_sys::WSK_SOCKET,
+            Err(e) => {
+                self.next = Some(parts);
+                return Err(e);
+            }
+        };
         if accepted.is_null() {
+            self.next = Some(parts);
             return Err(Error::Status(wsk_sys::STATUS_UNSUCCESSFUL));
         }
-        let parts = self.next.take().ok_or(Error::NoMemory)?;
         parts.core.set_socket(accepted);
         let peer = addr::from_storage(&self.slot.args().addr);
         let stream = TcpStream::from_parts(parts, peer.ok());
@@ -195,7 +211,7 @@ fn completion_len(done: Result<crate::op::Completion, NotIssued>) -> (Result<usi
             let result = done.result();
             (result, done.buffer.expect("operation buffer returned by completion"))
         }
-        Err(NotIssued { error, buffer }) => (Err(error), buffer.expect("buffer handed back")),
+        Err(NotIssued { error, buffer, .. }) => (Err(error), buffer.expect("buffer handed back")),
     }
 }
 

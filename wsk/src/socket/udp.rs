@@ -37,7 +37,7 @@ fn unit(done: Result<Completion, NotIssued>) -> Result<()> {
 fn with_buffer(done: Result<Completion, NotIssued>) -> (Result<usize>, IoBuf) {
     match done {
         Ok(done) => (done.result(), done.buffer.expect("operation buffer returned by completion")),
-        Err(NotIssued { error, buffer }) => (Err(error), buffer.expect("buffer handed back")),
+        Err(NotIssued { error, buffer, .. }) => (Err(error), buffer.expect("buffer handed back")),
     }
 }
 
@@ -71,9 +71,30 @@ impl UdpSocket {
         Ok(socket)
     }
 
-    /// The address the socket was bound to.
+    /// The address the socket was bound to, as requested (port 0 stays 0; see
+    /// [`UdpSocket::query_local_addr`]).
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// Asks the provider for the bound address (`WskGetLocalAddress`), e.g. the port chosen
+    /// for port 0.
+    pub async fn query_local_addr(&mut self) -> Result<SocketAddr> {
+        // SAFETY: datagram dispatch table; the address buffer lives in the slot.
+        let done = unsafe {
+            socket_call::<WSK_PROVIDER_DATAGRAM_DISPATCH>(
+                &self.core,
+                &mut self.send,
+                None,
+                |_, _| {},
+                |s, table, irp, args| {
+                    table.WskGetLocalAddress.map(|get| get(s, addr::as_sockaddr(&mut (*args).addr), irp))
+                },
+            )
+        }
+        .await;
+        unit(done)?;
+        addr::from_storage(&self.send.args().addr)
     }
 
     /// Sends one datagram with `buf`'s valid bytes to `to`.
