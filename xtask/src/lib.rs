@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod drivers;
 pub mod echo_client;
+pub mod emulator_runs;
 pub mod pe;
 pub mod test;
 pub mod util;

@@ -6,10 +6,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::util::{self, Result, bail};
-use crate::{drivers, wine};
+use crate::{drivers, emulator_runs, wine};
 
 /// The steps, in the order they run.
-pub const STEPS: &[&str] = &["fmt", "clippy", "test", "drivers", "wine", "loom", "miri"];
+pub const STEPS: &[&str] = &["fmt", "clippy", "test", "echo", "stress", "drivers", "wine", "loom", "miri"];
 
 /// How a step ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +108,8 @@ fn run_step(step: &str) -> Result<Status> {
             ])
         }
         "test" => cargo(&["test", "--workspace"]),
+        "echo" => emulator_runs::echo_e2e().map(|()| Status::Passed),
+        "stress" => emulator_runs::stress(60).map(|()| Status::Passed),
         "drivers" => drivers::build_all(drivers::ALL).map(|_| Status::Passed),
         "wine" => wine::smoke_test().map(|outcome| match outcome {
             wine::Outcome::Passed => Status::Passed,

@@ -1,0 +1,76 @@
+//! The host binaries on the emulator, as CI runs them: the echo driver driven by the same
+//! end-to-end client as the Wine test, and a bounded stress run (clean, then with injected
+//! allocation failures). Each run must end with a clean verifier report (exit status 0).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::echo_client::{self, ClientConfig};
+use crate::util::{self, Result, bail};
+
+const TAG: &str = "emulator";
+
+fn cargo_build_release(package: &str) -> Result<()> {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(util::workspace_root()).args(["build", "--release", "-p", package]);
+    util::run_inherit(&mut cmd)
+}
+
+fn binary(name: &str) -> std::path::PathBuf {
+    util::target_dir().join("release").join(name)
+}
+
+/// Starts `echo-driver` on the emulator, runs the end-to-end client against it, stops it with
+/// SIGINT (as Ctrl-C) and requires exit status 0 (clean verifier report).
+pub fn echo_e2e() -> Result<()> {
+    cargo_build_release("echo-driver")?;
+    let port = echo_client::free_port()?;
+    println!("{TAG}: echo-driver on 127.0.0.1:{port}");
+    let mut child = Command::new(binary("echo-driver"))
+        .args(["--port", &port.to_string(), "--quiet", "--seconds", "600"])
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    // Wait until it listens.
+    let start = Instant::now();
+    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            bail!("{TAG}: echo-driver did not start listening within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let client = echo_client::run(&ClientConfig::standard(addr));
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status()?;
+    if !status.success() {
+        let _ = child.kill();
+        bail!("{TAG}: could not signal echo-driver");
+    }
+    let exit = child.wait()?;
+    let report = client.map_err(|e| util::Error::msg(format!("{TAG}: echo client failed: {e}")))?;
+    println!(
+        "{TAG}: client: {} connections, {} bytes echoed and checked, {} resets, in {} s",
+        report.connections,
+        report.bytes,
+        report.resets,
+        util::secs(report.elapsed)
+    );
+    if !exit.success() {
+        bail!("{TAG}: echo-driver exited with {exit} (verifier report above)");
+    }
+    Ok(())
+}
+
+/// A bounded stress run: `seconds` clean, then `seconds` with 5% of allocations failing.
+pub fn stress(seconds: u64) -> Result<()> {
+    cargo_build_release("stress-driver")?;
+    for (label, extra) in [("clean", vec![]), ("low resources 5%", vec!["--low-resources", "5%"])] {
+        println!("{TAG}: stress ({label}), 200 sockets for {seconds} s");
+        let mut cmd = Command::new(binary("stress-driver"));
+        cmd.args(["--sockets", "200", "--seconds", &seconds.to_string(), "--seed", "20261124", "--progress", "10"])
+            .args(extra);
+        util::run_inherit(&mut cmd)?;
+    }
+    Ok(())
+}
