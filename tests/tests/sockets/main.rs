@@ -1,17 +1,15 @@
 //! The `wsk` sockets on the emulator's WSK provider, verifier on: every operation's success
 //! and failure paths, the close contract, cancellation, and scale.
 
-mod harness;
-
 use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener as HostListener, TcpStream as HostStream};
 use std::time::Duration;
 
-use harness::{Env, run_clean};
 use wsk::{Error, IoBuf, SocketOption, TcpListener, TcpSocket, TcpStream, UdpSocket};
 use wsk_executor::timeout;
 use wsk_sys::{STATUS_CONNECTION_REFUSED, STATUS_CONNECTION_RESET};
+use wsk_tests::harness::{Env, run_clean};
 
 const LIMIT: Duration = Duration::from_secs(60);
 /// Bound for "resolves promptly" (generous: this is about hangs, not speed).

@@ -63,8 +63,18 @@ where
     F: FnOnce(Env) -> Fut + Send + 'static,
     Fut: Future<Output = T> + Send + 'static,
 {
+    run_with(Kernel::builder().verifier(true), limit, body)
+}
+
+/// [`run`] with a kernel configured by the caller (verifier, site capture, faults).
+pub fn run_with<T, F, Fut>(kernel: wsk_emulator::KernelBuilder, limit: Duration, body: F) -> (T, VerifierReport)
+where
+    T: Send + 'static,
+    F: FnOnce(Env) -> Fut + Send + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+{
     let body: Body<T> = Box::new(move |env| Box::pin(body(env)));
-    let driver = Kernel::builder().verifier(true).load("sockets", driver_entry).expect("test driver loads");
+    let driver = kernel.load("sockets", driver_entry).expect("test driver loads");
     let (tx, rx) = mpsc::channel();
     {
         let guard = STATE.lock().unwrap();
