@@ -96,6 +96,20 @@ impl Wsk {
         self.capture(WSK_NO_WAIT)
     }
 
+    /// Waits, without blocking a thread, until the provider NPI is captured: retries
+    /// [`Wsk::try_capture`] every `interval` (a `KTIMER` sleep) up to `attempts` times. For
+    /// drivers that start before the network stack: register in DriverEntry with a short
+    /// wait, then `wsk.ready(..).await` in a task. IRQL == PASSIVE_LEVEL (task context).
+    pub async fn ready(&mut self, interval: core::time::Duration, attempts: u32) -> Result<()> {
+        for _ in 0..attempts {
+            match self.try_capture() {
+                Err(Error::NotReady) => wsk_executor::sleep(interval).await,
+                other => return other,
+            }
+        }
+        self.try_capture()
+    }
+
     /// Whether the provider NPI has been captured.
     pub fn is_ready(&self) -> bool {
         self.reg.captured

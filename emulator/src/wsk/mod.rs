@@ -104,6 +104,8 @@ mod options;
 mod queue;
 mod reactor;
 mod registration;
+
+pub use registration::provider_unavailable_for;
 mod resolve;
 mod socket;
 mod status;

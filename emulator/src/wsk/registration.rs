@@ -1,5 +1,6 @@
 //! WSK client registration and provider NPI capture.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -128,6 +129,15 @@ pub unsafe extern "system" fn WskRegister(
     STATUS_SUCCESS
 }
 
+/// Captures still to answer `STATUS_DEVICE_NOT_READY`.
+static UNAVAILABLE_CAPTURES: AtomicU32 = AtomicU32::new(0);
+
+/// Makes the next `captures` calls of `WskCaptureProviderNPI` fail with
+/// `STATUS_DEVICE_NOT_READY`, as when a driver starts before the network stack.
+pub fn provider_unavailable_for(captures: u32) {
+    UNAVAILABLE_CAPTURES.store(captures, Ordering::Release);
+}
+
 /// `WskCaptureProviderNPI`: hands out the provider NPI (the provider is always attached, so
 /// the call never waits). IRQL == PASSIVE_LEVEL, or <= DISPATCH_LEVEL with `WSK_NO_WAIT`.
 ///
@@ -150,6 +160,13 @@ pub unsafe extern "system" fn WskCaptureProviderNPI(
             return STATUS_INVALID_PARAMETER;
         };
         if registration.deregistering {
+            return STATUS_DEVICE_NOT_READY;
+        }
+        // A provider that comes up after the client (see `provider_unavailable_for`).
+        if UNAVAILABLE_CAPTURES
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+        {
             return STATUS_DEVICE_NOT_READY;
         }
         registration.captures += 1;

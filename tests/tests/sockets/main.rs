@@ -525,3 +525,36 @@ fn accept_completed_after_its_future_was_dropped_closes_the_connection() {
     });
     assert_ne!(addr.port(), 0);
 }
+
+static READY_OUTCOME: std::sync::Mutex<Option<(bool, Result<(), Error>, bool)>> = std::sync::Mutex::new(None);
+
+unsafe extern "system" fn late_provider_entry(
+    driver: *mut wsk_sys::DRIVER_OBJECT,
+    _path: *mut wsk_sys::UNICODE_STRING,
+) -> wsk_sys::NTSTATUS {
+    // SAFETY: valid driver object from the emulator.
+    unsafe { (*driver).DriverUnload = Some(late_provider_unload) };
+    // Set while this driver holds the emulator (loads are serialized), so no other test's
+    // registration sees the late provider.
+    wsk_emulator::provider_unavailable_for(5);
+    let mut wsk = wsk::Wsk::register(0).expect("registration succeeds without the provider");
+    let ready_at_entry = wsk.is_ready();
+    // SAFETY: the driver's own driver object.
+    let executor = wsk_executor::Executor::new(unsafe { wsk_executor::IoObject::from_driver(driver) }).unwrap();
+    let waited = wsk_executor::block_on(wsk.ready(Duration::from_millis(10), 50)).unwrap();
+    *READY_OUTCOME.lock().unwrap() = Some((ready_at_entry, waited, wsk.is_ready()));
+    assert!(executor.shutdown().is_ok());
+    drop(wsk);
+    wsk_sys::STATUS_SUCCESS
+}
+
+unsafe extern "system" fn late_provider_unload(_driver: *mut wsk_sys::DRIVER_OBJECT) {}
+
+#[test]
+fn registration_waits_for_a_late_provider_without_blocking() {
+    let driver = wsk_emulator::Kernel::builder().verifier(true).load("late", late_provider_entry).expect("load");
+    let report = driver.unload();
+    wsk_emulator::provider_unavailable_for(0);
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(READY_OUTCOME.lock().unwrap().take(), Some((false, Ok(()), true)));
+}
