@@ -44,6 +44,14 @@ const LINK_ARGS: &[&str] = &[
     "/SECTION:.pdata,PR",
 ];
 
+/// The package's directory relative to the workspace root.
+fn package_dir(driver: &Driver) -> &'static str {
+    match driver.name {
+        "echo" => "examples/echo",
+        _ => "examples/stress",
+    }
+}
+
 /// Where the finished images go: `<target>/drivers`.
 pub fn output_dir() -> PathBuf {
     util::target_dir().join("drivers")
@@ -99,6 +107,12 @@ pub fn build(driver: &Driver) -> Result<PathBuf> {
     if pdb.is_file() {
         // Keep the PDB's own name: the image's debug record refers to it by that name.
         util::copy(&pdb, &out_dir.join(pdb.file_name().unwrap_or_default()))?;
+    }
+
+    // The installation file sits next to the package's manifest as `<name>.inf`.
+    let inf = util::workspace_root().join(package_dir(driver)).join(format!("{}.inf", driver.name));
+    if inf.is_file() {
+        util::copy(&inf, &out_dir.join(format!("{}.inf", driver.name)))?;
     }
 
     let summary = check_image_file(&sys, Some(&map_copy))?;

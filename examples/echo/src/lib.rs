@@ -13,6 +13,7 @@
 
 #![no_std]
 
+pub mod blocking;
 pub mod driver;
 pub mod server;
 

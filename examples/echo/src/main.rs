@@ -7,25 +7,29 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use echo_driver::blocking::{self, ThreadRoutine, blocking_driver_entry};
 use echo_driver::driver::{DEFAULT_PORT, driver_entry};
 use echo_driver::server::STATS;
 use wsk_emulator::Kernel;
 
-const USAGE: &str = "usage: echo-driver [--port N] [--addr IP] [--seconds N] [--quiet]
+const USAGE: &str = "usage: echo-driver [--port N] [--addr IP] [--seconds N] [--quiet] [--blocking]
 
 Loads the echo driver into the host kernel emulator (verifier on) and serves TCP echo on
 ADDR:PORT (default 127.0.0.1:7007) until Ctrl-C, or for N seconds with --seconds.
---quiet hides the driver's per-connection debug lines.";
+--quiet hides the driver's per-connection debug lines. --blocking loads the blocking
+baseline instead (echo_driver::blocking: a thread per connection, one KEVENT wait per WSK
+call), each of its threads a host thread as PsCreateSystemThread would give.";
 
 struct Args {
     port: u16,
     addr: String,
     seconds: Option<u64>,
     quiet: bool,
+    blocking: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { port: DEFAULT_PORT, addr: "127.0.0.1".to_owned(), seconds: None, quiet: false };
+    let mut args = Args { port: DEFAULT_PORT, addr: "127.0.0.1".to_owned(), seconds: None, quiet: false, blocking: false };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -34,6 +38,7 @@ fn parse_args() -> Result<Args, String> {
             "--addr" => args.addr = value("--addr")?,
             "--seconds" => args.seconds = Some(value("--seconds")?.parse().map_err(|e| format!("--seconds: {e}"))?),
             "--quiet" => args.quiet = true,
+            "--blocking" => args.blocking = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument `{other}`")),
         }
@@ -60,12 +65,18 @@ fn main() -> ExitCode {
         eprintln!("echo-driver: cannot install the Ctrl-C handler: {e}");
         return ExitCode::FAILURE;
     }
+    let entry = if args.blocking {
+        if std::env::var_os("WORKITEMS").is_none() { blocking::set_thread_starter(start_host_thread); }
+        blocking_driver_entry
+    } else {
+        driver_entry
+    };
     let driver = match Kernel::builder()
         .verifier(true)
         .echo_debug_output(!args.quiet)
         .param_dword("Port", u32::from(args.port))
         .param_string("Address", &args.addr)
-        .load("echo", driver_entry)
+        .load("echo", entry)
     {
         Ok(driver) => driver,
         Err(e) => {
@@ -93,4 +104,18 @@ fn main() -> ExitCode {
     );
     println!("{report}");
     if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// The blocking driver's thread source on the host: a host thread per routine, standing in
+/// for `PsCreateSystemThread`.
+///
+/// # Safety
+/// As [`blocking::StartThread`].
+unsafe fn start_host_thread(routine: ThreadRoutine, context: wsk_sys::PVOID) -> bool {
+    let context = context as usize;
+    std::thread::Builder::new()
+        .name("echo-blocking".to_owned())
+        // SAFETY: the caller guarantees `context` for `routine`.
+        .spawn(move || unsafe { routine(context as wsk_sys::PVOID) })
+        .is_ok()
 }
