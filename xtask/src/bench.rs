@@ -1,14 +1,35 @@
 //! `cargo xtask bench`: the executor benchmarks (`tests/benches/executor.rs`), built in release
-//! mode, comparing `wsk-executor` with tokio's current_thread runtime and async-executor.
+//! mode, comparing `wsk-executor` with tokio's current_thread runtime and async-executor; then
+//! the echo benchmark ([`crate::echo_bench`]): the echo driver on the emulator and under Wine,
+//! a tokio echo server and the blocking baseline, driven by one client.
+//!
+//! `WSK_BENCH=executor` or `WSK_BENCH=echo` runs only that part.
 
 use std::process::Command;
 
-use crate::util::{self, Result};
+use crate::echo_bench;
+use crate::util::{self, Result, bail};
 
-/// Runs `cargo bench -p wsk-tests --bench executor`; the benchmark prints its tables straight
-/// to the terminal.
+/// Selects the parts to run (unset: both).
+pub const ONLY_ENV: &str = "WSK_BENCH";
+
+/// Runs the executor benchmark (`cargo bench -p wsk-tests --bench executor`, which prints its
+/// tables straight to the terminal), then the echo benchmark.
 pub fn run() -> Result<()> {
-    let mut cmd = Command::new("cargo");
-    cmd.current_dir(util::workspace_root()).args(["bench", "-p", "wsk-tests", "--bench", "executor"]);
-    util::run_inherit(&mut cmd)
+    let only = std::env::var(ONLY_ENV).unwrap_or_default();
+    let (executor, echo) = match only.as_str() {
+        "" => (true, true),
+        "executor" => (true, false),
+        "echo" => (false, true),
+        other => bail!("{ONLY_ENV}={other}: expected `executor` or `echo`"),
+    };
+    if executor {
+        let mut cmd = Command::new("cargo");
+        cmd.current_dir(util::workspace_root()).args(["bench", "-p", "wsk-tests", "--bench", "executor"]);
+        util::run_inherit(&mut cmd)?;
+    }
+    if echo {
+        echo_bench::run()?;
+    }
+    Ok(())
 }

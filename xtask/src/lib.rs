@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod drivers;
+pub mod echo_bench;
 pub mod echo_client;
 pub mod emulator_runs;
 pub mod pe;

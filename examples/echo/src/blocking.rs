@@ -47,10 +47,9 @@ use wsk::{DriverGlobal, Error, log};
 use wsk_sys::{
     DEVICE_OBJECT, DISPATCHER_HEADER, DRIVER_OBJECT, IPPROTO_TCP, IRP, KEVENT, LARGE_INTEGER, LIST_ENTRY,
     MAKE_WSK_VERSION, MDL, NT_SUCCESS, NTSTATUS, PIO_WORKITEM, PVOID, SOCK_STREAM, SOCKADDR, SOCKADDR_STORAGE,
-    STATUS_MORE_PROCESSING_REQUIRED, STATUS_NOT_IMPLEMENTED, STATUS_PENDING, STATUS_SUCCESS,
-    STATUS_UNSUCCESSFUL, UNICODE_STRING, WSK_BUF, WSK_CLIENT_DISPATCH, WSK_CLIENT_NPI, WSK_FLAG_LISTEN_SOCKET,
-    WSK_PROVIDER_BASIC_DISPATCH, WSK_PROVIDER_CONNECTION_DISPATCH, WSK_PROVIDER_LISTEN_DISPATCH, WSK_PROVIDER_NPI,
-    WSK_REGISTRATION, WSK_SOCKET,
+    STATUS_MORE_PROCESSING_REQUIRED, STATUS_NOT_IMPLEMENTED, STATUS_PENDING, STATUS_SUCCESS, STATUS_UNSUCCESSFUL,
+    UNICODE_STRING, WSK_BUF, WSK_CLIENT_DISPATCH, WSK_CLIENT_NPI, WSK_FLAG_LISTEN_SOCKET, WSK_PROVIDER_BASIC_DISPATCH,
+    WSK_PROVIDER_CONNECTION_DISPATCH, WSK_PROVIDER_LISTEN_DISPATCH, WSK_PROVIDER_NPI, WSK_REGISTRATION, WSK_SOCKET,
 };
 
 use crate::driver::DEFAULT_PORT;
@@ -644,8 +643,7 @@ fn serve(socket: *mut WSK_SOCKET) -> Result<(), Error> {
     let io = SyncIrp::new()?;
     let buffer = Buffer::new(CHUNK)?;
     let wsk_buf = buffer.wsk_buf(0, 0);
-    let connection =
-        PoolBox::try_new(Connection { socket, io, buffer, wsk_buf }).map_err(|_| Error::NoMemory)?;
+    let connection = PoolBox::try_new(Connection { socket, io, buffer, wsk_buf }).map_err(|_| Error::NoMemory)?;
     let connection = PoolBox::into_raw(connection);
     LIVE_THREADS.fetch_add(1, Ordering::AcqRel);
     // SAFETY: the block is handed to the connection thread, which takes it back.

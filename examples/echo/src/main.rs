@@ -29,7 +29,8 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { port: DEFAULT_PORT, addr: "127.0.0.1".to_owned(), seconds: None, quiet: false, blocking: false };
+    let mut args =
+        Args { port: DEFAULT_PORT, addr: "127.0.0.1".to_owned(), seconds: None, quiet: false, blocking: false };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -66,7 +67,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let entry = if args.blocking {
-        if std::env::var_os("WORKITEMS").is_none() { blocking::set_thread_starter(start_host_thread); }
+        blocking::set_thread_starter(start_host_thread);
         blocking_driver_entry
     } else {
         driver_entry

@@ -42,7 +42,7 @@ unsafe fn settings(registry_path: *mut UNICODE_STRING) -> Result<Settings, Error
     let mut s = Settings {
         port: DEFAULT_PORT,
         seconds: DEFAULT_SECONDS,
-        config: Config { clients: DEFAULT_CLIENTS, operations: 0, seed: 1 },
+        config: Config { clients: DEFAULT_CLIENTS, operations: 0, seed: 1, mix: workload::MIX_ALL },
     };
     // SAFETY: forwarded contract.
     if let Some(params) = unsafe { Parameters::open(registry_path)? } {
@@ -60,6 +60,9 @@ unsafe fn settings(registry_path: *mut UNICODE_STRING) -> Result<Settings, Error
         }
         if let Some(v) = params.dword("Seed")? {
             s.config.seed = u64::from(v);
+        }
+        if let Some(v) = params.dword("Mix")? {
+            s.config.mix = if v & workload::MIX_ALL == 0 { workload::MIX_ALL } else { v & workload::MIX_ALL };
         }
     }
     Ok(s)

@@ -29,6 +29,40 @@ pub struct Config {
     /// Stop after this many operations (0: no limit).
     pub operations: u64,
     pub seed: u64,
+    /// Which scenarios run: a mask of `MIX_*` bits.
+    pub mix: u32,
+}
+
+/// Exchanges of random sizes with content checks, then a graceful disconnect and close.
+pub const MIX_EXCHANGE: u32 = 1 << 0;
+/// A receive cancelled by dropping it, then more traffic on the same socket.
+pub const MIX_CANCEL: u32 = 1 << 1;
+/// Close from one half while the other half's receive is pending in another task.
+pub const MIX_CLOSE_RACE: u32 = 1 << 2;
+/// Abortive disconnect.
+pub const MIX_ABORT: u32 = 1 << 3;
+/// Socket dropped without close (background close).
+pub const MIX_DROP: u32 = 1 << 4;
+/// Every scenario.
+pub const MIX_ALL: u32 = 0x1F;
+
+/// Relative weights of the scenarios, in bit order.
+const WEIGHTS: [u64; 5] = [50, 15, 15, 10, 10];
+
+/// Picks an enabled scenario bit at random, by weight.
+fn pick(rng: &mut Rng, mix: u32) -> u32 {
+    let total: u64 = (0..5).filter(|b| mix & (1 << b) != 0).map(|b| WEIGHTS[b]).sum();
+    let mut roll = rng.below(total.max(1));
+    for (b, weight) in WEIGHTS.iter().enumerate() {
+        if mix & (1 << b) == 0 {
+            continue;
+        }
+        if roll < *weight {
+            return 1 << b;
+        }
+        roll -= weight;
+    }
+    MIX_EXCHANGE
 }
 
 /// A registration the tasks may use.
@@ -145,12 +179,12 @@ pub async fn client(wsk: WskRef, addr: SocketAddr, spawner: Spawner, config: Con
         };
         STATS.socket_opened();
         stream_id += 1;
-        match rng.below(100) {
-            0..50 => exchange_and_close(stream, &mut rng, stream_id).await,
-            50..65 => cancel_then_use(stream, &mut rng, stream_id).await,
-            65..80 => close_racing_reader(stream, &spawner).await,
-            80..90 => abort(stream).await,
-            _ => drop_without_close(stream).await,
+        match pick(&mut rng, config.mix) {
+            MIX_CANCEL => cancel_then_use(stream, &mut rng, stream_id).await,
+            MIX_CLOSE_RACE => close_racing_reader(stream, &spawner).await,
+            MIX_ABORT => abort(stream).await,
+            MIX_DROP => drop_without_close(stream).await,
+            _ => exchange_and_close(stream, &mut rng, stream_id).await,
         }
         STATS.socket_closed();
     }

@@ -1,0 +1,771 @@
+//! The echo benchmark (second half of `cargo xtask bench`): one client, four echo servers, in
+//! one run.
+//!
+//! * (a) the echo driver (`echo_driver::driver`) on the host emulator: `echo-driver --quiet`;
+//! * (b) the same driver as `echo.sys` under Wine ([`WinePrefix`]); skipped without Wine;
+//! * (c) a tokio echo server in this process (multi_thread runtime, 2 worker threads);
+//! * (d) the blocking baseline (`echo_driver::blocking`: a thread per connection, one KEVENT
+//!   wait per WSK call) on the host emulator: `echo-driver --blocking --quiet`.
+//!
+//! The client opens N connections (1 and 64), each on its own thread with `TCP_NODELAY`, and
+//! plays request/response ping-pong with a fixed message size (1 KiB and 64 KiB): write the
+//! message, read the whole echo, check its sequence number and last byte, repeat. After a
+//! warm-up of [`WARMUP`], every round trip that completes in the next [`MEASURE`] counts: its
+//! latency goes into the p50/p99 and its message into the throughput (MB/s = 10^6 bytes of
+//! echoed payload per second, each byte counted once). The servers keep their default socket
+//! options (Nagle on), as the drivers do.
+//!
+//! Alongside, the server's threads are sampled from `/proc` at the start and end of the window:
+//! CPU time (user + system, in clock ticks) and context switches per round trip. For (a) and
+//! (d) that is the whole `echo-driver` process, for (b) `winedevice.exe` and `wineserver`,
+//! for (c) the runtime's worker threads.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::util::{self, Context, Result, bail};
+use crate::wine::{self, WinePrefix};
+use crate::{drivers, echo_client};
+
+const TAG: &str = "echo-bench";
+
+/// One client workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Workload {
+    pub connections: usize,
+    pub size: usize,
+}
+
+/// The client workloads, in table order.
+pub const WORKLOADS: [Workload; 4] = [
+    Workload { connections: 1, size: 1024 },
+    Workload { connections: 64, size: 1024 },
+    Workload { connections: 1, size: 64 * 1024 },
+    Workload { connections: 64, size: 64 * 1024 },
+];
+
+/// Round trips before this are not counted.
+pub const WARMUP: Duration = Duration::from_millis(500);
+/// The measured window.
+pub const MEASURE: Duration = Duration::from_secs(2);
+/// A read or write that takes longer fails the cell (a stalled server).
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a server may take to accept its first connection.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long `echo-driver` may take to unload after SIGINT.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Linux's `USER_HZ`: the unit of the CPU times in `/proc/<pid>/task/<tid>/stat`.
+const CLOCK_TICKS_PER_SEC: u64 = 100;
+/// Thread name of the tokio server's workers (at most 15 bytes: `/proc` cuts names there).
+const TOKIO_THREAD: &str = "echo-tokio";
+const TOKIO_WORKERS: usize = 2;
+
+/// The servers, in table order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    Emulator,
+    Wine,
+    Tokio,
+    Blocking,
+}
+
+impl Server {
+    pub const ALL: [Server; 4] = [Server::Emulator, Server::Wine, Server::Tokio, Server::Blocking];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Server::Emulator => "(a) echo driver, emulator",
+            Server::Wine => "(b) echo.sys, Wine",
+            Server::Tokio => "(c) tokio, multi_thread (2 workers)",
+            Server::Blocking => "(d) blocking, thread per connection, emulator",
+        }
+    }
+
+    fn short(self) -> &'static str {
+        match self {
+            Server::Emulator => "(a)",
+            Server::Wine => "(b)",
+            Server::Tokio => "(c)",
+            Server::Blocking => "(d)",
+        }
+    }
+}
+
+/// CPU time and context switches of a set of threads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub cpu: Duration,
+    pub switches: u64,
+}
+
+impl Usage {
+    fn since(self, before: Usage) -> Usage {
+        Usage { cpu: self.cpu.saturating_sub(before.cpu), switches: self.switches.saturating_sub(before.switches) }
+    }
+}
+
+/// What one cell measured.
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    /// Round trips completed in the window, all connections.
+    pub round_trips: u64,
+    /// Round trips completed by the connection that completed the fewest.
+    pub fewest: u64,
+    pub window: Duration,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub server: Option<Usage>,
+}
+
+impl Measurement {
+    pub fn round_trips_per_sec(&self) -> f64 {
+        self.round_trips as f64 / self.window.as_secs_f64()
+    }
+
+    /// Echoed payload in 10^6 bytes per second.
+    pub fn mb_per_sec(&self, size: usize) -> f64 {
+        self.round_trips_per_sec() * size as f64 / 1e6
+    }
+
+    /// Fairness: the slowest connection's round trips over the mean (1 = every connection got
+    /// the same service; 0 = a connection completed none in the window).
+    pub fn fairness(&self, connections: usize) -> f64 {
+        self.fewest as f64 * connections as f64 / self.round_trips as f64
+    }
+
+    /// Server CPU time per round trip.
+    pub fn cpu_per_round_trip(&self) -> Option<Duration> {
+        let usage = self.server?;
+        (self.round_trips > 0).then(|| usage.cpu / u32::try_from(self.round_trips).unwrap_or(u32::MAX))
+    }
+
+    /// Server context switches per round trip.
+    pub fn switches_per_round_trip(&self) -> Option<f64> {
+        let usage = self.server?;
+        (self.round_trips > 0).then(|| usage.switches as f64 / self.round_trips as f64)
+    }
+}
+
+/// One server's results: a measurement (or the reason there is none) per workload, and notes.
+#[derive(Debug, Clone)]
+pub struct ServerRun {
+    pub server: Server,
+    pub cells: Vec<(Workload, std::result::Result<Measurement, String>)>,
+    /// Why the server was not run at all (Wine missing).
+    pub skipped: Option<String>,
+    pub notes: Vec<String>,
+    /// Failures that make the benchmark fail (after the table is printed).
+    pub failures: Vec<String>,
+}
+
+impl ServerRun {
+    fn new(server: Server) -> Self {
+        Self { server, cells: Vec::new(), skipped: None, notes: Vec::new(), failures: Vec::new() }
+    }
+
+    fn measurement(&self, workload: Workload) -> Option<&Measurement> {
+        self.cells.iter().find(|(w, _)| *w == workload).and_then(|(_, m)| m.as_ref().ok())
+    }
+}
+
+/// Which threads belong to the server under test.
+enum Probe {
+    /// Every thread of these processes.
+    Processes(Vec<u32>),
+    /// The threads of a process whose name starts with a prefix.
+    Threads { pid: u32, prefix: &'static str },
+}
+
+impl Probe {
+    fn sample(&self) -> Option<Usage> {
+        let mut total = Usage::default();
+        let mut found = false;
+        let (pids, prefix): (&[u32], Option<&str>) = match self {
+            Probe::Processes(pids) => (pids, None),
+            Probe::Threads { pid, prefix } => (std::slice::from_ref(pid), Some(prefix)),
+        };
+        for pid in pids {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { continue };
+            for task in tasks.flatten() {
+                let dir = task.path();
+                if let Some(prefix) = prefix {
+                    let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+                    if !comm.starts_with(prefix) {
+                        continue;
+                    }
+                }
+                if let Some(usage) = thread_usage(&dir) {
+                    total.cpu += usage.cpu;
+                    total.switches += usage.switches;
+                    found = true;
+                }
+            }
+        }
+        found.then_some(total)
+    }
+}
+
+/// CPU time (user + system) and context switches (voluntary + involuntary) of one thread.
+fn thread_usage(task_dir: &Path) -> Option<Usage> {
+    let stat = std::fs::read_to_string(task_dir.join("stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start with field 3, `state`;
+    // utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let status = std::fs::read_to_string(task_dir.join("status")).ok()?;
+    let mut switches = 0;
+    for line in status.lines() {
+        if let Some(value) =
+            line.strip_prefix("voluntary_ctxt_switches:").or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+        {
+            switches += value.trim().parse::<u64>().ok()?;
+        }
+    }
+    Some(Usage { cpu: Duration::from_millis(ticks * 1000 / CLOCK_TICKS_PER_SEC), switches })
+}
+
+/// Runs the whole echo benchmark and prints its table. Fails (after printing) if a server
+/// that should have run failed.
+pub fn run() -> Result<()> {
+    let start = Instant::now();
+    println!("{TAG}: {}", machine_line());
+    println!(
+        "{TAG}: {} workloads per server, {} ms warm-up + {} ms measured each",
+        WORKLOADS.len(),
+        WARMUP.as_millis(),
+        MEASURE.as_millis()
+    );
+    let mut build = Command::new("cargo");
+    build.current_dir(util::workspace_root()).args(["build", "--release", "-p", "echo-driver"]);
+    util::run_inherit(&mut build)?;
+    let binary = util::target_dir().join("release").join("echo-driver");
+
+    let mut runs = Vec::new();
+    for server in Server::ALL {
+        println!("{TAG}: {} ...", server.label());
+        let run = match server {
+            Server::Emulator => run_emulator(&binary, false),
+            Server::Wine => run_wine(),
+            Server::Tokio => run_tokio(),
+            Server::Blocking => run_emulator(&binary, true),
+        };
+        let run = run.unwrap_or_else(|e| {
+            let mut failed = ServerRun::new(server);
+            failed.failures.push(e.to_string());
+            failed
+        });
+        runs.push(run);
+    }
+
+    println!();
+    println!("{}", table(&runs));
+    for run in &runs {
+        for note in run.notes.iter().chain(&run.failures) {
+            println!("{} {note}", run.server.short());
+        }
+    }
+    println!("{TAG}: done in {} s", util::secs(start.elapsed()));
+    let failures: Vec<String> =
+        runs.iter().flat_map(|r| r.failures.iter().map(move |f| format!("{}: {f}", r.server.label()))).collect();
+    if !failures.is_empty() {
+        bail!("{TAG}: {} failure(s):\n  {}", failures.len(), failures.join("\n  "));
+    }
+    Ok(())
+}
+
+/// `nproc`, the CPU model and the compiler, for the record.
+fn machine_line() -> String {
+    let cpus = thread::available_parallelism().map_or(0, |n| n.get());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_owned()))
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let rustc = Command::new("rustc")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    format!("{cpus} CPUs ({model}), {rustc}")
+}
+
+/// Measures every workload against `addr`.
+fn measure_all(server: Server, addr: SocketAddr, probe: &Probe, run: &mut ServerRun) {
+    for workload in WORKLOADS {
+        let cell = measure(addr, workload, probe, WARMUP, MEASURE);
+        match &cell {
+            Ok(m) => println!(
+                "{TAG}: {} {} x {}: {:.0} round trips/s, {:.1} MB/s, p50 {} us, p99 {} us, slowest connection {:.2} of the mean",
+                server.short(),
+                workload.connections,
+                size_label(workload.size),
+                m.round_trips_per_sec(),
+                m.mb_per_sec(workload.size),
+                micros(m.p50),
+                micros(m.p99),
+                m.fairness(workload.connections)
+            ),
+            Err(e) => {
+                println!(
+                    "{TAG}: {} {} x {}: FAILED: {e}",
+                    server.short(),
+                    workload.connections,
+                    size_label(workload.size)
+                );
+                run.failures.push(format!("{} x {}: {e}", workload.connections, size_label(workload.size)));
+            }
+        }
+        run.cells.push((workload, cell));
+    }
+}
+
+/// One cell: connect, ping-pong through `warmup` and the measured `window`, collect.
+fn measure(
+    addr: SocketAddr,
+    workload: Workload,
+    probe: &Probe,
+    warmup: Duration,
+    window: Duration,
+) -> std::result::Result<Measurement, String> {
+    let mut streams = Vec::with_capacity(workload.connections);
+    for i in 0..workload.connections {
+        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| format!("connection {i}: {e}"))?;
+        let setup = || -> std::io::Result<()> {
+            stream.set_nodelay(true)?;
+            stream.set_read_timeout(Some(IO_TIMEOUT))?;
+            stream.set_write_timeout(Some(IO_TIMEOUT))
+        };
+        setup().map_err(|e| format!("connection {i}: {e}"))?;
+        streams.push(stream);
+    }
+    let warm_end = Instant::now() + warmup;
+    let end = warm_end + window;
+    let mut clients = Vec::with_capacity(streams.len());
+    for (i, stream) in streams.into_iter().enumerate() {
+        let client = thread::Builder::new()
+            .name(format!("bench-client-{i}"))
+            .spawn(move || ping_pong(stream, workload.size, i as u64, warm_end, end))
+            .map_err(|e| format!("client thread: {e}"))?;
+        clients.push(client);
+    }
+    sleep_until(warm_end);
+    let before = probe.sample();
+    sleep_until(end);
+    let after = probe.sample();
+    let mut latencies = Vec::new();
+    let mut per_connection = Vec::with_capacity(workload.connections);
+    let mut failures = Vec::new();
+    for (i, client) in clients.into_iter().enumerate() {
+        match client.join() {
+            Ok(Ok(mut run)) => {
+                latencies.append(&mut run.latencies);
+                per_connection.push(run.completed);
+            }
+            Ok(Err(e)) => failures.push(format!("connection {i}: {e}")),
+            Err(_) => failures.push(format!("connection {i}: client thread panicked")),
+        }
+    }
+    if !failures.is_empty() {
+        let shown: Vec<_> = failures.iter().take(3).cloned().collect();
+        return Err(format!("{} of {} connections failed: {}", failures.len(), workload.connections, shown.join("; ")));
+    }
+    let round_trips: u64 = per_connection.iter().sum();
+    if round_trips == 0 {
+        return Err("no round trip completed in the measured window".to_owned());
+    }
+    let fewest = per_connection.iter().copied().min().unwrap_or(0);
+    latencies.sort_unstable();
+    let server = match (before, after) {
+        (Some(before), Some(after)) => Some(after.since(before)),
+        _ => None,
+    };
+    Ok(Measurement {
+        round_trips,
+        fewest,
+        window,
+        p50: Duration::from_nanos(percentile(&latencies, 50.0)),
+        p99: Duration::from_nanos(percentile(&latencies, 99.0)),
+        server,
+    })
+}
+
+/// Nearest-rank percentile of sorted samples.
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn sleep_until(deadline: Instant) {
+    let now = Instant::now();
+    if deadline > now {
+        thread::sleep(deadline - now);
+    }
+}
+
+/// What one connection did in the measured window.
+struct ConnectionRun {
+    /// Round trips completed in `[warm_end, end)`.
+    completed: u64,
+    /// Their latencies (ns), and that of the round trip in flight at `end`.
+    latencies: Vec<u64>,
+}
+
+/// One connection's ping-pong until its first round trip that completes at or after `end`.
+///
+/// Latencies are those of the round trips completed in `[warm_end, end)` plus the one in flight
+/// at `end`: a connection the server neglects through the whole window still contributes its
+/// (long) wait, instead of silently contributing nothing.
+fn ping_pong(mut stream: TcpStream, size: usize, seed: u64, warm_end: Instant, end: Instant) -> Result<ConnectionRun> {
+    let mut message = vec![0u8; size];
+    echo_client::Rng::new(seed.wrapping_add(0xbe4c_0001)).fill(&mut message);
+    let mut echo = vec![0u8; size];
+    let mut latencies = Vec::with_capacity(4096);
+    let mut completed = 0;
+    let tag = size.min(8);
+    for sequence in 0u64.. {
+        message[..tag].copy_from_slice(&sequence.to_le_bytes()[..tag]);
+        let sent = Instant::now();
+        stream.write_all(&message).context(|| format!("write of round trip {sequence}"))?;
+        stream.read_exact(&mut echo).context(|| format!("read of round trip {sequence}"))?;
+        let done = Instant::now();
+        // The whole message is compared once; later only the sequence number and last byte.
+        let intact = if sequence == 0 {
+            echo == message
+        } else {
+            echo[..tag] == message[..tag] && echo[size - 1] == message[size - 1]
+        };
+        if !intact {
+            bail!("round trip {sequence}: the echo differs from the message");
+        }
+        let latency = u64::try_from((done - sent).as_nanos()).unwrap_or(u64::MAX);
+        if done >= end {
+            latencies.push(latency);
+            break;
+        }
+        if done >= warm_end {
+            latencies.push(latency);
+            completed += 1;
+        }
+    }
+    Ok(ConnectionRun { completed, latencies })
+}
+
+/// Waits until `addr` accepts a connection (or `child`, if given, exits).
+fn wait_ready(addr: SocketAddr, mut child: Option<&mut Child>) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if let Some(child) = child.as_deref_mut()
+            && let Some(status) = child.try_wait()?
+        {
+            bail!("the server exited with {status} before accepting connections");
+        }
+        if start.elapsed() > READY_TIMEOUT {
+            bail!("{addr} accepted no connection within {} s", READY_TIMEOUT.as_secs());
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn localhost(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+fn log_dir() -> Result<PathBuf> {
+    let dir = util::target_dir().join("bench");
+    util::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// (a) and (d): `echo-driver` on the emulator, stopped with SIGINT so that it unloads the
+/// driver and prints its verifier report.
+fn run_emulator(binary: &Path, blocking: bool) -> Result<ServerRun> {
+    let server = if blocking { Server::Blocking } else { Server::Emulator };
+    let mut run = ServerRun::new(server);
+    let port = echo_client::free_port()?;
+    let log = log_dir()?.join(if blocking { "echo-driver-blocking.log" } else { "echo-driver.log" });
+    let out = std::fs::File::create(&log).context(|| format!("creating {}", log.display()))?;
+    let err = out.try_clone()?;
+    let mut cmd = Command::new(binary);
+    cmd.args(["--port", &port.to_string(), "--seconds", "3600", "--quiet"]);
+    if blocking {
+        cmd.arg("--blocking");
+    }
+    println!("$ {}", util::display_command(&cmd));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .context(|| format!("starting {}", binary.display()))?;
+    let addr = localhost(port);
+    if let Err(e) = wait_ready(addr, Some(&mut child)) {
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!("{e}; log: {}\n{}", log.display(), util::tail(&log, 20));
+    }
+    measure_all(server, addr, &Probe::Processes(vec![child.id()]), &mut run);
+    // SIGINT: the binary unloads the driver and prints its counters and verifier report.
+    let pid = child.id().to_string();
+    let signalled = Command::new("kill").args(["-s", "INT", &pid]).status().is_ok_and(|s| s.success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if !signalled || start.elapsed() > STOP_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    let text = util::read_to_string(&log).unwrap_or_default();
+    for line in text.lines().filter(|l| l.contains("bytes echoed") || l.starts_with("Verifier report")) {
+        run.notes.push(line.trim().to_owned());
+    }
+    match status {
+        Some(status) if status.success() => {}
+        Some(status) => run
+            .failures
+            .push(format!("echo-driver exited with {status} (verifier report not clean?); log: {}", log.display())),
+        None => run.failures.push(format!(
+            "echo-driver did not stop within {} s of SIGINT and was killed; log: {}",
+            STOP_TIMEOUT.as_secs(),
+            log.display()
+        )),
+    }
+    Ok(run)
+}
+
+/// (b): `echo.sys` under Wine.
+fn run_wine() -> Result<ServerRun> {
+    let mut run = ServerRun::new(Server::Wine);
+    if let Some(reason) = wine::missing_tools() {
+        if std::env::var(wine::REQUIRE_ENV).is_ok_and(|v| v == "1") {
+            bail!("Wine is required ({}=1) but unusable: {reason}", wine::REQUIRE_ENV);
+        }
+        println!("{TAG}: (b) SKIPPED: {reason}");
+        run.skipped = Some(reason);
+        return Ok(run);
+    }
+    let sys = drivers::build(&drivers::ECHO)?;
+    let mut prefix = WinePrefix::new("echo-bench")?;
+    prefix.install_driver(&sys, drivers::ECHO.name)?;
+    let port = echo_client::free_port()?;
+    prefix.set_param_dword(drivers::ECHO.name, "Port", u32::from(port))?;
+    prefix.start(drivers::ECHO.name)?;
+    let addr = localhost(port);
+    wait_ready(addr, None)?;
+    let pids = wine_processes(prefix.dir());
+    if pids.is_empty() {
+        run.notes.push("winedevice.exe / wineserver not found in /proc: no CPU figures".to_owned());
+    }
+    measure_all(Server::Wine, addr, &Probe::Processes(pids), &mut run);
+    prefix.stop(drivers::ECHO.name)?;
+    prefix.end_session()?;
+    let messages = prefix.debug_log()?;
+    match messages.iter().rev().find(|m| m.contains("DriverUnload done")) {
+        Some(line) if line.contains(wine::ECHO_CLEAN_UNLOAD) => run.notes.push(format!("DbgPrint: {line}")),
+        Some(line) => run.failures.push(format!("unload left sockets open: {line}")),
+        None => run
+            .failures
+            .push(format!("no `DriverUnload done` in the driver's output ({})", prefix.debug_log_path().display())),
+    }
+    Ok(run)
+}
+
+/// The processes of the Wine session in `prefix` that carry the driver's I/O: the driver
+/// host (`winedevice.exe`) and `wineserver`.
+fn wine_processes(prefix: &Path) -> Vec<u32> {
+    let wanted = format!("WINEPREFIX={}", prefix.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut pids = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        let comm = comm.trim();
+        if comm != "winedevice.exe" && comm != "wineserver" {
+            continue;
+        }
+        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        if environ.split(|&b| b == 0).any(|var| var == wanted.as_bytes()) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// (c): a tokio echo server in this process, on its own runtime.
+fn run_tokio() -> Result<ServerRun> {
+    let mut run = ServerRun::new(Server::Tokio);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(TOKIO_WORKERS)
+        .thread_name(TOKIO_THREAD)
+        .enable_io()
+        .build()
+        .context(|| "building the tokio runtime".to_owned())?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(localhost(0)))
+        .context(|| "binding the tokio server".to_owned())?;
+    let addr = listener.local_addr()?;
+    println!("{TAG}: tokio echo server on {addr}");
+    let accept = runtime.spawn(tokio_accept_loop(listener));
+    wait_ready(addr, None)?;
+    measure_all(Server::Tokio, addr, &Probe::Threads { pid: std::process::id(), prefix: TOKIO_THREAD }, &mut run);
+    accept.abort();
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    Ok(run)
+}
+
+async fn tokio_accept_loop(listener: tokio::net::TcpListener) {
+    loop {
+        if let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(tokio_echo(stream));
+        }
+    }
+}
+
+/// The same service as the driver: receive up to 64 KiB, send it all back, until end of
+/// stream; then shut the sending side down.
+async fn tokio_echo(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if stream.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+    let _ = stream.shutdown().await;
+}
+
+fn size_label(size: usize) -> String {
+    if size >= 1024 && size.is_multiple_of(1024) { format!("{} KiB", size / 1024) } else { format!("{size} B") }
+}
+
+fn micros(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us >= 100.0 { format!("{us:.0}") } else { format!("{us:.1}") }
+}
+
+/// The results as a Markdown table, with ratios against tokio (c) for the same workload.
+pub fn table(runs: &[ServerRun]) -> String {
+    let tokio = runs.iter().find(|r| r.server == Server::Tokio);
+    let mut out = String::new();
+    out.push_str(
+        "| server | conns | message | round trips/s | MB/s | p50 us | p99 us | slowest conn / mean | server CPU us/rt | server ctx sw/rt | MB/s vs tokio | p50 vs tokio |\n",
+    );
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for workload in WORKLOADS {
+        let reference = tokio.and_then(|t| t.measurement(workload));
+        for run in runs {
+            let lead = format!("| {} | {} | {} |", run.server.label(), workload.connections, size_label(workload.size));
+            if let Some(reason) = &run.skipped {
+                out.push_str(&format!("{lead} skipped: {reason} | | | | | | | | |\n"));
+                continue;
+            }
+            match run.cells.iter().find(|(w, _)| *w == workload).map(|(_, m)| m) {
+                Some(Ok(m)) => {
+                    let cpu = m.cpu_per_round_trip().map_or("n/a".to_owned(), micros);
+                    let switches = m.switches_per_round_trip().map_or("n/a".to_owned(), |s| format!("{s:.1}"));
+                    let (throughput, latency) = match reference {
+                        Some(r) => (
+                            format!("{:.2}", m.mb_per_sec(workload.size) / r.mb_per_sec(workload.size)),
+                            format!("{:.2}", m.p50.as_secs_f64() / r.p50.as_secs_f64()),
+                        ),
+                        None => ("n/a".to_owned(), "n/a".to_owned()),
+                    };
+                    out.push_str(&format!(
+                        "{lead} {:.0} | {:.1} | {} | {} | {:.2} | {cpu} | {switches} | {throughput} | {latency} |\n",
+                        m.round_trips_per_sec(),
+                        m.mb_per_sec(workload.size),
+                        micros(m.p50),
+                        micros(m.p99),
+                        m.fairness(workload.connections),
+                    ));
+                }
+                Some(Err(e)) => out.push_str(&format!("{lead} FAILED: {e} | | | | | | | | |\n")),
+                None => out.push_str(&format!("{lead} FAILED (server did not run) | | | | | | | | |\n")),
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let samples: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&samples, 50.0), 50);
+        assert_eq!(percentile(&samples, 99.0), 99);
+        assert_eq!(percentile(&[7], 99.0), 7);
+        assert_eq!(percentile(&[], 50.0), 0);
+    }
+
+    #[test]
+    fn thread_usage_reads_this_thread() {
+        let usage = thread_usage(Path::new("/proc/thread-self"));
+        assert!(usage.is_some(), "/proc/thread-self/stat and status must parse");
+    }
+
+    /// The client against the tokio server, briefly: every connection completes round trips
+    /// and the probe finds the runtime's threads.
+    #[test]
+    fn client_measures_the_tokio_server() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(TOKIO_THREAD)
+            .enable_io()
+            .build()
+            .unwrap();
+        let listener = runtime.block_on(tokio::net::TcpListener::bind(localhost(0))).unwrap();
+        let addr = listener.local_addr().unwrap();
+        runtime.spawn(tokio_accept_loop(listener));
+        let probe = Probe::Threads { pid: std::process::id(), prefix: TOKIO_THREAD };
+        let workload = Workload { connections: 2, size: 1000 };
+        let m = measure(addr, workload, &probe, Duration::from_millis(50), Duration::from_millis(300)).unwrap();
+        assert!(m.round_trips > 0);
+        assert!(m.p50 <= m.p99);
+        assert!(m.server.is_some());
+        runtime.shutdown_timeout(Duration::from_secs(1));
+    }
+
+    #[test]
+    fn table_marks_skips_and_ratios() {
+        let m = Measurement {
+            round_trips: 2000,
+            fewest: 2000,
+            window: Duration::from_secs(2),
+            p50: Duration::from_micros(20),
+            p99: Duration::from_micros(40),
+            server: Some(Usage { cpu: Duration::from_millis(20), switches: 4000 }),
+        };
+        let mut tokio = ServerRun::new(Server::Tokio);
+        let mut wine = ServerRun::new(Server::Wine);
+        wine.skipped = Some("wine not found on PATH".to_owned());
+        for w in WORKLOADS {
+            tokio.cells.push((w, Ok(m.clone())));
+        }
+        let text = table(&[wine, tokio]);
+        assert!(text.contains("skipped: wine not found on PATH"), "{text}");
+        assert!(text.contains("| 1000 | 1.0 | 20.0 | 40.0 | 1.00 | 10.0 | 2.0 | 1.00 | 1.00 |"), "{text}");
+    }
+}
