@@ -1,8 +1,8 @@
 //! WSK client registration and provider NPI capture.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use wsk_sys::{
@@ -163,10 +163,7 @@ pub unsafe extern "system" fn WskCaptureProviderNPI(
             return STATUS_DEVICE_NOT_READY;
         }
         // A provider that comes up after the client (see `provider_unavailable_for`).
-        if UNAVAILABLE_CAPTURES
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-            .is_ok()
-        {
+        if UNAVAILABLE_CAPTURES.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok() {
             return STATUS_DEVICE_NOT_READY;
         }
         registration.captures += 1;
