@@ -26,7 +26,7 @@ pub use buf::IoBuf;
 pub use error::{Error, Result};
 pub use global::DriverGlobal;
 pub use registration::Wsk;
-pub use socket::core::live_sockets;
+pub use socket::core::{live_sockets, wait_for_sockets_closed};
 pub use socket::options::SocketOption;
 pub use socket::tcp::{Closer, TcpListener, TcpReadHalf, TcpSocket, TcpStream, TcpWriteHalf};
 pub use socket::udp::UdpSocket;

@@ -163,14 +163,7 @@ fn stop(state: &mut DriverState) {
         log!(error, "stress: executor shutdown above PASSIVE_LEVEL; leaking it");
         core::mem::forget(executor);
     }
-    let mut waited = Duration::ZERO;
-    let step = Duration::from_millis(5);
-    while wsk::live_sockets() != 0 && waited < CLOSE_WAIT {
-        let mut interval = -((step.as_nanos() / 100) as i64);
-        // SAFETY: PASSIVE_LEVEL; relative delay.
-        unsafe { wsk_sys::KeDelayExecutionThread(wsk_sys::KernelMode, 0, &mut interval) };
-        waited += step;
-    }
+    wsk::wait_for_sockets_closed(CLOSE_WAIT);
     drop(state.wsk.take());
 }
 

@@ -430,3 +430,22 @@ mod loom_tests {
         });
     }
 }
+
+/// Waits (PASSIVE_LEVEL, sleeping in 5 ms steps) until every socket's memory is freed or
+/// `limit` passes; returns whether all are gone. For DriverUnload, after the executor was shut
+/// down: sockets dropped by cancelled tasks close in the background, and their close IRPs
+/// complete shortly after.
+pub fn wait_for_sockets_closed(limit: core::time::Duration) -> bool {
+    if wsk_sys::KeGetCurrentIrql() != wsk_sys::PASSIVE_LEVEL {
+        return live_sockets() == 0;
+    }
+    let step = core::time::Duration::from_millis(5);
+    let mut waited = core::time::Duration::ZERO;
+    while live_sockets() != 0 && waited < limit {
+        let mut interval = -((step.as_nanos() / 100) as i64);
+        // SAFETY: PASSIVE_LEVEL (checked); a relative kernel-mode delay.
+        unsafe { wsk_sys::KeDelayExecutionThread(wsk_sys::KernelMode, 0, &mut interval) };
+        waited += step;
+    }
+    live_sockets() == 0
+}
