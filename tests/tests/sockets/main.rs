@@ -526,7 +526,10 @@ fn accept_completed_after_its_future_was_dropped_closes_the_connection() {
     assert_ne!(addr.port(), 0);
 }
 
-static READY_OUTCOME: std::sync::Mutex<Option<(bool, Result<(), Error>, bool)>> = std::sync::Mutex::new(None);
+/// (ready at DriverEntry, result of `ready()`, ready afterwards)
+type ReadyOutcome = (bool, Result<(), Error>, bool);
+
+static READY_OUTCOME: std::sync::Mutex<Option<ReadyOutcome>> = std::sync::Mutex::new(None);
 
 unsafe extern "system" fn late_provider_entry(
     driver: *mut wsk_sys::DRIVER_OBJECT,
