@@ -3,7 +3,10 @@
 //! the echo benchmark ([`crate::echo_bench`]): the echo driver on the emulator and under Wine,
 //! a tokio echo server and the blocking baseline, driven by one client.
 //!
-//! `WSK_BENCH=executor` or `WSK_BENCH=echo` runs only that part.
+//! In between, the sockets figures (`tests/benches/figures.rs`): allocations per send and
+//! receive, non-paged bytes per idle connection.
+//!
+//! `WSK_BENCH=executor`, `WSK_BENCH=figures` or `WSK_BENCH=echo` runs only that part.
 
 use std::process::Command;
 
@@ -17,16 +20,19 @@ pub const ONLY_ENV: &str = "WSK_BENCH";
 /// tables straight to the terminal), then the echo benchmark.
 pub fn run() -> Result<()> {
     let only = std::env::var(ONLY_ENV).unwrap_or_default();
-    let (executor, echo) = match only.as_str() {
-        "" => (true, true),
-        "executor" => (true, false),
-        "echo" => (false, true),
-        other => bail!("{ONLY_ENV}={other}: expected `executor` or `echo`"),
+    let (executor, figures, echo) = match only.as_str() {
+        "" => (true, true, true),
+        "executor" => (true, false, false),
+        "figures" => (false, true, false),
+        "echo" => (false, false, true),
+        other => bail!("{ONLY_ENV}={other}: expected `executor`, `figures` or `echo`"),
     };
-    if executor {
-        let mut cmd = Command::new("cargo");
-        cmd.current_dir(util::workspace_root()).args(["bench", "-p", "wsk-tests", "--bench", "executor"]);
-        util::run_inherit(&mut cmd)?;
+    for (on, bench) in [(executor, "executor"), (figures, "figures")] {
+        if on {
+            let mut cmd = Command::new("cargo");
+            cmd.current_dir(util::workspace_root()).args(["bench", "-p", "wsk-tests", "--bench", bench]);
+            util::run_inherit(&mut cmd)?;
+        }
     }
     if echo {
         echo_bench::run()?;

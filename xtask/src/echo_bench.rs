@@ -3,27 +3,40 @@
 //!
 //! * (a) the echo driver (`echo_driver::driver`) on the host emulator: `echo-driver --quiet`;
 //! * (b) the same driver as `echo.sys` under Wine ([`WinePrefix`]); skipped without Wine;
-//! * (c) a tokio echo server in this process (multi_thread runtime, 2 worker threads);
+//! * (c) a tokio echo server in this process (multi_thread runtime, one worker thread per
+//!   server CPU);
 //! * (d) the blocking baseline (`echo_driver::blocking`: a thread per connection, one KEVENT
 //!   wait per WSK call) on the host emulator: `echo-driver --blocking --quiet`.
 //!
 //! The client opens N connections (1 and 64), each on its own thread with `TCP_NODELAY`, and
 //! plays request/response ping-pong with a fixed message size (1 KiB and 64 KiB): write the
-//! message, read the whole echo, check its sequence number and last byte, repeat. After a
-//! warm-up of [`WARMUP`], every round trip that completes in the next [`MEASURE`] counts: its
-//! latency goes into the p50/p99 and its message into the throughput (MB/s = 10^6 bytes of
-//! echoed payload per second, each byte counted once). The servers keep their default socket
-//! options (Nagle on), as the drivers do.
+//! message, read the whole echo, check its sequence number and last byte (the whole message
+//! once), repeat. After a warm-up of [`WARMUP`], every round trip that completes in the next
+//! [`MEASURE`] counts toward the throughput (MB/s = 10^6 bytes of echoed payload per second,
+//! each byte counted once) and the latency percentiles; so does, for the latencies only, the
+//! round trip each connection has in flight when the window ends, so that a connection the
+//! server neglects shows up. The table also gives the longest round trip and the slowest
+//! connection's round trips over the mean (fairness). Each cell runs [`REPEATS`] times with
+//! fresh connections and the table shows the run with the median throughput. The servers keep
+//! their default socket options (Nagle on), as the drivers do.
 //!
-//! Alongside, the server's threads are sampled from `/proc` at the start and end of the window:
-//! CPU time (user + system, in clock ticks) and context switches per round trip. For (a) and
-//! (d) that is the whole `echo-driver` process, for (b) `winedevice.exe` and `wineserver`,
-//! for (c) the runtime's worker threads.
+//! With two CPUs or more (and `taskset`), the client's threads run on the first CPU and the
+//! server under test on the others ([`Placement`]): sharing cores, the client's 64 threads and
+//! the server's threads disturb each other's scheduling and the figures become noisy.
+//!
+//! Alongside, `/proc` is sampled at the start and end of the window (in clock ticks of 10 ms):
+//! the busy time of the server's and the client's CPUs (with a [`Placement`]: everything that
+//! ran there, the loopback network stack's softirq work included; without one, the CPU time of
+//! their threads), and the context switches of the server's threads per round trip. The
+//! server's threads are the whole `echo-driver` process for (a) and (d), every process of the
+//! Wine session (`winedevice.exe`, `wineserver`, ...) for (b), the runtime's worker threads
+//! for (c).
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -51,7 +64,9 @@ pub const WORKLOADS: [Workload; 4] = [
 /// Round trips before this are not counted.
 pub const WARMUP: Duration = Duration::from_millis(500);
 /// The measured window.
-pub const MEASURE: Duration = Duration::from_secs(2);
+pub const MEASURE: Duration = Duration::from_millis(1500);
+/// Runs per cell (fresh connections each time); the table shows the median by throughput.
+pub const REPEATS: usize = 3;
 /// A read or write that takes longer fails the cell (a stalled server).
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a server may take to accept its first connection.
@@ -62,7 +77,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 const CLOCK_TICKS_PER_SEC: u64 = 100;
 /// Thread name of the tokio server's workers (at most 15 bytes: `/proc` cuts names there).
 const TOKIO_THREAD: &str = "echo-tokio";
-const TOKIO_WORKERS: usize = 2;
+/// Thread name prefix of the client's connections.
+const CLIENT_THREAD: &str = "bench-client";
 
 /// The servers, in table order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,12 +92,15 @@ pub enum Server {
 impl Server {
     pub const ALL: [Server; 4] = [Server::Emulator, Server::Wine, Server::Tokio, Server::Blocking];
 
-    pub fn label(self) -> &'static str {
+    /// The table's name for the server; tokio's says how many worker threads it has.
+    pub fn label(self, tokio_workers: usize) -> String {
         match self {
-            Server::Emulator => "(a) echo driver, emulator",
-            Server::Wine => "(b) echo.sys, Wine",
-            Server::Tokio => "(c) tokio, multi_thread (2 workers)",
-            Server::Blocking => "(d) blocking, thread per connection, emulator",
+            Server::Emulator => "(a) echo driver, emulator".to_owned(),
+            Server::Wine => "(b) echo.sys, Wine".to_owned(),
+            Server::Tokio => {
+                format!("(c) tokio, multi_thread, {tokio_workers} worker{}", if tokio_workers == 1 { "" } else { "s" })
+            }
+            Server::Blocking => "(d) blocking, thread per connection, emulator".to_owned(),
         }
     }
 
@@ -93,6 +112,70 @@ impl Server {
             Server::Blocking => "(d)",
         }
     }
+}
+
+/// Where the client and the servers run. With two or more CPUs (and `taskset`), the client's
+/// threads get the first CPU this process may use and each server the others, so that the
+/// client and the server do not compete for a core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// CPU list (`taskset -c` syntax) of the client.
+    pub client: String,
+    /// CPU list of the server.
+    pub server: String,
+    /// How many CPUs the server has.
+    pub server_cpus: usize,
+    pub client_ids: Vec<u32>,
+    pub server_ids: Vec<u32>,
+}
+
+impl Placement {
+    /// Splits the CPUs in `allowed` (a `Cpus_allowed_list` such as `0-3,6`) into the first
+    /// one for the client and the rest for the server. `None` with fewer than two CPUs.
+    pub fn split(allowed: &str) -> Option<Placement> {
+        let mut cpus = Vec::new();
+        for part in allowed.trim().split(',').filter(|p| !p.is_empty()) {
+            match part.split_once('-') {
+                Some((a, b)) => cpus.extend(a.trim().parse::<u32>().ok()?..=b.trim().parse::<u32>().ok()?),
+                None => cpus.push(part.trim().parse::<u32>().ok()?),
+            }
+        }
+        let (client, server) = cpus.split_first()?;
+        if server.is_empty() {
+            return None;
+        }
+        let server_list: Vec<String> = server.iter().map(u32::to_string).collect();
+        Some(Placement {
+            client: client.to_string(),
+            server: server_list.join(","),
+            server_cpus: server.len(),
+            client_ids: vec![*client],
+            server_ids: server.to_vec(),
+        })
+    }
+
+    /// The placement for this process, if `taskset` exists and there are two CPUs or more.
+    fn detect() -> Option<Placement> {
+        util::find_in_path("taskset")?;
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let allowed = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+        Placement::split(allowed)
+    }
+}
+
+/// `taskset -p -c <cpus> <id>`: moves a thread (`all_threads`: every thread of a process) to
+/// `cpus`. Threads it creates later inherit the setting.
+fn pin(id: u32, cpus: &str, all_threads: bool) -> Result<()> {
+    let mut cmd = Command::new("taskset");
+    if all_threads {
+        cmd.arg("-a");
+    }
+    cmd.args(["-p", "-c", cpus, &id.to_string()]).stdout(Stdio::null());
+    let status = cmd.status().context(|| format!("running `{}`", util::display_command(&cmd)))?;
+    if !status.success() {
+        bail!("`{}` failed with {status}", util::display_command(&cmd));
+    }
+    Ok(())
 }
 
 /// CPU time and context switches of a set of threads.
@@ -115,10 +198,23 @@ pub struct Measurement {
     pub round_trips: u64,
     /// Round trips completed by the connection that completed the fewest.
     pub fewest: u64,
+    /// Connections that completed no round trip in the window.
+    pub starved: usize,
     pub window: Duration,
     pub p50: Duration,
     pub p99: Duration,
+    /// The longest round trip (the one in flight at the window's end included).
+    pub max: Duration,
     pub server: Option<Usage>,
+    /// CPU time and context switches of the client's threads in the window.
+    pub client: Option<Usage>,
+    /// Busy time of the server's CPUs in the window (with a [`Placement`]): its threads,
+    /// and the network stack's interrupt and softirq work on those CPUs.
+    pub server_cores: Option<Duration>,
+    /// Busy time of the client's CPUs in the window (with a [`Placement`]).
+    pub client_cores: Option<Duration>,
+    /// Round trips per second of every repetition of the cell, this one included, ascending.
+    pub rates: Vec<f64>,
 }
 
 impl Measurement {
@@ -137,10 +233,31 @@ impl Measurement {
         self.fewest as f64 * connections as f64 / self.round_trips as f64
     }
 
+    /// Server CPU time in the window: its CPUs' busy time with a [`Placement`], else its
+    /// threads' CPU time.
+    pub fn server_cpu(&self) -> Option<Duration> {
+        self.server_cores.or(self.server.map(|u| u.cpu))
+    }
+
+    /// Client CPU time in the window, as [`Measurement::server_cpu`].
+    pub fn client_cpu(&self) -> Option<Duration> {
+        self.client_cores.or(self.client.map(|u| u.cpu))
+    }
+
     /// Server CPU time per round trip.
     pub fn cpu_per_round_trip(&self) -> Option<Duration> {
-        let usage = self.server?;
-        (self.round_trips > 0).then(|| usage.cpu / u32::try_from(self.round_trips).unwrap_or(u32::MAX))
+        let cpu = self.server_cpu()?;
+        (self.round_trips > 0).then(|| cpu / u32::try_from(self.round_trips).unwrap_or(u32::MAX))
+    }
+
+    /// The server's CPU use over the window, in percent of one CPU.
+    pub fn server_cpu_percent(&self) -> Option<f64> {
+        Some(self.server_cpu()?.as_secs_f64() / self.window.as_secs_f64() * 100.0)
+    }
+
+    /// The client's CPU use over the window, in percent of one CPU.
+    pub fn client_cpu_percent(&self) -> Option<f64> {
+        Some(self.client_cpu()?.as_secs_f64() / self.window.as_secs_f64() * 100.0)
     }
 
     /// Server context switches per round trip.
@@ -154,6 +271,7 @@ impl Measurement {
 #[derive(Debug, Clone)]
 pub struct ServerRun {
     pub server: Server,
+    pub label: String,
     pub cells: Vec<(Workload, std::result::Result<Measurement, String>)>,
     /// Why the server was not run at all (Wine missing).
     pub skipped: Option<String>,
@@ -163,8 +281,9 @@ pub struct ServerRun {
 }
 
 impl ServerRun {
-    fn new(server: Server) -> Self {
-        Self { server, cells: Vec::new(), skipped: None, notes: Vec::new(), failures: Vec::new() }
+    fn new(server: Server, setup: &Setup) -> Self {
+        let label = server.label(setup.tokio_workers);
+        Self { server, label, cells: Vec::new(), skipped: None, notes: Vec::new(), failures: Vec::new() }
     }
 
     fn measurement(&self, workload: Workload) -> Option<&Measurement> {
@@ -229,39 +348,111 @@ fn thread_usage(task_dir: &Path) -> Option<Usage> {
     Some(Usage { cpu: Duration::from_millis(ticks * 1000 / CLOCK_TICKS_PER_SEC), switches })
 }
 
+/// What every server run shares.
+struct Setup {
+    /// `echo-driver`, built in release mode.
+    binary: PathBuf,
+    /// `echo.sys`, or why (b) is skipped.
+    sys: std::result::Result<PathBuf, String>,
+    placement: Option<Placement>,
+    tokio_workers: usize,
+}
+
+/// Time the CPUs `ids` spent busy (user, system, interrupts and softirqs; not the time the
+/// hypervisor stole) since boot.
+fn cores_busy(ids: &[u32]) -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let mut ticks = 0;
+    for id in ids {
+        let name = format!("cpu{id}");
+        let line = stat.lines().find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
+        let fields: Vec<u64> = line.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+        // user nice system idle iowait irq softirq steal ...
+        ticks += [0, 1, 2, 5, 6].iter().filter_map(|&i| fields.get(i)).sum::<u64>();
+    }
+    Some(Duration::from_millis(ticks * 1000 / CLOCK_TICKS_PER_SEC))
+}
+
+/// Everything sampled at the start and at the end of the measured window.
+#[derive(Debug, Clone, Copy)]
+struct Snapshot {
+    server_threads: Option<Usage>,
+    client_threads: Option<Usage>,
+    server_cores: Option<Duration>,
+    client_cores: Option<Duration>,
+}
+
+impl Snapshot {
+    fn take(server: &Probe, client: &Probe, placement: Option<&Placement>) -> Snapshot {
+        Snapshot {
+            server_threads: server.sample(),
+            client_threads: client.sample(),
+            server_cores: placement.and_then(|p| cores_busy(&p.server_ids)),
+            client_cores: placement.and_then(|p| cores_busy(&p.client_ids)),
+        }
+    }
+}
+
 /// Runs the whole echo benchmark and prints its table. Fails (after printing) if a server
 /// that should have run failed.
 pub fn run() -> Result<()> {
     let start = Instant::now();
     println!("{TAG}: {}", machine_line());
     println!(
-        "{TAG}: {} workloads per server, {} ms warm-up + {} ms measured each",
+        "{TAG}: {} workloads per server, {} runs each of {} ms warm-up + {} ms measured",
         WORKLOADS.len(),
+        REPEATS,
         WARMUP.as_millis(),
         MEASURE.as_millis()
     );
+    // Builds first, on every CPU.
     let mut build = Command::new("cargo");
     build.current_dir(util::workspace_root()).args(["build", "--release", "-p", "echo-driver"]);
     util::run_inherit(&mut build)?;
     let binary = util::target_dir().join("release").join("echo-driver");
+    let sys = match wine::missing_tools() {
+        Some(reason) if std::env::var(wine::REQUIRE_ENV).is_ok_and(|v| v == "1") => {
+            bail!("{TAG}: Wine is required ({}=1) but unusable: {reason}", wine::REQUIRE_ENV)
+        }
+        Some(reason) => Err(reason),
+        None => Ok(drivers::build(&drivers::ECHO)?),
+    };
+    let placement = Placement::detect();
+    let tokio_workers = match &placement {
+        Some(p) => p.server_cpus,
+        None => thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    match &placement {
+        Some(p) => {
+            println!("{TAG}: client threads on CPU {}, servers on CPU {}", p.client, p.server);
+            pin(std::process::id(), &p.client, true)?;
+        }
+        None => println!("{TAG}: client and servers share every CPU (fewer than 2 CPUs, or no taskset)"),
+    }
+    let setup = Setup { binary, sys, placement, tokio_workers };
 
     let mut runs = Vec::new();
     for server in Server::ALL {
-        println!("{TAG}: {} ...", server.label());
+        println!("{TAG}: {} ...", server.label(setup.tokio_workers));
         let run = match server {
-            Server::Emulator => run_emulator(&binary, false),
-            Server::Wine => run_wine(),
-            Server::Tokio => run_tokio(),
-            Server::Blocking => run_emulator(&binary, true),
+            Server::Emulator => run_emulator(&setup, false),
+            Server::Wine => run_wine(&setup),
+            Server::Tokio => run_tokio(&setup),
+            Server::Blocking => run_emulator(&setup, true),
         };
         let run = run.unwrap_or_else(|e| {
-            let mut failed = ServerRun::new(server);
+            let mut failed = ServerRun::new(server, &setup);
             failed.failures.push(e.to_string());
             failed
         });
         runs.push(run);
     }
 
+    println!();
+    match &setup.placement {
+        Some(p) => println!("client on CPU {}, server on CPU {}", p.client, p.server),
+        None => println!("client and server share every CPU"),
+    }
     println!();
     println!("{}", table(&runs));
     for run in &runs {
@@ -271,7 +462,7 @@ pub fn run() -> Result<()> {
     }
     println!("{TAG}: done in {} s", util::secs(start.elapsed()));
     let failures: Vec<String> =
-        runs.iter().flat_map(|r| r.failures.iter().map(move |f| format!("{}: {f}", r.server.label()))).collect();
+        runs.iter().flat_map(|r| r.failures.iter().map(move |f| format!("{}: {f}", r.label))).collect();
     if !failures.is_empty() {
         bail!("{TAG}: {} failure(s):\n  {}", failures.len(), failures.join("\n  "));
     }
@@ -292,24 +483,34 @@ fn machine_line() -> String {
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
-    format!("{cpus} CPUs ({model}), {rustc}")
+    format!("{cpus} CPUs ({model}), {rustc}, {}", load_average())
+}
+
+/// The 1-minute load average before the benchmark starts, to show whether something else
+/// was running.
+fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    format!("load average {}", text.split_whitespace().next().unwrap_or("unknown"))
 }
 
 /// Measures every workload against `addr`.
-fn measure_all(server: Server, addr: SocketAddr, probe: &Probe, run: &mut ServerRun) {
+fn measure_all(server: Server, addr: SocketAddr, probe: &Probe, placement: Option<&Placement>, run: &mut ServerRun) {
     for workload in WORKLOADS {
-        let cell = measure(addr, workload, probe, WARMUP, MEASURE);
+        let cell = measure_median(addr, workload, probe, placement);
         match &cell {
             Ok(m) => println!(
-                "{TAG}: {} {} x {}: {:.0} round trips/s, {:.1} MB/s, p50 {} us, p99 {} us, slowest connection {:.2} of the mean",
+                "{TAG}: {} {} x {}: {:.0} round trips/s (runs: {}), {:.1} MB/s, p50 {} us, p99 {} us, max {:.1} ms, slowest connection {:.2} of the mean, {} with none",
                 server.short(),
                 workload.connections,
                 size_label(workload.size),
                 m.round_trips_per_sec(),
+                m.rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "),
                 m.mb_per_sec(workload.size),
                 micros(m.p50),
                 micros(m.p99),
-                m.fairness(workload.connections)
+                m.max.as_secs_f64() * 1e3,
+                m.fairness(workload.connections),
+                m.starved
             ),
             Err(e) => {
                 println!(
@@ -325,11 +526,61 @@ fn measure_all(server: Server, addr: SocketAddr, probe: &Probe, run: &mut Server
     }
 }
 
+/// Holds the client threads after their last round trip until the window's last sample is
+/// taken: a thread's CPU time leaves `/proc` with it.
+#[derive(Default)]
+struct Gate {
+    open: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gate {
+    fn wait(&self) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        while !*open {
+            open = self.opened.wait(open).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn open(&self) {
+        *self.open.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.opened.notify_all();
+    }
+}
+
+/// Opens its gate when dropped.
+struct OpenOnDrop(Arc<Gate>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+/// [`REPEATS`] runs of a cell; the one with the median throughput, with every run's rate.
+fn measure_median(
+    addr: SocketAddr,
+    workload: Workload,
+    probe: &Probe,
+    placement: Option<&Placement>,
+) -> std::result::Result<Measurement, String> {
+    let mut runs = Vec::with_capacity(REPEATS);
+    for _ in 0..REPEATS {
+        runs.push(measure(addr, workload, probe, placement, WARMUP, MEASURE)?);
+    }
+    runs.sort_by_key(|m| m.round_trips);
+    let rates: Vec<f64> = runs.iter().map(Measurement::round_trips_per_sec).collect();
+    let mut median = runs.swap_remove(REPEATS / 2);
+    median.rates = rates;
+    Ok(median)
+}
+
 /// One cell: connect, ping-pong through `warmup` and the measured `window`, collect.
 fn measure(
     addr: SocketAddr,
     workload: Workload,
     probe: &Probe,
+    placement: Option<&Placement>,
     warmup: Duration,
     window: Duration,
 ) -> std::result::Result<Measurement, String> {
@@ -346,18 +597,28 @@ fn measure(
     }
     let warm_end = Instant::now() + warmup;
     let end = warm_end + window;
+    let sampled = Arc::new(Gate::default());
+    // However this function returns, the client threads are let go.
+    let _release = OpenOnDrop(Arc::clone(&sampled));
     let mut clients = Vec::with_capacity(streams.len());
     for (i, stream) in streams.into_iter().enumerate() {
+        let sampled = Arc::clone(&sampled);
         let client = thread::Builder::new()
-            .name(format!("bench-client-{i}"))
-            .spawn(move || ping_pong(stream, workload.size, i as u64, warm_end, end))
+            .name(format!("{CLIENT_THREAD}-{i}"))
+            .spawn(move || {
+                let run = ping_pong(stream, workload.size, i as u64, warm_end, end);
+                sampled.wait();
+                run
+            })
             .map_err(|e| format!("client thread: {e}"))?;
         clients.push(client);
     }
+    let client_probe = Probe::Threads { pid: std::process::id(), prefix: CLIENT_THREAD };
     sleep_until(warm_end);
-    let before = probe.sample();
+    let before = Snapshot::take(probe, &client_probe, placement);
     sleep_until(end);
-    let after = probe.sample();
+    let after = Snapshot::take(probe, &client_probe, placement);
+    sampled.open();
     let mut latencies = Vec::new();
     let mut per_connection = Vec::with_capacity(workload.connections);
     let mut failures = Vec::new();
@@ -380,18 +641,27 @@ fn measure(
         return Err("no round trip completed in the measured window".to_owned());
     }
     let fewest = per_connection.iter().copied().min().unwrap_or(0);
+    let starved = per_connection.iter().filter(|&&n| n == 0).count();
     latencies.sort_unstable();
-    let server = match (before, after) {
-        (Some(before), Some(after)) => Some(after.since(before)),
-        _ => None,
-    };
+    let delta = |before: Option<Usage>, after: Option<Usage>| Some(after?.since(before?));
+    let server = delta(before.server_threads, after.server_threads);
+    let client = delta(before.client_threads, after.client_threads);
+    let busy = |before: Option<Duration>, after: Option<Duration>| Some(after?.saturating_sub(before?));
+    let server_cores = busy(before.server_cores, after.server_cores);
+    let client_cores = busy(before.client_cores, after.client_cores);
     Ok(Measurement {
         round_trips,
         fewest,
+        starved,
         window,
         p50: Duration::from_nanos(percentile(&latencies, 50.0)),
         p99: Duration::from_nanos(percentile(&latencies, 99.0)),
+        max: Duration::from_nanos(latencies.last().copied().unwrap_or(0)),
         server,
+        client,
+        server_cores,
+        client_cores,
+        rates: Vec::new(),
     })
 }
 
@@ -490,14 +760,22 @@ fn log_dir() -> Result<PathBuf> {
 
 /// (a) and (d): `echo-driver` on the emulator, stopped with SIGINT so that it unloads the
 /// driver and prints its verifier report.
-fn run_emulator(binary: &Path, blocking: bool) -> Result<ServerRun> {
+fn run_emulator(setup: &Setup, blocking: bool) -> Result<ServerRun> {
     let server = if blocking { Server::Blocking } else { Server::Emulator };
-    let mut run = ServerRun::new(server);
+    let mut run = ServerRun::new(server, setup);
+    let binary = &setup.binary;
     let port = echo_client::free_port()?;
     let log = log_dir()?.join(if blocking { "echo-driver-blocking.log" } else { "echo-driver.log" });
     let out = std::fs::File::create(&log).context(|| format!("creating {}", log.display()))?;
     let err = out.try_clone()?;
-    let mut cmd = Command::new(binary);
+    let mut cmd = match &setup.placement {
+        Some(p) => {
+            let mut cmd = Command::new("taskset");
+            cmd.args(["-c", &p.server]).arg(binary);
+            cmd
+        }
+        None => Command::new(binary),
+    };
     cmd.args(["--port", &port.to_string(), "--seconds", "3600", "--quiet"]);
     if blocking {
         cmd.arg("--blocking");
@@ -515,7 +793,7 @@ fn run_emulator(binary: &Path, blocking: bool) -> Result<ServerRun> {
         let _ = child.wait();
         bail!("{e}; log: {}\n{}", log.display(), util::tail(&log, 20));
     }
-    measure_all(server, addr, &Probe::Processes(vec![child.id()]), &mut run);
+    measure_all(server, addr, &Probe::Processes(vec![child.id()]), setup.placement.as_ref(), &mut run);
     // SIGINT: the binary unloads the driver and prints its counters and verifier report.
     let pid = child.id().to_string();
     let signalled = Command::new("kill").args(["-s", "INT", &pid]).status().is_ok_and(|s| s.success());
@@ -550,29 +828,34 @@ fn run_emulator(binary: &Path, blocking: bool) -> Result<ServerRun> {
 }
 
 /// (b): `echo.sys` under Wine.
-fn run_wine() -> Result<ServerRun> {
-    let mut run = ServerRun::new(Server::Wine);
-    if let Some(reason) = wine::missing_tools() {
-        if std::env::var(wine::REQUIRE_ENV).is_ok_and(|v| v == "1") {
-            bail!("Wine is required ({}=1) but unusable: {reason}", wine::REQUIRE_ENV);
+fn run_wine(setup: &Setup) -> Result<ServerRun> {
+    let mut run = ServerRun::new(Server::Wine, setup);
+    let sys = match &setup.sys {
+        Ok(sys) => sys,
+        Err(reason) => {
+            println!("{TAG}: (b) SKIPPED: {reason}");
+            run.skipped = Some(reason.clone());
+            return Ok(run);
         }
-        println!("{TAG}: (b) SKIPPED: {reason}");
-        run.skipped = Some(reason);
-        return Ok(run);
-    }
-    let sys = drivers::build(&drivers::ECHO)?;
+    };
     let mut prefix = WinePrefix::new("echo-bench")?;
-    prefix.install_driver(&sys, drivers::ECHO.name)?;
+    prefix.install_driver(sys, drivers::ECHO.name)?;
     let port = echo_client::free_port()?;
     prefix.set_param_dword(drivers::ECHO.name, "Port", u32::from(port))?;
     prefix.start(drivers::ECHO.name)?;
     let addr = localhost(port);
     wait_ready(addr, None)?;
-    let pids = wine_processes(prefix.dir());
-    if pids.is_empty() {
-        run.notes.push("winedevice.exe / wineserver not found in /proc: no CPU figures".to_owned());
+    let (pids, complete) = wine_processes(prefix.dir());
+    if !complete {
+        run.notes
+            .push("winedevice.exe or wineserver not found in /proc: CPU figures and placement incomplete".to_owned());
     }
-    measure_all(Server::Wine, addr, &Probe::Processes(pids), &mut run);
+    if let Some(p) = &setup.placement {
+        for pid in &pids {
+            pin(*pid, &p.server, true)?;
+        }
+    }
+    measure_all(Server::Wine, addr, &Probe::Processes(pids), setup.placement.as_ref(), &mut run);
     prefix.stop(drivers::ECHO.name)?;
     prefix.end_session()?;
     let messages = prefix.debug_log()?;
@@ -586,32 +869,37 @@ fn run_wine() -> Result<ServerRun> {
     Ok(run)
 }
 
-/// The processes of the Wine session in `prefix` that carry the driver's I/O: the driver
-/// host (`winedevice.exe`) and `wineserver`.
-fn wine_processes(prefix: &Path) -> Vec<u32> {
+/// Every process of the Wine session in `prefix` (those with its `WINEPREFIX`): the driver's
+/// host `winedevice.exe`, `wineserver` (`wineserver64` on 64-bit Debian), the service manager
+/// and the rest of the session. Returns their ids and whether a driver host and a server are
+/// among them.
+fn wine_processes(prefix: &Path) -> (Vec<u32>, bool) {
     let wanted = format!("WINEPREFIX={}", prefix.display());
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/proc") else { return (Vec::new(), false) };
     let mut pids = Vec::new();
+    let (mut host, mut server) = (false, false);
     for entry in entries.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        let comm = comm.trim();
-        if comm != "winedevice.exe" && comm != "wineserver" {
+        if pid == std::process::id() {
             continue;
         }
         let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
-        if environ.split(|&b| b == 0).any(|var| var == wanted.as_bytes()) {
-            pids.push(pid);
+        if !environ.split(|&b| b == 0).any(|var| var == wanted.as_bytes()) {
+            continue;
         }
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        host |= comm.trim() == "winedevice.exe";
+        server |= comm.starts_with("wineserver");
+        pids.push(pid);
     }
-    pids
+    (pids, host && server)
 }
 
 /// (c): a tokio echo server in this process, on its own runtime.
-fn run_tokio() -> Result<ServerRun> {
-    let mut run = ServerRun::new(Server::Tokio);
+fn run_tokio(setup: &Setup) -> Result<ServerRun> {
+    let mut run = ServerRun::new(Server::Tokio, setup);
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(TOKIO_WORKERS)
+        .worker_threads(setup.tokio_workers)
         .thread_name(TOKIO_THREAD)
         .enable_io()
         .build()
@@ -623,10 +911,36 @@ fn run_tokio() -> Result<ServerRun> {
     println!("{TAG}: tokio echo server on {addr}");
     let accept = runtime.spawn(tokio_accept_loop(listener));
     wait_ready(addr, None)?;
-    measure_all(Server::Tokio, addr, &Probe::Threads { pid: std::process::id(), prefix: TOKIO_THREAD }, &mut run);
+    if let Some(p) = &setup.placement {
+        // A new thread sets its own name once it runs: wait for every worker to show it.
+        let mut workers = threads_named(std::process::id(), TOKIO_THREAD);
+        let start = Instant::now();
+        while workers.len() < setup.tokio_workers && start.elapsed() < READY_TIMEOUT {
+            thread::sleep(Duration::from_millis(10));
+            workers = threads_named(std::process::id(), TOKIO_THREAD);
+        }
+        if workers.len() != setup.tokio_workers {
+            bail!("found {} `{TOKIO_THREAD}` threads, expected {}", workers.len(), setup.tokio_workers);
+        }
+        for tid in workers {
+            pin(tid, &p.server, false)?;
+        }
+    }
+    let probe = Probe::Threads { pid: std::process::id(), prefix: TOKIO_THREAD };
+    measure_all(Server::Tokio, addr, &probe, setup.placement.as_ref(), &mut run);
     accept.abort();
     runtime.shutdown_timeout(Duration::from_secs(5));
     Ok(run)
+}
+
+/// The threads of `pid` whose name starts with `prefix`.
+fn threads_named(pid: u32, prefix: &str) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    tasks
+        .flatten()
+        .filter(|task| std::fs::read_to_string(task.path().join("comm")).is_ok_and(|c| c.starts_with(prefix)))
+        .filter_map(|task| task.file_name().to_str().and_then(|s| s.parse().ok()))
+        .collect()
 }
 
 async fn tokio_accept_loop(listener: tokio::net::TcpListener) {
@@ -668,21 +982,23 @@ pub fn table(runs: &[ServerRun]) -> String {
     let tokio = runs.iter().find(|r| r.server == Server::Tokio);
     let mut out = String::new();
     out.push_str(
-        "| server | conns | message | round trips/s | MB/s | p50 us | p99 us | slowest conn / mean | server CPU us/rt | server ctx sw/rt | MB/s vs tokio | p50 vs tokio |\n",
+        "| server | conns | message | round trips/s | MB/s | p50 us | p99 us | max ms | slowest conn / mean | server CPU % | server CPU us/rt | server ctx sw/rt | client CPU % | MB/s vs tokio | p50 vs tokio |\n",
     );
-    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for workload in WORKLOADS {
         let reference = tokio.and_then(|t| t.measurement(workload));
         for run in runs {
-            let lead = format!("| {} | {} | {} |", run.server.label(), workload.connections, size_label(workload.size));
+            let lead = format!("| {} | {} | {} |", run.label, workload.connections, size_label(workload.size));
             if let Some(reason) = &run.skipped {
-                out.push_str(&format!("{lead} skipped: {reason} | | | | | | | | |\n"));
+                out.push_str(&format!("{lead} skipped: {reason} | | | | | | | | | | | |\n"));
                 continue;
             }
             match run.cells.iter().find(|(w, _)| *w == workload).map(|(_, m)| m) {
                 Some(Ok(m)) => {
+                    let busy = m.server_cpu_percent().map_or("n/a".to_owned(), |c| format!("{c:.0}"));
                     let cpu = m.cpu_per_round_trip().map_or("n/a".to_owned(), micros);
                     let switches = m.switches_per_round_trip().map_or("n/a".to_owned(), |s| format!("{s:.1}"));
+                    let client = m.client_cpu_percent().map_or("n/a".to_owned(), |c| format!("{c:.0}"));
                     let (throughput, latency) = match reference {
                         Some(r) => (
                             format!("{:.2}", m.mb_per_sec(workload.size) / r.mb_per_sec(workload.size)),
@@ -691,16 +1007,17 @@ pub fn table(runs: &[ServerRun]) -> String {
                         None => ("n/a".to_owned(), "n/a".to_owned()),
                     };
                     out.push_str(&format!(
-                        "{lead} {:.0} | {:.1} | {} | {} | {:.2} | {cpu} | {switches} | {throughput} | {latency} |\n",
+                        "{lead} {:.0} | {:.1} | {} | {} | {:.1} | {:.2} | {busy} | {cpu} | {switches} | {client} | {throughput} | {latency} |\n",
                         m.round_trips_per_sec(),
                         m.mb_per_sec(workload.size),
                         micros(m.p50),
                         micros(m.p99),
+                        m.max.as_secs_f64() * 1e3,
                         m.fairness(workload.connections),
                     ));
                 }
-                Some(Err(e)) => out.push_str(&format!("{lead} FAILED: {e} | | | | | | | | |\n")),
-                None => out.push_str(&format!("{lead} FAILED (server did not run) | | | | | | | | |\n")),
+                Some(Err(e)) => out.push_str(&format!("{lead} FAILED: {e} | | | | | | | | | | | |\n")),
+                None => out.push_str(&format!("{lead} FAILED (server did not run) | | | | | | | | | | | |\n")),
             }
         }
     }
@@ -710,6 +1027,17 @@ pub fn table(runs: &[ServerRun]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placement_splits_the_allowed_cpus() {
+        let p = Placement::split("0-1\n").unwrap();
+        assert_eq!((p.client_ids.as_slice(), p.server_ids.as_slice()), (&[0][..], &[1][..]));
+        assert_eq!((p.client.as_str(), p.server.as_str(), p.server_cpus), ("0", "1", 1));
+        let p = Placement::split("2,4-6").unwrap();
+        assert_eq!((p.client.as_str(), p.server.as_str(), p.server_cpus), ("2", "4,5,6", 3));
+        assert_eq!(Placement::split("3"), None);
+        assert_eq!(Placement::split("x"), None);
+    }
 
     #[test]
     fn nearest_rank_percentiles() {
@@ -741,10 +1069,16 @@ mod tests {
         runtime.spawn(tokio_accept_loop(listener));
         let probe = Probe::Threads { pid: std::process::id(), prefix: TOKIO_THREAD };
         let workload = Workload { connections: 2, size: 1000 };
-        let m = measure(addr, workload, &probe, Duration::from_millis(50), Duration::from_millis(300)).unwrap();
+        // CPU figures per core need two CPUs.
+        let placement = cores_busy(&[0, 1]).and_then(|_| Placement::split("0-1"));
+        let window = Duration::from_millis(300);
+        let m = measure(addr, workload, &probe, placement.as_ref(), Duration::from_millis(50), window).unwrap();
         assert!(m.round_trips > 0);
         assert!(m.p50 <= m.p99);
         assert!(m.server.is_some());
+        assert!(m.client.is_some());
+        assert_eq!(m.server_cores.is_some(), placement.is_some());
+        assert_eq!(m.client_cores.is_some(), placement.is_some());
         runtime.shutdown_timeout(Duration::from_secs(1));
     }
 
@@ -753,19 +1087,29 @@ mod tests {
         let m = Measurement {
             round_trips: 2000,
             fewest: 2000,
+            starved: 0,
             window: Duration::from_secs(2),
             p50: Duration::from_micros(20),
             p99: Duration::from_micros(40),
+            max: Duration::from_micros(1500),
+            rates: Vec::new(),
+            client: Some(Usage { cpu: Duration::from_millis(1500), switches: 0 }),
+            server_cores: None,
+            client_cores: None,
             server: Some(Usage { cpu: Duration::from_millis(20), switches: 4000 }),
         };
-        let mut tokio = ServerRun::new(Server::Tokio);
-        let mut wine = ServerRun::new(Server::Wine);
+        let setup = Setup { binary: PathBuf::new(), sys: Err("none".to_owned()), placement: None, tokio_workers: 2 };
+        let mut tokio = ServerRun::new(Server::Tokio, &setup);
+        let mut wine = ServerRun::new(Server::Wine, &setup);
         wine.skipped = Some("wine not found on PATH".to_owned());
         for w in WORKLOADS {
             tokio.cells.push((w, Ok(m.clone())));
         }
         let text = table(&[wine, tokio]);
         assert!(text.contains("skipped: wine not found on PATH"), "{text}");
-        assert!(text.contains("| 1000 | 1.0 | 20.0 | 40.0 | 1.00 | 10.0 | 2.0 | 1.00 | 1.00 |"), "{text}");
+        assert!(
+            text.contains("| 1000 | 1.0 | 20.0 | 40.0 | 1.5 | 1.00 | 1 | 10.0 | 2.0 | 75 | 1.00 | 1.00 |"),
+            "{text}"
+        );
     }
 }

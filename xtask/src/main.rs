@@ -18,8 +18,8 @@ commands:
                                WSK_REQUIRE_WINE=1)
   test [--skip STEP]...        run everything CI runs, in order, and summarize;
                                steps: fmt, clippy, test, drivers, wine, loom, miri
-  bench                        run the executor benchmarks (release) and print
-                               their tables
+  bench                        run the benchmarks (executor vs tokio and smol,
+                               sockets figures, echo servers) and print their tables
   help                         show this text";
 
 fn main() -> ExitCode {
