@@ -44,12 +44,7 @@ unsafe extern "system" fn driver_unload(_driver: *mut DRIVER_OBJECT) {
         assert!(executor.shutdown().is_ok(), "unload runs at PASSIVE_LEVEL");
     }
     // Background closes finish shortly after their owners are gone.
-    for _ in 0..2000 {
-        if wsk::live_sockets() == 0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wsk::wait_for_sockets_closed(Duration::from_secs(10));
     drop(state.wsk.take());
 }
 

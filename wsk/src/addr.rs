@@ -7,6 +7,8 @@ use wsk_sys::{AF_INET, AF_INET6, IN_ADDR, IN6_ADDR, SOCKADDR, SOCKADDR_IN, SOCKA
 use crate::error::{Error, Result};
 
 /// Writes `addr` into a `SOCKADDR_STORAGE` in WSK's layout (Windows `AF_INET6` = 23).
+///
+/// Any IRQL.
 pub fn to_storage(addr: &SocketAddr) -> SOCKADDR_STORAGE {
     let mut storage = SOCKADDR_STORAGE::zeroed();
     let dst = (&raw mut storage).cast::<u8>();
@@ -37,6 +39,8 @@ pub fn to_storage(addr: &SocketAddr) -> SOCKADDR_STORAGE {
 }
 
 /// Reads an address written by the provider. Fails for families other than IPv4/IPv6.
+///
+/// Any IRQL.
 pub fn from_storage(storage: &SOCKADDR_STORAGE) -> Result<SocketAddr> {
     // SAFETY: every view below reads within the 128-byte storage, which is fully initialized.
     let src = (storage as *const SOCKADDR_STORAGE).cast::<u8>();
@@ -68,6 +72,8 @@ pub(crate) fn as_sockaddr(storage: &mut SOCKADDR_STORAGE) -> *mut SOCKADDR {
 }
 
 /// The unspecified address of `addr`'s family, port 0.
+///
+/// Any IRQL.
 pub fn unspecified_like(addr: &SocketAddr) -> SocketAddr {
     match addr {
         SocketAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
@@ -76,6 +82,8 @@ pub fn unspecified_like(addr: &SocketAddr) -> SocketAddr {
 }
 
 /// WSK's address family for `addr`.
+///
+/// Any IRQL.
 pub fn family(addr: &SocketAddr) -> u16 {
     if addr.is_ipv4() { AF_INET } else { AF_INET6 }
 }

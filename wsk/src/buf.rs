@@ -69,37 +69,51 @@ impl IoBuf {
     }
 
     /// Bytes the buffer can hold.
+    ///
+    /// Any IRQL.
     pub fn capacity(&self) -> usize {
         self.capacity
     }
 
     /// Bytes of valid data.
+    ///
+    /// Any IRQL.
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether there is no valid data.
+    ///
+    /// Any IRQL.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Sets the valid length (clamped to the capacity).
+    ///
+    /// Any IRQL.
     pub fn set_len(&mut self, len: usize) {
         self.len = len.min(self.capacity);
     }
 
     /// Clears the valid data.
+    ///
+    /// Any IRQL.
     pub fn clear(&mut self) {
         self.len = 0;
     }
 
     /// The valid data.
+    ///
+    /// Any IRQL.
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: by the invariant, `capacity >= len` initialized bytes are owned by `self`.
         unsafe { core::slice::from_raw_parts(self.data.as_ptr(), self.len) }
     }
 
     /// The whole capacity, for filling before a send.
+    ///
+    /// Any IRQL.
     pub fn as_mut_capacity(&mut self) -> &mut [u8] {
         // SAFETY: by the invariant all `capacity` bytes are initialized and owned by `self`;
         // `&mut self` gives exclusive access.
@@ -107,6 +121,8 @@ impl IoBuf {
     }
 
     /// Appends as much of `bytes` as fits; returns how many bytes were taken.
+    ///
+    /// Any IRQL.
     pub fn extend_from_slice(&mut self, bytes: &[u8]) -> usize {
         let n = bytes.len().min(self.capacity - self.len);
         let at = self.len;

@@ -37,6 +37,8 @@ pub enum Error {
 impl Error {
     /// Maps a failed status to an error. `STATUS_CANCELLED` becomes [`Error::Cancelled`]
     /// and `STATUS_INSUFFICIENT_RESOURCES`/`STATUS_NO_MEMORY` become [`Error::NoMemory`].
+    ///
+    /// Any IRQL.
     pub fn from_status(status: NTSTATUS) -> Self {
         match status {
             wsk_sys::STATUS_CANCELLED => Error::Cancelled,
@@ -47,6 +49,8 @@ impl Error {
     }
 
     /// The NTSTATUS a driver would return for this error.
+    ///
+    /// Any IRQL.
     pub fn to_status(self) -> NTSTATUS {
         match self {
             Error::Status(s) => s,
@@ -61,6 +65,8 @@ impl Error {
 }
 
 /// Converts a status to `Ok(())` for success codes (`NT_SUCCESS`) and an [`Error`] otherwise.
+///
+/// Any IRQL.
 pub fn check(status: NTSTATUS) -> Result<()> {
     if wsk_sys::NT_SUCCESS(status) { Ok(()) } else { Err(Error::from_status(status)) }
 }
@@ -87,6 +93,8 @@ impl fmt::Display for Error {
 impl core::error::Error for Error {}
 
 /// Fails with [`Error::WrongIrql`] when the caller runs above `max`.
+///
+/// Any IRQL.
 pub fn require_irql(max: u8) -> Result<()> {
     let current = wsk_sys::KeGetCurrentIrql();
     if current > max { Err(Error::WrongIrql { max, current }) } else { Ok(()) }

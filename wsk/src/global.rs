@@ -27,6 +27,8 @@ impl<T> DriverGlobal<T> {
     }
 
     /// Stores `value`; a value already there is returned to the caller.
+    ///
+    /// IRQL <= DISPATCH_LEVEL.
     pub fn set(&self, value: PoolBox<T>) -> Option<PoolBox<T>> {
         let old = self.ptr.swap(PoolBox::into_raw(value).as_ptr(), Ordering::AcqRel);
         // SAFETY: every non-null pointer in the slot came from `PoolBox::into_raw` and is
@@ -35,6 +37,8 @@ impl<T> DriverGlobal<T> {
     }
 
     /// Takes the value out, leaving the slot empty.
+    ///
+    /// IRQL <= DISPATCH_LEVEL.
     pub fn take(&self) -> Option<PoolBox<T>> {
         let old = self.ptr.swap(core::ptr::null_mut(), Ordering::AcqRel);
         // SAFETY: as in `set`.

@@ -172,6 +172,8 @@ pub(crate) struct Completion {
 
 impl Completion {
     /// `Ok(info)` for a success status, else the mapped error.
+    ///
+    /// Any IRQL.
     pub fn result(&self) -> Result<usize> {
         crate::error::check(self.status).map(|()| self.info)
     }
@@ -225,6 +227,8 @@ impl OpSlot {
     }
 
     /// Waits until no IRP of an earlier (abandoned) operation is in flight.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn idle(&mut self) {
         core::future::poll_fn(|cx| {
             let inner = self.inner();
@@ -244,6 +248,8 @@ impl OpSlot {
     ///
     /// # Panics
     /// In debug builds, if the slot is not idle (the caller must await [`OpSlot::idle`]).
+    ///
+    /// IRQL <= DISPATCH_LEVEL.
     pub fn arm(&mut self, buffer: Option<IoBuf>) -> (*mut IRP, *mut OpArgs) {
         self.arm_with_owner(buffer, None)
     }
@@ -251,6 +257,8 @@ impl OpSlot {
     /// [`OpSlot::arm`] for an operation that returns a socket in `Information` (accept,
     /// creation): `owner` is kept with the IRP and comes back in the [`Completion`]; if the
     /// operation is abandoned and succeeds anyway, the socket is given to `owner` and closed.
+    ///
+    /// IRQL <= DISPATCH_LEVEL.
     pub fn arm_with_owner(&mut self, buffer: Option<IoBuf>, owner: Option<SocketOwner>) -> (*mut IRP, *mut OpArgs) {
         let inner = self.inner();
         debug_assert_eq!(inner.state.load(Ordering::Acquire), 0, "slot armed while busy");
@@ -271,6 +279,8 @@ impl OpSlot {
     }
 
     /// The argument block (to read results after completion, or fill before `arm`).
+    ///
+    /// Any IRQL.
     pub fn args(&mut self) -> &mut OpArgs {
         // SAFETY: `&mut self` and an idle or completed slot: nobody else touches the block
         // (callers only use it before `arm` or after `wait` returned).
@@ -278,12 +288,16 @@ impl OpSlot {
     }
 
     /// Whether the armed IRP has completed (its completion routine ran).
+    ///
+    /// Any IRQL.
     pub fn is_complete(&self) -> bool {
         self.inner().state.load(Ordering::Acquire) & COMPLETE != 0
     }
 
     /// Returns a future that resolves when the IRP armed by [`OpSlot::arm`] completes. If it
     /// is dropped before, the IRP is cancelled and the completion path cleans up.
+    ///
+    /// Any IRQL.
     pub fn submitted(&mut self) -> InFlight<'_> {
         InFlight { slot: self, done: false }
     }

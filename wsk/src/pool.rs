@@ -17,6 +17,8 @@ pub const TAG: u32 = u32::from_le_bytes(*b"WskA");
 pub const POOL_ALIGN: usize = kpool::POOL_ALIGNMENT;
 
 /// Resolves `ExAllocatePool2`. Call at PASSIVE_LEVEL (DriverEntry). Idempotent.
+///
+/// IRQL == PASSIVE_LEVEL (elsewhere it does nothing).
 pub fn init() {
     kpool::init();
 }
@@ -35,6 +37,8 @@ pub fn allocate(size: usize, tag: u32) -> Option<NonNull<u8>> {
 ///
 /// # Safety
 /// `ptr` came from [`allocate`] with the same `tag` and is not used afterwards.
+///
+/// IRQL <= DISPATCH_LEVEL.
 pub unsafe fn free(ptr: NonNull<u8>, tag: u32) {
     // SAFETY: forwarded contract.
     unsafe { kpool::free(ptr, tag) }
@@ -72,11 +76,15 @@ impl<T> PoolBox<T> {
     }
 
     /// The stable address of the value.
+    ///
+    /// Any IRQL.
     pub fn as_ptr(&self) -> *mut T {
         self.ptr.as_ptr()
     }
 
     /// Gives up ownership; rebuild with [`PoolBox::from_raw`].
+    ///
+    /// Any IRQL.
     pub fn into_raw(this: Self) -> NonNull<T> {
         let ptr = this.ptr;
         core::mem::forget(this);
@@ -87,6 +95,8 @@ impl<T> PoolBox<T> {
     ///
     /// # Safety
     /// `ptr` came from `into_raw` and is not owned by anything else.
+    ///
+    /// Any IRQL.
     pub unsafe fn from_raw(ptr: NonNull<T>) -> Self {
         // INVARIANT: the caller hands back the ownership `into_raw` gave up.
         Self { ptr }

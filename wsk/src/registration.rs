@@ -111,6 +111,8 @@ impl Wsk {
     }
 
     /// Whether the provider NPI has been captured.
+    ///
+    /// Any IRQL.
     pub fn is_ready(&self) -> bool {
         self.reg.captured
     }

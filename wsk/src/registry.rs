@@ -21,6 +21,8 @@ impl Parameters {
     ///
     /// # Safety
     /// `registry_path` must point to a valid counted string (DriverEntry's argument).
+    ///
+    /// IRQL == PASSIVE_LEVEL (checked).
     pub unsafe fn open(registry_path: *const UNICODE_STRING) -> Result<Option<Parameters>> {
         require_irql(PASSIVE_LEVEL)?;
         // SAFETY: guaranteed by the caller.
@@ -87,6 +89,8 @@ impl Parameters {
     }
 
     /// Reads a `REG_DWORD` value; `Ok(None)` when absent.
+    ///
+    /// IRQL == PASSIVE_LEVEL.
     pub fn dword(&self, value: &str) -> Result<Option<u32>> {
         let mut out = [0u64; 66];
         match self.query(value, &mut out)? {
@@ -101,6 +105,8 @@ impl Parameters {
 
     /// Reads a `REG_SZ` value of ASCII text into `buf`; returns the text. `Ok(None)` when
     /// absent.
+    ///
+    /// IRQL == PASSIVE_LEVEL.
     pub fn string<'b>(&self, value: &str, buf: &'b mut [u8]) -> Result<Option<&'b str>> {
         let mut out = [0u64; 66];
         match self.query(value, &mut out)? {

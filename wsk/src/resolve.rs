@@ -31,21 +31,29 @@ pub struct AddrList {
 
 impl AddrList {
     /// The addresses.
+    ///
+    /// Any IRQL.
     pub fn iter(&self) -> impl Iterator<Item = SocketAddr> + '_ {
         self.addrs[..self.len].iter().flatten().copied()
     }
 
     /// How many there are.
+    ///
+    /// Any IRQL.
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether there are none.
+    ///
+    /// Any IRQL.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// The first address, if any.
+    ///
+    /// Any IRQL.
     pub fn first(&self) -> Option<SocketAddr> {
         self.iter().next()
     }

@@ -36,13 +36,12 @@
 //! leaves. DriverUnload waits until every thread has left, then deregisters.
 
 use core::ffi::c_void;
-use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+use core::net::SocketAddr;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 use core::time::Duration;
 
 use wsk::pool::{self, PoolBox};
-use wsk::registry::Parameters;
 use wsk::{DriverGlobal, Error, log};
 use wsk_sys::{
     DEVICE_OBJECT, DISPATCHER_HEADER, DRIVER_OBJECT, IPPROTO_TCP, IRP, KEVENT, LARGE_INTEGER, LIST_ENTRY,
@@ -52,7 +51,6 @@ use wsk_sys::{
     WSK_PROVIDER_CONNECTION_DISPATCH, WSK_PROVIDER_LISTEN_DISPATCH, WSK_PROVIDER_NPI, WSK_REGISTRATION, WSK_SOCKET,
 };
 
-use crate::driver::DEFAULT_PORT;
 use crate::server::{CHUNK, STATS};
 
 /// Pool tag of this driver's own allocations ("EchB").
@@ -426,26 +424,6 @@ struct Connection {
 // SAFETY: handed from the accept thread to the connection thread, then used by it only.
 unsafe impl Send for Connection {}
 
-/// Reads `Port` and `Address` from the service key's `Parameters`, as the async driver does.
-///
-/// # Safety
-/// `registry_path` is DriverEntry's argument.
-unsafe fn listen_address(registry_path: *mut UNICODE_STRING) -> Result<SocketAddr, Error> {
-    let mut port = DEFAULT_PORT;
-    let mut ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    // SAFETY: forwarded contract.
-    if let Some(params) = unsafe { Parameters::open(registry_path)? } {
-        if let Some(p) = params.dword("Port")? {
-            port = u16::try_from(p).map_err(|_| Error::InvalidInput("Port must be below 65536"))?;
-        }
-        let mut text = [0u8; 64];
-        if let Some(a) = params.string("Address", &mut text)? {
-            ip = a.parse().map_err(|_| Error::InvalidInput("Address is not an IP address"))?;
-        }
-    }
-    Ok(SocketAddr::new(ip, port))
-}
-
 /// DriverEntry of the blocking echo driver. IRQL == PASSIVE_LEVEL.
 ///
 /// # Safety
@@ -476,7 +454,7 @@ pub unsafe extern "system" fn blocking_driver_entry(
 unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_STRING) -> Result<SocketAddr, Error> {
     pool::init();
     // SAFETY: forwarded contract.
-    let addr = unsafe { listen_address(registry_path)? };
+    let addr = unsafe { crate::driver::listen_address(registry_path)? };
     STOPPING.store(false, Ordering::Release);
     DRIVER.store(driver_object, Ordering::Release);
     let reg = Registration::register()?;

@@ -34,7 +34,7 @@ static STATE: DriverGlobal<DriverState> = DriverGlobal::new();
 ///
 /// # Safety
 /// `registry_path` is DriverEntry's argument.
-unsafe fn listen_address(registry_path: *mut UNICODE_STRING) -> Result<SocketAddr, Error> {
+pub(crate) unsafe fn listen_address(registry_path: *mut UNICODE_STRING) -> Result<SocketAddr, Error> {
     let mut port = DEFAULT_PORT;
     let mut ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
     // SAFETY: forwarded contract.

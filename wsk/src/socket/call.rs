@@ -88,3 +88,19 @@ pub(crate) fn complete_not_implemented(irp: *mut IRP) {
     // SAFETY: as above.
     unsafe { wsk_sys::IoCompleteRequest(irp, 0) };
 }
+
+/// `Ok(())` for a call that completed successfully, else its error.
+pub(crate) fn unit(done: Result<Completion, NotIssued>) -> crate::error::Result<()> {
+    match done {
+        Ok(done) => done.result().map(|_| ()),
+        Err(NotIssued { error, .. }) => Err(error),
+    }
+}
+
+/// The byte count (or the error) of a call that took a buffer, and the buffer handed back.
+pub(crate) fn with_buffer(done: Result<Completion, NotIssued>) -> (crate::error::Result<usize>, IoBuf) {
+    match done {
+        Ok(done) => (done.result(), done.buffer.expect("operation buffer returned by completion")),
+        Err(NotIssued { error, buffer, .. }) => (Err(error), buffer.expect("buffer handed back")),
+    }
+}

@@ -178,11 +178,15 @@ impl SocketCore {
     }
 
     /// Records the socket WSK created. Called once, before the core is shared.
+    ///
+    /// Any IRQL.
     pub fn set_socket(&self, socket: *mut WSK_SOCKET) {
         self.inner().socket.store(socket, core::sync::atomic::Ordering::Release);
     }
 
     /// A second owner handle (for split halves).
+    ///
+    /// Any IRQL.
     pub fn clone_owner(&self) -> Self {
         self.inner().refs.fetch_add(1, Ordering::Relaxed);
         // INVARIANT: the reference just taken belongs to the new handle.
@@ -201,6 +205,8 @@ impl SocketCore {
     /// # Safety
     /// `T` must be the provider dispatch table type of this socket's kind; the returned
     /// reference is used only while `_guard` is held.
+    ///
+    /// Any IRQL.
     pub unsafe fn dispatch<'g, T>(&self, _guard: &'g CallGuard<'_>) -> (*mut WSK_SOCKET, &'g T) {
         let socket = self.inner().socket.load(core::sync::atomic::Ordering::Acquire);
         // SAFETY: while a call guard is held the socket is open (close waits for the count to
@@ -435,6 +441,8 @@ mod loom_tests {
 /// `limit` passes; returns whether all are gone. For DriverUnload, after the executor was shut
 /// down: sockets dropped by cancelled tasks close in the background, and their close IRPs
 /// complete shortly after.
+///
+/// IRQL == PASSIVE_LEVEL to wait; above it, only reports.
 pub fn wait_for_sockets_closed(limit: core::time::Duration) -> bool {
     if wsk_sys::KeGetCurrentIrql() != wsk_sys::PASSIVE_LEVEL {
         return live_sockets() == 0;

@@ -15,7 +15,7 @@ use crate::buf::IoBuf;
 use crate::error::{Error, Result};
 use crate::op::{OpSlot, SocketOwner};
 use crate::registration::Wsk;
-use crate::socket::call::complete_not_implemented;
+use crate::socket::call::{complete_not_implemented, socket_call, unit};
 use crate::socket::core::SocketCore;
 
 /// Creates a socket with `WskSocket` using `slot`'s IRP and records it in `core`.
@@ -121,4 +121,31 @@ pub(crate) async fn wsk_socket_connect(
     }
     core.set_socket(socket);
     Ok(())
+}
+
+/// `WskBind` on a socket of any kind: `pick` takes the routine out of dispatch table `T`.
+///
+/// # Safety
+/// `T` must be the provider dispatch table type of `core`'s socket kind.
+pub(crate) async unsafe fn bind<T>(
+    core: &SocketCore,
+    slot: &mut OpSlot,
+    local: SocketAddr,
+    pick: impl FnOnce(&T) -> Option<wsk_sys::PFN_WSK_BIND>,
+) -> Result<()> {
+    // SAFETY: `T` matches the socket kind (caller); the address lives in the slot until the
+    // IRP completes.
+    let done = unsafe {
+        socket_call::<T>(
+            core,
+            slot,
+            None,
+            |args, _| args.addr = addr::to_storage(&local),
+            |socket, table, irp, args| {
+                pick(table).map(|bind| bind(socket, addr::as_sockaddr(&mut (*args).addr), 0, irp))
+            },
+        )
+    }
+    .await;
+    unit(done)
 }

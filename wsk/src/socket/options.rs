@@ -12,7 +12,7 @@ use wsk_sys::{
 
 use crate::error::Result;
 use crate::op::OpSlot;
-use crate::socket::call::{NotIssued, socket_call};
+use crate::socket::call::{socket_call, unit};
 use crate::socket::core::SocketCore;
 
 /// An option that can be set on a socket.
@@ -34,6 +34,8 @@ pub enum SocketOption {
 
 impl SocketOption {
     /// (level, option name, value as a 32-bit integer)
+    ///
+    /// Any IRQL.
     pub fn encode(self) -> (u32, u32, u32) {
         match self {
             SocketOption::ReuseAddress(on) => (SOL_SOCKET, SO_REUSEADDR, on as u32),
@@ -76,8 +78,5 @@ pub(crate) async fn set_option(core: &SocketCore, slot: &mut OpSlot, option: Soc
         )
     }
     .await;
-    match done {
-        Ok(done) => done.result().map(|_| ()),
-        Err(NotIssued { error, .. }) => Err(error),
-    }
+    unit(done)
 }

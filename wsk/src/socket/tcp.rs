@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::op::OpSlot;
 use crate::op::SocketOwner;
 use crate::registration::Wsk;
-use crate::socket::call::{NotIssued, socket_call, socket_call_with_owner};
+use crate::socket::call::{NotIssued, socket_call, socket_call_with_owner, unit, with_buffer};
 use crate::socket::core::SocketCore;
 use crate::socket::create;
 use crate::socket::options::{SocketOption, set_option};
@@ -82,29 +82,21 @@ impl TcpListener {
     }
 
     async fn bind_to(&mut self, addr: SocketAddr) -> Result<()> {
-        // SAFETY: listen socket -> listen dispatch table; the IRP and address go to WskBind.
-        let done = unsafe {
-            socket_call::<WSK_PROVIDER_LISTEN_DISPATCH>(
-                &self.core,
-                &mut self.slot,
-                None,
-                |args, _| args.addr = addr::to_storage(&addr),
-                |socket, table, irp, args| {
-                    table.WskBind.map(|bind| bind(socket, addr::as_sockaddr(&mut (*args).addr), 0, irp))
-                },
-            )
-        }
-        .await;
-        completion_unit(done)
+        // SAFETY: a listen socket: the listen dispatch table.
+        unsafe { create::bind(&self.core, &mut self.slot, addr, |t: &WSK_PROVIDER_LISTEN_DISPATCH| t.WskBind) }.await
     }
 
     /// The address the listener was bound to (as requested; port 0 is not resolved here,
     /// see [`TcpListener::query_local_addr`]).
+    ///
+    /// Any IRQL.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
 
     /// Asks the provider for the bound address (`WskGetLocalAddress`).
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn query_local_addr(&mut self) -> Result<SocketAddr> {
         // SAFETY: listen dispatch table; the address buffer lives in the slot.
         let done = unsafe {
@@ -119,7 +111,7 @@ impl TcpListener {
             )
         }
         .await;
-        completion_unit(done)?;
+        unit(done)?;
         addr::from_storage(&self.slot.args().addr)
     }
 
@@ -187,6 +179,8 @@ impl TcpListener {
     }
 
     /// A handle that closes the listener from another task, cancelling a pending accept.
+    ///
+    /// Any IRQL.
     pub fn closer(&self) -> Closer {
         Closer { core: self.core.clone_owner() }
     }
@@ -195,23 +189,6 @@ impl TcpListener {
     /// close IRP completes. IRQL == PASSIVE_LEVEL (task context).
     pub async fn close(self) -> Result<()> {
         self.core.close().await
-    }
-}
-
-fn completion_unit(done: Result<crate::op::Completion, NotIssued>) -> Result<()> {
-    match done {
-        Ok(done) => done.result().map(|_| ()),
-        Err(NotIssued { error, .. }) => Err(error),
-    }
-}
-
-fn completion_len(done: Result<crate::op::Completion, NotIssued>) -> (Result<usize>, IoBuf) {
-    match done {
-        Ok(done) => {
-            let result = done.result();
-            (result, done.buffer.expect("operation buffer returned by completion"))
-        }
-        Err(NotIssued { error, buffer, .. }) => (Err(error), buffer.expect("buffer handed back")),
     }
 }
 
@@ -268,51 +245,71 @@ impl TcpStream {
     }
 
     /// A handle that closes this connection from another task (see [`Closer`]).
+    ///
+    /// Any IRQL.
     pub fn closer(&self) -> Closer {
         Closer { core: self.write.core.clone_owner() }
     }
 
     /// Receives into `buf` (up to its capacity); `Ok(0)` means the peer finished sending.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn recv(&mut self, buf: IoBuf) -> (Result<usize>, IoBuf) {
         self.read.recv(buf).await
     }
 
     /// Sends `buf`'s valid bytes; returns how many were sent.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn send(&mut self, buf: IoBuf) -> (Result<usize>, IoBuf) {
         self.write.send(buf).await
     }
 
     /// Sends all of `buf`'s valid bytes.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn send_all(&mut self, buf: IoBuf) -> (Result<()>, IoBuf) {
         self.write.send_all(buf).await
     }
 
     /// Graceful disconnect of the sending direction (FIN). Receiving continues.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn shutdown(&mut self) -> Result<()> {
         self.write.shutdown().await
     }
 
     /// Abortive disconnect (RST).
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn abort(&mut self) -> Result<()> {
         self.write.abort().await
     }
 
     /// The peer's address, as known from accept or connect.
+    ///
+    /// Any IRQL.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.write.peer
     }
 
     /// Asks the provider for the local address (`WskGetLocalAddress`).
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn query_local_addr(&mut self) -> Result<SocketAddr> {
         self.write.query_addr(false).await
     }
 
     /// Asks the provider for the peer address (`WskGetRemoteAddress`).
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn query_peer_addr(&mut self) -> Result<SocketAddr> {
         self.write.query_addr(true).await
     }
 
     /// Sets a socket option through `WskControlSocket`.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn set_option(&mut self, option: SocketOption) -> Result<()> {
         self.write.set_option(option).await
     }
@@ -320,6 +317,8 @@ impl TcpStream {
     /// Splits into halves usable from different tasks. Either half may close the connection;
     /// the other half's later calls then fail with [`Error::Closed`] and its pending
     /// operations resolve `Err(Cancelled)`.
+    ///
+    /// Any IRQL.
     pub fn into_split(self) -> (TcpReadHalf, TcpWriteHalf) {
         (self.read, self.write)
     }
@@ -360,36 +359,33 @@ impl TcpSocket {
     }
 
     /// Binds the local address (`WskBind`); required before [`TcpSocket::connect`].
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn bind(&mut self, local: SocketAddr) -> Result<()> {
         let parts = &mut self.parts;
-        // SAFETY: connection dispatch table; the address lives in the slot.
-        let bound = unsafe {
-            socket_call::<WSK_PROVIDER_CONNECTION_DISPATCH>(
-                &parts.core,
-                &mut parts.recv,
-                None,
-                |args, _| args.addr = addr::to_storage(&local),
-                |socket, table, irp, args| {
-                    table.WskBind.map(|bind| bind(socket, addr::as_sockaddr(&mut (*args).addr), 0, irp))
-                },
-            )
-        }
-        .await;
-        completion_unit(bound)
+        // SAFETY: a connection socket: the connection dispatch table.
+        unsafe { create::bind(&parts.core, &mut parts.recv, local, |t: &WSK_PROVIDER_CONNECTION_DISPATCH| t.WskBind) }
+            .await
     }
 
     /// Sets a socket option through `WskControlSocket`.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn set_option(&mut self, option: SocketOption) -> Result<()> {
         set_option(&self.parts.core, &mut self.parts.recv, option).await
     }
 
     /// A handle that closes this socket from another task, cancelling a pending connect.
+    ///
+    /// Any IRQL.
     pub fn closer(&self) -> Closer {
         Closer { core: self.parts.core.clone_owner() }
     }
 
     /// Connects (`WskConnect`). Dropping the future cancels the connect IRP and closes the
     /// socket in the background.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn connect(mut self, remote: SocketAddr) -> Result<TcpStream> {
         let parts = &mut self.parts;
         // SAFETY: connection dispatch table; the address lives in the slot.
@@ -405,11 +401,13 @@ impl TcpSocket {
             )
         }
         .await;
-        completion_unit(connected)?;
+        unit(connected)?;
         Ok(TcpStream::from_parts(self.parts, Some(remote)))
     }
 
     /// Closes the socket.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn close(self) -> Result<()> {
         self.parts.core.close().await
     }
@@ -431,6 +429,8 @@ impl Closer {
 
 impl TcpReadHalf {
     /// See [`TcpStream::recv`].
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn recv(&mut self, buf: IoBuf) -> (Result<usize>, IoBuf) {
         // SAFETY: connection dispatch table; the WSK_BUF lives in the slot and the buffer is
         // owned by the slot until completion.
@@ -447,7 +447,7 @@ impl TcpReadHalf {
             )
         }
         .await;
-        let (result, mut buf) = completion_len(done);
+        let (result, mut buf) = with_buffer(done);
         match result {
             Ok(n) => {
                 buf.set_len(n);
@@ -458,6 +458,8 @@ impl TcpReadHalf {
     }
 
     /// Closes the whole connection (see [`TcpStream::close`]).
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn close(self) -> Result<()> {
         self.core.close().await
     }
@@ -476,7 +478,15 @@ impl TcpWriteHalf {
     }
 
     /// See [`TcpStream::send`].
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn send(&mut self, buf: IoBuf) -> (Result<usize>, IoBuf) {
+        let len = buf.len();
+        self.send_from(buf, 0, len).await
+    }
+
+    /// Sends `len` bytes of `buf` starting at `offset`.
+    async fn send_from(&mut self, buf: IoBuf, offset: usize, len: usize) -> (Result<usize>, IoBuf) {
         let (core, slot) = match self.parts() {
             Ok(parts) => parts,
             Err(e) => return (Err(e), buf),
@@ -487,43 +497,23 @@ impl TcpWriteHalf {
                 core,
                 slot,
                 Some(buf),
-                |args, buf| {
-                    let buf = buf.expect("send buffer");
-                    args.wsk_buf = buf.wsk_buf(0, buf.len());
-                },
+                |args, buf| args.wsk_buf = buf.expect("send buffer").wsk_buf(offset, len),
                 |socket, table, irp, args| table.WskSend.map(|send| send(socket, &mut (*args).wsk_buf, 0, irp)),
             )
         }
         .await;
-        completion_len(done)
+        with_buffer(done)
     }
 
     /// See [`TcpStream::send_all`].
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn send_all(&mut self, buf: IoBuf) -> (Result<()>, IoBuf) {
         let total = buf.len();
         let mut sent = 0;
         let mut buf = buf;
         while sent < total {
-            let (core, slot) = match self.parts() {
-                Ok(parts) => parts,
-                Err(e) => return (Err(e), buf),
-            };
-            let offset = sent;
-            // SAFETY: as in `send`.
-            let done = unsafe {
-                socket_call::<WSK_PROVIDER_CONNECTION_DISPATCH>(
-                    core,
-                    slot,
-                    Some(buf),
-                    |args, buf| {
-                        let buf = buf.expect("send buffer");
-                        args.wsk_buf = buf.wsk_buf(offset, total - offset);
-                    },
-                    |socket, table, irp, args| table.WskSend.map(|send| send(socket, &mut (*args).wsk_buf, 0, irp)),
-                )
-            }
-            .await;
-            let (result, back) = completion_len(done);
+            let (result, back) = self.send_from(buf, sent, total - sent).await;
             buf = back;
             match result {
                 Ok(0) => return (Err(Error::Status(wsk_sys::STATUS_CONNECTION_ABORTED)), buf),
@@ -549,15 +539,19 @@ impl TcpWriteHalf {
             )
         }
         .await;
-        completion_unit(done)
+        unit(done)
     }
 
     /// See [`TcpStream::shutdown`].
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn shutdown(&mut self) -> Result<()> {
         self.disconnect(0).await
     }
 
     /// See [`TcpStream::abort`].
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn abort(&mut self) -> Result<()> {
         self.disconnect(WSK_FLAG_ABORTIVE).await
     }
@@ -582,22 +576,28 @@ impl TcpWriteHalf {
             )
         }
         .await;
-        completion_unit(done)?;
+        unit(done)?;
         addr::from_storage(&self.parts()?.1.args().addr)
     }
 
     /// See [`TcpStream::set_option`].
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn set_option(&mut self, option: SocketOption) -> Result<()> {
         let (core, slot) = self.parts()?;
         set_option(core, slot, option).await
     }
 
     /// The peer's address, as known from accept or connect.
+    ///
+    /// Any IRQL.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.peer
     }
 
     /// Closes the whole connection (see [`TcpStream::close`]).
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn close(self) -> Result<()> {
         self.core.close().await
     }

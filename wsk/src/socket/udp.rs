@@ -12,9 +12,9 @@ use wsk_sys::{IPPROTO_UDP, SOCK_DGRAM, WSK_FLAG_DATAGRAM_SOCKET, WSK_PROVIDER_DA
 use crate::addr;
 use crate::buf::IoBuf;
 use crate::error::Result;
-use crate::op::{Completion, OpSlot};
+use crate::op::OpSlot;
 use crate::registration::Wsk;
-use crate::socket::call::{NotIssued, socket_call};
+use crate::socket::call::{socket_call, unit, with_buffer};
 use crate::socket::core::SocketCore;
 use crate::socket::create;
 use crate::socket::options::{SocketOption, set_option};
@@ -25,20 +25,6 @@ pub struct UdpSocket {
     send: OpSlot,
     recv: OpSlot,
     local: SocketAddr,
-}
-
-fn unit(done: Result<Completion, NotIssued>) -> Result<()> {
-    match done {
-        Ok(done) => done.result().map(|_| ()),
-        Err(NotIssued { error, .. }) => Err(error),
-    }
-}
-
-fn with_buffer(done: Result<Completion, NotIssued>) -> (Result<usize>, IoBuf) {
-    match done {
-        Ok(done) => (done.result(), done.buffer.expect("operation buffer returned by completion")),
-        Err(NotIssued { error, buffer, .. }) => (Err(error), buffer.expect("buffer handed back")),
-    }
 }
 
 impl UdpSocket {
@@ -56,29 +42,24 @@ impl UdpSocket {
             WSK_FLAG_DATAGRAM_SOCKET,
         )
         .await?;
-        // SAFETY: datagram dispatch table; the address lives in the slot.
-        let done = unsafe {
-            socket_call::<WSK_PROVIDER_DATAGRAM_DISPATCH>(
-                &socket.core,
-                &mut socket.send,
-                None,
-                |args, _| args.addr = addr::to_storage(&addr),
-                |s, table, irp, args| table.WskBind.map(|bind| bind(s, addr::as_sockaddr(&mut (*args).addr), 0, irp)),
-            )
-        }
-        .await;
-        unit(done)?;
+        // SAFETY: a datagram socket: the datagram dispatch table.
+        unsafe { create::bind(&socket.core, &mut socket.send, addr, |t: &WSK_PROVIDER_DATAGRAM_DISPATCH| t.WskBind) }
+            .await?;
         Ok(socket)
     }
 
     /// The address the socket was bound to, as requested (port 0 stays 0; see
     /// [`UdpSocket::query_local_addr`]).
+    ///
+    /// Any IRQL.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
 
     /// Asks the provider for the bound address (`WskGetLocalAddress`), e.g. the port chosen
     /// for port 0.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn query_local_addr(&mut self) -> Result<SocketAddr> {
         // SAFETY: datagram dispatch table; the address buffer lives in the slot.
         let done = unsafe {
@@ -98,6 +79,8 @@ impl UdpSocket {
     }
 
     /// Sends one datagram with `buf`'s valid bytes to `to`.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn send_to(&mut self, buf: IoBuf, to: SocketAddr) -> (Result<usize>, IoBuf) {
         // SAFETY: datagram dispatch table; WSK_BUF and address in the slot, buffer owned by
         // the slot until completion.
@@ -131,6 +114,8 @@ impl UdpSocket {
     }
 
     /// Receives one datagram into `buf` (up to its capacity); returns its length and sender.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn recv_from(&mut self, buf: IoBuf) -> (Result<(usize, SocketAddr)>, IoBuf) {
         // SAFETY: datagram dispatch table; WSK_BUF, address and control fields in the slot.
         let done = unsafe {
@@ -171,11 +156,15 @@ impl UdpSocket {
     }
 
     /// Sets a socket option through `WskControlSocket`.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn set_option(&mut self, option: SocketOption) -> Result<()> {
         set_option(&self.core, &mut self.send, option).await
     }
 
     /// A handle that closes the socket from another task.
+    ///
+    /// Any IRQL.
     pub fn closer(&self) -> crate::Closer {
         crate::Closer { core: self.core.clone_owner() }
     }
