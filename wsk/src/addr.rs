@@ -66,6 +66,28 @@ pub fn from_storage(storage: &SOCKADDR_STORAGE) -> Result<SocketAddr> {
     }
 }
 
+/// Reads a `SOCKADDR` of family `AF_INET` or `AF_INET6` that WSK passed by pointer.
+///
+/// # Safety
+/// `address` is null or points to a valid `SOCKADDR_IN` / `SOCKADDR_IN6` (as its family says).
+pub(crate) unsafe fn from_sockaddr(address: *const SOCKADDR) -> Result<SocketAddr> {
+    if address.is_null() {
+        return Err(Error::InvalidInput("no address"));
+    }
+    // SAFETY: every SOCKADDR starts with its family (caller's contract).
+    let family = unsafe { address.cast::<u16>().read_unaligned() };
+    let size = match family {
+        AF_INET => core::mem::size_of::<SOCKADDR_IN>(),
+        AF_INET6 => core::mem::size_of::<SOCKADDR_IN6>(),
+        _ => return Err(Error::InvalidInput("address family is neither AF_INET nor AF_INET6")),
+    };
+    let mut storage = SOCKADDR_STORAGE::zeroed();
+    // SAFETY: the caller guarantees `size` readable bytes for this family; the storage is
+    // larger than both address types.
+    unsafe { core::ptr::copy_nonoverlapping(address.cast::<u8>(), (&raw mut storage).cast::<u8>(), size) };
+    from_storage(&storage)
+}
+
 /// The `SOCKADDR` pointer for a storage (for WSK calls).
 pub(crate) fn as_sockaddr(storage: &mut SOCKADDR_STORAGE) -> *mut SOCKADDR {
     (storage as *mut SOCKADDR_STORAGE).cast()

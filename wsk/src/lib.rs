@@ -27,6 +27,7 @@ pub use error::{Error, Result};
 pub use global::DriverGlobal;
 pub use registration::Wsk;
 pub use socket::core::{live_sockets, wait_for_sockets_closed};
+pub use socket::events;
 pub use socket::options::SocketOption;
 pub use socket::tcp::{Closer, TcpListener, TcpReadHalf, TcpSocket, TcpStream, TcpWriteHalf};
 pub use socket::udp::UdpSocket;

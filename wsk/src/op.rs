@@ -241,6 +241,18 @@ impl OpSlot {
         .await
     }
 
+    /// Poll form of [`OpSlot::idle`].
+    ///
+    /// Any IRQL.
+    pub fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let inner = self.inner();
+        if inner.state.load(Ordering::Acquire) == 0 {
+            return Poll::Ready(());
+        }
+        inner.waker.register(cx.waker());
+        if inner.state.load(Ordering::Acquire) == 0 { Poll::Ready(()) } else { Poll::Pending }
+    }
+
     /// Prepares the IRP for a new call and stores `buffer` in the slot. Returns the IRP to
     /// pass to the provider and the argument block. The caller must then call the provider
     /// routine and [`OpSlot::submitted`] — in that order, with nothing in between that can
@@ -400,7 +412,21 @@ impl Future for InFlight<'_> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Completion> {
         let this = &mut *self;
         assert!(!this.done, "InFlight polled after completion");
-        let inner = this.slot.inner();
+        let completion = core::task::ready!(this.slot.poll_submitted(cx));
+        this.done = true;
+        Poll::Ready(completion)
+    }
+}
+
+impl OpSlot {
+    /// Polls the operation armed by [`OpSlot::arm`] (and handed to the provider) for its
+    /// completion: the poll-based form of [`OpSlot::submitted`], for state machines that keep
+    /// the slot across polls. Once it returned `Ready` the slot is idle again. A caller that
+    /// gives up on a pending operation must call [`OpSlot::abandon`].
+    ///
+    /// Any IRQL.
+    pub fn poll_submitted(&mut self, cx: &mut Context<'_>) -> Poll<Completion> {
+        let inner = self.inner();
         if inner.state.load(Ordering::Acquire) & COMPLETE == 0 {
             inner.waker.register(cx.waker());
             if inner.state.load(Ordering::Acquire) & COMPLETE == 0 {
@@ -412,16 +438,37 @@ impl Future for InFlight<'_> {
         let status = unsafe { *inner.status.get() };
         // SAFETY: as above.
         let info = unsafe { *inner.info.get() };
-        // SAFETY: as above; the completion routine never touches `buffer` of a live future.
+        // SAFETY: as above; the completion routine never touches `buffer` of a live operation.
         let buffer = unsafe { (*inner.buffer.get()).take() };
         // SAFETY: as above.
         let socket_owner = unsafe { (*inner.socket_owner.get()).take() };
         let completion = Completion { status, info, buffer, socket_owner };
         inner.state.store(0, Ordering::Release);
-        this.done = true;
         // SAFETY: releases the in-flight reference taken in `arm`.
-        unsafe { release_in_flight(this.slot.inner) };
+        unsafe { release_in_flight(self.inner) };
         Poll::Ready(completion)
+    }
+
+    /// Gives up on the operation in flight (armed, submitted, not yet collected by
+    /// [`OpSlot::poll_submitted`]): cancels its IRP; the completion path frees what it owns.
+    /// Never blocks.
+    ///
+    /// IRQL <= DISPATCH_LEVEL.
+    pub fn abandon(&mut self) {
+        let ptr = self.inner;
+        let inner = self.inner();
+        if state_abandon(&inner.state) == OnAbandon::FinalizeNow {
+            // SAFETY: completion ran and will not finalize (it saw no ABANDONED).
+            unsafe { finalize_abandoned(ptr) };
+            return;
+        }
+        // SAFETY: CANCELLING keeps the completion path from finalizing, so the IRP and slot
+        // stay live (the IRP is not reused) until we clear the bit.
+        unsafe { wsk_sys::IoCancelIrp(inner.irp.as_ptr()) };
+        if state_cancel_done(&inner.state) {
+            // SAFETY: completion ran while we were cancelling and left finalization to us.
+            unsafe { finalize_abandoned(ptr) };
+        }
     }
 }
 
@@ -436,22 +483,8 @@ unsafe fn release_in_flight(inner: NonNull<SlotInner>) {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        let ptr = self.slot.inner;
-        let inner = self.slot.inner();
-        if state_abandon(&inner.state) == OnAbandon::FinalizeNow {
-            // SAFETY: completion ran and will not finalize (it saw no ABANDONED).
-            unsafe { finalize_abandoned(ptr) };
-            return;
-        }
-        // SAFETY: CANCELLING keeps the completion path from finalizing, so the IRP and slot
-        // stay live (the IRP is not reused) until we clear the bit.
-        unsafe { wsk_sys::IoCancelIrp(inner.irp.as_ptr()) };
-        if state_cancel_done(&inner.state) {
-            // SAFETY: completion ran while we were cancelling and left finalization to us.
-            unsafe { finalize_abandoned(ptr) };
+        if !self.done {
+            self.slot.abandon();
         }
     }
 }

@@ -24,13 +24,21 @@
 //!  bit 0  CLOSING       no new calls (set once, never cleared)
 //!  bit 1  CLOSE_ISSUED  WskCloseSocket was called (exactly once)
 //!  bit 2  CLOSE_DONE    the close IRP completed
-//!  bits 3.. calls in progress (count << 3)
+//!  bit 3  BACKGROUND    the last owner went away while calls were in progress: the call
+//!                       that leaves last issues the close
+//!  bits 4.. calls in progress (count << 4)
 //! ```
+//!
+//! "Calls" are calls into the socket's dispatch table, and also the references that event
+//! streams and retained data indications hold (see `socket::events`): each must end before
+//! `WskCloseSocket`, because each may still call `WskRelease`.
 //!
 //! The core is reference counted: one reference per owner handle (stream, listener, halves)
 //! plus one while the close IRP is in flight. The last reference frees the close IRP and the
 //! core. When the last owner goes away without `close()`, it issues the close itself
-//! (background close): no call can be in progress then, because calls borrow an owner.
+//! (background close). Calls that borrow an owner cannot be in progress then; references
+//! held by event machinery can (an event callback cleaning up after its stream was dropped),
+//! so the last owner then marks the close `BACKGROUND` and the last call out issues it.
 
 use core::ffi::c_void;
 use core::ptr::NonNull;
@@ -46,7 +54,8 @@ use crate::pool;
 const CLOSING: usize = 1 << 0;
 const CLOSE_ISSUED: usize = 1 << 1;
 const CLOSE_DONE: usize = 1 << 2;
-const CALL_ONE: usize = 1 << 3;
+const BACKGROUND: usize = 1 << 3;
+const CALL_ONE: usize = 1 << 4;
 const FLAGS: usize = CALL_ONE - 1;
 
 /// Begins a call: test-and-increment, failing once `CLOSING` is set (rules 1, 2, 4).
@@ -63,11 +72,32 @@ pub(crate) fn rundown_enter(rundown: &AtomicUsize) -> Result<()> {
     }
 }
 
-/// Ends a call. `true` when it was the last call while a close waits (wake the closer).
+/// What the call that just ended must do.
 #[must_use]
-pub(crate) fn rundown_exit(rundown: &AtomicUsize) -> bool {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// Nothing: other calls remain, or no close waits.
+    Nothing,
+    /// Last call out while `close()` waits: wake the closer.
+    WakeCloser,
+    /// Last call out after the last owner went away: issue the background close (the
+    /// `CLOSE_ISSUED` bit is already claimed for the caller).
+    IssueBackground,
+}
+
+/// Ends a call.
+pub(crate) fn rundown_exit(rundown: &AtomicUsize) -> Exit {
     let prev = rundown.fetch_sub(CALL_ONE, Ordering::AcqRel);
-    prev & CLOSING != 0 && prev & !FLAGS == CALL_ONE
+    if prev & CLOSING == 0 || prev & !FLAGS != CALL_ONE {
+        return Exit::Nothing;
+    }
+    if prev & BACKGROUND == 0 {
+        return Exit::WakeCloser;
+    }
+    match rundown_claim_close(rundown) {
+        Claim::Issue => Exit::IssueBackground,
+        Claim::AlreadyIssued | Claim::Busy(_) => Exit::Nothing,
+    }
 }
 
 /// The closer's attempt to issue the close.
@@ -118,6 +148,8 @@ struct CoreInner {
     close_irp: NonNull<IRP>,
     close_status: core::sync::atomic::AtomicI32,
     waker: AtomicWaker,
+    /// Event callback state (`socket::events`), installed once; freed with the core.
+    events: core::sync::atomic::AtomicPtr<crate::socket::events::Header>,
 }
 
 // SAFETY: shared fields are atomics; `close_irp` is touched only by the single closer (and the
@@ -165,6 +197,7 @@ impl SocketCore {
                 close_irp: irp,
                 close_status: core::sync::atomic::AtomicI32::new(0),
                 waker: AtomicWaker::new(),
+                events: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
             })
         };
         LIVE_SOCKETS.fetch_add(1, core::sync::atomic::Ordering::AcqRel);
@@ -182,6 +215,72 @@ impl SocketCore {
     /// Any IRQL.
     pub fn set_socket(&self, socket: *mut WSK_SOCKET) {
         self.inner().socket.store(socket, core::sync::atomic::Ordering::Release);
+    }
+
+    /// The pointer WSK gets as this socket's `SocketContext`: event callbacks turn it back
+    /// into a core with [`SocketCore::from_context`].
+    ///
+    /// Any IRQL.
+    pub fn context(&self) -> *mut c_void {
+        self.inner.as_ptr().cast()
+    }
+
+    /// A non-owning view of the core behind a `SocketContext` (in an event callback).
+    ///
+    /// # Safety
+    /// `context` came from [`SocketCore::context`] and the core is live: WSK calls a
+    /// socket's callbacks only until its close completes, and the close IRP holds a
+    /// reference until then.
+    pub unsafe fn from_context(context: *mut c_void) -> Option<core::mem::ManuallyDrop<SocketCore>> {
+        // INVARIANT: not an owner handle: wrapped in ManuallyDrop, so no reference is
+        // released; the caller guarantees liveness for the view's use.
+        NonNull::new(context.cast::<CoreInner>()).map(|inner| core::mem::ManuallyDrop::new(SocketCore { inner }))
+    }
+
+    /// The socket WSK created (null before creation). Any IRQL.
+    pub fn socket(&self) -> *mut WSK_SOCKET {
+        self.inner().socket.load(core::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Installs the event state (once). `false` if one is installed already.
+    ///
+    /// Any IRQL.
+    pub fn install_events(&self, events: NonNull<crate::socket::events::Header>) -> bool {
+        self.inner()
+            .events
+            .compare_exchange(
+                core::ptr::null_mut(),
+                events.as_ptr(),
+                core::sync::atomic::Ordering::AcqRel,
+                core::sync::atomic::Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// The installed event state, if any. Any IRQL.
+    pub fn events(&self) -> Option<NonNull<crate::socket::events::Header>> {
+        NonNull::new(self.inner().events.load(core::sync::atomic::Ordering::Acquire))
+    }
+
+    /// Whether close has begun (no new call is accepted). Any IRQL.
+    pub fn is_closing(&self) -> bool {
+        self.inner().rundown.load(Ordering::Acquire) & CLOSING != 0
+    }
+
+    /// Begins a call that is not tied to a borrow (held by an event stream or a retained
+    /// indication); end it with [`SocketCore::leave`]. Fails once close has begun.
+    ///
+    /// Any IRQL.
+    pub fn enter_owned(&self) -> Result<()> {
+        rundown_enter(&self.inner().rundown)
+    }
+
+    /// Ends a call begun with [`SocketCore::enter_owned`]: wakes a waiting closer, or issues
+    /// the background close, when it is the last.
+    ///
+    /// IRQL <= DISPATCH_LEVEL.
+    pub fn leave(&self) {
+        leave(self.inner);
     }
 
     /// A second owner handle (for split halves).
@@ -218,12 +317,35 @@ impl SocketCore {
         (socket, table)
     }
 
+    /// The WSK socket and its dispatch table for a call begun with
+    /// [`SocketCore::enter_owned`].
+    ///
+    /// # Safety
+    /// As [`SocketCore::dispatch`], with the owned call held (not yet left) instead of a
+    /// guard while the table is used.
+    pub unsafe fn dispatch_held<T>(&self) -> (*mut WSK_SOCKET, &T) {
+        let socket = self.socket();
+        // SAFETY: a call is held, so the socket is open and its provider table valid; the
+        // caller picks the right table type.
+        let dispatch = unsafe { (*socket).Dispatch };
+        // SAFETY: as above: the provider's table for this socket kind lives while it is open.
+        let table = unsafe { &*dispatch.cast::<T>() };
+        (socket, table)
+    }
+
     /// `close()`: stops new calls, waits for calls in progress, issues `WskCloseSocket` with
     /// the reserved IRP and waits for it. Resolves with the close status. Only the first
     /// closer issues the close; a later closer waits for the same completion.
     /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn close(&self) -> Result<()> {
         let inner = self.inner();
+        // Stop new calls, and tell an event stream, which holds a call while it may still
+        // release indications, to wind down.
+        inner.rundown.fetch_or(CLOSING, Ordering::AcqRel);
+        if let Some(events) = self.events() {
+            // SAFETY: installed event state lives as long as the core.
+            unsafe { events.as_ref() }.waker.wake();
+        }
         // Wait until no call is in progress, then claim the right to issue the close.
         let issue = core::future::poll_fn(|cx| {
             loop {
@@ -309,10 +431,26 @@ unsafe fn issue_close(ptr: NonNull<CoreInner>) {
 
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
-        let inner = self.core.inner();
-        if rundown_exit(&inner.rundown) {
-            // Last call out while a close waits: let it proceed.
-            inner.waker.wake();
+        leave(self.core.inner);
+    }
+}
+
+/// Ends one call on the live core `ptr` (see [`rundown_exit`]).
+fn leave(ptr: NonNull<CoreInner>) {
+    // SAFETY: the call being ended keeps the core live: the close cannot be issued (and so
+    // cannot complete) while the call count is non-zero, and a background close keeps a
+    // reference until it is issued below.
+    let inner = unsafe { ptr.as_ref() };
+    match rundown_exit(&inner.rundown) {
+        Exit::Nothing => {}
+        // Last call out while a close waits: let it proceed.
+        Exit::WakeCloser => inner.waker.wake(),
+        Exit::IssueBackground => {
+            // SAFETY: CLOSE_ISSUED was claimed for us with no call in progress.
+            unsafe { issue_close(ptr) };
+            // SAFETY: the background reference (taken by the last owner), released after
+            // the close IRP took its own.
+            unsafe { release(ptr) };
         }
     }
 }
@@ -323,18 +461,31 @@ impl Drop for SocketCore {
         if inner.refs.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }
-        // Last reference. If the socket was never closed, close it in the background: no
-        // call can be in progress (calls borrow an owner). The close IRP's reference keeps
-        // the core alive until the close completes.
-        let prev = inner.rundown.fetch_or(CLOSING | CLOSE_ISSUED, Ordering::AcqRel);
-        if prev & CLOSE_ISSUED == 0 {
-            debug_assert!(prev < CALL_ONE, "call in progress while the last owner drops");
-            // SAFETY: we set CLOSE_ISSUED, with no call in progress.
-            unsafe { issue_close(self.inner) };
-        } else {
+        // Last reference. If the socket was never closed, close it in the background. Calls
+        // that borrow an owner cannot be in progress, but event machinery may still hold
+        // calls (see the module docs): then the last of them issues the close. Either way a
+        // "background" reference keeps the core alive until the close IRP took its own.
+        if inner.rundown.load(Ordering::Acquire) & CLOSE_ISSUED != 0 {
             // The close was issued earlier and, since no reference is left, has completed.
             // SAFETY: zero references: nothing else reaches the core.
             unsafe { free(self.inner) };
+            return;
+        }
+        inner.refs.store(1, Ordering::Release);
+        inner.rundown.fetch_or(CLOSING | BACKGROUND, Ordering::AcqRel);
+        match rundown_claim_close(&inner.rundown) {
+            Claim::Issue => {
+                // SAFETY: we claimed CLOSE_ISSUED with no call in progress.
+                unsafe { issue_close(self.inner) };
+                // SAFETY: the background reference goes (the close IRP holds its own).
+                unsafe { release(self.inner) };
+            }
+            // The last call out issues it (and releases the background reference).
+            Claim::Busy(_) => {}
+            // Not reachable: checked above and only owners issue; keep the reference
+            // accounting right regardless.
+            // SAFETY: the background reference taken above.
+            Claim::AlreadyIssued => unsafe { release(self.inner) },
         }
     }
 }
@@ -362,6 +513,11 @@ unsafe fn free(inner: NonNull<CoreInner>) {
     let core = unsafe { inner.as_ptr().read() };
     // SAFETY: the close IRP is not in flight (its reference is gone) and is ours.
     unsafe { wsk_sys::IoFreeIrp(core.close_irp.as_ptr()) };
+    if let Some(events) = NonNull::new(core.events.load(core::sync::atomic::Ordering::Acquire)) {
+        // SAFETY: the close completed (or the socket never existed), so WSK makes no more
+        // callbacks, and no stream or indication is left (each holds a core reference).
+        unsafe { crate::socket::events::free(events) };
+    }
     drop(core);
     // SAFETY: allocated in `SocketCore::new` with SOCKET_TAG; value moved out above.
     unsafe { pool::free(inner.cast(), SOCKET_TAG) };
@@ -402,7 +558,7 @@ mod loom_tests {
                 if rundown_enter(&r2).is_ok() {
                     // Inside the provider routine: the close must not have been issued.
                     assert_eq!(i2.load(Ordering::SeqCst), 0, "close issued during a call");
-                    let _ = rundown_exit(&r2);
+                    assert_ne!(rundown_exit(&r2), Exit::IssueBackground);
                 }
             });
             // The closer: retry until it may issue (the real one waits on a waker).

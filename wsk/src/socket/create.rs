@@ -18,8 +18,12 @@ use crate::registration::Wsk;
 use crate::socket::call::{complete_not_implemented, socket_call, unit};
 use crate::socket::core::SocketCore;
 
-/// Creates a socket with `WskSocket` using `slot`'s IRP and records it in `core`.
+/// Creates a socket with `WskSocket` using `slot`'s IRP and records it in `core`. The core
+/// is the socket's context and `client_dispatch` (the library's event table for the kind)
+/// its client dispatch, so events can be enabled later.
 /// IRQL == PASSIVE_LEVEL (task context).
+// The arguments are WskSocket's own; bundling them would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn wsk_socket(
     wsk: &Wsk,
     core: &SocketCore,
@@ -28,6 +32,7 @@ pub(crate) async fn wsk_socket(
     socket_type: u16,
     protocol: u32,
     flags: u32,
+    client_dispatch: *const c_void,
 ) -> Result<()> {
     slot.idle().await;
     let (client, dispatch) = wsk.provider()?;
@@ -36,7 +41,8 @@ pub(crate) async fn wsk_socket(
     let owner = SocketOwner { core: core.clone_owner(), slot: None };
     let (irp, _args) = slot.arm_with_owner(None, Some(owner));
     match dispatch.WskSocket {
-        // SAFETY: valid client and armed IRP; no context or callbacks are registered.
+        // SAFETY: valid client and armed IRP; the context (the core) and the static client
+        // dispatch table outlive the socket.
         Some(create) => {
             // SAFETY: see above.
             let status = unsafe {
@@ -46,8 +52,8 @@ pub(crate) async fn wsk_socket(
                     socket_type,
                     protocol,
                     flags,
-                    core::ptr::null_mut(),
-                    core::ptr::null(),
+                    core.context(),
+                    client_dispatch,
                     core::ptr::null_mut(),
                     core::ptr::null_mut(),
                     core::ptr::null_mut(),
@@ -102,8 +108,8 @@ pub(crate) async fn wsk_socket_connect(
             local_ptr.cast(),
             addr::as_sockaddr(&mut (*args).addr),
             0,
-            core::ptr::null_mut::<c_void>(),
-            core::ptr::null(),
+            core.context(),
+            &raw const crate::socket::events::CONNECTION_DISPATCH,
             core::ptr::null_mut(),
             core::ptr::null_mut(),
             core::ptr::null_mut(),

@@ -3,6 +3,7 @@
 pub(crate) mod call;
 pub mod core;
 pub(crate) mod create;
+pub mod events;
 pub mod options;
 pub mod tcp;
 pub mod udp;

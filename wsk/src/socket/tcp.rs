@@ -26,6 +26,7 @@ use crate::registration::Wsk;
 use crate::socket::call::{NotIssued, socket_call, socket_call_with_owner, unit, with_buffer};
 use crate::socket::core::SocketCore;
 use crate::socket::create;
+use crate::socket::events::{self, ConnectionEvents, EventConfig, Incoming};
 use crate::socket::options::{SocketOption, set_option};
 
 /// A listening TCP socket.
@@ -72,6 +73,7 @@ impl TcpListener {
             SOCK_STREAM,
             IPPROTO_TCP,
             WSK_FLAG_LISTEN_SOCKET,
+            (&raw const events::LISTEN_DISPATCH).cast(),
         )
         .await?;
         for option in options {
@@ -124,6 +126,7 @@ impl TcpListener {
             Some(parts) => parts,
             None => StreamParts::new()?,
         };
+        let accept_context = parts.core.context();
         let owner = SocketOwner { core: parts.core, slot: Some(parts.recv) };
         // SAFETY: listen dispatch table; the remote address buffer lives in the slot.
         let done = unsafe {
@@ -138,8 +141,8 @@ impl TcpListener {
                         accept(
                             socket,
                             0,
-                            core::ptr::null_mut(),
-                            core::ptr::null(),
+                            accept_context,
+                            &raw const events::CONNECTION_DISPATCH,
                             core::ptr::null_mut(),
                             addr::as_sockaddr(&mut (*args).addr),
                             irp,
@@ -176,6 +179,16 @@ impl TcpListener {
         // closed by dropping the stream.
         let peer = peer?;
         Ok((stream, peer))
+    }
+
+    /// Turns the listener into a [`Stream`](futures_core::Stream) of incoming connections
+    /// delivered by `WskAcceptEvent` (see [`Incoming`]): no IRP per accept.
+    ///
+    /// IRQL <= DISPATCH_LEVEL.
+    pub fn into_incoming(self, config: EventConfig) -> Result<Incoming> {
+        let TcpListener { core, slot, next, .. } = self;
+        drop((slot, next));
+        Incoming::enable(core, config)
     }
 
     /// A handle that closes the listener from another task, cancelling a pending accept.
@@ -218,6 +231,22 @@ impl TcpStream {
             read: TcpReadHalf { core: parts.core, recv: parts.recv },
             write: TcpWriteHalf { core: write_core, send: None, peer },
         }
+    }
+
+    /// A stream for a connection accepted by an accept callback.
+    pub(crate) fn from_accepted(core: SocketCore, peer: SocketAddr) -> Result<TcpStream> {
+        let recv = OpSlot::new()?;
+        Ok(Self::from_parts(StreamParts { core, recv }, Some(peer)))
+    }
+
+    /// Turns the receiving side into a [`Stream`](futures_core::Stream) of receive,
+    /// disconnect and send-backlog events (`WskReceiveEvent`, `WskDisconnectEvent`,
+    /// `WskSendBacklogEvent`; see [`ConnectionEvents`]); the write half keeps sending.
+    ///
+    /// IRQL <= DISPATCH_LEVEL.
+    pub fn into_events(self, config: EventConfig) -> Result<(ConnectionEvents, TcpWriteHalf)> {
+        let TcpStream { read, write } = self;
+        Ok((read.into_events(config)?, write))
     }
 
     /// Connects to `remote` through `WskSocketConnect` (one provider call creates, binds and
@@ -353,6 +382,7 @@ impl TcpSocket {
             SOCK_STREAM,
             IPPROTO_TCP,
             WSK_FLAG_CONNECTION_SOCKET,
+            (&raw const events::CONNECTION_DISPATCH).cast(),
         )
         .await?;
         Ok(TcpSocket { parts })
@@ -455,6 +485,13 @@ impl TcpReadHalf {
             }
             Err(e) => (Err(e), buf),
         }
+    }
+
+    /// See [`TcpStream::into_events`].
+    ///
+    /// IRQL <= DISPATCH_LEVEL.
+    pub fn into_events(self, config: EventConfig) -> Result<ConnectionEvents> {
+        ConnectionEvents::enable(self.core, self.recv, config)
     }
 
     /// Closes the whole connection (see [`TcpStream::close`]).

@@ -17,6 +17,7 @@ use crate::registration::Wsk;
 use crate::socket::call::{socket_call, unit, with_buffer};
 use crate::socket::core::SocketCore;
 use crate::socket::create;
+use crate::socket::events::{Datagrams, EventConfig};
 use crate::socket::options::{SocketOption, set_option};
 
 /// A bound UDP socket. Sending and receiving use separate IRPs.
@@ -40,6 +41,7 @@ impl UdpSocket {
             SOCK_DGRAM,
             IPPROTO_UDP,
             WSK_FLAG_DATAGRAM_SOCKET,
+            (&raw const crate::socket::events::DATAGRAM_DISPATCH).cast(),
         )
         .await?;
         // SAFETY: a datagram socket: the datagram dispatch table.
@@ -160,6 +162,14 @@ impl UdpSocket {
     /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn set_option(&mut self, option: SocketOption) -> Result<()> {
         set_option(&self.core, &mut self.send, option).await
+    }
+
+    /// A [`Stream`](futures_core::Stream) of received datagrams delivered by
+    /// `WskReceiveFromEvent` (see [`Datagrams`]); the socket keeps sending. Once per socket.
+    ///
+    /// IRQL <= DISPATCH_LEVEL.
+    pub fn datagrams(&self, config: EventConfig) -> Result<Datagrams> {
+        Datagrams::enable(self.core.clone_owner(), config)
     }
 
     /// A handle that closes the socket from another task.

@@ -1,0 +1,625 @@
+//! Connection events: `WskReceiveEvent`, `WskDisconnectEvent`, `WskSendBacklogEvent`, as the
+//! [`ConnectionEvents`] stream.
+
+// The callbacks and the indication walker read provider structures through raw pointers;
+// several unsafe operations per block keep each pointer step next to the reason it is valid.
+#![allow(clippy::multiple_unsafe_ops_per_block)]
+
+use core::mem::ManuallyDrop;
+use core::pin::Pin;
+use core::ptr::NonNull;
+use core::task::{Context, Poll};
+
+use futures_core::Stream;
+use wsk_sys::{
+    NTSTATUS, PVOID, SIZE_T, STATUS_DATA_NOT_ACCEPTED, STATUS_PENDING, STATUS_SUCCESS, ULONG,
+    WSK_CLIENT_CONNECTION_DISPATCH, WSK_DATA_INDICATION, WSK_EVENT_DISABLE, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE,
+    WSK_EVENT_SEND_BACKLOG, WSK_FLAG_ABORTIVE, WSK_PROVIDER_CONNECTION_DISPATCH,
+};
+
+use super::pieces::BufPieces;
+use super::ring::Ring;
+use super::{
+    CallbackExit, Detach, EventConfig, Header, allocate, callback_enter, callback_exit, control_events, deallocate,
+    enable, state_of, stream_detach,
+};
+use crate::buf::IoBuf;
+use crate::error::{Error, Result};
+use crate::loom::{AtomicU32, AtomicUsize, Ordering};
+use crate::op::OpSlot;
+use crate::socket::core::SocketCore;
+
+/// The client dispatch table every connection socket is created with.
+pub(crate) static CONNECTION_DISPATCH: WSK_CLIENT_CONNECTION_DISPATCH = WSK_CLIENT_CONNECTION_DISPATCH {
+    WskReceiveEvent: Some(on_receive),
+    WskDisconnectEvent: Some(on_disconnect),
+    WskSendBacklogEvent: Some(on_send_backlog),
+};
+
+/// Indications retained at most (ring slots).
+const RING_SLOTS: usize = 32;
+
+const NO_DISCONNECT: u32 = 0;
+const GRACEFUL: u32 = 1;
+const ABORTIVE: u32 = 2;
+/// WSK indicated a null list: the socket no longer works.
+const FAILED: u32 = 3;
+
+/// A retained data indication list.
+struct Indication {
+    head: NonNull<WSK_DATA_INDICATION>,
+    bytes: usize,
+}
+
+// SAFETY: an indication list is provider memory usable from any thread until released.
+unsafe impl Send for Indication {}
+
+/// Event state of a connection socket.
+#[repr(C)]
+pub(crate) struct ConnState {
+    header: Header,
+    ring: Ring<Indication, RING_SLOTS>,
+    /// Bytes retained (in the ring and in [`Received`] items alive).
+    retained: AtomicUsize,
+    max_retained: usize,
+    /// A receive callback refused data (`STATUS_DATA_NOT_ACCEPTED`): WSK holds data and
+    /// indicates no more until a `WskReceive` IRP took some.
+    refused: AtomicU32,
+    disconnect: AtomicU32,
+    /// The ideal send backlog last indicated, plus one (0: none yet).
+    backlog: AtomicUsize,
+}
+
+impl ConnState {
+    fn allocate(config: &EventConfig) -> Result<NonNull<ConnState>> {
+        allocate(ConnState {
+            header: Header::new(free_state),
+            ring: Ring::new(),
+            retained: AtomicUsize::new(0),
+            max_retained: config.max_retained_bytes,
+            refused: AtomicU32::new(0),
+            disconnect: AtomicU32::new(NO_DISCONNECT),
+            backlog: AtomicUsize::new(0),
+        })
+    }
+
+    /// Drains the ring, releasing every indication, then ends the stream's call. Runs once
+    /// (see the detach protocol), by the stream or by the last callback out.
+    fn clean(&self, core: &SocketCore) {
+        // SAFETY: the cleaner is the only party left using the ring (detach protocol).
+        while let Some(indication) = unsafe { self.ring.pop() } {
+            // SAFETY: the stream's call is still held, so the socket is open.
+            unsafe { release(core, indication.head) };
+            self.retained.fetch_sub(indication.bytes, Ordering::AcqRel);
+        }
+        core.leave();
+    }
+}
+
+/// Frees a [`ConnState`] (the header's `free`).
+///
+/// # Safety
+/// See [`super::free`].
+unsafe fn free_state(header: NonNull<Header>) {
+    // SAFETY: the header is the first field of a ConnState allocated by `allocate`.
+    unsafe { deallocate(header.cast::<ConnState>()) }
+}
+
+/// `WskRelease` of one retained list.
+///
+/// # Safety
+/// A call on `core` is held (the socket is open) and `head` was retained on it and not yet
+/// released.
+unsafe fn release(core: &SocketCore, head: NonNull<WSK_DATA_INDICATION>) {
+    // SAFETY: guaranteed by the caller; a connection socket has the connection table.
+    let (socket, table) = unsafe { core.dispatch_held::<WSK_PROVIDER_CONNECTION_DISPATCH>() };
+    if let Some(release) = table.WskRelease {
+        // SAFETY: as above.
+        unsafe { release(socket, head.as_ptr()) };
+    }
+}
+
+/// Ends a callback: the last one out after the stream detached cleans up for it.
+fn leave_callback(core: ManuallyDrop<SocketCore>, state: &ConnState) {
+    if let CallbackExit::Clean { owner_gone } = callback_exit(&state.header.flags) {
+        state.clean(&core);
+        if owner_gone {
+            // The dropped stream left its owner reference to us.
+            drop(ManuallyDrop::into_inner(core));
+        }
+    }
+}
+
+/// `WskReceiveEvent`. IRQL <= DISPATCH_LEVEL; never blocks or allocates.
+unsafe extern "system" fn on_receive(
+    context: PVOID,
+    _flags: ULONG,
+    indication: *mut WSK_DATA_INDICATION,
+    bytes: SIZE_T,
+    _accepted: *mut SIZE_T,
+) -> NTSTATUS {
+    // SAFETY: WSK passes the context we gave it, and calls only until the close completed.
+    let Some(core) = (unsafe { SocketCore::from_context(context) }) else { return STATUS_DATA_NOT_ACCEPTED };
+    // SAFETY: connection sockets only ever get a ConnState.
+    let Some(state) = (unsafe { state_of::<ConnState>(&core) }) else { return STATUS_DATA_NOT_ACCEPTED };
+    let Some(head) = NonNull::new(indication) else {
+        // The socket no longer works: the stream reports it.
+        state.disconnect.store(FAILED, Ordering::Release);
+        state.header.waker.wake();
+        return STATUS_SUCCESS;
+    };
+    let status = if callback_enter(&state.header.flags) && !core.is_closing() {
+        retain(state, head, bytes)
+    } else {
+        STATUS_DATA_NOT_ACCEPTED
+    };
+    leave_callback(core, state);
+    status
+}
+
+/// Keeps an indication for the stream, or refuses it when over the bound.
+fn retain(state: &ConnState, head: NonNull<WSK_DATA_INDICATION>, bytes: usize) -> NTSTATUS {
+    let retained = state.retained.load(Ordering::Acquire);
+    if retained + bytes > state.max_retained || !state.ring.has_room() {
+        state.refused.store(1, Ordering::Release);
+        state.header.waker.wake();
+        return STATUS_DATA_NOT_ACCEPTED;
+    }
+    state.retained.fetch_add(bytes, Ordering::AcqRel);
+    // SAFETY: WSK calls a socket's receive callback serially: one producer.
+    match unsafe { state.ring.push(Indication { head, bytes }) } {
+        Ok(()) => {
+            state.header.waker.wake();
+            STATUS_PENDING
+        }
+        // Not reachable (room checked by the only producer); refuse rather than retain.
+        Err(_) => {
+            state.retained.fetch_sub(bytes, Ordering::AcqRel);
+            STATUS_DATA_NOT_ACCEPTED
+        }
+    }
+}
+
+/// `WskDisconnectEvent`. IRQL <= DISPATCH_LEVEL.
+unsafe extern "system" fn on_disconnect(context: PVOID, flags: ULONG) -> NTSTATUS {
+    // SAFETY: as in `on_receive`.
+    let Some(core) = (unsafe { SocketCore::from_context(context) }) else { return STATUS_SUCCESS };
+    // SAFETY: as in `on_receive`.
+    let Some(state) = (unsafe { state_of::<ConnState>(&core) }) else { return STATUS_SUCCESS };
+    let kind = if flags & WSK_FLAG_ABORTIVE != 0 { ABORTIVE } else { GRACEFUL };
+    let _ = state.disconnect.compare_exchange(NO_DISCONNECT, kind, Ordering::AcqRel, Ordering::Acquire);
+    state.header.waker.wake();
+    STATUS_SUCCESS
+}
+
+/// `WskSendBacklogEvent`. IRQL <= DISPATCH_LEVEL.
+unsafe extern "system" fn on_send_backlog(context: PVOID, ideal: SIZE_T) -> NTSTATUS {
+    // SAFETY: as in `on_receive`.
+    let Some(core) = (unsafe { SocketCore::from_context(context) }) else { return STATUS_SUCCESS };
+    // SAFETY: as in `on_receive`.
+    let Some(state) = (unsafe { state_of::<ConnState>(&core) }) else { return STATUS_SUCCESS };
+    state.backlog.store(ideal.saturating_add(1), Ordering::Release);
+    state.header.waker.wake();
+    STATUS_SUCCESS
+}
+
+/// One event of a connection.
+#[derive(Debug)]
+pub enum ConnectionEvent {
+    /// Received bytes, in order.
+    Data(Received),
+    /// The peer disconnected: gracefully (all its data was delivered before this event) or
+    /// abortively (reset). The stream ends after it.
+    Disconnected {
+        /// A reset, not a graceful FIN.
+        abortive: bool,
+    },
+    /// WSK's ideal send backlog changed (`WskSendBacklogEvent`): keep about this many bytes
+    /// of sends in flight for full throughput.
+    SendBacklog(usize),
+}
+
+/// The events of a connection socket as a [`Stream`] (`WskReceiveEvent`,
+/// `WskDisconnectEvent`, `WskSendBacklogEvent`).
+///
+/// Received data comes as [`Received`] items that hold WSK's buffers without copying them;
+/// dropping an item returns them (`WskRelease`). The stream ends after
+/// [`ConnectionEvent::Disconnected`], or when the socket's close begins.
+///
+/// ```no_run
+/// # async fn example(wsk: &wsk::Wsk, addr: core::net::SocketAddr) -> wsk::Result<()> {
+/// use futures_core::Stream;
+/// use wsk::events::{ConnectionEvent, EventConfig};
+///
+/// let stream = wsk::TcpStream::connect(wsk, addr).await?;
+/// let (mut events, mut writer) = stream.into_events(EventConfig::default())?;
+/// let mut echo = wsk::IoBuf::with_capacity(64 * 1024)?;
+/// while let Some(event) = core::future::poll_fn(|cx| core::pin::Pin::new(&mut events).poll_next(cx)).await {
+///     match event? {
+///         ConnectionEvent::Data(data) => {
+///             echo.clear();
+///             data.copy_into(&mut echo);
+///             drop(data); // back to WSK
+///             let (sent, back) = writer.send_all(echo).await;
+///             echo = back;
+///             sent?;
+///         }
+///         ConnectionEvent::Disconnected { .. } => break,
+///         ConnectionEvent::SendBacklog(_) => {}
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+pub struct ConnectionEvents {
+    /// Owner reference (not dropped when a callback takes it over, see the module docs).
+    core: ManuallyDrop<SocketCore>,
+    state: NonNull<ConnState>,
+    /// The read half's slot: IRP receives during backpressure.
+    slot: OpSlot,
+    config: EventConfig,
+    /// A fallback `WskReceive` is in flight.
+    receiving: bool,
+    /// Receive events are disabled: data comes through IRP receives only.
+    irp_only: bool,
+    /// The last event was the end (disconnect or error): the next poll ends the stream.
+    ending: bool,
+    /// Detached: the stream has ended.
+    done: bool,
+    backlog_seen: usize,
+}
+
+// SAFETY: the state is shared with callbacks through atomics and the SPSC ring protocol;
+// the stream is the single consumer and is used by one task at a time.
+unsafe impl Send for ConnectionEvents {}
+
+impl ConnectionEvents {
+    /// Installs the event state on `core` and enables the receive, disconnect and send
+    /// backlog callbacks.
+    pub(crate) fn enable(core: SocketCore, slot: OpSlot, config: EventConfig) -> Result<Self> {
+        let state = ConnState::allocate(&config)?;
+        if !core.install_events(state.cast()) {
+            // SAFETY: never installed nor shared.
+            unsafe { deallocate(state) };
+            return Err(Error::InvalidInput("event callbacks were enabled on this socket before"));
+        }
+        // The stream's call: it may release indications until it detaches.
+        core.enter_owned()?;
+        let events = ConnectionEvents {
+            core: ManuallyDrop::new(core),
+            state,
+            slot,
+            config,
+            receiving: false,
+            irp_only: false,
+            ending: false,
+            done: false,
+            backlog_seen: 0,
+        };
+        enable(&events.core, WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG)?;
+        Ok(events)
+    }
+
+    fn state(&self) -> &ConnState {
+        // SAFETY: the state lives as long as the core, on which the stream holds a reference.
+        unsafe { self.state.as_ref() }
+    }
+
+    /// Disables the receive callback (`SO_WSK_EVENT_CALLBACK` with `WSK_EVENT_DISABLE`):
+    /// indications already retained are still delivered, then data comes through IRP
+    /// receives (copied into pool buffers). Disconnect and send-backlog events stay on.
+    ///
+    /// IRQL <= DISPATCH_LEVEL.
+    pub fn disable_receive(&mut self) -> Result<()> {
+        let status = control_events(&self.core, WSK_EVENT_RECEIVE | WSK_EVENT_DISABLE)?;
+        // STATUS_EVENT_PENDING: a callback is running; WSK disables it when it returns, and
+        // whatever it retains still reaches the ring.
+        if status != wsk_sys::STATUS_EVENT_PENDING {
+            crate::error::check(status)?;
+        }
+        self.irp_only = true;
+        Ok(())
+    }
+
+    /// Enables the receive callback again after [`ConnectionEvents::disable_receive`].
+    ///
+    /// IRQL <= DISPATCH_LEVEL.
+    pub fn enable_receive(&mut self) -> Result<()> {
+        enable(&self.core, WSK_EVENT_RECEIVE)?;
+        self.irp_only = false;
+        Ok(())
+    }
+
+    /// Bytes retained from WSK now (in the stream and in items alive). Any IRQL.
+    pub fn retained_bytes(&self) -> usize {
+        self.state().retained.load(Ordering::Acquire)
+    }
+
+    /// Issues a `WskReceive` into a fresh pool buffer with the stream's slot.
+    fn issue_receive(&mut self) -> Result<()> {
+        let buffer = IoBuf::with_capacity(self.config.fallback_receive_size)?;
+        let guard = self.core.enter()?;
+        let wsk_buf = buffer.wsk_buf(0, buffer.capacity());
+        let (irp, args) = self.slot.arm(Some(buffer));
+        // SAFETY: the slot is idle (checked by the caller) and armed; the WSK_BUF lives in
+        // the slot's argument block and the buffer in the slot until the IRP completes.
+        unsafe {
+            (*args).wsk_buf = wsk_buf;
+            let (socket, table) = self.core.dispatch::<WSK_PROVIDER_CONNECTION_DISPATCH>(&guard);
+            match table.WskReceive {
+                Some(receive) => {
+                    let status = receive(socket, &mut (*args).wsk_buf, 0, irp);
+                    if status == wsk_sys::STATUS_NOT_IMPLEMENTED && !self.slot.is_complete() {
+                        crate::socket::call::complete_not_implemented(irp);
+                    }
+                }
+                None => crate::socket::call::complete_not_implemented(irp),
+            }
+        }
+        drop(guard);
+        self.receiving = true;
+        Ok(())
+    }
+
+    /// Ends the stream: detaches from the ring (see the module docs).
+    fn finish(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        if self.receiving {
+            self.receiving = false;
+            self.slot.abandon();
+        }
+        match stream_detach(&self.state().header.flags, false) {
+            Detach::CleanNow => self.state().clean(&self.core),
+            Detach::LeftToCallback | Detach::AlreadyClean => {}
+        }
+    }
+
+    /// Turns a retained indication into an item, or releases it if close has begun.
+    fn hand_out(&mut self, indication: Indication) -> Option<Received> {
+        if self.core.enter_owned().is_err() {
+            // SAFETY: the stream's call is held; the indication is retained and ours.
+            unsafe { release(&self.core, indication.head) };
+            self.state().retained.fetch_sub(indication.bytes, Ordering::AcqRel);
+            return None;
+        }
+        Some(Received {
+            inner: Inner::Indication {
+                core: self.core.clone_owner(),
+                state: self.state,
+                head: indication.head,
+                bytes: indication.bytes,
+            },
+        })
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<ConnectionEvent>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        self.state().header.waker.register(cx.waker());
+        loop {
+            if self.ending || self.core.is_closing() {
+                self.finish();
+                return Poll::Ready(None);
+            }
+            if self.receiving {
+                let done = core::task::ready!(self.slot.poll_submitted(cx));
+                self.receiving = false;
+                self.state().refused.store(0, Ordering::Release);
+                let result = done.result();
+                let mut buffer = done.buffer.expect("receive buffer handed back");
+                return Poll::Ready(Some(match result {
+                    Ok(0) => {
+                        self.ending = true;
+                        Ok(ConnectionEvent::Disconnected { abortive: false })
+                    }
+                    Ok(n) => {
+                        buffer.set_len(n);
+                        Ok(ConnectionEvent::Data(Received { inner: Inner::Copied(buffer) }))
+                    }
+                    Err(Error::Cancelled) if self.core.is_closing() => continue,
+                    Err(e) => {
+                        self.ending = true;
+                        Err(e)
+                    }
+                }));
+            }
+            // SAFETY: the stream is the ring's only consumer.
+            if let Some(indication) = unsafe { self.state().ring.pop() } {
+                match self.hand_out(indication) {
+                    Some(received) => return Poll::Ready(Some(Ok(ConnectionEvent::Data(received)))),
+                    None => continue,
+                }
+            }
+            let disconnect = self.state().disconnect.load(Ordering::Acquire);
+            if self.irp_only || self.state().refused.load(Ordering::Acquire) != 0 || disconnect == GRACEFUL {
+                // WSK holds data (or the FIN) for an IRP receive. After a graceful
+                // disconnect, reading until 0 proves nothing buffered is left behind.
+                if disconnect == ABORTIVE || disconnect == FAILED {
+                    // Buffered data is lost with a reset; report it.
+                } else {
+                    core::task::ready!(self.slot.poll_idle(cx));
+                    if let Err(e) = self.issue_receive() {
+                        self.ending = true;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    continue;
+                }
+            }
+            match disconnect {
+                ABORTIVE => {
+                    self.ending = true;
+                    return Poll::Ready(Some(Ok(ConnectionEvent::Disconnected { abortive: true })));
+                }
+                FAILED => {
+                    self.ending = true;
+                    return Poll::Ready(Some(Err(Error::Status(wsk_sys::STATUS_CONNECTION_ABORTED))));
+                }
+                _ => {}
+            }
+            let backlog = self.state().backlog.load(Ordering::Acquire);
+            if backlog != self.backlog_seen {
+                self.backlog_seen = backlog;
+                return Poll::Ready(Some(Ok(ConnectionEvent::SendBacklog(backlog - 1))));
+            }
+            return Poll::Pending;
+        }
+    }
+}
+
+impl Stream for ConnectionEvents {
+    type Item = Result<ConnectionEvent>;
+
+    /// IRQL == PASSIVE_LEVEL (task context).
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_event(cx)
+    }
+}
+
+impl Drop for ConnectionEvents {
+    fn drop(&mut self) {
+        if self.receiving {
+            self.receiving = false;
+            self.slot.abandon();
+        }
+        let outcome = if self.done {
+            Detach::AlreadyClean
+        } else {
+            self.done = true;
+            stream_detach(&self.state().header.flags, true)
+        };
+        match outcome {
+            Detach::CleanNow => {
+                self.state().clean(&self.core);
+                // SAFETY: dropped once, here; the stream is going away.
+                unsafe { ManuallyDrop::drop(&mut self.core) };
+            }
+            // SAFETY: as above.
+            Detach::AlreadyClean => unsafe { ManuallyDrop::drop(&mut self.core) },
+            // The callback inside cleans up and drops our owner reference.
+            Detach::LeftToCallback => {}
+        }
+    }
+}
+
+/// Received bytes: WSK's own buffers, held without copying until dropped (then
+/// `WskRelease`), or, during backpressure, a pool buffer an IRP receive filled.
+///
+/// Holding items holds WSK memory: the socket's `close().await` resolves only after every
+/// item was dropped. Items may be dropped at IRQL <= DISPATCH_LEVEL.
+pub struct Received {
+    inner: Inner,
+}
+
+enum Inner {
+    Indication { core: SocketCore, state: NonNull<ConnState>, head: NonNull<WSK_DATA_INDICATION>, bytes: usize },
+    Copied(IoBuf),
+}
+
+// SAFETY: the indication is provider memory usable from any thread until released; the
+// state is shared through atomics.
+unsafe impl Send for Received {}
+
+impl core::fmt::Debug for Received {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Received").field("len", &self.len()).field("zero_copy", &self.is_zero_copy()).finish()
+    }
+}
+
+impl Received {
+    /// Number of bytes. Any IRQL.
+    pub fn len(&self) -> usize {
+        match &self.inner {
+            Inner::Indication { bytes, .. } => *bytes,
+            Inner::Copied(buffer) => buffer.len(),
+        }
+    }
+
+    /// Whether there are no bytes. Any IRQL.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the bytes are WSK's retained buffers (not a copy). Any IRQL.
+    pub fn is_zero_copy(&self) -> bool {
+        matches!(self.inner, Inner::Indication { .. })
+    }
+
+    /// The bytes as contiguous pieces, in order. IRQL <= DISPATCH_LEVEL.
+    pub fn segments(&self) -> Segments<'_> {
+        match &self.inner {
+            Inner::Indication { head, .. } => {
+                Segments { next_indication: head.as_ptr(), current: BufPieces::empty(), copied: None }
+            }
+            Inner::Copied(buffer) => Segments {
+                next_indication: core::ptr::null_mut(),
+                current: BufPieces::empty(),
+                copied: Some(buffer.as_slice()),
+            },
+        }
+    }
+
+    /// Copies the bytes into `dst` (as many as fit); returns how many. IRQL <= DISPATCH_LEVEL.
+    pub fn copy_to_slice(&self, dst: &mut [u8]) -> usize {
+        let mut at = 0;
+        for piece in self.segments() {
+            let n = piece.len().min(dst.len() - at);
+            dst[at..at + n].copy_from_slice(&piece[..n]);
+            at += n;
+            if at == dst.len() {
+                break;
+            }
+        }
+        at
+    }
+
+    /// Appends the bytes to `buf` (as many as its capacity allows); returns how many.
+    /// IRQL <= DISPATCH_LEVEL.
+    pub fn copy_into(&self, buf: &mut IoBuf) -> usize {
+        self.segments().map(|piece| buf.extend_from_slice(piece)).sum()
+    }
+}
+
+impl Drop for Received {
+    fn drop(&mut self) {
+        if let Inner::Indication { core, state, head, bytes } = &self.inner {
+            // SAFETY: the item holds a call on the core, and the list is retained and ours.
+            unsafe { release(core, *head) };
+            // SAFETY: the state lives as long as the core, on which the item holds a reference.
+            unsafe { state.as_ref() }.retained.fetch_sub(*bytes, Ordering::AcqRel);
+            core.leave();
+        }
+    }
+}
+
+/// The contiguous pieces of a [`Received`] (see [`Received::segments`]).
+pub struct Segments<'a> {
+    next_indication: *mut WSK_DATA_INDICATION,
+    current: BufPieces<'a>,
+    copied: Option<&'a [u8]>,
+}
+
+impl<'a> Iterator for Segments<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if let Some(bytes) = self.copied.take() {
+            return (!bytes.is_empty()).then_some(bytes);
+        }
+        loop {
+            if let Some(piece) = self.current.next() {
+                return Some(piece);
+            }
+            let indication = NonNull::new(self.next_indication)?;
+            // SAFETY: the list is retained by the item this iterator borrows: provider
+            // memory that stays valid (and unchanged) until the item releases it.
+            unsafe {
+                let indication = indication.as_ref();
+                self.current = BufPieces::new(&indication.Buffer);
+                self.next_indication = indication.Next;
+            }
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! Listen events: `WskAcceptEvent` as the [`Incoming`] stream of connections.
+//!
+//! WSK wants the accepted socket's context and dispatch table from inside the callback, at
+//! DISPATCH_LEVEL, where we do not allocate. So the stream keeps a stock of pre-allocated
+//! socket cores (each with its reserved close IRP) on a ring the callback takes from; the
+//! callback gives the new socket one of them and queues it for the stream. With no core in
+//! stock or no room in the queue, the callback refuses the connection
+//! (`STATUS_REQUEST_NOT_ACCEPTED`) and WSK closes it: that is the listener's backpressure.
+
+// The callback writes WSK's out-parameters through raw pointers; one block per step keeps
+// each write next to the reason it is valid.
+#![allow(clippy::multiple_unsafe_ops_per_block)]
+
+use core::mem::ManuallyDrop;
+use core::net::SocketAddr;
+use core::pin::Pin;
+use core::ptr::NonNull;
+use core::task::{Context, Poll};
+
+use futures_core::Stream;
+use wsk_sys::{
+    NTSTATUS, PVOID, SOCKADDR, STATUS_REQUEST_NOT_ACCEPTED, STATUS_SUCCESS, ULONG, WSK_CLIENT_CONNECTION_DISPATCH,
+    WSK_CLIENT_LISTEN_DISPATCH, WSK_EVENT_ACCEPT, WSK_SOCKET,
+};
+
+use super::ring::Ring;
+use super::{
+    CallbackExit, Detach, EventConfig, Header, allocate, callback_enter, callback_exit, deallocate, enable, state_of,
+    stream_detach,
+};
+use crate::addr;
+use crate::error::{Error, Result};
+use crate::loom::{AtomicU32, AtomicUsize, Ordering};
+use crate::socket::core::SocketCore;
+use crate::socket::tcp::TcpStream;
+
+/// The client dispatch table every listen socket is created with.
+pub(crate) static LISTEN_DISPATCH: WSK_CLIENT_LISTEN_DISPATCH =
+    WSK_CLIENT_LISTEN_DISPATCH { WskAcceptEvent: Some(on_accept), WskInspectEvent: None, WskAbortEvent: None };
+
+/// Connections queued (and cores in stock) at most.
+const RING_SLOTS: usize = 32;
+
+/// A connection accepted by the callback, waiting for the stream.
+struct Accepted {
+    core: SocketCore,
+    peer: Option<SocketAddr>,
+}
+
+/// Event state of a listen socket.
+#[repr(C)]
+pub(crate) struct ListenState {
+    header: Header,
+    /// Stream -> callback: cores for the next connections.
+    stock: Ring<SocketCore, RING_SLOTS>,
+    /// Callback -> stream.
+    accepted: Ring<Accepted, RING_SLOTS>,
+    /// Connections refused for want of stock or room.
+    refused: AtomicUsize,
+    /// WSK reported the listener broken (null accept socket).
+    failed: AtomicU32,
+}
+
+impl ListenState {
+    /// Closes every queued connection and frees the stock, then ends the stream's call.
+    /// Runs once (detach protocol).
+    fn clean(&self, core: &SocketCore) {
+        // SAFETY: the cleaner is the only party left using both rings.
+        while let Some(accepted) = unsafe { self.accepted.pop() } {
+            // Dropping the only owner closes the connection in the background.
+            drop(accepted);
+        }
+        // SAFETY: as above.
+        while let Some(spare) = unsafe { self.stock.pop() } {
+            drop(spare);
+        }
+        core.leave();
+    }
+}
+
+/// Frees a [`ListenState`] (the header's `free`).
+///
+/// # Safety
+/// See [`super::free`].
+unsafe fn free_state(header: NonNull<Header>) {
+    // SAFETY: the header is the first field of a ListenState allocated by `allocate`.
+    unsafe { deallocate(header.cast::<ListenState>()) }
+}
+
+/// `WskAcceptEvent`. IRQL <= DISPATCH_LEVEL; never blocks or allocates.
+unsafe extern "system" fn on_accept(
+    context: PVOID,
+    _flags: ULONG,
+    _local: *mut SOCKADDR,
+    remote: *mut SOCKADDR,
+    socket: *mut WSK_SOCKET,
+    accept_context: *mut PVOID,
+    accept_dispatch: *mut *const WSK_CLIENT_CONNECTION_DISPATCH,
+) -> NTSTATUS {
+    // SAFETY: WSK passes the context we gave it, and calls only until the close completed.
+    let Some(core) = (unsafe { SocketCore::from_context(context) }) else { return STATUS_REQUEST_NOT_ACCEPTED };
+    // SAFETY: listen sockets only ever get a ListenState.
+    let Some(state) = (unsafe { state_of::<ListenState>(&core) }) else { return STATUS_REQUEST_NOT_ACCEPTED };
+    if socket.is_null() {
+        // The listener no longer works.
+        state.failed.store(1, Ordering::Release);
+        state.header.waker.wake();
+        return STATUS_SUCCESS;
+    }
+    let status = if callback_enter(&state.header.flags) && !core.is_closing() {
+        // SAFETY: WSK's arguments for this call.
+        unsafe { take(state, remote, socket, accept_context, accept_dispatch) }
+    } else {
+        STATUS_REQUEST_NOT_ACCEPTED
+    };
+    if status != STATUS_SUCCESS {
+        state.refused.fetch_add(1, Ordering::Relaxed);
+    }
+    if let CallbackExit::Clean { owner_gone } = callback_exit(&state.header.flags) {
+        state.clean(&core);
+        if owner_gone {
+            drop(ManuallyDrop::into_inner(core));
+        }
+    }
+    status
+}
+
+/// Takes the new connection with a core from stock.
+///
+/// # Safety
+/// WSK's arguments of one `WskAcceptEvent` call; the stream is attached.
+unsafe fn take(
+    state: &ListenState,
+    remote: *mut SOCKADDR,
+    socket: *mut WSK_SOCKET,
+    accept_context: *mut PVOID,
+    accept_dispatch: *mut *const WSK_CLIENT_CONNECTION_DISPATCH,
+) -> NTSTATUS {
+    if !state.accepted.has_room() {
+        return STATUS_REQUEST_NOT_ACCEPTED;
+    }
+    // SAFETY: WSK calls a listen socket's accept callback serially: one consumer of the stock.
+    let Some(core) = (unsafe { state.stock.pop() }) else {
+        state.header.waker.wake();
+        return STATUS_REQUEST_NOT_ACCEPTED;
+    };
+    core.set_socket(socket);
+    // SAFETY: WSK's out-parameters, valid during the call.
+    unsafe {
+        *accept_context = core.context();
+        *accept_dispatch = &raw const super::CONNECTION_DISPATCH;
+    }
+    // SAFETY: the remote address is valid during the call (or null).
+    let peer = unsafe { addr::from_sockaddr(remote) }.ok();
+    // SAFETY: one producer (serial callback); room checked above by that producer.
+    if let Err(lost) = unsafe { state.accepted.push(Accepted { core, peer }) } {
+        // Not reachable; the socket is ours now, so close it rather than leak it.
+        drop(lost);
+    }
+    state.header.waker.wake();
+    STATUS_SUCCESS
+}
+
+/// Incoming connections of a listener as a [`Stream`] (`WskAcceptEvent`).
+///
+/// ```no_run
+/// # async fn example(wsk: &wsk::Wsk, addr: core::net::SocketAddr) -> wsk::Result<()> {
+/// use futures_core::Stream;
+/// use wsk::events::EventConfig;
+///
+/// let listener = wsk::TcpListener::bind(wsk, addr).await?;
+/// let mut incoming = listener.into_incoming(EventConfig::default())?;
+/// while let Some(accepted) = core::future::poll_fn(|cx| core::pin::Pin::new(&mut incoming).poll_next(cx)).await {
+///     let (stream, peer) = accepted?;
+///     // spawn a task serving `stream` ...
+/// #   drop((stream, peer));
+/// }
+/// # Ok(()) }
+/// ```
+pub struct Incoming {
+    core: ManuallyDrop<SocketCore>,
+    state: NonNull<ListenState>,
+    backlog: usize,
+    ending: bool,
+    done: bool,
+}
+
+// SAFETY: shared state is atomics and the SPSC rings; one task uses the stream at a time.
+unsafe impl Send for Incoming {}
+
+impl Incoming {
+    /// Installs the event state on the listener `core`, stocks cores and enables the accept
+    /// callback.
+    pub(crate) fn enable(core: SocketCore, config: EventConfig) -> Result<Self> {
+        let state = allocate(ListenState {
+            header: Header::new(free_state),
+            stock: Ring::new(),
+            accepted: Ring::new(),
+            refused: AtomicUsize::new(0),
+            failed: AtomicU32::new(0),
+        })?;
+        if !core.install_events(state.cast()) {
+            // SAFETY: never installed nor shared.
+            unsafe { deallocate(state) };
+            return Err(Error::InvalidInput("event callbacks were enabled on this socket before"));
+        }
+        core.enter_owned()?;
+        let mut incoming = Incoming {
+            core: ManuallyDrop::new(core),
+            state,
+            backlog: config.accept_backlog.clamp(1, RING_SLOTS),
+            ending: false,
+            done: false,
+        };
+        incoming.restock()?;
+        enable(&incoming.core, WSK_EVENT_ACCEPT)?;
+        Ok(incoming)
+    }
+
+    fn state(&self) -> &ListenState {
+        // SAFETY: the state lives as long as the core, on which the stream holds a reference.
+        unsafe { self.state.as_ref() }
+    }
+
+    /// Connections refused so far because the stream fell behind. Any IRQL.
+    pub fn refused(&self) -> usize {
+        self.state().refused.load(Ordering::Relaxed)
+    }
+
+    /// Tops the stock up to the backlog.
+    fn restock(&mut self) -> Result<()> {
+        while self.state().stock.len() < self.backlog {
+            let spare = SocketCore::new()?;
+            // SAFETY: the stream is the stock's only producer.
+            if unsafe { self.state().stock.push(spare) }.is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the stream: detaches (see the module docs of `socket::events`).
+    fn finish(&mut self) {
+        if !self.done {
+            self.done = true;
+            if stream_detach(&self.state().header.flags, false) == Detach::CleanNow {
+                self.state().clean(&self.core);
+            }
+        }
+    }
+
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<(TcpStream, SocketAddr)>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        self.state().header.waker.register(cx.waker());
+        if self.ending || self.core.is_closing() {
+            self.finish();
+            return Poll::Ready(None);
+        }
+        // A failed restock leaves fewer cores in stock: more refusals, no error here.
+        let _ = self.restock();
+        // SAFETY: the stream is the queue's only consumer.
+        if let Some(Accepted { core, peer }) = unsafe { self.state().accepted.pop() } {
+            let Some(peer) = peer else {
+                drop(core);
+                return Poll::Ready(Some(Err(Error::InvalidInput("accepted connection has no usable address"))));
+            };
+            return Poll::Ready(Some(TcpStream::from_accepted(core, peer).map(|stream| (stream, peer))));
+        }
+        if self.state().failed.load(Ordering::Acquire) != 0 {
+            self.ending = true;
+            return Poll::Ready(Some(Err(Error::Status(wsk_sys::STATUS_CONNECTION_ABORTED))));
+        }
+        Poll::Pending
+    }
+
+    /// Closes the listen socket: connections not yet taken are closed; resolves when the
+    /// close IRP completes. IRQL == PASSIVE_LEVEL (task context).
+    pub async fn close(mut self) -> Result<()> {
+        self.finish();
+        let core = self.core.clone_owner();
+        drop(self);
+        core.close().await
+    }
+}
+
+impl Stream for Incoming {
+    type Item = Result<(TcpStream, SocketAddr)>;
+
+    /// IRQL == PASSIVE_LEVEL (task context).
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_accept(cx)
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        let outcome = if self.done {
+            Detach::AlreadyClean
+        } else {
+            self.done = true;
+            stream_detach(&self.state().header.flags, true)
+        };
+        match outcome {
+            Detach::CleanNow => {
+                self.state().clean(&self.core);
+                // SAFETY: dropped once, here.
+                unsafe { ManuallyDrop::drop(&mut self.core) };
+            }
+            // SAFETY: as above.
+            Detach::AlreadyClean => unsafe { ManuallyDrop::drop(&mut self.core) },
+            // The callback inside cleans up and drops our owner reference.
+            Detach::LeftToCallback => {}
+        }
+    }
+}

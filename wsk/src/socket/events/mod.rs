@@ -1,0 +1,324 @@
+//! WSK event callbacks as `futures_core::Stream`s: received data and disconnects on a
+//! connection ([`ConnectionEvents`]), incoming connections on a listener ([`Incoming`]),
+//! datagrams on a UDP socket ([`Datagrams`]).
+//!
+//! Event callbacks are WSK's fast path: the provider calls the client with data it already
+//! holds instead of completing an IRP per receive. Our callbacks run at DISPATCH_LEVEL on any
+//! CPU, never block and never allocate: a receive callback *retains* the indication (returns
+//! `STATUS_PENDING`), pushes it on a fixed ring and wakes the consuming task; the task hands
+//! it to the user as an item whose drop calls `WskRelease`. No copy is made.
+//!
+//! # Backpressure
+//!
+//! What is retained is bounded (ring slots and [`EventConfig::max_retained_bytes`]). When a
+//! callback would exceed the bound it returns `STATUS_DATA_NOT_ACCEPTED`: WSK keeps the data
+//! and stops indicating. The stream then reads what WSK buffered with ordinary IRP receives
+//! (connections) or re-enables the callback (datagrams) once its consumer caught up, and
+//! indications resume.
+//!
+//! # Lifetime: who may touch the event state
+//!
+//! The state (one pool allocation per socket) hangs off the socket's core and is freed with
+//! it, after the close IRP completed: WSK makes no callback after that, so a callback never
+//! sees freed memory. Every socket is created with the core as its `SocketContext` and the
+//! library's static client dispatch table for its kind, so events can be enabled later.
+//!
+//! The stream is the ring's consumer, the callback its producer (WSK calls a socket's
+//! receive callback serially). The stream holds one call reference on the core (see
+//! `socket::core`): the close is not issued while the stream may still call `WskRelease`.
+//! When the stream ends (close began) or is dropped it *detaches*; whoever is last out of
+//! the ring, the stream or an in-progress callback, drains it (releasing every indication),
+//! then drops the stream's call reference. The flags word:
+//!
+//! ```text
+//!  bit 0  DETACHED    the stream is done with the ring; callbacks retain nothing more
+//!  bit 1  CLEANED     the ring was drained and the stream's call reference dropped (once)
+//!  bit 2  OWNER_GONE  the stream was dropped: the cleaner also drops its owner reference
+//!  bits 3..           callbacks inside the library code now (count << 3)
+//!
+//!  stream detach:  no callback inside  -> DETACHED|CLEANED, the stream cleans now
+//!                  callbacks inside    -> DETACHED (|OWNER_GONE), the last callback out cleans
+//! ```
+//!
+//! A retained indication handed to the user holds its own call reference and an owner
+//! reference, so `close().await` resolves only after the user released it, and the socket
+//! cannot be closed in the background under it.
+
+mod connection;
+mod datagram;
+mod listen;
+mod pieces;
+mod ring;
+
+use core::ffi::c_void;
+use core::ptr::NonNull;
+
+use wsk_executor::AtomicWaker;
+use wsk_sys::{
+    NTSTATUS, SO_WSK_EVENT_CALLBACK, SOL_SOCKET, WSK_EVENT_CALLBACK_CONTROL, WSK_PROVIDER_BASIC_DISPATCH, WskSetOption,
+};
+
+pub use connection::{ConnectionEvent, ConnectionEvents, Received, Segments};
+pub use datagram::{DatagramBatch, DatagramView, Datagrams};
+pub use listen::Incoming;
+
+pub(crate) use connection::CONNECTION_DISPATCH;
+pub(crate) use datagram::DATAGRAM_DISPATCH;
+pub(crate) use listen::LISTEN_DISPATCH;
+
+use crate::error::{Error, Result};
+use crate::loom::{AtomicU32, Ordering};
+use crate::pool;
+use crate::socket::core::SocketCore;
+
+/// Pool tag of event state ("WskE").
+pub const EVENT_TAG: u32 = u32::from_le_bytes(*b"WskE");
+
+/// Limits of what an event stream holds on to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventConfig {
+    /// Bytes of received data retained from WSK at most (in the ring and in items the user
+    /// holds). Past it, callbacks refuse data and WSK buffers it. Default 256 KiB.
+    pub max_retained_bytes: usize,
+    /// Incoming connections kept ready for an accept callback (each one a pre-allocated
+    /// socket core); more arriving at once are refused. Default 16, at most 32.
+    pub accept_backlog: usize,
+    /// Buffer size of the IRP receives that drain what WSK buffered during backpressure.
+    /// Default 64 KiB.
+    pub fallback_receive_size: usize,
+}
+
+impl Default for EventConfig {
+    fn default() -> Self {
+        Self { max_retained_bytes: 256 * 1024, accept_backlog: 16, fallback_receive_size: 64 * 1024 }
+    }
+}
+
+const DETACHED: u32 = 1 << 0;
+const CLEANED: u32 = 1 << 1;
+const OWNER_GONE: u32 = 1 << 2;
+const CALLBACK_ONE: u32 = 1 << 3;
+
+/// A callback's entry: `true` when it may use the ring (the stream is attached).
+pub(crate) fn callback_enter(flags: &AtomicU32) -> bool {
+    flags.fetch_add(CALLBACK_ONE, Ordering::AcqRel) & DETACHED == 0
+}
+
+/// What the callback leaving must do.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallbackExit {
+    /// Nothing.
+    Nothing,
+    /// Clean up for the detached stream; `owner_gone`: also drop its owner reference.
+    Clean { owner_gone: bool },
+}
+
+/// A callback's exit: the last one out after the stream detached cleans up (exactly once).
+pub(crate) fn callback_exit(flags: &AtomicU32) -> CallbackExit {
+    let prev = flags.fetch_sub(CALLBACK_ONE, Ordering::AcqRel);
+    if prev & DETACHED == 0 || prev & CLEANED != 0 {
+        return CallbackExit::Nothing;
+    }
+    let mut v = prev - CALLBACK_ONE;
+    loop {
+        if v & CLEANED != 0 || v >= CALLBACK_ONE {
+            return CallbackExit::Nothing;
+        }
+        match flags.compare_exchange(v, v | CLEANED, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return CallbackExit::Clean { owner_gone: v & OWNER_GONE != 0 },
+            Err(actual) => v = actual,
+        }
+    }
+}
+
+/// The outcome of a stream detaching.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Detach {
+    /// No callback inside: the stream cleans up now.
+    CleanNow,
+    /// A callback is inside and will clean up; when `dropping`, it also drops the stream's
+    /// owner reference, which the stream must therefore not drop.
+    LeftToCallback,
+    /// Detached and cleaned earlier.
+    AlreadyClean,
+}
+
+/// The stream detaches from the ring (`dropping`: because it is being dropped).
+pub(crate) fn stream_detach(flags: &AtomicU32, dropping: bool) -> Detach {
+    let mut v = flags.load(Ordering::Acquire);
+    loop {
+        if v & CLEANED != 0 {
+            return Detach::AlreadyClean;
+        }
+        let (next, outcome) = if v < CALLBACK_ONE {
+            (v | DETACHED | CLEANED, Detach::CleanNow)
+        } else {
+            (v | DETACHED | if dropping { OWNER_GONE } else { 0 }, Detach::LeftToCallback)
+        };
+        match flags.compare_exchange(v, next, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return outcome,
+            Err(actual) => v = actual,
+        }
+    }
+}
+
+/// The common head of every kind's event state: how to free it, the detach protocol word
+/// and the consumer's waker.
+#[repr(C)]
+pub(crate) struct Header {
+    free: unsafe fn(NonNull<Header>),
+    pub(crate) flags: AtomicU32,
+    pub(crate) waker: AtomicWaker,
+}
+
+impl Header {
+    fn new(free: unsafe fn(NonNull<Header>)) -> Self {
+        Self { free, flags: AtomicU32::new(0), waker: AtomicWaker::new() }
+    }
+}
+
+/// Frees an installed event state.
+///
+/// # Safety
+/// `header` was installed on a core whose close completed (no more callbacks) and no stream
+/// or item refers to it.
+pub(crate) unsafe fn free(header: NonNull<Header>) {
+    // SAFETY: the header is live until freed here.
+    let free = unsafe { header.as_ref().free };
+    // SAFETY: forwarded contract; `free` matches the state's kind.
+    unsafe { free(header) }
+}
+
+/// Allocates `state` (whose first field is its [`Header`]) in non-paged pool.
+fn allocate<T>(state: T) -> Result<NonNull<T>> {
+    let mem = pool::allocate(core::mem::size_of::<T>(), EVENT_TAG).ok_or(Error::NoMemory)?;
+    let ptr = mem.cast::<T>();
+    // SAFETY: fresh pool memory of T's size, 16-byte aligned (at least T's alignment).
+    unsafe { ptr.as_ptr().write(state) };
+    Ok(ptr)
+}
+
+/// Drops and frees a state allocated by [`allocate`].
+///
+/// # Safety
+/// `ptr` came from [`allocate::<T>`] and nothing refers to it any more.
+unsafe fn deallocate<T>(ptr: NonNull<T>) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { ptr.as_ptr().drop_in_place() };
+    // SAFETY: allocated with EVENT_TAG by `allocate`.
+    unsafe { pool::free(ptr.cast(), EVENT_TAG) };
+}
+
+/// The state installed on `core`, as kind `T` (whose first field is its [`Header`]).
+///
+/// # Safety
+/// Only a state of kind `T` is ever installed on this core's socket kind, and the caller
+/// uses the reference only while the core is live (the state is freed with it), which
+/// may outlast the `core` handle it was read through (a callback's view).
+unsafe fn state_of<'a, T>(core: &SocketCore) -> Option<&'a T> {
+    // SAFETY: the state lives until the core is freed; `T` starts with its header (repr C).
+    core.events().map(|header| unsafe { &*header.as_ptr().cast::<T>() })
+}
+
+/// `SO_WSK_EVENT_CALLBACK` without an IRP (enabling, or disabling when no callback of the
+/// event runs): the provider answers at once. Returns the status.
+fn control_events(core: &SocketCore, mask: u32) -> Result<NTSTATUS> {
+    let guard = core.enter()?;
+    // SAFETY: the basic dispatch table is the prefix of every kind's table; the guard keeps
+    // the socket open.
+    let (socket, table) = unsafe { core.dispatch::<WSK_PROVIDER_BASIC_DISPATCH>(&guard) };
+    let Some(control) = table.WskControlSocket else {
+        return Err(Error::Status(wsk_sys::STATUS_NOT_SUPPORTED));
+    };
+    let mut request = WSK_EVENT_CALLBACK_CONTROL { NpiId: &raw const wsk_sys::NPI_WSK_INTERFACE_ID, EventMask: mask };
+    // SAFETY: valid socket; the control block lives across the call, which reads it only
+    // during the call (no IRP).
+    let status = unsafe {
+        control(
+            socket,
+            WskSetOption,
+            SO_WSK_EVENT_CALLBACK,
+            SOL_SOCKET,
+            core::mem::size_of::<WSK_EVENT_CALLBACK_CONTROL>(),
+            (&raw mut request).cast::<c_void>(),
+            0,
+            core::ptr::null_mut(),
+            core::ptr::null_mut(),
+            core::ptr::null_mut(),
+        )
+    };
+    drop(guard);
+    Ok(status)
+}
+
+/// Enables the events in `mask` on `core`'s socket (IRQL <= DISPATCH_LEVEL).
+fn enable(core: &SocketCore, mask: u32) -> Result<()> {
+    crate::error::check(control_events(core, mask)?)
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::sync::atomic::AtomicUsize;
+
+    /// A callback racing the stream's drop: the ring is cleaned exactly once, by whoever is
+    /// last out, and a callback that saw the stream attached is finished before cleaning.
+    #[test]
+    fn loom_detach_vs_callback_cleans_once() {
+        loom::model(|| {
+            let flags = Arc::new(AtomicU32::new(0));
+            let cleaned = Arc::new(AtomicUsize::new(0));
+            let using = Arc::new(AtomicUsize::new(0));
+            let (f2, c2, u2) = (flags.clone(), cleaned.clone(), using.clone());
+            let callback = loom::thread::spawn(move || {
+                if callback_enter(&f2) {
+                    u2.fetch_add(1, Ordering::SeqCst);
+                    // ... uses the ring ...
+                    u2.fetch_sub(1, Ordering::SeqCst);
+                }
+                if let CallbackExit::Clean { owner_gone } = callback_exit(&f2) {
+                    assert!(owner_gone);
+                    assert_eq!(u2.load(Ordering::SeqCst), 0);
+                    c2.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+            match stream_detach(&flags, true) {
+                Detach::CleanNow => {
+                    assert_eq!(using.load(Ordering::SeqCst), 0, "cleaning while a callback uses the ring");
+                    cleaned.fetch_add(1, Ordering::SeqCst);
+                }
+                Detach::LeftToCallback | Detach::AlreadyClean => {}
+            }
+            callback.join().unwrap();
+            assert_eq!(cleaned.load(Ordering::SeqCst), 1);
+        });
+    }
+
+    /// Two callbacks (say receive and disconnect) and the stream detaching: one cleaner.
+    #[test]
+    fn loom_two_callbacks_and_detach_clean_once() {
+        loom::model(|| {
+            let flags = Arc::new(AtomicU32::new(0));
+            let cleaned = Arc::new(AtomicUsize::new(0));
+            let spawn_callback = |flags: Arc<AtomicU32>, cleaned: Arc<AtomicUsize>| {
+                loom::thread::spawn(move || {
+                    let _ = callback_enter(&flags);
+                    if let CallbackExit::Clean { .. } = callback_exit(&flags) {
+                        cleaned.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+            };
+            let a = spawn_callback(flags.clone(), cleaned.clone());
+            let b = spawn_callback(flags.clone(), cleaned.clone());
+            if stream_detach(&flags, false) == Detach::CleanNow {
+                cleaned.fetch_add(1, Ordering::SeqCst);
+            }
+            a.join().unwrap();
+            b.join().unwrap();
+            assert_eq!(cleaned.load(Ordering::SeqCst), 1);
+        });
+    }
+}
