@@ -5,7 +5,6 @@
 // splitting the call across several blocks would not make any single step clearer.
 #![allow(clippy::multiple_unsafe_ops_per_block)]
 
-use core::ffi::c_void;
 use core::net::SocketAddr;
 
 use wsk_sys::{SOCKADDR_STORAGE, WSK_SOCKET};
@@ -17,6 +16,7 @@ use crate::op::{OpSlot, SocketOwner};
 use crate::registration::Wsk;
 use crate::socket::call::{complete_not_implemented, socket_call, unit};
 use crate::socket::core::SocketCore;
+use crate::socket::events::ClientDispatch;
 
 /// Creates a socket with `WskSocket` using `slot`'s IRP and records it in `core`. The core
 /// is the socket's context and `client_dispatch` (the library's event table for the kind)
@@ -32,7 +32,7 @@ pub(crate) async fn wsk_socket(
     socket_type: u16,
     protocol: u32,
     flags: u32,
-    client_dispatch: *const c_void,
+    client_dispatch: ClientDispatch,
 ) -> Result<()> {
     slot.idle().await;
     let (client, dispatch) = wsk.provider()?;
@@ -53,7 +53,7 @@ pub(crate) async fn wsk_socket(
                     protocol,
                     flags,
                     core.context(),
-                    client_dispatch,
+                    client_dispatch.as_ptr(),
                     core::ptr::null_mut(),
                     core::ptr::null_mut(),
                     core::ptr::null_mut(),

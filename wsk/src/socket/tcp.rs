@@ -26,7 +26,7 @@ use crate::registration::Wsk;
 use crate::socket::call::{NotIssued, socket_call, socket_call_with_owner, unit, with_buffer};
 use crate::socket::core::SocketCore;
 use crate::socket::create;
-use crate::socket::events::{self, ConnectionEvents, EventConfig, Incoming};
+use crate::socket::events::{self, ClientDispatch, ConnectionEvents, EventConfig, Incoming};
 use crate::socket::options::{SocketOption, set_option};
 
 /// A listening TCP socket.
@@ -73,7 +73,7 @@ impl TcpListener {
             SOCK_STREAM,
             IPPROTO_TCP,
             WSK_FLAG_LISTEN_SOCKET,
-            (&raw const events::LISTEN_DISPATCH).cast(),
+            ClientDispatch::LISTEN,
         )
         .await?;
         for option in options {
@@ -126,7 +126,8 @@ impl TcpListener {
             Some(parts) => parts,
             None => StreamParts::new()?,
         };
-        let accept_context = parts.core.context();
+        // As an address: the future must stay `Send`.
+        let accept_context = parts.core.context() as usize;
         let owner = SocketOwner { core: parts.core, slot: Some(parts.recv) };
         // SAFETY: listen dispatch table; the remote address buffer lives in the slot.
         let done = unsafe {
@@ -141,7 +142,7 @@ impl TcpListener {
                         accept(
                             socket,
                             0,
-                            accept_context,
+                            accept_context as *mut core::ffi::c_void,
                             &raw const events::CONNECTION_DISPATCH,
                             core::ptr::null_mut(),
                             addr::as_sockaddr(&mut (*args).addr),
@@ -382,7 +383,7 @@ impl TcpSocket {
             SOCK_STREAM,
             IPPROTO_TCP,
             WSK_FLAG_CONNECTION_SOCKET,
-            (&raw const events::CONNECTION_DISPATCH).cast(),
+            ClientDispatch::CONNECTION,
         )
         .await?;
         Ok(TcpSocket { parts })

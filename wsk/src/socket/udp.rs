@@ -41,7 +41,7 @@ impl UdpSocket {
             SOCK_DGRAM,
             IPPROTO_UDP,
             WSK_FLAG_DATAGRAM_SOCKET,
-            (&raw const crate::socket::events::DATAGRAM_DISPATCH).cast(),
+            crate::socket::events::ClientDispatch::DATAGRAM,
         )
         .await?;
         // SAFETY: a datagram socket: the datagram dispatch table.

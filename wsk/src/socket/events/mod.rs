@@ -71,6 +71,25 @@ use crate::loom::{AtomicU32, Ordering};
 use crate::pool;
 use crate::socket::core::SocketCore;
 
+/// The library's client dispatch table for one socket kind, as `WskSocket` takes it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientDispatch(*const c_void);
+
+// SAFETY: points to an immutable static table.
+unsafe impl Send for ClientDispatch {}
+// SAFETY: as above.
+unsafe impl Sync for ClientDispatch {}
+
+impl ClientDispatch {
+    pub(crate) const LISTEN: Self = Self((&raw const LISTEN_DISPATCH).cast());
+    pub(crate) const CONNECTION: Self = Self((&raw const CONNECTION_DISPATCH).cast());
+    pub(crate) const DATAGRAM: Self = Self((&raw const DATAGRAM_DISPATCH).cast());
+
+    pub(crate) fn as_ptr(self) -> *const c_void {
+        self.0
+    }
+}
+
 /// Pool tag of event state ("WskE").
 pub const EVENT_TAG: u32 = u32::from_le_bytes(*b"WskE");
 
