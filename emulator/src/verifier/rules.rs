@@ -220,6 +220,15 @@ rules! {
     WskBadAddressInfo = (DRIVER_VERIFIER_DETECTED_VIOLATION, 0xC9, "WSK_INVALID_ADDRESS_INFO");
     /// `WskDeregister` gave up waiting for the client's sockets to be closed.
     WskDeregisterWithOpenSockets = (DRIVER_VERIFIER_DETECTED_VIOLATION, 0xCA, "WSK_DEREGISTER_WITH_OPEN_SOCKETS");
+    /// `WskRelease` of an indication chain the socket does not hold for the client: released
+    /// already, or never indicated on that socket.
+    WskIndicationReleasedTwice = (DRIVER_VERIFIER_DETECTED_VIOLATION, 0xCB, "WSK_INDICATION_RELEASED_TWICE");
+    /// An indication retained (`STATUS_PENDING` from the callback) and not released when the
+    /// socket's close completed.
+    WskIndicationHeldAtClose = (DRIVER_VERIFIER_DETECTED_VIOLATION, 0xCC, "WSK_INDICATION_HELD_AT_CLOSE");
+    /// The driver read or wrote indication memory (structures, MDLs or data) after giving it
+    /// back. Reported from the page fault, which stops the process.
+    WskIndicationTouchedAfterRelease = (DRIVER_VERIFIER_DETECTED_VIOLATION, 0xCD, "WSK_INDICATION_TOUCHED_AFTER_RELEASE");
 }
 
 impl fmt::Display for Rule {

@@ -16,7 +16,7 @@ use wsk_sys::{
 use super::addr::{self, Family};
 use super::queue::{self, OpKind, complete_now};
 use super::socket::{self, Kind, Phase, Queue};
-use super::{io, registration, resolve, status};
+use super::{events, io, registration, resolve, status};
 use crate::irp::provider;
 use crate::irql;
 
@@ -61,6 +61,7 @@ fn create_socket(
     socket_type: USHORT,
     protocol: ULONG,
     flags: ULONG,
+    callbacks: events::Client,
 ) -> Result<usize, NTSTATUS> {
     if !registration::check_client("WskSocket", client) {
         return Err(STATUS_INVALID_PARAMETER);
@@ -82,6 +83,7 @@ fn create_socket(
     }
     let host = io::new_host_socket(kind, family, stream).map_err(|e| status::from_io(&e))?;
     let socket = socket::create(kind, family, client as usize, host, Phase::Created, true)?;
+    events::record_client(&socket, callbacks);
     Ok(socket.handle())
 }
 
@@ -91,8 +93,8 @@ unsafe extern "system" fn wsk_socket(
     socket_type: USHORT,
     protocol: ULONG,
     flags: ULONG,
-    _socket_context: PVOID,
-    _dispatch: *const c_void,
+    socket_context: PVOID,
+    dispatch: *const c_void,
     _owning_process: PEPROCESS,
     _owning_thread: PETHREAD,
     _security_descriptor: PSECURITY_DESCRIPTOR,
@@ -102,7 +104,8 @@ unsafe extern "system" fn wsk_socket(
     if let Err(status) = unsafe { take("WskSocket", DISPATCH_LEVEL, irp) } {
         return status;
     }
-    let outcome = create_socket(client, family, socket_type, protocol, flags);
+    let callbacks = events::Client { context: socket_context as usize, dispatch: dispatch as usize };
+    let outcome = create_socket(client, family, socket_type, protocol, flags, callbacks);
     let (status, handle) = match outcome {
         Ok(handle) => (STATUS_SUCCESS, handle),
         Err(status) => (status, 0),
@@ -121,6 +124,7 @@ unsafe fn socket_connect(
     protocol: ULONG,
     local: *const SOCKADDR,
     remote: *const SOCKADDR,
+    callbacks: events::Client,
     irp: *mut IRP,
 ) -> Result<NTSTATUS, NTSTATUS> {
     if !registration::check_client("WskSocketConnect", client) {
@@ -150,6 +154,7 @@ unsafe fn socket_connect(
     };
     let phase = if connected { Phase::Connected } else { Phase::Connecting };
     let socket = socket::create(Kind::Connection, family, client as usize, host, phase, connected)?;
+    events::record_client(&socket, callbacks);
     if connected {
         // SAFETY: accepted (caller's contract).
         return Ok(unsafe { complete_now(irp, STATUS_SUCCESS, socket.handle()) });
@@ -164,8 +169,8 @@ unsafe extern "system" fn wsk_socket_connect(
     local: *mut SOCKADDR,
     remote: *mut SOCKADDR,
     _flags: ULONG,
-    _socket_context: PVOID,
-    _dispatch: *const WSK_CLIENT_CONNECTION_DISPATCH,
+    socket_context: PVOID,
+    dispatch: *const WSK_CLIENT_CONNECTION_DISPATCH,
     _owning_process: PEPROCESS,
     _owning_thread: PETHREAD,
     _security_descriptor: PSECURITY_DESCRIPTOR,
@@ -175,8 +180,9 @@ unsafe extern "system" fn wsk_socket_connect(
     if let Err(status) = unsafe { take("WskSocketConnect", DISPATCH_LEVEL, irp) } {
         return status;
     }
+    let callbacks = events::Client { context: socket_context as usize, dispatch: dispatch as usize };
     // SAFETY: accepted above; the client passes valid addresses (read during the call only).
-    match unsafe { socket_connect(client, socket_type, protocol, local, remote, irp) } {
+    match unsafe { socket_connect(client, socket_type, protocol, local, remote, callbacks, irp) } {
         Ok(status) => status,
         // SAFETY: accepted above, not completed on the error path.
         Err(status) => unsafe { complete_now(irp, status, 0) },

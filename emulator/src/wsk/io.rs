@@ -17,8 +17,9 @@ use wsk_sys::{
 
 use super::addr::{self, Family};
 use super::buf::Segments;
+use super::events;
 use super::queue::{Action, Op, OpKind, Out};
-use super::socket::{self, Kind, Phase, Socket, State};
+use super::socket::{self, Kind, Phase, Queue, Socket, State};
 use super::status::{self, would_block};
 
 /// Windows' `MSG_TRUNC` (`ws2def.h`): the datagram was larger than the buffer.
@@ -34,8 +35,22 @@ pub(crate) enum Step {
 
 /// Moves `op` forward once.
 pub(crate) fn attempt(socket: &Arc<Socket>, state: &mut State, op: &mut Op, actions: &mut Vec<Action>) -> Step {
+    let step = attempt_once(socket, state, op, actions);
+    if let Step::Done(_, info) = step {
+        let (queue, served) = match op.kind {
+            OpKind::Accept { .. } => (Queue::Accept, 0),
+            OpKind::Receive { .. } | OpKind::ReceiveFrom { .. } => (Queue::Receive, info),
+            OpKind::Send { .. } | OpKind::Disconnect { .. } | OpKind::SendTo { .. } => (Queue::Send, info),
+            OpKind::Connect { .. } => (Queue::Connect, 0),
+        };
+        events::after_irp(socket, state, queue, served);
+    }
+    step
+}
+
+fn attempt_once(socket: &Arc<Socket>, state: &mut State, op: &mut Op, actions: &mut Vec<Action>) -> Step {
     match &mut op.kind {
-        OpKind::Accept { local, remote } => accept(socket, state, *local, *remote),
+        OpKind::Accept { local, remote, client } => accept(socket, state, *local, *remote, *client),
         OpKind::Connect { create } => connect(socket, state, *create, actions),
         OpKind::Send { buf, done } => send(state, buf, done),
         OpKind::Disconnect { buf, done } => match send(state, buf, done) {
@@ -80,6 +95,7 @@ fn accept(
     state: &mut State,
     local: Out<wsk_sys::SOCKADDR>,
     remote: Out<wsk_sys::SOCKADDR>,
+    client: events::Client,
 ) -> Step {
     if state.phase != Phase::Listening {
         return Step::Done(STATUS_INVALID_DEVICE_STATE, 0);
@@ -109,6 +125,7 @@ fn accept(
             Ok(accepted) => accepted,
             Err(status) => return Step::Done(status, 0),
         };
+        events::record_client(&accepted, client);
         // SAFETY: the client keeps the address buffers valid until the IRP completes (WSK's
         // contract for WskAccept); null ones are skipped.
         unsafe {
@@ -208,8 +225,18 @@ fn receive(state: &mut State, buf: &Segments, done: &mut usize, wait_all: bool) 
     if buf.total() == 0 {
         return Step::Done(STATUS_SUCCESS, 0);
     }
+    if events::receive_must_wait(state) {
+        // Data is being indicated; what the client refuses comes first (served after the
+        // callback returns).
+        return Step::Blocked;
+    }
+    // SAFETY: the client keeps the buffer valid until the IRP completes.
+    unsafe { events::serve_kept(state, buf, done) };
+    if *done == buf.total() {
+        return Step::Done(STATUS_SUCCESS, *done);
+    }
     if let Some(status) = connection_failure(state) {
-        return Step::Done(status, 0);
+        return if *done > 0 && !wait_all { Step::Done(STATUS_SUCCESS, *done) } else { Step::Done(status, 0) };
     }
     if state.phase == Phase::Connecting {
         // Received from once the connect completes (its readiness event drives every queue).
@@ -278,6 +305,21 @@ fn receive_from(
     if state.phase == Phase::Created {
         return Step::Done(STATUS_INVALID_DEVICE_STATE, 0);
     }
+    if events::receive_must_wait(state) {
+        return Step::Blocked;
+    }
+    if let Some(kept) = state.events.kept_datagrams.pop_front() {
+        // A datagram the client refused in its callback comes first.
+        let copied = kept.data.len().min(buf.total());
+        // SAFETY: the client keeps the buffer valid until the IRP completes.
+        unsafe { buf.scatter(&kept.data[..copied]) };
+        // SAFETY: the client keeps its out-parameters valid until the IRP completes; null
+        // ones are skipped.
+        unsafe { addr::write(from.0, &kept.from) };
+        // SAFETY: as above.
+        unsafe { write_control(control_length, control_flags, kept.data.len() > copied) };
+        return Step::Done(STATUS_SUCCESS, copied);
+    }
     let Some(host) = state.host.as_ref() else { return Step::Done(STATUS_INVALID_DEVICE_STATE, 0) };
     let mut staging = Vec::new();
     let result = match buf.chunk(0) {
@@ -311,6 +353,17 @@ fn receive_from(
         }
     }
     // SAFETY: as above.
+    unsafe { write_control(control_length, control_flags, size > copied) };
+    Step::Done(STATUS_SUCCESS, copied)
+}
+
+/// Writes a `WskReceiveFrom`'s control out-parameters: no control data, `MSG_TRUNC` when the
+/// datagram was larger than the buffer.
+///
+/// # Safety
+/// The out-parameters are null or writable (the client keeps them valid until completion).
+unsafe fn write_control(control_length: Out<u32>, control_flags: Out<u32>, truncated: bool) {
+    // SAFETY: forwarded contract; null ones are skipped.
     unsafe {
         if !control_length.0.is_null() {
             control_length.0.write_unaligned(0);
@@ -319,10 +372,9 @@ fn receive_from(
     // SAFETY: as above.
     unsafe {
         if !control_flags.0.is_null() {
-            control_flags.0.write_unaligned(if size > copied { WSK_MSG_TRUNC } else { 0 });
+            control_flags.0.write_unaligned(if truncated { WSK_MSG_TRUNC } else { 0 });
         }
     }
-    Step::Done(STATUS_SUCCESS, copied)
 }
 
 /// Creates a nonblocking host socket of `kind` (TCP for listen and connection sockets, UDP

@@ -97,8 +97,12 @@
 //!   inline completions); one that blocks stalls every socket.
 
 mod addr;
+mod blocks;
 mod buf;
+mod deliver;
 mod dispatch;
+mod events;
+mod indication;
 mod io;
 mod options;
 mod queue;

@@ -5,19 +5,20 @@
 //! a 4-byte value. `SO_REUSEADDR` and `SO_EXCLUSIVEADDRUSE` are recorded with Windows' rule
 //! that both cannot be on, but do not change the host's binding rules (the host socket always
 //! has `SO_REUSEADDR`, which on Linux only allows rebinding ports in TIME_WAIT, as Windows'
-//! default does). `SO_WSK_EVENT_CALLBACK`, other options and every IOCTL answer
-//! `STATUS_NOT_SUPPORTED`.
+//! default does). `WskSetOption(SO_WSK_EVENT_CALLBACK)` is routed to `events` before it gets
+//! here; `WskGetOption` of it, other options and every IOCTL answer `STATUS_NOT_SUPPORTED`.
+//! Setting `SO_SNDBUF` calls `WskSendBacklogEvent` again when it is enabled.
 
 use wsk_sys::{
     IPPROTO_IPV6, IPPROTO_TCP, IPV6_V6ONLY, NTSTATUS, SO_EXCLUSIVEADDRUSE, SO_KEEPALIVE, SO_RCVBUF, SO_REUSEADDR,
     SO_SNDBUF, SO_WSK_EVENT_CALLBACK, SOL_SOCKET, STATUS_BUFFER_TOO_SMALL, STATUS_INVALID_DEVICE_STATE,
-    STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, TCP_NODELAY, ULONG, WSK_CONTROL_SOCKET_TYPE, WskGetOption,
-    WskIoctl, WskSetOption,
+    STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, TCP_NODELAY, ULONG, WSK_CONTROL_SOCKET_TYPE,
+    WSK_EVENT_SEND_BACKLOG, WskGetOption, WskIoctl, WskSetOption,
 };
 
 use super::addr::Family;
 use super::socket::{Kind, Phase, Socket};
-use super::status;
+use super::{reactor, status};
 use crate::sync::lock;
 
 /// A `WskControlSocket` request.
@@ -67,6 +68,7 @@ fn set(socket: &Socket, level: ULONG, code: ULONG, value: u32) -> Result<(), NTS
     let on = value != 0;
     let mut state = lock(&socket.state);
     match (level, code) {
+        // Handled by `events::control` before it gets here.
         (SOL_SOCKET, SO_WSK_EVENT_CALLBACK) => Err(STATUS_NOT_SUPPORTED),
         (SOL_SOCKET, SO_REUSEADDR) => {
             if on && state.recorded.exclusive_address_use {
@@ -93,6 +95,11 @@ fn set(socket: &Socket, level: ULONG, code: ULONG, value: u32) -> Result<(), NTS
             let host = state.host.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE)?;
             host.set_send_buffer_size(value as usize).map_err(|e| status::from_io(&e))?;
             state.recorded.send_buffer = Some(value);
+            if state.events.enabled & WSK_EVENT_SEND_BACKLOG != 0 {
+                // The ideal backlog changed: tell the client (WskSendBacklogEvent).
+                state.events.backlog_due = true;
+                reactor::kick(socket.key);
+            }
             Ok(())
         }
         (SOL_SOCKET, SO_RCVBUF) => {

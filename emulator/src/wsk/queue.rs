@@ -36,6 +36,7 @@ use wsk_sys::{
 };
 
 use super::buf::Segments;
+use super::events;
 use super::io::{self, Step};
 use super::socket::{self, Kind, Queue, Socket, State};
 use crate::irp::provider;
@@ -59,8 +60,9 @@ unsafe impl<T> Send for Out<T> {}
 
 /// What a pending operation does.
 pub(crate) enum OpKind {
-    /// `WskAccept`: the addresses of the new connection are written at completion.
-    Accept { local: Out<SOCKADDR>, remote: Out<SOCKADDR> },
+    /// `WskAccept`: the addresses of the new connection are written at completion; `client`
+    /// is the accept socket's context and dispatch table.
+    Accept { local: Out<SOCKADDR>, remote: Out<SOCKADDR>, client: events::Client },
     /// `WskConnect`, or `WskSocketConnect` (`create`: the socket is handed out on success).
     Connect { create: bool },
     /// `WskSend`: `done` bytes handed to the host so far.
@@ -229,14 +231,22 @@ fn finish(socket: &Arc<Socket>, completed: usize) {
         state.take_close_if_ready()
     };
     if let Some(irp) = close {
-        socket::retire(socket);
-        // SAFETY: the close IRP was accepted and marked pending by `close`; completed once.
-        unsafe { provider::complete(irp.0, STATUS_SUCCESS, 0) };
+        complete_close(socket, irp);
     }
 }
 
+/// Completes a socket's close: the socket is retired, indications the client still retains
+/// are reclaimed (a violation), and the close IRP completes.
+pub(crate) fn complete_close(socket: &Arc<Socket>, irp: Irp) {
+    socket::retire(socket);
+    events::reclaim_at_close(socket);
+    // SAFETY: the close IRP was accepted by `close` (and marked pending if it waited); it is
+    // completed once, by whoever took it from the socket.
+    unsafe { provider::complete(irp.0, STATUS_SUCCESS, 0) };
+}
+
 /// Whether a live (not cancel-owned) op waits in `queue`.
-fn busy(state: &mut State, queue: Queue) -> bool {
+pub(crate) fn busy(state: &mut State, queue: Queue) -> bool {
     state.queue(queue).iter().any(|op| !op.cancel_owned)
 }
 
@@ -363,9 +373,29 @@ pub(crate) fn fail_transfers(state: &mut State, status: NTSTATUS, actions: &mut 
     }
 }
 
+/// Cancels every queued op whose IRP the provider can claim (the others are left, marked
+/// cancel-owned, for their cancel routines).
+fn cancel_all(state: &mut State, actions: &mut Vec<Action>) {
+    for queue in Queue::ALL {
+        let ops = std::mem::take(state.queue(queue));
+        let mut keep = VecDeque::new();
+        for mut op in ops {
+            // SAFETY: a queued op's IRP is live until someone who claimed it completes it.
+            if !op.cancel_owned && unsafe { claim(op.irp.0) } {
+                state.inflight += 1;
+                actions.push(Action::Complete { irp: op.irp, status: STATUS_CANCELLED, info: 0, queued: true });
+            } else {
+                op.cancel_owned = true;
+                keep.push_back(op);
+            }
+        }
+        *state.queue(queue) = keep;
+    }
+}
+
 /// `WskCloseSocket` on an accepted close IRP: cancels every pending IRP, closes the host
 /// socket (resetting a connection not disconnected in both directions), and completes the
-/// close IRP once every cancelled IRP has completed.
+/// close IRP once every cancelled IRP has completed and no event callback of the socket runs.
 pub(crate) fn close(socket: &Arc<Socket>, irp: Irp) -> NTSTATUS {
     let mut actions = Vec::new();
     let pending = {
@@ -373,22 +403,10 @@ pub(crate) fn close(socket: &Arc<Socket>, irp: Irp) -> NTSTATUS {
         state.closing = true;
         let abortive = socket.kind == Kind::Connection && !io::disconnected_both_ways(&state);
         state.close_host(abortive);
-        for queue in Queue::ALL {
-            let ops = std::mem::take(state.queue(queue));
-            let mut keep = VecDeque::new();
-            for mut op in ops {
-                // SAFETY: a queued op's IRP is live until someone who claimed it completes it.
-                if !op.cancel_owned && unsafe { claim(op.irp.0) } {
-                    state.inflight += 1;
-                    actions.push(Action::Complete { irp: op.irp, status: STATUS_CANCELLED, info: 0, queued: true });
-                } else {
-                    op.cancel_owned = true;
-                    keep.push_back(op);
-                }
-            }
-            *state.queue(queue) = keep;
-        }
-        let pending = state.inflight > 0 || Queue::ALL.iter().any(|&q| !state.queue(q).is_empty());
+        cancel_all(&mut state, &mut actions);
+        let pending = state.inflight > 0
+            || Queue::ALL.iter().any(|&q| !state.queue(q).is_empty())
+            || state.events.running.is_some();
         if pending {
             // SAFETY: the provider owns the close IRP until it completes it.
             unsafe { provider::mark_pending(irp.0) };
@@ -400,11 +418,27 @@ pub(crate) fn close(socket: &Arc<Socket>, irp: Irp) -> NTSTATUS {
         run(socket, actions);
         STATUS_PENDING
     } else {
-        socket::retire(socket);
-        // SAFETY: the provider owns the close IRP and completes it once.
-        unsafe { provider::complete(irp.0, STATUS_SUCCESS, 0) };
+        complete_close(socket, irp);
         STATUS_SUCCESS
     }
+}
+
+/// Drops a connection the client refused in its accept callback: resets it, cancels anything
+/// the client queued on it meanwhile, and retires the socket (never handed out: no leak).
+pub(crate) fn discard(socket: &Arc<Socket>) {
+    let mut actions = Vec::new();
+    {
+        let mut state = lock(&socket.state);
+        if state.closing {
+            return;
+        }
+        state.closing = true;
+        state.close_host(true);
+        cancel_all(&mut state, &mut actions);
+    }
+    run(socket, actions);
+    socket::retire(socket);
+    events::reclaim_at_close(socket);
 }
 
 /// Abandons a queued op at teardown: takes it out of the cancelable state if it can and drops

@@ -4,21 +4,35 @@
 //! Each host socket is registered for readability and writability with its socket's key
 //! (the `WSK_SOCKET` address) as token. On an event the thread moves the socket's queues
 //! forward ([`super::queue::progress`]) and completes the IRPs that finished, at
-//! DISPATCH_LEVEL, as a real provider completes from its DPCs. One thread serves any number
-//! of connections: no thread ever blocks on a single socket.
+//! DISPATCH_LEVEL, as a real provider completes from its DPCs, then runs the socket's due
+//! event callbacks ([`super::deliver::deliver`]). One thread serves any number of
+//! connections: no thread ever blocks on a single socket.
+//!
+//! Readiness is edge-triggered: work left behind without a new edge (a callback enabled with
+//! data already buffered, a receive IRP that took only part of it, a delivery pass that used
+//! up its budget) is resumed by [`kick`]ing the socket: its key is queued and the thread woken
+//! for a delivery pass.
 
 use std::os::fd::AsRawFd;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Registry, Token};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
-use super::{queue, socket};
+use super::{deliver, queue, socket};
+use crate::sync::lock;
 
 struct Reactor {
     registry: Registry,
+    waker: Waker,
 }
+
+/// The waker's token (no socket key is 0: keys are header addresses).
+const WAKE: Token = Token(0);
+
+/// Sockets kicked since the thread last looked (a leaf lock: taken under socket locks).
+static KICKS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
 static REACTOR: OnceLock<Reactor> = OnceLock::new();
 
@@ -29,11 +43,13 @@ fn reactor() -> &'static Reactor {
             .registry()
             .try_clone()
             .unwrap_or_else(|error| panic!("wsk-emulator: cannot share the I/O poller: {error}"));
+        let waker = Waker::new(poll.registry(), WAKE)
+            .unwrap_or_else(|error| panic!("wsk-emulator: cannot create the I/O waker: {error}"));
         std::thread::Builder::new()
             .name("wsk-emu-net".to_owned())
             .spawn(move || run(poll))
             .unwrap_or_else(|error| panic!("wsk-emulator: cannot start the I/O thread: {error}"));
-        Reactor { registry }
+        Reactor { registry, waker }
     })
 }
 
@@ -47,11 +63,38 @@ fn run(mut poll: Poll) {
             }
             continue;
         }
+        let mut woken = false;
         for event in events.iter() {
-            if let Some(socket) = socket::open_socket(event.token().0) {
+            if event.token() == WAKE {
+                woken = true;
+            } else if let Some(socket) = socket::open_socket(event.token().0) {
                 queue::progress(&socket);
+                deliver::deliver(&socket);
             }
         }
+        if woken {
+            let mut kicked = std::mem::take(&mut *lock(&KICKS));
+            kicked.sort_unstable();
+            kicked.dedup();
+            for key in kicked {
+                if let Some(socket) = socket::open_socket(key) {
+                    deliver::deliver(&socket);
+                }
+            }
+        }
+    }
+}
+
+/// Asks the I/O thread for a delivery pass over the socket `key` (any thread, any IRQL, any
+/// lock held but `KICKS`).
+pub(crate) fn kick(key: usize) {
+    let first = {
+        let mut kicks = lock(&KICKS);
+        kicks.push(key);
+        kicks.len() == 1
+    };
+    if first && let Err(error) = reactor().waker.wake() {
+        eprintln!("wsk-emulator: cannot wake the I/O thread: {error}");
     }
 }
 

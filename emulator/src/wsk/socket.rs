@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use wsk_sys::{NTSTATUS, STATUS_INVALID_HANDLE, STATUS_INVALID_PARAMETER, WSK_SOCKET};
 
 use super::addr::Family;
+use super::events::{self, Events};
 use super::queue::{Irp, Op};
 use super::{reactor, registration};
 use crate::sync::lock;
@@ -110,8 +111,11 @@ pub(crate) struct State {
     pub receives: VecDeque<Op>,
     /// IRPs taken out of the queues and being completed (outside the lock).
     pub inflight: usize,
-    /// The close IRP, pending until `inflight` is zero and the queues are empty.
+    /// The close IRP, pending until `inflight` is zero, the queues are empty and no event
+    /// callback runs.
     pub close_irp: Option<Irp>,
+    /// Event callbacks: the client's context and table, enabled events, indications.
+    pub events: Events,
 }
 
 impl State {
@@ -130,7 +134,11 @@ impl State {
 
     /// The close IRP, if the close may complete now.
     pub(crate) fn take_close_if_ready(&mut self) -> Option<Irp> {
-        if self.closing && self.inflight == 0 && self.queues_empty() { self.close_irp.take() } else { None }
+        if self.closing && self.inflight == 0 && self.queues_empty() && self.events.running.is_none() {
+            self.close_irp.take()
+        } else {
+            None
+        }
     }
 
     /// Closes the host socket: deregisters it, and resets the connection (SO_LINGER 0) when
@@ -237,6 +245,7 @@ pub(crate) fn create(
             receives: VecDeque::new(),
             inflight: 0,
             close_irp: None,
+            events: Events::default(),
         }),
     });
     lock(&SOCKETS).insert(key, Entry::Open(Arc::clone(&socket)));
@@ -467,6 +476,7 @@ pub(crate) fn teardown(session: u64) {
                 state.closing = true;
                 state.close_host(true);
                 state.close_irp = None;
+                events::forget(&mut state);
                 let mut abandoned = Vec::new();
                 for queue in Queue::ALL {
                     abandoned.extend(state.queue(queue).drain(..));

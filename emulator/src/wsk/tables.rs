@@ -11,21 +11,21 @@ use std::sync::Arc;
 
 use socket2::SockAddr;
 use wsk_sys::{
-    CMSGHDR, DISPATCH_LEVEL, IRP, NTSTATUS, PVOID, SIZE_T, SOCKADDR, STATUS_CONNECTION_ABORTED,
-    STATUS_CONNECTION_ACTIVE, STATUS_INVALID_ADDRESS, STATUS_INVALID_ADDRESS_COMPONENT, STATUS_INVALID_CONNECTION,
-    STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, ULONG, WSK_BUF,
-    WSK_BUF_LIST, WSK_CLIENT_CONNECTION_DISPATCH, WSK_CONTROL_SOCKET_TYPE, WSK_DATA_INDICATION,
-    WSK_DATAGRAM_INDICATION, WSK_FLAG_ABORTIVE, WSK_FLAG_DRAIN, WSK_FLAG_OOB, WSK_FLAG_WAITALL, WSK_INSPECT_ACTION,
-    WSK_INSPECT_ID, WSK_PROVIDER_BASIC_DISPATCH, WSK_PROVIDER_CONNECTION_DISPATCH, WSK_PROVIDER_DATAGRAM_DISPATCH,
-    WSK_PROVIDER_LISTEN_DISPATCH, WSK_SOCKET,
+    CMSGHDR, DISPATCH_LEVEL, IRP, NTSTATUS, PVOID, SIZE_T, SO_WSK_EVENT_CALLBACK, SOCKADDR, SOL_SOCKET,
+    STATUS_CONNECTION_ABORTED, STATUS_CONNECTION_ACTIVE, STATUS_INVALID_ADDRESS, STATUS_INVALID_ADDRESS_COMPONENT,
+    STATUS_INVALID_CONNECTION, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED,
+    STATUS_SUCCESS, ULONG, WSK_BUF, WSK_BUF_LIST, WSK_CLIENT_CONNECTION_DISPATCH, WSK_CONTROL_SOCKET_TYPE,
+    WSK_DATA_INDICATION, WSK_DATAGRAM_INDICATION, WSK_FLAG_ABORTIVE, WSK_FLAG_DRAIN, WSK_FLAG_OOB, WSK_FLAG_WAITALL,
+    WSK_INSPECT_ACTION, WSK_INSPECT_ID, WSK_PROVIDER_BASIC_DISPATCH, WSK_PROVIDER_CONNECTION_DISPATCH,
+    WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_PROVIDER_LISTEN_DISPATCH, WSK_SOCKET, WskSetOption,
 };
 
 use super::addr::{self, Family};
 use super::buf::{self, Segments};
-use super::options;
 use super::queue::{self, Action, OpKind, Out, complete_now};
 use super::socket::{self, Call, Kind, Phase, Queue, Socket};
 use super::status;
+use super::{events, indication, options};
 use crate::irp::provider;
 use crate::irql;
 use crate::sync::lock;
@@ -169,8 +169,8 @@ unsafe extern "system" fn bind(
 unsafe extern "system" fn accept(
     socket: *mut WSK_SOCKET,
     _flags: ULONG,
-    _context: PVOID,
-    _dispatch: *const WSK_CLIENT_CONNECTION_DISPATCH,
+    context: PVOID,
+    dispatch: *const WSK_CLIENT_CONNECTION_DISPATCH,
     local: *mut SOCKADDR,
     remote: *mut SOCKADDR,
     irp: *mut IRP,
@@ -184,7 +184,11 @@ unsafe extern "system" fn accept(
         &call.socket,
         queue::Irp(irp),
         Queue::Accept,
-        OpKind::Accept { local: Out(local), remote: Out(remote) },
+        OpKind::Accept {
+            local: Out(local),
+            remote: Out(remote),
+            client: events::Client { context: context as usize, dispatch: dispatch as usize },
+        },
     )
 }
 
@@ -410,6 +414,8 @@ fn abort(socket: &Arc<Socket>) -> Result<usize, NTSTATUS> {
         }
         state.close_host(true);
         state.error = Some(STATUS_CONNECTION_ABORTED);
+        // A local abort is no disconnect by the peer: no WskDisconnectEvent.
+        state.events.disconnect_done = true;
         queue::fail_transfers(&mut state, STATUS_CONNECTION_ABORTED, &mut actions);
     }
     queue::run(socket, actions);
@@ -448,19 +454,18 @@ unsafe extern "system" fn disconnect(
     queue::submit(&call.socket, queue::Irp(irp), Queue::Send, OpKind::Disconnect { buf, done: 0 })
 }
 
-unsafe extern "system" fn release_data(socket: *mut WSK_SOCKET, _list: *mut WSK_DATA_INDICATION) -> NTSTATUS {
+unsafe extern "system" fn release_data(socket: *mut WSK_SOCKET, list: *mut WSK_DATA_INDICATION) -> NTSTATUS {
     irql::check_max("WskRelease", DISPATCH_LEVEL);
     match socket::enter("WskRelease", socket, &[Kind::Connection]) {
-        // Data indications come from event callbacks, which are not emulated yet.
-        Ok(_call) => STATUS_NOT_SUPPORTED,
+        Ok(call) => indication::release(&call.socket, list as usize),
         Err(status) => status,
     }
 }
 
-unsafe extern "system" fn release_datagrams(socket: *mut WSK_SOCKET, _list: *mut WSK_DATAGRAM_INDICATION) -> NTSTATUS {
+unsafe extern "system" fn release_datagrams(socket: *mut WSK_SOCKET, list: *mut WSK_DATAGRAM_INDICATION) -> NTSTATUS {
     irql::check_max("WskRelease", DISPATCH_LEVEL);
     match socket::enter("WskRelease", socket, &[Kind::Datagram]) {
-        Ok(_call) => STATUS_NOT_SUPPORTED,
+        Ok(call) => indication::release(&call.socket, list as usize),
         Err(status) => status,
     }
 }
@@ -568,6 +573,16 @@ unsafe extern "system" fn control_socket(
         if let Err(status) = unsafe { provider::accept(irp) } {
             return status;
         }
+    }
+    if request == WskSetOption && code == SO_WSK_EVENT_CALLBACK && level == SOL_SOCKET {
+        return match socket::enter("WskControlSocket", socket, ALL) {
+            // SAFETY: the client passes an input buffer valid for its size; the IRP is null
+            // or accepted above.
+            Ok(call) => unsafe { events::control(&call.socket, input.cast_const().cast(), input_size, irp) },
+            Err(status) if irp.is_null() => status,
+            // SAFETY: accepted above.
+            Err(status) => unsafe { complete_now(irp, status, 0) },
+        };
     }
     let outcome = socket::enter("WskControlSocket", socket, ALL).and_then(|call| {
         let request = options::Request {

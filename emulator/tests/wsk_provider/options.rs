@@ -33,8 +33,10 @@ fn set_and_get_options_with_an_irp() {
             assert_eq!(socket.set_option(SOL_SOCKET, code, 65536), STATUS_SUCCESS);
             assert_eq!(socket.get_option(SOL_SOCKET, code), Ok(65536));
         }
-        // Event callbacks are a later feature; unknown options are not supported.
-        assert_eq!(socket.set_option(SOL_SOCKET, SO_WSK_EVENT_CALLBACK, 0), STATUS_NOT_SUPPORTED);
+        // SO_WSK_EVENT_CALLBACK takes a WSK_EVENT_CALLBACK_CONTROL (see `events`), not a
+        // 4-byte value; unknown options are not supported.
+        assert_eq!(socket.set_option(SOL_SOCKET, SO_WSK_EVENT_CALLBACK, 0), STATUS_INVALID_PARAMETER);
+        assert_eq!(socket.get_option(SOL_SOCKET, SO_WSK_EVENT_CALLBACK), Err(STATUS_NOT_SUPPORTED));
         assert_eq!(socket.set_option(SOL_SOCKET, 0x7777, 1), STATUS_NOT_SUPPORTED);
         assert_eq!(socket.get_option(0x1234, 1), Err(STATUS_NOT_SUPPORTED));
         // Still usable.

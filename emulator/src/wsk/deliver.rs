@@ -1,0 +1,386 @@
+//! Event delivery: the deliverer (the reactor thread) finds the work a socket has for its
+//! enabled callbacks, calls them one at a time at DISPATCH_LEVEL with no lock held, and
+//! settles what they returned.
+//!
+//! ```text
+//!   deliver(socket):  repeat (at most BUDGET calls, then the socket is kicked again)
+//!     lock: next work? (not closing, enabled, nothing running, no IRP of that kind pending)
+//!           running = (this thread, event)                     unlock
+//!     callback(SocketContext, ...)                 at DISPATCH_LEVEL, no lock held
+//!     lock: running = None; keep / retain / give back what was indicated;
+//!           disables and a close waiting for the callback are ready   unlock
+//!     complete those IRPs; drive IRPs queued meanwhile
+//! ```
+//!
+//! Only the reactor thread delivers, so calls of one socket never overlap; `running` tells
+//! a disable or a close on another thread that a callback is in progress.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use wsk_sys::{
+    DISPATCH_LEVEL, NTSTATUS, PFN_WSK_ACCEPT_EVENT, PFN_WSK_DISCONNECT_EVENT, PFN_WSK_RECEIVE_EVENT,
+    PFN_WSK_RECEIVE_FROM_EVENT, PFN_WSK_SEND_BACKLOG_EVENT, PVOID, SIZE_T, SOCKADDR, SOCKADDR_STORAGE, STATUS_PENDING,
+    STATUS_SUCCESS, ULONG, WSK_CLIENT_CONNECTION_DISPATCH, WSK_DATA_INDICATION, WSK_DATAGRAM_INDICATION,
+    WSK_EVENT_ACCEPT, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE, WSK_EVENT_RECEIVE_FROM, WSK_EVENT_SEND_BACKLOG,
+    WSK_FLAG_ABORTIVE, WSK_FLAG_AT_DISPATCH_LEVEL, WSK_FLAG_ENTIRE_MESSAGE, WSK_SOCKET,
+};
+
+use super::blocks::Release;
+use super::events::{self, Client, Running, callbacks};
+use super::indication::{self, Chain};
+use super::queue::{self, Irp};
+use super::socket::{self, Kind, Phase, Queue, Socket, State};
+use super::{addr, reactor, status};
+use crate::irp::provider;
+use crate::irql;
+use crate::sync::lock;
+
+/// Callbacks of one socket per delivery pass before other sockets get their turn.
+const BUDGET: usize = 16;
+
+/// One callback to make.
+enum Work {
+    SendBacklog {
+        callback: PFN_WSK_SEND_BACKLOG_EVENT,
+        size: usize,
+    },
+    Accept {
+        callback: PFN_WSK_ACCEPT_EVENT,
+        accepted: Arc<Socket>,
+        local: Option<SocketAddr>,
+        remote: Option<SocketAddr>,
+    },
+    Receive {
+        callback: PFN_WSK_RECEIVE_EVENT,
+        chain: Chain,
+    },
+    ReceiveFrom {
+        callback: PFN_WSK_RECEIVE_FROM_EVENT,
+        chain: Chain,
+    },
+    Disconnect {
+        callback: PFN_WSK_DISCONNECT_EVENT,
+        flags: ULONG,
+    },
+}
+
+impl Work {
+    fn event(&self) -> u32 {
+        match self {
+            Work::SendBacklog { .. } => WSK_EVENT_SEND_BACKLOG,
+            Work::Accept { .. } => WSK_EVENT_ACCEPT,
+            Work::Receive { .. } => WSK_EVENT_RECEIVE,
+            Work::ReceiveFrom { .. } => WSK_EVENT_RECEIVE_FROM,
+            Work::Disconnect { .. } => WSK_EVENT_DISCONNECT,
+        }
+    }
+}
+
+/// What a callback returned, with what it was given.
+enum Outcome {
+    /// Nothing to settle (backlog, disconnect).
+    Plain,
+    Accept {
+        accepted: Arc<Socket>,
+        status: NTSTATUS,
+        client: Client,
+    },
+    Receive {
+        chain: Chain,
+        status: NTSTATUS,
+        accepted: usize,
+    },
+    ReceiveFrom {
+        chain: Chain,
+        status: NTSTATUS,
+    },
+}
+
+/// Runs the socket's due callbacks (reactor thread).
+pub(crate) fn deliver(socket: &Arc<Socket>) {
+    if socket.kind == Kind::Basic {
+        return;
+    }
+    for _ in 0..BUDGET {
+        let (work, client) = {
+            let mut state = lock(&socket.state);
+            let Some(work) = next(socket, &mut state) else { return };
+            state.events.running = Some(Running { thread: std::thread::current().id(), event: work.event() });
+            (work, state.events.client)
+        };
+        let outcome = call(work, client);
+        settle(socket, outcome);
+    }
+    // More may be due: continue after the other sockets' turn.
+    reactor::kick(socket.key);
+}
+
+/// Whether an IRP of `queue` waits (it takes precedence over the callback).
+fn irp_waits(state: &mut State, queue: Queue) -> bool {
+    queue::busy(state, queue)
+}
+
+/// The next callback due on `socket`, its memory prepared.
+fn next(socket: &Arc<Socket>, state: &mut State) -> Option<Work> {
+    let events = &state.events;
+    if state.closing
+        || events.enabled == 0
+        || events.running.is_some()
+        || crate::kernel::crashed()
+        || socket.session != crate::kernel::session()
+    {
+        return None;
+    }
+    let client = events.client;
+    let enabled = events.enabled;
+    match socket.kind {
+        Kind::Connection => {
+            if state.events.backlog_due && enabled & WSK_EVENT_SEND_BACKLOG != 0 {
+                state.events.backlog_due = false;
+                if let Some(callback) = callbacks::send_backlog(client) {
+                    return Some(Work::SendBacklog { callback, size: send_buffer(state) });
+                }
+            }
+            if enabled & WSK_EVENT_RECEIVE != 0
+                && !state.events.receive_suppressed
+                && !irp_waits(state, Queue::Receive)
+                && let Some(callback) = callbacks::receive(client)
+                && let Some(chain) = indication::gather_data(state)
+            {
+                return Some(Work::Receive { callback, chain });
+            }
+            if enabled & WSK_EVENT_DISCONNECT != 0 && !state.events.disconnect_done {
+                let flags = disconnect_seen(state)?;
+                state.events.disconnect_done = true;
+                let callback = callbacks::disconnect(client)?;
+                return Some(Work::Disconnect { callback, flags });
+            }
+            None
+        }
+        Kind::Listen => {
+            if enabled & WSK_EVENT_ACCEPT == 0 || irp_waits(state, Queue::Accept) {
+                return None;
+            }
+            let callback = callbacks::accept(client)?;
+            let (accepted, local, remote) = accept_one(socket, state)?;
+            Some(Work::Accept { callback, accepted, local, remote })
+        }
+        Kind::Datagram => {
+            if enabled & WSK_EVENT_RECEIVE_FROM == 0
+                || state.events.datagrams_suppressed
+                || irp_waits(state, Queue::Receive)
+            {
+                return None;
+            }
+            let callback = callbacks::receive_from(client)?;
+            let chain = indication::gather_datagrams(state)?;
+            Some(Work::ReceiveFrom { callback, chain })
+        }
+        Kind::Basic => None,
+    }
+}
+
+/// The send buffer size `WskSendBacklogEvent` reports: what `WskGetOption(SO_SNDBUF)` answers.
+fn send_buffer(state: &State) -> usize {
+    match (state.recorded.send_buffer, state.host.as_ref()) {
+        (Some(size), _) => size as usize,
+        (None, Some(host)) => host.send_buffer_size().unwrap_or(0),
+        (None, None) => 0,
+    }
+}
+
+/// Whether the peer disconnected, as `WskDisconnectEvent` flags: a reset (sticky error) is
+/// abortive; the FIN counts once every byte before it was indicated or received. When
+/// nothing else reads the host socket, a zero-byte peek finds the FIN or the reset.
+fn disconnect_seen(state: &mut State) -> Option<ULONG> {
+    if state.error.is_none() && !state.peer_fin && state.events.kept.is_empty() && !queue::busy(state, Queue::Receive) {
+        let reading = state.events.enabled & WSK_EVENT_RECEIVE != 0 && !state.events.receive_suppressed;
+        if !reading
+            && state.phase == Phase::Connected
+            && let Some(host) = state.host.as_ref()
+        {
+            let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+            match status::retry(|| host.peek(&mut probe)) {
+                Ok(0) => state.peer_fin = true,
+                Ok(_) => {}
+                Err(error) if status::would_block(&error) => {}
+                Err(error) => state.error = Some(status::from_io(&error)),
+            }
+        }
+    }
+    if state.error.is_some() {
+        Some(WSK_FLAG_ABORTIVE)
+    } else if state.peer_fin && state.events.kept.is_empty() {
+        Some(0)
+    } else {
+        None
+    }
+}
+
+/// Accepts one waiting connection for the accept callback: the provider socket is created
+/// (not handed out until the callback takes it).
+fn accept_one(
+    listener: &Arc<Socket>,
+    state: &mut State,
+) -> Option<(Arc<Socket>, Option<SocketAddr>, Option<SocketAddr>)> {
+    if state.phase != Phase::Listening {
+        return None;
+    }
+    let host = state.host.as_ref()?;
+    loop {
+        let (connection, peer) = match status::retry(|| host.accept()) {
+            Ok(accepted) => accepted,
+            // Reset before it was accepted: take the next one.
+            Err(error) if matches!(error.raw_os_error(), Some(libc::ECONNABORTED | libc::EPROTO)) => continue,
+            Err(_) => return None,
+        };
+        if connection.set_nonblocking(true).is_err() {
+            continue;
+        }
+        let local = connection.local_addr().ok().and_then(|a| addr::from_host(&a));
+        let remote = addr::from_host(&peer);
+        let accepted =
+            socket::create(Kind::Connection, listener.family, listener.client, connection, Phase::Connected, false)
+                .ok()?;
+        return Some((accepted, local, remote));
+    }
+}
+
+/// Makes the callback at DISPATCH_LEVEL.
+fn call(work: Work, client: Client) -> Outcome {
+    let context = client.context as PVOID;
+    let _irql = irql::enter_irql(DISPATCH_LEVEL);
+    let (outcome, name) = match work {
+        Work::SendBacklog { callback, size } => {
+            // SAFETY: the client's callback, called as its table declares it, with the
+            // context it gave for the socket.
+            unsafe { callback(context, size as SIZE_T) };
+            (Outcome::Plain, "WskSendBacklogEvent")
+        }
+        Work::Disconnect { callback, flags } => {
+            // SAFETY: as above.
+            unsafe { callback(context, flags) };
+            (Outcome::Plain, "WskDisconnectEvent")
+        }
+        Work::Receive { callback, chain } => {
+            let mut accepted: SIZE_T = chain.bytes();
+            let flags = WSK_FLAG_AT_DISPATCH_LEVEL | WSK_FLAG_ENTIRE_MESSAGE;
+            let head = chain.head() as *mut WSK_DATA_INDICATION;
+            // SAFETY: as above; the chain is provider memory that stays valid during the call
+            // (and after it, if the client retains it); `accepted` lives across the call.
+            let status = unsafe { callback(context, flags, head, chain.bytes(), &mut accepted) };
+            (Outcome::Receive { chain, status, accepted }, "WskReceiveEvent")
+        }
+        Work::ReceiveFrom { callback, chain } => {
+            let head = chain.head() as *mut WSK_DATAGRAM_INDICATION;
+            // SAFETY: as above.
+            let status = unsafe { callback(context, WSK_FLAG_AT_DISPATCH_LEVEL, head) };
+            (Outcome::ReceiveFrom { chain, status }, "WskReceiveFromEvent")
+        }
+        Work::Accept { callback, accepted, local, remote } => {
+            let mut addresses = [SOCKADDR_STORAGE::zeroed(), SOCKADDR_STORAGE::zeroed()];
+            let [local_storage, remote_storage] = &mut addresses;
+            let local_address = storage_for(local_storage, local);
+            let remote_address = storage_for(remote_storage, remote);
+            let mut accept_context: PVOID = std::ptr::null_mut();
+            let mut accept_dispatch: *const WSK_CLIENT_CONNECTION_DISPATCH = std::ptr::null();
+            // SAFETY: as above; the addresses and out-parameters live across the call.
+            let status = unsafe {
+                callback(
+                    context,
+                    WSK_FLAG_AT_DISPATCH_LEVEL,
+                    local_address,
+                    remote_address,
+                    accepted.handle() as *mut WSK_SOCKET,
+                    &mut accept_context,
+                    &mut accept_dispatch,
+                )
+            };
+            let client = Client { context: accept_context as usize, dispatch: accept_dispatch as usize };
+            (Outcome::Accept { accepted, status, client }, "WskAcceptEvent")
+        }
+    };
+    irql::check_restored(name, DISPATCH_LEVEL);
+    outcome
+}
+
+/// Writes `address` into `storage`; the pointer to pass (null when there is none).
+fn storage_for(storage: &mut SOCKADDR_STORAGE, address: Option<SocketAddr>) -> *mut SOCKADDR {
+    let Some(address) = address else { return std::ptr::null_mut() };
+    let pointer = std::ptr::from_mut(storage).cast::<SOCKADDR>();
+    // SAFETY: a SOCKADDR_STORAGE has room for any address.
+    unsafe { addr::write(pointer, &address) };
+    pointer
+}
+
+/// Settles a callback's return: what was indicated is given back, kept or retained; the
+/// disables and the close that waited for the callback complete.
+fn settle(socket: &Arc<Socket>, outcome: Outcome) {
+    let mut give_back = None;
+    let mut adopt = None;
+    let mut discard = None;
+    let (waiters, close, drive) = {
+        let mut state = lock(&socket.state);
+        let event = state.events.running.take().map_or(0, |running| running.event);
+        match outcome {
+            Outcome::Plain => {}
+            Outcome::Receive { chain, status, accepted } => {
+                if status == STATUS_PENDING {
+                    state.events.retained.push(chain);
+                } else {
+                    let taken = if status == STATUS_SUCCESS { accepted.min(chain.bytes()) } else { 0 };
+                    if taken < chain.bytes() && !state.closing {
+                        events::keep_in_front(&mut state, chain.data_from(taken));
+                        state.events.receive_suppressed = true;
+                    }
+                    give_back = Some(chain);
+                }
+            }
+            Outcome::ReceiveFrom { chain, status } => {
+                if status == STATUS_PENDING {
+                    state.events.retained.push(chain);
+                } else {
+                    if status != STATUS_SUCCESS && !state.closing {
+                        events::keep_datagrams_in_front(&mut state, chain.datagrams());
+                        state.events.datagrams_suppressed = true;
+                    }
+                    give_back = Some(chain);
+                }
+            }
+            Outcome::Accept { accepted, status, client } => {
+                if status == STATUS_SUCCESS {
+                    adopt = Some((accepted, client));
+                } else {
+                    discard = Some(accepted);
+                }
+            }
+        }
+        let (waiters, rest): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut state.events.disable_waiters).into_iter().partition(|&(bit, _)| bit == event);
+        state.events.disable_waiters = rest;
+        let drive = !state.closing && !state.receives.is_empty();
+        (waiters, state.take_close_if_ready(), drive)
+    };
+    if let Some(chain) = give_back {
+        chain.give_back(socket.key, Release::Returned);
+    }
+    if let Some((accepted, client)) = adopt {
+        let mut state = lock(&accepted.state);
+        state.handed_out = true;
+        state.events.client = client;
+    }
+    if let Some(accepted) = discard {
+        queue::discard(&accepted);
+    }
+    for (_, Irp(irp)) in waiters {
+        // SAFETY: accepted and marked pending by the disable that queued it; completed once.
+        unsafe { provider::complete(irp, STATUS_SUCCESS, 0) };
+    }
+    if drive {
+        queue::progress(socket);
+    }
+    if let Some(irp) = close {
+        queue::complete_close(socket, irp);
+    }
+}

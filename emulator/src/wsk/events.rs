@@ -1,0 +1,363 @@
+//! Event callbacks, the per-socket side: the client's socket context and dispatch table,
+//! which events are enabled (`SO_WSK_EVENT_CALLBACK`), the callback running now, the data the
+//! client refused (kept for later receives), the indications it retains, and the hooks the IRP
+//! paths call so that delivery resumes when it may.
+//!
+//! ```text
+//!   enable (WskControlSocket)  --kick-->  deliverer (reactor thread): running = event
+//!        ^                                     | callback at DISPATCH_LEVEL, no lock held
+//!        |                                     v
+//!   disable: no new call starts;         settle: running = None, complete the disables and
+//!   one running on another thread              the close that waited for it
+//!   -> STATUS_PENDING / STATUS_EVENT_PENDING
+//! ```
+//!
+//! Everything here is under the socket's lock (`State::events`). Delivery itself is in
+//! `deliver`; the indication memory in `indication` and `blocks`.
+
+use std::collections::VecDeque;
+use std::mem::size_of;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::ThreadId;
+
+use wsk_sys::{
+    IRP, NPI_WSK_INTERFACE_ID, NTSTATUS, PFN_WSK_ACCEPT_EVENT, PFN_WSK_DISCONNECT_EVENT, PFN_WSK_RECEIVE_EVENT,
+    PFN_WSK_RECEIVE_FROM_EVENT, PFN_WSK_SEND_BACKLOG_EVENT, STATUS_EVENT_PENDING, STATUS_INVALID_DEVICE_STATE,
+    STATUS_INVALID_PARAMETER, STATUS_PENDING, STATUS_SUCCESS, WSK_CLIENT_CONNECTION_DISPATCH,
+    WSK_CLIENT_DATAGRAM_DISPATCH, WSK_CLIENT_LISTEN_DISPATCH, WSK_EVENT_ACCEPT, WSK_EVENT_CALLBACK_CONTROL,
+    WSK_EVENT_DISABLE, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE, WSK_EVENT_RECEIVE_FROM, WSK_EVENT_SEND_BACKLOG,
+};
+
+use super::blocks::Release;
+use super::buf::Segments;
+use super::indication::Chain;
+use super::queue::{Irp, complete_now};
+use super::reactor;
+use super::socket::{Kind, Phase, Queue, Socket, State};
+use crate::irp::provider;
+use crate::sync::lock;
+use crate::verifier::{Rule, bugcheck};
+
+/// The client's side of a socket: what `WskSocket`, `WskSocketConnect`, `WskAccept` or the
+/// accept callback's out-parameters gave.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Client {
+    /// `SocketContext`, passed back to every callback.
+    pub context: usize,
+    /// The client dispatch table of the socket's kind (0: none, no event can be enabled).
+    pub dispatch: usize,
+}
+
+/// A callback executing now.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Running {
+    pub thread: ThreadId,
+    /// Its `WSK_EVENT_*` bit.
+    pub event: u32,
+}
+
+/// A datagram the client refused, kept for the next `WskReceiveFrom` or indication.
+pub(crate) struct KeptDatagram {
+    pub data: Vec<u8>,
+    pub from: SocketAddr,
+}
+
+/// The event state of one socket (behind its lock).
+#[derive(Default)]
+pub(crate) struct Events {
+    pub client: Client,
+    /// Enabled `WSK_EVENT_*` bits.
+    pub enabled: u32,
+    pub running: Option<Running>,
+    /// Disable requests (event bit, IRP) waiting for the running callback to return.
+    pub disable_waiters: Vec<(u32, Irp)>,
+    /// `WskSendBacklogEvent` is to be called.
+    pub backlog_due: bool,
+    /// No `WskReceiveEvent` until a `WskReceive` IRP is served (the client refused data).
+    pub receive_suppressed: bool,
+    /// Bytes the client refused, in order; served before the host socket's.
+    pub kept: VecDeque<u8>,
+    /// No `WskReceiveFromEvent` until a `WskReceiveFrom` completes or the event is enabled
+    /// again (the client refused datagrams).
+    pub datagrams_suppressed: bool,
+    pub kept_datagrams: VecDeque<KeptDatagram>,
+    /// `WskDisconnectEvent` was called (or the connection was aborted locally): never again.
+    pub disconnect_done: bool,
+    /// Chains the client retained (`STATUS_PENDING`), until `WskRelease`.
+    pub retained: Vec<Chain>,
+}
+
+impl Events {
+    /// Whether the callback of `event` runs now on another thread than the caller's.
+    fn running_elsewhere(&self, event: u32) -> bool {
+        self.running.is_some_and(|r| r.event == event && r.thread != std::thread::current().id())
+    }
+}
+
+/// The `WSK_EVENT_*` bits a socket of `kind` accepts.
+fn valid_events(kind: Kind) -> u32 {
+    match kind {
+        Kind::Listen => WSK_EVENT_ACCEPT,
+        Kind::Connection => WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG,
+        Kind::Datagram => WSK_EVENT_RECEIVE_FROM,
+        Kind::Basic => 0,
+    }
+}
+
+/// The client's callbacks, read from its dispatch table when they are needed (the table must
+/// stay valid while the socket is open, as on Windows). Each function is used only with the
+/// `Client` of a socket of the kind its table belongs to.
+pub(crate) mod callbacks {
+    use super::*;
+
+    fn table<T>(client: Client) -> Option<&'static T> {
+        // SAFETY: the client passed this table for the socket's kind and keeps it valid while
+        // the socket is open (module contract); the callers pick `T` by the socket's kind.
+        (client.dispatch != 0).then(|| unsafe { &*(client.dispatch as *const T) })
+    }
+
+    pub(crate) fn accept(client: Client) -> Option<PFN_WSK_ACCEPT_EVENT> {
+        table::<WSK_CLIENT_LISTEN_DISPATCH>(client).and_then(|t| t.WskAcceptEvent)
+    }
+    pub(crate) fn receive(client: Client) -> Option<PFN_WSK_RECEIVE_EVENT> {
+        table::<WSK_CLIENT_CONNECTION_DISPATCH>(client).and_then(|t| t.WskReceiveEvent)
+    }
+    pub(crate) fn disconnect(client: Client) -> Option<PFN_WSK_DISCONNECT_EVENT> {
+        table::<WSK_CLIENT_CONNECTION_DISPATCH>(client).and_then(|t| t.WskDisconnectEvent)
+    }
+    pub(crate) fn send_backlog(client: Client) -> Option<PFN_WSK_SEND_BACKLOG_EVENT> {
+        table::<WSK_CLIENT_CONNECTION_DISPATCH>(client).and_then(|t| t.WskSendBacklogEvent)
+    }
+    pub(crate) fn receive_from(client: Client) -> Option<PFN_WSK_RECEIVE_FROM_EVENT> {
+        table::<WSK_CLIENT_DATAGRAM_DISPATCH>(client).and_then(|t| t.WskReceiveFromEvent)
+    }
+
+    /// Whether the client has a callback for `event` (one valid bit of the socket's kind).
+    pub(super) fn present(kind: Kind, client: Client, event: u32) -> bool {
+        match (kind, event) {
+            (Kind::Listen, WSK_EVENT_ACCEPT) => accept(client).is_some(),
+            (Kind::Connection, WSK_EVENT_RECEIVE) => receive(client).is_some(),
+            (Kind::Connection, WSK_EVENT_DISCONNECT) => disconnect(client).is_some(),
+            (Kind::Connection, WSK_EVENT_SEND_BACKLOG) => send_backlog(client).is_some(),
+            (Kind::Datagram, WSK_EVENT_RECEIVE_FROM) => receive_from(client).is_some(),
+            _ => false,
+        }
+    }
+}
+
+/// Records the client's context and dispatch table of `socket` (before the client can use it).
+pub(crate) fn record_client(socket: &Socket, client: Client) {
+    lock(&socket.state).events.client = client;
+}
+
+/// What an accepted control request leads to.
+enum Control {
+    Done,
+    /// A disable waits for a callback on another thread; its IRP completes afterwards.
+    Pending,
+    /// As `Pending`, without an IRP.
+    EventPending,
+}
+
+/// `WskControlSocket(WskSetOption, SO_WSK_EVENT_CALLBACK)`: enables or disables events. `irp`
+/// (null or accepted by the provider) is completed with the returned status, unless that is
+/// `STATUS_PENDING` (it completes once the running callback returned).
+///
+/// # Safety
+/// `input` must be null or readable for `input_size` bytes; a non-null `NpiId` in it must be
+/// readable. `irp` must be null or an IRP the provider accepted and has not completed.
+pub(crate) unsafe fn control(socket: &Arc<Socket>, input: *const u8, input_size: usize, irp: *mut IRP) -> NTSTATUS {
+    // SAFETY: forwarded contract.
+    let outcome = unsafe { change(socket, input, input_size, irp) };
+    let status = match outcome {
+        Ok(Control::Done) => STATUS_SUCCESS,
+        Ok(Control::Pending) => return STATUS_PENDING,
+        Ok(Control::EventPending) => STATUS_EVENT_PENDING,
+        Err(status) => status,
+    };
+    if irp.is_null() {
+        status
+    } else {
+        // SAFETY: accepted and not completed (caller's contract; `Pending` returned above).
+        unsafe { complete_now(irp, status, 0) }
+    }
+}
+
+/// # Safety
+/// As [`control`].
+unsafe fn change(
+    socket: &Arc<Socket>,
+    input: *const u8,
+    input_size: usize,
+    irp: *mut IRP,
+) -> Result<Control, NTSTATUS> {
+    if input.is_null() || input_size < size_of::<WSK_EVENT_CALLBACK_CONTROL>() {
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    // SAFETY: readable for the structure's size (checked above, caller's contract).
+    let request = unsafe { input.cast::<WSK_EVENT_CALLBACK_CONTROL>().read_unaligned() };
+    // SAFETY: a non-null NpiId is readable (caller's contract).
+    if request.NpiId.is_null() || unsafe { request.NpiId.read_unaligned() } != NPI_WSK_INTERFACE_ID {
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    let disable = request.EventMask & WSK_EVENT_DISABLE != 0;
+    let events = request.EventMask & !WSK_EVENT_DISABLE;
+    if events == 0 || events & !valid_events(socket.kind) != 0 || (disable && events.count_ones() != 1) {
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    let mut state = lock(&socket.state);
+    let client = state.events.client;
+    if !disable && !bits(events).all(|event| callbacks::present(socket.kind, client, event)) {
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    let ready = match socket.kind {
+        Kind::Listen => state.phase == Phase::Listening,
+        Kind::Connection => state.phase == Phase::Connected,
+        Kind::Datagram => state.phase != Phase::Created,
+        Kind::Basic => false,
+    };
+    if !ready {
+        return Err(STATUS_INVALID_DEVICE_STATE);
+    }
+    if disable {
+        state.events.enabled &= !events;
+        if !state.events.running_elsewhere(events) {
+            return Ok(Control::Done);
+        }
+        if irp.is_null() {
+            return Ok(Control::EventPending);
+        }
+        // SAFETY: accepted and not completed (caller's contract); marked pending before the
+        // deliverer can see it (under the socket's lock).
+        unsafe { provider::mark_pending(irp) };
+        state.events.disable_waiters.push((events, Irp(irp)));
+        return Ok(Control::Pending);
+    }
+    state.events.enabled |= events;
+    if events & WSK_EVENT_SEND_BACKLOG != 0 {
+        state.events.backlog_due = true;
+    }
+    if events & WSK_EVENT_RECEIVE_FROM != 0 {
+        state.events.datagrams_suppressed = false;
+    }
+    drop(state);
+    // Work may be waiting already (buffered data, a connection in the backlog).
+    reactor::kick(socket.key);
+    Ok(Control::Done)
+}
+
+/// The single bits of `mask`.
+fn bits(mask: u32) -> impl Iterator<Item = u32> {
+    (0..32).map(|n| 1u32 << n).filter(move |bit| mask & bit != 0)
+}
+
+/// What an IRP that just finished means for delivery (called under the socket's lock by the
+/// IRP paths): a served receive lifts the suppression that refused data set, and delivery is
+/// resumed when the IRP may have left work behind (edge-triggered readiness does not repeat).
+pub(crate) fn after_irp(socket: &Socket, state: &mut State, queue: Queue, served: usize) {
+    let events = &mut state.events;
+    let wake = match (socket.kind, queue) {
+        (Kind::Connection, Queue::Receive) => {
+            if served > 0 || events.kept.is_empty() {
+                events.receive_suppressed = false;
+            }
+            events.enabled & (WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT) != 0
+        }
+        (Kind::Connection, Queue::Send) => events.enabled & WSK_EVENT_DISCONNECT != 0 && state.error.is_some(),
+        (Kind::Datagram, Queue::Receive) => {
+            events.datagrams_suppressed = false;
+            events.enabled & WSK_EVENT_RECEIVE_FROM != 0
+        }
+        (Kind::Listen, Queue::Accept) => events.enabled & WSK_EVENT_ACCEPT != 0,
+        _ => false,
+    };
+    if wake {
+        reactor::kick(socket.key);
+    }
+}
+
+/// Whether a receive (`WskReceive`, `WskReceiveFrom`) must wait: data is being indicated and
+/// may come back refused, to be served before anything newer.
+pub(crate) fn receive_must_wait(state: &State) -> bool {
+    state.events.running.is_some_and(|r| r.event & (WSK_EVENT_RECEIVE | WSK_EVENT_RECEIVE_FROM) != 0)
+}
+
+/// Copies refused bytes into a receive's buffer from byte `*done` on; returns how many.
+///
+/// # Safety
+/// The memory `buf` describes must be live and writable.
+pub(crate) unsafe fn serve_kept(state: &mut State, buf: &Segments, done: &mut usize) -> usize {
+    let kept = &mut state.events.kept;
+    let mut served = 0;
+    while !kept.is_empty() {
+        let Some((address, length)) = buf.chunk(*done) else { break };
+        let (front, _) = kept.as_slices();
+        let n = front.len().min(length);
+        // SAFETY: `address..address + n` lies in the client's buffer (caller's contract) and
+        // does not overlap the provider's `kept`.
+        unsafe { std::ptr::copy_nonoverlapping(front.as_ptr(), address, n) };
+        kept.drain(..n);
+        *done += n;
+        served += n;
+    }
+    served
+}
+
+/// Puts refused bytes back in front of the kept ones.
+pub(crate) fn keep_in_front(state: &mut State, bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    let mut kept = VecDeque::with_capacity(bytes.len() + state.events.kept.len());
+    kept.extend(bytes);
+    kept.append(&mut state.events.kept);
+    state.events.kept = kept;
+}
+
+/// Puts refused datagrams back in front of the kept ones, in order.
+pub(crate) fn keep_datagrams_in_front(state: &mut State, datagrams: Vec<KeptDatagram>) {
+    for datagram in datagrams.into_iter().rev() {
+        state.events.kept_datagrams.push_front(datagram);
+    }
+}
+
+/// The socket's close is completing: indications the client still retains are a violation;
+/// the provider takes them back (quarantined with the verifier on), and drops refused data.
+pub(crate) fn reclaim_at_close(socket: &Socket) {
+    let retained = {
+        let mut state = lock(&socket.state);
+        state.events.kept.clear();
+        state.events.kept_datagrams.clear();
+        std::mem::take(&mut state.events.retained)
+    };
+    if retained.is_empty() {
+        return;
+    }
+    if crate::kernel::verifier() {
+        let indications: usize = retained.iter().map(Chain::count).sum();
+        let bytes: usize = retained.iter().map(Chain::bytes).sum();
+        bugcheck(
+            Rule::WskIndicationHeldAtClose,
+            format!(
+                "WskCloseSocket(0x{:x}) completed while the driver still retained {} indication chain(s) ({indications} \
+                 indication(s), {bytes} bytes) it never released with WskRelease",
+                socket.key,
+                retained.len()
+            ),
+        );
+    }
+    for chain in retained {
+        chain.give_back(socket.key, Release::Reclaimed);
+    }
+}
+
+/// Drops the event state of a socket at teardown (the driver is gone).
+pub(crate) fn forget(state: &mut State) {
+    state.events.kept.clear();
+    state.events.kept_datagrams.clear();
+    state.events.disable_waiters.clear();
+    for chain in std::mem::take(&mut state.events.retained) {
+        chain.drop_now();
+    }
+}

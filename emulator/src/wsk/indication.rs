@@ -1,0 +1,310 @@
+//! Indications: the `WSK_DATA_INDICATION` and `WSK_DATAGRAM_INDICATION` chains the provider
+//! hands to `WskReceiveEvent` / `WskReceiveFromEvent`, built in provider [`Block`]s, filled
+//! from the data the client refused before and then from the host socket; and `WskRelease`.
+//!
+//! A data chain is one block: up to [`DATA_CAPACITY`] (64 KiB) bytes cut into indications of
+//! at most [`SEGMENT`] (16 KiB), each with its own MDL over its segment. A datagram chain is
+//! one block per datagram (at most [`DATAGRAMS_PER_CHAIN`]), each holding its indication, MDL,
+//! sender address and data. Header layout of a block (its first page):
+//!
+//! ```text
+//!   data block:      [indication 0..4][MDL 0..4 (header + page frames)]      data: 64 KiB
+//!   datagram block:  [indication][MDL (header + page frames)][SOCKADDR_STORAGE]  data
+//! ```
+//!
+//! MDLs are built as `MmBuildMdlForNonPagedPool` builds them (`MDL_SOURCE_IS_NONPAGED_POOL`,
+//! `MappedSystemVa` set), so `MmGetSystemAddressForMdlSafe` works; `Buffer.Offset` is 0.
+
+// Building the structures in a block writes several raw fields per step; each block says why
+// the memory is valid.
+#![allow(clippy::multiple_unsafe_ops_per_block)]
+
+use std::io::Read;
+use std::mem::{MaybeUninit, size_of};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use wsk_sys::{
+    MDL, MDL_SOURCE_IS_NONPAGED_POOL, NTSTATUS, PAGE_SIZE, PVOID, SOCKADDR, SOCKADDR_STORAGE, STATUS_INVALID_PARAMETER,
+    STATUS_SUCCESS, ULONG, WSK_BUF, WSK_DATA_INDICATION, WSK_DATAGRAM_INDICATION,
+};
+
+use super::blocks::{self, Block, DATA_CAPACITY, Origin, Release};
+use super::events::KeptDatagram;
+use super::socket::{Phase, Socket, State};
+use super::{addr, status};
+use crate::sync::lock;
+use crate::verifier::{Rule, bugcheck};
+
+/// Largest data indication of a chain.
+pub(crate) const SEGMENT: usize = 16 * 1024;
+/// Data indications of a full chain.
+const SEGMENTS: usize = DATA_CAPACITY / SEGMENT;
+/// Datagrams indicated in one call at most.
+pub(crate) const DATAGRAMS_PER_CHAIN: usize = 16;
+
+/// Room for an MDL describing `bytes` bytes at any alignment (header and page frames).
+const fn mdl_room(bytes: usize) -> usize {
+    (size_of::<MDL>() + (bytes / PAGE_SIZE + 2) * size_of::<u64>()).next_multiple_of(16)
+}
+
+/// One datagram of a chain.
+struct Item {
+    block: Block,
+    len: usize,
+    from: Option<SocketAddr>,
+}
+
+/// A chain of indications in provider memory. The client sees `head`; the provider keeps the
+/// blocks until the client is done with the chain.
+pub(crate) struct Chain {
+    items: Vec<Item>,
+    head: usize,
+    bytes: usize,
+    count: usize,
+}
+
+impl Chain {
+    /// The first indication (`WSK_DATA_INDICATION` or `WSK_DATAGRAM_INDICATION`).
+    pub(crate) fn head(&self) -> usize {
+        self.head
+    }
+
+    /// Bytes indicated.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Indications in the chain.
+    pub(crate) fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The data of a data chain from byte `from` on (what the client did not accept).
+    pub(crate) fn data_from(&self, from: usize) -> &[u8] {
+        self.items.first().map_or(&[], |item| &item.block.bytes(item.len)[from.min(item.len)..])
+    }
+
+    /// The datagrams of a datagram chain, copied (the client refused them).
+    pub(crate) fn datagrams(&self) -> Vec<KeptDatagram> {
+        self.items
+            .iter()
+            .filter_map(|item| item.from.map(|from| KeptDatagram { data: item.block.bytes(item.len).to_vec(), from }))
+            .collect()
+    }
+
+    /// Gives the memory back after the client is done with it (quarantined with the verifier).
+    pub(crate) fn give_back(self, socket: usize, how: Release) {
+        let origin = Origin { head: self.head, socket, how };
+        for item in self.items {
+            blocks::give_back(item.block, origin);
+        }
+    }
+
+    /// Frees the memory at once (teardown: the driver is gone).
+    pub(crate) fn drop_now(self) {
+        drop(self.items);
+    }
+}
+
+/// Fills an MDL at `mdl` describing `len` bytes at `va`, as `MmBuildMdlForNonPagedPool` does.
+///
+/// # Safety
+/// `mdl` must be writable for [`mdl_room`]`(len)` bytes and 8-byte aligned.
+unsafe fn build_mdl(mdl: *mut MDL, va: usize, len: usize) {
+    let start = va & !(PAGE_SIZE - 1);
+    let pages = ((va - start) + len).div_ceil(PAGE_SIZE);
+    let size = size_of::<MDL>() + pages * size_of::<u64>();
+    // SAFETY: room for the header and `pages` frames (caller's contract; `mdl_room` counts
+    // one more page than any span of `len` bytes).
+    unsafe {
+        mdl.write(MDL {
+            Next: std::ptr::null_mut(),
+            Size: size as i16,
+            MdlFlags: MDL_SOURCE_IS_NONPAGED_POOL,
+            Process: std::ptr::null_mut(),
+            MappedSystemVa: va as PVOID,
+            StartVa: start as PVOID,
+            ByteCount: len as ULONG,
+            ByteOffset: (va - start) as ULONG,
+        });
+        let frames = mdl.add(1).cast::<u64>();
+        for page in 0..pages {
+            frames.add(page).write_unaligned((start / PAGE_SIZE + page) as u64);
+        }
+    }
+}
+
+/// Builds the data indications of `len` (1..=64 KiB) bytes at the start of `block`'s data.
+fn data_chain(block: Block, len: usize) -> Chain {
+    let count = len.div_ceil(SEGMENT);
+    let header = block.header();
+    let indications = header.cast::<WSK_DATA_INDICATION>();
+    let mdls = header.wrapping_add((SEGMENTS * size_of::<WSK_DATA_INDICATION>()).next_multiple_of(16));
+    for i in 0..count {
+        let offset = i * SEGMENT;
+        let segment = SEGMENT.min(len - offset);
+        let mdl = mdls.wrapping_add(i * mdl_room(SEGMENT)).cast::<MDL>();
+        let next = if i + 1 < count { indications.wrapping_add(i + 1) } else { std::ptr::null_mut() };
+        // SAFETY: the header page holds SEGMENTS indications and MDLs at these offsets (well
+        // under a page), 16-byte aligned; the segment lies in the block's data area.
+        unsafe {
+            build_mdl(mdl, block.data() as usize + offset, segment);
+            indications
+                .add(i)
+                .write(WSK_DATA_INDICATION { Next: next, Buffer: WSK_BUF { Mdl: mdl, Offset: 0, Length: segment } });
+        }
+    }
+    Chain { head: indications as usize, bytes: len, count, items: vec![Item { block, len, from: None }] }
+}
+
+/// Builds one datagram indication per item, chained in order.
+fn datagram_chain(items: Vec<Item>) -> Chain {
+    let indication_room = size_of::<WSK_DATAGRAM_INDICATION>().next_multiple_of(16);
+    let address_at = indication_room + mdl_room(DATA_CAPACITY);
+    let heads: Vec<*mut WSK_DATAGRAM_INDICATION> =
+        items.iter().map(|item| item.block.header().cast::<WSK_DATAGRAM_INDICATION>()).collect();
+    for (i, item) in items.iter().enumerate() {
+        let header = item.block.header();
+        let mdl = header.wrapping_add(indication_room).cast::<MDL>();
+        let address = header.wrapping_add(address_at).cast::<SOCKADDR_STORAGE>();
+        let next = heads.get(i + 1).copied().unwrap_or(std::ptr::null_mut());
+        // SAFETY: the header page holds the indication, the MDL and the address at these
+        // offsets (under a page), 16-byte aligned; the data lies in the block's data area.
+        unsafe {
+            build_mdl(mdl, item.block.data() as usize, item.len);
+            address.write(SOCKADDR_STORAGE::zeroed());
+            if let Some(from) = item.from {
+                addr::write(address.cast::<SOCKADDR>(), &from);
+            }
+            heads[i].write(WSK_DATAGRAM_INDICATION {
+                Next: next,
+                Buffer: WSK_BUF { Mdl: mdl, Offset: 0, Length: item.len },
+                ControlInfo: std::ptr::null_mut(),
+                ControlInfoLength: 0,
+                RemoteAddress: address.cast::<SOCKADDR>(),
+            });
+        }
+    }
+    let bytes = items.iter().map(|item| item.len).sum();
+    let count = items.len();
+    Chain { head: heads.first().map_or(0, |&h| h as usize), bytes, count, items }
+}
+
+/// Reads what a connection has for the client: refused bytes first, then the host socket's,
+/// up to 64 KiB. Records the peer's FIN (`peer_fin`) or a reset (`error`) when the host
+/// reports it. `None` when there is nothing to indicate.
+pub(crate) fn gather_data(state: &mut State) -> Option<Chain> {
+    let host_readable =
+        state.phase == Phase::Connected && !state.peer_fin && state.error.is_none() && state.host.is_some();
+    if state.events.kept.is_empty() && !host_readable {
+        return None;
+    }
+    let mut block = Block::new()?;
+    let space = block.space();
+    let mut len = 0;
+    {
+        let kept = &mut state.events.kept;
+        let n = kept.len().min(space.len());
+        let (front, back) = kept.as_slices();
+        let first = front.len().min(n);
+        space[..first].copy_from_slice(&front[..first]);
+        space[first..n].copy_from_slice(&back[..n - first]);
+        kept.drain(..n);
+        len += n;
+    }
+    if host_readable && state.events.kept.is_empty() {
+        let mut fin = false;
+        let mut error = None;
+        if let Some(host) = state.host.as_ref() {
+            let mut reader: &socket2::Socket = host;
+            while len < space.len() {
+                match status::retry(|| reader.read(&mut space[len..])) {
+                    Ok(0) => {
+                        fin = true;
+                        break;
+                    }
+                    Ok(n) => len += n,
+                    Err(e) if status::would_block(&e) => break,
+                    Err(e) => {
+                        error = Some(status::from_io(&e));
+                        break;
+                    }
+                }
+            }
+        }
+        state.peer_fin |= fin;
+        if error.is_some() {
+            state.error = error;
+        }
+    }
+    if len == 0 {
+        blocks::unused(block);
+        return None;
+    }
+    Some(data_chain(block, len))
+}
+
+/// Reads the datagrams waiting for the client: refused ones first, then the host socket's, up
+/// to [`DATAGRAMS_PER_CHAIN`]. `None` when there is none.
+pub(crate) fn gather_datagrams(state: &mut State) -> Option<Chain> {
+    let mut items = Vec::new();
+    while items.len() < DATAGRAMS_PER_CHAIN {
+        let Some(mut block) = Block::new() else { break };
+        if let Some(kept) = state.events.kept_datagrams.pop_front() {
+            let len = kept.data.len().min(DATA_CAPACITY);
+            block.space()[..len].copy_from_slice(&kept.data[..len]);
+            items.push(Item { block, len, from: Some(kept.from) });
+            continue;
+        }
+        let Some(host) = state.host.as_ref() else {
+            blocks::unused(block);
+            break;
+        };
+        let space = block.space();
+        // SAFETY: `u8` and `MaybeUninit<u8>` have the same layout; the host only writes
+        // initialized bytes into the slice, which stays initialized memory.
+        let space = unsafe { &mut *(std::ptr::from_mut::<[u8]>(space) as *mut [MaybeUninit<u8>]) };
+        match status::retry(|| host.recv_from_with_flags(&mut *space, libc::MSG_TRUNC)) {
+            Ok((size, from)) => {
+                let len = size.min(DATA_CAPACITY);
+                items.push(Item { block, len, from: addr::from_host(&from) });
+            }
+            Err(_) => {
+                blocks::unused(block);
+                break;
+            }
+        }
+    }
+    if items.is_empty() { None } else { Some(datagram_chain(items)) }
+}
+
+/// `WskRelease(socket, head)`: gives back a chain the client retained. Anything else is
+/// `WSK_INDICATION_RELEASED_TWICE` and `STATUS_INVALID_PARAMETER` (nothing is touched).
+pub(crate) fn release(socket: &Arc<Socket>, head: usize) -> NTSTATUS {
+    let chain = {
+        let mut state = lock(&socket.state);
+        let retained = &mut state.events.retained;
+        retained.iter().position(|chain| chain.head() == head && head != 0).map(|at| retained.swap_remove(at))
+    };
+    match chain {
+        Some(chain) => {
+            chain.give_back(socket.key, Release::Released);
+            STATUS_SUCCESS
+        }
+        None => {
+            if crate::kernel::verifier() {
+                let why = if blocks::released_already(head) {
+                    "it was released already (or its callback did not retain it)"
+                } else {
+                    "it is not an indication the socket holds for the driver (never indicated on this socket)"
+                };
+                bugcheck(
+                    Rule::WskIndicationReleasedTwice,
+                    format!("WskRelease(0x{:x}, 0x{head:x}): {why}", socket.key),
+                );
+            }
+            STATUS_INVALID_PARAMETER
+        }
+    }
+}
