@@ -129,6 +129,14 @@ pub(crate) fn rundown_claim_close(rundown: &AtomicUsize) -> Claim {
     }
 }
 
+/// The last owner went away without `close()`: marks the close `BACKGROUND` and claims it
+/// if no call is in progress (`Claim::Busy`: the last call out issues it, see
+/// [`rundown_exit`]).
+pub(crate) fn rundown_last_owner(rundown: &AtomicUsize) -> Claim {
+    rundown.fetch_or(CLOSING | BACKGROUND, Ordering::AcqRel);
+    rundown_claim_close(rundown)
+}
+
 /// Pool tag of socket cores ("WskS").
 pub const SOCKET_TAG: u32 = u32::from_le_bytes(*b"WskS");
 
@@ -472,8 +480,7 @@ impl Drop for SocketCore {
             return;
         }
         inner.refs.store(1, Ordering::Release);
-        inner.rundown.fetch_or(CLOSING | BACKGROUND, Ordering::AcqRel);
-        match rundown_claim_close(&inner.rundown) {
+        match rundown_last_owner(&inner.rundown) {
             Claim::Issue => {
                 // SAFETY: we claimed CLOSE_ISSUED with no call in progress.
                 unsafe { issue_close(self.inner) };
@@ -575,6 +582,33 @@ mod loom_tests {
             caller.join().unwrap();
             assert_eq!(issued.load(Ordering::SeqCst), 1);
             assert_eq!(rundown_enter(&rundown), Err(Error::Closed));
+        });
+    }
+
+    /// The last owner goes away while an event stream's call is still held by another
+    /// thread: the close is issued exactly once, and only after the call left.
+    #[test]
+    fn loom_background_close_waits_for_held_call() {
+        loom::model(|| {
+            let rundown = Arc::new(AtomicUsize::new(0));
+            let inside = Arc::new(AtomicUsize::new(0));
+            let issued = Arc::new(AtomicUsize::new(0));
+            rundown_enter(&rundown).unwrap();
+            inside.store(1, Ordering::SeqCst);
+            let (r2, in2, i2) = (rundown.clone(), inside.clone(), issued.clone());
+            let holder = loom::thread::spawn(move || {
+                // ... the held call ends (an event callback cleaning up) ...
+                in2.store(0, Ordering::SeqCst);
+                if rundown_exit(&r2) == Exit::IssueBackground {
+                    i2.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+            if rundown_last_owner(&rundown) == Claim::Issue {
+                assert_eq!(inside.load(Ordering::SeqCst), 0, "close issued while a call was held");
+                issued.fetch_add(1, Ordering::SeqCst);
+            }
+            holder.join().unwrap();
+            assert_eq!(issued.load(Ordering::SeqCst), 1);
         });
     }
 
