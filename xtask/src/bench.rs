@@ -4,9 +4,10 @@
 //! a tokio echo server and the blocking baseline, driven by one client.
 //!
 //! In between, the sockets figures (`tests/benches/figures.rs`): allocations per send and
-//! receive, non-paged bytes per idle connection.
+//! receive, non-paged bytes per idle connection; and receive throughput with event callbacks
+//! against IRP receives (`tests/benches/events.rs`).
 //!
-//! `WSK_BENCH=executor`, `WSK_BENCH=figures` or `WSK_BENCH=echo` runs only that part.
+//! `WSK_BENCH=executor`, `figures`, `events` or `echo` runs only that part.
 
 use std::process::Command;
 
@@ -20,14 +21,15 @@ pub const ONLY_ENV: &str = "WSK_BENCH";
 /// tables straight to the terminal), then the echo benchmark.
 pub fn run() -> Result<()> {
     let only = std::env::var(ONLY_ENV).unwrap_or_default();
-    let (executor, figures, echo) = match only.as_str() {
-        "" => (true, true, true),
-        "executor" => (true, false, false),
-        "figures" => (false, true, false),
-        "echo" => (false, false, true),
-        other => bail!("{ONLY_ENV}={other}: expected `executor`, `figures` or `echo`"),
+    let (executor, figures, events, echo) = match only.as_str() {
+        "" => (true, true, true, true),
+        "executor" => (true, false, false, false),
+        "figures" => (false, true, false, false),
+        "events" => (false, false, true, false),
+        "echo" => (false, false, false, true),
+        other => bail!("{ONLY_ENV}={other}: expected `executor`, `figures`, `events` or `echo`"),
     };
-    for (on, bench) in [(executor, "executor"), (figures, "figures")] {
+    for (on, bench) in [(executor, "executor"), (figures, "figures"), (events, "events")] {
         if on {
             let mut cmd = Command::new("cargo");
             cmd.current_dir(util::workspace_root()).args(["bench", "-p", "wsk-tests", "--bench", bench]);
