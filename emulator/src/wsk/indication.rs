@@ -197,7 +197,7 @@ fn datagram_chain(items: Vec<Item>) -> Chain {
 pub(crate) fn gather_data(state: &mut State) -> Option<Chain> {
     let host_readable =
         state.phase == Phase::Connected && !state.peer_fin && state.error.is_none() && state.host.is_some();
-    if state.events.kept.is_empty() && !host_readable {
+    if state.events.kept.is_empty() && !(host_readable && host_has_something(state)) {
         return None;
     }
     let mut block = Block::new()?;
@@ -245,22 +245,33 @@ pub(crate) fn gather_data(state: &mut State) -> Option<Chain> {
     Some(data_chain(block, len))
 }
 
+/// Whether a read of the host socket would not block (data, the FIN or an error waits): a
+/// one-byte peek, cheaper than preparing a block for nothing.
+fn host_has_something(state: &State) -> bool {
+    let Some(host) = state.host.as_ref() else { return false };
+    let mut probe = [MaybeUninit::<u8>::uninit(); 1];
+    !matches!(status::retry(|| host.peek(&mut probe)), Err(error) if status::would_block(&error))
+}
+
 /// Reads the datagrams waiting for the client: refused ones first, then the host socket's, up
 /// to [`DATAGRAMS_PER_CHAIN`]. `None` when there is none.
 pub(crate) fn gather_datagrams(state: &mut State) -> Option<Chain> {
     let mut items = Vec::new();
     while items.len() < DATAGRAMS_PER_CHAIN {
-        let Some(mut block) = Block::new() else { break };
         if let Some(kept) = state.events.kept_datagrams.pop_front() {
+            let Some(mut block) = Block::new() else {
+                state.events.kept_datagrams.push_front(kept);
+                break;
+            };
             let len = kept.data.len().min(DATA_CAPACITY);
             block.space()[..len].copy_from_slice(&kept.data[..len]);
             items.push(Item { block, len, from: Some(kept.from) });
             continue;
         }
-        let Some(host) = state.host.as_ref() else {
-            blocks::unused(block);
+        if !host_has_something(state) {
             break;
-        };
+        }
+        let (Some(host), Some(mut block)) = (state.host.as_ref(), Block::new()) else { break };
         let space = block.space();
         // SAFETY: `u8` and `MaybeUninit<u8>` have the same layout; the host only writes
         // initialized bytes into the slice, which stays initialized memory.

@@ -8,6 +8,7 @@
 mod support;
 
 mod cancel;
+mod events;
 mod invalid;
 mod options;
 mod resolve;
