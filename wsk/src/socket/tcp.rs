@@ -26,7 +26,7 @@ use crate::registration::Wsk;
 use crate::socket::call::{NotIssued, socket_call, socket_call_with_owner, unit, with_buffer};
 use crate::socket::core::SocketCore;
 use crate::socket::create;
-use crate::socket::events::{self, ClientDispatch, ConnectionEvents, EventConfig, Incoming};
+use crate::socket::events::{self, ClientDispatch, ConnectionEvents, EventConfig, Incoming, Refused};
 use crate::socket::options::{SocketOption, set_option};
 
 /// A listening TCP socket.
@@ -186,10 +186,8 @@ impl TcpListener {
     /// delivered by `WskAcceptEvent` (see [`Incoming`]): no IRP per accept.
     ///
     /// IRQL <= DISPATCH_LEVEL.
-    pub fn into_incoming(self, config: EventConfig) -> Result<Incoming> {
-        let TcpListener { core, slot, next, .. } = self;
-        drop((slot, next));
-        Incoming::enable(core, config)
+    pub fn into_incoming(self, config: EventConfig) -> core::result::Result<Incoming, Refused<TcpListener>> {
+        Incoming::enable(&self.core, config).map_err(|error| Refused { error, socket: self })
     }
 
     /// A handle that closes the listener from another task, cancelling a pending accept.
@@ -245,9 +243,17 @@ impl TcpStream {
     /// `WskSendBacklogEvent`; see [`ConnectionEvents`]); the write half keeps sending.
     ///
     /// IRQL <= DISPATCH_LEVEL.
-    pub fn into_events(self, config: EventConfig) -> Result<(ConnectionEvents, TcpWriteHalf)> {
+    /// Where the provider refuses (no event callbacks: Wine's netio, for one), the stream
+    /// comes back unchanged in [`Refused`] and works with IRPs as before.
+    pub fn into_events(
+        self,
+        config: EventConfig,
+    ) -> core::result::Result<(ConnectionEvents, TcpWriteHalf), Refused<TcpStream>> {
         let TcpStream { read, write } = self;
-        Ok((read.into_events(config)?, write))
+        match read.into_events(config) {
+            Ok(events) => Ok((events, write)),
+            Err(Refused { error, socket: read }) => Err(Refused { error, socket: TcpStream { read, write } }),
+        }
     }
 
     /// Connects to `remote` through `WskSocketConnect` (one provider call creates, binds and
@@ -491,8 +497,8 @@ impl TcpReadHalf {
     /// See [`TcpStream::into_events`].
     ///
     /// IRQL <= DISPATCH_LEVEL.
-    pub fn into_events(self, config: EventConfig) -> Result<ConnectionEvents> {
-        ConnectionEvents::enable(self.core, self.recv, config)
+    pub fn into_events(self, config: EventConfig) -> core::result::Result<ConnectionEvents, Refused<TcpReadHalf>> {
+        ConnectionEvents::enable(&self.core, config).map_err(|error| Refused { error, socket: self })
     }
 
     /// Closes the whole connection (see [`TcpStream::close`]).

@@ -21,7 +21,7 @@ use super::pieces::BufPieces;
 use super::ring::Ring;
 use super::{
     CallbackExit, Detach, EventConfig, Header, allocate, callback_enter, callback_exit, control_events, deallocate,
-    enable, state_of, stream_detach,
+    enable, install, state_of, stream_detach,
 };
 use crate::buf::IoBuf;
 use crate::error::{Error, Result};
@@ -275,17 +275,13 @@ unsafe impl Send for ConnectionEvents {}
 impl ConnectionEvents {
     /// Installs the event state on `core` and enables the receive, disconnect and send
     /// backlog callbacks.
-    pub(crate) fn enable(core: SocketCore, slot: OpSlot, config: EventConfig) -> Result<Self> {
+    pub(crate) fn enable(core: &SocketCore, config: EventConfig) -> Result<Self> {
+        let slot = OpSlot::new()?;
         let state = ConnState::allocate(&config)?;
-        if !core.install_events(state.cast()) {
-            // SAFETY: never installed nor shared.
-            unsafe { deallocate(state) };
-            return Err(Error::InvalidInput("event callbacks were enabled on this socket before"));
-        }
         // The stream's call: it may release indications until it detaches.
-        core.enter_owned()?;
-        let events = ConnectionEvents {
-            core: ManuallyDrop::new(core),
+        install(core, state, WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG)?;
+        Ok(ConnectionEvents {
+            core: ManuallyDrop::new(core.clone_owner()),
             state,
             slot,
             config,
@@ -294,9 +290,7 @@ impl ConnectionEvents {
             ending: false,
             done: false,
             backlog_seen: 0,
-        };
-        enable(&events.core, WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG)?;
-        Ok(events)
+        })
     }
 
     fn state(&self) -> &ConnState {

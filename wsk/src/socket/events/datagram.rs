@@ -25,8 +25,8 @@ use wsk_sys::{
 use super::pieces::BufPieces;
 use super::ring::Ring;
 use super::{
-    CallbackExit, Detach, EventConfig, Header, allocate, callback_enter, callback_exit, deallocate, enable, state_of,
-    stream_detach,
+    CallbackExit, Detach, EventConfig, Header, allocate, callback_enter, callback_exit, deallocate, enable, install,
+    state_of, stream_detach,
 };
 use crate::addr;
 use crate::error::{Error, Result};
@@ -183,15 +183,8 @@ impl Datagrams {
             refused: AtomicU32::new(0),
             failed: AtomicU32::new(0),
         })?;
-        if !core.install_events(state.cast()) {
-            // SAFETY: never installed nor shared.
-            unsafe { deallocate(state) };
-            return Err(Error::InvalidInput("event callbacks were enabled on this socket before"));
-        }
-        core.enter_owned()?;
-        let datagrams = Datagrams { core: ManuallyDrop::new(core), state, ending: false, done: false };
-        enable(&datagrams.core, WSK_EVENT_RECEIVE_FROM)?;
-        Ok(datagrams)
+        install(&core, state, WSK_EVENT_RECEIVE_FROM)?;
+        Ok(Datagrams { core: ManuallyDrop::new(core), state, ending: false, done: false })
     }
 
     fn state(&self) -> &DgramState {

@@ -25,7 +25,7 @@ use wsk_sys::{
 
 use super::ring::Ring;
 use super::{
-    CallbackExit, Detach, EventConfig, Header, allocate, callback_enter, callback_exit, deallocate, enable, state_of,
+    CallbackExit, Detach, EventConfig, Header, allocate, callback_enter, callback_exit, deallocate, install, state_of,
     stream_detach,
 };
 use crate::addr;
@@ -191,7 +191,7 @@ unsafe impl Send for Incoming {}
 impl Incoming {
     /// Installs the event state on the listener `core`, stocks cores and enables the accept
     /// callback.
-    pub(crate) fn enable(core: SocketCore, config: EventConfig) -> Result<Self> {
+    pub(crate) fn enable(core: &SocketCore, config: EventConfig) -> Result<Self> {
         let state = allocate(ListenState {
             header: Header::new(free_state),
             stock: Ring::new(),
@@ -199,22 +199,23 @@ impl Incoming {
             refused: AtomicUsize::new(0),
             failed: AtomicU32::new(0),
         })?;
-        if !core.install_events(state.cast()) {
-            // SAFETY: never installed nor shared.
-            unsafe { deallocate(state) };
-            return Err(Error::InvalidInput("event callbacks were enabled on this socket before"));
+        let backlog = config.accept_backlog.clamp(1, RING_SLOTS);
+        // Stock before enabling: the first connection may come at once.
+        // SAFETY: not installed yet: nothing else uses the fresh state.
+        let stock = unsafe { &state.as_ref().stock };
+        while stock.len() < backlog {
+            match SocketCore::new() {
+                // SAFETY: the only producer (the state is not shared yet).
+                Ok(spare) => drop(unsafe { stock.push(spare) }),
+                Err(e) => {
+                    // SAFETY: never installed nor shared; the ring drops its cores.
+                    unsafe { deallocate(state) };
+                    return Err(e);
+                }
+            }
         }
-        core.enter_owned()?;
-        let mut incoming = Incoming {
-            core: ManuallyDrop::new(core),
-            state,
-            backlog: config.accept_backlog.clamp(1, RING_SLOTS),
-            ending: false,
-            done: false,
-        };
-        incoming.restock()?;
-        enable(&incoming.core, WSK_EVENT_ACCEPT)?;
-        Ok(incoming)
+        install(core, state, WSK_EVENT_ACCEPT)?;
+        Ok(Incoming { core: ManuallyDrop::new(core.clone_owner()), state, backlog, ending: false, done: false })
     }
 
     fn state(&self) -> &ListenState {

@@ -277,6 +277,54 @@ fn enable(core: &SocketCore, mask: u32) -> Result<()> {
     crate::error::check(control_events(core, mask)?)
 }
 
+/// Installs `state` (of kind `T`, starting with its header) on `core`, takes the stream's
+/// call and enables `mask`. On failure nothing is enabled and the socket is as before, except
+/// that a state installed stays (detached, freed with the core): events cannot be tried twice.
+fn install<T>(core: &SocketCore, state: NonNull<T>, mask: u32) -> Result<()> {
+    let header = state.cast::<Header>();
+    if !core.install_events(header) {
+        // SAFETY: never installed nor shared.
+        unsafe { deallocate(state) };
+        return Err(Error::InvalidInput("event callbacks were enabled on this socket before"));
+    }
+    // SAFETY: installed above: lives as long as the core.
+    let flags = unsafe { &header.as_ref().flags };
+    if let Err(e) = core.enter_owned() {
+        flags.store(DETACHED | CLEANED, Ordering::Release);
+        return Err(e);
+    }
+    if let Err(e) = enable(core, mask) {
+        // Nothing was enabled: no callback comes; the stream never existed.
+        flags.store(DETACHED | CLEANED, Ordering::Release);
+        core.leave();
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Event callbacks could not be enabled: why, and the socket, unchanged, to go on with IRPs
+/// (for example on a provider without event callbacks).
+pub struct Refused<T> {
+    /// Why (`STATUS_NOT_SUPPORTED` from a provider without event callbacks, for example).
+    pub error: Error,
+    /// The socket, usable as before.
+    pub socket: T,
+}
+
+/// For `?` in code that gives up on the socket when events are refused (it is then dropped,
+/// and so closed in the background).
+impl<T> From<Refused<T>> for Error {
+    fn from(refused: Refused<T>) -> Error {
+        refused.error
+    }
+}
+
+impl<T> core::fmt::Debug for Refused<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Refused").field("error", &self.error).finish_non_exhaustive()
+    }
+}
+
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
