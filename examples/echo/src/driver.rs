@@ -50,6 +50,20 @@ pub(crate) unsafe fn listen_address(registry_path: *mut UNICODE_STRING) -> Resul
     Ok(SocketAddr::new(ip, port))
 }
 
+/// Reads `ReceiveEvents` (REG_DWORD; 0: receive with IRPs, otherwise with event callbacks
+/// where the provider has them; default 1).
+///
+/// # Safety
+/// `registry_path` is DriverEntry's argument.
+unsafe fn receive_events(registry_path: *mut UNICODE_STRING) -> Result<bool, Error> {
+    // SAFETY: forwarded contract.
+    let params = unsafe { Parameters::open(registry_path)? };
+    Ok(match params {
+        Some(params) => params.dword("ReceiveEvents")?.is_none_or(|v| v != 0),
+        None => true,
+    })
+}
+
 /// DriverEntry. IRQL == PASSIVE_LEVEL.
 ///
 /// # Safety
@@ -79,6 +93,9 @@ pub unsafe extern "system" fn driver_entry(
 unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_STRING) -> Result<(), Error> {
     // SAFETY: forwarded contract.
     let addr = unsafe { listen_address(registry_path)? };
+    // SAFETY: forwarded contract.
+    let events = unsafe { receive_events(registry_path)? };
+    server::RECEIVE_EVENTS.store(events, Ordering::Relaxed);
     let wsk = Wsk::register(PROVIDER_WAIT_MS)?;
     log!(always, "echo: WskRegister ok");
     if !wsk.is_ready() {

@@ -12,11 +12,13 @@ use echo_driver::driver::{DEFAULT_PORT, driver_entry};
 use echo_driver::server::STATS;
 use wsk_emulator::Kernel;
 
-const USAGE: &str = "usage: echo-driver [--port N] [--addr IP] [--seconds N] [--quiet] [--blocking]
+const USAGE: &str = "usage: echo-driver [--port N] [--addr IP] [--seconds N] [--quiet] [--irp-receive] [--blocking]
 
 Loads the echo driver into the host kernel emulator (verifier on) and serves TCP echo on
 ADDR:PORT (default 127.0.0.1:7007) until Ctrl-C, or for N seconds with --seconds.
---quiet hides the driver's per-connection debug lines. --blocking loads the blocking
+--quiet hides the driver's per-connection debug lines. The driver receives with WSK event
+callbacks (zero copy); --irp-receive makes it receive with IRPs (its ReceiveEvents
+parameter 0). --blocking loads the blocking
 baseline instead (echo_driver::blocking: a thread per connection, one KEVENT wait per WSK
 call), each of its threads a host thread as PsCreateSystemThread would give.";
 
@@ -25,12 +27,19 @@ struct Args {
     addr: String,
     seconds: Option<u64>,
     quiet: bool,
+    irp_receive: bool,
     blocking: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args =
-        Args { port: DEFAULT_PORT, addr: "127.0.0.1".to_owned(), seconds: None, quiet: false, blocking: false };
+    let mut args = Args {
+        port: DEFAULT_PORT,
+        addr: "127.0.0.1".to_owned(),
+        seconds: None,
+        quiet: false,
+        irp_receive: false,
+        blocking: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -40,6 +49,7 @@ fn parse_args() -> Result<Args, String> {
             "--seconds" => args.seconds = Some(value("--seconds")?.parse().map_err(|e| format!("--seconds: {e}"))?),
             "--quiet" => args.quiet = true,
             "--blocking" => args.blocking = true,
+            "--irp-receive" => args.irp_receive = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument `{other}`")),
         }
@@ -77,6 +87,7 @@ fn main() -> ExitCode {
         .echo_debug_output(!args.quiet)
         .param_dword("Port", u32::from(args.port))
         .param_string("Address", &args.addr)
+        .param_dword("ReceiveEvents", u32::from(!args.irp_receive))
         .load("echo", entry)
     {
         Ok(driver) => driver,
@@ -98,9 +109,10 @@ fn main() -> ExitCode {
     println!("echo-driver: stopping after {:.1} s; unloading the driver", started.elapsed().as_secs_f64());
     let report = driver.unload();
     println!(
-        "echo-driver: {} connections, {} bytes echoed, {} errors",
+        "echo-driver: {} connections, {} bytes echoed ({} received zero-copy through event callbacks), {} errors",
         STATS.connections.load(Ordering::Relaxed),
         STATS.bytes.load(Ordering::Relaxed),
+        STATS.zero_copy_bytes.load(Ordering::Relaxed),
         STATS.errors.load(Ordering::Relaxed)
     );
     println!("{report}");

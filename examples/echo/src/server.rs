@@ -3,7 +3,10 @@
 use core::net::SocketAddr;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use wsk::{Error, IoBuf, TcpListener, TcpStream, log};
+use core::sync::atomic::AtomicBool;
+
+use wsk::events::{self, ConnectionEvent, ConnectionEvents, EventConfig};
+use wsk::{Error, IoBuf, TcpListener, TcpReadHalf, TcpStream, TcpWriteHalf, log};
 use wsk_executor::Spawner;
 
 /// Bytes per receive.
@@ -14,14 +17,23 @@ pub struct Stats {
     pub connections: AtomicU64,
     pub open: AtomicU64,
     pub bytes: AtomicU64,
+    /// Bytes that arrived as WSK's own buffers (receive events), not copied by an IRP.
+    pub zero_copy_bytes: AtomicU64,
+    /// Connections served with IRP receives because the provider refused receive events.
+    pub events_refused: AtomicU64,
     pub errors: AtomicU64,
 }
+
+/// Receive with event callbacks (`ReceiveEvents` = 1, the default) or with IRPs (0).
+pub static RECEIVE_EVENTS: AtomicBool = AtomicBool::new(true);
 
 /// The driver's counters.
 pub static STATS: Stats = Stats {
     connections: AtomicU64::new(0),
     open: AtomicU64::new(0),
     bytes: AtomicU64::new(0),
+    zero_copy_bytes: AtomicU64::new(0),
+    events_refused: AtomicU64::new(0),
     errors: AtomicU64::new(0),
 };
 
@@ -56,12 +68,26 @@ pub async fn accept_loop(mut listener: TcpListener, spawner: Spawner) {
 }
 
 /// Echoes until the peer finishes sending, then sends what is left (already done: every
-/// chunk is echoed before the next receive), disconnects gracefully and closes.
-async fn serve(mut stream: TcpStream, peer: SocketAddr) {
+/// chunk is echoed before the next receive), disconnects gracefully and closes. Receives
+/// with event callbacks where the provider has them, else with IRPs.
+async fn serve(stream: TcpStream, peer: SocketAddr) {
     let mut echoed = 0u64;
-    let outcome = echo(&mut stream, &mut echoed).await;
+    let (outcome, mut writer) = if RECEIVE_EVENTS.load(Ordering::Relaxed) {
+        match stream.into_events(EventConfig::default()) {
+            Ok((events, mut writer)) => (echo_events(events, &mut writer, &mut echoed).await, writer),
+            Err(refused) => {
+                STATS.events_refused.fetch_add(1, Ordering::Relaxed);
+                log!(info, "echo: {}: receive events refused ({}), using IRPs", peer, refused.error);
+                let (mut reader, mut writer) = refused.socket.into_split();
+                (echo(&mut reader, &mut writer, &mut echoed).await, writer)
+            }
+        }
+    } else {
+        let (mut reader, mut writer) = stream.into_split();
+        (echo(&mut reader, &mut writer, &mut echoed).await, writer)
+    };
     match outcome {
-        Ok(()) => match stream.shutdown().await {
+        Ok(()) => match writer.shutdown().await {
             Ok(()) => {}
             // A provider without WskDisconnect (Wine's netio): close alone ends the
             // connection (abortively where data is unacknowledged).
@@ -73,26 +99,76 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr) {
             log!(info, "echo: {}: {}", peer, e);
         }
     }
-    if let Err(e) = stream.close().await {
+    if let Err(e) = writer.close().await {
         log!(info, "echo: {}: close: {}", peer, e);
     }
     STATS.open.fetch_sub(1, Ordering::Relaxed);
     log!(info, "echo: connection from {} closed after {} bytes", peer, echoed);
 }
 
-async fn echo(stream: &mut TcpStream, echoed: &mut u64) -> Result<(), Error> {
+/// Echo with IRP receives.
+async fn echo(reader: &mut TcpReadHalf, writer: &mut TcpWriteHalf, echoed: &mut u64) -> Result<(), Error> {
     let mut buf = IoBuf::with_capacity(CHUNK)?;
     loop {
-        let (received, back) = stream.recv(buf).await;
+        let (received, back) = reader.recv(buf).await;
         buf = back;
         let n = received?;
         if n == 0 {
             return Ok(());
         }
-        let (sent, back) = stream.send_all(buf).await;
+        let (sent, back) = writer.send_all(buf).await;
         buf = back;
         sent?;
         *echoed += n as u64;
         STATS.bytes.fetch_add(n as u64, Ordering::Relaxed);
     }
+}
+
+/// Echo with receive events: each indication is copied into the send buffer (WSK's buffers
+/// go back at once) and sent before the next event is taken.
+async fn echo_events(mut events: ConnectionEvents, writer: &mut TcpWriteHalf, echoed: &mut u64) -> Result<(), Error> {
+    let mut buf = IoBuf::with_capacity(CHUNK)?;
+    while let Some(event) = events::next(&mut events).await {
+        match event? {
+            ConnectionEvent::Data(data) => {
+                let n = data.len() as u64;
+                if data.is_zero_copy() {
+                    STATS.zero_copy_bytes.fetch_add(n, Ordering::Relaxed);
+                }
+                let mut pieces = data.segments();
+                let mut rest: &[u8] = &[];
+                loop {
+                    if rest.is_empty() {
+                        match pieces.next() {
+                            Some(piece) => rest = piece,
+                            None => break,
+                        }
+                    }
+                    let taken = buf.extend_from_slice(rest);
+                    rest = &rest[taken..];
+                    if buf.len() == buf.capacity() {
+                        let (sent, back) = writer.send_all(buf).await;
+                        buf = back;
+                        sent?;
+                        buf.clear();
+                    }
+                }
+                drop(data);
+                if !buf.is_empty() {
+                    let (sent, back) = writer.send_all(buf).await;
+                    buf = back;
+                    sent?;
+                    buf.clear();
+                }
+                *echoed += n;
+                STATS.bytes.fetch_add(n, Ordering::Relaxed);
+            }
+            ConnectionEvent::Disconnected { abortive: false } => break,
+            ConnectionEvent::Disconnected { abortive: true } => {
+                return Err(Error::Status(wsk_sys::STATUS_CONNECTION_RESET));
+            }
+            ConnectionEvent::SendBacklog(_) => {}
+        }
+    }
+    Ok(())
 }

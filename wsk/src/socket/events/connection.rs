@@ -515,6 +515,8 @@ enum Inner {
 // SAFETY: the indication is provider memory usable from any thread until released; the
 // state is shared through atomics.
 unsafe impl Send for Received {}
+// SAFETY: shared access only reads the retained (unchanging) provider memory.
+unsafe impl Sync for Received {}
 
 impl core::fmt::Debug for Received {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -594,6 +596,9 @@ pub struct Segments<'a> {
     current: BufPieces<'a>,
     copied: Option<&'a [u8]>,
 }
+
+// SAFETY: reads memory retained by the `Received` it borrows (which is `Sync`).
+unsafe impl Send for Segments<'_> {}
 
 impl<'a> Iterator for Segments<'a> {
     type Item = &'a [u8];

@@ -354,6 +354,9 @@ impl Drop for DatagramBatch {
     }
 }
 
+// SAFETY: shared access only reads the retained (unchanging) provider memory.
+unsafe impl Sync for DatagramBatch {}
+
 /// One datagram of a [`DatagramBatch`].
 pub struct DatagramView<'a> {
     node: NonNull<WSK_DATAGRAM_INDICATION>,

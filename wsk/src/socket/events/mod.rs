@@ -71,6 +71,15 @@ use crate::loom::{AtomicU32, Ordering};
 use crate::pool;
 use crate::socket::core::SocketCore;
 
+pub use futures_core::Stream;
+
+/// The next item of `stream` (for drivers without a futures utility crate).
+///
+/// IRQL == PASSIVE_LEVEL (task context).
+pub fn next<S: Stream + Unpin>(stream: &mut S) -> impl core::future::Future<Output = Option<S::Item>> + '_ {
+    core::future::poll_fn(move |cx| core::pin::Pin::new(&mut *stream).poll_next(cx))
+}
+
 /// The library's client dispatch table for one socket kind, as `WskSocket` takes it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClientDispatch(*const c_void);

@@ -13,6 +13,9 @@ pub(crate) struct BufPieces<'a> {
     _memory: PhantomData<&'a [u8]>,
 }
 
+// SAFETY: reads memory the borrowed retained indication keeps valid and unchanged.
+unsafe impl Send for BufPieces<'_> {}
+
 impl BufPieces<'_> {
     /// An iterator that yields nothing.
     pub(crate) fn empty() -> Self {
