@@ -127,7 +127,9 @@ fn spawn_workload(state: &DriverState, settings: &Settings) -> Result<(), Error>
     };
     let spawner = executor.spawner();
     let nomem = |_| Error::NoMemory;
-    executor.spawn(workload::accept_loop(listener, executor.spawner(), settings.config.seed)).map_err(nomem)?;
+    executor
+        .spawn(workload::accept_loop(listener, executor.spawner(), settings.config.seed, settings.config.mix))
+        .map_err(nomem)?;
     // SAFETY: `wsk` lives in the driver state until after the executor is shut down.
     let wsk_ref = unsafe { WskRef::new(wsk) };
     for id in 0..settings.config.clients {

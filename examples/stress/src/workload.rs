@@ -1,12 +1,15 @@
 //! The stress workload: clients churning connections against the driver's own listener, with
 //! content checks, random cancellation, close racing calls from the other half, abortive
-//! disconnects, peer resets and sockets dropped without close.
+//! disconnects, peer resets, sockets dropped without close, and WSK event callbacks (server
+//! sides receiving through event streams; clients reading the echo through one while their
+//! write half may close under it).
 
 use core::net::SocketAddr;
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 
-use wsk::{Error, IoBuf, TcpListener, TcpStream, Wsk};
+use wsk::events::{self, ConnectionEvent, EventConfig};
+use wsk::{Error, IoBuf, TcpListener, TcpStream, TcpWriteHalf, Wsk};
 use wsk_executor::{Spawner, timeout};
 
 use crate::rng::{Rng, pattern};
@@ -43,15 +46,19 @@ pub const MIX_CLOSE_RACE: u32 = 1 << 2;
 pub const MIX_ABORT: u32 = 1 << 3;
 /// Socket dropped without close (background close).
 pub const MIX_DROP: u32 = 1 << 4;
+/// Event callbacks: half of the server sides receive through event streams (retained
+/// indications), and clients read the echo through one while their write half may close it
+/// (a small retention bound forces the IRP fallback too).
+pub const MIX_EVENTS: u32 = 1 << 5;
 /// Every scenario.
-pub const MIX_ALL: u32 = 0x1F;
+pub const MIX_ALL: u32 = 0x3F;
 
 /// Relative weights of the scenarios, in bit order.
-const WEIGHTS: [u64; 5] = [50, 15, 15, 10, 10];
+const WEIGHTS: [u64; 6] = [50, 15, 15, 10, 10, 20];
 
 /// Picks an enabled scenario bit at random, by weight.
 fn pick(rng: &mut Rng, mix: u32) -> u32 {
-    let total: u64 = (0..5).filter(|b| mix & (1 << b) != 0).map(|b| WEIGHTS[b]).sum();
+    let total: u64 = (0..WEIGHTS.len()).filter(|b| mix & (1 << b) != 0).map(|b| WEIGHTS[b]).sum();
     let mut roll = rng.below(total.max(1));
     for (b, weight) in WEIGHTS.iter().enumerate() {
         if mix & (1 << b) == 0 {
@@ -117,7 +124,7 @@ fn record<T>(op: Op, result: &Result<T, Error>) {
 }
 
 /// The server side: accept and echo, sometimes resetting the peer.
-pub async fn accept_loop(mut listener: TcpListener, spawner: Spawner, seed: u64) {
+pub async fn accept_loop(mut listener: TcpListener, spawner: Spawner, seed: u64, mix: u32) {
     let mut rng = Rng::new(seed ^ 0x00AC_CE97);
     while !STOP.load(Ordering::Acquire) {
         let accepted = listener.accept().await;
@@ -126,7 +133,12 @@ pub async fn accept_loop(mut listener: TcpListener, spawner: Spawner, seed: u64)
             Ok((stream, _peer)) => {
                 STATS.socket_opened();
                 let reset = rng.chance(3);
-                if spawner.spawn(serve(stream, reset)).is_err() {
+                let spawned = if mix & MIX_EVENTS != 0 && rng.chance(2) {
+                    spawner.spawn(serve_events(stream, reset)).is_ok()
+                } else {
+                    spawner.spawn(serve(stream, reset)).is_ok()
+                };
+                if !spawned {
                     STATS.socket_closed();
                 }
             }
@@ -165,6 +177,69 @@ async fn serve(mut stream: TcpStream, reset: bool) {
     STATS.socket_closed();
 }
 
+/// The server side through receive events: echoes each retained indication (copied into
+/// the send buffer while held), resets the connection on the first data if `reset`.
+async fn serve_events(stream: TcpStream, reset: bool) {
+    let (mut events, mut writer) = match stream.into_events(EventConfig::default()) {
+        Ok(parts) => parts,
+        Err(refused) => {
+            // A provider without event callbacks: the IRP path.
+            return serve(refused.socket, reset).await;
+        }
+    };
+    if let Ok(mut buf) = IoBuf::with_capacity(CHUNK) {
+        while let Some(event) = events::next(&mut events).await {
+            let data = match event {
+                Ok(ConnectionEvent::Data(data)) => data,
+                Ok(ConnectionEvent::SendBacklog(_)) => continue,
+                Ok(ConnectionEvent::Disconnected { .. }) => break,
+                Err(e) => {
+                    STATS.failure(e);
+                    break;
+                }
+            };
+            STATS.op(Op::Receive);
+            if reset {
+                // Abort while the indication is still held: released after.
+                let aborted = writer.abort().await;
+                record(Op::Abort, &aborted);
+                drop(data);
+                break;
+            }
+            let mut failed = false;
+            for piece in data.segments() {
+                let mut rest = piece;
+                while !rest.is_empty() {
+                    let taken = buf.extend_from_slice(rest);
+                    rest = &rest[taken..];
+                    if buf.len() == buf.capacity() {
+                        let (sent, back) = writer.send_all(buf).await;
+                        buf = back;
+                        buf.clear();
+                        record(Op::Send, &sent);
+                        failed |= sent.is_err();
+                    }
+                }
+            }
+            drop(data);
+            if !buf.is_empty() {
+                let (sent, back) = writer.send_all(buf).await;
+                buf = back;
+                buf.clear();
+                record(Op::Send, &sent);
+                failed |= sent.is_err();
+            }
+            if failed {
+                break;
+            }
+        }
+    }
+    drop(events);
+    let closed = writer.close().await;
+    record(Op::Close, &closed);
+    STATS.socket_closed();
+}
+
 /// One client worker: connect, run a random scenario, repeat until stopped.
 pub async fn client(wsk: WskRef, addr: SocketAddr, spawner: Spawner, config: Config, id: u64) {
     let mut rng = Rng::new(config.seed ^ (id << 32));
@@ -184,6 +259,7 @@ pub async fn client(wsk: WskRef, addr: SocketAddr, spawner: Spawner, config: Con
             MIX_CLOSE_RACE => close_racing_reader(stream, &spawner).await,
             MIX_ABORT => abort(stream).await,
             MIX_DROP => drop_without_close(stream).await,
+            MIX_EVENTS => events_exchange(stream, &mut rng, stream_id, &spawner).await,
             _ => exchange_and_close(stream, &mut rng, stream_id).await,
         }
         STATS.socket_closed();
@@ -314,4 +390,90 @@ async fn drop_without_close(mut stream: TcpStream) {
     }
     drop(stream);
     STATS.op(Op::Close);
+}
+
+/// Sends a pattern and reads the echo through an event stream in another task (checking
+/// every byte, holding each item while it does); one time in three the write half closes
+/// the connection as soon as it has sent, under the reading stream.
+async fn events_exchange(stream: TcpStream, rng: &mut Rng, stream_id: u64, spawner: &Spawner) {
+    // A small bound: a fast echo overruns it and the stream falls back to IRP receives.
+    let config = EventConfig { max_retained_bytes: 16 * 1024, ..EventConfig::default() };
+    let (mut events, writer) = match stream.into_events(config) {
+        Ok(parts) => parts,
+        Err(refused) => return exchange_and_close(refused.socket, rng, stream_id).await,
+    };
+    let len = 1 + rng.below(MAX_PAYLOAD);
+    let early_close = rng.chance(3);
+    let reader = spawner.spawn(async move {
+        let mut checked = 0u64;
+        while checked < len {
+            let event = match timeout(OP_BOUND, events::next(&mut events)).await {
+                Ok(Some(event)) => event,
+                Ok(None) => break,
+                Err(_) => {
+                    STATS.hangs.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+            };
+            let data = match event {
+                Ok(ConnectionEvent::Data(data)) => data,
+                Ok(ConnectionEvent::SendBacklog(_)) => continue,
+                Ok(ConnectionEvent::Disconnected { .. }) => break,
+                Err(e) => {
+                    STATS.failure(e);
+                    break;
+                }
+            };
+            STATS.op(Op::Receive);
+            for piece in data.segments() {
+                for (i, byte) in piece.iter().enumerate() {
+                    if *byte != pattern(stream_id, checked + i as u64) {
+                        STATS.data_errors.fetch_add(1, Ordering::Relaxed);
+                        return checked;
+                    }
+                }
+                checked += piece.len() as u64;
+            }
+            STATS.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+            drop(data);
+        }
+        checked
+    });
+    let mut writer = writer;
+    let sent = send_pattern(&mut writer, len, stream_id).await;
+    if !early_close && sent.is_ok() {
+        if let Ok(reader) = reader {
+            let _ = reader.await;
+        }
+        let shut = writer.shutdown().await;
+        record(Op::Disconnect, &shut);
+        let closed = writer.close().await;
+        record(Op::Close, &closed);
+    } else {
+        // Close under the reading stream: it ends, and the close waits for what it holds.
+        let closed = writer.close().await;
+        record(Op::Close, &closed);
+        if let Ok(reader) = reader {
+            let _ = reader.await;
+        }
+    }
+}
+
+/// Sends `len` pattern bytes of stream `stream_id`.
+async fn send_pattern(writer: &mut TcpWriteHalf, len: u64, stream_id: u64) -> Result<(), Error> {
+    let mut out = IoBuf::with_capacity(CHUNK)?;
+    let mut sent = 0u64;
+    while sent < len {
+        let n = (len - sent).min(CHUNK as u64) as usize;
+        for (i, byte) in out.as_mut_capacity()[..n].iter_mut().enumerate() {
+            *byte = pattern(stream_id, sent + i as u64);
+        }
+        out.set_len(n);
+        let (result, back) = writer.send_all(out).await;
+        out = back;
+        record(Op::Send, &result);
+        result?;
+        sent += n as u64;
+    }
+    Ok(())
 }

@@ -54,6 +54,16 @@ struct Indication {
 // SAFETY: an indication list is provider memory usable from any thread until released.
 unsafe impl Send for Indication {}
 
+/// The stream's own `WskReceive`, if one is in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Receiving {
+    Idle,
+    /// Zero-length: resumes indications after a refusal.
+    Resume,
+    /// Into a pool buffer: the copy path.
+    Copy,
+}
+
 /// Event state of a connection socket.
 #[repr(C)]
 pub(crate) struct ConnState {
@@ -257,8 +267,8 @@ pub struct ConnectionEvents {
     /// The read half's slot: IRP receives during backpressure.
     slot: OpSlot,
     config: EventConfig,
-    /// A fallback `WskReceive` is in flight.
-    receiving: bool,
+    /// A `WskReceive` of the stream is in flight.
+    receiving: Receiving,
     /// Receive events are disabled: data comes through IRP receives only.
     irp_only: bool,
     /// The last event was the end (disconnect or error): the next poll ends the stream.
@@ -285,7 +295,7 @@ impl ConnectionEvents {
             state,
             slot,
             config,
-            receiving: false,
+            receiving: Receiving::Idle,
             irp_only: false,
             ending: false,
             done: false,
@@ -328,12 +338,16 @@ impl ConnectionEvents {
         self.state().retained.load(Ordering::Acquire)
     }
 
-    /// Issues a `WskReceive` into a fresh pool buffer with the stream's slot.
-    fn issue_receive(&mut self) -> Result<()> {
-        let buffer = IoBuf::with_capacity(self.config.fallback_receive_size)?;
+    /// Issues a `WskReceive` with the stream's slot: into a fresh pool buffer (`copy`), or of
+    /// zero length, which asks WSK to resume indications after a refusal.
+    fn issue_receive(&mut self, copy: bool) -> Result<()> {
+        let buffer = if copy { Some(IoBuf::with_capacity(self.config.fallback_receive_size)?) } else { None };
         let guard = self.core.enter()?;
-        let wsk_buf = buffer.wsk_buf(0, buffer.capacity());
-        let (irp, args) = self.slot.arm(Some(buffer));
+        let wsk_buf = match &buffer {
+            Some(buffer) => buffer.wsk_buf(0, buffer.capacity()),
+            None => wsk_sys::WSK_BUF { Mdl: core::ptr::null_mut(), Offset: 0, Length: 0 },
+        };
+        let (irp, args) = self.slot.arm(buffer);
         // SAFETY: the slot is idle (checked by the caller) and armed; the WSK_BUF lives in
         // the slot's argument block and the buffer in the slot until the IRP completes.
         unsafe {
@@ -350,8 +364,26 @@ impl ConnectionEvents {
             }
         }
         drop(guard);
-        self.receiving = true;
+        self.receiving = if copy { Receiving::Copy } else { Receiving::Resume };
         Ok(())
+    }
+
+    /// Switches to the copy path: receive events off, no callback inside the library code,
+    /// nothing left in the ring. `Pending` until a callback in progress has left.
+    fn quiesce(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if !self.irp_only {
+            let status = control_events(&self.core, WSK_EVENT_RECEIVE | WSK_EVENT_DISABLE)?;
+            if status != wsk_sys::STATUS_EVENT_PENDING {
+                crate::error::check(status)?;
+            }
+            self.irp_only = true;
+        }
+        if self.state().header.flags.load(Ordering::Acquire) >= super::CALLBACK_ONE {
+            // A callback (on another CPU) is finishing; it may still push. Look again soon.
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// Ends the stream: detaches from the ring (see the module docs).
@@ -360,8 +392,8 @@ impl ConnectionEvents {
             return;
         }
         self.done = true;
-        if self.receiving {
-            self.receiving = false;
+        if self.receiving != Receiving::Idle {
+            self.receiving = Receiving::Idle;
             self.slot.abandon();
         }
         match stream_detach(&self.state().header.flags, false) {
@@ -398,27 +430,42 @@ impl ConnectionEvents {
                 self.finish();
                 return Poll::Ready(None);
             }
-            if self.receiving {
-                let done = core::task::ready!(self.slot.poll_submitted(cx));
-                self.receiving = false;
-                self.state().refused.store(0, Ordering::Release);
-                let result = done.result();
-                let mut buffer = done.buffer.expect("receive buffer handed back");
-                return Poll::Ready(Some(match result {
-                    Ok(0) => {
-                        self.ending = true;
-                        Ok(ConnectionEvent::Disconnected { abortive: false })
+            match self.receiving {
+                Receiving::Idle => {}
+                Receiving::Resume => {
+                    let done = core::task::ready!(self.slot.poll_submitted(cx));
+                    self.receiving = Receiving::Idle;
+                    match done.result() {
+                        Ok(_) => {}
+                        Err(Error::Cancelled) if self.core.is_closing() => {}
+                        Err(e) => {
+                            self.ending = true;
+                            return Poll::Ready(Some(Err(e)));
+                        }
                     }
-                    Ok(n) => {
-                        buffer.set_len(n);
-                        Ok(ConnectionEvent::Data(Received { inner: Inner::Copied(buffer) }))
-                    }
-                    Err(Error::Cancelled) if self.core.is_closing() => continue,
-                    Err(e) => {
-                        self.ending = true;
-                        Err(e)
-                    }
-                }));
+                    continue;
+                }
+                Receiving::Copy => {
+                    let done = core::task::ready!(self.slot.poll_submitted(cx));
+                    self.receiving = Receiving::Idle;
+                    let result = done.result();
+                    let mut buffer = done.buffer.expect("receive buffer handed back");
+                    return Poll::Ready(Some(match result {
+                        Ok(0) => {
+                            self.ending = true;
+                            Ok(ConnectionEvent::Disconnected { abortive: false })
+                        }
+                        Ok(n) => {
+                            buffer.set_len(n);
+                            Ok(ConnectionEvent::Data(Received { inner: Inner::Copied(buffer) }))
+                        }
+                        Err(Error::Cancelled) if self.core.is_closing() => continue,
+                        Err(e) => {
+                            self.ending = true;
+                            Err(e)
+                        }
+                    }));
+                }
             }
             // SAFETY: the stream is the ring's only consumer.
             if let Some(indication) = unsafe { self.state().ring.pop() } {
@@ -427,33 +474,60 @@ impl ConnectionEvents {
                     None => continue,
                 }
             }
-            let disconnect = self.state().disconnect.load(Ordering::Acquire);
-            if self.irp_only || self.state().refused.load(Ordering::Acquire) != 0 || disconnect == GRACEFUL {
-                // WSK holds data (or the FIN) for an IRP receive. After a graceful
-                // disconnect, reading until 0 proves nothing buffered is left behind.
-                if disconnect == ABORTIVE || disconnect == FAILED {
-                    // Buffered data is lost with a reset; report it.
-                } else {
-                    core::task::ready!(self.slot.poll_idle(cx));
-                    if let Err(e) = self.issue_receive() {
-                        self.ending = true;
-                        return Poll::Ready(Some(Err(e)));
+            let state = self.state();
+            let disconnect = state.disconnect.load(Ordering::Acquire);
+            let refused = state.refused.load(Ordering::Acquire) != 0;
+            if disconnect == ABORTIVE {
+                // Whatever WSK still buffered is lost with the reset.
+                self.ending = true;
+                return Poll::Ready(Some(Ok(ConnectionEvent::Disconnected { abortive: true })));
+            }
+            if disconnect == FAILED {
+                self.ending = true;
+                return Poll::Ready(Some(Err(Error::Status(wsk_sys::STATUS_CONNECTION_ABORTED))));
+            }
+            if self.irp_only || (refused && disconnect == GRACEFUL) {
+                // The copy path: receive events disabled by the user, or the peer finished
+                // while WSK still holds refused data (read it, in order, until the end).
+                if let Err(e) = core::task::ready!(self.quiesce(cx)) {
+                    self.ending = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                // SAFETY: as above.
+                if let Some(indication) = unsafe { self.state().ring.pop() } {
+                    match self.hand_out(indication) {
+                        Some(received) => return Poll::Ready(Some(Ok(ConnectionEvent::Data(received)))),
+                        None => continue,
                     }
-                    continue;
                 }
-            }
-            match disconnect {
-                ABORTIVE => {
+                core::task::ready!(self.slot.poll_idle(cx));
+                if let Err(e) = self.issue_receive(true) {
                     self.ending = true;
-                    return Poll::Ready(Some(Ok(ConnectionEvent::Disconnected { abortive: true })));
+                    return Poll::Ready(Some(Err(e)));
                 }
-                FAILED => {
-                    self.ending = true;
-                    return Poll::Ready(Some(Err(Error::Status(wsk_sys::STATUS_CONNECTION_ABORTED))));
-                }
-                _ => {}
+                continue;
             }
-            let backlog = self.state().backlog.load(Ordering::Acquire);
+            if refused {
+                // WSK holds refused data and indicates nothing until a WskReceive. Once the
+                // consumer has given back half of what it held, a zero-length receive resumes
+                // the indications (WSK's documented way), so the data stays zero-copy.
+                if state.retained.load(Ordering::Acquire) > state.max_retained / 2 {
+                    return Poll::Pending;
+                }
+                core::task::ready!(self.slot.poll_idle(cx));
+                self.state().refused.store(0, Ordering::Release);
+                if let Err(e) = self.issue_receive(false) {
+                    self.ending = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                continue;
+            }
+            if disconnect == GRACEFUL {
+                // Callbacks are serial: every byte before the FIN was indicated, and taken.
+                self.ending = true;
+                return Poll::Ready(Some(Ok(ConnectionEvent::Disconnected { abortive: false })));
+            }
+            let backlog = state.backlog.load(Ordering::Acquire);
             if backlog != self.backlog_seen {
                 self.backlog_seen = backlog;
                 return Poll::Ready(Some(Ok(ConnectionEvent::SendBacklog(backlog - 1))));
@@ -474,8 +548,8 @@ impl Stream for ConnectionEvents {
 
 impl Drop for ConnectionEvents {
     fn drop(&mut self) {
-        if self.receiving {
-            self.receiving = false;
+        if self.receiving != Receiving::Idle {
+            self.receiving = Receiving::Idle;
             self.slot.abandon();
         }
         let outcome = if self.done {
@@ -584,7 +658,12 @@ impl Drop for Received {
             // SAFETY: the item holds a call on the core, and the list is retained and ours.
             unsafe { release(core, *head) };
             // SAFETY: the state lives as long as the core, on which the item holds a reference.
-            unsafe { state.as_ref() }.retained.fetch_sub(*bytes, Ordering::AcqRel);
+            let state = unsafe { state.as_ref() };
+            state.retained.fetch_sub(*bytes, Ordering::AcqRel);
+            if state.refused.load(Ordering::Acquire) != 0 {
+                // The stream may resume indications now.
+                state.header.waker.wake();
+            }
             core.leave();
         }
     }

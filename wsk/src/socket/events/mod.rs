@@ -125,7 +125,7 @@ impl Default for EventConfig {
 const DETACHED: u32 = 1 << 0;
 const CLEANED: u32 = 1 << 1;
 const OWNER_GONE: u32 = 1 << 2;
-const CALLBACK_ONE: u32 = 1 << 3;
+pub(crate) const CALLBACK_ONE: u32 = 1 << 3;
 
 /// A callback's entry: `true` when it may use the ring (the stream is attached).
 pub(crate) fn callback_enter(flags: &AtomicU32) -> bool {
