@@ -125,6 +125,7 @@ fn irp_waits(state: &mut State, queue: Queue) -> bool {
 fn next(socket: &Arc<Socket>, state: &mut State) -> Option<Work> {
     let events = &state.events;
     if state.closing
+        || socket.close_issued()
         || events.enabled == 0
         || events.running.is_some()
         || crate::kernel::crashed()

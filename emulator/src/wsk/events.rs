@@ -86,6 +86,8 @@ pub(crate) struct Events {
     pub disconnect_done: bool,
     /// Chains the client retained (`STATUS_PENDING`), until `WskRelease`.
     pub retained: Vec<Chain>,
+    /// What finished IRPs change once their completion routines ran (`RESUME_*` bits).
+    resume: u8,
 }
 
 impl Events {
@@ -253,28 +255,52 @@ fn bits(mask: u32) -> impl Iterator<Item = u32> {
 }
 
 /// What an IRP that just finished means for delivery (called under the socket's lock by the
-/// IRP paths): a served receive lifts the suppression that refused data set, and delivery is
-/// resumed when the IRP may have left work behind (edge-triggered readiness does not repeat).
+/// IRP paths, before its completion routine runs): a served receive lifts the suppression
+/// that refused data set, and delivery is resumed where the IRP may have left work behind
+/// (edge-triggered readiness does not repeat). Both take effect in [`after_completions`],
+/// once the IRP's completion routine has run: no indication overtakes the completion.
 pub(crate) fn after_irp(socket: &Socket, state: &mut State, queue: Queue, served: usize) {
     let events = &mut state.events;
-    let wake = match (socket.kind, queue) {
+    let resume = match (socket.kind, queue) {
         (Kind::Connection, Queue::Receive) => {
             if served > 0 || events.kept.is_empty() {
-                events.receive_suppressed = false;
+                events.resume |= RESUME_RECEIVE;
             }
             events.enabled & (WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT) != 0
         }
         (Kind::Connection, Queue::Send) => events.enabled & WSK_EVENT_DISCONNECT != 0 && state.error.is_some(),
         (Kind::Datagram, Queue::Receive) => {
-            events.datagrams_suppressed = false;
+            events.resume |= RESUME_RECEIVE_FROM;
             events.enabled & WSK_EVENT_RECEIVE_FROM != 0
         }
         (Kind::Listen, Queue::Accept) => events.enabled & WSK_EVENT_ACCEPT != 0,
         _ => false,
     };
-    if wake {
-        reactor::kick(socket.key);
+    if resume {
+        events.resume |= RESUME_KICK;
     }
+}
+
+/// [`after_irp`] found that a served receive lifts the receive suppression.
+const RESUME_RECEIVE: u8 = 1;
+/// ... lifts the datagram suppression.
+const RESUME_RECEIVE_FROM: u8 = 2;
+/// ... left work for a delivery pass.
+const RESUME_KICK: u8 = 4;
+
+/// Applies what [`after_irp`] recorded, after the completion routines ran (the caller holds
+/// the socket's lock and kicks the socket when this returns true).
+#[must_use = "true: the socket is to be kicked"]
+pub(crate) fn after_completions(state: &mut State) -> bool {
+    let events = &mut state.events;
+    let resume = std::mem::take(&mut events.resume);
+    if resume & RESUME_RECEIVE != 0 {
+        events.receive_suppressed = false;
+    }
+    if resume & RESUME_RECEIVE_FROM != 0 {
+        events.datagrams_suppressed = false;
+    }
+    resume & RESUME_KICK != 0
 }
 
 /// Whether a receive (`WskReceive`, `WskReceiveFrom`) must wait: data is being indicated and

@@ -197,7 +197,7 @@ fn datagram_chain(items: Vec<Item>) -> Chain {
 pub(crate) fn gather_data(state: &mut State) -> Option<Chain> {
     let host_readable =
         state.phase == Phase::Connected && !state.peer_fin && state.error.is_none() && state.host.is_some();
-    if state.events.kept.is_empty() && !(host_readable && host_has_something(state)) {
+    if state.events.kept.is_empty() && !(host_readable && data_waits(state)) {
         return None;
     }
     let mut block = Block::new()?;
@@ -245,12 +245,32 @@ pub(crate) fn gather_data(state: &mut State) -> Option<Chain> {
     Some(data_chain(block, len))
 }
 
-/// Whether a read of the host socket would not block (data, the FIN or an error waits): a
-/// one-byte peek, cheaper than preparing a block for nothing.
-fn host_has_something(state: &State) -> bool {
+/// Whether the host connection has bytes to read: a one-byte peek, cheaper than preparing a
+/// block for nothing. The peer's FIN (`peer_fin`) or a reset (`error`, which the peek
+/// consumes) found on the way are recorded.
+fn data_waits(state: &mut State) -> bool {
     let Some(host) = state.host.as_ref() else { return false };
     let mut probe = [MaybeUninit::<u8>::uninit(); 1];
-    !matches!(status::retry(|| host.peek(&mut probe)), Err(error) if status::would_block(&error))
+    match status::retry(|| host.peek(&mut probe)) {
+        Ok(0) => {
+            state.peer_fin = true;
+            false
+        }
+        Ok(_) => true,
+        Err(error) if status::would_block(&error) => false,
+        Err(error) => {
+            state.error = Some(status::from_io(&error));
+            false
+        }
+    }
+}
+
+/// Whether a datagram waits on the host socket (a peek; an error it reports is dropped, as a
+/// receive would drop it).
+fn datagram_waits(state: &State) -> bool {
+    let Some(host) = state.host.as_ref() else { return false };
+    let mut probe = [MaybeUninit::<u8>::uninit(); 1];
+    status::retry(|| host.peek(&mut probe)).is_ok()
 }
 
 /// Reads the datagrams waiting for the client: refused ones first, then the host socket's, up
@@ -268,7 +288,7 @@ pub(crate) fn gather_datagrams(state: &mut State) -> Option<Chain> {
             items.push(Item { block, len, from: Some(kept.from) });
             continue;
         }
-        if !host_has_something(state) {
+        if !datagram_waits(state) {
             break;
         }
         let (Some(host), Some(mut block)) = (state.host.as_ref(), Block::new()) else { break };

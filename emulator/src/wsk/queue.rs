@@ -36,9 +36,9 @@ use wsk_sys::{
 };
 
 use super::buf::Segments;
-use super::events;
 use super::io::{self, Step};
 use super::socket::{self, Kind, Queue, Socket, State};
+use super::{events, reactor};
 use crate::irp::provider;
 use crate::sync::lock;
 
@@ -225,11 +225,15 @@ pub(crate) fn run(socket: &Arc<Socket>, actions: Vec<Action>) {
 /// `completed` IRPs taken out of the queues have completed; completes a pending close that
 /// was waiting for them.
 fn finish(socket: &Arc<Socket>, completed: usize) {
-    let close = {
+    let (close, kick) = {
         let mut state = lock(&socket.state);
         state.inflight -= completed;
-        state.take_close_if_ready()
+        let kick = events::after_completions(&mut state);
+        (state.take_close_if_ready(), kick)
     };
+    if kick {
+        reactor::kick(socket.key);
+    }
     if let Some(irp) = close {
         complete_close(socket, irp);
     }

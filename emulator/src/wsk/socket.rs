@@ -176,6 +176,11 @@ impl Socket {
     pub(crate) fn handle(&self) -> usize {
         self.key
     }
+
+    /// Whether `WskCloseSocket` was called (possibly not processed yet).
+    pub(crate) fn close_issued(&self) -> bool {
+        self.close_issued.load(Ordering::SeqCst)
+    }
 }
 
 enum Entry {

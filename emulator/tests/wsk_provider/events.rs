@@ -82,7 +82,18 @@ fn disconnect_event_graceful_after_the_data_and_abortive_on_reset() {
         assert_eq!(*probe.disconnects.lock().unwrap(), vec![0]);
         assert_eq!(probe.receive_calls.load(Ordering::SeqCst), 0);
         socket.close();
-        for listener in [listener, other, third] {
+
+        // A reset with the receive event enabled too: abortive, not taken for a FIN.
+        let probe = Probe::leaked();
+        let (fourth, socket, peer) = connection(client, probe);
+        assert_eq!(set_events(socket, WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT), STATUS_SUCCESS);
+        socket2::SockRef::from(&peer).set_linger(Some(std::time::Duration::ZERO)).unwrap();
+        drop(peer);
+        eventually("the abortive disconnect", || !probe.disconnects.lock().unwrap().is_empty());
+        settle();
+        assert_eq!(*probe.disconnects.lock().unwrap(), vec![WSK_FLAG_ABORTIVE]);
+        socket.close();
+        for listener in [listener, other, third, fourth] {
             listener.close();
         }
     });
