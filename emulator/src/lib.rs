@@ -60,7 +60,7 @@
 //! | Bugcheck | `KeBugCheckEx` | Recorded with the driver's code; a system thread calling it stops for good (a fresh one replaces it); on a host thread the process aborts. |
 //! | Strings, debug output | `RtlInitUnicodeString`, `DbgPrint`, `DbgPrintEx` | Windows printf dialect (`%wZ`, `%ws`, `%S`, `%I64x`, 32-bit `%ld`), 512-byte truncation; every message is logged (no component filtering). |
 //! | IRQL | `KeGetCurrentIrql` (through `WskEmuGetCurrentIrql`) | Per thread: PASSIVE_LEVEL for DriverEntry, DriverUnload, work items and test threads; DISPATCH_LEVEL for DPCs, completion routines and under the cancel spin lock. |
-//! | WSK | `WskRegister`, `WskDeregister`, `WskCaptureProviderNPI`, `WskReleaseProviderNPI`; provider routines `WskSocket`, `WskSocketConnect`, `WskControlClient`, `WskGetAddressInfo`, `WskFreeAddressInfo`; listen, connection, datagram and basic socket tables (`WskBind`, `WskAccept`, `WskConnect`, `WskSend`, `WskReceive`, `WskDisconnect`, `WskSendTo`, `WskReceiveFrom`, `WskGetLocalAddress`, `WskGetRemoteAddress`, `WskControlSocket`, `WskCloseSocket`) | Over real nonblocking host sockets driven by one `mio` I/O thread (`wsk-emu-net`) that completes pending IRPs at DISPATCH_LEVEL; IRPs are cancelable (`IoCancelIrp`), `WskCloseSocket` cancels pending IRPs before it completes and resets connections not disconnected both ways; `WskDeregister` waits for sockets to close. No event callbacks, `WskGetNameInfo`, IOCTLs or stream sockets yet: see the `wsk` module docs for every difference. |
+//! | WSK | `WskRegister`, `WskDeregister`, `WskCaptureProviderNPI`, `WskReleaseProviderNPI`; provider routines `WskSocket`, `WskSocketConnect`, `WskControlClient`, `WskGetAddressInfo`, `WskFreeAddressInfo`; listen, connection, datagram and basic socket tables (`WskBind`, `WskAccept`, `WskConnect`, `WskSend`, `WskReceive`, `WskDisconnect`, `WskSendTo`, `WskReceiveFrom`, `WskGetLocalAddress`, `WskGetRemoteAddress`, `WskControlSocket`, `WskCloseSocket`) | Over real nonblocking host sockets driven by one `mio` I/O thread (`wsk-emu-net`) that completes pending IRPs at DISPATCH_LEVEL; IRPs are cancelable (`IoCancelIrp`), `WskCloseSocket` cancels pending IRPs before it completes and resets connections not disconnected both ways; `WskDeregister` waits for sockets to close. Event callbacks (`SO_WSK_EVENT_CALLBACK`: accept, receive, disconnect, send backlog, receive-from; `WskRelease`) run on the I/O thread at DISPATCH_LEVEL. No `WskGetNameInfo`, IOCTLs or stream sockets yet: see the `wsk` module docs for every difference. |
 //!
 //! # The verifier
 //!
@@ -89,9 +89,11 @@
 //!
 //! # What differs from the real kernel
 //!
-//! * There are no page tables, no paging and no memory protection: a use after free of
-//!   quarantined memory reads poison instead of faulting, and is caught only where the
-//!   emulator checks (frees, MDLs, quarantine poison, dispatcher object types).
+//! * There are no page tables, no paging and no memory protection for pool: a use after free
+//!   of quarantined pool reads poison instead of faulting, and is caught only where the
+//!   emulator checks (frees, MDLs, quarantine poison, dispatcher object types). WSK
+//!   indications given back are the exception: with the verifier on they are page-protected
+//!   and a touch faults.
 //! * One driver at a time per process; the kernel state is process-global.
 //! * IRQL is advisory: code at DISPATCH_LEVEL can still block on a host lock or sleep; only the
 //!   documented rules are checked. There is no preemption by IRQL: a DPC runs concurrently with

@@ -31,20 +31,21 @@
 //!
 //! | Routine | Fidelity |
 //! | --- | --- |
-//! | `WskSocket` | Listen, connection, datagram and basic sockets; `AF_INET` / `AF_INET6` (23); `SOCK_STREAM`+TCP, `SOCK_DGRAM`+UDP (protocol 0 means the type's default). Completes at once; the socket is in `Information`. Stream sockets (`WSK_FLAG_STREAM_SOCKET`): `STATUS_NOT_SUPPORTED`. Socket context, client dispatch (event callbacks), process, thread and security descriptor are ignored. IPv6 sockets start with `IPV6_V6ONLY` on, as on Windows. |
-//! | `WskSocketConnect` | Create, bind, connect in one call; the addresses are read during the call only. On failure or cancel no socket is left. |
+//! | `WskSocket` | Listen, connection, datagram and basic sockets; `AF_INET` / `AF_INET6` (23); `SOCK_STREAM`+TCP, `SOCK_DGRAM`+UDP (protocol 0 means the type's default). Completes at once; the socket is in `Information`. Stream sockets (`WSK_FLAG_STREAM_SOCKET`): `STATUS_NOT_SUPPORTED`. The socket context and the client dispatch table of the socket's kind are recorded for event callbacks (a null table: no event can be enabled); process, thread and security descriptor are ignored. IPv6 sockets start with `IPV6_V6ONLY` on, as on Windows. |
+//! | `WskSocketConnect` | Create, bind, connect in one call; the addresses are read during the call only; context and connection dispatch table recorded as for `WskSocket`. On failure or cancel no socket is left. |
 //! | `WskBind` | Once per socket (`STATUS_INVALID_DEVICE_STATE` after). A listen socket listens as soon as it is bound (backlog 4096), as WSK and Wine do. |
-//! | `WskAccept` | Pends until a connection arrives; `Information` is the new connection socket; `LocalAddress` / `RemoteAddress` written if non-null. Accept socket context and dispatch are ignored. |
+//! | `WskAccept` | Pends until a connection arrives; `Information` is the new connection socket; `LocalAddress` / `RemoteAddress` written if non-null. The accept socket context and dispatch table are recorded for the new socket. |
 //! | `WskConnect`, `WskConnectEx` | Needs a bound socket (`STATUS_INVALID_DEVICE_STATE` otherwise, as WSK). Nonblocking host connect, pending until established. The unspecified address and port 0 are refused (`STATUS_INVALID_ADDRESS_COMPONENT`) as Windows does. `WskConnectEx` with data to send: `STATUS_NOT_SUPPORTED`. |
 //! | `WskSend` | Completes when every byte is handed to the host socket; `Information` = bytes. Zero bytes complete at once with 0. `WSK_FLAG_OOB`: not supported; `WSK_FLAG_NODELAY` ignored. |
 //! | `WskReceive` | Completes as soon as at least one byte is there (`Information` = bytes), with 0 on the peer's graceful disconnect; `WSK_FLAG_WAITALL` waits for the whole buffer (or the peer's FIN). A zero-length buffer completes at once with 0. `WSK_FLAG_OOB` / `WSK_FLAG_DRAIN`: not supported. |
 //! | `WskDisconnect` | Graceful: after the queued sends (and the optional buffer), `shutdown(SHUT_WR)`. `WSK_FLAG_ABORTIVE`: `SO_LINGER` 0 and close of the host socket (the peer gets a reset); pending sends and receives complete with `STATUS_CONNECTION_ABORTED`, later ones fail the same way. |
 //! | `WskSendTo`, `WskReceiveFrom` | One datagram per call on a bound socket; the sender's address is written to `RemoteAddress`; a datagram larger than the buffer is truncated and `MSG_TRUNC` (0x100) is set in `ControlFlags`; `ControlLength` is set to 0 (no control data). A fixed destination (`SIO_WSK_SET_SENDTO_ADDRESS`) and control data are not supported. |
 //! | `WskGetLocalAddress`, `WskGetRemoteAddress` | From the host socket. |
-//! | `WskControlSocket` | With or without an IRP. `WskSetOption` / `WskGetOption` of `SO_REUSEADDR`, `SO_EXCLUSIVEADDRUSE`, `SO_KEEPALIVE`, `SO_SNDBUF`, `SO_RCVBUF` (`SOL_SOCKET`), `TCP_NODELAY` (`IPPROTO_TCP`), `IPV6_V6ONLY` (`IPPROTO_IPV6`): 4-byte values. `SO_WSK_EVENT_CALLBACK`, other options and every `WskIoctl`: `STATUS_NOT_SUPPORTED`. |
-//! | `WskCloseSocket` | Cancels every pending IRP of the socket (`STATUS_CANCELLED`) and completes the close IRP only after they completed; a connection not disconnected in both directions (our FIN sent and the peer's seen) is reset. Pending connects, accepts and receives resolve at once. After the close IRP completes nothing touches the client's memory. |
-//! | `WskRelease`, `WskInspectComplete`, `WskSendMessages` | `STATUS_NOT_SUPPORTED` (they belong to event callbacks and conditional accept, not emulated yet). |
-//! | `WskControlClient` | `STATUS_NOT_SUPPORTED` for every control code, with or without an IRP. |
+//! | `WskControlSocket` | With or without an IRP. `WskSetOption` / `WskGetOption` of `SO_REUSEADDR`, `SO_EXCLUSIVEADDRUSE`, `SO_KEEPALIVE`, `SO_SNDBUF`, `SO_RCVBUF` (`SOL_SOCKET`), `TCP_NODELAY` (`IPPROTO_TCP`), `IPV6_V6ONLY` (`IPPROTO_IPV6`): 4-byte values. `WskSetOption(SO_WSK_EVENT_CALLBACK)` enables and disables event callbacks (see below). `WskGetOption(SO_WSK_EVENT_CALLBACK)`, other options and every `WskIoctl`: `STATUS_NOT_SUPPORTED`. |
+//! | `WskCloseSocket` | No event callback starts once it is called. Cancels every pending IRP of the socket (`STATUS_CANCELLED`) and completes the close IRP only after they completed and no event callback of the socket is in progress; a connection not disconnected in both directions (our FIN sent and the peer's seen) is reset. Pending connects, accepts and receives resolve at once. After the close IRP completes nothing touches the client's memory. |
+//! | `WskRelease` (connection and datagram tables) | Gives back an indication chain the client retained (`STATUS_PENDING` from its callback) on that socket; anything else is `WSK_INDICATION_RELEASED_TWICE` and `STATUS_INVALID_PARAMETER`. IRQL <= DISPATCH_LEVEL, also from inside a callback. |
+//! | `WskInspectComplete`, `WskSendMessages` | `STATUS_NOT_SUPPORTED` (conditional accept and batched sends are not emulated). |
+//! | `WskControlClient` | `STATUS_NOT_SUPPORTED` for every control code (`WSK_SET_STATIC_EVENT_CALLBACKS` included), with or without an IRP. |
 //! | `WskGetAddressInfo`, `WskFreeAddressInfo` | Numeric hosts and a missing host at once, names with the host resolver on a helper thread (pending and cancelable meanwhile); numeric or well-known service names; hints' family, socket type, protocol, `AI_PASSIVE`, `AI_NUMERICHOST`, `AI_CANONNAME` (the name as given). The `ADDRINFOEXW` chain is allocated by the provider and must be freed with `WskFreeAddressInfo`. IRQL PASSIVE_LEVEL. |
 //! | `WskGetNameInfo` | Not implemented: completes with `STATUS_NOT_IMPLEMENTED`. |
 //!
@@ -57,6 +58,58 @@
 //! `STATUS_UNSUCCESSFUL` (see `status`). Bad arguments complete with
 //! `STATUS_INVALID_PARAMETER` (null pointers, bad flags, family or type) or
 //! `STATUS_INVALID_ADDRESS` (unknown address family, or not the socket's).
+//!
+//! # Event callbacks
+//!
+//! `WskControlSocket(WskSetOption, SO_WSK_EVENT_CALLBACK, SOL_SOCKET)` with a
+//! `WSK_EVENT_CALLBACK_CONTROL` (`NpiId` = `NPI_WSK_INTERFACE_ID`) enables any combination of
+//! the socket kind's events (listen: `WSK_EVENT_ACCEPT`; connection: `WSK_EVENT_RECEIVE`,
+//! `WSK_EVENT_DISCONNECT`, `WSK_EVENT_SEND_BACKLOG`; datagram: `WSK_EVENT_RECEIVE_FROM`), or
+//! disables exactly one (`| WSK_EVENT_DISABLE`), with or without an IRP. A bad input size,
+//! NPI or mask, or an event without a callback in the recorded table, is
+//! `STATUS_INVALID_PARAMETER`; a listen or datagram socket not bound, or a connection socket
+//! not connected, `STATUS_INVALID_DEVICE_STATE`.
+//!
+//! As Microsoft documents it:
+//! * calls of one socket's callbacks are serial; each runs at DISPATCH_LEVEL and gets
+//!   `WSK_FLAG_AT_DISPATCH_LEVEL` where it has flags (`WskDisconnectEvent` gets 0 or
+//!   `WSK_FLAG_ABORTIVE`);
+//! * a receive callback returning `STATUS_PENDING` retains the indication until `WskRelease`;
+//!   `STATUS_SUCCESS` consumes `*BytesAccepted` bytes (initialised to all of them);
+//! * after a disable no new call of that callback starts; if one is in progress on another
+//!   thread the disable returns `STATUS_PENDING` and completes its IRP once the call returned,
+//!   or `STATUS_EVENT_PENDING` without an IRP (a disable from inside the callback succeeds);
+//! * a close completes only after every callback in progress returned; pending IRPs take
+//!   precedence over the callbacks (data, connections and datagrams go to them first);
+//! * `WskAcceptEvent` gets addresses valid during the call and `*AcceptSocketContext`,
+//!   `*AcceptSocketDispatch` set to NULL; `STATUS_SUCCESS` hands the socket to the client.
+//!
+//! This emulator's model where the documentation leaves a choice:
+//! * callbacks run on the I/O thread, which delivers after moving a socket's IRPs forward,
+//!   at most 16 calls per socket before serving others; work left without a new readiness
+//!   edge (data buffered before an enable, a backlog of connections) is found by *kicking*
+//!   the socket (a queue of sockets and a waker of the poller); callbacks are never called
+//!   with a lock held, and none after the driver bugchecked;
+//! * a data indication is up to 64 KiB read at once, cut into a chain of
+//!   `WSK_DATA_INDICATION`s of at most 16 KiB, each with its own MDL (`Buffer.Offset` 0,
+//!   `MmGetSystemAddressForMdlSafe` works), flags `WSK_FLAG_AT_DISPATCH_LEVEL |
+//!   WSK_FLAG_ENTIRE_MESSAGE`; datagrams come up to 16 per call, one
+//!   `WSK_DATAGRAM_INDICATION` each (no control data);
+//! * bytes a receive callback did not accept (all of them for `STATUS_DATA_NOT_ACCEPTED` or
+//!   any other status) are kept in order and served first to later `WskReceive` IRPs;
+//!   indications stop until a `WskReceive` completed (its completion routine has run) and
+//!   then resume with what is kept. Refused datagrams are kept likewise until a
+//!   `WskReceiveFrom` completes or `WSK_EVENT_RECEIVE_FROM` is enabled again;
+//! * `WskDisconnectEvent` is called once, when the provider sees the peer's FIN after every
+//!   byte was indicated or received (flags 0) or a reset (`WSK_FLAG_ABORTIVE`); with no
+//!   receive path reading, a one-byte peek finds them. A local abortive disconnect indicates
+//!   nothing. `WskSendBacklogEvent` is called once after it is enabled, and after each
+//!   `SO_SNDBUF` change, with the value `WskGetOption(SO_SNDBUF)` reports;
+//! * an accept callback returning anything but `STATUS_SUCCESS` has the connection reset and
+//!   the socket retired by the provider (no leak);
+//! * indication memory is provider-owned: recycled blocks with the verifier off; with it on,
+//!   one mapping per block, made inaccessible and quarantined (the last 1024) when given
+//!   back, so that a later touch faults and is reported.
 //!
 //! # The verifier's WSK rules
 //!
@@ -78,6 +131,15 @@
 //! * `WSK_INVALID_ADDRESS_INFO`: `WskFreeAddressInfo` of something not returned (or freed
 //!   twice). `WSK_DEREGISTER_WITH_OPEN_SOCKETS`: `WskDeregister`, which waits for the
 //!   client's sockets to close as the real one does, gave up after the session's wait limit.
+//! * `WSK_INDICATION_RELEASED_TWICE`: `WskRelease` of a chain released already, or never
+//!   indicated (retained) on that socket; nothing is touched, `STATUS_INVALID_PARAMETER`.
+//! * `WSK_INDICATION_HELD_AT_CLOSE`: indications still retained when the socket's close
+//!   completes (how many and their bytes are reported); the provider reclaims them.
+//! * `WSK_INDICATION_TOUCHED_AFTER_RELEASE`: the driver read or wrote an indication (its
+//!   structures, MDLs or data) after giving it back. Found by the page fault on the
+//!   quarantined block: a `SIGSEGV` handler prints the rule, the address and the chain, and
+//!   stops the process (a bugcheck cannot be survived); other faults go to the handler that
+//!   was there before.
 //!
 //! # What differs from the real WSK
 //!
@@ -88,13 +150,14 @@
 //!   not change the host's binding rules.
 //! * A call that the host can satisfy at once completes inline, before the routine returns
 //!   (WSK may do either); everything else completes from the I/O thread at DISPATCH_LEVEL.
-//! * No event callbacks (`SO_WSK_EVENT_CALLBACK`, `WSK_SET_STATIC_EVENT_CALLBACKS`), no
-//!   conditional accept, no stream sockets, no IOCTLs, no `WskGetNameInfo`, no
-//!   `WskSendMessages`, no control data; WSK's `STATUS_*` for some corner cases (e.g. a
+//! * No static event callbacks (`WSK_SET_STATIC_EVENT_CALLBACKS`), no inspect or abort
+//!   events (conditional accept), no events inherited from a listening socket, no stream
+//!   sockets, no IOCTLs, no `WskGetNameInfo`, no `WskSendMessages`, no control data; WSK's `STATUS_*` for some corner cases (e.g. a
 //!   second bind, send after disconnect) are the emulator's best guess.
 //! * Fault injection does not reach the provider: its own allocations never fail.
 //! * Completion routines run on the `wsk-emu-net` thread (or on the caller's thread for
-//!   inline completions); one that blocks stalls every socket.
+//!   inline completions), event callbacks on that thread only; one that blocks stalls
+//!   every socket.
 
 mod addr;
 mod blocks;
