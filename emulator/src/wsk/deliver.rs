@@ -116,11 +116,6 @@ pub(crate) fn deliver(socket: &Arc<Socket>) {
     reactor::kick(socket.key);
 }
 
-/// Whether an IRP of `queue` waits (it takes precedence over the callback).
-fn irp_waits(state: &mut State, queue: Queue) -> bool {
-    queue::busy(state, queue)
-}
-
 /// The next callback due on `socket`, its memory prepared.
 fn next(socket: &Arc<Socket>, state: &mut State) -> Option<Work> {
     let events = &state.events;
@@ -145,7 +140,7 @@ fn next(socket: &Arc<Socket>, state: &mut State) -> Option<Work> {
             }
             if enabled & WSK_EVENT_RECEIVE != 0
                 && !state.events.receive_suppressed
-                && !irp_waits(state, Queue::Receive)
+                && !queue::busy(state, Queue::Receive)
                 && let Some(callback) = callbacks::receive(client)
                 && let Some(chain) = indication::gather_data(state)
             {
@@ -160,7 +155,7 @@ fn next(socket: &Arc<Socket>, state: &mut State) -> Option<Work> {
             None
         }
         Kind::Listen => {
-            if enabled & WSK_EVENT_ACCEPT == 0 || irp_waits(state, Queue::Accept) {
+            if enabled & WSK_EVENT_ACCEPT == 0 || queue::busy(state, Queue::Accept) {
                 return None;
             }
             let callback = callbacks::accept(client)?;
@@ -170,7 +165,7 @@ fn next(socket: &Arc<Socket>, state: &mut State) -> Option<Work> {
         Kind::Datagram => {
             if enabled & WSK_EVENT_RECEIVE_FROM == 0
                 || state.events.datagrams_suppressed
-                || irp_waits(state, Queue::Receive)
+                || queue::busy(state, Queue::Receive)
             {
                 return None;
             }
