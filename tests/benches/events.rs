@@ -128,11 +128,7 @@ fn main() {
     println!();
     println!("| receive path | MB/s | pool/IRP/MDL allocations per MiB | bytes delivered zero-copy |");
     println!("|---|---:|---:|---:|");
-    println!(
-        "| IRP: `WskReceive` into a 64 KiB buffer | {:.0} | {:.2} | - |",
-        bytes / irp / 1e6,
-        per_mib(Mode::Irp)
-    );
+    println!("| IRP: `WskReceive` into a 64 KiB buffer | {:.0} | {:.2} | - |", bytes / irp / 1e6, per_mib(Mode::Irp));
     println!(
         "| events: `WskReceiveEvent`, retained and released | {:.0} | {:.2} | {:.1}% |",
         bytes / events / 1e6,

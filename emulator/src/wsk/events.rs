@@ -255,17 +255,17 @@ fn bits(mask: u32) -> impl Iterator<Item = u32> {
 }
 
 /// What an IRP that just finished means for delivery (called under the socket's lock by the
-/// IRP paths, before its completion routine runs): a served receive lifts the suppression
+/// IRP paths, before its completion routine runs): a receive lifts the suppression
 /// that refused data set, and delivery is resumed where the IRP may have left work behind
 /// (edge-triggered readiness does not repeat). Both take effect in [`after_completions`],
 /// once the IRP's completion routine has run: no indication overtakes the completion.
-pub(crate) fn after_irp(socket: &Socket, state: &mut State, queue: Queue, served: usize) {
+pub(crate) fn after_irp(socket: &Socket, state: &mut State, queue: Queue) {
     let events = &mut state.events;
     let resume = match (socket.kind, queue) {
         (Kind::Connection, Queue::Receive) => {
-            if served > 0 || events.kept.is_empty() {
-                events.resume |= RESUME_RECEIVE;
-            }
+            // Any WskReceive lifts the suppression, a zero-length one included: Microsoft
+            // documents that as the way to resume indications without receiving.
+            events.resume |= RESUME_RECEIVE;
             events.enabled & (WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT) != 0
         }
         (Kind::Connection, Queue::Send) => events.enabled & WSK_EVENT_DISCONNECT != 0 && state.error.is_some(),
@@ -278,6 +278,19 @@ pub(crate) fn after_irp(socket: &Socket, state: &mut State, queue: Queue, served
     };
     if resume {
         events.resume |= RESUME_KICK;
+    }
+}
+
+/// A zero-length `WskReceive` completed: receive indications suppressed after refused data
+/// resume (kept data first).
+pub(crate) fn resume_receive(socket: &Socket) {
+    let kick = {
+        let mut state = lock(&socket.state);
+        state.events.receive_suppressed = false;
+        state.events.enabled & WSK_EVENT_RECEIVE != 0
+    };
+    if kick {
+        reactor::kick(socket.key);
     }
 }
 

@@ -36,14 +36,14 @@ pub(crate) enum Step {
 /// Moves `op` forward once.
 pub(crate) fn attempt(socket: &Arc<Socket>, state: &mut State, op: &mut Op, actions: &mut Vec<Action>) -> Step {
     let step = attempt_once(socket, state, op, actions);
-    if let Step::Done(_, info) = step {
-        let (queue, served) = match op.kind {
-            OpKind::Accept { .. } => (Queue::Accept, 0),
-            OpKind::Receive { .. } | OpKind::ReceiveFrom { .. } => (Queue::Receive, info),
-            OpKind::Send { .. } | OpKind::Disconnect { .. } | OpKind::SendTo { .. } => (Queue::Send, info),
-            OpKind::Connect { .. } => (Queue::Connect, 0),
+    if let Step::Done(..) = step {
+        let queue = match op.kind {
+            OpKind::Accept { .. } => Queue::Accept,
+            OpKind::Receive { .. } | OpKind::ReceiveFrom { .. } => Queue::Receive,
+            OpKind::Send { .. } | OpKind::Disconnect { .. } | OpKind::SendTo { .. } => Queue::Send,
+            OpKind::Connect { .. } => Queue::Connect,
         };
-        events::after_irp(socket, state, queue, served);
+        events::after_irp(socket, state, queue);
     }
     step
 }

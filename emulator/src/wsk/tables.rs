@@ -398,7 +398,11 @@ unsafe extern "system" fn receive(
     }
     if buf.total() == 0 {
         // SAFETY: accepted.
-        return unsafe { complete_now(irp, STATUS_SUCCESS, 0) };
+        let status = unsafe { complete_now(irp, STATUS_SUCCESS, 0) };
+        // Microsoft documents a zero-length WskReceive as the way to resume receive
+        // indications after refused data: once it completed, they resume.
+        events::resume_receive(&call.socket);
+        return status;
     }
     let wait_all = flags & WSK_FLAG_WAITALL != 0;
     queue::submit(&call.socket, queue::Irp(irp), Queue::Receive, OpKind::Receive { buf, done: 0, wait_all })

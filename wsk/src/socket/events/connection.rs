@@ -95,14 +95,24 @@ impl ConnState {
 
     /// Drains the ring, releasing every indication, then ends the stream's call. Runs once
     /// (see the detach protocol), by the stream or by the last callback out.
-    fn clean(&self, core: &SocketCore) {
+    ///
+    /// `own` is the list the cleaning callback itself pushed and has not returned
+    /// `STATUS_PENDING` for yet: it is not released (WSK does not consider it retained);
+    /// the return value says it was found, and the callback then refuses it instead.
+    fn clean(&self, core: &SocketCore, own: Option<NonNull<WSK_DATA_INDICATION>>) -> bool {
+        let mut found = false;
         // SAFETY: the cleaner is the only party left using the ring (detach protocol).
         while let Some(indication) = unsafe { self.ring.pop() } {
-            // SAFETY: the stream's call is still held, so the socket is open.
-            unsafe { release(core, indication.head) };
+            if Some(indication.head) == own {
+                found = true;
+            } else {
+                // SAFETY: the stream's call is still held, so the socket is open.
+                unsafe { release(core, indication.head) };
+            }
             self.retained.fetch_sub(indication.bytes, Ordering::AcqRel);
         }
         core.leave();
+        found
     }
 }
 
@@ -130,14 +140,26 @@ unsafe fn release(core: &SocketCore, head: NonNull<WSK_DATA_INDICATION>) {
 }
 
 /// Ends a callback: the last one out after the stream detached cleans up for it.
-fn leave_callback(core: ManuallyDrop<SocketCore>, state: &ConnState) {
+/// Returns `status`, or `STATUS_DATA_NOT_ACCEPTED` when the clean-up took back the list
+/// `own` this callback retained.
+fn leave_callback(
+    core: ManuallyDrop<SocketCore>,
+    state: &ConnState,
+    own: Option<NonNull<WSK_DATA_INDICATION>>,
+    status: NTSTATUS,
+) -> NTSTATUS {
+    let mut status = status;
     if let CallbackExit::Clean { owner_gone } = callback_exit(&state.header.flags) {
-        state.clean(&core);
+        if state.clean(&core, own) {
+            // The stream went away while we were handing it the data: WSK keeps it.
+            status = STATUS_DATA_NOT_ACCEPTED;
+        }
         if owner_gone {
             // The dropped stream left its owner reference to us.
             drop(ManuallyDrop::into_inner(core));
         }
     }
+    status
 }
 
 /// `WskReceiveEvent`. IRQL <= DISPATCH_LEVEL; never blocks or allocates.
@@ -163,14 +185,16 @@ unsafe extern "system" fn on_receive(
     } else {
         STATUS_DATA_NOT_ACCEPTED
     };
-    leave_callback(core, state);
-    status
+    let own = (status == STATUS_PENDING).then_some(head);
+    leave_callback(core, state, own, status)
 }
 
 /// Keeps an indication for the stream, or refuses it when over the bound.
 fn retain(state: &ConnState, head: NonNull<WSK_DATA_INDICATION>, bytes: usize) -> NTSTATUS {
     let retained = state.retained.load(Ordering::Acquire);
-    if retained + bytes > state.max_retained || !state.ring.has_room() {
+    // Over the bound, refuse; but take one indication larger than the bound when nothing is
+    // held, or such data could never be delivered zero-copy.
+    if (retained != 0 && retained + bytes > state.max_retained) || !state.ring.has_room() {
         state.refused.store(1, Ordering::Release);
         state.header.waker.wake();
         return STATUS_DATA_NOT_ACCEPTED;
@@ -397,7 +421,9 @@ impl ConnectionEvents {
             self.slot.abandon();
         }
         match stream_detach(&self.state().header.flags, false) {
-            Detach::CleanNow => self.state().clean(&self.core),
+            Detach::CleanNow => {
+                self.state().clean(&self.core, None);
+            }
             Detach::LeftToCallback | Detach::AlreadyClean => {}
         }
     }
@@ -508,15 +534,16 @@ impl ConnectionEvents {
                 continue;
             }
             if refused {
-                // WSK holds refused data and indicates nothing until a WskReceive. Once the
-                // consumer has given back half of what it held, a zero-length receive resumes
-                // the indications (WSK's documented way), so the data stays zero-copy.
-                if state.retained.load(Ordering::Acquire) > state.max_retained / 2 {
-                    return Poll::Pending;
-                }
+                // WSK holds refused data and indicates nothing until a WskReceive (so nothing
+                // reaches the ring meanwhile). If the consumer holds little, a zero-length
+                // receive resumes the indications (WSK's documented way): the data stays
+                // zero-copy. If it holds much while asking for more, an IRP receive copies the
+                // oldest buffered data out; it takes precedence over indications, and this
+                // stream yields it before looking at the ring again, so order is kept.
+                let copy = state.retained.load(Ordering::Acquire) > state.max_retained / 2;
                 core::task::ready!(self.slot.poll_idle(cx));
                 self.state().refused.store(0, Ordering::Release);
-                if let Err(e) = self.issue_receive(false) {
+                if let Err(e) = self.issue_receive(copy) {
                     self.ending = true;
                     return Poll::Ready(Some(Err(e)));
                 }
@@ -560,7 +587,7 @@ impl Drop for ConnectionEvents {
         };
         match outcome {
             Detach::CleanNow => {
-                self.state().clean(&self.core);
+                self.state().clean(&self.core, None);
                 // SAFETY: dropped once, here; the stream is going away.
                 unsafe { ManuallyDrop::drop(&mut self.core) };
             }

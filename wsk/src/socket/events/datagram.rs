@@ -64,14 +64,23 @@ pub(crate) struct DgramState {
 }
 
 impl DgramState {
-    fn clean(&self, core: &SocketCore) {
+    /// Drains the ring, releasing every list but `own` (the cleaning callback's, not yet
+    /// retained in WSK's eyes: `true` when found, and the callback refuses it), then ends the
+    /// stream's call.
+    fn clean(&self, core: &SocketCore, own: Option<NonNull<WSK_DATAGRAM_INDICATION>>) -> bool {
+        let mut found = false;
         // SAFETY: the cleaner is the only party left using the ring.
         while let Some(list) = unsafe { self.ring.pop() } {
-            // SAFETY: the stream's call is held; the list is retained and ours.
-            unsafe { release(core, list.head) };
+            if Some(list.head) == own {
+                found = true;
+            } else {
+                // SAFETY: the stream's call is held; the list is retained and ours.
+                unsafe { release(core, list.head) };
+            }
             self.retained.fetch_sub(list.bytes, Ordering::AcqRel);
         }
         core.leave();
+        found
     }
 }
 
@@ -116,7 +125,8 @@ unsafe extern "system" fn on_receive_from(
         // SAFETY: the list WSK indicates is valid during the call.
         let (count, bytes) = unsafe { measure(head) };
         let retained = state.retained.load(Ordering::Acquire);
-        if retained + bytes > state.max_retained || !state.ring.has_room() {
+        // One list larger than the bound is taken when nothing is held (else it never could).
+        if (retained != 0 && retained + bytes > state.max_retained) || !state.ring.has_room() {
             state.refused.store(1, Ordering::Release);
             STATUS_DATA_NOT_ACCEPTED
         } else {
@@ -134,8 +144,13 @@ unsafe extern "system" fn on_receive_from(
         STATUS_DATA_NOT_ACCEPTED
     };
     state.header.waker.wake();
+    let mut status = status;
     if let CallbackExit::Clean { owner_gone } = callback_exit(&state.header.flags) {
-        state.clean(&core);
+        let own = (status == STATUS_PENDING).then_some(head);
+        if state.clean(&core, own) {
+            // The stream went away while we were handing it the datagrams: WSK keeps them.
+            status = STATUS_DATA_NOT_ACCEPTED;
+        }
         if owner_gone {
             drop(ManuallyDrop::into_inner(core));
         }
@@ -201,7 +216,7 @@ impl Datagrams {
         if !self.done {
             self.done = true;
             if stream_detach(&self.state().header.flags, false) == Detach::CleanNow {
-                self.state().clean(&self.core);
+                self.state().clean(&self.core, None);
             }
         }
     }
@@ -281,7 +296,7 @@ impl Drop for Datagrams {
         };
         match outcome {
             Detach::CleanNow => {
-                self.state().clean(&self.core);
+                self.state().clean(&self.core, None);
                 // SAFETY: dropped once, here.
                 unsafe { ManuallyDrop::drop(&mut self.core) };
             }
