@@ -35,6 +35,7 @@ use super::{addr, reactor, status};
 use crate::irp::provider;
 use crate::irql;
 use crate::sync::lock;
+use crate::verifier::{Rule, bugcheck};
 
 /// Callbacks of one socket per delivery pass before other sockets get their turn.
 const BUDGET: usize = 16;
@@ -66,6 +67,14 @@ enum Work {
 }
 
 impl Work {
+    /// The head of the indication chain the callback is given (0: none).
+    fn head(&self) -> usize {
+        match self {
+            Work::Receive { chain, .. } | Work::ReceiveFrom { chain, .. } => chain.head(),
+            _ => 0,
+        }
+    }
+
     fn event(&self) -> u32 {
         match self {
             Work::SendBacklog { .. } => WSK_EVENT_SEND_BACKLOG,
@@ -106,7 +115,12 @@ pub(crate) fn deliver(socket: &Arc<Socket>) {
         let (work, client) = {
             let mut state = lock(&socket.state);
             let Some(work) = next(socket, &mut state) else { return };
-            state.events.running = Some(Running { thread: std::thread::current().id(), event: work.event() });
+            state.events.running = Some(Running {
+                thread: std::thread::current().id(),
+                event: work.event(),
+                head: work.head(),
+                released_early: false,
+            });
             (work, state.events.client)
         };
         let outcome = call(work, client);
@@ -301,6 +315,21 @@ fn call(work: Work, client: Client) -> Outcome {
     outcome
 }
 
+/// A chain was released (`WskRelease`) while its callback ran: right only if the callback
+/// retained it; then it is given back now, as its release asked.
+fn early_release(socket: &Socket, status: NTSTATUS) {
+    if status != STATUS_PENDING && crate::kernel::verifier() {
+        bugcheck(
+            Rule::WskIndicationReleasedTwice,
+            format!(
+                "socket 0x{:x}: an indication was released with WskRelease while its callback ran, and the callback \
+                 did not retain it (returned 0x{status:08x}, not STATUS_PENDING)",
+                socket.key
+            ),
+        );
+    }
+}
+
 /// Writes `address` into `storage`; the pointer to pass (null when there is none).
 fn storage_for(storage: &mut SOCKADDR_STORAGE, address: Option<SocketAddr>) -> *mut SOCKADDR {
     let Some(address) = address else { return std::ptr::null_mut() };
@@ -318,9 +347,18 @@ fn settle(socket: &Arc<Socket>, outcome: Outcome) {
     let mut discard = None;
     let (waiters, close, drive) = {
         let mut state = lock(&socket.state);
-        let event = state.events.running.take().map_or(0, |running| running.event);
+        let (event, released_early) =
+            state.events.running.take().map_or((0, false), |running| (running.event, running.released_early));
         match outcome {
             Outcome::Plain => {}
+            Outcome::Receive { chain, status, .. } if released_early => {
+                early_release(socket, status);
+                give_back = Some(chain);
+            }
+            Outcome::ReceiveFrom { chain, status } if released_early => {
+                early_release(socket, status);
+                give_back = Some(chain);
+            }
             Outcome::Receive { chain, status, accepted } => {
                 if status == STATUS_PENDING {
                     state.events.retained.push(chain);

@@ -55,6 +55,11 @@ pub(crate) struct Running {
     pub thread: ThreadId,
     /// Its `WSK_EVENT_*` bit.
     pub event: u32,
+    /// The indication chain it was given (0: none).
+    pub head: usize,
+    /// `WskRelease` of that chain came while the callback ran (from its consumer on another
+    /// thread, typically): good if the callback then retains it (`STATUS_PENDING`).
+    pub released_early: bool,
 }
 
 /// A datagram the client refused, kept for the next `WskReceiveFrom` or indication.

@@ -312,9 +312,22 @@ pub(crate) fn gather_datagrams(state: &mut State) -> Option<Chain> {
 
 /// `WskRelease(socket, head)`: gives back a chain the client retained. Anything else is
 /// `WSK_INDICATION_RELEASED_TWICE` and `STATUS_INVALID_PARAMETER` (nothing is touched).
+///
+/// The chain a callback is handling right now may be released before the callback returns
+/// (its consumer on another CPU was quicker): the release then takes effect when the callback
+/// returns `STATUS_PENDING` (see `deliver::settle`). A real provider would have to cope with
+/// that race too; Microsoft's documentation does not speak of it.
 pub(crate) fn release(socket: &Arc<Socket>, head: usize) -> NTSTATUS {
     let chain = {
         let mut state = lock(&socket.state);
+        if head != 0
+            && let Some(running) = state.events.running.as_mut()
+            && running.head == head
+            && !running.released_early
+        {
+            running.released_early = true;
+            return STATUS_SUCCESS;
+        }
         let retained = &mut state.events.retained;
         retained.iter().position(|chain| chain.head() == head && head != 0).map(|at| retained.swap_remove(at))
     };
