@@ -120,6 +120,7 @@ pub(crate) fn deliver(socket: &Arc<Socket>) {
                 event: work.event(),
                 head: work.head(),
                 released_early: false,
+                resume_after: false,
             });
             (work, state.events.client)
         };
@@ -347,8 +348,11 @@ fn settle(socket: &Arc<Socket>, outcome: Outcome) {
     let mut discard = None;
     let (waiters, close, drive) = {
         let mut state = lock(&socket.state);
-        let (event, released_early) =
-            state.events.running.take().map_or((0, false), |running| (running.event, running.released_early));
+        let (event, released_early, resume_after) = state
+            .events
+            .running
+            .take()
+            .map_or((0, false, false), |running| (running.event, running.released_early, running.resume_after));
         match outcome {
             Outcome::Plain => {}
             Outcome::Receive { chain, status, .. } if released_early => {
@@ -389,6 +393,11 @@ fn settle(socket: &Arc<Socket>, outcome: Outcome) {
                     discard = Some(accepted);
                 }
             }
+        }
+        if resume_after {
+            // A receive or a re-enable came while the callback ran: it applies now, after the
+            // callback's answer.
+            state.resume_indications(event);
         }
         let (waiters, rest): (Vec<_>, Vec<_>) =
             std::mem::take(&mut state.events.disable_waiters).into_iter().partition(|&(bit, _)| bit == event);

@@ -60,6 +60,28 @@ pub(crate) struct Running {
     /// `WskRelease` of that chain came while the callback ran (from its consumer on another
     /// thread, typically): good if the callback then retains it (`STATUS_PENDING`).
     pub released_early: bool,
+    /// A request that resumes indications (a receive, enabling the event again) came while
+    /// the callback ran: it applies after the callback's own answer (which may refuse).
+    pub resume_after: bool,
+}
+
+impl State {
+    /// Lifts the suppression of `event` (`WSK_EVENT_RECEIVE` or `WSK_EVENT_RECEIVE_FROM`) now,
+    /// or, while a callback of that event runs, once its answer is settled: requests are
+    /// taken in order with the callback that may have refused data.
+    pub(crate) fn resume_indications(&mut self, event: u32) {
+        if let Some(running) = self.events.running.as_mut()
+            && running.event == event
+        {
+            running.resume_after = true;
+            return;
+        }
+        if event == WSK_EVENT_RECEIVE {
+            self.events.receive_suppressed = false;
+        } else {
+            self.events.datagrams_suppressed = false;
+        }
+    }
 }
 
 /// A datagram the client refused, kept for the next `WskReceiveFrom` or indication.
@@ -246,7 +268,7 @@ unsafe fn change(
         state.events.backlog_due = true;
     }
     if events & WSK_EVENT_RECEIVE_FROM != 0 {
-        state.events.datagrams_suppressed = false;
+        state.resume_indications(WSK_EVENT_RECEIVE_FROM);
     }
     drop(state);
     // Work may be waiting already (buffered data, a connection in the backlog).
@@ -291,7 +313,7 @@ pub(crate) fn after_irp(socket: &Socket, state: &mut State, queue: Queue) {
 pub(crate) fn resume_receive(socket: &Socket) {
     let kick = {
         let mut state = lock(&socket.state);
-        state.events.receive_suppressed = false;
+        state.resume_indications(WSK_EVENT_RECEIVE);
         state.events.enabled & WSK_EVENT_RECEIVE != 0
     };
     if kick {
@@ -313,10 +335,10 @@ pub(crate) fn after_completions(state: &mut State) -> bool {
     let events = &mut state.events;
     let resume = std::mem::take(&mut events.resume);
     if resume & RESUME_RECEIVE != 0 {
-        events.receive_suppressed = false;
+        state.resume_indications(WSK_EVENT_RECEIVE);
     }
     if resume & RESUME_RECEIVE_FROM != 0 {
-        events.datagrams_suppressed = false;
+        state.resume_indications(WSK_EVENT_RECEIVE_FROM);
     }
     resume & RESUME_KICK != 0
 }

@@ -535,12 +535,19 @@ impl ConnectionEvents {
             }
             if refused {
                 // WSK holds refused data and indicates nothing until a WskReceive (so nothing
-                // reaches the ring meanwhile). If the consumer holds little, a zero-length
-                // receive resumes the indications (WSK's documented way): the data stays
-                // zero-copy. If it holds much while asking for more, an IRP receive copies the
-                // oldest buffered data out; it takes precedence over indications, and this
-                // stream yields it before looking at the ring again, so order is kept.
-                let copy = state.retained.load(Ordering::Acquire) > state.max_retained / 2;
+                // reaches the ring meanwhile). If the consumer holds nothing, a zero-length
+                // receive resumes the indications (WSK's documented way) and the next one is
+                // taken whatever its size: the data stays zero-copy. If it still holds some
+                // while asking for more, an IRP receive copies the oldest buffered data out
+                // (resuming would only see the next indication refused again); the IRP takes
+                // precedence over indications, and this stream yields it before looking at the
+                // ring again, so order is kept.
+                let copy = state.retained.load(Ordering::Acquire) != 0;
+                if state.header.flags.load(Ordering::Acquire) >= super::CALLBACK_ONE {
+                    // The refusing callback has not left yet: resume after its answer.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
                 core::task::ready!(self.slot.poll_idle(cx));
                 self.state().refused.store(0, Ordering::Release);
                 if let Err(e) = self.issue_receive(copy) {

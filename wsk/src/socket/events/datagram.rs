@@ -3,8 +3,10 @@
 //! A callback retains the whole list WSK indicates (one or more datagrams) and the stream
 //! hands it out as one [`DatagramBatch`]; dropping the batch releases the list. Over the
 //! retention bound the callback refuses the datagrams (`STATUS_DATA_NOT_ACCEPTED`) and WSK
-//! stops indicating; once the consumer dropped enough, the stream enables the callback again
-//! and WSK indicates what it kept.
+//! stops indicating (it disables the callback, as Microsoft documents). Once the consumer
+//! dropped everything, the stream enables the callback again and WSK indicates what it kept;
+//! while the consumer still holds some and asks for more, the stream copies one datagram at
+//! a time out with `WskReceiveFrom` (which WSK serves from what it kept, oldest first).
 
 // The callback and the batch read provider structures through raw pointers; several unsafe
 // operations per block keep each pointer step next to the reason it is valid.
@@ -29,8 +31,10 @@ use super::{
     state_of, stream_detach,
 };
 use crate::addr;
+use crate::buf::IoBuf;
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, AtomicUsize, Ordering};
+use crate::op::OpSlot;
 use crate::socket::core::SocketCore;
 
 /// The client dispatch table every datagram socket is created with.
@@ -180,6 +184,10 @@ unsafe fn measure(head: NonNull<WSK_DATAGRAM_INDICATION>) -> (usize, usize) {
 pub struct Datagrams {
     core: ManuallyDrop<SocketCore>,
     state: NonNull<DgramState>,
+    /// For the copy path's `WskReceiveFrom`.
+    slot: OpSlot,
+    receiving: bool,
+    fallback_size: usize,
     ending: bool,
     done: bool,
 }
@@ -190,6 +198,7 @@ unsafe impl Send for Datagrams {}
 impl Datagrams {
     /// Installs the event state on the datagram `core` and enables the callback.
     pub(crate) fn enable(core: SocketCore, config: EventConfig) -> Result<Self> {
+        let slot = OpSlot::new()?;
         let state = allocate(DgramState {
             header: Header::new(free_state),
             ring: Ring::new(),
@@ -199,7 +208,15 @@ impl Datagrams {
             failed: AtomicU32::new(0),
         })?;
         install(&core, state, WSK_EVENT_RECEIVE_FROM)?;
-        Ok(Datagrams { core: ManuallyDrop::new(core), state, ending: false, done: false })
+        Ok(Datagrams {
+            core: ManuallyDrop::new(core),
+            state,
+            slot,
+            receiving: false,
+            fallback_size: config.fallback_receive_size,
+            ending: false,
+            done: false,
+        })
     }
 
     fn state(&self) -> &DgramState {
@@ -212,7 +229,46 @@ impl Datagrams {
         self.state().retained.load(Ordering::Acquire)
     }
 
+    /// Issues a `WskReceiveFrom` into a fresh pool buffer (the copy path).
+    fn issue_receive_from(&mut self) -> Result<()> {
+        let buffer = IoBuf::with_capacity(self.fallback_size)?;
+        let guard = self.core.enter()?;
+        let wsk_buf = buffer.wsk_buf(0, buffer.capacity());
+        let (irp, args) = self.slot.arm(Some(buffer));
+        // SAFETY: the slot is idle (checked by the caller) and armed; the WSK_BUF and the
+        // address live in the slot's argument block, the buffer in the slot, until completion.
+        unsafe {
+            (*args).wsk_buf = wsk_buf;
+            let (socket, table) = self.core.dispatch::<WSK_PROVIDER_DATAGRAM_DISPATCH>(&guard);
+            match table.WskReceiveFrom {
+                Some(receive_from) => {
+                    let status = receive_from(
+                        socket,
+                        &mut (*args).wsk_buf,
+                        0,
+                        addr::as_sockaddr(&mut (*args).addr),
+                        core::ptr::null_mut(),
+                        core::ptr::null_mut(),
+                        core::ptr::null_mut(),
+                        irp,
+                    );
+                    if status == wsk_sys::STATUS_NOT_IMPLEMENTED && !self.slot.is_complete() {
+                        crate::socket::call::complete_not_implemented(irp);
+                    }
+                }
+                None => crate::socket::call::complete_not_implemented(irp),
+            }
+        }
+        drop(guard);
+        self.receiving = true;
+        Ok(())
+    }
+
     fn finish(&mut self) {
+        if self.receiving {
+            self.receiving = false;
+            self.slot.abandon();
+        }
         if !self.done {
             self.done = true;
             if stream_detach(&self.state().header.flags, false) == Detach::CleanNow {
@@ -231,6 +287,24 @@ impl Datagrams {
                 self.finish();
                 return Poll::Ready(None);
             }
+            if self.receiving {
+                let done = core::task::ready!(self.slot.poll_submitted(cx));
+                self.receiving = false;
+                let result = done.result();
+                let mut buffer = done.buffer.expect("receive buffer handed back");
+                match result {
+                    Ok(n) => {
+                        buffer.set_len(n);
+                        let from = addr::from_storage(&self.slot.args().addr).ok();
+                        return Poll::Ready(Some(Ok(DatagramBatch { inner: BatchInner::Copied { buffer, from } })));
+                    }
+                    Err(Error::Cancelled) if self.core.is_closing() => continue,
+                    Err(e) => {
+                        self.ending = true;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                }
+            }
             // SAFETY: the stream is the ring's only consumer.
             if let Some(list) = unsafe { self.state().ring.pop() } {
                 if self.core.enter_owned().is_err() {
@@ -240,11 +314,13 @@ impl Datagrams {
                     continue;
                 }
                 return Poll::Ready(Some(Ok(DatagramBatch {
-                    core: self.core.clone_owner(),
-                    state: self.state,
-                    head: list.head,
-                    count: list.count,
-                    bytes: list.bytes,
+                    inner: BatchInner::Retained {
+                        core: self.core.clone_owner(),
+                        state: self.state,
+                        head: list.head,
+                        count: list.count,
+                        bytes: list.bytes,
+                    },
                 })));
             }
             if self.state().failed.load(Ordering::Acquire) != 0 {
@@ -252,14 +328,28 @@ impl Datagrams {
                 return Poll::Ready(Some(Err(Error::Status(wsk_sys::STATUS_CONNECTION_ABORTED))));
             }
             let state = self.state();
-            if state.refused.load(Ordering::Acquire) != 0
-                && state.retained.load(Ordering::Acquire) <= state.max_retained / 2
-            {
-                // Caught up: ask WSK for what it kept.
-                state.refused.store(0, Ordering::Release);
-                if let Err(e) = enable(&self.core, WSK_EVENT_RECEIVE_FROM) {
-                    self.ending = true;
-                    return Poll::Ready(Some(Err(e)));
+            if state.refused.load(Ordering::Acquire) != 0 {
+                if state.header.flags.load(Ordering::Acquire) >= super::CALLBACK_ONE {
+                    // The refusing callback has not left yet: resume after its answer.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                if state.retained.load(Ordering::Acquire) == 0 {
+                    // Caught up: ask WSK for what it kept (the next list is taken whatever
+                    // its size, so this cannot bounce).
+                    state.refused.store(0, Ordering::Release);
+                    if let Err(e) = enable(&self.core, WSK_EVENT_RECEIVE_FROM) {
+                        self.ending = true;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                } else {
+                    // The consumer holds some and asks for more: copy the oldest kept datagram
+                    // out (the callback stays off meanwhile, so order is kept).
+                    core::task::ready!(self.slot.poll_idle(cx));
+                    if let Err(e) = self.issue_receive_from() {
+                        self.ending = true;
+                        return Poll::Ready(Some(Err(e)));
+                    }
                 }
                 continue;
             }
@@ -288,6 +378,10 @@ impl Stream for Datagrams {
 
 impl Drop for Datagrams {
     fn drop(&mut self) {
+        if self.receiving {
+            self.receiving = false;
+            self.slot.abandon();
+        }
         let outcome = if self.done {
             Detach::AlreadyClean
         } else {
@@ -308,13 +402,24 @@ impl Drop for Datagrams {
 }
 
 /// One or more datagrams WSK indicated together, held without copying until dropped
-/// (`WskRelease`). Dropping is allowed at IRQL <= DISPATCH_LEVEL.
+/// (`WskRelease`); or, on the copy path, one datagram in a pool buffer. Dropping is allowed at
+/// IRQL <= DISPATCH_LEVEL.
 pub struct DatagramBatch {
-    core: SocketCore,
-    state: NonNull<DgramState>,
-    head: NonNull<WSK_DATAGRAM_INDICATION>,
-    count: usize,
-    bytes: usize,
+    inner: BatchInner,
+}
+
+enum BatchInner {
+    Retained {
+        core: SocketCore,
+        state: NonNull<DgramState>,
+        head: NonNull<WSK_DATAGRAM_INDICATION>,
+        count: usize,
+        bytes: usize,
+    },
+    Copied {
+        buffer: IoBuf,
+        from: Option<SocketAddr>,
+    },
 }
 
 // SAFETY: provider memory usable from any thread until released; state through atomics.
@@ -322,71 +427,95 @@ unsafe impl Send for DatagramBatch {}
 
 impl core::fmt::Debug for DatagramBatch {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("DatagramBatch").field("datagrams", &self.count).field("bytes", &self.bytes).finish()
+        f.debug_struct("DatagramBatch")
+            .field("datagrams", &self.len())
+            .field("bytes", &self.bytes())
+            .field("zero_copy", &self.is_zero_copy())
+            .finish()
     }
 }
 
 impl DatagramBatch {
     /// Number of datagrams. Any IRQL.
     pub fn len(&self) -> usize {
-        self.count
+        match &self.inner {
+            BatchInner::Retained { count, .. } => *count,
+            BatchInner::Copied { .. } => 1,
+        }
     }
 
     /// Whether the batch holds no datagram (never the case for a batch the stream yields).
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.len() == 0
     }
 
     /// Payload bytes of all datagrams. Any IRQL.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        match &self.inner {
+            BatchInner::Retained { bytes, .. } => *bytes,
+            BatchInner::Copied { buffer, .. } => buffer.len(),
+        }
+    }
+
+    /// Whether the datagrams are WSK's retained buffers (not a copy). Any IRQL.
+    pub fn is_zero_copy(&self) -> bool {
+        matches!(self.inner, BatchInner::Retained { .. })
     }
 
     /// The datagrams, in arrival order. IRQL <= DISPATCH_LEVEL.
     pub fn iter(&self) -> impl Iterator<Item = DatagramView<'_>> {
-        let mut at = self.head.as_ptr();
+        let (mut at, mut copied) = match &self.inner {
+            BatchInner::Retained { head, .. } => (head.as_ptr(), None),
+            BatchInner::Copied { buffer, from } => {
+                (core::ptr::null_mut(), Some(DatagramView { inner: ViewInner::Copied(buffer.as_slice(), *from) }))
+            }
+        };
         core::iter::from_fn(move || {
+            if let Some(view) = copied.take() {
+                return Some(view);
+            }
             let node = NonNull::new(at)?;
             // SAFETY: a node of the list this batch retains (valid until it is dropped).
             at = unsafe { node.as_ref().Next };
-            Some(DatagramView { node, _batch: core::marker::PhantomData })
+            Some(DatagramView { inner: ViewInner::Node(node, core::marker::PhantomData) })
         })
     }
 }
 
 impl Drop for DatagramBatch {
     fn drop(&mut self) {
+        let BatchInner::Retained { core, state, head, bytes, .. } = &self.inner else { return };
         // SAFETY: the batch holds a call on the core; the list is retained and ours.
-        unsafe { release(&self.core, self.head) };
+        unsafe { release(core, *head) };
         // SAFETY: the state lives as long as the core.
-        let state = unsafe { self.state.as_ref() };
-        state.retained.fetch_sub(self.bytes, Ordering::AcqRel);
+        let state = unsafe { state.as_ref() };
+        state.retained.fetch_sub(*bytes, Ordering::AcqRel);
         if state.refused.load(Ordering::Acquire) != 0 {
             // The stream may enable the callback again now.
             state.header.waker.wake();
         }
-        self.core.leave();
+        core.leave();
     }
 }
-
-// SAFETY: shared access only reads the retained (unchanging) provider memory.
-unsafe impl Sync for DatagramBatch {}
 
 /// One datagram of a [`DatagramBatch`].
 pub struct DatagramView<'a> {
-    node: NonNull<WSK_DATAGRAM_INDICATION>,
-    _batch: core::marker::PhantomData<&'a DatagramBatch>,
+    inner: ViewInner<'a>,
+}
+
+enum ViewInner<'a> {
+    Node(NonNull<WSK_DATAGRAM_INDICATION>, core::marker::PhantomData<&'a DatagramBatch>),
+    Copied(&'a [u8], Option<SocketAddr>),
 }
 
 impl DatagramView<'_> {
-    fn node(&self) -> &WSK_DATAGRAM_INDICATION {
-        // SAFETY: retained by the batch borrowed for 'a.
-        unsafe { self.node.as_ref() }
-    }
-
     /// Payload length. Any IRQL.
     pub fn len(&self) -> usize {
-        self.node().Buffer.Length
+        match &self.inner {
+            // SAFETY: retained by the batch borrowed for 'a.
+            ViewInner::Node(node, _) => unsafe { node.as_ref().Buffer.Length },
+            ViewInner::Copied(bytes, _) => bytes.len(),
+        }
     }
 
     /// Whether the payload is empty. Any IRQL.
@@ -396,14 +525,21 @@ impl DatagramView<'_> {
 
     /// The sender, if WSK gave an IPv4 or IPv6 address. IRQL <= DISPATCH_LEVEL.
     pub fn remote_addr(&self) -> Option<SocketAddr> {
-        // SAFETY: WSK's remote address of this datagram, valid while retained.
-        unsafe { addr::from_sockaddr(self.node().RemoteAddress) }.ok()
+        match &self.inner {
+            // SAFETY: WSK's remote address of this datagram, valid while retained.
+            ViewInner::Node(node, _) => unsafe { addr::from_sockaddr(node.as_ref().RemoteAddress) }.ok(),
+            ViewInner::Copied(_, from) => *from,
+        }
     }
 
     /// The payload as contiguous pieces. IRQL <= DISPATCH_LEVEL.
     pub fn segments(&self) -> impl Iterator<Item = &[u8]> {
-        // SAFETY: the buffer is retained (unchanged) while the batch is borrowed.
-        unsafe { BufPieces::new(&self.node().Buffer) }
+        let (pieces, copied) = match &self.inner {
+            // SAFETY: the buffer is retained (unchanged) while the batch is borrowed.
+            ViewInner::Node(node, _) => (unsafe { BufPieces::new(&node.as_ref().Buffer) }, None),
+            ViewInner::Copied(bytes, _) => (BufPieces::empty(), Some(*bytes)),
+        };
+        copied.into_iter().chain(pieces)
     }
 
     /// Copies the payload into `dst` (as much as fits); returns how many bytes.
