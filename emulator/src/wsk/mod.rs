@@ -97,9 +97,17 @@
 //!   `WSK_DATAGRAM_INDICATION` each (no control data);
 //! * bytes a receive callback did not accept (all of them for `STATUS_DATA_NOT_ACCEPTED` or
 //!   any other status) are kept in order and served first to later `WskReceive` IRPs;
-//!   indications stop until a `WskReceive` completed (its completion routine has run) and
-//!   then resume with what is kept. Refused datagrams are kept likewise until a
-//!   `WskReceiveFrom` completes or `WSK_EVENT_RECEIVE_FROM` is enabled again;
+//!   indications stop until a `WskReceive` completed (its completion routine has run; a
+//!   zero-length one too, which Microsoft documents as the way to resume) and then resume
+//!   with what is kept. Refused datagrams are kept likewise until a `WskReceiveFrom`
+//!   completes or `WSK_EVENT_RECEIVE_FROM` is enabled again (Microsoft documents that a
+//!   refusal disables the callback). A resume that arrives while a callback of that event
+//!   runs on another thread applies after the callback's answer, so a refusal on its way
+//!   does not swallow it;
+//! * `WskRelease` of the chain a callback is handling right now (its consumer on another CPU
+//!   was quicker than the callback's return) takes effect when the callback returns
+//!   `STATUS_PENDING`; if it returns anything else, that is `WSK_INDICATION_RELEASED_TWICE`.
+//!   Microsoft's documentation does not speak of this race;
 //! * `WskDisconnectEvent` is called once, when the provider sees the peer's FIN after every
 //!   byte was indicated or received (flags 0) or a reset (`WSK_FLAG_ABORTIVE`); with no
 //!   receive path reading, a one-byte peek finds them. A local abortive disconnect indicates

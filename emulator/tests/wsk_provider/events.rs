@@ -4,6 +4,7 @@
 
 mod close;
 mod probe;
+mod races;
 mod verifier;
 
 use std::io::{Read, Write};

@@ -66,6 +66,8 @@ pub struct Probe {
     pub chains: Mutex<Vec<(usize, usize)>>,
     /// Retained heads (data or datagram chains).
     pub held: Mutex<Vec<usize>>,
+    /// The head of the data chain the receive callback is handling now.
+    pub current_head: AtomicUsize,
     pub disconnects: Mutex<Vec<ULONG>>,
     pub backlogs: Mutex<Vec<usize>>,
     /// Datagrams seen (accepted or not), in order.
@@ -208,6 +210,7 @@ pub unsafe extern "system" fn on_receive(
         probe.problem(format!("chain of {lengths:?} for {indicated} indicated"));
     }
     probe.chains.lock().unwrap().push((parts.len(), indicated));
+    probe.current_head.store(head as usize, Ordering::SeqCst);
     let status = probe.middle().unwrap_or_else(|| match probe.mode.load(Ordering::SeqCst) {
         RETAIN => {
             probe.held.lock().unwrap().push(head as usize);
