@@ -20,8 +20,8 @@ use wsk_sys::{
 use super::pieces::BufPieces;
 use super::ring::Ring;
 use super::{
-    CallbackExit, Detach, EventConfig, Header, allocate, callback_enter, callback_exit, control_events, deallocate,
-    enable, install, state_of, stream_detach,
+    Detach, EventConfig, Header, allocate, callback_enter, control_events, deallocate, detach_on_drop, enable, install,
+    leave_callback, state_of, stream_detach,
 };
 use crate::buf::IoBuf;
 use crate::error::{Error, Result};
@@ -140,28 +140,6 @@ unsafe fn release(core: &SocketCore, head: NonNull<WSK_DATA_INDICATION>) {
 }
 
 /// Ends a callback: the last one out after the stream detached cleans up for it.
-/// Returns `status`, or `STATUS_DATA_NOT_ACCEPTED` when the clean-up took back the list
-/// `own` this callback retained.
-fn leave_callback(
-    core: ManuallyDrop<SocketCore>,
-    state: &ConnState,
-    own: Option<NonNull<WSK_DATA_INDICATION>>,
-    status: NTSTATUS,
-) -> NTSTATUS {
-    let mut status = status;
-    if let CallbackExit::Clean { owner_gone } = callback_exit(&state.header.flags) {
-        if state.clean(&core, own) {
-            // The stream went away while we were handing it the data: WSK keeps it.
-            status = STATUS_DATA_NOT_ACCEPTED;
-        }
-        if owner_gone {
-            // The dropped stream left its owner reference to us.
-            drop(ManuallyDrop::into_inner(core));
-        }
-    }
-    status
-}
-
 /// `WskReceiveEvent`. IRQL <= DISPATCH_LEVEL; never blocks or allocates.
 unsafe extern "system" fn on_receive(
     context: PVOID,
@@ -186,7 +164,9 @@ unsafe extern "system" fn on_receive(
         STATUS_DATA_NOT_ACCEPTED
     };
     let own = (status == STATUS_PENDING).then_some(head);
-    leave_callback(core, state, own, status)
+    // When the stream went away while we handed it the data, WSK keeps the data.
+    let taken_back = leave_callback(core, &state.header.flags, |core| state.clean(core, own));
+    if taken_back { STATUS_DATA_NOT_ACCEPTED } else { status }
 }
 
 /// Keeps an indication for the stream, or refuses it when over the bound.
@@ -586,22 +566,12 @@ impl Drop for ConnectionEvents {
             self.receiving = Receiving::Idle;
             self.slot.abandon();
         }
-        let outcome = if self.done {
-            Detach::AlreadyClean
-        } else {
-            self.done = true;
-            stream_detach(&self.state().header.flags, true)
-        };
-        match outcome {
-            Detach::CleanNow => {
-                self.state().clean(&self.core, None);
-                // SAFETY: dropped once, here; the stream is going away.
-                unsafe { ManuallyDrop::drop(&mut self.core) };
-            }
-            // SAFETY: as above.
-            Detach::AlreadyClean => unsafe { ManuallyDrop::drop(&mut self.core) },
-            // The callback inside cleans up and drops our owner reference.
-            Detach::LeftToCallback => {}
+        let done = core::mem::replace(&mut self.done, true);
+        if detach_on_drop(&self.state().header.flags, done, || {
+            self.state().clean(&self.core, None);
+        }) {
+            // SAFETY: dropped once, here; the stream is going away.
+            unsafe { ManuallyDrop::drop(&mut self.core) };
         }
     }
 }

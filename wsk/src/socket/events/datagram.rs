@@ -27,7 +27,7 @@ use wsk_sys::{
 use super::pieces::BufPieces;
 use super::ring::Ring;
 use super::{
-    CallbackExit, Detach, EventConfig, Header, allocate, callback_enter, callback_exit, deallocate, enable, install,
+    Detach, EventConfig, Header, allocate, callback_enter, deallocate, detach_on_drop, enable, install, leave_callback,
     state_of, stream_detach,
 };
 use crate::addr;
@@ -148,18 +148,10 @@ unsafe extern "system" fn on_receive_from(
         STATUS_DATA_NOT_ACCEPTED
     };
     state.header.waker.wake();
-    let mut status = status;
-    if let CallbackExit::Clean { owner_gone } = callback_exit(&state.header.flags) {
-        let own = (status == STATUS_PENDING).then_some(head);
-        if state.clean(&core, own) {
-            // The stream went away while we were handing it the datagrams: WSK keeps them.
-            status = STATUS_DATA_NOT_ACCEPTED;
-        }
-        if owner_gone {
-            drop(ManuallyDrop::into_inner(core));
-        }
-    }
-    status
+    let own = (status == STATUS_PENDING).then_some(head);
+    // When the stream went away while we handed it the datagrams, WSK keeps them.
+    let taken_back = leave_callback(core, &state.header.flags, |core| state.clean(core, own));
+    if taken_back { STATUS_DATA_NOT_ACCEPTED } else { status }
 }
 
 /// Number of datagrams and payload bytes of a list.
@@ -382,21 +374,12 @@ impl Drop for Datagrams {
             self.receiving = false;
             self.slot.abandon();
         }
-        let outcome = if self.done {
-            Detach::AlreadyClean
-        } else {
-            self.done = true;
-            stream_detach(&self.state().header.flags, true)
-        };
-        match outcome {
-            Detach::CleanNow => {
-                self.state().clean(&self.core, None);
-                // SAFETY: dropped once, here.
-                unsafe { ManuallyDrop::drop(&mut self.core) };
-            }
-            // SAFETY: as above.
-            Detach::AlreadyClean => unsafe { ManuallyDrop::drop(&mut self.core) },
-            Detach::LeftToCallback => {}
+        let done = core::mem::replace(&mut self.done, true);
+        if detach_on_drop(&self.state().header.flags, done, || {
+            self.state().clean(&self.core, None);
+        }) {
+            // SAFETY: dropped once, here; the stream is going away.
+            unsafe { ManuallyDrop::drop(&mut self.core) };
         }
     }
 }

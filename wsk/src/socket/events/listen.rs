@@ -25,8 +25,8 @@ use wsk_sys::{
 
 use super::ring::Ring;
 use super::{
-    CallbackExit, Detach, EventConfig, Header, allocate, callback_enter, callback_exit, deallocate, install, state_of,
-    stream_detach,
+    Detach, EventConfig, Header, allocate, callback_enter, deallocate, detach_on_drop, install, leave_callback,
+    state_of, stream_detach,
 };
 use crate::addr;
 use crate::error::{Error, Result};
@@ -116,12 +116,7 @@ unsafe extern "system" fn on_accept(
     if status != STATUS_SUCCESS {
         state.refused.fetch_add(1, Ordering::Relaxed);
     }
-    if let CallbackExit::Clean { owner_gone } = callback_exit(&state.header.flags) {
-        state.clean(&core);
-        if owner_gone {
-            drop(ManuallyDrop::into_inner(core));
-        }
-    }
+    leave_callback(core, &state.header.flags, |core| state.clean(core));
     status
 }
 
@@ -297,22 +292,10 @@ impl Stream for Incoming {
 
 impl Drop for Incoming {
     fn drop(&mut self) {
-        let outcome = if self.done {
-            Detach::AlreadyClean
-        } else {
-            self.done = true;
-            stream_detach(&self.state().header.flags, true)
-        };
-        match outcome {
-            Detach::CleanNow => {
-                self.state().clean(&self.core);
-                // SAFETY: dropped once, here.
-                unsafe { ManuallyDrop::drop(&mut self.core) };
-            }
-            // SAFETY: as above.
-            Detach::AlreadyClean => unsafe { ManuallyDrop::drop(&mut self.core) },
-            // The callback inside cleans up and drops our owner reference.
-            Detach::LeftToCallback => {}
+        let done = core::mem::replace(&mut self.done, true);
+        if detach_on_drop(&self.state().header.flags, done, || self.state().clean(&self.core)) {
+            // SAFETY: dropped once, here; the stream is going away.
+            unsafe { ManuallyDrop::drop(&mut self.core) };
         }
     }
 }

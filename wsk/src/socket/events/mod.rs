@@ -192,6 +192,38 @@ pub(crate) fn stream_detach(flags: &AtomicU32, dropping: bool) -> Detach {
     }
 }
 
+/// A callback leaves: when it is the last one out after its stream detached, it runs
+/// `clean` (the stream's clean-up, given the core) and drops the owner reference a dropped
+/// stream left to it. Returns what `clean` returned (`R::default()` when not cleaning).
+pub(crate) fn leave_callback<R: Default>(
+    core: core::mem::ManuallyDrop<SocketCore>,
+    flags: &AtomicU32,
+    clean: impl FnOnce(&SocketCore) -> R,
+) -> R {
+    let CallbackExit::Clean { owner_gone } = callback_exit(flags) else { return R::default() };
+    let cleaned = clean(&core);
+    if owner_gone {
+        // The dropped stream left its owner reference to us.
+        drop(core::mem::ManuallyDrop::into_inner(core));
+    }
+    cleaned
+}
+
+/// A stream being dropped: detaches (unless done), cleans up through `clean` when no
+/// callback is inside. Returns whether the stream must drop its owner reference itself
+/// (`false`: a callback inside took it over, with the clean-up).
+pub(crate) fn detach_on_drop(flags: &AtomicU32, done: bool, clean: impl FnOnce()) -> bool {
+    let outcome = if done { Detach::AlreadyClean } else { stream_detach(flags, true) };
+    match outcome {
+        Detach::CleanNow => {
+            clean();
+            true
+        }
+        Detach::AlreadyClean => true,
+        Detach::LeftToCallback => false,
+    }
+}
+
 /// The common head of every kind's event state: how to free it, the detach protocol word
 /// and the consumer's waker.
 #[repr(C)]
