@@ -267,6 +267,17 @@ pub async fn client(wsk: WskRef, addr: SocketAddr, spawner: Spawner, config: Con
     STATS.running.fetch_sub(1, Ordering::Relaxed);
 }
 
+/// Fills `out` with the next chunk of stream `stream_id`'s pattern from byte `sent` of `len`;
+/// returns its length.
+fn fill_pattern(out: &mut IoBuf, stream_id: u64, sent: u64, len: u64) -> usize {
+    let n = (len - sent).min(CHUNK as u64) as usize;
+    for (i, byte) in out.as_mut_capacity()[..n].iter_mut().enumerate() {
+        *byte = pattern(stream_id, sent + i as u64);
+    }
+    out.set_len(n);
+    n
+}
+
 /// Sends `len` pattern bytes and checks the echo.
 async fn exchange(stream: &mut TcpStream, len: u64, stream_id: u64) -> Result<(), Error> {
     let mut out = IoBuf::with_capacity(CHUNK)?;
@@ -275,11 +286,7 @@ async fn exchange(stream: &mut TcpStream, len: u64, stream_id: u64) -> Result<()
     let mut checked = 0u64;
     while checked < len {
         if sent < len {
-            let n = (len - sent).min(CHUNK as u64) as usize;
-            for (i, byte) in out.as_mut_capacity()[..n].iter_mut().enumerate() {
-                *byte = pattern(stream_id, sent + i as u64);
-            }
-            out.set_len(n);
+            let n = fill_pattern(&mut out, stream_id, sent, len);
             let (result, back) = stream.send_all(out).await;
             out = back;
             record(Op::Send, &result);
@@ -464,11 +471,7 @@ async fn send_pattern(writer: &mut TcpWriteHalf, len: u64, stream_id: u64) -> Re
     let mut out = IoBuf::with_capacity(CHUNK)?;
     let mut sent = 0u64;
     while sent < len {
-        let n = (len - sent).min(CHUNK as u64) as usize;
-        for (i, byte) in out.as_mut_capacity()[..n].iter_mut().enumerate() {
-            *byte = pattern(stream_id, sent + i as u64);
-        }
-        out.set_len(n);
+        let n = fill_pattern(&mut out, stream_id, sent, len);
         let (result, back) = writer.send_all(out).await;
         out = back;
         record(Op::Send, &result);
