@@ -1,11 +1,13 @@
 //! A fixed, small scenario for the systematic low-resources sweep: register, listen, connect,
-//! accept, exchange, disconnect, close — run inside DriverEntry with `block_on`, then unload.
+//! accept, exchange, disconnect, close; then the same through event callbacks (accept and
+//! receive events) — run inside DriverEntry with `block_on`, then unload.
 //! Whatever allocation fails, the scenario must end with an error (or success), never a hang,
 //! a leak or a verifier violation.
 
 use core::net::{Ipv4Addr, SocketAddr};
 use core::sync::atomic::{AtomicI32, Ordering};
 
+use wsk::events::{self, ConnectionEvent, EventConfig};
 use wsk::{Error, IoBuf, TcpListener, TcpStream, Wsk};
 use wsk_executor::{Executor, IoObject};
 use wsk_sys::{DRIVER_OBJECT, NTSTATUS, STATUS_SUCCESS, UNICODE_STRING};
@@ -29,7 +31,31 @@ async fn exchange(wsk: &Wsk, addr: SocketAddr) -> Result<(), Error> {
     client.shutdown().await?;
     server.close().await?;
     client.close().await?;
-    listener.close().await
+    // The event path: the next connection arrives through the accept callback and its data
+    // through the receive callback.
+    let mut incoming = listener.into_incoming(EventConfig { accept_backlog: 2, ..EventConfig::default() })?;
+    let mut client = TcpStream::connect(wsk, addr).await?;
+    let (server, _) = events::next(&mut incoming).await.ok_or(Error::Closed)??;
+    let (mut server_events, server_writer) = server.into_events(EventConfig::default())?;
+    let (sent, _) = client.send_all(IoBuf::copy_from(b"pong")?).await;
+    sent?;
+    let mut got = [0u8; 4];
+    let mut n = 0;
+    while n < got.len() {
+        match events::next(&mut server_events).await.ok_or(Error::Closed)?? {
+            ConnectionEvent::Data(data) => n += data.copy_to_slice(&mut got[n..]),
+            ConnectionEvent::Disconnected { .. } => return Err(Error::InvalidInput("disconnected early")),
+            ConnectionEvent::SendBacklog(_) => {}
+        }
+    }
+    if &got != b"pong" {
+        return Err(Error::InvalidInput("exchanged data differs"));
+    }
+    drop(server_events);
+    client.shutdown().await?;
+    server_writer.close().await?;
+    client.close().await?;
+    incoming.close().await
 }
 
 /// DriverEntry of the scenario driver. IRQL == PASSIVE_LEVEL.
