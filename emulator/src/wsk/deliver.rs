@@ -115,13 +115,10 @@ pub(crate) fn deliver(socket: &Arc<Socket>) {
         let (work, client) = {
             let mut state = lock(&socket.state);
             let Some(work) = next(socket, &mut state) else { return };
-            state.events.running = Some(Running {
-                thread: std::thread::current().id(),
-                event: work.event(),
-                head: work.head(),
-                released_early: false,
-                resume_after: false,
-            });
+            state.events.running =
+                Some(Running { thread: std::thread::current().id(), event: work.event(), resume_after: false });
+            let head = work.head();
+            lock(&socket.retention).current = (head != 0).then_some((head, false));
             (work, state.events.client)
         };
         let outcome = call(work, client);
@@ -348,11 +345,10 @@ fn settle(socket: &Arc<Socket>, outcome: Outcome) {
     let mut discard = None;
     let (waiters, close, drive) = {
         let mut state = lock(&socket.state);
-        let (event, released_early, resume_after) = state
-            .events
-            .running
-            .take()
-            .map_or((0, false, false), |running| (running.event, running.released_early, running.resume_after));
+        let (event, resume_after) =
+            state.events.running.take().map_or((0, false), |running| (running.event, running.resume_after));
+        let mut retention = lock(&socket.retention);
+        let released_early = retention.current.take().is_some_and(|(_, early)| early);
         match outcome {
             Outcome::Plain => {}
             Outcome::Receive { chain, status, .. } if released_early => {
@@ -365,7 +361,7 @@ fn settle(socket: &Arc<Socket>, outcome: Outcome) {
             }
             Outcome::Receive { chain, status, accepted } => {
                 if status == STATUS_PENDING {
-                    state.events.retained.push(chain);
+                    retention.chains.push(chain);
                 } else {
                     let taken = if status == STATUS_SUCCESS { accepted.min(chain.bytes()) } else { 0 };
                     if taken < chain.bytes() && !state.closing {
@@ -377,7 +373,7 @@ fn settle(socket: &Arc<Socket>, outcome: Outcome) {
             }
             Outcome::ReceiveFrom { chain, status } => {
                 if status == STATUS_PENDING {
-                    state.events.retained.push(chain);
+                    retention.chains.push(chain);
                 } else {
                     if status != STATUS_SUCCESS && !state.closing {
                         events::keep_datagrams_in_front(&mut state, chain.datagrams());

@@ -55,11 +55,6 @@ pub(crate) struct Running {
     pub thread: ThreadId,
     /// Its `WSK_EVENT_*` bit.
     pub event: u32,
-    /// The indication chain it was given (0: none).
-    pub head: usize,
-    /// `WskRelease` of that chain came while the callback ran (from its consumer on another
-    /// thread, typically): good if the callback then retains it (`STATUS_PENDING`).
-    pub released_early: bool,
     /// A request that resumes indications (a receive, enabling the event again) came while
     /// the callback ran: it applies after the callback's own answer (which may refuse).
     pub resume_after: bool,
@@ -111,8 +106,6 @@ pub(crate) struct Events {
     pub kept_datagrams: VecDeque<KeptDatagram>,
     /// `WskDisconnectEvent` was called (or the connection was aborted locally): never again.
     pub disconnect_done: bool,
-    /// Chains the client retained (`STATUS_PENDING`), until `WskRelease`.
-    pub retained: Vec<Chain>,
     /// What finished IRPs change once their completion routines ran (`RESUME_*` bits).
     resume: u8,
 }
@@ -388,15 +381,28 @@ pub(crate) fn keep_datagrams_in_front(state: &mut State, datagrams: Vec<KeptData
     }
 }
 
+/// What the client holds of a socket's indications, behind a lock of its own (a leaf): so that
+/// `WskRelease`, called by the client's consumer for every indication, does not wait for the
+/// I/O thread, which holds the socket's state lock while it reads from the host socket.
+#[derive(Default)]
+pub(crate) struct Retention {
+    /// Chains the client retained (`STATUS_PENDING`), until `WskRelease`.
+    pub chains: Vec<Chain>,
+    /// The chain a receive callback is handling now (its head), and whether `WskRelease` of
+    /// it came meanwhile (from the client's consumer on another thread, typically): right if
+    /// the callback then retains it (`STATUS_PENDING`).
+    pub current: Option<(usize, bool)>,
+}
+
 /// The socket's close is completing: indications the client still retains are a violation;
 /// the provider takes them back (quarantined with the verifier on), and drops refused data.
 pub(crate) fn reclaim_at_close(socket: &Socket) {
-    let retained = {
+    {
         let mut state = lock(&socket.state);
         state.events.kept.clear();
         state.events.kept_datagrams.clear();
-        std::mem::take(&mut state.events.retained)
-    };
+    }
+    let retained = std::mem::take(&mut lock(&socket.retention).chains);
     if retained.is_empty() {
         return;
     }
@@ -419,11 +425,11 @@ pub(crate) fn reclaim_at_close(socket: &Socket) {
 }
 
 /// Drops the event state of a socket at teardown (the driver is gone).
-pub(crate) fn forget(state: &mut State) {
+pub(crate) fn forget(socket: &Socket, state: &mut State) {
     state.events.kept.clear();
     state.events.kept_datagrams.clear();
     state.events.disable_waiters.clear();
-    for chain in std::mem::take(&mut state.events.retained) {
+    for chain in std::mem::take(&mut lock(&socket.retention).chains) {
         chain.drop_now();
     }
 }

@@ -319,17 +319,17 @@ pub(crate) fn gather_datagrams(state: &mut State) -> Option<Chain> {
 /// that race too; Microsoft's documentation does not speak of it.
 pub(crate) fn release(socket: &Arc<Socket>, head: usize) -> NTSTATUS {
     let chain = {
-        let mut state = lock(&socket.state);
+        let mut retention = lock(&socket.retention);
         if head != 0
-            && let Some(running) = state.events.running.as_mut()
-            && running.head == head
-            && !running.released_early
+            && let Some((current, early)) = retention.current.as_mut()
+            && *current == head
+            && !*early
         {
-            running.released_early = true;
+            *early = true;
             return STATUS_SUCCESS;
         }
-        let retained = &mut state.events.retained;
-        retained.iter().position(|chain| chain.head() == head && head != 0).map(|at| retained.swap_remove(at))
+        let chains = &mut retention.chains;
+        chains.iter().position(|chain| chain.head() == head && head != 0).map(|at| chains.swap_remove(at))
     };
     match chain {
         Some(chain) => {

@@ -169,6 +169,8 @@ pub(crate) struct Socket {
     /// `WskCloseSocket` was called.
     close_issued: AtomicBool,
     pub state: Mutex<State>,
+    /// What the client holds of the socket's indications (lock order: after `state`).
+    pub retention: Mutex<events::Retention>,
 }
 
 impl Socket {
@@ -252,6 +254,7 @@ pub(crate) fn create(
             close_irp: None,
             events: Events::default(),
         }),
+        retention: Mutex::new(events::Retention::default()),
     });
     lock(&SOCKETS).insert(key, Entry::Open(Arc::clone(&socket)));
     Ok(socket)
@@ -481,7 +484,7 @@ pub(crate) fn teardown(session: u64) {
                 state.closing = true;
                 state.close_host(true);
                 state.close_irp = None;
-                events::forget(&mut state);
+                events::forget(&socket, &mut state);
                 let mut abandoned = Vec::new();
                 for queue in Queue::ALL {
                     abandoned.extend(state.queue(queue).drain(..));
