@@ -268,7 +268,7 @@ pub struct ConnectionEvents {
     /// Owner reference (not dropped when a callback takes it over, see the module docs).
     core: ManuallyDrop<SocketCore>,
     state: NonNull<ConnState>,
-    /// The read half's slot: IRP receives during backpressure.
+    /// The stream's own slot: zero-length resumes and copy-path receives.
     slot: OpSlot,
     config: EventConfig,
     /// A `WskReceive` of the stream is in flight.
