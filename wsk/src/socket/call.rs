@@ -54,6 +54,27 @@ pub(crate) async unsafe fn socket_call_with_owner<T>(
     issue: impl FnOnce(*mut WSK_SOCKET, &T, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<Completion, NotIssued> {
     slot.idle().await;
+    // SAFETY: forwarded contract; the slot is idle.
+    unsafe { issue_call(core, slot, buffer, socket_owner, prepare, issue) }?;
+    Ok(slot.submitted().await)
+}
+
+/// The issuing half of [`socket_call_with_owner`], for state machines that poll the slot
+/// themselves ([`OpSlot::poll_submitted`]): enters the rundown, arms the IRP, calls the
+/// provider, leaves. On `Ok` the IRP is in flight.
+///
+/// # Safety
+/// As [`socket_call`]; the slot is idle.
+///
+/// IRQL <= DISPATCH_LEVEL (as the provider routine allows).
+pub(crate) unsafe fn issue_call<T>(
+    core: &SocketCore,
+    slot: &mut OpSlot,
+    buffer: Option<IoBuf>,
+    socket_owner: Option<SocketOwner>,
+    prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
+    issue: impl FnOnce(*mut WSK_SOCKET, &T, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+) -> Result<(), NotIssued> {
     let guard = match core.enter() {
         Ok(guard) => guard,
         Err(error) => return Err(NotIssued { error, buffer, socket_owner }),
@@ -68,7 +89,7 @@ pub(crate) async unsafe fn socket_call_with_owner<T>(
         Some(_) => {}
     }
     drop(guard);
-    Ok(slot.submitted().await)
+    Ok(())
 }
 
 /// Completes an armed IRP that no provider routine took, as the provider would have.

@@ -129,20 +129,7 @@ impl UdpSocket {
                     let buf = buf.expect("receive buffer");
                     args.wsk_buf = buf.wsk_buf(0, buf.capacity());
                 },
-                |s, table, irp, args| {
-                    table.WskReceiveFrom.map(|recv_from| {
-                        recv_from(
-                            s,
-                            &mut (*args).wsk_buf,
-                            0,
-                            addr::as_sockaddr(&mut (*args).addr),
-                            core::ptr::null_mut(),
-                            core::ptr::null_mut(),
-                            core::ptr::null_mut(),
-                            irp,
-                        )
-                    })
-                },
+                |socket, table, irp, args| receive_from_call(socket, table, irp, args),
             )
         }
         .await;
@@ -186,4 +173,33 @@ impl UdpSocket {
         drop((send, recv));
         core.close().await
     }
+}
+
+/// `WskReceiveFrom` into the slot's WSK_BUF, the sender written to the slot's address (no
+/// control data): the `issue` step of a receive-from call.
+///
+/// # Safety
+/// `socket` is a datagram socket whose table is `table`, `irp` an armed IRP, `args` the
+/// slot's argument block (valid until the IRP completes).
+pub(crate) unsafe fn receive_from_call(
+    socket: *mut wsk_sys::WSK_SOCKET,
+    table: &WSK_PROVIDER_DATAGRAM_DISPATCH,
+    irp: *mut wsk_sys::IRP,
+    args: *mut crate::op::OpArgs,
+) -> Option<wsk_sys::NTSTATUS> {
+    table.WskReceiveFrom.map(|receive_from| {
+        // SAFETY: guaranteed by the caller.
+        unsafe {
+            receive_from(
+                socket,
+                &mut (*args).wsk_buf,
+                0,
+                addr::as_sockaddr(&mut (*args).addr),
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                irp,
+            )
+        }
+    })
 }

@@ -18,7 +18,7 @@ use wsk_sys::{
 };
 
 use super::pieces::BufPieces;
-use super::ring::Ring;
+use super::retention::{Held, Retention};
 use super::{
     Detach, EventConfig, Header, allocate, callback_enter, control_events, deallocate, detach_on_drop, enable, install,
     leave_callback, state_of, stream_detach,
@@ -27,6 +27,7 @@ use crate::buf::IoBuf;
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, AtomicUsize, Ordering};
 use crate::op::OpSlot;
+use crate::socket::call::issue_call;
 use crate::socket::core::SocketCore;
 
 /// The client dispatch table every connection socket is created with.
@@ -36,23 +37,11 @@ pub(crate) static CONNECTION_DISPATCH: WSK_CLIENT_CONNECTION_DISPATCH = WSK_CLIE
     WskSendBacklogEvent: Some(on_send_backlog),
 };
 
-/// Indications retained at most (ring slots).
-const RING_SLOTS: usize = 32;
-
 const NO_DISCONNECT: u32 = 0;
 const GRACEFUL: u32 = 1;
 const ABORTIVE: u32 = 2;
 /// WSK indicated a null list: the socket no longer works.
 const FAILED: u32 = 3;
-
-/// A retained data indication list.
-struct Indication {
-    head: NonNull<WSK_DATA_INDICATION>,
-    bytes: usize,
-}
-
-// SAFETY: an indication list is provider memory usable from any thread until released.
-unsafe impl Send for Indication {}
 
 /// The stream's own `WskReceive`, if one is in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,13 +57,9 @@ enum Receiving {
 #[repr(C)]
 pub(crate) struct ConnState {
     header: Header,
-    ring: Ring<Indication, RING_SLOTS>,
-    /// Bytes retained (in the ring and in [`Received`] items alive).
-    retained: AtomicUsize,
-    max_retained: usize,
-    /// A receive callback refused data (`STATUS_DATA_NOT_ACCEPTED`): WSK holds data and
-    /// indicates no more until a `WskReceive` IRP took some.
-    refused: AtomicU32,
+    /// Retained indications; a refusal means WSK holds data and indicates no more until a
+    /// `WskReceive`.
+    rx: Retention<WSK_DATA_INDICATION>,
     disconnect: AtomicU32,
     /// The ideal send backlog last indicated, plus one (0: none yet).
     backlog: AtomicUsize,
@@ -84,35 +69,10 @@ impl ConnState {
     fn allocate(config: &EventConfig) -> Result<NonNull<ConnState>> {
         allocate(ConnState {
             header: Header::new(free_state),
-            ring: Ring::new(),
-            retained: AtomicUsize::new(0),
-            max_retained: config.max_retained_bytes,
-            refused: AtomicU32::new(0),
+            rx: Retention::new(config.max_retained_bytes),
             disconnect: AtomicU32::new(NO_DISCONNECT),
             backlog: AtomicUsize::new(0),
         })
-    }
-
-    /// Drains the ring, releasing every indication, then ends the stream's call. Runs once
-    /// (see the detach protocol), by the stream or by the last callback out.
-    ///
-    /// `own` is the list the cleaning callback itself pushed and has not returned
-    /// `STATUS_PENDING` for yet: it is not released (WSK does not consider it retained);
-    /// the return value says it was found, and the callback then refuses it instead.
-    fn clean(&self, core: &SocketCore, own: Option<NonNull<WSK_DATA_INDICATION>>) -> bool {
-        let mut found = false;
-        // SAFETY: the cleaner is the only party left using the ring (detach protocol).
-        while let Some(indication) = unsafe { self.ring.pop() } {
-            if Some(indication.head) == own {
-                found = true;
-            } else {
-                // SAFETY: the stream's call is still held, so the socket is open.
-                unsafe { release(core, indication.head) };
-            }
-            self.retained.fetch_sub(indication.bytes, Ordering::AcqRel);
-        }
-        core.leave();
-        found
     }
 }
 
@@ -139,7 +99,6 @@ unsafe fn release(core: &SocketCore, head: NonNull<WSK_DATA_INDICATION>) {
     }
 }
 
-/// Ends a callback: the last one out after the stream detached cleans up for it.
 /// `WskReceiveEvent`. IRQL <= DISPATCH_LEVEL; never blocks or allocates.
 unsafe extern "system" fn on_receive(
     context: PVOID,
@@ -158,40 +117,13 @@ unsafe extern "system" fn on_receive(
         state.header.waker.wake();
         return STATUS_SUCCESS;
     };
-    let status = if callback_enter(&state.header.flags) && !core.is_closing() {
-        retain(state, head, bytes)
-    } else {
-        STATUS_DATA_NOT_ACCEPTED
-    };
-    let own = (status == STATUS_PENDING).then_some(head);
+    let kept =
+        callback_enter(&state.header.flags) && !core.is_closing() && state.rx.keep(Held { head, bytes, count: 1 });
+    state.header.waker.wake();
+    let own = kept.then_some(head);
     // When the stream went away while we handed it the data, WSK keeps the data.
-    let taken_back = leave_callback(core, &state.header.flags, |core| state.clean(core, own));
-    if taken_back { STATUS_DATA_NOT_ACCEPTED } else { status }
-}
-
-/// Keeps an indication for the stream, or refuses it when over the bound.
-fn retain(state: &ConnState, head: NonNull<WSK_DATA_INDICATION>, bytes: usize) -> NTSTATUS {
-    let retained = state.retained.load(Ordering::Acquire);
-    // Over the bound, refuse; but take one indication larger than the bound when nothing is
-    // held, or such data could never be delivered zero-copy.
-    if (retained != 0 && retained + bytes > state.max_retained) || !state.ring.has_room() {
-        state.refused.store(1, Ordering::Release);
-        state.header.waker.wake();
-        return STATUS_DATA_NOT_ACCEPTED;
-    }
-    state.retained.fetch_add(bytes, Ordering::AcqRel);
-    // SAFETY: WSK calls a socket's receive callback serially: one producer.
-    match unsafe { state.ring.push(Indication { head, bytes }) } {
-        Ok(()) => {
-            state.header.waker.wake();
-            STATUS_PENDING
-        }
-        // Not reachable (room checked by the only producer); refuse rather than retain.
-        Err(_) => {
-            state.retained.fetch_sub(bytes, Ordering::AcqRel);
-            STATUS_DATA_NOT_ACCEPTED
-        }
-    }
+    let taken_back = leave_callback(core, &state.header.flags, |core| state.rx.drain(core, own, release));
+    if kept && !taken_back { STATUS_PENDING } else { STATUS_DATA_NOT_ACCEPTED }
 }
 
 /// `WskDisconnectEvent`. IRQL <= DISPATCH_LEVEL.
@@ -339,35 +271,34 @@ impl ConnectionEvents {
 
     /// Bytes retained from WSK now (in the stream and in items alive). Any IRQL.
     pub fn retained_bytes(&self) -> usize {
-        self.state().retained.load(Ordering::Acquire)
+        self.state().rx.retained()
     }
 
     /// Issues a `WskReceive` with the stream's slot: into a fresh pool buffer (`copy`), or of
     /// zero length, which asks WSK to resume indications after a refusal.
     fn issue_receive(&mut self, copy: bool) -> Result<()> {
         let buffer = if copy { Some(IoBuf::with_capacity(self.config.fallback_receive_size)?) } else { None };
-        let guard = self.core.enter()?;
-        let wsk_buf = match &buffer {
-            Some(buffer) => buffer.wsk_buf(0, buffer.capacity()),
-            None => wsk_sys::WSK_BUF { Mdl: core::ptr::null_mut(), Offset: 0, Length: 0 },
-        };
-        let (irp, args) = self.slot.arm(buffer);
-        // SAFETY: the slot is idle (checked by the caller) and armed; the WSK_BUF lives in
-        // the slot's argument block and the buffer in the slot until the IRP completes.
+        // SAFETY: connection dispatch table; the slot is idle (checked by the caller); the
+        // WSK_BUF lives in the slot's argument block and the buffer in the slot until the IRP
+        // completes.
         unsafe {
-            (*args).wsk_buf = wsk_buf;
-            let (socket, table) = self.core.dispatch::<WSK_PROVIDER_CONNECTION_DISPATCH>(&guard);
-            match table.WskReceive {
-                Some(receive) => {
-                    let status = receive(socket, &mut (*args).wsk_buf, 0, irp);
-                    if status == wsk_sys::STATUS_NOT_IMPLEMENTED && !self.slot.is_complete() {
-                        crate::socket::call::complete_not_implemented(irp);
-                    }
-                }
-                None => crate::socket::call::complete_not_implemented(irp),
-            }
+            issue_call::<WSK_PROVIDER_CONNECTION_DISPATCH>(
+                &self.core,
+                &mut self.slot,
+                buffer,
+                None,
+                |args, buffer| {
+                    args.wsk_buf = match buffer {
+                        Some(buffer) => buffer.wsk_buf(0, buffer.capacity()),
+                        None => wsk_sys::WSK_BUF { Mdl: core::ptr::null_mut(), Offset: 0, Length: 0 },
+                    };
+                },
+                |socket, table, irp, args| {
+                    table.WskReceive.map(|receive| receive(socket, &mut (*args).wsk_buf, 0, irp))
+                },
+            )
         }
-        drop(guard);
+        .map_err(|not_issued| not_issued.error)?;
         self.receiving = if copy { Receiving::Copy } else { Receiving::Resume };
         Ok(())
     }
@@ -402,18 +333,18 @@ impl ConnectionEvents {
         }
         match stream_detach(&self.state().header.flags, false) {
             Detach::CleanNow => {
-                self.state().clean(&self.core, None);
+                self.state().rx.drain(&self.core, None, release);
             }
             Detach::LeftToCallback | Detach::AlreadyClean => {}
         }
     }
 
     /// Turns a retained indication into an item, or releases it if close has begun.
-    fn hand_out(&mut self, indication: Indication) -> Option<Received> {
+    fn hand_out(&mut self, indication: Held<WSK_DATA_INDICATION>) -> Option<Received> {
         if self.core.enter_owned().is_err() {
             // SAFETY: the stream's call is held; the indication is retained and ours.
             unsafe { release(&self.core, indication.head) };
-            self.state().retained.fetch_sub(indication.bytes, Ordering::AcqRel);
+            self.state().rx.released(indication.bytes);
             return None;
         }
         Some(Received {
@@ -474,7 +405,7 @@ impl ConnectionEvents {
                 }
             }
             // SAFETY: the stream is the ring's only consumer.
-            if let Some(indication) = unsafe { self.state().ring.pop() } {
+            if let Some(indication) = unsafe { self.state().rx.pop() } {
                 match self.hand_out(indication) {
                     Some(received) => return Poll::Ready(Some(Ok(ConnectionEvent::Data(received)))),
                     None => continue,
@@ -482,7 +413,7 @@ impl ConnectionEvents {
             }
             let state = self.state();
             let disconnect = state.disconnect.load(Ordering::Acquire);
-            let refused = state.refused.load(Ordering::Acquire) != 0;
+            let refused = state.rx.refused();
             if disconnect == ABORTIVE {
                 // Whatever WSK still buffered is lost with the reset.
                 self.ending = true;
@@ -500,7 +431,7 @@ impl ConnectionEvents {
                     return Poll::Ready(Some(Err(e)));
                 }
                 // SAFETY: as above.
-                if let Some(indication) = unsafe { self.state().ring.pop() } {
+                if let Some(indication) = unsafe { self.state().rx.pop() } {
                     match self.hand_out(indication) {
                         Some(received) => return Poll::Ready(Some(Ok(ConnectionEvent::Data(received)))),
                         None => continue,
@@ -522,14 +453,14 @@ impl ConnectionEvents {
                 // (resuming would only see the next indication refused again); the IRP takes
                 // precedence over indications, and this stream yields it before looking at the
                 // ring again, so order is kept.
-                let copy = state.retained.load(Ordering::Acquire) != 0;
+                let copy = state.rx.retained() != 0;
                 if state.header.flags.load(Ordering::Acquire) >= super::CALLBACK_ONE {
                     // The refusing callback has not left yet: resume after its answer.
                     cx.waker().wake_by_ref();
                     return Poll::Pending;
                 }
                 core::task::ready!(self.slot.poll_idle(cx));
-                self.state().refused.store(0, Ordering::Release);
+                self.state().rx.clear_refused();
                 if let Err(e) = self.issue_receive(copy) {
                     self.ending = true;
                     return Poll::Ready(Some(Err(e)));
@@ -568,7 +499,7 @@ impl Drop for ConnectionEvents {
         }
         let done = core::mem::replace(&mut self.done, true);
         if detach_on_drop(&self.state().header.flags, done, || {
-            self.state().clean(&self.core, None);
+            self.state().rx.drain(&self.core, None, release);
         }) {
             // SAFETY: dropped once, here; the stream is going away.
             unsafe { ManuallyDrop::drop(&mut self.core) };
@@ -663,8 +594,7 @@ impl Drop for Received {
             unsafe { release(core, *head) };
             // SAFETY: the state lives as long as the core, on which the item holds a reference.
             let state = unsafe { state.as_ref() };
-            state.retained.fetch_sub(*bytes, Ordering::AcqRel);
-            if state.refused.load(Ordering::Acquire) != 0 {
+            if state.rx.released(*bytes) {
                 // The stream may resume indications now.
                 state.header.waker.wake();
             }

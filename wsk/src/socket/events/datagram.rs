@@ -25,7 +25,7 @@ use wsk_sys::{
 };
 
 use super::pieces::BufPieces;
-use super::ring::Ring;
+use super::retention::{Held, Retention};
 use super::{
     Detach, EventConfig, Header, allocate, callback_enter, deallocate, detach_on_drop, enable, install, leave_callback,
     state_of, stream_detach,
@@ -33,59 +33,24 @@ use super::{
 use crate::addr;
 use crate::buf::IoBuf;
 use crate::error::{Error, Result};
-use crate::loom::{AtomicU32, AtomicUsize, Ordering};
+use crate::loom::{AtomicU32, Ordering};
 use crate::op::OpSlot;
+use crate::socket::call::issue_call;
 use crate::socket::core::SocketCore;
+use crate::socket::udp::receive_from_call;
 
 /// The client dispatch table every datagram socket is created with.
 pub(crate) static DATAGRAM_DISPATCH: WSK_CLIENT_DATAGRAM_DISPATCH =
     WSK_CLIENT_DATAGRAM_DISPATCH { WskReceiveFromEvent: Some(on_receive_from) };
 
-/// Lists retained at most.
-const RING_SLOTS: usize = 32;
-
-/// A retained datagram list.
-struct List {
-    head: NonNull<WSK_DATAGRAM_INDICATION>,
-    count: usize,
-    bytes: usize,
-}
-
-// SAFETY: provider memory usable from any thread until released.
-unsafe impl Send for List {}
-
 /// Event state of a datagram socket.
 #[repr(C)]
 pub(crate) struct DgramState {
     header: Header,
-    ring: Ring<List, RING_SLOTS>,
-    retained: AtomicUsize,
-    max_retained: usize,
-    /// A callback refused datagrams: WSK indicates no more until the callback is enabled
+    /// Retained lists; a refusal means WSK indicates no more until the callback is enabled
     /// again.
-    refused: AtomicU32,
+    rx: Retention<WSK_DATAGRAM_INDICATION>,
     failed: AtomicU32,
-}
-
-impl DgramState {
-    /// Drains the ring, releasing every list but `own` (the cleaning callback's, not yet
-    /// retained in WSK's eyes: `true` when found, and the callback refuses it), then ends the
-    /// stream's call.
-    fn clean(&self, core: &SocketCore, own: Option<NonNull<WSK_DATAGRAM_INDICATION>>) -> bool {
-        let mut found = false;
-        // SAFETY: the cleaner is the only party left using the ring.
-        while let Some(list) = unsafe { self.ring.pop() } {
-            if Some(list.head) == own {
-                found = true;
-            } else {
-                // SAFETY: the stream's call is held; the list is retained and ours.
-                unsafe { release(core, list.head) };
-            }
-            self.retained.fetch_sub(list.bytes, Ordering::AcqRel);
-        }
-        core.leave();
-        found
-    }
 }
 
 /// Frees a [`DgramState`] (the header's `free`).
@@ -125,33 +90,16 @@ unsafe extern "system" fn on_receive_from(
         state.header.waker.wake();
         return STATUS_SUCCESS;
     };
-    let status = if callback_enter(&state.header.flags) && !core.is_closing() {
+    let kept = callback_enter(&state.header.flags) && !core.is_closing() && {
         // SAFETY: the list WSK indicates is valid during the call.
         let (count, bytes) = unsafe { measure(head) };
-        let retained = state.retained.load(Ordering::Acquire);
-        // One list larger than the bound is taken when nothing is held (else it never could).
-        if (retained != 0 && retained + bytes > state.max_retained) || !state.ring.has_room() {
-            state.refused.store(1, Ordering::Release);
-            STATUS_DATA_NOT_ACCEPTED
-        } else {
-            state.retained.fetch_add(bytes, Ordering::AcqRel);
-            // SAFETY: WSK calls a socket's receive callback serially: one producer.
-            match unsafe { state.ring.push(List { head, count, bytes }) } {
-                Ok(()) => STATUS_PENDING,
-                Err(_) => {
-                    state.retained.fetch_sub(bytes, Ordering::AcqRel);
-                    STATUS_DATA_NOT_ACCEPTED
-                }
-            }
-        }
-    } else {
-        STATUS_DATA_NOT_ACCEPTED
+        state.rx.keep(Held { head, bytes, count })
     };
     state.header.waker.wake();
-    let own = (status == STATUS_PENDING).then_some(head);
+    let own = kept.then_some(head);
     // When the stream went away while we handed it the datagrams, WSK keeps them.
-    let taken_back = leave_callback(core, &state.header.flags, |core| state.clean(core, own));
-    if taken_back { STATUS_DATA_NOT_ACCEPTED } else { status }
+    let taken_back = leave_callback(core, &state.header.flags, |core| state.rx.drain(core, own, release));
+    if kept && !taken_back { STATUS_PENDING } else { STATUS_DATA_NOT_ACCEPTED }
 }
 
 /// Number of datagrams and payload bytes of a list.
@@ -193,10 +141,7 @@ impl Datagrams {
         let slot = OpSlot::new()?;
         let state = allocate(DgramState {
             header: Header::new(free_state),
-            ring: Ring::new(),
-            retained: AtomicUsize::new(0),
-            max_retained: config.max_retained_bytes,
-            refused: AtomicU32::new(0),
+            rx: Retention::new(config.max_retained_bytes),
             failed: AtomicU32::new(0),
         })?;
         install(&core, state, WSK_EVENT_RECEIVE_FROM)?;
@@ -218,40 +163,29 @@ impl Datagrams {
 
     /// Bytes retained from WSK now. Any IRQL.
     pub fn retained_bytes(&self) -> usize {
-        self.state().retained.load(Ordering::Acquire)
+        self.state().rx.retained()
     }
 
     /// Issues a `WskReceiveFrom` into a fresh pool buffer (the copy path).
     fn issue_receive_from(&mut self) -> Result<()> {
         let buffer = IoBuf::with_capacity(self.fallback_size)?;
-        let guard = self.core.enter()?;
-        let wsk_buf = buffer.wsk_buf(0, buffer.capacity());
-        let (irp, args) = self.slot.arm(Some(buffer));
-        // SAFETY: the slot is idle (checked by the caller) and armed; the WSK_BUF and the
-        // address live in the slot's argument block, the buffer in the slot, until completion.
+        // SAFETY: datagram dispatch table; the slot is idle (checked by the caller); the
+        // WSK_BUF and the address live in the slot's argument block, the buffer in the slot,
+        // until the IRP completes.
         unsafe {
-            (*args).wsk_buf = wsk_buf;
-            let (socket, table) = self.core.dispatch::<WSK_PROVIDER_DATAGRAM_DISPATCH>(&guard);
-            match table.WskReceiveFrom {
-                Some(receive_from) => {
-                    let status = receive_from(
-                        socket,
-                        &mut (*args).wsk_buf,
-                        0,
-                        addr::as_sockaddr(&mut (*args).addr),
-                        core::ptr::null_mut(),
-                        core::ptr::null_mut(),
-                        core::ptr::null_mut(),
-                        irp,
-                    );
-                    if status == wsk_sys::STATUS_NOT_IMPLEMENTED && !self.slot.is_complete() {
-                        crate::socket::call::complete_not_implemented(irp);
-                    }
-                }
-                None => crate::socket::call::complete_not_implemented(irp),
-            }
+            issue_call::<WSK_PROVIDER_DATAGRAM_DISPATCH>(
+                &self.core,
+                &mut self.slot,
+                Some(buffer),
+                None,
+                |args, buffer| {
+                    let buffer = buffer.expect("receive buffer");
+                    args.wsk_buf = buffer.wsk_buf(0, buffer.capacity());
+                },
+                |socket, table, irp, args| receive_from_call(socket, table, irp, args),
+            )
         }
-        drop(guard);
+        .map_err(|not_issued| not_issued.error)?;
         self.receiving = true;
         Ok(())
     }
@@ -264,7 +198,7 @@ impl Datagrams {
         if !self.done {
             self.done = true;
             if stream_detach(&self.state().header.flags, false) == Detach::CleanNow {
-                self.state().clean(&self.core, None);
+                self.state().rx.drain(&self.core, None, release);
             }
         }
     }
@@ -298,11 +232,11 @@ impl Datagrams {
                 }
             }
             // SAFETY: the stream is the ring's only consumer.
-            if let Some(list) = unsafe { self.state().ring.pop() } {
+            if let Some(list) = unsafe { self.state().rx.pop() } {
                 if self.core.enter_owned().is_err() {
                     // SAFETY: the stream's call is held; the list is retained and ours.
                     unsafe { release(&self.core, list.head) };
-                    self.state().retained.fetch_sub(list.bytes, Ordering::AcqRel);
+                    self.state().rx.released(list.bytes);
                     continue;
                 }
                 return Poll::Ready(Some(Ok(DatagramBatch {
@@ -320,16 +254,16 @@ impl Datagrams {
                 return Poll::Ready(Some(Err(Error::Status(wsk_sys::STATUS_CONNECTION_ABORTED))));
             }
             let state = self.state();
-            if state.refused.load(Ordering::Acquire) != 0 {
+            if state.rx.refused() {
                 if state.header.flags.load(Ordering::Acquire) >= super::CALLBACK_ONE {
                     // The refusing callback has not left yet: resume after its answer.
                     cx.waker().wake_by_ref();
                     return Poll::Pending;
                 }
-                if state.retained.load(Ordering::Acquire) == 0 {
+                if state.rx.retained() == 0 {
                     // Caught up: ask WSK for what it kept (the next list is taken whatever
                     // its size, so this cannot bounce).
-                    state.refused.store(0, Ordering::Release);
+                    state.rx.clear_refused();
                     if let Err(e) = enable(&self.core, WSK_EVENT_RECEIVE_FROM) {
                         self.ending = true;
                         return Poll::Ready(Some(Err(e)));
@@ -376,7 +310,7 @@ impl Drop for Datagrams {
         }
         let done = core::mem::replace(&mut self.done, true);
         if detach_on_drop(&self.state().header.flags, done, || {
-            self.state().clean(&self.core, None);
+            self.state().rx.drain(&self.core, None, release);
         }) {
             // SAFETY: dropped once, here; the stream is going away.
             unsafe { ManuallyDrop::drop(&mut self.core) };
@@ -472,8 +406,7 @@ impl Drop for DatagramBatch {
         unsafe { release(core, *head) };
         // SAFETY: the state lives as long as the core.
         let state = unsafe { state.as_ref() };
-        state.retained.fetch_sub(*bytes, Ordering::AcqRel);
-        if state.refused.load(Ordering::Acquire) != 0 {
+        if state.rx.released(*bytes) {
             // The stream may enable the callback again now.
             state.header.waker.wake();
         }

@@ -48,6 +48,7 @@ mod connection;
 mod datagram;
 mod listen;
 mod pieces;
+mod retention;
 mod ring;
 
 use core::ffi::c_void;
