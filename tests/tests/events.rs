@@ -46,6 +46,20 @@ async fn accept_events(l: &mut TcpListener, config: EventConfig) -> (ConnectionE
     stream.into_events(config).expect("enable events")
 }
 
+/// Closes `writer` in a task of its own; the flag is set when the close resolved.
+fn close_in_task(env: &Env, writer: TcpWriteHalf) -> (wsk_executor::JoinHandle<()>, Arc<AtomicBool>) {
+    let closed = Arc::new(AtomicBool::new(false));
+    let flag = closed.clone();
+    let closer = env
+        .spawner
+        .spawn(async move {
+            writer.close().await.expect("close");
+            flag.store(true, Ordering::SeqCst);
+        })
+        .unwrap();
+    (closer, closed)
+}
+
 /// Waits (polling, async) until `flag` is set.
 async fn until(flag: &AtomicBool) {
     for _ in 0..2000 {
@@ -209,15 +223,7 @@ fn close_waits_for_held_indication() {
             }
         };
         assert!(data.is_zero_copy());
-        let closed = Arc::new(AtomicBool::new(false));
-        let flag = closed.clone();
-        let closer = env
-            .spawner
-            .spawn(async move {
-                writer.close().await.expect("close");
-                flag.store(true, Ordering::SeqCst);
-            })
-            .unwrap();
+        let (closer, closed) = close_in_task(&env, writer);
         // The stream ends once close begins; the held item keeps the close waiting.
         while let Some(event) = events.next().await {
             match event.expect("event") {
@@ -313,15 +319,7 @@ fn close_waits_for_disconnect_callback_in_flight() {
         gate.armed.store(true, Ordering::SeqCst);
         s.shutdown(std::net::Shutdown::Write).unwrap();
         until(&gate.entered).await;
-        let closed = Arc::new(AtomicBool::new(false));
-        let flag = closed.clone();
-        let closer = env
-            .spawner
-            .spawn(async move {
-                writer.close().await.expect("close");
-                flag.store(true, Ordering::SeqCst);
-            })
-            .unwrap();
+        let (closer, closed) = close_in_task(&env, writer);
         wsk_executor::sleep(Duration::from_millis(300)).await;
         assert!(!closed.load(Ordering::SeqCst), "close completed while a callback was in flight");
         gate.release();
@@ -350,15 +348,7 @@ fn close_waits_for_receive_callback_in_flight() {
         until(&gate.entered).await;
         // Dropped while the callback is inside: the callback cleans up when it leaves.
         drop(events);
-        let closed = Arc::new(AtomicBool::new(false));
-        let flag = closed.clone();
-        let closer = env
-            .spawner
-            .spawn(async move {
-                writer.close().await.expect("close");
-                flag.store(true, Ordering::SeqCst);
-            })
-            .unwrap();
+        let (closer, closed) = close_in_task(&env, writer);
         wsk_executor::sleep(Duration::from_millis(300)).await;
         assert!(!closed.load(Ordering::SeqCst), "close resolved while a callback was in flight");
         gate.release();

@@ -8,7 +8,7 @@ use core::net::SocketAddr;
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 
-use wsk::events::{self, ConnectionEvent, EventConfig};
+use wsk::events::{self, ConnectionEvent, ConnectionEvents, EventConfig, Received};
 use wsk::{Error, IoBuf, TcpListener, TcpStream, TcpWriteHalf, Wsk};
 use wsk_executor::{Spawner, timeout};
 
@@ -177,6 +177,26 @@ async fn serve(mut stream: TcpStream, reset: bool) {
     STATS.socket_closed();
 }
 
+/// The next received data of an event stream, counted as a receive; `None` at the end of the
+/// stream, at a disconnect, or after an error (counted as a failure). Send-backlog events are
+/// skipped.
+async fn next_data(events: &mut ConnectionEvents) -> Option<Received> {
+    loop {
+        match events::next(events).await? {
+            Ok(ConnectionEvent::Data(data)) => {
+                STATS.op(Op::Receive);
+                return Some(data);
+            }
+            Ok(ConnectionEvent::SendBacklog(_)) => {}
+            Ok(ConnectionEvent::Disconnected { .. }) => return None,
+            Err(e) => {
+                STATS.failure(e);
+                return None;
+            }
+        }
+    }
+}
+
 /// The server side through receive events: echoes each retained indication (copied into
 /// the send buffer while held), resets the connection on the first data if `reset`.
 async fn serve_events(stream: TcpStream, reset: bool) {
@@ -188,17 +208,7 @@ async fn serve_events(stream: TcpStream, reset: bool) {
         }
     };
     if let Ok(mut buf) = IoBuf::with_capacity(CHUNK) {
-        while let Some(event) = events::next(&mut events).await {
-            let data = match event {
-                Ok(ConnectionEvent::Data(data)) => data,
-                Ok(ConnectionEvent::SendBacklog(_)) => continue,
-                Ok(ConnectionEvent::Disconnected { .. }) => break,
-                Err(e) => {
-                    STATS.failure(e);
-                    break;
-                }
-            };
-            STATS.op(Op::Receive);
+        while let Some(data) = next_data(&mut events).await {
             if reset {
                 // Abort while the indication is still held: released after.
                 let aborted = writer.abort().await;
@@ -414,24 +424,14 @@ async fn events_exchange(stream: TcpStream, rng: &mut Rng, stream_id: u64, spawn
     let reader = spawner.spawn(async move {
         let mut checked = 0u64;
         while checked < len {
-            let event = match timeout(OP_BOUND, events::next(&mut events)).await {
-                Ok(Some(event)) => event,
+            let data = match timeout(OP_BOUND, next_data(&mut events)).await {
+                Ok(Some(data)) => data,
                 Ok(None) => break,
                 Err(_) => {
                     STATS.hangs.fetch_add(1, Ordering::Relaxed);
                     break;
                 }
             };
-            let data = match event {
-                Ok(ConnectionEvent::Data(data)) => data,
-                Ok(ConnectionEvent::SendBacklog(_)) => continue,
-                Ok(ConnectionEvent::Disconnected { .. }) => break,
-                Err(e) => {
-                    STATS.failure(e);
-                    break;
-                }
-            };
-            STATS.op(Op::Receive);
             for piece in data.segments() {
                 for (i, byte) in piece.iter().enumerate() {
                     if *byte != pattern(stream_id, checked + i as u64) {
