@@ -239,6 +239,8 @@ impl SocketCore {
     /// `context` came from [`SocketCore::context`] and the core is live: WSK calls a
     /// socket's callbacks only until its close completes, and the close IRP holds a
     /// reference until then.
+    ///
+    /// Any IRQL.
     pub unsafe fn from_context(context: *mut c_void) -> Option<core::mem::ManuallyDrop<SocketCore>> {
         // INVARIANT: not an owner handle: wrapped in ManuallyDrop, so no reference is
         // released; the caller guarantees liveness for the view's use.
@@ -331,6 +333,8 @@ impl SocketCore {
     /// # Safety
     /// As [`SocketCore::dispatch`], with the owned call held (not yet left) instead of a
     /// guard while the table is used.
+    ///
+    /// Any IRQL.
     pub unsafe fn dispatch_held<T>(&self) -> (*mut WSK_SOCKET, &T) {
         let socket = self.socket();
         // SAFETY: a call is held, so the socket is open and its provider table valid; the

@@ -362,6 +362,7 @@ impl DatagramBatch {
     }
 
     /// Whether the batch holds no datagram (never the case for a batch the stream yields).
+    /// Any IRQL.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
