@@ -151,11 +151,18 @@ pub(crate) fn dpc_thread_main() {
     }
 }
 
+thread_local! {
+    /// The DPC this DPC thread is running (0: none).
+    static CURRENT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 fn run(dpc: *mut KDPC, routine: KDEFERRED_ROUTINE, context: PVOID, argument1: PVOID, argument2: PVOID) {
     let _dispatch = irql::enter_irql(DISPATCH_LEVEL);
+    CURRENT.with(|current| current.set(dpc as usize));
     // SAFETY: the driver queued this DPC with this routine; it runs at DISPATCH_LEVEL on a DPC
     // thread as its contract says.
     unsafe { routine(dpc, context, argument1, argument2) };
+    CURRENT.with(|current| current.set(0));
     crate::irp::check_cancel_lock_released("a DPC routine");
     irql::check_restored("a DPC routine", DISPATCH_LEVEL);
 }
@@ -213,6 +220,21 @@ pub(crate) fn wait_not_running(session: u64, deadline: Instant) -> bool {
             return false;
         }
         state = wait_until(&DPC_RETIRED, state, Some(deadline));
+    }
+}
+
+/// Removes `dpc` from the queue if it is queued, then waits until it no longer runs on any
+/// other DPC thread: what Wine's `KeCancelTimer` does with a timer's callback (the
+/// `wine-cancel-timer` quirk). It blocks, as Wine's does, whatever the caller's IRQL.
+pub(crate) fn remove_or_wait(dpc: *mut KDPC) {
+    let mut state = lock(&DPCS);
+    // SAFETY: the DPC belongs to a live timer (the caller's KeCancelTimer contract).
+    unsafe { dequeue(&mut state, dpc) };
+    if CURRENT.with(std::cell::Cell::get) == dpc as usize {
+        return;
+    }
+    while state.running.values().any(|&(running, _)| running == dpc as usize) {
+        state = wait(&DPC_RETIRED, state);
     }
 }
 
@@ -279,14 +301,22 @@ pub unsafe extern "system" fn KeInsertQueueDpc(
 /// `Dpc` must be an initialized `KDPC`.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn KeRemoveQueueDpc(Dpc: *mut KDPC) -> BOOLEAN {
-    let mut state = lock(&DPCS);
-    let Some(queued) = state.queued.remove(&(Dpc as usize)) else { return FALSE };
+    // SAFETY: the DPC is live (caller's contract).
+    if unsafe { dequeue(&mut lock(&DPCS), Dpc) } { TRUE } else { FALSE }
+}
+
+/// Takes `dpc` out of the queue; whether it was queued.
+///
+/// # Safety
+/// `dpc` is a live, initialized `KDPC`; `state` is the locked DPC state.
+unsafe fn dequeue(state: &mut DpcState, dpc: *mut KDPC) -> bool {
+    let Some(queued) = state.queued.remove(&(dpc as usize)) else { return false };
     state.outstanding.remove(&queued.seq);
-    state.queue.retain(|&dpc| dpc != Dpc as usize);
-    // SAFETY: the DPC is live (caller's contract); written under the DPC lock.
-    unsafe { (*Dpc).DpcData = ptr::null_mut() };
+    state.queue.retain(|&other| other != dpc as usize);
+    // SAFETY: live (caller's contract); written under the DPC lock the caller holds.
+    unsafe { (*dpc).DpcData = ptr::null_mut() };
     DPC_RETIRED.notify_all();
-    TRUE
+    true
 }
 
 /// `KeFlushQueuedDpcs`: returns once every DPC queued before the call has run (or been

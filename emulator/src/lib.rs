@@ -39,7 +39,9 @@
 //!
 //! Environment variables: `WSK_EMU_DBGPRINT` (any value) echoes `DbgPrint` output to stderr;
 //! `WSK_EMU_SITES=0` turns allocation site capture off by default (it costs a backtrace per
-//! allocation: a few microseconds).
+//! allocation: a few microseconds); `WSK_EMU_QUIRKS=wine` (or a list of quirk names) makes the
+//! kernel answer as Wine's does where Wine differs from Windows in a way that found a defect
+//! (see [`quirks`]).
 //!
 //! Threads: system worker threads are named `wsk-emu-worker-N`, DPC threads `wsk-emu-dpc-N`,
 //! the timer thread `wsk-emu-timer-N`; host threads (tests, the thread that loads the driver)
@@ -122,6 +124,7 @@ mod irql;
 mod kernel;
 mod mdl;
 mod pool;
+pub mod quirks;
 mod registry;
 mod rtl;
 mod rundown;

@@ -12,7 +12,7 @@
 #![allow(clippy::multiple_unsafe_ops_per_block)]
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::ops::Bound;
 use std::sync::atomic::Ordering;
 use std::sync::{Condvar, Mutex};
@@ -40,12 +40,19 @@ struct Armed {
 
 struct TimerState {
     armed: BTreeMap<usize, Armed>,
+    /// Timers set since they were initialized or last cancelled, expired or not (Wine's
+    /// `Header.Inserted`, which only the `wine-cancel-timer` quirk reports).
+    inserted: BTreeSet<usize>,
     deadlines: BinaryHeap<Reverse<(Instant, u64, usize)>>,
     next_id: u64,
 }
 
-static TIMERS: Mutex<TimerState> =
-    Mutex::new(TimerState { armed: BTreeMap::new(), deadlines: BinaryHeap::new(), next_id: 1 });
+static TIMERS: Mutex<TimerState> = Mutex::new(TimerState {
+    armed: BTreeMap::new(),
+    inserted: BTreeSet::new(),
+    deadlines: BinaryHeap::new(),
+    next_id: 1,
+});
 static TIMERS_CHANGED: Condvar = Condvar::new();
 
 /// Body of the timer thread.
@@ -137,6 +144,8 @@ pub(crate) fn purge_range(address: usize, len: usize) {
         for timer in &inside {
             state.armed.remove(timer);
         }
+        let end = address.saturating_add(len.max(1));
+        state.inserted.retain(|&timer| timer < address || timer >= end);
         inside
     };
     for timer in removed {
@@ -167,7 +176,10 @@ pub(crate) fn pending(session: u64) -> Vec<Leak> {
 
 /// Cancels every timer of `session` (after unload).
 pub(crate) fn teardown(session: u64) {
-    lock(&TIMERS).armed.retain(|_, armed| armed.session != session);
+    let mut state = lock(&TIMERS);
+    state.armed.retain(|_, armed| armed.session != session);
+    // Sessions do not overlap: nothing set by an earlier one is inserted any more.
+    state.inserted.clear();
 }
 
 /// `KeInitializeTimerEx`. IRQL <= DISPATCH_LEVEL.
@@ -181,7 +193,12 @@ pub unsafe extern "system" fn KeInitializeTimerEx(Timer: *mut KTIMER, Type: TIME
         bugcheck(Rule::TimerInvalid, "KeInitializeTimerEx(NULL)");
         return;
     }
-    if lock(&TIMERS).armed.remove(&(Timer as usize)).is_some() {
+    let was_set = {
+        let mut state = lock(&TIMERS);
+        state.inserted.remove(&(Timer as usize));
+        state.armed.remove(&(Timer as usize)).is_some()
+    };
+    if was_set {
         bugcheck(Rule::TimerInvalid, format!("KeInitializeTimerEx({Timer:p}) on a timer that is set"));
     }
     let object_type =
@@ -230,6 +247,7 @@ pub unsafe extern "system" fn KeSetTimerEx(
             .insert(Timer as usize, Armed { id, due, period, dpc: Dpc as usize, session: kernel::session() })
             .is_some();
         state.deadlines.push(Reverse((due, id, Timer as usize)));
+        state.inserted.insert(Timer as usize);
         // SAFETY: the caller guarantees a live timer; its fields are written under the timers lock.
         unsafe {
             event::signal_state(Timer.cast()).store(0, Ordering::Release);
@@ -247,12 +265,31 @@ pub unsafe extern "system" fn KeSetTimerEx(
 /// `KeCancelTimer`: returns whether the timer was set. A DPC already queued by the timer is
 /// not removed. IRQL <= DISPATCH_LEVEL.
 ///
+/// With the `wine-cancel-timer` quirk ([`crate::quirks`]) it answers as Wine's does: TRUE for
+/// any timer set since it was initialized or last cancelled, even one that expired and ran its
+/// DPC; a DPC the timer queued is removed if it has not started and waited for if it is
+/// running (unless the caller is that DPC), so none runs after the call returns.
+///
 /// # Safety
 /// `Timer` must be an initialized `KTIMER`.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn KeCancelTimer(Timer: *mut KTIMER) -> BOOLEAN {
     irql::check_max("KeCancelTimer", DISPATCH_LEVEL);
-    if lock(&TIMERS).armed.remove(&(Timer as usize)).is_some() { TRUE } else { FALSE }
+    let (was_armed, was_inserted) = {
+        let mut state = lock(&TIMERS);
+        (state.armed.remove(&(Timer as usize)).is_some(), state.inserted.remove(&(Timer as usize)))
+    };
+    if !crate::quirks::get().wine_cancel_timer {
+        return if was_armed { TRUE } else { FALSE };
+    }
+    // SAFETY: the timer is live and initialized (caller's contract); `Dpc` is written only by
+    // `KeSetTimerEx` and `KeInitializeTimerEx`, which the caller does not run concurrently
+    // with this cancel.
+    let dpc = unsafe { (*Timer).Dpc };
+    if !dpc.is_null() {
+        crate::dpc::remove_or_wait(dpc);
+    }
+    if was_inserted { TRUE } else { FALSE }
 }
 
 /// `KeReadStateTimer`: whether the timer is signalled. IRQL <= DISPATCH_LEVEL.

@@ -26,10 +26,10 @@ pub struct Timer {
     dpc: KDPC,
     callback: TimerCallback,
     context: NonNull<()>,
-    /// Set by the DPC before it calls back. Wine's `KeCancelTimer` returns TRUE for a timer
-    /// that already expired and ran its DPC (it reports "was armed", not "was still
-    /// queued"); trusting that would drop the DPC's reference twice. With this flag, `cancel`
-    /// reports TRUE only if the DPC did not run, which is what Windows' TRUE means.
+    /// Set by the DPC before it calls back, cleared by `arm`. Wine's `KeCancelTimer` returns
+    /// TRUE for a timer that already expired and ran its DPC (it reports "was set", not "was
+    /// still queued"); `cancel` reads this flag after it, so that it reports TRUE only if the
+    /// DPC did not run, which is what Windows' TRUE means.
     fired: AtomicBool,
 }
 
@@ -103,13 +103,28 @@ pub(super) unsafe fn arm(timer: *const Timer, after: Duration) {
     unsafe { KeSetTimerEx(ktimer(timer), relative_due_time(after), 0, kdpc(timer)) };
 }
 
+/// Disarms the timer; `true` only if its DPC has not run and will not run.
+///
+/// `KeCancelTimer`'s TRUE means, on Windows, that the timer was still in the timer queue, so
+/// its DPC was never queued. Wine's returns TRUE for any timer set since it was last
+/// cancelled, expired or not, so TRUE alone would release the DPC's reference a second time
+/// after the DPC released it. Wine's `KeCancelTimer` first cancels a DPC callback that has not
+/// started and waits for one that is running; after it returns, `fired` (set by the DPC
+/// before it calls back) tells whether the DPC ran. On Windows `fired` is never set when the
+/// answer is TRUE, so the extra check changes nothing there.
+///
+/// Assumption, where no documentation speaks: a kernel whose `KeCancelTimer` answered TRUE
+/// for an expired timer *without* waiting for the DPC in flight could not be served by any
+/// non-blocking scheme; neither Windows nor Wine is such a kernel.
+///
 /// # Safety
 ///
 /// `timer` was initialized.
 pub(super) unsafe fn cancel(timer: *const Timer) -> bool {
-    // SAFETY: initialized (caller). TRUE: it was in the timer queue and its DPC was not
-    // queued; FALSE: it expired (the DPC is queued, running or done) or was not armed.
-    unsafe { KeCancelTimer(ktimer(timer.cast_mut())) != 0 }
+    // SAFETY: initialized (caller).
+    let dequeued = unsafe { KeCancelTimer(ktimer(timer.cast_mut())) } != 0;
+    // SAFETY: initialized (caller); read after KeCancelTimer returned: the DPC is not running.
+    dequeued && !unsafe { &(*timer).fired }.load(Ordering::Acquire)
 }
 
 /// # Safety
