@@ -13,9 +13,11 @@ commands:
   drivers [NAME...]            build the example drivers (echo, stress) into
                                target/drivers/NAME.sys and check each image
   check-image FILE [--map MAP] run the driver image checks on any .sys file
-  wine-test                    load target/drivers/echo.sys under Wine and check
-                               its DbgPrint output (skipped without Wine unless
-                               WSK_REQUIRE_WINE=1)
+  wine-test [--stress-seconds N]
+                               echo.sys under Wine against the end-to-end client,
+                               then stress.sys with every scenario for N seconds
+                               (default 20); checks their DbgPrint output (skipped
+                               without Wine unless WSK_REQUIRE_WINE=1)
   test [--skip STEP]...        run everything CI runs, in order, and summarize;
                                steps: fmt, clippy, test, drivers, wine, loom, miri
   bench                        run the benchmarks (executor vs tokio and smol,
@@ -40,10 +42,7 @@ fn run(args: &[String]) -> Result<()> {
     match command.as_str() {
         "drivers" => drivers::build_all(&drivers::select(rest)?).map(drop),
         "check-image" => check_image(rest),
-        "wine-test" => {
-            no_arguments(command, rest)?;
-            wine::smoke_test().map(drop)
-        }
+        "wine-test" => wine::smoke_test(parse_stress_seconds(rest)?).map(drop),
         "test" => test::run(&parse_skips(rest)?),
         "bench" => {
             no_arguments(command, rest)?;
@@ -54,6 +53,18 @@ fn run(args: &[String]) -> Result<()> {
             Ok(())
         }
         other => bail!("unknown command `{other}`\n\n{USAGE}"),
+    }
+}
+
+/// `--stress-seconds N` (or none: the default run).
+fn parse_stress_seconds(args: &[String]) -> Result<std::time::Duration> {
+    match args {
+        [] => Ok(wine::STRESS_WINE_DEFAULT_RUN),
+        [flag, n] if flag == "--stress-seconds" => match n.parse::<u64>() {
+            Ok(secs) if secs > 0 => Ok(std::time::Duration::from_secs(secs)),
+            _ => bail!("--stress-seconds takes a whole number of seconds above 0, got `{n}`"),
+        },
+        [other, ..] => bail!("`wine-test` takes only --stress-seconds N, got `{other}`"),
     }
 }
 
@@ -130,5 +141,13 @@ mod tests {
         assert!(run(&strings(&["bench", "extra"])).is_err());
         assert!(run(&[]).is_err());
         assert!(run(&strings(&["wine-test", "extra"])).is_err());
+    }
+
+    #[test]
+    fn stress_seconds_forms() {
+        assert_eq!(parse_stress_seconds(&[]).unwrap(), wine::STRESS_WINE_DEFAULT_RUN);
+        assert_eq!(parse_stress_seconds(&strings(&["--stress-seconds", "300"])).unwrap().as_secs(), 300);
+        assert!(parse_stress_seconds(&strings(&["--stress-seconds", "0"])).is_err());
+        assert!(parse_stress_seconds(&strings(&["--stress-seconds"])).is_err());
     }
 }

@@ -111,7 +111,7 @@ fn run_step(step: &str) -> Result<Status> {
         "echo" => emulator_runs::echo_e2e().map(|()| Status::Passed),
         "stress" => emulator_runs::stress(60).map(|()| Status::Passed),
         "drivers" => drivers::build_all(drivers::ALL).map(|_| Status::Passed),
-        "wine" => wine::smoke_test().map(|outcome| match outcome {
+        "wine" => wine::smoke_test(wine::STRESS_WINE_DEFAULT_RUN).map(|outcome| match outcome {
             wine::Outcome::Passed => Status::Passed,
             wine::Outcome::Skipped(why) => Status::Skipped(why),
         }),
