@@ -91,3 +91,35 @@ fn zeroed_timer() -> wsk_sys::KTIMER {
     // SAFETY: all-zero is a valid KTIMER image; it is initialized with `KeInitializeTimerEx`.
     unsafe { std::mem::zeroed() }
 }
+
+/// Under Wine a dropped receive is not cancelled (its IRP has no cancel routine): it stays
+/// pending and takes the next bytes that arrive. Those bytes must reach the next `recv` in
+/// order; before receives kept such data, the stream silently lost them (the stress driver's
+/// cancellation scenario counted them as data errors under Wine).
+#[test]
+fn data_taken_by_a_dropped_receive_reaches_the_next_receive() {
+    wine_kernel();
+    wsk_tests::harness::run_clean(Duration::from_secs(60), |env| async move {
+        let mut l = wsk::TcpListener::bind(env.wsk, "127.0.0.1:0".parse().unwrap()).await.expect("bind");
+        let addr = l.query_local_addr().await.expect("local address");
+        let mut c = wsk::TcpStream::connect(env.wsk, addr).await.expect("connect");
+        let (mut server, _) = l.accept().await.expect("accept");
+        let r = timeout(Duration::from_millis(5), c.recv(wsk::IoBuf::with_capacity(16).unwrap())).await;
+        assert!(r.is_err(), "nothing was sent: the receive times out and is dropped");
+        let payload: Vec<u8> = (0..64u8).collect();
+        let (sent, _) = server.send_all(wsk::IoBuf::copy_from(&payload).unwrap()).await;
+        sent.expect("send");
+        let mut got = Vec::new();
+        let mut buf = wsk::IoBuf::with_capacity(1024).unwrap();
+        while got.len() < payload.len() {
+            let (n, back) = timeout(Duration::from_secs(10), c.recv(buf)).await.expect("receive in time");
+            buf = back;
+            assert!(n.expect("recv") > 0, "unexpected end of stream");
+            got.extend_from_slice(buf.as_slice());
+        }
+        assert_eq!(got, payload, "every byte, in order");
+        c.close().await.expect("close");
+        server.close().await.expect("server close");
+        l.close().await.expect("listener close");
+    });
+}

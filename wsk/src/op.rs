@@ -146,6 +146,12 @@ struct SlotInner {
     /// socket is handed to it and closed in the background instead of leaking.
     socket_owner: UnsafeCell<Option<SocketOwner>>,
     args: UnsafeCell<OpArgs>,
+    /// Whether the operation in flight is a stream receive whose data must survive the drop
+    /// of its future (see [`OpSlot::arm_with`]).
+    keep_data: UnsafeCell<bool>,
+    /// Data an abandoned stream receive brought in, and how much of it was handed out: kept
+    /// for the next receive on the slot ([`OpSlot::take_kept`]).
+    kept: UnsafeCell<Option<(IoBuf, usize)>>,
 }
 
 /// What owns a socket that an operation in flight may return: the socket state with its
@@ -208,6 +214,8 @@ impl OpSlot {
             buffer: UnsafeCell::new(None),
             socket_owner: UnsafeCell::new(None),
             args: UnsafeCell::new(OpArgs::new()),
+            keep_data: UnsafeCell::new(false),
+            kept: UnsafeCell::new(None),
         };
         let Some(mem) = pool::allocate(core::mem::size_of::<SlotInner>(), OP_TAG) else {
             // SAFETY: the IRP was allocated above and never submitted.
@@ -272,6 +280,22 @@ impl OpSlot {
     ///
     /// IRQL <= DISPATCH_LEVEL.
     pub fn arm_with_owner(&mut self, buffer: Option<IoBuf>, owner: Option<SocketOwner>) -> (*mut IRP, *mut OpArgs) {
+        self.arm_with(buffer, owner, false)
+    }
+
+    /// [`OpSlot::arm_with_owner`], and for a stream (TCP) receive `keep_data`: if its future
+    /// is dropped and the IRP still completes with data (the cancel lost a race with arriving
+    /// data, or the provider cannot cancel, as Wine's netio cannot), the data is kept in the
+    /// slot and the next receive on it returns that data first ([`OpSlot::take_kept`]), so the
+    /// stream loses no byte.
+    ///
+    /// IRQL <= DISPATCH_LEVEL.
+    pub fn arm_with(
+        &mut self,
+        buffer: Option<IoBuf>,
+        owner: Option<SocketOwner>,
+        keep_data: bool,
+    ) -> (*mut IRP, *mut OpArgs) {
         let inner = self.inner();
         debug_assert_eq!(inner.state.load(Ordering::Acquire), 0, "slot armed while busy");
         let irp = inner.irp.as_ptr();
@@ -285,6 +309,8 @@ impl OpSlot {
         unsafe { *inner.buffer.get() = buffer };
         // SAFETY: as above.
         unsafe { *inner.socket_owner.get() = owner };
+        // SAFETY: as above.
+        unsafe { *inner.keep_data.get() = keep_data };
         inner.refs.fetch_add(1, Ordering::Relaxed);
         inner.state.store(SUBMITTED, Ordering::Release);
         (irp, inner.args.get())
@@ -297,6 +323,30 @@ impl OpSlot {
         // SAFETY: `&mut self` and an idle or completed slot: nobody else touches the block
         // (callers only use it before `arm` or after `wait` returned).
         unsafe { &mut *self.inner().args.get() }
+    }
+
+    /// Copies data kept from an abandoned receive ([`OpSlot::arm_with`]) into `buf` (up to
+    /// its capacity; the rest stays kept) and returns how many bytes; `None` when nothing is
+    /// kept. The slot must be idle (await [`OpSlot::idle`] first): while an abandoned receive
+    /// is in flight, its data is not there yet.
+    ///
+    /// IRQL <= DISPATCH_LEVEL.
+    pub fn take_kept(&mut self, buf: &mut IoBuf) -> Option<usize> {
+        let inner = self.inner();
+        if inner.state.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        // SAFETY: idle (observed with acquire ordering, after the finalizer's release store):
+        // only the owner, `&mut self`, touches `kept` now.
+        let kept = unsafe { &mut *inner.kept.get() };
+        let (data, used) = kept.as_mut()?;
+        buf.clear();
+        let n = buf.extend_from_slice(&data.as_slice()[*used..]);
+        *used += n;
+        if *used == data.len() {
+            *kept = None;
+        }
+        Some(n)
     }
 
     /// Whether the armed IRP has completed (its completion routine ran).
@@ -351,7 +401,22 @@ unsafe fn finalize_abandoned(inner: NonNull<SlotInner>) {
     let slot = unsafe { inner.as_ref() };
     // SAFETY: completion ran and the future is gone: only the finalizer touches `buffer`.
     let buffer = unsafe { (*slot.buffer.get()).take() };
-    drop(buffer);
+    // SAFETY: as above; `keep_data` was written at arming, before the IRP was submitted.
+    if unsafe { *slot.keep_data.get() } {
+        // SAFETY: the completion routine wrote the result before COMPLETE was published.
+        let status = unsafe { *slot.status.get() };
+        // SAFETY: as above.
+        let info = unsafe { *slot.info.get() };
+        if let Some(mut data) = buffer.filter(|b| wsk_sys::NT_SUCCESS(status) && info > 0 && info <= b.capacity()) {
+            data.set_len(info);
+            // SAFETY: the slot is not idle until the store below, and the owner reads `kept`
+            // only on an idle slot; `kept` is empty, since a stream receive hands kept data out
+            // instead of arming while any is left.
+            unsafe { *slot.kept.get() = Some((data, 0)) };
+        }
+    } else {
+        drop(buffer);
+    }
     // SAFETY: as above.
     let owner = unsafe { (*slot.socket_owner.get()).take() };
     if let Some(owner) = owner {

@@ -117,9 +117,15 @@ unsafe fn detach_context(irp: *mut IRP) -> Option<Arc<Socket>> {
 
 /// Takes a queued IRP out of the cancelable state. `true`: the caller owns it now.
 ///
+/// With the `wine-uncancelable-irps` quirk no IRP ever has a cancel routine (see [`rearm`]),
+/// so the provider always owns its queued IRPs.
+///
 /// # Safety
 /// `irp` is a queued IRP (not completed).
 unsafe fn claim(irp: *mut IRP) -> bool {
+    if crate::quirks::get().wine_uncancelable_irps {
+        return true;
+    }
     // SAFETY: the IRP is live while queued; the exchange is atomic.
     unsafe { IoSetCancelRoutine(irp, None).is_some() }
 }
@@ -136,9 +142,16 @@ enum Rearm {
 
 /// Makes an owned IRP cancelable (again), watching for a cancel that came meanwhile.
 ///
+/// With the `wine-uncancelable-irps` quirk it sets no cancel routine, as Wine's netio does:
+/// `IoCancelIrp` then finds none, returns FALSE, and the IRP completes only when its operation
+/// does or `WskCloseSocket` completes it.
+///
 /// # Safety
 /// The caller owns `irp` and has attached the socket context.
 unsafe fn rearm(irp: *mut IRP) -> Rearm {
+    if crate::quirks::get().wine_uncancelable_irps {
+        return Rearm::Armed;
+    }
     // SAFETY: the caller owns the live IRP; the routine is exchanged atomically and `Cancel`
     // is read after it (IoCancelIrp writes `Cancel` before exchanging the routine).
     unsafe {

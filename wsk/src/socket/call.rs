@@ -53,9 +53,42 @@ pub(crate) async unsafe fn socket_call_with_owner<T>(
     prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
     issue: impl FnOnce(*mut WSK_SOCKET, &T, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<Completion, NotIssued> {
+    // SAFETY: forwarded contract.
+    unsafe { socket_call_armed_with(core, slot, buffer, socket_owner, false, prepare, issue) }.await
+}
+
+/// [`socket_call`] for a stream receive: data the IRP brings in after its future was dropped
+/// is kept for the next receive (see [`OpSlot::arm_with`]).
+///
+/// # Safety
+/// As [`socket_call`].
+pub(crate) async unsafe fn receive_call<T>(
+    core: &SocketCore,
+    slot: &mut OpSlot,
+    buffer: IoBuf,
+    prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
+    issue: impl FnOnce(*mut WSK_SOCKET, &T, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+) -> Result<Completion, NotIssued> {
+    // SAFETY: forwarded contract.
+    unsafe { socket_call_armed_with(core, slot, Some(buffer), None, true, prepare, issue) }.await
+}
+
+/// The body of the `socket_call` forms.
+///
+/// # Safety
+/// As [`socket_call`].
+async unsafe fn socket_call_armed_with<T>(
+    core: &SocketCore,
+    slot: &mut OpSlot,
+    buffer: Option<IoBuf>,
+    socket_owner: Option<SocketOwner>,
+    keep_data: bool,
+    prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
+    issue: impl FnOnce(*mut WSK_SOCKET, &T, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+) -> Result<Completion, NotIssued> {
     slot.idle().await;
     // SAFETY: forwarded contract; the slot is idle.
-    unsafe { issue_call(core, slot, buffer, socket_owner, prepare, issue) }?;
+    unsafe { issue_call_armed_with(core, slot, buffer, socket_owner, keep_data, prepare, issue) }?;
     Ok(slot.submitted().await)
 }
 
@@ -75,12 +108,29 @@ pub(crate) unsafe fn issue_call<T>(
     prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
     issue: impl FnOnce(*mut WSK_SOCKET, &T, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<(), NotIssued> {
+    // SAFETY: forwarded contract.
+    unsafe { issue_call_armed_with(core, slot, buffer, socket_owner, false, prepare, issue) }
+}
+
+/// [`issue_call`] with `keep_data` as in [`OpSlot::arm_with`].
+///
+/// # Safety
+/// As [`issue_call`].
+unsafe fn issue_call_armed_with<T>(
+    core: &SocketCore,
+    slot: &mut OpSlot,
+    buffer: Option<IoBuf>,
+    socket_owner: Option<SocketOwner>,
+    keep_data: bool,
+    prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
+    issue: impl FnOnce(*mut WSK_SOCKET, &T, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+) -> Result<(), NotIssued> {
     let guard = match core.enter() {
         Ok(guard) => guard,
         Err(error) => return Err(NotIssued { error, buffer, socket_owner }),
     };
     prepare(slot.args(), buffer.as_ref());
-    let (irp, args) = slot.arm_with_owner(buffer, socket_owner);
+    let (irp, args) = slot.arm_with(buffer, socket_owner, keep_data);
     // SAFETY: the caller guarantees `T` matches the socket kind; the guard is held.
     let (socket, table) = unsafe { core.dispatch::<T>(&guard) };
     match issue(socket, table, irp, args) {

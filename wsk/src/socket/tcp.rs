@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::op::OpSlot;
 use crate::op::SocketOwner;
 use crate::registration::Wsk;
-use crate::socket::call::{NotIssued, socket_call, socket_call_with_owner, unit, with_buffer};
+use crate::socket::call::{NotIssued, receive_call, socket_call, socket_call_with_owner, unit, with_buffer};
 use crate::socket::core::SocketCore;
 use crate::socket::create;
 use crate::socket::events::{self, ClientDispatch, ConnectionEvents, EventConfig, Incoming, Refused};
@@ -289,6 +289,12 @@ impl TcpStream {
 
     /// Receives into `buf` (up to its capacity); `Ok(0)` means the peer finished sending.
     ///
+    /// Dropping a pending receive cancels its IRP (`IoCancelIrp`); the buffer goes with it. If
+    /// the IRP completes with data all the same (the cancel lost a race with arriving data, or
+    /// the provider cannot cancel, as Wine's netio cannot), that data is kept and the next
+    /// `recv` on this stream (or its read half) returns it first: no byte is lost. That next
+    /// `recv` waits until the dropped receive's IRP has completed.
+    ///
     /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn recv(&mut self, buf: IoBuf) -> (Result<usize>, IoBuf) {
         self.read.recv(buf).await
@@ -468,14 +474,19 @@ impl TcpReadHalf {
     /// See [`TcpStream::recv`].
     ///
     /// IRQL == PASSIVE_LEVEL (task context).
-    pub async fn recv(&mut self, buf: IoBuf) -> (Result<usize>, IoBuf) {
+    pub async fn recv(&mut self, mut buf: IoBuf) -> (Result<usize>, IoBuf) {
+        // A receive dropped earlier may have brought data in anyway: it comes first.
+        self.recv.idle().await;
+        if let Some(n) = self.recv.take_kept(&mut buf) {
+            return (Ok(n), buf);
+        }
         // SAFETY: connection dispatch table; the WSK_BUF lives in the slot and the buffer is
         // owned by the slot until completion.
         let done = unsafe {
-            socket_call::<WSK_PROVIDER_CONNECTION_DISPATCH>(
+            receive_call::<WSK_PROVIDER_CONNECTION_DISPATCH>(
                 &self.core,
                 &mut self.recv,
-                Some(buf),
+                buf,
                 |args, buf| {
                     let buf = buf.expect("receive buffer");
                     args.wsk_buf = buf.wsk_buf(0, buf.capacity());
