@@ -80,6 +80,10 @@ const TOKIO_THREAD: &str = "echo-tokio";
 /// Thread name prefix of the client's connections.
 const CLIENT_THREAD: &str = "bench-client";
 
+/// Set to a comma-separated list of server names (`emulator,wine,tokio,blocking`) to run only
+/// those.
+pub const SERVERS_ENV: &str = "WSK_BENCH_SERVERS";
+
 /// The servers, in table order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Server {
@@ -91,6 +95,32 @@ pub enum Server {
 
 impl Server {
     pub const ALL: [Server; 4] = [Server::Emulator, Server::Wine, Server::Tokio, Server::Blocking];
+
+    /// The name `WSK_BENCH_SERVERS` uses for the server.
+    pub fn name(self) -> &'static str {
+        match self {
+            Server::Emulator => "emulator",
+            Server::Wine => "wine",
+            Server::Tokio => "tokio",
+            Server::Blocking => "blocking",
+        }
+    }
+
+    /// The servers `WSK_BENCH_SERVERS` selects (a comma-separated list of [`Server::name`]s;
+    /// unset or empty: all of them, in table order).
+    pub fn selected(list: Option<&str>) -> Result<Vec<Server>> {
+        let Some(list) = list.filter(|l| !l.trim().is_empty()) else { return Ok(Self::ALL.to_vec()) };
+        let mut chosen = Vec::new();
+        for name in list.split(',').map(str::trim) {
+            match Self::ALL.into_iter().find(|s| s.name() == name) {
+                Some(server) if !chosen.contains(&server) => chosen.push(server),
+                Some(_) => {}
+                None => bail!("{SERVERS_ENV}: unknown server `{name}` (known: emulator, wine, tokio, blocking)"),
+            }
+        }
+        chosen.sort_by_key(|s| Self::ALL.iter().position(|a| a == s));
+        Ok(chosen)
+    }
 
     /// The table's name for the server; tokio's says how many worker threads it has.
     pub fn label(self, tokio_workers: usize) -> String {
@@ -432,7 +462,7 @@ pub fn run() -> Result<()> {
     let setup = Setup { binary, sys, placement, tokio_workers };
 
     let mut runs = Vec::new();
-    for server in Server::ALL {
+    for server in Server::selected(std::env::var(SERVERS_ENV).ok().as_deref())? {
         println!("{TAG}: {} ...", server.label(setup.tokio_workers));
         let run = match server {
             Server::Emulator => run_emulator(&setup, false),
@@ -1111,5 +1141,13 @@ mod tests {
             text.contains("| 1000 | 1.0 | 20.0 | 40.0 | 1.5 | 1.00 | 1 | 10.0 | 2.0 | 75 | 1.00 | 1.00 |"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn servers_are_selected_by_name() {
+        assert_eq!(Server::selected(None).unwrap(), Server::ALL.to_vec());
+        assert_eq!(Server::selected(Some(" ")).unwrap(), Server::ALL.to_vec());
+        assert_eq!(Server::selected(Some("tokio, wine")).unwrap(), vec![Server::Wine, Server::Tokio]);
+        assert!(Server::selected(Some("win")).is_err());
     }
 }

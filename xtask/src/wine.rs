@@ -289,8 +289,11 @@ impl WinePrefix {
         Ok(())
     }
 
-    /// Stops a service (the driver's unload routine runs).
+    /// Stops a service (the driver's unload routine runs). Fails if the session's keeper
+    /// process is gone: Wine may then have ended the driver's host on its own, and what the
+    /// run measured is not what it meant to.
     pub fn stop(&mut self, service: &str) -> Result<()> {
+        self.check_keeper()?;
         let start = Instant::now();
         println!("{TAG}: stopping {service} ...");
         self.wine(&format!("stop-{service}"), &["net", "stop", service], COMMAND_TIMEOUT)?;
@@ -306,6 +309,18 @@ impl WinePrefix {
         cmd.arg("cmd").stdin(std::process::Stdio::piped()).stdout(out.try_clone()?).stderr(out);
         self.keeper = Some(cmd.spawn()?);
         Ok(())
+    }
+
+    /// Fails if the keeper started with the session has exited.
+    fn check_keeper(&mut self) -> Result<()> {
+        let Some(keeper) = self.keeper.as_mut() else { return Ok(()) };
+        match keeper.try_wait()? {
+            None => Ok(()),
+            Some(status) => bail!(
+                "{TAG}: the session's keeper (`wine cmd`) exited ({status}) while a driver was loaded; Wine ends its \
+                 system processes soon after the last user process"
+            ),
+        }
     }
 
     fn stop_keeper(&mut self) {

@@ -2,8 +2,8 @@
 //!
 //! Runs the stress driver on the host kernel emulator with every verifier rule on and, with
 //! `--low-resources`, random allocation failures. Prints progress every few seconds and a final
-//! table; exits 0 only when the run leaked nothing, the verifier saw no violation, and no
-//! echoed byte differed.
+//! table; exits 0 only when the run leaked nothing, the verifier saw no violation, no echoed
+//! byte differed and no operation hung (exceeded its bound).
 
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -163,11 +163,29 @@ fn main() -> ExitCode {
     println!("{:<24} {:>12}", "injected failures", report.faults.injected);
     println!("{:<24} {:>12}", "bytes checked", STATS.bytes.load(Ordering::Relaxed));
     println!("{:<24} {:>12}", "data errors", data_errors);
-    println!("{:<24} {:>12}", "hangs", STATS.hangs.load(Ordering::Relaxed));
+    let hangs = STATS.hangs.load(Ordering::Relaxed);
+    println!("{:<24} {:>12}", "hangs", hangs);
     println!("leaks: {leaks}");
     println!("violations: {violations}");
     if leaks + violations > 0 {
         println!("\n{report}");
     }
-    if leaks == 0 && violations == 0 && data_errors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if clean(leaks, violations, data_errors, hangs) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// Whether a run passes: every count is zero.
+fn clean(leaks: usize, violations: usize, data_errors: u64, hangs: u64) -> bool {
+    leaks == 0 && violations == 0 && data_errors == 0 && hangs == 0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn any_count_fails_the_run() {
+        assert!(super::clean(0, 0, 0, 0));
+        assert!(!super::clean(1, 0, 0, 0));
+        assert!(!super::clean(0, 1, 0, 0));
+        assert!(!super::clean(0, 0, 1, 0));
+        assert!(!super::clean(0, 0, 0, 1), "a hang fails the run");
+    }
 }
