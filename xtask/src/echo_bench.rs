@@ -61,6 +61,21 @@ pub const WORKLOADS: [Workload; 4] = [
     Workload { connections: 64, size: 64 * 1024 },
 ];
 
+/// Set to a comma-separated list of connection counts to run only 1 KiB workloads with those
+/// counts (for example `8,32,63,64` to find where a server stops serving every connection).
+pub const CONNECTIONS_ENV: &str = "WSK_BENCH_CONNECTIONS";
+
+/// The workloads of this run: [`WORKLOADS`], or the ones [`CONNECTIONS_ENV`] asks for.
+pub fn workloads() -> Result<Vec<Workload>> {
+    let Ok(list) = std::env::var(CONNECTIONS_ENV) else { return Ok(WORKLOADS.to_vec()) };
+    list.split(',')
+        .map(|n| match n.trim().parse::<usize>() {
+            Ok(connections) if connections > 0 => Ok(Workload { connections, size: 1024 }),
+            _ => bail!("{CONNECTIONS_ENV}: `{n}` is not a connection count"),
+        })
+        .collect()
+}
+
 /// Round trips before this are not counted.
 pub const WARMUP: Duration = Duration::from_millis(500);
 /// The measured window.
@@ -430,7 +445,7 @@ pub fn run() -> Result<()> {
     println!("{TAG}: {}", machine_line());
     println!(
         "{TAG}: {} workloads per server, {} runs each of {} ms warm-up + {} ms measured",
-        WORKLOADS.len(),
+        workloads()?.len(),
         REPEATS,
         WARMUP.as_millis(),
         MEASURE.as_millis()
@@ -525,7 +540,7 @@ fn load_average() -> String {
 
 /// Measures every workload against `addr`.
 fn measure_all(server: Server, addr: SocketAddr, probe: &Probe, placement: Option<&Placement>, run: &mut ServerRun) {
-    for workload in WORKLOADS {
+    for workload in workloads().unwrap_or_else(|_| WORKLOADS.to_vec()) {
         let cell = measure_median(addr, workload, probe, placement);
         match &cell {
             Ok(m) => println!(
@@ -1015,7 +1030,7 @@ pub fn table(runs: &[ServerRun]) -> String {
         "| server | conns | message | round trips/s | MB/s | p50 us | p99 us | max ms | slowest conn / mean | server CPU % | server CPU us/rt | server ctx sw/rt | client CPU % | MB/s vs tokio | p50 vs tokio |\n",
     );
     out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    for workload in WORKLOADS {
+    for workload in workloads().unwrap_or_else(|_| WORKLOADS.to_vec()) {
         let reference = tokio.and_then(|t| t.measurement(workload));
         for run in runs {
             let lead = format!("| {} | {} | {} |", run.label, workload.connections, size_label(workload.size));

@@ -279,7 +279,7 @@ impl WinePrefix {
         } else {
             self.kill_server()?;
             let mut cmd = self.command("wine");
-            cmd.env("WINEDEBUG", "warn+debugstr").args(args);
+            cmd.env("WINEDEBUG", "fixme-all,warn+debugstr").args(args);
             self.in_session = true;
             let debug_log = self.debug_log.clone();
             self.run(&label, &mut cmd, &debug_log, COMMAND_TIMEOUT)?;
