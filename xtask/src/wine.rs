@@ -98,7 +98,7 @@ pub fn smoke_test(stress_run: Duration) -> Result<Outcome> {
         bail!("{TAG}: echo client failed against the driver under Wine: {e}");
     }
     let unload = messages.iter().rev().find(|m| m.contains("DriverUnload done"));
-    if !unload.is_some_and(|m| count_of(m, ECHO_CLEAN_UNLOAD) == Some(0)) {
+    if unload.is_none_or(|m| count_of(m, ECHO_CLEAN_UNLOAD) != Some(0)) {
         bail!("{TAG}: the driver did not report `0 {ECHO_CLEAN_UNLOAD}` at unload (last unload line: {unload:?})");
     }
     stress_under_wine(&mut prefix, stress_run)?;
@@ -141,7 +141,7 @@ fn stress_under_wine(prefix: &mut WinePrefix, run: Duration) -> Result<()> {
             bail!("{TAG}: stress.sys unload line does not say `0 {counted}`: {done}");
         }
     }
-    if !count_of(done, "bytes checked").is_some_and(|bytes| bytes > 0) {
+    if count_of(done, "bytes checked").is_none_or(|bytes| bytes == 0) {
         bail!("{TAG}: stress.sys moved no data under Wine: {done}");
     }
     Ok(())
