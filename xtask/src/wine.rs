@@ -81,6 +81,10 @@ pub fn smoke_test(stress_run: Duration) -> Result<Outcome> {
     }
     prefix.stop(drivers::ECHO.name)?;
     prefix.end_session()?;
+    let crashes = prefix.crash_lines()?;
+    if let Some(first) = crashes.first() {
+        bail!("{TAG}: a Wine process crashed while echo.sys ran ({} lines like): {first}", crashes.len());
+    }
     let messages = prefix.debug_log()?;
     let per_connection = messages.iter().filter(|m| m.contains("connection from")).count();
     for message in messages.iter().filter(|m| !m.contains("connection from")) {
@@ -128,6 +132,10 @@ fn stress_under_wine(prefix: &mut WinePrefix, run: Duration) -> Result<()> {
     std::thread::sleep(run);
     prefix.stop(drivers::STRESS.name)?;
     prefix.end_session()?;
+    let crashes = prefix.crash_lines()?;
+    if let Some(first) = crashes.first() {
+        bail!("{TAG}: a Wine process crashed while stress.sys ran ({} lines like): {first}", crashes.len());
+    }
     let messages = prefix.debug_log()?;
     let stress: Vec<&String> = messages.iter().filter(|m| m.starts_with("stress:")).collect();
     for message in &stress {
@@ -145,6 +153,11 @@ fn stress_under_wine(prefix: &mut WinePrefix, run: Duration) -> Result<()> {
         bail!("{TAG}: stress.sys moved no data under Wine: {done}");
     }
     Ok(())
+}
+
+/// Whether a Wine log line reports a crash of a process.
+pub fn is_crash_line(line: &str) -> bool {
+    line.contains("Unhandled page fault") || line.contains("Unhandled exception")
 }
 
 /// The number written just before `label` in `message` (`"..., 12 hangs, ..."` gives 12 for
@@ -351,6 +364,17 @@ impl WinePrefix {
         self.kill_server()
     }
 
+    /// Lines of the session log that say a Wine process crashed (an unhandled page fault or
+    /// exception in the driver's host is how a use after free in the driver shows under Wine).
+    pub fn crash_lines(&self) -> Result<Vec<String>> {
+        if !self.debug_log.exists() {
+            return Ok(Vec::new());
+        }
+        let bytes = util::read(&self.debug_log)?;
+        let text = String::from_utf8_lossy(&bytes);
+        Ok(text.lines().filter(|l| is_crash_line(l)).map(str::to_owned).collect())
+    }
+
     /// The `DbgPrint` messages logged so far, oldest first.
     pub fn debug_log(&self) -> Result<Vec<String>> {
         if !self.debug_log.exists() {
@@ -453,6 +477,15 @@ mod tests {
         assert_eq!(check_markers(&reordered, &["DriverEntry", "WskRegister ok"]), Err("`WskRegister ok`".to_owned()));
         let missing_unload = &log[..4];
         assert_eq!(check_markers(missing_unload, ECHO_SMOKE_MARKERS), Err("`DriverUnload done`".to_owned()));
+    }
+
+    #[test]
+    fn crash_lines_are_recognized() {
+        assert!(is_crash_line(
+            "wine: Unhandled page fault on read access to FFFFFFFFFFFFFFFF at address 0000000180012345"
+        ));
+        assert!(is_crash_line("wine: Unhandled exception 0xc0000005 in thread 12c"));
+        assert!(!is_crash_line("0084:fixme:hid:handle_IRP_MN_QUERY_ID Unhandled type 00000005"));
     }
 
     #[test]
