@@ -7,6 +7,7 @@ use core::ptr::NonNull;
 
 use crate::config::Config;
 use crate::error::{SpawnError, StartError};
+use crate::importance::Importance;
 use crate::kernel::Kernel;
 use crate::platform::Platform;
 use crate::scheduler::Shared;
@@ -45,7 +46,11 @@ unsafe impl<P: Platform> Send for Spawner<P> {}
 unsafe impl<P: Platform> Sync for Spawner<P> {}
 
 /// Spawns `future` on the executor `this`.
-fn spawn_on<P, F>(this: NonNull<Shared<P>>, future: F) -> Result<JoinHandle<F::Output>, SpawnError>
+fn spawn_on<P, F>(
+    this: NonNull<Shared<P>>,
+    importance: Importance,
+    future: F,
+) -> Result<JoinHandle<F::Output>, SpawnError>
 where
     P: Platform,
     F: Future + Send + 'static,
@@ -54,7 +59,7 @@ where
     // SAFETY: the caller's handle keeps the executor allocated.
     let shared = unsafe { this.as_ref() };
     shared.begin_spawn()?;
-    match task::allocate::<F, P>(future, this.cast()) {
+    match task::allocate::<F, P>(future, this.cast(), importance == Importance::High) {
         Err(future) => {
             // SAFETY: the unit reserved above; the caller's handle keeps the memory.
             unsafe { Shared::abandon_spawn(this) };
@@ -93,7 +98,16 @@ impl<P: Platform> Executor<P> {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        spawn_on(self.shared, future)
+        spawn_on(self.shared, Importance::Normal, future)
+    }
+
+    /// [`spawn`](Self::spawn) with an [`Importance`]. IRQL <= DISPATCH_LEVEL.
+    pub fn spawn_with<F>(&self, importance: Importance, future: F) -> Result<JoinHandle<F::Output>, SpawnError>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        spawn_on(self.shared, importance, future)
     }
 
     /// A handle for spawning from tasks. Any IRQL.
@@ -191,7 +205,16 @@ impl<P: Platform> Spawner<P> {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        spawn_on(self.shared, future)
+        spawn_on(self.shared, Importance::Normal, future)
+    }
+
+    /// Spawns a task, as [`Executor::spawn_with`]. IRQL <= DISPATCH_LEVEL.
+    pub fn spawn_with<F>(&self, importance: Importance, future: F) -> Result<JoinHandle<F::Output>, SpawnError>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        spawn_on(self.shared, importance, future)
     }
 
     /// Whether the executor is shutting down (spawns fail). Any IRQL.

@@ -14,7 +14,7 @@ const CLOCK_EVERY: u32 = 16;
 use crate::loom::{Ordering::AcqRel, Ordering::Acquire};
 use crate::platform::Platform;
 use crate::scheduler::{Local, NOTIFIED, QUEUED, Shared};
-use crate::task::{Header, RunCtx};
+use crate::task::RunCtx;
 
 /// What a run does when it stops polling.
 enum Exit {
@@ -37,6 +37,7 @@ pub(crate) unsafe fn run<P: Platform>(context: NonNull<()>) {
     let config = shared.config;
     let start = P::now_nanos();
     let mut polls: u32 = 0;
+    let mut after_high = false;
     let exit = loop {
         shared.run_state.fetch_and(!NOTIFIED, AcqRel);
         let exhausted = shared.local.with_mut(|local| {
@@ -49,12 +50,14 @@ pub(crate) unsafe fn run<P: Platform>(context: NonNull<()>) {
             }
             loop {
                 // SAFETY: we are the single consumer.
-                let Some(link) = (unsafe { shared.queue.pop() }) else {
+                let Some(task) = (unsafe { shared.pop(&mut after_high) }) else {
                     return false;
                 };
-                // The link is at offset 0 of the header.
-                let task = link.cast::<Header>();
-                let mut ctx = RunCtx { owned: &mut local.owned, shutting_down: local.shutdown_seen };
+                let mut ctx = RunCtx {
+                    owned: &mut local.owned,
+                    shutting_down: local.shutdown_seen,
+                    ready_per_poll: config.ready_per_poll,
+                };
                 // SAFETY: popped from the run queue with the queue's reference.
                 let vtable = unsafe { task.as_ref() }.vtable;
                 // SAFETY: as above; the vtable was made for this task's type.
@@ -71,7 +74,7 @@ pub(crate) unsafe fn run<P: Platform>(context: NonNull<()>) {
             }
         });
         // SAFETY: we are the single consumer.
-        if exhausted && unsafe { shared.queue.has_ready() } {
+        if exhausted && unsafe { shared.has_ready() } {
             break Exit::Requeue;
         }
         if shared.run_state.compare_exchange(QUEUED, 0, AcqRel, Acquire).is_ok() {
@@ -102,7 +105,7 @@ pub(crate) unsafe fn run<P: Platform>(context: NonNull<()>) {
 unsafe fn cancel_all(local: &mut Local) {
     // SAFETY: we are the work item.
     while let Some(task) = unsafe { local.owned.pop_front() } {
-        let mut ctx = RunCtx { owned: &mut local.owned, shutting_down: true };
+        let mut ctx = RunCtx { owned: &mut local.owned, shutting_down: true, ready_per_poll: 0 };
         // SAFETY: taken from the owned list with its reference.
         let vtable = unsafe { task.as_ref() }.vtable;
         // SAFETY: as above; the vtable matches the task.

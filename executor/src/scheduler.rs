@@ -61,7 +61,10 @@ pub(crate) struct Local {
 
 /// One executor: everything its tasks, wakers and handles share.
 pub(crate) struct Shared<P: Platform> {
-    pub(crate) queue: RunQueue,
+    /// Normal-importance tasks.
+    queue: RunQueue,
+    /// High-importance tasks ([`crate::Importance`]).
+    urgent: RunQueue,
     pub(crate) run_state: AtomicUsize,
     count: AtomicUsize,
     handles: AtomicUsize,
@@ -80,6 +83,7 @@ impl<P: Platform> Shared<P> {
         let mem = P::alloc(Self::LAYOUT)?.cast::<Self>();
         let value = Self {
             queue: RunQueue::new(),
+            urgent: RunQueue::new(),
             run_state: AtomicUsize::new(0),
             count: AtomicUsize::new(UNIT),
             handles: AtomicUsize::new(1),
@@ -96,6 +100,8 @@ impl<P: Platform> Shared<P> {
         let shared = unsafe { mem.as_ref() };
         // SAFETY: at its final address.
         unsafe { shared.queue.init() };
+        // SAFETY: as above.
+        unsafe { shared.urgent.init() };
         // SAFETY: the event is at its final address and stays there until `drop_handle`.
         unsafe { P::event_init(Self::event(mem)) };
         Some(mem)
@@ -183,11 +189,46 @@ impl<P: Platform> Shared<P> {
     pub(crate) unsafe fn schedule(this: NonNull<Self>, task: NonNull<Header>) {
         // SAFETY: kept alive by the caller.
         let shared = unsafe { this.as_ref() };
-        // SAFETY: a SCHEDULED task is pushed only by whoever set SCHEDULED, so it is not in
-        // the queue; its reference keeps it valid until popped. The link is at offset 0.
-        unsafe { shared.queue.push(task.cast()) };
+        // SAFETY: the reference handed over keeps the task alive.
+        let queue = if unsafe { task.as_ref() }.high { &shared.urgent } else { &shared.queue };
+        // SAFETY: a SCHEDULED task is pushed only by whoever set SCHEDULED, so it is in no
+        // queue; its reference keeps it valid until popped. The link is at offset 0.
+        unsafe { queue.push(task.cast()) };
         // SAFETY: the caller's other reference or unit keeps the executor alive.
         unsafe { Self::request_run(this) };
+    }
+
+    /// Takes the next task to poll: a high-importance one first, unless the previous task
+    /// taken (`after_high`, updated here) was one and a normal task is ready.
+    ///
+    /// # Safety
+    ///
+    /// Only the work item calls it (the queues' single consumer).
+    pub(crate) unsafe fn pop(&self, after_high: &mut bool) -> Option<NonNull<Header>> {
+        let (first, second) = if *after_high { (&self.queue, &self.urgent) } else { (&self.urgent, &self.queue) };
+        // SAFETY: single consumer (caller).
+        let (link, from_first) = match unsafe { first.pop() } {
+            Some(link) => (Some(link), true),
+            // SAFETY: as above.
+            None => (unsafe { second.pop() }, false),
+        };
+        // Taken from the urgent queue: it was first and not after a high task, or second
+        // after one.
+        *after_high = link.is_some() && (from_first != *after_high);
+        // The link is at offset 0 of the header.
+        link.map(NonNull::cast)
+    }
+
+    /// Whether a [`pop`](Self::pop) might find something.
+    ///
+    /// # Safety
+    ///
+    /// Only the work item calls it.
+    pub(crate) unsafe fn has_ready(&self) -> bool {
+        // SAFETY: single consumer (caller).
+        let urgent = unsafe { self.urgent.has_ready() };
+        // SAFETY: as above.
+        urgent || unsafe { self.queue.has_ready() }
     }
 
     /// Marks work as pending and queues the work item if it is not queued.

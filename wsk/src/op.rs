@@ -489,6 +489,12 @@ impl OpSlot {
     /// the slot across polls. Once it returned `Ready` the slot is idle again. A caller that
     /// gives up on a pending operation must call [`OpSlot::abandon`].
     ///
+    /// A completed operation spends one unit of the polling task's budget
+    /// ([`wsk_executor::coop`]); when the budget is spent this returns `Pending` with the task
+    /// woken, and the completion waits in the slot for the next poll. An IRP the provider
+    /// completes inside the call (the data was already there) is ready at the first poll, and
+    /// a task on a busy connection would otherwise never let the executor's other tasks run.
+    ///
     /// Any IRQL.
     pub fn poll_submitted(&mut self, cx: &mut Context<'_>) -> Poll<Completion> {
         let inner = self.inner();
@@ -498,6 +504,7 @@ impl OpSlot {
                 return Poll::Pending;
             }
         }
+        core::task::ready!(wsk_executor::coop::poll_proceed(cx));
         // SAFETY: COMPLETE was observed with acquire ordering: the result is written and the
         // completion routine no longer touches the fields.
         let status = unsafe { *inner.status.get() };

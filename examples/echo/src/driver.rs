@@ -7,7 +7,7 @@ use core::time::Duration;
 use wsk::pool::PoolBox;
 use wsk::registry::Parameters;
 use wsk::{DriverGlobal, Error, TcpListener, Wsk, log};
-use wsk_executor::{Executor, IoObject, JoinHandle};
+use wsk_executor::{Executor, Importance, IoObject, JoinHandle};
 use wsk_sys::{DRIVER_OBJECT, NTSTATUS, STATUS_SUCCESS, UNICODE_STRING};
 
 use crate::server::{self, STATS};
@@ -121,7 +121,9 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
         }
     };
     let executor = state.executor.as_ref().ok_or(Error::NotReady)?;
-    let accept = executor.spawn(server::accept_loop(listener, executor.spawner()));
+    // High importance: under load the next accept is issued after at most one connection's
+    // turn, not after every busy connection's (see `Importance`).
+    let accept = executor.spawn_with(Importance::High, server::accept_loop(listener, executor.spawner()));
     match accept {
         Ok(handle) => state.accept = Some(handle),
         Err(_) => {

@@ -7,7 +7,7 @@ use core::time::Duration;
 use wsk::pool::PoolBox;
 use wsk::registry::Parameters;
 use wsk::{DriverGlobal, Error, TcpListener, Wsk, log};
-use wsk_executor::{Executor, IoObject};
+use wsk_executor::{Executor, Importance, IoObject};
 use wsk_sys::{DRIVER_OBJECT, NTSTATUS, STATUS_SUCCESS, UNICODE_STRING};
 
 use crate::stats::{OP_NAMES, STATS};
@@ -128,7 +128,10 @@ fn spawn_workload(state: &DriverState, settings: &Settings) -> Result<(), Error>
     let spawner = executor.spawner();
     let nomem = |_| Error::NoMemory;
     executor
-        .spawn(workload::accept_loop(listener, executor.spawner(), settings.config.seed, settings.config.mix))
+        .spawn_with(
+            Importance::High,
+            workload::accept_loop(listener, executor.spawner(), settings.config.seed, settings.config.mix),
+        )
         .map_err(nomem)?;
     // SAFETY: `wsk` lives in the driver state until after the executor is shut down.
     let wsk_ref = unsafe { WskRef::new(wsk) };

@@ -10,7 +10,7 @@ use super::harness;
 use super::owned::{OwnedLinks, OwnedList};
 use super::state::State;
 use crate::error::JoinError;
-use crate::loom::UnsafeCell;
+use crate::loom::{AtomicUsize, UnsafeCell};
 use crate::platform::Platform;
 use crate::queue::Link;
 
@@ -39,6 +39,8 @@ pub(crate) struct RunCtx<'a> {
     pub(crate) owned: &'a mut OwnedList,
     /// The executor is shutting down: cancel instead of polling.
     pub(crate) shutting_down: bool,
+    /// Operations a task may find ready per poll ([`crate::coop`]).
+    pub(crate) ready_per_poll: u32,
 }
 
 /// The part of a task every pointer to it can see.
@@ -56,8 +58,16 @@ pub(crate) struct Header {
     pub(crate) vtable: &'static Vtable,
     /// The executor (`Shared<P>`) that owns the task; outlives it.
     pub(crate) owner: NonNull<()>,
+    /// Queued in the executor's high-importance run queue ([`crate::Importance`]); set at
+    /// spawn, read only.
+    pub(crate) high: bool,
     /// Links of the executor's owned list; only the work item touches them.
     pub(crate) owned: UnsafeCell<OwnedLinks>,
+    /// What is left of the current poll's budget ([`crate::coop`]): set by the work item
+    /// before each poll, spent by the futures the poll reaches. Relaxed loads and stores: only
+    /// the thread polling with the task's waker reads it, and a count that is off by one when
+    /// a waker is (unusually) polled with on two threads at once is harmless.
+    pub(crate) budget: AtomicUsize,
 }
 
 /// What the `stage` of a task holds.
@@ -106,7 +116,7 @@ where
 /// memory is short. IRQL <= DISPATCH_LEVEL.
 ///
 /// The task starts SCHEDULED with three references (see [`super`]); the caller pushes it.
-pub(crate) fn allocate<F, P>(future: F, owner: NonNull<()>) -> Result<NonNull<Header>, F>
+pub(crate) fn allocate<F, P>(future: F, owner: NonNull<()>, high: bool) -> Result<NonNull<Header>, F>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
@@ -122,7 +132,9 @@ where
             state: State::new(),
             vtable: &Cell::<F, P>::VTABLE,
             owner,
+            high,
             owned: UnsafeCell::new(OwnedLinks::new()),
+            budget: AtomicUsize::new(0),
         },
         stage: UnsafeCell::new(Stage::Running(future)),
         join_waker: UnsafeCell::new(None),

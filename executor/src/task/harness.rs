@@ -13,6 +13,7 @@ use super::cell::{Cell, Header, RunCtx, Stage};
 use super::state::{ToIdle, ToRunning};
 use super::waker::waker_ref;
 use crate::error::JoinError;
+use crate::loom::Ordering::Relaxed;
 use crate::platform::Platform;
 use crate::scheduler::Shared;
 
@@ -89,6 +90,8 @@ where
     // SAFETY: live and not complete; we are the work item.
     unsafe { ctx.owned.insert(task) };
 
+    // SAFETY: the queue's reference keeps the task alive.
+    unsafe { header(task) }.budget.store(ctx.ready_per_poll as usize, Relaxed);
     // SAFETY: the waker borrows the queue's reference, which outlives the poll.
     let waker = ManuallyDrop::new(unsafe { waker_ref(task) });
     let mut cx = Context::from_waker(&waker);

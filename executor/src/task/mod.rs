@@ -67,7 +67,7 @@ mod harness;
 mod join;
 pub(crate) mod owned;
 pub(crate) mod state;
-mod waker;
+pub(crate) mod waker;
 
 pub use join::JoinHandle;
 

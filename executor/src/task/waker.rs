@@ -31,6 +31,12 @@ pub(super) unsafe fn waker_ref(task: NonNull<Header>) -> Waker {
     unsafe { Waker::from_raw(raw) }
 }
 
+/// The task whose waker `waker` is, if it is one of this crate's task wakers (of any
+/// executor); `None` for any other waker. The task is live for as long as `waker` is.
+pub(crate) fn task_of(waker: &Waker) -> Option<NonNull<Header>> {
+    core::ptr::eq(waker.vtable(), &VTABLE).then(|| task(waker.data()))
+}
+
 unsafe fn clone(data: *const ()) -> RawWaker {
     let task = task(data);
     // SAFETY: the waker being cloned holds (or borrows) a reference.

@@ -1,6 +1,7 @@
 //! Executor, task and join handle behaviour (std threads).
 
 use core::task::Poll;
+use std::string::ToString;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::vec::Vec;
@@ -167,6 +168,98 @@ fn yield_now_lets_queued_tasks_run() {
     .unwrap();
     driver.run_until_idle();
     assert_eq!(*log.lock().unwrap(), ["a1", "b", "a2"]);
+    finish(exec, &driver);
+}
+
+/// A leaf future that is ready at once and spends budget, as an IRP completed inside the
+/// provider call does.
+struct AlwaysReady;
+
+impl core::future::Future for AlwaysReady {
+    type Output = ();
+    fn poll(self: core::pin::Pin<&mut Self>, cx: &mut core::task::Context<'_>) -> Poll<()> {
+        crate::coop::poll_proceed(cx)
+    }
+}
+
+#[test]
+fn a_task_whose_operations_are_always_ready_lets_queued_tasks_run() {
+    let (exec, driver) = manual(Config::new().max_time_per_run(HOUR).max_ready_per_poll(4));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let l1 = log.clone();
+    exec.spawn(async move {
+        for i in 0..10 {
+            AlwaysReady.await;
+            l1.lock().unwrap().push(std::format!("a{i}"));
+        }
+    })
+    .unwrap();
+    let l2 = log.clone();
+    exec.spawn(async move {
+        l2.lock().unwrap().push("b".to_string());
+    })
+    .unwrap();
+    driver.run_until_idle();
+    // Four ready operations per poll: the fifth reports Pending and `b` runs in between.
+    let log = log.lock().unwrap().join(" ");
+    assert_eq!(log, "a0 a1 a2 a3 b a4 a5 a6 a7 a8 a9");
+    finish(exec, &driver);
+}
+
+#[test]
+fn the_budget_is_refilled_at_every_poll_and_absent_outside_the_executor() {
+    let (exec, driver) = manual(Config::new().max_time_per_run(HOUR).max_ready_per_poll(3));
+    /// Counts the polls of the future it wraps.
+    struct Counted<F>(core::pin::Pin<std::boxed::Box<F>>, Arc<AtomicUsize>);
+    impl<F: core::future::Future> core::future::Future for Counted<F> {
+        type Output = F::Output;
+        fn poll(mut self: core::pin::Pin<&mut Self>, cx: &mut core::task::Context<'_>) -> Poll<F::Output> {
+            self.1.fetch_add(1, SeqCst);
+            self.0.as_mut().poll(cx)
+        }
+    }
+    let polls = Arc::new(AtomicUsize::new(0));
+    let work = async {
+        for _ in 0..30 {
+            AlwaysReady.await;
+        }
+    };
+    let h = exec.spawn(Counted(std::boxed::Box::pin(work), polls.clone())).unwrap();
+    driver.run_until_idle();
+    assert!(h.is_finished());
+    // 30 ready operations at 3 per poll, the budget full again at each: ten polls (the tenth
+    // ends with the last operation).
+    assert_eq!(polls.load(SeqCst), 10);
+    // A foreign waker has no budget: 1000 ready operations in one poll.
+    block_on(async {
+        for _ in 0..1000 {
+            AlwaysReady.await;
+        }
+    });
+    drop(h);
+    finish(exec, &driver);
+}
+
+#[test]
+fn a_high_importance_task_runs_before_queued_normal_tasks_and_never_twice_while_they_wait() {
+    use crate::Importance;
+    let (exec, driver) = manual(Config::new().max_time_per_run(HOUR));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    for name in ["n1", "n2", "n3"] {
+        let l = log.clone();
+        exec.spawn(async move { l.lock().unwrap().push(name.to_string()) }).unwrap();
+    }
+    let l = log.clone();
+    exec.spawn_with(Importance::High, async move {
+        for i in 0..5 {
+            l.lock().unwrap().push(std::format!("h{i}"));
+            yield_now().await;
+        }
+    })
+    .unwrap();
+    driver.run_until_idle();
+    // Spawned last, polled first; then one normal task between its polls while any waits.
+    assert_eq!(log.lock().unwrap().join(" "), "h0 n1 h1 n2 h2 n3 h3 h4");
     finish(exec, &driver);
 }
 

@@ -561,3 +561,69 @@ fn registration_waits_for_a_late_provider_without_blocking() {
     assert!(report.is_clean(), "{report}");
     assert_eq!(READY_OUTCOME.lock().unwrap().take(), Some((false, Ok(()), true)));
 }
+
+/// A connection whose data is already there completes every receive inside the provider
+/// call, so the reading task finds each one ready at its first poll. It must still let the
+/// executor's other tasks run (the cooperative budget, `wsk_executor::coop`): under Wine's
+/// netio, which completes most receives inside the call, one echo connection was served at a
+/// time before it.
+#[test]
+fn a_reader_whose_receives_complete_at_once_lets_other_tasks_run() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+    run_clean(LIMIT, |env| async move {
+        const TOTAL: usize = 64 * 1024;
+        const PIECE: usize = 64;
+        let host = HostListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("host listener");
+        let addr = host.local_addr().expect("host address");
+        let written = Arc::new(AtomicBool::new(false));
+        let w = written.clone();
+        let writer = std::thread::spawn(move || {
+            let (mut s, _) = host.accept().expect("host accept");
+            s.write_all(&[7u8; TOTAL]).expect("host write");
+            w.store(true, SeqCst);
+            s
+        });
+        let mut c = TcpStream::connect(env.wsk, addr).await.expect("connect");
+        while !written.load(SeqCst) {
+            wsk_executor::sleep(Duration::from_millis(1)).await;
+        }
+        // Loopback: the bytes are in the receive buffer well within this.
+        wsk_executor::sleep(Duration::from_millis(50)).await;
+
+        let turns = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (t, s) = (turns.clone(), stop.clone());
+        let other = env
+            .spawner
+            .spawn(async move {
+                while !s.load(SeqCst) {
+                    t.fetch_add(1, SeqCst);
+                    wsk_executor::yield_now().await;
+                }
+            })
+            .expect("spawn");
+        wsk_executor::yield_now().await;
+        let before = turns.load(SeqCst);
+        let (mut got, mut receives) = (0, 0u64);
+        let mut buf = IoBuf::with_capacity(PIECE).unwrap();
+        while got < TOTAL {
+            let (n, back) = c.recv(buf).await;
+            buf = back;
+            let n = n.expect("recv");
+            assert!(n > 0, "unexpected end of stream");
+            got += n;
+            receives += 1;
+        }
+        let others = turns.load(SeqCst) - before;
+        stop.store(true, SeqCst);
+        other.await.expect("other task");
+        // 1024 receives at 64 ready operations per poll: the reader yields about 16 times
+        // and the other task gets a turn each time. Without the budget it got none (every
+        // receive was ready, so the reader never returned Pending).
+        assert!(receives >= (TOTAL / PIECE) as u64, "{receives} receives");
+        assert!(others >= receives / 64 / 2, "the other task ran {others} times during {receives} receives");
+        c.close().await.expect("close");
+        drop(writer.join().expect("host writer"));
+    });
+}

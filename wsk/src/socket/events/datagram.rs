@@ -298,6 +298,9 @@ impl Stream for Datagrams {
 
     /// IRQL == PASSIVE_LEVEL (task context).
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        // A stream whose items are always there spends the task's budget like any ready
+        // operation (see `wsk_executor::coop`).
+        core::task::ready!(wsk_executor::coop::poll_proceed(cx));
         self.get_mut().poll_batch(cx)
     }
 }
