@@ -6,4 +6,6 @@ pub(crate) mod create;
 pub mod events;
 pub mod options;
 pub mod tcp;
+#[cfg(feature = "embedded-io")]
+pub mod tcp_io;
 pub mod udp;

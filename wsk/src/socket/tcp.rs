@@ -208,6 +208,8 @@ impl TcpListener {
 pub struct TcpReadHalf {
     core: SocketCore,
     recv: OpSlot,
+    /// The `embedded-io-async` reads' buffer (see [`crate::socket::tcp_io`]).
+    pub(crate) rx: ReadBuffer,
 }
 
 /// The sending side of a connection; also carries disconnect, options and address queries.
@@ -215,6 +217,15 @@ pub struct TcpWriteHalf {
     core: SocketCore,
     send: Option<OpSlot>,
     peer: Option<SocketAddr>,
+    /// The `embedded-io-async` writes' buffer (see [`crate::socket::tcp_io`]).
+    pub(crate) tx: Option<IoBuf>,
+}
+
+/// Received bytes not yet read: `buf.as_slice()[at..]`.
+#[derive(Default)]
+pub(crate) struct ReadBuffer {
+    pub(crate) buf: Option<IoBuf>,
+    pub(crate) at: usize,
 }
 
 /// A TCP connection.
@@ -227,8 +238,8 @@ impl TcpStream {
     fn from_parts(parts: StreamParts, peer: Option<SocketAddr>) -> Self {
         let write_core = parts.core.clone_owner();
         TcpStream {
-            read: TcpReadHalf { core: parts.core, recv: parts.recv },
-            write: TcpWriteHalf { core: write_core, send: None, peer },
+            read: TcpReadHalf { core: parts.core, recv: parts.recv, rx: ReadBuffer::default() },
+            write: TcpWriteHalf { core: write_core, send: None, peer, tx: None },
         }
     }
 
@@ -245,6 +256,10 @@ impl TcpStream {
     /// IRQL <= DISPATCH_LEVEL.
     /// Where the provider refuses (no event callbacks: Wine's netio, for one), the stream
     /// comes back unchanged in [`Refused`] and works with IRPs as before.
+    #[expect(
+        clippy::result_large_err,
+        reason = "the refusal hands the whole stream back by value; boxing it could fail for want of memory"
+    )]
     pub fn into_events(
         self,
         config: EventConfig,
@@ -298,6 +313,16 @@ impl TcpStream {
     /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn recv(&mut self, buf: IoBuf) -> (Result<usize>, IoBuf) {
         self.read.recv(buf).await
+    }
+
+    /// The receiving half, borrowed.
+    pub(crate) fn read_half(&mut self) -> &mut TcpReadHalf {
+        &mut self.read
+    }
+
+    /// The sending half, borrowed.
+    pub(crate) fn write_half(&mut self) -> &mut TcpWriteHalf {
+        &mut self.write
     }
 
     /// Sends `buf`'s valid bytes; returns how many were sent.
@@ -475,6 +500,16 @@ impl TcpReadHalf {
     ///
     /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn recv(&mut self, mut buf: IoBuf) -> (Result<usize>, IoBuf) {
+        // Bytes an `embedded-io-async` read received and left unread come first.
+        if self.unread() > 0 {
+            let n = self.take_unread(&mut buf);
+            return (Ok(n), buf);
+        }
+        self.recv_unbuffered(buf).await
+    }
+
+    /// [`recv`](Self::recv) without the read-ahead buffer.
+    pub(crate) async fn recv_unbuffered(&mut self, mut buf: IoBuf) -> (Result<usize>, IoBuf) {
         // A receive dropped earlier may have brought data in anyway: it comes first.
         self.recv.idle().await;
         if let Some(n) = self.recv.take_kept(&mut buf) {
@@ -508,7 +543,13 @@ impl TcpReadHalf {
     /// See [`TcpStream::into_events`].
     ///
     /// IRQL <= DISPATCH_LEVEL.
+    ///
+    /// Refused with [`Error::InvalidInput`] while bytes an `embedded-io-async` read received
+    /// are left unread (the event stream would skip them).
     pub fn into_events(self, config: EventConfig) -> core::result::Result<ConnectionEvents, Refused<TcpReadHalf>> {
+        if self.unread() > 0 {
+            return Err(Refused { error: Error::InvalidInput("bytes read ahead are left unread"), socket: self });
+        }
         ConnectionEvents::enable(&self.core, config).map_err(|error| Refused { error, socket: self })
     }
 

@@ -48,6 +48,8 @@ mod connection;
 mod datagram;
 mod listen;
 mod pieces;
+#[cfg(feature = "embedded-io")]
+mod reader;
 mod retention;
 mod ring;
 
@@ -62,6 +64,8 @@ use wsk_sys::{
 pub use connection::{ConnectionEvent, ConnectionEvents, Received, Segments};
 pub use datagram::{DatagramBatch, DatagramView, Datagrams};
 pub use listen::Incoming;
+#[cfg(feature = "embedded-io")]
+pub use reader::EventReader;
 
 pub(crate) use connection::CONNECTION_DISPATCH;
 pub(crate) use datagram::DATAGRAM_DISPATCH;
