@@ -455,10 +455,9 @@ pub fn run() -> Result<()> {
     build.current_dir(util::workspace_root()).args(["build", "--release", "-p", "echo-driver"]);
     util::run_inherit(&mut build)?;
     let binary = util::target_dir().join("release").join("echo-driver");
+    // A benchmark without Wine leaves out the Wine server and says why in its row (the test
+    // steps, not the benchmark, require Wine).
     let sys = match wine::missing_tools() {
-        Some(reason) if std::env::var(wine::REQUIRE_ENV).is_ok_and(|v| v == "1") => {
-            bail!("{TAG}: Wine is required ({}=1) but unusable: {reason}", wine::REQUIRE_ENV)
-        }
         Some(reason) => Err(reason),
         None => Ok(drivers::build(&drivers::ECHO)?),
     };

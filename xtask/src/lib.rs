@@ -11,6 +11,7 @@ pub mod echo_bench;
 pub mod echo_client;
 pub mod emulator_runs;
 pub mod pe;
+pub mod setup;
 pub mod test;
 pub mod util;
 pub mod wine;

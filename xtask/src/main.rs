@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use xtask::util::{Result, bail};
-use xtask::{bench, drivers, test, wine};
+use xtask::{bench, drivers, setup, test, wine};
 
 const USAGE: &str = "\
 usage: cargo xtask <command>
@@ -16,10 +16,15 @@ commands:
   wine-test [--stress-seconds N]
                                echo.sys under Wine against the end-to-end client,
                                then stress.sys with every scenario for N seconds
-                               (default 20); checks their DbgPrint output (skipped
-                               without Wine unless WSK_REQUIRE_WINE=1)
+                               (default 20); checks their DbgPrint output (fails
+                               without Wine; `cargo xtask setup` installs it)
+  setup [--skip STEP]...       install what the test steps need (Rust target, nightly
+                               Miri; as root on Debian: clang, mingw-w64 and Wine
+                               headers, Wine), or fail naming what is missing and
+                               the command that installs it
   test [--skip STEP]...        run everything CI runs, in order, and summarize;
-                               steps: fmt, clippy, test, drivers, wine, loom, miri
+                               steps: setup, fmt, clippy, test, package, echo,
+                               stress, drivers, wine, loom, miri
   bench                        run the benchmarks (executor vs tokio and smol,
                                sockets figures, echo servers) and print their tables
   help                         show this text";
@@ -42,7 +47,8 @@ fn run(args: &[String]) -> Result<()> {
     match command.as_str() {
         "drivers" => drivers::build_all(&drivers::select(rest)?).map(drop),
         "check-image" => check_image(rest),
-        "wine-test" => wine::smoke_test(parse_stress_seconds(rest)?).map(drop),
+        "wine-test" => wine::smoke_test(parse_stress_seconds(rest)?),
+        "setup" => setup::run(&parse_skips(rest)?),
         "test" => test::run(&parse_skips(rest)?),
         "bench" => {
             no_arguments(command, rest)?;

@@ -25,21 +25,11 @@ pub const ECHO_SMOKE_MARKERS: &[&str] =
 /// left open.
 pub const ECHO_CLEAN_UNLOAD: &str = "sockets open";
 
-/// Set to `1` to make a missing Wine a failure instead of a skip.
-pub const REQUIRE_ENV: &str = "WSK_REQUIRE_WINE";
-
 const WINEBOOT_TIMEOUT: Duration = Duration::from_secs(300);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(90);
 const SERVER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to let the session wind down (driver unload, service exit) on its own.
 const WIND_DOWN_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// How a Wine test ended without failing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Passed,
-    Skipped(String),
-}
 
 /// Why Wine cannot be used here, if it cannot.
 pub fn missing_tools() -> Option<String> {
@@ -51,13 +41,10 @@ pub fn missing_tools() -> Option<String> {
 /// The Wine test: build the echo driver, install it with a chosen port, start it, run the
 /// end-to-end echo client against it, stop it, and check that it printed
 /// [`ECHO_SMOKE_MARKERS`] in order and unloaded with every socket closed.
-pub fn smoke_test(stress_run: Duration) -> Result<Outcome> {
+/// Without Wine it fails (`cargo xtask setup` installs it).
+pub fn smoke_test(stress_run: Duration) -> Result<()> {
     if let Some(reason) = missing_tools() {
-        if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") {
-            bail!("{TAG}: Wine is required ({REQUIRE_ENV}=1) but unusable: {reason}");
-        }
-        println!("{TAG}: SKIPPED: {reason} (set {REQUIRE_ENV}=1 to make this a failure)");
-        return Ok(Outcome::Skipped(format!("wine not installed: {reason}")));
+        bail!("{TAG}: Wine is needed and unusable: {reason} (`cargo xtask setup` installs it)");
     }
     let start = Instant::now();
     let sys = drivers::build(&drivers::ECHO)?;
@@ -107,7 +94,7 @@ pub fn smoke_test(stress_run: Duration) -> Result<Outcome> {
     }
     stress_under_wine(&mut prefix, stress_run)?;
     println!("{TAG}: passed in {} s", util::secs(start.elapsed()));
-    Ok(Outcome::Passed)
+    Ok(())
 }
 
 /// How long stress.sys runs under Wine in `cargo xtask test` (and by default in
@@ -117,9 +104,19 @@ pub const STRESS_WINE_DEFAULT_RUN: Duration = Duration::from_secs(20);
 /// Concurrent stress clients under Wine.
 const STRESS_WINE_CLIENTS: u32 = 16;
 
+/// Runs of stress.sys that a crash inside one of Wine's own modules may end before one counts.
+const STRESS_WINE_ATTEMPTS: usize = 3;
+
 /// stress.sys under Wine with every scenario (its default mix), [`STRESS_WINE_CLIENTS`]
 /// clients for `run`, stopped mid-traffic; its unload line must report data moved and no data
 /// error, no hang and no socket left open.
+///
+/// A crash inside one of Wine's modules (not in `stress.sys`) is Wine's: its netio frees a
+/// socket that a thread-pool callback still uses when the socket is closed while a receive is
+/// pending (see `docs/architecture.md`, "Wine's netio use after free at close"), about one run
+/// in five. Such a run is reported and repeated in a fresh session, at most
+/// [`STRESS_WINE_ATTEMPTS`] runs in all. A crash in `stress.sys`, or one that cannot be placed
+/// in a module, fails at once.
 fn stress_under_wine(prefix: &mut WinePrefix, run: Duration) -> Result<()> {
     let sys = drivers::build(&drivers::STRESS)?;
     prefix.install_driver(&sys, drivers::STRESS.name)?;
@@ -127,15 +124,35 @@ fn stress_under_wine(prefix: &mut WinePrefix, run: Duration) -> Result<()> {
     prefix.set_param_dword(drivers::STRESS.name, "Port", u32::from(port))?;
     prefix.set_param_dword(drivers::STRESS.name, "Clients", STRESS_WINE_CLIENTS)?;
     prefix.set_param_dword(drivers::STRESS.name, "Seconds", 0)?;
+    for attempt in 1..=STRESS_WINE_ATTEMPTS {
+        let mark = prefix.log_mark()?;
+        match stress_once(prefix, run, mark)? {
+            None => return Ok(()),
+            Some(wine_crash) => {
+                println!(
+                    "{TAG}: stress.sys run {attempt} of {STRESS_WINE_ATTEMPTS} ended by a crash in Wine: {wine_crash}"
+                );
+            }
+        }
+    }
+    bail!("{TAG}: every one of {STRESS_WINE_ATTEMPTS} stress.sys runs ended by a crash in Wine")
+}
+
+/// One run of [`stress_under_wine`]: `Some(description)` when a Wine module crashed.
+fn stress_once(prefix: &mut WinePrefix, run: Duration, mark: usize) -> Result<Option<String>> {
     prefix.start(drivers::STRESS.name)?;
     println!("{TAG}: stress.sys running for {} s, {STRESS_WINE_CLIENTS} clients, every scenario ...", run.as_secs());
     std::thread::sleep(run);
-    prefix.stop(drivers::STRESS.name)?;
+    let stopped = prefix.stop(drivers::STRESS.name);
     prefix.end_session()?;
-    let crashes = prefix.crash_lines()?;
-    if let Some(first) = crashes.first() {
-        bail!("{TAG}: a Wine process crashed while stress.sys ran ({} lines like): {first}", crashes.len());
+    let log = prefix.log_since(mark)?;
+    if let Some(first) = log.lines().find(|l| is_crash_line(l)) {
+        return match crash_module(&log, first) {
+            Some(module) if !is_our_image(&module) => Ok(Some(format!("{first} [in {module}]"))),
+            placed => bail!("{TAG}: a Wine process crashed while stress.sys ran (in {placed:?}): {first}"),
+        };
     }
+    stopped?;
     let messages = prefix.debug_log()?;
     let stress: Vec<&String> = messages.iter().filter(|m| m.starts_with("stress:")).collect();
     for message in &stress {
@@ -152,7 +169,32 @@ fn stress_under_wine(prefix: &mut WinePrefix, run: Duration) -> Result<()> {
     if count_of(done, "bytes checked").is_none_or(|bytes| bytes == 0) {
         bail!("{TAG}: stress.sys moved no data under Wine: {done}");
     }
-    Ok(())
+    Ok(None)
+}
+
+/// Whether `module` is one of this repository's driver images.
+fn is_our_image(module: &str) -> bool {
+    drivers::ALL.iter().any(|d| module.eq_ignore_ascii_case(&format!("{}.sys", d.name)))
+}
+
+/// The module a crash line's faulting address lies in: the one loaded (`+loaddll` lines in
+/// `log`) at the highest base at or below it. `None` when the line has no address or no
+/// module was loaded below it.
+pub fn crash_module(log: &str, crash_line: &str) -> Option<String> {
+    let hex = |s: &str| u64::from_str_radix(s.trim(), 16).ok();
+    let (_, after) = crash_line.split_once(" at address ")?;
+    let address = hex(after.split_whitespace().next()?)?;
+    log.lines()
+        .filter_map(|line| {
+            let (_, loaded) = line.split_once("build_module Loaded L\"")?;
+            let (path, rest) = loaded.split_once('"')?;
+            let base = hex(rest.trim_start().strip_prefix("at ")?.split(':').next()?)?;
+            let name = path.rsplit('\\').next()?.to_owned();
+            Some((base, name))
+        })
+        .filter(|&(base, _)| base <= address)
+        .max_by_key(|&(base, _)| base)
+        .map(|(_, name)| name)
 }
 
 /// Whether a Wine log line reports a crash of a process.
@@ -292,7 +334,7 @@ impl WinePrefix {
         } else {
             self.kill_server()?;
             let mut cmd = self.command("wine");
-            cmd.env("WINEDEBUG", "fixme-all,warn+debugstr").args(args);
+            cmd.env("WINEDEBUG", "fixme-all,warn+debugstr,+loaddll").args(args);
             self.in_session = true;
             let debug_log = self.debug_log.clone();
             self.run(&label, &mut cmd, &debug_log, COMMAND_TIMEOUT)?;
@@ -362,6 +404,20 @@ impl WinePrefix {
             println!("{TAG}: session ended in {} s", util::secs(start.elapsed()));
         }
         self.kill_server()
+    }
+
+    /// The debug log's current length, to read what a later run adds ([`log_since`](Self::log_since)).
+    pub fn log_mark(&self) -> Result<usize> {
+        Ok(if self.debug_log.exists() { util::read(&self.debug_log)?.len() } else { 0 })
+    }
+
+    /// The debug log written after [`log_mark`](Self::log_mark) returned `mark`.
+    pub fn log_since(&self, mark: usize) -> Result<String> {
+        if !self.debug_log.exists() {
+            return Ok(String::new());
+        }
+        let bytes = util::read(&self.debug_log)?;
+        Ok(String::from_utf8_lossy(bytes.get(mark..).unwrap_or_default()).into_owned())
     }
 
     /// Lines of the session log that say a Wine process crashed (an unhandled page fault or
@@ -446,6 +502,25 @@ impl Drop for WinePrefix {
 
 #[cfg(test)]
 mod tests {
+    /// Lines as Wine 8.0 writes them (from a stress.sys run that crashed in netio).
+    const LOADS: &str = "0120:trace:loaddll:build_module Loaded L\"C:\\windows\\system32\\ntoskrnl.exe\" at 000000031CA90000: builtin\n\
+        0120:trace:loaddll:build_module Loaded L\"C:\\windows\\system32\\drivers\\NETIO.SYS\" at 00000001D8260000: builtin\n\
+        0120:trace:loaddll:build_module Loaded L\"C:\\windows\\system32\\drivers\\stress.sys\" at 0000000180000000: native\n";
+
+    #[test]
+    fn a_crash_is_placed_in_the_module_below_its_address() {
+        let netio = "wine: Unhandled page fault on read access to 0000000000000000 at address 00000001D8264490 (thread 0140), starting debugger...";
+        assert_eq!(super::crash_module(LOADS, netio).as_deref(), Some("NETIO.SYS"));
+        assert!(!super::is_our_image("NETIO.SYS"));
+        let ours = "wine: Unhandled page fault on write access to 0000000000000038 at address 0000000180001234 (thread 0138), starting debugger...";
+        assert_eq!(super::crash_module(LOADS, ours).as_deref(), Some("stress.sys"));
+        assert!(super::is_our_image("stress.sys") && super::is_our_image("ECHO.SYS"));
+        let below_every_module =
+            "wine: Unhandled page fault on read access to 0 at address 0000000000401000 (thread 0140)";
+        assert_eq!(super::crash_module(LOADS, below_every_module), None);
+        assert_eq!(super::crash_module(LOADS, "wine: Unhandled exception 0xc0000005 in thread 0140"), None);
+    }
+
     use super::*;
 
     fn owned(lines: &[&str]) -> Vec<String> {
