@@ -42,6 +42,7 @@
 //! explore it; [`kernel`] is the Windows backend.
 
 #![no_std]
+#![deny(missing_docs)]
 
 #[cfg(test)]
 extern crate std;

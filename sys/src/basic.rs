@@ -1,4 +1,8 @@
 //! Basic scalar types, `LIST_ENTRY` and `UNICODE_STRING`.
+//!
+//! Binds, under their C names: the base types of `ntdef.h` and `basetsd.h` (`UCHAR` ...
+//! `ULONG_PTR`, `NTSTATUS`, `BOOLEAN`, `PVOID`), `LIST_ENTRY` and `UNICODE_STRING` (`ntdef.h`),
+//! and the `KIRQL`/`KPROCESSOR_MODE` types and IRQL levels of `wdm.h`.
 
 use core::ffi::c_void;
 

@@ -1,5 +1,10 @@
 //! Declarations of every kernel routine the project calls.
 //!
+//! Binds, under their C names, the exported routines of `wdm.h` (I/O manager, memory manager,
+//! executive pool, kernel dispatcher, timers, DPCs, work items, registry), `ntddk.h`
+//! (`KeQueryInterruptTime` and the like) and `wsk.h` (`WskRegister` ...
+//! `WskReleaseProviderNPI`); each one's contract is Microsoft's page for that name.
+//!
 //! On Windows targets they are imported from `ntoskrnl.exe` and `NETIO.SYS` through
 //! `raw-dylib` (no import library needed). On other targets the same symbols are defined by
 //! the host kernel emulator (`wsk-emulator`), linked into host binaries and tests.

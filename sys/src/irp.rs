@@ -1,5 +1,9 @@
 //! I/O request packets: `IRP`, `IO_STACK_LOCATION`, `IO_STATUS_BLOCK`, and Rust versions of
 //! the FORCEINLINE helpers of `wdm.h` that have no kernel export.
+//!
+//! Binds the I/O request section of `wdm.h` (`IRP`, `IO_STACK_LOCATION` as this project uses
+//! it, `IO_STATUS_BLOCK`, `IO_COMPLETION_ROUTINE`, `DRIVER_CANCEL`, the `SL_INVOKE_*` flags)
+//! under its C names.
 
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicUsize, Ordering};

@@ -1,4 +1,8 @@
 //! Dispatcher objects, timers and DPCs (`KEVENT`, `KTIMER`, `KDPC`).
+//!
+//! Binds the dispatcher-object, timer and DPC section of `wdm.h` (`DISPATCHER_HEADER`,
+//! `KEVENT`, `KTIMER`, `KDPC`, `EVENT_TYPE`, `TIMER_TYPE`, `KWAIT_REASON`, `LARGE_INTEGER`)
+//! under its C names.
 
 use core::ffi::c_void;
 

@@ -1,4 +1,8 @@
 //! Memory descriptor lists.
+//!
+//! Binds the MDL section of `wdm.h` (`MDL`, the `MDL_*` flags, `MM_PAGE_PRIORITY`,
+//! `MEMORY_CACHING_TYPE`, the `MdlMapping*` flags) under its C names, with Rust forms of its
+//! macros (`MmGetSystemAddressForMdlSafe`, `MmGetMdlByteCount`, ...).
 
 use core::ffi::c_void;
 

@@ -1,4 +1,8 @@
 //! Driver and device objects, work items.
+//!
+//! Binds the driver-object, device-object and work-item sections of `wdm.h` (`DRIVER_OBJECT`,
+//! `DEVICE_OBJECT`, `DRIVER_INITIALIZE`, `DRIVER_UNLOAD`, `IO_WORKITEM_ROUTINE`,
+//! `WORK_QUEUE_TYPE`, `POOL_FLAGS`) under their C names.
 
 use core::ffi::c_void;
 

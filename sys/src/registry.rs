@@ -1,4 +1,8 @@
 //! Object attributes and registry value information, for reading a driver's `Parameters` key.
+//!
+//! Binds `OBJECT_ATTRIBUTES` and its `OBJ_*` flags (`ntdef.h`) and the registry-value section of
+//! `wdm.h` (`KEY_VALUE_PARTIAL_INFORMATION`, `KEY_VALUE_INFORMATION_CLASS`, `REG_*` types,
+//! access masks) under their C names.
 
 use core::ffi::c_void;
 

@@ -1,4 +1,8 @@
 //! Socket addresses (`ws2def.h` / `ws2ipdef.h`) and address-info records.
+//!
+//! Binds `SOCKADDR`, `SOCKADDR_IN`, `SOCKADDR_IN6`, `SOCKADDR_STORAGE`, `IN_ADDR`, `IN6_ADDR`,
+//! `ADDRINFOEXW`, the `AF_*`, `SOCK_*`, `IPPROTO_*`, `SOL_*`/`SO_*` and `NS_*` constants of
+//! `ws2def.h`/`ws2ipdef.h`/`ws2tcpip.h` under their C names.
 
 use crate::basic::*;
 

@@ -4,7 +4,10 @@ use crate::basic::NTSTATUS;
 
 macro_rules! statuses {
     ($($name:ident = $value:expr;)*) => {
-        $(pub const $name: NTSTATUS = $value as u32 as i32;)*
+        $(
+            #[doc = concat!("`", stringify!($name), "` (`ntstatus.h`).")]
+            pub const $name: NTSTATUS = $value as u32 as i32;
+        )*
 
         /// The symbolic name of a status code, if it is one this crate knows.
         pub const fn status_name(status: NTSTATUS) -> Option<&'static str> {

@@ -1,6 +1,11 @@
 //! The Winsock Kernel ABI (`wsk.h`): client and provider NPIs, dispatch tables, socket
 //! objects, buffers, indications, flags and control codes.
 //!
+//! Binds `wsk.h` under its C names: the registration and NPI structures, the provider and
+//! client dispatch tables and their routine types, `WSK_SOCKET`, `WSK_BUF`,
+//! `WSK_DATA_INDICATION`, `WSK_DATAGRAM_INDICATION`, `WSK_EVENT_CALLBACK_CONTROL`, the
+//! `WSK_FLAG_*` flags and the `SO_WSK_*`/`WSK_*` control codes.
+//!
 //! Every routine of a provider dispatch table is called at IRQL <= DISPATCH_LEVEL and takes
 //! an IRP that the provider completes (possibly before it returns). Event callbacks of the
 //! client dispatch tables are called by the provider at IRQL <= DISPATCH_LEVEL.

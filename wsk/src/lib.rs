@@ -6,6 +6,7 @@
 //! IRQL contracts are stated on every public function.
 
 #![no_std]
+#![deny(missing_docs)]
 
 pub mod addr;
 pub mod buf;
