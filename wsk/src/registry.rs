@@ -143,3 +143,27 @@ impl Drop for Parameters {
         unsafe { wsk_sys::ZwClose(self.handle) };
     }
 }
+
+/// The address a listening driver binds: `Port` (REG_DWORD, default `default_port`) and
+/// `Address` (REG_SZ, an IPv4 or IPv6 literal, default 127.0.0.1) from the service key's
+/// `Parameters`; the defaults when the key does not exist.
+///
+/// # Safety
+/// `registry_path` must point to a valid counted string (DriverEntry's argument).
+///
+/// IRQL == PASSIVE_LEVEL (checked).
+pub unsafe fn listen_address(registry_path: *const UNICODE_STRING, default_port: u16) -> Result<core::net::SocketAddr> {
+    let mut port = default_port;
+    let mut ip = core::net::IpAddr::V4(core::net::Ipv4Addr::LOCALHOST);
+    // SAFETY: forwarded contract.
+    if let Some(params) = unsafe { Parameters::open(registry_path)? } {
+        if let Some(p) = params.dword("Port")? {
+            port = u16::try_from(p).map_err(|_| Error::InvalidInput("Port must be below 65536"))?;
+        }
+        let mut text = [0u8; 64];
+        if let Some(a) = params.string("Address", &mut text)? {
+            ip = a.parse().map_err(|_| Error::InvalidInput("Address is not an IP address"))?;
+        }
+    }
+    Ok(core::net::SocketAddr::new(ip, port))
+}

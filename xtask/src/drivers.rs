@@ -27,7 +27,10 @@ pub const ECHO: Driver = Driver { name: "echo", package: "echo-driver", crate_na
 
 pub const STRESS: Driver = Driver { name: "stress", package: "stress-driver", crate_name: "stress_driver" };
 
-pub const ALL: &[Driver] = &[ECHO, STRESS];
+/// The HTTP status driver. Its service is not called `http`: Wine has an `http.sys` of its own.
+pub const STATUS: Driver = Driver { name: "wskstatus", package: "status-driver", crate_name: "status_driver" };
+
+pub const ALL: &[Driver] = &[ECHO, STRESS, STATUS];
 
 /// Linker arguments that make a kernel driver out of a `cdylib`.
 const LINK_ARGS: &[&str] = &[

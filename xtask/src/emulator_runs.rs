@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::echo_client::{self, ClientConfig};
+use crate::http_client;
 use crate::util::{self, Result, bail};
 
 const TAG: &str = "emulator";
@@ -58,6 +59,40 @@ pub fn echo_e2e() -> Result<()> {
     );
     if !exit.success() {
         bail!("{TAG}: echo-driver exited with {exit} (verifier report above)");
+    }
+    Ok(())
+}
+
+/// The status driver on the emulator against `curl` ([`http_client::check`]); its verifier
+/// report must be clean at exit.
+pub fn status_e2e() -> Result<()> {
+    cargo_build_release("status-driver")?;
+    let port = echo_client::free_port()?;
+    println!("{TAG}: status-driver on 127.0.0.1:{port}");
+    let mut child = Command::new(binary("status-driver"))
+        .args(["--port", &port.to_string(), "--quiet", "--seconds", "600"])
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let start = Instant::now();
+    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            bail!("{TAG}: status-driver did not start listening within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let checked = http_client::check(addr);
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status()?;
+    if !status.success() {
+        let _ = child.kill();
+        bail!("{TAG}: could not signal status-driver");
+    }
+    let exit = child.wait()?;
+    checked?;
+    if !exit.success() {
+        bail!("{TAG}: status-driver exited with {exit} (verifier report above)");
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 //! | nightly toolchain with `miri` and `rust-src`, Miri's sysroot | miri | `rustup toolchain install`, `cargo +nightly miri setup` |
 //! | `clang`, mingw-w64 and Wine headers | test (`sys/tests/layout.rs`) | apt: `clang mingw-w64-x86-64-dev libwine-dev` |
 //! | `wine`, `wineserver` | wine | apt: `wine wine64` |
+//! | `curl` | echo, wine (the status driver's HTTP check) | apt: `curl` |
 //!
 //! Rust pieces are installed whenever `rustup` is on `PATH`. System packages are installed
 //! only on a machine with `apt-get` (Debian and its derivatives), as root or through `sudo`
@@ -147,6 +148,9 @@ pub fn missing(skips: &[String]) -> Vec<Need> {
                 missing.push(Need::Package { what: file.to_owned(), package });
             }
         }
+    }
+    if (runs("echo") || runs("wine")) && util::find_in_path("curl").is_none() {
+        missing.push(Need::Package { what: "`curl`".to_owned(), package: "curl" });
     }
     if runs("wine") {
         for (tool, package) in [("wine", WINE_PACKAGES[0]), ("wineserver", WINE_PACKAGES[1])] {

@@ -104,6 +104,8 @@ fn run_step(step: &str, skips: &[String]) -> Result<Status> {
                 "echo-driver",
                 "-p",
                 "stress-driver",
+                "-p",
+                "status-driver",
                 "--",
                 "-D",
                 "warnings",
@@ -116,7 +118,10 @@ fn run_step(step: &str, skips: &[String]) -> Result<Status> {
             cargo(&[&["package", "--allow-dirty"][..], PUBLISHED].concat())?;
             cargo(&[&["publish", "--dry-run", "--allow-dirty"][..], PUBLISHED].concat())
         }
-        "echo" => emulator_runs::echo_e2e().map(|()| Status::Passed),
+        "echo" => {
+            emulator_runs::echo_e2e()?;
+            emulator_runs::status_e2e().map(|()| Status::Passed)
+        }
         "stress" => emulator_runs::stress(60).map(|()| Status::Passed),
         "drivers" => drivers::build_all(drivers::ALL).map(|_| Status::Passed),
         "wine" => wine::smoke_test(wine::STRESS_WINE_DEFAULT_RUN).map(|()| Status::Passed),

@@ -92,8 +92,35 @@ pub fn smoke_test(stress_run: Duration) -> Result<()> {
     if unload.is_none_or(|m| count_of(m, ECHO_CLEAN_UNLOAD) != Some(0)) {
         bail!("{TAG}: the driver did not report `0 {ECHO_CLEAN_UNLOAD}` at unload (last unload line: {unload:?})");
     }
+    status_under_wine(&mut prefix)?;
     stress_under_wine(&mut prefix, stress_run)?;
     println!("{TAG}: passed in {} s", util::secs(start.elapsed()));
+    Ok(())
+}
+
+/// The status driver (`wskstatus.sys`: HTTP/1.1 over `embedded-io-async` and `httparse`)
+/// under Wine against `curl`; its unload line must report no socket open.
+fn status_under_wine(prefix: &mut WinePrefix) -> Result<()> {
+    let sys = drivers::build(&drivers::STATUS)?;
+    prefix.install_driver(&sys, drivers::STATUS.name)?;
+    let port = echo_client::free_port()?;
+    prefix.set_param_dword(drivers::STATUS.name, "Port", u32::from(port))?;
+    let mark = prefix.log_mark()?;
+    prefix.start(drivers::STATUS.name)?;
+    let checked = crate::http_client::check(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    prefix.stop(drivers::STATUS.name)?;
+    prefix.end_session()?;
+    let log = prefix.log_since(mark)?;
+    if let Some(first) = log.lines().find(|l| is_crash_line(l)) {
+        bail!("{TAG}: a Wine process crashed while wskstatus.sys ran (in {:?}): {first}", crash_module(&log, first));
+    }
+    checked?;
+    let messages = prefix.debug_log()?;
+    let done = messages.iter().rev().find(|m| m.starts_with("status: DriverUnload done"));
+    println!("{TAG}: DbgPrint: {}", done.map_or("(no unload line)", String::as_str));
+    if done.is_none_or(|m| count_of(m, "sockets open") != Some(0)) {
+        bail!("{TAG}: wskstatus.sys did not report `0 sockets open` at unload: {done:?}");
+    }
     Ok(())
 }
 

@@ -1,6 +1,5 @@
 //! DriverEntry and DriverUnload of the echo driver.
 
-use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use core::sync::atomic::Ordering;
 use core::time::Duration;
 
@@ -28,27 +27,6 @@ struct DriverState {
 }
 
 static STATE: DriverGlobal<DriverState> = DriverGlobal::new();
-
-/// Reads `Port` (REG_DWORD) and `Address` (REG_SZ, an IPv4 or IPv6 literal) from the service
-/// key's `Parameters`.
-///
-/// # Safety
-/// `registry_path` is DriverEntry's argument.
-pub(crate) unsafe fn listen_address(registry_path: *mut UNICODE_STRING) -> Result<SocketAddr, Error> {
-    let mut port = DEFAULT_PORT;
-    let mut ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    // SAFETY: forwarded contract.
-    if let Some(params) = unsafe { Parameters::open(registry_path)? } {
-        if let Some(p) = params.dword("Port")? {
-            port = u16::try_from(p).map_err(|_| Error::InvalidInput("Port must be below 65536"))?;
-        }
-        let mut text = [0u8; 64];
-        if let Some(a) = params.string("Address", &mut text)? {
-            ip = a.parse().map_err(|_| Error::InvalidInput("Address is not an IP address"))?;
-        }
-    }
-    Ok(SocketAddr::new(ip, port))
-}
 
 /// Reads `ReceiveEvents` (REG_DWORD; 0: receive with IRPs, otherwise with event callbacks
 /// where the provider has them; default 1).
@@ -92,7 +70,7 @@ pub unsafe extern "system" fn driver_entry(
 /// As [`driver_entry`].
 unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_STRING) -> Result<(), Error> {
     // SAFETY: forwarded contract.
-    let addr = unsafe { listen_address(registry_path)? };
+    let addr = unsafe { wsk::registry::listen_address(registry_path, DEFAULT_PORT)? };
     // SAFETY: forwarded contract.
     let events = unsafe { receive_events(registry_path)? };
     server::RECEIVE_EVENTS.store(events, Ordering::Relaxed);
