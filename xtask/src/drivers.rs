@@ -192,11 +192,11 @@ mod tests {
     #[test]
     fn select_by_name() {
         let all = select(&[]).unwrap();
-        assert_eq!(all.len(), 2);
+        assert_eq!(all.len(), 3);
         let echo = select(&["echo".to_owned()]).unwrap();
         assert_eq!(echo[0].package, "echo-driver");
         let err = select(&["nope".to_owned()]).unwrap_err().to_string();
-        assert!(err.contains("echo, stress"), "{err}");
+        assert!(err.contains("echo, stress, wskstatus"), "{err}");
     }
 
     #[test]

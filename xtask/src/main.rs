@@ -10,7 +10,7 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  drivers [NAME...]            build the example drivers (echo, stress) into
+  drivers [NAME...]            build the example drivers (echo, stress, wskstatus) into
                                target/drivers/NAME.sys and check each image
   check-image FILE [--map MAP] run the driver image checks on any .sys file
   wine-test [--stress-seconds N]
