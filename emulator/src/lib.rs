@@ -112,6 +112,7 @@
 
 #![allow(non_snake_case)]
 
+pub mod adversary;
 mod counters;
 mod crash;
 mod debug;

@@ -217,6 +217,10 @@ pub unsafe extern "system" fn MmMapLockedPagesSpecifyCache(
             );
             return ptr::null_mut();
         }
+        if crate::adversary::mapping_fails() {
+            // Out of system PTEs (on purpose): the MDL stays unmapped.
+            return ptr::null_mut();
+        }
         let va = (*mdl).StartVa as usize + (*mdl).ByteOffset as usize;
         (*mdl).MappedSystemVa = va as PVOID;
         (*mdl).MdlFlags |= MDL_MAPPED_TO_SYSTEM_VA;

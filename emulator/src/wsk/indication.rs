@@ -25,8 +25,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use wsk_sys::{
-    MDL, MDL_SOURCE_IS_NONPAGED_POOL, NTSTATUS, PAGE_SIZE, PVOID, SOCKADDR, SOCKADDR_STORAGE, STATUS_INVALID_PARAMETER,
-    STATUS_SUCCESS, ULONG, WSK_BUF, WSK_DATA_INDICATION, WSK_DATAGRAM_INDICATION,
+    MDL, MDL_PAGES_LOCKED, MDL_SOURCE_IS_NONPAGED_POOL, NTSTATUS, PAGE_SIZE, PVOID, SOCKADDR, SOCKADDR_STORAGE,
+    STATUS_INVALID_PARAMETER, STATUS_SUCCESS, ULONG, WSK_BUF, WSK_DATA_INDICATION, WSK_DATAGRAM_INDICATION,
 };
 
 use super::blocks::{self, Block, DATA_CAPACITY, Origin, Release};
@@ -121,7 +121,12 @@ unsafe fn build_mdl(mdl: *mut MDL, va: usize, len: usize) {
         mdl.write(MDL {
             Next: std::ptr::null_mut(),
             Size: size as i16,
-            MdlFlags: MDL_SOURCE_IS_NONPAGED_POOL,
+            // Locked but unmapped pages under the adversary's `unmapped_indications`.
+            MdlFlags: if crate::adversary::get().unmapped_indications {
+                MDL_PAGES_LOCKED
+            } else {
+                MDL_SOURCE_IS_NONPAGED_POOL
+            },
             Process: std::ptr::null_mut(),
             MappedSystemVa: va as PVOID,
             StartVa: start as PVOID,

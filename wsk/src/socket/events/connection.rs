@@ -17,7 +17,7 @@ use wsk_sys::{
     WSK_EVENT_SEND_BACKLOG, WSK_FLAG_ABORTIVE, WSK_PROVIDER_CONNECTION_DISPATCH,
 };
 
-use super::pieces::BufPieces;
+use super::pieces::{BufPieces, map_all};
 use super::retention::{Held, Retention};
 use super::{
     Detach, EventConfig, Header, allocate, callback_enter, control_events, deallocate, detach_on_drop, enable, install,
@@ -99,6 +99,23 @@ unsafe fn release(core: &SocketCore, head: NonNull<WSK_DATA_INDICATION>) {
     }
 }
 
+/// Maps every buffer of an indication list ([`map_all`]); `false` if one cannot be mapped.
+///
+/// # Safety
+/// `head` is a list WSK indicated and has not been given back. IRQL <= DISPATCH_LEVEL.
+unsafe fn list_mapped(head: NonNull<WSK_DATA_INDICATION>) -> bool {
+    let mut at = head.as_ptr();
+    while !at.is_null() {
+        // SAFETY: an entry of the caller's list; its buffer is provider memory.
+        if !unsafe { map_all(&(*at).Buffer) } {
+            return false;
+        }
+        // SAFETY: as above.
+        at = unsafe { (*at).Next };
+    }
+    true
+}
+
 /// `WskReceiveEvent`. IRQL <= DISPATCH_LEVEL; never blocks or allocates.
 unsafe extern "system" fn on_receive(
     context: PVOID,
@@ -117,8 +134,14 @@ unsafe extern "system" fn on_receive(
         state.header.waker.wake();
         return STATUS_SUCCESS;
     };
-    let kept =
-        callback_enter(&state.header.flags) && !core.is_closing() && state.rx.keep(Held { head, bytes, count: 1 });
+    let kept = callback_enter(&state.header.flags)
+        && !core.is_closing()
+        // SAFETY: WSK's indication list, valid until released.
+        && (unsafe { list_mapped(head) } || {
+            state.rx.refuse_unmappable();
+            false
+        })
+        && state.rx.keep(Held { head, bytes, count: 1 });
     state.header.waker.wake();
     let own = kept.then_some(head);
     // When the stream went away while we handed it the data, WSK keeps the data.
@@ -453,7 +476,8 @@ impl ConnectionEvents {
                 // (resuming would only see the next indication refused again); the IRP takes
                 // precedence over indications, and this stream yields it before looking at the
                 // ring again, so order is kept.
-                let copy = state.rx.retained() != 0;
+                // Unmappable data is copied too: resuming would see it refused again.
+                let copy = state.rx.retained() != 0 || state.rx.refused_unmappable();
                 if state.header.flags.load(Ordering::Acquire) >= super::CALLBACK_ONE {
                     // The refusing callback has not left yet: resume after its answer.
                     cx.waker().wake_by_ref();

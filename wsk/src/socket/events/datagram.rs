@@ -24,7 +24,7 @@ use wsk_sys::{
     WSK_DATAGRAM_INDICATION, WSK_EVENT_RECEIVE_FROM, WSK_PROVIDER_DATAGRAM_DISPATCH,
 };
 
-use super::pieces::BufPieces;
+use super::pieces::{BufPieces, map_all};
 use super::retention::{Held, Retention};
 use super::{
     Detach, EventConfig, Header, allocate, callback_enter, deallocate, detach_on_drop, enable, install, leave_callback,
@@ -76,6 +76,23 @@ unsafe fn release(core: &SocketCore, head: NonNull<WSK_DATAGRAM_INDICATION>) {
 }
 
 /// `WskReceiveFromEvent`. IRQL <= DISPATCH_LEVEL; never blocks or allocates.
+/// Maps every datagram buffer of a list ([`map_all`]); `false` if one cannot be mapped.
+///
+/// # Safety
+/// `head` is a list WSK indicated and has not been given back. IRQL <= DISPATCH_LEVEL.
+unsafe fn list_mapped(head: NonNull<WSK_DATAGRAM_INDICATION>) -> bool {
+    let mut at = head.as_ptr();
+    while !at.is_null() {
+        // SAFETY: an entry of the caller's list; its buffer is provider memory.
+        if !unsafe { map_all(&(*at).Buffer) } {
+            return false;
+        }
+        // SAFETY: as above.
+        at = unsafe { (*at).Next };
+    }
+    true
+}
+
 unsafe extern "system" fn on_receive_from(
     context: PVOID,
     _flags: ULONG,
@@ -93,7 +110,12 @@ unsafe extern "system" fn on_receive_from(
     let kept = callback_enter(&state.header.flags) && !core.is_closing() && {
         // SAFETY: the list WSK indicates is valid during the call.
         let (count, bytes) = unsafe { measure(head) };
-        state.rx.keep(Held { head, bytes, count })
+        // SAFETY: as above.
+        let mapped = unsafe { list_mapped(head) };
+        if !mapped {
+            state.rx.refuse_unmappable();
+        }
+        mapped && state.rx.keep(Held { head, bytes, count })
     };
     state.header.waker.wake();
     let own = kept.then_some(head);
@@ -260,7 +282,7 @@ impl Datagrams {
                     cx.waker().wake_by_ref();
                     return Poll::Pending;
                 }
-                if state.rx.retained() == 0 {
+                if state.rx.retained() == 0 && !state.rx.refused_unmappable() {
                     // Caught up: ask WSK for what it kept (the next list is taken whatever
                     // its size, so this cannot bounce).
                     state.rx.clear_refused();
@@ -271,11 +293,14 @@ impl Datagrams {
                 } else {
                     // The consumer holds some and asks for more: copy the oldest kept datagram
                     // out (the callback stays off meanwhile, so order is kept).
+                    // (Also when the refused data could not be mapped: indicated again, it
+                    // would be refused again.)
                     core::task::ready!(self.slot.poll_idle(cx));
                     if let Err(e) = self.issue_receive_from() {
                         self.ending = true;
                         return Poll::Ready(Some(Err(e)));
                     }
+                    self.state().rx.copied_unmappable();
                 }
                 continue;
             }

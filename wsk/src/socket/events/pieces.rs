@@ -5,6 +5,42 @@ use core::marker::PhantomData;
 
 use wsk_sys::{MDL, WSK_BUF};
 
+/// Maps every MDL holding `buf`'s bytes into system space; `false` if one cannot be mapped
+/// (`MmGetSystemAddressForMdlSafe` returned NULL). A mapping, once made, stays with the MDL
+/// (`MDL_MAPPED_TO_SYSTEM_VA`), so [`BufPieces`] over a buffer this accepted never meets an
+/// unmapped MDL. The receive callbacks call it before they retain an indication, and refuse
+/// one that fails: a mapping failure never turns into fewer bytes.
+///
+/// Microsoft documents no promise that a provider's indication MDLs are already mapped
+/// (non-paged pool MDLs are; others need a system PTE, which can run out), so the worst
+/// case is assumed.
+///
+/// # Safety
+/// As [`BufPieces::new`]. IRQL <= DISPATCH_LEVEL.
+pub(crate) unsafe fn map_all(buf: &WSK_BUF) -> bool {
+    let (mut mdl, mut offset, mut left) = (buf.Mdl, buf.Offset as usize, buf.Length);
+    while left > 0 && !mdl.is_null() {
+        // SAFETY: the MDL is part of the chain the caller vouched for.
+        let count = unsafe { wsk_sys::MmGetMdlByteCount(mdl) } as usize;
+        if offset < count {
+            // SAFETY: as above; the pages are locked (provider memory), any IRQL <= DISPATCH.
+            let base = unsafe {
+                wsk_sys::MmGetSystemAddressForMdlSafe(mdl, wsk_sys::NormalPagePriority | wsk_sys::MdlMappingNoExecute)
+            };
+            if base.is_null() {
+                return false;
+            }
+            left -= (count - offset).min(left);
+            offset = 0;
+        } else {
+            offset -= count;
+        }
+        // SAFETY: as above.
+        mdl = unsafe { (*mdl).Next };
+    }
+    true
+}
+
 /// The contiguous pieces of one `WSK_BUF`, in order.
 pub(crate) struct BufPieces<'a> {
     mdl: *mut MDL,
@@ -52,7 +88,10 @@ impl<'a> Iterator for BufPieces<'a> {
                 wsk_sys::MmGetSystemAddressForMdlSafe(mdl, wsk_sys::NormalPagePriority | wsk_sys::MdlMappingNoExecute)
             };
             if base.is_null() {
-                // Not mappable (never the case for provider buffers): no more bytes.
+                // Not reached for an accepted indication: `map_all` mapped every MDL before
+                // it was retained, and the mapping stays. Ending the pieces is the only
+                // answer left without a bugcheck.
+                debug_assert!(false, "an accepted indication's MDL lost its mapping");
                 self.left = 0;
                 return None;
             }

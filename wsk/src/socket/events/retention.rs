@@ -30,6 +30,12 @@ unsafe impl<H> Send for Held<H> {}
 /// yet released.
 pub(crate) type Release<H> = unsafe fn(&SocketCore, NonNull<H>);
 
+/// `refused`: data was refused; resuming the indications may deliver it without a copy.
+const REFUSED: u32 = 1;
+/// `refused`: data was refused because its MDLs could not be mapped; resume with a copy
+/// (an IRP receive into the stream's own buffer), or the same data would be refused again.
+const UNMAPPABLE: u32 = 2;
+
 /// See the module docs.
 pub(crate) struct Retention<H> {
     ring: Ring<Held<H>, SLOTS>,
@@ -37,6 +43,7 @@ pub(crate) struct Retention<H> {
     retained: AtomicUsize,
     max: usize,
     /// A callback refused data: WSK indicates no more until the stream resumes it.
+    /// [`REFUSED`], or [`UNMAPPABLE`] when the refused data could not be mapped.
     refused: AtomicU32,
 }
 
@@ -53,7 +60,7 @@ impl<H> Retention<H> {
     pub(crate) fn keep(&self, held: Held<H>) -> bool {
         let retained = self.retained.load(Ordering::Acquire);
         if (retained != 0 && retained + held.bytes > self.max) || !self.ring.has_room() {
-            self.refused.store(1, Ordering::Release);
+            self.refused.store(REFUSED, Ordering::Release);
             return false;
         }
         let bytes = held.bytes;
@@ -62,7 +69,7 @@ impl<H> Retention<H> {
         if unsafe { self.ring.push(held) }.is_err() {
             // Not reachable (room checked by the only producer); refuse rather than retain.
             self.retained.fetch_sub(bytes, Ordering::AcqRel);
-            self.refused.store(1, Ordering::Release);
+            self.refused.store(REFUSED, Ordering::Release);
             return false;
         }
         true
@@ -94,6 +101,23 @@ impl<H> Retention<H> {
     }
 
     /// The stream resumes indications.
+    /// Records a refusal of data whose MDLs could not be mapped (see [`UNMAPPABLE`]).
+    /// IRQL <= DISPATCH_LEVEL.
+    pub(crate) fn refuse_unmappable(&self) {
+        self.refused.store(UNMAPPABLE, Ordering::Release);
+    }
+
+    /// Whether the refusal waiting is one of unmappable data. Any IRQL.
+    pub(crate) fn refused_unmappable(&self) -> bool {
+        self.refused.load(Ordering::Acquire) == UNMAPPABLE
+    }
+
+    /// One datagram of refused unmappable data was copied out: the next refusal decision may
+    /// resume the indications again. Any IRQL.
+    pub(crate) fn copied_unmappable(&self) {
+        let _ = self.refused.compare_exchange(UNMAPPABLE, REFUSED, Ordering::AcqRel, Ordering::Acquire);
+    }
+
     pub(crate) fn clear_refused(&self) {
         self.refused.store(0, Ordering::Release);
     }
