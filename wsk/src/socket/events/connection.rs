@@ -17,7 +17,7 @@ use wsk_sys::{
     WSK_EVENT_SEND_BACKLOG, WSK_FLAG_ABORTIVE, WSK_PROVIDER_CONNECTION_DISPATCH,
 };
 
-use super::pieces::{BufPieces, map_all};
+use super::pieces::{BufPieces, list_mapped};
 use super::retention::{Held, Retention};
 use super::{
     Detach, EventConfig, Header, allocate, callback_enter, control_events, deallocate, detach_on_drop, enable, install,
@@ -97,23 +97,6 @@ unsafe fn release(core: &SocketCore, head: NonNull<WSK_DATA_INDICATION>) {
         // SAFETY: as above.
         unsafe { release(socket, head.as_ptr()) };
     }
-}
-
-/// Maps every buffer of an indication list ([`map_all`]); `false` if one cannot be mapped.
-///
-/// # Safety
-/// `head` is a list WSK indicated and has not been given back. IRQL <= DISPATCH_LEVEL.
-unsafe fn list_mapped(head: NonNull<WSK_DATA_INDICATION>) -> bool {
-    let mut at = head.as_ptr();
-    while !at.is_null() {
-        // SAFETY: an entry of the caller's list; its buffer is provider memory.
-        if !unsafe { map_all(&(*at).Buffer) } {
-            return false;
-        }
-        // SAFETY: as above.
-        at = unsafe { (*at).Next };
-    }
-    true
 }
 
 /// `WskReceiveEvent`. IRQL <= DISPATCH_LEVEL; never blocks or allocates.

@@ -24,7 +24,7 @@ use wsk_sys::{
     WSK_DATAGRAM_INDICATION, WSK_EVENT_RECEIVE_FROM, WSK_PROVIDER_DATAGRAM_DISPATCH,
 };
 
-use super::pieces::{BufPieces, map_all};
+use super::pieces::{BufPieces, list_mapped};
 use super::retention::{Held, Retention};
 use super::{
     Detach, EventConfig, Header, allocate, callback_enter, deallocate, detach_on_drop, enable, install, leave_callback,
@@ -76,23 +76,6 @@ unsafe fn release(core: &SocketCore, head: NonNull<WSK_DATAGRAM_INDICATION>) {
 }
 
 /// `WskReceiveFromEvent`. IRQL <= DISPATCH_LEVEL; never blocks or allocates.
-/// Maps every datagram buffer of a list ([`map_all`]); `false` if one cannot be mapped.
-///
-/// # Safety
-/// `head` is a list WSK indicated and has not been given back. IRQL <= DISPATCH_LEVEL.
-unsafe fn list_mapped(head: NonNull<WSK_DATAGRAM_INDICATION>) -> bool {
-    let mut at = head.as_ptr();
-    while !at.is_null() {
-        // SAFETY: an entry of the caller's list; its buffer is provider memory.
-        if !unsafe { map_all(&(*at).Buffer) } {
-            return false;
-        }
-        // SAFETY: as above.
-        at = unsafe { (*at).Next };
-    }
-    true
-}
-
 unsafe extern "system" fn on_receive_from(
     context: PVOID,
     _flags: ULONG,

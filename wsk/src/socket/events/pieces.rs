@@ -41,6 +41,53 @@ pub(crate) unsafe fn map_all(buf: &WSK_BUF) -> bool {
     true
 }
 
+/// An entry of an indication list: its buffer and the next entry.
+pub(crate) trait Indication {
+    /// The entry's buffer and the next entry (null at the end).
+    ///
+    /// # Safety
+    /// `this` is a live entry of a list WSK indicated.
+    unsafe fn parts(this: *mut Self) -> (*const WSK_BUF, *mut Self);
+}
+
+impl Indication for wsk_sys::WSK_DATA_INDICATION {
+    unsafe fn parts(this: *mut Self) -> (*const WSK_BUF, *mut Self) {
+        // SAFETY: live entry (caller).
+        let next = unsafe { (*this).Next };
+        // SAFETY: as above; only the field's address is taken.
+        (unsafe { &raw const (*this).Buffer }, next)
+    }
+}
+
+impl Indication for wsk_sys::WSK_DATAGRAM_INDICATION {
+    unsafe fn parts(this: *mut Self) -> (*const WSK_BUF, *mut Self) {
+        // SAFETY: live entry (caller).
+        let next = unsafe { (*this).Next };
+        // SAFETY: as above; only the field's address is taken.
+        (unsafe { &raw const (*this).Buffer }, next)
+    }
+}
+
+/// Maps every buffer of an indication list ([`map_all`]); `false` if one cannot be mapped.
+///
+/// # Safety
+/// `head` is a list WSK indicated and has not been given back. IRQL <= DISPATCH_LEVEL.
+pub(crate) unsafe fn list_mapped<H: Indication>(head: core::ptr::NonNull<H>) -> bool {
+    let mut at = head.as_ptr();
+    while !at.is_null() {
+        // SAFETY: an entry of the caller's list.
+        let (buf, next) = unsafe { H::parts(at) };
+        // SAFETY: its buffer is provider memory, valid while the list is held.
+        let buf = unsafe { &*buf };
+        // SAFETY: as above.
+        if !unsafe { map_all(buf) } {
+            return false;
+        }
+        at = next;
+    }
+    true
+}
+
 /// The contiguous pieces of one `WSK_BUF`, in order.
 pub(crate) struct BufPieces<'a> {
     mdl: *mut MDL,
