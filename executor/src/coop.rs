@@ -51,6 +51,8 @@ use crate::task::waker::task_of;
 /// Spends one unit of the polling task's budget: `Ready(())` to go on, or `Pending` after
 /// waking the task when its budget for this poll is spent. Call it just before returning
 /// `Ready` from a leaf future, and keep the result for the next poll when it says `Pending`.
+///
+/// IRQL <= DISPATCH_LEVEL (wherever the future is polled).
 pub fn poll_proceed(cx: &mut Context<'_>) -> Poll<()> {
     let Some(task) = task_of(cx.waker()) else {
         return Poll::Ready(());

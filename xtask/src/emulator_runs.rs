@@ -21,13 +21,14 @@ fn binary(name: &str) -> std::path::PathBuf {
     util::target_dir().join("release").join(name)
 }
 
-/// Starts `echo-driver` on the emulator, runs the end-to-end client against it, stops it with
-/// SIGINT (as Ctrl-C) and requires exit status 0 (clean verifier report).
-pub fn echo_e2e() -> Result<()> {
-    cargo_build_release("echo-driver")?;
+/// Starts the host binary of `package` on a free port of 127.0.0.1 (`--port P --quiet
+/// --seconds 600`), waits until it listens, runs `client` against it, stops it with SIGINT
+/// (as Ctrl-C) and requires exit status 0 (a clean verifier report), then `client`'s result.
+fn serve_and_check<T>(package: &str, client: impl FnOnce(std::net::SocketAddr) -> Result<T>) -> Result<T> {
+    cargo_build_release(package)?;
     let port = echo_client::free_port()?;
-    println!("{TAG}: echo-driver on 127.0.0.1:{port}");
-    let mut child = Command::new(binary("echo-driver"))
+    println!("{TAG}: {package} on 127.0.0.1:{port}");
+    let mut child = Command::new(binary(package))
         .args(["--port", &port.to_string(), "--quiet", "--seconds", "600"])
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
@@ -38,18 +39,30 @@ pub fn echo_e2e() -> Result<()> {
     while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
         if start.elapsed() > Duration::from_secs(60) {
             let _ = child.kill();
-            bail!("{TAG}: echo-driver did not start listening within 60 s");
+            bail!("{TAG}: {package} did not start listening within 60 s");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let client = echo_client::run(&ClientConfig::standard(addr));
+    let checked = client(addr);
     let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status()?;
     if !status.success() {
         let _ = child.kill();
-        bail!("{TAG}: could not signal echo-driver");
+        bail!("{TAG}: could not signal {package}");
     }
     let exit = child.wait()?;
-    let report = client.map_err(|e| util::Error::msg(format!("{TAG}: echo client failed: {e}")))?;
+    let checked = checked?;
+    if !exit.success() {
+        bail!("{TAG}: {package} exited with {exit} (verifier report above)");
+    }
+    Ok(checked)
+}
+
+/// `echo-driver` on the emulator against the end-to-end client ([`serve_and_check`]).
+pub fn echo_e2e() -> Result<()> {
+    let report = serve_and_check("echo-driver", |addr| {
+        echo_client::run(&ClientConfig::standard(addr))
+            .map_err(|e| util::Error::msg(format!("{TAG}: echo client failed: {e}")))
+    })?;
     println!(
         "{TAG}: client: {} connections, {} bytes echoed and checked, {} resets, in {} s",
         report.connections,
@@ -57,44 +70,13 @@ pub fn echo_e2e() -> Result<()> {
         report.resets,
         util::secs(report.elapsed)
     );
-    if !exit.success() {
-        bail!("{TAG}: echo-driver exited with {exit} (verifier report above)");
-    }
     Ok(())
 }
 
-/// The status driver on the emulator against `curl` ([`http_client::check`]); its verifier
-/// report must be clean at exit.
+/// The status driver on the emulator against `curl` ([`http_client::check`], through
+/// [`serve_and_check`]).
 pub fn status_e2e() -> Result<()> {
-    cargo_build_release("status-driver")?;
-    let port = echo_client::free_port()?;
-    println!("{TAG}: status-driver on 127.0.0.1:{port}");
-    let mut child = Command::new(binary("status-driver"))
-        .args(["--port", &port.to_string(), "--quiet", "--seconds", "600"])
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let start = Instant::now();
-    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        if start.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            bail!("{TAG}: status-driver did not start listening within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let checked = http_client::check(addr);
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status()?;
-    if !status.success() {
-        let _ = child.kill();
-        bail!("{TAG}: could not signal status-driver");
-    }
-    let exit = child.wait()?;
-    checked?;
-    if !exit.success() {
-        bail!("{TAG}: status-driver exited with {exit} (verifier report above)");
-    }
-    Ok(())
+    serve_and_check("status-driver", http_client::check).map(drop)
 }
 
 /// A bounded stress run: `seconds` clean, then `seconds` with 5% of allocations failing.

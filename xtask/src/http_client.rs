@@ -25,8 +25,6 @@ fn curl(args: &[&str]) -> Result<String> {
 /// What the checks saw.
 #[derive(Debug)]
 pub struct Summary {
-    /// Requests curl made.
-    pub requests: u32,
     /// The `requests` counter `GET /status` reported last.
     pub served: u64,
 }
@@ -68,7 +66,7 @@ pub fn check(addr: SocketAddr) -> Result<Summary> {
     println!(
         "{TAG}: GET, HEAD, keep-alive, 404 and 405 as expected against {addr}; the driver counted {served} requests"
     );
-    Ok(Summary { requests: 7, served })
+    Ok(Summary { served })
 }
 
 #[cfg(test)]

@@ -88,6 +88,8 @@ fn run_step(step: &str, skips: &[String]) -> Result<Status> {
         "fmt" => cargo(&["fmt", "--all", "--check"]),
         "clippy" => {
             cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+            // The library without its optional `embedded-io` feature.
+            cargo(&["clippy", "-p", "wsk", "--no-default-features", "--", "-D", "warnings"])?;
             // The driver build: the same crates as the kernel sees them.
             cargo(&[
                 "clippy",

@@ -110,9 +110,8 @@ fn status_under_wine(prefix: &mut WinePrefix) -> Result<()> {
     let checked = crate::http_client::check(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
     prefix.stop(drivers::STATUS.name)?;
     prefix.end_session()?;
-    let log = prefix.log_since(mark)?;
-    if let Some(first) = log.lines().find(|l| is_crash_line(l)) {
-        bail!("{TAG}: a Wine process crashed while wskstatus.sys ran (in {:?}): {first}", crash_module(&log, first));
+    if let Some((first, module)) = prefix.crash_since(mark)? {
+        bail!("{TAG}: a Wine process crashed while wskstatus.sys ran (in {module:?}): {first}");
     }
     checked?;
     let messages = prefix.debug_log()?;
@@ -172,9 +171,8 @@ fn stress_once(prefix: &mut WinePrefix, run: Duration, mark: usize) -> Result<Op
     std::thread::sleep(run);
     let stopped = prefix.stop(drivers::STRESS.name);
     prefix.end_session()?;
-    let log = prefix.log_since(mark)?;
-    if let Some(first) = log.lines().find(|l| is_crash_line(l)) {
-        return match crash_module(&log, first) {
+    if let Some((first, module)) = prefix.crash_since(mark)? {
+        return match module {
             Some(module) if !is_our_image(&module) => Ok(Some(format!("{first} [in {module}]"))),
             placed => bail!("{TAG}: a Wine process crashed while stress.sys ran (in {placed:?}): {first}"),
         };
@@ -445,6 +443,13 @@ impl WinePrefix {
         }
         let bytes = util::read(&self.debug_log)?;
         Ok(String::from_utf8_lossy(bytes.get(mark..).unwrap_or_default()).into_owned())
+    }
+
+    /// The first crash logged after `mark` ([`log_mark`](Self::log_mark)), with the module its
+    /// address falls in ([`crash_module`]).
+    pub fn crash_since(&self, mark: usize) -> Result<Option<(String, Option<String>)>> {
+        let log = self.log_since(mark)?;
+        Ok(log.lines().find(|l| is_crash_line(l)).map(|first| (first.to_owned(), crash_module(&log, first))))
     }
 
     /// Lines of the session log that say a Wine process crashed (an unhandled page fault or

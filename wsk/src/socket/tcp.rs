@@ -218,6 +218,7 @@ pub struct TcpWriteHalf {
     send: Option<OpSlot>,
     peer: Option<SocketAddr>,
     /// The `embedded-io-async` writes' buffer (see [`crate::socket::tcp_io`]).
+    #[cfg(feature = "embedded-io")]
     pub(crate) tx: Option<IoBuf>,
 }
 
@@ -226,6 +227,28 @@ pub struct TcpWriteHalf {
 pub(crate) struct ReadBuffer {
     pub(crate) buf: Option<IoBuf>,
     pub(crate) at: usize,
+}
+
+impl ReadBuffer {
+    /// Bytes received into the buffer and not read yet.
+    pub(crate) fn unread(&self) -> usize {
+        self.buf.as_ref().map_or(0, |buf| buf.len() - self.at)
+    }
+
+    /// Marks up to `amt` unread bytes read.
+    #[cfg(feature = "embedded-io")]
+    pub(crate) fn consume(&mut self, amt: usize) {
+        self.at = (self.at + amt).min(self.buf.as_ref().map_or(0, IoBuf::len));
+    }
+
+    /// Moves as many unread bytes as fit into `dst` (replacing its contents); returns how many.
+    pub(crate) fn take_into(&mut self, dst: &mut IoBuf) -> usize {
+        let Some(buf) = self.buf.as_ref() else { return 0 };
+        dst.clear();
+        let n = dst.extend_from_slice(&buf.as_slice()[self.at..]);
+        self.at += n;
+        n
+    }
 }
 
 /// A TCP connection.
@@ -239,7 +262,13 @@ impl TcpStream {
         let write_core = parts.core.clone_owner();
         TcpStream {
             read: TcpReadHalf { core: parts.core, recv: parts.recv, rx: ReadBuffer::default() },
-            write: TcpWriteHalf { core: write_core, send: None, peer, tx: None },
+            write: TcpWriteHalf {
+                core: write_core,
+                send: None,
+                peer,
+                #[cfg(feature = "embedded-io")]
+                tx: None,
+            },
         }
     }
 
@@ -316,11 +345,13 @@ impl TcpStream {
     }
 
     /// The receiving half, borrowed.
+    #[cfg(feature = "embedded-io")]
     pub(crate) fn read_half(&mut self) -> &mut TcpReadHalf {
         &mut self.read
     }
 
     /// The sending half, borrowed.
+    #[cfg(feature = "embedded-io")]
     pub(crate) fn write_half(&mut self) -> &mut TcpWriteHalf {
         &mut self.write
     }
@@ -501,8 +532,8 @@ impl TcpReadHalf {
     /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn recv(&mut self, mut buf: IoBuf) -> (Result<usize>, IoBuf) {
         // Bytes an `embedded-io-async` read received and left unread come first.
-        if self.unread() > 0 {
-            let n = self.take_unread(&mut buf);
+        if self.rx.unread() > 0 {
+            let n = self.rx.take_into(&mut buf);
             return (Ok(n), buf);
         }
         self.recv_unbuffered(buf).await
@@ -547,7 +578,7 @@ impl TcpReadHalf {
     /// Refused with [`Error::InvalidInput`] while bytes an `embedded-io-async` read received
     /// are left unread (the event stream would skip them).
     pub fn into_events(self, config: EventConfig) -> core::result::Result<ConnectionEvents, Refused<TcpReadHalf>> {
-        if self.unread() > 0 {
+        if self.rx.unread() > 0 {
             return Err(Refused { error: Error::InvalidInput("bytes read ahead are left unread"), socket: self });
         }
         ConnectionEvents::enable(&self.core, config).map_err(|error| Refused { error, socket: self })

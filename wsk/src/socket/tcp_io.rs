@@ -81,7 +81,7 @@ impl TcpReadHalf {
     /// The unread bytes in the buffer, receiving into it first if there are none. Empty at
     /// the end of the stream.
     async fn fill(&mut self) -> Result<&[u8]> {
-        if self.unread() == 0 {
+        if self.rx.unread() == 0 {
             let mut buf = match self.rx.buf.take() {
                 Some(buf) => buf,
                 None => IoBuf::with_capacity(IO_BUFFER_SIZE)?,
@@ -100,20 +100,6 @@ impl TcpReadHalf {
         }
         Ok(self.rx.buf.as_ref().map_or(&[][..], |buf| &buf.as_slice()[self.rx.at..]))
     }
-
-    /// Bytes received into the buffer and not read yet.
-    pub(crate) fn unread(&self) -> usize {
-        self.rx.buf.as_ref().map_or(0, |buf| buf.len() - self.rx.at)
-    }
-
-    /// Moves up to `dst`'s spare capacity of unread bytes into `dst` (for `recv`).
-    pub(crate) fn take_unread(&mut self, dst: &mut IoBuf) -> usize {
-        let Some(buf) = self.rx.buf.as_ref() else { return 0 };
-        dst.clear();
-        let n = dst.extend_from_slice(&buf.as_slice()[self.rx.at..]);
-        self.rx.at += n;
-        n
-    }
 }
 
 impl Read for TcpReadHalf {
@@ -126,7 +112,7 @@ impl Read for TcpReadHalf {
         let data = self.fill().await?;
         let n = data.len().min(buf.len());
         buf[..n].copy_from_slice(&data[..n]);
-        self.rx.at += n;
+        self.rx.consume(n);
         Ok(n)
     }
 }
@@ -138,7 +124,7 @@ impl BufRead for TcpReadHalf {
     }
 
     fn consume(&mut self, amt: usize) {
-        self.rx.at = (self.rx.at + amt).min(self.rx.buf.as_ref().map_or(0, IoBuf::len));
+        self.rx.consume(amt);
     }
 }
 

@@ -120,10 +120,7 @@ unsafe extern "system" fn on_receive(
     let kept = callback_enter(&state.header.flags)
         && !core.is_closing()
         // SAFETY: WSK's indication list, valid until released.
-        && (unsafe { list_mapped(head) } || {
-            state.rx.refuse_unmappable();
-            false
-        })
+        && (unsafe { list_mapped(head) } || state.rx.refuse_unmappable())
         && state.rx.keep(Held { head, bytes, count: 1 });
     state.header.waker.wake();
     let own = kept.then_some(head);

@@ -94,11 +94,7 @@ unsafe extern "system" fn on_receive_from(
         // SAFETY: the list WSK indicates is valid during the call.
         let (count, bytes) = unsafe { measure(head) };
         // SAFETY: as above.
-        let mapped = unsafe { list_mapped(head) };
-        if !mapped {
-            state.rx.refuse_unmappable();
-        }
-        mapped && state.rx.keep(Held { head, bytes, count })
+        (unsafe { list_mapped(head) } || state.rx.refuse_unmappable()) && state.rx.keep(Held { head, bytes, count })
     };
     state.header.waker.wake();
     let own = kept.then_some(head);

@@ -34,14 +34,15 @@ pub struct EventReader {
 }
 
 impl ConnectionEvents {
-    /// Reads this stream's data as bytes: see [`EventReader`].
+    /// Reads this stream's data as bytes: see [`EventReader`]. Any IRQL (it only moves the
+    /// stream).
     pub fn into_reader(self) -> EventReader {
         EventReader { events: self, current: None, at: 0, ended: false }
     }
 }
 
 impl EventReader {
-    /// The event stream (for [`ConnectionEvents::retained_bytes`] and the like).
+    /// The event stream (for [`ConnectionEvents::retained_bytes`] and the like). Any IRQL.
     pub fn events(&self) -> &ConnectionEvents {
         &self.events
     }

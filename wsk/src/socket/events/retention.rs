@@ -101,10 +101,12 @@ impl<H> Retention<H> {
     }
 
     /// The stream resumes indications.
-    /// Records a refusal of data whose MDLs could not be mapped (see [`UNMAPPABLE`]).
+    /// Records a refusal of data whose MDLs could not be mapped (see [`UNMAPPABLE`]);
+    /// returns `false` (not kept), for `mapped || rx.refuse_unmappable()`.
     /// IRQL <= DISPATCH_LEVEL.
-    pub(crate) fn refuse_unmappable(&self) {
+    pub(crate) fn refuse_unmappable(&self) -> bool {
         self.refused.store(UNMAPPABLE, Ordering::Release);
+        false
     }
 
     /// Whether the refusal waiting is one of unmappable data. Any IRQL.
