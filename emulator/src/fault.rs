@@ -1,8 +1,14 @@
 //! Fault injection: Driver Verifier's "low resources simulation".
 //!
-//! Only allocations the driver asks for are counted: pool (`ExAllocatePool2`,
-//! `ExAllocatePoolWithTag`), IRPs (`IoAllocateIrp`), MDLs (`IoAllocateMdl`) and work items
-//! (`IoAllocateWorkItem`), while a driver is loaded. Each gets an index (1, 2, 3, ...) in the
+//! Counted, while a driver is loaded: the allocations the driver asks for, pool
+//! (`ExAllocatePool2`, `ExAllocatePoolWithTag`), IRPs (`IoAllocateIrp`), MDLs
+//! (`IoAllocateMdl`) and work items (`IoAllocateWorkItem`); system-space mappings
+//! (`MmMapLockedPagesSpecifyCache`, and so `MmGetSystemAddressForMdlSafe` of an unmapped
+//! MDL), which fail with NULL; and the WSK provider's own resources behind each call that
+//! takes an IRP (every socket routine but `WskCloseSocket`, and `WskSocket`,
+//! `WskSocketConnect`, `WskGetAddressInfo`), which a failing provider completes with
+//! `STATUS_INSUFFICIENT_RESOURCES`, as a real one does when its pool runs out. Microsoft's
+//! documentation lets every such call fail; close alone is documented to always succeed. Each gets an index (1, 2, 3, ...) in the
 //! order the calls reach the emulator; a plan decides from the index alone whether it fails,
 //! so a run is deterministic for a seed as long as the driver allocates in the same order.
 
@@ -34,6 +40,10 @@ pub enum AllocationKind {
     Irp,
     Mdl,
     WorkItem,
+    /// `MmMapLockedPagesSpecifyCache`.
+    Mapping,
+    /// A WSK provider routine's own allocation.
+    ProviderCall,
 }
 
 /// What fault injection did in a session.
@@ -50,7 +60,7 @@ static COUNTED: AtomicU64 = AtomicU64::new(0);
 static INJECTED: AtomicU64 = AtomicU64::new(0);
 
 /// SplitMix64 finalizer: a well-mixed 64-bit hash of `x`.
-fn mix(mut x: u64) -> u64 {
+pub(crate) fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

@@ -217,7 +217,7 @@ pub unsafe extern "system" fn MmMapLockedPagesSpecifyCache(
             );
             return ptr::null_mut();
         }
-        if crate::adversary::mapping_fails() {
+        if crate::adversary::mapping_fails() || crate::fault::should_fail(crate::fault::AllocationKind::Mapping) {
             // Out of system PTEs (on purpose): the MDL stays unmapped.
             return ptr::null_mut();
         }

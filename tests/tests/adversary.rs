@@ -18,7 +18,9 @@ use wsk_tests::harness::run_clean;
 
 fn adversarial_provider() {
     static ONCE: Once = Once::new();
-    ONCE.call_once(|| adversary::set(Adversary { unmapped_indications: true, mapping_failure_ppm: 300_000 }));
+    ONCE.call_once(|| {
+        adversary::set(Adversary { unmapped_indications: true, mapping_failure_ppm: 300_000, ..Adversary::default() })
+    });
 }
 
 /// 2 MiB through receive events whose MDLs need mapping, 30% of mappings failing: every byte

@@ -12,8 +12,12 @@
 //!     complete those IRPs; drive IRPs queued meanwhile
 //! ```
 //!
-//! Only the reactor thread delivers, so calls of one socket never overlap; `running` tells
-//! a disable or a close on another thread that a callback is in progress.
+//! The deliverer is the reactor thread, or with the adversary's `processors` any of the
+//! provider's processors (`processors`). Calls of one connection socket never overlap (a
+//! pass starts no callback while one runs); with the adversary's `concurrent_callbacks`, a
+//! datagram or listening socket's pass asks another processor for a pass before it calls, so
+//! its callbacks overlap. `running` tells a disable or a close on another thread which
+//! callbacks are in progress.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -86,6 +90,16 @@ impl Work {
     }
 }
 
+impl Outcome {
+    /// The head of the indication chain the callback was given (0: none).
+    fn head(&self) -> usize {
+        match self {
+            Outcome::Receive { chain, .. } | Outcome::ReceiveFrom { chain, .. } => chain.head(),
+            _ => 0,
+        }
+    }
+}
+
 /// What a callback returned, with what it was given.
 enum Outcome {
     /// Nothing to settle (backlog, disconnect).
@@ -115,10 +129,19 @@ pub(crate) fn deliver(socket: &Arc<Socket>) {
         let (work, client) = {
             let mut state = lock(&socket.state);
             let Some(work) = next(socket, &mut state) else { return };
-            state.events.running =
-                Some(Running { thread: std::thread::current().id(), event: work.event(), resume_after: false });
+            state.events.running.push(Running {
+                thread: std::thread::current().id(),
+                event: work.event(),
+                resume_after: false,
+            });
             let head = work.head();
-            lock(&socket.retention).current = (head != 0).then_some((head, false));
+            if head != 0 {
+                lock(&socket.retention).current.push((head, false));
+            }
+            if overlapping(socket) {
+                // Another processor may start the socket's next callback while this one runs.
+                reactor::kick(socket.key);
+            }
             (work, state.events.client)
         };
         let outcome = call(work, client);
@@ -128,13 +151,23 @@ pub(crate) fn deliver(socket: &Arc<Socket>) {
     reactor::kick(socket.key);
 }
 
+/// Whether callbacks of `socket` may overlap: datagram and listening sockets with the
+/// adversary's `concurrent_callbacks`. Microsoft documents no serialization of
+/// `WskReceiveFromEvent` or `WskAcceptEvent` calls of one socket, so a client must cope with
+/// overlapping ones; connection sockets stay serial here (their receive callback's bytes are
+/// a stream, and a provider indicating one stream's data on two CPUs at once could not keep
+/// it in order).
+fn overlapping(socket: &Socket) -> bool {
+    matches!(socket.kind, Kind::Datagram | Kind::Listen) && crate::adversary::get().concurrent_callbacks
+}
+
 /// The next callback due on `socket`, its memory prepared.
 fn next(socket: &Arc<Socket>, state: &mut State) -> Option<Work> {
     let events = &state.events;
     if state.closing
         || socket.close_issued()
         || events.enabled == 0
-        || events.running.is_some()
+        || (!events.running.is_empty() && !overlapping(socket))
         || crate::kernel::crashed()
         || socket.session != crate::kernel::session()
     {
@@ -345,10 +378,20 @@ fn settle(socket: &Arc<Socket>, outcome: Outcome) {
     let mut discard = None;
     let (waiters, close, drive) = {
         let mut state = lock(&socket.state);
-        let (event, resume_after) =
-            state.events.running.take().map_or((0, false), |running| (running.event, running.resume_after));
+        let me = std::thread::current().id();
+        let (event, resume_after) = match state.events.running.iter().position(|running| running.thread == me) {
+            Some(at) => {
+                let running = state.events.running.swap_remove(at);
+                (running.event, running.resume_after)
+            }
+            None => (0, false),
+        };
         let mut retention = lock(&socket.retention);
-        let released_early = retention.current.take().is_some_and(|(_, early)| early);
+        let head = outcome.head();
+        let released_early = match retention.current.iter().position(|&(current, _)| current == head && head != 0) {
+            Some(at) => retention.current.swap_remove(at).1,
+            None => false,
+        };
         match outcome {
             Outcome::Plain => {}
             Outcome::Receive { chain, status, .. } if released_early => {
@@ -395,8 +438,11 @@ fn settle(socket: &Arc<Socket>, outcome: Outcome) {
             // callback's answer.
             state.resume_indications(event);
         }
-        let (waiters, rest): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut state.events.disable_waiters).into_iter().partition(|&(bit, _)| bit == event);
+        // A disable waits for every callback of its event in progress.
+        let still_running = state.events.running.iter().any(|running| running.event == event);
+        let (waiters, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut state.events.disable_waiters)
+            .into_iter()
+            .partition(|&(bit, _)| bit == event && !still_running);
         state.events.disable_waiters = rest;
         let drive = !state.closing && !state.receives.is_empty();
         (waiters, state.take_close_if_ready(), drive)

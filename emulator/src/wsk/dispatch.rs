@@ -7,10 +7,10 @@ use std::ffi::c_void;
 use wsk_sys::{
     ADDRESS_FAMILY, ADDRINFOEXW, DISPATCH_LEVEL, GUID, IPPROTO_IP, IPPROTO_TCP, IPPROTO_UDP, IRP, MAKE_WSK_VERSION,
     NTSTATUS, PASSIVE_LEVEL, PEPROCESS, PETHREAD, PSECURITY_DESCRIPTOR, PVOID, PWSK_CLIENT, SIZE_T, SOCK_DGRAM,
-    SOCK_STREAM, SOCKADDR, STATUS_INVALID_ADDRESS, STATUS_INVALID_ADDRESS_COMPONENT, STATUS_INVALID_PARAMETER,
-    STATUS_NOT_IMPLEMENTED, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, ULONG, UNICODE_STRING, USHORT,
-    WSK_CLIENT_CONNECTION_DISPATCH, WSK_FLAG_BASIC_SOCKET, WSK_FLAG_CONNECTION_SOCKET, WSK_FLAG_DATAGRAM_SOCKET,
-    WSK_FLAG_LISTEN_SOCKET, WSK_FLAG_STREAM_SOCKET, WSK_PROVIDER_DISPATCH,
+    SOCK_STREAM, SOCKADDR, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_ADDRESS, STATUS_INVALID_ADDRESS_COMPONENT,
+    STATUS_INVALID_PARAMETER, STATUS_NOT_IMPLEMENTED, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, ULONG, UNICODE_STRING,
+    USHORT, WSK_CLIENT_CONNECTION_DISPATCH, WSK_FLAG_BASIC_SOCKET, WSK_FLAG_CONNECTION_SOCKET,
+    WSK_FLAG_DATAGRAM_SOCKET, WSK_FLAG_LISTEN_SOCKET, WSK_FLAG_STREAM_SOCKET, WSK_PROVIDER_DISPATCH,
 };
 
 use super::addr::{self, Family};
@@ -32,8 +32,9 @@ pub(crate) static PROVIDER_DISPATCH: WSK_PROVIDER_DISPATCH = WSK_PROVIDER_DISPAT
     WskGetNameInfo: Some(wsk_get_name_info),
 };
 
-/// Checks the IRQL, requires an IRP and takes it. On `Err` the routine returns the status
-/// without completing anything.
+/// Checks the IRQL, requires an IRP and takes it; under fault injection the provider may be
+/// out of resources (the IRP is completed with `STATUS_INSUFFICIENT_RESOURCES`). On `Err` the
+/// routine returns the status and completes nothing more.
 ///
 /// # Safety
 /// `irp` must be null or a live IRP the client passes to the provider.
@@ -43,7 +44,13 @@ unsafe fn take(routine: &str, max_irql: u8, irp: *mut IRP) -> Result<(), NTSTATU
         return Err(STATUS_INVALID_PARAMETER);
     }
     // SAFETY: forwarded contract.
-    unsafe { provider::accept(irp) }
+    unsafe { provider::accept(irp) }?;
+    if crate::fault::should_fail(crate::fault::AllocationKind::ProviderCall) {
+        // Low resources (fault injection), as in the socket routines.
+        // SAFETY: accepted above, not completed.
+        return Err(unsafe { complete_now(irp, STATUS_INSUFFICIENT_RESOURCES, 0) });
+    }
+    Ok(())
 }
 
 /// Whether `(socket_type, protocol)` is TCP (`Some(true)`), UDP (`Some(false)`) or neither.

@@ -65,10 +65,12 @@ impl State {
     /// or, while a callback of that event runs, once its answer is settled: requests are
     /// taken in order with the callback that may have refused data.
     pub(crate) fn resume_indications(&mut self, event: u32) {
-        if let Some(running) = self.events.running.as_mut()
-            && running.event == event
-        {
+        let mut running_now = false;
+        for running in self.events.running.iter_mut().filter(|running| running.event == event) {
             running.resume_after = true;
+            running_now = true;
+        }
+        if running_now {
             return;
         }
         if event == WSK_EVENT_RECEIVE {
@@ -91,8 +93,10 @@ pub(crate) struct Events {
     pub client: Client,
     /// Enabled `WSK_EVENT_*` bits.
     pub enabled: u32,
-    pub running: Option<Running>,
-    /// Disable requests (event bit, IRP) waiting for the running callback to return.
+    /// The callbacks in progress: at most one, except on datagram and listening sockets with
+    /// the adversary's `concurrent_callbacks` (see `deliver`).
+    pub running: Vec<Running>,
+    /// Disable requests (event bit, IRP) waiting for the running callbacks to return.
     pub disable_waiters: Vec<(u32, Irp)>,
     /// `WskSendBacklogEvent` is to be called.
     pub backlog_due: bool,
@@ -113,7 +117,8 @@ pub(crate) struct Events {
 impl Events {
     /// Whether the callback of `event` runs now on another thread than the caller's.
     fn running_elsewhere(&self, event: u32) -> bool {
-        self.running.is_some_and(|r| r.event == event && r.thread != std::thread::current().id())
+        let me = std::thread::current().id();
+        self.running.iter().any(|r| r.event == event && r.thread != me)
     }
 }
 
@@ -339,7 +344,7 @@ pub(crate) fn after_completions(state: &mut State) -> bool {
 /// Whether a receive (`WskReceive`, `WskReceiveFrom`) must wait: data is being indicated and
 /// may come back refused, to be served before anything newer.
 pub(crate) fn receive_must_wait(state: &State) -> bool {
-    state.events.running.is_some_and(|r| r.event & (WSK_EVENT_RECEIVE | WSK_EVENT_RECEIVE_FROM) != 0)
+    state.events.running.iter().any(|r| r.event & (WSK_EVENT_RECEIVE | WSK_EVENT_RECEIVE_FROM) != 0)
 }
 
 /// Copies refused bytes into a receive's buffer from byte `*done` on; returns how many.
@@ -388,10 +393,10 @@ pub(crate) fn keep_datagrams_in_front(state: &mut State, datagrams: Vec<KeptData
 pub(crate) struct Retention {
     /// Chains the client retained (`STATUS_PENDING`), until `WskRelease`.
     pub chains: Vec<Chain>,
-    /// The chain a receive callback is handling now (its head), and whether `WskRelease` of
-    /// it came meanwhile (from the client's consumer on another thread, typically): right if
-    /// the callback then retains it (`STATUS_PENDING`).
-    pub current: Option<(usize, bool)>,
+    /// The chains receive callbacks are handling now (their heads), and whether `WskRelease`
+    /// of each came meanwhile (from the client's consumer on another thread, typically):
+    /// right if the callback then retains it (`STATUS_PENDING`).
+    pub current: Vec<(usize, bool)>,
 }
 
 /// The socket's close is completing: indications the client still retains are a violation;

@@ -142,6 +142,9 @@ unsafe fn build_mdl(mdl: *mut MDL, va: usize, len: usize) {
 
 /// Builds the data indications of `len` (1..=64 KiB) bytes at the start of `block`'s data.
 fn data_chain(block: Block, len: usize) -> Chain {
+    if crate::adversary::get().random_shapes {
+        return shaped_data_chain(block, len);
+    }
     let count = len.div_ceil(SEGMENT);
     let header = block.header();
     let indications = header.cast::<WSK_DATA_INDICATION>();
@@ -161,6 +164,68 @@ fn data_chain(block: Block, len: usize) -> Chain {
         }
     }
     Chain { head: indications as usize, bytes: len, count, items: vec![Item { block, len, from: None }] }
+}
+
+/// Builds the data indications of `len` bytes in random shapes (the adversary's
+/// `random_shapes`): pieces of 1 byte to 16 KiB, as many as the header page has room for;
+/// a piece's first MDL may start up to 64 bytes before its data (`Buffer.Offset` > 0, the
+/// bytes before belonging to the previous piece), and a quarter of the pieces are described
+/// by a chain of two MDLs.
+fn shaped_data_chain(block: Block, len: usize) -> Chain {
+    use crate::adversary::{chance, roll, up_to};
+    const INDICATION: usize = size_of::<WSK_DATA_INDICATION>().next_multiple_of(16);
+    // The most one indication can take of the header: two MDLs over everything.
+    const WORST: usize = INDICATION + 2 * mdl_room(DATA_CAPACITY + 64);
+    let header = block.header();
+    let room = blocks::header_size();
+    let data = block.data() as usize;
+    let (mut used, mut at, mut count) = (0, 0, 0);
+    let mut head: *mut WSK_DATA_INDICATION = std::ptr::null_mut();
+    let mut previous: *mut WSK_DATA_INDICATION = std::ptr::null_mut();
+    while at < len {
+        let rest = len - at;
+        let last = used + 2 * WORST > room;
+        let piece = if last {
+            rest
+        } else {
+            match roll() % 4 {
+                0 => up_to(rest.min(16)),
+                1 => up_to(rest.min(PAGE_SIZE)),
+                _ => up_to(rest.min(SEGMENT)),
+            }
+        };
+        let before = if at == 0 { 0 } else { (roll() % (at.min(64) as u64 + 1)) as usize };
+        let first = if piece > 1 && chance(250_000) { up_to(piece - 1) } else { piece };
+        let indication = header.wrapping_add(used).cast::<WSK_DATA_INDICATION>();
+        used += INDICATION;
+        let mdl = header.wrapping_add(used).cast::<MDL>();
+        used += mdl_room(before + first);
+        // SAFETY: `used` stays within the header page (each step leaves room for a worst-case
+        // last indication), 16-byte aligned; every MDL describes bytes of the block's data.
+        unsafe {
+            build_mdl(mdl, data + at - before, before + first);
+            if first < piece {
+                let second = header.wrapping_add(used).cast::<MDL>();
+                used += mdl_room(piece - first);
+                build_mdl(second, data + at + first, piece - first);
+                (*mdl).Next = second;
+            }
+            indication.write(WSK_DATA_INDICATION {
+                Next: std::ptr::null_mut(),
+                Buffer: WSK_BUF { Mdl: mdl, Offset: before as ULONG, Length: piece },
+            });
+            if previous.is_null() {
+                head = indication;
+            } else {
+                (*previous).Next = indication;
+            }
+        }
+        previous = indication;
+        at += piece;
+        count += 1;
+    }
+    debug_assert!(used <= room, "shaped chain overflowed the header page ({used} > {room})");
+    Chain { head: head as usize, bytes: len, count, items: vec![Item { block, len, from: None }] }
 }
 
 /// Builds one datagram indication per item, chained in order.
@@ -207,6 +272,9 @@ pub(crate) fn gather_data(state: &mut State) -> Option<Chain> {
     }
     let mut block = Block::new()?;
     let space = block.space();
+    // The adversary's random shapes: an indication of part of what is there.
+    let cap = if crate::adversary::get().random_shapes { crate::adversary::up_to(space.len()) } else { space.len() };
+    let space = &mut space[..cap];
     let mut len = 0;
     {
         let kept = &mut state.events.kept;
@@ -326,9 +394,7 @@ pub(crate) fn release(socket: &Arc<Socket>, head: usize) -> NTSTATUS {
     let chain = {
         let mut retention = lock(&socket.retention);
         if head != 0
-            && let Some((current, early)) = retention.current.as_mut()
-            && *current == head
-            && !*early
+            && let Some((_, early)) = retention.current.iter_mut().find(|(current, early)| *current == head && !*early)
         {
             *early = true;
             return STATUS_SUCCESS;

@@ -52,8 +52,9 @@ fn attempt_once(socket: &Arc<Socket>, state: &mut State, op: &mut Op, actions: &
     match &mut op.kind {
         OpKind::Accept { local, remote, client } => accept(socket, state, *local, *remote, *client),
         OpKind::Connect { create } => connect(socket, state, *create, actions),
-        OpKind::Send { buf, done } => send(state, buf, done),
-        OpKind::Disconnect { buf, done } => match send(state, buf, done) {
+        OpKind::Send { buf, done } => send(state, buf, done, true),
+        // A disconnect's data goes whole before the FIN.
+        OpKind::Disconnect { buf, done } => match send(state, buf, done, false) {
             Step::Done(STATUS_SUCCESS, sent) => disconnect(state, sent),
             other => other,
         },
@@ -177,7 +178,8 @@ fn connect(socket: &Arc<Socket>, state: &mut State, create: bool, actions: &mut 
     }
 }
 
-fn send(state: &mut State, buf: &Segments, done: &mut usize) -> Step {
+/// `may_be_short`: a `WskSend`, which may complete with part of its bytes sent.
+fn send(state: &mut State, buf: &Segments, done: &mut usize, may_be_short: bool) -> Step {
     if buf.total() == 0 {
         return Step::Done(STATUS_SUCCESS, 0);
     }
@@ -192,12 +194,19 @@ fn send(state: &mut State, buf: &Segments, done: &mut usize) -> Step {
         return Step::Done(STATUS_INVALID_CONNECTION, 0);
     }
     let Some(host) = state.host.as_ref() else { return Step::Done(STATUS_CONNECTION_ABORTED, 0) };
+    let shapes = crate::adversary::get().random_shapes;
     while let Some((address, length)) = buf.chunk(*done) {
+        // The adversary's random shapes: part of the chunk, and maybe a short send.
+        let length = if shapes { crate::adversary::up_to(length) } else { length };
         // SAFETY: the client keeps the buffer valid until the IRP completes; the range lies in
         // the buffer (checked against the MDL chain when the call was made).
         let bytes = unsafe { std::slice::from_raw_parts(address.cast_const(), length) };
         match status::retry(|| host.send_with_flags(bytes, libc::MSG_NOSIGNAL)) {
             Ok(0) => return Step::Blocked,
+            Ok(n) if shapes && may_be_short && crate::adversary::chance(250_000) => {
+                *done += n;
+                return Step::Done(STATUS_SUCCESS, *done);
+            }
             Ok(n) => *done += n,
             Err(error) if would_block(&error) => return Step::Blocked,
             Err(error) => {
@@ -243,13 +252,20 @@ fn receive(state: &mut State, buf: &Segments, done: &mut usize, wait_all: bool) 
         return Step::Blocked;
     }
     let Some(host) = state.host.as_ref() else { return Step::Done(STATUS_CONNECTION_ABORTED, 0) };
+    let shapes = crate::adversary::get().random_shapes;
     while let Some((address, length)) = buf.chunk(*done) {
+        // The adversary's random shapes: part of what is there (a partial receive).
+        let length = if shapes { crate::adversary::up_to(length) } else { length };
         // SAFETY: the client keeps the buffer valid until the IRP completes; the range lies in
         // the buffer; `MaybeUninit<u8>` has the layout of `u8` and the host only writes.
         let space = unsafe { std::slice::from_raw_parts_mut(address.cast::<MaybeUninit<u8>>(), length) };
         match status::retry(|| host.recv(&mut *space)) {
             Ok(0) => {
                 state.peer_fin = true;
+                return Step::Done(STATUS_SUCCESS, *done);
+            }
+            Ok(n) if shapes && !wait_all && crate::adversary::chance(500_000) => {
+                *done += n;
                 return Step::Done(STATUS_SUCCESS, *done);
             }
             Ok(n) => *done += n,

@@ -176,6 +176,7 @@ mod events;
 mod indication;
 mod io;
 mod options;
+mod processors;
 mod queue;
 mod reactor;
 mod registration;

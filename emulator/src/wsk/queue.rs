@@ -37,6 +37,7 @@ use wsk_sys::{
 
 use super::buf::Segments;
 use super::io::{self, Step};
+use super::processors::{self, Job};
 use super::socket::{self, Kind, Queue, Socket, State};
 use super::{events, reactor};
 use crate::irp::provider;
@@ -215,8 +216,13 @@ unsafe extern "system" fn cancel_routine(_device: *mut DEVICE_OBJECT, irp: *mut 
 /// pending close.
 pub(crate) fn run(socket: &Arc<Socket>, actions: Vec<Action>) {
     let mut completed = 0;
+    let processors = processors::active();
     for action in actions {
         match action {
+            Action::Complete { irp, status, info, queued: true } if processors && crate::adversary::chance(500_000) => {
+                // Another processor completes it, later (it settles the in-flight count).
+                processors::post(Job::Complete { socket: Arc::clone(socket), irp, status, info });
+            }
             Action::Complete { irp, status, info, queued } => {
                 if queued {
                     // SAFETY: the provider owns the IRP (claimed) and attached a context when
@@ -233,6 +239,16 @@ pub(crate) fn run(socket: &Arc<Socket>, actions: Vec<Action>) {
     if completed > 0 {
         finish(socket, completed);
     }
+}
+
+/// Completes a queued IRP the provider claimed, on a processor ([`processors::Job::Complete`]),
+/// and settles the socket's in-flight count as [`run`] does.
+pub(crate) fn complete_late(socket: &Arc<Socket>, irp: Irp, status: NTSTATUS, info: usize) {
+    // SAFETY: the provider owns the IRP (claimed) and attached a context when it was queued.
+    drop(unsafe { detach_context(irp.0) });
+    // SAFETY: the provider owns the IRP and does not touch it afterwards.
+    unsafe { provider::complete(irp.0, status, info) };
+    finish(socket, 1);
 }
 
 /// `completed` IRPs taken out of the queues have completed; completes a pending close that
@@ -280,6 +296,7 @@ pub(crate) fn submit(socket: &Arc<Socket>, irp: Irp, queue: Queue, kind: OpKind)
             state.inflight += 1;
             immediate = Some((STATUS_INVALID_HANDLE, 0));
         } else if !busy(&mut state, queue)
+            && !late()
             && let Step::Done(status, info) = io::attempt(socket, &mut state, &mut op, &mut actions)
         {
             state.inflight += 1;
@@ -312,9 +329,22 @@ pub(crate) fn submit(socket: &Arc<Socket>, irp: Irp, queue: Queue, kind: OpKind)
         }
         None => {
             run(socket, actions);
+            if processors::active() {
+                // A processor looks at the socket again: an op left pending on purpose (or
+                // one whose readiness edge came before it was queued) is served there.
+                processors::post(Job::Ready(socket.key));
+            }
             STATUS_PENDING
         }
     }
+}
+
+/// Whether the adversary has an operation that might complete inside its call left pending
+/// instead (`late_completion_ppm`), to be completed by a processor. Only with processors
+/// (the I/O thread would need a readiness edge to find it).
+fn late() -> bool {
+    let adversary = crate::adversary::get();
+    adversary.processors > 0 && crate::adversary::chance(adversary.late_completion_ppm)
 }
 
 /// Moves the ops of `queue` forward as far as the host allows (reactor thread).
@@ -423,7 +453,7 @@ pub(crate) fn close(socket: &Arc<Socket>, irp: Irp) -> NTSTATUS {
         cancel_all(&mut state, &mut actions);
         let pending = state.inflight > 0
             || Queue::ALL.iter().any(|&q| !state.queue(q).is_empty())
-            || state.events.running.is_some();
+            || !state.events.running.is_empty();
         if pending {
             // SAFETY: the provider owns the close IRP until it completes it.
             unsafe { provider::mark_pending(irp.0) };

@@ -20,6 +20,7 @@ use std::time::Duration;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
+use super::processors::{self, Job};
 use super::{deliver, queue, socket};
 use crate::sync::lock;
 
@@ -67,6 +68,8 @@ fn run(mut poll: Poll) {
         for event in events.iter() {
             if event.token() == WAKE {
                 woken = true;
+            } else if processors::active() {
+                processors::post(Job::Ready(event.token().0));
             } else if let Some(socket) = socket::open_socket(event.token().0) {
                 queue::progress(&socket);
                 deliver::deliver(&socket);
@@ -88,6 +91,10 @@ fn run(mut poll: Poll) {
 /// Asks the I/O thread for a delivery pass over the socket `key` (any thread, any IRQL, any
 /// lock held but `KICKS`).
 pub(crate) fn kick(key: usize) {
+    if processors::active() {
+        processors::post(Job::Deliver(key));
+        return;
+    }
     let first = {
         let mut kicks = lock(&KICKS);
         kicks.push(key);

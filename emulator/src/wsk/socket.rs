@@ -134,7 +134,7 @@ impl State {
 
     /// The close IRP, if the close may complete now.
     pub(crate) fn take_close_if_ready(&mut self) -> Option<Irp> {
-        if self.closing && self.inflight == 0 && self.queues_empty() && self.events.running.is_none() {
+        if self.closing && self.inflight == 0 && self.queues_empty() && self.events.running.is_empty() {
             self.close_irp.take()
         } else {
             None

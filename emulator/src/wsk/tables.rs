@@ -12,12 +12,13 @@ use std::sync::Arc;
 use socket2::SockAddr;
 use wsk_sys::{
     CMSGHDR, DISPATCH_LEVEL, IRP, NTSTATUS, PVOID, SIZE_T, SO_WSK_EVENT_CALLBACK, SOCKADDR, SOL_SOCKET,
-    STATUS_CONNECTION_ABORTED, STATUS_CONNECTION_ACTIVE, STATUS_INVALID_ADDRESS, STATUS_INVALID_ADDRESS_COMPONENT,
-    STATUS_INVALID_CONNECTION, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED,
-    STATUS_SUCCESS, ULONG, WSK_BUF, WSK_BUF_LIST, WSK_CLIENT_CONNECTION_DISPATCH, WSK_CONTROL_SOCKET_TYPE,
-    WSK_DATA_INDICATION, WSK_DATAGRAM_INDICATION, WSK_FLAG_ABORTIVE, WSK_FLAG_DRAIN, WSK_FLAG_OOB, WSK_FLAG_WAITALL,
-    WSK_INSPECT_ACTION, WSK_INSPECT_ID, WSK_PROVIDER_BASIC_DISPATCH, WSK_PROVIDER_CONNECTION_DISPATCH,
-    WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_PROVIDER_LISTEN_DISPATCH, WSK_SOCKET, WskSetOption,
+    STATUS_CONNECTION_ABORTED, STATUS_CONNECTION_ACTIVE, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_ADDRESS,
+    STATUS_INVALID_ADDRESS_COMPONENT, STATUS_INVALID_CONNECTION, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER,
+    STATUS_NOT_SUPPORTED, STATUS_SUCCESS, ULONG, WSK_BUF, WSK_BUF_LIST, WSK_CLIENT_CONNECTION_DISPATCH,
+    WSK_CONTROL_SOCKET_TYPE, WSK_DATA_INDICATION, WSK_DATAGRAM_INDICATION, WSK_FLAG_ABORTIVE, WSK_FLAG_DRAIN,
+    WSK_FLAG_OOB, WSK_FLAG_WAITALL, WSK_INSPECT_ACTION, WSK_INSPECT_ID, WSK_PROVIDER_BASIC_DISPATCH,
+    WSK_PROVIDER_CONNECTION_DISPATCH, WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_PROVIDER_LISTEN_DISPATCH, WSK_SOCKET,
+    WskSetOption,
 };
 
 use super::addr::{self, Family};
@@ -101,7 +102,13 @@ unsafe fn begin(routine: &str, socket: *mut WSK_SOCKET, kinds: &[Kind], irp: *mu
     // SAFETY: forwarded contract.
     unsafe { provider::accept(irp) }?;
     // SAFETY: the provider accepted the IRP just above.
-    socket::enter(routine, socket, kinds).map_err(|status| unsafe { complete_now(irp, status, 0) })
+    let call = socket::enter(routine, socket, kinds).map_err(|status| unsafe { complete_now(irp, status, 0) })?;
+    if crate::fault::should_fail(crate::fault::AllocationKind::ProviderCall) {
+        // Low resources (fault injection): the provider has no memory for the call.
+        // SAFETY: accepted above, not completed.
+        return Err(unsafe { complete_now(irp, STATUS_INSUFFICIENT_RESOURCES, 0) });
+    }
+    Ok(call)
 }
 
 /// Completes an accepted IRP with the outcome of a synchronous step.

@@ -13,6 +13,7 @@ use echo_driver::server::STATS;
 use wsk_emulator::Kernel;
 
 const USAGE: &str = "usage: echo-driver [--port N] [--addr IP] [--seconds N] [--quiet] [--irp-receive] [--blocking]
+                   [--chaos SEED]
 
 Loads the echo driver into the host kernel emulator (verifier on) and serves TCP echo on
 ADDR:PORT (default 127.0.0.1:7007) until Ctrl-C, or for N seconds with --seconds.
@@ -20,7 +21,8 @@ ADDR:PORT (default 127.0.0.1:7007) until Ctrl-C, or for N seconds with --seconds
 callbacks (zero copy); --irp-receive makes it receive with IRPs (its ReceiveEvents
 parameter 0). --blocking loads the blocking
 baseline instead (echo_driver::blocking: a thread per connection, one KEVENT wait per WSK
-call), each of its threads a host thread as PsCreateSystemThread would give.";
+call), each of its threads a host thread as PsCreateSystemThread would give. --chaos SEED
+runs the emulator's adversarial provider (wsk_emulator::adversary), as WSK_EMU_CHAOS=SEED.";
 
 struct Args {
     port: u16,
@@ -29,6 +31,7 @@ struct Args {
     quiet: bool,
     irp_receive: bool,
     blocking: bool,
+    chaos: Option<u64>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -39,6 +42,7 @@ fn parse_args() -> Result<Args, String> {
         quiet: false,
         irp_receive: false,
         blocking: false,
+        chaos: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -50,6 +54,11 @@ fn parse_args() -> Result<Args, String> {
             "--quiet" => args.quiet = true,
             "--blocking" => args.blocking = true,
             "--irp-receive" => args.irp_receive = true,
+            "--chaos" => {
+                let v = value("--chaos")?;
+                args.chaos =
+                    Some(wsk_emulator::adversary::parse_seed(&v).ok_or(format!("--chaos: `{v}` is not a seed"))?);
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument `{other}`")),
         }
@@ -82,6 +91,9 @@ fn main() -> ExitCode {
     } else {
         driver_entry
     };
+    if let Some(seed) = args.chaos {
+        wsk_emulator::adversary::set(wsk_emulator::adversary::Adversary::chaos(seed));
+    }
     let driver = match Kernel::builder()
         .verifier(true)
         .echo_debug_output(!args.quiet)

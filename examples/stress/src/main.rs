@@ -14,12 +14,16 @@ use stress_driver::stats::{OP_NAMES, STATS};
 use wsk_emulator::{FaultPlan, Kernel};
 
 const USAGE: &str = "usage: stress-driver [--sockets N] [--seconds N] [--operations N] [--seed N]
-                     [--low-resources P%] [--port N] [--progress SECONDS]
+                     [--low-resources P%] [--chaos SEED] [--port N] [--progress SECONDS]
 
 --sockets        concurrent sockets (half client, half server side; default 32)
 --seconds        run time; the driver is unloaded at the end, in the middle of its traffic
 --operations     stop the workers after N operations (0: no limit)
---low-resources  fail this share of pool/IRP/MDL allocations at random (e.g. 5%)";
+--low-resources  fail this share of pool/IRP/MDL allocations, mappings and provider calls at
+                 random (e.g. 5%)
+--chaos          the emulator's adversarial provider, seeded (wsk_emulator::adversary: four
+                 provider processors, late and caller-IRQL completions, overlapping
+                 callbacks, random indication shapes, unmapped MDLs); as WSK_EMU_CHAOS=SEED";
 
 struct Args {
     sockets: u32,
@@ -29,10 +33,20 @@ struct Args {
     low_resources_ppm: u32,
     port: u16,
     progress: u64,
+    chaos: Option<u64>,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args { sockets: 32, seconds: 10, operations: 0, seed: 1, low_resources_ppm: 0, port: 0, progress: 2 };
+    let mut a = Args {
+        sockets: 32,
+        seconds: 10,
+        operations: 0,
+        seed: 1,
+        low_resources_ppm: 0,
+        port: 0,
+        progress: 2,
+        chaos: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -51,6 +65,10 @@ fn parse_args() -> Result<Args, String> {
                     return Err("--low-resources must be between 0% and 100%".into());
                 }
                 a.low_resources_ppm = (pct * 10_000.0) as u32;
+            }
+            "--chaos" => {
+                let v = value("--chaos")?;
+                a.chaos = Some(wsk_emulator::adversary::parse_seed(&v).ok_or(format!("--chaos: `{v}` is not a seed"))?);
             }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument `{other}`")),
@@ -87,6 +105,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(seed) = args.chaos {
+        wsk_emulator::adversary::set(wsk_emulator::adversary::Adversary::chaos(seed));
+    }
+    let chaos = wsk_emulator::adversary::get();
     let driver = match Kernel::builder()
         .verifier(true)
         .capture_sites(false)
@@ -107,11 +129,16 @@ fn main() -> ExitCode {
         driver.set_fault_plan(FaultPlan::Random { seed: u64::from(args.seed), rate_ppm: args.low_resources_ppm });
     }
     println!(
-        "stress: {} sockets for {} s, seed {}, low resources {:.2}%",
+        "stress: {} sockets for {} s, seed {}, low resources {:.2}%, {}",
         args.sockets,
         args.seconds,
         args.seed,
-        f64::from(args.low_resources_ppm) / 10_000.0
+        f64::from(args.low_resources_ppm) / 10_000.0,
+        if chaos.any() {
+            format!("adversarial provider (seed {}, {} processors)", chaos.seed, chaos.processors)
+        } else {
+            "kind provider".to_owned()
+        }
     );
     let start = Instant::now();
     let end = start + Duration::from_secs(args.seconds);
@@ -161,6 +188,11 @@ fn main() -> ExitCode {
     println!("{:<24} {:>12}", "peak sockets", STATS.peak_sockets.load(Ordering::Relaxed));
     println!("{:<24} {:>12}", "peak non-paged bytes", report.counters.peak_nonpaged_bytes);
     println!("{:<24} {:>12}", "injected failures", report.faults.injected);
+    if chaos.any() {
+        println!("{:<24} {:>12}", "adversary decisions", wsk_emulator::adversary::decisions());
+        let (mappings, failed) = wsk_emulator::adversary::mapping_stats();
+        println!("{:<24} {:>12}", "mappings (failed)", format!("{mappings} ({failed})"));
+    }
     println!("{:<24} {:>12}", "bytes checked", STATS.bytes.load(Ordering::Relaxed));
     println!("{:<24} {:>12}", "data errors", data_errors);
     let hangs = STATS.hangs.load(Ordering::Relaxed);
