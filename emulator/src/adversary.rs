@@ -142,6 +142,58 @@ pub fn decisions() -> u64 {
     DECISIONS.load(Ordering::Relaxed)
 }
 
+/// What the adversary did, process-wide (so a test can show that a behaviour was met).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Callbacks started while another callback of the same socket ran.
+    pub overlapping_callbacks: u64,
+    /// Operations left pending that could have completed inside their call.
+    pub late_completions: u64,
+    /// Completions handed to another processor.
+    pub moved_completions: u64,
+    /// Completions run inside the call at the caller's IRQL below DISPATCH_LEVEL.
+    pub caller_irql_completions: u64,
+    /// Data indication chains built in random shapes.
+    pub shaped_chains: u64,
+    /// Receive IRPs completed with part of what they could take.
+    pub partial_receives: u64,
+    /// Send IRPs completed with part of their bytes sent.
+    pub short_sends: u64,
+}
+
+/// The counters behind [`Stats`].
+#[derive(Clone, Copy)]
+pub(crate) enum Event {
+    OverlappingCallback,
+    LateCompletion,
+    MovedCompletion,
+    CallerIrqlCompletion,
+    ShapedChain,
+    PartialReceive,
+    ShortSend,
+}
+
+static EVENTS: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
+
+/// Counts one adversarial event.
+pub(crate) fn count(event: Event) {
+    EVENTS[event as usize].fetch_add(1, Ordering::Relaxed);
+}
+
+/// What the adversary did so far in this process.
+pub fn stats() -> Stats {
+    let get = |event: Event| EVENTS[event as usize].load(Ordering::Relaxed);
+    Stats {
+        overlapping_callbacks: get(Event::OverlappingCallback),
+        late_completions: get(Event::LateCompletion),
+        moved_completions: get(Event::MovedCompletion),
+        caller_irql_completions: get(Event::CallerIrqlCompletion),
+        shaped_chains: get(Event::ShapedChain),
+        partial_receives: get(Event::PartialReceive),
+        short_sends: get(Event::ShortSend),
+    }
+}
+
 /// Counts one `MmMapLockedPagesSpecifyCache` call; whether it fails on purpose.
 pub(crate) fn mapping_fails() -> bool {
     let rate = get().mapping_failure_ppm;

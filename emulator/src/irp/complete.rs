@@ -102,7 +102,10 @@ pub unsafe extern "system" fn IofCompleteRequest(Irp: *mut IRP, _PriorityBoost: 
             format!("IofCompleteRequest({Irp:p}) with cancel routine {:p} still set", routine as *const ()),
         );
     }
-    let _dispatch = irql::enter_irql(current_irql().max(DISPATCH_LEVEL));
+    // A provider's completion runs at DISPATCH_LEVEL, as from its DPC; one made inside the
+    // dispatch call may keep the caller's IRQL (`provider::complete_inline`).
+    let irql = if super::provider::take_caller_irql() { current_irql() } else { current_irql().max(DISPATCH_LEVEL) };
+    let _dispatch = irql::enter_irql(irql);
     // SAFETY: the caller gave up the IRP to this routine; it stays live until a completion
     // routine takes it back (checked through the tracking table after every routine).
     unsafe { walk(Irp, id, stack_count) }

@@ -126,3 +126,32 @@ pub unsafe fn complete(irp: *mut IRP, status: NTSTATUS, information: ULONG_PTR) 
     // SAFETY: as above; ownership passes to the completion walk.
     unsafe { IofCompleteRequest(irp, 0) }
 }
+
+std::thread_local! {
+    /// The next completion on this thread runs its routines at the caller's IRQL.
+    static AT_CALLER_IRQL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Completes an IRP inside the call that passed it ([`complete`] otherwise). With the
+/// adversary's `caller_irql_completions`, the completion routines run at the caller's IRQL
+/// (PASSIVE_LEVEL from a task), as `IoCompleteRequest` runs them on Windows; otherwise at
+/// DISPATCH_LEVEL like every other completion of the emulator.
+///
+/// # Safety
+/// As [`complete`].
+pub unsafe fn complete_inline(irp: *mut IRP, status: NTSTATUS, information: ULONG_PTR) {
+    let keep = crate::adversary::get().caller_irql_completions;
+    if keep && crate::irql::current_irql() < wsk_sys::DISPATCH_LEVEL {
+        crate::adversary::count(crate::adversary::Event::CallerIrqlCompletion);
+    }
+    AT_CALLER_IRQL.with(|flag| flag.set(keep));
+    // SAFETY: forwarded contract.
+    unsafe { complete(irp, status, information) };
+    AT_CALLER_IRQL.with(|flag| flag.set(false));
+}
+
+/// Whether the completion starting now keeps the caller's IRQL (read once by
+/// `IofCompleteRequest`, so completions nested in its routines raise as usual).
+pub(crate) fn take_caller_irql() -> bool {
+    AT_CALLER_IRQL.with(|flag| flag.replace(false))
+}

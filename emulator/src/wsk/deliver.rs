@@ -129,6 +129,9 @@ pub(crate) fn deliver(socket: &Arc<Socket>) {
         let (work, client) = {
             let mut state = lock(&socket.state);
             let Some(work) = next(socket, &mut state) else { return };
+            if !state.events.running.is_empty() {
+                crate::adversary::count(crate::adversary::Event::OverlappingCallback);
+            }
             state.events.running.push(Running {
                 thread: std::thread::current().id(),
                 event: work.event(),

@@ -173,6 +173,7 @@ fn data_chain(block: Block, len: usize) -> Chain {
 /// by a chain of two MDLs.
 fn shaped_data_chain(block: Block, len: usize) -> Chain {
     use crate::adversary::{chance, roll, up_to};
+    crate::adversary::count(crate::adversary::Event::ShapedChain);
     const INDICATION: usize = size_of::<WSK_DATA_INDICATION>().next_multiple_of(16);
     // The most one indication can take of the header: two MDLs over everything.
     const WORST: usize = INDICATION + 2 * mdl_room(DATA_CAPACITY + 64);

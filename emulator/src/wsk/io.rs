@@ -203,7 +203,8 @@ fn send(state: &mut State, buf: &Segments, done: &mut usize, may_be_short: bool)
         let bytes = unsafe { std::slice::from_raw_parts(address.cast_const(), length) };
         match status::retry(|| host.send_with_flags(bytes, libc::MSG_NOSIGNAL)) {
             Ok(0) => return Step::Blocked,
-            Ok(n) if shapes && may_be_short && crate::adversary::chance(250_000) => {
+            Ok(n) if shapes && may_be_short && *done + n < buf.total() && crate::adversary::chance(250_000) => {
+                crate::adversary::count(crate::adversary::Event::ShortSend);
                 *done += n;
                 return Step::Done(STATUS_SUCCESS, *done);
             }
@@ -264,7 +265,8 @@ fn receive(state: &mut State, buf: &Segments, done: &mut usize, wait_all: bool) 
                 state.peer_fin = true;
                 return Step::Done(STATUS_SUCCESS, *done);
             }
-            Ok(n) if shapes && !wait_all && crate::adversary::chance(500_000) => {
+            Ok(n) if shapes && !wait_all && *done + n < buf.total() && crate::adversary::chance(500_000) => {
+                crate::adversary::count(crate::adversary::Event::PartialReceive);
                 *done += n;
                 return Step::Done(STATUS_SUCCESS, *done);
             }

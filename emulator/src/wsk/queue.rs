@@ -221,6 +221,7 @@ pub(crate) fn run(socket: &Arc<Socket>, actions: Vec<Action>) {
         match action {
             Action::Complete { irp, status, info, queued: true } if processors && crate::adversary::chance(500_000) => {
                 // Another processor completes it, later (it settles the in-flight count).
+                crate::adversary::count(crate::adversary::Event::MovedCompletion);
                 processors::post(Job::Complete { socket: Arc::clone(socket), irp, status, info });
             }
             Action::Complete { irp, status, info, queued } => {
@@ -228,9 +229,13 @@ pub(crate) fn run(socket: &Arc<Socket>, actions: Vec<Action>) {
                     // SAFETY: the provider owns the IRP (claimed) and attached a context when
                     // it was queued.
                     drop(unsafe { detach_context(irp.0) });
+                    // SAFETY: the provider owns the IRP and does not touch it afterwards.
+                    unsafe { provider::complete(irp.0, status, info) };
+                } else {
+                    // Completed inside the call that passed it (or the cancel that took it).
+                    // SAFETY: as above.
+                    unsafe { provider::complete_inline(irp.0, status, info) };
                 }
-                // SAFETY: the provider owns the IRP and does not touch it afterwards.
-                unsafe { provider::complete(irp.0, status, info) };
                 completed += 1;
             }
             Action::Retire => socket::retire(socket),
@@ -344,7 +349,11 @@ pub(crate) fn submit(socket: &Arc<Socket>, irp: Irp, queue: Queue, kind: OpKind)
 /// (the I/O thread would need a readiness edge to find it).
 fn late() -> bool {
     let adversary = crate::adversary::get();
-    adversary.processors > 0 && crate::adversary::chance(adversary.late_completion_ppm)
+    let late = adversary.processors > 0 && crate::adversary::chance(adversary.late_completion_ppm);
+    if late {
+        crate::adversary::count(crate::adversary::Event::LateCompletion);
+    }
+    late
 }
 
 /// Moves the ops of `queue` forward as far as the host allows (reactor thread).
@@ -507,6 +516,6 @@ pub(crate) unsafe fn abandon(op: Op) {
 /// The provider accepted `irp` and has not completed it.
 pub(crate) unsafe fn complete_now(irp: *mut IRP, status: NTSTATUS, info: usize) -> NTSTATUS {
     // SAFETY: forwarded contract.
-    unsafe { provider::complete(irp, status, info) };
+    unsafe { provider::complete_inline(irp, status, info) };
     status
 }
