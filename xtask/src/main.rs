@@ -24,7 +24,7 @@ commands:
                                the command that installs it
   test [--skip STEP]...        run everything CI runs, in order, and summarize;
                                steps: setup, fmt, clippy, test, package, echo,
-                               stress, drivers, wine, loom, miri
+                               stress, chaos, drivers, wine, loom, miri
   bench                        run the benchmarks (executor vs tokio and smol,
                                sockets figures, echo servers) and print their tables
   help                         show this text";

@@ -10,7 +10,7 @@ use crate::{drivers, emulator_runs, setup, wine};
 
 /// The steps, in the order they run.
 pub const STEPS: &[&str] =
-    &["setup", "fmt", "clippy", "test", "package", "echo", "stress", "drivers", "wine", "loom", "miri"];
+    &["setup", "fmt", "clippy", "test", "package", "echo", "stress", "chaos", "drivers", "wine", "loom", "miri"];
 
 /// How a step ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +125,7 @@ fn run_step(step: &str, skips: &[String]) -> Result<Status> {
             emulator_runs::status_e2e().map(|()| Status::Passed)
         }
         "stress" => emulator_runs::stress(60).map(|()| Status::Passed),
+        "chaos" => emulator_runs::chaos(30).map(|()| Status::Passed),
         "drivers" => drivers::build_all(drivers::ALL).map(|_| Status::Passed),
         "wine" => wine::smoke_test(wine::STRESS_WINE_DEFAULT_RUN).map(|()| Status::Passed),
         "loom" => loom(),
