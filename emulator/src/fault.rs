@@ -53,10 +53,16 @@ pub struct FaultStats {
     pub counted: u64,
     /// Allocations failed on purpose.
     pub injected: u64,
+    /// Of `counted`: system-space mappings (`MmMapLockedPagesSpecifyCache`).
+    pub mappings: u64,
+    /// Of `counted`: WSK provider calls.
+    pub provider_calls: u64,
 }
 
 static PLAN: Mutex<FaultPlan> = Mutex::new(FaultPlan::None);
 static COUNTED: AtomicU64 = AtomicU64::new(0);
+static MAPPINGS: AtomicU64 = AtomicU64::new(0);
+static PROVIDER_CALLS: AtomicU64 = AtomicU64::new(0);
 static INJECTED: AtomicU64 = AtomicU64::new(0);
 
 /// SplitMix64 finalizer: a well-mixed 64-bit hash of `x`.
@@ -80,9 +86,14 @@ impl FaultPlan {
 }
 
 /// Counts one driver allocation and decides whether it fails.
-pub(crate) fn should_fail(_kind: AllocationKind) -> bool {
+pub(crate) fn should_fail(kind: AllocationKind) -> bool {
     if crate::kernel::session() == 0 {
         return false;
+    }
+    match kind {
+        AllocationKind::Mapping => drop(MAPPINGS.fetch_add(1, Ordering::Relaxed)),
+        AllocationKind::ProviderCall => drop(PROVIDER_CALLS.fetch_add(1, Ordering::Relaxed)),
+        _ => {}
     }
     let n = COUNTED.fetch_add(1, Ordering::Relaxed) + 1;
     let plan = *lock(&PLAN);
@@ -107,7 +118,12 @@ pub(crate) fn plan() -> FaultPlan {
 
 /// Statistics since the session started.
 pub(crate) fn stats() -> FaultStats {
-    FaultStats { counted: COUNTED.load(Ordering::Relaxed), injected: INJECTED.load(Ordering::Relaxed) }
+    FaultStats {
+        counted: COUNTED.load(Ordering::Relaxed),
+        injected: INJECTED.load(Ordering::Relaxed),
+        mappings: MAPPINGS.load(Ordering::Relaxed),
+        provider_calls: PROVIDER_CALLS.load(Ordering::Relaxed),
+    }
 }
 
 /// Starts a session's counting with `plan`.
@@ -115,6 +131,8 @@ pub(crate) fn reset(plan: FaultPlan) {
     set_plan(plan);
     COUNTED.store(0, Ordering::Relaxed);
     INJECTED.store(0, Ordering::Relaxed);
+    MAPPINGS.store(0, Ordering::Relaxed);
+    PROVIDER_CALLS.store(0, Ordering::Relaxed);
 }
 
 #[cfg(test)]

@@ -1,64 +1,16 @@
 //! Systematic low-resources sweep: the scenario of `stress_driver::scenario` runs once per
-//! allocation it makes, with exactly that allocation failing. Every run must end cleanly: the
-//! error surfaces, nothing hangs, nothing leaks, the verifier stays silent.
+//! fault point it meets (the driver's allocations, the provider calls, and the system-space
+//! mappings the driver asks for), with exactly that one failing. Every run must end cleanly:
+//! the error surfaces, nothing hangs, nothing leaks, the verifier stays silent.
+//!
+//! The sweep runs twice: with the emulator's kind provider, and with its indication MDLs
+//! unmapped (`wsk_emulator::adversary`), so that every mapping the receive callbacks make is
+//! a fault point too. The adversary is process-wide, so the second sweep is a test binary of
+//! its own (`sweep_unmapped.rs`); both run `sweep_common::sweep`.
 
-use std::sync::atomic::Ordering;
-use std::sync::mpsc;
-use std::time::Duration;
-
-use stress_driver::scenario::{OUTCOME, PORT, scenario_entry};
-use wsk_emulator::{FaultPlan, Kernel, VerifierReport};
-
-const RUN_LIMIT: Duration = Duration::from_secs(60);
-
-/// One run with `plan`; returns the scenario outcome and the report. Aborts the process if a
-/// run hangs (a hang is a failure, and the driver cannot be unloaded from a stuck state).
-fn run(plan: FaultPlan) -> (i32, VerifierReport) {
-    let (tx, rx) = mpsc::channel();
-    let watchdog = std::thread::spawn(move || {
-        if rx.recv_timeout(RUN_LIMIT).is_err() {
-            eprintln!("sweep: a run with {plan:?} did not finish within {RUN_LIMIT:?}");
-            std::process::abort();
-        }
-    });
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    PORT.store(port, Ordering::Relaxed);
-    OUTCOME.store(i32::MIN, Ordering::Relaxed);
-    let driver = Kernel::builder()
-        .verifier(true)
-        .capture_sites(false)
-        .fault_injection(plan)
-        .load("scenario", scenario_entry)
-        .expect("the scenario's DriverEntry always returns success");
-    let report = driver.unload();
-    let _ = tx.send(());
-    watchdog.join().unwrap();
-    (OUTCOME.load(Ordering::Acquire), report)
-}
+mod sweep_common;
 
 #[test]
-fn every_single_allocation_failure_ends_cleanly() {
-    let (outcome, clean) = run(FaultPlan::None);
-    assert_eq!(outcome, 0, "the scenario succeeds without faults");
-    assert!(clean.is_clean(), "{clean}");
-    let allocations = clean.faults.counted;
-    assert!(allocations > 10, "the scenario allocates ({allocations})");
-    let (mut no_memory, mut other) = (0, Vec::new());
-    for k in 1..=allocations {
-        let (outcome, report) = run(FaultPlan::FailNth(k));
-        assert!(report.is_clean(), "failing allocation {k} of {allocations}:\n{report}");
-        assert_eq!(report.faults.injected, 1, "allocation {k} was failed exactly once");
-        assert_ne!(outcome, i32::MIN, "failing allocation {k}: the scenario did not report an outcome");
-        match outcome {
-            0 => {}
-            wsk_sys::STATUS_INSUFFICIENT_RESOURCES => no_memory += 1,
-            status => other.push((k, status)),
-        }
-    }
-    println!(
-        "sweep: {allocations} runs; {no_memory} ended with STATUS_INSUFFICIENT_RESOURCES, {} with another error \
-         ({other:x?}), the rest succeeded; all clean",
-        other.len()
-    );
-    assert!(no_memory > 0, "a failed allocation must surface as STATUS_INSUFFICIENT_RESOURCES somewhere");
+fn every_single_fault_point_failing_ends_cleanly() {
+    sweep_common::sweep(false);
 }
