@@ -18,7 +18,7 @@
 //!   (`wsk-emu-cpuN`, the "processors") instead of the one I/O thread: each readiness event,
 //!   delivery pass and late completion goes to a processor chosen at random, so one socket's
 //!   completions and callbacks run on any of them, in any order between sockets and between
-//!   operations of one socket (see `wsk::processors` for what stays serialized and why).
+//!   operations of one socket (the provider module `wsk::processors` says what stays serialized and why).
 //! * `late_completion_ppm`, `max_delay_us`: an operation that could complete inside its
 //!   dispatch call is, this many times per million, left pending and completed later by a
 //!   processor, after a random delay of up to `max_delay_us` (which also delays the
@@ -35,7 +35,7 @@
 //!   IRP may complete with part of its bytes sent (`Information` < length: Microsoft's
 //!   `WskSend` documentation reports the bytes sent and promises no whole send).
 //!
-//! Randomness comes from [`roll`]: a hash of the seed and of a process-wide decision counter,
+//! Randomness comes from one generator: a hash of the seed and of a process-wide decision counter,
 //! so the sequence of decisions is the seed's; which thread meets which decision depends on
 //! the host's scheduling, as on a real multiprocessor, so a multi-processor run is seeded but
 //! not replayable step by step.

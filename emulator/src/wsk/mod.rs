@@ -36,7 +36,7 @@
 //! | `WskBind` | Once per socket (`STATUS_INVALID_DEVICE_STATE` after). A listen socket listens as soon as it is bound (backlog 4096), as WSK and Wine do. |
 //! | `WskAccept` | Pends until a connection arrives; `Information` is the new connection socket; `LocalAddress` / `RemoteAddress` written if non-null. The accept socket context and dispatch table are recorded for the new socket. |
 //! | `WskConnect`, `WskConnectEx` | Needs a bound socket (`STATUS_INVALID_DEVICE_STATE` otherwise, as WSK). Nonblocking host connect, pending until established. The unspecified address and port 0 are refused (`STATUS_INVALID_ADDRESS_COMPONENT`) as Windows does. `WskConnectEx` with data to send: `STATUS_NOT_SUPPORTED`. |
-//! | `WskSend` | Completes when every byte is handed to the host socket; `Information` = bytes. Zero bytes complete at once with 0. `WSK_FLAG_OOB`: not supported; `WSK_FLAG_NODELAY` ignored. |
+//! | `WskSend` | Completes when every byte is handed to the host socket (under the adversary's `random_shapes`, possibly after part of them); `Information` = bytes. Zero bytes complete at once with 0. `WSK_FLAG_OOB`: not supported; `WSK_FLAG_NODELAY` ignored. |
 //! | `WskReceive` | Completes as soon as at least one byte is there (`Information` = bytes), with 0 on the peer's graceful disconnect; `WSK_FLAG_WAITALL` waits for the whole buffer (or the peer's FIN). A zero-length buffer completes at once with 0 (and, like every receive, resumes receive indications suppressed after refused data, as Microsoft documents). `WSK_FLAG_OOB` / `WSK_FLAG_DRAIN`: not supported. |
 //! | `WskDisconnect` | Graceful: after the queued sends (and the optional buffer), `shutdown(SHUT_WR)`. `WSK_FLAG_ABORTIVE`: `SO_LINGER` 0 and close of the host socket (the peer gets a reset); pending sends and receives complete with `STATUS_CONNECTION_ABORTED`, later ones fail the same way. |
 //! | `WskSendTo`, `WskReceiveFrom` | One datagram per call on a bound socket; the sender's address is written to `RemoteAddress`; a datagram larger than the buffer is truncated and `MSG_TRUNC` (0x100) is set in `ControlFlags`; `ControlLength` is set to 0 (no control data). A fixed destination (`SIO_WSK_SET_SENDTO_ADDRESS`) and control data are not supported. |
@@ -71,7 +71,7 @@
 //! not connected, `STATUS_INVALID_DEVICE_STATE`.
 //!
 //! As Microsoft documents it:
-//! * calls of one socket's callbacks are serial; each runs at DISPATCH_LEVEL and gets
+//! * each callback runs at IRQL <= DISPATCH_LEVEL (here: at DISPATCH_LEVEL) and gets
 //!   `WSK_FLAG_AT_DISPATCH_LEVEL` where it has flags (`WskDisconnectEvent` gets 0 or
 //!   `WSK_FLAG_ABORTIVE`);
 //! * a receive callback returning `STATUS_PENDING` retains the indication until `WskRelease`;
@@ -85,7 +85,13 @@
 //!   `*AcceptSocketDispatch` set to NULL; `STATUS_SUCCESS` hands the socket to the client.
 //!
 //! This emulator's model where the documentation leaves a choice:
-//! * callbacks run on the I/O thread, which delivers after moving a socket's IRPs forward,
+//! * Microsoft documents no serialization of one socket's callbacks (no page we could find
+//!   says that `WskReceiveEvent`, `WskReceiveFromEvent` or `WskAcceptEvent` calls of one
+//!   socket do not overlap). By default one socket's callbacks never overlap; under the
+//!   adversary's `concurrent_callbacks` (`WSK_EMU_CHAOS`) those of datagram and listening
+//!   sockets do (see [`crate::adversary`]), and clients must cope with it;
+//! * callbacks run on the I/O thread (or, under the adversary's `processors`, on any of the
+//!   provider's processor threads), which delivers after moving a socket's IRPs forward,
 //!   at most 16 calls per socket before serving others; work left without a new readiness
 //!   edge (data buffered before an enable, a backlog of connections) is found by *kicking*
 //!   the socket (a queue of sockets and a waker of the poller); callbacks are never called
@@ -158,14 +164,25 @@
 //!   not change the host's binding rules.
 //! * A call that the host can satisfy at once completes inline, before the routine returns
 //!   (WSK may do either); everything else completes from the I/O thread at DISPATCH_LEVEL.
+//!   Inline completions run their completion routines at DISPATCH_LEVEL too, except under
+//!   the adversary's `caller_irql_completions`, where they keep the caller's IRQL as
+//!   `IoCompleteRequest` does on Windows.
+//! * The adversarial mode (`crate::adversary`, `WSK_EMU_CHAOS=SEED`) is meaner than the
+//!   default in the ways Microsoft's documentation allows: four processor threads, late
+//!   completions in any order, overlapping datagram and accept callbacks, random
+//!   indication shapes (1-byte pieces, `Buffer.Offset` > 0, MDL chains inside one
+//!   indication), partial receives, short sends, unmapped indication MDLs.
 //! * No static event callbacks (`WSK_SET_STATIC_EVENT_CALLBACKS`), no inspect or abort
 //!   events (conditional accept), no events inherited from a listening socket, no stream
 //!   sockets, no IOCTLs, no `WskGetNameInfo`, no `WskSendMessages`, no control data; WSK's `STATUS_*` for some corner cases (e.g. a
 //!   second bind, send after disconnect) are the emulator's best guess.
-//! * Fault injection does not reach the provider: its own allocations never fail.
+//! * Fault injection reaches the provider through its calls: under a fault plan each call
+//!   that takes an IRP (close aside) is a fault point completed with
+//!   `STATUS_INSUFFICIENT_RESOURCES`, and so is each `MmMapLockedPagesSpecifyCache`; the
+//!   provider's internal memory (indication blocks) never runs out.
 //! * Completion routines run on the `wsk-emu-net` thread (or on the caller's thread for
 //!   inline completions), event callbacks on that thread only; one that blocks stalls
-//!   every socket.
+//!   every socket. Under the adversary's `processors` both run on four processor threads.
 
 mod addr;
 mod blocks;
