@@ -9,11 +9,14 @@
 //!
 //! ```text
 //!   data block:      [indication 0..4][MDL 0..4 (header + page frames)]      data: 64 KiB
-//!   datagram block:  [indication][MDL (header + page frames)][SOCKADDR_STORAGE]  data
+//!   datagram block:  [indication][MDL (header + page frames)][SOCKADDR_STORAGE][MDL]  data
 //! ```
 //!
 //! MDLs are built as `MmBuildMdlForNonPagedPool` builds them (`MDL_SOURCE_IS_NONPAGED_POOL`,
 //! `MappedSystemVa` set), so `MmGetSystemAddressForMdlSafe` works; `Buffer.Offset` is 0.
+//! The adversary changes that (`crate::adversary`): unmapped MDLs, and with random shapes data
+//! chains of random pieces (`shaped_data_chain`) and datagrams described by two MDLs (the
+//! second after the address).
 
 // Building the structures in a block writes several raw fields per step; each block says why
 // the memory is valid.
@@ -233,6 +236,7 @@ fn shaped_data_chain(block: Block, len: usize) -> Chain {
 fn datagram_chain(items: Vec<Item>) -> Chain {
     let indication_room = size_of::<WSK_DATAGRAM_INDICATION>().next_multiple_of(16);
     let address_at = indication_room + mdl_room(DATA_CAPACITY);
+    let shapes = crate::adversary::get().random_shapes;
     let heads: Vec<*mut WSK_DATAGRAM_INDICATION> =
         items.iter().map(|item| item.block.header().cast::<WSK_DATAGRAM_INDICATION>()).collect();
     for (i, item) in items.iter().enumerate() {
@@ -240,10 +244,20 @@ fn datagram_chain(items: Vec<Item>) -> Chain {
         let mdl = header.wrapping_add(indication_room).cast::<MDL>();
         let address = header.wrapping_add(address_at).cast::<SOCKADDR_STORAGE>();
         let next = heads.get(i + 1).copied().unwrap_or(std::ptr::null_mut());
-        // SAFETY: the header page holds the indication, the MDL and the address at these
-        // offsets (under a page), 16-byte aligned; the data lies in the block's data area.
+        // SAFETY: the header page holds the indication, the MDL, the address and a second MDL
+        // at these offsets (under a page), 16-byte aligned; the data lies in the block's data
+        // area.
         unsafe {
-            build_mdl(mdl, item.block.data() as usize, item.len);
+            if shapes && item.len > 1 && crate::adversary::chance(500_000) {
+                // The adversary's random shapes: the datagram described by a chain of two MDLs.
+                let first = crate::adversary::up_to(item.len - 1);
+                let second = header.wrapping_add(address_at + size_of::<SOCKADDR_STORAGE>()).cast::<MDL>();
+                build_mdl(mdl, item.block.data() as usize, first);
+                build_mdl(second, item.block.data() as usize + first, item.len - first);
+                (*mdl).Next = second;
+            } else {
+                build_mdl(mdl, item.block.data() as usize, item.len);
+            }
             address.write(SOCKADDR_STORAGE::zeroed());
             if let Some(from) = item.from {
                 addr::write(address.cast::<SOCKADDR>(), &from);
