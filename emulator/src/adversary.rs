@@ -41,7 +41,7 @@
 //! not replayable step by step.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use crate::sync::lock;
 
@@ -115,9 +115,21 @@ static MAPPINGS: AtomicU64 = AtomicU64::new(0);
 static MAPPINGS_FAILED: AtomicU64 = AtomicU64::new(0);
 static DECISIONS: AtomicU64 = AtomicU64::new(0);
 
+/// [`ADVERSARY`] in short, for the provider's hot paths: not read yet, all off, or some on.
+static STATE: AtomicU8 = AtomicU8::new(UNREAD);
+const UNREAD: u8 = 0;
+const OFF: u8 = 1;
+const ON: u8 = 2;
+
+fn publish(adversary: Adversary) {
+    STATE.store(if adversary.any() { ON } else { OFF }, Ordering::Release);
+}
+
 /// Sets the behaviours for the whole process (call it before a driver is loaded).
 pub fn set(adversary: Adversary) {
-    *lock(&ADVERSARY) = Some(adversary);
+    let mut slot = lock(&ADVERSARY);
+    *slot = Some(adversary);
+    publish(adversary);
 }
 
 /// The behaviours in force.
@@ -125,11 +137,16 @@ pub fn set(adversary: Adversary) {
 /// # Panics
 /// If `WSK_EMU_CHAOS` holds something that is not a seed.
 pub fn get() -> Adversary {
+    if STATE.load(Ordering::Acquire) == OFF {
+        return Adversary::default();
+    }
     let mut slot = lock(&ADVERSARY);
-    *slot.get_or_insert_with(|| match Adversary::from_env() {
+    let adversary = *slot.get_or_insert_with(|| match Adversary::from_env() {
         Ok(chaos) => chaos.unwrap_or_default(),
         Err(message) => panic!("wsk-emulator: {message}"),
-    })
+    });
+    publish(adversary);
+    adversary
 }
 
 /// Mapping calls counted, and how many of them failed on purpose.
