@@ -6,6 +6,14 @@
 //! callback gives the new socket one of them and queues it for the stream. With no core in
 //! stock or no room in the queue, the callback refuses the connection
 //! (`STATUS_REQUEST_NOT_ACCEPTED`) and WSK closes it: that is the listener's backpressure.
+//!
+//! Microsoft documents no serialization of one socket's accept callbacks; we assume they may
+//! run concurrently and refuse on contention: a callback takes the stock's consumer claim and
+//! the queue's producer claim ([`Ring::try_consume`], [`Ring::try_produce`]) before it
+//! touches either ring, and refuses the connection when either is taken, as when the stock
+//! is empty. Nothing waits (callbacks run at DISPATCH_LEVEL). The stream restocks as the
+//! stock's only producer and takes from the queue as its only consumer; the counters are
+//! read-modify-write atomics.
 
 // The callback writes WSK's out-parameters through raw pointers; one block per step keeps
 // each write next to the reason it is valid.
@@ -55,7 +63,7 @@ pub(crate) struct ListenState {
     stock: Ring<SocketCore, RING_SLOTS>,
     /// Callback -> stream.
     accepted: Ring<Accepted, RING_SLOTS>,
-    /// Connections refused for want of stock or room.
+    /// Connections refused for want of stock or room, or on contention.
     refused: AtomicUsize,
     /// WSK reported the listener broken (null accept socket).
     failed: AtomicU32,
@@ -120,6 +128,41 @@ unsafe extern "system" fn on_accept(
     status
 }
 
+/// Why [`hand_over`] did not take a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NotTaken {
+    /// Another accept callback holds a claim: refused on contention.
+    Busy,
+    /// The queue is full: the stream fell behind.
+    Full,
+    /// No core in stock: the stream must restock.
+    NoStock,
+}
+
+/// The accept callback's ring step: under the stock's consumer claim and the queue's
+/// producer claim, turns a spare from `stock` into an entry of `accepted` with `accept`
+/// (which runs only when there is both a spare and room, so the entry is always queued).
+/// Never waits. IRQL <= DISPATCH_LEVEL.
+fn hand_over<S, A, const N: usize>(
+    stock: &Ring<S, N>,
+    accepted: &Ring<A, N>,
+    accept: impl FnOnce(S) -> A,
+) -> core::result::Result<(), NotTaken> {
+    let (Some(queue), Some(spares)) = (accepted.try_produce(), stock.try_consume()) else {
+        return Err(NotTaken::Busy);
+    };
+    if !queue.has_room() {
+        return Err(NotTaken::Full);
+    }
+    let spare = spares.pop().ok_or(NotTaken::NoStock)?;
+    if let Err(lost) = queue.push(accept(spare)) {
+        // Not reachable: room was checked under the claim, and only the consumer changes it
+        // (by making room). Dropping the entry closes its socket rather than leak it.
+        drop(lost);
+    }
+    Ok(())
+}
+
 /// Takes the new connection with a core from stock.
 ///
 /// # Safety
@@ -131,29 +174,28 @@ unsafe fn take(
     accept_context: *mut PVOID,
     accept_dispatch: *mut *const WSK_CLIENT_CONNECTION_DISPATCH,
 ) -> NTSTATUS {
-    if !state.accepted.has_room() {
-        return STATUS_REQUEST_NOT_ACCEPTED;
+    let taken = hand_over(&state.stock, &state.accepted, |core| {
+        core.set_socket(socket);
+        // SAFETY: WSK's out-parameters, valid during the call.
+        unsafe {
+            *accept_context = core.context();
+            *accept_dispatch = &raw const super::CONNECTION_DISPATCH;
+        }
+        // SAFETY: the remote address is valid during the call (or null).
+        let peer = unsafe { addr::from_sockaddr(remote) }.ok();
+        Accepted { core, peer }
+    });
+    match taken {
+        Ok(()) => {
+            state.header.waker.wake();
+            STATUS_SUCCESS
+        }
+        Err(NotTaken::NoStock) => {
+            state.header.waker.wake();
+            STATUS_REQUEST_NOT_ACCEPTED
+        }
+        Err(NotTaken::Busy | NotTaken::Full) => STATUS_REQUEST_NOT_ACCEPTED,
     }
-    // SAFETY: WSK calls a listen socket's accept callback serially: one consumer of the stock.
-    let Some(core) = (unsafe { state.stock.pop() }) else {
-        state.header.waker.wake();
-        return STATUS_REQUEST_NOT_ACCEPTED;
-    };
-    core.set_socket(socket);
-    // SAFETY: WSK's out-parameters, valid during the call.
-    unsafe {
-        *accept_context = core.context();
-        *accept_dispatch = &raw const super::CONNECTION_DISPATCH;
-    }
-    // SAFETY: the remote address is valid during the call (or null).
-    let peer = unsafe { addr::from_sockaddr(remote) }.ok();
-    // SAFETY: one producer (serial callback); room checked above by that producer.
-    if let Err(lost) = unsafe { state.accepted.push(Accepted { core, peer }) } {
-        // Not reachable; the socket is ours now, so close it rather than leak it.
-        drop(lost);
-    }
-    state.header.waker.wake();
-    STATUS_SUCCESS
 }
 
 /// Incoming connections of a listener as a [`Stream`] (`WskAcceptEvent`).
@@ -180,7 +222,8 @@ pub struct Incoming {
     done: bool,
 }
 
-// SAFETY: shared state is atomics and the SPSC rings; one task uses the stream at a time.
+// SAFETY: shared state is atomics and the rings (callbacks on their claimed sides); one task
+// uses the stream at a time.
 unsafe impl Send for Incoming {}
 
 impl Incoming {
@@ -218,7 +261,8 @@ impl Incoming {
         unsafe { self.state.as_ref() }
     }
 
-    /// Connections refused so far because the stream fell behind. Any IRQL.
+    /// Connections refused so far because the stream fell behind (or because another accept
+    /// callback of the listener was taking one at the same moment). Any IRQL.
     pub fn refused(&self) -> usize {
         self.state().refused.load(Ordering::Relaxed)
     }
@@ -299,6 +343,102 @@ impl Drop for Incoming {
         if detach_on_drop(&self.state().header.flags, done, || self.state().clean(&self.core)) {
             // SAFETY: dropped once, here; the stream is going away.
             unsafe { ManuallyDrop::drop(&mut self.core) };
+        }
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+
+    /// Two accept callbacks of one listener at the same time, the stream taking from the queue:
+    /// every connection a callback took is queued exactly once with a spare of its own, every
+    /// spare is either still in stock or used by exactly one connection, and a callback that
+    /// did not take one was refused (on contention, or for want of stock: one spare only).
+    /// Without the claims both callbacks can pop the same spare and push into the same slot.
+    #[test]
+    fn loom_two_accept_callbacks_share_no_spare() {
+        loom::model(|| {
+            let stock: Arc<Ring<usize, 2>> = Arc::new(Ring::new());
+            let accepted: Arc<Ring<(usize, usize), 2>> = Arc::new(Ring::new());
+            // SAFETY: the stream is the stock's only producer.
+            assert!(unsafe { stock.push(7) }.is_ok());
+            let spawn_callback = |connection: usize| {
+                let (stock, accepted) = (stock.clone(), accepted.clone());
+                loom::thread::spawn(move || hand_over(&stock, &accepted, |spare| (spare, connection)))
+            };
+            let (a, b) = (spawn_callback(1), spawn_callback(2));
+            let mut queued = [0usize; 3];
+            let mut spares_used = 0;
+            let mut take = |(spare, connection): (usize, usize)| {
+                assert_eq!(spare, 7);
+                spares_used += 1;
+                queued[connection] += 1;
+            };
+            // SAFETY: this thread is the queue's only consumer.
+            if let Some(entry) = unsafe { accepted.pop() } {
+                take(entry);
+            }
+            let results = [a.join().unwrap(), b.join().unwrap()];
+            // SAFETY: as above.
+            while let Some(entry) = unsafe { accepted.pop() } {
+                take(entry);
+            }
+            for (i, result) in results.iter().enumerate() {
+                match result {
+                    Ok(()) => assert_eq!(queued[i + 1], 1, "callback {i}'s connection not queued once"),
+                    Err(why) => {
+                        assert_eq!(queued[i + 1], 0);
+                        assert!(matches!(why, NotTaken::Busy | NotTaken::NoStock), "{why:?}");
+                    }
+                }
+            }
+            // SAFETY: the callbacks have finished; this thread is the only consumer now.
+            let left = usize::from(unsafe { stock.pop() }.is_some());
+            assert_eq!(spares_used + left, 1, "a spare was used twice or lost");
+        });
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Each way the accept callback's ring step can end: taken (the spare becomes the queued
+    /// entry), no stock, a full queue, and contention on either claim (refused at once).
+    #[test]
+    fn hand_over_takes_a_spare_or_says_why_not() {
+        let stock: Ring<u32, 2> = Ring::new();
+        let accepted: Ring<(u32, u32), 2> = Ring::new();
+        assert_eq!(hand_over(&stock, &accepted, |s| (s, 0)), Err(NotTaken::NoStock));
+        // SAFETY: single-threaded test: the stream's sides in turn.
+        unsafe {
+            assert!(stock.push(10).is_ok());
+            assert!(stock.push(11).is_ok());
+        }
+        let spares = stock.try_consume().unwrap();
+        assert_eq!(hand_over(&stock, &accepted, |s| (s, 1)), Err(NotTaken::Busy), "stock claimed");
+        drop(spares);
+        let queue = accepted.try_produce().unwrap();
+        assert_eq!(hand_over(&stock, &accepted, |s| (s, 1)), Err(NotTaken::Busy), "queue claimed");
+        drop(queue);
+        assert_eq!(hand_over(&stock, &accepted, |s| (s, 1)), Ok(()));
+        assert_eq!(hand_over(&stock, &accepted, |s| (s, 2)), Ok(()));
+        // SAFETY: as above.
+        unsafe { assert!(stock.push(12).is_ok()) };
+        let mut called = false;
+        let full = hand_over(&stock, &accepted, |s| {
+            called = true;
+            (s, 3)
+        });
+        assert_eq!(full, Err(NotTaken::Full));
+        assert!(!called, "no connection is taken without room to queue it");
+        // SAFETY: as above.
+        unsafe {
+            assert_eq!(accepted.pop(), Some((10, 1)));
+            assert_eq!(accepted.pop(), Some((11, 2)));
+            assert_eq!(stock.pop(), Some(12), "the refused connection left the spare in stock");
         }
     }
 }

@@ -23,8 +23,11 @@
 //! sees freed memory. Every socket is created with the core as its `SocketContext` and the
 //! library's static client dispatch table for its kind, so events can be enabled later.
 //!
-//! The stream is the ring's consumer, the callback its producer (WSK calls a socket's
-//! receive callback serially). The stream holds one call reference on the core (see
+//! The stream is the ring's consumer, the callbacks its producers. Microsoft documents no
+//! serialization of one socket's receive/accept callbacks; we assume they may run
+//! concurrently and refuse on contention: a callback pushes only under the ring's producer
+//! claim (see `ring`), and one that finds it taken refuses its indication or connection, as
+//! when the ring is full. The stream holds one call reference on the core (see
 //! `socket::core`): the close is not issued while the stream may still call `WskRelease`.
 //! When the stream ends (close began) or is dropped it *detaches*; whoever is last out of
 //! the ring, the stream or an in-progress callback, drains it (releasing every indication),

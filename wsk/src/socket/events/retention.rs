@@ -1,6 +1,18 @@
 //! What a receive stream (connection or datagram) holds of WSK's indications: the ring the
 //! callback hands them over on, the bytes retained, the bound, and whether a callback refused
 //! data because of it. Shared by both kinds; only the `WskRelease` routine differs.
+//!
+//! # Concurrent callbacks
+//!
+//! Microsoft documents no serialization of one socket's receive callbacks (`WskReceiveEvent`,
+//! `WskReceiveFromEvent`): we assume they may run concurrently and refuse on contention. A
+//! callback keeps its list only under the ring's producer claim ([`Ring::try_produce`]),
+//! which it holds from the bound check to the push, so the check and the byte count it adds
+//! are one producer's step; a callback that finds the claim taken refuses its list, exactly
+//! as over the bound, and the stream's usual resume brings the data back. Nothing here waits:
+//! callbacks run at DISPATCH_LEVEL. The other fields are written by several parties at once
+//! (callbacks, the stream, items dropped on any thread) only with read-modify-write atomics
+//! (`retained`) or by setting bits (`refused`), so no count or refusal is lost.
 
 use core::ptr::NonNull;
 
@@ -30,10 +42,11 @@ unsafe impl<H> Send for Held<H> {}
 /// yet released.
 pub(crate) type Release<H> = unsafe fn(&SocketCore, NonNull<H>);
 
-/// `refused`: data was refused; resuming the indications may deliver it without a copy.
+/// `refused` bit: data was refused; resuming the indications may deliver it without a copy.
 const REFUSED: u32 = 1;
-/// `refused`: data was refused because its MDLs could not be mapped; resume with a copy
-/// (an IRP receive into the stream's own buffer), or the same data would be refused again.
+/// `refused` bit (with [`REFUSED`]): data was refused because its MDLs could not be mapped;
+/// resume with a copy (an IRP receive into the stream's own buffer), or the same data would
+/// be refused again. A concurrent refusal of another kind does not clear it.
 const UNMAPPABLE: u32 = 2;
 
 /// See the module docs.
@@ -43,7 +56,7 @@ pub(crate) struct Retention<H> {
     retained: AtomicUsize,
     max: usize,
     /// A callback refused data: WSK indicates no more until the stream resumes it.
-    /// [`REFUSED`], or [`UNMAPPABLE`] when the refused data could not be mapped.
+    /// 0, or [`REFUSED`] with [`UNMAPPABLE`] set too when refused data could not be mapped.
     refused: AtomicU32,
 }
 
@@ -55,24 +68,32 @@ impl<H> Retention<H> {
     /// The callback's decision: keeps `held` for the stream (`true`: return `STATUS_PENDING`)
     /// or refuses it (`false`, and the refusal is recorded). Over the bound it refuses, but a
     /// list larger than the bound is taken when nothing is held, or it could never be
-    /// delivered without a copy. Called by one callback at a time (WSK calls a socket's
-    /// receive callback serially). IRQL <= DISPATCH_LEVEL.
+    /// delivered without a copy. It also refuses when another callback of the socket is
+    /// keeping a list at this moment (see the module docs): never waits.
+    /// IRQL <= DISPATCH_LEVEL.
     pub(crate) fn keep(&self, held: Held<H>) -> bool {
+        let Some(producer) = self.ring.try_produce() else { return self.refuse() };
+        // Only the claim holder adds to `retained`; releases only lower it meanwhile, so the
+        // check stays true until the add below.
         let retained = self.retained.load(Ordering::Acquire);
-        if (retained != 0 && retained + held.bytes > self.max) || !self.ring.has_room() {
-            self.refused.store(REFUSED, Ordering::Release);
-            return false;
+        if (retained != 0 && retained + held.bytes > self.max) || !producer.has_room() {
+            return self.refuse();
         }
         let bytes = held.bytes;
         self.retained.fetch_add(bytes, Ordering::AcqRel);
-        // SAFETY: one producer (see above).
-        if unsafe { self.ring.push(held) }.is_err() {
-            // Not reachable (room checked by the only producer); refuse rather than retain.
+        if producer.push(held).is_err() {
+            // Not reachable (room checked under the claim, and only the consumer changes it,
+            // by making room); refuse rather than retain.
             self.retained.fetch_sub(bytes, Ordering::AcqRel);
-            self.refused.store(REFUSED, Ordering::Release);
-            return false;
+            return self.refuse();
         }
         true
+    }
+
+    /// Records a refusal; returns `false` (not kept).
+    fn refuse(&self) -> bool {
+        self.refused.fetch_or(REFUSED, Ordering::AcqRel);
+        false
     }
 
     /// The oldest retained list.
@@ -100,26 +121,29 @@ impl<H> Retention<H> {
         self.refused.load(Ordering::Acquire) != 0
     }
 
-    /// The stream resumes indications.
     /// Records a refusal of data whose MDLs could not be mapped (see [`UNMAPPABLE`]);
     /// returns `false` (not kept), for `mapped || rx.refuse_unmappable()`.
     /// IRQL <= DISPATCH_LEVEL.
     pub(crate) fn refuse_unmappable(&self) -> bool {
-        self.refused.store(UNMAPPABLE, Ordering::Release);
+        self.refused.fetch_or(REFUSED | UNMAPPABLE, Ordering::AcqRel);
         false
     }
 
-    /// Whether the refusal waiting is one of unmappable data. Any IRQL.
+    /// Whether the refusal waiting includes one of unmappable data. Any IRQL.
     pub(crate) fn refused_unmappable(&self) -> bool {
-        self.refused.load(Ordering::Acquire) == UNMAPPABLE
+        self.refused.load(Ordering::Acquire) & UNMAPPABLE != 0
     }
 
     /// One datagram of refused unmappable data was copied out: the next refusal decision may
-    /// resume the indications again. Any IRQL.
+    /// resume the indications again (the refusal itself stays recorded). Any IRQL.
     pub(crate) fn copied_unmappable(&self) {
-        let _ = self.refused.compare_exchange(UNMAPPABLE, REFUSED, Ordering::AcqRel, Ordering::Acquire);
+        self.refused.fetch_and(!UNMAPPABLE, Ordering::AcqRel);
     }
 
+    /// Forgets the refusals recorded, just before the stream resumes the indications. A
+    /// refusal recorded after this is answered by a later resume; one recorded before it (by
+    /// a callback that raced the stream's check that none is inside) is covered by the
+    /// resume that follows, which makes WSK offer everything it kept. Any IRQL.
     pub(crate) fn clear_refused(&self) {
         self.refused.store(0, Ordering::Release);
     }
@@ -130,6 +154,10 @@ impl<H> Retention<H> {
     /// `own` is the list the cleaning callback itself pushed and has not returned
     /// `STATUS_PENDING` for yet: WSK does not consider it retained, so it is not released;
     /// the return value says it was found, and the callback then refuses it instead.
+    /// The lists of other callbacks are released even if one of them is still on its way
+    /// out (it left the library code and returns `STATUS_PENDING` next): the same race as a
+    /// consumer on another CPU releasing an item before its callback returned, of which
+    /// Microsoft's documentation does not speak.
     pub(crate) fn drain(&self, core: &SocketCore, own: Option<NonNull<H>>, release: Release<H>) -> bool {
         let mut found = false;
         // SAFETY: the cleaner is the only party left using the ring (detach protocol).
@@ -145,5 +173,152 @@ impl<H> Retention<H> {
         }
         core.leave();
         found
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+
+    /// Stand-ins for indication lists (only their addresses are used).
+    static LISTS: [u8; 2] = [0; 2];
+
+    fn held(i: usize, bytes: usize) -> Held<u8> {
+        Held { head: NonNull::from(&LISTS[i]), bytes, count: 1 }
+    }
+
+    /// Two receive callbacks of one socket keeping lists at the same time, and the stream
+    /// consuming and releasing: each kept list is delivered exactly once and each refused one
+    /// never, a refusal is recorded whenever one happened, and `retained` is exact at every
+    /// step observed (kept minus released, zero at the end). The bound (15 bytes, lists of 10)
+    /// makes the second list refused unless the first was released before it was checked.
+    /// Without the producer claim both callbacks can write the same slot: a kept list is lost
+    /// (and loom reports the race on the slot).
+    #[test]
+    fn loom_two_callbacks_one_stream_exact_accounting() {
+        loom::model(|| {
+            let rx: Arc<Retention<u8>> = Arc::new(Retention::new(15));
+            let spawn_callback = |i: usize| {
+                let rx = rx.clone();
+                loom::thread::spawn(move || rx.keep(held(i, 10)))
+            };
+            let (a, b) = (spawn_callback(0), spawn_callback(1));
+            let mut delivered = [false; 2];
+            let mut deliver = |list: Held<u8>| {
+                let i = usize::from(list.head == NonNull::from(&LISTS[1]));
+                assert!(!delivered[i], "list {i} delivered twice");
+                delivered[i] = true;
+                list.bytes
+            };
+            let mut released = 0;
+            // SAFETY: this thread is the only consumer.
+            if let Some(list) = unsafe { rx.pop() } {
+                let bytes = deliver(list);
+                rx.released(bytes);
+                released += bytes;
+            }
+            let kept = [a.join().unwrap(), b.join().unwrap()];
+            let kept_bytes = 10 * kept.iter().filter(|&&k| k).count();
+            assert_eq!(rx.retained(), kept_bytes - released);
+            assert_eq!(rx.refused(), kept.contains(&false), "a refusal went unrecorded (or one was invented)");
+            // SAFETY: as above.
+            while let Some(list) = unsafe { rx.pop() } {
+                let bytes = deliver(list);
+                rx.released(bytes);
+            }
+            assert_eq!(delivered, kept, "a kept list was lost, or a refused one delivered");
+            assert_eq!(rx.retained(), 0);
+        });
+    }
+
+    /// A refusal of unmappable data racing a refusal over the bound: the unmappable mark
+    /// survives (the stream must copy, or the data would be refused again), whichever order.
+    #[test]
+    fn loom_unmappable_refusal_survives_a_concurrent_refusal() {
+        loom::model(|| {
+            let rx: Arc<Retention<u8>> = Arc::new(Retention::new(15));
+            // Hold 10 bytes so that the next list of 10 is over the bound.
+            assert!(rx.keep(held(0, 10)));
+            let other = rx.clone();
+            let over_bound = loom::thread::spawn(move || other.keep(held(1, 10)));
+            assert!(!rx.refuse_unmappable());
+            assert!(!over_bound.join().unwrap());
+            assert!(rx.refused() && rx.refused_unmappable());
+            rx.copied_unmappable();
+            assert!(rx.refused() && !rx.refused_unmappable(), "copying one datagram leaves the refusal");
+            // SAFETY: this thread is the only consumer.
+            let list = unsafe { rx.pop() }.unwrap();
+            rx.released(list.bytes);
+        });
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    static LISTS: [u8; 40] = [0; 40];
+
+    fn held(i: usize, bytes: usize) -> Held<u8> {
+        Held { head: NonNull::from(&LISTS[i]), bytes, count: 1 }
+    }
+
+    /// The bound: a list larger than it is taken when nothing is held; past it the list is
+    /// refused and the refusal recorded; releases bring `retained` back exactly.
+    #[test]
+    fn the_bound_refuses_and_releases_account_exactly() {
+        let rx: Retention<u8> = Retention::new(100);
+        assert!(rx.keep(held(0, 150)), "an oversized list is taken when nothing is held");
+        assert!(!rx.keep(held(1, 1)), "over the bound");
+        assert!(rx.refused() && !rx.refused_unmappable());
+        // SAFETY: this thread is the only consumer.
+        let first = unsafe { rx.pop() }.unwrap();
+        assert_eq!((first.head, first.bytes), (NonNull::from(&LISTS[0]), 150));
+        assert!(rx.released(first.bytes), "the refusal still waits for the stream");
+        assert_eq!(rx.retained(), 0);
+        rx.clear_refused();
+        assert!(!rx.refused());
+        assert!(rx.keep(held(2, 60)) && rx.keep(held(3, 40)), "up to the bound exactly");
+        assert_eq!(rx.retained(), 100);
+        assert!(!rx.keep(held(4, 1)));
+    }
+
+    /// The ring's slots bound what is kept too, whatever the bytes.
+    #[test]
+    fn a_full_ring_refuses() {
+        let rx: Retention<u8> = Retention::new(usize::MAX / 2);
+        for i in 0..SLOTS {
+            assert!(rx.keep(held(i, 1)));
+        }
+        assert!(!rx.keep(held(SLOTS, 1)));
+        assert!(rx.refused());
+        assert_eq!(rx.retained(), SLOTS);
+    }
+
+    /// A callback that finds another one keeping a list (the producer claim taken) refuses
+    /// its own, and records the refusal, without waiting.
+    #[test]
+    fn contention_refuses_instead_of_waiting() {
+        let rx: Retention<u8> = Retention::new(100);
+        let other = rx.ring.try_produce().expect("free");
+        assert!(!rx.keep(held(0, 1)), "kept while another callback held the claim");
+        assert!(rx.refused());
+        assert_eq!(rx.retained(), 0);
+        drop(other);
+        assert!(rx.keep(held(1, 1)), "the claim is free again");
+    }
+
+    /// Unmappable refusals: the mark is kept by a later ordinary refusal, and copying one
+    /// datagram out clears only the mark.
+    #[test]
+    fn the_unmappable_mark_is_sticky_until_copied() {
+        let rx: Retention<u8> = Retention::new(1);
+        assert!(rx.keep(held(0, 1)));
+        assert!(!rx.refuse_unmappable());
+        assert!(!rx.keep(held(1, 1)));
+        assert!(rx.refused_unmappable(), "an ordinary refusal must not clear the unmappable mark");
+        rx.copied_unmappable();
+        assert!(rx.refused() && !rx.refused_unmappable());
     }
 }
