@@ -8,6 +8,9 @@
 #![no_std]
 #![deny(missing_docs)]
 
+#[cfg(test)]
+extern crate std;
+
 pub mod addr;
 pub mod buf;
 pub mod error;
@@ -22,6 +25,8 @@ pub mod resolve;
 #[cfg(all(feature = "driver-runtime", windows))]
 mod runtime;
 pub mod socket;
+#[cfg(test)]
+mod tests;
 
 pub use buf::IoBuf;
 pub use error::{Error, Result};

@@ -160,7 +160,7 @@ fn miri() -> Result<Status> {
         // `+nightly` must reach the rustup proxy, not a toolchain pinned by the caller.
         .env_remove("RUSTUP_TOOLCHAIN")
         .env("MIRIFLAGS", with_flag("MIRIFLAGS", "-Zmiri-strict-provenance"))
-        .args(["+nightly", "miri", "test", "-p", "wsk-executor", "--lib"]);
+        .args(["+nightly", "miri", "test", "-p", "wsk-executor", "-p", "wsk", "--lib"]);
     util::run_inherit(&mut cmd).map(|()| Status::Passed)
 }
 

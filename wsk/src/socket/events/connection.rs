@@ -217,8 +217,9 @@ pub struct ConnectionEvents {
     backlog_seen: usize,
 }
 
-// SAFETY: the state is shared with callbacks through atomics and the SPSC ring protocol;
-// the stream is the single consumer and is used by one task at a time.
+// SAFETY: the state is shared with callbacks through atomics and the ring protocol
+// (callbacks push under its claim); the stream is the single consumer and is used by one
+// task at a time.
 unsafe impl Send for ConnectionEvents {}
 
 impl ConnectionEvents {
@@ -472,7 +473,21 @@ impl ConnectionEvents {
                 continue;
             }
             if disconnect == GRACEFUL {
-                // Callbacks are serial: every byte before the FIN was indicated, and taken.
+                // Every byte before the FIN was indicated before the disconnect event. A
+                // receive callback may still be pushing the last of it on another CPU
+                // (Microsoft documents no serialization of one socket's callbacks): end only
+                // once none is inside and the ring is still empty.
+                if state.header.flags.load(Ordering::Acquire) >= super::CALLBACK_ONE {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                // SAFETY: as above.
+                if let Some(indication) = unsafe { self.state().rx.pop() } {
+                    match self.hand_out(indication) {
+                        Some(received) => return Poll::Ready(Some(Ok(ConnectionEvent::Data(received)))),
+                        None => continue,
+                    }
+                }
                 self.ending = true;
                 return Poll::Ready(Some(Ok(ConnectionEvent::Disconnected { abortive: false })));
             }
@@ -640,5 +655,76 @@ impl<'a> Iterator for Segments<'a> {
                 self.next_indication = indication.Next;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use std::vec::Vec;
+
+    use super::*;
+    use crate::tests::kernel::{chain, mdl_over};
+
+    fn indication(mdl: *mut wsk_sys::MDL, offset: u32, length: usize) -> WSK_DATA_INDICATION {
+        WSK_DATA_INDICATION {
+            Next: core::ptr::null_mut(),
+            Buffer: wsk_sys::WSK_BUF { Mdl: mdl, Offset: offset, Length: length },
+        }
+    }
+
+    /// A retained list's segments: every entry's pieces in list order, an empty entry
+    /// contributing nothing, across MDL boundaries within an entry.
+    #[test]
+    fn segments_walk_the_whole_list_in_order() {
+        let (mut a, mut b, mut c) = (*b"hello ", *b"wor", *b"ld!");
+        let mut first_mdls = [mdl_over(&mut a, true), mdl_over(&mut b, true)];
+        let first_chain = chain(&mut first_mdls);
+        let mut last_mdl = mdl_over(&mut c, true);
+        let last_chain: *mut wsk_sys::MDL = &raw mut last_mdl;
+        let mut third = indication(last_chain, 0, 3);
+        let mut second = indication(last_chain, 0, 0);
+        second.Next = &raw mut third;
+        // "lo " from the first MDL, "wor" from the second.
+        let mut first = indication(first_chain, 3, 6);
+        first.Next = &raw mut second;
+        let segments = Segments { next_indication: &raw mut first, current: BufPieces::empty(), copied: None };
+        let pieces: Vec<&[u8]> = segments.collect();
+        assert_eq!(pieces, [&b"lo "[..], b"wor", b"ld!"]);
+    }
+
+    /// A copied item (the backpressure path) yields its buffer as the one segment, copies out
+    /// in pieces as large as the destination allows, and releases nothing when dropped.
+    #[test]
+    fn a_copied_item_reads_as_its_buffer() {
+        let received = Received { inner: Inner::Copied(IoBuf::copy_from(b"copied bytes").unwrap()) };
+        assert!(!received.is_zero_copy());
+        assert_eq!(received.len(), 12);
+        assert_eq!(received.segments().collect::<Vec<_>>(), [&b"copied bytes"[..]]);
+        let mut small = [0u8; 6];
+        assert_eq!(received.copy_to_slice(&mut small), 6);
+        assert_eq!(&small, b"copied");
+        let mut buf = IoBuf::with_capacity(32).unwrap();
+        assert_eq!(received.copy_into(&mut buf), 12);
+        assert_eq!(buf.as_slice(), b"copied bytes");
+        let empty = Received { inner: Inner::Copied(IoBuf::with_capacity(1).unwrap()) };
+        assert!(empty.is_empty());
+        assert_eq!(empty.segments().count(), 0, "an empty copy yields no segment");
+    }
+
+    /// The event state is one pool block whose header frees it by its kind: a connection
+    /// state allocated, given a retained list, and freed through its header drops and frees
+    /// it all (Miri checks the casts and that nothing leaks).
+    #[test]
+    fn an_event_state_is_freed_through_its_header() {
+        let state = ConnState::allocate(&EventConfig::default()).unwrap();
+        let mut list = indication(core::ptr::null_mut(), 0, 0);
+        // SAFETY: fresh state, not shared.
+        let rx = unsafe { &state.as_ref().rx };
+        assert!(rx.keep(Held { head: NonNull::from(&mut list), bytes: 10, count: 1 }));
+        assert_eq!(rx.retained(), 10);
+        // SAFETY: never installed: no core, callback or stream refers to it.
+        unsafe { super::super::free(state.cast::<Header>()) };
     }
 }

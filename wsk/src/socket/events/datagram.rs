@@ -133,7 +133,8 @@ pub struct Datagrams {
     done: bool,
 }
 
-// SAFETY: shared state is atomics and the SPSC ring; one task uses the stream at a time.
+// SAFETY: shared state is atomics and the ring (callbacks push under its claim); one task
+// uses the stream at a time.
 unsafe impl Send for Datagrams {}
 
 impl Datagrams {
@@ -476,5 +477,76 @@ impl DatagramView<'_> {
             at += n;
         }
         at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use std::vec::Vec;
+
+    use core::net::{Ipv6Addr, SocketAddrV6};
+    use wsk_sys::{SOCKADDR, WSK_BUF};
+
+    use super::*;
+    use crate::tests::kernel::{chain, mdl_over};
+
+    fn datagram(mdl: *mut wsk_sys::MDL, length: usize, from: *mut SOCKADDR) -> WSK_DATAGRAM_INDICATION {
+        WSK_DATAGRAM_INDICATION {
+            Next: core::ptr::null_mut(),
+            Buffer: WSK_BUF { Mdl: mdl, Offset: 0, Length: length },
+            ControlInfo: core::ptr::null_mut(),
+            ControlInfoLength: 0,
+            RemoteAddress: from,
+        }
+    }
+
+    /// `measure` counts every datagram of a list and their payload bytes; each view reads its
+    /// own datagram's payload (across MDLs) and sender, the sender from memory as the
+    /// provider laid it out (no alignment assumed).
+    #[test]
+    fn a_list_is_measured_and_each_datagram_read() {
+        let sender = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::LOCALHOST, 5353, 0, 0));
+        let storage = addr::to_storage(&sender);
+        let mut address = [0u8; 1 + 28];
+        // SAFETY: the storage's first 28 bytes (a SOCKADDR_IN6) are initialized.
+        address[1..].copy_from_slice(unsafe { core::slice::from_raw_parts((&raw const storage).cast::<u8>(), 28) });
+        let from = address[1..].as_mut_ptr().cast::<SOCKADDR>();
+        let (mut a, mut b, mut c) = (*b"ping", *b"po", *b"ng");
+        let mut first_mdl = mdl_over(&mut a, true);
+        let mut second_mdls = [mdl_over(&mut b, true), mdl_over(&mut c, true)];
+        let second_chain = chain(&mut second_mdls);
+        let mut second = datagram(second_chain, 4, core::ptr::null_mut());
+        let mut first = datagram(&raw mut first_mdl, 4, from);
+        first.Next = &raw mut second;
+        let head = NonNull::from(&mut first);
+        // SAFETY: the test's valid list.
+        assert_eq!(unsafe { measure(head) }, (2, 8));
+        // SAFETY: `first.Next` is the second entry, alive.
+        let second = NonNull::new(unsafe { head.as_ref().Next }).unwrap();
+        let views = [
+            DatagramView { inner: ViewInner::Node(head, core::marker::PhantomData) },
+            DatagramView { inner: ViewInner::Node(second, core::marker::PhantomData) },
+        ];
+        assert_eq!(views[0].len(), 4);
+        assert_eq!(views[0].remote_addr(), Some(sender));
+        assert_eq!(views[1].remote_addr(), None, "no address given");
+        assert_eq!(views[1].segments().collect::<Vec<_>>(), [&b"po"[..], b"ng"]);
+        let mut out = [0u8; 3];
+        assert_eq!(views[1].copy_to_slice(&mut out), 3, "as much as fits");
+        assert_eq!(&out, b"pon");
+    }
+
+    #[test]
+    fn a_copied_batch_is_one_datagram() {
+        let from = Some(SocketAddr::from(([127, 0, 0, 1], 9)));
+        let batch = DatagramBatch { inner: BatchInner::Copied { buffer: IoBuf::copy_from(b"dgram").unwrap(), from } };
+        assert!(!batch.is_zero_copy());
+        assert_eq!((batch.len(), batch.bytes()), (1, 5));
+        let views: Vec<_> = batch.iter().collect();
+        assert_eq!(views.len(), 1);
+        assert_eq!(views[0].remote_addr(), from);
+        assert_eq!(views[0].segments().collect::<Vec<_>>(), [&b"dgram"[..]]);
     }
 }

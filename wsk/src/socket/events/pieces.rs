@@ -154,3 +154,80 @@ impl<'a> Iterator for BufPieces<'a> {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use std::vec::Vec;
+
+    use wsk_sys::{MDL, MDL_MAPPED_TO_SYSTEM_VA, WSK_BUF, WSK_DATA_INDICATION};
+
+    use super::*;
+    use crate::tests::kernel::{chain, mdl_over};
+
+    fn pieces(buf: &WSK_BUF) -> Vec<Vec<u8>> {
+        // SAFETY: the test's MDLs describe its own arrays, alive and unwritten meanwhile.
+        unsafe { BufPieces::new(buf) }.map(<[u8]>::to_vec).collect()
+    }
+
+    /// The pieces start `Offset` bytes into the chain (skipping whole MDLs), end after
+    /// `Length` bytes (inside an MDL), and never run past the chain's end.
+    #[test]
+    fn pieces_honour_offset_and_length_across_mdls() {
+        let (mut a, mut b, mut c) = (*b"abc", *b"defg", *b"hi");
+        let mut mdls = [mdl_over(&mut a, true), mdl_over(&mut b, true), mdl_over(&mut c, true)];
+        let head = chain(&mut mdls);
+        let buf = |offset, length| WSK_BUF { Mdl: head, Offset: offset, Length: length };
+        assert_eq!(pieces(&buf(0, 9)), [&b"abc"[..], b"defg", b"hi"]);
+        assert_eq!(pieces(&buf(4, 4)), [&b"efg"[..], b"h"]);
+        assert_eq!(pieces(&buf(3, 2)), [&b"de"[..]]);
+        assert_eq!(pieces(&buf(1, 100)), [&b"bc"[..], b"defg", b"hi"], "stops at the chain's end");
+        assert!(pieces(&buf(2, 0)).is_empty());
+        assert!(pieces(&buf(9, 5)).is_empty(), "an offset past the chain yields nothing");
+        assert_eq!(BufPieces::empty().next(), None);
+        // SAFETY: as in `pieces`.
+        assert!(unsafe { map_all(&buf(0, 9)) });
+    }
+
+    /// An MDL mapped earlier (`MDL_MAPPED_TO_SYSTEM_VA`, not non-paged pool) needs no new
+    /// mapping; one neither mapped nor non-paged cannot be mapped here (the stand-in's
+    /// `MmMapLockedPagesSpecifyCache` fails), and `map_all` says so, but only if the
+    /// buffer's bytes reach into it.
+    #[test]
+    fn map_all_fails_exactly_when_a_described_mdl_cannot_be_mapped() {
+        let (mut a, mut b) = (*b"abcd", *b"efgh");
+        let mut first = mdl_over(&mut a, true);
+        first.MdlFlags = MDL_MAPPED_TO_SYSTEM_VA;
+        let mut mdls: [MDL; 2] = [first, mdl_over(&mut b, false)];
+        let head = chain(&mut mdls);
+        let mapped = |offset, length| {
+            // SAFETY: the test's MDL chain over its own arrays.
+            unsafe { map_all(&WSK_BUF { Mdl: head, Offset: offset, Length: length }) }
+        };
+        assert!(mapped(1, 3), "only the mapped MDL is described");
+        assert!(!mapped(1, 4), "the unmappable MDL is described");
+        assert!(!mapped(5, 1));
+        assert_eq!(pieces(&WSK_BUF { Mdl: head, Offset: 1, Length: 3 }), [&b"bcd"[..]]);
+    }
+
+    /// `list_mapped` walks every entry of an indication list and fails on any entry with an
+    /// unmappable buffer.
+    #[test]
+    fn list_mapped_checks_every_entry() {
+        let (mut a, mut b) = (*b"one", *b"two");
+        let mut mapped = mdl_over(&mut a, true);
+        let mut unmapped = mdl_over(&mut b, false);
+        let (mapped, unmapped): (*mut MDL, *mut MDL) = (&raw mut mapped, &raw mut unmapped);
+        let buf = |mdl| WSK_BUF { Mdl: mdl, Offset: 0, Length: 3 };
+        let mut second = WSK_DATA_INDICATION { Next: core::ptr::null_mut(), Buffer: buf(mapped) };
+        let mut first = WSK_DATA_INDICATION { Next: &raw mut second, Buffer: buf(mapped) };
+        let head = core::ptr::NonNull::from(&mut first);
+        // SAFETY: the test's list, over its own MDLs and arrays.
+        assert!(unsafe { list_mapped(head) });
+        // SAFETY: `second` is only reached through the list (its address was taken above).
+        unsafe { (*first.Next).Buffer.Mdl = unmapped };
+        // SAFETY: as above.
+        assert!(!unsafe { list_mapped(head) }, "the second entry cannot be mapped");
+    }
+}
