@@ -41,7 +41,7 @@
 //! not replayable step by step.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use crate::sync::lock;
 

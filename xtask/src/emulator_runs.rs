@@ -102,9 +102,13 @@ pub fn chaos(seconds: u64) -> Result<()> {
     for seed in CHAOS_SEEDS {
         println!("{TAG}: chaos tests, WSK_EMU_CHAOS={seed}");
         let mut cmd = Command::new("cargo");
-        cmd.current_dir(util::workspace_root())
-            .env("WSK_EMU_CHAOS", seed.to_string())
-            .args(["test", "-p", "wsk-tests", "--test", "chaos"]);
+        cmd.current_dir(util::workspace_root()).env("WSK_EMU_CHAOS", seed.to_string()).args([
+            "test",
+            "-p",
+            "wsk-tests",
+            "--test",
+            "chaos",
+        ]);
         util::run_inherit(&mut cmd)?;
     }
     echo_e2e_with(&["--chaos", &CHAOS_SEEDS[0].to_string()])?;
