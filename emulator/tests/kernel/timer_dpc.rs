@@ -65,8 +65,11 @@ struct DpcGate {
 unsafe extern "system" fn gate_dpc(_dpc: *mut KDPC, context: PVOID, _a1: PVOID, _a2: PVOID) {
     let gate = unsafe { &*context.cast::<DpcGate>() };
     gate.entered.fetch_add(1, Ordering::SeqCst);
+    // A DPC may not sleep: spin (yielding, as a spin lock does) with a bound.
+    let deadline = std::time::Instant::now() + PATIENCE;
     while !gate.open.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(1));
+        assert!(std::time::Instant::now() < deadline, "the DPC gate was not opened within {PATIENCE:?}");
+        std::thread::yield_now();
     }
 }
 

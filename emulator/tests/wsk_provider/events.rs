@@ -427,8 +427,9 @@ fn callbacks_of_one_socket_never_overlap_under_load() {
             STATUS_SUCCESS
         );
         *probe.hook.lock().unwrap() = Some(Box::new(|_| {
-            // Widen the window in which another call could overlap.
-            std::thread::sleep(std::time::Duration::from_micros(200));
+            // Widen the window in which another call could overlap (spinning: a callback may
+            // not sleep).
+            spin_for(std::time::Duration::from_micros(200));
             None
         }));
         let sent = pattern(1_000_000, 5);

@@ -16,6 +16,40 @@ use wsk_sys::*;
 /// A bound on waits that only exists to turn a hang into a failure.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
+/// A two-party, single-use rendezvous that never sleeps, for a callback held at
+/// DISPATCH_LEVEL (where a `std::sync::Barrier` would put the thread to sleep: a
+/// `BLOCKED_AT_DISPATCH_LEVEL` violation). Each side spins, yielding the CPU, until both have
+/// arrived; panics after [`PATIENCE`].
+#[derive(Default)]
+pub struct Rendezvous {
+    arrived: std::sync::atomic::AtomicUsize,
+}
+
+impl Rendezvous {
+    pub const fn new() -> Self {
+        Self { arrived: std::sync::atomic::AtomicUsize::new(0) }
+    }
+
+    /// Arrives, then waits for the other side. Any IRQL <= DISPATCH_LEVEL.
+    pub fn wait(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.arrived.fetch_add(1, SeqCst);
+        let deadline = Instant::now() + PATIENCE;
+        while self.arrived.load(SeqCst) < 2 {
+            assert!(Instant::now() < deadline, "rendezvous: the other side did not arrive within {PATIENCE:?}");
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Spins (never sleeping, as code at DISPATCH_LEVEL must) for `duration`.
+pub fn spin_for(duration: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < duration {
+        std::hint::spin_loop();
+    }
+}
+
 static CLIENT_DISPATCH: WSK_CLIENT_DISPATCH =
     WSK_CLIENT_DISPATCH { Version: MAKE_WSK_VERSION(1, 0), Reserved: 0, WskClientEvent: None };
 

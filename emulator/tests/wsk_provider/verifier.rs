@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::net::TcpStream;
 use std::ptr;
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::time::Duration;
 
 use wsk_emulator::{Kernel, LeakKind, Rule, with_irql};
@@ -61,8 +61,9 @@ fn close_while_another_call_is_executing_is_reported() {
         peer.write_all(b"ab").unwrap();
         assert_eq!(socket.receive_exact(1), b"a");
 
-        let inside = Arc::new(Barrier::new(2));
-        let closed = Arc::new(Barrier::new(2));
+        // The completion routine runs at DISPATCH_LEVEL: it waits by spinning.
+        let inside = Arc::new(Rendezvous::new());
+        let closed = Arc::new(Rendezvous::new());
         let receiver = {
             let (inside, closed) = (Arc::clone(&inside), Arc::clone(&closed));
             std::thread::spawn(move || {

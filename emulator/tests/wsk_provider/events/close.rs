@@ -4,8 +4,8 @@
 
 use std::io::Write;
 use std::ptr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use wsk_sys::*;
@@ -25,8 +25,8 @@ struct Held {
 /// What the callback and the close completion observed (outlives the context).
 #[derive(Default)]
 struct Shared {
-    entered: Option<Barrier>,
-    release: Option<Barrier>,
+    entered: Option<Rendezvous>,
+    release: Option<Rendezvous>,
     calls: AtomicUsize,
     /// The context was intact after the barrier.
     intact_after_barrier: AtomicBool,
@@ -71,8 +71,11 @@ static HELD_EVENTS: WSK_CLIENT_CONNECTION_DISPATCH = WSK_CLIENT_CONNECTION_DISPA
 #[test]
 fn close_waits_for_a_receive_callback_in_flight() {
     clean_session(|client| {
-        let shared =
-            Arc::new(Shared { entered: Some(Barrier::new(2)), release: Some(Barrier::new(2)), ..Shared::default() });
+        let shared = Arc::new(Shared {
+            entered: Some(Rendezvous::new()),
+            release: Some(Rendezvous::new()),
+            ..Shared::default()
+        });
         let held = Box::into_raw(Box::new(Held { magic: [MAGIC; 16], shared: shared.clone() }));
         let (listener, local) = client.listener(v4(0));
         let mut peer = std::net::TcpStream::connect(local).unwrap();

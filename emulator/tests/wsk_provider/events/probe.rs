@@ -7,7 +7,7 @@ use std::mem::size_of;
 use std::net::{SocketAddr, TcpStream};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wsk_sys::*;
@@ -25,14 +25,15 @@ pub const PARTIAL: u32 = 3;
 
 /// A callback blocked until the test lets it go: `entered` is passed when the callback is
 /// inside, `release` when the test lets it return.
+/// The callback waits by spinning, as code at DISPATCH_LEVEL must.
 pub struct Gate {
-    pub entered: Barrier,
-    pub release: Barrier,
+    pub entered: Rendezvous,
+    pub release: Rendezvous,
 }
 
 impl Gate {
     pub fn new() -> Arc<Gate> {
-        Arc::new(Gate { entered: Barrier::new(2), release: Barrier::new(2) })
+        Arc::new(Gate { entered: Rendezvous::new(), release: Rendezvous::new() })
     }
 }
 
