@@ -23,7 +23,7 @@ use wsk_sys::{BOOLEAN, DISPATCH_LEVEL, FALSE, KDEFERRED_ROUTINE, KDPC, PASSIVE_L
 use crate::counters::bump;
 use crate::irql;
 use crate::kernel;
-use crate::sync::{lock, wait, wait_until};
+use crate::sync::{lock, spin_until, wait, wait_until};
 use crate::verifier::{Leak, LeakKind, Rule, bugcheck};
 
 /// `KDPC.Type` of an initialized DPC (`DpcObject`).
@@ -225,7 +225,9 @@ pub(crate) fn wait_not_running(session: u64, deadline: Instant) -> bool {
 
 /// Removes `dpc` from the queue if it is queued, then waits until it no longer runs on any
 /// other DPC thread: what Wine's `KeCancelTimer` does with a timer's callback (the
-/// `wine-cancel-timer` quirk). It blocks, as Wine's does, whatever the caller's IRQL.
+/// `wine-cancel-timer` quirk). It waits, as Wine's does, whatever the caller's IRQL; at
+/// DISPATCH_LEVEL (where `KeCancelTimer` may be called) it spins instead of sleeping, as a
+/// processor waiting for another one does.
 pub(crate) fn remove_or_wait(dpc: *mut KDPC) {
     let mut state = lock(&DPCS);
     // SAFETY: the DPC belongs to a live timer (the caller's KeCancelTimer contract).
@@ -233,7 +235,12 @@ pub(crate) fn remove_or_wait(dpc: *mut KDPC) {
     if CURRENT.with(std::cell::Cell::get) == dpc as usize {
         return;
     }
-    while state.running.values().any(|&(running, _)| running == dpc as usize) {
+    let running = |state: &mut DpcState| state.running.values().any(|&(running, _)| running == dpc as usize);
+    if irql::current_irql() >= DISPATCH_LEVEL {
+        drop(spin_until(&DPCS, state, |state| !running(state)));
+        return;
+    }
+    while running(&mut state) {
         state = wait(&DPC_RETIRED, state);
     }
 }

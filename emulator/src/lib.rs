@@ -32,7 +32,8 @@
 //! [`Kernel::builder`] configures a load; [`KernelBuilder::load`] calls DriverEntry;
 //! [`KernelBuilder::attach`] starts a driver session without one (the test body is the
 //! driver); [`LoadedDriver::unload`] calls DriverUnload and returns the [`VerifierReport`].
-//! [`with_irql`] runs a closure at a given IRQL (e.g. "from a DPC"); [`counters`] samples
+//! [`with_irql`] runs a closure at a given IRQL (e.g. "from a DPC"); [`assert_may_block`]
+//! guards test scaffolding that may block against being called from one; [`counters`] samples
 //! allocation counters (allocations per operation); [`debug_log`] reads `DbgPrint` output;
 //! [`provider`] lets a test (and the emulated WSK subsystem) act as the lower driver an IRP
 //! is passed to.
@@ -61,7 +62,7 @@
 //! | Registry | `ZwOpenKey`, `ZwQueryValueKey` (`KeyValuePartialInformation`), `ZwClose` | Only the driver's service key and its `Parameters` subkey, with values set by the host; real status codes for short buffers and missing values. |
 //! | Bugcheck | `KeBugCheckEx` | Recorded with the driver's code; a system thread calling it stops for good (a fresh one replaces it); on a host thread the process aborts. |
 //! | Strings, debug output | `RtlInitUnicodeString`, `DbgPrint`, `DbgPrintEx` | Windows printf dialect (`%wZ`, `%ws`, `%S`, `%I64x`, 32-bit `%ld`), 512-byte truncation; every message is logged (no component filtering). |
-//! | IRQL | `KeGetCurrentIrql` (through `WskEmuGetCurrentIrql`) | Per thread: PASSIVE_LEVEL for DriverEntry, DriverUnload, work items and test threads; DISPATCH_LEVEL for DPCs, completion routines and under the cancel spin lock. |
+//! | IRQL | `KeGetCurrentIrql` (through `WskEmuGetCurrentIrql`) | Per thread: PASSIVE_LEVEL for DriverEntry, DriverUnload, work items and test threads; DISPATCH_LEVEL for DPCs, completion routines, event callbacks, timer expiry and under the cancel spin lock. The emulator's own locks spin at DISPATCH_LEVEL instead of sleeping. |
 //! | WSK | `WskRegister`, `WskDeregister`, `WskCaptureProviderNPI`, `WskReleaseProviderNPI`; provider routines `WskSocket`, `WskSocketConnect`, `WskControlClient`, `WskGetAddressInfo`, `WskFreeAddressInfo`; listen, connection, datagram and basic socket tables (`WskBind`, `WskAccept`, `WskConnect`, `WskSend`, `WskReceive`, `WskDisconnect`, `WskSendTo`, `WskReceiveFrom`, `WskGetLocalAddress`, `WskGetRemoteAddress`, `WskControlSocket`, `WskCloseSocket`) | Over real nonblocking host sockets driven by one `mio` I/O thread (`wsk-emu-net`) that completes pending IRPs at DISPATCH_LEVEL; IRPs are cancelable (`IoCancelIrp`), `WskCloseSocket` cancels pending IRPs before it completes and resets connections not disconnected both ways; `WskDeregister` waits for sockets to close. Event callbacks (`SO_WSK_EVENT_CALLBACK`: accept, receive, disconnect, send backlog, receive-from; `WskRelease`) run on the I/O thread at DISPATCH_LEVEL. The adversarial mode ([`adversary`], `WSK_EMU_CHAOS=SEED`) moves both onto four processor threads and adds late and caller-IRQL completions, overlapping datagram and accept callbacks, random indication shapes, partial receives and short sends. No `WskGetNameInfo`, IOCTLs or stream sockets yet: see the `wsk` module docs for every difference. |
 //!
 //! # The verifier
@@ -70,7 +71,8 @@
 //! [`Bugcheck`] with a stop code in the spirit of Driver Verifier's (0xC4
 //! `DRIVER_VERIFIER_DETECTED_VIOLATION`, 0xC9 `DRIVER_VERIFIER_IOMANAGER_VIOLATION`, 0xD1
 //! `DRIVER_IRQL_NOT_LESS_OR_EQUAL`, 0x44 `MULTIPLE_IRP_COMPLETE_REQUESTS`, 0xC7
-//! `TIMER_OR_DPC_INVALID`, 0xCE, 0xE4, 0xC1, 0xC2, 0x93, 0x35, 0x48). The first violation
+//! `TIMER_OR_DPC_INVALID`, 0xB8 `ATTEMPTED_SWITCH_FROM_DPC`, 0xCE, 0xE4, 0xC1, 0xC2, 0x93, 0x35,
+//! 0x48). The first violation
 //! stops the driver: no further work items or DPCs are dispatched into it and DriverUnload is
 //! not called; the offending call does nothing harmful (a double free is refused) and returns,
 //! so that tests can assert on the report.
@@ -78,8 +80,11 @@
 //! * Pool tracking: every allocation is checked at unload (tag, size, pool type and allocation
 //!   site of each leak); special pool catches overruns, double frees and writes after free.
 //! * IRQL checking: every routine's documented maximum IRQL, paged pool at DISPATCH_LEVEL,
-//!   blocking waits at DISPATCH_LEVEL, callbacks that return at another IRQL or holding the
-//!   cancel spin lock, Unicode `DbgPrint` formats above PASSIVE_LEVEL.
+//!   `KeWaitForSingleObject` waits that could block at DISPATCH_LEVEL, a thread that blocks (a
+//!   host lock, a condition variable, a sleep) while at DISPATCH_LEVEL or above, and
+//!   [`assert_may_block`] there (`BLOCKED_AT_DISPATCH_LEVEL`, stop code 0xB8
+//!   `ATTEMPTED_SWITCH_FROM_DPC`), callbacks that return at another IRQL or holding the cancel
+//!   spin lock, Unicode `DbgPrint` formats above PASSIVE_LEVEL.
 //! * I/O verification: IRPs freed twice, freed or reused while a provider owns them, completed
 //!   twice, completed with `STATUS_PENDING` or a cancel routine set, leaked; completion that
 //!   reached the I/O manager for a driver-allocated IRP the driver then frees or reuses; work
@@ -97,9 +102,11 @@
 //!   indications given back are the exception: with the verifier on they are page-protected
 //!   and a touch faults.
 //! * One driver at a time per process; the kernel state is process-global.
-//! * IRQL is advisory: code at DISPATCH_LEVEL can still block on a host lock or sleep; only the
-//!   documented rules are checked. There is no preemption by IRQL: a DPC runs concurrently with
-//!   PASSIVE_LEVEL code of the "same processor".
+//! * IRQL does not mask anything: there is no preemption by IRQL, and a DPC runs concurrently
+//!   with PASSIVE_LEVEL code of the "same processor". Blocking at DISPATCH_LEVEL is not
+//!   prevented but detected after the fact (the thread switched out voluntarily and was off the
+//!   CPU for at least [`BLOCKED_THRESHOLD`]; shorter blocks go unseen), on Linux hosts only.
+//!   Touching pageable code or data above APC_LEVEL cannot be detected at all.
 //! * Timers have the host's resolution; DPCs run on two threads in FIFO order; work items on
 //!   four threads.
 //! * Completion routines always run at DISPATCH_LEVEL (the real kernel runs them at the
@@ -144,7 +151,7 @@ pub use debug::{DebugMessage, debug_log, debug_messages, wait_for_debug_message}
 pub use driver::{Kernel, KernelBuilder, LoadError, LoadedDriver};
 pub use fault::{AllocationKind, FaultPlan, FaultStats};
 pub use irp::provider;
-pub use irql::{current_irql, irql_name, with_irql};
+pub use irql::{BLOCKED_THRESHOLD, assert_may_block, current_irql, irql_name, with_irql};
 pub use pool::{FREED_BYTE, FRESH_BYTE, GUARD_BYTE, GUARD_BYTES};
 pub use registry::{RegistryValue, SERVICES_KEY, service_key_path};
 pub use rtl::EXPORTS;

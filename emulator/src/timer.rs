@@ -55,10 +55,10 @@ static TIMERS: Mutex<TimerState> = Mutex::new(TimerState {
 });
 static TIMERS_CHANGED: Condvar = Condvar::new();
 
-/// Body of the timer thread.
+/// Body of the timer thread: idle (and waiting) at PASSIVE_LEVEL, at DISPATCH_LEVEL while it
+/// expires a timer, as the clock interrupt's DPC is.
 pub(crate) fn timer_thread_main() {
     crate::threads::set_role(crate::threads::Role::Timer);
-    irql::set_irql(DISPATCH_LEVEL);
     let mut state = lock(&TIMERS);
     loop {
         let Some(&Reverse((due, id, timer))) = state.deadlines.peek() else {
@@ -75,6 +75,7 @@ pub(crate) fn timer_thread_main() {
             continue;
         }
         state.deadlines.pop();
+        let _dispatch = irql::enter_irql(DISPATCH_LEVEL);
         fire(&mut state, timer, now);
     }
 }

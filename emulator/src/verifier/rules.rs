@@ -39,6 +39,7 @@ pub mod codes {
     pub const MULTIPLE_IRP_COMPLETE_REQUESTS: u32 = 0x44;
     pub const CANCEL_STATE_IN_COMPLETED_IRP: u32 = 0x48;
     pub const INVALID_KERNEL_HANDLE: u32 = 0x93;
+    pub const ATTEMPTED_SWITCH_FROM_DPC: u32 = 0xB8;
     pub const SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION: u32 = 0xC1;
     pub const BAD_POOL_CALLER: u32 = 0xC2;
     pub const DRIVER_VERIFIER_DETECTED_VIOLATION: u32 = 0xC4;
@@ -57,6 +58,7 @@ pub mod codes {
             MULTIPLE_IRP_COMPLETE_REQUESTS => "MULTIPLE_IRP_COMPLETE_REQUESTS",
             CANCEL_STATE_IN_COMPLETED_IRP => "CANCEL_STATE_IN_COMPLETED_IRP",
             INVALID_KERNEL_HANDLE => "INVALID_KERNEL_HANDLE",
+            ATTEMPTED_SWITCH_FROM_DPC => "ATTEMPTED_SWITCH_FROM_DPC",
             SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION => "SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION",
             BAD_POOL_CALLER => "BAD_POOL_CALLER",
             DRIVER_VERIFIER_DETECTED_VIOLATION => "DRIVER_VERIFIER_DETECTED_VIOLATION",
@@ -105,6 +107,13 @@ rules! {
     IrqlTooHigh = (DRIVER_IRQL_NOT_LESS_OR_EQUAL, 0, "IRQL_TOO_HIGH_FOR_ROUTINE");
     /// A wait with a non-zero (or no) timeout at DISPATCH_LEVEL.
     WaitAtDispatch = (DRIVER_IRQL_NOT_LESS_OR_EQUAL, 1, "WAIT_AT_DISPATCH_LEVEL");
+    /// A thread blocked (slept on a lock, a condition variable, a timer or I/O) at
+    /// DISPATCH_LEVEL or above, or an emulator wait or [`assert_may_block`] was entered there.
+    /// Reported with the thread's name and how long it was off the CPU; see the `irql` module
+    /// docs for how blocking is told from preemption.
+    ///
+    /// [`assert_may_block`]: crate::assert_may_block
+    BlockedAtDispatch = (ATTEMPTED_SWITCH_FROM_DPC, 0, "BLOCKED_AT_DISPATCH_LEVEL");
     /// A DPC, work item, completion or cancel routine returned at another IRQL than it was called at.
     IrqlNotRestored = (DRIVER_VERIFIER_DETECTED_VIOLATION, 0x32, "IRQL_NOT_RESTORED");
     // ---- IRPs ----
