@@ -4,10 +4,10 @@
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream as HostStream, UdpSocket as HostUdp};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::StreamExt;
 use wsk::events::{ConnectionEvent, ConnectionEvents, EventConfig};
@@ -244,31 +244,33 @@ fn close_waits_for_held_indication() {
     });
 }
 
-/// A waker that blocks the thread calling `wake` (an event callback, at DISPATCH_LEVEL)
-/// once armed, until released: holds a callback mid-flight.
+/// A waker that holds the thread calling `wake` (an event callback, at DISPATCH_LEVEL) once
+/// armed, until released: holds a callback mid-flight. It spins, as code at DISPATCH_LEVEL
+/// must (sleeping there is a `BLOCKED_AT_DISPATCH_LEVEL` violation), for at most
+/// [`GATE_LIMIT`], then panics.
 struct Gate {
     armed: AtomicBool,
     entered: AtomicBool,
-    released: Mutex<bool>,
-    cv: Condvar,
+    released: AtomicBool,
     /// Sockets still allocated when the held callback was let go (the core it uses).
     live_at_release: AtomicUsize,
 }
+
+/// How long a [`Gate`] holds a callback at most.
+const GATE_LIMIT: Duration = Duration::from_secs(20);
 
 impl Gate {
     fn new() -> Arc<Gate> {
         Arc::new(Gate {
             armed: AtomicBool::new(false),
             entered: AtomicBool::new(false),
-            released: Mutex::new(false),
-            cv: Condvar::new(),
+            released: AtomicBool::new(false),
             live_at_release: AtomicUsize::new(usize::MAX),
         })
     }
 
     fn release(&self) {
-        *self.released.lock().unwrap() = true;
-        self.cv.notify_all();
+        self.released.store(true, Ordering::Release);
     }
 }
 
@@ -282,9 +284,17 @@ impl Wake for Gate {
             return;
         }
         self.entered.store(true, Ordering::SeqCst);
-        let mut released = self.released.lock().unwrap();
-        while !*released {
-            released = self.cv.wait(released).unwrap();
+        let deadline = Instant::now() + GATE_LIMIT;
+        let mut spins = 0u32;
+        while !self.released.load(Ordering::Acquire) {
+            assert!(Instant::now() < deadline, "the gate held a callback for {GATE_LIMIT:?} without being released");
+            // Spin, then yield the processor between looks (a yield does not sleep).
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
         }
         self.live_at_release.store(wsk::live_sockets(), Ordering::SeqCst);
     }

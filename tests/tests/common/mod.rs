@@ -55,8 +55,11 @@ pub struct UnloadRecord {
     pub live_timers_after_shutdown: usize,
 }
 
-/// Locks a test mutex, ignoring poisoning (a failed test must not fail the next ones).
+/// Locks a test mutex, ignoring poisoning (a failed test must not fail the next ones). It may
+/// sleep: PASSIVE_LEVEL or APC_LEVEL only (at DISPATCH_LEVEL the emulator reports
+/// `BLOCKED_AT_DISPATCH_LEVEL`).
 pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    wsk_emulator::assert_may_block("common::lock");
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -149,7 +152,8 @@ pub fn take_unload_record(name: &str) -> Option<UnloadRecord> {
     lock(&UNLOADS).remove(name)
 }
 
-/// Runs `f` with the loaded test driver's executor. Panics if there is none.
+/// Runs `f` with the loaded test driver's executor. Panics if there is none. Takes a lock that
+/// may sleep (see [`lock`]).
 pub fn with_executor<R>(f: impl FnOnce(&Executor) -> R) -> R {
     let guard = lock(&EXECUTOR);
     f(guard.as_ref().expect("the test driver has no executor (DriverEntry failed or unload ran)"))
@@ -219,7 +223,10 @@ impl Drop for Watchdog {
 }
 
 /// Waits (sleeping briefly between checks) until `condition` holds; panics after `limit`.
+/// PASSIVE_LEVEL or APC_LEVEL only (at DISPATCH_LEVEL the emulator reports
+/// `BLOCKED_AT_DISPATCH_LEVEL`).
 pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    wsk_emulator::assert_may_block(what);
     let deadline = Instant::now() + limit;
     let mut spins = 0u32;
     while !condition() {
