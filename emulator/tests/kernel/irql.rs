@@ -1,23 +1,39 @@
 //! IRQL tracking and the documented-maximum rule.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Instant;
+
 use wsk_emulator::{Rule, current_irql, with_irql};
 use wsk_sys::*;
 
-use crate::common::{assert_clean, assert_first, attach, unicode};
+use crate::common::{PATIENCE, assert_clean, assert_first, attach, unicode};
 
 #[test]
 fn irql_is_per_thread_and_scoped() {
     let driver = attach();
     assert_eq!(KeGetCurrentIrql(), PASSIVE_LEVEL);
-    with_irql(DISPATCH_LEVEL, || {
+    let thread = with_irql(DISPATCH_LEVEL, || {
         assert_eq!(KeGetCurrentIrql(), DISPATCH_LEVEL);
         assert_eq!(current_irql(), DISPATCH_LEVEL);
-        let other = std::thread::spawn(KeGetCurrentIrql).join().unwrap();
-        assert_eq!(other, PASSIVE_LEVEL, "IRQL is per thread");
+        // Joining would block at DISPATCH_LEVEL: wait for the other thread's answer by spinning.
+        let other = Arc::new(AtomicU8::new(0xFF));
+        let thread = {
+            let other = other.clone();
+            std::thread::spawn(move || other.store(KeGetCurrentIrql(), Ordering::Release))
+        };
+        let deadline = Instant::now() + PATIENCE;
+        while other.load(Ordering::Acquire) == 0xFF {
+            assert!(Instant::now() < deadline, "the other thread did not answer");
+            std::thread::yield_now();
+        }
+        assert_eq!(other.load(Ordering::Acquire), PASSIVE_LEVEL, "IRQL is per thread");
         driver.run_at(APC_LEVEL, || assert_eq!(KeGetCurrentIrql(), APC_LEVEL));
         assert_eq!(KeGetCurrentIrql(), DISPATCH_LEVEL);
+        thread
     });
     assert_eq!(KeGetCurrentIrql(), PASSIVE_LEVEL);
+    thread.join().unwrap();
     assert_clean(&driver.unload());
 }
 
