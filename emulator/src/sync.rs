@@ -115,12 +115,13 @@ pub(crate) fn spin_until<'a, T>(
 #[cfg(test)]
 mod tests {
     use std::mem::MaybeUninit;
-    use std::sync::{Arc, Barrier, Mutex};
+    use std::sync::{Arc, Barrier, Condvar, Mutex};
     use std::time::Duration;
 
     use wsk_sys::DISPATCH_LEVEL;
 
-    use super::lock;
+    use super::{lock, wait_for};
+    use crate::verifier::{Rule, recorded_bugchecks};
 
     fn voluntary_switches() -> i64 {
         let mut usage = MaybeUninit::<libc::rusage>::uninit();
@@ -156,5 +157,24 @@ mod tests {
         holder.join().unwrap();
         assert_eq!(value, 2, "the lock was taken after the holder let it go");
         assert_eq!(slept, 0, "the thread slept on the lock at DISPATCH_LEVEL");
+    }
+
+    #[test]
+    fn a_condvar_wait_at_dispatch_is_reported_when_entered() {
+        let mutex = Mutex::new(());
+        let condvar = Condvar::new();
+        // 1 ms: too short for the after-the-fact detector, so only the wait's own check can
+        // report it.
+        let line = line!() + 2;
+        crate::irql::with_irql(DISPATCH_LEVEL, || {
+            drop(wait_for(&condvar, lock(&mutex), Duration::from_millis(1)));
+        });
+        let location = format!("{}:{line}:", file!());
+        let reports: Vec<_> = recorded_bugchecks()
+            .into_iter()
+            .filter(|b| b.rule == Rule::BlockedAtDispatch && b.message.contains(&location))
+            .collect();
+        assert_eq!(reports.len(), 1, "expected one report naming {location}: {reports:?}");
+        assert!(reports[0].message.contains("an emulator wait"), "{reports:?}");
     }
 }
