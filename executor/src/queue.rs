@@ -1,24 +1,39 @@
-//! The run queue: an intrusive multi-producer single-consumer queue (Vyukov's, with a stub
-//! node).
+//! The run queue: an intrusive multi-producer single-consumer queue built as a transfer
+//! stack.
 //!
-//! Producers are wakers, `abort` and `spawn` on any processor at IRQL <= DISPATCH_LEVEL; a
-//! push is one swap and one store, wait-free, and allocates nothing because the link lives
-//! in the task header. The consumer is the work item.
+//! Producers are wakers, `abort` and `spawn` on any processor at IRQL <= DISPATCH_LEVEL. A
+//! push links the node in front of `pushed` with one compare-and-swap (a Treiber push); the
+//! node's link lives in the task header, so nothing is allocated. The consumer, the work
+//! item, takes the whole stack with one swap, reverses it into `ready` (oldest first) and
+//! pops from there; it takes the stack again only when `ready` is empty, so the order is
+//! first in, first out.
 //!
 //! ```text
-//!   head (consumer)                                  tail (producers swap it)
-//!     │                                                │
-//!     ▼                                                ▼
-//!   [stub or task] ──next──► [task] ──next──► ... ──► [task] ──next──► null
+//!   producers:  pushed ──► [t9] ──► [t8] ──► null       (newest first, CAS on `pushed`)
+//!                              │
+//!               swap(null) when `ready` is empty, reverse
+//!                              ▼
+//!   consumer:   ready  ──► [t3] ──► [t5] ──► null       (oldest first, consumer only)
 //! ```
 //!
-//! Between a producer's swap of `tail` and its store of the previous node's `next`, the
-//! chain is briefly cut: [`RunQueue::pop`] then reports nothing. That is safe because the
-//! producer asks for a run after finishing its push (see [`crate::scheduler`]).
+//! # Why a transfer stack
+//!
+//! A push is complete the moment its compare-and-swap succeeds: there is no state in which a
+//! node has been published but not linked. The queue this replaces (a swap of the tail, then
+//! a store linking the previous node) had such a state, and a producer preempted between the
+//! two (a waker called at PASSIVE_LEVEL can be) hid every later push from the consumer until
+//! it resumed, even pushes whose run request the work item was already serving. Raising the
+//! IRQL around the push would close that window too, but needs a kernel call the platform
+//! layer does not have, and is one more thing each caller could get wrong; the transfer stack
+//! closes it by construction. The price is that a push is lock-free rather than wait-free: a
+//! compare-and-swap that loses to another push retries, which is bounded by the number of
+//! processors pushing at the same moment. ABA cannot arise: the consumer never removes a
+//! single node from `pushed`, only the whole stack, so a producer's compare-and-swap
+//! succeeds only if `pushed` is still the node it linked behind.
 
 use core::ptr::{self, NonNull};
 
-use crate::loom::{AtomicPtr, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed, Ordering::Release, UnsafeCell};
+use crate::loom::{AtomicPtr, Ordering::Acquire, Ordering::Relaxed, Ordering::Release, UnsafeCell};
 
 /// The link a queued node carries.
 #[repr(C)]
@@ -36,116 +51,96 @@ impl Link {
 ///
 /// # Invariants
 ///
-/// After [`init`](Self::init): `head` and `tail` point to the stub or to nodes in the queue;
-/// the queue does not move; a node is in the queue at most once.
+/// `pushed` and `ready` are null-terminated chains of distinct nodes that are in the queue;
+/// a node is in at most one of them, at most once. Only the consumer reads or writes `ready`
+/// and the links of the nodes in it.
 pub(crate) struct RunQueue {
-    /// Next node to pop. Only the consumer reads or writes it.
-    head: UnsafeCell<*mut Link>,
-    /// Last node pushed.
-    tail: AtomicPtr<Link>,
-    stub: Link,
+    /// Nodes pushed since the consumer last took them, newest first.
+    pushed: AtomicPtr<Link>,
+    /// Nodes taken by the consumer and not popped yet, oldest first. Consumer only.
+    ready: UnsafeCell<*mut Link>,
 }
 
-// SAFETY: the raw pointers are to nodes and the stub, whose sharing the queue's protocol
-// synchronizes; `head` is touched by the single consumer only.
+// SAFETY: the raw pointers are to nodes, whose sharing the queue's protocol synchronizes;
+// `ready` is touched by the single consumer only.
 unsafe impl Send for RunQueue {}
 // SAFETY: as above.
 unsafe impl Sync for RunQueue {}
 
 impl RunQueue {
-    /// A queue that must be [`init`](Self::init)ed at its final address before use.
+    /// An empty queue.
     pub(crate) fn new() -> Self {
-        Self { head: UnsafeCell::new(ptr::null_mut()), tail: AtomicPtr::new(ptr::null_mut()), stub: Link::new() }
+        Self { pushed: AtomicPtr::new(ptr::null_mut()), ready: UnsafeCell::new(ptr::null_mut()) }
     }
 
-    fn stub(&self) -> *mut Link {
-        ptr::from_ref(&self.stub).cast_mut()
-    }
-
-    /// Points both ends at the stub.
+    /// Appends `node`. Any thread, IRQL <= DISPATCH_LEVEL; lock-free, allocates nothing.
     ///
-    /// # Safety
-    ///
-    /// Called once, before any other method, and the queue never moves afterwards.
-    pub(crate) unsafe fn init(&self) {
-        let stub = self.stub();
-        // SAFETY: no other access yet (caller).
-        self.head.with_mut(|h| unsafe { *h = stub });
-        self.tail.store(stub, Release);
-    }
-
-    /// Appends `node`. Any thread, IRQL <= DISPATCH_LEVEL; wait-free.
+    /// Once this returns, the next [`pop`](Self::pop)s see the node whatever other pushes are
+    /// in progress.
     ///
     /// # Safety
     ///
     /// `node` stays valid until popped and is not in the queue.
     pub(crate) unsafe fn push(&self, node: NonNull<Link>) {
         let node = node.as_ptr();
-        // SAFETY: valid (caller); not in the queue, so nobody else writes its link.
-        unsafe { (*node).next.store(ptr::null_mut(), Relaxed) };
-        let prev = self.tail.swap(node, AcqRel);
-        // SAFETY: `prev` is the stub or a node that cannot be popped before this store links
-        // it to `node`, so it is still valid.
-        unsafe { (*prev).next.store(node, Release) };
+        let mut head = self.pushed.load(Relaxed);
+        loop {
+            // SAFETY: valid (caller); not in the queue, so nobody else reads or writes its link.
+            unsafe { (*node).next.store(head, Relaxed) };
+            // Release: the consumer's acquiring swap sees the link and what the producer wrote
+            // before pushing.
+            match self.pushed.compare_exchange_weak(head, node, Release, Relaxed) {
+                Ok(_) => return,
+                Err(actual) => head = actual,
+            }
+        }
     }
 
-    /// Removes the oldest node, if one can be taken now. `None` when the queue is empty or a
-    /// push is half done.
+    /// Removes the oldest node; `None` when the queue is empty.
     ///
     /// # Safety
     ///
     /// Only the consumer calls it.
     pub(crate) unsafe fn pop(&self) -> Option<NonNull<Link>> {
-        let stub = self.stub();
         // SAFETY: single consumer (caller).
-        let mut head = self.head.with(|h| unsafe { *h });
-        // SAFETY: `head` is the stub or a queued node (invariant).
-        let mut next = unsafe { (*head).next.load(Acquire) };
-        if head == stub {
-            if next.is_null() {
-                return None;
-            }
-            // Skip the stub.
-            self.set_head(next);
-            head = next;
-            // SAFETY: `next` is a queued node.
-            next = unsafe { (*head).next.load(Acquire) };
+        let mut first = self.ready.with(|r| unsafe { *r });
+        if first.is_null() {
+            first = self.take_pushed();
         }
-        if !next.is_null() {
-            self.set_head(next);
-            return NonNull::new(head);
-        }
-        if head != self.tail.load(Acquire) {
-            // A producer swapped the tail and has not linked its node yet.
-            return None;
-        }
-        // `head` is the last node: put the stub behind it so it can be taken.
-        // SAFETY: the stub lives as long as the queue and is not in the queue now.
-        unsafe { self.push(NonNull::from(&self.stub)) };
-        // SAFETY: `head` is still a queued node.
-        next = unsafe { (*head).next.load(Acquire) };
-        if !next.is_null() {
-            self.set_head(next);
-            return NonNull::new(head);
-        }
-        None
+        let first = NonNull::new(first)?;
+        // SAFETY: a node in the queue is valid; its link is the consumer's while in `ready`.
+        let next = unsafe { first.as_ref() }.next.load(Relaxed);
+        // SAFETY: single consumer (caller).
+        self.ready.with_mut(|r| unsafe { *r = next });
+        Some(first)
     }
 
-    /// Whether a pop might find something: false only if the queue is empty apart from a
-    /// push in progress. Consumer only.
+    /// Takes every pushed node and returns them oldest first.
+    fn take_pushed(&self) -> *mut Link {
+        // Acquire: pairs with the pushes' release.
+        let mut node = self.pushed.swap(ptr::null_mut(), Acquire);
+        let mut reversed = ptr::null_mut();
+        while !node.is_null() {
+            // SAFETY: a node taken from `pushed` is valid (it is in the queue until popped), and
+            // its link is now the consumer's alone: no producer reaches it any more.
+            let link = unsafe { &(*node).next };
+            let next = link.load(Relaxed);
+            link.store(reversed, Relaxed);
+            reversed = node;
+            node = next;
+        }
+        reversed
+    }
+
+    /// Whether a [`pop`](Self::pop) would find something. Consumer only.
     ///
     /// # Safety
     ///
     /// Only the consumer calls it.
     pub(crate) unsafe fn has_ready(&self) -> bool {
         // SAFETY: single consumer (caller).
-        let head = self.head.with(|h| unsafe { *h });
-        head != self.stub() || !self.stub.next.load(Acquire).is_null()
-    }
-
-    fn set_head(&self, head: *mut Link) {
-        // SAFETY: only the consumer calls `pop`, the only caller.
-        self.head.with_mut(|h| unsafe { *h = head });
+        let ready = self.ready.with(|r| unsafe { *r });
+        !ready.is_null() || !self.pushed.load(Acquire).is_null()
     }
 }
 
@@ -168,9 +163,7 @@ mod tests {
 
     #[test]
     fn fifo_and_reuse() {
-        let q = Box::new(RunQueue::new());
-        // SAFETY: boxed, never moves.
-        unsafe { q.init() };
+        let q = RunQueue::new();
         let ns = nodes(3);
         let push = |n: NonNull<Link>| {
             // SAFETY: this thread is the only producer and consumer; the nodes outlive the
@@ -207,8 +200,6 @@ mod tests {
         // SAFETY: test-only wrapper; the nodes are shared through the queue's protocol.
         unsafe impl Send for SendPtr {}
         let q = Arc::new(RunQueue::new());
-        // SAFETY: in an Arc, never moves.
-        unsafe { q.init() };
         let per = if cfg!(miri) { 5 } else { 200 };
         let all = nodes(4 * per);
         let handles: Vec<_> = all

@@ -96,12 +96,6 @@ impl<P: Platform> Shared<P> {
         let this = mem.as_ptr();
         // SAFETY: fresh memory of this layout.
         unsafe { this.write(value) };
-        // SAFETY: initialized just above.
-        let shared = unsafe { mem.as_ref() };
-        // SAFETY: at its final address.
-        unsafe { shared.queue.init() };
-        // SAFETY: as above.
-        unsafe { shared.urgent.init() };
         // SAFETY: the event is at its final address and stays there until `drop_handle`.
         unsafe { P::event_init(Self::event(mem)) };
         Some(mem)

@@ -2,7 +2,7 @@
 //!
 //! Every function here is callable at IRQL <= DISPATCH_LEVEL on any processor, concurrently:
 //! each is a few atomic operations on the state word plus, when the task must run, a
-//! wait-free push onto the run queue and at most one `Platform::request_run`. None allocates,
+//! lock-free push onto the run queue and at most one `Platform::request_run`. None allocates,
 //! blocks or takes a lock.
 
 use core::ptr::NonNull;

@@ -123,8 +123,6 @@ fn loom_run_queue_two_producers_one_consumer() {
         // SAFETY: test-only; nodes are shared through the queue's protocol.
         unsafe impl Send for SendPtr {}
         let q = Arc::new(RunQueue::new());
-        // SAFETY: in an Arc, never moves.
-        unsafe { q.init() };
         let nodes: Vec<NonNull<Link>> = (0..2).map(|_| NonNull::from(Box::leak(Box::new(Link::new())))).collect();
         let producers: Vec<_> = nodes
             .iter()
@@ -145,6 +143,57 @@ fn loom_run_queue_two_producers_one_consumer() {
         for p in producers {
             p.join().unwrap();
         }
+        // SAFETY: as above.
+        while let Some(n) = unsafe { q.pop() } {
+            got.push(n);
+        }
+        got.sort();
+        let mut want = nodes.clone();
+        want.sort();
+        assert_eq!(got, want);
+        for n in nodes {
+            // SAFETY: leaked above, no longer queued.
+            drop(unsafe { Box::from_raw(n.as_ptr()) });
+        }
+    });
+}
+
+/// A push that completed before the consumer looks is seen by it, even while another push
+/// is still in progress (its producer preempted in the middle of it, as a waker running at
+/// PASSIVE_LEVEL can be).
+#[test]
+fn loom_run_queue_completed_push_is_seen() {
+    model(|| {
+        struct SendPtr(NonNull<Link>);
+        // SAFETY: test-only; nodes are shared through the queue's protocol.
+        unsafe impl Send for SendPtr {}
+        let q = Arc::new(RunQueue::new());
+        let nodes: Vec<NonNull<Link>> = (0..2).map(|_| NonNull::from(Box::leak(Box::new(Link::new())))).collect();
+        let done = Arc::new(AtomicUsize::new(0));
+        let (q1, n1) = (q.clone(), SendPtr(nodes[0]));
+        let slow = thread::spawn(move || {
+            let n = n1;
+            // SAFETY: pushed once; outlives the queue's use.
+            unsafe { q1.push(n.0) }
+        });
+        let (q2, n2, done2) = (q.clone(), SendPtr(nodes[1]), done.clone());
+        let fast = thread::spawn(move || {
+            let n = n2;
+            // SAFETY: as above.
+            unsafe { q2.push(n.0) };
+            done2.store(1, SeqCst);
+        });
+        let fast_done = done.load(SeqCst) == 1;
+        let mut got = Vec::new();
+        // SAFETY: this thread is the only consumer.
+        while let Some(n) = unsafe { q.pop() } {
+            got.push(n);
+        }
+        if fast_done {
+            assert!(got.contains(&nodes[1]), "a completed push is hidden from the consumer");
+        }
+        slow.join().unwrap();
+        fast.join().unwrap();
         // SAFETY: as above.
         while let Some(n) = unsafe { q.pop() } {
             got.push(n);
