@@ -59,6 +59,7 @@ mod loom;
 pub mod platform;
 mod queue;
 mod run;
+mod run_state;
 mod scheduler;
 mod task;
 pub mod time;

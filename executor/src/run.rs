@@ -1,9 +1,9 @@
 //! One run of the work item: poll tasks within the budget, cancel everything at shutdown,
-//! then either re-queue or clear the queued flag (see [`crate::scheduler`]).
+//! then either re-queue or clear the queued flag (see [`crate::run_state`]).
 //!
-//! Runs happen one at a time: a run starts only after the `request_run` that QUEUED allowed,
-//! and the next QUEUED can be taken only after this run's final CAS (release) or by this run
-//! itself. So the run queue's consumer end and [`Local`] are touched by one thread at a time,
+//! Runs happen one at a time: a run starts only after the `request_run` that a
+//! [`Notify::Queue`](crate::run_state::Notify::Queue) allowed, and the next `Queue` can be
+//! given only after this run's [`Finish::Idle`] (a release) or by this run itself. So the run queue's consumer end and [`Local`] are touched by one thread at a time,
 //! each run happening-after the previous one.
 
 use core::ptr::NonNull;
@@ -11,9 +11,9 @@ use core::ptr::NonNull;
 /// Polls between two reads of the clock for the time budget.
 const CLOCK_EVERY: u32 = 16;
 
-use crate::loom::{Ordering::AcqRel, Ordering::Acquire};
 use crate::platform::Platform;
-use crate::scheduler::{Local, NOTIFIED, QUEUED, Shared};
+use crate::run_state::Finish;
+use crate::scheduler::{Local, Shared};
 use crate::task::RunCtx;
 
 /// What a run does when it stops polling.
@@ -39,7 +39,7 @@ pub(crate) unsafe fn run<P: Platform>(context: NonNull<()>) {
     let mut polls: u32 = 0;
     let mut after_high = false;
     let exit = loop {
-        shared.run_state.fetch_and(!NOTIFIED, AcqRel);
+        shared.run_state.begin_pass();
         let exhausted = shared.local.with_mut(|local| {
             // SAFETY: this run is the only one (see the module docs).
             let local = unsafe { &mut *local };
@@ -77,7 +77,7 @@ pub(crate) unsafe fn run<P: Platform>(context: NonNull<()>) {
         if exhausted && unsafe { shared.has_ready() } {
             break Exit::Requeue;
         }
-        if shared.run_state.compare_exchange(QUEUED, 0, AcqRel, Acquire).is_ok() {
+        if shared.run_state.finish() == Finish::Idle {
             break Exit::Idle;
         }
         // NOTIFIED: something was pushed after we cleared it.

@@ -3,21 +3,10 @@
 //!
 //! # The queued flag
 //!
-//! `run_state` holds QUEUED (a run has been requested and has not finished) and NOTIFIED
-//! (something was pushed since the running work item last looked):
-//!
-//! ```text
-//!   schedule():  push task; prev = fetch_or(QUEUED | NOTIFIED)
-//!                if prev had no QUEUED: count one unit, Platform::request_run()
-//!
-//!   run():       loop { clear NOTIFIED; pop and poll until empty or budget spent;
-//!                       budget spent and work left: request_run() again (QUEUED stays)
-//!                       CAS(QUEUED -> 0) succeeds: done; fails (NOTIFIED): loop }
-//! ```
-//!
-//! So the work item is queued at most once at a time, and a push is never stranded: either
-//! its `fetch_or` found QUEUED clear and queued a run, or it happened before the running work
-//! item's final CAS, which then fails on NOTIFIED (or the work item already saw the node).
+//! `run_state` ([`RunState`]) says whether the work item is queued and whether work arrived
+//! since the running work item last looked: [`Shared::request_run`] is its producer side,
+//! [`crate::run`] its run side. It queues the work item at most once at a time and never
+//! strands a push.
 //!
 //! # Counting for shutdown
 //!
@@ -38,13 +27,9 @@ use crate::error::SpawnError;
 use crate::loom::{AtomicUsize, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed, UnsafeCell};
 use crate::platform::Platform;
 use crate::queue::RunQueue;
+use crate::run_state::{Notify, RunState};
 use crate::task::Header;
 use crate::task::owned::OwnedList;
-
-/// `run_state`: a run is requested or in progress.
-pub(crate) const QUEUED: usize = 1 << 0;
-/// `run_state`: a task was pushed since the work item last cleared this.
-pub(crate) const NOTIFIED: usize = 1 << 1;
 
 /// `count`: shutdown has begun.
 const SHUTDOWN: usize = 1;
@@ -65,7 +50,8 @@ pub(crate) struct Shared<P: Platform> {
     queue: RunQueue,
     /// High-importance tasks ([`crate::Importance`]).
     urgent: RunQueue,
-    pub(crate) run_state: AtomicUsize,
+    /// Whether the work item is queued ([`RunState`]).
+    pub(crate) run_state: RunState,
     count: AtomicUsize,
     handles: AtomicUsize,
     live_tasks: AtomicUsize,
@@ -84,7 +70,7 @@ impl<P: Platform> Shared<P> {
         let value = Self {
             queue: RunQueue::new(),
             urgent: RunQueue::new(),
-            run_state: AtomicUsize::new(0),
+            run_state: RunState::new(),
             count: AtomicUsize::new(UNIT),
             handles: AtomicUsize::new(1),
             live_tasks: AtomicUsize::new(0),
@@ -233,8 +219,7 @@ impl<P: Platform> Shared<P> {
     pub(crate) unsafe fn request_run(this: NonNull<Self>) {
         // SAFETY: the caller's unit keeps the executor alive.
         let shared = unsafe { this.as_ref() };
-        let prev = shared.run_state.fetch_or(QUEUED | NOTIFIED, AcqRel);
-        if prev & QUEUED == 0 {
+        if shared.run_state.notify() == Notify::Queue {
             shared.count.fetch_add(UNIT, Relaxed);
             let platform = NonNull::from(&shared.platform);
             // SAFETY: QUEUED was clear: no run is pending; not shut down (units remain).

@@ -21,6 +21,7 @@ use super::platform::{Driver, TestPlatform, fire, timer_slot};
 use crate::atomic_waker::AtomicWaker;
 use crate::loom::{AtomicUsize, Ordering::SeqCst};
 use crate::queue::{Link, RunQueue};
+use crate::run_state::{Finish, Notify, RunState};
 use crate::time::timer::TimerRef;
 use crate::{Config, Executor, JoinHandle, SpawnError};
 
@@ -206,6 +207,45 @@ fn loom_run_queue_completed_push_is_seen() {
             // SAFETY: leaked above, no longer queued.
             drop(unsafe { Box::from_raw(n.as_ptr()) });
         }
+    });
+}
+
+/// The run protocol alone: two producers push (a counter stands for the queue) and notify
+/// while a run is under way. A run that ends idle has seen every push whose `notify` did not
+/// ask for a new run, and at most one new run is asked for.
+#[test]
+fn loom_run_state_never_strands_a_push() {
+    model(|| {
+        let state = Arc::new(RunState::new());
+        let pushed = Arc::new(AtomicUsize::new(0));
+        // The run under way was requested before the producers start.
+        assert_eq!(state.notify(), Notify::Queue);
+        let producers: Vec<_> = (0..2)
+            .map(|_| {
+                let (state, pushed) = (state.clone(), pushed.clone());
+                thread::spawn(move || {
+                    pushed.fetch_add(1, SeqCst);
+                    state.notify() == Notify::Queue
+                })
+            })
+            .collect();
+        // One run: passes until `finish` says idle; each pass "pops" what was pushed.
+        let run = |state: &RunState| loop {
+            state.begin_pass();
+            let seen = pushed.load(SeqCst);
+            if state.finish() == Finish::Idle {
+                break seen;
+            }
+        };
+        let seen = run(&state);
+        let queued = producers.into_iter().map(|p| p.join().unwrap()).filter(|&q| q).count();
+        assert!(queued <= 1, "the work item was queued twice");
+        if queued == 0 {
+            assert_eq!(seen, 2, "a push was stranded: no run sees it");
+        } else {
+            assert_eq!(run(&state), 2);
+        }
+        assert_eq!(state.notify(), Notify::Queue, "the run left QUEUED set");
     });
 }
 
