@@ -57,9 +57,7 @@ pub fn poll_proceed(cx: &mut Context<'_>) -> Poll<()> {
     let Some(task) = task_of(cx.waker()) else {
         return Poll::Ready(());
     };
-    // SAFETY: a task waker holds or borrows a reference to its task, so the task is live
-    // while `cx` is.
-    let budget = &unsafe { task.as_ref() }.budget;
+    let budget = &task.budget;
     match budget.load(Relaxed) {
         0 => {
             cx.waker().wake_by_ref();

@@ -11,7 +11,7 @@ use crate::importance::Importance;
 use crate::kernel::Kernel;
 use crate::platform::Platform;
 use crate::scheduler::Shared;
-use crate::task::{self, JoinHandle};
+use crate::task::{self, JoinHandle, Schedule};
 
 /// A task executor running on one system work item.
 ///
@@ -59,7 +59,7 @@ where
     // SAFETY: the caller's handle keeps the executor allocated.
     let shared = unsafe { this.as_ref() };
     shared.begin_spawn()?;
-    match task::allocate::<F, P>(future, this.cast(), importance == Importance::High) {
+    match task::allocate::<F, Shared<P>>(future, this, importance == Importance::High) {
         Err(future) => {
             // SAFETY: the unit reserved above; the caller's handle keeps the memory.
             unsafe { Shared::abandon_spawn(this) };

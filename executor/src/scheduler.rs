@@ -28,8 +28,8 @@ use crate::loom::{AtomicUsize, Ordering::AcqRel, Ordering::Acquire, Ordering::Re
 use crate::platform::Platform;
 use crate::queue::RunQueue;
 use crate::run_state::{Notify, RunState};
-use crate::task::Header;
 use crate::task::owned::OwnedList;
+use crate::task::{Header, Schedule};
 
 /// `count`: shutdown has begun.
 const SHUTDOWN: usize = 1;
@@ -125,20 +125,7 @@ impl<P: Platform> Shared<P> {
     /// The caller holds a unit besides the one it gives back (its handle's).
     pub(crate) unsafe fn abandon_spawn(this: NonNull<Self>) {
         // SAFETY: forwarded contract; the same accounting as a freed task.
-        unsafe { Self::task_freed(this) };
-    }
-
-    /// Called after a task's memory was freed.
-    ///
-    /// # Safety
-    ///
-    /// The caller gives up the unit of that task and touches nothing of the executor
-    /// afterwards.
-    pub(crate) unsafe fn task_freed(this: NonNull<Self>) {
-        // SAFETY: our unit keeps the executor alive.
-        unsafe { this.as_ref() }.live_tasks.fetch_sub(1, Relaxed);
-        // SAFETY: forwarded contract.
-        unsafe { Self::release_unit(this) };
+        unsafe { <Self as Schedule>::task_freed(this) };
     }
 
     /// Releases one unit; the last one wakes the shutdown waiter.
@@ -156,26 +143,6 @@ impl<P: Platform> Shared<P> {
             // SAFETY: initialized in `create`, dropped only after the waiter returns.
             unsafe { P::event_set(Self::event(this)) };
         }
-    }
-
-    /// Pushes a task and makes sure a run will see it. Any thread, IRQL <= DISPATCH_LEVEL.
-    ///
-    /// # Safety
-    ///
-    /// The caller set the task's SCHEDULED bit and hands over a reference for the queue. It
-    /// also holds something else that keeps the executor alive until this returns (another
-    /// reference to the task, or the run's unit): once pushed, the task may run, complete and
-    /// be freed before the run is requested.
-    pub(crate) unsafe fn schedule(this: NonNull<Self>, task: NonNull<Header>) {
-        // SAFETY: kept alive by the caller.
-        let shared = unsafe { this.as_ref() };
-        // SAFETY: the reference handed over keeps the task alive.
-        let queue = if unsafe { task.as_ref() }.high { &shared.urgent } else { &shared.queue };
-        // SAFETY: a SCHEDULED task is pushed only by whoever set SCHEDULED, so it is in no
-        // queue; its reference keeps it valid until popped. The link is at offset 0.
-        unsafe { queue.push(task.cast()) };
-        // SAFETY: the caller's other reference or unit keeps the executor alive.
-        unsafe { Self::request_run(this) };
     }
 
     /// Takes the next task to poll: a high-importance one first, unless the previous task
@@ -272,5 +239,34 @@ impl<P: Platform> Shared<P> {
         unsafe { ptr::drop_in_place(this.as_ptr()) };
         // SAFETY: allocated in `create` with this layout.
         unsafe { P::dealloc(this.cast(), Self::LAYOUT) };
+    }
+}
+
+/// The executor's side of its tasks: they allocate from `P`, are pushed onto this executor's
+/// run queues and count as its units.
+impl<P: Platform> Schedule for Shared<P> {
+    type Platform = P;
+
+    /// Pushes the task onto the queue of its importance and makes sure a run will see it
+    /// ([`RunState`]). Any thread, IRQL <= DISPATCH_LEVEL.
+    unsafe fn schedule(this: NonNull<Self>, task: NonNull<Header>) {
+        // SAFETY: kept alive by the caller.
+        let shared = unsafe { this.as_ref() };
+        // SAFETY: the reference handed over keeps the task alive.
+        let queue = if unsafe { task.as_ref() }.high { &shared.urgent } else { &shared.queue };
+        // SAFETY: a SCHEDULED task is pushed only by whoever set SCHEDULED, so it is in no
+        // queue; its reference keeps it valid until popped. The link is at offset 0.
+        unsafe { queue.push(task.cast()) };
+        // SAFETY: the caller's other reference or unit keeps the executor alive.
+        unsafe { Self::request_run(this) };
+    }
+
+    /// Gives up the task's unit; the last unit wakes the shutdown waiter. IRQL <=
+    /// DISPATCH_LEVEL.
+    unsafe fn task_freed(this: NonNull<Self>) {
+        // SAFETY: the task's unit keeps the executor alive.
+        unsafe { this.as_ref() }.live_tasks.fetch_sub(1, Relaxed);
+        // SAFETY: that unit is ours to release; the caller touches nothing afterwards.
+        unsafe { Self::release_unit(this) };
     }
 }

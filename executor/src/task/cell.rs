@@ -8,13 +8,14 @@ use core::task::Waker;
 
 use super::harness;
 use super::owned::{OwnedLinks, OwnedList};
+use super::schedule::Schedule;
 use super::state::State;
 use crate::error::JoinError;
 use crate::loom::{AtomicUsize, UnsafeCell};
 use crate::platform::Platform;
 use crate::queue::Link;
 
-/// Type-erased operations on a task, one table per future type and platform.
+/// Type-erased operations on a task, one table per future type and owner type.
 pub(crate) struct Vtable {
     /// Work item: poll (or cancel) a task popped from the run queue; consumes the queue's
     /// reference.
@@ -22,7 +23,7 @@ pub(crate) struct Vtable {
     /// Work item at shutdown: cancel a task taken from the owned list.
     pub(crate) shutdown: unsafe fn(NonNull<Header>, &mut RunCtx<'_>),
     /// Push onto the executor's run queue and request a run; consumes one reference and
-    /// needs another held across the call (see `Shared::schedule`).
+    /// needs another held across the call (see [`Schedule::schedule`]).
     pub(crate) schedule: unsafe fn(NonNull<Header>),
     /// Free the memory (last reference gone).
     pub(crate) dealloc: unsafe fn(NonNull<Header>),
@@ -56,7 +57,7 @@ pub(crate) struct Header {
     pub(crate) state: State,
     /// Operations for this task's future type.
     pub(crate) vtable: &'static Vtable,
-    /// The executor (`Shared<P>`) that owns the task; outlives it.
+    /// The executor that owns the task (the `S` of its `Cell<F, S>`); outlives it.
     pub(crate) owner: NonNull<()>,
     /// Queued in the executor's high-importance run queue ([`crate::Importance`]); set at
     /// spawn, read only.
@@ -80,32 +81,36 @@ pub(crate) enum Stage<F: Future> {
     Consumed,
 }
 
-/// The whole task allocation.
+/// The whole task allocation, for a future `F` owned by an executor `S`.
+///
+/// Only [`Harness`](super::harness::Harness) reaches into it (see there for who may touch
+/// which field when).
 ///
 /// # Invariants
 ///
-/// `header` is at offset 0, so a `NonNull<Header>` is the address of the cell.
+/// `header` is at offset 0, so a `NonNull<Header>` is the address of the cell. Every
+/// [`Header`] is the header of a cell: headers are built only by [`allocate`].
 #[repr(C)]
-pub(crate) struct Cell<F: Future, P> {
-    pub(crate) header: Header,
-    pub(crate) stage: UnsafeCell<Stage<F>>,
-    pub(crate) join_waker: UnsafeCell<Option<Waker>>,
-    _platform: PhantomData<fn() -> P>,
+pub(crate) struct Cell<F: Future, S> {
+    pub(super) header: Header,
+    pub(super) stage: UnsafeCell<Stage<F>>,
+    pub(super) join_waker: UnsafeCell<Option<Waker>>,
+    _owner: PhantomData<fn() -> S>,
 }
 
-impl<F, P> Cell<F, P>
+impl<F, S> Cell<F, S>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
-    P: Platform,
+    S: Schedule,
 {
     const VTABLE: Vtable = Vtable {
-        run: harness::run::<F, P>,
-        shutdown: harness::shutdown::<F, P>,
-        schedule: harness::schedule::<P>,
-        dealloc: harness::dealloc::<F, P>,
-        try_read_output: harness::try_read_output::<F, P>,
-        drop_join_handle: harness::drop_join_handle::<F, P>,
+        run: harness::run::<F, S>,
+        shutdown: harness::shutdown::<F, S>,
+        schedule: harness::schedule::<S>,
+        dealloc: harness::dealloc::<F, S>,
+        try_read_output: harness::try_read_output::<F, S>,
+        drop_join_handle: harness::drop_join_handle::<F, S>,
     };
 
     /// The layout the task is allocated with.
@@ -116,31 +121,31 @@ where
 /// memory is short. IRQL <= DISPATCH_LEVEL.
 ///
 /// The task starts SCHEDULED with three references (see [`super`]); the caller pushes it.
-pub(crate) fn allocate<F, P>(future: F, owner: NonNull<()>, high: bool) -> Result<NonNull<Header>, F>
+pub(crate) fn allocate<F, S>(future: F, owner: NonNull<S>, high: bool) -> Result<NonNull<Header>, F>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
-    P: Platform,
+    S: Schedule,
 {
-    let Some(mem) = P::alloc(Cell::<F, P>::LAYOUT) else {
+    let Some(mem) = S::Platform::alloc(Cell::<F, S>::LAYOUT) else {
         return Err(future);
     };
-    let cell = mem.cast::<Cell<F, P>>();
-    let value = Cell::<F, P> {
+    let cell = mem.cast::<Cell<F, S>>();
+    let value = Cell::<F, S> {
         header: Header {
             link: Link::new(),
             state: State::new(),
-            vtable: &Cell::<F, P>::VTABLE,
-            owner,
+            vtable: &Cell::<F, S>::VTABLE,
+            owner: owner.cast(),
             high,
             owned: UnsafeCell::new(OwnedLinks::new()),
             budget: AtomicUsize::new(0),
         },
         stage: UnsafeCell::new(Stage::Running(future)),
         join_waker: UnsafeCell::new(None),
-        _platform: PhantomData,
+        _owner: PhantomData,
     };
-    // SAFETY: `mem` is fresh memory of `Cell<F, P>`'s layout.
+    // SAFETY: `mem` is fresh memory of `Cell<F, S>`'s layout.
     unsafe { cell.as_ptr().write(value) };
     Ok(cell.cast())
 }

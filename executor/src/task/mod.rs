@@ -3,10 +3,10 @@
 //!
 //! # Memory
 //!
-//! A task is a single allocation from [`Platform::alloc`](crate::platform::Platform::alloc):
+//! A task is a single allocation from its executor's [`Platform::alloc`](crate::platform::Platform::alloc):
 //!
 //! ```text
-//!   Cell<F, P> (#[repr(C)])
+//!   Cell<F, S> (#[repr(C)])
 //!   +--------------------------------------------------------------+
 //!   | Header   run queue link | state word | vtable | executor     |
 //!   |          owned-list links (work item only)                   |
@@ -39,6 +39,19 @@
 //!   is cancelled, or at shutdown. The last reference then frees memory only, at any IRQL
 //!   <= DISPATCH_LEVEL.
 //!
+//! # Code
+//!
+//! * [`cell`]: the allocation and the type-erased vtable every pointer to a task goes through.
+//! * [`harness`]: `Harness`, the only code that reaches into a cell, and the vtable functions
+//!   on top of it; each access to the stage or the join waker slot names its right from the
+//!   table below.
+//! * [`state`]: the state word's transitions, each returning what the caller must do.
+//! * [`waker`]: the task `Waker`, and `WakerRef`, the waker the work item polls with (it
+//!   borrows the queue's reference instead of taking one).
+//! * [`schedule`]: `Schedule`, all a task knows of its executor (memory, the run queue,
+//!   accounting); the scheduler implements it, so `task/` does not depend on the scheduler.
+//! * `join` and [`owned`]: the `JoinHandle` and the work item's list of live tasks.
+//!
 //! # References
 //!
 //! A new task holds three: the owned list's (dropped when the task completes), the run
@@ -66,6 +79,7 @@ pub(crate) mod cell;
 mod harness;
 mod join;
 pub(crate) mod owned;
+mod schedule;
 pub(crate) mod state;
 pub(crate) mod waker;
 
@@ -73,3 +87,4 @@ pub use join::JoinHandle;
 
 pub(crate) use cell::{Header, RunCtx, allocate};
 pub(crate) use join::new_join_handle;
+pub(crate) use schedule::Schedule;

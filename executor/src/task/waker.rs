@@ -5,6 +5,9 @@
 //! lock-free push onto the run queue and at most one `Platform::request_run`. None allocates,
 //! blocks or takes a lock.
 
+use core::marker::PhantomData;
+use core::mem::ManuallyDrop;
+use core::ops::Deref;
 use core::ptr::NonNull;
 use core::task::{RawWaker, RawWakerVTable, Waker};
 
@@ -19,22 +22,51 @@ fn task(data: *const ()) -> NonNull<Header> {
     unsafe { NonNull::new_unchecked(data.cast_mut().cast::<Header>()) }
 }
 
-/// A waker for `task` that borrows a reference instead of owning one; wrap it in
-/// `ManuallyDrop` so that dropping it does not release anything.
+/// A task's waker that borrows a reference to the task instead of owning one: making it and
+/// dropping it leave the reference count alone, and it hands out only `&Waker`, so it cannot
+/// be woken by value. Its clones own a reference each, as any task waker does. The work item
+/// polls a task with one.
 ///
-/// # Safety
+/// # Invariants
 ///
-/// The caller holds a reference to the task for as long as the waker (not its clones) lives.
-pub(super) unsafe fn waker_ref(task: NonNull<Header>) -> Waker {
-    let raw = RawWaker::new(task.as_ptr().cast_const().cast(), &VTABLE);
-    // SAFETY: `VTABLE` implements the `RawWaker` contract for task pointers.
-    unsafe { Waker::from_raw(raw) }
+/// `waker` is a task waker (this module's `VTABLE`) for a task that stays allocated for `'a`;
+/// it is never dropped, so it never gives up the reference it does not own.
+pub(crate) struct WakerRef<'a> {
+    waker: ManuallyDrop<Waker>,
+    _task: PhantomData<&'a Header>,
 }
 
-/// The task whose waker `waker` is, if it is one of this crate's task wakers (of any
-/// executor); `None` for any other waker. The task is live for as long as `waker` is.
-pub(crate) fn task_of(waker: &Waker) -> Option<NonNull<Header>> {
-    core::ptr::eq(waker.vtable(), &VTABLE).then(|| task(waker.data()))
+impl<'a> WakerRef<'a> {
+    /// A waker for the task whose header is `header`, borrowing it for `'a`. Any IRQL.
+    pub(crate) fn new(header: &'a Header) -> Self {
+        let raw = RawWaker::new(core::ptr::from_ref(header).cast(), &VTABLE);
+        // SAFETY: `VTABLE` implements the `RawWaker` contract for task pointers, and `header`
+        // is a task's (every `Header` lives in a task cell). The borrow keeps the task
+        // allocated for `'a`, so someone holds a reference for as long as the waker lives;
+        // the waker itself is never dropped.
+        let waker = unsafe { Waker::from_raw(raw) };
+        // INVARIANT: a task waker, borrowing `header` for `'a`; wrapped so it is never dropped.
+        Self { waker: ManuallyDrop::new(waker), _task: PhantomData }
+    }
+}
+
+impl Deref for WakerRef<'_> {
+    type Target = Waker;
+
+    fn deref(&self) -> &Waker {
+        &self.waker
+    }
+}
+
+/// The header of the task whose waker `waker` is, if it is one of this crate's task wakers
+/// (of any executor); `None` for any other waker. Any IRQL.
+pub(crate) fn task_of(waker: &Waker) -> Option<&Header> {
+    if !core::ptr::eq(waker.vtable(), &VTABLE) {
+        return None;
+    }
+    // SAFETY: a task waker holds (or borrows) a reference to its task, so the task is live
+    // for as long as `waker` is borrowed.
+    Some(unsafe { task(waker.data()).as_ref() })
 }
 
 unsafe fn clone(data: *const ()) -> RawWaker {
