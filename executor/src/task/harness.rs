@@ -60,9 +60,15 @@ where
 
     /// The task's header. Any IRQL.
     fn header(&self) -> &Header {
-        // SAFETY: the cell is allocated while we hold a reference (invariant); the header is
+        // SAFETY: the cell is allocated while the harness exists (invariant); the header is
         // only ever accessed through shared references.
-        &unsafe { self.cell.as_ref() }.header
+        unsafe { self.raw().as_ref() }
+    }
+
+    /// A waker for the task that borrows the harness's reference.
+    fn waker_ref(&self) -> WakerRef<'_> {
+        // SAFETY: a task, and the harness holds a reference while borrowed (invariant).
+        unsafe { WakerRef::new(self.raw()) }
     }
 
     /// The task's state word.
@@ -84,8 +90,8 @@ where
     /// work item having seen COMPLETE with JOIN_INTEREST clear, or the join handle having
     /// seen COMPLETE.
     unsafe fn with_stage<R>(&self, f: impl FnOnce(&mut Stage<F>) -> R) -> R {
-        // SAFETY: allocated (invariant).
-        let stage = &unsafe { self.cell.as_ref() }.stage;
+        // SAFETY: allocated (invariant); only the field is borrowed, not the whole cell.
+        let stage = unsafe { &(*self.cell.as_ptr()).stage };
         // SAFETY: exclusive access (caller).
         stage.with_mut(|s| f(unsafe { &mut *s }))
     }
@@ -108,8 +114,8 @@ where
     /// after clearing JOIN_WAKER once JOIN_INTEREST is clear, the join handle after
     /// dropping JOIN_INTEREST on a task that was not complete.
     unsafe fn with_join_waker<R>(&self, f: impl FnOnce(&mut Option<Waker>) -> R) -> R {
-        // SAFETY: allocated (invariant).
-        let slot = &unsafe { self.cell.as_ref() }.join_waker;
+        // SAFETY: allocated (invariant); only the field is borrowed.
+        let slot = unsafe { &(*self.cell.as_ptr()).join_waker };
         // SAFETY: exclusive access (caller).
         slot.with_mut(|w| f(unsafe { &mut *w }))
     }
@@ -121,8 +127,8 @@ where
     /// Nobody writes the slot meanwhile: JOIN_WAKER is set and the caller is the join handle
     /// (before COMPLETE) or the work item (after COMPLETE).
     unsafe fn peek_join_waker<R>(&self, f: impl FnOnce(Option<&Waker>) -> R) -> R {
-        // SAFETY: allocated (invariant).
-        let slot = &unsafe { self.cell.as_ref() }.join_waker;
+        // SAFETY: allocated (invariant); only the field is borrowed.
+        let slot = unsafe { &(*self.cell.as_ptr()).join_waker };
         // SAFETY: no writer (caller).
         slot.with(|w| f(unsafe { &*w }.as_ref()))
     }
@@ -133,7 +139,7 @@ where
     ///
     /// The caller is the work item and holds RUNNING.
     unsafe fn poll_future(&self) -> Poll<F::Output> {
-        let waker = WakerRef::new(self.header());
+        let waker = self.waker_ref();
         let mut cx = Context::from_waker(&waker);
         let poll = |stage: &mut Stage<F>| match stage {
             // SAFETY: the future stays in the task allocation until it is dropped in place.

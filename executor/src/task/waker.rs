@@ -37,15 +37,21 @@ pub(crate) struct WakerRef<'a> {
 }
 
 impl<'a> WakerRef<'a> {
-    /// A waker for the task whose header is `header`, borrowing it for `'a`. Any IRQL.
-    pub(crate) fn new(header: &'a Header) -> Self {
-        let raw = RawWaker::new(core::ptr::from_ref(header).cast(), &VTABLE);
-        // SAFETY: `VTABLE` implements the `RawWaker` contract for task pointers, and `header`
-        // is a task's (every `Header` lives in a task cell). The borrow keeps the task
-        // allocated for `'a`, so someone holds a reference for as long as the waker lives;
-        // the waker itself is never dropped.
+    /// A waker for `task`, borrowing a reference to it for `'a`. Any IRQL.
+    ///
+    /// The waker's data pointer is `task` itself, which reaches the whole task allocation (a
+    /// pointer derived from a `&Header` would reach the header only, and the clones and wakes
+    /// of the waker need the rest).
+    ///
+    /// # Safety
+    ///
+    /// `task` is a task (made by `allocate`) and the caller holds a reference to it for `'a`.
+    pub(crate) unsafe fn new(task: NonNull<Header>) -> Self {
+        let raw = RawWaker::new(task.as_ptr().cast_const().cast(), &VTABLE);
+        // SAFETY: `VTABLE` implements the `RawWaker` contract for task pointers; the caller's
+        // reference keeps the task allocated for as long as the waker (never dropped) lives.
         let waker = unsafe { Waker::from_raw(raw) };
-        // INVARIANT: a task waker, borrowing `header` for `'a`; wrapped so it is never dropped.
+        // INVARIANT: a task waker, alive for `'a` (caller); wrapped so it is never dropped.
         Self { waker: ManuallyDrop::new(waker), _task: PhantomData }
     }
 }
