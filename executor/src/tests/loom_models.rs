@@ -117,25 +117,60 @@ fn open_gate(open: &AtomicUsize, slot: &Mutex<Option<Waker>>) {
     }
 }
 
+/// A queue node that can move to a model thread.
+struct SendPtr(NonNull<Link>);
+
+// SAFETY: test-only; the nodes are shared through the queue's protocol.
+unsafe impl Send for SendPtr {}
+
+/// Two nodes for a queue model, freed by [`check_and_free`].
+fn queue_nodes() -> Vec<NonNull<Link>> {
+    (0..2).map(|_| NonNull::from(Box::leak(Box::new(Link::new())))).collect()
+}
+
+/// Pushes `node` on a new thread, then runs `after` there.
+fn push_on_thread(
+    q: &Arc<RunQueue>,
+    node: NonNull<Link>,
+    after: impl FnOnce() + Send + 'static,
+) -> thread::JoinHandle<()> {
+    let (q, node) = (q.clone(), SendPtr(node));
+    thread::spawn(move || {
+        let node = node;
+        // SAFETY: each node is pushed once and outlives the queue's use.
+        unsafe { q.push(node.0) };
+        after();
+    })
+}
+
+/// Pops everything the consumer can take now into `got`.
+fn pop_all(q: &RunQueue, got: &mut Vec<NonNull<Link>>) {
+    // SAFETY: the model's main thread is the only consumer.
+    while let Some(n) = unsafe { q.pop() } {
+        got.push(n);
+    }
+}
+
+/// After every producer finished: pops the rest, checks that each node came out exactly once,
+/// and frees the nodes.
+fn check_and_free(q: &RunQueue, mut got: Vec<NonNull<Link>>, nodes: Vec<NonNull<Link>>) {
+    pop_all(q, &mut got);
+    got.sort();
+    let mut want = nodes.clone();
+    want.sort();
+    assert_eq!(got, want);
+    for n in nodes {
+        // SAFETY: leaked by `queue_nodes`, no longer queued.
+        drop(unsafe { Box::from_raw(n.as_ptr()) });
+    }
+}
+
 #[test]
 fn loom_run_queue_two_producers_one_consumer() {
     model(|| {
-        struct SendPtr(NonNull<Link>);
-        // SAFETY: test-only; nodes are shared through the queue's protocol.
-        unsafe impl Send for SendPtr {}
         let q = Arc::new(RunQueue::new());
-        let nodes: Vec<NonNull<Link>> = (0..2).map(|_| NonNull::from(Box::leak(Box::new(Link::new())))).collect();
-        let producers: Vec<_> = nodes
-            .iter()
-            .map(|n| {
-                let (q, n) = (q.clone(), SendPtr(*n));
-                thread::spawn(move || {
-                    let n = n;
-                    // SAFETY: pushed once; outlives the queue's use.
-                    unsafe { q.push(n.0) }
-                })
-            })
-            .collect();
+        let nodes = queue_nodes();
+        let producers: Vec<_> = nodes.iter().map(|n| push_on_thread(&q, *n, || {})).collect();
         let mut got = Vec::new();
         // SAFETY: this thread is the only consumer.
         if let Some(n) = unsafe { q.pop() } {
@@ -144,18 +179,7 @@ fn loom_run_queue_two_producers_one_consumer() {
         for p in producers {
             p.join().unwrap();
         }
-        // SAFETY: as above.
-        while let Some(n) = unsafe { q.pop() } {
-            got.push(n);
-        }
-        got.sort();
-        let mut want = nodes.clone();
-        want.sort();
-        assert_eq!(got, want);
-        for n in nodes {
-            // SAFETY: leaked above, no longer queued.
-            drop(unsafe { Box::from_raw(n.as_ptr()) });
-        }
+        check_and_free(&q, got, nodes);
     });
 }
 
@@ -165,48 +189,21 @@ fn loom_run_queue_two_producers_one_consumer() {
 #[test]
 fn loom_run_queue_completed_push_is_seen() {
     model(|| {
-        struct SendPtr(NonNull<Link>);
-        // SAFETY: test-only; nodes are shared through the queue's protocol.
-        unsafe impl Send for SendPtr {}
         let q = Arc::new(RunQueue::new());
-        let nodes: Vec<NonNull<Link>> = (0..2).map(|_| NonNull::from(Box::leak(Box::new(Link::new())))).collect();
+        let nodes = queue_nodes();
         let done = Arc::new(AtomicUsize::new(0));
-        let (q1, n1) = (q.clone(), SendPtr(nodes[0]));
-        let slow = thread::spawn(move || {
-            let n = n1;
-            // SAFETY: pushed once; outlives the queue's use.
-            unsafe { q1.push(n.0) }
-        });
-        let (q2, n2, done2) = (q.clone(), SendPtr(nodes[1]), done.clone());
-        let fast = thread::spawn(move || {
-            let n = n2;
-            // SAFETY: as above.
-            unsafe { q2.push(n.0) };
-            done2.store(1, SeqCst);
-        });
+        let slow = push_on_thread(&q, nodes[0], || {});
+        let done2 = done.clone();
+        let fast = push_on_thread(&q, nodes[1], move || done2.store(1, SeqCst));
         let fast_done = done.load(SeqCst) == 1;
         let mut got = Vec::new();
-        // SAFETY: this thread is the only consumer.
-        while let Some(n) = unsafe { q.pop() } {
-            got.push(n);
-        }
+        pop_all(&q, &mut got);
         if fast_done {
             assert!(got.contains(&nodes[1]), "a completed push is hidden from the consumer");
         }
         slow.join().unwrap();
         fast.join().unwrap();
-        // SAFETY: as above.
-        while let Some(n) = unsafe { q.pop() } {
-            got.push(n);
-        }
-        got.sort();
-        let mut want = nodes.clone();
-        want.sort();
-        assert_eq!(got, want);
-        for n in nodes {
-            // SAFETY: leaked above, no longer queued.
-            drop(unsafe { Box::from_raw(n.as_ptr()) });
-        }
+        check_and_free(&q, got, nodes);
     });
 }
 
