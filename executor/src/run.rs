@@ -3,8 +3,9 @@
 //!
 //! Runs happen one at a time: a run starts only after the `request_run` that a
 //! [`Notify::Queue`](crate::run_state::Notify::Queue) allowed, and the next `Queue` can be
-//! given only after this run's [`Finish::Idle`] (a release) or by this run itself. So the run queue's consumer end and [`Local`] are touched by one thread at a time,
-//! each run happening-after the previous one.
+//! given only after this run's [`Finish::Idle`] (a release) or by this run itself. So the run
+//! queue's consumer end and [`Local`] are touched by one thread at a time, each run
+//! happening-after the previous one.
 
 use core::ptr::NonNull;
 
@@ -80,7 +81,7 @@ pub(crate) unsafe fn run<P: Platform>(context: NonNull<()>) {
         if shared.run_state.finish() == Finish::Idle {
             break Exit::Idle;
         }
-        // NOTIFIED: something was pushed after we cleared it.
+        // `Finish::Notified`: something was pushed after the pass began.
         if exhausted {
             break Exit::Requeue;
         }

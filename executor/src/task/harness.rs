@@ -28,9 +28,9 @@ use crate::platform::Platform;
 /// # Invariants
 ///
 /// `cell` points to a `Cell<F, S>` made by [`allocate::<F, S>`](super::cell::allocate), and
-/// the cell stays allocated for as long as the harness exists: the harness holds at least one
-/// reference to the task, or none is left and the harness is what frees it
-/// ([`dealloc`](Self::dealloc), which consumes it).
+/// the harness holds at least one reference to that task for as long as it exists, so the
+/// cell stays allocated. (Freeing a task with no reference left is
+/// [`free`](Self::free), which takes no harness.)
 pub(super) struct Harness<F: Future, S> {
     cell: NonNull<Cell<F, S>>,
     _owner: PhantomData<fn() -> S>,
@@ -245,8 +245,8 @@ where
     /// The harness holds `n` references.
     unsafe fn drop_references(self, n: usize) {
         if self.state().ref_dec(n) {
-            // SAFETY: no references left.
-            unsafe { self.dealloc() };
+            // SAFETY: no references left; the harness is consumed and not used again.
+            unsafe { Self::free(self.raw()) };
         }
     }
 
@@ -254,14 +254,16 @@ where
     ///
     /// # Safety
     ///
-    /// No references are left: nobody else can reach the task.
-    unsafe fn dealloc(self) {
-        let owner = self.owner();
+    /// `task` is a `Cell<F, S>` with no references left: nobody else can reach it.
+    unsafe fn free(task: NonNull<Header>) {
+        // SAFETY: still allocated (caller).
+        let owner = unsafe { task.as_ref() }.owner.cast::<S>();
+        let cell = task.cast::<Cell<F, S>>();
         // Normally the stage is `Consumed` and the slot empty: this frees memory only.
-        // SAFETY: exclusive; initialized by `allocate`.
-        unsafe { ptr::drop_in_place(self.cell.as_ptr()) };
+        // SAFETY: exclusive (caller); initialized by `allocate`.
+        unsafe { ptr::drop_in_place(cell.as_ptr()) };
         // SAFETY: allocated by `allocate::<F, S>` with this layout.
-        unsafe { S::Platform::dealloc(self.cell.cast(), Cell::<F, S>::LAYOUT) };
+        unsafe { S::Platform::dealloc(cell.cast(), Cell::<F, S>::LAYOUT) };
         // SAFETY: the executor outlives its tasks; this was one of them.
         unsafe { S::task_freed(owner) };
     }
@@ -365,10 +367,8 @@ where
     F::Output: Send + 'static,
     S: Schedule,
 {
-    // SAFETY: a `Cell<F, S>`, still allocated.
-    let harness = unsafe { Harness::<F, S>::from_raw(task) };
-    // SAFETY: no references left (caller).
-    unsafe { harness.dealloc() }
+    // SAFETY: a `Cell<F, S>` with no references left (caller).
+    unsafe { Harness::<F, S>::free(task) }
 }
 
 /// `Vtable::try_read_output`.
