@@ -26,8 +26,9 @@
 //! IRQL around the push would close that window too, but needs a kernel call the platform
 //! layer does not have, and is one more thing each caller could get wrong; the transfer stack
 //! closes it by construction. The price is that a push is lock-free rather than wait-free: a
-//! compare-and-swap that loses to another push retries, which is bounded by the number of
-//! processors pushing at the same moment. ABA cannot arise: the consumer never removes a
+//! compare-and-swap that loses to another push retries (each failure means another push
+//! succeeded), with no lock and no allocation, so wakers stay callable at DISPATCH_LEVEL on
+//! any processor. ABA cannot arise: the consumer never removes a
 //! single node from `pushed`, only the whole stack, so a producer's compare-and-swap
 //! succeeds only if `pushed` is still the node it linked behind.
 
