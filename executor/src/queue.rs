@@ -19,18 +19,18 @@
 //! # Why a transfer stack
 //!
 //! A push is complete the moment its compare-and-swap succeeds: there is no state in which a
-//! node has been published but not linked. The queue this replaces (a swap of the tail, then
-//! a store linking the previous node) had such a state, and a producer preempted between the
-//! two (a waker called at PASSIVE_LEVEL can be) hid every later push from the consumer until
-//! it resumed, even pushes whose run request the work item was already serving. Raising the
-//! IRQL around the push would close that window too, but needs a kernel call the platform
-//! layer does not have, and is one more thing each caller could get wrong; the transfer stack
-//! closes it by construction. The price is that a push is lock-free rather than wait-free: a
-//! compare-and-swap that loses to another push retries (each failure means another push
-//! succeeded), with no lock and no allocation, so wakers stay callable at DISPATCH_LEVEL on
-//! any processor. ABA cannot arise: the consumer never removes a
-//! single node from `pushed`, only the whole stack, so a producer's compare-and-swap
-//! succeeds only if `pushed` is still the node it linked behind.
+//! node has been published but not linked. The queue this replaces (a swap of the tail, then a
+//! store linking the previous node) had such a state, and a producer preempted between the two
+//! (a waker called at PASSIVE_LEVEL can be) hid every later push from the consumer until it
+//! resumed, even pushes whose run request the work item was already serving. Raising the IRQL
+//! around the push would close that window too, but needs a kernel call the platform layer
+//! does not have, and is one more thing each caller could get wrong; the transfer stack closes
+//! it by construction (loom model `loom_run_queue_completed_push_is_seen`). The price is that
+//! a push is lock-free rather than wait-free: a compare-and-swap that loses to another push
+//! retries (each failure means another push succeeded), with no lock and no allocation, so
+//! wakers stay callable at DISPATCH_LEVEL on any processor. ABA cannot arise: the consumer
+//! never removes a single node from `pushed`, only the whole stack, so a producer's
+//! compare-and-swap succeeds only if `pushed` is still the node it linked behind.
 
 use core::ptr::{self, NonNull};
 
