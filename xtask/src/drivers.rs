@@ -128,6 +128,8 @@ pub fn build(driver: &Driver) -> Result<PathBuf> {
     Ok(sys)
 }
 
+/// The build of one image. Without the package's default features: those are for its host
+/// binary (the echo driver's blocking baseline), not for the image.
 fn link_command(driver: &Driver, map_path: &Path) -> Command {
     let mut cmd = Command::new("cargo");
     cmd.current_dir(util::workspace_root()).args([
@@ -136,6 +138,7 @@ fn link_command(driver: &Driver, map_path: &Path) -> Command {
         "--package",
         driver.package,
         "--lib",
+        "--no-default-features",
         "--crate-type",
         "cdylib",
         "--target",
@@ -204,7 +207,7 @@ mod tests {
         let cmd = link_command(&ECHO, Path::new("/t/echo_driver.map"));
         let line = util::display_command(&cmd);
         for needle in [
-            "rustc --release --package echo-driver --lib --crate-type cdylib",
+            "rustc --release --package echo-driver --lib --no-default-features --crate-type cdylib",
             "--target x86_64-pc-windows-msvc",
             "link-arg=/ENTRY:DriverEntry",
             "link-arg=/SECTION:.data,PRW",

@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | Rust target `x86_64-pc-windows-msvc` | clippy (driver build), drivers, wine | `rustup target add` |
 //! | nightly toolchain with `miri` and `rust-src`, Miri's sysroot | miri | `rustup toolchain install`, `cargo +nightly miri setup` |
-//! | `clang`, mingw-w64 and Wine headers | test (`sys/tests/layout.rs`) | apt: `clang mingw-w64-x86-64-dev libwine-dev` |
+//! | `clang`, mingw-w64 and Wine headers | test (`sys/tests/layout/`) | apt: `clang mingw-w64-x86-64-dev libwine-dev` |
 //! | `wine`, `wineserver` | wine | apt: `wine wine64` |
 //! | `curl` | echo, wine (the status driver's HTTP check) | apt: `curl` |
 //!

@@ -462,10 +462,7 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
     // SAFETY: captured in `register` and not released before `reg` is dropped.
     let provider = unsafe { &*reg.provider.Dispatch };
     let client = reg.provider.Client;
-    let family = match addr {
-        SocketAddr::V4(_) => wsk_sys::AF_INET,
-        SocketAddr::V6(_) => wsk_sys::AF_INET6,
-    };
+    let family = wsk::addr::family(&addr);
     let done = io.call(false, |irp| match provider.WskSocket {
         // SAFETY: a captured client and an armed IRP; no context, callbacks or security.
         Some(socket) => unsafe {

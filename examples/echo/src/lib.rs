@@ -10,9 +10,14 @@
 //! (`cargo xtask drivers`), where [`DriverEntry`] is the image entry point, and into the
 //! host binary (`cargo run -p echo-driver`), which loads [`driver::driver_entry`] into the
 //! kernel emulator.
+//!
+//! The blocking baseline of the echo benchmark ([`blocking`]) is behind the
+//! `blocking-baseline` feature (on by default, for the host binary); `echo.sys` is built
+//! without it.
 
 #![no_std]
 
+#[cfg(feature = "blocking-baseline")]
 pub mod blocking;
 pub mod driver;
 pub mod server;

@@ -1,0 +1,23 @@
+//! The types neither header set declares, checked against `documented.h`: transcribed from
+//! Microsoft's documentation, on mingw-w64 base types.
+
+use wsk_sys::*;
+
+use crate::table::{Table, layout_table};
+
+/// The WSK types only Microsoft's documentation declares.
+pub(crate) fn table() -> Table {
+    layout_table! {
+        WSK_EVENT_CALLBACK_CONTROL in Documented as "WSK_EVENT_CALLBACK_CONTROL" {
+            NpiId => "NpiId";
+            EventMask => "EventMask";
+        }
+        WSK_CLIENT_DATAGRAM_DISPATCH in Documented as "WSK_CLIENT_DATAGRAM_DISPATCH" {
+            WskReceiveFromEvent => "WskReceiveFromEvent";
+        }
+        WSK_CLIENT_STREAM_DISPATCH in Documented as "WSK_CLIENT_STREAM_DISPATCH" {
+            Listen => "Listen";
+            Connect => "Connect";
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! The types checked against mingw-w64's Winsock headers (`winsock2.h`, `ws2def.h`, `ws2ipdef.h`,
+//! `ws2tcpip.h`, `mswsock.h`; prelude `mingw_winsock.h`).
+
+use wsk_sys::*;
+
+use crate::table::{Table, layout_table};
+
+/// The socket address, address information and control message types.
+pub(crate) fn table() -> Table {
+    layout_table! {
+        SOCKADDR in MingwWinsock as "SOCKADDR" {
+            sa_family => "sa_family";
+            sa_data => "sa_data";
+        }
+        // C: the `S_un` union (`S_un_b`, `S_un_w`, `S_addr`) as its bytes.
+        IN_ADDR in MingwWinsock as "IN_ADDR" {
+            s_addr => "S_un";
+        }
+        // C: the `u` union (`Byte`, `Word`) as its bytes.
+        IN6_ADDR in MingwWinsock as "IN6_ADDR" {
+            s6_addr => "u.Byte";
+        }
+        SOCKADDR_IN in MingwWinsock as "SOCKADDR_IN" {
+            sin_family => "sin_family";
+            sin_port => "sin_port";
+            sin_addr => "sin_addr";
+            sin_zero => "sin_zero";
+        }
+        // C: `sin6_scope_id` shares an anonymous union with `sin6_scope_struct`.
+        SOCKADDR_IN6 in MingwWinsock as "SOCKADDR_IN6" {
+            sin6_family => "sin6_family";
+            sin6_port => "sin6_port";
+            sin6_flowinfo => "sin6_flowinfo";
+            sin6_addr => "sin6_addr";
+            sin6_scope_id => "sin6_scope_id";
+        }
+        SOCKADDR_STORAGE in MingwWinsock as "SOCKADDR_STORAGE" {
+            ss_family => "ss_family";
+            __ss_pad1 => "__ss_pad1";
+            __ss_align => "__ss_align";
+            __ss_pad2 => "__ss_pad2";
+        }
+        // mingw-w64 spells Microsoft's `ai_bufferlen` as `ai_bloblen`.
+        ADDRINFOEXW in MingwWinsock as "ADDRINFOEXW" {
+            ai_flags => "ai_flags";
+            ai_family => "ai_family";
+            ai_socktype => "ai_socktype";
+            ai_protocol => "ai_protocol";
+            ai_addrlen => "ai_addrlen";
+            ai_canonname => "ai_canonname";
+            ai_addr => "ai_addr";
+            ai_blob => "ai_blob";
+            ai_bufferlen => "ai_bloblen";
+            ai_provider => "ai_provider";
+            ai_next => "ai_next";
+        }
+        // Microsoft's ws2def.h: `typedef WSACMSGHDR CMSGHDR`; mingw-w64 has WSACMSGHDR only.
+        CMSGHDR in MingwWinsock as "WSACMSGHDR" {
+            cmsg_len => "cmsg_len";
+            cmsg_level => "cmsg_level";
+            cmsg_type => "cmsg_type";
+        }
+    }
+}

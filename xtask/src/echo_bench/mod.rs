@@ -1,0 +1,167 @@
+//! The echo benchmark (second half of `cargo xtask bench`): one client, four echo servers, in
+//! one run.
+//!
+//! * (a) the echo driver (`echo_driver::driver`) on the host emulator: `echo-driver --quiet`;
+//! * (b) the same driver as `echo.sys` under Wine ([`WinePrefix`]); skipped without Wine;
+//! * (c) a tokio echo server in this process (multi_thread runtime, one worker thread per
+//!   server CPU);
+//! * (d) the blocking baseline (`echo_driver::blocking`: a thread per connection, one KEVENT
+//!   wait per WSK call) on the host emulator: `echo-driver --blocking --quiet`.
+//!
+//! The client opens N connections (1 and 64), each on its own thread with `TCP_NODELAY`, and
+//! plays request/response ping-pong with a fixed message size (1 KiB and 64 KiB): write the
+//! message, read the whole echo, check its sequence number and last byte (the whole message
+//! once), repeat. After a warm-up of [`WARMUP`], every round trip that completes in the next
+//! [`MEASURE`] counts toward the throughput (MB/s = 10^6 bytes of echoed payload per second,
+//! each byte counted once) and the latency percentiles; so does, for the latencies only, the
+//! round trip each connection has in flight when the window ends, so that a connection the
+//! server neglects shows up. The table also gives the longest round trip and the slowest
+//! connection's round trips over the mean (fairness). Each cell runs [`REPEATS`] times with
+//! fresh connections and the table shows the run with the median throughput. The servers keep
+//! their default socket options (Nagle on), as the drivers do.
+//!
+//! With two CPUs or more (and `taskset`), the client's threads run on the first CPU and the
+//! server under test on the others ([`Placement`]): sharing cores, the client's 64 threads and
+//! the server's threads disturb each other's scheduling and the figures become noisy.
+//!
+//! Alongside, `/proc` is sampled at the start and end of the window (in clock ticks of 10 ms):
+//! the busy time of the server's and the client's CPUs (with a [`Placement`]: everything that
+//! ran there, the loopback network stack's softirq work included; without one, the CPU time of
+//! their threads), and the context switches of the server's threads per round trip. The
+//! server's threads are the whole `echo-driver` process for (a) and (d), every process of the
+//! Wine session (`winedevice.exe`, `wineserver`, ...) for (b), the runtime's worker threads
+//! for (c).
+
+mod client;
+mod placement;
+mod report;
+mod servers;
+
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub use client::{Measurement, percentile};
+pub use placement::{Placement, Usage};
+pub use report::{ServerRun, table};
+pub use servers::{SERVERS_ENV, Server};
+
+use crate::util::{self, Result, bail};
+use crate::{drivers, wine};
+use placement::pin;
+use report::machine_line;
+use servers::{Setup, run_emulator, run_tokio, run_wine};
+
+const TAG: &str = "echo-bench";
+
+/// One client workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Workload {
+    pub connections: usize,
+    pub size: usize,
+}
+
+/// The client workloads, in table order.
+pub const WORKLOADS: [Workload; 4] = [
+    Workload { connections: 1, size: 1024 },
+    Workload { connections: 64, size: 1024 },
+    Workload { connections: 1, size: 64 * 1024 },
+    Workload { connections: 64, size: 64 * 1024 },
+];
+
+/// Set to a comma-separated list of connection counts to run only 1 KiB workloads with those
+/// counts (for example `8,32,63,64` to find where a server stops serving every connection).
+pub const CONNECTIONS_ENV: &str = "WSK_BENCH_CONNECTIONS";
+
+/// The workloads of this run: [`WORKLOADS`], or the ones [`CONNECTIONS_ENV`] asks for.
+pub fn workloads() -> Result<Vec<Workload>> {
+    let Ok(list) = std::env::var(CONNECTIONS_ENV) else { return Ok(WORKLOADS.to_vec()) };
+    list.split(',')
+        .map(|n| match n.trim().parse::<usize>() {
+            Ok(connections) if connections > 0 => Ok(Workload { connections, size: 1024 }),
+            _ => bail!("{CONNECTIONS_ENV}: `{n}` is not a connection count"),
+        })
+        .collect()
+}
+
+/// Round trips before this are not counted.
+pub const WARMUP: Duration = Duration::from_millis(500);
+/// The measured window.
+pub const MEASURE: Duration = Duration::from_millis(1500);
+/// Runs per cell (fresh connections each time); the table shows the median by throughput.
+pub const REPEATS: usize = 3;
+
+/// Runs the whole echo benchmark and prints its table. Fails (after printing) if a server
+/// that should have run failed.
+pub fn run() -> Result<()> {
+    let start = Instant::now();
+    println!("{TAG}: {}", machine_line());
+    println!(
+        "{TAG}: {} workloads per server, {} runs each of {} ms warm-up + {} ms measured",
+        workloads()?.len(),
+        REPEATS,
+        WARMUP.as_millis(),
+        MEASURE.as_millis()
+    );
+    // Builds first, on every CPU.
+    let mut build = Command::new("cargo");
+    build.current_dir(util::workspace_root()).args(["build", "--release", "-p", "echo-driver"]);
+    util::run_inherit(&mut build)?;
+    let binary = util::target_dir().join("release").join("echo-driver");
+    // A benchmark without Wine leaves out the Wine server and says why in its row (the test
+    // steps, not the benchmark, require Wine).
+    let sys = match wine::missing_tools() {
+        Some(reason) => Err(reason),
+        None => Ok(drivers::build(&drivers::ECHO)?),
+    };
+    let placement = Placement::detect();
+    let tokio_workers = match &placement {
+        Some(p) => p.server_cpus,
+        None => thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    match &placement {
+        Some(p) => {
+            println!("{TAG}: client threads on CPU {}, servers on CPU {}", p.client, p.server);
+            pin(std::process::id(), &p.client, true)?;
+        }
+        None => println!("{TAG}: client and servers share every CPU (fewer than 2 CPUs, or no taskset)"),
+    }
+    let setup = Setup { binary, sys, placement, tokio_workers };
+
+    let mut runs = Vec::new();
+    for server in Server::selected(std::env::var(SERVERS_ENV).ok().as_deref())? {
+        println!("{TAG}: {} ...", server.label(setup.tokio_workers));
+        let run = match server {
+            Server::Emulator => run_emulator(&setup, false),
+            Server::Wine => run_wine(&setup),
+            Server::Tokio => run_tokio(&setup),
+            Server::Blocking => run_emulator(&setup, true),
+        };
+        let run = run.unwrap_or_else(|e| {
+            let mut failed = ServerRun::new(server, &setup);
+            failed.failures.push(e.to_string());
+            failed
+        });
+        runs.push(run);
+    }
+
+    println!();
+    match &setup.placement {
+        Some(p) => println!("client on CPU {}, server on CPU {}", p.client, p.server),
+        None => println!("client and server share every CPU"),
+    }
+    println!();
+    println!("{}", table(&runs));
+    for run in &runs {
+        for note in run.notes.iter().chain(&run.failures) {
+            println!("{} {note}", run.server.short());
+        }
+    }
+    println!("{TAG}: done in {} s", util::secs(start.elapsed()));
+    let failures: Vec<String> =
+        runs.iter().flat_map(|r| r.failures.iter().map(move |f| format!("{}: {f}", r.label))).collect();
+    if !failures.is_empty() {
+        bail!("{TAG}: {} failure(s):\n  {}", failures.len(), failures.join("\n  "));
+    }
+    Ok(())
+}

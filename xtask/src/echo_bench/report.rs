@@ -1,0 +1,152 @@
+//! The report: each server's results and notes, the machine line, and the Markdown table.
+
+use std::process::Command;
+use std::thread;
+use std::time::Duration;
+
+use super::client::Measurement;
+use super::servers::{Server, Setup};
+use super::{WORKLOADS, Workload, workloads};
+
+/// One server's results: a measurement (or the reason there is none) per workload, and notes.
+#[derive(Debug, Clone)]
+pub struct ServerRun {
+    pub server: Server,
+    pub label: String,
+    pub cells: Vec<(Workload, std::result::Result<Measurement, String>)>,
+    /// Why the server was not run at all (Wine missing).
+    pub skipped: Option<String>,
+    pub notes: Vec<String>,
+    /// Failures that make the benchmark fail (after the table is printed).
+    pub failures: Vec<String>,
+}
+
+impl ServerRun {
+    pub(super) fn new(server: Server, setup: &Setup) -> Self {
+        let label = server.label(setup.tokio_workers);
+        Self { server, label, cells: Vec::new(), skipped: None, notes: Vec::new(), failures: Vec::new() }
+    }
+
+    pub(super) fn measurement(&self, workload: Workload) -> Option<&Measurement> {
+        self.cells.iter().find(|(w, _)| *w == workload).and_then(|(_, m)| m.as_ref().ok())
+    }
+}
+
+/// `nproc`, the CPU model and the compiler, for the record.
+pub(super) fn machine_line() -> String {
+    let cpus = thread::available_parallelism().map_or(0, |n| n.get());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_owned()))
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let rustc = Command::new("rustc")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    format!("{cpus} CPUs ({model}), {rustc}, {}", load_average())
+}
+
+/// The 1-minute load average before the benchmark starts, to show whether something else
+/// was running.
+fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    format!("load average {}", text.split_whitespace().next().unwrap_or("unknown"))
+}
+
+pub(super) fn size_label(size: usize) -> String {
+    if size >= 1024 && size.is_multiple_of(1024) { format!("{} KiB", size / 1024) } else { format!("{size} B") }
+}
+
+pub(super) fn micros(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us >= 100.0 { format!("{us:.0}") } else { format!("{us:.1}") }
+}
+
+/// The results as a Markdown table, with ratios against tokio (c) for the same workload.
+pub fn table(runs: &[ServerRun]) -> String {
+    let tokio = runs.iter().find(|r| r.server == Server::Tokio);
+    let mut out = String::new();
+    out.push_str(
+        "| server | conns | message | round trips/s | MB/s | p50 us | p99 us | max ms | slowest conn / mean | server CPU % | server CPU us/rt | server ctx sw/rt | client CPU % | MB/s vs tokio | p50 vs tokio |\n",
+    );
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for workload in workloads().unwrap_or_else(|_| WORKLOADS.to_vec()) {
+        let reference = tokio.and_then(|t| t.measurement(workload));
+        for run in runs {
+            let lead = format!("| {} | {} | {} |", run.label, workload.connections, size_label(workload.size));
+            if let Some(reason) = &run.skipped {
+                out.push_str(&format!("{lead} skipped: {reason} | | | | | | | | | | | |\n"));
+                continue;
+            }
+            match run.cells.iter().find(|(w, _)| *w == workload).map(|(_, m)| m) {
+                Some(Ok(m)) => {
+                    let busy = m.server_cpu_percent().map_or("n/a".to_owned(), |c| format!("{c:.0}"));
+                    let cpu = m.cpu_per_round_trip().map_or("n/a".to_owned(), micros);
+                    let switches = m.switches_per_round_trip().map_or("n/a".to_owned(), |s| format!("{s:.1}"));
+                    let client = m.client_cpu_percent().map_or("n/a".to_owned(), |c| format!("{c:.0}"));
+                    let (throughput, latency) = match reference {
+                        Some(r) => (
+                            format!("{:.2}", m.mb_per_sec(workload.size) / r.mb_per_sec(workload.size)),
+                            format!("{:.2}", m.p50.as_secs_f64() / r.p50.as_secs_f64()),
+                        ),
+                        None => ("n/a".to_owned(), "n/a".to_owned()),
+                    };
+                    out.push_str(&format!(
+                        "{lead} {:.0} | {:.1} | {} | {} | {:.1} | {:.2} | {busy} | {cpu} | {switches} | {client} | {throughput} | {latency} |\n",
+                        m.round_trips_per_sec(),
+                        m.mb_per_sec(workload.size),
+                        micros(m.p50),
+                        micros(m.p99),
+                        m.max.as_secs_f64() * 1e3,
+                        m.fairness(workload.connections),
+                    ));
+                }
+                Some(Err(e)) => out.push_str(&format!("{lead} FAILED: {e} | | | | | | | | | | | |\n")),
+                None => out.push_str(&format!("{lead} FAILED (server did not run) | | | | | | | | | | | |\n")),
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::echo_bench::placement::Usage;
+
+    #[test]
+    fn table_marks_skips_and_ratios() {
+        let m = Measurement {
+            round_trips: 2000,
+            fewest: 2000,
+            starved: 0,
+            window: Duration::from_secs(2),
+            p50: Duration::from_micros(20),
+            p99: Duration::from_micros(40),
+            max: Duration::from_micros(1500),
+            rates: Vec::new(),
+            client: Some(Usage { cpu: Duration::from_millis(1500), switches: 0 }),
+            server_cores: None,
+            client_cores: None,
+            server: Some(Usage { cpu: Duration::from_millis(20), switches: 4000 }),
+        };
+        let setup = Setup { binary: PathBuf::new(), sys: Err("none".to_owned()), placement: None, tokio_workers: 2 };
+        let mut tokio = ServerRun::new(Server::Tokio, &setup);
+        let mut wine = ServerRun::new(Server::Wine, &setup);
+        wine.skipped = Some("wine not found on PATH".to_owned());
+        for w in WORKLOADS {
+            tokio.cells.push((w, Ok(m.clone())));
+        }
+        let text = table(&[wine, tokio]);
+        assert!(text.contains("skipped: wine not found on PATH"), "{text}");
+        assert!(
+            text.contains("| 1000 | 1.0 | 20.0 | 40.0 | 1.5 | 1.00 | 1 | 10.0 | 2.0 | 75 | 1.00 | 1.00 |"),
+            "{text}"
+        );
+    }
+}
