@@ -13,17 +13,17 @@ extern crate std;
 
 pub mod addr;
 pub mod buf;
+#[cfg(all(feature = "driver-runtime", windows))]
+mod driver_runtime;
 pub mod error;
 pub mod global;
 pub mod log;
 mod loom;
 mod op;
+pub mod parameters;
 pub mod pool;
 pub mod registration;
-pub mod registry;
 pub mod resolve;
-#[cfg(all(feature = "driver-runtime", windows))]
-mod runtime;
 pub mod socket;
 #[cfg(test)]
 mod tests;

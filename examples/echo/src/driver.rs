@@ -3,8 +3,8 @@
 use core::sync::atomic::Ordering;
 use core::time::Duration;
 
+use wsk::parameters::Parameters;
 use wsk::pool::PoolBox;
-use wsk::registry::Parameters;
 use wsk::{DriverGlobal, Error, TcpListener, Wsk, log};
 use wsk_executor::{Executor, Importance, IoObject, JoinHandle};
 use wsk_sys::{DRIVER_OBJECT, NTSTATUS, STATUS_SUCCESS, UNICODE_STRING};
@@ -14,7 +14,7 @@ use crate::server::{self, STATS};
 /// Port used when the service key sets none.
 pub const DEFAULT_PORT: u16 = 7007;
 /// How long DriverEntry waits for the WSK provider.
-const PROVIDER_WAIT_MS: u32 = 1_000;
+const PROVIDER_WAIT: Duration = Duration::from_secs(1);
 /// How long DriverUnload waits for background socket closes to finish.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
@@ -70,14 +70,14 @@ pub unsafe extern "system" fn driver_entry(
 /// As [`driver_entry`].
 unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_STRING) -> Result<(), Error> {
     // SAFETY: forwarded contract.
-    let addr = unsafe { wsk::registry::listen_address(registry_path, DEFAULT_PORT)? };
+    let addr = unsafe { wsk::parameters::listen_address(registry_path, DEFAULT_PORT)? };
     // SAFETY: forwarded contract.
     let events = unsafe { receive_events(registry_path)? };
     server::RECEIVE_EVENTS.store(events, Ordering::Relaxed);
-    let wsk = Wsk::register(PROVIDER_WAIT_MS)?;
+    let wsk = Wsk::register(PROVIDER_WAIT)?;
     log!(always, "echo: WskRegister ok");
     if !wsk.is_ready() {
-        log!(error, "echo: WSK provider not ready after {} ms", PROVIDER_WAIT_MS);
+        log!(error, "echo: WSK provider not ready after {:?}", PROVIDER_WAIT);
         return Err(Error::NotReady);
     }
     log!(always, "echo: WskCaptureProviderNPI ok");

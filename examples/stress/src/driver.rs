@@ -4,8 +4,8 @@ use core::net::{Ipv4Addr, SocketAddr};
 use core::sync::atomic::Ordering;
 use core::time::Duration;
 
+use wsk::parameters::Parameters;
 use wsk::pool::PoolBox;
-use wsk::registry::Parameters;
 use wsk::{DriverGlobal, Error, TcpListener, Wsk, log};
 use wsk_executor::{Executor, Importance, IoObject};
 use wsk_sys::{DRIVER_OBJECT, NTSTATUS, STATUS_SUCCESS, UNICODE_STRING};
@@ -18,7 +18,7 @@ pub const DEFAULT_PORT: u16 = 7008;
 pub const DEFAULT_CLIENTS: u32 = 16;
 pub const DEFAULT_SECONDS: u32 = 10;
 
-const PROVIDER_WAIT_MS: u32 = 1_000;
+const PROVIDER_WAIT: Duration = Duration::from_secs(1);
 const CLOSE_WAIT: Duration = Duration::from_secs(30);
 
 /// Field order is drop order: the executor (and every task) before the registration, which
@@ -97,7 +97,7 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
     // SAFETY: forwarded contract.
     let settings = unsafe { settings(registry_path)? };
     STOP.store(false, Ordering::Release);
-    let wsk = Wsk::register(PROVIDER_WAIT_MS)?;
+    let wsk = Wsk::register(PROVIDER_WAIT)?;
     log!(always, "stress: WskRegister ok");
     if !wsk.is_ready() {
         return Err(Error::NotReady);

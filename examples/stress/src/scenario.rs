@@ -66,7 +66,7 @@ pub unsafe extern "system" fn scenario_entry(driver: *mut DRIVER_OBJECT, _path: 
     // SAFETY: valid driver object.
     unsafe { (*driver).DriverUnload = Some(scenario_unload) };
     let outcome = (|| -> Result<(), Error> {
-        let wsk = Wsk::register(1000)?;
+        let wsk = Wsk::register(core::time::Duration::from_secs(1))?;
         // SAFETY: the driver's own driver object.
         let executor = Executor::new(unsafe { IoObject::from_driver(driver) }).map_err(|_| Error::NoMemory)?;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, PORT.load(Ordering::Relaxed)));

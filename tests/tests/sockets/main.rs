@@ -580,7 +580,7 @@ unsafe extern "system" fn late_provider_entry(
     // Set while this driver holds the emulator (loads are serialized), so no other test's
     // registration sees the late provider.
     wsk_emulator::provider_unavailable_for(5);
-    let mut wsk = wsk::Wsk::register(0).expect("registration succeeds without the provider");
+    let mut wsk = wsk::Wsk::register(Duration::ZERO).expect("registration succeeds without the provider");
     let ready_at_entry = wsk.is_ready();
     // SAFETY: the driver's own driver object.
     let executor = wsk_executor::Executor::new(unsafe { wsk_executor::IoObject::from_driver(driver) }).unwrap();
