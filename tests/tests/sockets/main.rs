@@ -267,7 +267,7 @@ fn close_with_pending_connect_resolves_promptly() {
     let fillers: Vec<_> =
         (0..4).filter_map(|_| HostStream::connect_timeout(&addr, Duration::from_millis(300)).ok()).collect();
     run_clean(LIMIT, move |env| async move {
-        let mut s = TcpSocket::new(env.wsk, true).await.expect("socket");
+        let mut s = TcpSocket::new_v4(env.wsk).await.expect("socket");
         s.bind(local(0)).await.expect("bind");
         let closer = s.closer();
         let connector = env.spawner.spawn(async move { s.connect(addr).await.map(|_| ()) }).unwrap();

@@ -319,7 +319,7 @@ impl TcpStream {
         if local.is_ipv4() != remote.is_ipv4() {
             return Err(Error::InvalidInput("local and remote address families differ"));
         }
-        let mut socket = TcpSocket::new(wsk, local.is_ipv4()).await?;
+        let mut socket = if local.is_ipv4() { TcpSocket::new_v4(wsk).await? } else { TcpSocket::new_v6(wsk).await? };
         socket.bind(local).await?;
         socket.connect(remote).await
     }
@@ -438,11 +438,23 @@ pub struct TcpSocket {
 }
 
 impl TcpSocket {
-    /// Creates a connection socket (`WskSocket`) for IPv4 (`ipv4 == true`) or IPv6.
+    /// Creates an IPv4 connection socket (`WskSocket`).
+    ///
     /// IRQL == PASSIVE_LEVEL (task context).
-    pub async fn new(wsk: &Wsk, ipv4: bool) -> Result<TcpSocket> {
+    pub async fn new_v4(wsk: &Wsk) -> Result<TcpSocket> {
+        Self::new(wsk, AF_INET).await
+    }
+
+    /// Creates an IPv6 connection socket (`WskSocket`).
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn new_v6(wsk: &Wsk) -> Result<TcpSocket> {
+        Self::new(wsk, wsk_sys::AF_INET6).await
+    }
+
+    /// Creates a connection socket of address family `family`.
+    async fn new(wsk: &Wsk, family: u16) -> Result<TcpSocket> {
         let mut parts = StreamParts::new()?;
-        let family = if ipv4 { AF_INET } else { wsk_sys::AF_INET6 };
         create::wsk_socket(
             wsk,
             &parts.core,
