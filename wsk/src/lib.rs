@@ -29,7 +29,7 @@ pub mod socket;
 mod tests;
 
 pub use buf::IoBuf;
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use global::DriverGlobal;
 pub use registration::Wsk;
 pub use socket::core::{live_sockets, wait_for_sockets_closed};

@@ -82,7 +82,7 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
     }
     log!(always, "echo: WskCaptureProviderNPI ok");
     // SAFETY: the driver's own driver object, valid for the driver's lifetime.
-    let executor = Executor::new(unsafe { IoObject::from_driver(driver_object) }).map_err(|_| Error::NoMemory)?;
+    let executor = Executor::new(unsafe { IoObject::from_driver(driver_object) })?;
     let mut state = PoolBox::try_new(DriverState { accept: None, executor: Some(executor), wsk: Some(wsk) })
         .map_err(|_| Error::NoMemory)?;
     let wsk_ref = state.wsk.as_ref().ok_or(Error::NotReady)?;
@@ -93,9 +93,9 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
             stop(&mut state);
             return Err(e);
         }
-        Err(_) => {
+        Err(e) => {
             stop(&mut state);
-            return Err(Error::WrongIrql { max: 0, current: wsk_sys::KeGetCurrentIrql() });
+            return Err(e.into());
         }
     };
     let executor = state.executor.as_ref().ok_or(Error::NotReady)?;
@@ -104,9 +104,9 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
     let accept = executor.spawn_with(Importance::High, server::accept_loop(listener, executor.spawner()));
     match accept {
         Ok(handle) => state.accept = Some(handle),
-        Err(_) => {
+        Err(e) => {
             stop(&mut state);
-            return Err(Error::NoMemory);
+            return Err(e.into());
         }
     }
     log!(always, "echo: listening on {}", addr);

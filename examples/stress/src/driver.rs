@@ -105,7 +105,7 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
     log!(always, "stress: WskCaptureProviderNPI ok");
     let wsk = PoolBox::try_new(wsk).map_err(|_| Error::NoMemory)?;
     // SAFETY: the driver's own driver object.
-    let executor = Executor::new(unsafe { IoObject::from_driver(driver_object) }).map_err(|_| Error::NoMemory)?;
+    let executor = Executor::new(unsafe { IoObject::from_driver(driver_object) })?;
     let mut state =
         PoolBox::try_new(DriverState { executor: Some(executor), wsk: Some(wsk) }).map_err(|_| Error::NoMemory)?;
     if let Err(e) = spawn_workload(&state, &settings) {
@@ -121,33 +121,23 @@ fn spawn_workload(state: &DriverState, settings: &Settings) -> Result<(), Error>
         return Err(Error::NotReady);
     };
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, settings.port));
-    let listener = match wsk_executor::block_on(TcpListener::bind(wsk, addr)) {
-        Ok(result) => result?,
-        Err(_) => return Err(Error::WrongIrql { max: 0, current: wsk_sys::KeGetCurrentIrql() }),
-    };
+    let listener = wsk_executor::block_on(TcpListener::bind(wsk, addr))??;
     let spawner = executor.spawner();
-    let nomem = |_| Error::NoMemory;
-    executor
-        .spawn_with(
-            Importance::High,
-            workload::accept_loop(listener, executor.spawner(), settings.config.seed, settings.config.mix),
-        )
-        .map_err(nomem)?;
+    executor.spawn_with(
+        Importance::High,
+        workload::accept_loop(listener, executor.spawner(), settings.config.seed, settings.config.mix),
+    )?;
     // SAFETY: `wsk` lives in the driver state until after the executor is shut down.
     let wsk_ref = unsafe { WskRef::new(wsk) };
     for id in 0..settings.config.clients {
-        executor
-            .spawn(workload::client(wsk_ref, addr, spawner.clone(), settings.config, u64::from(id)))
-            .map_err(nomem)?;
+        executor.spawn(workload::client(wsk_ref, addr, spawner.clone(), settings.config, u64::from(id)))?;
     }
     if settings.seconds != 0 {
         let seconds = settings.seconds;
-        executor
-            .spawn(async move {
-                wsk_executor::sleep(Duration::from_secs(u64::from(seconds))).await;
-                STOP.store(true, Ordering::Release);
-            })
-            .map_err(nomem)?;
+        executor.spawn(async move {
+            wsk_executor::sleep(Duration::from_secs(u64::from(seconds))).await;
+            STOP.store(true, Ordering::Release);
+        })?;
     }
     log!(
         always,
