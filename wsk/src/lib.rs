@@ -36,4 +36,4 @@ pub use socket::core::{live_sockets, wait_for_sockets_closed};
 pub use socket::events;
 pub use socket::options::SocketOption;
 pub use socket::tcp::{Closer, TcpListener, TcpReadHalf, TcpSocket, TcpStream, TcpWriteHalf};
-pub use socket::udp::UdpSocket;
+pub use socket::udp::{UdpRecvHalf, UdpReuniteError, UdpSendHalf, UdpSocket};

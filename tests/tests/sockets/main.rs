@@ -11,6 +11,10 @@ use wsk_executor::timeout;
 use wsk_sys::{STATUS_CONNECTION_REFUSED, STATUS_CONNECTION_RESET};
 use wsk_tests::harness::{Env, run_clean};
 
+mod errors;
+mod local_addr;
+mod udp_split;
+
 const LIMIT: Duration = Duration::from_secs(60);
 /// Bound for "resolves promptly" (generous: this is about hangs, not speed).
 const PROMPT: Duration = Duration::from_secs(10);
