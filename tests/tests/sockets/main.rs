@@ -13,6 +13,7 @@ use wsk_tests::harness::{Env, run_clean};
 
 mod errors;
 mod local_addr;
+mod tcp_socket;
 mod udp_split;
 
 const LIMIT: Duration = Duration::from_secs(60);
