@@ -29,7 +29,7 @@ struct DriverState {
 static STATE: Mutex<Option<DriverState>> = Mutex::new(None);
 
 unsafe extern "system" fn driver_entry(driver: *mut DRIVER_OBJECT, _path: *mut UNICODE_STRING) -> NTSTATUS {
-    let Ok(wsk) = Wsk::register(1000) else { return STATUS_UNSUCCESSFUL };
+    let Ok(wsk) = Wsk::register(std::time::Duration::from_secs(1)) else { return STATUS_UNSUCCESSFUL };
     // SAFETY: the emulator passes a valid driver object.
     let Ok(executor) = Executor::new(unsafe { IoObject::from_driver(driver) }) else { return STATUS_UNSUCCESSFUL };
     *STATE.lock().unwrap() = Some(DriverState { executor: Some(executor), wsk: Some(Box::new(wsk)) });

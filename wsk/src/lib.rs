@@ -4,6 +4,44 @@
 //! where the `wsk-emulator` crate provides the kernel.
 //!
 //! IRQL contracts are stated on every public function.
+//!
+//! # Examples
+//!
+//! A TCP server: accept connections, one task each.
+//!
+//! ```no_run
+//! # use wsk::{IoBuf, TcpListener, Wsk};
+//! # async fn serve(wsk: Wsk, executor: wsk_executor::Executor, addr: core::net::SocketAddr) -> wsk::Result<()> {
+//! let mut listener = TcpListener::bind(&wsk, addr).await?;
+//! loop {
+//!     let (mut stream, peer) = listener.accept().await?;
+//!     executor.spawn(async move {
+//!         let (n, buf) = stream.recv(IoBuf::with_capacity(4096)?).await;
+//!         // ...
+//!         stream.close().await
+//!     })?;
+//! }
+//! # }
+//! ```
+//!
+//! Receiving through WSK's event callbacks, without an IRP per receive and without copying
+//! (the items hold WSK's own buffers until dropped):
+//!
+//! ```no_run
+//! # use wsk::events::{ConnectionEvent, EventConfig};
+//! # async fn receive(stream: wsk::TcpStream) -> wsk::Result<()> {
+//! let (mut events, mut writer) = stream.into_events(EventConfig::default())?;
+//! while let Some(event) = wsk::events::next(&mut events).await {
+//!     match event? {
+//!         ConnectionEvent::Data(data) => { /* data.segments(): WSK's buffers; drop = WskRelease */ }
+//!         ConnectionEvent::Disconnected { abortive } => break,
+//!         ConnectionEvent::SendBacklog(ideal) => {}
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! The README shows the same snippets (a test keeps them identical).
 
 #![no_std]
 #![deny(missing_docs)]
@@ -13,27 +51,29 @@ extern crate std;
 
 pub mod addr;
 pub mod buf;
+#[cfg(all(feature = "driver-runtime", windows))]
+mod driver_runtime;
 pub mod error;
 pub mod global;
 pub mod log;
 mod loom;
 mod op;
+pub mod parameters;
 pub mod pool;
+#[cfg(test)]
+mod readme;
 pub mod registration;
-pub mod registry;
 pub mod resolve;
-#[cfg(all(feature = "driver-runtime", windows))]
-mod runtime;
 pub mod socket;
 #[cfg(test)]
 mod tests;
 
 pub use buf::IoBuf;
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use global::DriverGlobal;
 pub use registration::Wsk;
 pub use socket::core::{live_sockets, wait_for_sockets_closed};
 pub use socket::events;
 pub use socket::options::SocketOption;
 pub use socket::tcp::{Closer, TcpListener, TcpReadHalf, TcpSocket, TcpStream, TcpWriteHalf};
-pub use socket::udp::UdpSocket;
+pub use socket::udp::{UdpRecvHalf, UdpReuniteError, UdpSendHalf, UdpSocket};

@@ -6,9 +6,11 @@
 //!                     └──provider not ready──> retry with try_capture() / ready().await
 //! ```
 
+use core::time::Duration;
+
 use wsk_sys::{
     MAKE_WSK_VERSION, NT_SUCCESS, PASSIVE_LEVEL, PWSK_CLIENT, STATUS_DEVICE_NOT_READY, WSK_CLIENT_DISPATCH,
-    WSK_CLIENT_NPI, WSK_NO_WAIT, WSK_PROVIDER_DISPATCH, WSK_PROVIDER_NPI, WSK_REGISTRATION,
+    WSK_CLIENT_NPI, WSK_INFINITE_WAIT, WSK_NO_WAIT, WSK_PROVIDER_DISPATCH, WSK_PROVIDER_NPI, WSK_REGISTRATION,
 };
 
 use crate::error::{Error, Result, require_irql};
@@ -42,12 +44,16 @@ unsafe impl Send for Wsk {}
 unsafe impl Sync for Wsk {}
 
 impl Wsk {
-    /// Registers as a WSK client and captures the provider NPI, waiting at most
-    /// `wait_ms` milliseconds for the provider (`0` = do not wait). If the provider is not
-    /// ready in time the registration still succeeds: call [`Wsk::try_capture`] later (for
-    /// example from a task after a sleep). IRQL == PASSIVE_LEVEL.
-    pub fn register(wait_ms: u32) -> Result<Self> {
+    /// Registers as a WSK client and captures the provider NPI, waiting at most `wait` for
+    /// the provider (`Duration::ZERO` = do not wait; the wait is counted in whole
+    /// milliseconds, rounded up, and a wait of `u32::MAX` milliseconds or more waits without
+    /// limit). If the provider is not ready in time the registration still succeeds: call
+    /// [`Wsk::try_capture`] later (for example from a task after a sleep).
+    ///
+    /// IRQL == PASSIVE_LEVEL.
+    pub fn register(wait: Duration) -> Result<Self> {
         require_irql(PASSIVE_LEVEL)?;
+        let wait_ms = wait_millis(wait);
         pool::init();
         let reg = Registration {
             client_npi: WSK_CLIENT_NPI { ClientContext: core::ptr::null_mut(), Dispatch: &CLIENT_DISPATCH },
@@ -100,7 +106,7 @@ impl Wsk {
     /// [`Wsk::try_capture`] every `interval` (a `KTIMER` sleep) up to `attempts` times. For
     /// drivers that start before the network stack: register in DriverEntry with a short
     /// wait, then `wsk.ready(..).await` in a task. IRQL == PASSIVE_LEVEL (task context).
-    pub async fn ready(&mut self, interval: core::time::Duration, attempts: u32) -> Result<()> {
+    pub async fn ready(&mut self, interval: Duration, attempts: u32) -> Result<()> {
         for _ in 0..attempts {
             match self.try_capture() {
                 Err(Error::NotReady) => wsk_executor::sleep(interval).await,
@@ -129,6 +135,13 @@ impl Wsk {
     }
 }
 
+/// `wait` as `WskCaptureProviderNPI`'s wait in milliseconds: rounded up (a non-zero wait
+/// never becomes [`WSK_NO_WAIT`]), [`WSK_INFINITE_WAIT`] from `u32::MAX` milliseconds on.
+fn wait_millis(wait: Duration) -> u32 {
+    let millis = wait.as_nanos().div_ceil(1_000_000);
+    u32::try_from(millis).unwrap_or(WSK_INFINITE_WAIT)
+}
+
 impl Drop for Wsk {
     fn drop(&mut self) {
         if wsk_sys::KeGetCurrentIrql() != PASSIVE_LEVEL {
@@ -143,5 +156,23 @@ impl Drop for Wsk {
         }
         // SAFETY: the block was registered by `register`; PASSIVE_LEVEL was checked.
         unsafe { wsk_sys::WskDeregister(&mut r.block) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use core::time::Duration;
+
+    use super::wait_millis;
+
+    #[test]
+    fn waits_convert_to_whole_milliseconds_rounded_up() {
+        assert_eq!(wait_millis(Duration::ZERO), wsk_sys::WSK_NO_WAIT);
+        assert_eq!(wait_millis(Duration::from_nanos(1)), 1);
+        assert_eq!(wait_millis(Duration::from_millis(1000)), 1000);
+        assert_eq!(wait_millis(Duration::from_micros(1500)), 2);
+        assert_eq!(wait_millis(Duration::from_millis(u64::from(u32::MAX) - 1)), u32::MAX - 1);
+        assert_eq!(wait_millis(Duration::from_millis(u64::from(u32::MAX))), wsk_sys::WSK_INFINITE_WAIT);
+        assert_eq!(wait_millis(Duration::MAX), wsk_sys::WSK_INFINITE_WAIT);
     }
 }

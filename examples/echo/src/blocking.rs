@@ -454,7 +454,7 @@ pub unsafe extern "system" fn blocking_driver_entry(
 unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_STRING) -> Result<SocketAddr, Error> {
     pool::init();
     // SAFETY: forwarded contract.
-    let addr = unsafe { wsk::registry::listen_address(registry_path, crate::driver::DEFAULT_PORT)? };
+    let addr = unsafe { wsk::parameters::listen_address(registry_path, crate::driver::DEFAULT_PORT)? };
     STOPPING.store(false, Ordering::Release);
     DRIVER.store(driver_object, Ordering::Release);
     let reg = Registration::register()?;

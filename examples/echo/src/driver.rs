@@ -3,8 +3,8 @@
 use core::sync::atomic::Ordering;
 use core::time::Duration;
 
+use wsk::parameters::Parameters;
 use wsk::pool::PoolBox;
-use wsk::registry::Parameters;
 use wsk::{DriverGlobal, Error, TcpListener, Wsk, log};
 use wsk_executor::{Executor, Importance, IoObject, JoinHandle};
 use wsk_sys::{DRIVER_OBJECT, NTSTATUS, STATUS_SUCCESS, UNICODE_STRING};
@@ -14,7 +14,7 @@ use crate::server::{self, STATS};
 /// Port used when the service key sets none.
 pub const DEFAULT_PORT: u16 = 7007;
 /// How long DriverEntry waits for the WSK provider.
-const PROVIDER_WAIT_MS: u32 = 1_000;
+const PROVIDER_WAIT: Duration = Duration::from_secs(1);
 /// How long DriverUnload waits for background socket closes to finish.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
@@ -70,19 +70,19 @@ pub unsafe extern "system" fn driver_entry(
 /// As [`driver_entry`].
 unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_STRING) -> Result<(), Error> {
     // SAFETY: forwarded contract.
-    let addr = unsafe { wsk::registry::listen_address(registry_path, DEFAULT_PORT)? };
+    let addr = unsafe { wsk::parameters::listen_address(registry_path, DEFAULT_PORT)? };
     // SAFETY: forwarded contract.
     let events = unsafe { receive_events(registry_path)? };
     server::RECEIVE_EVENTS.store(events, Ordering::Relaxed);
-    let wsk = Wsk::register(PROVIDER_WAIT_MS)?;
+    let wsk = Wsk::register(PROVIDER_WAIT)?;
     log!(always, "echo: WskRegister ok");
     if !wsk.is_ready() {
-        log!(error, "echo: WSK provider not ready after {} ms", PROVIDER_WAIT_MS);
+        log!(error, "echo: WSK provider not ready after {:?}", PROVIDER_WAIT);
         return Err(Error::NotReady);
     }
     log!(always, "echo: WskCaptureProviderNPI ok");
     // SAFETY: the driver's own driver object, valid for the driver's lifetime.
-    let executor = Executor::new(unsafe { IoObject::from_driver(driver_object) }).map_err(|_| Error::NoMemory)?;
+    let executor = Executor::new(unsafe { IoObject::from_driver(driver_object) })?;
     let mut state = PoolBox::try_new(DriverState { accept: None, executor: Some(executor), wsk: Some(wsk) })
         .map_err(|_| Error::NoMemory)?;
     let wsk_ref = state.wsk.as_ref().ok_or(Error::NotReady)?;
@@ -93,9 +93,9 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
             stop(&mut state);
             return Err(e);
         }
-        Err(_) => {
+        Err(e) => {
             stop(&mut state);
-            return Err(Error::WrongIrql { max: 0, current: wsk_sys::KeGetCurrentIrql() });
+            return Err(e.into());
         }
     };
     let executor = state.executor.as_ref().ok_or(Error::NotReady)?;
@@ -104,9 +104,9 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
     let accept = executor.spawn_with(Importance::High, server::accept_loop(listener, executor.spawner()));
     match accept {
         Ok(handle) => state.accept = Some(handle),
-        Err(_) => {
+        Err(e) => {
             stop(&mut state);
-            return Err(Error::NoMemory);
+            return Err(e.into());
         }
     }
     log!(always, "echo: listening on {}", addr);

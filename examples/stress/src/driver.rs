@@ -4,8 +4,8 @@ use core::net::{Ipv4Addr, SocketAddr};
 use core::sync::atomic::Ordering;
 use core::time::Duration;
 
+use wsk::parameters::Parameters;
 use wsk::pool::PoolBox;
-use wsk::registry::Parameters;
 use wsk::{DriverGlobal, Error, TcpListener, Wsk, log};
 use wsk_executor::{Executor, Importance, IoObject};
 use wsk_sys::{DRIVER_OBJECT, NTSTATUS, STATUS_SUCCESS, UNICODE_STRING};
@@ -18,7 +18,7 @@ pub const DEFAULT_PORT: u16 = 7008;
 pub const DEFAULT_CLIENTS: u32 = 16;
 pub const DEFAULT_SECONDS: u32 = 10;
 
-const PROVIDER_WAIT_MS: u32 = 1_000;
+const PROVIDER_WAIT: Duration = Duration::from_secs(1);
 const CLOSE_WAIT: Duration = Duration::from_secs(30);
 
 /// Field order is drop order: the executor (and every task) before the registration, which
@@ -97,7 +97,7 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
     // SAFETY: forwarded contract.
     let settings = unsafe { settings(registry_path)? };
     STOP.store(false, Ordering::Release);
-    let wsk = Wsk::register(PROVIDER_WAIT_MS)?;
+    let wsk = Wsk::register(PROVIDER_WAIT)?;
     log!(always, "stress: WskRegister ok");
     if !wsk.is_ready() {
         return Err(Error::NotReady);
@@ -105,7 +105,7 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
     log!(always, "stress: WskCaptureProviderNPI ok");
     let wsk = PoolBox::try_new(wsk).map_err(|_| Error::NoMemory)?;
     // SAFETY: the driver's own driver object.
-    let executor = Executor::new(unsafe { IoObject::from_driver(driver_object) }).map_err(|_| Error::NoMemory)?;
+    let executor = Executor::new(unsafe { IoObject::from_driver(driver_object) })?;
     let mut state =
         PoolBox::try_new(DriverState { executor: Some(executor), wsk: Some(wsk) }).map_err(|_| Error::NoMemory)?;
     if let Err(e) = spawn_workload(&state, &settings) {
@@ -121,33 +121,23 @@ fn spawn_workload(state: &DriverState, settings: &Settings) -> Result<(), Error>
         return Err(Error::NotReady);
     };
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, settings.port));
-    let listener = match wsk_executor::block_on(TcpListener::bind(wsk, addr)) {
-        Ok(result) => result?,
-        Err(_) => return Err(Error::WrongIrql { max: 0, current: wsk_sys::KeGetCurrentIrql() }),
-    };
+    let listener = wsk_executor::block_on(TcpListener::bind(wsk, addr))??;
     let spawner = executor.spawner();
-    let nomem = |_| Error::NoMemory;
-    executor
-        .spawn_with(
-            Importance::High,
-            workload::accept_loop(listener, executor.spawner(), settings.config.seed, settings.config.mix),
-        )
-        .map_err(nomem)?;
+    executor.spawn_with(
+        Importance::High,
+        workload::accept_loop(listener, executor.spawner(), settings.config.seed, settings.config.mix),
+    )?;
     // SAFETY: `wsk` lives in the driver state until after the executor is shut down.
     let wsk_ref = unsafe { WskRef::new(wsk) };
     for id in 0..settings.config.clients {
-        executor
-            .spawn(workload::client(wsk_ref, addr, spawner.clone(), settings.config, u64::from(id)))
-            .map_err(nomem)?;
+        executor.spawn(workload::client(wsk_ref, addr, spawner.clone(), settings.config, u64::from(id)))?;
     }
     if settings.seconds != 0 {
         let seconds = settings.seconds;
-        executor
-            .spawn(async move {
-                wsk_executor::sleep(Duration::from_secs(u64::from(seconds))).await;
-                STOP.store(true, Ordering::Release);
-            })
-            .map_err(nomem)?;
+        executor.spawn(async move {
+            wsk_executor::sleep(Duration::from_secs(u64::from(seconds))).await;
+            STOP.store(true, Ordering::Release);
+        })?;
     }
     log!(
         always,

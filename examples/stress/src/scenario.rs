@@ -66,13 +66,13 @@ pub unsafe extern "system" fn scenario_entry(driver: *mut DRIVER_OBJECT, _path: 
     // SAFETY: valid driver object.
     unsafe { (*driver).DriverUnload = Some(scenario_unload) };
     let outcome = (|| -> Result<(), Error> {
-        let wsk = Wsk::register(1000)?;
+        let wsk = Wsk::register(core::time::Duration::from_secs(1))?;
         // SAFETY: the driver's own driver object.
-        let executor = Executor::new(unsafe { IoObject::from_driver(driver) }).map_err(|_| Error::NoMemory)?;
+        let executor = Executor::new(unsafe { IoObject::from_driver(driver) })?;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, PORT.load(Ordering::Relaxed)));
-        let result = wsk_executor::block_on(exchange(&wsk, addr)).map_err(|_| Error::NoMemory).and_then(|r| r);
+        let result = wsk_executor::block_on(exchange(&wsk, addr)).map_err(Error::from).and_then(|r| r);
         if executor.shutdown().is_err() {
-            return Err(Error::WrongIrql { max: 0, current: wsk_sys::KeGetCurrentIrql() });
+            return Err(Error::WrongIrql { max: wsk_sys::PASSIVE_LEVEL, current: wsk_sys::KeGetCurrentIrql() });
         }
         drop(wsk);
         result

@@ -11,6 +11,11 @@ use wsk_executor::timeout;
 use wsk_sys::{STATUS_CONNECTION_REFUSED, STATUS_CONNECTION_RESET};
 use wsk_tests::harness::{Env, run_clean};
 
+mod errors;
+mod local_addr;
+mod tcp_socket;
+mod udp_split;
+
 const LIMIT: Duration = Duration::from_secs(60);
 /// Bound for "resolves promptly" (generous: this is about hangs, not speed).
 const PROMPT: Duration = Duration::from_secs(10);
@@ -267,7 +272,7 @@ fn close_with_pending_connect_resolves_promptly() {
     let fillers: Vec<_> =
         (0..4).filter_map(|_| HostStream::connect_timeout(&addr, Duration::from_millis(300)).ok()).collect();
     run_clean(LIMIT, move |env| async move {
-        let mut s = TcpSocket::new(env.wsk, true).await.expect("socket");
+        let mut s = TcpSocket::new_v4(env.wsk).await.expect("socket");
         s.bind(local(0)).await.expect("bind");
         let closer = s.closer();
         let connector = env.spawner.spawn(async move { s.connect(addr).await.map(|_| ()) }).unwrap();
@@ -580,7 +585,7 @@ unsafe extern "system" fn late_provider_entry(
     // Set while this driver holds the emulator (loads are serialized), so no other test's
     // registration sees the late provider.
     wsk_emulator::provider_unavailable_for(5);
-    let mut wsk = wsk::Wsk::register(0).expect("registration succeeds without the provider");
+    let mut wsk = wsk::Wsk::register(Duration::ZERO).expect("registration succeeds without the provider");
     let ready_at_entry = wsk.is_ready();
     // SAFETY: the driver's own driver object.
     let executor = wsk_executor::Executor::new(unsafe { wsk_executor::IoObject::from_driver(driver) }).unwrap();

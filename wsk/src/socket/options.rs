@@ -1,10 +1,5 @@
 //! Socket options through `WskControlSocket` (`WskSetOption`).
 
-// Each unsafe block here is one call into a provider routine whose pointer arguments lead
-// into the operation slot (dereferencing `args` to reach them is part of that one call);
-// splitting the call across several blocks would not make any single step clearer.
-#![allow(clippy::multiple_unsafe_ops_per_block)]
-
 use wsk_sys::{
     IPPROTO_TCP, SO_EXCLUSIVEADDRUSE, SO_KEEPALIVE, SO_RCVBUF, SO_REUSEADDR, SO_SNDBUF, SOL_SOCKET, TCP_NODELAY,
     WSK_PROVIDER_BASIC_DISPATCH, WskSetOption,
@@ -49,6 +44,10 @@ impl SocketOption {
 }
 
 /// Sets `option` with an IRP from `slot`. IRQL == PASSIVE_LEVEL (task context).
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
+)]
 pub(crate) async fn set_option(core: &SocketCore, slot: &mut OpSlot, option: SocketOption) -> Result<()> {
     let (level, name, value) = option.encode();
     // SAFETY: the basic dispatch table is the prefix of every socket kind's table; the

@@ -5,11 +5,6 @@
 //! halves of a split stream have slots of their own, so a receive and a send (or a close) may
 //! run concurrently from different tasks.
 
-// Each unsafe block here is one call into a provider routine whose pointer arguments lead
-// into the operation slot (dereferencing `args` to reach them is part of that one call);
-// splitting the call across several blocks would not make any single step clearer.
-#![allow(clippy::multiple_unsafe_ops_per_block)]
-
 use core::net::SocketAddr;
 
 use wsk_sys::{
@@ -28,6 +23,18 @@ use crate::socket::core::SocketCore;
 use crate::socket::create;
 use crate::socket::events::{self, ClientDispatch, ConnectionEvents, EventConfig, Incoming, Refused};
 use crate::socket::options::{SocketOption, set_option};
+
+/// The address a socket is bound to after a bind to `requested`: the provider's answer to
+/// `WskGetLocalAddress` (`queried`), or `requested` where the provider does not implement the
+/// routine (Wine's netio). Other failures are errors.
+///
+/// Any IRQL.
+pub(crate) fn bound_addr(queried: Result<SocketAddr>, requested: SocketAddr) -> Result<SocketAddr> {
+    match queried {
+        Err(Error::Status(wsk_sys::STATUS_NOT_IMPLEMENTED)) => Ok(requested),
+        other => other,
+    }
+}
 
 /// A listening TCP socket.
 pub struct TcpListener {
@@ -80,6 +87,8 @@ impl TcpListener {
             set_option(&listener.core, &mut listener.slot, *option).await?;
         }
         listener.bind_to(addr).await?;
+        let queried = listener.query_local_addr().await;
+        listener.local = bound_addr(queried, addr)?;
         Ok(listener)
     }
 
@@ -88,8 +97,10 @@ impl TcpListener {
         unsafe { create::bind(&self.core, &mut self.slot, addr, |t: &WSK_PROVIDER_LISTEN_DISPATCH| t.WskBind) }.await
     }
 
-    /// The address the listener was bound to (as requested; port 0 is not resolved here,
-    /// see [`TcpListener::query_local_addr`]).
+    /// The address the listener is bound to, as the provider reported it after the bind (so
+    /// a bind to port 0 gives the port chosen). Where the provider cannot report it (Wine's
+    /// netio answers `WskGetLocalAddress` with `STATUS_NOT_IMPLEMENTED`), the address given
+    /// to `bind`.
     ///
     /// Any IRQL.
     pub fn local_addr(&self) -> SocketAddr {
@@ -99,6 +110,10 @@ impl TcpListener {
     /// Asks the provider for the bound address (`WskGetLocalAddress`).
     ///
     /// IRQL == PASSIVE_LEVEL (task context).
+    #[expect(
+        clippy::multiple_unsafe_ops_per_block,
+        reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
+    )]
     pub async fn query_local_addr(&mut self) -> Result<SocketAddr> {
         // SAFETY: listen dispatch table; the address buffer lives in the slot.
         let done = unsafe {
@@ -121,6 +136,10 @@ impl TcpListener {
     /// `WskAccept` IRP; a connection that was accepted regardless is closed in the background
     /// (the IRP carries the new connection's reserved close IRP with it).
     /// IRQL == PASSIVE_LEVEL (task context).
+    #[expect(
+        clippy::multiple_unsafe_ops_per_block,
+        reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
+    )]
     pub async fn accept(&mut self) -> Result<(TcpStream, SocketAddr)> {
         let parts = match self.next.take() {
             Some(parts) => parts,
@@ -319,7 +338,7 @@ impl TcpStream {
         if local.is_ipv4() != remote.is_ipv4() {
             return Err(Error::InvalidInput("local and remote address families differ"));
         }
-        let mut socket = TcpSocket::new(wsk, local.is_ipv4()).await?;
+        let mut socket = if local.is_ipv4() { TcpSocket::new_v4(wsk).await? } else { TcpSocket::new_v6(wsk).await? };
         socket.bind(local).await?;
         socket.connect(remote).await
     }
@@ -438,11 +457,23 @@ pub struct TcpSocket {
 }
 
 impl TcpSocket {
-    /// Creates a connection socket (`WskSocket`) for IPv4 (`ipv4 == true`) or IPv6.
+    /// Creates an IPv4 connection socket (`WskSocket`).
+    ///
     /// IRQL == PASSIVE_LEVEL (task context).
-    pub async fn new(wsk: &Wsk, ipv4: bool) -> Result<TcpSocket> {
+    pub async fn new_v4(wsk: &Wsk) -> Result<TcpSocket> {
+        Self::new(wsk, AF_INET).await
+    }
+
+    /// Creates an IPv6 connection socket (`WskSocket`).
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn new_v6(wsk: &Wsk) -> Result<TcpSocket> {
+        Self::new(wsk, wsk_sys::AF_INET6).await
+    }
+
+    /// Creates a connection socket of address family `family`.
+    async fn new(wsk: &Wsk, family: u16) -> Result<TcpSocket> {
         let mut parts = StreamParts::new()?;
-        let family = if ipv4 { AF_INET } else { wsk_sys::AF_INET6 };
         create::wsk_socket(
             wsk,
             &parts.core,
@@ -485,6 +516,10 @@ impl TcpSocket {
     /// socket in the background.
     ///
     /// IRQL == PASSIVE_LEVEL (task context).
+    #[expect(
+        clippy::multiple_unsafe_ops_per_block,
+        reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
+    )]
     pub async fn connect(mut self, remote: SocketAddr) -> Result<TcpStream> {
         let parts = &mut self.parts;
         // SAFETY: connection dispatch table; the address lives in the slot.
@@ -540,6 +575,10 @@ impl TcpReadHalf {
     }
 
     /// [`recv`](Self::recv) without the read-ahead buffer.
+    #[expect(
+        clippy::multiple_unsafe_ops_per_block,
+        reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
+    )]
     pub(crate) async fn recv_unbuffered(&mut self, mut buf: IoBuf) -> (Result<usize>, IoBuf) {
         // A receive dropped earlier may have brought data in anyway: it comes first.
         self.recv.idle().await;
@@ -613,6 +652,10 @@ impl TcpWriteHalf {
     }
 
     /// Sends `len` bytes of `buf` starting at `offset`.
+    #[expect(
+        clippy::multiple_unsafe_ops_per_block,
+        reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
+    )]
     async fn send_from(&mut self, buf: IoBuf, offset: usize, len: usize) -> (Result<usize>, IoBuf) {
         let (core, slot) = match self.parts() {
             Ok(parts) => parts,
@@ -651,6 +694,10 @@ impl TcpWriteHalf {
         (Ok(()), buf)
     }
 
+    #[expect(
+        clippy::multiple_unsafe_ops_per_block,
+        reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
+    )]
     async fn disconnect(&mut self, flags: u32) -> Result<()> {
         let (core, slot) = self.parts()?;
         // SAFETY: connection dispatch table; no buffer is sent with the disconnect.
@@ -683,6 +730,10 @@ impl TcpWriteHalf {
         self.disconnect(WSK_FLAG_ABORTIVE).await
     }
 
+    #[expect(
+        clippy::multiple_unsafe_ops_per_block,
+        reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
+    )]
     async fn query_addr(&mut self, remote: bool) -> Result<SocketAddr> {
         let (core, slot) = self.parts()?;
         // SAFETY: connection dispatch table; the address buffer lives in the slot.
@@ -727,5 +778,23 @@ impl TcpWriteHalf {
     /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn close(self) -> Result<()> {
         self.core.close().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use core::net::{Ipv4Addr, SocketAddr};
+
+    use super::bound_addr;
+    use crate::error::Error;
+
+    #[test]
+    fn the_bound_address_is_the_providers_or_the_requested_one_where_it_has_none() {
+        let requested = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let bound = SocketAddr::from((Ipv4Addr::LOCALHOST, 40_000));
+        assert_eq!(bound_addr(Ok(bound), requested), Ok(bound));
+        let not_implemented = Error::Status(wsk_sys::STATUS_NOT_IMPLEMENTED);
+        assert_eq!(bound_addr(Err(not_implemented), requested), Ok(requested));
+        assert_eq!(bound_addr(Err(Error::Closed), requested), Err(Error::Closed));
     }
 }

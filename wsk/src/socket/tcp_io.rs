@@ -36,7 +36,7 @@
 use embedded_io_async::{BufRead, ErrorKind, ErrorType, Read, Write};
 
 use crate::buf::IoBuf;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind as Kind, Result};
 use crate::socket::tcp::{TcpReadHalf, TcpStream, TcpWriteHalf};
 
 /// Size of each half's buffer: the most one read receives and one write sends.
@@ -44,23 +44,19 @@ pub const IO_BUFFER_SIZE: usize = 4096;
 
 impl embedded_io_async::Error for Error {
     fn kind(&self) -> ErrorKind {
-        match *self {
-            Error::Status(status) => match status {
-                wsk_sys::STATUS_CONNECTION_REFUSED => ErrorKind::ConnectionRefused,
-                wsk_sys::STATUS_CONNECTION_RESET => ErrorKind::ConnectionReset,
-                wsk_sys::STATUS_CONNECTION_ABORTED | wsk_sys::STATUS_LOCAL_DISCONNECT => ErrorKind::ConnectionAborted,
-                wsk_sys::STATUS_CONNECTION_DISCONNECTED | wsk_sys::STATUS_INVALID_CONNECTION => ErrorKind::NotConnected,
-                wsk_sys::STATUS_SHARING_VIOLATION => ErrorKind::AddrInUse,
-                wsk_sys::STATUS_IO_TIMEOUT => ErrorKind::TimedOut,
-                wsk_sys::STATUS_NOT_IMPLEMENTED | wsk_sys::STATUS_NOT_SUPPORTED => ErrorKind::Unsupported,
-                wsk_sys::STATUS_ACCESS_DENIED => ErrorKind::PermissionDenied,
-                _ => ErrorKind::Other,
-            },
-            Error::Cancelled => ErrorKind::Interrupted,
-            Error::Closed => ErrorKind::NotConnected,
-            Error::NoMemory => ErrorKind::OutOfMemory,
-            Error::InvalidInput(_) => ErrorKind::InvalidInput,
-            Error::WrongIrql { .. } | Error::NotReady => ErrorKind::Other,
+        match Error::kind(self) {
+            Kind::Cancelled => ErrorKind::Interrupted,
+            Kind::Closed | Kind::NotConnected => ErrorKind::NotConnected,
+            Kind::ConnectionRefused => ErrorKind::ConnectionRefused,
+            Kind::ConnectionReset => ErrorKind::ConnectionReset,
+            Kind::ConnectionAborted => ErrorKind::ConnectionAborted,
+            Kind::AddrInUse => ErrorKind::AddrInUse,
+            Kind::TimedOut => ErrorKind::TimedOut,
+            Kind::Unsupported => ErrorKind::Unsupported,
+            Kind::PermissionDenied => ErrorKind::PermissionDenied,
+            Kind::ResourceShortage => ErrorKind::OutOfMemory,
+            Kind::InvalidInput => ErrorKind::InvalidInput,
+            Kind::WrongIrql | Kind::NotReady | Kind::Other => ErrorKind::Other,
         }
     }
 }

@@ -1,10 +1,5 @@
 //! UDP: `UdpSocket` over a WSK datagram socket.
 
-// Each unsafe block here is one call into a provider routine whose pointer arguments lead
-// into the operation slot (dereferencing `args` to reach them is part of that one call);
-// splitting the call across several blocks would not make any single step clearer.
-#![allow(clippy::multiple_unsafe_ops_per_block)]
-
 use core::net::SocketAddr;
 
 use wsk_sys::{IPPROTO_UDP, SOCK_DGRAM, WSK_FLAG_DATAGRAM_SOCKET, WSK_PROVIDER_DATAGRAM_DISPATCH};
@@ -20,19 +15,50 @@ use crate::socket::create;
 use crate::socket::events::{Datagrams, EventConfig};
 use crate::socket::options::{SocketOption, set_option};
 
-/// A bound UDP socket. Sending and receiving use separate IRPs.
+/// A bound UDP socket. Sending and receiving use separate IRPs, and
+/// [`into_split`](UdpSocket::into_split) gives each to a half of its own.
 pub struct UdpSocket {
+    recv: UdpRecvHalf,
+    send: UdpSendHalf,
+}
+
+/// The receiving side of a [`UdpSocket`] (see [`UdpSocket::into_split`]).
+pub struct UdpRecvHalf {
     core: SocketCore,
-    send: OpSlot,
     recv: OpSlot,
     local: SocketAddr,
 }
 
+/// The sending side of a [`UdpSocket`] (see [`UdpSocket::into_split`]); also carries options
+/// and the address query.
+pub struct UdpSendHalf {
+    core: SocketCore,
+    send: OpSlot,
+    local: SocketAddr,
+}
+
+/// [`UdpRecvHalf::reunite`] was given halves of two different sockets: here they are back.
+pub struct UdpReuniteError(pub UdpRecvHalf, pub UdpSendHalf);
+
+impl core::fmt::Debug for UdpReuniteError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_tuple("UdpReuniteError").finish_non_exhaustive()
+    }
+}
+
+impl core::fmt::Display for UdpReuniteError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("the halves belong to different sockets")
+    }
+}
+
+impl core::error::Error for UdpReuniteError {}
+
 impl UdpSocket {
     /// Creates a datagram socket bound to `addr`. IRQL == PASSIVE_LEVEL (task context).
     pub async fn bind(wsk: &Wsk, addr: SocketAddr) -> Result<UdpSocket> {
-        let mut socket =
-            UdpSocket { core: SocketCore::new()?, send: OpSlot::new()?, recv: OpSlot::new()?, local: addr };
+        let mut socket = UdpSendHalf { core: SocketCore::new()?, send: OpSlot::new()?, local: addr };
+        let recv = OpSlot::new()?;
         create::wsk_socket(
             wsk,
             &socket.core,
@@ -47,21 +73,150 @@ impl UdpSocket {
         // SAFETY: a datagram socket: the datagram dispatch table.
         unsafe { create::bind(&socket.core, &mut socket.send, addr, |t: &WSK_PROVIDER_DATAGRAM_DISPATCH| t.WskBind) }
             .await?;
-        Ok(socket)
+        let queried = socket.query_local_addr().await;
+        socket.local = crate::socket::tcp::bound_addr(queried, addr)?;
+        let recv = UdpRecvHalf { core: socket.core.clone_owner(), recv, local: socket.local };
+        Ok(UdpSocket { recv, send: socket })
     }
 
-    /// The address the socket was bound to, as requested (port 0 stays 0; see
-    /// [`UdpSocket::query_local_addr`]).
+    /// The address the socket is bound to, as the provider reported it after the bind (so a
+    /// bind to port 0 gives the port chosen). Where the provider cannot report it (Wine's
+    /// netio answers `WskGetLocalAddress` with `STATUS_NOT_IMPLEMENTED`), the address given
+    /// to `bind`.
+    ///
+    /// Any IRQL.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.send.local
+    }
+
+    /// Asks the provider for the bound address (`WskGetLocalAddress`); [`local_addr`]
+    /// (Self::local_addr) has it without a call.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn query_local_addr(&mut self) -> Result<SocketAddr> {
+        self.send.query_local_addr().await
+    }
+
+    /// Sends one datagram with `buf`'s valid bytes to `to`.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn send_to(&mut self, buf: IoBuf, to: SocketAddr) -> (Result<usize>, IoBuf) {
+        self.send.send_to(buf, to).await
+    }
+
+    /// Receives one datagram into `buf` (up to its capacity); returns its length and sender.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn recv_from(&mut self, buf: IoBuf) -> (Result<(usize, SocketAddr)>, IoBuf) {
+        self.recv.recv_from(buf).await
+    }
+
+    /// Sets a socket option through `WskControlSocket`.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn set_option(&mut self, option: SocketOption) -> Result<()> {
+        self.send.set_option(option).await
+    }
+
+    /// A [`Stream`](futures_core::Stream) of received datagrams delivered by
+    /// `WskReceiveFromEvent` (see [`Datagrams`]); the socket keeps sending. Once per socket.
+    ///
+    /// IRQL <= DISPATCH_LEVEL.
+    pub fn datagrams(&self, config: EventConfig) -> Result<Datagrams> {
+        self.recv.datagrams(config)
+    }
+
+    /// A handle that closes the socket from another task.
+    ///
+    /// Any IRQL.
+    pub fn closer(&self) -> crate::Closer {
+        crate::Closer { core: self.send.core.clone_owner() }
+    }
+
+    /// Splits into halves usable from different tasks: a receive and a send may then run
+    /// concurrently. As with [`TcpStream::into_split`](crate::TcpStream::into_split), either
+    /// half may close the socket; the other half's pending operations then resolve
+    /// `Err(Cancelled)` and its later calls fail with [`Error::Closed`](crate::Error::Closed).
+    /// One half keeps the socket open; dropping both closes it in the background.
+    /// [`UdpRecvHalf::reunite`] puts them back together.
+    ///
+    /// Any IRQL.
+    pub fn into_split(self) -> (UdpRecvHalf, UdpSendHalf) {
+        (self.recv, self.send)
+    }
+
+    /// Closes the socket; pending operations resolve `Err(Cancelled)`.
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn close(self) -> Result<()> {
+        let UdpSocket { recv, send } = self;
+        drop(recv);
+        send.close().await
+    }
+}
+
+impl UdpRecvHalf {
+    /// The socket's bound address (see [`UdpSocket::local_addr`]).
     ///
     /// Any IRQL.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
 
-    /// Asks the provider for the bound address (`WskGetLocalAddress`), e.g. the port chosen
-    /// for port 0.
+    /// Puts the halves of one socket back together; halves of different sockets are handed
+    /// back in the error.
+    ///
+    /// Any IRQL.
+    pub fn reunite(self, send: UdpSendHalf) -> core::result::Result<UdpSocket, UdpReuniteError> {
+        if self.core.context() == send.core.context() {
+            Ok(UdpSocket { recv: self, send })
+        } else {
+            Err(UdpReuniteError(self, send))
+        }
+    }
+
+    /// Closes the whole socket (see [`UdpSocket::close`]).
     ///
     /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn close(self) -> Result<()> {
+        let UdpRecvHalf { core, recv, .. } = self;
+        drop(recv);
+        core.close().await
+    }
+}
+
+impl UdpSendHalf {
+    /// The socket's bound address (see [`UdpSocket::local_addr`]).
+    ///
+    /// Any IRQL.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// See [`UdpRecvHalf::reunite`].
+    ///
+    /// Any IRQL.
+    pub fn reunite(self, recv: UdpRecvHalf) -> core::result::Result<UdpSocket, UdpReuniteError> {
+        recv.reunite(self)
+    }
+
+    /// Closes the whole socket (see [`UdpSocket::close`]).
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn close(self) -> Result<()> {
+        let UdpSendHalf { core, send, .. } = self;
+        drop(send);
+        core.close().await
+    }
+}
+
+impl UdpSendHalf {
+    /// See [`UdpSocket::query_local_addr`].
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    #[expect(
+        clippy::multiple_unsafe_ops_per_block,
+        reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
+    )]
     pub async fn query_local_addr(&mut self) -> Result<SocketAddr> {
         // SAFETY: datagram dispatch table; the address buffer lives in the slot.
         let done = unsafe {
@@ -80,9 +235,13 @@ impl UdpSocket {
         addr::from_storage(&self.send.args().addr)
     }
 
-    /// Sends one datagram with `buf`'s valid bytes to `to`.
+    /// See [`UdpSocket::send_to`].
     ///
     /// IRQL == PASSIVE_LEVEL (task context).
+    #[expect(
+        clippy::multiple_unsafe_ops_per_block,
+        reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
+    )]
     pub async fn send_to(&mut self, buf: IoBuf, to: SocketAddr) -> (Result<usize>, IoBuf) {
         // SAFETY: datagram dispatch table; WSK_BUF and address in the slot, buffer owned by
         // the slot until completion.
@@ -114,10 +273,16 @@ impl UdpSocket {
         .await;
         with_buffer(done)
     }
+}
 
-    /// Receives one datagram into `buf` (up to its capacity); returns its length and sender.
+impl UdpRecvHalf {
+    /// See [`UdpSocket::recv_from`].
     ///
     /// IRQL == PASSIVE_LEVEL (task context).
+    #[expect(
+        clippy::multiple_unsafe_ops_per_block,
+        reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
+    )]
     pub async fn recv_from(&mut self, buf: IoBuf) -> (Result<(usize, SocketAddr)>, IoBuf) {
         // SAFETY: datagram dispatch table; WSK_BUF, address and control fields in the slot.
         let done = unsafe {
@@ -144,34 +309,20 @@ impl UdpSocket {
         (result, buf)
     }
 
-    /// Sets a socket option through `WskControlSocket`.
-    ///
-    /// IRQL == PASSIVE_LEVEL (task context).
-    pub async fn set_option(&mut self, option: SocketOption) -> Result<()> {
-        set_option(&self.core, &mut self.send, option).await
-    }
-
-    /// A [`Stream`](futures_core::Stream) of received datagrams delivered by
-    /// `WskReceiveFromEvent` (see [`Datagrams`]); the socket keeps sending. Once per socket.
+    /// See [`UdpSocket::datagrams`].
     ///
     /// IRQL <= DISPATCH_LEVEL.
     pub fn datagrams(&self, config: EventConfig) -> Result<Datagrams> {
         Datagrams::enable(self.core.clone_owner(), config)
     }
+}
 
-    /// A handle that closes the socket from another task.
+impl UdpSendHalf {
+    /// See [`UdpSocket::set_option`].
     ///
-    /// Any IRQL.
-    pub fn closer(&self) -> crate::Closer {
-        crate::Closer { core: self.core.clone_owner() }
-    }
-
-    /// Closes the socket; pending operations resolve `Err(Cancelled)`.
     /// IRQL == PASSIVE_LEVEL (task context).
-    pub async fn close(self) -> Result<()> {
-        let UdpSocket { core, send, recv, .. } = self;
-        drop((send, recv));
-        core.close().await
+    pub async fn set_option(&mut self, option: SocketOption) -> Result<()> {
+        set_option(&self.core, &mut self.send, option).await
     }
 }
 
@@ -181,6 +332,10 @@ impl UdpSocket {
 /// # Safety
 /// `socket` is a datagram socket whose table is `table`, `irp` an armed IRP, `args` the
 /// slot's argument block (valid until the IRP completes).
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
+)]
 pub(crate) unsafe fn receive_from_call(
     socket: *mut wsk_sys::WSK_SOCKET,
     table: &WSK_PROVIDER_DATAGRAM_DISPATCH,
