@@ -6,8 +6,11 @@
 //! Quirks are process-wide and one test sets `wine-cancel-timer`, so these tests live in a
 //! test binary of their own.
 
-// Test code calls several kernel routines per block and documents the contract once per test.
-#![allow(clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block)]
+#![expect(
+    clippy::undocumented_unsafe_blocks,
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "test code calls several kernel routines per block and states their contract once per test"
+)]
 
 use std::hint::spin_loop;
 use std::mem::MaybeUninit;

@@ -24,7 +24,6 @@
 
 // This module reads and writes IRP fields the provider owns through raw pointers; several
 // unsafe operations per block keep the ownership reasoning in one place.
-#![allow(clippy::multiple_unsafe_ops_per_block)]
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -98,6 +97,7 @@ pub(crate) enum Action {
 ///
 /// # Safety
 /// The provider owns `irp`.
+#[expect(clippy::multiple_unsafe_ops_per_block, reason = "one write of a union field of an IRP the provider owns")]
 unsafe fn attach_context(irp: *mut IRP, socket: &Arc<Socket>) {
     let context = Arc::into_raw(Arc::clone(socket)).cast_mut().cast();
     // SAFETY: the provider owns the IRP; `DriverContext` belongs to its current owner.
@@ -108,6 +108,7 @@ unsafe fn attach_context(irp: *mut IRP, socket: &Arc<Socket>) {
 ///
 /// # Safety
 /// The caller owns `irp`, and [`attach_context`] was called for it since it was queued.
+#[expect(clippy::multiple_unsafe_ops_per_block, reason = "one exchange of a union field of an IRP the provider owns")]
 unsafe fn detach_context(irp: *mut IRP) -> Option<Arc<Socket>> {
     // SAFETY: the caller owns the IRP.
     let context = unsafe { std::mem::replace(&mut (*irp).Tail.Overlay.DriverContext[0], std::ptr::null_mut()) };
@@ -149,6 +150,10 @@ enum Rearm {
 ///
 /// # Safety
 /// The caller owns `irp` and has attached the socket context.
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "arming the cancel routine and reading `Cancel` after it is one ordered step on one IRP"
+)]
 unsafe fn rearm(irp: *mut IRP) -> Rearm {
     if crate::quirks::get().wine_uncancelable_irps {
         return Rearm::Armed;
@@ -182,6 +187,10 @@ fn cancelled(op: Op, state: &mut State, actions: &mut Vec<Action>, queued: bool)
 
 /// The cancel routine of every queued IRP. Called by `IoCancelIrp` with the cancel spin
 /// lock held, at DISPATCH_LEVEL.
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "the cancel routine releases the spin lock and takes its IRP's context under one invariant (it won the routine exchange)"
+)]
 unsafe extern "system" fn cancel_routine(_device: *mut DEVICE_OBJECT, irp: *mut IRP) {
     // SAFETY: IoCancelIrp holds the cancel spin lock for us and stored the IRQL to return to;
     // the IRP is ours (we won the exchange of the cancel routine).
@@ -291,6 +300,10 @@ pub(crate) fn busy(state: &mut State, queue: Queue) -> bool {
 /// Runs a new operation on an accepted IRP: at once when nothing waits ahead of it and the
 /// host can do it now (completing the IRP before returning its status), else queued
 /// (`STATUS_PENDING`, completed later from the reactor thread).
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "marking pending, attaching the context and arming the cancel routine are one ordered step on one owned IRP"
+)]
 pub(crate) fn submit(socket: &Arc<Socket>, irp: Irp, queue: Queue, kind: OpKind) -> NTSTATUS {
     let mut actions = Vec::new();
     let mut op = Op { irp, kind, cancel_owned: false };
