@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use wsk_emulator::{Kernel, LoadedDriver, Rule, VerifierReport};
+use wsk_emulator::{Kernel, LoadedDriver};
 
 /// A pool tag.
 pub const TAG: u32 = u32::from_le_bytes(*b"Test");
@@ -25,19 +25,6 @@ pub fn eventually(mut condition: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(1));
     }
     condition()
-}
-
-/// Asserts that the report is clean.
-pub fn assert_clean(report: &VerifierReport) {
-    assert!(report.is_clean(), "expected a clean report:\n{report}");
-}
-
-/// Asserts that `rule` fired, and that it was the first violation.
-pub fn assert_first(report: &VerifierReport, rule: Rule) {
-    let first = report.first_bugcheck().unwrap_or_else(|| panic!("expected {rule}, got a clean report:\n{report}"));
-    assert_eq!(first.rule, rule, "expected {rule} first:\n{report}");
-    assert!(first.message.len() > 10);
-    assert!(report.to_string().contains(rule.name()), "{report}");
 }
 
 /// A `UNICODE_STRING` over a leaked UTF-16 copy of `text`.

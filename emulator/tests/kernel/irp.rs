@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicUsize, Ordering};
 use wsk_emulator::{LeakKind, Rule, provider, with_irql};
 use wsk_sys::*;
 
-use crate::common::{PATIENCE, TAG, assert_clean, assert_first, attach, eventually};
+use crate::common::{PATIENCE, TAG, attach, eventually};
 
 /// What a completion routine saw.
 struct Probe {
@@ -73,7 +73,7 @@ fn allocate_irp_has_the_kernel_layout() {
         assert_eq!(driver.counters().irp_allocations, 1);
         assert_eq!(driver.counters().irp_frees, 1);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -103,7 +103,7 @@ fn provider_completion_runs_the_routine_at_dispatch_and_returns_the_irp() {
         assert_eq!(probe.status.load(Ordering::SeqCst), STATUS_CONNECTION_RESET);
         IoFreeIrp(irp);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 struct Completion {
@@ -147,7 +147,7 @@ fn pending_irp_completed_from_another_thread() {
         assert_eq!((*irp).IoStatus.Information, 7);
         IoFreeIrp(irp);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 /// A two-location IRP: the driver's own location (top) holds a catch-all routine returning
@@ -209,7 +209,7 @@ fn invoke_flags_select_which_routines_run() {
             IoFreeIrp(irp);
         }
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -225,7 +225,7 @@ fn walk_stops_at_more_processing_required() {
         assert_eq!(outer.calls(), 0, "the walk stopped");
         IoFreeIrp(irp);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -241,7 +241,7 @@ fn pending_returned_propagates_through_locations_without_routine() {
         assert_eq!(outer.pending_returned.load(Ordering::SeqCst), 1);
         IoFreeIrp(irp);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -259,7 +259,7 @@ fn a_test_can_play_the_provider_with_raw_kernel_calls() {
         IoReuseIrp(irp, STATUS_SUCCESS);
         IoFreeIrp(irp);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -283,7 +283,7 @@ fn completion_reaching_the_io_manager_sets_user_iosb_and_event() {
         assert_eq!(KeReadStateEvent(&mut event), 1);
         ExFreePool(memory.cast());
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 struct CancelProbe {
@@ -334,7 +334,7 @@ fn cancel_calls_the_cancel_routine_under_the_cancel_lock() {
         provider::complete(irp, STATUS_CANCELLED, 0);
         IoFreeIrp(irp);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -365,14 +365,14 @@ fn cancel_spin_lock_excludes_and_raises_irql() {
         thread.join().unwrap();
     }
     assert_eq!(OVERLAPS.load(Ordering::SeqCst), 0);
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
 fn cancel_spin_lock_misuse_is_reported() {
     let driver = attach();
     unsafe { IoReleaseCancelSpinLock(PASSIVE_LEVEL) };
-    assert_first(&driver.unload(), Rule::SpinLockNotOwned);
+    driver.unload().assert_first(Rule::SpinLockNotOwned);
 
     let driver = attach();
     let mut first = 0;
@@ -383,7 +383,7 @@ fn cancel_spin_lock_misuse_is_reported() {
         IoReleaseCancelSpinLock(second);
         IoReleaseCancelSpinLock(first);
     }
-    assert_first(&driver.unload(), Rule::SpinLockRecursion);
+    driver.unload().assert_first(Rule::SpinLockRecursion);
     assert_eq!(KeGetCurrentIrql(), PASSIVE_LEVEL);
 }
 
@@ -396,8 +396,8 @@ fn irp_freed_twice() {
         IoFreeIrp(irp);
     }
     let report = driver.unload();
-    assert_first(&report, Rule::IrpDoubleFree);
-    assert_eq!(report.first_bugcheck().unwrap().code, 0xC9);
+    let first = report.assert_first(Rule::IrpDoubleFree);
+    assert_eq!(first.code, 0xC9);
 }
 
 #[test]
@@ -412,7 +412,7 @@ fn irp_freed_while_the_provider_owns_it() {
         provider::complete(irp, STATUS_SUCCESS, 0); // the IRP is still valid
         assert_eq!(probe.calls(), 1);
     }
-    assert_first(&driver.unload(), Rule::IrpFreedWhileOwnedByProvider);
+    driver.unload().assert_first(Rule::IrpFreedWhileOwnedByProvider);
 }
 
 #[test]
@@ -423,7 +423,7 @@ fn irp_reused_while_the_provider_owns_it() {
         provider::accept(irp).unwrap();
         IoReuseIrp(irp, STATUS_SUCCESS);
     }
-    assert_first(&driver.unload(), Rule::IrpReusedWhileOwnedByProvider);
+    driver.unload().assert_first(Rule::IrpReusedWhileOwnedByProvider);
 
     let driver = attach();
     unsafe {
@@ -431,7 +431,7 @@ fn irp_reused_while_the_provider_owns_it() {
         provider::accept(irp).unwrap();
         assert!(provider::accept(irp).is_err(), "submitted twice");
     }
-    assert_first(&driver.unload(), Rule::IrpReusedWhileOwnedByProvider);
+    driver.unload().assert_first(Rule::IrpReusedWhileOwnedByProvider);
 }
 
 #[test]
@@ -447,8 +447,8 @@ fn irp_completed_twice() {
         assert_eq!(probe.calls(), 1);
     }
     let report = driver.unload();
-    assert_first(&report, Rule::IrpCompletedTwice);
-    assert_eq!(report.first_bugcheck().unwrap().code, 0x44);
+    let first = report.assert_first(Rule::IrpCompletedTwice);
+    assert_eq!(first.code, 0x44);
 
     let driver = attach();
     unsafe {
@@ -458,7 +458,7 @@ fn irp_completed_twice() {
         provider::complete(irp, STATUS_SUCCESS, 0);
         provider::complete(irp, STATUS_SUCCESS, 0);
     }
-    assert_first(&driver.unload(), Rule::IrpCompletedTwice);
+    driver.unload().assert_first(Rule::IrpCompletedTwice);
 }
 
 #[test]
@@ -469,7 +469,7 @@ fn irp_completed_with_status_pending() {
         provider::accept(irp).unwrap();
         provider::complete(irp, STATUS_PENDING, 0);
     }
-    assert_first(&driver.unload(), Rule::IrpCompletedWithPending);
+    driver.unload().assert_first(Rule::IrpCompletedWithPending);
 }
 
 #[test]
@@ -484,8 +484,8 @@ fn irp_completed_with_a_cancel_routine_set() {
         provider::complete(irp, STATUS_SUCCESS, 0);
     }
     let report = driver.unload();
-    assert_first(&report, Rule::IrpCompletedWithCancelRoutine);
-    assert_eq!(report.first_bugcheck().unwrap().code, 0x48);
+    let first = report.assert_first(Rule::IrpCompletedWithCancelRoutine);
+    assert_eq!(first.code, 0x48);
 }
 
 #[test]
@@ -502,8 +502,8 @@ fn completion_routine_not_returning_more_processing_then_driver_frees() {
         IoFreeIrp(irp);
     }
     let report = driver.unload();
-    assert_first(&report, Rule::CompletionRoutineDidNotReturnMoreProcessing);
-    assert_eq!(report.first_bugcheck().unwrap().code, 0xC9);
+    let first = report.assert_first(Rule::CompletionRoutineDidNotReturnMoreProcessing);
+    assert_eq!(first.code, 0xC9);
 }
 
 unsafe extern "system" fn free_and_return_success(
@@ -533,7 +533,7 @@ fn completion_routine_may_free_the_irp_only_with_more_processing_required() {
         provider::accept(irp).unwrap();
         provider::complete(irp, STATUS_SUCCESS, 0);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 
     let driver = attach();
     unsafe {
@@ -542,7 +542,7 @@ fn completion_routine_may_free_the_irp_only_with_more_processing_required() {
         provider::accept(irp).unwrap();
         provider::complete(irp, STATUS_SUCCESS, 0);
     }
-    assert_first(&driver.unload(), Rule::CompletionRoutineDidNotReturnMoreProcessing);
+    driver.unload().assert_first(Rule::CompletionRoutineDidNotReturnMoreProcessing);
 }
 
 #[test]
@@ -555,8 +555,8 @@ fn irp_without_a_stack_location_for_the_provider() {
         IoFreeIrp(irp);
     }
     let report = driver.unload();
-    assert_first(&report, Rule::IrpNoStackLocation);
-    assert_eq!(report.first_bugcheck().unwrap().code, 0x35);
+    let first = report.assert_first(Rule::IrpNoStackLocation);
+    assert_eq!(first.code, 0x35);
 }
 
 #[test]
@@ -567,7 +567,7 @@ fn initialize_irp_checks_the_packet_size() {
         IoInitializeIrp(memory, IoSizeOfIrp(1) as USHORT, 2);
         ExFreePool(memory.cast());
     }
-    assert_first(&driver.unload(), Rule::IrpInitializeTooSmall);
+    driver.unload().assert_first(Rule::IrpInitializeTooSmall);
 }
 
 #[test]
@@ -578,7 +578,7 @@ fn irp_from_initialize_cannot_be_freed_with_io_free_irp() {
         IoInitializeIrp(memory, IoSizeOfIrp(1) as USHORT, 1);
         IoFreeIrp(memory);
     }
-    assert_first(&driver.unload(), Rule::IrpBadPointer);
+    driver.unload().assert_first(Rule::IrpBadPointer);
 }
 
 #[test]
@@ -589,7 +589,7 @@ fn irp_used_after_free() {
         IoFreeIrp(irp);
         assert_eq!(IoCancelIrp(irp), FALSE);
     }
-    assert_first(&driver.unload(), Rule::IrpUseAfterFree);
+    driver.unload().assert_first(Rule::IrpUseAfterFree);
 }
 
 #[test]
@@ -598,7 +598,7 @@ fn irp_leaked_at_unload() {
     let irp = unsafe { IoAllocateIrp(2, FALSE) };
     unsafe { provider::accept(irp).unwrap() };
     let report = driver.unload();
-    assert_first(&report, Rule::IrpLeak);
+    report.assert_first(Rule::IrpLeak);
     let leak = report.leaks_of(LeakKind::Irp).next().unwrap();
     assert_eq!(leak.address, irp as usize);
     assert_eq!(leak.tag_text(), "Irp ");
@@ -617,7 +617,7 @@ fn completion_from_dispatch_level_caller() {
         assert!(eventually(|| probe.calls() == 1));
         with_irql(DISPATCH_LEVEL, || IoFreeIrp(irp));
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -642,7 +642,7 @@ fn set_completion_routine_ex_installs_the_routine() {
         assert_eq!(probe.calls(), 1);
         IoFreeIrp(irp);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -654,7 +654,7 @@ fn pool_holding_an_irp_the_provider_owns_is_freed() {
         provider::accept(memory).unwrap();
         ExFreePool(memory.cast());
     }
-    assert_first(&driver.unload(), Rule::IrpFreedWhileOwnedByProvider);
+    driver.unload().assert_first(Rule::IrpFreedWhileOwnedByProvider);
 
     // Pool reused for a new IRP after a clean free is not confused with the old one.
     let driver = attach();
@@ -663,5 +663,5 @@ fn pool_holding_an_irp_the_provider_owns_is_freed() {
         IoInitializeIrp(memory, IoSizeOfIrp(1) as USHORT, 1);
         ExFreePool(memory.cast());
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use wsk_emulator::{LeakKind, Rule, with_irql};
 use wsk_sys::*;
 
-use crate::common::{assert_clean, assert_first, attach};
+use crate::common::attach;
 
 static CLIENT_DISPATCH: WSK_CLIENT_DISPATCH =
     WSK_CLIENT_DISPATCH { Version: MAKE_WSK_VERSION(1, 0), Reserved: 0, WskClientEvent: None };
@@ -61,7 +61,7 @@ fn register_capture_call_release_deregister() {
         with_irql(DISPATCH_LEVEL, || WskReleaseProviderNPI(&mut *registration));
         WskDeregister(&mut *registration);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -78,7 +78,7 @@ fn capture_with_no_wait_at_dispatch() {
         WskReleaseProviderNPI(&mut *registration);
         WskDeregister(&mut *registration);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -98,7 +98,7 @@ fn deregister_waits_for_captured_npis() {
     });
     unsafe { WskDeregister(&mut *registration) };
     releaser.join().unwrap();
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -108,8 +108,8 @@ fn registration_leaked_at_unload() {
     let mut npi = client_npi();
     unsafe { WskRegister(&mut npi, &mut *registration) };
     let report = driver.unload();
-    assert_first(&report, Rule::WskRegistrationLeak);
-    assert_eq!(report.leaks_of(LeakKind::WskRegistration).count(), 1);
+    report.assert_first(Rule::WskRegistrationLeak);
+    report.assert_leaks(LeakKind::WskRegistration, 1);
 }
 
 #[test]
@@ -119,7 +119,7 @@ fn unregistered_block_is_reported() {
     let mut provider = WSK_PROVIDER_NPI::zeroed();
     let status = unsafe { WskCaptureProviderNPI(&mut registration, WSK_NO_WAIT, &mut provider) };
     assert_eq!(status, STATUS_INVALID_PARAMETER);
-    assert_first(&driver.unload(), Rule::WskBadRegistration);
+    driver.unload().assert_first(Rule::WskBadRegistration);
 }
 
 #[test]
@@ -130,7 +130,7 @@ fn unsupported_client_version_is_refused() {
     let mut npi = WSK_CLIENT_NPI { ClientContext: ptr::null_mut(), Dispatch: &OLD };
     let mut registration = WSK_REGISTRATION::zeroed();
     assert_eq!(unsafe { WskRegister(&mut npi, &mut registration) }, STATUS_NOT_SUPPORTED);
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -144,7 +144,7 @@ fn deregister_with_an_npi_never_released() {
         WskCaptureProviderNPI(&mut *registration, WSK_INFINITE_WAIT, &mut provider);
         WskDeregister(&mut *registration);
     }
-    assert_first(&driver.unload(), Rule::WskDeregisterWithCapturedNpi);
+    driver.unload().assert_first(Rule::WskDeregisterWithCapturedNpi);
 }
 
 #[test]
@@ -157,5 +157,5 @@ fn release_without_capture_is_reported() {
         WskReleaseProviderNPI(&mut *registration);
         WskDeregister(&mut *registration);
     }
-    assert_first(&driver.unload(), Rule::WskBadRegistration);
+    driver.unload().assert_first(Rule::WskBadRegistration);
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use wsk_emulator::{Kernel, LoadedDriver, Rule, VerifierReport};
+use wsk_emulator::{Kernel, LoadedDriver, VerifierReport};
 use wsk_sys::*;
 
 /// A bound on waits that only exists to turn a hang into a failure.
@@ -619,7 +619,7 @@ impl Sock {
 pub fn clean_session(body: impl FnOnce(&Client)) {
     let client = Client::new();
     body(&client);
-    assert_clean(&client.finish());
+    client.finish().assert_clean();
 }
 
 /// Runs `body` in a fresh session, deregisters, unloads and returns the report.
@@ -635,16 +635,4 @@ pub fn broken_session(body: impl FnOnce(&Client)) -> VerifierReport {
     let client = Client::new();
     body(&client);
     client.unload()
-}
-
-/// Asserts that the report is clean.
-pub fn assert_clean(report: &VerifierReport) {
-    assert!(report.is_clean(), "expected a clean report:\n{report}");
-}
-
-/// Asserts that `rule` fired first and that the report names it.
-pub fn assert_first(report: &VerifierReport, rule: Rule) {
-    let first = report.first_bugcheck().unwrap_or_else(|| panic!("expected {rule}, got a clean report:\n{report}"));
-    assert_eq!(first.rule, rule, "expected {rule} first:\n{report}");
-    assert!(report.to_string().contains(rule.name()), "{report}");
 }
