@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicUsize, Ordering};
 use wsk_emulator::{LeakKind, Rule, provider, with_irql};
 use wsk_sys::*;
 
-use crate::common::{PATIENCE, TAG, attach, eventually};
+use crate::common::{PATIENCE, TAG, attach, eventually, submitted_irp};
 
 /// What a completion routine saw.
 struct Probe {
@@ -54,6 +54,12 @@ fn set_probe(irp: *mut IRP, probe: &Probe, success: bool, error: bool, cancel: b
     unsafe { IoSetCompletionRoutine(irp, Some(probe_routine), probe.context(), success, error, cancel) };
 }
 
+/// A one-location IRP whose completion `probe` records (on every outcome), taken by the
+/// provider.
+unsafe fn probed_irp(probe: &Probe) -> *mut IRP {
+    unsafe { submitted_irp(probe_routine, probe.context()) }
+}
+
 #[test]
 fn allocate_irp_has_the_kernel_layout() {
     let driver = attach();
@@ -81,9 +87,7 @@ fn provider_completion_runs_the_routine_at_dispatch_and_returns_the_irp() {
     let driver = attach();
     let probe = Probe::new(STATUS_MORE_PROCESSING_REQUIRED);
     unsafe {
-        let irp = IoAllocateIrp(1, FALSE);
-        set_probe(irp, &probe, true, true, true);
-        provider::accept(irp).unwrap();
+        let irp = probed_irp(&probe);
         assert_eq!((*irp).CurrentLocation, 1);
         provider::complete(irp, STATUS_SUCCESS, 42);
         assert_eq!(probe.calls(), 1);
@@ -127,9 +131,7 @@ fn pending_irp_completed_from_another_thread() {
     });
     unsafe {
         KeInitializeEvent(&mut completion.event, NotificationEvent, FALSE);
-        let irp = IoAllocateIrp(1, FALSE);
-        IoSetCompletionRoutine(irp, Some(signal_routine), (&raw mut *completion).cast(), true, true, true);
-        provider::accept(irp).unwrap();
+        let irp = submitted_irp(signal_routine, (&raw mut *completion).cast());
         provider::mark_pending(irp);
         let irp_address = irp as usize;
         let completer = std::thread::spawn(move || provider::complete(irp_address as *mut IRP, STATUS_SUCCESS, 7));
@@ -405,9 +407,7 @@ fn irp_freed_while_the_provider_owns_it() {
     let driver = attach();
     let probe = Probe::new(STATUS_MORE_PROCESSING_REQUIRED);
     unsafe {
-        let irp = IoAllocateIrp(1, FALSE);
-        set_probe(irp, &probe, true, true, true);
-        provider::accept(irp).unwrap();
+        let irp = probed_irp(&probe);
         IoFreeIrp(irp); // refused: the provider still owns it
         provider::complete(irp, STATUS_SUCCESS, 0); // the IRP is still valid
         assert_eq!(probe.calls(), 1);
@@ -439,9 +439,7 @@ fn irp_completed_twice() {
     let driver = attach();
     let probe = Probe::new(STATUS_MORE_PROCESSING_REQUIRED);
     unsafe {
-        let irp = IoAllocateIrp(1, FALSE);
-        set_probe(irp, &probe, true, true, true);
-        provider::accept(irp).unwrap();
+        let irp = probed_irp(&probe);
         provider::complete(irp, STATUS_SUCCESS, 0);
         IofCompleteRequest(irp, 0);
         assert_eq!(probe.calls(), 1);
@@ -452,9 +450,7 @@ fn irp_completed_twice() {
 
     let driver = attach();
     unsafe {
-        let irp = IoAllocateIrp(1, FALSE);
-        set_probe(irp, &probe, true, true, true);
-        provider::accept(irp).unwrap();
+        let irp = probed_irp(&probe);
         provider::complete(irp, STATUS_SUCCESS, 0);
         provider::complete(irp, STATUS_SUCCESS, 0);
     }
@@ -477,9 +473,7 @@ fn irp_completed_with_a_cancel_routine_set() {
     let driver = attach();
     let probe = Probe::new(STATUS_MORE_PROCESSING_REQUIRED);
     unsafe {
-        let irp = IoAllocateIrp(1, FALSE);
-        set_probe(irp, &probe, true, true, true);
-        provider::accept(irp).unwrap();
+        let irp = probed_irp(&probe);
         IoSetCancelRoutine(irp, Some(cancel_routine));
         provider::complete(irp, STATUS_SUCCESS, 0);
     }
@@ -493,9 +487,7 @@ fn completion_routine_not_returning_more_processing_then_driver_frees() {
     let driver = attach();
     let probe = Probe::new(STATUS_SUCCESS); // broken: should be STATUS_MORE_PROCESSING_REQUIRED
     unsafe {
-        let irp = IoAllocateIrp(1, FALSE);
-        set_probe(irp, &probe, true, true, true);
-        provider::accept(irp).unwrap();
+        let irp = probed_irp(&probe);
         provider::complete(irp, STATUS_SUCCESS, 0);
         assert_eq!(probe.calls(), 1);
         assert!(driver.bugchecks().is_empty(), "not a violation until the driver frees or reuses the IRP");
@@ -528,18 +520,14 @@ unsafe extern "system" fn free_and_return_more_processing(
 fn completion_routine_may_free_the_irp_only_with_more_processing_required() {
     let driver = attach();
     unsafe {
-        let irp = IoAllocateIrp(1, FALSE);
-        IoSetCompletionRoutine(irp, Some(free_and_return_more_processing), ptr::null_mut(), true, true, true);
-        provider::accept(irp).unwrap();
+        let irp = submitted_irp(free_and_return_more_processing, ptr::null_mut());
         provider::complete(irp, STATUS_SUCCESS, 0);
     }
     driver.unload().assert_clean();
 
     let driver = attach();
     unsafe {
-        let irp = IoAllocateIrp(1, FALSE);
-        IoSetCompletionRoutine(irp, Some(free_and_return_success), ptr::null_mut(), true, true, true);
-        provider::accept(irp).unwrap();
+        let irp = submitted_irp(free_and_return_success, ptr::null_mut());
         provider::complete(irp, STATUS_SUCCESS, 0);
     }
     driver.unload().assert_first(Rule::CompletionRoutineDidNotReturnMoreProcessing);
@@ -610,9 +598,7 @@ fn completion_from_dispatch_level_caller() {
     let driver = attach();
     let probe = Probe::new(STATUS_MORE_PROCESSING_REQUIRED);
     unsafe {
-        let irp = IoAllocateIrp(1, FALSE);
-        set_probe(irp, &probe, true, true, true);
-        provider::accept(irp).unwrap();
+        let irp = probed_irp(&probe);
         with_irql(DISPATCH_LEVEL, || provider::complete(irp, STATUS_SUCCESS, 0));
         assert!(eventually(|| probe.calls() == 1));
         with_irql(DISPATCH_LEVEL, || IoFreeIrp(irp));

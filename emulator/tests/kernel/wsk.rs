@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use wsk_emulator::{LeakKind, Rule, with_irql};
 use wsk_sys::*;
 
-use crate::common::attach;
+use crate::common::{armed_irp, attach};
 
 static CLIENT_DISPATCH: WSK_CLIENT_DISPATCH =
     WSK_CLIENT_DISPATCH { Version: MAKE_WSK_VERSION(1, 0), Reserved: 0, WskClientEvent: None };
@@ -37,8 +37,7 @@ fn register_capture_call_release_deregister() {
         let dispatch = &*provider.Dispatch;
         assert_eq!(dispatch.Version, MAKE_WSK_VERSION(1, 0));
 
-        let irp = IoAllocateIrp(1, FALSE);
-        IoSetCompletionRoutine(irp, Some(on_complete), ptr::null_mut(), true, true, true);
+        let irp = armed_irp(on_complete, ptr::null_mut());
         let before = COMPLETIONS.load(Ordering::SeqCst);
         // WskGetNameInfo is the one routine the provider leaves unimplemented (sockets are
         // tested in tests/wsk_provider).

@@ -44,10 +44,7 @@ fn get(
             req.irp,
         )
     };
-    let done = req.wait();
-    if returned != STATUS_PENDING {
-        assert_eq!(returned, done.status);
-    }
+    let done = req.wait_returned(returned);
     (done.status, result)
 }
 

@@ -96,21 +96,15 @@ fn an_irp_without_a_stack_location_is_reported() {
     let report = broken_session(|client| {
         // BUG: an IRP with no stack location for the provider.
         let irp = unsafe { IoAllocateIrp(0, FALSE) };
-        let status = unsafe {
-            (client.dispatch().WskSocket.unwrap())(
-                client.provider.Client,
-                AF_INET,
-                SOCK_STREAM,
-                IPPROTO_TCP,
-                WSK_FLAG_LISTEN_SOCKET,
-                ptr::null_mut(),
-                ptr::null(),
-                ptr::null_mut(),
-                ptr::null_mut(),
-                ptr::null_mut(),
-                irp,
-            )
-        };
+        let status = client.socket_call(
+            AF_INET,
+            SOCK_STREAM,
+            IPPROTO_TCP,
+            WSK_FLAG_LISTEN_SOCKET,
+            ptr::null_mut(),
+            ptr::null(),
+            irp,
+        );
         assert_eq!(status, STATUS_INVALID_PARAMETER, "refused, not completed");
         unsafe { IoFreeIrp(irp) };
     });
