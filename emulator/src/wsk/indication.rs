@@ -32,8 +32,8 @@ use wsk_sys::{
 };
 
 use super::blocks::{self, Block, DATA_CAPACITY, Origin, Release};
-use super::events::KeptDatagram;
-use super::socket::{Phase, Socket, State};
+use super::model::{KeptDatagram, Phase, State};
+use super::socket::Socket;
 use super::{addr, status};
 use crate::sync::lock;
 use crate::verifier::{Rule, bugcheck};

@@ -26,72 +26,20 @@
 // unsafe operations per block keep the ownership reasoning in one place.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use wsk_sys::{
-    DEVICE_OBJECT, DRIVER_CANCEL, IRP, IoReleaseCancelSpinLock, IoSetCancelRoutine, NTSTATUS, SOCKADDR,
-    STATUS_CANCELLED, STATUS_INVALID_HANDLE, STATUS_PENDING, STATUS_SUCCESS, ULONG,
+    DEVICE_OBJECT, DRIVER_CANCEL, IRP, IoReleaseCancelSpinLock, IoSetCancelRoutine, NTSTATUS, STATUS_CANCELLED,
+    STATUS_INVALID_HANDLE, STATUS_PENDING, STATUS_SUCCESS,
 };
 
-use super::buf::Segments;
 use super::io::{self, Step};
+use super::model::{Action, Irp, Kind, Op, OpKind, Queue, State};
 use super::processors::{self, Job};
-use super::socket::{self, Kind, Queue, Socket, State};
+use super::socket::{self, Socket};
 use super::{events, reactor};
 use crate::irp::provider;
 use crate::sync::lock;
-
-/// An IRP pointer that may cross threads (the provider owns the IRP while it holds one).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Irp(pub *mut IRP);
-
-// SAFETY: an IRP is designed to be completed from any thread; ownership is tracked by the
-// protocol above, not by the pointer's thread.
-unsafe impl Send for Irp {}
-
-/// A client pointer the provider writes at completion (an out-parameter of the call).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Out<T>(pub *mut T);
-
-// SAFETY: the client guarantees the memory stays valid until the IRP completes, from any
-// thread (WSK's contract for out-parameters of IRP-based calls).
-unsafe impl<T> Send for Out<T> {}
-
-/// What a pending operation does.
-pub(crate) enum OpKind {
-    /// `WskAccept`: the addresses of the new connection are written at completion; `client`
-    /// is the accept socket's context and dispatch table.
-    Accept { local: Out<SOCKADDR>, remote: Out<SOCKADDR>, client: events::Client },
-    /// `WskConnect`, or `WskSocketConnect` (`create`: the socket is handed out on success).
-    Connect { create: bool },
-    /// `WskSend`: `done` bytes handed to the host so far.
-    Send { buf: Segments, done: usize },
-    /// Graceful `WskDisconnect`, after sending `buf`.
-    Disconnect { buf: Segments, done: usize },
-    /// `WskReceive`: `done` bytes received so far.
-    Receive { buf: Segments, done: usize, wait_all: bool },
-    /// `WskSendTo`: one datagram.
-    SendTo { buf: Segments, to: SocketAddr },
-    /// `WskReceiveFrom`: one datagram.
-    ReceiveFrom { buf: Segments, from: Out<SOCKADDR>, control_length: Out<ULONG>, control_flags: Out<ULONG> },
-}
-
-/// A pending operation.
-pub(crate) struct Op {
-    pub irp: Irp,
-    pub kind: OpKind,
-    /// The cancel routine took the IRP; it removes the op and completes it.
-    pub cancel_owned: bool,
-}
-
-/// Work to do once the socket's lock is released, in order.
-pub(crate) enum Action {
-    /// Complete an IRP (`queued`: it holds a socket reference in `DriverContext[0]`).
-    Complete { irp: Irp, status: NTSTATUS, info: usize, queued: bool },
-    /// The socket ends without a close (a failed or cancelled `WskSocketConnect`).
-    Retire,
-}
 
 /// Stores a socket reference in the IRP for the cancel routine.
 ///

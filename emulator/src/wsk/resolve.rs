@@ -20,7 +20,7 @@ use wsk_sys::{
 };
 
 use super::addr::{self, Family};
-use super::queue::{Irp, Out};
+use super::model::{Irp, Out};
 use crate::irp::provider;
 use crate::sync::lock;
 use crate::verifier::{Leak, LeakKind, Rule, bugcheck};
