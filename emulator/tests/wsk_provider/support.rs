@@ -370,6 +370,12 @@ impl Client {
         }
     }
 
+    /// [`socket_call`](Self::socket_call) for an IPv4 TCP listen socket with `irp`, no context
+    /// and no client table.
+    pub fn listen_socket_call(&self, irp: *mut IRP) -> NTSTATUS {
+        self.socket_call(AF_INET, SOCK_STREAM, IPPROTO_TCP, WSK_FLAG_LISTEN_SOCKET, ptr::null_mut(), ptr::null(), irp)
+    }
+
     /// `WskSocket`; returns the status the IRP completed with and the socket.
     pub fn socket(
         &self,

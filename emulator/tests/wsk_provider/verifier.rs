@@ -96,15 +96,7 @@ fn an_irp_without_a_stack_location_is_reported() {
     let report = broken_session(|client| {
         // BUG: an IRP with no stack location for the provider.
         let irp = unsafe { IoAllocateIrp(0, FALSE) };
-        let status = client.socket_call(
-            AF_INET,
-            SOCK_STREAM,
-            IPPROTO_TCP,
-            WSK_FLAG_LISTEN_SOCKET,
-            ptr::null_mut(),
-            ptr::null(),
-            irp,
-        );
+        let status = client.listen_socket_call(irp);
         assert_eq!(status, STATUS_INVALID_PARAMETER, "refused, not completed");
         unsafe { IoFreeIrp(irp) };
     });
