@@ -28,9 +28,8 @@ use wsk_sys::{
 };
 
 use super::blocks::Release;
-use super::buf::Segments;
 use super::indication::Chain;
-use super::model::{Client, Events, Irp, KeptDatagram, Kind, Phase, Queue, State};
+use super::model::{Client, Events, Irp, KeptDatagram, Kind, Phase, Queue, Segments, State};
 use super::queue::complete_now;
 use super::reactor;
 use super::socket::Socket;

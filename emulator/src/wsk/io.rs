@@ -16,9 +16,8 @@ use wsk_sys::{
 };
 
 use super::addr::{self, Family};
-use super::buf::Segments;
 use super::events;
-use super::model::{Action, Client, Kind, Op, OpKind, Out, Phase, Queue, State};
+use super::model::{Action, Client, Kind, Op, OpKind, Out, Phase, Queue, Segments, State};
 use super::socket::{self, Socket};
 use super::status::{self, would_block};
 

@@ -3,18 +3,16 @@
 //! socket, event-callback state) and the IRP and out-parameter pointers they hold.
 //!
 //! This module is the bottom of the provider's layering (see the parent module): it holds
-//! data and the accessors that only touch that data, and imports no other module of the
-//! provider but the `WSK_BUF` ranges of [`Segments`](super::buf::Segments), which is itself a
-//! leaf. Behaviour lives above it: a socket's life in `socket`, its queues in `queue`, event
-//! callbacks in `events` and `deliver`.
+//! data and the accessors that only touch that data (the host memory of a `WSK_BUF` included:
+//! [`Segments`]; `buf` resolves one), and imports no other module of the provider. Behaviour
+//! lives above it: a socket's life in `socket`, its queues in `queue`, event callbacks in
+//! `events` and `deliver`.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::thread::ThreadId;
 
 use wsk_sys::{IRP, NTSTATUS, SOCKADDR, ULONG};
-
-use super::buf::Segments;
 
 /// An IRP pointer that may cross threads (the provider owns the IRP while it holds one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +29,74 @@ pub(crate) struct Out<T>(pub *mut T);
 // SAFETY: the client guarantees the memory stays valid until the IRP completes, from any
 // thread (WSK's contract for out-parameters of IRP-based calls).
 unsafe impl<T> Send for Out<T> {}
+
+/// The host memory ranges of a `WSK_BUF`, in order.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Segments {
+    parts: Vec<(usize, usize)>,
+    total: usize,
+}
+
+impl Segments {
+    /// The buffer made of `parts` (address, length), in order.
+    pub(crate) fn new(parts: Vec<(usize, usize)>) -> Segments {
+        let total = parts.iter().map(|&(_, length)| length).sum();
+        Segments { parts, total }
+    }
+
+    /// Total bytes.
+    pub(crate) fn total(&self) -> usize {
+        self.total
+    }
+
+    /// The contiguous range starting at byte `at` of the buffer, up to the end of its
+    /// segment; `None` at the end.
+    pub(crate) fn chunk(&self, at: usize) -> Option<(*mut u8, usize)> {
+        let mut start = 0;
+        for &(address, length) in &self.parts {
+            if at < start + length {
+                let skip = at - start;
+                return Some(((address + skip) as *mut u8, length - skip));
+            }
+            start += length;
+        }
+        None
+    }
+
+    /// Whether the buffer is one contiguous range.
+    pub(crate) fn is_contiguous(&self) -> bool {
+        self.parts.len() <= 1
+    }
+
+    /// Copies `bytes` into the buffer from its start (at most `total` bytes).
+    ///
+    /// # Safety
+    /// The memory the buffer describes must be live and writable.
+    pub(crate) unsafe fn scatter(&self, bytes: &[u8]) {
+        let mut at = 0;
+        while at < bytes.len() {
+            let Some((address, length)) = self.chunk(at) else { return };
+            let n = length.min(bytes.len() - at);
+            // SAFETY: `address..address + n` lies in the buffer (caller's contract) and does
+            // not overlap `bytes`, which the provider owns.
+            unsafe { std::ptr::copy_nonoverlapping(bytes[at..].as_ptr(), address, n) };
+            at += n;
+        }
+    }
+
+    /// Copies the whole buffer into a vector.
+    ///
+    /// # Safety
+    /// The memory the buffer describes must be live and readable.
+    pub(crate) unsafe fn gather(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.total);
+        for &(address, length) in &self.parts {
+            // SAFETY: the range lies in the buffer (caller's contract).
+            out.extend_from_slice(unsafe { std::slice::from_raw_parts(address as *const u8, length) });
+        }
+        out
+    }
+}
 
 /// What a pending operation does.
 pub(crate) enum OpKind {

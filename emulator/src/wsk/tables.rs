@@ -22,8 +22,8 @@ use wsk_sys::{
 };
 
 use super::addr::{self, Family};
-use super::buf::{self, Segments};
-use super::model::{Action, Client, Irp, Kind, OpKind, Out, Phase, Queue};
+use super::buf;
+use super::model::{Action, Client, Irp, Kind, OpKind, Out, Phase, Queue, Segments};
 use super::queue::{self, complete_now};
 use super::socket::{self, Call, Socket};
 use super::status;
