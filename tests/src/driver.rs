@@ -23,7 +23,7 @@ use wsk_sys::{
 /// The loaded test driver's executor.
 pub static EXECUTOR: Mutex<Option<Executor>> = Mutex::new(None);
 
-/// What [`driver_unload`] saw, by driver name.
+/// What [`stop_executor`] saw, by driver name.
 static UNLOADS: Mutex<BTreeMap<String, UnloadRecord>> = Mutex::new(BTreeMap::new());
 
 /// What a test driver's unload routine saw.
