@@ -10,7 +10,6 @@
 // The emulator reads and writes KDPC fields through raw pointers the driver passes, several per
 // step under one lock; this module allows several unsafe operations per block, each block
 // saying why it is sound.
-#![allow(clippy::multiple_unsafe_ops_per_block)]
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
@@ -63,6 +62,10 @@ fn queued_marker() -> PVOID {
 }
 
 /// Queues `dpc` (the body of `KeInsertQueueDpc`, also used by timers).
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "three field writes of one queued KDPC under the DPC lock, one invariant"
+)]
 pub(crate) fn insert(dpc: *mut KDPC, argument1: PVOID, argument2: PVOID) -> bool {
     if dpc.is_null() {
         bugcheck(Rule::DpcInvalid, "KeInsertQueueDpc(NULL)");
@@ -102,6 +105,10 @@ pub(crate) fn insert(dpc: *mut KDPC, argument1: PVOID, argument2: PVOID) -> bool
 }
 
 /// Body of a DPC thread.
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "one read of a queued KDPC's fields under the DPC lock, one invariant"
+)]
 pub(crate) fn dpc_thread_main() {
     crate::threads::set_role(crate::threads::Role::Dpc);
     irql::set_irql(PASSIVE_LEVEL);

@@ -8,7 +8,6 @@
 
 // The exports read and write MDL headers through raw pointers the caller passes; this module
 // allows several unsafe operations per block, each block saying why it is sound.
-#![allow(clippy::multiple_unsafe_ops_per_block)]
 
 use std::mem::size_of;
 use std::ptr;
@@ -57,6 +56,10 @@ fn check_mdl(routine: &str, mdl: *mut MDL) -> bool {
 /// # Safety
 /// `Irp` must be null or a live IRP the caller owns.
 #[unsafe(no_mangle)]
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "field-by-field initialization of one fresh MDL and the owning IRP's chain link"
+)]
 pub unsafe extern "system" fn IoAllocateMdl(
     VirtualAddress: PVOID,
     Length: ULONG,
@@ -162,6 +165,10 @@ fn check_described_memory(routine: &str, mdl: *mut MDL, va: usize, length: usize
 /// # Safety
 /// `MemoryDescriptorList` must be a live MDL describing non-paged memory.
 #[unsafe(no_mangle)]
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "reads and page-array writes of one live MDL under one invariant"
+)]
 pub unsafe extern "system" fn MmBuildMdlForNonPagedPool(MemoryDescriptorList: *mut MDL) {
     irql::check_max("MmBuildMdlForNonPagedPool", DISPATCH_LEVEL);
     let mdl = MemoryDescriptorList;
@@ -195,6 +202,7 @@ pub unsafe extern "system" fn MmBuildMdlForNonPagedPool(MemoryDescriptorList: *m
 /// # Safety
 /// `MemoryDescriptorList` must be a live MDL describing locked or non-paged memory.
 #[unsafe(no_mangle)]
+#[expect(clippy::multiple_unsafe_ops_per_block, reason = "reads and flag writes of one live MDL")]
 pub unsafe extern "system" fn MmMapLockedPagesSpecifyCache(
     MemoryDescriptorList: *mut MDL,
     AccessMode: KPROCESSOR_MODE,

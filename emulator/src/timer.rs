@@ -9,7 +9,6 @@
 // The emulator reads and writes KTIMER fields through raw pointers the driver passes, several per
 // step under one lock; this module allows several unsafe operations per block, each block
 // saying why it is sound.
-#![allow(clippy::multiple_unsafe_ops_per_block)]
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -188,6 +187,10 @@ pub(crate) fn teardown(session: u64) {
 /// # Safety
 /// `Timer` must point to writable, non-paged memory for a `KTIMER`.
 #[unsafe(no_mangle)]
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "field-by-field initialization of one KTIMER the caller handed over"
+)]
 pub unsafe extern "system" fn KeInitializeTimerEx(Timer: *mut KTIMER, Type: TIMER_TYPE) {
     irql::check_max("KeInitializeTimerEx", DISPATCH_LEVEL);
     if Timer.is_null() {
@@ -225,6 +228,7 @@ pub unsafe extern "system" fn KeInitializeTimerEx(Timer: *mut KTIMER, Type: TIME
 /// `Timer` must be an initialized `KTIMER` and `Dpc` null or an initialized `KDPC`, both in
 /// memory that stays valid while the timer is set.
 #[unsafe(no_mangle)]
+#[expect(clippy::multiple_unsafe_ops_per_block, reason = "field writes of one live KTIMER under the timers lock")]
 pub unsafe extern "system" fn KeSetTimerEx(
     Timer: *mut KTIMER,
     DueTime: LARGE_INTEGER,

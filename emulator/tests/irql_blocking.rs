@@ -6,8 +6,11 @@
 //! Quirks are process-wide and one test sets `wine-cancel-timer`, so these tests live in a
 //! test binary of their own.
 
-// Test code calls several kernel routines per block and documents the contract once per test.
-#![allow(clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block)]
+#![expect(
+    clippy::undocumented_unsafe_blocks,
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "test code calls several kernel routines per block and states their contract once per test"
+)]
 
 use std::hint::spin_loop;
 use std::mem::MaybeUninit;
@@ -30,19 +33,13 @@ fn attach() -> LoadedDriver {
     Kernel::builder().attach("irql-blocking")
 }
 
-fn assert_clean(report: &VerifierReport) {
-    assert!(report.is_clean(), "expected a clean report:\n{report}");
-}
-
 /// Asserts that the first violation is a blocked-at-DISPATCH one on `thread` (a prefix of the
 /// thread's name) whose message contains `needle`.
 fn assert_blocked(report: &VerifierReport, thread: &str, needle: &str) {
-    let first = report.first_bugcheck().unwrap_or_else(|| panic!("expected a violation:\n{report}"));
-    assert_eq!(first.rule, Rule::BlockedAtDispatch, "{report}");
+    let first = report.assert_first(Rule::BlockedAtDispatch);
     assert_eq!(first.code, 0xB8, "ATTEMPTED_SWITCH_FROM_DPC: {report}");
     assert!(first.thread.starts_with(thread), "reported on `{}`, expected `{thread}`:\n{report}", first.thread);
     assert!(first.message.contains(needle), "expected `{needle}` in the message:\n{report}");
-    assert!(report.to_string().contains("BLOCKED_AT_DISPATCH_LEVEL"), "{report}");
 }
 
 fn this_thread() -> String {
@@ -203,7 +200,7 @@ fn spinning_and_yielding_at_dispatch_are_not_reported() {
         }
     });
     setter.join().unwrap();
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -240,7 +237,7 @@ fn preemption_at_dispatch_is_not_reported() {
     }
     assert_eq!(voluntary, 0, "the section did not sleep");
     assert!(involuntary > 0, "the section was never preempted: the test shows nothing");
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -248,7 +245,7 @@ fn assert_may_block_reports_at_dispatch_only() {
     let driver = attach();
     wsk_emulator::assert_may_block("a test helper");
     with_irql(APC_LEVEL, || wsk_emulator::assert_may_block("a test helper at APC_LEVEL"));
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 
     let driver = attach();
     with_irql(DISPATCH_LEVEL, || {
@@ -266,7 +263,7 @@ fn nothing_is_reported_with_the_verifier_off() {
     let driver = Kernel::builder().verifier(false).attach("irql-blocking-off");
     with_irql(DISPATCH_LEVEL, || thread::sleep(HOLD));
     let report = driver.unload();
-    assert!(report.bugchecks.is_empty(), "{report}");
+    report.assert_no_violations();
 }
 
 /// A DPC that spins (legally) until told to stop, so that another thread's `KeCancelTimer`
@@ -308,7 +305,7 @@ fn wine_cancel_timer_waits_for_the_dpc_without_blocking_at_dispatch() {
     stopper.join().unwrap();
     assert!(driver.wait_idle(PATIENCE));
     assert!(waited >= HOLD / 2, "KeCancelTimer returned after {waited:?}, before the DPC finished");
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 /// The detector's cost: a `with_irql(DISPATCH_LEVEL, ..)` section with the verifier on and
@@ -325,7 +322,7 @@ fn cost_per_dispatch_section() {
         }
         per_section[slot] = start.elapsed().as_secs_f64() * 1e9 / f64::from(sections);
         let report = driver.unload();
-        assert!(report.bugchecks.is_empty(), "{report}");
+        report.assert_no_violations();
     }
     eprintln!(
         "{sections} DISPATCH sections: {:.0} ns per section with the verifier off, {:.0} ns with it on \

@@ -107,7 +107,7 @@ fn main() {
         l.close().await.unwrap();
         samples
     });
-    assert!(report.is_clean(), "verifier report:\n{report}");
+    report.assert_clean();
     let median = |mode: Mode| {
         let mut v: Vec<f64> = samples.iter().filter(|s| s.mode == mode).map(|s| s.seconds).collect();
         v.sort_by(f64::total_cmp);

@@ -293,7 +293,7 @@ fn with_emulator(polls_per_run: u32, f: impl FnOnce(&mut dyn Runtime)) {
     f(&mut ours);
     drop(ours);
     let report = driver.unload();
-    assert!(report.bugchecks.is_empty(), "{report}");
+    report.assert_no_violations();
 }
 
 /// Prints what the kernel routines on the executor's hot paths cost in the emulator: the clock

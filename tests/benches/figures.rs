@@ -121,7 +121,7 @@ fn main() {
             buffer_bytes,
         }
     });
-    assert!(report.bugchecks.is_empty(), "{report}");
+    report.assert_no_violations();
     println!(
         "Sockets figures on the emulated kernel ({ROUNDS} rounds of 1 KiB send + receive; {CONNECTIONS} idle connections)\n"
     );

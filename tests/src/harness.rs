@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use wsk::Wsk;
 use wsk_emulator::{Kernel, VerifierReport};
-use wsk_executor::{Executor, IoObject, Spawner};
+use wsk_executor::{Config, Spawner};
 use wsk_sys::{DRIVER_OBJECT, NTSTATUS, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, UNICODE_STRING};
+
+use crate::driver::{self, lock};
 
 /// What a test body gets.
 pub struct Env {
@@ -21,31 +23,32 @@ pub struct Env {
     pub spawner: Spawner,
 }
 
-struct DriverState {
-    executor: Option<Executor>,
-    wsk: Option<Box<Wsk>>,
-}
+/// The driver's WSK registration (lives until unload, after every task is gone).
+static REGISTRATION: Mutex<Option<Box<Wsk>>> = Mutex::new(None);
 
-static STATE: Mutex<Option<DriverState>> = Mutex::new(None);
+/// The driver's name (its unload record is filed under it).
+const DRIVER: &str = "sockets";
 
 unsafe extern "system" fn driver_entry(driver: *mut DRIVER_OBJECT, _path: *mut UNICODE_STRING) -> NTSTATUS {
     let Ok(wsk) = Wsk::register(std::time::Duration::from_secs(1)) else { return STATUS_UNSUCCESSFUL };
-    // SAFETY: the emulator passes a valid driver object.
-    let Ok(executor) = Executor::new(unsafe { IoObject::from_driver(driver) }) else { return STATUS_UNSUCCESSFUL };
-    *STATE.lock().unwrap() = Some(DriverState { executor: Some(executor), wsk: Some(Box::new(wsk)) });
-    // SAFETY: valid driver object.
+    *lock(&REGISTRATION) = Some(Box::new(wsk));
+    // SAFETY: the emulator passes DriverEntry's own driver object.
+    let status = unsafe { driver::start_executor(driver, Config::new()) };
+    if status != STATUS_SUCCESS {
+        drop(lock(&REGISTRATION).take());
+        return status;
+    }
+    // SAFETY: valid driver object; replaces the unload routine `start_executor` set.
     unsafe { (*driver).DriverUnload = Some(driver_unload) };
     STATUS_SUCCESS
 }
 
-unsafe extern "system" fn driver_unload(_driver: *mut DRIVER_OBJECT) {
-    let Some(mut state) = STATE.lock().unwrap().take() else { return };
-    if let Some(executor) = state.executor.take() {
-        assert!(executor.shutdown().is_ok(), "unload runs at PASSIVE_LEVEL");
-    }
+unsafe extern "system" fn driver_unload(driver: *mut DRIVER_OBJECT) {
+    // SAFETY: the I/O manager passes the live driver object.
+    unsafe { driver::stop_executor(driver) };
     // Background closes finish shortly after their owners are gone.
     wsk::wait_for_sockets_closed(Duration::from_secs(10));
-    drop(state.wsk.take());
+    drop(lock(&REGISTRATION).take());
 }
 
 type Body<T> = Box<dyn FnOnce(Env) -> Pin<Box<dyn Future<Output = T> + Send>> + Send>;
@@ -69,29 +72,35 @@ where
     Fut: Future<Output = T> + Send + 'static,
 {
     let body: Body<T> = Box::new(move |env| Box::pin(body(env)));
-    let driver = kernel.load("sockets", driver_entry).expect("test driver loads");
+    let driver = kernel.load(DRIVER, driver_entry).expect("test driver loads");
     let (tx, rx) = mpsc::channel();
     {
-        let guard = STATE.lock().unwrap();
-        let state = guard.as_ref().expect("driver state");
         let wsk: &'static Wsk = {
-            let ptr: *const Wsk = &**state.wsk.as_ref().expect("registration");
+            let guard = lock(&REGISTRATION);
+            let ptr: *const Wsk = &**guard.as_ref().expect("registration");
             // SAFETY: the registration lives in a Box until unload, which first shuts down the
             // executor, so no task outlives it.
             unsafe { &*ptr }
         };
-        let executor = state.executor.as_ref().expect("executor");
-        let env = Env { wsk, spawner: executor.spawner() };
-        let task = executor
-            .spawn(async move {
+        let task = driver::with_executor(|executor| {
+            let env = Env { wsk, spawner: executor.spawner() };
+            executor.spawn(async move {
                 let out = body(env).await;
                 let _ = tx.send(out);
             })
-            .expect("spawn test body");
+        })
+        .expect("spawn test body");
         drop(task);
     }
     let out = rx.recv_timeout(limit);
     let report = driver.unload();
+    if report.unload_called {
+        let record = driver::take_unload_record(DRIVER).unwrap_or_else(|| panic!("no unload record; report: {report}"));
+        assert!(
+            record.had_executor && record.shutdown_ok,
+            "unload runs at PASSIVE_LEVEL: {record:?}; report: {report}"
+        );
+    }
     match out {
         Ok(out) => (out, report),
         Err(_) => panic!("test body did not finish within {limit:?}; report: {report}"),
@@ -106,6 +115,6 @@ where
     Fut: Future<Output = T> + Send + 'static,
 {
     let (out, report) = run(limit, body);
-    assert!(report.is_clean(), "verifier report not clean:\n{report}");
+    report.assert_clean();
     out
 }

@@ -6,8 +6,6 @@
 //! Wakes from DPCs and other processors are in `executor_wakes.rs`, the low-resources sweep in
 //! `executor_low_resources.rs`.
 
-mod common;
-
 use std::future::{Future, pending, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,13 +14,13 @@ use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{
-    EXECUTOR, Watchdog, load, lock, plain_driver_entry, start_executor, unload_clean, wait_until, with_executor,
-};
 use wsk_executor::{
     BlockOnError, Config, Executor, IoObject, JoinHandle, SpawnError, StartError, block_on, sleep, timeout, yield_now,
 };
 use wsk_sys::{DISPATCH_LEVEL, DRIVER_OBJECT, KIRQL, KeGetCurrentIrql, NTSTATUS, PASSIVE_LEVEL, UNICODE_STRING};
+use wsk_tests::{
+    EXECUTOR, Watchdog, load, lock, plain_driver_entry, start_executor, unload_clean, wait_until, with_executor,
+};
 
 /// Records the IRQL it is dropped at, and that it was dropped.
 struct DropProbe {
@@ -296,7 +294,7 @@ fn hundred_thousand_tasks_spawned_and_completed() {
     const TASKS: u64 = 100_000;
     let _watchdog = Watchdog::test("hundred_thousand_tasks_spawned_and_completed");
     // Verifier on; allocation backtraces off, or capturing 100,000 of them dominates the run.
-    let driver = common::builder()
+    let driver = wsk_tests::builder()
         .capture_sites(false)
         .load("ex-100k", plain_driver_entry)
         .unwrap_or_else(|e| panic!("did not load: {e}"));

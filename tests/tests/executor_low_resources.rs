@@ -4,15 +4,13 @@
 //! end cleanly: the failure surfaces as the documented error (or is absorbed where documented:
 //! a sleep retries its timer), the unload finds no leak and the verifier no violation.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Mailbox, Watchdog, plain_driver_entry, take_unload_record, with_executor};
 use wsk_emulator::FaultPlan;
 use wsk_executor::{BlockOnError, SpawnError, block_on, sleep, yield_now};
 use wsk_sys::STATUS_INSUFFICIENT_RESOURCES;
+use wsk_tests::{Mailbox, Watchdog, plain_driver_entry, take_unload_record, with_executor};
 
 /// Tasks the scenario awaits.
 const TASKS: u64 = 4;
@@ -102,7 +100,7 @@ fn exercise() -> Outcome {
 /// number of allocations the driver attempted.
 fn run_once(name: &str, plan: FaultPlan) -> (Outcome, u64, u64) {
     let _watchdog = Watchdog::new(&format!("{name} under {plan:?}"), Duration::from_secs(120));
-    let loaded = common::builder().capture_sites(false).fault_injection(plan).load(name, plain_driver_entry);
+    let loaded = wsk_tests::builder().capture_sites(false).fault_injection(plan).load(name, plain_driver_entry);
     let driver = match loaded {
         Ok(driver) => driver,
         Err(e) => {

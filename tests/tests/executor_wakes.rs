@@ -4,22 +4,20 @@
 //! and the watchdog fails the test. The verifier checks every kernel call on the wake path
 //! (no wait, no paged memory at DISPATCH_LEVEL) and the unload.
 
-mod common;
-
 use std::cell::UnsafeCell;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{
-    Mailbox, Watchdog, driver_unload, load, plain_driver_entry, start_executor, unload_clean, wait_until, with_executor,
-};
 use wsk_executor::{Config, JoinHandle, block_on, yield_now};
 use wsk_sys::{
     DISPATCH_LEVEL, DRIVER_OBJECT, KDPC, KTIMER, KeCancelTimer, KeFlushQueuedDpcs, KeGetCurrentIrql, KeInitializeDpc,
     KeInitializeTimerEx, KeInsertQueueDpc, KeSetTimerEx, NTSTATUS, NotificationTimer, PVOID, STATUS_SUCCESS,
     UNICODE_STRING,
+};
+use wsk_tests::{
+    Mailbox, Watchdog, driver_unload, load, plain_driver_entry, start_executor, unload_clean, wait_until, with_executor,
 };
 
 /// A `KDPC` in the driver's (nonpaged) static data, with what its routine touches.

@@ -8,16 +8,14 @@
 //!
 //! The quirks are process-wide, so these tests live in a test binary of their own.
 
-mod common;
-
 use std::future::pending;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
-use common::{Watchdog, load, plain_driver_entry, unload_clean, wait_until, with_executor};
 use wsk_emulator::quirks::{self, Quirks};
 use wsk_executor::{sleep, timeout};
+use wsk_tests::{Watchdog, load, plain_driver_entry, unload_clean, wait_until, with_executor};
 
 fn wine_kernel() {
     static ONCE: Once = Once::new();
@@ -69,7 +67,7 @@ fn expired_timer_cancelled_under_wine_is_released_once() {
 fn quirk_reports_an_expired_timer_as_cancelled() {
     wine_kernel();
     let _watchdog = Watchdog::test("quirk_reports_an_expired_timer_as_cancelled");
-    let driver = common::builder().attach("wine-timer-answer");
+    let driver = wsk_tests::builder().attach("wine-timer-answer");
     let timer = Box::into_raw(Box::new(zeroed_timer()));
     // SAFETY: `timer` is a live, writable KTIMER until it is freed below, after the cancel.
     unsafe { wsk_sys::KeInitializeTimerEx(timer, wsk_sys::NotificationTimer) };
@@ -84,7 +82,7 @@ fn quirk_reports_an_expired_timer_as_cancelled() {
     // SAFETY: allocated by `Box::into_raw` above; no longer set.
     drop(unsafe { Box::from_raw(timer) });
     let report = driver.unload();
-    assert!(report.is_clean(), "{report}");
+    report.assert_clean();
 }
 
 fn zeroed_timer() -> wsk_sys::KTIMER {

@@ -109,6 +109,10 @@ pub unsafe extern "system" fn IoReleaseCancelSpinLock(Irql: KIRQL) {
 /// # Safety
 /// `Irp` must be a live IRP.
 #[unsafe(no_mangle)]
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "the cancel protocol's steps on one live IRP share one invariant (routine exchanged under the cancel spin lock)"
+)]
 pub unsafe extern "system" fn IoCancelIrp(Irp: *mut IRP) -> BOOLEAN {
     irql::check_max("IoCancelIrp", DISPATCH_LEVEL);
     if Irp.is_null() {

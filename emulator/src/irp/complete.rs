@@ -80,6 +80,7 @@ fn begin(irp: *mut IRP, current_location: CCHAR, stack_count: CCHAR) -> Result<O
 /// `Irp` must be a live IRP owned by the caller (a provider, or the driver completing its own
 /// request), not yet completed.
 #[unsafe(no_mangle)]
+#[expect(clippy::multiple_unsafe_ops_per_block, reason = "plain header reads of one live IRP")]
 pub unsafe extern "system" fn IofCompleteRequest(Irp: *mut IRP, _PriorityBoost: CCHAR) {
     irql::check_max("IofCompleteRequest", DISPATCH_LEVEL);
     if Irp.is_null() {
@@ -115,6 +116,10 @@ pub unsafe extern "system" fn IofCompleteRequest(Irp: *mut IRP, _PriorityBoost: 
 ///
 /// # Safety
 /// `irp` must be live and in the `Completing` state (or untracked when `id` is `None`).
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "the completion walk reads and writes the stack locations of one IRP under one invariant (location checked inside the IRP at each step)"
+)]
 unsafe fn walk(irp: *mut IRP, id: Option<u64>, stack_count: CCHAR) {
     // SAFETY: (whole loop) the IRP is live while it is in the `Completing` state; every
     // location read lies between the IRP header and its last stack location because

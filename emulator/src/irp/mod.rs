@@ -10,7 +10,6 @@
 // The exports below read and write kernel structures through raw pointers the caller passes;
 // splitting every field access into its own unsafe block would bury the logic, so this module
 // allows several unsafe operations per block. Each block still says why it is sound.
-#![allow(clippy::multiple_unsafe_ops_per_block)]
 
 mod cancel;
 mod complete;
@@ -48,6 +47,10 @@ const MAX_STACK_SIZE: CCHAR = 126;
 /// # Safety
 /// `irp` must point to at least `packet_size` writable bytes, and
 /// `packet_size >= IoSizeOfIrp(stack_size)` with `0 <= stack_size <= MAX_STACK_SIZE`.
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "field-by-field initialization of one IRP block the caller handed over"
+)]
 unsafe fn initialize(irp: *mut IRP, packet_size: USHORT, stack_size: CCHAR) {
     // SAFETY: the caller guarantees `packet_size` writable bytes at `irp`, which include the
     // IRP header and `stack_size` stack locations; all fields written are plain data.
@@ -74,6 +77,7 @@ fn valid_stack_size(stack_size: CCHAR) -> bool {
 /// # Safety
 /// Callable with any arguments; free the IRP with `IoFreeIrp`.
 #[unsafe(no_mangle)]
+#[expect(clippy::multiple_unsafe_ops_per_block, reason = "initialization of one fresh IRP block")]
 pub unsafe extern "system" fn IoAllocateIrp(StackSize: CCHAR, ChargeQuota: BOOLEAN) -> *mut IRP {
     irql::check_max("IoAllocateIrp", DISPATCH_LEVEL);
     if !valid_stack_size(StackSize) {
@@ -168,6 +172,7 @@ pub unsafe extern "system" fn IoInitializeIrp(Irp: *mut IRP, PacketSize: USHORT,
 /// # Safety
 /// `Irp` must be an IRP the caller owns (not pending in a provider).
 #[unsafe(no_mangle)]
+#[expect(clippy::multiple_unsafe_ops_per_block, reason = "reinitialization of one IRP the caller owns")]
 pub unsafe extern "system" fn IoReuseIrp(Irp: *mut IRP, Iostatus: NTSTATUS) {
     irql::check_max("IoReuseIrp", DISPATCH_LEVEL);
     if Irp.is_null() {

@@ -109,6 +109,7 @@ pub unsafe fn is_cancelled(irp: *mut IRP) -> bool {
 ///
 /// # Safety
 /// `irp` must be an IRP the provider accepted; the provider must not touch it afterwards.
+#[expect(clippy::multiple_unsafe_ops_per_block, reason = "two status writes to one IRP the provider owns")]
 pub unsafe fn complete(irp: *mut IRP, status: NTSTATUS, information: ULONG_PTR) {
     let owned = state::with_table(|table| match table.get(&(irp as usize)) {
         Some(record) => record.state == IrpState::Provider,

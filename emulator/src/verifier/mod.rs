@@ -10,6 +10,7 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+mod assertions;
 mod rules;
 
 pub use rules::{Rule, codes};

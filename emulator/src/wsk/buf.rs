@@ -8,73 +8,12 @@ use std::mem::size_of;
 
 use wsk_sys::{MDL, MmGetMdlVirtualAddress, NTSTATUS, STATUS_INVALID_PARAMETER, WSK_BUF};
 
+use super::model::Segments;
 use crate::pool::{self, RangeClass};
 use crate::verifier::{Rule, bugcheck};
 
 /// Longest MDL chain followed (a longer one is taken for a cycle).
 const MAX_CHAIN: usize = 1 << 16;
-
-/// The host memory ranges of a `WSK_BUF`, in order.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Segments {
-    parts: Vec<(usize, usize)>,
-    total: usize,
-}
-
-impl Segments {
-    /// Total bytes.
-    pub(crate) fn total(&self) -> usize {
-        self.total
-    }
-
-    /// The contiguous range starting at byte `at` of the buffer, up to the end of its
-    /// segment; `None` at the end.
-    pub(crate) fn chunk(&self, at: usize) -> Option<(*mut u8, usize)> {
-        let mut start = 0;
-        for &(address, length) in &self.parts {
-            if at < start + length {
-                let skip = at - start;
-                return Some(((address + skip) as *mut u8, length - skip));
-            }
-            start += length;
-        }
-        None
-    }
-
-    /// Whether the buffer is one contiguous range.
-    pub(crate) fn is_contiguous(&self) -> bool {
-        self.parts.len() <= 1
-    }
-
-    /// Copies `bytes` into the buffer from its start (at most `total` bytes).
-    ///
-    /// # Safety
-    /// The memory the buffer describes must be live and writable.
-    pub(crate) unsafe fn scatter(&self, bytes: &[u8]) {
-        let mut at = 0;
-        while at < bytes.len() {
-            let Some((address, length)) = self.chunk(at) else { return };
-            let n = length.min(bytes.len() - at);
-            // SAFETY: `address..address + n` lies in the buffer (caller's contract) and does
-            // not overlap `bytes`, which the provider owns.
-            unsafe { std::ptr::copy_nonoverlapping(bytes[at..].as_ptr(), address, n) };
-            at += n;
-        }
-    }
-
-    /// Copies the whole buffer into a vector.
-    ///
-    /// # Safety
-    /// The memory the buffer describes must be live and readable.
-    pub(crate) unsafe fn gather(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.total);
-        for &(address, length) in &self.parts {
-            // SAFETY: the range lies in the buffer (caller's contract).
-            out.extend_from_slice(unsafe { std::slice::from_raw_parts(address as *const u8, length) });
-        }
-        out
-    }
-}
 
 /// Resolves the `WSK_BUF` at `buffer` for `routine`. A null buffer, or a null MDL with a
 /// non-zero length, is `STATUS_INVALID_PARAMETER`. A buffer reaching past the end of its MDL
@@ -147,5 +86,5 @@ pub(crate) unsafe fn resolve(routine: &str, buffer: *const WSK_BUF) -> Result<Se
         left -= take;
         skip = 0;
     }
-    Ok(Segments { parts, total: length })
+    Ok(Segments::new(parts))
 }

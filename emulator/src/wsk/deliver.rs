@@ -31,10 +31,11 @@ use wsk_sys::{
 };
 
 use super::blocks::Release;
-use super::events::{self, Client, Running, callbacks};
+use super::events::{self, callbacks};
 use super::indication::{self, Chain};
-use super::queue::{self, Irp};
-use super::socket::{self, Kind, Phase, Queue, Socket, State};
+use super::model::{Client, Irp, Kind, Phase, Queue, Running, State};
+use super::queue;
+use super::socket::{self, Socket};
 use super::{addr, reactor, status};
 use crate::irp::provider;
 use crate::irql;

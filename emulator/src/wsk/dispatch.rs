@@ -1,4 +1,4 @@
-//! The provider-level dispatch table handed out by `WskCaptureProviderNPI`: socket creation
+//! `WskCaptureProviderNPI` and the provider-level dispatch table it hands out: socket creation
 //! (`WskSocket`, `WskSocketConnect`), `WskControlClient`, and name resolution
 //! (`WskGetAddressInfo`, `WskFreeAddressInfo`; `WskGetNameInfo` is not implemented).
 
@@ -10,12 +10,14 @@ use wsk_sys::{
     SOCK_STREAM, SOCKADDR, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_ADDRESS, STATUS_INVALID_ADDRESS_COMPONENT,
     STATUS_INVALID_PARAMETER, STATUS_NOT_IMPLEMENTED, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, ULONG, UNICODE_STRING,
     USHORT, WSK_CLIENT_CONNECTION_DISPATCH, WSK_FLAG_BASIC_SOCKET, WSK_FLAG_CONNECTION_SOCKET,
-    WSK_FLAG_DATAGRAM_SOCKET, WSK_FLAG_LISTEN_SOCKET, WSK_FLAG_STREAM_SOCKET, WSK_PROVIDER_DISPATCH,
+    WSK_FLAG_DATAGRAM_SOCKET, WSK_FLAG_LISTEN_SOCKET, WSK_FLAG_STREAM_SOCKET, WSK_NO_WAIT, WSK_PROVIDER_DISPATCH,
+    WSK_PROVIDER_NPI, WSK_REGISTRATION,
 };
 
 use super::addr::{self, Family};
-use super::queue::{self, OpKind, complete_now};
-use super::socket::{self, Kind, Phase, Queue};
+use super::model::{Client, Irp, Kind, OpKind, Phase, Queue};
+use super::queue::{self, complete_now};
+use super::socket;
 use super::{events, io, registration, resolve, status};
 use crate::irp::provider;
 use crate::irql;
@@ -31,6 +33,33 @@ pub(crate) static PROVIDER_DISPATCH: WSK_PROVIDER_DISPATCH = WSK_PROVIDER_DISPAT
     WskFreeAddressInfo: Some(wsk_free_address_info),
     WskGetNameInfo: Some(wsk_get_name_info),
 };
+
+/// `WskCaptureProviderNPI`: hands out the provider NPI, whose dispatch table is
+/// [`PROVIDER_DISPATCH`] (the provider is always attached, so the call never waits). IRQL ==
+/// PASSIVE_LEVEL, or <= DISPATCH_LEVEL with `WSK_NO_WAIT`.
+///
+/// # Safety
+/// `WskRegistration` must be registered and `WskProviderNpi` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn WskCaptureProviderNPI(
+    WskRegistration: *mut WSK_REGISTRATION,
+    WaitTimeout: ULONG,
+    WskProviderNpi: *mut WSK_PROVIDER_NPI,
+) -> NTSTATUS {
+    let max = if WaitTimeout == WSK_NO_WAIT { DISPATCH_LEVEL } else { PASSIVE_LEVEL };
+    irql::check_max("WskCaptureProviderNPI", max);
+    if !registration::check_client("WskCaptureProviderNPI", WskRegistration.cast()) || WskProviderNpi.is_null() {
+        return STATUS_INVALID_PARAMETER;
+    }
+    if let Err(status) = registration::count_capture(WskRegistration) {
+        return status;
+    }
+    // SAFETY: the caller guarantees `WskProviderNpi` is writable.
+    unsafe {
+        WskProviderNpi.write(WSK_PROVIDER_NPI { Client: WskRegistration.cast(), Dispatch: &PROVIDER_DISPATCH });
+    }
+    STATUS_SUCCESS
+}
 
 /// Checks the IRQL, requires an IRP and takes it; under fault injection the provider may be
 /// out of resources (the IRP is completed with `STATUS_INSUFFICIENT_RESOURCES`). On `Err` the
@@ -68,7 +97,7 @@ fn create_socket(
     socket_type: USHORT,
     protocol: ULONG,
     flags: ULONG,
-    callbacks: events::Client,
+    callbacks: Client,
 ) -> Result<usize, NTSTATUS> {
     if !registration::check_client("WskSocket", client) {
         return Err(STATUS_INVALID_PARAMETER);
@@ -111,7 +140,7 @@ unsafe extern "system" fn wsk_socket(
     if let Err(status) = unsafe { take("WskSocket", DISPATCH_LEVEL, irp) } {
         return status;
     }
-    let callbacks = events::Client { context: socket_context as usize, dispatch: dispatch as usize };
+    let callbacks = Client { context: socket_context as usize, dispatch: dispatch as usize };
     let outcome = create_socket(client, family, socket_type, protocol, flags, callbacks);
     let (status, handle) = match outcome {
         Ok(handle) => (STATUS_SUCCESS, handle),
@@ -131,7 +160,7 @@ unsafe fn socket_connect(
     protocol: ULONG,
     local: *const SOCKADDR,
     remote: *const SOCKADDR,
-    callbacks: events::Client,
+    callbacks: Client,
     irp: *mut IRP,
 ) -> Result<NTSTATUS, NTSTATUS> {
     if !registration::check_client("WskSocketConnect", client) {
@@ -166,7 +195,7 @@ unsafe fn socket_connect(
         // SAFETY: accepted (caller's contract).
         return Ok(unsafe { complete_now(irp, STATUS_SUCCESS, socket.handle()) });
     }
-    Ok(queue::submit(&socket, queue::Irp(irp), Queue::Connect, OpKind::Connect { create: true }))
+    Ok(queue::submit(&socket, Irp(irp), Queue::Connect, OpKind::Connect { create: true }))
 }
 
 unsafe extern "system" fn wsk_socket_connect(
@@ -187,7 +216,7 @@ unsafe extern "system" fn wsk_socket_connect(
     if let Err(status) = unsafe { take("WskSocketConnect", DISPATCH_LEVEL, irp) } {
         return status;
     }
-    let callbacks = events::Client { context: socket_context as usize, dispatch: dispatch as usize };
+    let callbacks = Client { context: socket_context as usize, dispatch: dispatch as usize };
     // SAFETY: accepted above; the client passes valid addresses (read during the call only).
     match unsafe { socket_connect(client, socket_type, protocol, local, remote, callbacks, irp) } {
         Ok(status) => status,

@@ -17,9 +17,7 @@
 
 use std::collections::VecDeque;
 use std::mem::size_of;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::thread::ThreadId;
 
 use wsk_sys::{
     IRP, NPI_WSK_INTERFACE_ID, NTSTATUS, PFN_WSK_ACCEPT_EVENT, PFN_WSK_DISCONNECT_EVENT, PFN_WSK_RECEIVE_EVENT,
@@ -30,35 +28,14 @@ use wsk_sys::{
 };
 
 use super::blocks::Release;
-use super::buf::Segments;
 use super::indication::Chain;
-use super::queue::{Irp, complete_now};
+use super::model::{Client, Events, Irp, KeptDatagram, Kind, Phase, Queue, Segments, State};
+use super::queue::complete_now;
 use super::reactor;
-use super::socket::{Kind, Phase, Queue, Socket, State};
+use super::socket::Socket;
 use crate::irp::provider;
 use crate::sync::lock;
 use crate::verifier::{Rule, bugcheck};
-
-/// The client's side of a socket: what `WskSocket`, `WskSocketConnect`, `WskAccept` or the
-/// accept callback's out-parameters gave.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Client {
-    /// `SocketContext`, passed back to every callback.
-    pub context: usize,
-    /// The client dispatch table of the socket's kind (0: none, no event can be enabled).
-    pub dispatch: usize,
-}
-
-/// A callback executing now.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Running {
-    pub thread: ThreadId,
-    /// Its `WSK_EVENT_*` bit.
-    pub event: u32,
-    /// A request that resumes indications (a receive, enabling the event again) came while
-    /// the callback ran: it applies after the callback's own answer (which may refuse).
-    pub resume_after: bool,
-}
 
 impl State {
     /// Lifts the suppression of `event` (`WSK_EVENT_RECEIVE` or `WSK_EVENT_RECEIVE_FROM`) now,
@@ -79,39 +56,6 @@ impl State {
             self.events.datagrams_suppressed = false;
         }
     }
-}
-
-/// A datagram the client refused, kept for the next `WskReceiveFrom` or indication.
-pub(crate) struct KeptDatagram {
-    pub data: Vec<u8>,
-    pub from: SocketAddr,
-}
-
-/// The event state of one socket (behind its lock).
-#[derive(Default)]
-pub(crate) struct Events {
-    pub client: Client,
-    /// Enabled `WSK_EVENT_*` bits.
-    pub enabled: u32,
-    /// The callbacks in progress: at most one, except on datagram and listening sockets with
-    /// the adversary's `concurrent_callbacks` (see `deliver`).
-    pub running: Vec<Running>,
-    /// Disable requests (event bit, IRP) waiting for the running callbacks to return.
-    pub disable_waiters: Vec<(u32, Irp)>,
-    /// `WskSendBacklogEvent` is to be called.
-    pub backlog_due: bool,
-    /// No `WskReceiveEvent` until a `WskReceive` IRP is served (the client refused data).
-    pub receive_suppressed: bool,
-    /// Bytes the client refused, in order; served before the host socket's.
-    pub kept: VecDeque<u8>,
-    /// No `WskReceiveFromEvent` until a `WskReceiveFrom` completes or the event is enabled
-    /// again (the client refused datagrams).
-    pub datagrams_suppressed: bool,
-    pub kept_datagrams: VecDeque<KeptDatagram>,
-    /// `WskDisconnectEvent` was called (or the connection was aborted locally): never again.
-    pub disconnect_done: bool,
-    /// What finished IRPs change once their completion routines ran (`RESUME_*` bits).
-    resume: u8,
 }
 
 impl Events {

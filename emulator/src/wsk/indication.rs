@@ -20,7 +20,6 @@
 
 // Building the structures in a block writes several raw fields per step; each block says why
 // the memory is valid.
-#![allow(clippy::multiple_unsafe_ops_per_block)]
 
 use std::io::Read;
 use std::mem::{MaybeUninit, size_of};
@@ -33,8 +32,8 @@ use wsk_sys::{
 };
 
 use super::blocks::{self, Block, DATA_CAPACITY, Origin, Release};
-use super::events::KeptDatagram;
-use super::socket::{Phase, Socket, State};
+use super::model::{KeptDatagram, Phase, State};
+use super::socket::Socket;
 use super::{addr, status};
 use crate::sync::lock;
 use crate::verifier::{Rule, bugcheck};
@@ -114,6 +113,10 @@ impl Chain {
 ///
 /// # Safety
 /// `mdl` must be writable for [`mdl_room`]`(len)` bytes and 8-byte aligned.
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "writes of one MDL header and its page frames, all within the room the caller gives"
+)]
 unsafe fn build_mdl(mdl: *mut MDL, va: usize, len: usize) {
     let start = va & !(PAGE_SIZE - 1);
     let pages = ((va - start) + len).div_ceil(PAGE_SIZE);
@@ -144,6 +147,10 @@ unsafe fn build_mdl(mdl: *mut MDL, va: usize, len: usize) {
 }
 
 /// Builds the data indications of `len` (1..=64 KiB) bytes at the start of `block`'s data.
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "writes of one indication and its MDL inside the block's header page"
+)]
 fn data_chain(block: Block, len: usize) -> Chain {
     if crate::adversary::get().random_shapes {
         return shaped_data_chain(block, len);
@@ -174,6 +181,10 @@ fn data_chain(block: Block, len: usize) -> Chain {
 /// a piece's first MDL may start up to 64 bytes before its data (`Buffer.Offset` > 0, the
 /// bytes before belonging to the previous piece), and a quarter of the pieces are described
 /// by a chain of two MDLs.
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "writes of one indication and its MDLs inside the block's header page"
+)]
 fn shaped_data_chain(block: Block, len: usize) -> Chain {
     use crate::adversary::{chance, roll, up_to};
     crate::adversary::count(crate::adversary::Event::ShapedChain);
@@ -233,6 +244,10 @@ fn shaped_data_chain(block: Block, len: usize) -> Chain {
 }
 
 /// Builds one datagram indication per item, chained in order.
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "writes of one datagram indication, its address and MDLs inside the block's header page"
+)]
 fn datagram_chain(items: Vec<Item>) -> Chain {
     let indication_room = size_of::<WSK_DATAGRAM_INDICATION>().next_multiple_of(16);
     let address_at = indication_room + mdl_room(DATA_CAPACITY);

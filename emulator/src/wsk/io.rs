@@ -16,10 +16,9 @@ use wsk_sys::{
 };
 
 use super::addr::{self, Family};
-use super::buf::Segments;
 use super::events;
-use super::queue::{Action, Op, OpKind, Out};
-use super::socket::{self, Kind, Phase, Queue, Socket, State};
+use super::model::{Action, Client, Kind, Op, OpKind, Out, Phase, Queue, Segments, State};
+use super::socket::{self, Socket};
 use super::status::{self, would_block};
 
 /// Windows' `MSG_TRUNC` (`ws2def.h`): the datagram was larger than the buffer.
@@ -96,7 +95,7 @@ fn accept(
     state: &mut State,
     local: Out<wsk_sys::SOCKADDR>,
     remote: Out<wsk_sys::SOCKADDR>,
-    client: events::Client,
+    client: Client,
 ) -> Step {
     if state.phase != Phase::Listening {
         return Step::Done(STATUS_INVALID_DEVICE_STATE, 0);

@@ -183,6 +183,37 @@
 //! * Completion routines run on the `wsk-emu-net` thread (or on the caller's thread for
 //!   inline completions), event callbacks on that thread only; one that blocks stalls
 //!   every socket. Under the adversary's `processors` both run on four processor threads.
+//!
+//! # Modules and their layering
+//!
+//! A module imports only from modules on its own row or the rows below it:
+//!
+//! ```text
+//!   dispatch    WskCaptureProviderNPI and the provider table: WskSocket, WskSocketConnect,
+//!               WskControlClient, name resolution
+//!   -----------------------------------------------------------------------------------------
+//!   sockets     tables (the socket routines) - socket (table, contract checks, close)
+//!               queue (pending IRPs, cancel, completion) - io (host attempts)
+//!               events (callback state, enable/disable) - deliver (callback calls)
+//!               indication (chains, WskRelease) - options
+//!               reactor (the I/O thread) - processors (the adversary's provider threads)
+//!   -----------------------------------------------------------------------------------------
+//!   helpers     buf (WSK_BUF to Segments) - resolve (address info)
+//!   -----------------------------------------------------------------------------------------
+//!   leaves      model (the shared records: Kind, Phase, Queue, State, Op, OpKind, Action,
+//!               Segments, Irp, Out, Client, Events, Running, KeptDatagram)
+//!               addr - status - blocks - registration
+//! ```
+//!
+//! The leaves import no other module of the provider; `model` holds data and the accessors
+//! that touch only that data. The modules of the sockets row call each other both ways, by
+//! design: a socket routine (`tables`) enters a `socket`, attempts the host I/O (`io`) and
+//! queues what would block (`queue`); the I/O thread (`reactor`, or `processors`) calls back
+//! into `queue` and `deliver` when a host socket is ready, and `deliver` and `io` create the
+//! sockets of accepted connections, whose headers point at their `tables` dispatch table. The
+//! records several of them share (a socket's state, its pending operations and buffers, the
+//! client's side, event-callback state) are in `model`, below them; the `Socket` itself stays
+//! with the socket table in `socket`.
 
 mod addr;
 mod blocks;
@@ -192,6 +223,9 @@ mod dispatch;
 mod events;
 mod indication;
 mod io;
+#[cfg(test)]
+mod layering;
+mod model;
 mod options;
 mod processors;
 mod queue;
@@ -204,7 +238,8 @@ mod socket;
 mod status;
 mod tables;
 
-pub use registration::{WskCaptureProviderNPI, WskDeregister, WskRegister, WskReleaseProviderNPI};
+pub use dispatch::WskCaptureProviderNPI;
+pub use registration::{WskDeregister, WskRegister, WskReleaseProviderNPI};
 
 use crate::verifier::Leak;
 

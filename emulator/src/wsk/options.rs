@@ -17,7 +17,8 @@ use wsk_sys::{
 };
 
 use super::addr::Family;
-use super::socket::{Kind, Phase, Socket};
+use super::model::{Kind, Phase};
+use super::socket::Socket;
 use super::{reactor, status};
 use crate::sync::lock;
 

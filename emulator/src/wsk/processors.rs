@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 use wsk_sys::NTSTATUS;
 
 use super::deliver;
-use super::queue::{self, Irp};
+use super::model::Irp;
+use super::queue;
 use super::socket::{self, Socket};
 use crate::adversary;
 use crate::sync::{lock, wait, wait_for};

@@ -24,80 +24,28 @@
 
 // This module reads and writes IRP fields the provider owns through raw pointers; several
 // unsafe operations per block keep the ownership reasoning in one place.
-#![allow(clippy::multiple_unsafe_ops_per_block)]
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use wsk_sys::{
-    DEVICE_OBJECT, DRIVER_CANCEL, IRP, IoReleaseCancelSpinLock, IoSetCancelRoutine, NTSTATUS, SOCKADDR,
-    STATUS_CANCELLED, STATUS_INVALID_HANDLE, STATUS_PENDING, STATUS_SUCCESS, ULONG,
+    DEVICE_OBJECT, DRIVER_CANCEL, IRP, IoReleaseCancelSpinLock, IoSetCancelRoutine, NTSTATUS, STATUS_CANCELLED,
+    STATUS_INVALID_HANDLE, STATUS_PENDING, STATUS_SUCCESS,
 };
 
-use super::buf::Segments;
 use super::io::{self, Step};
+use super::model::{Action, Irp, Kind, Op, OpKind, Queue, State};
 use super::processors::{self, Job};
-use super::socket::{self, Kind, Queue, Socket, State};
+use super::socket::{self, Socket};
 use super::{events, reactor};
 use crate::irp::provider;
 use crate::sync::lock;
-
-/// An IRP pointer that may cross threads (the provider owns the IRP while it holds one).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Irp(pub *mut IRP);
-
-// SAFETY: an IRP is designed to be completed from any thread; ownership is tracked by the
-// protocol above, not by the pointer's thread.
-unsafe impl Send for Irp {}
-
-/// A client pointer the provider writes at completion (an out-parameter of the call).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Out<T>(pub *mut T);
-
-// SAFETY: the client guarantees the memory stays valid until the IRP completes, from any
-// thread (WSK's contract for out-parameters of IRP-based calls).
-unsafe impl<T> Send for Out<T> {}
-
-/// What a pending operation does.
-pub(crate) enum OpKind {
-    /// `WskAccept`: the addresses of the new connection are written at completion; `client`
-    /// is the accept socket's context and dispatch table.
-    Accept { local: Out<SOCKADDR>, remote: Out<SOCKADDR>, client: events::Client },
-    /// `WskConnect`, or `WskSocketConnect` (`create`: the socket is handed out on success).
-    Connect { create: bool },
-    /// `WskSend`: `done` bytes handed to the host so far.
-    Send { buf: Segments, done: usize },
-    /// Graceful `WskDisconnect`, after sending `buf`.
-    Disconnect { buf: Segments, done: usize },
-    /// `WskReceive`: `done` bytes received so far.
-    Receive { buf: Segments, done: usize, wait_all: bool },
-    /// `WskSendTo`: one datagram.
-    SendTo { buf: Segments, to: SocketAddr },
-    /// `WskReceiveFrom`: one datagram.
-    ReceiveFrom { buf: Segments, from: Out<SOCKADDR>, control_length: Out<ULONG>, control_flags: Out<ULONG> },
-}
-
-/// A pending operation.
-pub(crate) struct Op {
-    pub irp: Irp,
-    pub kind: OpKind,
-    /// The cancel routine took the IRP; it removes the op and completes it.
-    pub cancel_owned: bool,
-}
-
-/// Work to do once the socket's lock is released, in order.
-pub(crate) enum Action {
-    /// Complete an IRP (`queued`: it holds a socket reference in `DriverContext[0]`).
-    Complete { irp: Irp, status: NTSTATUS, info: usize, queued: bool },
-    /// The socket ends without a close (a failed or cancelled `WskSocketConnect`).
-    Retire,
-}
 
 /// Stores a socket reference in the IRP for the cancel routine.
 ///
 /// # Safety
 /// The provider owns `irp`.
+#[expect(clippy::multiple_unsafe_ops_per_block, reason = "one write of a union field of an IRP the provider owns")]
 unsafe fn attach_context(irp: *mut IRP, socket: &Arc<Socket>) {
     let context = Arc::into_raw(Arc::clone(socket)).cast_mut().cast();
     // SAFETY: the provider owns the IRP; `DriverContext` belongs to its current owner.
@@ -108,6 +56,7 @@ unsafe fn attach_context(irp: *mut IRP, socket: &Arc<Socket>) {
 ///
 /// # Safety
 /// The caller owns `irp`, and [`attach_context`] was called for it since it was queued.
+#[expect(clippy::multiple_unsafe_ops_per_block, reason = "one exchange of a union field of an IRP the provider owns")]
 unsafe fn detach_context(irp: *mut IRP) -> Option<Arc<Socket>> {
     // SAFETY: the caller owns the IRP.
     let context = unsafe { std::mem::replace(&mut (*irp).Tail.Overlay.DriverContext[0], std::ptr::null_mut()) };
@@ -149,6 +98,10 @@ enum Rearm {
 ///
 /// # Safety
 /// The caller owns `irp` and has attached the socket context.
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "arming the cancel routine and reading `Cancel` after it is one ordered step on one IRP"
+)]
 unsafe fn rearm(irp: *mut IRP) -> Rearm {
     if crate::quirks::get().wine_uncancelable_irps {
         return Rearm::Armed;
@@ -182,6 +135,10 @@ fn cancelled(op: Op, state: &mut State, actions: &mut Vec<Action>, queued: bool)
 
 /// The cancel routine of every queued IRP. Called by `IoCancelIrp` with the cancel spin
 /// lock held, at DISPATCH_LEVEL.
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "the cancel routine releases the spin lock and takes its IRP's context under one invariant (it won the routine exchange)"
+)]
 unsafe extern "system" fn cancel_routine(_device: *mut DEVICE_OBJECT, irp: *mut IRP) {
     // SAFETY: IoCancelIrp holds the cancel spin lock for us and stored the IRQL to return to;
     // the IRP is ours (we won the exchange of the cancel routine).
@@ -291,6 +248,10 @@ pub(crate) fn busy(state: &mut State, queue: Queue) -> bool {
 /// Runs a new operation on an accepted IRP: at once when nothing waits ahead of it and the
 /// host can do it now (completing the IRP before returning its status), else queued
 /// (`STATUS_PENDING`, completed later from the reactor thread).
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "marking pending, attaching the context and arming the cancel routine are one ordered step on one owned IRP"
+)]
 pub(crate) fn submit(socket: &Arc<Socket>, irp: Irp, queue: Queue, kind: OpKind) -> NTSTATUS {
     let mut actions = Vec::new();
     let mut op = Op { irp, kind, cancel_owned: false };

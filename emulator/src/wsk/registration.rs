@@ -1,4 +1,6 @@
-//! WSK client registration and provider NPI capture.
+//! WSK client registration: `WskRegister`, `WskDeregister`, the count of provider NPI
+//! captures (`WskCaptureProviderNPI` itself is in `dispatch`, with the table it hands out) and
+//! `WskReleaseProviderNPI`, and each client's open sockets.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -7,11 +9,9 @@ use std::time::Instant;
 
 use wsk_sys::{
     DISPATCH_LEVEL, MAKE_WSK_VERSION, NTSTATUS, PASSIVE_LEVEL, STATUS_DEVICE_NOT_READY, STATUS_INVALID_DEVICE_STATE,
-    STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, ULONG, WSK_CLIENT_NPI, WSK_NO_WAIT,
-    WSK_PROVIDER_NPI, WSK_REGISTRATION,
+    STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, WSK_CLIENT_NPI, WSK_REGISTRATION,
 };
 
-use super::dispatch::PROVIDER_DISPATCH;
 use crate::event;
 use crate::irql;
 use crate::kernel;
@@ -138,41 +138,23 @@ pub fn provider_unavailable_for(captures: u32) {
     UNAVAILABLE_CAPTURES.store(captures, Ordering::Release);
 }
 
-/// `WskCaptureProviderNPI`: hands out the provider NPI (the provider is always attached, so
-/// the call never waits). IRQL == PASSIVE_LEVEL, or <= DISPATCH_LEVEL with `WSK_NO_WAIT`.
-///
-/// # Safety
-/// `WskRegistration` must be registered and `WskProviderNpi` writable.
-#[unsafe(no_mangle)]
-pub unsafe extern "system" fn WskCaptureProviderNPI(
-    WskRegistration: *mut WSK_REGISTRATION,
-    WaitTimeout: ULONG,
-    WskProviderNpi: *mut WSK_PROVIDER_NPI,
-) -> NTSTATUS {
-    let max = if WaitTimeout == WSK_NO_WAIT { DISPATCH_LEVEL } else { PASSIVE_LEVEL };
-    irql::check_max("WskCaptureProviderNPI", max);
-    if !check("WskCaptureProviderNPI", WskRegistration) || WskProviderNpi.is_null() {
-        return STATUS_INVALID_PARAMETER;
+/// `WskCaptureProviderNPI`'s bookkeeping: counts a capture by `registration` (checked with
+/// [`check_client`]), or refuses it while the registration goes away or the provider is
+/// unavailable (`STATUS_DEVICE_NOT_READY`).
+pub(crate) fn count_capture(registration: *mut WSK_REGISTRATION) -> Result<(), NTSTATUS> {
+    let mut registrations = lock(&REGISTRATIONS);
+    let Some(registration) = registrations.get_mut(&(registration as usize)) else {
+        return Err(STATUS_INVALID_PARAMETER);
+    };
+    if registration.deregistering {
+        return Err(STATUS_DEVICE_NOT_READY);
     }
-    {
-        let mut registrations = lock(&REGISTRATIONS);
-        let Some(registration) = registrations.get_mut(&(WskRegistration as usize)) else {
-            return STATUS_INVALID_PARAMETER;
-        };
-        if registration.deregistering {
-            return STATUS_DEVICE_NOT_READY;
-        }
-        // A provider that comes up after the client (see `provider_unavailable_for`).
-        if UNAVAILABLE_CAPTURES.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok() {
-            return STATUS_DEVICE_NOT_READY;
-        }
-        registration.captures += 1;
+    // A provider that comes up after the client (see `provider_unavailable_for`).
+    if UNAVAILABLE_CAPTURES.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok() {
+        return Err(STATUS_DEVICE_NOT_READY);
     }
-    // SAFETY: the caller guarantees `WskProviderNpi` is writable.
-    unsafe {
-        WskProviderNpi.write(WSK_PROVIDER_NPI { Client: WskRegistration.cast(), Dispatch: &PROVIDER_DISPATCH });
-    }
-    STATUS_SUCCESS
+    registration.captures += 1;
+    Ok(())
 }
 
 /// `WskReleaseProviderNPI`. IRQL <= DISPATCH_LEVEL.

@@ -8,7 +8,6 @@
 
 // Building and freeing `ADDRINFOEXW` chains and completing IRPs go through raw pointers the
 // provider owns; several unsafe operations per block keep each step's reasoning together.
-#![allow(clippy::multiple_unsafe_ops_per_block)]
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
@@ -21,7 +20,7 @@ use wsk_sys::{
 };
 
 use super::addr::{self, Family};
-use super::queue::{Irp, Out};
+use super::model::{Irp, Out};
 use crate::irp::provider;
 use crate::sync::lock;
 use crate::verifier::{Leak, LeakKind, Rule, bugcheck};
@@ -79,6 +78,10 @@ const SERVICES: &[(&str, u16)] = &[
 ///
 /// # Safety
 /// `text` must be null or point to a valid `UNICODE_STRING`.
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "a read of one UNICODE_STRING and a slice of its buffer under the caller's contract"
+)]
 unsafe fn text(text: *const UNICODE_STRING) -> Result<Option<String>, NTSTATUS> {
     if text.is_null() {
         return Ok(None);
@@ -98,6 +101,7 @@ unsafe fn text(text: *const UNICODE_STRING) -> Result<Option<String>, NTSTATUS> 
 ///
 /// # Safety
 /// The pointers must be null or valid, as `WskGetAddressInfo` requires.
+#[expect(clippy::multiple_unsafe_ops_per_block, reason = "the two strings of one query under one forwarded contract")]
 pub(crate) unsafe fn query(
     node: *const UNICODE_STRING,
     service: *const UNICODE_STRING,
@@ -180,6 +184,10 @@ impl Query {
     }
 
     /// Builds the `ADDRINFOEXW` chain for `addresses` and records it.
+    #[expect(
+        clippy::multiple_unsafe_ops_per_block,
+        reason = "writes of one freshly boxed node's self-referencing fields"
+    )]
     fn chain(&self, addresses: &[SocketAddr]) -> *mut ADDRINFOEXW {
         let mut next: *mut ADDRINFOEXW = std::ptr::null_mut();
         for (index, address) in addresses.iter().enumerate().rev() {
@@ -282,6 +290,10 @@ unsafe fn finish(
 ///
 /// # Safety
 /// The provider accepted `irp`; `result` is valid until the IRP completes.
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "arming or taking back the cancel routine and reading `Cancel` are one ordered step on one owned IRP"
+)]
 pub(crate) unsafe fn resolve(irp: *mut IRP, query: Query, result: *mut *mut ADDRINFOEXW) -> NTSTATUS {
     let result = Out(result);
     if let Some(outcome) = query.immediate() {
@@ -330,9 +342,10 @@ pub(crate) unsafe fn resolve(irp: *mut IRP, query: Query, result: *mut *mut ADDR
 
 /// Cancel routine of a pending resolution.
 unsafe extern "system" fn cancel_routine(_device: *mut DEVICE_OBJECT, irp: *mut IRP) {
-    // SAFETY: IoCancelIrp holds the cancel spin lock for us; the IRP is ours (we won the
-    // exchange of the cancel routine).
-    unsafe { IoReleaseCancelSpinLock((*irp).CancelIrql) };
+    // SAFETY: the IRP is ours (we won the exchange of the cancel routine), so it is live.
+    let irql = unsafe { (*irp).CancelIrql };
+    // SAFETY: IoCancelIrp holds the cancel spin lock for us and stored the IRQL to return to.
+    unsafe { IoReleaseCancelSpinLock(irql) };
     lock(&PENDING).remove(&(irp as usize));
     // SAFETY: as above: the provider owns the IRP and completes it once.
     unsafe { provider::complete(irp, STATUS_CANCELLED, 0) };

@@ -26,121 +26,13 @@ use std::sync::{Arc, Mutex};
 use wsk_sys::{NTSTATUS, STATUS_INVALID_HANDLE, STATUS_INVALID_PARAMETER, WSK_SOCKET};
 
 use super::addr::Family;
-use super::events::{self, Events};
-use super::queue::{Irp, Op};
+use super::events;
+use super::model::{Events, Kind, Phase, Queue, Recorded, State};
 use super::{reactor, registration};
 use crate::sync::lock;
 use crate::verifier::{Leak, LeakKind, Rule, bugcheck};
 
-/// What kind of socket, and so which provider dispatch table its `Dispatch` points to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Basic,
-    Listen,
-    Connection,
-    Datagram,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Basic => "basic",
-            Kind::Listen => "listen",
-            Kind::Connection => "connection",
-            Kind::Datagram => "datagram",
-        }
-    }
-}
-
-/// Where the host socket is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    /// Created, not bound.
-    Created,
-    /// Bound (connection and datagram sockets).
-    Bound,
-    /// Bound and listening (listen sockets listen as soon as they are bound).
-    Listening,
-    /// A connect is under way.
-    Connecting,
-    /// Connected (accepted sockets start here).
-    Connected,
-}
-
-/// Socket options that Windows keeps and the host does not express the same way.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Recorded {
-    pub reuse_address: bool,
-    pub exclusive_address_use: bool,
-    pub send_buffer: Option<u32>,
-    pub receive_buffer: Option<u32>,
-}
-
-/// The queues of pending operations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Queue {
-    Connect,
-    Accept,
-    Send,
-    Receive,
-}
-
-impl Queue {
-    pub(crate) const ALL: [Queue; 4] = [Queue::Connect, Queue::Accept, Queue::Send, Queue::Receive];
-}
-
-/// The mutable part of a socket, behind its lock.
-pub(crate) struct State {
-    /// The host socket (nonblocking); `None` once closed or aborted.
-    pub host: Option<socket2::Socket>,
-    pub phase: Phase,
-    /// A graceful disconnect (FIN) was sent.
-    pub fin_sent: bool,
-    /// The peer's FIN was seen (a receive returned 0).
-    pub peer_fin: bool,
-    /// A sticky connection error (reset, abort): every later send or receive fails with it.
-    pub error: Option<NTSTATUS>,
-    /// The client knows the socket (false while `WskSocketConnect` is pending).
-    pub handed_out: bool,
-    /// `WskCloseSocket` was called: no new operation is queued.
-    pub closing: bool,
-    pub recorded: Recorded,
-    pub connects: VecDeque<Op>,
-    pub accepts: VecDeque<Op>,
-    pub sends: VecDeque<Op>,
-    pub receives: VecDeque<Op>,
-    /// IRPs taken out of the queues and being completed (outside the lock).
-    pub inflight: usize,
-    /// The close IRP, pending until `inflight` is zero, the queues are empty and no event
-    /// callback runs.
-    pub close_irp: Option<Irp>,
-    /// Event callbacks: the client's context and table, enabled events, indications.
-    pub events: Events,
-}
-
 impl State {
-    pub(crate) fn queue(&mut self, queue: Queue) -> &mut VecDeque<Op> {
-        match queue {
-            Queue::Connect => &mut self.connects,
-            Queue::Accept => &mut self.accepts,
-            Queue::Send => &mut self.sends,
-            Queue::Receive => &mut self.receives,
-        }
-    }
-
-    fn queues_empty(&self) -> bool {
-        self.connects.is_empty() && self.accepts.is_empty() && self.sends.is_empty() && self.receives.is_empty()
-    }
-
-    /// The close IRP, if the close may complete now.
-    pub(crate) fn take_close_if_ready(&mut self) -> Option<Irp> {
-        if self.closing && self.inflight == 0 && self.queues_empty() && self.events.running.is_empty() {
-            self.close_irp.take()
-        } else {
-            None
-        }
-    }
-
     /// Closes the host socket: deregisters it, and resets the connection (SO_LINGER 0) when
     /// `abortive`.
     pub(crate) fn close_host(&mut self, abortive: bool) {

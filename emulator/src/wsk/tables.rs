@@ -22,9 +22,10 @@ use wsk_sys::{
 };
 
 use super::addr::{self, Family};
-use super::buf::{self, Segments};
-use super::queue::{self, Action, OpKind, Out, complete_now};
-use super::socket::{self, Call, Kind, Phase, Queue, Socket};
+use super::buf;
+use super::model::{Action, Client, Irp, Kind, OpKind, Out, Phase, Queue, Segments};
+use super::queue::{self, complete_now};
+use super::socket::{self, Call, Socket};
 use super::status;
 use super::{events, indication, options};
 use crate::irp::provider;
@@ -189,12 +190,12 @@ unsafe extern "system" fn accept(
     };
     queue::submit(
         &call.socket,
-        queue::Irp(irp),
+        Irp(irp),
         Queue::Accept,
         OpKind::Accept {
             local: Out(local),
             remote: Out(remote),
-            client: events::Client { context: context as usize, dispatch: dispatch as usize },
+            client: Client { context: context as usize, dispatch: dispatch as usize },
         },
     )
 }
@@ -249,7 +250,7 @@ unsafe fn connect_socket(call: &Call, remote: *const SOCKADDR, irp: *mut IRP) ->
         }
     };
     match started {
-        Ok(true) => queue::submit(socket, queue::Irp(irp), Queue::Connect, OpKind::Connect { create: false }),
+        Ok(true) => queue::submit(socket, Irp(irp), Queue::Connect, OpKind::Connect { create: false }),
         // SAFETY: accepted.
         Ok(false) => unsafe { complete_now(irp, STATUS_SUCCESS, 0) },
         // SAFETY: accepted.
@@ -380,7 +381,7 @@ unsafe extern "system" fn send(socket: *mut WSK_SOCKET, buffer: *mut WSK_BUF, fl
         // SAFETY: accepted.
         return unsafe { complete_now(irp, STATUS_SUCCESS, 0) };
     }
-    queue::submit(&call.socket, queue::Irp(irp), Queue::Send, OpKind::Send { buf, done: 0 })
+    queue::submit(&call.socket, Irp(irp), Queue::Send, OpKind::Send { buf, done: 0 })
 }
 
 unsafe extern "system" fn receive(
@@ -412,7 +413,7 @@ unsafe extern "system" fn receive(
         return status;
     }
     let wait_all = flags & WSK_FLAG_WAITALL != 0;
-    queue::submit(&call.socket, queue::Irp(irp), Queue::Receive, OpKind::Receive { buf, done: 0, wait_all })
+    queue::submit(&call.socket, Irp(irp), Queue::Receive, OpKind::Receive { buf, done: 0, wait_all })
 }
 
 /// Abortive disconnect: resets the connection now and fails pending transfers.
@@ -462,7 +463,7 @@ unsafe extern "system" fn disconnect(
         // SAFETY: accepted.
         return unsafe { complete_now(irp, STATUS_INVALID_CONNECTION, 0) };
     }
-    queue::submit(&call.socket, queue::Irp(irp), Queue::Send, OpKind::Disconnect { buf, done: 0 })
+    queue::submit(&call.socket, Irp(irp), Queue::Send, OpKind::Disconnect { buf, done: 0 })
 }
 
 unsafe extern "system" fn release_data(socket: *mut WSK_SOCKET, list: *mut WSK_DATA_INDICATION) -> NTSTATUS {
@@ -513,7 +514,7 @@ unsafe extern "system" fn send_to(
         Ok(buf) => buf,
         Err(status) => return status,
     };
-    queue::submit(&call.socket, queue::Irp(irp), Queue::Send, OpKind::SendTo { buf, to })
+    queue::submit(&call.socket, Irp(irp), Queue::Send, OpKind::SendTo { buf, to })
 }
 
 unsafe extern "system" fn receive_from(
@@ -546,7 +547,7 @@ unsafe extern "system" fn receive_from(
         control_length: Out(control_length),
         control_flags: Out(control_flags),
     };
-    queue::submit(&call.socket, queue::Irp(irp), Queue::Receive, kind)
+    queue::submit(&call.socket, Irp(irp), Queue::Receive, kind)
 }
 
 unsafe extern "system" fn send_messages(
@@ -629,7 +630,7 @@ unsafe extern "system" fn close_socket(socket: *mut WSK_SOCKET, irp: *mut IRP) -
         return status;
     }
     match socket::begin_close(socket) {
-        Ok(socket) => queue::close(&socket, queue::Irp(irp)),
+        Ok(socket) => queue::close(&socket, Irp(irp)),
         // SAFETY: accepted above.
         Err(status) => unsafe { complete_now(irp, status, 0) },
     }

@@ -2,7 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use wsk_emulator::{Kernel, LoadedDriver, Rule, VerifierReport};
+use wsk_emulator::{Kernel, LoadedDriver, provider};
+use wsk_sys::{FALSE, IO_COMPLETION_ROUTINE, IRP, IoAllocateIrp, IoSetCompletionRoutine, PVOID};
 
 /// A pool tag.
 pub const TAG: u32 = u32::from_le_bytes(*b"Test");
@@ -27,19 +28,6 @@ pub fn eventually(mut condition: impl FnMut() -> bool) -> bool {
     condition()
 }
 
-/// Asserts that the report is clean.
-pub fn assert_clean(report: &VerifierReport) {
-    assert!(report.is_clean(), "expected a clean report:\n{report}");
-}
-
-/// Asserts that `rule` fired, and that it was the first violation.
-pub fn assert_first(report: &VerifierReport, rule: Rule) {
-    let first = report.first_bugcheck().unwrap_or_else(|| panic!("expected {rule}, got a clean report:\n{report}"));
-    assert_eq!(first.rule, rule, "expected {rule} first:\n{report}");
-    assert!(first.message.len() > 10);
-    assert!(report.to_string().contains(rule.name()), "{report}");
-}
-
 /// A `UNICODE_STRING` over a leaked UTF-16 copy of `text`.
 pub fn unicode(text: &str) -> wsk_sys::UNICODE_STRING {
     let units: &'static mut [u16] = text.encode_utf16().collect::<Vec<u16>>().leak();
@@ -47,5 +35,34 @@ pub fn unicode(text: &str) -> wsk_sys::UNICODE_STRING {
         Length: (units.len() * 2) as u16,
         MaximumLength: (units.len() * 2) as u16,
         Buffer: units.as_mut_ptr(),
+    }
+}
+
+/// A fresh one-location IRP with `routine` (given `context`) set for success, error and
+/// cancel, as a driver prepares one before a call.
+///
+/// # Safety
+///
+/// `context` is what `routine` expects and lives until the IRP completed.
+pub unsafe fn armed_irp(routine: IO_COMPLETION_ROUTINE, context: PVOID) -> *mut IRP {
+    unsafe {
+        let irp = IoAllocateIrp(1, FALSE);
+        assert!(!irp.is_null());
+        IoSetCompletionRoutine(irp, Some(routine), context, true, true, true);
+        irp
+    }
+}
+
+/// [`armed_irp`], handed to the provider (`provider::accept`) as a WSK routine takes it: the
+/// test plays the provider and completes it with `provider::complete`.
+///
+/// # Safety
+///
+/// As [`armed_irp`].
+pub unsafe fn submitted_irp(routine: IO_COMPLETION_ROUTINE, context: PVOID) -> *mut IRP {
+    unsafe {
+        let irp = armed_irp(routine, context);
+        provider::accept(irp).unwrap();
+        irp
     }
 }

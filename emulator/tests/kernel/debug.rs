@@ -5,7 +5,7 @@ use std::time::Duration;
 use wsk_emulator::{Rule, debug_messages, with_irql};
 use wsk_sys::*;
 
-use crate::common::{assert_clean, assert_first, attach, unicode};
+use crate::common::{attach, unicode};
 
 fn last() -> String {
     debug_messages().last().expect("a message").text.clone()
@@ -38,7 +38,7 @@ fn windows_printf_dialect() {
         assert_eq!(message.filter, Some((77, 3)));
     }
     assert!(driver.debug_log().iter().any(|line| line == "plain -5 7 ff text"));
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -47,7 +47,7 @@ fn long_messages_are_truncated_to_512_bytes() {
     let long = std::ffi::CString::new("x".repeat(2000)).unwrap();
     unsafe { DbgPrint(c"%s".as_ptr(), long.as_ptr()) };
     assert_eq!(last().len(), 511);
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -56,7 +56,7 @@ fn wait_for_a_message_from_another_thread() {
     std::thread::spawn(|| unsafe { DbgPrint(c"ready on port %d\n".as_ptr(), 7007i32) });
     let line = driver.wait_for_debug_message("ready on port", Duration::from_secs(20)).unwrap();
     assert_eq!(line, "ready on port 7007");
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -70,5 +70,5 @@ fn unicode_format_above_passive_is_reported() {
     with_irql(DISPATCH_LEVEL, || unsafe {
         DbgPrint(c"%wZ\n".as_ptr(), &raw mut name);
     });
-    assert_first(&driver.unload(), Rule::DbgPrintUnicodeAbovePassive);
+    driver.unload().assert_first(Rule::DbgPrintUnicodeAbovePassive);
 }

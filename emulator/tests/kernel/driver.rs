@@ -7,7 +7,7 @@ use std::time::Duration;
 use wsk_emulator::{Kernel, LeakKind, Rule};
 use wsk_sys::*;
 
-use crate::common::{TAG, assert_clean, attach, unicode};
+use crate::common::{TAG, attach, unicode};
 
 static ENTRY_IRQL: AtomicU32 = AtomicU32::new(99);
 static UNLOAD_IRQL: AtomicU32 = AtomicU32::new(99);
@@ -79,10 +79,10 @@ fn load_calls_driver_entry_and_unload_calls_driver_unload() {
         String::from_utf16(unsafe { std::slice::from_raw_parts(name.Buffer, usize::from(name.Length) / 2) }).unwrap();
     assert_eq!(name, r"\Driver\echo");
     let report = driver.unload();
-    assert!(report.unload_called);
+    report.assert_unloaded();
     assert_eq!(UNLOADS.load(Ordering::SeqCst), unloads + 1);
     assert_eq!(UNLOAD_IRQL.load(Ordering::SeqCst), u32::from(PASSIVE_LEVEL));
-    assert_clean(&report);
+    report.assert_clean();
     assert_eq!(report.counters.pool_allocations, 1);
     assert!(report.to_string().contains("clean"), "{report}");
 }
@@ -98,8 +98,8 @@ fn failed_driver_entry_is_checked_for_leaks() {
     assert_eq!(error.status(), STATUS_UNSUCCESSFUL);
     let report = error.report();
     assert!(!report.unload_called);
-    assert!(report.has(Rule::PoolLeak));
-    assert_eq!(report.leaks_of(LeakKind::Pool).count(), 1);
+    report.assert_violation(Rule::PoolLeak);
+    report.assert_leaks(LeakKind::Pool, 1);
     assert!(error.to_string().contains("DriverEntry failed with 0xC0000001"));
 }
 
@@ -113,9 +113,9 @@ fn one_driver_at_a_time() {
         driver.unload()
     });
     assert!(receiver.recv_timeout(Duration::from_millis(50)).is_err(), "the second load waits");
-    assert_clean(&first.unload());
+    first.unload().assert_clean();
     receiver.recv_timeout(Duration::from_secs(20)).expect("the second load proceeds after unload");
-    assert_clean(&second.join().unwrap());
+    second.join().unwrap().assert_clean();
 }
 
 #[test]
@@ -132,7 +132,7 @@ fn dropping_a_driver_unloads_it() {
         unsafe { ExAllocatePoolWithTag(NonPagedPoolNx, 10, TAG) };
     }
     // The slot is free again; the leak report went to stderr.
-    assert_clean(&attach().unload());
+    attach().unload().assert_clean();
 }
 
 #[test]
@@ -178,8 +178,7 @@ fn ke_bug_check_ex_in_a_work_item_stops_the_driver() {
     }
     assert!(crate::common::eventually(|| driver.crashed()));
     let report = driver.unload();
-    let first = report.first_bugcheck().unwrap();
-    assert_eq!(first.rule, Rule::DriverBugCheck);
+    let first = report.assert_first(Rule::DriverBugCheck);
     assert_eq!((first.code, first.parameter1), (0xDEAD, 1));
     assert!(first.message.contains("KeBugCheckEx(0x0000DEAD, 0x1, 0x2, 0x3, 0x4)"), "{report}");
     // The stopped worker was replaced: every worker can still be occupied at once.
@@ -191,5 +190,5 @@ fn ke_bug_check_ex_in_a_work_item_stops_the_driver() {
     for item in items {
         unsafe { IoFreeWorkItem(item) };
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use wsk_emulator::{Rule, with_irql};
 use wsk_sys::*;
 
-use crate::common::{PATIENCE, assert_clean, assert_first, attach};
+use crate::common::{PATIENCE, attach};
 
 /// A heap-allocated, shareable kernel event.
 struct Event(Box<KEVENT>);
@@ -61,7 +61,7 @@ fn initialize_set_clear_reset_read() {
         assert_eq!((*initially_set.ptr()).Header.Type, 1);
         assert_eq!(KeReadStateEvent(initially_set.ptr()), 1);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -75,7 +75,7 @@ fn waits_poll_time_out_and_succeed() {
     event.set();
     assert_eq!(event.wait(Some(0)), STATUS_SUCCESS);
     assert_eq!(event.wait(None), STATUS_SUCCESS, "notification events stay signalled");
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -91,7 +91,7 @@ fn wait_is_woken_by_another_thread() {
     };
     assert_eq!(event.wait(patience()), STATUS_SUCCESS);
     setter.join().unwrap();
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -120,7 +120,7 @@ fn synchronization_event_releases_one_waiter_per_set() {
     }
     assert_eq!(woken.load(Ordering::SeqCst), 3);
     assert_eq!(unsafe { KeReadStateEvent(event.ptr()) }, 0);
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -130,7 +130,7 @@ fn delay_execution_sleeps() {
     let start = unsafe { KeQueryInterruptTime() };
     assert_eq!(unsafe { KeDelayExecutionThread(KernelMode, FALSE, &mut interval) }, STATUS_SUCCESS);
     assert!(unsafe { KeQueryInterruptTime() } - start >= 20_000);
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -138,7 +138,7 @@ fn zero_timeout_wait_is_allowed_at_dispatch() {
     let driver = attach();
     let event = Event::new(NotificationEvent, true);
     assert_eq!(with_irql(DISPATCH_LEVEL, || event.wait(Some(0))), STATUS_SUCCESS);
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -147,17 +147,17 @@ fn blocking_wait_at_dispatch_level_is_reported() {
     let event = Event::new(NotificationEvent, false);
     assert_eq!(with_irql(DISPATCH_LEVEL, || event.wait(Some(-10_000_000))), STATUS_TIMEOUT, "becomes a poll");
     let report = driver.unload();
-    assert_first(&report, Rule::WaitAtDispatch);
-    assert_eq!(report.first_bugcheck().unwrap().code, 0xD1);
+    let first = report.assert_first(Rule::WaitAtDispatch);
+    assert_eq!(first.code, 0xD1);
 
     let driver = attach();
     assert_eq!(with_irql(DISPATCH_LEVEL, || event.wait(None)), STATUS_TIMEOUT);
-    assert_first(&driver.unload(), Rule::WaitAtDispatch);
+    driver.unload().assert_first(Rule::WaitAtDispatch);
 
     let driver = attach();
     let mut interval: LARGE_INTEGER = -10;
     with_irql(DISPATCH_LEVEL, || unsafe { KeDelayExecutionThread(KernelMode, FALSE, &mut interval) });
-    assert_first(&driver.unload(), Rule::IrqlTooHigh);
+    driver.unload().assert_first(Rule::IrqlTooHigh);
 }
 
 #[test]
@@ -168,5 +168,5 @@ fn wait_on_something_that_is_not_an_event() {
         KeWaitForSingleObject(garbage.as_mut_ptr().cast(), Executive, KernelMode, FALSE, std::ptr::null_mut())
     };
     assert_eq!(status, STATUS_INVALID_PARAMETER);
-    assert_first(&driver.unload(), Rule::InvalidDispatcherObject);
+    driver.unload().assert_first(Rule::InvalidDispatcherObject);
 }

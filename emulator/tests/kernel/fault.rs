@@ -5,7 +5,7 @@ use std::ptr;
 use wsk_emulator::{FaultPlan, Kernel, LoadedDriver, VerifierReport};
 use wsk_sys::*;
 
-use crate::common::{TAG, assert_clean};
+use crate::common::TAG;
 
 /// A scenario with several allocations that handles every failure by unwinding what it did.
 fn scenario() -> bool {
@@ -50,7 +50,7 @@ fn fail_every_allocation_in_turn() {
         assert!(!succeeded, "allocation {n} failed");
         assert_eq!(report.faults.injected, 1);
         assert_eq!(report.counters.injected_failures, 1);
-        assert_clean(&report);
+        report.assert_clean();
     }
     let (succeeded, report) = run(FaultPlan::FailNth(allocations + 1));
     assert!(succeeded);
@@ -105,5 +105,5 @@ fn plan_can_change_while_loaded_and_work_items_count() {
     }
     assert_eq!(driver.fault_stats().counted, 4);
     assert_eq!(driver.fault_stats().injected, 2);
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicUsize, Ordering};
 use wsk_emulator::{LeakKind, Rule, provider, with_irql};
 use wsk_sys::*;
 
-use crate::common::{PATIENCE, TAG, assert_clean, assert_first, attach, eventually};
+use crate::common::{PATIENCE, TAG, attach, eventually, submitted_irp};
 
 /// What a completion routine saw.
 struct Probe {
@@ -54,6 +54,12 @@ fn set_probe(irp: *mut IRP, probe: &Probe, success: bool, error: bool, cancel: b
     unsafe { IoSetCompletionRoutine(irp, Some(probe_routine), probe.context(), success, error, cancel) };
 }
 
+/// A one-location IRP whose completion `probe` records (on every outcome), taken by the
+/// provider.
+unsafe fn probed_irp(probe: &Probe) -> *mut IRP {
+    unsafe { submitted_irp(probe_routine, probe.context()) }
+}
+
 #[test]
 fn allocate_irp_has_the_kernel_layout() {
     let driver = attach();
@@ -73,7 +79,7 @@ fn allocate_irp_has_the_kernel_layout() {
         assert_eq!(driver.counters().irp_allocations, 1);
         assert_eq!(driver.counters().irp_frees, 1);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -81,9 +87,7 @@ fn provider_completion_runs_the_routine_at_dispatch_and_returns_the_irp() {
     let driver = attach();
     let probe = Probe::new(STATUS_MORE_PROCESSING_REQUIRED);
     unsafe {
-        let irp = IoAllocateIrp(1, FALSE);
-        set_probe(irp, &probe, true, true, true);
-        provider::accept(irp).unwrap();
+        let irp = probed_irp(&probe);
         assert_eq!((*irp).CurrentLocation, 1);
         provider::complete(irp, STATUS_SUCCESS, 42);
         assert_eq!(probe.calls(), 1);
@@ -103,7 +107,7 @@ fn provider_completion_runs_the_routine_at_dispatch_and_returns_the_irp() {
         assert_eq!(probe.status.load(Ordering::SeqCst), STATUS_CONNECTION_RESET);
         IoFreeIrp(irp);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 struct Completion {
@@ -127,9 +131,7 @@ fn pending_irp_completed_from_another_thread() {
     });
     unsafe {
         KeInitializeEvent(&mut completion.event, NotificationEvent, FALSE);
-        let irp = IoAllocateIrp(1, FALSE);
-        IoSetCompletionRoutine(irp, Some(signal_routine), (&raw mut *completion).cast(), true, true, true);
-        provider::accept(irp).unwrap();
+        let irp = submitted_irp(signal_routine, (&raw mut *completion).cast());
         provider::mark_pending(irp);
         let irp_address = irp as usize;
         let completer = std::thread::spawn(move || provider::complete(irp_address as *mut IRP, STATUS_SUCCESS, 7));
@@ -147,7 +149,7 @@ fn pending_irp_completed_from_another_thread() {
         assert_eq!((*irp).IoStatus.Information, 7);
         IoFreeIrp(irp);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 /// A two-location IRP: the driver's own location (top) holds a catch-all routine returning
@@ -209,7 +211,7 @@ fn invoke_flags_select_which_routines_run() {
             IoFreeIrp(irp);
         }
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -225,7 +227,7 @@ fn walk_stops_at_more_processing_required() {
         assert_eq!(outer.calls(), 0, "the walk stopped");
         IoFreeIrp(irp);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -241,7 +243,7 @@ fn pending_returned_propagates_through_locations_without_routine() {
         assert_eq!(outer.pending_returned.load(Ordering::SeqCst), 1);
         IoFreeIrp(irp);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -259,7 +261,7 @@ fn a_test_can_play_the_provider_with_raw_kernel_calls() {
         IoReuseIrp(irp, STATUS_SUCCESS);
         IoFreeIrp(irp);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -283,7 +285,7 @@ fn completion_reaching_the_io_manager_sets_user_iosb_and_event() {
         assert_eq!(KeReadStateEvent(&mut event), 1);
         ExFreePool(memory.cast());
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 struct CancelProbe {
@@ -334,7 +336,7 @@ fn cancel_calls_the_cancel_routine_under_the_cancel_lock() {
         provider::complete(irp, STATUS_CANCELLED, 0);
         IoFreeIrp(irp);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -365,14 +367,14 @@ fn cancel_spin_lock_excludes_and_raises_irql() {
         thread.join().unwrap();
     }
     assert_eq!(OVERLAPS.load(Ordering::SeqCst), 0);
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
 fn cancel_spin_lock_misuse_is_reported() {
     let driver = attach();
     unsafe { IoReleaseCancelSpinLock(PASSIVE_LEVEL) };
-    assert_first(&driver.unload(), Rule::SpinLockNotOwned);
+    driver.unload().assert_first(Rule::SpinLockNotOwned);
 
     let driver = attach();
     let mut first = 0;
@@ -383,7 +385,7 @@ fn cancel_spin_lock_misuse_is_reported() {
         IoReleaseCancelSpinLock(second);
         IoReleaseCancelSpinLock(first);
     }
-    assert_first(&driver.unload(), Rule::SpinLockRecursion);
+    driver.unload().assert_first(Rule::SpinLockRecursion);
     assert_eq!(KeGetCurrentIrql(), PASSIVE_LEVEL);
 }
 
@@ -396,8 +398,8 @@ fn irp_freed_twice() {
         IoFreeIrp(irp);
     }
     let report = driver.unload();
-    assert_first(&report, Rule::IrpDoubleFree);
-    assert_eq!(report.first_bugcheck().unwrap().code, 0xC9);
+    let first = report.assert_first(Rule::IrpDoubleFree);
+    assert_eq!(first.code, 0xC9);
 }
 
 #[test]
@@ -405,14 +407,12 @@ fn irp_freed_while_the_provider_owns_it() {
     let driver = attach();
     let probe = Probe::new(STATUS_MORE_PROCESSING_REQUIRED);
     unsafe {
-        let irp = IoAllocateIrp(1, FALSE);
-        set_probe(irp, &probe, true, true, true);
-        provider::accept(irp).unwrap();
+        let irp = probed_irp(&probe);
         IoFreeIrp(irp); // refused: the provider still owns it
         provider::complete(irp, STATUS_SUCCESS, 0); // the IRP is still valid
         assert_eq!(probe.calls(), 1);
     }
-    assert_first(&driver.unload(), Rule::IrpFreedWhileOwnedByProvider);
+    driver.unload().assert_first(Rule::IrpFreedWhileOwnedByProvider);
 }
 
 #[test]
@@ -423,7 +423,7 @@ fn irp_reused_while_the_provider_owns_it() {
         provider::accept(irp).unwrap();
         IoReuseIrp(irp, STATUS_SUCCESS);
     }
-    assert_first(&driver.unload(), Rule::IrpReusedWhileOwnedByProvider);
+    driver.unload().assert_first(Rule::IrpReusedWhileOwnedByProvider);
 
     let driver = attach();
     unsafe {
@@ -431,7 +431,7 @@ fn irp_reused_while_the_provider_owns_it() {
         provider::accept(irp).unwrap();
         assert!(provider::accept(irp).is_err(), "submitted twice");
     }
-    assert_first(&driver.unload(), Rule::IrpReusedWhileOwnedByProvider);
+    driver.unload().assert_first(Rule::IrpReusedWhileOwnedByProvider);
 }
 
 #[test]
@@ -439,26 +439,22 @@ fn irp_completed_twice() {
     let driver = attach();
     let probe = Probe::new(STATUS_MORE_PROCESSING_REQUIRED);
     unsafe {
-        let irp = IoAllocateIrp(1, FALSE);
-        set_probe(irp, &probe, true, true, true);
-        provider::accept(irp).unwrap();
+        let irp = probed_irp(&probe);
         provider::complete(irp, STATUS_SUCCESS, 0);
         IofCompleteRequest(irp, 0);
         assert_eq!(probe.calls(), 1);
     }
     let report = driver.unload();
-    assert_first(&report, Rule::IrpCompletedTwice);
-    assert_eq!(report.first_bugcheck().unwrap().code, 0x44);
+    let first = report.assert_first(Rule::IrpCompletedTwice);
+    assert_eq!(first.code, 0x44);
 
     let driver = attach();
     unsafe {
-        let irp = IoAllocateIrp(1, FALSE);
-        set_probe(irp, &probe, true, true, true);
-        provider::accept(irp).unwrap();
+        let irp = probed_irp(&probe);
         provider::complete(irp, STATUS_SUCCESS, 0);
         provider::complete(irp, STATUS_SUCCESS, 0);
     }
-    assert_first(&driver.unload(), Rule::IrpCompletedTwice);
+    driver.unload().assert_first(Rule::IrpCompletedTwice);
 }
 
 #[test]
@@ -469,7 +465,7 @@ fn irp_completed_with_status_pending() {
         provider::accept(irp).unwrap();
         provider::complete(irp, STATUS_PENDING, 0);
     }
-    assert_first(&driver.unload(), Rule::IrpCompletedWithPending);
+    driver.unload().assert_first(Rule::IrpCompletedWithPending);
 }
 
 #[test]
@@ -477,15 +473,13 @@ fn irp_completed_with_a_cancel_routine_set() {
     let driver = attach();
     let probe = Probe::new(STATUS_MORE_PROCESSING_REQUIRED);
     unsafe {
-        let irp = IoAllocateIrp(1, FALSE);
-        set_probe(irp, &probe, true, true, true);
-        provider::accept(irp).unwrap();
+        let irp = probed_irp(&probe);
         IoSetCancelRoutine(irp, Some(cancel_routine));
         provider::complete(irp, STATUS_SUCCESS, 0);
     }
     let report = driver.unload();
-    assert_first(&report, Rule::IrpCompletedWithCancelRoutine);
-    assert_eq!(report.first_bugcheck().unwrap().code, 0x48);
+    let first = report.assert_first(Rule::IrpCompletedWithCancelRoutine);
+    assert_eq!(first.code, 0x48);
 }
 
 #[test]
@@ -493,17 +487,15 @@ fn completion_routine_not_returning_more_processing_then_driver_frees() {
     let driver = attach();
     let probe = Probe::new(STATUS_SUCCESS); // broken: should be STATUS_MORE_PROCESSING_REQUIRED
     unsafe {
-        let irp = IoAllocateIrp(1, FALSE);
-        set_probe(irp, &probe, true, true, true);
-        provider::accept(irp).unwrap();
+        let irp = probed_irp(&probe);
         provider::complete(irp, STATUS_SUCCESS, 0);
         assert_eq!(probe.calls(), 1);
         assert!(driver.bugchecks().is_empty(), "not a violation until the driver frees or reuses the IRP");
         IoFreeIrp(irp);
     }
     let report = driver.unload();
-    assert_first(&report, Rule::CompletionRoutineDidNotReturnMoreProcessing);
-    assert_eq!(report.first_bugcheck().unwrap().code, 0xC9);
+    let first = report.assert_first(Rule::CompletionRoutineDidNotReturnMoreProcessing);
+    assert_eq!(first.code, 0xC9);
 }
 
 unsafe extern "system" fn free_and_return_success(
@@ -528,21 +520,17 @@ unsafe extern "system" fn free_and_return_more_processing(
 fn completion_routine_may_free_the_irp_only_with_more_processing_required() {
     let driver = attach();
     unsafe {
-        let irp = IoAllocateIrp(1, FALSE);
-        IoSetCompletionRoutine(irp, Some(free_and_return_more_processing), ptr::null_mut(), true, true, true);
-        provider::accept(irp).unwrap();
+        let irp = submitted_irp(free_and_return_more_processing, ptr::null_mut());
         provider::complete(irp, STATUS_SUCCESS, 0);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 
     let driver = attach();
     unsafe {
-        let irp = IoAllocateIrp(1, FALSE);
-        IoSetCompletionRoutine(irp, Some(free_and_return_success), ptr::null_mut(), true, true, true);
-        provider::accept(irp).unwrap();
+        let irp = submitted_irp(free_and_return_success, ptr::null_mut());
         provider::complete(irp, STATUS_SUCCESS, 0);
     }
-    assert_first(&driver.unload(), Rule::CompletionRoutineDidNotReturnMoreProcessing);
+    driver.unload().assert_first(Rule::CompletionRoutineDidNotReturnMoreProcessing);
 }
 
 #[test]
@@ -555,8 +543,8 @@ fn irp_without_a_stack_location_for_the_provider() {
         IoFreeIrp(irp);
     }
     let report = driver.unload();
-    assert_first(&report, Rule::IrpNoStackLocation);
-    assert_eq!(report.first_bugcheck().unwrap().code, 0x35);
+    let first = report.assert_first(Rule::IrpNoStackLocation);
+    assert_eq!(first.code, 0x35);
 }
 
 #[test]
@@ -567,7 +555,7 @@ fn initialize_irp_checks_the_packet_size() {
         IoInitializeIrp(memory, IoSizeOfIrp(1) as USHORT, 2);
         ExFreePool(memory.cast());
     }
-    assert_first(&driver.unload(), Rule::IrpInitializeTooSmall);
+    driver.unload().assert_first(Rule::IrpInitializeTooSmall);
 }
 
 #[test]
@@ -578,7 +566,7 @@ fn irp_from_initialize_cannot_be_freed_with_io_free_irp() {
         IoInitializeIrp(memory, IoSizeOfIrp(1) as USHORT, 1);
         IoFreeIrp(memory);
     }
-    assert_first(&driver.unload(), Rule::IrpBadPointer);
+    driver.unload().assert_first(Rule::IrpBadPointer);
 }
 
 #[test]
@@ -589,7 +577,7 @@ fn irp_used_after_free() {
         IoFreeIrp(irp);
         assert_eq!(IoCancelIrp(irp), FALSE);
     }
-    assert_first(&driver.unload(), Rule::IrpUseAfterFree);
+    driver.unload().assert_first(Rule::IrpUseAfterFree);
 }
 
 #[test]
@@ -598,7 +586,7 @@ fn irp_leaked_at_unload() {
     let irp = unsafe { IoAllocateIrp(2, FALSE) };
     unsafe { provider::accept(irp).unwrap() };
     let report = driver.unload();
-    assert_first(&report, Rule::IrpLeak);
+    report.assert_first(Rule::IrpLeak);
     let leak = report.leaks_of(LeakKind::Irp).next().unwrap();
     assert_eq!(leak.address, irp as usize);
     assert_eq!(leak.tag_text(), "Irp ");
@@ -610,14 +598,12 @@ fn completion_from_dispatch_level_caller() {
     let driver = attach();
     let probe = Probe::new(STATUS_MORE_PROCESSING_REQUIRED);
     unsafe {
-        let irp = IoAllocateIrp(1, FALSE);
-        set_probe(irp, &probe, true, true, true);
-        provider::accept(irp).unwrap();
+        let irp = probed_irp(&probe);
         with_irql(DISPATCH_LEVEL, || provider::complete(irp, STATUS_SUCCESS, 0));
         assert!(eventually(|| probe.calls() == 1));
         with_irql(DISPATCH_LEVEL, || IoFreeIrp(irp));
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -642,7 +628,7 @@ fn set_completion_routine_ex_installs_the_routine() {
         assert_eq!(probe.calls(), 1);
         IoFreeIrp(irp);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -654,7 +640,7 @@ fn pool_holding_an_irp_the_provider_owns_is_freed() {
         provider::accept(memory).unwrap();
         ExFreePool(memory.cast());
     }
-    assert_first(&driver.unload(), Rule::IrpFreedWhileOwnedByProvider);
+    driver.unload().assert_first(Rule::IrpFreedWhileOwnedByProvider);
 
     // Pool reused for a new IRP after a clean free is not confused with the old one.
     let driver = attach();
@@ -663,5 +649,5 @@ fn pool_holding_an_irp_the_provider_owns_is_freed() {
         IoInitializeIrp(memory, IoSizeOfIrp(1) as USHORT, 1);
         ExFreePool(memory.cast());
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }

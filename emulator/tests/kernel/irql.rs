@@ -7,7 +7,7 @@ use std::time::Instant;
 use wsk_emulator::{Rule, current_irql, with_irql};
 use wsk_sys::*;
 
-use crate::common::{PATIENCE, assert_clean, assert_first, attach, unicode};
+use crate::common::{PATIENCE, attach, unicode};
 
 #[test]
 fn irql_is_per_thread_and_scoped() {
@@ -34,7 +34,7 @@ fn irql_is_per_thread_and_scoped() {
     });
     assert_eq!(KeGetCurrentIrql(), PASSIVE_LEVEL);
     thread.join().unwrap();
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -50,7 +50,7 @@ fn dispatch_level_routines_are_fine_at_dispatch() {
         assert_eq!(string.Length, 2);
         assert_eq!(string.MaximumLength, 4);
     });
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -61,13 +61,13 @@ fn passive_only_routines_above_passive_are_reported() {
         MmGetSystemRoutineAddress(&mut name);
     });
     let report = driver.unload();
-    assert_first(&report, Rule::IrqlTooHigh);
-    assert_eq!(report.first_bugcheck().unwrap().code, 0xD1);
-    assert!(report.bugchecks[0].message.contains("MmGetSystemRoutineAddress called at APC_LEVEL"), "{report}");
+    let first = report.assert_first(Rule::IrqlTooHigh);
+    assert_eq!(first.code, 0xD1);
+    assert!(first.message.contains("MmGetSystemRoutineAddress called at APC_LEVEL"), "{report}");
 
     let driver = attach();
     with_irql(DISPATCH_LEVEL, || unsafe { KeFlushQueuedDpcs() });
-    assert_first(&driver.unload(), Rule::IrqlTooHigh);
+    driver.unload().assert_first(Rule::IrqlTooHigh);
 }
 
 #[test]
@@ -77,7 +77,7 @@ fn dispatch_routines_above_dispatch_are_reported() {
         let irp = IoAllocateIrp(1, FALSE);
         IoFreeIrp(irp);
     });
-    assert_first(&driver.unload(), Rule::IrqlTooHigh);
+    driver.unload().assert_first(Rule::IrqlTooHigh);
 }
 
 unsafe extern "system" fn raise_and_return(_device: *mut DEVICE_OBJECT, _context: PVOID) {
@@ -96,6 +96,6 @@ fn callback_returning_at_another_irql_is_reported() {
         IoFreeWorkItem(item);
     }
     let report = driver.unload();
-    assert_first(&report, Rule::SpinLockHeldOnReturn);
-    assert!(report.has(Rule::IrqlNotRestored), "{report}");
+    report.assert_first(Rule::SpinLockHeldOnReturn);
+    report.assert_violation(Rule::IrqlNotRestored);
 }

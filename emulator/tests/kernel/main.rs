@@ -1,8 +1,11 @@
 //! Integration tests of the emulated kernel. Every routine is called through `wsk_sys`'s
 //! declarations, as driver code does; the emulator's `#[no_mangle]` definitions resolve them.
 
-// Test code calls many kernel routines per block and documents the contract once per test.
-#![allow(clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block, non_snake_case)]
+#![expect(
+    clippy::undocumented_unsafe_blocks,
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "test code calls several kernel routines per block and states their contract once per test"
+)]
 
 mod common;
 

@@ -5,7 +5,7 @@ use std::ptr;
 use wsk_emulator::{LeakKind, Rule};
 use wsk_sys::*;
 
-use crate::common::{TAG, assert_clean, assert_first, attach};
+use crate::common::{TAG, attach};
 
 #[test]
 fn mdl_describes_a_non_paged_buffer() {
@@ -30,7 +30,7 @@ fn mdl_describes_a_non_paged_buffer() {
         ExFreePool(buffer.cast());
         assert_eq!(driver.counters().mdl_allocations, 1);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -43,7 +43,7 @@ fn mdl_over_host_memory_is_accepted_and_mapped() {
         assert_eq!(MmGetSystemAddressForMdlSafe(mdl, NormalPagePriority), buffer.as_mut_ptr().cast());
         IoFreeMdl(mdl);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -60,7 +60,7 @@ fn mdls_chain_on_an_irp() {
         IoFreeMdl(first);
         IoFreeIrp(irp);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -72,7 +72,7 @@ fn mapping_an_mdl_without_locked_pages_is_reported() {
         assert!(MmGetSystemAddressForMdlSafe(mdl, NormalPagePriority).is_null());
         IoFreeMdl(mdl);
     }
-    assert_first(&driver.unload(), Rule::MdlNotLocked);
+    driver.unload().assert_first(Rule::MdlNotLocked);
 }
 
 #[test]
@@ -84,7 +84,7 @@ fn mdl_freed_twice() {
         IoFreeMdl(mdl);
         IoFreeMdl(mdl);
     }
-    assert_first(&driver.unload(), Rule::MdlDoubleFree);
+    driver.unload().assert_first(Rule::MdlDoubleFree);
 }
 
 #[test]
@@ -97,7 +97,7 @@ fn mdl_for_paged_pool() {
         IoFreeMdl(mdl);
         ExFreePool(buffer);
     }
-    assert_first(&driver.unload(), Rule::MdlForPagedPool);
+    driver.unload().assert_first(Rule::MdlForPagedPool);
 }
 
 #[test]
@@ -111,8 +111,8 @@ fn mdl_for_freed_pool() {
         IoFreeMdl(mdl);
     }
     let report = driver.unload();
-    assert_first(&report, Rule::MdlForFreedPool);
-    assert_eq!(report.first_bugcheck().unwrap().code, 0xCC);
+    let first = report.assert_first(Rule::MdlForFreedPool);
+    assert_eq!(first.code, 0xCC);
 }
 
 #[test]
@@ -125,7 +125,7 @@ fn mdl_beyond_its_allocation() {
         IoFreeMdl(mdl);
         ExFreePool(buffer);
     }
-    assert_first(&driver.unload(), Rule::MdlBeyondAllocation);
+    driver.unload().assert_first(Rule::MdlBeyondAllocation);
 }
 
 #[test]
@@ -134,7 +134,7 @@ fn mdl_leaked_at_unload() {
     let mut buffer = [0u8; 8];
     let mdl = unsafe { IoAllocateMdl(buffer.as_mut_ptr().cast(), 8, FALSE, FALSE, ptr::null_mut()) };
     let report = driver.unload();
-    assert_first(&report, Rule::MdlLeak);
+    report.assert_first(Rule::MdlLeak);
     assert_eq!(report.leaks_of(LeakKind::Mdl).next().unwrap().address, mdl as usize);
 }
 
@@ -155,7 +155,7 @@ fn mapping_locked_pages_returns_the_buffer() {
         );
         IoFreeMdl(mdl);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -166,7 +166,7 @@ fn mdl_routines_on_something_that_is_not_an_mdl() {
         IoFreeMdl(block.cast());
         ExFreePool(block);
     }
-    assert_first(&driver.unload(), Rule::MdlBadPointer);
+    driver.unload().assert_first(Rule::MdlBadPointer);
 
     let driver = attach();
     let mut buffer = [0u8; 8];
@@ -175,5 +175,5 @@ fn mdl_routines_on_something_that_is_not_an_mdl() {
         IoFreeMdl(mdl);
         MmBuildMdlForNonPagedPool(mdl);
     }
-    assert_first(&driver.unload(), Rule::MdlBadPointer);
+    driver.unload().assert_first(Rule::MdlBadPointer);
 }

@@ -5,7 +5,7 @@ use std::time::Instant;
 use wsk_emulator::Kernel;
 use wsk_sys::*;
 
-use crate::common::{TAG, assert_clean};
+use crate::common::TAG;
 
 fn measure(capture_sites: bool, pairs: u32) -> f64 {
     let driver = Kernel::builder().capture_sites(capture_sites).attach("perf");
@@ -19,7 +19,7 @@ fn measure(capture_sites: bool, pairs: u32) -> f64 {
     }
     let elapsed = start.elapsed().as_secs_f64();
     let report = driver.unload();
-    assert_clean(&report);
+    report.assert_clean();
     assert_eq!(report.counters.pool_allocations, u64::from(pairs));
     elapsed
 }

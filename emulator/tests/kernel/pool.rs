@@ -5,7 +5,7 @@ use std::ptr;
 use wsk_emulator::{FREED_BYTE, FRESH_BYTE, LeakKind, Rule, with_irql};
 use wsk_sys::*;
 
-use crate::common::{TAG, assert_clean, assert_first, attach, unicode};
+use crate::common::{TAG, attach, unicode};
 
 type AllocatePool2 = PFN_EX_ALLOCATE_POOL2;
 
@@ -42,7 +42,7 @@ fn allocate_and_free_with_tags_and_types() {
         assert_eq!(counters.peak_nonpaged_bytes, 116);
         assert_eq!(counters.peak_paged_bytes, 5000);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -60,7 +60,7 @@ fn allocate_pool2_zeroes_unless_uninitialized() {
         ExFreePool(raw.cast());
         ExFreePool(paged);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -74,7 +74,7 @@ fn system_routine_address_resolves_exports_only() {
         let mut name = unicode("NoSuchRoutine");
         assert!(MmGetSystemRoutineAddress(&mut name).is_null());
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -89,7 +89,7 @@ fn freed_memory_is_poisoned_and_not_reused_at_once() {
         assert_ne!(a, b, "freed memory is not handed out again at once");
         ExFreePool(b.cast());
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -98,9 +98,8 @@ fn leak_is_reported_with_tag_size_and_site() {
     let leaked = unsafe { ExAllocatePoolWithTag(NonPagedPoolNx, 48, u32::from_le_bytes(*b"Leak")) };
     assert!(!leaked.is_null());
     let report = driver.unload();
-    assert_first(&report, Rule::PoolLeak);
-    let leaks: Vec<_> = report.leaks_of(LeakKind::Pool).collect();
-    assert_eq!(leaks.len(), 1);
+    report.assert_first(Rule::PoolLeak);
+    let leaks = report.assert_leaks(LeakKind::Pool, 1);
     assert_eq!(leaks[0].tag_text(), "Leak");
     assert_eq!(leaks[0].size, 48);
     assert_eq!(leaks[0].address, leaked as usize);
@@ -118,8 +117,8 @@ fn double_free_is_refused_and_reported() {
         ExFreePool(a);
     }
     let report = driver.unload();
-    assert_first(&report, Rule::PoolDoubleFree);
-    assert_eq!(report.first_bugcheck().unwrap().code, 0xC2);
+    let first = report.assert_first(Rule::PoolDoubleFree);
+    assert_eq!(first.code, 0xC2);
     assert!(report.crashed_before_unload);
 }
 
@@ -129,7 +128,7 @@ fn free_of_unknown_or_interior_address_is_reported() {
     let mut local = [0u8; 16];
     unsafe { ExFreePool(local.as_mut_ptr().cast()) };
     let report = driver.unload();
-    assert_first(&report, Rule::PoolFreeBadAddress);
+    report.assert_first(Rule::PoolFreeBadAddress);
 
     let driver = attach();
     unsafe {
@@ -138,9 +137,10 @@ fn free_of_unknown_or_interior_address_is_reported() {
         ExFreePool(a.cast());
     }
     let report = driver.unload();
-    assert_first(&report, Rule::PoolFreeBadAddress);
-    assert!(report.bugchecks[0].message.contains("inside a pool block"), "{report}");
-    assert!(report.leaks.is_empty(), "leaks are not checked after a crash");
+    let first = report.assert_first(Rule::PoolFreeBadAddress);
+    assert!(first.message.contains("inside a pool block"), "{report}");
+    // Leaks are not checked after a crash.
+    report.assert_no_leaks();
 }
 
 #[test]
@@ -151,8 +151,8 @@ fn tag_mismatch_is_reported() {
         ExFreePoolWithTag(a, u32::from_le_bytes(*b"Othr"));
     }
     let report = driver.unload();
-    assert_first(&report, Rule::PoolTagMismatch);
-    assert!(report.bugchecks[0].message.contains("'Othr'"));
+    let first = report.assert_first(Rule::PoolTagMismatch);
+    assert!(first.message.contains("'Othr'"));
 }
 
 #[test]
@@ -163,7 +163,7 @@ fn buffer_overrun_is_caught_at_free() {
         *a.add(10) = 0; // one past the end
         ExFreePool(a.cast());
     }
-    assert_first(&driver.unload(), Rule::PoolOverrun);
+    driver.unload().assert_first(Rule::PoolOverrun);
 }
 
 #[test]
@@ -174,7 +174,7 @@ fn write_after_free_is_caught() {
         ExFreePool(a.cast());
         *a.add(3) = 1; // use after free
     }
-    assert_first(&driver.unload(), Rule::PoolWriteAfterFree);
+    driver.unload().assert_first(Rule::PoolWriteAfterFree);
 }
 
 #[test]
@@ -184,14 +184,14 @@ fn paged_pool_at_dispatch_level_is_reported() {
     assert!(!block.is_null(), "the call still succeeds");
     unsafe { ExFreePool(block) };
     let report = driver.unload();
-    assert_first(&report, Rule::PoolPagedAtDispatch);
-    assert_eq!(report.bugchecks[0].code, 0xC4);
-    assert_eq!(report.bugchecks[0].parameter1, 0x01);
+    let first = report.assert_first(Rule::PoolPagedAtDispatch);
+    assert_eq!(first.code, 0xC4);
+    assert_eq!(first.parameter1, 0x01);
 
     let driver = attach();
     let block = unsafe { ExAllocatePoolWithTag(PagedPool, 8, TAG) };
     with_irql(DISPATCH_LEVEL, || unsafe { ExFreePool(block) });
-    assert_first(&driver.unload(), Rule::PoolPagedAtDispatch);
+    driver.unload().assert_first(Rule::PoolPagedAtDispatch);
 }
 
 #[test]
@@ -199,7 +199,7 @@ fn non_paged_pool_above_dispatch_level_is_reported() {
     let driver = attach();
     let block = with_irql(HIGH_LEVEL, || unsafe { ExAllocatePoolWithTag(NonPagedPoolNx, 8, TAG) });
     unsafe { ExFreePool(block) };
-    assert_first(&driver.unload(), Rule::IrqlTooHigh);
+    driver.unload().assert_first(Rule::IrqlTooHigh);
 }
 
 #[test]
@@ -207,21 +207,21 @@ fn zero_size_zero_tag_and_bad_types_are_reported() {
     let driver = attach();
     let block = unsafe { ExAllocatePoolWithTag(NonPagedPoolNx, 0, TAG) };
     unsafe { ExFreePool(block) };
-    assert_first(&driver.unload(), Rule::PoolZeroSize);
+    driver.unload().assert_first(Rule::PoolZeroSize);
 
     let driver = attach();
     let block = unsafe { ExAllocatePoolWithTag(NonPagedPoolNx, 8, 0) };
     unsafe { ExFreePool(block) };
-    assert_first(&driver.unload(), Rule::PoolZeroTag);
+    driver.unload().assert_first(Rule::PoolZeroTag);
 
     let driver = attach();
     assert!(unsafe { ExAllocatePoolWithTag(2, 8, TAG) }.is_null(), "must-succeed pool is refused");
-    assert_first(&driver.unload(), Rule::PoolBadType);
+    driver.unload().assert_first(Rule::PoolBadType);
 
     let driver = attach();
     let allocate = pool2();
     assert!(unsafe { allocate(POOL_FLAG_NON_PAGED | POOL_FLAG_PAGED, 8, TAG) }.is_null());
-    assert_first(&driver.unload(), Rule::PoolBadType);
+    driver.unload().assert_first(Rule::PoolBadType);
 }
 
 #[test]
@@ -232,7 +232,7 @@ fn freeing_an_irp_with_ex_free_pool_is_reported() {
         ExFreePool(irp.cast());
         IoFreeIrp(irp);
     }
-    assert_first(&driver.unload(), Rule::PoolFreeWrongRoutine);
+    driver.unload().assert_first(Rule::PoolFreeWrongRoutine);
 }
 
 #[test]
@@ -247,5 +247,5 @@ fn verifier_off_skips_special_pool_and_leak_checks() {
     }
     let report = driver.unload();
     assert!(!report.verifier);
-    assert_clean(&report);
+    report.assert_clean();
 }

@@ -5,7 +5,7 @@ use std::mem::offset_of;
 use wsk_emulator::{Kernel, LeakKind, RegistryValue, Rule, with_irql};
 use wsk_sys::*;
 
-use crate::common::{assert_clean, assert_first, attach, unicode};
+use crate::common::{attach, unicode};
 
 fn open(path: &str, root: HANDLE) -> Result<HANDLE, NTSTATUS> {
     let mut name = unicode(path);
@@ -65,7 +65,7 @@ fn query_dword_and_string_parameters() {
     assert_eq!(String::from_utf16(&text).unwrap(), "127.0.0.1\0");
 
     assert_eq!(unsafe { ZwClose(key) }, STATUS_SUCCESS);
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -86,7 +86,7 @@ fn short_buffers_and_missing_values() {
     let status = unsafe { ZwQueryValueKey(key, &mut value_name, 0, buffer.as_mut_ptr().cast(), 64, &mut result) };
     assert_eq!(status, STATUS_INVALID_PARAMETER, "only KeyValuePartialInformation is emulated");
     unsafe { ZwClose(key) };
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -109,7 +109,7 @@ fn other_value_types_and_runtime_changes() {
     assert_eq!(status, STATUS_SUCCESS);
     assert_eq!(bytes[DATA], 9);
     unsafe { ZwClose(key) };
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -128,7 +128,7 @@ fn keys_open_relative_to_the_service_key() {
         ZwClose(parameters);
         ZwClose(service);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -136,7 +136,7 @@ fn parameters_key_exists_only_with_values() {
     let driver = attach();
     assert_eq!(open(&parameters_path("test"), std::ptr::null_mut()), Err(STATUS_OBJECT_NAME_NOT_FOUND));
     assert_eq!(open(r"\Registry\Machine\Software", std::ptr::null_mut()), Err(STATUS_OBJECT_NAME_NOT_FOUND));
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -148,8 +148,8 @@ fn handle_closed_twice_is_reported() {
         assert_eq!(ZwClose(key), STATUS_INVALID_HANDLE);
     }
     let report = driver.unload();
-    assert_first(&report, Rule::InvalidHandle);
-    assert_eq!(report.first_bugcheck().unwrap().code, 0x93);
+    let first = report.assert_first(Rule::InvalidHandle);
+    assert_eq!(first.code, 0x93);
 }
 
 #[test]
@@ -157,7 +157,7 @@ fn handle_leaked_at_unload() {
     let driver = Kernel::builder().param_dword("Port", 1).attach("echo");
     let key = open(&parameters_path("echo"), std::ptr::null_mut()).unwrap();
     let report = driver.unload();
-    assert_first(&report, Rule::HandleLeak);
+    report.assert_first(Rule::HandleLeak);
     assert_eq!(report.leaks_of(LeakKind::Handle).next().unwrap().address, key as usize);
 }
 
@@ -166,5 +166,5 @@ fn registry_at_dispatch_is_reported() {
     let driver = Kernel::builder().param_dword("Port", 1).attach("echo");
     let key = with_irql(DISPATCH_LEVEL, || open(&parameters_path("echo"), std::ptr::null_mut())).unwrap();
     unsafe { ZwClose(key) };
-    assert_first(&driver.unload(), Rule::IrqlTooHigh);
+    driver.unload().assert_first(Rule::IrqlTooHigh);
 }

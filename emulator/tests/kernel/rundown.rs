@@ -7,7 +7,7 @@ use std::time::Duration;
 use wsk_emulator::{Rule, with_irql};
 use wsk_sys::*;
 
-use crate::common::{assert_clean, assert_first, attach, eventually};
+use crate::common::{attach, eventually};
 
 struct RunRef(Box<EX_RUNDOWN_REF>);
 
@@ -46,7 +46,7 @@ fn acquire_release_and_rundown() {
         assert_eq!(ExAcquireRundownProtection(run_ref.ptr()), TRUE);
         ExReleaseRundownProtection(run_ref.ptr());
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -76,7 +76,7 @@ fn wait_blocks_until_the_last_release() {
     with_irql(DISPATCH_LEVEL, || unsafe { ExReleaseRundownProtection(run_ref.ptr()) });
     waiter.join().unwrap();
     assert!(done.load(Ordering::SeqCst));
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -84,7 +84,7 @@ fn release_without_acquire_is_reported() {
     let driver = attach();
     let run_ref = RunRef::new();
     unsafe { ExReleaseRundownProtection(run_ref.ptr()) };
-    assert_first(&driver.unload(), Rule::RundownReleaseWithoutAcquire);
+    driver.unload().assert_first(Rule::RundownReleaseWithoutAcquire);
 }
 
 #[test]
@@ -92,5 +92,5 @@ fn waiting_for_rundown_at_dispatch_is_reported() {
     let driver = attach();
     let run_ref = RunRef::new();
     with_irql(DISPATCH_LEVEL, || unsafe { ExWaitForRundownProtectionRelease(run_ref.ptr()) });
-    assert_first(&driver.unload(), Rule::IrqlTooHigh);
+    driver.unload().assert_first(Rule::IrqlTooHigh);
 }

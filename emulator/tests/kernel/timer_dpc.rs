@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wsk_emulator::{DPC_THREADS, Kernel, LeakKind, LoadedDriver, Rule};
 use wsk_sys::*;
 
-use crate::common::{PATIENCE, TAG, assert_clean, assert_first, attach, eventually};
+use crate::common::{PATIENCE, TAG, attach, eventually};
 
 /// What a DPC routine saw.
 struct DpcProbe {
@@ -118,7 +118,7 @@ fn dpc_runs_once_per_queueing_at_dispatch_on_a_dpc_thread() {
         assert!(probe.on_dpc_thread.load(Ordering::SeqCst));
         assert!((*dpc).DpcData.is_null(), "dequeued");
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -137,7 +137,7 @@ fn dpc_is_queued_at_most_once_and_can_be_removed_and_flushed() {
         KeFlushQueuedDpcs();
         assert_eq!(probe.runs(), 1, "flushed: the queued DPC ran, once");
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -156,7 +156,7 @@ fn one_shot_timer_signals_and_queues_its_dpc() {
         assert_eq!(KeCancelTimer(timer), FALSE, "expired one-shot timers are not set");
         assert_eq!(driver.counters().timers_fired, 1);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -173,7 +173,7 @@ fn timer_can_be_reset_and_cancelled_before_it_fires() {
         assert_eq!(KeReadStateTimer(timer), FALSE);
     }
     assert_eq!(probe.runs(), 0);
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -190,7 +190,7 @@ fn periodic_timer_fires_repeatedly_until_cancelled() {
     }
     let runs = probe.runs();
     assert!(runs >= 3);
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -202,7 +202,7 @@ fn synchronization_timer_resets_on_a_satisfied_wait() {
         assert_eq!(wait_on(timer.cast(), patience_100ns()), STATUS_SUCCESS);
         assert_eq!(wait_on(timer.cast(), 0), STATUS_TIMEOUT, "auto-reset");
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -215,7 +215,7 @@ fn absolute_due_time_is_a_system_time() {
         KeSetTimerEx(timer, system_time + 20_000, 0, std::ptr::null_mut());
         assert_eq!(wait_on(timer.cast(), patience_100ns()), STATUS_SUCCESS);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -224,8 +224,8 @@ fn timer_pending_at_unload() {
     let timer = new_timer(NotificationTimer);
     unsafe { KeSetTimerEx(timer, -600_000_000, 0, std::ptr::null_mut()) };
     let report = driver.unload();
-    assert_first(&report, Rule::TimerPendingAtUnload);
-    assert_eq!(report.first_bugcheck().unwrap().code, 0xCE);
+    let first = report.assert_first(Rule::TimerPendingAtUnload);
+    assert_eq!(first.code, 0xCE);
     assert_eq!(report.leaks_of(LeakKind::Timer).next().unwrap().address, timer as usize);
     // Torn down with the session: it never fires into a later driver.
     assert_eq!(unsafe { KeCancelTimer(timer) }, FALSE);
@@ -244,7 +244,7 @@ fn dpc_pending_at_unload() {
     unsafe { KeInsertQueueDpc(dpc, std::ptr::null_mut(), std::ptr::null_mut()) };
     let report = driver.unload();
     gate.open();
-    assert_first(&report, Rule::DpcPendingAtUnload);
+    report.assert_first(Rule::DpcPendingAtUnload);
     assert!(report.leaks_of(LeakKind::Dpc).any(|leak| leak.address == dpc as usize && leak.detail == "queued"));
     assert!(report.leaks_of(LeakKind::Dpc).any(|leak| leak.detail == "running"));
     // Dequeued with the session.
@@ -263,8 +263,8 @@ fn timer_in_freed_pool() {
         assert_eq!(KeCancelTimer(timer), FALSE, "the freed timer was cancelled");
     }
     let report = driver.unload();
-    assert_first(&report, Rule::TimerOrDpcInFreedPool);
-    assert_eq!(report.first_bugcheck().unwrap().code, 0xC7);
+    let first = report.assert_first(Rule::TimerOrDpcInFreedPool);
+    assert_eq!(first.code, 0xC7);
 }
 
 #[test]
@@ -280,7 +280,7 @@ fn dpc_in_freed_pool() {
     }
     gate.open();
     let report = driver.unload();
-    assert_first(&report, Rule::TimerOrDpcInFreedPool);
+    report.assert_first(Rule::TimerOrDpcInFreedPool);
     assert_eq!(probe.runs(), 0);
 }
 
@@ -289,12 +289,12 @@ fn uninitialized_timer_and_dpc_are_reported() {
     let driver = attach();
     let timer = Box::leak(Box::new(unsafe { std::mem::zeroed::<KTIMER>() }));
     assert_eq!(unsafe { KeSetTimerEx(timer, -1, 0, std::ptr::null_mut()) }, FALSE);
-    assert_first(&driver.unload(), Rule::TimerInvalid);
+    driver.unload().assert_first(Rule::TimerInvalid);
 
     let driver = attach();
     let dpc = Box::leak(Box::new(unsafe { std::mem::zeroed::<KDPC>() }));
     assert_eq!(unsafe { KeInsertQueueDpc(dpc, std::ptr::null_mut(), std::ptr::null_mut()) }, FALSE);
-    assert_first(&driver.unload(), Rule::DpcInvalid);
+    driver.unload().assert_first(Rule::DpcInvalid);
 
     let driver = attach();
     let timer = new_timer(NotificationTimer);
@@ -302,7 +302,7 @@ fn uninitialized_timer_and_dpc_are_reported() {
         KeSetTimerEx(timer, -600_000_000, 0, std::ptr::null_mut());
         KeInitializeTimerEx(timer, NotificationTimer);
     }
-    assert_first(&driver.unload(), Rule::TimerInvalid);
+    driver.unload().assert_first(Rule::TimerInvalid);
 }
 
 #[test]
@@ -340,5 +340,5 @@ fn dpc_returning_with_the_cancel_lock_held() {
     }
     assert!(eventually(|| IRQL_BUG_RUNS.load(Ordering::SeqCst) == 1));
     assert!(driver.wait_idle(PATIENCE));
-    assert_first(&driver.unload(), Rule::SpinLockHeldOnReturn);
+    driver.unload().assert_first(Rule::SpinLockHeldOnReturn);
 }

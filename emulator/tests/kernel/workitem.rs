@@ -6,7 +6,7 @@ use std::time::Duration;
 use wsk_emulator::{Kernel, LeakKind, Rule, WORKER_THREADS};
 use wsk_sys::*;
 
-use crate::common::{PATIENCE, assert_clean, assert_first, attach, eventually};
+use crate::common::{PATIENCE, attach, eventually};
 
 struct Seen {
     runs: AtomicU32,
@@ -50,7 +50,7 @@ fn work_item_runs_at_passive_with_its_device_and_context() {
         IoFreeWorkItem(item);
         assert_eq!(driver.counters().work_items_run, 2);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 static REQUEUES: AtomicU32 = AtomicU32::new(0);
@@ -74,7 +74,7 @@ fn work_item_may_requeue_and_free_itself_from_its_routine() {
     }
     assert!(driver.wait_idle(PATIENCE));
     assert_eq!(REQUEUES.load(Ordering::SeqCst), 4);
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 /// Holds work item routines until released.
@@ -125,7 +125,7 @@ fn worker_threads_run_work_items_concurrently() {
     for item in items {
         unsafe { IoFreeWorkItem(item) };
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 static SLOW_DONE: AtomicU32 = AtomicU32::new(0);
@@ -154,7 +154,7 @@ fn unload_waits_for_queued_and_running_work_items() {
     let driver = Kernel::builder().load("worky", entry_queueing_work).unwrap();
     let report = driver.unload();
     assert_eq!(SLOW_DONE.load(Ordering::SeqCst), 1, "the work item ran to completion before the leak check");
-    assert_clean(&report);
+    report.assert_clean();
 }
 
 #[test]
@@ -170,8 +170,8 @@ fn work_item_queued_twice() {
     }
     gate.open();
     let report = driver.unload();
-    assert_first(&report, Rule::WorkItemQueuedTwice);
-    assert_eq!(report.first_bugcheck().unwrap().code, 0xE4);
+    let first = report.assert_first(Rule::WorkItemQueuedTwice);
+    assert_eq!(first.code, 0xE4);
 }
 
 #[test]
@@ -185,7 +185,7 @@ fn work_item_freed_while_queued() {
         IoFreeWorkItem(item);
     }
     gate.open();
-    assert_first(&driver.unload(), Rule::WorkItemFreedWhileQueued);
+    driver.unload().assert_first(Rule::WorkItemFreedWhileQueued);
 }
 
 #[test]
@@ -204,7 +204,7 @@ fn crashed_driver_gets_no_more_work_items() {
     assert_eq!(SEEN.runs.load(Ordering::SeqCst), before, "the queued work item was dropped");
     let report = driver.unload();
     assert!(report.crashed_before_unload && !report.unload_called);
-    assert_first(&report, Rule::PoolFreeBadAddress);
+    report.assert_first(Rule::PoolFreeBadAddress);
 }
 
 #[test]
@@ -212,13 +212,13 @@ fn work_item_leaked_and_bad_object() {
     let driver = attach();
     let item = unsafe { IoAllocateWorkItem(driver.driver_object().cast()) };
     let report = driver.unload();
-    assert_first(&report, Rule::WorkItemLeak);
+    report.assert_first(Rule::WorkItemLeak);
     assert_eq!(report.leaks_of(LeakKind::WorkItem).next().unwrap().address, item as usize);
 
     let driver = attach();
     let mut not_an_object = [0u64; 8];
     assert!(unsafe { IoAllocateWorkItem(not_an_object.as_mut_ptr().cast()) }.is_null());
-    assert_first(&driver.unload(), Rule::WorkItemBadObject);
+    driver.unload().assert_first(Rule::WorkItemBadObject);
 }
 
 #[test]
@@ -228,7 +228,7 @@ fn work_item_still_running_when_unload_gives_up() {
     let _item = gate.occupy(&driver, 1);
     let report = driver.unload();
     gate.open();
-    assert_first(&report, Rule::WorkItemPendingAtUnload);
+    report.assert_first(Rule::WorkItemPendingAtUnload);
 }
 
 #[test]
@@ -240,8 +240,8 @@ fn work_item_freed_twice_or_queued_after_free() {
         IoFreeWorkItem(item);
     }
     let report = driver.unload();
-    assert_first(&report, Rule::WorkItemBadPointer);
-    assert!(report.bugchecks[0].message.contains("already freed"), "{report}");
+    let first = report.assert_first(Rule::WorkItemBadPointer);
+    assert!(first.message.contains("already freed"), "{report}");
 
     let driver = attach();
     unsafe {
@@ -249,5 +249,5 @@ fn work_item_freed_twice_or_queued_after_free() {
         IoFreeWorkItem(item);
         IoQueueWorkItem(item, record, DelayedWorkQueue, std::ptr::null_mut());
     }
-    assert_first(&driver.unload(), Rule::WorkItemBadPointer);
+    driver.unload().assert_first(Rule::WorkItemBadPointer);
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use wsk_emulator::{LeakKind, Rule, with_irql};
 use wsk_sys::*;
 
-use crate::common::{assert_clean, assert_first, attach};
+use crate::common::{armed_irp, attach};
 
 static CLIENT_DISPATCH: WSK_CLIENT_DISPATCH =
     WSK_CLIENT_DISPATCH { Version: MAKE_WSK_VERSION(1, 0), Reserved: 0, WskClientEvent: None };
@@ -37,8 +37,7 @@ fn register_capture_call_release_deregister() {
         let dispatch = &*provider.Dispatch;
         assert_eq!(dispatch.Version, MAKE_WSK_VERSION(1, 0));
 
-        let irp = IoAllocateIrp(1, FALSE);
-        IoSetCompletionRoutine(irp, Some(on_complete), ptr::null_mut(), true, true, true);
+        let irp = armed_irp(on_complete, ptr::null_mut());
         let before = COMPLETIONS.load(Ordering::SeqCst);
         // WskGetNameInfo is the one routine the provider leaves unimplemented (sockets are
         // tested in tests/wsk_provider).
@@ -61,7 +60,7 @@ fn register_capture_call_release_deregister() {
         with_irql(DISPATCH_LEVEL, || WskReleaseProviderNPI(&mut *registration));
         WskDeregister(&mut *registration);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -78,7 +77,7 @@ fn capture_with_no_wait_at_dispatch() {
         WskReleaseProviderNPI(&mut *registration);
         WskDeregister(&mut *registration);
     }
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -98,7 +97,7 @@ fn deregister_waits_for_captured_npis() {
     });
     unsafe { WskDeregister(&mut *registration) };
     releaser.join().unwrap();
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -108,8 +107,8 @@ fn registration_leaked_at_unload() {
     let mut npi = client_npi();
     unsafe { WskRegister(&mut npi, &mut *registration) };
     let report = driver.unload();
-    assert_first(&report, Rule::WskRegistrationLeak);
-    assert_eq!(report.leaks_of(LeakKind::WskRegistration).count(), 1);
+    report.assert_first(Rule::WskRegistrationLeak);
+    report.assert_leaks(LeakKind::WskRegistration, 1);
 }
 
 #[test]
@@ -119,7 +118,7 @@ fn unregistered_block_is_reported() {
     let mut provider = WSK_PROVIDER_NPI::zeroed();
     let status = unsafe { WskCaptureProviderNPI(&mut registration, WSK_NO_WAIT, &mut provider) };
     assert_eq!(status, STATUS_INVALID_PARAMETER);
-    assert_first(&driver.unload(), Rule::WskBadRegistration);
+    driver.unload().assert_first(Rule::WskBadRegistration);
 }
 
 #[test]
@@ -130,7 +129,7 @@ fn unsupported_client_version_is_refused() {
     let mut npi = WSK_CLIENT_NPI { ClientContext: ptr::null_mut(), Dispatch: &OLD };
     let mut registration = WSK_REGISTRATION::zeroed();
     assert_eq!(unsafe { WskRegister(&mut npi, &mut registration) }, STATUS_NOT_SUPPORTED);
-    assert_clean(&driver.unload());
+    driver.unload().assert_clean();
 }
 
 #[test]
@@ -144,7 +143,7 @@ fn deregister_with_an_npi_never_released() {
         WskCaptureProviderNPI(&mut *registration, WSK_INFINITE_WAIT, &mut provider);
         WskDeregister(&mut *registration);
     }
-    assert_first(&driver.unload(), Rule::WskDeregisterWithCapturedNpi);
+    driver.unload().assert_first(Rule::WskDeregisterWithCapturedNpi);
 }
 
 #[test]
@@ -157,5 +156,5 @@ fn release_without_capture_is_reported() {
         WskReleaseProviderNPI(&mut *registration);
         WskDeregister(&mut *registration);
     }
-    assert_first(&driver.unload(), Rule::WskBadRegistration);
+    driver.unload().assert_first(Rule::WskBadRegistration);
 }

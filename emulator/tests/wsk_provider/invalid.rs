@@ -37,21 +37,7 @@ fn socket_creation_arguments() {
         let socket = client.socket(AF_INET, SOCK_STREAM, 0, WSK_FLAG_CONNECTION_SOCKET).unwrap();
         socket.close();
         // No IRP at all: refused without a crash.
-        let status = unsafe {
-            (client.dispatch().WskSocket.unwrap())(
-                client.provider.Client,
-                AF_INET,
-                SOCK_STREAM,
-                IPPROTO_TCP,
-                WSK_FLAG_LISTEN_SOCKET,
-                ptr::null_mut(),
-                ptr::null(),
-                ptr::null_mut(),
-                ptr::null_mut(),
-                ptr::null_mut(),
-                ptr::null_mut(),
-            )
-        };
+        let status = client.listen_socket_call(ptr::null_mut());
         assert_eq!(status, STATUS_INVALID_PARAMETER);
     });
 }

@@ -2,8 +2,11 @@
 //! through `wsk_sys` types and the dispatch tables the provider hands out, with the verifier
 //! on. Waits are bounded (they turn a hang into a failure); no test asserts on timing.
 
-// Test code calls many kernel routines per block and documents the contract once per test.
-#![allow(clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block, non_snake_case)]
+#![expect(
+    clippy::undocumented_unsafe_blocks,
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "test code calls several kernel routines per block and states their contract once per test"
+)]
 
 mod support;
 

@@ -44,10 +44,7 @@ fn get(
             req.irp,
         )
     };
-    let done = req.wait();
-    if returned != STATUS_PENDING {
-        assert_eq!(returned, done.status);
-    }
+    let done = req.wait_returned(returned);
     (done.status, result)
 }
 
@@ -178,8 +175,8 @@ fn address_info_never_freed_is_a_leak() {
         let (status, _leaked) = get(client, Some("127.0.0.1"), None, None);
         assert_eq!(status, STATUS_SUCCESS);
     });
-    assert_first(&report, Rule::WskAddressInfoLeak);
-    assert_eq!(report.leaks_of(LeakKind::WskAddressInfo).count(), 1, "{report}");
+    report.assert_first(Rule::WskAddressInfoLeak);
+    report.assert_leaks(LeakKind::WskAddressInfo, 1);
 }
 
 #[test]
@@ -189,5 +186,5 @@ fn freeing_address_info_twice_is_reported() {
         free(client, info);
         free(client, info);
     });
-    assert_first(&report, Rule::WskBadAddressInfo);
+    report.assert_first(Rule::WskBadAddressInfo);
 }

@@ -37,7 +37,7 @@ fn a_call_after_close_is_reported() {
         let mut buf = Buf::zeroed(4);
         assert_eq!(socket.send_start(&mut buf, 0).wait().status, STATUS_INVALID_HANDLE);
     });
-    assert_first(&report, Rule::WskSocketUsedAfterClose);
+    report.assert_first(Rule::WskSocketUsedAfterClose);
 }
 
 #[test]
@@ -47,7 +47,7 @@ fn closing_twice_is_reported() {
         socket.close();
         assert_eq!(socket.close_start().wait().status, STATUS_INVALID_HANDLE);
     });
-    assert_first(&report, Rule::WskSocketUsedAfterClose);
+    report.assert_first(Rule::WskSocketUsedAfterClose);
 }
 
 #[test]
@@ -88,7 +88,7 @@ fn close_while_another_call_is_executing_is_reported() {
         close.wait();
         listener.close();
     });
-    assert_first(&report, Rule::WskCloseWithCallInProgress);
+    report.assert_first(Rule::WskCloseWithCallInProgress);
 }
 
 #[test]
@@ -96,25 +96,11 @@ fn an_irp_without_a_stack_location_is_reported() {
     let report = broken_session(|client| {
         // BUG: an IRP with no stack location for the provider.
         let irp = unsafe { IoAllocateIrp(0, FALSE) };
-        let status = unsafe {
-            (client.dispatch().WskSocket.unwrap())(
-                client.provider.Client,
-                AF_INET,
-                SOCK_STREAM,
-                IPPROTO_TCP,
-                WSK_FLAG_LISTEN_SOCKET,
-                ptr::null_mut(),
-                ptr::null(),
-                ptr::null_mut(),
-                ptr::null_mut(),
-                ptr::null_mut(),
-                irp,
-            )
-        };
+        let status = client.listen_socket_call(irp);
         assert_eq!(status, STATUS_INVALID_PARAMETER, "refused, not completed");
         unsafe { IoFreeIrp(irp) };
     });
-    assert_first(&report, Rule::IrpNoStackLocation);
+    report.assert_first(Rule::IrpNoStackLocation);
 }
 
 #[test]
@@ -132,7 +118,7 @@ fn a_used_up_stack_location_is_reported_by_socket_routines_too() {
         std::mem::forget(req);
         socket.close();
     });
-    assert_first(&report, Rule::IrpNoStackLocation);
+    report.assert_first(Rule::IrpNoStackLocation);
 }
 
 #[test]
@@ -148,7 +134,7 @@ fn a_wsk_buf_longer_than_its_mdl_is_reported() {
         socket.close();
         listener.close();
     });
-    assert_first(&report, Rule::WskBufferBeyondMdl);
+    report.assert_first(Rule::WskBufferBeyondMdl);
 }
 
 #[test]
@@ -162,7 +148,7 @@ fn something_that_is_no_socket_is_reported() {
         assert_eq!(fake.accept_start(&mut addresses).wait().status, STATUS_INVALID_PARAMETER);
         listener.close();
     });
-    assert_first(&report, Rule::WskInvalidSocket);
+    report.assert_first(Rule::WskInvalidSocket);
 }
 
 #[test]
@@ -179,7 +165,7 @@ fn a_routine_of_another_socket_kind_is_reported() {
         connection.close();
         listener.close();
     });
-    assert_first(&report, Rule::WskInvalidSocket);
+    report.assert_first(Rule::WskInvalidSocket);
 }
 
 #[test]
@@ -188,9 +174,8 @@ fn a_socket_never_closed_is_a_leak() {
         let (_listener, local) = client.listener(v4(0));
         assert!(local.port() != 0);
     });
-    assert!(report.has(Rule::WskSocketLeak), "{report}");
-    let leaks: Vec<_> = report.leaks_of(LeakKind::WskSocket).collect();
-    assert_eq!(leaks.len(), 1, "{report}");
+    report.assert_violation(Rule::WskSocketLeak);
+    let leaks = report.assert_leaks(LeakKind::WskSocket, 1);
     assert!(leaks[0].detail.contains("listen socket"), "{report}");
 }
 
@@ -213,7 +198,7 @@ fn deregister_giving_up_on_open_sockets_is_reported() {
     client.deregister();
     let _ = socket;
     let report = client.unload();
-    assert_first(&report, Rule::WskDeregisterWithOpenSockets);
+    report.assert_first(Rule::WskDeregisterWithOpenSockets);
 }
 
 #[test]
@@ -237,5 +222,5 @@ fn get_address_info_above_passive_level_is_reported() {
         });
         req.wait();
     });
-    assert_first(&report, Rule::IrqlTooHigh);
+    report.assert_first(Rule::IrqlTooHigh);
 }

@@ -603,7 +603,7 @@ fn registration_waits_for_a_late_provider_without_blocking() {
     let driver = wsk_emulator::Kernel::builder().verifier(true).load("late", late_provider_entry).expect("load");
     let report = driver.unload();
     wsk_emulator::provider_unavailable_for(0);
-    assert!(report.is_clean(), "{report}");
+    report.assert_clean();
     assert_eq!(READY_OUTCOME.lock().unwrap().take(), Some((false, Ok(()), true)));
 }
 

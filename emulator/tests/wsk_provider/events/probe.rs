@@ -341,22 +341,8 @@ pub fn socket_with(client: &Client, flags: ULONG, context: PVOID, dispatch: *con
     let (socket_type, protocol) =
         if flags == WSK_FLAG_DATAGRAM_SOCKET { (SOCK_DGRAM, IPPROTO_UDP) } else { (SOCK_STREAM, IPPROTO_TCP) };
     let req = Req::new();
-    unsafe {
-        (client.dispatch().WskSocket.unwrap())(
-            client.provider.Client,
-            AF_INET,
-            socket_type,
-            protocol,
-            flags,
-            context,
-            dispatch,
-            ptr::null_mut(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-            req.irp,
-        )
-    };
-    let done = req.wait();
+    let returned = client.socket_call(AF_INET, socket_type, protocol, flags, context, dispatch, req.irp);
+    let done = req.wait_returned(returned);
     assert_eq!(done.status, STATUS_SUCCESS, "WskSocket");
     Sock(done.info as *mut WSK_SOCKET)
 }

@@ -58,7 +58,7 @@ fn a_release_during_a_callback_that_does_not_retain_is_reported() {
         socket.close();
         listener.close();
     });
-    assert_first(&report, Rule::WskIndicationReleasedTwice);
+    report.assert_first(Rule::WskIndicationReleasedTwice);
     assert!(report.to_string().contains("while its callback ran"), "{report}");
 }
 

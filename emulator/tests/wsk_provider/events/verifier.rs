@@ -35,7 +35,7 @@ fn releasing_an_indication_twice_is_reported() {
         socket.close();
         listener.close();
     });
-    assert_first(&report, Rule::WskIndicationReleasedTwice);
+    report.assert_first(Rule::WskIndicationReleasedTwice);
     assert!(report.to_string().contains("released already"), "{report}");
 }
 
@@ -56,7 +56,7 @@ fn releasing_something_never_indicated_is_reported() {
         assert_eq!(release_datagrams(socket, (&raw mut fake) as usize), STATUS_INVALID_PARAMETER);
         socket.close();
     });
-    assert_first(&report, Rule::WskIndicationReleasedTwice);
+    report.assert_first(Rule::WskIndicationReleasedTwice);
     assert!(report.to_string().contains("never indicated"), "{report}");
 }
 
@@ -75,7 +75,7 @@ fn an_indication_held_at_close_is_reported_and_reclaimed() {
         let report = wsk_emulator::recorded_bugchecks();
         assert!(report.iter().any(|b| b.message.contains(&text) && b.message.contains("1000 bytes")), "{report:?}");
     });
-    assert_first(&report, Rule::WskIndicationHeldAtClose);
+    report.assert_first(Rule::WskIndicationHeldAtClose);
 }
 
 #[test]
@@ -109,7 +109,7 @@ fn retaining_and_releasing_in_order_is_silent_with_the_verifier_off_too() {
             listener.close();
         }
         let report = client.finish();
-        assert!(report.is_clean(), "verifier {verifier}:\n{report}");
+        report.assert_clean();
     }
 }
 

@@ -38,7 +38,7 @@ fn run(plan: FaultPlan) -> (i32, VerifierReport) {
 pub fn sweep(mappings: bool) {
     let (outcome, clean) = run(FaultPlan::None);
     assert_eq!(outcome, 0, "the scenario succeeds without faults");
-    assert!(clean.is_clean(), "{clean}");
+    clean.assert_clean();
     let allocations = clean.faults.counted;
     assert!(allocations > 10, "the scenario allocates ({allocations})");
     assert!(clean.faults.provider_calls > 0, "provider calls are fault points ({:?})", clean.faults);

@@ -1,42 +1,29 @@
-//! Pieces shared by the executor's integration tests.
+//! The test drivers' executor: DriverEntry and DriverUnload pieces, loading with the verifier
+//! on, and the clean-unload check.
 //!
 //! * A test driver's executor lives in [`EXECUTOR`]: its DriverEntry calls [`start_executor`]
 //!   (which also installs [`driver_unload`]); the test body reaches it with [`with_executor`].
 //!   The emulator loads one driver at a time per process, so one slot serves every test of a
 //!   binary.
-//! * [`driver_unload`] shuts the executor down and leaves an [`UnloadRecord`] under the
-//!   driver's name, so a test can check what its own unload saw.
+//! * [`driver_unload`] (or a driver's own unload routine, through [`stop_executor`]) shuts the
+//!   executor down and leaves an [`UnloadRecord`] under the driver's name, so a test can check
+//!   what its own unload saw.
 //! * [`load`] / [`unload_clean`] load with the verifier on and assert a clean report.
-//! * [`Watchdog`] turns a hang into a failure: no test waits without a bound.
-//! * [`Mailbox`] is a value plus an `AtomicWaker`, for handshakes between a task and a DPC or
-//!   another thread.
-
-// Each test binary compiles this module and uses a different part of it.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::future::poll_fn;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Mutex, MutexGuard};
-use std::task::Poll;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use wsk_emulator::{Kernel, KernelBuilder, LoadedDriver, VerifierReport};
-use wsk_executor::{AtomicWaker, Config, Executor, IoObject, StartError};
+use wsk_executor::{Config, Executor, IoObject, StartError};
 use wsk_sys::{
     DRIVER_INITIALIZE, DRIVER_OBJECT, NTSTATUS, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS, STATUS_UNSUCCESSFUL,
 };
 
-/// How long any single test may take, waiting for the emulator's driver slot included, before
-/// the watchdog aborts the process.
-pub const TEST_LIMIT: Duration = Duration::from_secs(120);
-
 /// The loaded test driver's executor.
 pub static EXECUTOR: Mutex<Option<Executor>> = Mutex::new(None);
 
-/// What [`driver_unload`] saw, by driver name.
+/// What [`stop_executor`] saw, by driver name.
 static UNLOADS: Mutex<BTreeMap<String, UnloadRecord>> = Mutex::new(BTreeMap::new());
 
 /// What a test driver's unload routine saw.
@@ -59,7 +46,7 @@ pub struct UnloadRecord {
 /// sleep: PASSIVE_LEVEL or APC_LEVEL only (at DISPATCH_LEVEL the emulator reports
 /// `BLOCKED_AT_DISPATCH_LEVEL`).
 pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    wsk_emulator::assert_may_block("common::lock");
+    wsk_emulator::assert_may_block("wsk_tests::lock");
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -97,14 +84,26 @@ pub unsafe extern "system" fn plain_driver_entry(
     unsafe { start_executor(driver, Config::new()) }
 }
 
-/// The test drivers' DriverUnload: shuts the executor down (cancelling every task and waiting
-/// until all are freed) and records what it saw under the driver's name. PASSIVE_LEVEL.
+/// The test drivers' DriverUnload: shuts the executor down (see [`stop_executor`]).
+/// PASSIVE_LEVEL.
 ///
 /// # Safety
 ///
 /// Called as DriverUnload, by the (emulated) I/O manager.
 pub unsafe extern "system" fn driver_unload(driver: *mut DRIVER_OBJECT) {
     // SAFETY: the I/O manager passes the live driver object.
+    unsafe { stop_executor(driver) };
+}
+
+/// DriverUnload's part: shuts the executor in [`EXECUTOR`] down (cancelling every task and
+/// waiting until all are freed) and records what it saw under the driver's name (see
+/// [`take_unload_record`]). PASSIVE_LEVEL.
+///
+/// # Safety
+///
+/// `driver` is the live driver object DriverUnload received.
+pub unsafe fn stop_executor(driver: *mut DRIVER_OBJECT) {
+    // SAFETY: live (caller).
     let name = unsafe { driver_name(driver) };
     let executor = lock(&EXECUTOR).take();
     let mut record = UnloadRecord {
@@ -175,143 +174,10 @@ pub fn load(name: &str, entry: DRIVER_INITIALIZE) -> LoadedDriver {
 pub fn unload_clean(driver: LoadedDriver) -> (VerifierReport, UnloadRecord) {
     let name = driver.name().to_owned();
     let report = driver.unload();
-    assert!(report.is_clean(), "driver `{name}`:\n{report}");
-    assert!(report.unload_called, "driver `{name}`: DriverUnload was not called\n{report}");
+    report.assert_clean();
+    report.assert_unloaded();
     let record = take_unload_record(&name).unwrap_or_else(|| panic!("driver `{name}`: no unload record"));
     assert!(record.had_executor && record.shutdown_ok, "driver `{name}`: {record:?}");
     assert_eq!(record.live_timers_after_shutdown, 0, "driver `{name}`: executor timers left after shutdown");
     (report, record)
-}
-
-/// Aborts the process if it is not dropped within its limit: a hung test fails instead of
-/// hanging the run.
-pub struct Watchdog {
-    done: Option<mpsc::Sender<()>>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl Watchdog {
-    /// Starts watching `what` for at most `limit`.
-    pub fn new(what: &str, limit: Duration) -> Self {
-        let (done, rx) = mpsc::channel::<()>();
-        let what = what.to_owned();
-        let thread = thread::Builder::new()
-            .name(format!("watchdog {what}"))
-            .spawn(move || {
-                if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-                    eprintln!("watchdog: `{what}` did not finish within {} s; aborting", limit.as_secs());
-                    std::process::abort();
-                }
-            })
-            .expect("cannot start the watchdog thread");
-        Self { done: Some(done), thread: Some(thread) }
-    }
-
-    /// The watchdog for one test, with [`TEST_LIMIT`].
-    pub fn test(what: &str) -> Self {
-        Self::new(what, TEST_LIMIT)
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        drop(self.done.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Waits (sleeping briefly between checks) until `condition` holds; panics after `limit`.
-/// PASSIVE_LEVEL or APC_LEVEL only (at DISPATCH_LEVEL the emulator reports
-/// `BLOCKED_AT_DISPATCH_LEVEL`).
-pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
-    wsk_emulator::assert_may_block(what);
-    let deadline = Instant::now() + limit;
-    let mut spins = 0u32;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out after {} s waiting for {what}", limit.as_secs());
-        spins += 1;
-        if spins < 64 {
-            thread::yield_now();
-        } else {
-            thread::sleep(Duration::from_micros(100));
-        }
-    }
-}
-
-/// A counter posted by one side and awaited by a task: the poster stores the value and
-/// wakes the registered waker (any IRQL <= DISPATCH_LEVEL); the task awaits a value.
-pub struct Mailbox {
-    value: AtomicU64,
-    waker: AtomicWaker,
-}
-
-impl Mailbox {
-    pub const fn new() -> Self {
-        Self { value: AtomicU64::new(0), waker: AtomicWaker::new() }
-    }
-
-    /// Stores `value` and wakes the waiting task. IRQL <= DISPATCH_LEVEL.
-    pub fn post(&self, value: u64) {
-        self.value.store(value, Ordering::Release);
-        self.waker.wake();
-    }
-
-    /// Adds one and wakes the waiting task; returns the new value. IRQL <= DISPATCH_LEVEL.
-    pub fn increment(&self) -> u64 {
-        let value = self.value.fetch_add(1, Ordering::AcqRel) + 1;
-        self.waker.wake();
-        value
-    }
-
-    pub fn load(&self) -> u64 {
-        self.value.load(Ordering::Acquire)
-    }
-
-    /// Completes once the value is at least `target`, with the value seen.
-    pub async fn at_least(&self, target: u64) -> u64 {
-        poll_fn(|cx| {
-            let value = self.load();
-            if value >= target {
-                return Poll::Ready(value);
-            }
-            self.waker.register(cx.waker());
-            // A post between the first check and the registration woke nobody: look again.
-            let value = self.load();
-            if value >= target {
-                // Leave no waker behind: a registered waker keeps its task allocated.
-                drop(self.waker.take());
-                Poll::Ready(value)
-            } else {
-                Poll::Pending
-            }
-        })
-        .await
-    }
-
-    /// Completes once the value differs from `seen`, with the new value.
-    pub async fn changed_from(&self, seen: u64) -> u64 {
-        poll_fn(|cx| {
-            let value = self.load();
-            if value != seen {
-                return Poll::Ready(value);
-            }
-            self.waker.register(cx.waker());
-            let value = self.load();
-            if value != seen {
-                drop(self.waker.take());
-                Poll::Ready(value)
-            } else {
-                Poll::Pending
-            }
-        })
-        .await
-    }
-}
-
-impl Default for Mailbox {
-    fn default() -> Self {
-        Self::new()
-    }
 }

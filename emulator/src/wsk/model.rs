@@ -1,0 +1,298 @@
+//! The provider's shared model: the records every part of the provider reads and writes
+//! (sockets' kinds, phases and mutable state, pending operations, the client's side of a
+//! socket, event-callback state) and the IRP and out-parameter pointers they hold.
+//!
+//! This module is the bottom of the provider's layering (see the parent module): it holds
+//! data and the accessors that only touch that data (the host memory of a `WSK_BUF` included:
+//! [`Segments`]; `buf` resolves one), and imports no other module of the provider. Behaviour
+//! lives above it: a socket's life in `socket`, its queues in `queue`, event callbacks in
+//! `events` and `deliver`.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::thread::ThreadId;
+
+use wsk_sys::{IRP, NTSTATUS, SOCKADDR, ULONG};
+
+/// An IRP pointer that may cross threads (the provider owns the IRP while it holds one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Irp(pub *mut IRP);
+
+// SAFETY: an IRP is designed to be completed from any thread; ownership is tracked by the
+// protocol above, not by the pointer's thread.
+unsafe impl Send for Irp {}
+
+/// A client pointer the provider writes at completion (an out-parameter of the call).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Out<T>(pub *mut T);
+
+// SAFETY: the client guarantees the memory stays valid until the IRP completes, from any
+// thread (WSK's contract for out-parameters of IRP-based calls).
+unsafe impl<T> Send for Out<T> {}
+
+/// The host memory ranges of a `WSK_BUF`, in order.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Segments {
+    parts: Vec<(usize, usize)>,
+    total: usize,
+}
+
+impl Segments {
+    /// The buffer made of `parts` (address, length), in order.
+    pub(crate) fn new(parts: Vec<(usize, usize)>) -> Segments {
+        let total = parts.iter().map(|&(_, length)| length).sum();
+        Segments { parts, total }
+    }
+
+    /// Total bytes.
+    pub(crate) fn total(&self) -> usize {
+        self.total
+    }
+
+    /// The contiguous range starting at byte `at` of the buffer, up to the end of its
+    /// segment; `None` at the end.
+    pub(crate) fn chunk(&self, at: usize) -> Option<(*mut u8, usize)> {
+        let mut start = 0;
+        for &(address, length) in &self.parts {
+            if at < start + length {
+                let skip = at - start;
+                return Some(((address + skip) as *mut u8, length - skip));
+            }
+            start += length;
+        }
+        None
+    }
+
+    /// Whether the buffer is one contiguous range.
+    pub(crate) fn is_contiguous(&self) -> bool {
+        self.parts.len() <= 1
+    }
+
+    /// Copies `bytes` into the buffer from its start (at most `total` bytes).
+    ///
+    /// # Safety
+    /// The memory the buffer describes must be live and writable.
+    pub(crate) unsafe fn scatter(&self, bytes: &[u8]) {
+        let mut at = 0;
+        while at < bytes.len() {
+            let Some((address, length)) = self.chunk(at) else { return };
+            let n = length.min(bytes.len() - at);
+            // SAFETY: `address..address + n` lies in the buffer (caller's contract) and does
+            // not overlap `bytes`, which the provider owns.
+            unsafe { std::ptr::copy_nonoverlapping(bytes[at..].as_ptr(), address, n) };
+            at += n;
+        }
+    }
+
+    /// Copies the whole buffer into a vector.
+    ///
+    /// # Safety
+    /// The memory the buffer describes must be live and readable.
+    pub(crate) unsafe fn gather(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.total);
+        for &(address, length) in &self.parts {
+            // SAFETY: the range lies in the buffer (caller's contract).
+            out.extend_from_slice(unsafe { std::slice::from_raw_parts(address as *const u8, length) });
+        }
+        out
+    }
+}
+
+/// What a pending operation does.
+pub(crate) enum OpKind {
+    /// `WskAccept`: the addresses of the new connection are written at completion; `client`
+    /// is the accept socket's context and dispatch table.
+    Accept { local: Out<SOCKADDR>, remote: Out<SOCKADDR>, client: Client },
+    /// `WskConnect`, or `WskSocketConnect` (`create`: the socket is handed out on success).
+    Connect { create: bool },
+    /// `WskSend`: `done` bytes handed to the host so far.
+    Send { buf: Segments, done: usize },
+    /// Graceful `WskDisconnect`, after sending `buf`.
+    Disconnect { buf: Segments, done: usize },
+    /// `WskReceive`: `done` bytes received so far.
+    Receive { buf: Segments, done: usize, wait_all: bool },
+    /// `WskSendTo`: one datagram.
+    SendTo { buf: Segments, to: SocketAddr },
+    /// `WskReceiveFrom`: one datagram.
+    ReceiveFrom { buf: Segments, from: Out<SOCKADDR>, control_length: Out<ULONG>, control_flags: Out<ULONG> },
+}
+
+/// A pending operation.
+pub(crate) struct Op {
+    pub irp: Irp,
+    pub kind: OpKind,
+    /// The cancel routine took the IRP; it removes the op and completes it.
+    pub cancel_owned: bool,
+}
+
+/// Work to do once the socket's lock is released, in order.
+pub(crate) enum Action {
+    /// Complete an IRP (`queued`: it holds a socket reference in `DriverContext[0]`).
+    Complete { irp: Irp, status: NTSTATUS, info: usize, queued: bool },
+    /// The socket ends without a close (a failed or cancelled `WskSocketConnect`).
+    Retire,
+}
+
+/// What kind of socket, and so which provider dispatch table its `Dispatch` points to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Basic,
+    Listen,
+    Connection,
+    Datagram,
+}
+
+impl Kind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Basic => "basic",
+            Kind::Listen => "listen",
+            Kind::Connection => "connection",
+            Kind::Datagram => "datagram",
+        }
+    }
+}
+
+/// Where the host socket is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Created, not bound.
+    Created,
+    /// Bound (connection and datagram sockets).
+    Bound,
+    /// Bound and listening (listen sockets listen as soon as they are bound).
+    Listening,
+    /// A connect is under way.
+    Connecting,
+    /// Connected (accepted sockets start here).
+    Connected,
+}
+
+/// Socket options that Windows keeps and the host does not express the same way.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Recorded {
+    pub reuse_address: bool,
+    pub exclusive_address_use: bool,
+    pub send_buffer: Option<u32>,
+    pub receive_buffer: Option<u32>,
+}
+
+/// The queues of pending operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Queue {
+    Connect,
+    Accept,
+    Send,
+    Receive,
+}
+
+impl Queue {
+    pub(crate) const ALL: [Queue; 4] = [Queue::Connect, Queue::Accept, Queue::Send, Queue::Receive];
+}
+
+/// The mutable part of a socket, behind its lock.
+pub(crate) struct State {
+    /// The host socket (nonblocking); `None` once closed or aborted.
+    pub host: Option<socket2::Socket>,
+    pub phase: Phase,
+    /// A graceful disconnect (FIN) was sent.
+    pub fin_sent: bool,
+    /// The peer's FIN was seen (a receive returned 0).
+    pub peer_fin: bool,
+    /// A sticky connection error (reset, abort): every later send or receive fails with it.
+    pub error: Option<NTSTATUS>,
+    /// The client knows the socket (false while `WskSocketConnect` is pending).
+    pub handed_out: bool,
+    /// `WskCloseSocket` was called: no new operation is queued.
+    pub closing: bool,
+    pub recorded: Recorded,
+    pub connects: VecDeque<Op>,
+    pub accepts: VecDeque<Op>,
+    pub sends: VecDeque<Op>,
+    pub receives: VecDeque<Op>,
+    /// IRPs taken out of the queues and being completed (outside the lock).
+    pub inflight: usize,
+    /// The close IRP, pending until `inflight` is zero, the queues are empty and no event
+    /// callback runs.
+    pub close_irp: Option<Irp>,
+    /// Event callbacks: the client's context and table, enabled events, indications.
+    pub events: Events,
+}
+
+impl State {
+    pub(crate) fn queue(&mut self, queue: Queue) -> &mut VecDeque<Op> {
+        match queue {
+            Queue::Connect => &mut self.connects,
+            Queue::Accept => &mut self.accepts,
+            Queue::Send => &mut self.sends,
+            Queue::Receive => &mut self.receives,
+        }
+    }
+
+    fn queues_empty(&self) -> bool {
+        self.connects.is_empty() && self.accepts.is_empty() && self.sends.is_empty() && self.receives.is_empty()
+    }
+
+    /// The close IRP, if the close may complete now.
+    pub(crate) fn take_close_if_ready(&mut self) -> Option<Irp> {
+        if self.closing && self.inflight == 0 && self.queues_empty() && self.events.running.is_empty() {
+            self.close_irp.take()
+        } else {
+            None
+        }
+    }
+}
+
+/// The client's side of a socket: what `WskSocket`, `WskSocketConnect`, `WskAccept` or the
+/// accept callback's out-parameters gave.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Client {
+    /// `SocketContext`, passed back to every callback.
+    pub context: usize,
+    /// The client dispatch table of the socket's kind (0: none, no event can be enabled).
+    pub dispatch: usize,
+}
+
+/// A callback executing now.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Running {
+    pub thread: ThreadId,
+    /// Its `WSK_EVENT_*` bit.
+    pub event: u32,
+    /// A request that resumes indications (a receive, enabling the event again) came while
+    /// the callback ran: it applies after the callback's own answer (which may refuse).
+    pub resume_after: bool,
+}
+
+/// A datagram the client refused, kept for the next `WskReceiveFrom` or indication.
+pub(crate) struct KeptDatagram {
+    pub data: Vec<u8>,
+    pub from: SocketAddr,
+}
+
+/// The event state of one socket (behind its lock).
+#[derive(Default)]
+pub(crate) struct Events {
+    pub client: Client,
+    /// Enabled `WSK_EVENT_*` bits.
+    pub enabled: u32,
+    /// The callbacks in progress: at most one, except on datagram and listening sockets with
+    /// the adversary's `concurrent_callbacks` (see `deliver`).
+    pub running: Vec<Running>,
+    /// Disable requests (event bit, IRP) waiting for the running callbacks to return.
+    pub disable_waiters: Vec<(u32, Irp)>,
+    /// `WskSendBacklogEvent` is to be called.
+    pub backlog_due: bool,
+    /// No `WskReceiveEvent` until a `WskReceive` IRP is served (the client refused data).
+    pub receive_suppressed: bool,
+    /// Bytes the client refused, in order; served before the host socket's.
+    pub kept: VecDeque<u8>,
+    /// No `WskReceiveFromEvent` until a `WskReceiveFrom` completes or the event is enabled
+    /// again (the client refused datagrams).
+    pub datagrams_suppressed: bool,
+    pub kept_datagrams: VecDeque<KeptDatagram>,
+    /// `WskDisconnectEvent` was called (or the connection was aborted locally): never again.
+    pub disconnect_done: bool,
+    /// What finished IRPs change once their completion routines ran (`RESUME_*` bits).
+    pub(super) resume: u8,
+}
