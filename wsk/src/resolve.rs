@@ -12,9 +12,8 @@ use wsk_sys::{ADDRINFOEXW, NS_ALL, UNICODE_STRING};
 use crate::addr;
 use crate::buf::IoBuf;
 use crate::error::{Error, Result};
-use crate::op::OpSlot;
+use crate::op::{Busy, OpSlot};
 use crate::registration::Wsk;
-use crate::socket::call::complete_not_implemented;
 
 /// Most addresses [`Wsk::resolve`] returns.
 pub const MAX_ADDRS: usize = 16;
@@ -116,30 +115,31 @@ impl Wsk {
 
         // (The slot is new, hence idle: no await between building the request and issuing it.)
         let (client, dispatch) = self.provider()?;
-        let (Some(get), free) = (dispatch.WskGetAddressInfo, dispatch.WskFreeAddressInfo) else {
-            return Err(Error::Status(wsk_sys::STATUS_NOT_IMPLEMENTED));
-        };
-        let (irp, _args) = slot.arm(Some(block));
+        let (get, free) = (dispatch.WskGetAddressInfo, dispatch.WskFreeAddressInfo);
+        let mut armed = slot.arm().map_err(Busy::error)?;
+        armed.hold_buffer(Some(block));
         // SAFETY: `req` points into the IoBuf now owned by the slot until the IRP completes;
-        // the strings and the result pointer stay valid for the whole request.
-        let status = unsafe {
-            get(
-                client,
-                &mut (*req).node,
-                &mut (*req).service,
-                NS_ALL,
-                core::ptr::null_mut(),
-                core::ptr::null_mut(),
-                &mut (*req).result,
-                core::ptr::null_mut(),
-                core::ptr::null_mut(),
-                irp,
-            )
+        // the strings and the result pointer stay valid for the whole request, and the IRP goes
+        // to `WskGetAddressInfo` only.
+        let in_flight = unsafe {
+            armed.submit(move |irp, _| {
+                get.map(|get| {
+                    get(
+                        client,
+                        &mut (*req).node,
+                        &mut (*req).service,
+                        NS_ALL,
+                        core::ptr::null_mut(),
+                        core::ptr::null_mut(),
+                        &mut (*req).result,
+                        core::ptr::null_mut(),
+                        core::ptr::null_mut(),
+                        irp,
+                    )
+                })
+            })
         };
-        if status == wsk_sys::STATUS_NOT_IMPLEMENTED && !slot.is_complete() {
-            complete_not_implemented(irp);
-        }
-        let done = slot.submitted().await;
+        let done = in_flight.await;
         done.result()?;
         let block = done.buffer.ok_or(Error::NoMemory)?;
         let req = block.as_slice().as_ptr().cast::<Request>();

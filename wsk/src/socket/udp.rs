@@ -77,7 +77,7 @@ impl UdpSocket {
         }
         .await;
         unit(done)?;
-        addr::from_storage(&self.send.args().addr)
+        self.send.result_addr()
     }
 
     /// Sends one datagram with `buf`'s valid bytes to `to`.
@@ -137,7 +137,7 @@ impl UdpSocket {
         let result = match result {
             Ok(n) => {
                 buf.set_len(n);
-                addr::from_storage(&self.recv.args().addr).map(|from| (n, from))
+                self.recv.result_addr().map(|from| (n, from))
             }
             Err(e) => Err(e),
         };
