@@ -22,22 +22,22 @@
 //!
 //! # Who touches what
 //!
-//! | field                      | IDLE                        | SUBMITTED (not COMPLETE)    | COMPLETE              |
-//! |----------------------------|-----------------------------|-----------------------------|-----------------------|
-//! | `irp`                      | `Armed::submit` (prepare)   | provider, then completion   | owner / finalizer     |
-//! | `status`, `info`           | —                           | completion routine (write)  | owner or finalizer    |
-//! | `buffer`, `socket_owner`   | `Armed` (give, or take back)| provider, through pointers  | owner or finalizer    |
-//! | `keep_data`                | `arm` (reset), `Armed` (set)| —                           | finalizer (read)      |
-//! | `args`                     | `Armed` (fill), owner (read)| provider, through pointers  | —                     |
-//! | `kept`                     | owner (`take_kept`)         | —                           | finalizer (store)     |
-//! | `waker`                    | owner                       | owner registers, completion wakes | —               |
+//! | field                        | IDLE                        | SUBMITTED (not COMPLETE)    | COMPLETE           |
+//! |------------------------------|-----------------------------|-----------------------------|--------------------|
+//! | `irp`                        | `Armed::submit` (prepare)   | provider, then completion   | owner / finalizer  |
+//! | `status`, `info`             | —                           | completion routine (write)  | owner or finalizer |
+//! | `buffer`, `block`, `socket_owner` | `Armed` (give, or take back) | provider, through pointers | owner or finalizer (take) |
+//! | `keep_data`                  | `arm` (reset), `Armed` (set)| —                           | finalizer (read)   |
+//! | `args`                       | `Armed` (fill), owner (read)| provider, through pointers  | —                  |
+//! | `kept`                       | owner (`take_kept`)         | —                           | finalizer (store)  |
+//! | `waker`                      | owner                       | owner registers, completion wakes | —            |
 //!
 //! The `COMPLETE` bit is set with release ordering after `status`/`info` are written, and read
 //! with acquire ordering before they are read.
 //!
 //! A slot is reference counted: one reference for its owner (a socket half) and one while an
 //! IRP is in flight, so an abandoned operation's completion still finds its slot after the
-//! socket is gone. The last reference frees the IRP, any buffer, and the slot.
+//! socket is gone. The last reference frees the IRP, any buffer or block, and the slot.
 
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
@@ -52,7 +52,7 @@ use wsk_sys::{DEVICE_OBJECT, IRP, NTSTATUS, SOCKADDR_STORAGE, STATUS_MORE_PROCES
 use crate::buf::IoBuf;
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, Ordering};
-use crate::pool;
+use crate::pool::{self, AnyPoolBox, PoolBox};
 use crate::socket::core::SocketCore;
 
 /// An IRP is in flight (owned by the provider until `COMPLETE`).
@@ -118,7 +118,7 @@ pub(crate) fn state_cancel_done(state: &AtomicU32) -> bool {
 }
 
 /// Pool tag of operation slots ("WskO").
-pub const OP_TAG: u32 = u32::from_le_bytes(*b"WskO");
+pub const OP_TAG: u32 = pool::tag::OP_SLOT;
 
 /// Arguments the provider reads through pointers while the IRP is pending; they live in the
 /// slot so they stay put.
@@ -149,6 +149,9 @@ struct SlotInner {
     info: UnsafeCell<usize>,
     waker: AtomicWaker,
     buffer: UnsafeCell<Option<IoBuf>>,
+    /// A request block the provider reads or writes through pointers (no MDL), kept until
+    /// the IRP completes.
+    block: UnsafeCell<Option<AnyPoolBox>>,
     /// The owner of a socket the operation may return (accept, socket creation), held while
     /// the IRP is in flight: if the operation is abandoned and still succeeds, the returned
     /// socket is handed to it and closed in the background instead of leaking.
@@ -180,6 +183,8 @@ pub(crate) struct Completion {
     pub status: NTSTATUS,
     pub info: usize,
     pub buffer: Option<IoBuf>,
+    /// The request block given to [`Armed::hold_block`], handed back.
+    pub block: Option<AnyPoolBox>,
     /// The socket owner given to [`Armed::hold_owner`], handed back.
     pub socket_owner: Option<SocketOwner>,
 }
@@ -220,21 +225,22 @@ impl OpSlot {
             info: UnsafeCell::new(0),
             waker: AtomicWaker::new(),
             buffer: UnsafeCell::new(None),
+            block: UnsafeCell::new(None),
             socket_owner: UnsafeCell::new(None),
             args: UnsafeCell::new(OpArgs::new()),
             keep_data: UnsafeCell::new(false),
             kept: UnsafeCell::new(None),
         };
-        let Some(mem) = pool::allocate(core::mem::size_of::<SlotInner>(), OP_TAG) else {
-            // SAFETY: the IRP was allocated above and never submitted.
-            unsafe { wsk_sys::IoFreeIrp(irp.as_ptr()) };
-            return Err(Error::NoMemory);
+        let inner = match PoolBox::<SlotInner, OP_TAG>::try_new_tagged(inner) {
+            Ok(inner) => inner,
+            Err(inner) => {
+                // SAFETY: the IRP was allocated above and never submitted.
+                unsafe { wsk_sys::IoFreeIrp(inner.irp.as_ptr()) };
+                return Err(Error::NoMemory);
+            }
         };
-        let ptr = mem.cast::<SlotInner>();
-        // SAFETY: fresh pool memory, 16-byte aligned, large enough for SlotInner.
-        unsafe { ptr.as_ptr().write(inner) };
-        // INVARIANT: one reference, owned by the new handle.
-        Ok(Self { inner: ptr })
+        // INVARIANT: one reference, owned by the new handle; `release` rebuilds the box.
+        Ok(Self { inner: PoolBox::into_raw(inner) })
     }
 
     fn inner(&self) -> &SlotInner {
@@ -388,6 +394,16 @@ impl<'a> Armed<'a> {
         unsafe { *self.inner().buffer.get() = buffer };
     }
 
+    /// Gives the slot a request block the provider call reads or writes through pointers
+    /// (dropping any block given before): it stays put until the operation is collected, and
+    /// comes back in the [`Completion`].
+    ///
+    /// Any IRQL.
+    pub fn hold_block<T: Send + 'static, const TAG: u32>(&mut self, block: PoolBox<T, TAG>) {
+        // SAFETY: as in `hold_buffer`.
+        unsafe { *self.inner().block.get() = Some(AnyPoolBox::new(block)) };
+    }
+
     /// Gives the slot the owner of a socket the operation returns in `Information` (accept,
     /// creation): it comes back in the [`Completion`]; if the operation is abandoned and
     /// succeeds anyway, the socket is given to `owner`, whose drop closes it.
@@ -434,8 +450,10 @@ impl<'a> Armed<'a> {
         // SAFETY: as above.
         let buffer = unsafe { (*inner.buffer.get()).take() };
         // SAFETY: as above.
+        let block = unsafe { (*inner.block.get()).take() };
+        // SAFETY: as above.
         let socket_owner = unsafe { (*inner.socket_owner.get()).take() };
-        Completion { status: wsk_sys::STATUS_NOT_IMPLEMENTED, info: 0, buffer, socket_owner }
+        Completion { status: wsk_sys::STATUS_NOT_IMPLEMENTED, info: 0, buffer, block, socket_owner }
     }
 
     /// Prepares the IRP, marks the slot busy and hands the IRP to the provider through `call`,
@@ -492,8 +510,10 @@ impl Drop for Armed<'_> {
         // submitted, so what it was given is dropped here.
         let buffer = unsafe { (*inner.buffer.get()).take() };
         // SAFETY: as above.
+        let block = unsafe { (*inner.block.get()).take() };
+        // SAFETY: as above.
         let owner = unsafe { (*inner.socket_owner.get()).take() };
-        drop((buffer, owner));
+        drop((buffer, block, owner));
     }
 }
 
@@ -532,16 +552,15 @@ unsafe fn release(inner: NonNull<SlotInner>) {
     if refs.fetch_sub(1, Ordering::AcqRel) != 1 {
         return;
     }
-    // SAFETY: last reference: nothing else can reach the slot.
-    let slot = unsafe { inner.as_ptr().read() };
+    // SAFETY: last reference: nothing else can reach the slot, which `OpSlot::new` made
+    // with `PoolBox::into_raw`.
+    let slot = unsafe { PoolBox::<SlotInner, OP_TAG>::from_raw_tagged(inner) };
     // SAFETY: no IRP is in flight (its reference was released), so the IRP is ours to free.
     unsafe { wsk_sys::IoFreeIrp(slot.irp.as_ptr()) };
     drop(slot);
-    // SAFETY: allocated by `OpSlot::new` with OP_TAG; the value was moved out above.
-    unsafe { pool::free(inner.cast(), OP_TAG) };
 }
 
-/// Resets an abandoned slot to idle, drops its buffer, wakes a waiter, and releases the
+/// Resets an abandoned slot to idle, drops its buffer and block, wakes a waiter, and releases the
 /// in-flight reference. Runs exactly once per abandoned operation.
 ///
 /// # Safety
@@ -567,6 +586,8 @@ unsafe fn finalize_abandoned(inner: NonNull<SlotInner>) {
     } else {
         drop(buffer);
     }
+    // SAFETY: as above.
+    drop(unsafe { (*slot.block.get()).take() });
     // SAFETY: as above.
     let owner = unsafe { (*slot.socket_owner.get()).take() };
     if let Some(owner) = owner {
@@ -663,8 +684,10 @@ impl OpSlot {
         // SAFETY: as above; the completion routine never touches `buffer` of a live operation.
         let buffer = unsafe { (*inner.buffer.get()).take() };
         // SAFETY: as above.
+        let block = unsafe { (*inner.block.get()).take() };
+        // SAFETY: as above.
         let socket_owner = unsafe { (*inner.socket_owner.get()).take() };
-        let completion = Completion { status, info, buffer, socket_owner };
+        let completion = Completion { status, info, buffer, block, socket_owner };
         inner.state.store(0, Ordering::Release);
         // SAFETY: releases the in-flight reference taken in `Armed::submit`.
         unsafe { release_in_flight(self.inner) };

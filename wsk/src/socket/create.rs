@@ -1,18 +1,14 @@
 //! Socket creation through the provider-level `WskSocket` and `WskSocketConnect`.
 
-// Each unsafe block here is one call into a provider routine whose pointer arguments lead
-// into the operation slot (dereferencing `args` to reach them is part of that one call);
-// splitting the call across several blocks would not make any single step clearer.
-#![allow(clippy::multiple_unsafe_ops_per_block)]
-
 use core::net::SocketAddr;
 
 use wsk_sys::{SOCKADDR_STORAGE, WSK_SOCKET};
 
 use crate::addr;
-use crate::buf::IoBuf;
 use crate::error::{Error, Result};
 use crate::op::{Busy, Completion, OpSlot, SocketOwner};
+use crate::pool::PoolBox;
+use crate::pool::tag::REQUEST;
 use crate::registration::Wsk;
 use crate::socket::call::{socket_call, unit};
 use crate::socket::core::SocketCore;
@@ -24,6 +20,10 @@ use crate::socket::events::ClientDispatch;
 /// IRQL == PASSIVE_LEVEL (task context).
 // The arguments are WskSocket's own; bundling them would only rename them.
 #[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "the provider call is one unsafe step: the routine and the argument-block fields its pointers lead to"
+)]
 pub(crate) async fn wsk_socket(
     wsk: &Wsk,
     core: &SocketCore,
@@ -67,6 +67,10 @@ pub(crate) async fn wsk_socket(
 
 /// Creates, binds and connects a connection socket with `WskSocketConnect`. Returns
 /// `Err(Error::Status(STATUS_NOT_IMPLEMENTED))` where the provider lacks it.
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "the provider call is one unsafe step: the routine and the argument-block fields its pointers lead to"
+)]
 pub(crate) async fn wsk_socket_connect(
     wsk: &Wsk,
     core: &SocketCore,
@@ -79,13 +83,12 @@ pub(crate) async fn wsk_socket_connect(
     let connect = dispatch.WskSocketConnect;
     // Both addresses stay valid until the IRP completes: the remote one in the slot, the
     // local one in a small pool buffer the slot owns meanwhile.
-    let mut local_block = IoBuf::with_capacity(core::mem::size_of::<SOCKADDR_STORAGE>())?;
-    let local_ptr = local_block.as_mut_capacity().as_mut_ptr().cast::<SOCKADDR_STORAGE>();
-    // SAFETY: pool memory, 16-byte aligned, of SOCKADDR_STORAGE's size.
-    unsafe { local_ptr.write(addr::to_storage(&local)) };
+    let local_block =
+        PoolBox::<SOCKADDR_STORAGE, REQUEST>::try_new_tagged(addr::to_storage(&local)).map_err(|_| Error::NoMemory)?;
+    let local_ptr = local_block.as_ptr();
     let mut armed = slot.arm().map_err(Busy::error)?;
     armed.args().0.addr = addr::to_storage(&remote);
-    armed.hold_buffer(Some(local_block));
+    armed.hold_block(local_block);
     armed.hold_owner(Some(SocketOwner { core: core.clone_owner(), slot: None }));
     // SAFETY: valid client, addresses and IRP, which goes to `WskSocketConnect` only; `args`
     // and the local address block live in the slot until the IRP completes.
@@ -126,6 +129,10 @@ fn adopt(core: &SocketCore, done: Completion) -> Result<()> {
 ///
 /// # Safety
 /// `T` must be the provider dispatch table type of `core`'s socket kind.
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "the provider call is one unsafe step: the routine and the argument-block fields its pointers lead to"
+)]
 pub(crate) async unsafe fn bind<T>(
     core: &SocketCore,
     slot: &mut OpSlot,
