@@ -22,15 +22,16 @@
 //!
 //! # Who touches what
 //!
-//! | field                        | IDLE                        | SUBMITTED (not COMPLETE)    | COMPLETE           |
-//! |------------------------------|-----------------------------|-----------------------------|--------------------|
-//! | `irp`                        | `Armed::submit` (prepare)   | provider, then completion   | owner / finalizer  |
-//! | `status`, `info`             | —                           | completion routine (write)  | owner or finalizer |
-//! | `buffer`, `block`, `socket_owner` | `Armed` (give, or take back) | provider, through pointers | owner or finalizer (take) |
-//! | `keep_data`                  | `arm` (reset), `Armed` (set)| —                           | finalizer (read)   |
-//! | `args`                       | `Armed` (fill), owner (read)| provider, through pointers  | —                  |
-//! | `kept`                       | owner (`take_kept`)         | —                           | finalizer (store)  |
-//! | `waker`                      | owner                       | owner registers, completion wakes | —            |
+//! | field                 | IDLE                         | SUBMITTED (not COMPLETE)     | COMPLETE            |
+//! |-----------------------|------------------------------|------------------------------|---------------------|
+//! | `irp`                 | `Armed::submit` (prepare)    | provider, then completion    | owner / finalizer   |
+//! | `status`, `info`      | —                            | completion routine (write)   | owner or finalizer  |
+//! | `buffer`, `block`,    | `Armed` (give, take back)    | provider, through pointers   | owner or finalizer  |
+//! | `socket_owner`        |                              |                              | (take)              |
+//! | `keep_data`           | `arm` (reset), `Armed` (set) | —                            | finalizer (read)    |
+//! | `args`                | `Armed` (fill), owner (read) | provider, through pointers   | —                   |
+//! | `kept`                | owner (`take_kept`)          | —                            | finalizer (store)   |
+//! | `waker`               | owner                        | owner registers, completion wakes | —              |
 //!
 //! The `COMPLETE` bit is set with release ordering after `status`/`info` are written, and read
 //! with acquire ordering before they are read.

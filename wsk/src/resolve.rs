@@ -94,7 +94,7 @@ impl Wsk {
     /// (one small pool allocation of the provider's).
     #[expect(
         clippy::multiple_unsafe_ops_per_block,
-        reason = "the provider call is one unsafe step: the routine and the request fields its pointer arguments lead to"
+        reason = "the provider call is one unsafe step: the routine and the request fields its pointers lead to"
     )]
     pub async fn resolve(&self, host: &str, port: u16) -> Result<AddrList> {
         if host.is_empty() || host.len() > MAX_NAME || !host.is_ascii() {

@@ -19,8 +19,9 @@ pub(crate) struct NotIssued {
 ///
 /// `prepare` fills the argument block (the slot is armed); `issue` calls the provider routine
 /// from dispatch table `T` with the socket, the IRP and the argument block, and returns its
-/// status, or `None` when the provider lacks the routine (see [`Armed::submit`](crate::op::Armed::submit), which
-/// completes an IRP no routine took with `STATUS_NOT_IMPLEMENTED`).
+/// status, or `None` when the provider lacks the routine (see
+/// [`Armed::submit`](crate::op::Armed::submit), which completes an IRP no routine took with
+/// `STATUS_NOT_IMPLEMENTED`).
 ///
 /// # Safety
 /// `T` must be the provider dispatch table type of `core`'s socket kind, and `issue` must
@@ -37,7 +38,8 @@ pub(crate) async unsafe fn socket_call<T>(
 }
 
 /// [`socket_call`] for an operation that returns a new socket (accept): `owner` is held with
-/// the IRP (see [`Armed::hold_owner`](crate::op::Armed::hold_owner)) and handed back in the completion.
+/// the IRP (see [`Armed::hold_owner`](crate::op::Armed::hold_owner)) and handed back in the
+/// completion.
 ///
 /// # Safety
 /// As [`socket_call`].
@@ -109,8 +111,8 @@ pub(crate) unsafe fn issue_call<T>(
     unsafe { issue_call_armed_with(core, slot, buffer, socket_owner, false, prepare, issue) }.map(InFlight::detach)
 }
 
-/// [`issue_call`] with `keep_data` (see [`Armed::keep_data`](crate::op::Armed::keep_data)), returning the operation in
-/// flight.
+/// [`issue_call`] with `keep_data` (see [`Armed::keep_data`](crate::op::Armed::keep_data)),
+/// returning the operation in flight.
 ///
 /// # Safety
 /// As [`issue_call`].
