@@ -446,9 +446,9 @@ impl<'a> Armed<'a> {
     /// Any IRQL.
     pub fn withdraw(self) -> Completion {
         let slot = self.into_slot();
-        // SAFETY: idle slot, borrowed exclusively through the consumed guard.
         let inner = slot.inner();
-        // SAFETY: as above.
+        // SAFETY: idle slot (the guard's invariant), borrowed exclusively through the consumed
+        // guard: nobody else touches these fields.
         let buffer = unsafe { (*inner.buffer.get()).take() };
         // SAFETY: as above.
         let block = unsafe { (*inner.block.get()).take() };
