@@ -77,7 +77,7 @@ pub use config::Config;
 pub use error::{BlockOnError, JoinError, SpawnError, StartError};
 pub use executor::{Executor, Spawner};
 pub use importance::Importance;
-pub use kernel::{IoObject, Kernel};
+pub use kernel::{IoObject, Kernel, pool};
 pub use task::JoinHandle;
 pub use time::{Elapsed, Sleep, Timeout};
 pub use yield_now::{YieldNow, yield_now};

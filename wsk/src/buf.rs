@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::pool;
 
 /// Pool tag of I/O buffers ("WskB").
-pub const BUF_TAG: u32 = u32::from_le_bytes(*b"WskB");
+pub const BUF_TAG: u32 = pool::tag::BUFFER;
 
 /// Largest buffer one MDL describes: an MDL's 16-bit `Size` bounds its page array to
 /// (65535 - 48) / 8 = 8185 pages; one page is kept for a buffer that does not start on a page

@@ -4,32 +4,41 @@
 //! # Lifecycle of a slot
 //!
 //! ```text
-//!            arm()+submit                 completion routine
-//!   IDLE ───────────────────> SUBMITTED ─────────────────────> SUBMITTED|COMPLETE
-//!    ^                            │                                     │
-//!    │                            │ future dropped                     │ future polls:
-//!    │                            v                                     │ take result
-//!    │                 SUBMITTED|ABANDONED|CANCELLING                   │
-//!    │                     (IoCancelIrp runs)                          v
-//!    └──── finalize (exactly once: by the completion routine, or ─── IDLE
+//!          arm()               submit()                completion routine
+//!   IDLE ────────> Armed guard ─────────> SUBMITTED ─────────────────────> SUBMITTED|COMPLETE
+//!    ^ ^               │                      │                                     │
+//!    │ └───────────────┘ guard dropped or     │ future dropped                      │ future polls:
+//!    │   withdrawn: not taken, IRP untouched  v                                     │ take result
+//!    │                      SUBMITTED|ABANDONED|CANCELLING                          │
+//!    │                          (IoCancelIrp runs)                                  v
+//!    └──── finalize (exactly once: by the completion routine, or ───────────────── IDLE
 //!          by the dropper if completion ran during IoCancelIrp)
 //! ```
 //!
+//! [`OpSlot::arm`] is refused on a slot that is not idle (in every build). The [`Armed`] guard
+//! it returns borrows the slot exclusively; it is the only way to fill the argument block and
+//! to reach the IRP, and [`Armed::submit`] is the only place an IRP is prepared and handed to
+//! a provider (and completed as "not taken" when no routine took it).
+//!
 //! # Who touches what
 //!
-//! | field                 | IDLE            | SUBMITTED (not COMPLETE)       | COMPLETE                 |
-//! |-----------------------|-----------------|--------------------------------|--------------------------|
-//! | `irp`                 | owner (arm)     | provider, then completion      | owner (reuse) / finalize |
-//! | `status`, `info`      | —               | completion routine (write)     | owner or finalizer (read)|
-//! | `buffer`, `args`      | owner (fill)    | provider reads through pointers| owner or finalizer (take)|
-//! | `waker`               | owner           | owner registers, completion wakes | —                     |
+//! | field                 | IDLE                         | SUBMITTED (not COMPLETE)     | COMPLETE            |
+//! |-----------------------|------------------------------|------------------------------|---------------------|
+//! | `irp`                 | `Armed::submit` (prepare)    | provider, then completion    | owner / finalizer   |
+//! | `status`, `info`      | —                            | completion routine (write)   | owner or finalizer  |
+//! | `buffer`, `block`,    | `Armed` (give, take back)    | provider, through pointers   | owner or finalizer  |
+//! | `socket_owner`        |                              |                              | (take)              |
+//! | `keep_data`           | `arm` (reset), `Armed` (set) | —                            | finalizer (read)    |
+//! | `args`                | `Armed` (fill), owner (read) | provider, through pointers   | —                   |
+//! | `kept`                | owner (`take_kept`)          | —                            | finalizer (store)   |
+//! | `waker`               | owner                        | owner registers, completion wakes | —              |
 //!
 //! The `COMPLETE` bit is set with release ordering after `status`/`info` are written, and read
 //! with acquire ordering before they are read.
 //!
 //! A slot is reference counted: one reference for its owner (a socket half) and one while an
 //! IRP is in flight, so an abandoned operation's completion still finds its slot after the
-//! socket is gone. The last reference frees the IRP, any buffer, and the slot.
+//! socket is gone. The last reference frees the IRP, any buffer or block, and the slot.
 
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
@@ -44,7 +53,7 @@ use wsk_sys::{DEVICE_OBJECT, IRP, NTSTATUS, SOCKADDR_STORAGE, STATUS_MORE_PROCES
 use crate::buf::IoBuf;
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, Ordering};
-use crate::pool;
+use crate::pool::{self, AnyPoolBox, PoolBox};
 use crate::socket::core::SocketCore;
 
 /// An IRP is in flight (owned by the provider until `COMPLETE`).
@@ -110,7 +119,7 @@ pub(crate) fn state_cancel_done(state: &AtomicU32) -> bool {
 }
 
 /// Pool tag of operation slots ("WskO").
-pub const OP_TAG: u32 = u32::from_le_bytes(*b"WskO");
+pub const OP_TAG: u32 = pool::tag::OP_SLOT;
 
 /// Arguments the provider reads through pointers while the IRP is pending; they live in the
 /// slot so they stay put.
@@ -141,13 +150,16 @@ struct SlotInner {
     info: UnsafeCell<usize>,
     waker: AtomicWaker,
     buffer: UnsafeCell<Option<IoBuf>>,
+    /// A request block the provider reads or writes through pointers (no MDL), kept until
+    /// the IRP completes.
+    block: UnsafeCell<Option<AnyPoolBox>>,
     /// The owner of a socket the operation may return (accept, socket creation), held while
     /// the IRP is in flight: if the operation is abandoned and still succeeds, the returned
     /// socket is handed to it and closed in the background instead of leaking.
     socket_owner: UnsafeCell<Option<SocketOwner>>,
     args: UnsafeCell<OpArgs>,
     /// Whether the operation in flight is a stream receive whose data must survive the drop
-    /// of its future (see [`OpSlot::arm_with`]).
+    /// of its future (see [`Armed::keep_data`]).
     keep_data: UnsafeCell<bool>,
     /// Data an abandoned stream receive brought in, and how much of it was handed out: kept
     /// for the next receive on the slot ([`OpSlot::take_kept`]).
@@ -172,7 +184,9 @@ pub(crate) struct Completion {
     pub status: NTSTATUS,
     pub info: usize,
     pub buffer: Option<IoBuf>,
-    /// The socket owner given to [`OpSlot::arm_with_owner`], handed back.
+    /// The request block given to [`Armed::hold_block`], handed back.
+    pub block: Option<AnyPoolBox>,
+    /// The socket owner given to [`Armed::hold_owner`], handed back.
     pub socket_owner: Option<SocketOwner>,
 }
 
@@ -212,21 +226,22 @@ impl OpSlot {
             info: UnsafeCell::new(0),
             waker: AtomicWaker::new(),
             buffer: UnsafeCell::new(None),
+            block: UnsafeCell::new(None),
             socket_owner: UnsafeCell::new(None),
             args: UnsafeCell::new(OpArgs::new()),
             keep_data: UnsafeCell::new(false),
             kept: UnsafeCell::new(None),
         };
-        let Some(mem) = pool::allocate(core::mem::size_of::<SlotInner>(), OP_TAG) else {
-            // SAFETY: the IRP was allocated above and never submitted.
-            unsafe { wsk_sys::IoFreeIrp(irp.as_ptr()) };
-            return Err(Error::NoMemory);
+        let inner = match PoolBox::<SlotInner, OP_TAG>::try_new_tagged(inner) {
+            Ok(inner) => inner,
+            Err(inner) => {
+                // SAFETY: the IRP was allocated above and never submitted.
+                unsafe { wsk_sys::IoFreeIrp(inner.irp.as_ptr()) };
+                return Err(Error::NoMemory);
+            }
         };
-        let ptr = mem.cast::<SlotInner>();
-        // SAFETY: fresh pool memory, 16-byte aligned, large enough for SlotInner.
-        unsafe { ptr.as_ptr().write(inner) };
-        // INVARIANT: one reference, owned by the new handle.
-        Ok(Self { inner: ptr })
+        // INVARIANT: one reference, owned by the new handle; `release` rebuilds the box.
+        Ok(Self { inner: PoolBox::into_raw(inner) })
     }
 
     fn inner(&self) -> &SlotInner {
@@ -261,71 +276,50 @@ impl OpSlot {
         if inner.state.load(Ordering::Acquire) == 0 { Poll::Ready(()) } else { Poll::Pending }
     }
 
-    /// Prepares the IRP for a new call and stores `buffer` in the slot. Returns the IRP to
-    /// pass to the provider and the argument block. The caller must then call the provider
-    /// routine and [`OpSlot::submitted`] — in that order, with nothing in between that can
-    /// fail.
-    ///
-    /// # Panics
-    /// In debug builds, if the slot is not idle (the caller must await [`OpSlot::idle`]).
+    /// Arms the slot for one provider call: returns the guard through which the call is
+    /// filled in and submitted, or `Err(Busy)` when an IRP of an earlier operation is still in
+    /// flight (await [`OpSlot::idle`] first). The check holds in every build: re-arming a busy
+    /// slot would reinitialize an IRP the provider owns.
     ///
     /// IRQL <= DISPATCH_LEVEL.
-    pub fn arm(&mut self, buffer: Option<IoBuf>) -> (*mut IRP, *mut OpArgs) {
-        self.arm_with_owner(buffer, None)
+    pub fn arm(&mut self) -> Result<Armed<'_>, Busy> {
+        if self.inner().state.load(Ordering::Acquire) != 0 {
+            return Err(Busy);
+        }
+        // SAFETY: idle, observed with acquire ordering after the collector's or finalizer's
+        // release store; `&mut self`: nobody else touches the flag.
+        unsafe { *self.inner().keep_data.get() = false };
+        // INVARIANT: the slot is idle and only `Armed::submit` (through the borrow the guard
+        // holds) makes it busy again.
+        Ok(Armed { slot: self })
     }
 
-    /// [`OpSlot::arm`] for an operation that returns a socket in `Information` (accept,
-    /// creation): `owner` is kept with the IRP and comes back in the [`Completion`]; if the
-    /// operation is abandoned and succeeds anyway, the socket is given to `owner` and closed.
-    ///
-    /// IRQL <= DISPATCH_LEVEL.
-    pub fn arm_with_owner(&mut self, buffer: Option<IoBuf>, owner: Option<SocketOwner>) -> (*mut IRP, *mut OpArgs) {
-        self.arm_with(buffer, owner, false)
-    }
-
-    /// [`OpSlot::arm_with_owner`], and for a stream (TCP) receive `keep_data`: if its future
-    /// is dropped and the IRP still completes with data (the cancel lost a race with arriving
-    /// data, or the provider cannot cancel, as Wine's netio cannot), the data is kept in the
-    /// slot and the next receive on it returns that data first ([`OpSlot::take_kept`]), so the
-    /// stream loses no byte.
-    ///
-    /// IRQL <= DISPATCH_LEVEL.
-    pub fn arm_with(
-        &mut self,
-        buffer: Option<IoBuf>,
-        owner: Option<SocketOwner>,
-        keep_data: bool,
-    ) -> (*mut IRP, *mut OpArgs) {
-        let inner = self.inner();
-        debug_assert_eq!(inner.state.load(Ordering::Acquire), 0, "slot armed while busy");
-        let irp = inner.irp.as_ptr();
-        // SAFETY: the slot is idle, so the IRP is owned by the slot's owner (us).
-        unsafe { wsk_sys::IoReuseIrp(irp, wsk_sys::STATUS_UNSUCCESSFUL) };
-        // SAFETY: as above; the IRP has one stack location, which is the next one.
-        unsafe {
-            wsk_sys::IoSetCompletionRoutine(irp, Some(complete), self.inner.as_ptr().cast::<c_void>(), true, true, true)
-        };
-        // SAFETY: idle slot: nobody else reads or writes `buffer`.
-        unsafe { *inner.buffer.get() = buffer };
-        // SAFETY: as above.
-        unsafe { *inner.socket_owner.get() = owner };
-        // SAFETY: as above.
-        unsafe { *inner.keep_data.get() = keep_data };
-        inner.refs.fetch_add(1, Ordering::Relaxed);
-        inner.state.store(SUBMITTED, Ordering::Release);
-        (irp, inner.args.get())
-    }
-
-    /// The argument block (to read results after completion, or fill before `arm`).
+    /// The argument block, only while the slot is idle (`None` while an IRP is in flight):
+    /// to read what the provider wrote there once the operation was collected. The block is
+    /// filled through [`Armed::args`].
     ///
     /// Any IRQL.
-    pub fn args(&mut self) -> &mut OpArgs {
-        // SAFETY: `&mut self` and an idle or completed slot: nobody else touches the block
-        // (callers only use it before `arm` or after `wait` returned).
-        unsafe { &mut *self.inner().args.get() }
+    pub fn args(&self) -> Option<&OpArgs> {
+        let inner = self.inner();
+        if inner.state.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        // SAFETY: idle: no IRP is in flight, so no provider writes the block, and it stays
+        // idle while `&self` is borrowed (only `arm`, through `&mut self`, leaves idle).
+        Some(unsafe { &*inner.args.get() })
     }
 
-    /// Copies data kept from an abandoned receive ([`OpSlot::arm_with`]) into `buf` (up to
+    /// The address the last collected call wrote to the argument block (a query of the
+    /// local or remote address, an accept, a receive-from); [`Busy::error`] while an IRP is in
+    /// flight.
+    ///
+    /// Any IRQL.
+    pub fn result_addr(&self) -> Result<core::net::SocketAddr> {
+        let args = self.args().ok_or(Busy.error())?;
+        crate::addr::from_storage(&args.addr)
+    }
+
+    /// Copies data kept from an abandoned receive ([`Armed::keep_data`]) into `buf` (up to
     /// its capacity; the rest stays kept) and returns how many bytes; `None` when nothing is
     /// kept. The slot must be idle (await [`OpSlot::idle`] first): while an abandoned receive
     /// is in flight, its data is not there yet.
@@ -349,20 +343,197 @@ impl OpSlot {
         Some(n)
     }
 
-    /// Whether the armed IRP has completed (its completion routine ran).
-    ///
-    /// Any IRQL.
-    pub fn is_complete(&self) -> bool {
+    /// Whether the submitted IRP has completed (its completion routine ran).
+    fn is_complete(&self) -> bool {
         self.inner().state.load(Ordering::Acquire) & COMPLETE != 0
     }
+}
 
-    /// Returns a future that resolves when the IRP armed by [`OpSlot::arm`] completes. If it
-    /// is dropped before, the IRP is cancelled and the completion path cleans up.
+/// [`OpSlot::arm`] on a slot whose IRP is still in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Busy;
+
+impl Busy {
+    /// The error a call refused for a busy slot reports (`STATUS_INVALID_DEVICE_STATE`).
     ///
     /// Any IRQL.
-    pub fn submitted(&mut self) -> InFlight<'_> {
-        InFlight { slot: self, done: false }
+    pub fn error(self) -> Error {
+        Error::Status(wsk_sys::STATUS_INVALID_DEVICE_STATE)
     }
+}
+
+/// An armed slot: the one way to issue a provider call on its IRP.
+///
+/// The guard borrows an idle slot exclusively. Through it the caller gives the slot what must
+/// outlive the call (the buffer, the owner of a socket the call may return, whether a stream
+/// receive keeps its data) and fills the argument block; [`Armed::submit`] then prepares the
+/// IRP, hands it to the provider and yields the operation in flight.
+///
+/// A guard dropped without submitting is an operation that was not taken: the IRP was never
+/// prepared nor given to anyone, what the guard was given is dropped, and the slot stays idle.
+/// [`Armed::withdraw`] does the same and hands all of it back in a [`Completion`] with
+/// `STATUS_NOT_IMPLEMENTED`, the status of a call no provider took.
+///
+/// # Invariants
+/// The slot is idle (no IRP in flight, state 0) while the guard exists.
+pub(crate) struct Armed<'a> {
+    slot: &'a mut OpSlot,
+}
+
+impl<'a> Armed<'a> {
+    /// The slot's shared part, exclusively ours while the guard lives.
+    fn inner(&self) -> &SlotInner {
+        self.slot.inner()
+    }
+
+    /// Gives the slot `buffer` (dropping any buffer given before) until the operation is
+    /// collected; it comes back in the [`Completion`].
+    ///
+    /// Any IRQL.
+    pub fn hold_buffer(&mut self, buffer: Option<IoBuf>) {
+        // SAFETY: idle slot (type invariant), borrowed exclusively: nobody else touches `buffer`.
+        unsafe { *self.inner().buffer.get() = buffer };
+    }
+
+    /// Gives the slot a request block the provider call reads or writes through pointers
+    /// (dropping any block given before): it stays put until the operation is collected, and
+    /// comes back in the [`Completion`].
+    ///
+    /// Any IRQL.
+    pub fn hold_block<T: Send + 'static, const TAG: u32>(&mut self, block: PoolBox<T, TAG>) {
+        // SAFETY: as in `hold_buffer`.
+        unsafe { *self.inner().block.get() = Some(AnyPoolBox::new(block)) };
+    }
+
+    /// Gives the slot the owner of a socket the operation returns in `Information` (accept,
+    /// creation): it comes back in the [`Completion`]; if the operation is abandoned and
+    /// succeeds anyway, the socket is given to `owner`, whose drop closes it.
+    ///
+    /// Any IRQL.
+    pub fn hold_owner(&mut self, owner: Option<SocketOwner>) {
+        // SAFETY: as in `hold_buffer`.
+        unsafe { *self.inner().socket_owner.get() = owner };
+    }
+
+    /// Marks the operation a stream (TCP) receive whose data must survive the drop of its
+    /// future: if the future is dropped and the IRP still completes with data (the cancel lost
+    /// a race with arriving data, or the provider cannot cancel, as Wine's netio cannot), the
+    /// data is kept in the slot and the next receive on it returns that data first
+    /// ([`OpSlot::take_kept`]), so the stream loses no byte.
+    ///
+    /// Any IRQL.
+    pub fn keep_data(&mut self) {
+        // SAFETY: as in `hold_buffer`.
+        unsafe { *self.inner().keep_data.get() = true };
+    }
+
+    /// The argument block to fill for the call, and the buffer the slot holds.
+    ///
+    /// Any IRQL.
+    pub fn args(&mut self) -> (&mut OpArgs, Option<&IoBuf>) {
+        let inner = self.inner();
+        // SAFETY: idle slot borrowed exclusively (type invariant): no provider reads or writes
+        // the block, and `&mut self` keeps this the only reference until submission.
+        let args = unsafe { &mut *inner.args.get() };
+        // SAFETY: as above, and nothing writes `buffer` while this shared borrow lives.
+        let buffer = unsafe { (*inner.buffer.get()).as_ref() };
+        (args, buffer)
+    }
+
+    /// Gives up the operation before submitting it: the slot stays idle, and what it was
+    /// given comes back in a [`Completion`] with `STATUS_NOT_IMPLEMENTED`.
+    ///
+    /// Any IRQL.
+    pub fn withdraw(self) -> Completion {
+        let slot = self.into_slot();
+        let inner = slot.inner();
+        // SAFETY: idle slot (the guard's invariant), borrowed exclusively through the consumed
+        // guard: nobody else touches these fields.
+        let buffer = unsafe { (*inner.buffer.get()).take() };
+        // SAFETY: as above.
+        let block = unsafe { (*inner.block.get()).take() };
+        // SAFETY: as above.
+        let socket_owner = unsafe { (*inner.socket_owner.get()).take() };
+        Completion { status: wsk_sys::STATUS_NOT_IMPLEMENTED, info: 0, buffer, block, socket_owner }
+    }
+
+    /// Prepares the IRP, marks the slot busy and hands the IRP to the provider through `call`,
+    /// which receives the IRP and the argument block and returns the provider routine's status
+    /// (informational: the result comes from the IRP, which the provider always completes), or
+    /// `None` when the provider lacks the routine. An IRP no routine took is completed here with
+    /// `STATUS_NOT_IMPLEMENTED`, as the provider would have: for `None`, and for a routine that
+    /// returned `STATUS_NOT_IMPLEMENTED` without having completed the IRP (a stub, as in Wine's
+    /// netio; WSK providers complete failed requests before returning, so an IRP still pending
+    /// after that return was never taken).
+    ///
+    /// Returns the operation in flight: await it, or [`InFlight::detach`] it and collect the
+    /// result with [`OpSlot::poll_submitted`].
+    ///
+    /// # Safety
+    /// `call` passes the IRP to at most one provider routine and, when it passes it, returns
+    /// `Some` with that routine's status. The pointers it gives the routine lead into the
+    /// argument block, into what the slot holds, or into memory that outlives the IRP.
+    ///
+    /// IRQL <= DISPATCH_LEVEL (as the provider routine allows).
+    pub unsafe fn submit(self, call: impl FnOnce(*mut IRP, *mut OpArgs) -> Option<NTSTATUS>) -> InFlight<'a> {
+        let slot = self.into_slot();
+        let ptr = slot.inner;
+        let inner = slot.inner();
+        let irp = inner.irp.as_ptr();
+        // SAFETY: the slot is idle, so the IRP is owned by the slot's owner (us).
+        unsafe { wsk_sys::IoReuseIrp(irp, wsk_sys::STATUS_UNSUCCESSFUL) };
+        // SAFETY: as above; the IRP has one stack location, which is the next one.
+        unsafe {
+            wsk_sys::IoSetCompletionRoutine(irp, Some(complete), ptr.as_ptr().cast::<c_void>(), true, true, true)
+        };
+        inner.refs.fetch_add(1, Ordering::Relaxed);
+        inner.state.store(SUBMITTED, Ordering::Release);
+        match call(irp, inner.args.get()) {
+            None => complete_not_taken(irp),
+            Some(wsk_sys::STATUS_NOT_IMPLEMENTED) if !slot.is_complete() => complete_not_taken(irp),
+            Some(_) => {}
+        }
+        InFlight { slot, done: false }
+    }
+
+    /// Ends the guard without its drop, handing out the slot borrow.
+    fn into_slot(self) -> &'a mut OpSlot {
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again, so the borrow is moved out once.
+        unsafe { core::ptr::read(&this.slot) }
+    }
+}
+
+impl Drop for Armed<'_> {
+    fn drop(&mut self) {
+        let inner = self.inner();
+        // SAFETY: idle slot borrowed exclusively (type invariant): the operation was never
+        // submitted, so what it was given is dropped here.
+        let buffer = unsafe { (*inner.buffer.get()).take() };
+        // SAFETY: as above.
+        let block = unsafe { (*inner.block.get()).take() };
+        // SAFETY: as above.
+        let owner = unsafe { (*inner.socket_owner.get()).take() };
+        drop((buffer, block, owner));
+    }
+}
+
+/// Completes a submitted IRP that no provider routine took, as the provider would have.
+fn complete_not_taken(irp: *mut IRP) {
+    // SAFETY: the IRP is prepared (completion routine in the next location) and was not
+    // passed to any provider routine: we play the provider, make the next location current and
+    // complete it.
+    unsafe {
+        (*irp).IoStatus.Status = wsk_sys::STATUS_NOT_IMPLEMENTED;
+    }
+    // SAFETY: as above.
+    unsafe {
+        (*irp).IoStatus.Information = 0;
+    }
+    // SAFETY: as above; the IRP has the one stack location the completion routine lives in.
+    unsafe { wsk_sys::IoSetNextIrpStackLocation(irp) };
+    // SAFETY: as above.
+    unsafe { wsk_sys::IoCompleteRequest(irp, 0) };
 }
 
 impl Drop for OpSlot {
@@ -382,16 +553,15 @@ unsafe fn release(inner: NonNull<SlotInner>) {
     if refs.fetch_sub(1, Ordering::AcqRel) != 1 {
         return;
     }
-    // SAFETY: last reference: nothing else can reach the slot.
-    let slot = unsafe { inner.as_ptr().read() };
+    // SAFETY: last reference: nothing else can reach the slot, which `OpSlot::new` made
+    // with `PoolBox::into_raw`.
+    let slot = unsafe { PoolBox::<SlotInner, OP_TAG>::from_raw_tagged(inner) };
     // SAFETY: no IRP is in flight (its reference was released), so the IRP is ours to free.
     unsafe { wsk_sys::IoFreeIrp(slot.irp.as_ptr()) };
     drop(slot);
-    // SAFETY: allocated by `OpSlot::new` with OP_TAG; the value was moved out above.
-    unsafe { pool::free(inner.cast(), OP_TAG) };
 }
 
-/// Resets an abandoned slot to idle, drops its buffer, wakes a waiter, and releases the
+/// Resets an abandoned slot to idle, drops its buffer and block, wakes a waiter, and releases the
 /// in-flight reference. Runs exactly once per abandoned operation.
 ///
 /// # Safety
@@ -401,7 +571,7 @@ unsafe fn finalize_abandoned(inner: NonNull<SlotInner>) {
     let slot = unsafe { inner.as_ref() };
     // SAFETY: completion ran and the future is gone: only the finalizer touches `buffer`.
     let buffer = unsafe { (*slot.buffer.get()).take() };
-    // SAFETY: as above; `keep_data` was written at arming, before the IRP was submitted.
+    // SAFETY: as above; `keep_data` was written while the slot was armed, before submission.
     if unsafe { *slot.keep_data.get() } {
         // SAFETY: the completion routine wrote the result before COMPLETE was published.
         let status = unsafe { *slot.status.get() };
@@ -418,6 +588,8 @@ unsafe fn finalize_abandoned(inner: NonNull<SlotInner>) {
         drop(buffer);
     }
     // SAFETY: as above.
+    drop(unsafe { (*slot.block.get()).take() });
+    // SAFETY: as above.
     let owner = unsafe { (*slot.socket_owner.get()).take() };
     if let Some(owner) = owner {
         // SAFETY: the completion routine wrote the result before COMPLETE was published.
@@ -433,7 +605,7 @@ unsafe fn finalize_abandoned(inner: NonNull<SlotInner>) {
     }
     slot.state.store(0, Ordering::Release);
     slot.waker.wake();
-    // SAFETY: releases the in-flight reference taken in `arm`.
+    // SAFETY: releases the in-flight reference taken in `Armed::submit`.
     unsafe { release(inner) };
 }
 
@@ -484,8 +656,8 @@ impl Future for InFlight<'_> {
 }
 
 impl OpSlot {
-    /// Polls the operation armed by [`OpSlot::arm`] (and handed to the provider) for its
-    /// completion: the poll-based form of [`OpSlot::submitted`], for state machines that keep
+    /// Polls the operation submitted with [`Armed::submit`] (and then detached) for its
+    /// completion: the poll-based form of [`InFlight`], for state machines that keep
     /// the slot across polls. Once it returned `Ready` the slot is idle again. A caller that
     /// gives up on a pending operation must call [`OpSlot::abandon`].
     ///
@@ -513,10 +685,12 @@ impl OpSlot {
         // SAFETY: as above; the completion routine never touches `buffer` of a live operation.
         let buffer = unsafe { (*inner.buffer.get()).take() };
         // SAFETY: as above.
+        let block = unsafe { (*inner.block.get()).take() };
+        // SAFETY: as above.
         let socket_owner = unsafe { (*inner.socket_owner.get()).take() };
-        let completion = Completion { status, info, buffer, socket_owner };
+        let completion = Completion { status, info, buffer, block, socket_owner };
         inner.state.store(0, Ordering::Release);
-        // SAFETY: releases the in-flight reference taken in `arm`.
+        // SAFETY: releases the in-flight reference taken in `Armed::submit`.
         unsafe { release_in_flight(self.inner) };
         Poll::Ready(completion)
     }
@@ -551,6 +725,16 @@ impl OpSlot {
 unsafe fn release_in_flight(inner: NonNull<SlotInner>) {
     // SAFETY: forwarded.
     unsafe { release(inner) }
+}
+
+impl InFlight<'_> {
+    /// Lets the operation go on without this future: the caller collects it with
+    /// [`OpSlot::poll_submitted`] or gives it up with [`OpSlot::abandon`].
+    ///
+    /// Any IRQL.
+    pub fn detach(mut self) {
+        self.done = true;
+    }
 }
 
 impl Drop for InFlight<'_> {

@@ -1,20 +1,15 @@
 //! Name resolution through `WskGetAddressInfo`.
 
-// Each unsafe block here is one call into a provider routine whose pointer arguments lead
-// into the operation slot (dereferencing `args` to reach them is part of that one call);
-// splitting the call across several blocks would not make any single step clearer.
-#![allow(clippy::multiple_unsafe_ops_per_block)]
-
 use core::net::SocketAddr;
 
 use wsk_sys::{ADDRINFOEXW, NS_ALL, UNICODE_STRING};
 
 use crate::addr;
-use crate::buf::IoBuf;
 use crate::error::{Error, Result};
-use crate::op::OpSlot;
+use crate::op::{Busy, OpSlot};
+use crate::pool::tag::REQUEST;
+use crate::pool::{AnyPoolBox, PoolBox};
 use crate::registration::Wsk;
-use crate::socket::call::complete_not_implemented;
 
 /// Most addresses [`Wsk::resolve`] returns.
 pub const MAX_ADDRS: usize = 16;
@@ -59,9 +54,8 @@ impl AddrList {
     }
 }
 
-/// Layout of the request block kept in pool memory (an [`IoBuf`] owned by the operation
-/// slot) until the IRP completes: the provider reads the names and writes the result pointer
-/// through it.
+/// The request block, kept in pool (a [`PoolBox`] the operation slot holds) until the IRP
+/// completes: the provider reads the names and writes the result pointer through it.
 #[repr(C)]
 struct Request {
     node: UNICODE_STRING,
@@ -71,6 +65,26 @@ struct Request {
     port: [u16; 6],
 }
 
+// SAFETY: the pointers lead into the block itself and, once the request completed, to the
+// provider's result list, which the owner of the block frees; the block has one owner at a
+// time (the resolving task, or the slot while the IRP is in flight).
+unsafe impl Send for Request {}
+
+impl Request {
+    const EMPTY_STRING: UNICODE_STRING = UNICODE_STRING { Length: 0, MaximumLength: 0, Buffer: core::ptr::null_mut() };
+
+    /// An empty request: no names, no result.
+    const fn new() -> Self {
+        Self {
+            node: Self::EMPTY_STRING,
+            service: Self::EMPTY_STRING,
+            result: core::ptr::null_mut(),
+            name: [0; MAX_NAME],
+            port: [0; 6],
+        }
+    }
+}
+
 impl Wsk {
     /// Resolves `host` (a name or a numeric address) for `port` with `WskGetAddressInfo`.
     /// IRQL == PASSIVE_LEVEL (task context).
@@ -78,17 +92,18 @@ impl Wsk {
     /// Dropping the future while the request is pending cancels it; if the provider completes
     /// it successfully regardless, the result list cannot be returned to it and is leaked
     /// (one small pool allocation of the provider's).
+    #[expect(
+        clippy::multiple_unsafe_ops_per_block,
+        reason = "the provider call is one unsafe step: the routine and the request fields its pointers lead to"
+    )]
     pub async fn resolve(&self, host: &str, port: u16) -> Result<AddrList> {
         if host.is_empty() || host.len() > MAX_NAME || !host.is_ascii() {
             return Err(Error::InvalidInput("host name must be 1 to 255 ASCII characters"));
         }
         let mut slot = OpSlot::new()?;
-        let mut block = IoBuf::with_capacity(core::mem::size_of::<Request>())?;
-        let req = block.as_mut_capacity().as_mut_ptr().cast::<Request>();
-        // SAFETY: the buffer is pool memory (16-byte aligned) of Request's size, zeroed;
-        // Request is plain data, so writing its fields through the pointer is sound. The
-        // string pointers set below point into the same pool block, which does not move.
-        let r = unsafe { &mut *req };
+        let mut block = PoolBox::<Request, REQUEST>::try_new_tagged(Request::new()).map_err(|_| Error::NoMemory)?;
+        // The string pointers set below point into the same pool block, which does not move.
+        let r = &mut *block;
         for (w, b) in r.name.iter_mut().zip(host.bytes()) {
             *w = u16::from(b);
         }
@@ -116,35 +131,37 @@ impl Wsk {
 
         // (The slot is new, hence idle: no await between building the request and issuing it.)
         let (client, dispatch) = self.provider()?;
-        let (Some(get), free) = (dispatch.WskGetAddressInfo, dispatch.WskFreeAddressInfo) else {
-            return Err(Error::Status(wsk_sys::STATUS_NOT_IMPLEMENTED));
+        let (get, free) = (dispatch.WskGetAddressInfo, dispatch.WskFreeAddressInfo);
+        let mut armed = slot.arm().map_err(Busy::error)?;
+        let req = block.as_ptr();
+        armed.hold_block(block);
+        // SAFETY: `req` points into the pool block now owned by the slot until the IRP completes;
+        // the strings and the result pointer stay valid for the whole request, and the IRP goes
+        // to `WskGetAddressInfo` only.
+        let in_flight = unsafe {
+            armed.submit(move |irp, _| {
+                get.map(|get| {
+                    get(
+                        client,
+                        &mut (*req).node,
+                        &mut (*req).service,
+                        NS_ALL,
+                        core::ptr::null_mut(),
+                        core::ptr::null_mut(),
+                        &mut (*req).result,
+                        core::ptr::null_mut(),
+                        core::ptr::null_mut(),
+                        irp,
+                    )
+                })
+            })
         };
-        let (irp, _args) = slot.arm(Some(block));
-        // SAFETY: `req` points into the IoBuf now owned by the slot until the IRP completes;
-        // the strings and the result pointer stay valid for the whole request.
-        let status = unsafe {
-            get(
-                client,
-                &mut (*req).node,
-                &mut (*req).service,
-                NS_ALL,
-                core::ptr::null_mut(),
-                core::ptr::null_mut(),
-                &mut (*req).result,
-                core::ptr::null_mut(),
-                core::ptr::null_mut(),
-                irp,
-            )
-        };
-        if status == wsk_sys::STATUS_NOT_IMPLEMENTED && !slot.is_complete() {
-            complete_not_implemented(irp);
-        }
-        let done = slot.submitted().await;
+        let done = in_flight.await;
         done.result()?;
-        let block = done.buffer.ok_or(Error::NoMemory)?;
-        let req = block.as_slice().as_ptr().cast::<Request>();
-        // SAFETY: the request completed; the provider wrote the result pointer.
-        let head = unsafe { (*req).result };
+        let block = done.block.map(AnyPoolBox::downcast::<Request, REQUEST>);
+        let Some(Ok(block)) = block else { return Err(Error::NoMemory) };
+        // The request completed: the provider wrote the result pointer.
+        let head = block.result;
         let mut list = AddrList { addrs: [None; MAX_ADDRS], len: 0 };
         let mut node = head;
         while !node.is_null() && list.len < MAX_ADDRS {

@@ -35,7 +35,7 @@ pub use event::Event;
 pub use timer::{Timer, live_timers};
 
 /// Pool tag of the executor's allocations (tasks, timers, executor state).
-pub const POOL_TAG: u32 = pool::tag(b"WskE");
+pub const POOL_TAG: u32 = pool::tag::EXECUTOR;
 
 /// The current IRQL. Any IRQL.
 pub fn current_irql() -> KIRQL {

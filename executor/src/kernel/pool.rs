@@ -1,4 +1,6 @@
-//! Tagged, fallible nonpaged pool allocation.
+//! Tagged, fallible nonpaged pool allocation: the one place the executor and the library
+//! allocate pool, with the one table of their tags ([`tag`]) and owned values in pool
+//! ([`PoolBox`], [`AnyPoolBox`]).
 //!
 //! Uses `ExAllocatePool2` (Windows 10 2004 and later) when the running kernel exports it, and
 //! `ExAllocatePoolWithTag(NonPagedPoolNx)` otherwise. The export is looked up with
@@ -17,13 +19,13 @@ use wsk_sys::{
     PASSIVE_LEVEL, PFN_EX_ALLOCATE_POOL2, POOL_FLAG_NON_PAGED, POOL_FLAG_UNINITIALIZED, UNICODE_STRING,
 };
 
+mod boxed;
+pub mod tag;
+
+pub use boxed::{AnyPoolBox, PoolBox};
+
 /// Alignment every pool block has (`MEMORY_ALLOCATION_ALIGNMENT`).
 pub const POOL_ALIGNMENT: usize = 2 * size_of::<usize>();
-
-/// Builds a pool tag from four ASCII bytes as they should appear in pool tools (`b"WskE"`).
-pub const fn tag(bytes: &[u8; 4]) -> u32 {
-    u32::from_le_bytes(*bytes)
-}
 
 const UNRESOLVED: u8 = 0;
 const ABSENT: u8 = 1;
@@ -70,7 +72,16 @@ pub fn allocate(size: usize, tag: u32) -> Option<NonNull<u8>> {
     NonNull::new(p.cast())
 }
 
-/// Frees a block from [`allocate`]. IRQL <= DISPATCH_LEVEL.
+/// [`allocate`], the bytes zeroed. IRQL <= DISPATCH_LEVEL.
+pub fn allocate_zeroed(size: usize, tag: u32) -> Option<NonNull<u8>> {
+    let size = size.max(1);
+    let ptr = allocate(size, tag)?;
+    // SAFETY: `ptr` is a fresh allocation of `size` bytes.
+    unsafe { ptr::write_bytes(ptr.as_ptr(), 0, size) };
+    Some(ptr)
+}
+
+/// Frees a block from [`allocate`] or [`allocate_zeroed`]. IRQL <= DISPATCH_LEVEL.
 ///
 /// # Safety
 ///

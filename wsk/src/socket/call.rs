@@ -5,7 +5,7 @@ use wsk_sys::{IRP, NTSTATUS, WSK_SOCKET};
 
 use crate::buf::IoBuf;
 use crate::error::Error;
-use crate::op::{Completion, OpArgs, OpSlot, SocketOwner};
+use crate::op::{Completion, InFlight, OpArgs, OpSlot, SocketOwner};
 use crate::socket::core::SocketCore;
 
 /// A call that could not be issued, with the buffer handed back.
@@ -17,14 +17,11 @@ pub(crate) struct NotIssued {
 
 /// Issues one socket-level call and awaits its IRP.
 ///
-/// `prepare` fills the argument block (the slot is idle); `issue` calls the provider routine
+/// `prepare` fills the argument block (the slot is armed); `issue` calls the provider routine
 /// from dispatch table `T` with the socket, the IRP and the argument block, and returns its
-/// status (informational: the result comes from the IRP, which the provider always
-/// completes). `issue` returns `None` when the provider lacks the routine; the IRP is then
-/// completed here with `STATUS_NOT_IMPLEMENTED`. A routine that returns
-/// `STATUS_NOT_IMPLEMENTED` without having completed the IRP (a stub, as in Wine's netio) is
-/// treated the same way: WSK providers complete failed requests before returning, so an IRP
-/// still pending after that return was never taken.
+/// status, or `None` when the provider lacks the routine (see
+/// [`Armed::submit`](crate::op::Armed::submit), which completes an IRP no routine took with
+/// `STATUS_NOT_IMPLEMENTED`).
 ///
 /// # Safety
 /// `T` must be the provider dispatch table type of `core`'s socket kind, and `issue` must
@@ -41,7 +38,8 @@ pub(crate) async unsafe fn socket_call<T>(
 }
 
 /// [`socket_call`] for an operation that returns a new socket (accept): `owner` is held with
-/// the IRP (see [`OpSlot::arm_with_owner`]) and handed back in the completion.
+/// the IRP (see [`Armed::hold_owner`](crate::op::Armed::hold_owner)) and handed back in the
+/// completion.
 ///
 /// # Safety
 /// As [`socket_call`].
@@ -58,7 +56,7 @@ pub(crate) async unsafe fn socket_call_with_owner<T>(
 }
 
 /// [`socket_call`] for a stream receive: data the IRP brings in after its future was dropped
-/// is kept for the next receive (see [`OpSlot::arm_with`]).
+/// is kept for the next receive (see [`Armed::keep_data`](crate::op::Armed::keep_data)).
 ///
 /// # Safety
 /// As [`socket_call`].
@@ -87,17 +85,18 @@ async unsafe fn socket_call_armed_with<T>(
     issue: impl FnOnce(*mut WSK_SOCKET, &T, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<Completion, NotIssued> {
     slot.idle().await;
-    // SAFETY: forwarded contract; the slot is idle.
-    unsafe { issue_call_armed_with(core, slot, buffer, socket_owner, keep_data, prepare, issue) }?;
-    Ok(slot.submitted().await)
+    // SAFETY: forwarded contract.
+    let in_flight = unsafe { issue_call_armed_with(core, slot, buffer, socket_owner, keep_data, prepare, issue) }?;
+    Ok(in_flight.await)
 }
 
 /// The issuing half of [`socket_call_with_owner`], for state machines that poll the slot
 /// themselves ([`OpSlot::poll_submitted`]): enters the rundown, arms the IRP, calls the
-/// provider, leaves. On `Ok` the IRP is in flight.
+/// provider, leaves. On `Ok` the IRP is in flight. A slot that is not idle is refused
+/// (`NotIssued`, the buffer handed back).
 ///
 /// # Safety
-/// As [`socket_call`]; the slot is idle.
+/// As [`socket_call`].
 ///
 /// IRQL <= DISPATCH_LEVEL (as the provider routine allows).
 pub(crate) unsafe fn issue_call<T>(
@@ -109,55 +108,48 @@ pub(crate) unsafe fn issue_call<T>(
     issue: impl FnOnce(*mut WSK_SOCKET, &T, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<(), NotIssued> {
     // SAFETY: forwarded contract.
-    unsafe { issue_call_armed_with(core, slot, buffer, socket_owner, false, prepare, issue) }
+    unsafe { issue_call_armed_with(core, slot, buffer, socket_owner, false, prepare, issue) }.map(InFlight::detach)
 }
 
-/// [`issue_call`] with `keep_data` as in [`OpSlot::arm_with`].
+/// [`issue_call`] with `keep_data` (see [`Armed::keep_data`](crate::op::Armed::keep_data)),
+/// returning the operation in flight.
 ///
 /// # Safety
 /// As [`issue_call`].
-unsafe fn issue_call_armed_with<T>(
+unsafe fn issue_call_armed_with<'s, T>(
     core: &SocketCore,
-    slot: &mut OpSlot,
+    slot: &'s mut OpSlot,
     buffer: Option<IoBuf>,
     socket_owner: Option<SocketOwner>,
     keep_data: bool,
     prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
     issue: impl FnOnce(*mut WSK_SOCKET, &T, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
-) -> Result<(), NotIssued> {
+) -> Result<InFlight<'s>, NotIssued> {
+    let mut armed = match slot.arm() {
+        Ok(armed) => armed,
+        Err(busy) => return Err(NotIssued { error: busy.error(), buffer, socket_owner }),
+    };
+    armed.hold_buffer(buffer);
+    armed.hold_owner(socket_owner);
+    if keep_data {
+        armed.keep_data();
+    }
     let guard = match core.enter() {
         Ok(guard) => guard,
-        Err(error) => return Err(NotIssued { error, buffer, socket_owner }),
+        Err(error) => {
+            let withdrawn = armed.withdraw();
+            return Err(NotIssued { error, buffer: withdrawn.buffer, socket_owner: withdrawn.socket_owner });
+        }
     };
-    prepare(slot.args(), buffer.as_ref());
-    let (irp, args) = slot.arm_with(buffer, socket_owner, keep_data);
+    let (args, buffer) = armed.args();
+    prepare(args, buffer);
     // SAFETY: the caller guarantees `T` matches the socket kind; the guard is held.
     let (socket, table) = unsafe { core.dispatch::<T>(&guard) };
-    match issue(socket, table, irp, args) {
-        None => complete_not_implemented(irp),
-        Some(wsk_sys::STATUS_NOT_IMPLEMENTED) if !slot.is_complete() => complete_not_implemented(irp),
-        Some(_) => {}
-    }
+    // SAFETY: the caller guarantees `issue` passes the IRP and pointers into the argument block
+    // to exactly one provider routine (and returns its status), or returns `None`.
+    let in_flight = unsafe { armed.submit(|irp, args| issue(socket, table, irp, args)) };
     drop(guard);
-    Ok(())
-}
-
-/// Completes an armed IRP that no provider routine took, as the provider would have.
-pub(crate) fn complete_not_implemented(irp: *mut IRP) {
-    // SAFETY: the IRP is armed (completion routine in the next location) and was not passed
-    // to any provider routine: we play the provider, make the next location current and
-    // complete it.
-    unsafe {
-        (*irp).IoStatus.Status = wsk_sys::STATUS_NOT_IMPLEMENTED;
-    }
-    // SAFETY: as above.
-    unsafe {
-        (*irp).IoStatus.Information = 0;
-    }
-    // SAFETY: as above; the IRP has the one stack location the completion routine lives in.
-    unsafe { wsk_sys::IoSetNextIrpStackLocation(irp) };
-    // SAFETY: as above.
-    unsafe { wsk_sys::IoCompleteRequest(irp, 0) };
+    Ok(in_flight)
 }
 
 /// `Ok(())` for a call that completed successfully, else its error.

@@ -1,20 +1,16 @@
 //! Socket creation through the provider-level `WskSocket` and `WskSocketConnect`.
 
-// Each unsafe block here is one call into a provider routine whose pointer arguments lead
-// into the operation slot (dereferencing `args` to reach them is part of that one call);
-// splitting the call across several blocks would not make any single step clearer.
-#![allow(clippy::multiple_unsafe_ops_per_block)]
-
 use core::net::SocketAddr;
 
 use wsk_sys::{SOCKADDR_STORAGE, WSK_SOCKET};
 
 use crate::addr;
-use crate::buf::IoBuf;
 use crate::error::{Error, Result};
-use crate::op::{OpSlot, SocketOwner};
+use crate::op::{Busy, Completion, OpSlot, SocketOwner};
+use crate::pool::PoolBox;
+use crate::pool::tag::REQUEST;
 use crate::registration::Wsk;
-use crate::socket::call::{complete_not_implemented, socket_call, unit};
+use crate::socket::call::{socket_call, unit};
 use crate::socket::core::SocketCore;
 use crate::socket::events::ClientDispatch;
 
@@ -24,6 +20,10 @@ use crate::socket::events::ClientDispatch;
 /// IRQL == PASSIVE_LEVEL (task context).
 // The arguments are WskSocket's own; bundling them would only rename them.
 #[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "the provider call is one unsafe step: the routine and the argument-block fields its pointers lead to"
+)]
 pub(crate) async fn wsk_socket(
     wsk: &Wsk,
     core: &SocketCore,
@@ -36,16 +36,16 @@ pub(crate) async fn wsk_socket(
 ) -> Result<()> {
     slot.idle().await;
     let (client, dispatch) = wsk.provider()?;
+    let mut armed = slot.arm().map_err(Busy::error)?;
     // A second owner rides with the IRP: if this future is dropped and the creation succeeds
     // anyway, the new socket is closed in the background instead of leaking.
-    let owner = SocketOwner { core: core.clone_owner(), slot: None };
-    let (irp, _args) = slot.arm_with_owner(None, Some(owner));
-    match dispatch.WskSocket {
-        // SAFETY: valid client and armed IRP; the context (the core) and the static client
-        // dispatch table outlive the socket.
-        Some(create) => {
-            // SAFETY: see above.
-            let status = unsafe {
+    armed.hold_owner(Some(SocketOwner { core: core.clone_owner(), slot: None }));
+    let create = dispatch.WskSocket;
+    // SAFETY: valid client; the IRP goes to `WskSocket` only; the context (the core) and the
+    // static client dispatch table outlive the socket.
+    let in_flight = unsafe {
+        armed.submit(move |irp, _| {
+            create.map(|create| {
                 create(
                     client,
                     family,
@@ -59,24 +59,18 @@ pub(crate) async fn wsk_socket(
                     core::ptr::null_mut(),
                     irp,
                 )
-            };
-            if status == wsk_sys::STATUS_NOT_IMPLEMENTED && !slot.is_complete() {
-                complete_not_implemented(irp);
-            }
-        }
-        None => complete_not_implemented(irp),
-    }
-    let done = slot.submitted().await;
-    let socket = done.result()? as *mut WSK_SOCKET;
-    if socket.is_null() {
-        return Err(Error::Status(wsk_sys::STATUS_UNSUCCESSFUL));
-    }
-    core.set_socket(socket);
-    Ok(())
+            })
+        })
+    };
+    adopt(core, in_flight.await)
 }
 
 /// Creates, binds and connects a connection socket with `WskSocketConnect`. Returns
 /// `Err(Error::Status(STATUS_NOT_IMPLEMENTED))` where the provider lacks it.
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "the provider call is one unsafe step: the routine and the argument-block fields its pointers lead to"
+)]
 pub(crate) async fn wsk_socket_connect(
     wsk: &Wsk,
     core: &SocketCore,
@@ -86,41 +80,43 @@ pub(crate) async fn wsk_socket_connect(
 ) -> Result<()> {
     slot.idle().await;
     let (client, dispatch) = wsk.provider()?;
-    let Some(connect) = dispatch.WskSocketConnect else {
-        return Err(Error::Status(wsk_sys::STATUS_NOT_IMPLEMENTED));
-    };
+    let connect = dispatch.WskSocketConnect;
     // Both addresses stay valid until the IRP completes: the remote one in the slot, the
     // local one in a small pool buffer the slot owns meanwhile.
-    let mut local_block = IoBuf::with_capacity(core::mem::size_of::<SOCKADDR_STORAGE>())?;
-    let local_ptr = local_block.as_mut_capacity().as_mut_ptr().cast::<SOCKADDR_STORAGE>();
-    // SAFETY: pool memory, 16-byte aligned, of SOCKADDR_STORAGE's size.
-    unsafe { local_ptr.write(addr::to_storage(&local)) };
-    slot.args().addr = addr::to_storage(&remote);
-    let owner = SocketOwner { core: core.clone_owner(), slot: None };
-    let (irp, args) = slot.arm_with_owner(Some(local_block), Some(owner));
-    // SAFETY: valid client, addresses and armed IRP; `args` and the local address block live
-    // in the slot until the IRP completes.
-    let status = unsafe {
-        connect(
-            client,
-            wsk_sys::SOCK_STREAM,
-            wsk_sys::IPPROTO_TCP,
-            local_ptr.cast(),
-            addr::as_sockaddr(&mut (*args).addr),
-            0,
-            core.context(),
-            &raw const crate::socket::events::CONNECTION_DISPATCH,
-            core::ptr::null_mut(),
-            core::ptr::null_mut(),
-            core::ptr::null_mut(),
-            irp,
-        )
+    let local_block =
+        PoolBox::<SOCKADDR_STORAGE, REQUEST>::try_new_tagged(addr::to_storage(&local)).map_err(|_| Error::NoMemory)?;
+    let local_ptr = local_block.as_ptr();
+    let mut armed = slot.arm().map_err(Busy::error)?;
+    armed.args().0.addr = addr::to_storage(&remote);
+    armed.hold_block(local_block);
+    armed.hold_owner(Some(SocketOwner { core: core.clone_owner(), slot: None }));
+    // SAFETY: valid client, addresses and IRP, which goes to `WskSocketConnect` only; `args`
+    // and the local address block live in the slot until the IRP completes.
+    let in_flight = unsafe {
+        armed.submit(move |irp, args| {
+            connect.map(|connect| {
+                connect(
+                    client,
+                    wsk_sys::SOCK_STREAM,
+                    wsk_sys::IPPROTO_TCP,
+                    local_ptr.cast(),
+                    addr::as_sockaddr(&mut (*args).addr),
+                    0,
+                    core.context(),
+                    &raw const crate::socket::events::CONNECTION_DISPATCH,
+                    core::ptr::null_mut(),
+                    core::ptr::null_mut(),
+                    core::ptr::null_mut(),
+                    irp,
+                )
+            })
+        })
     };
-    if status == wsk_sys::STATUS_NOT_IMPLEMENTED && !slot.is_complete() {
-        // A stub that did not take the IRP (see `socket_call`).
-        complete_not_implemented(irp);
-    }
-    let done = slot.submitted().await;
+    adopt(core, in_flight.await)
+}
+
+/// Records the socket a creation call returned in `Information` in `core`.
+fn adopt(core: &SocketCore, done: Completion) -> Result<()> {
     let socket = done.result()? as *mut WSK_SOCKET;
     if socket.is_null() {
         return Err(Error::Status(wsk_sys::STATUS_UNSUCCESSFUL));
@@ -133,6 +129,10 @@ pub(crate) async fn wsk_socket_connect(
 ///
 /// # Safety
 /// `T` must be the provider dispatch table type of `core`'s socket kind.
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "the provider call is one unsafe step: the routine and the argument-block fields its pointers lead to"
+)]
 pub(crate) async unsafe fn bind<T>(
     core: &SocketCore,
     slot: &mut OpSlot,

@@ -129,7 +129,7 @@ impl TcpListener {
         }
         .await;
         unit(done)?;
-        addr::from_storage(&self.slot.args().addr)
+        self.slot.result_addr()
     }
 
     /// Waits for an incoming connection. Cancel-safe: dropping the future cancels the
@@ -193,7 +193,7 @@ impl TcpListener {
             return Err(Error::Status(wsk_sys::STATUS_UNSUCCESSFUL));
         }
         parts.core.set_socket(accepted);
-        let peer = addr::from_storage(&self.slot.args().addr);
+        let peer = self.slot.result_addr();
         let stream = TcpStream::from_parts(parts, peer.ok());
         // The address came back in a family we do not know: the socket is owned and will be
         // closed by dropping the stream.
@@ -755,7 +755,7 @@ impl TcpWriteHalf {
         }
         .await;
         unit(done)?;
-        addr::from_storage(&self.parts()?.1.args().addr)
+        self.parts()?.1.result_addr()
     }
 
     /// See [`TcpStream::set_option`].

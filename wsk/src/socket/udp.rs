@@ -232,7 +232,7 @@ impl UdpSendHalf {
         }
         .await;
         unit(done)?;
-        addr::from_storage(&self.send.args().addr)
+        self.send.result_addr()
     }
 
     /// See [`UdpSocket::send_to`].
@@ -302,7 +302,7 @@ impl UdpRecvHalf {
         let result = match result {
             Ok(n) => {
                 buf.set_len(n);
-                addr::from_storage(&self.recv.args().addr).map(|from| (n, from))
+                self.recv.result_addr().map(|from| (n, from))
             }
             Err(e) => Err(e),
         };

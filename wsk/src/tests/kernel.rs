@@ -1,8 +1,10 @@
-//! Stand-ins for the kernel routines that pool memory, I/O buffers and MDLs need, defined for
-//! the unit test binary only (`#[no_mangle]`, resolving `wsk_sys`'s declarations as the
-//! emulator's exports do in the integration tests). They are the smallest faithful model:
-//! pool blocks from the host allocator with their tag checked at free, MDLs describing the
-//! caller's memory with the system address being that memory, and no page tables.
+//! Stand-ins for the kernel routines that pool memory, I/O buffers, MDLs and operation IRPs
+//! need, defined for the unit test binary only (`#[no_mangle]`, resolving `wsk_sys`'s
+//! declarations as the emulator's exports do in the integration tests). They are the smallest
+//! faithful model: pool blocks from the host allocator with their tag checked at free (and
+//! counted, [`live_blocks`]), MDLs describing the caller's memory with the system address being
+//! that memory, no page tables, and IRPs whose completion runs the completion routines as the
+//! I/O manager does, completed by the test playing the provider ([`provider_complete`]).
 //!
 //! Written with strict-provenance pointer arithmetic, so that Miri
 //! (`-Zmiri-strict-provenance`) can run everything built on them. Leaks are left for Miri's
@@ -14,11 +16,15 @@ extern crate std;
 
 use core::ffi::c_void;
 use core::ptr;
-use std::alloc::{Layout, alloc, dealloc};
+use std::alloc::{Layout, alloc, alloc_zeroed, dealloc};
+use std::cell::RefCell;
+use std::vec::Vec;
 
 use wsk_sys::{
-    BOOLEAN, IRP, KIRQL, KPROCESSOR_MODE, MDL, MDL_ALLOCATED_FIXED_SIZE, MDL_SOURCE_IS_NONPAGED_POOL, PAGE_SIZE,
-    PASSIVE_LEVEL, POOL_TYPE, PVOID, SIZE_T, ULONG, UNICODE_STRING,
+    BOOLEAN, CCHAR, IO_STACK_LOCATION, IO_STATUS_BLOCK, IO_TYPE_IRP, IRP, IoGetCurrentIrpStackLocation, IoSizeOfIrp,
+    IoSkipCurrentIrpStackLocation, KIRQL, KPROCESSOR_MODE, MDL, MDL_ALLOCATED_FIXED_SIZE, MDL_SOURCE_IS_NONPAGED_POOL,
+    NT_SUCCESS, NTSTATUS, PAGE_SIZE, PASSIVE_LEVEL, POOL_TYPE, PVOID, SIZE_T, SL_INVOKE_ON_ERROR, SL_INVOKE_ON_SUCCESS,
+    STATUS_MORE_PROCESSING_REQUIRED, ULONG, UNICODE_STRING,
 };
 
 /// Bytes before each pool block: its size and tag (keeps the block 16-byte aligned).
@@ -26,6 +32,24 @@ const HEADER: usize = 16;
 
 fn pool_layout(size: usize) -> Layout {
     Layout::from_size_align(HEADER + size, 16).expect("pool block layout")
+}
+
+std::thread_local! {
+    /// Pool blocks this thread allocated and has not freed, by tag.
+    static LIVE_BLOCKS: RefCell<Vec<(u32, isize)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn count_block(tag: u32, delta: isize) {
+    LIVE_BLOCKS.with_borrow_mut(|live| match live.iter_mut().find(|(t, _)| *t == tag) {
+        Some((_, n)) => *n += delta,
+        None => live.push((tag, delta)),
+    });
+}
+
+/// How many pool blocks with `tag` the calling thread allocated and has not freed (each
+/// test runs on a thread of its own).
+pub(crate) fn live_blocks(tag: u32) -> isize {
+    LIVE_BLOCKS.with_borrow(|live| live.iter().find(|(t, _)| *t == tag).map_or(0, |(_, n)| *n))
 }
 
 /// The unit tests run at PASSIVE_LEVEL.
@@ -60,6 +84,7 @@ unsafe extern "system" fn ExAllocatePoolWithTag(_PoolType: POOL_TYPE, NumberOfBy
     let tag = unsafe { base.add(8) }.cast::<u32>();
     // SAFETY: as above.
     unsafe { tag.write(Tag) };
+    count_block(Tag, 1);
     // SAFETY: within the allocation (the header precedes the block).
     unsafe { base.add(HEADER) }.cast()
 }
@@ -79,6 +104,7 @@ unsafe extern "system" fn ExFreePoolWithTag(P: PVOID, Tag: ULONG) {
     // SAFETY: as above.
     let tag = unsafe { tag.read() };
     assert_eq!(tag, Tag, "pool block freed with another tag than it was allocated with");
+    count_block(Tag, -1);
     // SAFETY: allocated with this layout by `ExAllocatePoolWithTag`.
     unsafe { dealloc(base, pool_layout(size)) };
 }
@@ -151,15 +177,140 @@ unsafe extern "system" fn MmMapLockedPagesSpecifyCache(
     ptr::null_mut()
 }
 
-/// Linked because dropping a socket core frees its close IRP; the unit tests create no core
-/// (and so no IRP), so a call is a test's mistake and ends the run.
+/// The layout of an IRP with `stack_size` stack locations.
+fn irp_layout(stack_size: CCHAR) -> Layout {
+    Layout::from_size_align(IoSizeOfIrp(stack_size), core::mem::align_of::<IRP>()).expect("IRP layout")
+}
+
+/// Sets an IRP's header for a new request: no location current yet (the caller's first
+/// `IoSetCompletionRoutine` writes the last one), not cancelled, stack locations cleared.
 ///
 /// # Safety
-/// Any arguments.
+/// `irp` is a live IRP from `IoAllocateIrp` whose `StackCount` is set.
+unsafe fn reset_irp(irp: *mut IRP) {
+    // SAFETY: a live IRP (caller); its stack locations follow the header in the allocation.
+    let count = unsafe { (*irp).StackCount };
+    let first = irp.wrapping_add(1).cast::<IO_STACK_LOCATION>();
+    // SAFETY: the `count` locations after the header are in the allocation, ours to write.
+    unsafe { ptr::write_bytes(first, 0, count as usize) };
+    // SAFETY: a live IRP (caller).
+    let irp = unsafe { &mut *irp };
+    irp.CurrentLocation = count + 1;
+    irp.Cancel = 0;
+    irp.IoStatus = IO_STATUS_BLOCK { Status: 0, Information: 0 };
+    irp.Tail.Overlay.CurrentStackLocation = first.wrapping_add(count as usize);
+}
+
+/// An IRP with `StackSize` stack locations from the host allocator.
+///
+/// # Safety
+/// Any arguments; the IRP is freed with `IoFreeIrp`.
 #[unsafe(no_mangle)]
-unsafe extern "system" fn IoFreeIrp(_Irp: *mut IRP) {
-    std::eprintln!("IoFreeIrp called in a unit test: no IRP was ever allocated");
-    std::process::abort();
+unsafe extern "system" fn IoAllocateIrp(StackSize: CCHAR, _ChargeQuota: BOOLEAN) -> *mut IRP {
+    // SAFETY: the layout is never zero-sized (it has the header).
+    let irp = unsafe { alloc_zeroed(irp_layout(StackSize)) }.cast::<IRP>();
+    if irp.is_null() {
+        return irp;
+    }
+    // SAFETY: a fresh, zeroed block of the IRP's size and alignment.
+    unsafe {
+        (*irp).Type = IO_TYPE_IRP;
+    }
+    // SAFETY: as above.
+    unsafe {
+        (*irp).StackCount = StackSize;
+    }
+    // SAFETY: a live IRP whose stack count is set.
+    unsafe { reset_irp(irp) };
+    irp
+}
+
+/// Reinitializes an IRP the caller owns for another request.
+///
+/// # Safety
+/// `Irp` came from `IoAllocateIrp` and is not pending anywhere.
+#[unsafe(no_mangle)]
+unsafe extern "system" fn IoReuseIrp(Irp: *mut IRP, Iostatus: NTSTATUS) {
+    // SAFETY: forwarded contract.
+    unsafe { reset_irp(Irp) };
+    // SAFETY: as above.
+    unsafe {
+        (*Irp).IoStatus.Status = Iostatus;
+    }
+}
+
+/// Frees an IRP from `IoAllocateIrp`.
+///
+/// # Safety
+/// `Irp` came from `IoAllocateIrp` and is not used afterwards.
+#[unsafe(no_mangle)]
+unsafe extern "system" fn IoFreeIrp(Irp: *mut IRP) {
+    // SAFETY: a live IRP (caller).
+    let count = unsafe { (*Irp).StackCount };
+    // SAFETY: allocated by `IoAllocateIrp` with this layout.
+    unsafe { dealloc(Irp.cast(), irp_layout(count)) };
+}
+
+/// Completes `Irp`: runs the completion routines from the current location up, as the I/O
+/// manager does, and stops where one returns `STATUS_MORE_PROCESSING_REQUIRED`.
+///
+/// # Safety
+/// `Irp` is a live IRP from `IoAllocateIrp`, owned by the caller and not yet completed.
+#[unsafe(no_mangle)]
+unsafe extern "system" fn IofCompleteRequest(Irp: *mut IRP, _PriorityBoost: CCHAR) {
+    // SAFETY: a live IRP (caller).
+    let count = unsafe { (*Irp).StackCount };
+    // SAFETY: as above.
+    while (1..=count).contains(&unsafe { (*Irp).CurrentLocation }) {
+        // SAFETY: a live IRP (caller).
+        let location = unsafe { IoGetCurrentIrpStackLocation(Irp) };
+        // SAFETY: the current location is one of the IRP's (checked above).
+        let location = unsafe { &mut *location };
+        let (routine, context, control) = (location.CompletionRoutine.take(), location.Context, location.Control);
+        // SAFETY: a live IRP we complete; the location above it exists or is the end.
+        unsafe { IoSkipCurrentIrpStackLocation(Irp) };
+        // SAFETY: as above.
+        let status = unsafe { (*Irp).IoStatus.Status };
+        let wanted = if NT_SUCCESS(status) { SL_INVOKE_ON_SUCCESS } else { SL_INVOKE_ON_ERROR };
+        if let Some(routine) = routine.filter(|_| control & wanted != 0) {
+            // SAFETY: the routine and context the IRP's owner installed, called as the I/O
+            // manager does (no device object for a driver-allocated IRP).
+            if unsafe { routine(ptr::null_mut(), Irp, context) } == STATUS_MORE_PROCESSING_REQUIRED {
+                return;
+            }
+        }
+    }
+}
+
+/// Marks the IRP cancelled; the stand-in providers of the unit tests set no cancel routine,
+/// so nothing else happens (the test completes the IRP itself, as a provider would).
+///
+/// # Safety
+/// `Irp` is a live IRP from `IoAllocateIrp`.
+#[unsafe(no_mangle)]
+unsafe extern "system" fn IoCancelIrp(Irp: *mut IRP) -> BOOLEAN {
+    // SAFETY: a live IRP (caller).
+    unsafe {
+        (*Irp).Cancel = 1;
+    }
+    0
+}
+
+/// Completes an IRP a test's stand-in provider took, with `status` and `information`, as a
+/// WSK provider does: the caller's location (holding its completion routine) becomes current
+/// and the request is completed.
+///
+/// # Safety
+/// `irp` was handed to the stand-in provider and not completed yet.
+pub(crate) unsafe fn provider_complete(irp: *mut IRP, status: NTSTATUS, information: usize) {
+    // SAFETY: the provider owns the live IRP (caller).
+    unsafe {
+        (*irp).IoStatus = IO_STATUS_BLOCK { Status: status, Information: information };
+    }
+    // SAFETY: as above; the IRP has the location its owner's completion routine lives in.
+    unsafe { wsk_sys::IoSetNextIrpStackLocation(irp) };
+    // SAFETY: as above.
+    unsafe { wsk_sys::IoCompleteRequest(irp, 0) };
 }
 
 /// A hand-built MDL over `bytes` (as a provider's indication carries), marked non-paged pool

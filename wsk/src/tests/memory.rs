@@ -5,8 +5,9 @@ extern crate std;
 
 use std::rc::Rc;
 
+use super::kernel::live_blocks;
 use crate::IoBuf;
-use crate::pool::{self, PoolBox};
+use crate::pool::{self, AnyPoolBox, PoolBox};
 use crate::socket::tcp::ReadBuffer;
 
 #[test]
@@ -96,4 +97,33 @@ fn the_read_buffer_hands_out_unread_bytes_once_in_order() {
     }
     assert_eq!(rx.take_into(&mut dst), 0);
     assert!(dst.is_empty());
+}
+
+/// A box is allocated and freed with its own tag (the stand-in pool checks the tag at free).
+#[test]
+fn a_pool_box_uses_its_tag() {
+    use crate::pool::tag::{LIBRARY, REQUEST};
+    let (requests, library) = (live_blocks(REQUEST), live_blocks(LIBRARY));
+    let tagged = PoolBox::<u64, REQUEST>::try_new_tagged(7).unwrap();
+    let untagged = PoolBox::try_new(8u64).unwrap();
+    assert_eq!((live_blocks(REQUEST), live_blocks(LIBRARY)), (requests + 1, library + 1));
+    assert_eq!((*tagged, *untagged), (7, 8));
+    drop((tagged, untagged));
+    assert_eq!((live_blocks(REQUEST), live_blocks(LIBRARY)), (requests, library));
+}
+
+/// An `AnyPoolBox` gives its box back only as the type (and tag) it was made from, and frees
+/// the value when dropped.
+#[test]
+fn an_any_pool_box_downcasts_to_its_own_type_only() {
+    use crate::pool::tag::REQUEST;
+    let value = std::sync::Arc::new(5);
+    let any = AnyPoolBox::new(PoolBox::<_, REQUEST>::try_new_tagged(value.clone()).unwrap());
+    let any = any.downcast::<u64, REQUEST>().expect_err("another type");
+    let any = any.downcast::<std::sync::Arc<i32>, { crate::pool::tag::LIBRARY }>().expect_err("another tag");
+    let boxed = any.downcast::<std::sync::Arc<i32>, REQUEST>().expect("its own type");
+    assert_eq!(**boxed, 5);
+    drop(AnyPoolBox::new(boxed));
+    assert_eq!(std::sync::Arc::strong_count(&value), 1, "dropping it dropped the value");
+    assert_eq!(live_blocks(REQUEST), 0);
 }

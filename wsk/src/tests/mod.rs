@@ -5,3 +5,4 @@
 mod addr;
 pub(crate) mod kernel;
 mod memory;
+mod op;

@@ -223,7 +223,7 @@ impl Datagrams {
                 match result {
                     Ok(n) => {
                         buffer.set_len(n);
-                        let from = addr::from_storage(&self.slot.args().addr).ok();
+                        let from = self.slot.result_addr().ok();
                         return Poll::Ready(Some(Ok(DatagramBatch { inner: BatchInner::Copied { buffer, from } })));
                     }
                     Err(Error::Cancelled) if self.core.is_closing() => continue,
