@@ -230,14 +230,18 @@ fn finish(socket: &Arc<Socket>, completed: usize) {
     }
 }
 
-/// Completes a socket's close: the socket is retired, indications the client still retains
-/// are reclaimed (a violation), and the close IRP completes.
+/// Completes a socket's close: indications the client still retains are reclaimed (a
+/// violation), the close IRP completes, and then the socket is retired.
+///
+/// Retiring comes last: `WskDeregister` waits until every socket of the client is closed, and
+/// a close is complete when its IRP's completion routine has returned; a retired socket no
+/// longer holds deregistration back (test `deregister_waits_for_sockets_to_close`).
 pub(crate) fn complete_close(socket: &Arc<Socket>, irp: Irp) {
-    socket::retire(socket);
     events::reclaim_at_close(socket);
     // SAFETY: the close IRP was accepted by `close` (and marked pending if it waited); it is
     // completed once, by whoever took it from the socket.
     unsafe { provider::complete(irp.0, STATUS_SUCCESS, 0) };
+    socket::retire(socket);
 }
 
 /// Whether a live (not cancel-owned) op waits in `queue`.

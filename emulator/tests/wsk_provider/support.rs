@@ -584,8 +584,13 @@ impl Sock {
     /// `WskCloseSocket`, started.
     pub fn close_start(&self) -> Req {
         let req = Req::new();
-        unsafe { (self.basic().WskCloseSocket.unwrap())(self.0, req.irp) };
+        self.close_with(req.irp);
         req
+    }
+
+    /// `WskCloseSocket` with the caller's armed IRP; returns what the routine returned.
+    pub fn close_with(&self, irp: *mut IRP) -> NTSTATUS {
+        unsafe { (self.basic().WskCloseSocket.unwrap())(self.0, irp) }
     }
 
     /// `WskCloseSocket`, waited for; returns the completion.

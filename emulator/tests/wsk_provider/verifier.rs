@@ -181,14 +181,28 @@ fn a_socket_never_closed_is_a_leak() {
 
 #[test]
 fn deregister_waits_for_sockets_to_close() {
-    clean_session(|client| {
-        let socket = client.socket(AF_INET, SOCK_STREAM, IPPROTO_TCP, WSK_FLAG_CONNECTION_SOCKET).unwrap();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(30));
-            socket.close();
-        });
-        // `clean_session` deregisters next: it waits for the close on the other thread.
+    let mut client = Client::new();
+    let socket = client.socket(AF_INET, SOCK_STREAM, IPPROTO_TCP, WSK_FLAG_CONNECTION_SOCKET).unwrap();
+    let close = Req::new();
+    // The close's completion routine takes its time (spinning, as code at DISPATCH_LEVEL may):
+    // a close is complete only when its routine has returned.
+    *close.slot.hook.lock().unwrap() = Some(Box::new(|_| {
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_millis(50) {
+            std::hint::spin_loop();
+        }
+    }));
+    let irp = close.irp as usize;
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        socket.close_with(irp as *mut IRP)
     });
+    client.deregister();
+    let done = close.done().expect("WskDeregister returned before the close IRP's completion routine did");
+    assert_eq!(done.status, STATUS_SUCCESS);
+    closer.join().unwrap();
+    drop(close);
+    client.unload().assert_clean();
 }
 
 #[test]
