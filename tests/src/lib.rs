@@ -10,8 +10,10 @@
 //! * [`harness`]: runs an async body as a task of a test driver with a WSK registration and an
 //!   executor, and returns the verifier report;
 //! * [`wait`]: the watchdog and bounded waits;
-//! * [`mailbox`]: a value and a waker for handshakes between a task and a DPC or a thread.
+//! * [`mailbox`]: a value and a waker for handshakes between a task and a DPC or a thread;
+//! * [`datagrams`]: host UDP senders that keep a bounded number of datagrams in flight.
 
+pub mod datagrams;
 pub mod driver;
 pub mod harness;
 pub mod mailbox;

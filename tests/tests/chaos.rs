@@ -11,7 +11,7 @@
 //! The behaviours are process-wide, so these tests live in a test binary of their own.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream as HostStream, UdpSocket as HostUdp};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream as HostStream};
 use std::sync::Once;
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use futures_lite::StreamExt;
 use wsk::events::{ConnectionEvent, EventConfig};
 use wsk::{IoBuf, TcpListener, UdpSocket};
 use wsk_emulator::adversary::{self, Adversary};
+use wsk_tests::datagrams::PacedSenders;
 use wsk_tests::harness::run_clean;
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -147,6 +148,14 @@ fn echo_over_both_receive_paths_keeps_every_byte_in_order() {
 /// receive-from callbacks overlap on several processors: each datagram arrives at most
 /// once and intact (a callback that met another one at the stream's ring refuses its
 /// datagrams, which the provider then indicates again), and all of them arrive.
+/// Datagram `id` of the overlapping-callbacks test: 200 to 899 bytes of `pattern`, the id in
+/// its first four bytes.
+fn numbered_datagram(id: u32) -> Vec<u8> {
+    let mut d = pattern(200 + (id as usize % 700), id as u8);
+    d[..4].copy_from_slice(&id.to_le_bytes());
+    d
+}
+
 #[test]
 fn datagrams_with_overlapping_callbacks_arrive_once_and_intact() {
     chaos();
@@ -154,25 +163,13 @@ fn datagrams_with_overlapping_callbacks_arrive_once_and_intact() {
     run_clean(LIMIT, |env| async move {
         const SENDERS: u32 = 3;
         const EACH: u32 = 500;
+        // Datagrams in flight at most: the host socket's buffer holds them all, so UDP drops
+        // none however far the provider falls behind on a loaded machine.
+        const WINDOW: usize = 64;
         let mut socket = UdpSocket::bind(env.wsk, local()).await.expect("bind");
         let addr = socket.query_local_addr().await.expect("address");
         let mut datagrams = socket.datagrams(EventConfig::default()).expect("events");
-        let senders: Vec<_> = (0..SENDERS)
-            .map(|sender| {
-                std::thread::spawn(move || {
-                    let host = HostUdp::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-                    for i in 0..EACH {
-                        let id = sender * EACH + i;
-                        let mut d = pattern(200 + (id as usize % 700), id as u8);
-                        d[..4].copy_from_slice(&id.to_le_bytes());
-                        host.send_to(&d, addr).unwrap();
-                        if i % 25 == 24 {
-                            std::thread::sleep(Duration::from_millis(5));
-                        }
-                    }
-                })
-            })
-            .collect();
+        let senders = PacedSenders::start(addr, SENDERS, EACH, WINDOW, numbered_datagram);
         let total = (SENDERS * EACH) as usize;
         let mut seen = vec![false; total];
         let mut count = 0;
@@ -192,10 +189,9 @@ fn datagrams_with_overlapping_callbacks_arrive_once_and_intact() {
                 seen[id] = true;
                 count += 1;
             }
+            senders.received(batch.len());
         }
-        for sender in senders {
-            sender.join().unwrap();
-        }
+        senders.join();
         drop(datagrams);
         socket.close().await.expect("close");
     });

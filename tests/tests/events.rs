@@ -3,7 +3,7 @@
 //! and the close contract with callbacks held mid-flight.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream as HostStream, UdpSocket as HostUdp};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream as HostStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use futures_lite::StreamExt;
 use wsk::events::{ConnectionEvent, ConnectionEvents, EventConfig};
 use wsk::{IoBuf, TcpListener, TcpStream, TcpWriteHalf, UdpSocket};
+use wsk_tests::datagrams::PacedSenders;
 use wsk_tests::harness::{Env, run_clean};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -456,17 +457,11 @@ fn datagram_events() {
         let addr = socket.query_local_addr().await.expect("address");
         let config = EventConfig { max_retained_bytes: 8 * 1024, ..EventConfig::default() };
         let mut datagrams = socket.datagrams(config).expect("events");
-        let sender = std::thread::spawn(move || {
-            let host = HostUdp::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-            for i in 0..200u32 {
-                let mut d = pattern(1000, i as u8);
-                d[..4].copy_from_slice(&i.to_le_bytes());
-                host.send_to(&d, addr).unwrap();
-                if i % 50 == 49 {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            }
-            host.local_addr().unwrap()
+        // At most 64 datagrams in flight, so that UDP on a loaded machine drops none.
+        let sender = PacedSenders::start(addr, 1, 200, 64, |i| {
+            let mut d = pattern(1000, i as u8);
+            d[..4].copy_from_slice(&i.to_le_bytes());
+            d
         });
         let mut seen = [false; 200];
         let mut count = 0;
@@ -490,6 +485,7 @@ fn datagram_events() {
                 count += 1;
                 assert!(d.remote_addr().is_some());
             }
+            sender.received(batch.len());
             held.push(batch);
             if held.len() == 4 {
                 wsk_executor::sleep(Duration::from_millis(5)).await;
@@ -500,8 +496,8 @@ fn datagram_events() {
             assert!(datagrams.retained_bytes() <= 16 * 1000);
         }
         drop(held);
-        let from = sender.join().unwrap();
-        assert!(from.ip().is_loopback());
+        let from = sender.join();
+        assert!(from[0].ip().is_loopback());
         drop(datagrams);
         socket.close().await.expect("close");
     });
