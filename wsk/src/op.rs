@@ -45,7 +45,7 @@ use crate::buf::IoBuf;
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, Ordering};
 use crate::pool;
-use crate::socket::core::SocketCore;
+use crate::socket::shared::SocketCore;
 
 /// An IRP is in flight (owned by the provider until `COMPLETE`).
 const SUBMITTED: u32 = 1 << 0;

@@ -6,7 +6,7 @@ use wsk_sys::{IRP, NTSTATUS, WSK_SOCKET};
 use crate::buf::IoBuf;
 use crate::error::Error;
 use crate::op::{Completion, OpArgs, OpSlot, SocketOwner};
-use crate::socket::core::SocketCore;
+use crate::socket::shared::SocketCore;
 
 /// A call that could not be issued, with the buffer handed back.
 pub(crate) struct NotIssued {

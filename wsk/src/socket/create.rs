@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::op::{OpSlot, SocketOwner};
 use crate::registration::Wsk;
 use crate::socket::call::{complete_not_implemented, socket_call, unit};
-use crate::socket::core::SocketCore;
+use crate::socket::shared::SocketCore;
 use crate::socket::events::ClientDispatch;
 
 /// Creates a socket with `WskSocket` using `slot`'s IRP and records it in `core`. The core

@@ -1,7 +1,7 @@
 //! Sockets: the shared core with the close contract, operation plumbing, TCP and UDP.
 
 pub(crate) mod call;
-pub mod core;
+pub mod shared;
 pub(crate) mod create;
 pub mod events;
 pub mod options;

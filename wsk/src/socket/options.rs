@@ -13,7 +13,7 @@ use wsk_sys::{
 use crate::error::Result;
 use crate::op::OpSlot;
 use crate::socket::call::{socket_call, unit};
-use crate::socket::core::SocketCore;
+use crate::socket::shared::SocketCore;
 
 /// An option that can be set on a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,7 +24,7 @@ use crate::op::OpSlot;
 use crate::op::SocketOwner;
 use crate::registration::Wsk;
 use crate::socket::call::{NotIssued, receive_call, socket_call, socket_call_with_owner, unit, with_buffer};
-use crate::socket::core::SocketCore;
+use crate::socket::shared::SocketCore;
 use crate::socket::create;
 use crate::socket::events::{self, ClientDispatch, ConnectionEvents, EventConfig, Incoming, Refused};
 use crate::socket::options::{SocketOption, set_option};

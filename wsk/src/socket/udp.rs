@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::op::OpSlot;
 use crate::registration::Wsk;
 use crate::socket::call::{socket_call, unit, with_buffer};
-use crate::socket::core::SocketCore;
+use crate::socket::shared::SocketCore;
 use crate::socket::create;
 use crate::socket::events::{Datagrams, EventConfig};
 use crate::socket::options::{SocketOption, set_option};

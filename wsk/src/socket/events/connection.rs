@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, AtomicUsize, Ordering};
 use crate::op::OpSlot;
 use crate::socket::call::issue_call;
-use crate::socket::core::SocketCore;
+use crate::socket::shared::SocketCore;
 
 /// The client dispatch table every connection socket is created with.
 pub(crate) static CONNECTION_DISPATCH: WSK_CLIENT_CONNECTION_DISPATCH = WSK_CLIENT_CONNECTION_DISPATCH {

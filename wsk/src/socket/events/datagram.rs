@@ -36,7 +36,7 @@ use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, Ordering};
 use crate::op::OpSlot;
 use crate::socket::call::issue_call;
-use crate::socket::core::SocketCore;
+use crate::socket::shared::SocketCore;
 use crate::socket::udp::receive_from_call;
 
 /// The client dispatch table every datagram socket is created with.

@@ -39,7 +39,7 @@ use super::{
 use crate::addr;
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, AtomicUsize, Ordering};
-use crate::socket::core::SocketCore;
+use crate::socket::shared::SocketCore;
 use crate::socket::tcp::TcpStream;
 
 /// The client dispatch table every listen socket is created with.

@@ -28,7 +28,7 @@
 //! concurrently and refuse on contention: a callback pushes only under the ring's producer
 //! claim (see `ring`), and one that finds it taken refuses its indication or connection, as
 //! when the ring is full. The stream holds one call reference on the core (see
-//! `socket::core`): the close is not issued while the stream may still call `WskRelease`.
+//! `socket::shared`): the close is not issued while the stream may still call `WskRelease`.
 //! When the stream ends (close began) or is dropped it *detaches*; whoever is last out of
 //! the ring, the stream or an in-progress callback, drains it (releasing every indication),
 //! then drops the stream's call reference. The flags word:
@@ -77,7 +77,7 @@ pub(crate) use listen::LISTEN_DISPATCH;
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, Ordering};
 use crate::pool;
-use crate::socket::core::SocketCore;
+use crate::socket::shared::SocketCore;
 
 pub use futures_core::Stream;
 

@@ -18,7 +18,7 @@ use core::ptr::NonNull;
 
 use super::ring::Ring;
 use crate::loom::{AtomicU32, AtomicUsize, Ordering};
-use crate::socket::core::SocketCore;
+use crate::socket::shared::SocketCore;
 
 /// Indication lists retained at most (ring slots).
 const SLOTS: usize = 32;
