@@ -48,25 +48,44 @@ pub unsafe fn free(ptr: NonNull<u8>, tag: u32) {
 /// completion routines and DPCs.
 ///
 /// # Invariants
-/// `ptr` points to a live, initialized `T` in a pool allocation with tag [`TAG`] that this
-/// box owns.
-pub struct PoolBox<T> {
+/// `ptr` points to a live, initialized `T` in a pool allocation with tag `POOL_TAG` (by
+/// default [`TAG`]) that this box owns.
+pub struct PoolBox<T, const POOL_TAG: u32 = TAG> {
     ptr: NonNull<T>,
 }
 
 // SAFETY: `PoolBox<T>` owns its `T` exactly as `Box<T>` does.
-unsafe impl<T: Send> Send for PoolBox<T> {}
+unsafe impl<T: Send, const POOL_TAG: u32> Send for PoolBox<T, POOL_TAG> {}
 // SAFETY: as above; shared access only hands out `&T`.
-unsafe impl<T: Sync> Sync for PoolBox<T> {}
+unsafe impl<T: Sync, const POOL_TAG: u32> Sync for PoolBox<T, POOL_TAG> {}
 
 impl<T> PoolBox<T> {
+    /// Moves `value` into pool with tag [`TAG`]. On allocation failure the value is handed
+    /// back. IRQL <= DISPATCH_LEVEL.
+    pub fn try_new(value: T) -> Result<Self, T> {
+        Self::try_new_tagged(value)
+    }
+
+    /// Re-takes ownership of a pointer from [`PoolBox::into_raw`] of a box with tag [`TAG`].
+    ///
+    /// # Safety
+    /// As [`PoolBox::from_raw_tagged`].
+    ///
+    /// Any IRQL.
+    pub unsafe fn from_raw(ptr: NonNull<T>) -> Self {
+        // SAFETY: forwarded contract.
+        unsafe { Self::from_raw_tagged(ptr) }
+    }
+}
+
+impl<T, const POOL_TAG: u32> PoolBox<T, POOL_TAG> {
     const ALIGN_OK: () = assert!(align_of::<T>() <= POOL_ALIGN, "PoolBox<T> needs align <= 16");
 
-    /// Moves `value` into pool. On allocation failure the value is handed back.
-    /// IRQL <= DISPATCH_LEVEL.
-    pub fn try_new(value: T) -> Result<Self, T> {
+    /// Moves `value` into pool with tag `POOL_TAG`. On allocation failure the value is handed
+    /// back. IRQL <= DISPATCH_LEVEL.
+    pub fn try_new_tagged(value: T) -> Result<Self, T> {
         let () = Self::ALIGN_OK;
-        let Some(raw) = allocate(size_of::<T>().max(1), TAG) else { return Err(value) };
+        let Some(raw) = allocate(size_of::<T>().max(1), POOL_TAG) else { return Err(value) };
         let ptr = raw.cast::<T>();
         // SAFETY: `raw` is a fresh, suitably aligned (16 >= align_of::<T>()) allocation of
         // at least size_of::<T>() bytes.
@@ -82,7 +101,8 @@ impl<T> PoolBox<T> {
         self.ptr.as_ptr()
     }
 
-    /// Gives up ownership; rebuild with [`PoolBox::from_raw`].
+    /// Gives up ownership; rebuild with [`PoolBox::from_raw_tagged`] (or
+    /// [`PoolBox::from_raw`]).
     ///
     /// Any IRQL.
     pub fn into_raw(this: Self) -> NonNull<T> {
@@ -94,16 +114,17 @@ impl<T> PoolBox<T> {
     /// Re-takes ownership of a pointer from [`PoolBox::into_raw`].
     ///
     /// # Safety
-    /// `ptr` came from `into_raw` and is not owned by anything else.
+    /// `ptr` came from `into_raw` of a box of the same type (tag) and is not owned by
+    /// anything else.
     ///
     /// Any IRQL.
-    pub unsafe fn from_raw(ptr: NonNull<T>) -> Self {
+    pub unsafe fn from_raw_tagged(ptr: NonNull<T>) -> Self {
         // INVARIANT: the caller hands back the ownership `into_raw` gave up.
         Self { ptr }
     }
 }
 
-impl<T> Deref for PoolBox<T> {
+impl<T, const POOL_TAG: u32> Deref for PoolBox<T, POOL_TAG> {
     type Target = T;
     fn deref(&self) -> &T {
         // SAFETY: by the type invariant the value is live and owned by `self`.
@@ -111,18 +132,18 @@ impl<T> Deref for PoolBox<T> {
     }
 }
 
-impl<T> DerefMut for PoolBox<T> {
+impl<T, const POOL_TAG: u32> DerefMut for PoolBox<T, POOL_TAG> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: by the type invariant; `&mut self` gives exclusive access.
         unsafe { self.ptr.as_mut() }
     }
 }
 
-impl<T> Drop for PoolBox<T> {
+impl<T, const POOL_TAG: u32> Drop for PoolBox<T, POOL_TAG> {
     fn drop(&mut self) {
         // SAFETY: by the type invariant the value is live; it is dropped exactly once here.
         unsafe { core::ptr::drop_in_place(self.ptr.as_ptr()) };
-        // SAFETY: the allocation came from `allocate` with TAG and is not used again.
-        unsafe { free(self.ptr.cast(), TAG) };
+        // SAFETY: the allocation came from `allocate` with POOL_TAG and is not used again.
+        unsafe { free(self.ptr.cast(), POOL_TAG) };
     }
 }
