@@ -6,6 +6,7 @@ use wsk_sys::{IRP, NTSTATUS, WSK_SOCKET};
 use crate::buf::IoBuf;
 use crate::error::Error;
 use crate::op::{Completion, OpArgs, OpSlot, SocketOwner};
+use crate::socket::kind::SocketKind;
 use crate::socket::shared::SocketCore;
 
 /// A call that could not be issued, with the buffer handed back.
@@ -18,7 +19,7 @@ pub(crate) struct NotIssued {
 /// Issues one socket-level call and awaits its IRP.
 ///
 /// `prepare` fills the argument block (the slot is idle); `issue` calls the provider routine
-/// from dispatch table `T` with the socket, the IRP and the argument block, and returns its
+/// from the dispatch table of `core`'s kind with the socket, the IRP and the argument block, and returns its
 /// status (informational: the result comes from the IRP, which the provider always
 /// completes). `issue` returns `None` when the provider lacks the routine; the IRP is then
 /// completed here with `STATUS_NOT_IMPLEMENTED`. A routine that returns
@@ -27,14 +28,14 @@ pub(crate) struct NotIssued {
 /// still pending after that return was never taken.
 ///
 /// # Safety
-/// `T` must be the provider dispatch table type of `core`'s socket kind, and `issue` must
-/// pass the IRP and pointers into the argument block to exactly one provider routine.
-pub(crate) async unsafe fn socket_call<T>(
-    core: &SocketCore,
+/// `issue` must pass the IRP and pointers into the argument block to exactly one provider
+/// routine.
+pub(crate) async unsafe fn socket_call<K: SocketKind>(
+    core: &SocketCore<K>,
     slot: &mut OpSlot,
     buffer: Option<IoBuf>,
     prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
-    issue: impl FnOnce(*mut WSK_SOCKET, &T, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+    issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<Completion, NotIssued> {
     // SAFETY: forwarded contract.
     unsafe { socket_call_with_owner(core, slot, buffer, None, prepare, issue) }.await
@@ -45,13 +46,13 @@ pub(crate) async unsafe fn socket_call<T>(
 ///
 /// # Safety
 /// As [`socket_call`].
-pub(crate) async unsafe fn socket_call_with_owner<T>(
-    core: &SocketCore,
+pub(crate) async unsafe fn socket_call_with_owner<K: SocketKind>(
+    core: &SocketCore<K>,
     slot: &mut OpSlot,
     buffer: Option<IoBuf>,
     socket_owner: Option<SocketOwner>,
     prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
-    issue: impl FnOnce(*mut WSK_SOCKET, &T, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+    issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<Completion, NotIssued> {
     // SAFETY: forwarded contract.
     unsafe { socket_call_armed_with(core, slot, buffer, socket_owner, false, prepare, issue) }.await
@@ -62,12 +63,12 @@ pub(crate) async unsafe fn socket_call_with_owner<T>(
 ///
 /// # Safety
 /// As [`socket_call`].
-pub(crate) async unsafe fn receive_call<T>(
-    core: &SocketCore,
+pub(crate) async unsafe fn receive_call<K: SocketKind>(
+    core: &SocketCore<K>,
     slot: &mut OpSlot,
     buffer: IoBuf,
     prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
-    issue: impl FnOnce(*mut WSK_SOCKET, &T, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+    issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<Completion, NotIssued> {
     // SAFETY: forwarded contract.
     unsafe { socket_call_armed_with(core, slot, Some(buffer), None, true, prepare, issue) }.await
@@ -77,14 +78,14 @@ pub(crate) async unsafe fn receive_call<T>(
 ///
 /// # Safety
 /// As [`socket_call`].
-async unsafe fn socket_call_armed_with<T>(
-    core: &SocketCore,
+async unsafe fn socket_call_armed_with<K: SocketKind>(
+    core: &SocketCore<K>,
     slot: &mut OpSlot,
     buffer: Option<IoBuf>,
     socket_owner: Option<SocketOwner>,
     keep_data: bool,
     prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
-    issue: impl FnOnce(*mut WSK_SOCKET, &T, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+    issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<Completion, NotIssued> {
     slot.idle().await;
     // SAFETY: forwarded contract; the slot is idle.
@@ -100,13 +101,13 @@ async unsafe fn socket_call_armed_with<T>(
 /// As [`socket_call`]; the slot is idle.
 ///
 /// IRQL <= DISPATCH_LEVEL (as the provider routine allows).
-pub(crate) unsafe fn issue_call<T>(
-    core: &SocketCore,
+pub(crate) unsafe fn issue_call<K: SocketKind>(
+    core: &SocketCore<K>,
     slot: &mut OpSlot,
     buffer: Option<IoBuf>,
     socket_owner: Option<SocketOwner>,
     prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
-    issue: impl FnOnce(*mut WSK_SOCKET, &T, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+    issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<(), NotIssued> {
     // SAFETY: forwarded contract.
     unsafe { issue_call_armed_with(core, slot, buffer, socket_owner, false, prepare, issue) }
@@ -116,14 +117,14 @@ pub(crate) unsafe fn issue_call<T>(
 ///
 /// # Safety
 /// As [`issue_call`].
-unsafe fn issue_call_armed_with<T>(
-    core: &SocketCore,
+unsafe fn issue_call_armed_with<K: SocketKind>(
+    core: &SocketCore<K>,
     slot: &mut OpSlot,
     buffer: Option<IoBuf>,
     socket_owner: Option<SocketOwner>,
     keep_data: bool,
     prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
-    issue: impl FnOnce(*mut WSK_SOCKET, &T, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+    issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<(), NotIssued> {
     let guard = match core.enter() {
         Ok(guard) => guard,
@@ -131,8 +132,7 @@ unsafe fn issue_call_armed_with<T>(
     };
     prepare(slot.args(), buffer.as_ref());
     let (irp, args) = slot.arm_with(buffer, socket_owner, keep_data);
-    // SAFETY: the caller guarantees `T` matches the socket kind; the guard is held.
-    let (socket, table) = unsafe { core.dispatch::<T>(&guard) };
+    let (socket, table) = guard.dispatch();
     match issue(socket, table, irp, args) {
         None => complete_not_implemented(irp),
         Some(wsk_sys::STATUS_NOT_IMPLEMENTED) if !slot.is_complete() => complete_not_implemented(irp),

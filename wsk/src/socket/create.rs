@@ -15,30 +15,28 @@ use crate::error::{Error, Result};
 use crate::op::{OpSlot, SocketOwner};
 use crate::registration::Wsk;
 use crate::socket::call::{complete_not_implemented, socket_call, unit};
+use crate::socket::kind::{Connection, SocketKind};
 use crate::socket::shared::SocketCore;
-use crate::socket::events::ClientDispatch;
 
-/// Creates a socket with `WskSocket` using `slot`'s IRP and records it in `core`. The core
-/// is the socket's context and `client_dispatch` (the library's event table for the kind)
-/// its client dispatch, so events can be enabled later.
+/// Creates a socket of `core`'s kind with `WskSocket` using `slot`'s IRP and records it in
+/// `core`. The core is the socket's context and the library's event table for the kind its
+/// client dispatch, so events can be enabled later.
 /// IRQL == PASSIVE_LEVEL (task context).
 // The arguments are WskSocket's own; bundling them would only rename them.
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn wsk_socket(
+pub(crate) async fn wsk_socket<K: SocketKind>(
     wsk: &Wsk,
-    core: &SocketCore,
+    core: &SocketCore<K>,
     slot: &mut OpSlot,
     family: u16,
     socket_type: u16,
     protocol: u32,
-    flags: u32,
-    client_dispatch: ClientDispatch,
 ) -> Result<()> {
     slot.idle().await;
     let (client, dispatch) = wsk.provider()?;
     // A second owner rides with the IRP: if this future is dropped and the creation succeeds
     // anyway, the new socket is closed in the background instead of leaking.
-    let owner = SocketOwner { core: core.clone_owner(), slot: None };
+    let owner = SocketOwner { core: core.clone_owner().into(), slot: None };
     let (irp, _args) = slot.arm_with_owner(None, Some(owner));
     match dispatch.WskSocket {
         // SAFETY: valid client and armed IRP; the context (the core) and the static client
@@ -51,9 +49,9 @@ pub(crate) async fn wsk_socket(
                     family,
                     socket_type,
                     protocol,
-                    flags,
+                    K::FLAGS,
                     core.context(),
-                    client_dispatch.as_ptr(),
+                    K::client_ptr(),
                     core::ptr::null_mut(),
                     core::ptr::null_mut(),
                     core::ptr::null_mut(),
@@ -71,7 +69,9 @@ pub(crate) async fn wsk_socket(
     if socket.is_null() {
         return Err(Error::Status(wsk_sys::STATUS_UNSUCCESSFUL));
     }
-    core.set_socket(socket);
+    // SAFETY: WSK created a socket of kind `K` (`K::FLAGS`) with this core as its context and
+    // `K`'s client dispatch table.
+    unsafe { core.set_socket(socket) };
     Ok(())
 }
 
@@ -79,7 +79,7 @@ pub(crate) async fn wsk_socket(
 /// `Err(Error::Status(STATUS_NOT_IMPLEMENTED))` where the provider lacks it.
 pub(crate) async fn wsk_socket_connect(
     wsk: &Wsk,
-    core: &SocketCore,
+    core: &SocketCore<Connection>,
     slot: &mut OpSlot,
     local: SocketAddr,
     remote: SocketAddr,
@@ -96,7 +96,7 @@ pub(crate) async fn wsk_socket_connect(
     // SAFETY: pool memory, 16-byte aligned, of SOCKADDR_STORAGE's size.
     unsafe { local_ptr.write(addr::to_storage(&local)) };
     slot.args().addr = addr::to_storage(&remote);
-    let owner = SocketOwner { core: core.clone_owner(), slot: None };
+    let owner = SocketOwner { core: core.clone_owner().into(), slot: None };
     let (irp, args) = slot.arm_with_owner(Some(local_block), Some(owner));
     // SAFETY: valid client, addresses and armed IRP; `args` and the local address block live
     // in the slot until the IRP completes.
@@ -109,7 +109,7 @@ pub(crate) async fn wsk_socket_connect(
             addr::as_sockaddr(&mut (*args).addr),
             0,
             core.context(),
-            &raw const crate::socket::events::CONNECTION_DISPATCH,
+            Connection::client(),
             core::ptr::null_mut(),
             core::ptr::null_mut(),
             core::ptr::null_mut(),
@@ -125,24 +125,23 @@ pub(crate) async fn wsk_socket_connect(
     if socket.is_null() {
         return Err(Error::Status(wsk_sys::STATUS_UNSUCCESSFUL));
     }
-    core.set_socket(socket);
+    // SAFETY: WSK created a connection socket with this core as its context and the
+    // connection client dispatch table.
+    unsafe { core.set_socket(socket) };
     Ok(())
 }
 
-/// `WskBind` on a socket of any kind: `pick` takes the routine out of dispatch table `T`.
-///
-/// # Safety
-/// `T` must be the provider dispatch table type of `core`'s socket kind.
-pub(crate) async unsafe fn bind<T>(
-    core: &SocketCore,
+/// `WskBind` on a socket of any kind: `pick` takes the routine out of the kind's dispatch
+/// table.
+pub(crate) async fn bind<K: SocketKind>(
+    core: &SocketCore<K>,
     slot: &mut OpSlot,
     local: SocketAddr,
-    pick: impl FnOnce(&T) -> Option<wsk_sys::PFN_WSK_BIND>,
+    pick: impl FnOnce(&K::Dispatch) -> Option<wsk_sys::PFN_WSK_BIND>,
 ) -> Result<()> {
-    // SAFETY: `T` matches the socket kind (caller); the address lives in the slot until the
-    // IRP completes.
+    // SAFETY: the address lives in the slot until the IRP completes.
     let done = unsafe {
-        socket_call::<T>(
+        socket_call(
             core,
             slot,
             None,

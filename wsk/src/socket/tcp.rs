@@ -13,8 +13,8 @@
 use core::net::SocketAddr;
 
 use wsk_sys::{
-    AF_INET, IPPROTO_TCP, SOCK_STREAM, WSK_FLAG_ABORTIVE, WSK_FLAG_CONNECTION_SOCKET, WSK_FLAG_LISTEN_SOCKET,
-    WSK_PROVIDER_CONNECTION_DISPATCH, WSK_PROVIDER_LISTEN_DISPATCH,
+    AF_INET, IPPROTO_TCP, SOCK_STREAM, WSK_FLAG_ABORTIVE, WSK_PROVIDER_CONNECTION_DISPATCH,
+    WSK_PROVIDER_LISTEN_DISPATCH,
 };
 
 use crate::addr;
@@ -24,14 +24,15 @@ use crate::op::OpSlot;
 use crate::op::SocketOwner;
 use crate::registration::Wsk;
 use crate::socket::call::{NotIssued, receive_call, socket_call, socket_call_with_owner, unit, with_buffer};
-use crate::socket::shared::SocketCore;
 use crate::socket::create;
-use crate::socket::events::{self, ClientDispatch, ConnectionEvents, EventConfig, Incoming, Refused};
+use crate::socket::events::{ConnectionEvents, EventConfig, Incoming, Refused};
+use crate::socket::kind::{Connection, Listen, SocketKind};
 use crate::socket::options::{SocketOption, set_option};
+use crate::socket::shared::{AnyCore, SocketCore};
 
 /// A listening TCP socket.
 pub struct TcpListener {
-    core: SocketCore,
+    core: SocketCore<Listen>,
     slot: OpSlot,
     /// Resources of the next accepted connection, reserved before `WskAccept` is issued so an
     /// accepted socket can always be owned (and closed) by the library.
@@ -42,7 +43,7 @@ pub struct TcpListener {
 /// What a connection needs before its socket exists: core (with the reserved close IRP) and
 /// the receive slot. The send/control slot is created on first use.
 struct StreamParts {
-    core: SocketCore,
+    core: SocketCore<Connection>,
     recv: OpSlot,
 }
 
@@ -65,17 +66,8 @@ impl TcpListener {
     pub async fn bind_with(wsk: &Wsk, addr: SocketAddr, options: &[SocketOption]) -> Result<TcpListener> {
         let core = SocketCore::new()?;
         let mut listener = TcpListener { core, slot: OpSlot::new()?, next: None, local: addr };
-        create::wsk_socket(
-            wsk,
-            &listener.core,
-            &mut listener.slot,
-            addr::family(&addr),
-            SOCK_STREAM,
-            IPPROTO_TCP,
-            WSK_FLAG_LISTEN_SOCKET,
-            ClientDispatch::LISTEN,
-        )
-        .await?;
+        create::wsk_socket(wsk, &listener.core, &mut listener.slot, addr::family(&addr), SOCK_STREAM, IPPROTO_TCP)
+            .await?;
         for option in options {
             set_option(&listener.core, &mut listener.slot, *option).await?;
         }
@@ -84,8 +76,7 @@ impl TcpListener {
     }
 
     async fn bind_to(&mut self, addr: SocketAddr) -> Result<()> {
-        // SAFETY: a listen socket: the listen dispatch table.
-        unsafe { create::bind(&self.core, &mut self.slot, addr, |t: &WSK_PROVIDER_LISTEN_DISPATCH| t.WskBind) }.await
+        create::bind(&self.core, &mut self.slot, addr, |t: &WSK_PROVIDER_LISTEN_DISPATCH| t.WskBind).await
     }
 
     /// The address the listener was bound to (as requested; port 0 is not resolved here,
@@ -102,7 +93,7 @@ impl TcpListener {
     pub async fn query_local_addr(&mut self) -> Result<SocketAddr> {
         // SAFETY: listen dispatch table; the address buffer lives in the slot.
         let done = unsafe {
-            socket_call::<WSK_PROVIDER_LISTEN_DISPATCH>(
+            socket_call(
                 &self.core,
                 &mut self.slot,
                 None,
@@ -128,10 +119,10 @@ impl TcpListener {
         };
         // As an address: the future must stay `Send`.
         let accept_context = parts.core.context() as usize;
-        let owner = SocketOwner { core: parts.core, slot: Some(parts.recv) };
+        let owner = SocketOwner { core: parts.core.into(), slot: Some(parts.recv) };
         // SAFETY: listen dispatch table; the remote address buffer lives in the slot.
         let done = unsafe {
-            socket_call_with_owner::<WSK_PROVIDER_LISTEN_DISPATCH>(
+            socket_call_with_owner(
                 &self.core,
                 &mut self.slot,
                 None,
@@ -143,7 +134,7 @@ impl TcpListener {
                             socket,
                             0,
                             accept_context as *mut core::ffi::c_void,
-                            &raw const events::CONNECTION_DISPATCH,
+                            Connection::client(),
                             core::ptr::null_mut(),
                             addr::as_sockaddr(&mut (*args).addr),
                             irp,
@@ -157,8 +148,8 @@ impl TcpListener {
             Ok(mut done) => (done.result(), done.socket_owner.take()),
             Err(NotIssued { error, socket_owner, .. }) => (Err(error), socket_owner),
         };
-        let parts = match owner {
-            Some(SocketOwner { core, slot: Some(recv) }) => StreamParts { core, recv },
+        let parts = match owner.map(|owner| (owner.core.downcast(), owner.slot)) {
+            Some((Ok(core), Some(recv))) => StreamParts { core, recv },
             // Not reachable: the owner given above always comes back with its slot.
             _ => return Err(Error::NoMemory),
         };
@@ -173,7 +164,9 @@ impl TcpListener {
             self.next = Some(parts);
             return Err(Error::Status(wsk_sys::STATUS_UNSUCCESSFUL));
         }
-        parts.core.set_socket(accepted);
+        // SAFETY: `WskAccept` accepted a connection socket with this core as its context and
+        // the connection client dispatch table.
+        unsafe { parts.core.set_socket(accepted) };
         let peer = addr::from_storage(&self.slot.args().addr);
         let stream = TcpStream::from_parts(parts, peer.ok());
         // The address came back in a family we do not know: the socket is owned and will be
@@ -194,7 +187,7 @@ impl TcpListener {
     ///
     /// Any IRQL.
     pub fn closer(&self) -> Closer {
-        Closer { core: self.core.clone_owner() }
+        Closer { core: self.core.clone_owner().into() }
     }
 
     /// Closes the listen socket: pending accepts resolve `Err(Cancelled)`; resolves when the
@@ -206,7 +199,7 @@ impl TcpListener {
 
 /// The receiving side of a connection.
 pub struct TcpReadHalf {
-    core: SocketCore,
+    core: SocketCore<Connection>,
     recv: OpSlot,
     /// The `embedded-io-async` reads' buffer (see [`crate::socket::tcp_io`]).
     pub(crate) rx: ReadBuffer,
@@ -214,7 +207,7 @@ pub struct TcpReadHalf {
 
 /// The sending side of a connection; also carries disconnect, options and address queries.
 pub struct TcpWriteHalf {
-    core: SocketCore,
+    core: SocketCore<Connection>,
     send: Option<OpSlot>,
     peer: Option<SocketAddr>,
     /// The `embedded-io-async` writes' buffer (see [`crate::socket::tcp_io`]).
@@ -273,7 +266,7 @@ impl TcpStream {
     }
 
     /// A stream for a connection accepted by an accept callback.
-    pub(crate) fn from_accepted(core: SocketCore, peer: SocketAddr) -> Result<TcpStream> {
+    pub(crate) fn from_accepted(core: SocketCore<Connection>, peer: SocketAddr) -> Result<TcpStream> {
         let recv = OpSlot::new()?;
         Ok(Self::from_parts(StreamParts { core, recv }, Some(peer)))
     }
@@ -328,7 +321,7 @@ impl TcpStream {
     ///
     /// Any IRQL.
     pub fn closer(&self) -> Closer {
-        Closer { core: self.write.core.clone_owner() }
+        Closer { core: self.write.core.clone_owner().into() }
     }
 
     /// Receives into `buf` (up to its capacity); `Ok(0)` means the peer finished sending.
@@ -443,17 +436,7 @@ impl TcpSocket {
     pub async fn new(wsk: &Wsk, ipv4: bool) -> Result<TcpSocket> {
         let mut parts = StreamParts::new()?;
         let family = if ipv4 { AF_INET } else { wsk_sys::AF_INET6 };
-        create::wsk_socket(
-            wsk,
-            &parts.core,
-            &mut parts.recv,
-            family,
-            SOCK_STREAM,
-            IPPROTO_TCP,
-            WSK_FLAG_CONNECTION_SOCKET,
-            ClientDispatch::CONNECTION,
-        )
-        .await?;
+        create::wsk_socket(wsk, &parts.core, &mut parts.recv, family, SOCK_STREAM, IPPROTO_TCP).await?;
         Ok(TcpSocket { parts })
     }
 
@@ -462,9 +445,7 @@ impl TcpSocket {
     /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn bind(&mut self, local: SocketAddr) -> Result<()> {
         let parts = &mut self.parts;
-        // SAFETY: a connection socket: the connection dispatch table.
-        unsafe { create::bind(&parts.core, &mut parts.recv, local, |t: &WSK_PROVIDER_CONNECTION_DISPATCH| t.WskBind) }
-            .await
+        create::bind(&parts.core, &mut parts.recv, local, |t: &WSK_PROVIDER_CONNECTION_DISPATCH| t.WskBind).await
     }
 
     /// Sets a socket option through `WskControlSocket`.
@@ -478,7 +459,7 @@ impl TcpSocket {
     ///
     /// Any IRQL.
     pub fn closer(&self) -> Closer {
-        Closer { core: self.parts.core.clone_owner() }
+        Closer { core: self.parts.core.clone_owner().into() }
     }
 
     /// Connects (`WskConnect`). Dropping the future cancels the connect IRP and closes the
@@ -489,7 +470,7 @@ impl TcpSocket {
         let parts = &mut self.parts;
         // SAFETY: connection dispatch table; the address lives in the slot.
         let connected = unsafe {
-            socket_call::<WSK_PROVIDER_CONNECTION_DISPATCH>(
+            socket_call(
                 &parts.core,
                 &mut parts.recv,
                 None,
@@ -516,7 +497,7 @@ impl TcpSocket {
 /// with [`Error::Closed`], pending operations resolve `Err(Cancelled)`, and `close` resolves
 /// when the close IRP completes. The socket's memory stays until every handle is dropped.
 pub struct Closer {
-    pub(crate) core: SocketCore,
+    pub(crate) core: AnyCore,
 }
 
 impl Closer {
@@ -549,7 +530,7 @@ impl TcpReadHalf {
         // SAFETY: connection dispatch table; the WSK_BUF lives in the slot and the buffer is
         // owned by the slot until completion.
         let done = unsafe {
-            receive_call::<WSK_PROVIDER_CONNECTION_DISPATCH>(
+            receive_call(
                 &self.core,
                 &mut self.recv,
                 buf,
@@ -594,7 +575,7 @@ impl TcpReadHalf {
 
 impl TcpWriteHalf {
     /// The core and the send/control slot, created on first use.
-    fn parts(&mut self) -> Result<(&SocketCore, &mut OpSlot)> {
+    fn parts(&mut self) -> Result<(&SocketCore<Connection>, &mut OpSlot)> {
         if self.send.is_none() {
             self.send = Some(OpSlot::new()?);
         }
@@ -620,7 +601,7 @@ impl TcpWriteHalf {
         };
         // SAFETY: connection dispatch table; WSK_BUF in the slot, buffer owned by the slot.
         let done = unsafe {
-            socket_call::<WSK_PROVIDER_CONNECTION_DISPATCH>(
+            socket_call(
                 core,
                 slot,
                 Some(buf),
@@ -655,7 +636,7 @@ impl TcpWriteHalf {
         let (core, slot) = self.parts()?;
         // SAFETY: connection dispatch table; no buffer is sent with the disconnect.
         let done = unsafe {
-            socket_call::<WSK_PROVIDER_CONNECTION_DISPATCH>(
+            socket_call(
                 core,
                 slot,
                 None,
@@ -687,7 +668,7 @@ impl TcpWriteHalf {
         let (core, slot) = self.parts()?;
         // SAFETY: connection dispatch table; the address buffer lives in the slot.
         let done = unsafe {
-            socket_call::<WSK_PROVIDER_CONNECTION_DISPATCH>(
+            socket_call(
                 core,
                 slot,
                 None,

@@ -7,7 +7,7 @@
 
 use core::net::SocketAddr;
 
-use wsk_sys::{IPPROTO_UDP, SOCK_DGRAM, WSK_FLAG_DATAGRAM_SOCKET, WSK_PROVIDER_DATAGRAM_DISPATCH};
+use wsk_sys::{IPPROTO_UDP, SOCK_DGRAM, WSK_PROVIDER_DATAGRAM_DISPATCH};
 
 use crate::addr;
 use crate::buf::IoBuf;
@@ -15,14 +15,15 @@ use crate::error::Result;
 use crate::op::OpSlot;
 use crate::registration::Wsk;
 use crate::socket::call::{socket_call, unit, with_buffer};
-use crate::socket::shared::SocketCore;
 use crate::socket::create;
 use crate::socket::events::{Datagrams, EventConfig};
+use crate::socket::kind::Datagram;
 use crate::socket::options::{SocketOption, set_option};
+use crate::socket::shared::SocketCore;
 
 /// A bound UDP socket. Sending and receiving use separate IRPs.
 pub struct UdpSocket {
-    core: SocketCore,
+    core: SocketCore<Datagram>,
     send: OpSlot,
     recv: OpSlot,
     local: SocketAddr,
@@ -33,20 +34,8 @@ impl UdpSocket {
     pub async fn bind(wsk: &Wsk, addr: SocketAddr) -> Result<UdpSocket> {
         let mut socket =
             UdpSocket { core: SocketCore::new()?, send: OpSlot::new()?, recv: OpSlot::new()?, local: addr };
-        create::wsk_socket(
-            wsk,
-            &socket.core,
-            &mut socket.send,
-            addr::family(&addr),
-            SOCK_DGRAM,
-            IPPROTO_UDP,
-            WSK_FLAG_DATAGRAM_SOCKET,
-            crate::socket::events::ClientDispatch::DATAGRAM,
-        )
-        .await?;
-        // SAFETY: a datagram socket: the datagram dispatch table.
-        unsafe { create::bind(&socket.core, &mut socket.send, addr, |t: &WSK_PROVIDER_DATAGRAM_DISPATCH| t.WskBind) }
-            .await?;
+        create::wsk_socket(wsk, &socket.core, &mut socket.send, addr::family(&addr), SOCK_DGRAM, IPPROTO_UDP).await?;
+        create::bind(&socket.core, &mut socket.send, addr, |t: &WSK_PROVIDER_DATAGRAM_DISPATCH| t.WskBind).await?;
         Ok(socket)
     }
 
@@ -65,7 +54,7 @@ impl UdpSocket {
     pub async fn query_local_addr(&mut self) -> Result<SocketAddr> {
         // SAFETY: datagram dispatch table; the address buffer lives in the slot.
         let done = unsafe {
-            socket_call::<WSK_PROVIDER_DATAGRAM_DISPATCH>(
+            socket_call(
                 &self.core,
                 &mut self.send,
                 None,
@@ -87,7 +76,7 @@ impl UdpSocket {
         // SAFETY: datagram dispatch table; WSK_BUF and address in the slot, buffer owned by
         // the slot until completion.
         let done = unsafe {
-            socket_call::<WSK_PROVIDER_DATAGRAM_DISPATCH>(
+            socket_call(
                 &self.core,
                 &mut self.send,
                 Some(buf),
@@ -121,7 +110,7 @@ impl UdpSocket {
     pub async fn recv_from(&mut self, buf: IoBuf) -> (Result<(usize, SocketAddr)>, IoBuf) {
         // SAFETY: datagram dispatch table; WSK_BUF, address and control fields in the slot.
         let done = unsafe {
-            socket_call::<WSK_PROVIDER_DATAGRAM_DISPATCH>(
+            socket_call(
                 &self.core,
                 &mut self.recv,
                 Some(buf),
@@ -163,7 +152,7 @@ impl UdpSocket {
     ///
     /// Any IRQL.
     pub fn closer(&self) -> crate::Closer {
-        crate::Closer { core: self.core.clone_owner() }
+        crate::Closer { core: self.core.clone_owner().into() }
     }
 
     /// Closes the socket; pending operations resolve `Err(Cancelled)`.
