@@ -53,51 +53,49 @@ pub(crate) enum Connection {}
 /// A datagram socket (`WSK_FLAG_DATAGRAM_SOCKET`).
 pub(crate) enum Datagram {}
 
-impl sealed::Sealed for Listen {}
-impl sealed::Sealed for Connection {}
-impl sealed::Sealed for Datagram {}
+/// Implements [`SocketKind`] for `$kind` from its tables, state and creation flag.
+macro_rules! socket_kind {
+    ($kind:ty, $dispatch:ty, $client:ty, $state:ty, $flags:expr, $table:expr) => {
+        impl sealed::Sealed for $kind {}
 
-impl SocketKind for Listen {
-    type Dispatch = WSK_PROVIDER_LISTEN_DISPATCH;
-    type Client = WSK_CLIENT_LISTEN_DISPATCH;
-    type State = ListenState;
-    const FLAGS: u32 = WSK_FLAG_LISTEN_SOCKET;
+        impl SocketKind for $kind {
+            type Dispatch = $dispatch;
+            type Client = $client;
+            type State = $state;
+            const FLAGS: u32 = $flags;
 
-    fn client() -> &'static Self::Client {
-        &events::LISTEN_DISPATCH
-    }
+            fn client() -> &'static Self::Client {
+                &$table
+            }
 
-    fn basic(table: &Self::Dispatch) -> &WSK_PROVIDER_BASIC_DISPATCH {
-        &table.Basic
-    }
+            fn basic(table: &Self::Dispatch) -> &WSK_PROVIDER_BASIC_DISPATCH {
+                &table.Basic
+            }
+        }
+    };
 }
 
-impl SocketKind for Connection {
-    type Dispatch = WSK_PROVIDER_CONNECTION_DISPATCH;
-    type Client = WSK_CLIENT_CONNECTION_DISPATCH;
-    type State = ConnState;
-    const FLAGS: u32 = WSK_FLAG_CONNECTION_SOCKET;
-
-    fn client() -> &'static Self::Client {
-        &events::CONNECTION_DISPATCH
-    }
-
-    fn basic(table: &Self::Dispatch) -> &WSK_PROVIDER_BASIC_DISPATCH {
-        &table.Basic
-    }
-}
-
-impl SocketKind for Datagram {
-    type Dispatch = WSK_PROVIDER_DATAGRAM_DISPATCH;
-    type Client = WSK_CLIENT_DATAGRAM_DISPATCH;
-    type State = DgramState;
-    const FLAGS: u32 = WSK_FLAG_DATAGRAM_SOCKET;
-
-    fn client() -> &'static Self::Client {
-        &events::DATAGRAM_DISPATCH
-    }
-
-    fn basic(table: &Self::Dispatch) -> &WSK_PROVIDER_BASIC_DISPATCH {
-        &table.Basic
-    }
-}
+socket_kind!(
+    Listen,
+    WSK_PROVIDER_LISTEN_DISPATCH,
+    WSK_CLIENT_LISTEN_DISPATCH,
+    ListenState,
+    WSK_FLAG_LISTEN_SOCKET,
+    events::LISTEN_DISPATCH
+);
+socket_kind!(
+    Connection,
+    WSK_PROVIDER_CONNECTION_DISPATCH,
+    WSK_CLIENT_CONNECTION_DISPATCH,
+    ConnState,
+    WSK_FLAG_CONNECTION_SOCKET,
+    events::CONNECTION_DISPATCH
+);
+socket_kind!(
+    Datagram,
+    WSK_PROVIDER_DATAGRAM_DISPATCH,
+    WSK_CLIENT_DATAGRAM_DISPATCH,
+    DgramState,
+    WSK_FLAG_DATAGRAM_SOCKET,
+    events::DATAGRAM_DISPATCH
+);
