@@ -70,7 +70,7 @@ impl ConnState {
     }
 }
 
-// SAFETY: `repr(C)` with the header first.
+// SAFETY: `repr(C)` with its header, made by `Header::new::<ConnState>()`, first.
 unsafe impl EventState for ConnState {
     type Kind = Connection;
 

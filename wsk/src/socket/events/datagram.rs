@@ -47,7 +47,7 @@ pub(crate) struct DgramState {
     failed: AtomicU32,
 }
 
-// SAFETY: `repr(C)` with the header first.
+// SAFETY: `repr(C)` with its header, made by `Header::new::<DgramState>()`, first.
 unsafe impl EventState for DgramState {
     type Kind = Datagram;
 

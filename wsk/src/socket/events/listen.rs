@@ -62,7 +62,7 @@ pub(crate) struct ListenState {
     failed: AtomicU32,
 }
 
-// SAFETY: `repr(C)` with the header first.
+// SAFETY: `repr(C)` with its header, made by `Header::new::<ListenState>()`, first.
 unsafe impl EventState for ListenState {
     type Kind = Listen;
 
