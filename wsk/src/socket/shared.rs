@@ -241,10 +241,14 @@ impl<K: SocketKind> SocketCore<K> {
         Some(f(view))
     }
 
-    /// Installs the event state (once). Hands it back if one is installed already.
+    /// Installs the event state (once), which then lives as long as the core; returns its
+    /// address. Hands it back if one is installed already.
     ///
     /// Any IRQL.
-    pub fn install_events(&self, state: EventBox<K::State>) -> core::result::Result<&K::State, EventBox<K::State>> {
+    pub fn install_events(
+        &self,
+        state: EventBox<K::State>,
+    ) -> core::result::Result<NonNull<K::State>, EventBox<K::State>> {
         let ptr = EventBox::into_raw(state);
         let installed = self.inner().events.compare_exchange(
             core::ptr::null_mut(),
@@ -256,18 +260,18 @@ impl<K: SocketKind> SocketCore<K> {
             // SAFETY: not installed: ownership comes back from `into_raw` above.
             return Err(unsafe { EventBox::from_raw_tagged(ptr) });
         }
-        // SAFETY: installed: lives as long as the core, which `&self` keeps alive.
-        Ok(unsafe { ptr.as_ref() })
+        Ok(ptr)
     }
 
     /// The installed event state, if any, for as long as the handle (or view) is borrowed.
     ///
     /// Any IRQL.
     pub fn events(&self) -> Option<&K::State> {
-        let header = self.events_header()?;
+        // The state's own pointer (a reference to its header would cover the header only).
+        let header = NonNull::new(self.inner().events.load(core::sync::atomic::Ordering::Acquire))?;
         // SAFETY: by the invariant the installed state is a `K::State`, whose first field is
         // its header (`EventState`); it is freed with the core, which `&self` keeps alive.
-        Some(unsafe { NonNull::from(header).cast::<K::State>().as_ref() })
+        Some(unsafe { header.cast::<K::State>().as_ref() })
     }
 
     /// Begins a call into the socket: fails with [`Error::Closed`] once close has begun (and
@@ -750,6 +754,59 @@ mod loom_tests {
             let issues = [mine, theirs].iter().filter(|c| **c == Claim::Issue).count();
             assert_eq!(issues, 1);
         });
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::socket::kind::{Connection, Datagram, Listen};
+
+    /// A core whose socket was never created gives no call (so no dispatch table is read
+    /// through a null socket), and the failed call leaves no count behind: dropping the core
+    /// closes and frees it at once (Miri checks that nothing leaks).
+    #[test]
+    fn a_core_without_a_socket_takes_no_call() {
+        let core = SocketCore::<Datagram>::new().unwrap();
+        assert!(matches!(core.enter().err(), Some(Error::InvalidInput(_))));
+        assert_eq!(core.inner().rundown.load(Ordering::Acquire), 0, "the refused call left a count");
+        assert!(!core.is_closing());
+    }
+
+    /// A handle of run-time kind turns back into a typed handle only for the kind it was made
+    /// from; a refused conversion hands the same reference back.
+    #[test]
+    fn a_core_turns_back_only_into_its_own_kind() {
+        let core = SocketCore::<Connection>::new().unwrap();
+        let context = core.context();
+        let any = AnyCore::from(core);
+        let Err(any) = any.downcast::<Datagram>() else { panic!("a connection core became a datagram core") };
+        let Err(any) = any.downcast::<Listen>() else { panic!("a connection core became a listen core") };
+        let Ok(core) = any.downcast::<Connection>() else { panic!("a connection core was refused as one") };
+        assert_eq!(core.context(), context);
+        assert_eq!(core.inner().refs.load(Ordering::Acquire), 1, "a conversion took or dropped a reference");
+    }
+
+    /// A callback's view holds no reference, and sees the core behind the context; a null
+    /// context gives none. An owner reference left to the view is taken over exactly once
+    /// (Miri reports a leak or a double free otherwise).
+    #[test]
+    fn a_view_holds_no_reference_and_adopts_one_left_to_it() {
+        let core = SocketCore::<Listen>::new().unwrap();
+        // SAFETY: null: `f` does not run.
+        assert!(unsafe { SocketCore::<Listen>::with_context(core::ptr::null_mut(), |_| ()) }.is_none());
+        // A stream's owner reference, dropped while a callback is inside: left to it.
+        core::mem::forget(core.clone_owner());
+        let callback = |view: CoreRef<'_, Listen>| {
+            assert_eq!(view.inner().refs.load(Ordering::Acquire), 2, "the view took a reference");
+            // SAFETY: the reference forgotten above is ours, handed over once.
+            drop(unsafe { view.adopt_owner() });
+            view.context()
+        };
+        // SAFETY: the context of a live listen core.
+        let seen = unsafe { SocketCore::<Listen>::with_context(core.context(), callback) };
+        assert_eq!(seen, Some(core.context()));
+        assert_eq!(core.inner().refs.load(Ordering::Acquire), 1);
     }
 }
 

@@ -661,6 +661,23 @@ mod tests {
         assert_eq!(empty.segments().count(), 0, "an empty copy yields no segment");
     }
 
+    /// A core keeps the first event state installed on it, hands a second one back, sees the
+    /// first through its typed accessor and frees it with itself (Miri checks the casts and
+    /// that nothing leaks).
+    #[test]
+    fn a_core_keeps_its_first_event_state() {
+        let core = SocketCore::<Connection>::new().unwrap();
+        assert!(core.events().is_none());
+        let first = ConnState::allocate(&EventConfig { max_retained_bytes: 7, ..EventConfig::default() }).unwrap();
+        assert!(core.install_events(first).is_ok(), "the first state is installed");
+        let installed = core.events().expect("installed");
+        assert!(installed.rx.keep(Held { head: NonNull::dangling(), bytes: 3, count: 1 }));
+        let second = ConnState::allocate(&EventConfig::default()).unwrap();
+        let second = core.install_events(second).expect_err("a second state is handed back");
+        assert_eq!(second.rx.retained(), 0);
+        assert_eq!(core.events().map(|state| state.rx.retained()), Some(3), "the first state stays");
+    }
+
     /// The event state is one pool block whose header frees it by its kind: a connection
     /// state allocated, given a retained list, and freed through its header drops and frees
     /// it all (Miri checks the casts and that nothing leaks).

@@ -301,7 +301,8 @@ fn install<K: SocketKind>(core: &SocketCore<K>, state: EventBox<K::State>, mask:
         // The state handed back is dropped (freed): never installed nor shared.
         return Err(Error::InvalidInput("event callbacks were enabled on this socket before"));
     };
-    let flags = &state.header().flags;
+    // SAFETY: installed: lives as long as the core, which the caller's handle keeps alive.
+    let flags = unsafe { &state.as_ref().header().flags };
     if let Err(e) = core.enter_owned() {
         flags.store(DETACHED | CLEANED, Ordering::Release);
         return Err(e);
@@ -312,7 +313,7 @@ fn install<K: SocketKind>(core: &SocketCore<K>, state: EventBox<K::State>, mask:
         core.leave();
         return Err(e);
     }
-    Ok(NonNull::from(state))
+    Ok(state)
 }
 
 /// Event callbacks could not be enabled: why, and the socket, unchanged, to go on with IRPs
