@@ -7,15 +7,15 @@ use core::task::{Context, Poll};
 
 use futures_core::Stream;
 use wsk_sys::{
-    NTSTATUS, PVOID, SIZE_T, STATUS_DATA_NOT_ACCEPTED, STATUS_PENDING, STATUS_SUCCESS, ULONG,
-    WSK_CLIENT_CONNECTION_DISPATCH, WSK_DATA_INDICATION, WSK_EVENT_DISABLE, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE,
-    WSK_EVENT_SEND_BACKLOG, WSK_FLAG_ABORTIVE, WSK_PROVIDER_CONNECTION_DISPATCH, WSK_SOCKET,
+    NTSTATUS, PVOID, SIZE_T, STATUS_DATA_NOT_ACCEPTED, STATUS_SUCCESS, ULONG, WSK_CLIENT_CONNECTION_DISPATCH,
+    WSK_DATA_INDICATION, WSK_EVENT_DISABLE, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE, WSK_EVENT_SEND_BACKLOG,
+    WSK_FLAG_ABORTIVE, WSK_PROVIDER_CONNECTION_DISPATCH, WSK_SOCKET,
 };
 
-use super::attached::{Attached, leave_callback, with_state};
-use super::pieces::{BufPieces, list_mapped};
-use super::retention::{Held, Indicating, Retained, Retention};
-use super::{EventBox, EventConfig, EventState, Header, allocate, callback_enter, control_events, enable};
+use super::attached::{Attached, with_state};
+use super::pieces::BufPieces;
+use super::retention::{Held, Indicating, Retained, Retention, retain};
+use super::{EventBox, EventConfig, EventState, Header, allocate, control_events, enable};
 use crate::buf::IoBuf;
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, AtomicUsize, Ordering};
@@ -112,16 +112,8 @@ unsafe extern "system" fn on_receive(
             state.header.waker.wake();
             return STATUS_SUCCESS;
         };
-        let kept = callback_enter(&state.header.flags)
-            && !core.is_closing()
-            // SAFETY: WSK's indication list, valid until released.
-            && (unsafe { list_mapped(head) } || state.rx.refuse_unmappable())
-            && state.rx.keep(Held { head, bytes, count: 1 });
-        state.header.waker.wake();
-        let own = kept.then_some(head);
-        // When the stream went away while we handed it the data, WSK keeps the data.
-        let taken_back = leave_callback(core, &state.header, |core| state.rx.drain(core, own));
-        if kept && !taken_back { STATUS_PENDING } else { STATUS_DATA_NOT_ACCEPTED }
+        // SAFETY: WSK's indication list of this call; one entry of `bytes` bytes.
+        unsafe { retain(core, state, head, || (1, bytes)) }
     };
     // SAFETY: WSK passes the context we created the connection socket with (or gave it when
     // accepting it) along with this table, and calls only until the close completed.

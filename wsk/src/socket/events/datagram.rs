@@ -15,14 +15,14 @@ use core::task::{Context, Poll};
 
 use futures_core::Stream;
 use wsk_sys::{
-    NTSTATUS, PVOID, STATUS_DATA_NOT_ACCEPTED, STATUS_PENDING, STATUS_SUCCESS, ULONG, WSK_CLIENT_DATAGRAM_DISPATCH,
+    NTSTATUS, PVOID, STATUS_DATA_NOT_ACCEPTED, STATUS_SUCCESS, ULONG, WSK_CLIENT_DATAGRAM_DISPATCH,
     WSK_DATAGRAM_INDICATION, WSK_EVENT_RECEIVE_FROM, WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET,
 };
 
-use super::attached::{Attached, leave_callback, with_state};
-use super::pieces::{BufPieces, list_mapped};
-use super::retention::{Held, Indicating, Retained, Retention};
-use super::{EventConfig, EventState, Header, allocate, callback_enter, enable};
+use super::attached::{Attached, with_state};
+use super::pieces::BufPieces;
+use super::retention::{Indicating, Retained, Retention, retain};
+use super::{EventConfig, EventState, Header, allocate, enable};
 use crate::addr;
 use crate::buf::IoBuf;
 use crate::error::{Error, Result};
@@ -86,17 +86,10 @@ unsafe extern "system" fn on_receive_from(
             state.header.waker.wake();
             return STATUS_SUCCESS;
         };
-        let kept = callback_enter(&state.header.flags) && !core.is_closing() && {
-            // SAFETY: the list WSK indicates is valid during the call.
-            let (count, bytes) = unsafe { measure(head) };
-            // SAFETY: as above.
-            (unsafe { list_mapped(head) } || state.rx.refuse_unmappable()) && state.rx.keep(Held { head, bytes, count })
-        };
-        state.header.waker.wake();
-        let own = kept.then_some(head);
-        // When the stream went away while we handed it the datagrams, WSK keeps them.
-        let taken_back = leave_callback(core, &state.header, |core| state.rx.drain(core, own));
-        if kept && !taken_back { STATUS_PENDING } else { STATUS_DATA_NOT_ACCEPTED }
+        // SAFETY: the list WSK indicates is valid during the call.
+        let size = || unsafe { measure(head) };
+        // SAFETY: WSK's indication list of this call.
+        unsafe { retain(core, state, head, size) }
     };
     // SAFETY: WSK passes the context we created the datagram socket with along with this
     // table, and calls only until the close completed.

@@ -16,13 +16,15 @@
 
 use core::ptr::NonNull;
 
-use wsk_sys::{NTSTATUS, WSK_SOCKET};
+use wsk_sys::{NTSTATUS, STATUS_DATA_NOT_ACCEPTED, STATUS_PENDING, WSK_SOCKET};
 
-use super::EventState;
+use super::attached::leave_callback;
+use super::pieces::{Indication, list_mapped};
 use super::ring::Ring;
+use super::{EventState, callback_enter};
 use crate::loom::{AtomicU32, AtomicUsize, Ordering};
 use crate::socket::kind::SocketKind;
-use crate::socket::shared::SocketCore;
+use crate::socket::shared::{CoreRef, SocketCore};
 
 /// Indication lists retained at most (ring slots).
 const SLOTS: usize = 32;
@@ -43,7 +45,7 @@ unsafe impl<H> Send for Held<H> {}
 /// and datagram sockets).
 pub(crate) trait Indicating: SocketKind {
     /// The list entry (`WSK_DATA_INDICATION` or `WSK_DATAGRAM_INDICATION`).
-    type Indication;
+    type Indication: Indication;
 
     /// The provider's `WskRelease` for the kind's lists.
     fn release_routine(
@@ -66,6 +68,34 @@ pub(crate) unsafe fn release<K: Indicating>(core: &SocketCore<K>, head: NonNull<
         // SAFETY: the socket is open and the list retained on it (caller).
         unsafe { release(socket, head.as_ptr()) };
     }
+}
+
+/// A receive callback's step with the list `head` WSK indicates: keeps it for the stream
+/// (returns `STATUS_PENDING`) when the stream is attached, close has not begun, every buffer
+/// maps and the bound allows (see [`Retention::keep`]); else refuses it
+/// (`STATUS_DATA_NOT_ACCEPTED`: WSK keeps the data). `measure` gives the list's entries and
+/// bytes. The last callback out after the stream detached cleans up, and refuses its own list
+/// if it pushed one (see [`Retention::drain`]). IRQL <= DISPATCH_LEVEL; never blocks.
+///
+/// # Safety
+/// `head` is the list WSK indicates to the running callback, valid until released.
+pub(crate) unsafe fn retain<K: Indicating>(
+    core: &CoreRef<'_, K>,
+    state: &K::State,
+    head: NonNull<K::Indication>,
+    measure: impl FnOnce() -> (usize, usize),
+) -> NTSTATUS {
+    let rx = K::retention(state);
+    let kept = callback_enter(&state.header().flags) && !core.is_closing() && {
+        let (count, bytes) = measure();
+        // SAFETY: WSK's list, valid until released (caller).
+        (unsafe { list_mapped(head) } || rx.refuse_unmappable()) && rx.keep(Held { head, bytes, count })
+    };
+    state.header().waker.wake();
+    let own = kept.then_some(head);
+    // When the stream went away while we handed it the list, WSK keeps it.
+    let taken_back = leave_callback(core, state.header(), |core| rx.drain(core, own));
+    if kept && !taken_back { STATUS_PENDING } else { STATUS_DATA_NOT_ACCEPTED }
 }
 
 /// A retained list handed to the user: holds an owner reference and a call on the core
