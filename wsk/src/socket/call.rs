@@ -19,7 +19,7 @@ pub(crate) struct NotIssued {
 /// Issues one socket-level call and awaits its IRP.
 ///
 /// `prepare` fills the argument block (the slot is idle); `issue` calls the provider routine
-/// from the dispatch table of `core`'s kind with the socket, the IRP and the argument block, and returns its
+/// from `K`'s dispatch table with the socket, the IRP and the argument block, and returns its
 /// status (informational: the result comes from the IRP, which the provider always
 /// completes). `issue` returns `None` when the provider lacks the routine; the IRP is then
 /// completed here with `STATUS_NOT_IMPLEMENTED`. A routine that returns

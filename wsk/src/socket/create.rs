@@ -22,8 +22,6 @@ use crate::socket::shared::SocketCore;
 /// `core`. The core is the socket's context and the library's event table for the kind its
 /// client dispatch, so events can be enabled later.
 /// IRQL == PASSIVE_LEVEL (task context).
-// The arguments are WskSocket's own; bundling them would only rename them.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn wsk_socket<K: SocketKind>(
     wsk: &Wsk,
     core: &SocketCore<K>,

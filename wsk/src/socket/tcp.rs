@@ -150,7 +150,8 @@ impl TcpListener {
         };
         let parts = match owner.map(|owner| (owner.core.downcast(), owner.slot)) {
             Some((Ok(core), Some(recv))) => StreamParts { core, recv },
-            // Not reachable: the owner given above always comes back with its slot.
+            // Not reachable: the owner given above always comes back, a connection core with
+            // its slot.
             _ => return Err(Error::NoMemory),
         };
         let accepted = match result {
