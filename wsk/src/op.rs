@@ -54,7 +54,7 @@ use crate::buf::IoBuf;
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, Ordering};
 use crate::pool::{self, AnyPoolBox, PoolBox};
-use crate::socket::core::SocketCore;
+use crate::socket::shared::AnyCore;
 
 /// An IRP is in flight (owned by the provider until `COMPLETE`).
 const SUBMITTED: u32 = 1 << 0;
@@ -169,7 +169,7 @@ struct SlotInner {
 /// What owns a socket that an operation in flight may return: the socket state with its
 /// reserved close IRP, and the slot that goes with it (an accepted connection's receive slot).
 pub(crate) struct SocketOwner {
-    pub core: SocketCore,
+    pub core: AnyCore,
     pub slot: Option<OpSlot>,
 }
 
@@ -599,7 +599,9 @@ unsafe fn finalize_abandoned(inner: NonNull<SlotInner>) {
         if wsk_sys::NT_SUCCESS(status) && info != 0 {
             // The operation succeeded after its future was dropped: the new socket belongs
             // to `owner`, whose drop closes it in the background (reserved close IRP).
-            owner.core.set_socket(info as *mut wsk_sys::WSK_SOCKET);
+            // SAFETY: the operation (`WskSocket`, `WskSocketConnect` or `WskAccept`) created a
+            // socket of the owner's kind with the owner as its context.
+            unsafe { owner.core.set_socket(info as *mut wsk_sys::WSK_SOCKET) };
         }
         drop(owner);
     }

@@ -6,7 +6,8 @@ use wsk_sys::{IRP, NTSTATUS, WSK_SOCKET};
 use crate::buf::IoBuf;
 use crate::error::Error;
 use crate::op::{Completion, InFlight, OpArgs, OpSlot, SocketOwner};
-use crate::socket::core::SocketCore;
+use crate::socket::kind::SocketKind;
+use crate::socket::shared::SocketCore;
 
 /// A call that could not be issued, with the buffer handed back.
 pub(crate) struct NotIssued {
@@ -18,20 +19,20 @@ pub(crate) struct NotIssued {
 /// Issues one socket-level call and awaits its IRP.
 ///
 /// `prepare` fills the argument block (the slot is armed); `issue` calls the provider routine
-/// from dispatch table `T` with the socket, the IRP and the argument block, and returns its
+/// from `K`'s dispatch table with the socket, the IRP and the argument block, and returns its
 /// status, or `None` when the provider lacks the routine (see
 /// [`Armed::submit`](crate::op::Armed::submit), which completes an IRP no routine took with
 /// `STATUS_NOT_IMPLEMENTED`).
 ///
 /// # Safety
-/// `T` must be the provider dispatch table type of `core`'s socket kind, and `issue` must
-/// pass the IRP and pointers into the argument block to exactly one provider routine.
-pub(crate) async unsafe fn socket_call<T>(
-    core: &SocketCore,
+/// `issue` must pass the IRP and pointers into the argument block to exactly one provider
+/// routine.
+pub(crate) async unsafe fn socket_call<K: SocketKind>(
+    core: &SocketCore<K>,
     slot: &mut OpSlot,
     buffer: Option<IoBuf>,
     prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
-    issue: impl FnOnce(*mut WSK_SOCKET, &T, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+    issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<Completion, NotIssued> {
     // SAFETY: forwarded contract.
     unsafe { socket_call_with_owner(core, slot, buffer, None, prepare, issue) }.await
@@ -43,13 +44,13 @@ pub(crate) async unsafe fn socket_call<T>(
 ///
 /// # Safety
 /// As [`socket_call`].
-pub(crate) async unsafe fn socket_call_with_owner<T>(
-    core: &SocketCore,
+pub(crate) async unsafe fn socket_call_with_owner<K: SocketKind>(
+    core: &SocketCore<K>,
     slot: &mut OpSlot,
     buffer: Option<IoBuf>,
     socket_owner: Option<SocketOwner>,
     prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
-    issue: impl FnOnce(*mut WSK_SOCKET, &T, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+    issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<Completion, NotIssued> {
     // SAFETY: forwarded contract.
     unsafe { socket_call_armed_with(core, slot, buffer, socket_owner, false, prepare, issue) }.await
@@ -60,12 +61,12 @@ pub(crate) async unsafe fn socket_call_with_owner<T>(
 ///
 /// # Safety
 /// As [`socket_call`].
-pub(crate) async unsafe fn receive_call<T>(
-    core: &SocketCore,
+pub(crate) async unsafe fn receive_call<K: SocketKind>(
+    core: &SocketCore<K>,
     slot: &mut OpSlot,
     buffer: IoBuf,
     prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
-    issue: impl FnOnce(*mut WSK_SOCKET, &T, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+    issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<Completion, NotIssued> {
     // SAFETY: forwarded contract.
     unsafe { socket_call_armed_with(core, slot, Some(buffer), None, true, prepare, issue) }.await
@@ -75,14 +76,14 @@ pub(crate) async unsafe fn receive_call<T>(
 ///
 /// # Safety
 /// As [`socket_call`].
-async unsafe fn socket_call_armed_with<T>(
-    core: &SocketCore,
+async unsafe fn socket_call_armed_with<K: SocketKind>(
+    core: &SocketCore<K>,
     slot: &mut OpSlot,
     buffer: Option<IoBuf>,
     socket_owner: Option<SocketOwner>,
     keep_data: bool,
     prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
-    issue: impl FnOnce(*mut WSK_SOCKET, &T, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+    issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<Completion, NotIssued> {
     slot.idle().await;
     // SAFETY: forwarded contract.
@@ -99,13 +100,13 @@ async unsafe fn socket_call_armed_with<T>(
 /// As [`socket_call`].
 ///
 /// IRQL <= DISPATCH_LEVEL (as the provider routine allows).
-pub(crate) unsafe fn issue_call<T>(
-    core: &SocketCore,
+pub(crate) unsafe fn issue_call<K: SocketKind>(
+    core: &SocketCore<K>,
     slot: &mut OpSlot,
     buffer: Option<IoBuf>,
     socket_owner: Option<SocketOwner>,
     prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
-    issue: impl FnOnce(*mut WSK_SOCKET, &T, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+    issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<(), NotIssued> {
     // SAFETY: forwarded contract.
     unsafe { issue_call_armed_with(core, slot, buffer, socket_owner, false, prepare, issue) }.map(InFlight::detach)
@@ -116,14 +117,14 @@ pub(crate) unsafe fn issue_call<T>(
 ///
 /// # Safety
 /// As [`issue_call`].
-unsafe fn issue_call_armed_with<'s, T>(
-    core: &SocketCore,
+unsafe fn issue_call_armed_with<'s, K: SocketKind>(
+    core: &SocketCore<K>,
     slot: &'s mut OpSlot,
     buffer: Option<IoBuf>,
     socket_owner: Option<SocketOwner>,
     keep_data: bool,
     prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
-    issue: impl FnOnce(*mut WSK_SOCKET, &T, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+    issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<InFlight<'s>, NotIssued> {
     let mut armed = match slot.arm() {
         Ok(armed) => armed,
@@ -143,8 +144,7 @@ unsafe fn issue_call_armed_with<'s, T>(
     };
     let (args, buffer) = armed.args();
     prepare(args, buffer);
-    // SAFETY: the caller guarantees `T` matches the socket kind; the guard is held.
-    let (socket, table) = unsafe { core.dispatch::<T>(&guard) };
+    let (socket, table) = guard.dispatch();
     // SAFETY: the caller guarantees `issue` passes the IRP and pointers into the argument block
     // to exactly one provider routine (and returns its status), or returns `None`.
     let in_flight = unsafe { armed.submit(|irp, args| issue(socket, table, irp, args)) };

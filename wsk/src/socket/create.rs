@@ -11,35 +11,31 @@ use crate::pool::PoolBox;
 use crate::pool::tag::REQUEST;
 use crate::registration::Wsk;
 use crate::socket::call::{socket_call, unit};
-use crate::socket::core::SocketCore;
-use crate::socket::events::ClientDispatch;
+use crate::socket::kind::{Connection, SocketKind};
+use crate::socket::shared::SocketCore;
 
-/// Creates a socket with `WskSocket` using `slot`'s IRP and records it in `core`. The core
-/// is the socket's context and `client_dispatch` (the library's event table for the kind)
-/// its client dispatch, so events can be enabled later.
+/// Creates a socket of `core`'s kind with `WskSocket` using `slot`'s IRP and records it in
+/// `core`. The core is the socket's context and the library's event table for the kind its
+/// client dispatch, so events can be enabled later.
 /// IRQL == PASSIVE_LEVEL (task context).
-// The arguments are WskSocket's own; bundling them would only rename them.
-#[allow(clippy::too_many_arguments)]
 #[expect(
     clippy::multiple_unsafe_ops_per_block,
     reason = "the provider call is one unsafe step: the routine and the argument-block fields its pointers lead to"
 )]
-pub(crate) async fn wsk_socket(
+pub(crate) async fn wsk_socket<K: SocketKind>(
     wsk: &Wsk,
-    core: &SocketCore,
+    core: &SocketCore<K>,
     slot: &mut OpSlot,
     family: u16,
     socket_type: u16,
     protocol: u32,
-    flags: u32,
-    client_dispatch: ClientDispatch,
 ) -> Result<()> {
     slot.idle().await;
     let (client, dispatch) = wsk.provider()?;
     let mut armed = slot.arm().map_err(Busy::error)?;
     // A second owner rides with the IRP: if this future is dropped and the creation succeeds
     // anyway, the new socket is closed in the background instead of leaking.
-    armed.hold_owner(Some(SocketOwner { core: core.clone_owner(), slot: None }));
+    armed.hold_owner(Some(SocketOwner { core: core.clone_owner().into(), slot: None }));
     let create = dispatch.WskSocket;
     // SAFETY: valid client; the IRP goes to `WskSocket` only; the context (the core) and the
     // static client dispatch table outlive the socket.
@@ -51,9 +47,9 @@ pub(crate) async fn wsk_socket(
                     family,
                     socket_type,
                     protocol,
-                    flags,
+                    K::FLAGS,
                     core.context(),
-                    client_dispatch.as_ptr(),
+                    K::client_ptr(),
                     core::ptr::null_mut(),
                     core::ptr::null_mut(),
                     core::ptr::null_mut(),
@@ -62,7 +58,11 @@ pub(crate) async fn wsk_socket(
             })
         })
     };
-    adopt(core, in_flight.await)
+    let socket = created(in_flight.await)?;
+    // SAFETY: WSK created a socket of kind `K` (`K::FLAGS`) with this core as its context and
+    // `K`'s client dispatch table.
+    unsafe { core.set_socket(socket) };
+    Ok(())
 }
 
 /// Creates, binds and connects a connection socket with `WskSocketConnect`. Returns
@@ -73,7 +73,7 @@ pub(crate) async fn wsk_socket(
 )]
 pub(crate) async fn wsk_socket_connect(
     wsk: &Wsk,
-    core: &SocketCore,
+    core: &SocketCore<Connection>,
     slot: &mut OpSlot,
     local: SocketAddr,
     remote: SocketAddr,
@@ -89,7 +89,7 @@ pub(crate) async fn wsk_socket_connect(
     let mut armed = slot.arm().map_err(Busy::error)?;
     armed.args().0.addr = addr::to_storage(&remote);
     armed.hold_block(local_block);
-    armed.hold_owner(Some(SocketOwner { core: core.clone_owner(), slot: None }));
+    armed.hold_owner(Some(SocketOwner { core: core.clone_owner().into(), slot: None }));
     // SAFETY: valid client, addresses and IRP, which goes to `WskSocketConnect` only; `args`
     // and the local address block live in the slot until the IRP completes.
     let in_flight = unsafe {
@@ -103,7 +103,7 @@ pub(crate) async fn wsk_socket_connect(
                     addr::as_sockaddr(&mut (*args).addr),
                     0,
                     core.context(),
-                    &raw const crate::socket::events::CONNECTION_DISPATCH,
+                    Connection::client(),
                     core::ptr::null_mut(),
                     core::ptr::null_mut(),
                     core::ptr::null_mut(),
@@ -112,37 +112,37 @@ pub(crate) async fn wsk_socket_connect(
             })
         })
     };
-    adopt(core, in_flight.await)
+    let socket = created(in_flight.await)?;
+    // SAFETY: WSK created a connection socket (`WskSocketConnect`) with this core as its
+    // context and the connection client dispatch table.
+    unsafe { core.set_socket(socket) };
+    Ok(())
 }
 
-/// Records the socket a creation call returned in `Information` in `core`.
-fn adopt(core: &SocketCore, done: Completion) -> Result<()> {
+/// The socket a creation call returned in `Information`.
+fn created(done: Completion) -> Result<*mut WSK_SOCKET> {
     let socket = done.result()? as *mut WSK_SOCKET;
     if socket.is_null() {
         return Err(Error::Status(wsk_sys::STATUS_UNSUCCESSFUL));
     }
-    core.set_socket(socket);
-    Ok(())
+    Ok(socket)
 }
 
-/// `WskBind` on a socket of any kind: `pick` takes the routine out of dispatch table `T`.
-///
-/// # Safety
-/// `T` must be the provider dispatch table type of `core`'s socket kind.
+/// `WskBind` on a socket of any kind: `pick` takes the routine out of the kind's dispatch
+/// table.
 #[expect(
     clippy::multiple_unsafe_ops_per_block,
     reason = "the provider call is one unsafe step: the routine and the argument-block fields its pointers lead to"
 )]
-pub(crate) async unsafe fn bind<T>(
-    core: &SocketCore,
+pub(crate) async fn bind<K: SocketKind>(
+    core: &SocketCore<K>,
     slot: &mut OpSlot,
     local: SocketAddr,
-    pick: impl FnOnce(&T) -> Option<wsk_sys::PFN_WSK_BIND>,
+    pick: impl FnOnce(&K::Dispatch) -> Option<wsk_sys::PFN_WSK_BIND>,
 ) -> Result<()> {
-    // SAFETY: `T` matches the socket kind (caller); the address lives in the slot until the
-    // IRP completes.
+    // SAFETY: the address lives in the slot until the IRP completes.
     let done = unsafe {
-        socket_call::<T>(
+        socket_call(
             core,
             slot,
             None,

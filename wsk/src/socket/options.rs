@@ -2,13 +2,14 @@
 
 use wsk_sys::{
     IPPROTO_TCP, SO_EXCLUSIVEADDRUSE, SO_KEEPALIVE, SO_RCVBUF, SO_REUSEADDR, SO_SNDBUF, SOL_SOCKET, TCP_NODELAY,
-    WSK_PROVIDER_BASIC_DISPATCH, WskSetOption,
+    WskSetOption,
 };
 
 use crate::error::Result;
 use crate::op::OpSlot;
 use crate::socket::call::{socket_call, unit};
-use crate::socket::core::SocketCore;
+use crate::socket::kind::SocketKind;
+use crate::socket::shared::SocketCore;
 
 /// An option that can be set on a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,18 +49,21 @@ impl SocketOption {
     clippy::multiple_unsafe_ops_per_block,
     reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
 )]
-pub(crate) async fn set_option(core: &SocketCore, slot: &mut OpSlot, option: SocketOption) -> Result<()> {
+pub(crate) async fn set_option<K: SocketKind>(
+    core: &SocketCore<K>,
+    slot: &mut OpSlot,
+    option: SocketOption,
+) -> Result<()> {
     let (level, name, value) = option.encode();
-    // SAFETY: the basic dispatch table is the prefix of every socket kind's table; the
-    // option value lives in the slot until the IRP completes.
+    // SAFETY: the option value lives in the slot until the IRP completes.
     let done = unsafe {
-        socket_call::<WSK_PROVIDER_BASIC_DISPATCH>(
+        socket_call(
             core,
             slot,
             None,
             |args, _| args.option[..4].copy_from_slice(&value.to_ne_bytes()),
             |socket, table, irp, args| {
-                table.WskControlSocket.map(|control| {
+                K::basic(table).WskControlSocket.map(|control| {
                     control(
                         socket,
                         WskSetOption,

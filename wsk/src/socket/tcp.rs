@@ -8,8 +8,8 @@
 use core::net::SocketAddr;
 
 use wsk_sys::{
-    AF_INET, IPPROTO_TCP, SOCK_STREAM, WSK_FLAG_ABORTIVE, WSK_FLAG_CONNECTION_SOCKET, WSK_FLAG_LISTEN_SOCKET,
-    WSK_PROVIDER_CONNECTION_DISPATCH, WSK_PROVIDER_LISTEN_DISPATCH,
+    AF_INET, IPPROTO_TCP, SOCK_STREAM, WSK_FLAG_ABORTIVE, WSK_PROVIDER_CONNECTION_DISPATCH,
+    WSK_PROVIDER_LISTEN_DISPATCH,
 };
 
 use crate::addr;
@@ -19,10 +19,11 @@ use crate::op::OpSlot;
 use crate::op::SocketOwner;
 use crate::registration::Wsk;
 use crate::socket::call::{NotIssued, receive_call, socket_call, socket_call_with_owner, unit, with_buffer};
-use crate::socket::core::SocketCore;
 use crate::socket::create;
-use crate::socket::events::{self, ClientDispatch, ConnectionEvents, EventConfig, Incoming, Refused};
+use crate::socket::events::{ConnectionEvents, EventConfig, Incoming, Refused};
+use crate::socket::kind::{Connection, Listen, SocketKind};
 use crate::socket::options::{SocketOption, set_option};
+use crate::socket::shared::{AnyCore, SocketCore};
 
 /// The address a socket is bound to after a bind to `requested`: the provider's answer to
 /// `WskGetLocalAddress` (`queried`), or `requested` where the provider does not implement the
@@ -38,7 +39,7 @@ pub(crate) fn bound_addr(queried: Result<SocketAddr>, requested: SocketAddr) -> 
 
 /// A listening TCP socket.
 pub struct TcpListener {
-    core: SocketCore,
+    core: SocketCore<Listen>,
     slot: OpSlot,
     /// Resources of the next accepted connection, reserved before `WskAccept` is issued so an
     /// accepted socket can always be owned (and closed) by the library.
@@ -49,7 +50,7 @@ pub struct TcpListener {
 /// What a connection needs before its socket exists: core (with the reserved close IRP) and
 /// the receive slot. The send/control slot is created on first use.
 struct StreamParts {
-    core: SocketCore,
+    core: SocketCore<Connection>,
     recv: OpSlot,
 }
 
@@ -72,17 +73,8 @@ impl TcpListener {
     pub async fn bind_with(wsk: &Wsk, addr: SocketAddr, options: &[SocketOption]) -> Result<TcpListener> {
         let core = SocketCore::new()?;
         let mut listener = TcpListener { core, slot: OpSlot::new()?, next: None, local: addr };
-        create::wsk_socket(
-            wsk,
-            &listener.core,
-            &mut listener.slot,
-            addr::family(&addr),
-            SOCK_STREAM,
-            IPPROTO_TCP,
-            WSK_FLAG_LISTEN_SOCKET,
-            ClientDispatch::LISTEN,
-        )
-        .await?;
+        create::wsk_socket(wsk, &listener.core, &mut listener.slot, addr::family(&addr), SOCK_STREAM, IPPROTO_TCP)
+            .await?;
         for option in options {
             set_option(&listener.core, &mut listener.slot, *option).await?;
         }
@@ -93,8 +85,7 @@ impl TcpListener {
     }
 
     async fn bind_to(&mut self, addr: SocketAddr) -> Result<()> {
-        // SAFETY: a listen socket: the listen dispatch table.
-        unsafe { create::bind(&self.core, &mut self.slot, addr, |t: &WSK_PROVIDER_LISTEN_DISPATCH| t.WskBind) }.await
+        create::bind(&self.core, &mut self.slot, addr, |t: &WSK_PROVIDER_LISTEN_DISPATCH| t.WskBind).await
     }
 
     /// The address the listener is bound to, as the provider reported it after the bind (so
@@ -117,7 +108,7 @@ impl TcpListener {
     pub async fn query_local_addr(&mut self) -> Result<SocketAddr> {
         // SAFETY: listen dispatch table; the address buffer lives in the slot.
         let done = unsafe {
-            socket_call::<WSK_PROVIDER_LISTEN_DISPATCH>(
+            socket_call(
                 &self.core,
                 &mut self.slot,
                 None,
@@ -147,10 +138,10 @@ impl TcpListener {
         };
         // As an address: the future must stay `Send`.
         let accept_context = parts.core.context() as usize;
-        let owner = SocketOwner { core: parts.core, slot: Some(parts.recv) };
+        let owner = SocketOwner { core: parts.core.into(), slot: Some(parts.recv) };
         // SAFETY: listen dispatch table; the remote address buffer lives in the slot.
         let done = unsafe {
-            socket_call_with_owner::<WSK_PROVIDER_LISTEN_DISPATCH>(
+            socket_call_with_owner(
                 &self.core,
                 &mut self.slot,
                 None,
@@ -162,7 +153,7 @@ impl TcpListener {
                             socket,
                             0,
                             accept_context as *mut core::ffi::c_void,
-                            &raw const events::CONNECTION_DISPATCH,
+                            Connection::client(),
                             core::ptr::null_mut(),
                             addr::as_sockaddr(&mut (*args).addr),
                             irp,
@@ -176,9 +167,10 @@ impl TcpListener {
             Ok(mut done) => (done.result(), done.socket_owner.take()),
             Err(NotIssued { error, socket_owner, .. }) => (Err(error), socket_owner),
         };
-        let parts = match owner {
-            Some(SocketOwner { core, slot: Some(recv) }) => StreamParts { core, recv },
-            // Not reachable: the owner given above always comes back with its slot.
+        let parts = match owner.map(|owner| (owner.core.downcast(), owner.slot)) {
+            Some((Ok(core), Some(recv))) => StreamParts { core, recv },
+            // Not reachable: the owner given above always comes back, a connection core with
+            // its slot.
             _ => return Err(Error::NoMemory),
         };
         let accepted = match result {
@@ -192,7 +184,9 @@ impl TcpListener {
             self.next = Some(parts);
             return Err(Error::Status(wsk_sys::STATUS_UNSUCCESSFUL));
         }
-        parts.core.set_socket(accepted);
+        // SAFETY: `WskAccept` accepted a connection socket with this core as its context and
+        // the connection client dispatch table.
+        unsafe { parts.core.set_socket(accepted) };
         let peer = self.slot.result_addr();
         let stream = TcpStream::from_parts(parts, peer.ok());
         // The address came back in a family we do not know: the socket is owned and will be
@@ -213,7 +207,7 @@ impl TcpListener {
     ///
     /// Any IRQL.
     pub fn closer(&self) -> Closer {
-        Closer { core: self.core.clone_owner() }
+        Closer { core: self.core.clone_owner().into() }
     }
 
     /// Closes the listen socket: pending accepts resolve `Err(Cancelled)`; resolves when the
@@ -225,7 +219,7 @@ impl TcpListener {
 
 /// The receiving side of a connection.
 pub struct TcpReadHalf {
-    core: SocketCore,
+    core: SocketCore<Connection>,
     recv: OpSlot,
     /// The `embedded-io-async` reads' buffer (see [`crate::socket::tcp_io`]).
     pub(crate) rx: ReadBuffer,
@@ -233,7 +227,7 @@ pub struct TcpReadHalf {
 
 /// The sending side of a connection; also carries disconnect, options and address queries.
 pub struct TcpWriteHalf {
-    core: SocketCore,
+    core: SocketCore<Connection>,
     send: Option<OpSlot>,
     peer: Option<SocketAddr>,
     /// The `embedded-io-async` writes' buffer (see [`crate::socket::tcp_io`]).
@@ -292,7 +286,7 @@ impl TcpStream {
     }
 
     /// A stream for a connection accepted by an accept callback.
-    pub(crate) fn from_accepted(core: SocketCore, peer: SocketAddr) -> Result<TcpStream> {
+    pub(crate) fn from_accepted(core: SocketCore<Connection>, peer: SocketAddr) -> Result<TcpStream> {
         let recv = OpSlot::new()?;
         Ok(Self::from_parts(StreamParts { core, recv }, Some(peer)))
     }
@@ -347,7 +341,7 @@ impl TcpStream {
     ///
     /// Any IRQL.
     pub fn closer(&self) -> Closer {
-        Closer { core: self.write.core.clone_owner() }
+        Closer { core: self.write.core.clone_owner().into() }
     }
 
     /// Receives into `buf` (up to its capacity); `Ok(0)` means the peer finished sending.
@@ -474,17 +468,7 @@ impl TcpSocket {
     /// Creates a connection socket of address family `family`.
     async fn new(wsk: &Wsk, family: u16) -> Result<TcpSocket> {
         let mut parts = StreamParts::new()?;
-        create::wsk_socket(
-            wsk,
-            &parts.core,
-            &mut parts.recv,
-            family,
-            SOCK_STREAM,
-            IPPROTO_TCP,
-            WSK_FLAG_CONNECTION_SOCKET,
-            ClientDispatch::CONNECTION,
-        )
-        .await?;
+        create::wsk_socket(wsk, &parts.core, &mut parts.recv, family, SOCK_STREAM, IPPROTO_TCP).await?;
         Ok(TcpSocket { parts })
     }
 
@@ -493,9 +477,7 @@ impl TcpSocket {
     /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn bind(&mut self, local: SocketAddr) -> Result<()> {
         let parts = &mut self.parts;
-        // SAFETY: a connection socket: the connection dispatch table.
-        unsafe { create::bind(&parts.core, &mut parts.recv, local, |t: &WSK_PROVIDER_CONNECTION_DISPATCH| t.WskBind) }
-            .await
+        create::bind(&parts.core, &mut parts.recv, local, |t: &WSK_PROVIDER_CONNECTION_DISPATCH| t.WskBind).await
     }
 
     /// Sets a socket option through `WskControlSocket`.
@@ -509,7 +491,7 @@ impl TcpSocket {
     ///
     /// Any IRQL.
     pub fn closer(&self) -> Closer {
-        Closer { core: self.parts.core.clone_owner() }
+        Closer { core: self.parts.core.clone_owner().into() }
     }
 
     /// Connects (`WskConnect`). Dropping the future cancels the connect IRP and closes the
@@ -524,7 +506,7 @@ impl TcpSocket {
         let parts = &mut self.parts;
         // SAFETY: connection dispatch table; the address lives in the slot.
         let connected = unsafe {
-            socket_call::<WSK_PROVIDER_CONNECTION_DISPATCH>(
+            socket_call(
                 &parts.core,
                 &mut parts.recv,
                 None,
@@ -551,7 +533,7 @@ impl TcpSocket {
 /// with [`Error::Closed`], pending operations resolve `Err(Cancelled)`, and `close` resolves
 /// when the close IRP completes. The socket's memory stays until every handle is dropped.
 pub struct Closer {
-    pub(crate) core: SocketCore,
+    pub(crate) core: AnyCore,
 }
 
 impl Closer {
@@ -588,7 +570,7 @@ impl TcpReadHalf {
         // SAFETY: connection dispatch table; the WSK_BUF lives in the slot and the buffer is
         // owned by the slot until completion.
         let done = unsafe {
-            receive_call::<WSK_PROVIDER_CONNECTION_DISPATCH>(
+            receive_call(
                 &self.core,
                 &mut self.recv,
                 buf,
@@ -633,7 +615,7 @@ impl TcpReadHalf {
 
 impl TcpWriteHalf {
     /// The core and the send/control slot, created on first use.
-    fn parts(&mut self) -> Result<(&SocketCore, &mut OpSlot)> {
+    fn parts(&mut self) -> Result<(&SocketCore<Connection>, &mut OpSlot)> {
         if self.send.is_none() {
             self.send = Some(OpSlot::new()?);
         }
@@ -663,7 +645,7 @@ impl TcpWriteHalf {
         };
         // SAFETY: connection dispatch table; WSK_BUF in the slot, buffer owned by the slot.
         let done = unsafe {
-            socket_call::<WSK_PROVIDER_CONNECTION_DISPATCH>(
+            socket_call(
                 core,
                 slot,
                 Some(buf),
@@ -702,7 +684,7 @@ impl TcpWriteHalf {
         let (core, slot) = self.parts()?;
         // SAFETY: connection dispatch table; no buffer is sent with the disconnect.
         let done = unsafe {
-            socket_call::<WSK_PROVIDER_CONNECTION_DISPATCH>(
+            socket_call(
                 core,
                 slot,
                 None,
@@ -738,7 +720,7 @@ impl TcpWriteHalf {
         let (core, slot) = self.parts()?;
         // SAFETY: connection dispatch table; the address buffer lives in the slot.
         let done = unsafe {
-            socket_call::<WSK_PROVIDER_CONNECTION_DISPATCH>(
+            socket_call(
                 core,
                 slot,
                 None,

@@ -2,7 +2,7 @@
 
 use core::net::SocketAddr;
 
-use wsk_sys::{IPPROTO_UDP, SOCK_DGRAM, WSK_FLAG_DATAGRAM_SOCKET, WSK_PROVIDER_DATAGRAM_DISPATCH};
+use wsk_sys::{IPPROTO_UDP, SOCK_DGRAM, WSK_PROVIDER_DATAGRAM_DISPATCH};
 
 use crate::addr;
 use crate::buf::IoBuf;
@@ -10,10 +10,11 @@ use crate::error::Result;
 use crate::op::OpSlot;
 use crate::registration::Wsk;
 use crate::socket::call::{socket_call, unit, with_buffer};
-use crate::socket::core::SocketCore;
 use crate::socket::create;
 use crate::socket::events::{Datagrams, EventConfig};
+use crate::socket::kind::Datagram;
 use crate::socket::options::{SocketOption, set_option};
+use crate::socket::shared::SocketCore;
 
 /// A bound UDP socket. Sending and receiving use separate IRPs, and
 /// [`into_split`](UdpSocket::into_split) gives each to a half of its own.
@@ -24,7 +25,7 @@ pub struct UdpSocket {
 
 /// The receiving side of a [`UdpSocket`] (see [`UdpSocket::into_split`]).
 pub struct UdpRecvHalf {
-    core: SocketCore,
+    core: SocketCore<Datagram>,
     recv: OpSlot,
     local: SocketAddr,
 }
@@ -32,7 +33,7 @@ pub struct UdpRecvHalf {
 /// The sending side of a [`UdpSocket`] (see [`UdpSocket::into_split`]); also carries options
 /// and the address query.
 pub struct UdpSendHalf {
-    core: SocketCore,
+    core: SocketCore<Datagram>,
     send: OpSlot,
     local: SocketAddr,
 }
@@ -59,20 +60,8 @@ impl UdpSocket {
     pub async fn bind(wsk: &Wsk, addr: SocketAddr) -> Result<UdpSocket> {
         let mut socket = UdpSendHalf { core: SocketCore::new()?, send: OpSlot::new()?, local: addr };
         let recv = OpSlot::new()?;
-        create::wsk_socket(
-            wsk,
-            &socket.core,
-            &mut socket.send,
-            addr::family(&addr),
-            SOCK_DGRAM,
-            IPPROTO_UDP,
-            WSK_FLAG_DATAGRAM_SOCKET,
-            crate::socket::events::ClientDispatch::DATAGRAM,
-        )
-        .await?;
-        // SAFETY: a datagram socket: the datagram dispatch table.
-        unsafe { create::bind(&socket.core, &mut socket.send, addr, |t: &WSK_PROVIDER_DATAGRAM_DISPATCH| t.WskBind) }
-            .await?;
+        create::wsk_socket(wsk, &socket.core, &mut socket.send, addr::family(&addr), SOCK_DGRAM, IPPROTO_UDP).await?;
+        create::bind(&socket.core, &mut socket.send, addr, |t: &WSK_PROVIDER_DATAGRAM_DISPATCH| t.WskBind).await?;
         let queried = socket.query_local_addr().await;
         socket.local = crate::socket::tcp::bound_addr(queried, addr)?;
         let recv = UdpRecvHalf { core: socket.core.clone_owner(), recv, local: socket.local };
@@ -130,7 +119,7 @@ impl UdpSocket {
     ///
     /// Any IRQL.
     pub fn closer(&self) -> crate::Closer {
-        crate::Closer { core: self.send.core.clone_owner() }
+        crate::Closer { core: self.send.core.clone_owner().into() }
     }
 
     /// Splits into halves usable from different tasks: a receive and a send may then run
@@ -220,7 +209,7 @@ impl UdpSendHalf {
     pub async fn query_local_addr(&mut self) -> Result<SocketAddr> {
         // SAFETY: datagram dispatch table; the address buffer lives in the slot.
         let done = unsafe {
-            socket_call::<WSK_PROVIDER_DATAGRAM_DISPATCH>(
+            socket_call(
                 &self.core,
                 &mut self.send,
                 None,
@@ -246,7 +235,7 @@ impl UdpSendHalf {
         // SAFETY: datagram dispatch table; WSK_BUF and address in the slot, buffer owned by
         // the slot until completion.
         let done = unsafe {
-            socket_call::<WSK_PROVIDER_DATAGRAM_DISPATCH>(
+            socket_call(
                 &self.core,
                 &mut self.send,
                 Some(buf),
@@ -286,7 +275,7 @@ impl UdpRecvHalf {
     pub async fn recv_from(&mut self, buf: IoBuf) -> (Result<(usize, SocketAddr)>, IoBuf) {
         // SAFETY: datagram dispatch table; WSK_BUF, address and control fields in the slot.
         let done = unsafe {
-            socket_call::<WSK_PROVIDER_DATAGRAM_DISPATCH>(
+            socket_call(
                 &self.core,
                 &mut self.recv,
                 Some(buf),

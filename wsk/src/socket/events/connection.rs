@@ -1,34 +1,28 @@
 //! Connection events: `WskReceiveEvent`, `WskDisconnectEvent`, `WskSendBacklogEvent`, as the
 //! [`ConnectionEvents`] stream.
 
-// The callbacks and the indication walker read provider structures through raw pointers;
-// several unsafe operations per block keep each pointer step next to the reason it is valid.
-#![allow(clippy::multiple_unsafe_ops_per_block)]
-
-use core::mem::ManuallyDrop;
 use core::pin::Pin;
 use core::ptr::NonNull;
 use core::task::{Context, Poll};
 
 use futures_core::Stream;
 use wsk_sys::{
-    NTSTATUS, PVOID, SIZE_T, STATUS_DATA_NOT_ACCEPTED, STATUS_PENDING, STATUS_SUCCESS, ULONG,
-    WSK_CLIENT_CONNECTION_DISPATCH, WSK_DATA_INDICATION, WSK_EVENT_DISABLE, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE,
-    WSK_EVENT_SEND_BACKLOG, WSK_FLAG_ABORTIVE, WSK_PROVIDER_CONNECTION_DISPATCH,
+    NTSTATUS, PVOID, SIZE_T, STATUS_DATA_NOT_ACCEPTED, STATUS_SUCCESS, ULONG, WSK_CLIENT_CONNECTION_DISPATCH,
+    WSK_DATA_INDICATION, WSK_EVENT_DISABLE, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE, WSK_EVENT_SEND_BACKLOG,
+    WSK_FLAG_ABORTIVE, WSK_PROVIDER_CONNECTION_DISPATCH, WSK_SOCKET,
 };
 
-use super::pieces::{BufPieces, list_mapped};
-use super::retention::{Held, Retention};
-use super::{
-    Detach, EventConfig, Header, allocate, callback_enter, control_events, deallocate, detach_on_drop, enable, install,
-    leave_callback, state_of, stream_detach,
-};
+use super::attached::{Attached, with_state};
+use super::pieces::BufPieces;
+use super::retention::{Held, Indicating, Retained, Retention, retain};
+use super::{EventBox, EventConfig, EventState, Header, allocate, control_events, enable};
 use crate::buf::IoBuf;
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, AtomicUsize, Ordering};
 use crate::op::OpSlot;
 use crate::socket::call::issue_call;
-use crate::socket::core::SocketCore;
+use crate::socket::kind::Connection;
+use crate::socket::shared::{CoreRef, SocketCore};
 
 /// The client dispatch table every connection socket is created with.
 pub(crate) static CONNECTION_DISPATCH: WSK_CLIENT_CONNECTION_DISPATCH = WSK_CLIENT_CONNECTION_DISPATCH {
@@ -66,9 +60,9 @@ pub(crate) struct ConnState {
 }
 
 impl ConnState {
-    fn allocate(config: &EventConfig) -> Result<NonNull<ConnState>> {
+    fn allocate(config: &EventConfig) -> Result<EventBox<ConnState>> {
         allocate(ConnState {
-            header: Header::new(free_state),
+            header: Header::new::<ConnState>(),
             rx: Retention::new(config.max_retained_bytes),
             disconnect: AtomicU32::new(NO_DISCONNECT),
             backlog: AtomicUsize::new(0),
@@ -76,26 +70,30 @@ impl ConnState {
     }
 }
 
-/// Frees a [`ConnState`] (the header's `free`).
-///
-/// # Safety
-/// See [`super::free`].
-unsafe fn free_state(header: NonNull<Header>) {
-    // SAFETY: the header is the first field of a ConnState allocated by `allocate`.
-    unsafe { deallocate(header.cast::<ConnState>()) }
+// SAFETY: `repr(C)` with its header, made by `Header::new::<ConnState>()`, first.
+unsafe impl EventState for ConnState {
+    type Kind = Connection;
+
+    fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn clean(&self, core: &SocketCore<Connection>) {
+        self.rx.drain(core, None);
+    }
 }
 
-/// `WskRelease` of one retained list.
-///
-/// # Safety
-/// A call on `core` is held (the socket is open) and `head` was retained on it and not yet
-/// released.
-unsafe fn release(core: &SocketCore, head: NonNull<WSK_DATA_INDICATION>) {
-    // SAFETY: guaranteed by the caller; a connection socket has the connection table.
-    let (socket, table) = unsafe { core.dispatch_held::<WSK_PROVIDER_CONNECTION_DISPATCH>() };
-    if let Some(release) = table.WskRelease {
-        // SAFETY: as above.
-        unsafe { release(socket, head.as_ptr()) };
+impl Indicating for Connection {
+    type Indication = WSK_DATA_INDICATION;
+
+    fn release_routine(
+        table: &WSK_PROVIDER_CONNECTION_DISPATCH,
+    ) -> Option<unsafe extern "system" fn(*mut WSK_SOCKET, *mut WSK_DATA_INDICATION) -> NTSTATUS> {
+        table.WskRelease
+    }
+
+    fn retention(state: &ConnState) -> &Retention<WSK_DATA_INDICATION> {
+        &state.rx
     }
 }
 
@@ -107,48 +105,41 @@ unsafe extern "system" fn on_receive(
     bytes: SIZE_T,
     _accepted: *mut SIZE_T,
 ) -> NTSTATUS {
-    // SAFETY: WSK passes the context we gave it, and calls only until the close completed.
-    let Some(core) = (unsafe { SocketCore::from_context(context) }) else { return STATUS_DATA_NOT_ACCEPTED };
-    // SAFETY: connection sockets only ever get a ConnState.
-    let Some(state) = (unsafe { state_of::<ConnState>(&core) }) else { return STATUS_DATA_NOT_ACCEPTED };
-    let Some(head) = NonNull::new(indication) else {
-        // The socket no longer works: the stream reports it.
-        state.disconnect.store(FAILED, Ordering::Release);
-        state.header.waker.wake();
-        return STATUS_SUCCESS;
+    let receive = |core: &CoreRef<'_, Connection>, state: &ConnState| {
+        let Some(head) = NonNull::new(indication) else {
+            // The socket no longer works: the stream reports it.
+            state.disconnect.store(FAILED, Ordering::Release);
+            state.header.waker.wake();
+            return STATUS_SUCCESS;
+        };
+        // SAFETY: WSK's indication list of this call; one entry of `bytes` bytes.
+        unsafe { retain(core, state, head, || (1, bytes)) }
     };
-    let kept = callback_enter(&state.header.flags)
-        && !core.is_closing()
-        // SAFETY: WSK's indication list, valid until released.
-        && (unsafe { list_mapped(head) } || state.rx.refuse_unmappable())
-        && state.rx.keep(Held { head, bytes, count: 1 });
-    state.header.waker.wake();
-    let own = kept.then_some(head);
-    // When the stream went away while we handed it the data, WSK keeps the data.
-    let taken_back = leave_callback(core, &state.header.flags, |core| state.rx.drain(core, own, release));
-    if kept && !taken_back { STATUS_PENDING } else { STATUS_DATA_NOT_ACCEPTED }
+    // SAFETY: WSK passes the context we created the connection socket with (or gave it when
+    // accepting it) along with this table, and calls only until the close completed.
+    unsafe { with_state(context, receive) }.unwrap_or(STATUS_DATA_NOT_ACCEPTED)
 }
 
 /// `WskDisconnectEvent`. IRQL <= DISPATCH_LEVEL.
 unsafe extern "system" fn on_disconnect(context: PVOID, flags: ULONG) -> NTSTATUS {
+    let disconnect = |_: &CoreRef<'_, Connection>, state: &ConnState| {
+        let kind = if flags & WSK_FLAG_ABORTIVE != 0 { ABORTIVE } else { GRACEFUL };
+        let _ = state.disconnect.compare_exchange(NO_DISCONNECT, kind, Ordering::AcqRel, Ordering::Acquire);
+        state.header.waker.wake();
+    };
     // SAFETY: as in `on_receive`.
-    let Some(core) = (unsafe { SocketCore::from_context(context) }) else { return STATUS_SUCCESS };
-    // SAFETY: as in `on_receive`.
-    let Some(state) = (unsafe { state_of::<ConnState>(&core) }) else { return STATUS_SUCCESS };
-    let kind = if flags & WSK_FLAG_ABORTIVE != 0 { ABORTIVE } else { GRACEFUL };
-    let _ = state.disconnect.compare_exchange(NO_DISCONNECT, kind, Ordering::AcqRel, Ordering::Acquire);
-    state.header.waker.wake();
+    let _ = unsafe { with_state(context, disconnect) };
     STATUS_SUCCESS
 }
 
 /// `WskSendBacklogEvent`. IRQL <= DISPATCH_LEVEL.
 unsafe extern "system" fn on_send_backlog(context: PVOID, ideal: SIZE_T) -> NTSTATUS {
+    let backlog = |_: &CoreRef<'_, Connection>, state: &ConnState| {
+        state.backlog.store(ideal.saturating_add(1), Ordering::Release);
+        state.header.waker.wake();
+    };
     // SAFETY: as in `on_receive`.
-    let Some(core) = (unsafe { SocketCore::from_context(context) }) else { return STATUS_SUCCESS };
-    // SAFETY: as in `on_receive`.
-    let Some(state) = (unsafe { state_of::<ConnState>(&core) }) else { return STATUS_SUCCESS };
-    state.backlog.store(ideal.saturating_add(1), Ordering::Release);
-    state.header.waker.wake();
+    let _ = unsafe { with_state(context, backlog) };
     STATUS_SUCCESS
 }
 
@@ -200,9 +191,8 @@ pub enum ConnectionEvent {
 /// # Ok(()) }
 /// ```
 pub struct ConnectionEvents {
-    /// Owner reference (not dropped when a callback takes it over, see the module docs).
-    core: ManuallyDrop<SocketCore>,
-    state: NonNull<ConnState>,
+    /// The core and the state (see the module docs).
+    attached: Attached<Connection>,
     /// The stream's own slot: zero-length resumes and copy-path receives.
     slot: OpSlot,
     config: EventConfig,
@@ -212,40 +202,30 @@ pub struct ConnectionEvents {
     irp_only: bool,
     /// The last event was the end (disconnect or error): the next poll ends the stream.
     ending: bool,
-    /// Detached: the stream has ended.
-    done: bool,
     backlog_seen: usize,
 }
-
-// SAFETY: the state is shared with callbacks through atomics and the ring protocol
-// (callbacks push under its claim); the stream is the single consumer and is used by one
-// task at a time.
-unsafe impl Send for ConnectionEvents {}
 
 impl ConnectionEvents {
     /// Installs the event state on `core` and enables the receive, disconnect and send
     /// backlog callbacks.
-    pub(crate) fn enable(core: &SocketCore, config: EventConfig) -> Result<Self> {
+    pub(crate) fn enable(core: &SocketCore<Connection>, config: EventConfig) -> Result<Self> {
         let slot = OpSlot::new()?;
         let state = ConnState::allocate(&config)?;
         // The stream's call: it may release indications until it detaches.
-        install(core, state, WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG)?;
+        let mask = WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG;
         Ok(ConnectionEvents {
-            core: ManuallyDrop::new(core.clone_owner()),
-            state,
+            attached: Attached::install(core, state, mask)?,
             slot,
             config,
             receiving: Receiving::Idle,
             irp_only: false,
             ending: false,
-            done: false,
             backlog_seen: 0,
         })
     }
 
     fn state(&self) -> &ConnState {
-        // SAFETY: the state lives as long as the core, on which the stream holds a reference.
-        unsafe { self.state.as_ref() }
+        self.attached.state()
     }
 
     /// Disables the receive callback (`SO_WSK_EVENT_CALLBACK` with `WSK_EVENT_DISABLE`):
@@ -254,7 +234,7 @@ impl ConnectionEvents {
     ///
     /// IRQL <= DISPATCH_LEVEL.
     pub fn disable_receive(&mut self) -> Result<()> {
-        let status = control_events(&self.core, WSK_EVENT_RECEIVE | WSK_EVENT_DISABLE)?;
+        let status = control_events(self.attached.core(), WSK_EVENT_RECEIVE | WSK_EVENT_DISABLE)?;
         // STATUS_EVENT_PENDING: a callback is running; WSK disables it when it returns, and
         // whatever it retains still reaches the ring.
         if status != wsk_sys::STATUS_EVENT_PENDING {
@@ -268,7 +248,7 @@ impl ConnectionEvents {
     ///
     /// IRQL <= DISPATCH_LEVEL.
     pub fn enable_receive(&mut self) -> Result<()> {
-        enable(&self.core, WSK_EVENT_RECEIVE)?;
+        enable(self.attached.core(), WSK_EVENT_RECEIVE)?;
         self.irp_only = false;
         Ok(())
     }
@@ -280,14 +260,17 @@ impl ConnectionEvents {
 
     /// Issues a `WskReceive` with the stream's slot: into a fresh pool buffer (`copy`), or of
     /// zero length, which asks WSK to resume indications after a refusal.
+    #[expect(
+        clippy::multiple_unsafe_ops_per_block,
+        reason = "one call into a provider routine whose pointer arguments lead into the operation slot"
+    )]
     fn issue_receive(&mut self, copy: bool) -> Result<()> {
         let buffer = if copy { Some(IoBuf::with_capacity(self.config.fallback_receive_size)?) } else { None };
-        // SAFETY: connection dispatch table; the slot is idle (checked by the caller); the
-        // WSK_BUF lives in the slot's argument block and the buffer in the slot until the IRP
-        // completes.
+        // SAFETY: the slot is idle (checked by the caller); the WSK_BUF lives in the slot's
+        // argument block and the buffer in the slot until the IRP completes.
         unsafe {
-            issue_call::<WSK_PROVIDER_CONNECTION_DISPATCH>(
-                &self.core,
+            issue_call(
+                self.attached.core(),
                 &mut self.slot,
                 buffer,
                 None,
@@ -311,7 +294,7 @@ impl ConnectionEvents {
     /// nothing left in the ring. `Pending` until a callback in progress has left.
     fn quiesce(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         if !self.irp_only {
-            let status = control_events(&self.core, WSK_EVENT_RECEIVE | WSK_EVENT_DISABLE)?;
+            let status = control_events(self.attached.core(), WSK_EVENT_RECEIVE | WSK_EVENT_DISABLE)?;
             if status != wsk_sys::STATUS_EVENT_PENDING {
                 crate::error::check(status)?;
             }
@@ -327,47 +310,29 @@ impl ConnectionEvents {
 
     /// Ends the stream: detaches from the ring (see the module docs).
     fn finish(&mut self) {
-        if self.done {
+        if self.attached.is_done() {
             return;
         }
-        self.done = true;
         if self.receiving != Receiving::Idle {
             self.receiving = Receiving::Idle;
             self.slot.abandon();
         }
-        match stream_detach(&self.state().header.flags, false) {
-            Detach::CleanNow => {
-                self.state().rx.drain(&self.core, None, release);
-            }
-            Detach::LeftToCallback | Detach::AlreadyClean => {}
-        }
+        self.attached.detach();
     }
 
     /// Turns a retained indication into an item, or releases it if close has begun.
     fn hand_out(&mut self, indication: Held<WSK_DATA_INDICATION>) -> Option<Received> {
-        if self.core.enter_owned().is_err() {
-            // SAFETY: the stream's call is held; the indication is retained and ours.
-            unsafe { release(&self.core, indication.head) };
-            self.state().rx.released(indication.bytes);
-            return None;
-        }
-        Some(Received {
-            inner: Inner::Indication {
-                core: self.core.clone_owner(),
-                state: self.state,
-                head: indication.head,
-                bytes: indication.bytes,
-            },
-        })
+        let retained = Retained::hand_out(self.attached.core(), self.attached.state_ptr(), indication)?;
+        Some(Received { inner: Inner::Indication(retained) })
     }
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<ConnectionEvent>>> {
-        if self.done {
+        if self.attached.is_done() {
             return Poll::Ready(None);
         }
         self.state().header.waker.register(cx.waker());
         loop {
-            if self.ending || self.core.is_closing() {
+            if self.ending || self.attached.core().is_closing() {
                 self.finish();
                 return Poll::Ready(None);
             }
@@ -378,7 +343,7 @@ impl ConnectionEvents {
                     self.receiving = Receiving::Idle;
                     match done.result() {
                         Ok(_) => {}
-                        Err(Error::Cancelled) if self.core.is_closing() => {}
+                        Err(Error::Cancelled) if self.attached.core().is_closing() => {}
                         Err(e) => {
                             self.ending = true;
                             return Poll::Ready(Some(Err(e)));
@@ -400,7 +365,7 @@ impl ConnectionEvents {
                             buffer.set_len(n);
                             Ok(ConnectionEvent::Data(Received { inner: Inner::Copied(buffer) }))
                         }
-                        Err(Error::Cancelled) if self.core.is_closing() => continue,
+                        Err(Error::Cancelled) if self.attached.core().is_closing() => continue,
                         Err(e) => {
                             self.ending = true;
                             Err(e)
@@ -519,13 +484,7 @@ impl Drop for ConnectionEvents {
             self.receiving = Receiving::Idle;
             self.slot.abandon();
         }
-        let done = core::mem::replace(&mut self.done, true);
-        if detach_on_drop(&self.state().header.flags, done, || {
-            self.state().rx.drain(&self.core, None, release);
-        }) {
-            // SAFETY: dropped once, here; the stream is going away.
-            unsafe { ManuallyDrop::drop(&mut self.core) };
-        }
+        // Then `attached` detaches (see `Attached`'s drop).
     }
 }
 
@@ -539,13 +498,11 @@ pub struct Received {
 }
 
 enum Inner {
-    Indication { core: SocketCore, state: NonNull<ConnState>, head: NonNull<WSK_DATA_INDICATION>, bytes: usize },
+    /// Released (`WskRelease`) when dropped.
+    Indication(Retained<Connection>),
     Copied(IoBuf),
 }
 
-// SAFETY: the indication is provider memory usable from any thread until released; the
-// state is shared through atomics.
-unsafe impl Send for Received {}
 // SAFETY: shared access only reads the retained (unchanging) provider memory.
 unsafe impl Sync for Received {}
 
@@ -559,7 +516,7 @@ impl Received {
     /// Number of bytes. Any IRQL.
     pub fn len(&self) -> usize {
         match &self.inner {
-            Inner::Indication { bytes, .. } => *bytes,
+            Inner::Indication(retained) => retained.held.bytes,
             Inner::Copied(buffer) => buffer.len(),
         }
     }
@@ -571,14 +528,14 @@ impl Received {
 
     /// Whether the bytes are WSK's retained buffers (not a copy). Any IRQL.
     pub fn is_zero_copy(&self) -> bool {
-        matches!(self.inner, Inner::Indication { .. })
+        matches!(self.inner, Inner::Indication(_))
     }
 
     /// The bytes as contiguous pieces, in order. IRQL <= DISPATCH_LEVEL.
     pub fn segments(&self) -> Segments<'_> {
         match &self.inner {
-            Inner::Indication { head, .. } => {
-                Segments { next_indication: head.as_ptr(), current: BufPieces::empty(), copied: None }
+            Inner::Indication(retained) => {
+                Segments { next_indication: retained.held.head.as_ptr(), current: BufPieces::empty(), copied: None }
             }
             Inner::Copied(buffer) => Segments {
                 next_indication: core::ptr::null_mut(),
@@ -609,22 +566,6 @@ impl Received {
     }
 }
 
-impl Drop for Received {
-    fn drop(&mut self) {
-        if let Inner::Indication { core, state, head, bytes } = &self.inner {
-            // SAFETY: the item holds a call on the core, and the list is retained and ours.
-            unsafe { release(core, *head) };
-            // SAFETY: the state lives as long as the core, on which the item holds a reference.
-            let state = unsafe { state.as_ref() };
-            if state.rx.released(*bytes) {
-                // The stream may resume indications now.
-                state.header.waker.wake();
-            }
-            core.leave();
-        }
-    }
-}
-
 /// The contiguous pieces of a [`Received`] (see [`Received::segments`]).
 pub struct Segments<'a> {
     next_indication: *mut WSK_DATA_INDICATION,
@@ -649,11 +590,10 @@ impl<'a> Iterator for Segments<'a> {
             let indication = NonNull::new(self.next_indication)?;
             // SAFETY: the list is retained by the item this iterator borrows: provider
             // memory that stays valid (and unchanged) until the item releases it.
-            unsafe {
-                let indication = indication.as_ref();
-                self.current = BufPieces::new(&indication.Buffer);
-                self.next_indication = indication.Next;
-            }
+            let indication = unsafe { indication.as_ref() };
+            // SAFETY: as above: the buffer and its MDLs are retained with the list.
+            self.current = unsafe { BufPieces::new(&indication.Buffer) };
+            self.next_indication = indication.Next;
         }
     }
 }
@@ -713,6 +653,23 @@ mod tests {
         assert_eq!(empty.segments().count(), 0, "an empty copy yields no segment");
     }
 
+    /// A core keeps the first event state installed on it, hands a second one back, sees the
+    /// first through its typed accessor and frees it with itself (Miri checks the casts and
+    /// that nothing leaks).
+    #[test]
+    fn a_core_keeps_its_first_event_state() {
+        let core = SocketCore::<Connection>::new().unwrap();
+        assert!(core.events().is_none());
+        let first = ConnState::allocate(&EventConfig { max_retained_bytes: 7, ..EventConfig::default() }).unwrap();
+        assert!(core.install_events(first).is_ok(), "the first state is installed");
+        let installed = core.events().expect("installed");
+        assert!(installed.rx.keep(Held { head: NonNull::dangling(), bytes: 3, count: 1 }));
+        let second = ConnState::allocate(&EventConfig::default()).unwrap();
+        let second = core.install_events(second).expect_err("a second state is handed back");
+        assert_eq!(second.rx.retained(), 0);
+        assert_eq!(core.events().map(|state| state.rx.retained()), Some(3), "the first state stays");
+    }
+
     /// The event state is one pool block whose header frees it by its kind: a connection
     /// state allocated, given a retained list, and freed through its header drops and frees
     /// it all (Miri checks the casts and that nothing leaks).
@@ -720,11 +677,10 @@ mod tests {
     fn an_event_state_is_freed_through_its_header() {
         let state = ConnState::allocate(&EventConfig::default()).unwrap();
         let mut list = indication(core::ptr::null_mut(), 0, 0);
-        // SAFETY: fresh state, not shared.
-        let rx = unsafe { &state.as_ref().rx };
-        assert!(rx.keep(Held { head: NonNull::from(&mut list), bytes: 10, count: 1 }));
-        assert_eq!(rx.retained(), 10);
+        assert!(state.rx.keep(Held { head: NonNull::from(&mut list), bytes: 10, count: 1 }));
+        assert_eq!(state.rx.retained(), 10);
+        let header = EventBox::into_raw(state).cast::<Header>();
         // SAFETY: never installed: no core, callback or stream refers to it.
-        unsafe { super::super::free(state.cast::<Header>()) };
+        unsafe { super::super::free(header) };
     }
 }

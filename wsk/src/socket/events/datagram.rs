@@ -8,11 +8,6 @@
 //! while the consumer still holds some and asks for more, the stream copies one datagram at
 //! a time out with `WskReceiveFrom` (which WSK serves from what it kept, oldest first).
 
-// The callback and the batch read provider structures through raw pointers; several unsafe
-// operations per block keep each pointer step next to the reason it is valid.
-#![allow(clippy::multiple_unsafe_ops_per_block)]
-
-use core::mem::ManuallyDrop;
 use core::net::SocketAddr;
 use core::pin::Pin;
 use core::ptr::NonNull;
@@ -20,23 +15,22 @@ use core::task::{Context, Poll};
 
 use futures_core::Stream;
 use wsk_sys::{
-    NTSTATUS, PVOID, STATUS_DATA_NOT_ACCEPTED, STATUS_PENDING, STATUS_SUCCESS, ULONG, WSK_CLIENT_DATAGRAM_DISPATCH,
-    WSK_DATAGRAM_INDICATION, WSK_EVENT_RECEIVE_FROM, WSK_PROVIDER_DATAGRAM_DISPATCH,
+    NTSTATUS, PVOID, STATUS_DATA_NOT_ACCEPTED, STATUS_SUCCESS, ULONG, WSK_CLIENT_DATAGRAM_DISPATCH,
+    WSK_DATAGRAM_INDICATION, WSK_EVENT_RECEIVE_FROM, WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET,
 };
 
-use super::pieces::{BufPieces, list_mapped};
-use super::retention::{Held, Retention};
-use super::{
-    Detach, EventConfig, Header, allocate, callback_enter, deallocate, detach_on_drop, enable, install, leave_callback,
-    state_of, stream_detach,
-};
+use super::attached::{Attached, with_state};
+use super::pieces::BufPieces;
+use super::retention::{Indicating, Retained, Retention, retain};
+use super::{EventConfig, EventState, Header, allocate, enable};
 use crate::addr;
 use crate::buf::IoBuf;
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, Ordering};
 use crate::op::OpSlot;
 use crate::socket::call::issue_call;
-use crate::socket::core::SocketCore;
+use crate::socket::kind::Datagram;
+use crate::socket::shared::{CoreRef, SocketCore};
 use crate::socket::udp::receive_from_call;
 
 /// The client dispatch table every datagram socket is created with.
@@ -53,25 +47,30 @@ pub(crate) struct DgramState {
     failed: AtomicU32,
 }
 
-/// Frees a [`DgramState`] (the header's `free`).
-///
-/// # Safety
-/// See [`super::free`].
-unsafe fn free_state(header: NonNull<Header>) {
-    // SAFETY: the header is the first field of a DgramState allocated by `allocate`.
-    unsafe { deallocate(header.cast::<DgramState>()) }
+// SAFETY: `repr(C)` with its header, made by `Header::new::<DgramState>()`, first.
+unsafe impl EventState for DgramState {
+    type Kind = Datagram;
+
+    fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn clean(&self, core: &SocketCore<Datagram>) {
+        self.rx.drain(core, None);
+    }
 }
 
-/// `WskRelease` of one retained list.
-///
-/// # Safety
-/// A call on `core` is held and `head` was retained on it and not yet released.
-unsafe fn release(core: &SocketCore, head: NonNull<WSK_DATAGRAM_INDICATION>) {
-    // SAFETY: guaranteed by the caller; a datagram socket has the datagram table.
-    let (socket, table) = unsafe { core.dispatch_held::<WSK_PROVIDER_DATAGRAM_DISPATCH>() };
-    if let Some(release) = table.WskRelease {
-        // SAFETY: as above.
-        unsafe { release(socket, head.as_ptr()) };
+impl Indicating for Datagram {
+    type Indication = WSK_DATAGRAM_INDICATION;
+
+    fn release_routine(
+        table: &WSK_PROVIDER_DATAGRAM_DISPATCH,
+    ) -> Option<unsafe extern "system" fn(*mut WSK_SOCKET, *mut WSK_DATAGRAM_INDICATION) -> NTSTATUS> {
+        table.WskRelease
+    }
+
+    fn retention(state: &DgramState) -> &Retention<WSK_DATAGRAM_INDICATION> {
+        &state.rx
     }
 }
 
@@ -81,26 +80,20 @@ unsafe extern "system" fn on_receive_from(
     _flags: ULONG,
     indication: *mut WSK_DATAGRAM_INDICATION,
 ) -> NTSTATUS {
-    // SAFETY: WSK passes the context we gave it, and calls only until the close completed.
-    let Some(core) = (unsafe { SocketCore::from_context(context) }) else { return STATUS_DATA_NOT_ACCEPTED };
-    // SAFETY: datagram sockets only ever get a DgramState.
-    let Some(state) = (unsafe { state_of::<DgramState>(&core) }) else { return STATUS_DATA_NOT_ACCEPTED };
-    let Some(head) = NonNull::new(indication) else {
-        state.failed.store(1, Ordering::Release);
-        state.header.waker.wake();
-        return STATUS_SUCCESS;
-    };
-    let kept = callback_enter(&state.header.flags) && !core.is_closing() && {
+    let receive_from = |core: &CoreRef<'_, Datagram>, state: &DgramState| {
+        let Some(head) = NonNull::new(indication) else {
+            state.failed.store(1, Ordering::Release);
+            state.header.waker.wake();
+            return STATUS_SUCCESS;
+        };
         // SAFETY: the list WSK indicates is valid during the call.
-        let (count, bytes) = unsafe { measure(head) };
-        // SAFETY: as above.
-        (unsafe { list_mapped(head) } || state.rx.refuse_unmappable()) && state.rx.keep(Held { head, bytes, count })
+        let size = || unsafe { measure(head) };
+        // SAFETY: WSK's indication list of this call.
+        unsafe { retain(core, state, head, size) }
     };
-    state.header.waker.wake();
-    let own = kept.then_some(head);
-    // When the stream went away while we handed it the datagrams, WSK keeps them.
-    let taken_back = leave_callback(core, &state.header.flags, |core| state.rx.drain(core, own, release));
-    if kept && !taken_back { STATUS_PENDING } else { STATUS_DATA_NOT_ACCEPTED }
+    // SAFETY: WSK passes the context we created the datagram socket with along with this
+    // table, and calls only until the close completed.
+    unsafe { with_state(context, receive_from) }.unwrap_or(STATUS_DATA_NOT_ACCEPTED)
 }
 
 /// Number of datagrams and payload bytes of a list.
@@ -112,55 +105,45 @@ unsafe fn measure(head: NonNull<WSK_DATAGRAM_INDICATION>) -> (usize, usize) {
     let mut at = head.as_ptr();
     while !at.is_null() {
         // SAFETY: a node of the valid list.
-        unsafe {
-            count += 1;
-            bytes += (*at).Buffer.Length;
-            at = (*at).Next;
-        }
+        let node = unsafe { &*at };
+        count += 1;
+        bytes += node.Buffer.Length;
+        at = node.Next;
     }
     (count, bytes)
 }
 
 /// Received datagrams as a [`Stream`] of [`DatagramBatch`]es (`WskReceiveFromEvent`).
 pub struct Datagrams {
-    core: ManuallyDrop<SocketCore>,
-    state: NonNull<DgramState>,
+    /// The core and the state (see the module docs).
+    attached: Attached<Datagram>,
     /// For the copy path's `WskReceiveFrom`.
     slot: OpSlot,
     receiving: bool,
     fallback_size: usize,
     ending: bool,
-    done: bool,
 }
-
-// SAFETY: shared state is atomics and the ring (callbacks push under its claim); one task
-// uses the stream at a time.
-unsafe impl Send for Datagrams {}
 
 impl Datagrams {
     /// Installs the event state on the datagram `core` and enables the callback.
-    pub(crate) fn enable(core: SocketCore, config: EventConfig) -> Result<Self> {
+    pub(crate) fn enable(core: SocketCore<Datagram>, config: EventConfig) -> Result<Self> {
         let slot = OpSlot::new()?;
         let state = allocate(DgramState {
-            header: Header::new(free_state),
+            header: Header::new::<DgramState>(),
             rx: Retention::new(config.max_retained_bytes),
             failed: AtomicU32::new(0),
         })?;
-        install(&core, state, WSK_EVENT_RECEIVE_FROM)?;
         Ok(Datagrams {
-            core: ManuallyDrop::new(core),
-            state,
+            attached: Attached::install(&core, state, WSK_EVENT_RECEIVE_FROM)?,
             slot,
             receiving: false,
             fallback_size: config.fallback_receive_size,
             ending: false,
-            done: false,
         })
     }
 
     fn state(&self) -> &DgramState {
-        // SAFETY: the state lives as long as the core, on which the stream holds a reference.
-        unsafe { self.state.as_ref() }
+        self.attached.state()
     }
 
     /// Bytes retained from WSK now. Any IRQL.
@@ -169,14 +152,17 @@ impl Datagrams {
     }
 
     /// Issues a `WskReceiveFrom` into a fresh pool buffer (the copy path).
+    #[expect(
+        clippy::multiple_unsafe_ops_per_block,
+        reason = "one call into a provider routine whose pointer arguments lead into the operation slot"
+    )]
     fn issue_receive_from(&mut self) -> Result<()> {
         let buffer = IoBuf::with_capacity(self.fallback_size)?;
-        // SAFETY: datagram dispatch table; the slot is idle (checked by the caller); the
-        // WSK_BUF and the address live in the slot's argument block, the buffer in the slot,
-        // until the IRP completes.
+        // SAFETY: the slot is idle (checked by the caller); the WSK_BUF and the address live
+        // in the slot's argument block, the buffer in the slot, until the IRP completes.
         unsafe {
-            issue_call::<WSK_PROVIDER_DATAGRAM_DISPATCH>(
-                &self.core,
+            issue_call(
+                self.attached.core(),
                 &mut self.slot,
                 Some(buffer),
                 None,
@@ -197,21 +183,16 @@ impl Datagrams {
             self.receiving = false;
             self.slot.abandon();
         }
-        if !self.done {
-            self.done = true;
-            if stream_detach(&self.state().header.flags, false) == Detach::CleanNow {
-                self.state().rx.drain(&self.core, None, release);
-            }
-        }
+        self.attached.detach();
     }
 
     fn poll_batch(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<DatagramBatch>>> {
-        if self.done {
+        if self.attached.is_done() {
             return Poll::Ready(None);
         }
         self.state().header.waker.register(cx.waker());
         loop {
-            if self.ending || self.core.is_closing() {
+            if self.ending || self.attached.core().is_closing() {
                 self.finish();
                 return Poll::Ready(None);
             }
@@ -226,7 +207,7 @@ impl Datagrams {
                         let from = self.slot.result_addr().ok();
                         return Poll::Ready(Some(Ok(DatagramBatch { inner: BatchInner::Copied { buffer, from } })));
                     }
-                    Err(Error::Cancelled) if self.core.is_closing() => continue,
+                    Err(Error::Cancelled) if self.attached.core().is_closing() => continue,
                     Err(e) => {
                         self.ending = true;
                         return Poll::Ready(Some(Err(e)));
@@ -235,21 +216,10 @@ impl Datagrams {
             }
             // SAFETY: the stream is the ring's only consumer.
             if let Some(list) = unsafe { self.state().rx.pop() } {
-                if self.core.enter_owned().is_err() {
-                    // SAFETY: the stream's call is held; the list is retained and ours.
-                    unsafe { release(&self.core, list.head) };
-                    self.state().rx.released(list.bytes);
+                let Some(retained) = Retained::hand_out(self.attached.core(), self.attached.state_ptr(), list) else {
                     continue;
-                }
-                return Poll::Ready(Some(Ok(DatagramBatch {
-                    inner: BatchInner::Retained {
-                        core: self.core.clone_owner(),
-                        state: self.state,
-                        head: list.head,
-                        count: list.count,
-                        bytes: list.bytes,
-                    },
-                })));
+                };
+                return Poll::Ready(Some(Ok(DatagramBatch { inner: BatchInner::Retained(retained) })));
             }
             if self.state().failed.load(Ordering::Acquire) != 0 {
                 self.ending = true;
@@ -266,7 +236,7 @@ impl Datagrams {
                     // Caught up: ask WSK for what it kept (the next list is taken whatever
                     // its size, so this cannot bounce).
                     state.rx.clear_refused();
-                    if let Err(e) = enable(&self.core, WSK_EVENT_RECEIVE_FROM) {
+                    if let Err(e) = enable(self.attached.core(), WSK_EVENT_RECEIVE_FROM) {
                         self.ending = true;
                         return Poll::Ready(Some(Err(e)));
                     }
@@ -292,7 +262,7 @@ impl Datagrams {
     /// dropped). IRQL == PASSIVE_LEVEL (task context).
     pub async fn close(mut self) -> Result<()> {
         self.finish();
-        let core = self.core.clone_owner();
+        let core = self.attached.core().clone_owner();
         drop(self);
         core.close().await
     }
@@ -316,13 +286,7 @@ impl Drop for Datagrams {
             self.receiving = false;
             self.slot.abandon();
         }
-        let done = core::mem::replace(&mut self.done, true);
-        if detach_on_drop(&self.state().header.flags, done, || {
-            self.state().rx.drain(&self.core, None, release);
-        }) {
-            // SAFETY: dropped once, here; the stream is going away.
-            unsafe { ManuallyDrop::drop(&mut self.core) };
-        }
+        // Then `attached` detaches (see `Attached`'s drop).
     }
 }
 
@@ -334,21 +298,13 @@ pub struct DatagramBatch {
 }
 
 enum BatchInner {
-    Retained {
-        core: SocketCore,
-        state: NonNull<DgramState>,
-        head: NonNull<WSK_DATAGRAM_INDICATION>,
-        count: usize,
-        bytes: usize,
-    },
+    /// Released (`WskRelease`) when dropped.
+    Retained(Retained<Datagram>),
     Copied {
         buffer: IoBuf,
         from: Option<SocketAddr>,
     },
 }
-
-// SAFETY: provider memory usable from any thread until released; state through atomics.
-unsafe impl Send for DatagramBatch {}
 
 impl core::fmt::Debug for DatagramBatch {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -364,7 +320,7 @@ impl DatagramBatch {
     /// Number of datagrams. Any IRQL.
     pub fn len(&self) -> usize {
         match &self.inner {
-            BatchInner::Retained { count, .. } => *count,
+            BatchInner::Retained(retained) => retained.held.count,
             BatchInner::Copied { .. } => 1,
         }
     }
@@ -378,20 +334,20 @@ impl DatagramBatch {
     /// Payload bytes of all datagrams. Any IRQL.
     pub fn bytes(&self) -> usize {
         match &self.inner {
-            BatchInner::Retained { bytes, .. } => *bytes,
+            BatchInner::Retained(retained) => retained.held.bytes,
             BatchInner::Copied { buffer, .. } => buffer.len(),
         }
     }
 
     /// Whether the datagrams are WSK's retained buffers (not a copy). Any IRQL.
     pub fn is_zero_copy(&self) -> bool {
-        matches!(self.inner, BatchInner::Retained { .. })
+        matches!(self.inner, BatchInner::Retained(_))
     }
 
     /// The datagrams, in arrival order. IRQL <= DISPATCH_LEVEL.
     pub fn iter(&self) -> impl Iterator<Item = DatagramView<'_>> {
         let (mut at, mut copied) = match &self.inner {
-            BatchInner::Retained { head, .. } => (head.as_ptr(), None),
+            BatchInner::Retained(retained) => (retained.held.head.as_ptr(), None),
             BatchInner::Copied { buffer, from } => {
                 (core::ptr::null_mut(), Some(DatagramView { inner: ViewInner::Copied(buffer.as_slice(), *from) }))
             }
@@ -405,21 +361,6 @@ impl DatagramBatch {
             at = unsafe { node.as_ref().Next };
             Some(DatagramView { inner: ViewInner::Node(node, core::marker::PhantomData) })
         })
-    }
-}
-
-impl Drop for DatagramBatch {
-    fn drop(&mut self) {
-        let BatchInner::Retained { core, state, head, bytes, .. } = &self.inner else { return };
-        // SAFETY: the batch holds a call on the core; the list is retained and ours.
-        unsafe { release(core, *head) };
-        // SAFETY: the state lives as long as the core.
-        let state = unsafe { state.as_ref() };
-        if state.rx.released(*bytes) {
-            // The stream may enable the callback again now.
-            state.header.waker.wake();
-        }
-        core.leave();
     }
 }
 
@@ -451,8 +392,12 @@ impl DatagramView<'_> {
     /// The sender, if WSK gave an IPv4 or IPv6 address. IRQL <= DISPATCH_LEVEL.
     pub fn remote_addr(&self) -> Option<SocketAddr> {
         match &self.inner {
-            // SAFETY: WSK's remote address of this datagram, valid while retained.
-            ViewInner::Node(node, _) => unsafe { addr::from_sockaddr(node.as_ref().RemoteAddress) }.ok(),
+            ViewInner::Node(node, _) => {
+                // SAFETY: a node retained by the batch borrowed for 'a.
+                let node = unsafe { node.as_ref() };
+                // SAFETY: WSK's remote address of this datagram, valid while retained.
+                unsafe { addr::from_sockaddr(node.RemoteAddress) }.ok()
+            }
             ViewInner::Copied(_, from) => *from,
         }
     }
@@ -460,8 +405,12 @@ impl DatagramView<'_> {
     /// The payload as contiguous pieces. IRQL <= DISPATCH_LEVEL.
     pub fn segments(&self) -> impl Iterator<Item = &[u8]> {
         let (pieces, copied) = match &self.inner {
-            // SAFETY: the buffer is retained (unchanged) while the batch is borrowed.
-            ViewInner::Node(node, _) => (unsafe { BufPieces::new(&node.as_ref().Buffer) }, None),
+            ViewInner::Node(node, _) => {
+                // SAFETY: a node retained by the batch borrowed for 'a.
+                let node = unsafe { node.as_ref() };
+                // SAFETY: the buffer is retained (unchanged) while the batch is borrowed.
+                (unsafe { BufPieces::new(&node.Buffer) }, None)
+            }
             ViewInner::Copied(bytes, _) => (BufPieces::empty(), Some(*bytes)),
         };
         copied.into_iter().chain(pieces)

@@ -15,14 +15,8 @@
 //! stock's only producer and takes from the queue as its only consumer; the counters are
 //! read-modify-write atomics.
 
-// The callback writes WSK's out-parameters through raw pointers; one block per step keeps
-// each write next to the reason it is valid.
-#![allow(clippy::multiple_unsafe_ops_per_block)]
-
-use core::mem::ManuallyDrop;
 use core::net::SocketAddr;
 use core::pin::Pin;
-use core::ptr::NonNull;
 use core::task::{Context, Poll};
 
 use futures_core::Stream;
@@ -31,15 +25,14 @@ use wsk_sys::{
     WSK_CLIENT_LISTEN_DISPATCH, WSK_EVENT_ACCEPT, WSK_SOCKET,
 };
 
+use super::attached::{Attached, leave_callback, with_state};
 use super::ring::Ring;
-use super::{
-    Detach, EventConfig, Header, allocate, callback_enter, deallocate, detach_on_drop, install, leave_callback,
-    state_of, stream_detach,
-};
+use super::{EventConfig, EventState, Header, allocate, callback_enter};
 use crate::addr;
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, AtomicUsize, Ordering};
-use crate::socket::core::SocketCore;
+use crate::socket::kind::{Connection, Listen, SocketKind};
+use crate::socket::shared::{CoreRef, SocketCore};
 use crate::socket::tcp::TcpStream;
 
 /// The client dispatch table every listen socket is created with.
@@ -51,7 +44,7 @@ const RING_SLOTS: usize = 32;
 
 /// A connection accepted by the callback, waiting for the stream.
 struct Accepted {
-    core: SocketCore,
+    core: SocketCore<Connection>,
     peer: Option<SocketAddr>,
 }
 
@@ -60,7 +53,7 @@ struct Accepted {
 pub(crate) struct ListenState {
     header: Header,
     /// Stream -> callback: cores for the next connections.
-    stock: Ring<SocketCore, RING_SLOTS>,
+    stock: Ring<SocketCore<Connection>, RING_SLOTS>,
     /// Callback -> stream.
     accepted: Ring<Accepted, RING_SLOTS>,
     /// Connections refused for want of stock or room, or on contention.
@@ -69,10 +62,17 @@ pub(crate) struct ListenState {
     failed: AtomicU32,
 }
 
-impl ListenState {
+// SAFETY: `repr(C)` with its header, made by `Header::new::<ListenState>()`, first.
+unsafe impl EventState for ListenState {
+    type Kind = Listen;
+
+    fn header(&self) -> &Header {
+        &self.header
+    }
+
     /// Closes every queued connection and frees the stock, then ends the stream's call.
     /// Runs once (detach protocol).
-    fn clean(&self, core: &SocketCore) {
+    fn clean(&self, core: &SocketCore<Listen>) {
         // SAFETY: the cleaner is the only party left using both rings.
         while let Some(accepted) = unsafe { self.accepted.pop() } {
             // Dropping the only owner closes the connection in the background.
@@ -86,15 +86,6 @@ impl ListenState {
     }
 }
 
-/// Frees a [`ListenState`] (the header's `free`).
-///
-/// # Safety
-/// See [`super::free`].
-unsafe fn free_state(header: NonNull<Header>) {
-    // SAFETY: the header is the first field of a ListenState allocated by `allocate`.
-    unsafe { deallocate(header.cast::<ListenState>()) }
-}
-
 /// `WskAcceptEvent`. IRQL <= DISPATCH_LEVEL; never blocks or allocates.
 unsafe extern "system" fn on_accept(
     context: PVOID,
@@ -105,27 +96,28 @@ unsafe extern "system" fn on_accept(
     accept_context: *mut PVOID,
     accept_dispatch: *mut *const WSK_CLIENT_CONNECTION_DISPATCH,
 ) -> NTSTATUS {
-    // SAFETY: WSK passes the context we gave it, and calls only until the close completed.
-    let Some(core) = (unsafe { SocketCore::from_context(context) }) else { return STATUS_REQUEST_NOT_ACCEPTED };
-    // SAFETY: listen sockets only ever get a ListenState.
-    let Some(state) = (unsafe { state_of::<ListenState>(&core) }) else { return STATUS_REQUEST_NOT_ACCEPTED };
-    if socket.is_null() {
-        // The listener no longer works.
-        state.failed.store(1, Ordering::Release);
-        state.header.waker.wake();
-        return STATUS_SUCCESS;
-    }
-    let status = if callback_enter(&state.header.flags) && !core.is_closing() {
-        // SAFETY: WSK's arguments for this call.
-        unsafe { take(state, remote, socket, accept_context, accept_dispatch) }
-    } else {
-        STATUS_REQUEST_NOT_ACCEPTED
+    let accept = |core: &CoreRef<'_, Listen>, state: &ListenState| {
+        if socket.is_null() {
+            // The listener no longer works.
+            state.failed.store(1, Ordering::Release);
+            state.header.waker.wake();
+            return STATUS_SUCCESS;
+        }
+        let status = if callback_enter(&state.header.flags) && !core.is_closing() {
+            // SAFETY: WSK's arguments for this call.
+            unsafe { take(state, remote, socket, accept_context, accept_dispatch) }
+        } else {
+            STATUS_REQUEST_NOT_ACCEPTED
+        };
+        if status != STATUS_SUCCESS {
+            state.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        leave_callback(core, &state.header, |core| state.clean(core));
+        status
     };
-    if status != STATUS_SUCCESS {
-        state.refused.fetch_add(1, Ordering::Relaxed);
-    }
-    leave_callback(core, &state.header.flags, |core| state.clean(core));
-    status
+    // SAFETY: WSK passes the context we created the listen socket with along with this table,
+    // and calls only until the close completed.
+    unsafe { with_state(context, accept) }.unwrap_or(STATUS_REQUEST_NOT_ACCEPTED)
 }
 
 /// Why [`hand_over`] did not take a connection.
@@ -175,12 +167,13 @@ unsafe fn take(
     accept_dispatch: *mut *const WSK_CLIENT_CONNECTION_DISPATCH,
 ) -> NTSTATUS {
     let taken = hand_over(&state.stock, &state.accepted, |core| {
-        core.set_socket(socket);
+        // SAFETY: WSK accepted a connection socket, whose context and client dispatch table
+        // are set just below to this core and the connection table.
+        unsafe { core.set_socket(socket) };
         // SAFETY: WSK's out-parameters, valid during the call.
-        unsafe {
-            *accept_context = core.context();
-            *accept_dispatch = &raw const super::CONNECTION_DISPATCH;
-        }
+        unsafe { *accept_context = core.context() };
+        // SAFETY: as above.
+        unsafe { *accept_dispatch = Connection::client() };
         // SAFETY: the remote address is valid during the call (or null).
         let peer = unsafe { addr::from_sockaddr(remote) }.ok();
         Accepted { core, peer }
@@ -215,50 +208,36 @@ unsafe fn take(
 /// # Ok(()) }
 /// ```
 pub struct Incoming {
-    core: ManuallyDrop<SocketCore>,
-    state: NonNull<ListenState>,
+    /// The core and the state (see the module docs of `socket::events`).
+    attached: Attached<Listen>,
     backlog: usize,
     ending: bool,
-    done: bool,
 }
-
-// SAFETY: shared state is atomics and the rings (callbacks on their claimed sides); one task
-// uses the stream at a time.
-unsafe impl Send for Incoming {}
 
 impl Incoming {
     /// Installs the event state on the listener `core`, stocks cores and enables the accept
     /// callback.
-    pub(crate) fn enable(core: &SocketCore, config: EventConfig) -> Result<Self> {
+    pub(crate) fn enable(core: &SocketCore<Listen>, config: EventConfig) -> Result<Self> {
         let state = allocate(ListenState {
-            header: Header::new(free_state),
+            header: Header::new::<ListenState>(),
             stock: Ring::new(),
             accepted: Ring::new(),
             refused: AtomicUsize::new(0),
             failed: AtomicU32::new(0),
         })?;
         let backlog = config.accept_backlog.clamp(1, RING_SLOTS);
-        // Stock before enabling: the first connection may come at once.
-        // SAFETY: not installed yet: nothing else uses the fresh state.
-        let stock = unsafe { &state.as_ref().stock };
-        while stock.len() < backlog {
-            match SocketCore::new() {
-                // SAFETY: the only producer (the state is not shared yet).
-                Ok(spare) => drop(unsafe { stock.push(spare) }),
-                Err(e) => {
-                    // SAFETY: never installed nor shared; the ring drops its cores.
-                    unsafe { deallocate(state) };
-                    return Err(e);
-                }
-            }
+        // Stock before enabling: the first connection may come at once. On failure the state,
+        // never installed nor shared, is dropped and its ring drops the cores.
+        while state.stock.len() < backlog {
+            let spare = SocketCore::new()?;
+            // SAFETY: the only producer (the state is not shared yet).
+            drop(unsafe { state.stock.push(spare) });
         }
-        install(core, state, WSK_EVENT_ACCEPT)?;
-        Ok(Incoming { core: ManuallyDrop::new(core.clone_owner()), state, backlog, ending: false, done: false })
+        Ok(Incoming { attached: Attached::install(core, state, WSK_EVENT_ACCEPT)?, backlog, ending: false })
     }
 
     fn state(&self) -> &ListenState {
-        // SAFETY: the state lives as long as the core, on which the stream holds a reference.
-        unsafe { self.state.as_ref() }
+        self.attached.state()
     }
 
     /// Connections refused so far because the stream fell behind (or because another accept
@@ -281,20 +260,15 @@ impl Incoming {
 
     /// Ends the stream: detaches (see the module docs of `socket::events`).
     fn finish(&mut self) {
-        if !self.done {
-            self.done = true;
-            if stream_detach(&self.state().header.flags, false) == Detach::CleanNow {
-                self.state().clean(&self.core);
-            }
-        }
+        self.attached.detach();
     }
 
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<(TcpStream, SocketAddr)>>> {
-        if self.done {
+        if self.attached.is_done() {
             return Poll::Ready(None);
         }
         self.state().header.waker.register(cx.waker());
-        if self.ending || self.core.is_closing() {
+        if self.ending || self.attached.core().is_closing() {
             self.finish();
             return Poll::Ready(None);
         }
@@ -319,7 +293,7 @@ impl Incoming {
     /// close IRP completes. IRQL == PASSIVE_LEVEL (task context).
     pub async fn close(mut self) -> Result<()> {
         self.finish();
-        let core = self.core.clone_owner();
+        let core = self.attached.core().clone_owner();
         drop(self);
         core.close().await
     }
@@ -334,16 +308,6 @@ impl Stream for Incoming {
         // operation (see `wsk_executor::coop`).
         core::task::ready!(wsk_executor::coop::poll_proceed(cx));
         self.get_mut().poll_accept(cx)
-    }
-}
-
-impl Drop for Incoming {
-    fn drop(&mut self) {
-        let done = core::mem::replace(&mut self.done, true);
-        if detach_on_drop(&self.state().header.flags, done, || self.state().clean(&self.core)) {
-            // SAFETY: dropped once, here; the stream is going away.
-            unsafe { ManuallyDrop::drop(&mut self.core) };
-        }
     }
 }
 
@@ -408,6 +372,10 @@ mod tests {
     /// Each way the accept callback's ring step can end: taken (the spare becomes the queued
     /// entry), no stock, a full queue, and contention on either claim (refused at once).
     #[test]
+    #[expect(
+        clippy::multiple_unsafe_ops_per_block,
+        reason = "a single-threaded test acting as the rings' only producer and consumer in turn"
+    )]
     fn hand_over_takes_a_spare_or_says_why_not() {
         let stock: Ring<u32, 2> = Ring::new();
         let accepted: Ring<(u32, u32), 2> = Ring::new();

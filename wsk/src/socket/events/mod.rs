@@ -28,7 +28,7 @@
 //! concurrently and refuse on contention: a callback pushes only under the ring's producer
 //! claim (see `ring`), and one that finds it taken refuses its indication or connection, as
 //! when the ring is full. The stream holds one call reference on the core (see
-//! `socket::core`): the close is not issued while the stream may still call `WskRelease`.
+//! `socket::shared`): the close is not issued while the stream may still call `WskRelease`.
 //! When the stream ends (close began) or is dropped it *detaches*; whoever is last out of
 //! the ring, the stream or an in-progress callback, drains it (releasing every indication),
 //! then drops the stream's call reference. The flags word:
@@ -47,6 +47,7 @@
 //! reference, so `close().await` resolves only after the user released it, and the socket
 //! cannot be closed in the background under it.
 
+mod attached;
 mod connection;
 mod datagram;
 mod listen;
@@ -60,9 +61,7 @@ use core::ffi::c_void;
 use core::ptr::NonNull;
 
 use wsk_executor::AtomicWaker;
-use wsk_sys::{
-    NTSTATUS, SO_WSK_EVENT_CALLBACK, SOL_SOCKET, WSK_EVENT_CALLBACK_CONTROL, WSK_PROVIDER_BASIC_DISPATCH, WskSetOption,
-};
+use wsk_sys::{NTSTATUS, SO_WSK_EVENT_CALLBACK, SOL_SOCKET, WSK_EVENT_CALLBACK_CONTROL, WskSetOption};
 
 pub use connection::{ConnectionEvent, ConnectionEvents, Received, Segments};
 pub use datagram::{DatagramBatch, DatagramView, Datagrams};
@@ -70,14 +69,15 @@ pub use listen::Incoming;
 #[cfg(feature = "embedded-io")]
 pub use reader::EventReader;
 
-pub(crate) use connection::CONNECTION_DISPATCH;
-pub(crate) use datagram::DATAGRAM_DISPATCH;
-pub(crate) use listen::LISTEN_DISPATCH;
+pub(crate) use connection::{CONNECTION_DISPATCH, ConnState};
+pub(crate) use datagram::{DATAGRAM_DISPATCH, DgramState};
+pub(crate) use listen::{LISTEN_DISPATCH, ListenState};
 
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, Ordering};
-use crate::pool;
-use crate::socket::core::SocketCore;
+use crate::pool::PoolBox;
+use crate::socket::kind::SocketKind;
+use crate::socket::shared::SocketCore;
 
 pub use futures_core::Stream;
 
@@ -88,27 +88,8 @@ pub fn next<S: Stream + Unpin>(stream: &mut S) -> impl core::future::Future<Outp
     core::future::poll_fn(move |cx| core::pin::Pin::new(&mut *stream).poll_next(cx))
 }
 
-/// The library's client dispatch table for one socket kind, as `WskSocket` takes it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ClientDispatch(*const c_void);
-
-// SAFETY: points to an immutable static table.
-unsafe impl Send for ClientDispatch {}
-// SAFETY: as above.
-unsafe impl Sync for ClientDispatch {}
-
-impl ClientDispatch {
-    pub(crate) const LISTEN: Self = Self((&raw const LISTEN_DISPATCH).cast());
-    pub(crate) const CONNECTION: Self = Self((&raw const CONNECTION_DISPATCH).cast());
-    pub(crate) const DATAGRAM: Self = Self((&raw const DATAGRAM_DISPATCH).cast());
-
-    pub(crate) fn as_ptr(self) -> *const c_void {
-        self.0
-    }
-}
-
-/// Pool tag of event state ("WskE").
-pub const EVENT_TAG: u32 = u32::from_le_bytes(*b"WskE");
+/// Pool tag of event state ("WskV"; the table is [`crate::pool::tag`]).
+pub const EVENT_TAG: u32 = crate::pool::tag::EVENT;
 
 /// Limits of what an event stream holds on to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,23 +181,6 @@ pub(crate) fn stream_detach(flags: &AtomicU32, dropping: bool) -> Detach {
     }
 }
 
-/// A callback leaves: when it is the last one out after its stream detached, it runs
-/// `clean` (the stream's clean-up, given the core) and drops the owner reference a dropped
-/// stream left to it. Returns what `clean` returned (`R::default()` when not cleaning).
-pub(crate) fn leave_callback<R: Default>(
-    core: core::mem::ManuallyDrop<SocketCore>,
-    flags: &AtomicU32,
-    clean: impl FnOnce(&SocketCore) -> R,
-) -> R {
-    let CallbackExit::Clean { owner_gone } = callback_exit(flags) else { return R::default() };
-    let cleaned = clean(&core);
-    if owner_gone {
-        // The dropped stream left its owner reference to us.
-        drop(core::mem::ManuallyDrop::into_inner(core));
-    }
-    cleaned
-}
-
 /// A stream being dropped: detaches (unless done), cleans up through `clean` when no
 /// callback is inside. Returns whether the stream must drop its owner reference itself
 /// (`false`: a callback inside took it over, with the clean-up).
@@ -242,9 +206,36 @@ pub(crate) struct Header {
 }
 
 impl Header {
-    fn new(free: unsafe fn(NonNull<Header>)) -> Self {
-        Self { free, flags: AtomicU32::new(0), waker: AtomicWaker::new() }
+    fn new<S: EventState>() -> Self {
+        Self { free: free_state::<S>, flags: AtomicU32::new(0), waker: AtomicWaker::new() }
     }
+}
+
+/// The event state of one socket kind.
+///
+/// # Safety
+/// The type is `repr(C)` with its [`Header`] as first field, made by `Header::new::<Self>()`:
+/// a pointer to the header of an installed state is a pointer to the state, and the header
+/// frees it as its own type.
+pub(crate) unsafe trait EventState: Sized {
+    /// The kind of socket the state belongs to.
+    type Kind: SocketKind;
+
+    /// The common head.
+    fn header(&self) -> &Header;
+
+    /// The stream's clean-up once it detached with no callback inside (or the last callback
+    /// out's, see the module docs): gives back what the state holds and ends the stream's
+    /// call on `core`. Runs once.
+    fn clean(&self, core: &SocketCore<Self::Kind>);
+}
+
+/// An event state in non-paged pool.
+pub(crate) type EventBox<S> = PoolBox<S, EVENT_TAG>;
+
+/// Allocates `state` in non-paged pool.
+fn allocate<S: EventState>(state: S) -> Result<EventBox<S>> {
+    EventBox::try_new_tagged(state).map_err(|_| Error::NoMemory)
 }
 
 /// Frees an installed event state.
@@ -259,45 +250,21 @@ pub(crate) unsafe fn free(header: NonNull<Header>) {
     unsafe { free(header) }
 }
 
-/// Allocates `state` (whose first field is its [`Header`]) in non-paged pool.
-fn allocate<T>(state: T) -> Result<NonNull<T>> {
-    let mem = pool::allocate(core::mem::size_of::<T>(), EVENT_TAG).ok_or(Error::NoMemory)?;
-    let ptr = mem.cast::<T>();
-    // SAFETY: fresh pool memory of T's size, 16-byte aligned (at least T's alignment).
-    unsafe { ptr.as_ptr().write(state) };
-    Ok(ptr)
-}
-
-/// Drops and frees a state allocated by [`allocate`].
+/// Frees a state of type `S` (the header's `free`).
 ///
 /// # Safety
-/// `ptr` came from [`allocate::<T>`] and nothing refers to it any more.
-unsafe fn deallocate<T>(ptr: NonNull<T>) {
-    // SAFETY: guaranteed by the caller.
-    unsafe { ptr.as_ptr().drop_in_place() };
-    // SAFETY: allocated with EVENT_TAG by `allocate`.
-    unsafe { pool::free(ptr.cast(), EVENT_TAG) };
-}
-
-/// The state installed on `core`, as kind `T` (whose first field is its [`Header`]).
-///
-/// # Safety
-/// Only a state of kind `T` is ever installed on this core's socket kind, and the caller
-/// uses the reference only while the core is live (the state is freed with it), which
-/// may outlast the `core` handle it was read through (a callback's view).
-unsafe fn state_of<'a, T>(core: &SocketCore) -> Option<&'a T> {
-    // SAFETY: the state lives until the core is freed; `T` starts with its header (repr C).
-    core.events().map(|header| unsafe { &*header.as_ptr().cast::<T>() })
+/// See [`free`]; `header` is the header of an `S` from [`EventBox::into_raw`].
+unsafe fn free_state<S: EventState>(header: NonNull<Header>) {
+    // SAFETY: the header is the first field of an `S` (`EventState`) whose box gave it up.
+    drop(unsafe { EventBox::<S>::from_raw_tagged(header.cast::<S>()) })
 }
 
 /// `SO_WSK_EVENT_CALLBACK` without an IRP (enabling, or disabling when no callback of the
 /// event runs): the provider answers at once. Returns the status.
-fn control_events(core: &SocketCore, mask: u32) -> Result<NTSTATUS> {
+fn control_events<K: SocketKind>(core: &SocketCore<K>, mask: u32) -> Result<NTSTATUS> {
     let guard = core.enter()?;
-    // SAFETY: the basic dispatch table is the prefix of every kind's table; the guard keeps
-    // the socket open.
-    let (socket, table) = unsafe { core.dispatch::<WSK_PROVIDER_BASIC_DISPATCH>(&guard) };
-    let Some(control) = table.WskControlSocket else {
+    let (socket, table) = guard.dispatch();
+    let Some(control) = K::basic(table).WskControlSocket else {
         return Err(Error::Status(wsk_sys::STATUS_NOT_SUPPORTED));
     };
     let mut request = WSK_EVENT_CALLBACK_CONTROL { NpiId: &raw const wsk_sys::NPI_WSK_INTERFACE_ID, EventMask: mask };
@@ -322,22 +289,20 @@ fn control_events(core: &SocketCore, mask: u32) -> Result<NTSTATUS> {
 }
 
 /// Enables the events in `mask` on `core`'s socket (IRQL <= DISPATCH_LEVEL).
-fn enable(core: &SocketCore, mask: u32) -> Result<()> {
+fn enable<K: SocketKind>(core: &SocketCore<K>, mask: u32) -> Result<()> {
     crate::error::check(control_events(core, mask)?)
 }
 
-/// Installs `state` (of kind `T`, starting with its header) on `core`, takes the stream's
-/// call and enables `mask`. On failure nothing is enabled and the socket is as before, except
-/// that a state installed stays (detached, freed with the core): events cannot be tried twice.
-fn install<T>(core: &SocketCore, state: NonNull<T>, mask: u32) -> Result<()> {
-    let header = state.cast::<Header>();
-    if !core.install_events(header) {
-        // SAFETY: never installed nor shared.
-        unsafe { deallocate(state) };
+/// Installs `state` on `core`, takes the stream's call and enables `mask`. On failure nothing
+/// is enabled and the socket is as before, except that a state installed stays (detached,
+/// freed with the core): events cannot be tried twice.
+fn install<K: SocketKind>(core: &SocketCore<K>, state: EventBox<K::State>, mask: u32) -> Result<NonNull<K::State>> {
+    let Ok(state) = core.install_events(state) else {
+        // The state handed back is dropped (freed): never installed nor shared.
         return Err(Error::InvalidInput("event callbacks were enabled on this socket before"));
-    }
-    // SAFETY: installed above: lives as long as the core.
-    let flags = unsafe { &header.as_ref().flags };
+    };
+    // SAFETY: installed: lives as long as the core, which the caller's handle keeps alive.
+    let flags = unsafe { &state.as_ref().header().flags };
     if let Err(e) = core.enter_owned() {
         flags.store(DETACHED | CLEANED, Ordering::Release);
         return Err(e);
@@ -348,7 +313,7 @@ fn install<T>(core: &SocketCore, state: NonNull<T>, mask: u32) -> Result<()> {
         core.leave();
         return Err(e);
     }
-    Ok(())
+    Ok(state)
 }
 
 /// Event callbacks could not be enabled: why, and the socket, unchanged, to go on with IRPs

@@ -16,9 +16,15 @@
 
 use core::ptr::NonNull;
 
+use wsk_sys::{NTSTATUS, STATUS_DATA_NOT_ACCEPTED, STATUS_PENDING, WSK_SOCKET};
+
+use super::attached::leave_callback;
+use super::pieces::{Indication, list_mapped};
 use super::ring::Ring;
+use super::{EventState, callback_enter};
 use crate::loom::{AtomicU32, AtomicUsize, Ordering};
-use crate::socket::core::SocketCore;
+use crate::socket::kind::SocketKind;
+use crate::socket::shared::{CoreRef, SocketCore};
 
 /// Indication lists retained at most (ring slots).
 const SLOTS: usize = 32;
@@ -35,12 +41,103 @@ pub(crate) struct Held<H> {
 // SAFETY: an indication list is provider memory usable from any thread until released.
 unsafe impl<H> Send for Held<H> {}
 
-/// `WskRelease` of one retained list, for the list's kind of socket.
+/// A socket kind whose receive callbacks hand over indication lists to retain (connection
+/// and datagram sockets).
+pub(crate) trait Indicating: SocketKind {
+    /// The list entry (`WSK_DATA_INDICATION` or `WSK_DATAGRAM_INDICATION`).
+    type Indication: Indication;
+
+    /// The provider's `WskRelease` for the kind's lists.
+    fn release_routine(
+        table: &Self::Dispatch,
+    ) -> Option<unsafe extern "system" fn(*mut WSK_SOCKET, *mut Self::Indication) -> NTSTATUS>;
+
+    /// The retention of the kind's event state.
+    fn retention(state: &Self::State) -> &Retention<Self::Indication>;
+}
+
+/// `WskRelease` of one retained list.
 ///
-/// # Safety (of a value of this type, when called)
-/// A call on the core is held (the socket is open) and the list was retained on it and not
-/// yet released.
-pub(crate) type Release<H> = unsafe fn(&SocketCore, NonNull<H>);
+/// # Safety
+/// A call on `core` is held (the socket is open) and `head` was retained on it and not yet
+/// released.
+pub(crate) unsafe fn release<K: Indicating>(core: &SocketCore<K>, head: NonNull<K::Indication>) {
+    // SAFETY: a call is held (caller); the socket exists, since WSK indicated a list on it.
+    let (socket, table) = unsafe { core.dispatch_held() };
+    if let Some(release) = K::release_routine(table) {
+        // SAFETY: the socket is open and the list retained on it (caller).
+        unsafe { release(socket, head.as_ptr()) };
+    }
+}
+
+/// A receive callback's step with the list `head` WSK indicates: keeps it for the stream
+/// (returns `STATUS_PENDING`) when the stream is attached, close has not begun, every buffer
+/// maps and the bound allows (see [`Retention::keep`]); else refuses it
+/// (`STATUS_DATA_NOT_ACCEPTED`: WSK keeps the data). `measure` gives the list's entries and
+/// bytes. The last callback out after the stream detached cleans up, and refuses its own list
+/// if it pushed one (see [`Retention::drain`]). IRQL <= DISPATCH_LEVEL; never blocks.
+///
+/// # Safety
+/// `head` is the list WSK indicates to the running callback, valid until released.
+pub(crate) unsafe fn retain<K: Indicating>(
+    core: &CoreRef<'_, K>,
+    state: &K::State,
+    head: NonNull<K::Indication>,
+    measure: impl FnOnce() -> (usize, usize),
+) -> NTSTATUS {
+    let rx = K::retention(state);
+    let kept = callback_enter(&state.header().flags) && !core.is_closing() && {
+        let (count, bytes) = measure();
+        // SAFETY: WSK's list, valid until released (caller).
+        (unsafe { list_mapped(head) } || rx.refuse_unmappable()) && rx.keep(Held { head, bytes, count })
+    };
+    state.header().waker.wake();
+    let own = kept.then_some(head);
+    // When the stream went away while we handed it the list, WSK keeps it.
+    let taken_back = leave_callback(core, state.header(), |core| rx.drain(core, own));
+    if kept && !taken_back { STATUS_PENDING } else { STATUS_DATA_NOT_ACCEPTED }
+}
+
+/// A retained list handed to the user: holds an owner reference and a call on the core
+/// (so the socket stays open for the `WskRelease`), released when dropped.
+pub(crate) struct Retained<K: Indicating> {
+    core: SocketCore<K>,
+    state: NonNull<K::State>,
+    pub(crate) held: Held<K::Indication>,
+}
+
+// SAFETY: the list is provider memory usable from any thread until released; the state is
+// shared through atomics.
+unsafe impl<K: Indicating> Send for Retained<K> {}
+
+impl<K: Indicating> Retained<K> {
+    /// Hands `held` (popped from the state's ring by its stream, which holds a call on
+    /// `core`) to the user with a call of its own, or releases it at once if close has begun.
+    pub(crate) fn hand_out(core: &SocketCore<K>, state: NonNull<K::State>, held: Held<K::Indication>) -> Option<Self> {
+        if core.enter_owned().is_err() {
+            // SAFETY: the stream's call is held; the list is retained and ours.
+            unsafe { release(core, held.head) };
+            // SAFETY: the state lives as long as the core, on which the stream holds a reference.
+            K::retention(unsafe { state.as_ref() }).released(held.bytes);
+            return None;
+        }
+        Some(Retained { core: core.clone_owner(), state, held })
+    }
+}
+
+impl<K: Indicating> Drop for Retained<K> {
+    fn drop(&mut self) {
+        // SAFETY: the item holds a call on the core, and the list is retained and ours.
+        unsafe { release(&self.core, self.held.head) };
+        // SAFETY: the state lives as long as the core, on which the item holds a reference.
+        let state = unsafe { self.state.as_ref() };
+        if K::retention(state).released(self.held.bytes) {
+            // The stream may resume the indications now.
+            state.header().waker.wake();
+        }
+        self.core.leave();
+    }
+}
 
 /// `refused` bit: data was refused; resuming the indications may deliver it without a copy.
 const REFUSED: u32 = 1;
@@ -158,7 +255,7 @@ impl<H> Retention<H> {
     /// out (it left the library code and returns `STATUS_PENDING` next): the same race as a
     /// consumer on another CPU releasing an item before its callback returned, of which
     /// Microsoft's documentation does not speak.
-    pub(crate) fn drain(&self, core: &SocketCore, own: Option<NonNull<H>>, release: Release<H>) -> bool {
+    pub(crate) fn drain<K: Indicating<Indication = H>>(&self, core: &SocketCore<K>, own: Option<NonNull<H>>) -> bool {
         let mut found = false;
         // SAFETY: the cleaner is the only party left using the ring (detach protocol).
         while let Some(held) = unsafe { self.ring.pop() } {

@@ -40,7 +40,10 @@
 //! held by event machinery can (an event callback cleaning up after its stream was dropped),
 //! so the last owner then marks the close `BACKGROUND` and the last call out issues it.
 
+use core::any::TypeId;
 use core::ffi::c_void;
+use core::marker::PhantomData;
+use core::mem::ManuallyDrop;
 use core::ptr::NonNull;
 use core::task::Poll;
 
@@ -49,7 +52,9 @@ use wsk_sys::{DEVICE_OBJECT, IRP, NTSTATUS, STATUS_MORE_PROCESSING_REQUIRED, WSK
 
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, AtomicUsize, Ordering};
-use crate::pool;
+use crate::pool::PoolBox;
+use crate::socket::events::{EventBox, Header};
+use crate::socket::kind::SocketKind;
 
 const CLOSING: usize = 1 << 0;
 const CLOSE_ISSUED: usize = 1 << 1;
@@ -137,8 +142,8 @@ pub(crate) fn rundown_last_owner(rundown: &AtomicUsize) -> Claim {
     rundown_claim_close(rundown)
 }
 
-/// Pool tag of socket cores ("WskS").
-pub const SOCKET_TAG: u32 = u32::from_le_bytes(*b"WskS");
+/// Pool tag of socket cores ("WskS"; the table is [`crate::pool::tag`]).
+pub const SOCKET_TAG: u32 = crate::pool::tag::SOCKET;
 
 /// Live socket cores (for diagnostics and unload checks).
 static LIVE_SOCKETS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
@@ -149,6 +154,9 @@ pub fn live_sockets() -> usize {
     LIVE_SOCKETS.load(core::sync::atomic::Ordering::Acquire)
 }
 
+/// The pool block of a core.
+type CoreBox = PoolBox<CoreInner, SOCKET_TAG>;
+
 struct CoreInner {
     refs: AtomicU32,
     rundown: AtomicUsize,
@@ -157,7 +165,7 @@ struct CoreInner {
     close_status: core::sync::atomic::AtomicI32,
     waker: AtomicWaker,
     /// Event callback state (`socket::events`), installed once; freed with the core.
-    events: core::sync::atomic::AtomicPtr<crate::socket::events::Header>,
+    events: core::sync::atomic::AtomicPtr<Header>,
 }
 
 // SAFETY: shared fields are atomics; `close_irp` is touched only by the single closer (and the
@@ -166,85 +174,175 @@ unsafe impl Sync for CoreInner {}
 // SAFETY: as above.
 unsafe impl Send for CoreInner {}
 
-/// An owner handle to a socket core (one reference).
+/// An owner handle to the core of a socket of kind `K` (one reference).
 ///
 /// # Invariants
-/// `inner` points to a live `CoreInner` on which this handle holds one reference.
-pub(crate) struct SocketCore {
+/// `inner` points to a live `CoreInner` on which this handle holds one reference. A core
+/// has one kind for its whole life: every handle to it is a `SocketCore<K>` of that kind, or
+/// an [`AnyCore`] that records it. The socket recorded in the core, once set, is a WSK socket
+/// of that kind whose context is the core; an event state installed on it is a `K::State`.
+pub(crate) struct SocketCore<K> {
     inner: NonNull<CoreInner>,
+    kind: PhantomData<fn() -> K>,
 }
 
 // SAFETY: all shared state is atomic; the WSK socket may be used from any thread.
-unsafe impl Send for SocketCore {}
+unsafe impl<K> Send for SocketCore<K> {}
 // SAFETY: as above.
-unsafe impl Sync for SocketCore {}
+unsafe impl<K> Sync for SocketCore<K> {}
 
 /// Proof that a call into the socket is in progress; dropping it ends the call.
-pub(crate) struct CallGuard<'a> {
-    core: &'a SocketCore,
+pub(crate) struct CallGuard<'a, K> {
+    core: &'a SocketCore<K>,
+    /// The socket (not null: checked when the call began).
+    socket: *mut WSK_SOCKET,
 }
 
-impl SocketCore {
+impl<K: SocketKind> SocketCore<K> {
     /// Allocates a core with its reserved close IRP, before the socket exists.
     /// IRQL <= DISPATCH_LEVEL.
     pub fn new() -> Result<Self> {
         // SAFETY: plain IRP allocation.
         let irp = NonNull::new(unsafe { wsk_sys::IoAllocateIrp(1, 0) }).ok_or(Error::NoMemory)?;
-        let Some(mem) = pool::allocate(core::mem::size_of::<CoreInner>(), SOCKET_TAG) else {
+        let inner = CoreBox::try_new_tagged(CoreInner {
+            refs: AtomicU32::new(1),
+            rundown: AtomicUsize::new(0),
+            socket: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
+            close_irp: irp,
+            close_status: core::sync::atomic::AtomicI32::new(0),
+            waker: AtomicWaker::new(),
+            events: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
+        });
+        let Ok(inner) = inner else {
             // SAFETY: allocated above, never used.
             unsafe { wsk_sys::IoFreeIrp(irp.as_ptr()) };
             return Err(Error::NoMemory);
         };
-        let inner = mem.cast::<CoreInner>();
-        // SAFETY: fresh, aligned pool memory of the right size.
-        unsafe {
-            inner.as_ptr().write(CoreInner {
-                refs: AtomicU32::new(1),
-                rundown: AtomicUsize::new(0),
-                socket: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
-                close_irp: irp,
-                close_status: core::sync::atomic::AtomicI32::new(0),
-                waker: AtomicWaker::new(),
-                events: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
-            })
-        };
         LIVE_SOCKETS.fetch_add(1, core::sync::atomic::Ordering::AcqRel);
-        // INVARIANT: one reference, held by the returned handle.
-        Ok(Self { inner })
+        // INVARIANT: one reference, held by the returned handle; no socket yet.
+        Ok(Self { inner: CoreBox::into_raw(inner), kind: PhantomData })
     }
 
+    /// Runs `f` with a view of the core behind a `SocketContext` (in an event callback).
+    /// `None` (and `f` does not run) when `context` is null.
+    ///
+    /// # Safety
+    /// `context` came from [`SocketCore::context`] of a core of kind `K` that stays live
+    /// while `f` runs: WSK calls a socket's callbacks, from the client dispatch table of its
+    /// kind, only until its close completes, and the close IRP holds a reference until then.
+    ///
+    /// Any IRQL.
+    pub unsafe fn with_context<R>(context: *mut c_void, f: impl FnOnce(CoreRef<'_, K>) -> R) -> Option<R> {
+        let inner = NonNull::new(context.cast::<CoreInner>())?;
+        // INVARIANT (of the view): not an owner handle: wrapped in ManuallyDrop and never
+        // taken out, so no reference is released; the caller guarantees liveness while `f`
+        // runs, which the view cannot outlive.
+        let view = CoreRef { core: ManuallyDrop::new(SocketCore { inner, kind: PhantomData }), life: PhantomData };
+        Some(f(view))
+    }
+
+    /// Installs the event state (once), which then lives as long as the core; returns its
+    /// address. Hands it back if one is installed already.
+    ///
+    /// Any IRQL.
+    pub fn install_events(
+        &self,
+        state: EventBox<K::State>,
+    ) -> core::result::Result<NonNull<K::State>, EventBox<K::State>> {
+        let ptr = EventBox::into_raw(state);
+        let installed = self.inner().events.compare_exchange(
+            core::ptr::null_mut(),
+            ptr.cast::<Header>().as_ptr(),
+            core::sync::atomic::Ordering::AcqRel,
+            core::sync::atomic::Ordering::Acquire,
+        );
+        if installed.is_err() {
+            // SAFETY: not installed: ownership comes back from `into_raw` above.
+            return Err(unsafe { EventBox::from_raw_tagged(ptr) });
+        }
+        Ok(ptr)
+    }
+
+    /// The installed event state, if any, for as long as the handle (or view) is borrowed.
+    ///
+    /// Any IRQL.
+    pub fn events(&self) -> Option<&K::State> {
+        // The state's own pointer (a reference to its header would cover the header only).
+        let header = NonNull::new(self.inner().events.load(core::sync::atomic::Ordering::Acquire))?;
+        // SAFETY: by the invariant the installed state is a `K::State`, whose first field is
+        // its header (`EventState`); it is freed with the core, which `&self` keeps alive.
+        Some(unsafe { header.cast::<K::State>().as_ref() })
+    }
+
+    /// Begins a call into the socket: fails with [`Error::Closed`] once close has begun (and
+    /// with [`Error::InvalidInput`] before the socket exists).
+    /// IRQL <= DISPATCH_LEVEL.
+    pub fn enter(&self) -> Result<CallGuard<'_, K>> {
+        rundown_enter(&self.inner().rundown)?;
+        let guard = CallGuard { core: self, socket: self.socket() };
+        if guard.socket.is_null() {
+            return Err(Error::InvalidInput("the socket was not created"));
+        }
+        Ok(guard)
+    }
+
+    /// The WSK socket and its dispatch table for a call begun with
+    /// [`SocketCore::enter_owned`].
+    ///
+    /// # Safety
+    /// The socket was created, and a call begun with [`SocketCore::enter_owned`] on this core
+    /// is held (not yet left) while the table is used.
+    ///
+    /// Any IRQL.
+    pub unsafe fn dispatch_held(&self) -> (*mut WSK_SOCKET, &K::Dispatch) {
+        let socket = self.socket();
+        // SAFETY: the socket was created and a call is held, so it is open and its provider
+        // table valid (caller); by the invariant the table is a `K::Dispatch`.
+        (socket, unsafe { dispatch_of::<K>(socket) })
+    }
+}
+
+/// The provider dispatch table of `socket`, of kind `K`.
+///
+/// # Safety
+/// `socket` is an open socket of kind `K`, open while the table is used.
+unsafe fn dispatch_of<'t, K: SocketKind>(socket: *mut WSK_SOCKET) -> &'t K::Dispatch {
+    // SAFETY: guaranteed by the caller.
+    let dispatch = unsafe { (*socket).Dispatch };
+    // SAFETY: the provider's table of a socket of kind `K` is a `K::Dispatch`.
+    unsafe { &*dispatch.cast::<K::Dispatch>() }
+}
+
+impl<K> SocketCore<K> {
     fn inner(&self) -> &CoreInner {
         // SAFETY: by the invariant the core is live while this handle exists.
         unsafe { self.inner.as_ref() }
     }
 
+    /// This handle's reference, as a handle of kind `J` (no reference is taken or released).
+    fn retype<J>(self) -> SocketCore<J> {
+        let this = ManuallyDrop::new(self);
+        SocketCore { inner: this.inner, kind: PhantomData }
+    }
+
     /// Records the socket WSK created. Called once, before the core is shared.
     ///
+    /// # Safety
+    /// `socket` is a WSK socket of this core's kind, created (or accepted) with this core as
+    /// its context and with the kind's client dispatch table.
+    ///
     /// Any IRQL.
-    pub fn set_socket(&self, socket: *mut WSK_SOCKET) {
+    pub unsafe fn set_socket(&self, socket: *mut WSK_SOCKET) {
+        // INVARIANT: the socket is of this core's kind (caller).
         self.inner().socket.store(socket, core::sync::atomic::Ordering::Release);
     }
 
-    /// The pointer WSK gets as this socket's `SocketContext`: event callbacks turn it back
-    /// into a core with [`SocketCore::from_context`].
+    /// The pointer WSK gets as this socket's `SocketContext`: event callbacks view the core
+    /// through it with [`SocketCore::with_context`].
     ///
     /// Any IRQL.
     pub fn context(&self) -> *mut c_void {
         self.inner.as_ptr().cast()
-    }
-
-    /// A non-owning view of the core behind a `SocketContext` (in an event callback).
-    ///
-    /// # Safety
-    /// `context` came from [`SocketCore::context`] and the core is live: WSK calls a
-    /// socket's callbacks only until its close completes, and the close IRP holds a
-    /// reference until then.
-    ///
-    /// Any IRQL.
-    pub unsafe fn from_context(context: *mut c_void) -> Option<core::mem::ManuallyDrop<SocketCore>> {
-        // INVARIANT: not an owner handle: wrapped in ManuallyDrop, so no reference is
-        // released; the caller guarantees liveness for the view's use.
-        NonNull::new(context.cast::<CoreInner>()).map(|inner| core::mem::ManuallyDrop::new(SocketCore { inner }))
     }
 
     /// The socket WSK created (null before creation). Any IRQL.
@@ -252,24 +350,11 @@ impl SocketCore {
         self.inner().socket.load(core::sync::atomic::Ordering::Acquire)
     }
 
-    /// Installs the event state (once). `false` if one is installed already.
-    ///
-    /// Any IRQL.
-    pub fn install_events(&self, events: NonNull<crate::socket::events::Header>) -> bool {
-        self.inner()
-            .events
-            .compare_exchange(
-                core::ptr::null_mut(),
-                events.as_ptr(),
-                core::sync::atomic::Ordering::AcqRel,
-                core::sync::atomic::Ordering::Acquire,
-            )
-            .is_ok()
-    }
-
-    /// The installed event state, if any. Any IRQL.
-    pub fn events(&self) -> Option<NonNull<crate::socket::events::Header>> {
-        NonNull::new(self.inner().events.load(core::sync::atomic::Ordering::Acquire))
+    /// The header of the installed event state, if any. Any IRQL.
+    fn events_header(&self) -> Option<&Header> {
+        let header = NonNull::new(self.inner().events.load(core::sync::atomic::Ordering::Acquire))?;
+        // SAFETY: an installed state lives as long as the core, which `&self` keeps alive.
+        Some(unsafe { header.as_ref() })
     }
 
     /// Whether close has begun (no new call is accepted). Any IRQL.
@@ -298,51 +383,8 @@ impl SocketCore {
     /// Any IRQL.
     pub fn clone_owner(&self) -> Self {
         self.inner().refs.fetch_add(1, Ordering::Relaxed);
-        // INVARIANT: the reference just taken belongs to the new handle.
-        Self { inner: self.inner }
-    }
-
-    /// Begins a call into the socket: fails with [`Error::Closed`] once close has begun.
-    /// IRQL <= DISPATCH_LEVEL.
-    pub fn enter(&self) -> Result<CallGuard<'_>> {
-        rundown_enter(&self.inner().rundown)?;
-        Ok(CallGuard { core: self })
-    }
-
-    /// The WSK socket and its dispatch table, typed by the caller.
-    ///
-    /// # Safety
-    /// `T` must be the provider dispatch table type of this socket's kind; the returned
-    /// reference is used only while `_guard` is held.
-    ///
-    /// Any IRQL.
-    pub unsafe fn dispatch<'g, T>(&self, _guard: &'g CallGuard<'_>) -> (*mut WSK_SOCKET, &'g T) {
-        let socket = self.inner().socket.load(core::sync::atomic::Ordering::Acquire);
-        // SAFETY: while a call guard is held the socket is open (close waits for the count to
-        // drain), so its dispatch table, owned by the provider, is valid; the caller picks
-        // the right table type.
-        let dispatch = unsafe { (*socket).Dispatch };
-        // SAFETY: as above: the provider's table for this socket kind lives while it is open.
-        let table = unsafe { &*dispatch.cast::<T>() };
-        (socket, table)
-    }
-
-    /// The WSK socket and its dispatch table for a call begun with
-    /// [`SocketCore::enter_owned`].
-    ///
-    /// # Safety
-    /// As [`SocketCore::dispatch`], with the owned call held (not yet left) instead of a
-    /// guard while the table is used.
-    ///
-    /// Any IRQL.
-    pub unsafe fn dispatch_held<T>(&self) -> (*mut WSK_SOCKET, &T) {
-        let socket = self.socket();
-        // SAFETY: a call is held, so the socket is open and its provider table valid; the
-        // caller picks the right table type.
-        let dispatch = unsafe { (*socket).Dispatch };
-        // SAFETY: as above: the provider's table for this socket kind lives while it is open.
-        let table = unsafe { &*dispatch.cast::<T>() };
-        (socket, table)
+        // INVARIANT: the reference just taken belongs to the new handle, of the same kind.
+        Self { inner: self.inner, kind: PhantomData }
     }
 
     /// `close()`: stops new calls, waits for calls in progress, issues `WskCloseSocket` with
@@ -354,9 +396,8 @@ impl SocketCore {
         // Stop new calls, and tell an event stream, which holds a call while it may still
         // release indications, to wind down.
         inner.rundown.fetch_or(CLOSING, Ordering::AcqRel);
-        if let Some(events) = self.events() {
-            // SAFETY: installed event state lives as long as the core.
-            unsafe { events.as_ref() }.waker.wake();
+        if let Some(events) = self.events_header() {
+            events.waker.wake();
         }
         // Wait until no call is in progress, then claim the right to issue the close.
         let issue = core::future::poll_fn(|cx| {
@@ -441,9 +482,96 @@ unsafe fn issue_close(ptr: NonNull<CoreInner>) {
     }
 }
 
-impl Drop for CallGuard<'_> {
+impl<K: SocketKind> CallGuard<'_, K> {
+    /// The WSK socket and its dispatch table, usable while the guard is held.
+    ///
+    /// Any IRQL.
+    pub fn dispatch(&self) -> (*mut WSK_SOCKET, &K::Dispatch) {
+        // SAFETY: while a call is in progress the socket is open (close waits for the count to
+        // drain); it is not null (checked when the call began) and of kind `K` (invariant).
+        (self.socket, unsafe { dispatch_of::<K>(self.socket) })
+    }
+}
+
+impl<K> Drop for CallGuard<'_, K> {
     fn drop(&mut self) {
         leave(self.core.inner);
+    }
+}
+
+/// A view of a core in an event callback ([`SocketCore::with_context`]): it borrows the
+/// core for the callback's duration and holds no reference, so it cannot release one.
+///
+/// # Invariants
+/// `core` is never dropped (nor taken out): it stands for no reference.
+pub(crate) struct CoreRef<'a, K> {
+    core: ManuallyDrop<SocketCore<K>>,
+    life: PhantomData<&'a CoreInner>,
+}
+
+impl<K> core::ops::Deref for CoreRef<'_, K> {
+    type Target = SocketCore<K>;
+
+    fn deref(&self) -> &SocketCore<K> {
+        &self.core
+    }
+}
+
+impl<K> CoreRef<'_, K> {
+    /// Takes over an owner reference on the viewed core that no handle holds: the one an
+    /// event stream dropped while a callback was inside left to that callback.
+    ///
+    /// # Safety
+    /// The caller owns such a reference, and hands it over here once.
+    ///
+    /// Any IRQL.
+    pub unsafe fn adopt_owner(&self) -> SocketCore<K> {
+        // INVARIANT: the reference the caller owns belongs to the new handle.
+        SocketCore { inner: self.core.inner, kind: PhantomData }
+    }
+}
+
+/// The kind marker of an [`AnyCore`]'s handle (no socket kind: it gives no dispatch table).
+pub(crate) enum Erased {}
+
+/// An owner handle whose kind is known at run time only: what an operation that creates or
+/// accepts a socket holds while it is in flight (`op::SocketOwner`), and what a
+/// [`Closer`](crate::Closer) holds. Turns back into a typed handle with
+/// [`AnyCore::downcast`], which checks the kind.
+pub(crate) struct AnyCore {
+    core: SocketCore<Erased>,
+    kind: TypeId,
+}
+
+impl<K: SocketKind> From<SocketCore<K>> for AnyCore {
+    fn from(core: SocketCore<K>) -> Self {
+        AnyCore { core: core.retype(), kind: TypeId::of::<K>() }
+    }
+}
+
+impl AnyCore {
+    /// The handle as a core of kind `K`, or itself back if the core is of another kind.
+    ///
+    /// Any IRQL.
+    pub fn downcast<K: SocketKind>(self) -> core::result::Result<SocketCore<K>, Self> {
+        if self.kind == TypeId::of::<K>() { Ok(self.core.retype()) } else { Err(self) }
+    }
+
+    /// See [`SocketCore::set_socket`].
+    ///
+    /// # Safety
+    /// `socket` is a WSK socket of the kind this handle was made from, created (or accepted)
+    /// with this core as its context and that kind's client dispatch table.
+    ///
+    /// Any IRQL.
+    pub unsafe fn set_socket(&self, socket: *mut WSK_SOCKET) {
+        // SAFETY: forwarded contract.
+        unsafe { self.core.set_socket(socket) }
+    }
+
+    /// See [`SocketCore::close`]. IRQL == PASSIVE_LEVEL (task context).
+    pub async fn close(&self) -> Result<()> {
+        self.core.close().await
     }
 }
 
@@ -467,7 +595,7 @@ fn leave(ptr: NonNull<CoreInner>) {
     }
 }
 
-impl Drop for SocketCore {
+impl<K> Drop for SocketCore<K> {
     fn drop(&mut self) {
         let inner = self.inner();
         if inner.refs.fetch_sub(1, Ordering::AcqRel) != 1 {
@@ -520,8 +648,8 @@ unsafe fn release(inner: NonNull<CoreInner>) {
 /// # Safety
 /// No reference to the core is left.
 unsafe fn free(inner: NonNull<CoreInner>) {
-    // SAFETY: guaranteed by the caller.
-    let core = unsafe { inner.as_ptr().read() };
+    // SAFETY: guaranteed by the caller; the core came from `CoreBox::into_raw`.
+    let core = unsafe { CoreBox::from_raw_tagged(inner) };
     // SAFETY: the close IRP is not in flight (its reference is gone) and is ours.
     unsafe { wsk_sys::IoFreeIrp(core.close_irp.as_ptr()) };
     if let Some(events) = NonNull::new(core.events.load(core::sync::atomic::Ordering::Acquire)) {
@@ -530,8 +658,6 @@ unsafe fn free(inner: NonNull<CoreInner>) {
         unsafe { crate::socket::events::free(events) };
     }
     drop(core);
-    // SAFETY: allocated in `SocketCore::new` with SOCKET_TAG; value moved out above.
-    unsafe { pool::free(inner.cast(), SOCKET_TAG) };
     LIVE_SOCKETS.fetch_sub(1, core::sync::atomic::Ordering::AcqRel);
 }
 
@@ -628,6 +754,59 @@ mod loom_tests {
             let issues = [mine, theirs].iter().filter(|c| **c == Claim::Issue).count();
             assert_eq!(issues, 1);
         });
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::socket::kind::{Connection, Datagram, Listen};
+
+    /// A core whose socket was never created gives no call (so no dispatch table is read
+    /// through a null socket), and the failed call leaves no count behind: dropping the core
+    /// closes and frees it at once (Miri checks that nothing leaks).
+    #[test]
+    fn a_core_without_a_socket_takes_no_call() {
+        let core = SocketCore::<Datagram>::new().unwrap();
+        assert!(matches!(core.enter().err(), Some(Error::InvalidInput(_))));
+        assert_eq!(core.inner().rundown.load(Ordering::Acquire), 0, "the refused call left a count");
+        assert!(!core.is_closing());
+    }
+
+    /// A handle of run-time kind turns back into a typed handle only for the kind it was made
+    /// from; a refused conversion hands the same reference back.
+    #[test]
+    fn a_core_turns_back_only_into_its_own_kind() {
+        let core = SocketCore::<Connection>::new().unwrap();
+        let context = core.context();
+        let any = AnyCore::from(core);
+        let Err(any) = any.downcast::<Datagram>() else { panic!("a connection core became a datagram core") };
+        let Err(any) = any.downcast::<Listen>() else { panic!("a connection core became a listen core") };
+        let Ok(core) = any.downcast::<Connection>() else { panic!("a connection core was refused as one") };
+        assert_eq!(core.context(), context);
+        assert_eq!(core.inner().refs.load(Ordering::Acquire), 1, "a conversion took or dropped a reference");
+    }
+
+    /// A callback's view holds no reference, and sees the core behind the context; a null
+    /// context gives none. An owner reference left to the view is taken over exactly once
+    /// (Miri reports a leak or a double free otherwise).
+    #[test]
+    fn a_view_holds_no_reference_and_adopts_one_left_to_it() {
+        let core = SocketCore::<Listen>::new().unwrap();
+        // SAFETY: null: `f` does not run.
+        assert!(unsafe { SocketCore::<Listen>::with_context(core::ptr::null_mut(), |_| ()) }.is_none());
+        // A stream's owner reference, dropped while a callback is inside: left to it.
+        core::mem::forget(core.clone_owner());
+        let callback = |view: CoreRef<'_, Listen>| {
+            assert_eq!(view.inner().refs.load(Ordering::Acquire), 2, "the view took a reference");
+            // SAFETY: the reference forgotten above is ours, handed over once.
+            drop(unsafe { view.adopt_owner() });
+            view.context()
+        };
+        // SAFETY: the context of a live listen core.
+        let seen = unsafe { SocketCore::<Listen>::with_context(core.context(), callback) };
+        assert_eq!(seen, Some(core.context()));
+        assert_eq!(core.inner().refs.load(Ordering::Acquire), 1);
     }
 }
 
