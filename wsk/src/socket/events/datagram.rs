@@ -186,6 +186,19 @@ impl Datagrams {
         self.attached.detach();
     }
 
+    /// The oldest list the callbacks retained, as a batch; `None` when the ring is empty.
+    /// Lists popped after close began are released instead of handed out (the next turn of
+    /// [`Datagrams::poll_batch`] then ends the stream).
+    fn next_retained(&mut self) -> Option<DatagramBatch> {
+        loop {
+            // SAFETY: the stream is the ring's only consumer.
+            let list = unsafe { self.state().rx.pop() }?;
+            if let Some(retained) = Retained::hand_out(self.attached.core(), self.attached.state_ptr(), list) {
+                return Some(DatagramBatch { inner: BatchInner::Retained(retained) });
+            }
+        }
+    }
+
     fn poll_batch(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<DatagramBatch>>> {
         if self.attached.is_done() {
             return Poll::Ready(None);
@@ -197,7 +210,18 @@ impl Datagrams {
                 return Poll::Ready(None);
             }
             if self.receiving {
-                let done = core::task::ready!(self.slot.poll_submitted(cx));
+                let Poll::Ready(done) = self.slot.poll_submitted(cx) else {
+                    // The copy waits for a datagram. Callbacks that were in progress when it
+                    // was issued, or indications the provider resumed meanwhile (the emulator
+                    // resumes them once a `WskReceiveFrom` completed; Microsoft's
+                    // documentation does not say that a provider keeps them off), may have
+                    // retained lists: hand those out now. The copy's datagram may never come
+                    // (the peer sent everything, and it is in the ring).
+                    return match self.next_retained() {
+                        Some(batch) => Poll::Ready(Some(Ok(batch))),
+                        None => Poll::Pending,
+                    };
+                };
                 self.receiving = false;
                 let result = done.result();
                 let mut buffer = done.buffer.expect("receive buffer handed back");
@@ -214,12 +238,11 @@ impl Datagrams {
                     }
                 }
             }
-            // SAFETY: the stream is the ring's only consumer.
-            if let Some(list) = unsafe { self.state().rx.pop() } {
-                let Some(retained) = Retained::hand_out(self.attached.core(), self.attached.state_ptr(), list) else {
-                    continue;
-                };
-                return Poll::Ready(Some(Ok(DatagramBatch { inner: BatchInner::Retained(retained) })));
+            if let Some(batch) = self.next_retained() {
+                return Poll::Ready(Some(Ok(batch)));
+            }
+            if self.attached.core().is_closing() {
+                continue;
             }
             if self.state().failed.load(Ordering::Acquire) != 0 {
                 self.ending = true;
@@ -242,7 +265,7 @@ impl Datagrams {
                     }
                 } else {
                     // The consumer holds some and asks for more: copy the oldest kept datagram
-                    // out (the callback stays off meanwhile, so order is kept).
+                    // out (WSK serves a `WskReceiveFrom` from what it kept, oldest first).
                     // (Also when the refused data could not be mapped: indicated again, it
                     // would be refused again.)
                     core::task::ready!(self.slot.poll_idle(cx));
