@@ -32,7 +32,8 @@ macro_rules! counters {
             use super::*;
             $(
                 #[inline]
-                #[allow(dead_code)]
+                #[expect(clippy::allow_attributes, reason = "an `expect` would fail for the counters that are bumped")]
+                #[allow(dead_code, reason = "a bump function per counter; not every counter is bumped in every build")]
                 pub(crate) fn $field(n: u64) {
                     ATOMICS.$field.fetch_add(n, Ordering::Relaxed);
                 }

@@ -117,7 +117,7 @@
 //! * Stop codes and their first parameters follow Driver Verifier where a matching check exists;
 //!   the rule name is the reliable identifier.
 
-#![allow(non_snake_case)]
+#![expect(non_snake_case, reason = "the emulated kernel routines keep their Windows names and parameter names")]
 
 pub mod adversary;
 mod counters;

@@ -24,7 +24,12 @@
 
 #![no_std]
 #![deny(missing_docs)]
-#![allow(non_snake_case, non_camel_case_types, non_upper_case_globals)]
+#![expect(
+    non_snake_case,
+    non_camel_case_types,
+    non_upper_case_globals,
+    reason = "the bindings keep the C names of the Windows headers, so they can be looked up there"
+)]
 
 #[expect(missing_docs, reason = "binds ntdef.h and wdm.h items named after their C names")]
 pub mod basic;
