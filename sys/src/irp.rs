@@ -126,7 +126,7 @@ pub const IO_TYPE_IRP: CSHORT = 6;
 
 /// `IoSizeOfIrp`: bytes for an IRP with `stack_size` stack locations.
 pub const fn IoSizeOfIrp(stack_size: CCHAR) -> usize {
-    core::mem::size_of::<IRP>() + (stack_size as usize) * core::mem::size_of::<IO_STACK_LOCATION>()
+    size_of::<IRP>() + (stack_size as usize) * size_of::<IO_STACK_LOCATION>()
 }
 
 /// Pointer to `irp->Tail.Overlay` (no read or write).

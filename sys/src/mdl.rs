@@ -79,10 +79,10 @@ pub unsafe fn MmGetSystemAddressForMdlSafe(mdl: *mut MDL, priority: ULONG) -> *m
         unsafe {
             crate::fns::MmMapLockedPagesSpecifyCache(
                 mdl,
-                crate::basic::KernelMode,
+                KernelMode,
                 MmCached,
                 core::ptr::null_mut(),
-                FALSE as ULONG,
+                ULONG::from(FALSE),
                 priority,
             )
         }

@@ -53,7 +53,7 @@ pub fn InitializeObjectAttributes(
     security_descriptor: *mut c_void,
 ) -> OBJECT_ATTRIBUTES {
     OBJECT_ATTRIBUTES {
-        Length: core::mem::size_of::<OBJECT_ATTRIBUTES>() as ULONG,
+        Length: size_of::<OBJECT_ATTRIBUTES>() as ULONG,
         RootDirectory: root,
         ObjectName: name,
         Attributes: attributes,

@@ -217,7 +217,7 @@ impl TryFrom<&SOCKADDR_STORAGE> for SocketAddr {
         // of its bytes are initialized, and the slice lives as long as the borrow.
         let bytes = unsafe {
             core::slice::from_raw_parts(
-                (storage as *const SOCKADDR_STORAGE).cast::<u8>(),
+                core::ptr::from_ref::<SOCKADDR_STORAGE>(storage).cast::<u8>(),
                 size_of::<SOCKADDR_STORAGE>(),
             )
         };
@@ -322,7 +322,8 @@ mod tests {
     fn bytes_of(storage: &SOCKADDR_STORAGE) -> [u8; 128] {
         let mut bytes = [0u8; 128];
         // SAFETY: SOCKADDR_STORAGE is 128 bytes without padding, all initialized.
-        let src = unsafe { core::slice::from_raw_parts((storage as *const SOCKADDR_STORAGE).cast::<u8>(), 128) };
+        let src =
+            unsafe { core::slice::from_raw_parts(core::ptr::from_ref::<SOCKADDR_STORAGE>(storage).cast::<u8>(), 128) };
         bytes.copy_from_slice(src);
         bytes
     }

@@ -269,7 +269,7 @@ unsafe extern "system" fn bench_driver_entry(driver: *mut DRIVER_OBJECT, _regist
     let config = Config::new().max_polls_per_run(DRIVER_POLLS_PER_RUN.load(Ordering::Relaxed));
     match Executor::with_config(io, config) {
         Ok(executor) => {
-            *DRIVER_EXECUTOR.lock().unwrap_or_else(|p| p.into_inner()) = Some(executor);
+            *DRIVER_EXECUTOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(executor);
             STATUS_SUCCESS
         }
         Err(_) => STATUS_INSUFFICIENT_RESOURCES,
@@ -285,7 +285,8 @@ fn with_emulator(polls_per_run: u32, f: impl FnOnce(&mut dyn Runtime)) {
         .capture_sites(false)
         .load("executor-bench", bench_driver_entry)
         .unwrap_or_else(|e| panic!("benchmark driver did not load: {e}"));
-    let executor = DRIVER_EXECUTOR.lock().unwrap_or_else(|p| p.into_inner()).take().expect("executor created");
+    let executor =
+        DRIVER_EXECUTOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take().expect("executor created");
     if polls_per_run == DEFAULT_POLLS_PER_RUN {
         print_kernel_primitive_costs();
     }

@@ -92,7 +92,7 @@ fn main() {
         // Start one receive per accepted stream without a task per receive (the futures live
         // in host memory here, as they would in a driver's own task): poll each once.
         let mut pending: Vec<_> = accepted.iter_mut().zip(buffers).map(|(s, buf)| Box::pin(s.recv(buf))).collect();
-        for f in pending.iter_mut() {
+        for f in &mut pending {
             let started = std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx).is_pending())).await;
             assert!(started, "nothing was sent: the receive is pending");
         }

@@ -47,7 +47,7 @@ pub struct UnloadRecord {
 /// `BLOCKED_AT_DISPATCH_LEVEL`).
 pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     wsk_emulator::assert_may_block("wsk_tests::lock");
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// DriverEntry's part: creates the executor for `driver` with `config`, stores it in

@@ -30,7 +30,7 @@ static REGISTRATION: Mutex<Option<Box<Wsk>>> = Mutex::new(None);
 const DRIVER: &str = "sockets";
 
 unsafe extern "system" fn driver_entry(driver: *mut DRIVER_OBJECT, _path: *mut UNICODE_STRING) -> NTSTATUS {
-    let Ok(wsk) = Wsk::register(std::time::Duration::from_secs(1)) else { return STATUS_UNSUCCESSFUL };
+    let Ok(wsk) = Wsk::register(Duration::from_secs(1)) else { return STATUS_UNSUCCESSFUL };
     *lock(&REGISTRATION) = Some(Box::new(wsk));
     // SAFETY: the emulator passes DriverEntry's own driver object.
     let status = unsafe { driver::start_executor(driver, Config::new()) };
@@ -77,7 +77,7 @@ where
     {
         let wsk: &'static Wsk = {
             let guard = lock(&REGISTRATION);
-            let ptr: *const Wsk = &**guard.as_ref().expect("registration");
+            let ptr: *const Wsk = &raw const **guard.as_ref().expect("registration");
             // SAFETY: the registration lives in a Box until unload, which first shuts down the
             // executor, so no task outlives it.
             unsafe { &*ptr }

@@ -19,7 +19,7 @@ use wsk_tests::harness::run_clean;
 fn adversarial_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        adversary::set(Adversary { unmapped_indications: true, mapping_failure_ppm: 300_000, ..Adversary::default() })
+        adversary::set(Adversary { unmapped_indications: true, mapping_failure_ppm: 300_000, ..Adversary::default() });
     });
 }
 

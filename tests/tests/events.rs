@@ -103,9 +103,9 @@ fn receive_events_echo_zero_copy() {
             match event.expect("event") {
                 ConnectionEvent::Data(data) => {
                     if data.is_zero_copy() {
-                        zero_copy += data.len()
+                        zero_copy += data.len();
                     } else {
-                        copied += data.len()
+                        copied += data.len();
                     }
                     out.clear();
                     assert_eq!(data.copy_into(&mut out), data.len());

@@ -40,7 +40,7 @@ fn invalid(_: SockaddrError) -> Error {
 
 /// The `SOCKADDR` pointer for a storage (for WSK calls).
 pub(crate) fn as_sockaddr(storage: &mut SOCKADDR_STORAGE) -> *mut SOCKADDR {
-    (storage as *mut SOCKADDR_STORAGE).cast()
+    core::ptr::from_mut::<SOCKADDR_STORAGE>(storage).cast()
 }
 
 /// The unspecified address of `addr`'s family, port 0.

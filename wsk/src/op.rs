@@ -261,7 +261,7 @@ impl OpSlot {
             inner.waker.register(cx.waker());
             if inner.state.load(Ordering::Acquire) == 0 { Poll::Ready(()) } else { Poll::Pending }
         })
-        .await
+        .await;
     }
 
     /// Poll form of [`OpSlot::idle`].
@@ -484,7 +484,7 @@ impl<'a> Armed<'a> {
         unsafe { wsk_sys::IoReuseIrp(irp, wsk_sys::STATUS_UNSUCCESSFUL) };
         // SAFETY: as above; the IRP has one stack location, which is the next one.
         unsafe {
-            wsk_sys::IoSetCompletionRoutine(irp, Some(complete), ptr.as_ptr().cast::<c_void>(), true, true, true)
+            wsk_sys::IoSetCompletionRoutine(irp, Some(complete), ptr.as_ptr().cast::<c_void>(), true, true, true);
         };
         inner.refs.fetch_add(1, Ordering::Relaxed);
         inner.state.store(SUBMITTED, Ordering::Release);
@@ -500,7 +500,7 @@ impl<'a> Armed<'a> {
     fn into_slot(self) -> &'a mut OpSlot {
         let this = core::mem::ManuallyDrop::new(self);
         // SAFETY: `this` is never used or dropped again, so the borrow is moved out once.
-        unsafe { core::ptr::read(&this.slot) }
+        unsafe { core::ptr::read(&raw const this.slot) }
     }
 }
 

@@ -41,14 +41,14 @@ impl Parameters {
         let bytes = ((base_len + SUFFIX.len()) * 2) as u16;
         let mut key_name = UNICODE_STRING { Length: bytes, MaximumLength: bytes, Buffer: name.as_mut_ptr() };
         let mut attributes = wsk_sys::InitializeObjectAttributes(
-            &mut key_name,
+            &raw mut key_name,
             OBJ_CASE_INSENSITIVE | OBJ_KERNEL_HANDLE,
             core::ptr::null_mut(),
             core::ptr::null_mut(),
         );
         let mut handle: HANDLE = core::ptr::null_mut();
         // SAFETY: PASSIVE_LEVEL; all pointers are valid for the call.
-        let status = unsafe { wsk_sys::ZwOpenKey(&mut handle, KEY_READ, &mut attributes) };
+        let status = unsafe { wsk_sys::ZwOpenKey(&raw mut handle, KEY_READ, &raw mut attributes) };
         if status == STATUS_OBJECT_NAME_NOT_FOUND {
             return Ok(None);
         }
@@ -71,11 +71,11 @@ impl Parameters {
         let status = unsafe {
             wsk_sys::ZwQueryValueKey(
                 self.handle,
-                &mut name,
+                &raw mut name,
                 KeyValuePartialInformation,
                 out.as_mut_ptr().cast::<c_void>(),
-                core::mem::size_of_val(out) as u32,
-                &mut returned,
+                size_of_val(out) as u32,
+                &raw mut returned,
             )
         };
         if status == STATUS_OBJECT_NAME_NOT_FOUND {
@@ -84,7 +84,7 @@ impl Parameters {
         check(status)?;
         // SAFETY: on success the buffer starts with a KEY_VALUE_PARTIAL_INFORMATION header.
         let info = unsafe { &*out.as_ptr().cast::<KEY_VALUE_PARTIAL_INFORMATION>() };
-        let data_len = (info.DataLength as usize).min(core::mem::size_of_val(out) - 12);
+        let data_len = (info.DataLength as usize).min(size_of_val(out) - 12);
         Ok(Some((info.Type, data_len)))
     }
 
@@ -133,7 +133,7 @@ impl Parameters {
 
 fn data_bytes(out: &[u64; 66]) -> &[u8] {
     // SAFETY: viewing the u64 buffer as bytes; the data starts at offset 12 of the header.
-    let bytes = unsafe { core::slice::from_raw_parts(out.as_ptr().cast::<u8>(), core::mem::size_of_val(out)) };
+    let bytes = unsafe { core::slice::from_raw_parts(out.as_ptr().cast::<u8>(), size_of_val(out)) };
     &bytes[12..]
 }
 

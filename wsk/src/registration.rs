@@ -56,7 +56,7 @@ impl Wsk {
         let wait_ms = wait_millis(wait);
         pool::init();
         let reg = Registration {
-            client_npi: WSK_CLIENT_NPI { ClientContext: core::ptr::null_mut(), Dispatch: &CLIENT_DISPATCH },
+            client_npi: WSK_CLIENT_NPI { ClientContext: core::ptr::null_mut(), Dispatch: &raw const CLIENT_DISPATCH },
             block: WSK_REGISTRATION::zeroed(),
             provider: WSK_PROVIDER_NPI::zeroed(),
             captured: false,
@@ -65,7 +65,7 @@ impl Wsk {
         let r = &mut *reg;
         // SAFETY: both blocks live in pool memory that stays in place until `drop`, which
         // deregisters; PASSIVE_LEVEL was checked.
-        let status = unsafe { wsk_sys::WskRegister(&mut r.client_npi, &mut r.block) };
+        let status = unsafe { wsk_sys::WskRegister(&raw mut r.client_npi, &raw mut r.block) };
         if !NT_SUCCESS(status) {
             crate::log!(error, "wsk: WskRegister failed: {}", Error::from_status(status));
             // Not registered: only the allocation is undone (dropped here, no Wsk exists).
@@ -85,7 +85,7 @@ impl Wsk {
         let r = &mut *self.reg;
         // SAFETY: the block was registered and stays in place; with a non-zero wait the
         // caller is at PASSIVE_LEVEL (checked by the public entry points).
-        let status = unsafe { wsk_sys::WskCaptureProviderNPI(&mut r.block, wait_ms, &mut r.provider) };
+        let status = unsafe { wsk_sys::WskCaptureProviderNPI(&raw mut r.block, wait_ms, &raw mut r.provider) };
         if NT_SUCCESS(status) {
             r.captured = true;
             Ok(())
@@ -151,11 +151,11 @@ impl Drop for Wsk {
         let r = &mut *self.reg;
         if r.captured {
             // SAFETY: exactly one release for the successful capture.
-            unsafe { wsk_sys::WskReleaseProviderNPI(&mut r.block) };
+            unsafe { wsk_sys::WskReleaseProviderNPI(&raw mut r.block) };
             r.captured = false;
         }
         // SAFETY: the block was registered by `register`; PASSIVE_LEVEL was checked.
-        unsafe { wsk_sys::WskDeregister(&mut r.block) };
+        unsafe { wsk_sys::WskDeregister(&raw mut r.block) };
     }
 }
 

@@ -143,12 +143,12 @@ impl Wsk {
                 get.map(|get| {
                     get(
                         client,
-                        &mut (*req).node,
-                        &mut (*req).service,
+                        &raw mut (*req).node,
+                        &raw mut (*req).service,
                         NS_ALL,
                         core::ptr::null_mut(),
                         core::ptr::null_mut(),
-                        &mut (*req).result,
+                        &raw mut (*req).result,
                         core::ptr::null_mut(),
                         core::ptr::null_mut(),
                         irp,
@@ -169,11 +169,11 @@ impl Wsk {
             let info = unsafe { &*node };
             if !info.ai_addr.is_null() {
                 let mut storage = wsk_sys::SOCKADDR_STORAGE::zeroed();
-                let len = info.ai_addrlen.min(core::mem::size_of::<wsk_sys::SOCKADDR_STORAGE>());
+                let len = info.ai_addrlen.min(size_of::<wsk_sys::SOCKADDR_STORAGE>());
                 // SAFETY: `ai_addr` points to `ai_addrlen` readable bytes; copying at most the
                 // storage's size.
                 unsafe {
-                    core::ptr::copy_nonoverlapping(info.ai_addr.cast::<u8>(), (&raw mut storage).cast::<u8>(), len)
+                    core::ptr::copy_nonoverlapping(info.ai_addr.cast::<u8>(), (&raw mut storage).cast::<u8>(), len);
                 };
                 if let Ok(a) = addr::from_storage(&storage) {
                     list.addrs[list.len] = Some(a);

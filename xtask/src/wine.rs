@@ -542,15 +542,15 @@ mod tests {
     #[test]
     fn a_crash_is_placed_in_the_module_below_its_address() {
         let netio = "wine: Unhandled page fault on read access to 0000000000000000 at address 00000001D8264490 (thread 0140), starting debugger...";
-        assert_eq!(super::crash_module(LOADS, netio).as_deref(), Some("NETIO.SYS"));
-        assert!(!super::is_our_image("NETIO.SYS"));
+        assert_eq!(crash_module(LOADS, netio).as_deref(), Some("NETIO.SYS"));
+        assert!(!is_our_image("NETIO.SYS"));
         let ours = "wine: Unhandled page fault on write access to 0000000000000038 at address 0000000180001234 (thread 0138), starting debugger...";
-        assert_eq!(super::crash_module(LOADS, ours).as_deref(), Some("stress.sys"));
-        assert!(super::is_our_image("stress.sys") && super::is_our_image("ECHO.SYS"));
+        assert_eq!(crash_module(LOADS, ours).as_deref(), Some("stress.sys"));
+        assert!(is_our_image("stress.sys") && is_our_image("ECHO.SYS"));
         let below_every_module =
             "wine: Unhandled page fault on read access to 0 at address 0000000000401000 (thread 0140)";
-        assert_eq!(super::crash_module(LOADS, below_every_module), None);
-        assert_eq!(super::crash_module(LOADS, "wine: Unhandled exception 0xc0000005 in thread 0140"), None);
+        assert_eq!(crash_module(LOADS, below_every_module), None);
+        assert_eq!(crash_module(LOADS, "wine: Unhandled exception 0xc0000005 in thread 0140"), None);
     }
 
     use super::*;

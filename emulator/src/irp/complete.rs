@@ -144,7 +144,7 @@ unsafe fn walk(irp: *mut IRP, id: Option<u64>, stack_count: CCHAR) {
                     } else {
                         (*IoGetCurrentIrpStackLocation(irp)).DeviceObject
                     };
-                    let irql = irql::current_irql();
+                    let irql = current_irql();
                     let result = routine(device, irp, context);
                     super::check_cancel_lock_released("a completion routine");
                     irql::check_restored("a completion routine", irql);

@@ -302,11 +302,11 @@ mod fault {
             ours.sa_sigaction = on_fault as *const () as libc::sighandler_t;
             ours.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
             // SAFETY: a valid signal set to clear.
-            unsafe { libc::sigemptyset(&mut ours.sa_mask) };
+            unsafe { libc::sigemptyset(&raw mut ours.sa_mask) };
             // SAFETY: valid `sigaction` structures; the handler only does async-signal-safe
             // work. `previous` is filled before any fault can reach `on_fault`, which reads
             // it only after `PREVIOUS` is set: a fault in the window goes to the default.
-            unsafe { libc::sigaction(libc::SIGSEGV, &ours, &mut previous) };
+            unsafe { libc::sigaction(libc::SIGSEGV, &raw const ours, &raw mut previous) };
             Previous(previous)
         });
     }
@@ -411,7 +411,7 @@ mod fault {
                 let mut default: libc::sigaction = unsafe { std::mem::zeroed() };
                 default.sa_sigaction = libc::SIG_DFL;
                 // SAFETY: sigaction is async-signal-safe; the structure is valid.
-                unsafe { libc::sigaction(signal, &default, std::ptr::null_mut()) };
+                unsafe { libc::sigaction(signal, &raw const default, std::ptr::null_mut()) };
             }
         }
     }

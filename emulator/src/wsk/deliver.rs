@@ -314,7 +314,7 @@ fn call(work: Work, client: Client) -> Outcome {
             let head = chain.head() as *mut WSK_DATA_INDICATION;
             // SAFETY: as above; the chain is provider memory that stays valid during the call
             // (and after it, if the client retains it); `accepted` lives across the call.
-            let status = unsafe { callback(context, flags, head, chain.bytes(), &mut accepted) };
+            let status = unsafe { callback(context, flags, head, chain.bytes(), &raw mut accepted) };
             (Outcome::Receive { chain, status, accepted }, "WskReceiveEvent")
         }
         Work::ReceiveFrom { callback, chain } => {
@@ -338,8 +338,8 @@ fn call(work: Work, client: Client) -> Outcome {
                     local_address,
                     remote_address,
                     accepted.handle() as *mut WSK_SOCKET,
-                    &mut accept_context,
-                    &mut accept_dispatch,
+                    &raw mut accept_context,
+                    &raw mut accept_dispatch,
                 )
             };
             let client = Client { context: accept_context as usize, dispatch: accept_dispatch as usize };

@@ -56,7 +56,8 @@ pub unsafe extern "system" fn WskCaptureProviderNPI(
     }
     // SAFETY: the caller guarantees `WskProviderNpi` is writable.
     unsafe {
-        WskProviderNpi.write(WSK_PROVIDER_NPI { Client: WskRegistration.cast(), Dispatch: &PROVIDER_DISPATCH });
+        WskProviderNpi
+            .write(WSK_PROVIDER_NPI { Client: WskRegistration.cast(), Dispatch: &raw const PROVIDER_DISPATCH });
     }
     STATUS_SUCCESS
 }

@@ -65,7 +65,7 @@ fn run(mut poll: Poll) {
             continue;
         }
         let mut woken = false;
-        for event in events.iter() {
+        for event in &events {
             if event.token() == WAKE {
                 woken = true;
             } else if processors::active() {

@@ -397,5 +397,5 @@ pub(crate) fn teardown(session: u64) {
 
 /// A dispatch table pointer as `WSK_SOCKET::Dispatch` stores it.
 pub(crate) fn table_pointer<T>(table: &'static T) -> *const c_void {
-    (table as *const T).cast()
+    std::ptr::from_ref::<T>(table).cast()
 }

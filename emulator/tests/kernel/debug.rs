@@ -28,7 +28,7 @@ fn windows_printf_dialect() {
         assert_eq!(last(), "[echo] [wide] [wide]");
         DbgPrint(c"%p".as_ptr(), 0xABCusize as *const u8);
         assert_eq!(last(), "0000000000000ABC");
-        DbgPrint(c"%5d|%-4s|%05.1f|%%|%c".as_ptr(), 42i32, c"ab".as_ptr(), 2.5f64, b'z' as i32);
+        DbgPrint(c"%5d|%-4s|%05.1f|%%|%c".as_ptr(), 42i32, c"ab".as_ptr(), 2.5f64, i32::from(b'z'));
         assert_eq!(last(), "   42|ab  |002.5|%|z");
         DbgPrint(c"%*d %.2s %s".as_ptr(), 4i32, 1i32, c"xyz".as_ptr(), std::ptr::null::<u8>());
         assert_eq!(last(), "   1 xy (null)");

@@ -22,20 +22,27 @@ fn read_port(registry_path: *mut UNICODE_STRING) -> u32 {
         String::from_utf16(unsafe { std::slice::from_raw_parts(path.Buffer, usize::from(path.Length) / 2) }).unwrap();
     let mut name = unicode(&format!(r"{path}\Parameters"));
     let mut attributes = InitializeObjectAttributes(
-        &mut name,
+        &raw mut name,
         OBJ_CASE_INSENSITIVE | OBJ_KERNEL_HANDLE,
         std::ptr::null_mut(),
         std::ptr::null_mut(),
     );
     let mut key: HANDLE = std::ptr::null_mut();
-    if !NT_SUCCESS(unsafe { ZwOpenKey(&mut key, KEY_READ, &mut attributes) }) {
+    if !NT_SUCCESS(unsafe { ZwOpenKey(&raw mut key, KEY_READ, &raw mut attributes) }) {
         return 0;
     }
     let mut value = unicode("Port");
     let mut buffer = [0u32; 8];
     let mut length = 0;
     let status = unsafe {
-        ZwQueryValueKey(key, &mut value, KeyValuePartialInformation, buffer.as_mut_ptr().cast(), 32, &mut length)
+        ZwQueryValueKey(
+            key,
+            &raw mut value,
+            KeyValuePartialInformation,
+            buffer.as_mut_ptr().cast(),
+            32,
+            &raw mut length,
+        )
     };
     unsafe { ZwClose(key) };
     if status == STATUS_SUCCESS && buffer[1] == REG_DWORD { buffer[3] } else { 0 }

@@ -18,7 +18,7 @@ unsafe impl Sync for Event {}
 impl Event {
     fn new(kind: EVENT_TYPE, signalled: bool) -> Arc<Event> {
         let mut event = Box::new(unsafe { std::mem::zeroed::<KEVENT>() });
-        unsafe { KeInitializeEvent(&mut *event, kind, u8::from(signalled)) };
+        unsafe { KeInitializeEvent(&raw mut *event, kind, u8::from(signalled)) };
         Arc::new(Event(event))
     }
 
@@ -128,7 +128,7 @@ fn delay_execution_sleeps() {
     let driver = attach();
     let mut interval: LARGE_INTEGER = -20_000; // 2 ms
     let start = unsafe { KeQueryInterruptTime() };
-    assert_eq!(unsafe { KeDelayExecutionThread(KernelMode, FALSE, &mut interval) }, STATUS_SUCCESS);
+    assert_eq!(unsafe { KeDelayExecutionThread(KernelMode, FALSE, &raw mut interval) }, STATUS_SUCCESS);
     assert!(unsafe { KeQueryInterruptTime() } - start >= 20_000);
     driver.unload().assert_clean();
 }
@@ -156,7 +156,7 @@ fn blocking_wait_at_dispatch_level_is_reported() {
 
     let driver = attach();
     let mut interval: LARGE_INTEGER = -10;
-    with_irql(DISPATCH_LEVEL, || unsafe { KeDelayExecutionThread(KernelMode, FALSE, &mut interval) });
+    with_irql(DISPATCH_LEVEL, || unsafe { KeDelayExecutionThread(KernelMode, FALSE, &raw mut interval) });
     driver.unload().assert_first(Rule::IrqlTooHigh);
 }
 

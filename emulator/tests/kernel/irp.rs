@@ -32,7 +32,7 @@ impl Probe {
     }
 
     fn context(&self) -> PVOID {
-        (self as *const Probe).cast_mut().cast()
+        std::ptr::from_ref::<Probe>(self).cast_mut().cast()
     }
 
     fn calls(&self) -> u32 {
@@ -130,14 +130,14 @@ fn pending_irp_completed_from_another_thread() {
         probe: Probe::new(STATUS_MORE_PROCESSING_REQUIRED),
     });
     unsafe {
-        KeInitializeEvent(&mut completion.event, NotificationEvent, FALSE);
+        KeInitializeEvent(&raw mut completion.event, NotificationEvent, FALSE);
         let irp = submitted_irp(signal_routine, (&raw mut *completion).cast());
         provider::mark_pending(irp);
         let irp_address = irp as usize;
         let completer = std::thread::spawn(move || provider::complete(irp_address as *mut IRP, STATUS_SUCCESS, 7));
         let mut timeout = -(PATIENCE.as_nanos() as i64 / 100);
         let status =
-            KeWaitForSingleObject((&raw mut completion.event).cast(), Executive, KernelMode, FALSE, &mut timeout);
+            KeWaitForSingleObject((&raw mut completion.event).cast(), Executive, KernelMode, FALSE, &raw mut timeout);
         assert_eq!(status, STATUS_SUCCESS);
         completer.join().unwrap();
         assert_eq!(
@@ -274,15 +274,15 @@ fn completion_reaching_the_io_manager_sets_user_iosb_and_event() {
         assert_eq!((*memory).CurrentLocation, 2);
         let mut iosb = IO_STATUS_BLOCK { Status: STATUS_PENDING, Information: 0 };
         let mut event: KEVENT = std::mem::zeroed();
-        KeInitializeEvent(&mut event, NotificationEvent, FALSE);
-        (*memory).UserIosb = &mut iosb;
-        (*memory).UserEvent = &mut event;
+        KeInitializeEvent(&raw mut event, NotificationEvent, FALSE);
+        (*memory).UserIosb = &raw mut iosb;
+        (*memory).UserEvent = &raw mut event;
         IoSetNextIrpStackLocation(memory);
         (*memory).IoStatus = IO_STATUS_BLOCK { Status: STATUS_SUCCESS, Information: 9 };
         IofCompleteRequest(memory, 0);
         assert_eq!(iosb.Status, STATUS_SUCCESS);
         assert_eq!(iosb.Information, 9);
-        assert_eq!(KeReadStateEvent(&mut event), 1);
+        assert_eq!(KeReadStateEvent(&raw mut event), 1);
         ExFreePool(memory.cast());
     }
     driver.unload().assert_clean();
@@ -349,7 +349,7 @@ fn cancel_spin_lock_excludes_and_raises_irql() {
             std::thread::spawn(|| {
                 for _ in 0..200 {
                     let mut irql = 0xFF;
-                    unsafe { IoAcquireCancelSpinLock(&mut irql) };
+                    unsafe { IoAcquireCancelSpinLock(&raw mut irql) };
                     assert_eq!(irql, PASSIVE_LEVEL);
                     assert_eq!(KeGetCurrentIrql(), DISPATCH_LEVEL);
                     if INSIDE.fetch_add(1, Ordering::SeqCst) != 0 {
@@ -380,8 +380,8 @@ fn cancel_spin_lock_misuse_is_reported() {
     let mut first = 0;
     let mut second = 0;
     unsafe {
-        IoAcquireCancelSpinLock(&mut first);
-        IoAcquireCancelSpinLock(&mut second);
+        IoAcquireCancelSpinLock(&raw mut first);
+        IoAcquireCancelSpinLock(&raw mut second);
         IoReleaseCancelSpinLock(second);
         IoReleaseCancelSpinLock(first);
     }

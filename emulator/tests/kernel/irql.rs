@@ -46,7 +46,7 @@ fn dispatch_level_routines_are_fine_at_dispatch() {
         let block = ExAllocatePoolWithTag(NonPagedPoolNx, 8, 1);
         ExFreePool(block);
         let mut string = UNICODE_STRING::empty();
-        RtlInitUnicodeString(&mut string, [0x41u16, 0].as_ptr());
+        RtlInitUnicodeString(&raw mut string, [0x41u16, 0].as_ptr());
         assert_eq!(string.Length, 2);
         assert_eq!(string.MaximumLength, 4);
     });
@@ -58,7 +58,7 @@ fn passive_only_routines_above_passive_are_reported() {
     let driver = attach();
     with_irql(APC_LEVEL, || unsafe {
         let mut name = unicode("ExAllocatePool2");
-        MmGetSystemRoutineAddress(&mut name);
+        MmGetSystemRoutineAddress(&raw mut name);
     });
     let report = driver.unload();
     let first = report.assert_first(Rule::IrqlTooHigh);
@@ -83,7 +83,7 @@ fn dispatch_routines_above_dispatch_are_reported() {
 unsafe extern "system" fn raise_and_return(_device: *mut DEVICE_OBJECT, _context: PVOID) {
     // Broken: acquires the cancel spin lock (raising to DISPATCH_LEVEL) and never releases it.
     let mut irql = 0;
-    unsafe { IoAcquireCancelSpinLock(&mut irql) };
+    unsafe { IoAcquireCancelSpinLock(&raw mut irql) };
 }
 
 #[test]
@@ -92,7 +92,7 @@ fn callback_returning_at_another_irql_is_reported() {
     unsafe {
         let item = IoAllocateWorkItem(driver.driver_object().cast());
         IoQueueWorkItem(item, raise_and_return, DelayedWorkQueue, std::ptr::null_mut());
-        assert!(driver.wait_idle(crate::common::PATIENCE));
+        assert!(driver.wait_idle(PATIENCE));
         IoFreeWorkItem(item);
     }
     let report = driver.unload();

@@ -11,7 +11,7 @@ type AllocatePool2 = PFN_EX_ALLOCATE_POOL2;
 
 fn pool2() -> AllocatePool2 {
     let mut name = unicode("ExAllocatePool2");
-    let address = unsafe { MmGetSystemRoutineAddress(&mut name) };
+    let address = unsafe { MmGetSystemRoutineAddress(&raw mut name) };
     assert!(!address.is_null());
     unsafe { core::mem::transmute::<PVOID, AllocatePool2>(address) }
 }
@@ -68,11 +68,11 @@ fn system_routine_address_resolves_exports_only() {
     let driver = attach();
     unsafe {
         let mut name = unicode("KeSetEvent");
-        assert_eq!(MmGetSystemRoutineAddress(&mut name) as usize, KeSetEvent as *const () as usize);
+        assert_eq!(MmGetSystemRoutineAddress(&raw mut name) as usize, KeSetEvent as *const () as usize);
         let mut name = unicode("DbgPrint");
-        assert!(!MmGetSystemRoutineAddress(&mut name).is_null());
+        assert!(!MmGetSystemRoutineAddress(&raw mut name).is_null());
         let mut name = unicode("NoSuchRoutine");
-        assert!(MmGetSystemRoutineAddress(&mut name).is_null());
+        assert!(MmGetSystemRoutineAddress(&raw mut name).is_null());
     }
     driver.unload().assert_clean();
 }

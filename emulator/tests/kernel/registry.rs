@@ -10,9 +10,9 @@ use crate::common::{attach, unicode};
 fn open(path: &str, root: HANDLE) -> Result<HANDLE, NTSTATUS> {
     let mut name = unicode(path);
     let mut attributes =
-        InitializeObjectAttributes(&mut name, OBJ_CASE_INSENSITIVE | OBJ_KERNEL_HANDLE, root, std::ptr::null_mut());
+        InitializeObjectAttributes(&raw mut name, OBJ_CASE_INSENSITIVE | OBJ_KERNEL_HANDLE, root, std::ptr::null_mut());
     let mut handle: HANDLE = std::ptr::null_mut();
-    let status = unsafe { ZwOpenKey(&mut handle, KEY_READ, &mut attributes) };
+    let status = unsafe { ZwOpenKey(&raw mut handle, KEY_READ, &raw mut attributes) };
     if NT_SUCCESS(status) { Ok(handle) } else { Err(status) }
 }
 
@@ -24,11 +24,11 @@ fn query(key: HANDLE, name: &str, length: usize) -> (NTSTATUS, ULONG, Vec<u8>) {
     let status = unsafe {
         ZwQueryValueKey(
             key,
-            &mut value_name,
+            &raw mut value_name,
             KeyValuePartialInformation,
             buffer.as_mut_ptr().cast(),
             length as ULONG,
-            &mut result,
+            &raw mut result,
         )
     };
     (status, result, buffer)
@@ -83,7 +83,8 @@ fn short_buffers_and_missing_values() {
     let mut value_name = unicode("Port");
     let mut result = 0;
     let mut buffer = [0u8; 64];
-    let status = unsafe { ZwQueryValueKey(key, &mut value_name, 0, buffer.as_mut_ptr().cast(), 64, &mut result) };
+    let status =
+        unsafe { ZwQueryValueKey(key, &raw mut value_name, 0, buffer.as_mut_ptr().cast(), 64, &raw mut result) };
     assert_eq!(status, STATUS_INVALID_PARAMETER, "only KeyValuePartialInformation is emulated");
     unsafe { ZwClose(key) };
     driver.unload().assert_clean();

@@ -18,7 +18,7 @@ unsafe impl Sync for RunRef {}
 impl RunRef {
     fn new() -> Arc<RunRef> {
         let mut run_ref = Box::new(EX_RUNDOWN_REF { Count: 0xDEAD });
-        unsafe { ExInitializeRundownProtection(&mut *run_ref) };
+        unsafe { ExInitializeRundownProtection(&raw mut *run_ref) };
         Arc::new(RunRef(run_ref))
     }
 

@@ -27,7 +27,7 @@ impl DpcProbe {
     }
 
     fn context(&'static self) -> PVOID {
-        (self as *const DpcProbe).cast_mut().cast()
+        std::ptr::from_ref::<DpcProbe>(self).cast_mut().cast()
     }
 
     fn runs(&self) -> u32 {
@@ -81,7 +81,7 @@ impl DpcGate {
         for _ in 0..DPC_THREADS {
             let dpc = Box::leak(Box::new(unsafe { std::mem::zeroed::<KDPC>() }));
             unsafe {
-                KeInitializeDpc(dpc, gate_dpc, (gate as *const DpcGate).cast_mut().cast());
+                KeInitializeDpc(dpc, gate_dpc, std::ptr::from_ref::<DpcGate>(gate).cast_mut().cast());
                 assert_eq!(KeInsertQueueDpc(dpc, std::ptr::null_mut(), std::ptr::null_mut()), TRUE);
             }
         }
@@ -96,7 +96,7 @@ impl DpcGate {
 
 fn wait_on(object: PVOID, timeout_100ns: i64) -> NTSTATUS {
     let mut timeout = timeout_100ns;
-    unsafe { KeWaitForSingleObject(object, Executive, KernelMode, FALSE, &mut timeout) }
+    unsafe { KeWaitForSingleObject(object, Executive, KernelMode, FALSE, &raw mut timeout) }
 }
 
 fn patience_100ns() -> i64 {
@@ -325,7 +325,7 @@ static IRQL_BUG_RUNS: AtomicU32 = AtomicU32::new(0);
 
 unsafe extern "system" fn dpc_lowering_irql(_dpc: *mut KDPC, _context: PVOID, _a1: PVOID, _a2: PVOID) {
     let mut irql = 0;
-    unsafe { IoAcquireCancelSpinLock(&mut irql) };
+    unsafe { IoAcquireCancelSpinLock(&raw mut irql) };
     IRQL_BUG_RUNS.fetch_add(1, Ordering::SeqCst);
     // Broken: returns holding the cancel spin lock.
 }

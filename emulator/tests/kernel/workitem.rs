@@ -89,7 +89,7 @@ impl Gate {
     }
 
     fn context(&'static self) -> PVOID {
-        (self as *const Gate).cast_mut().cast()
+        std::ptr::from_ref::<Gate>(self).cast_mut().cast()
     }
 
     /// Queues `count` work items that block until the gate opens, and waits until they all run.

@@ -12,7 +12,7 @@ static CLIENT_DISPATCH: WSK_CLIENT_DISPATCH =
     WSK_CLIENT_DISPATCH { Version: MAKE_WSK_VERSION(1, 0), Reserved: 0, WskClientEvent: None };
 
 fn client_npi() -> WSK_CLIENT_NPI {
-    WSK_CLIENT_NPI { ClientContext: ptr::null_mut(), Dispatch: &CLIENT_DISPATCH }
+    WSK_CLIENT_NPI { ClientContext: ptr::null_mut(), Dispatch: &raw const CLIENT_DISPATCH }
 }
 
 static COMPLETIONS: AtomicU32 = AtomicU32::new(0);
@@ -30,9 +30,9 @@ fn register_capture_call_release_deregister() {
     let mut registration = Box::new(WSK_REGISTRATION::zeroed());
     let mut npi = client_npi();
     unsafe {
-        assert_eq!(WskRegister(&mut npi, &mut *registration), STATUS_SUCCESS);
+        assert_eq!(WskRegister(&raw mut npi, &raw mut *registration), STATUS_SUCCESS);
         let mut provider = WSK_PROVIDER_NPI::zeroed();
-        assert_eq!(WskCaptureProviderNPI(&mut *registration, WSK_INFINITE_WAIT, &mut provider), STATUS_SUCCESS);
+        assert_eq!(WskCaptureProviderNPI(&raw mut *registration, WSK_INFINITE_WAIT, &raw mut provider), STATUS_SUCCESS);
         assert!(!provider.Dispatch.is_null());
         let dispatch = &*provider.Dispatch;
         assert_eq!(dispatch.Version, MAKE_WSK_VERSION(1, 0));
@@ -57,8 +57,8 @@ fn register_capture_call_release_deregister() {
         assert_eq!(STATUS.load(Ordering::SeqCst), STATUS_NOT_IMPLEMENTED);
         IoFreeIrp(irp);
 
-        with_irql(DISPATCH_LEVEL, || WskReleaseProviderNPI(&mut *registration));
-        WskDeregister(&mut *registration);
+        with_irql(DISPATCH_LEVEL, || WskReleaseProviderNPI(&raw mut *registration));
+        WskDeregister(&raw mut *registration);
     }
     driver.unload().assert_clean();
 }
@@ -69,13 +69,13 @@ fn capture_with_no_wait_at_dispatch() {
     let mut registration = Box::new(WSK_REGISTRATION::zeroed());
     let mut npi = client_npi();
     unsafe {
-        WskRegister(&mut npi, &mut *registration);
+        WskRegister(&raw mut npi, &raw mut *registration);
         let mut provider = WSK_PROVIDER_NPI::zeroed();
         let status =
-            with_irql(DISPATCH_LEVEL, || WskCaptureProviderNPI(&mut *registration, WSK_NO_WAIT, &mut provider));
+            with_irql(DISPATCH_LEVEL, || WskCaptureProviderNPI(&raw mut *registration, WSK_NO_WAIT, &raw mut provider));
         assert_eq!(status, STATUS_SUCCESS);
-        WskReleaseProviderNPI(&mut *registration);
-        WskDeregister(&mut *registration);
+        WskReleaseProviderNPI(&raw mut *registration);
+        WskDeregister(&raw mut *registration);
     }
     driver.unload().assert_clean();
 }
@@ -86,16 +86,16 @@ fn deregister_waits_for_captured_npis() {
     let mut registration = Box::new(WSK_REGISTRATION::zeroed());
     let mut npi = client_npi();
     unsafe {
-        WskRegister(&mut npi, &mut *registration);
+        WskRegister(&raw mut npi, &raw mut *registration);
         let mut provider = WSK_PROVIDER_NPI::zeroed();
-        WskCaptureProviderNPI(&mut *registration, WSK_INFINITE_WAIT, &mut provider);
+        WskCaptureProviderNPI(&raw mut *registration, WSK_INFINITE_WAIT, &raw mut provider);
     }
     let address = (&raw mut *registration) as usize;
     let releaser = std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_millis(5));
         unsafe { WskReleaseProviderNPI(address as *mut WSK_REGISTRATION) };
     });
-    unsafe { WskDeregister(&mut *registration) };
+    unsafe { WskDeregister(&raw mut *registration) };
     releaser.join().unwrap();
     driver.unload().assert_clean();
 }
@@ -105,7 +105,7 @@ fn registration_leaked_at_unload() {
     let driver = attach();
     let mut registration = Box::new(WSK_REGISTRATION::zeroed());
     let mut npi = client_npi();
-    unsafe { WskRegister(&mut npi, &mut *registration) };
+    unsafe { WskRegister(&raw mut npi, &raw mut *registration) };
     let report = driver.unload();
     report.assert_first(Rule::WskRegistrationLeak);
     report.assert_leaks(LeakKind::WskRegistration, 1);
@@ -116,7 +116,7 @@ fn unregistered_block_is_reported() {
     let driver = attach();
     let mut registration = WSK_REGISTRATION::zeroed();
     let mut provider = WSK_PROVIDER_NPI::zeroed();
-    let status = unsafe { WskCaptureProviderNPI(&mut registration, WSK_NO_WAIT, &mut provider) };
+    let status = unsafe { WskCaptureProviderNPI(&raw mut registration, WSK_NO_WAIT, &raw mut provider) };
     assert_eq!(status, STATUS_INVALID_PARAMETER);
     driver.unload().assert_first(Rule::WskBadRegistration);
 }
@@ -126,9 +126,9 @@ fn unsupported_client_version_is_refused() {
     let driver = attach();
     static OLD: WSK_CLIENT_DISPATCH =
         WSK_CLIENT_DISPATCH { Version: MAKE_WSK_VERSION(2, 0), Reserved: 0, WskClientEvent: None };
-    let mut npi = WSK_CLIENT_NPI { ClientContext: ptr::null_mut(), Dispatch: &OLD };
+    let mut npi = WSK_CLIENT_NPI { ClientContext: ptr::null_mut(), Dispatch: &raw const OLD };
     let mut registration = WSK_REGISTRATION::zeroed();
-    assert_eq!(unsafe { WskRegister(&mut npi, &mut registration) }, STATUS_NOT_SUPPORTED);
+    assert_eq!(unsafe { WskRegister(&raw mut npi, &raw mut registration) }, STATUS_NOT_SUPPORTED);
     driver.unload().assert_clean();
 }
 
@@ -138,10 +138,10 @@ fn deregister_with_an_npi_never_released() {
     let mut registration = Box::new(WSK_REGISTRATION::zeroed());
     let mut npi = client_npi();
     unsafe {
-        WskRegister(&mut npi, &mut *registration);
+        WskRegister(&raw mut npi, &raw mut *registration);
         let mut provider = WSK_PROVIDER_NPI::zeroed();
-        WskCaptureProviderNPI(&mut *registration, WSK_INFINITE_WAIT, &mut provider);
-        WskDeregister(&mut *registration);
+        WskCaptureProviderNPI(&raw mut *registration, WSK_INFINITE_WAIT, &raw mut provider);
+        WskDeregister(&raw mut *registration);
     }
     driver.unload().assert_first(Rule::WskDeregisterWithCapturedNpi);
 }
@@ -152,9 +152,9 @@ fn release_without_capture_is_reported() {
     let mut registration = Box::new(WSK_REGISTRATION::zeroed());
     let mut npi = client_npi();
     unsafe {
-        WskRegister(&mut npi, &mut *registration);
-        WskReleaseProviderNPI(&mut *registration);
-        WskDeregister(&mut *registration);
+        WskRegister(&raw mut npi, &raw mut *registration);
+        WskReleaseProviderNPI(&raw mut *registration);
+        WskDeregister(&raw mut *registration);
     }
     driver.unload().assert_first(Rule::WskBadRegistration);
 }

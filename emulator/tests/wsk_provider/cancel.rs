@@ -229,7 +229,7 @@ fn nothing_touches_the_buffer_after_close() {
         unsafe { MmBuildMdlForNonPagedPool(mdl) };
         let mut wsk_buf = WSK_BUF { Mdl: mdl, Offset: 0, Length: 4096 };
         let receive = Req::new();
-        unsafe { (socket.connection().WskReceive.unwrap())(socket.0, &mut wsk_buf, 0, receive.irp) };
+        unsafe { (socket.connection().WskReceive.unwrap())(socket.0, &raw mut wsk_buf, 0, receive.irp) };
         socket.close();
         assert_eq!(receive.done().unwrap().status, STATUS_CANCELLED);
         unsafe {

@@ -279,11 +279,12 @@ fn enabling_checks_the_request_the_socket_kind_and_its_state() {
         let (listener, socket, _peer) = connection(client, probe);
         // Bad input: null, short, wrong or missing NPI.
         assert_eq!(control_raw(socket, ptr::null_mut(), 16, ptr::null_mut()), STATUS_INVALID_PARAMETER);
-        let mut control = WSK_EVENT_CALLBACK_CONTROL { NpiId: &NPI_WSK_INTERFACE_ID, EventMask: WSK_EVENT_RECEIVE };
+        let mut control =
+            WSK_EVENT_CALLBACK_CONTROL { NpiId: &raw const NPI_WSK_INTERFACE_ID, EventMask: WSK_EVENT_RECEIVE };
         let short = size_of::<WSK_EVENT_CALLBACK_CONTROL>() - 1;
         assert_eq!(control_raw(socket, (&raw mut control).cast(), short, ptr::null_mut()), STATUS_INVALID_PARAMETER);
         let other = GUID { Data1: 1, Data2: 2, Data3: 3, Data4: [4; 8] };
-        for npi in [ptr::null(), &other as *const GUID] {
+        for npi in [ptr::null(), &raw const other] {
             let mut control = WSK_EVENT_CALLBACK_CONTROL { NpiId: npi, EventMask: WSK_EVENT_RECEIVE };
             let size = size_of::<WSK_EVENT_CALLBACK_CONTROL>();
             assert_eq!(control_raw(socket, (&raw mut control).cast(), size, ptr::null_mut()), STATUS_INVALID_PARAMETER);

@@ -105,7 +105,7 @@ fn bad_buffers_and_flags() {
         let mut no_mdl = WSK_BUF { Mdl: ptr::null_mut(), Offset: 0, Length: 10 };
         for routine in [send, receive] {
             let req = Req::new();
-            unsafe { routine(socket.0, &mut no_mdl, 0, req.irp) };
+            unsafe { routine(socket.0, &raw mut no_mdl, 0, req.irp) };
             assert_eq!(req.wait().status, STATUS_INVALID_PARAMETER);
         }
         // Out-of-band data is not emulated.

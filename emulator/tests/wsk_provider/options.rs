@@ -81,7 +81,7 @@ fn options_without_an_irp_return_the_status_directly() {
                 ptr::null_mut(),
                 4,
                 (&raw mut out).cast(),
-                &mut returned,
+                &raw mut returned,
                 ptr::null_mut(),
             )
         };
@@ -98,7 +98,7 @@ fn options_without_an_irp_return_the_status_directly() {
                 ptr::null_mut(),
                 2,
                 (&raw mut tiny).cast(),
-                &mut returned,
+                &raw mut returned,
                 ptr::null_mut(),
             )
         };

@@ -38,7 +38,7 @@ fn get(
             NS_ALL,
             ptr::null_mut(),
             hints.as_mut().map_or(ptr::null_mut(), |h| h),
-            &mut result,
+            &raw mut result,
             ptr::null_mut(),
             ptr::null_mut(),
             req.irp,
@@ -131,7 +131,7 @@ fn resolution_failures() {
         unsafe {
             (client.dispatch().WskGetAddressInfo.unwrap())(
                 client.provider.Client,
-                &mut node,
+                &raw mut node,
                 ptr::null_mut(),
                 NS_ALL,
                 ptr::null_mut(),

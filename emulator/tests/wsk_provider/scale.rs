@@ -12,18 +12,18 @@ use crate::support::*;
 const CONNECTIONS: usize = 1000;
 
 fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/task").map(std::iter::Iterator::count).unwrap_or(0)
 }
 
 /// Raises the soft limit on open files to the hard limit (2,000+ sockets are open at once).
 fn raise_file_limit() {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
             limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit);
         }
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit);
     }
     assert!(limit.rlim_cur >= 4 * CONNECTIONS as u64, "open file limit {} too low for the test", limit.rlim_cur);
 }

@@ -215,7 +215,7 @@ impl Buf {
     }
 
     pub fn wsk_buf(&mut self) -> *mut WSK_BUF {
-        &mut self.wsk
+        &raw mut self.wsk
     }
 }
 
@@ -240,7 +240,7 @@ pub fn storage(address: SocketAddr) -> SOCKADDR_STORAGE {
                 sin_port: v4.port().to_be(),
                 sin_addr: IN_ADDR { s_addr: v4.ip().octets() },
                 sin_zero: [0; 8],
-            })
+            });
         },
         SocketAddr::V6(v6) => unsafe {
             (&raw mut storage).cast::<SOCKADDR_IN6>().write(SOCKADDR_IN6 {
@@ -249,7 +249,7 @@ pub fn storage(address: SocketAddr) -> SOCKADDR_STORAGE {
                 sin6_flowinfo: 0,
                 sin6_addr: IN6_ADDR { s6_addr: v6.ip().octets() },
                 sin6_scope_id: v6.scope_id(),
-            })
+            });
         },
     }
     storage
@@ -259,11 +259,11 @@ pub fn storage(address: SocketAddr) -> SOCKADDR_STORAGE {
 pub fn address(storage: &SOCKADDR_STORAGE) -> Option<SocketAddr> {
     match storage.ss_family {
         AF_INET => {
-            let v4 = unsafe { &*(storage as *const SOCKADDR_STORAGE).cast::<SOCKADDR_IN>() };
+            let v4 = unsafe { &*std::ptr::from_ref::<SOCKADDR_STORAGE>(storage).cast::<SOCKADDR_IN>() };
             Some(SocketAddr::from((v4.sin_addr.s_addr, u16::from_be(v4.sin_port))))
         }
         AF_INET6 => {
-            let v6 = unsafe { &*(storage as *const SOCKADDR_STORAGE).cast::<SOCKADDR_IN6>() };
+            let v6 = unsafe { &*std::ptr::from_ref::<SOCKADDR_STORAGE>(storage).cast::<SOCKADDR_IN6>() };
             Some(SocketAddr::from((v6.sin6_addr.s6_addr, u16::from_be(v6.sin6_port))))
         }
         _ => None,
@@ -271,7 +271,7 @@ pub fn address(storage: &SOCKADDR_STORAGE) -> Option<SocketAddr> {
 }
 
 pub fn sa(storage: &mut SOCKADDR_STORAGE) -> *mut SOCKADDR {
-    (storage as *mut SOCKADDR_STORAGE).cast()
+    std::ptr::from_mut::<SOCKADDR_STORAGE>(storage).cast()
 }
 
 pub fn v4(port: u16) -> SocketAddr {
@@ -304,12 +304,15 @@ impl Client {
 
     pub fn with(builder: wsk_emulator::KernelBuilder) -> Client {
         let driver = builder.attach("wsk-test");
-        let mut npi = Box::new(WSK_CLIENT_NPI { ClientContext: ptr::null_mut(), Dispatch: &CLIENT_DISPATCH });
+        let mut npi = Box::new(WSK_CLIENT_NPI { ClientContext: ptr::null_mut(), Dispatch: &raw const CLIENT_DISPATCH });
         let mut registration = Box::new(WSK_REGISTRATION::zeroed());
         let mut provider = WSK_PROVIDER_NPI::zeroed();
         unsafe {
-            assert_eq!(WskRegister(&mut *npi, &mut *registration), STATUS_SUCCESS);
-            assert_eq!(WskCaptureProviderNPI(&mut *registration, WSK_INFINITE_WAIT, &mut provider), STATUS_SUCCESS);
+            assert_eq!(WskRegister(&raw mut *npi, &raw mut *registration), STATUS_SUCCESS);
+            assert_eq!(
+                WskCaptureProviderNPI(&raw mut *registration, WSK_INFINITE_WAIT, &raw mut provider),
+                STATUS_SUCCESS
+            );
         }
         Client { driver: Some(driver), registration, _npi: npi, provider }
     }
@@ -321,8 +324,8 @@ impl Client {
     /// Releases the NPI and deregisters (waits for every socket to be closed).
     pub fn deregister(&mut self) {
         unsafe {
-            WskReleaseProviderNPI(&mut *self.registration);
-            WskDeregister(&mut *self.registration);
+            WskReleaseProviderNPI(&raw mut *self.registration);
+            WskDeregister(&raw mut *self.registration);
         }
     }
 

@@ -222,7 +222,7 @@ fn zero_length_send_and_receive_complete_at_once() {
         // A WSK_BUF with no MDL and no length is fine too.
         let req = Req::new();
         let mut none = WSK_BUF { Mdl: std::ptr::null_mut(), Offset: 0, Length: 0 };
-        let returned = unsafe { (socket.connection().WskReceive.unwrap())(socket.0, &mut none, 0, req.irp) };
+        let returned = unsafe { (socket.connection().WskReceive.unwrap())(socket.0, &raw mut none, 0, req.irp) };
         assert_eq!(returned, STATUS_SUCCESS);
         assert_eq!(req.wait().info, 0);
         // Nothing was consumed.

@@ -40,9 +40,9 @@ fn receive_from_start(socket: Sock, buf: &mut Buf, from: &mut Box<From>) -> Req 
             buf.wsk_buf(),
             0,
             sa(&mut from.address),
-            &mut from.control_length,
+            &raw mut from.control_length,
             ptr::null_mut(),
-            &mut from.control_flags,
+            &raw mut from.control_flags,
             req.irp,
         )
     };

@@ -143,7 +143,7 @@ fn something_that_is_no_socket_is_reported() {
         let (listener, _) = client.listener(v4(0));
         // BUG: a home-made WSK_SOCKET with the provider's dispatch table.
         let mut fake = WSK_SOCKET { Dispatch: unsafe { (*listener.0).Dispatch } };
-        let fake = Sock(&mut fake);
+        let fake = Sock(&raw mut fake);
         let mut addresses = Box::new([SOCKADDR_STORAGE::zeroed(); 2]);
         assert_eq!(fake.accept_start(&mut addresses).wait().status, STATUS_INVALID_PARAMETER);
         listener.close();
@@ -228,7 +228,7 @@ fn get_address_info_above_passive_level_is_reported() {
                 NS_ALL,
                 ptr::null_mut(),
                 ptr::null_mut(),
-                &mut result,
+                &raw mut result,
                 ptr::null_mut(),
                 ptr::null_mut(),
                 req.irp,

@@ -173,7 +173,7 @@ impl Registration {
     /// `WskRegister` + `WskCaptureProviderNPI`. PASSIVE_LEVEL.
     fn register() -> Result<PoolBox<Registration>, Error> {
         let reg = Registration {
-            client_npi: WSK_CLIENT_NPI { ClientContext: core::ptr::null_mut(), Dispatch: &CLIENT_DISPATCH },
+            client_npi: WSK_CLIENT_NPI { ClientContext: core::ptr::null_mut(), Dispatch: &raw const CLIENT_DISPATCH },
             block: WSK_REGISTRATION::zeroed(),
             provider: WSK_PROVIDER_NPI::zeroed(),
             registered: false,
@@ -183,13 +183,13 @@ impl Registration {
         let r = &mut *reg;
         // SAFETY: both blocks live in pool memory that stays in place until `Drop`
         // deregisters; PASSIVE_LEVEL (DriverEntry).
-        let status = unsafe { wsk_sys::WskRegister(&mut r.client_npi, &mut r.block) };
+        let status = unsafe { wsk_sys::WskRegister(&raw mut r.client_npi, &raw mut r.block) };
         if !NT_SUCCESS(status) {
             return Err(Error::from_status(status));
         }
         r.registered = true;
         // SAFETY: the block is registered; PASSIVE_LEVEL, so waiting is allowed.
-        let status = unsafe { wsk_sys::WskCaptureProviderNPI(&mut r.block, PROVIDER_WAIT_MS, &mut r.provider) };
+        let status = unsafe { wsk_sys::WskCaptureProviderNPI(&raw mut r.block, PROVIDER_WAIT_MS, &raw mut r.provider) };
         if !NT_SUCCESS(status) {
             return Err(Error::from_status(status));
         }
@@ -205,12 +205,12 @@ impl Drop for Registration {
     fn drop(&mut self) {
         if self.captured {
             // SAFETY: exactly one release for the successful capture.
-            unsafe { wsk_sys::WskReleaseProviderNPI(&mut self.block) };
+            unsafe { wsk_sys::WskReleaseProviderNPI(&raw mut self.block) };
         }
         if self.registered {
             // SAFETY: registered by `register`; dropped at PASSIVE_LEVEL (DriverEntry or
             // DriverUnload). Waits until every socket is closed.
-            unsafe { wsk_sys::WskDeregister(&mut self.block) };
+            unsafe { wsk_sys::WskDeregister(&raw mut self.block) };
         }
     }
 }
@@ -261,7 +261,7 @@ impl SyncIrp {
             }
         };
         // SAFETY: the event is in non-paged pool at its final address.
-        unsafe { wsk_sys::KeInitializeEvent(&mut this.event, wsk_sys::NotificationEvent, 0) };
+        unsafe { wsk_sys::KeInitializeEvent(&raw mut this.event, wsk_sys::NotificationEvent, 0) };
         Ok(this)
     }
 
@@ -270,7 +270,7 @@ impl SyncIrp {
     /// outlasts a slice while the driver is stopping cancels the IRP. PASSIVE_LEVEL.
     fn call(&mut self, cancellable: bool, issue: impl FnOnce(*mut IRP) -> NTSTATUS) -> Done {
         let irp = self.irp.as_ptr();
-        let event: *mut KEVENT = &mut self.event;
+        let event: *mut KEVENT = &raw mut self.event;
         // SAFETY: the event was initialized in place (invariant).
         unsafe { wsk_sys::KeClearEvent(event) };
         // SAFETY: the IRP is ours between calls (invariant).
@@ -297,13 +297,19 @@ impl SyncIrp {
 
     /// Blocks until the completion routine sets the event.
     fn wait(&mut self, cancellable: bool) {
-        let event: *mut KEVENT = &mut self.event;
+        let event: *mut KEVENT = &raw mut self.event;
         let mut cancelled = false;
         loop {
             let mut timeout: LARGE_INTEGER = -WAIT_SLICE_100NS;
             // SAFETY: PASSIVE_LEVEL; the event is live; a relative timeout.
             let waited = unsafe {
-                wsk_sys::KeWaitForSingleObject(event.cast(), wsk_sys::Executive, wsk_sys::KernelMode, 0, &mut timeout)
+                wsk_sys::KeWaitForSingleObject(
+                    event.cast(),
+                    wsk_sys::Executive,
+                    wsk_sys::KernelMode,
+                    0,
+                    &raw mut timeout,
+                )
             };
             if waited == STATUS_SUCCESS {
                 return;
@@ -537,7 +543,7 @@ pub unsafe extern "system" fn blocking_driver_unload(_driver_object: *mut DRIVER
     while LIVE_THREADS.load(Ordering::Acquire) != 0 && waited < THREAD_EXIT_WAIT {
         let mut interval = -((step.as_nanos() / 100) as i64);
         // SAFETY: PASSIVE_LEVEL; a relative kernel-mode delay.
-        unsafe { wsk_sys::KeDelayExecutionThread(wsk_sys::KernelMode, 0, &mut interval) };
+        unsafe { wsk_sys::KeDelayExecutionThread(wsk_sys::KernelMode, 0, &raw mut interval) };
         waited += step;
     }
     let threads = LIVE_THREADS.load(Ordering::Acquire);
@@ -582,7 +588,7 @@ unsafe extern "system" fn accept_thread(context: PVOID) {
                 log!(info, "echo-blocking: accept failed: {}", e);
                 let mut interval: LARGE_INTEGER = -100_000;
                 // SAFETY: PASSIVE_LEVEL; a relative kernel-mode delay (10 ms).
-                unsafe { wsk_sys::KeDelayExecutionThread(wsk_sys::KernelMode, 0, &mut interval) };
+                unsafe { wsk_sys::KeDelayExecutionThread(wsk_sys::KernelMode, 0, &raw mut interval) };
             }
         }
     }
@@ -682,7 +688,7 @@ fn echo(connection: &mut Connection, echoed: &mut u64) -> Result<(), Error> {
 fn transfer(connection: &mut Connection, send: bool, offset: usize, length: usize) -> Result<usize, Error> {
     let socket = connection.socket;
     connection.wsk_buf = connection.buffer.wsk_buf(offset, length);
-    let wsk_buf: *mut WSK_BUF = &mut connection.wsk_buf;
+    let wsk_buf: *mut WSK_BUF = &raw mut connection.wsk_buf;
     // SAFETY: a live connection socket.
     let table = unsafe { dispatch::<WSK_PROVIDER_CONNECTION_DISPATCH>(socket) };
     let routine = if send { table.WskSend } else { table.WskReceive };

@@ -77,7 +77,7 @@ pub unsafe extern "system" fn scenario_entry(driver: *mut DRIVER_OBJECT, _path: 
         drop(wsk);
         result
     })();
-    OUTCOME.store(outcome.map_or_else(|e| e.to_status(), |()| 0), Ordering::Release);
+    OUTCOME.store(outcome.map_or_else(Error::to_status, |()| 0), Ordering::Release);
     STATUS_SUCCESS
 }
 

@@ -41,9 +41,15 @@ pub struct Stats {
     pub running: AtomicU64,
 }
 
-#[expect(clippy::declare_interior_mutable_const, reason = "only used as an array repeat operand, each use a fresh value")]
+#[expect(
+    clippy::declare_interior_mutable_const,
+    reason = "only used as an array repeat operand, each use a fresh value"
+)]
 const ZERO64: AtomicU64 = AtomicU64::new(0);
-#[expect(clippy::declare_interior_mutable_const, reason = "only used as an array repeat operand, each use a fresh value")]
+#[expect(
+    clippy::declare_interior_mutable_const,
+    reason = "only used as an array repeat operand, each use a fresh value"
+)]
 const ZERO32: AtomicI32 = AtomicI32::new(0);
 
 /// The driver's counters.

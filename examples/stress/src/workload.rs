@@ -106,7 +106,7 @@ fn stop_if_done(config: &Config) -> bool {
 }
 
 /// Bounds `future` by [`OP_BOUND`]; a timeout counts as a hang and becomes `Cancelled`.
-async fn bounded<T>(future: impl core::future::Future<Output = Result<T, Error>>) -> Result<T, Error> {
+async fn bounded<T>(future: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
     match timeout(OP_BOUND, future).await {
         Ok(result) => result,
         Err(_) => {

@@ -41,7 +41,7 @@ pub fn init() {
     }
     let mut name = UNICODE_STRING::from_static(wsk_sys::utf16!("ExAllocatePool2"));
     // SAFETY: PASSIVE_LEVEL (checked); `name` is a valid counted string.
-    let f = unsafe { MmGetSystemRoutineAddress(&mut name) };
+    let f = unsafe { MmGetSystemRoutineAddress(&raw mut name) };
     if f.is_null() {
         POOL2_STATE.store(ABSENT, Ordering::Release);
     } else {

@@ -67,7 +67,7 @@ impl Deref for WakerRef<'_> {
 /// The header of the task whose waker `waker` is, if it is one of this crate's task wakers
 /// (of any executor); `None` for any other waker. Any IRQL.
 pub(crate) fn task_of(waker: &Waker) -> Option<&Header> {
-    if !core::ptr::eq(waker.vtable(), &VTABLE) {
+    if !core::ptr::eq(waker.vtable(), &raw const VTABLE) {
         return None;
     }
     // SAFETY: a task waker holds (or borrows) a reference to its task, so the task is live

@@ -8,7 +8,7 @@ use super::platform::{TestPlatform, fail_next_allocs, set_raised_irql};
 use super::util::{DropFlag, Gate};
 use crate::{BlockOnError, block_on_with, yield_now};
 
-fn block_on<F: core::future::Future>(f: F) -> Result<F::Output, BlockOnError> {
+fn block_on<F: Future>(f: F) -> Result<F::Output, BlockOnError> {
     block_on_with::<TestPlatform, F>(f)
 }
 

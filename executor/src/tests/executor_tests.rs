@@ -40,7 +40,7 @@ fn threaded() -> Exec {
     Executor::with_platform(TestPlatform::threaded(), Config::new()).unwrap()
 }
 
-fn block_on<F: core::future::Future>(f: F) -> F::Output {
+fn block_on<F: Future>(f: F) -> F::Output {
     block_on_with::<TestPlatform, F>(f).unwrap()
 }
 
@@ -175,7 +175,7 @@ fn yield_now_lets_queued_tasks_run() {
 /// provider call does.
 struct AlwaysReady;
 
-impl core::future::Future for AlwaysReady {
+impl Future for AlwaysReady {
     type Output = ();
     fn poll(self: core::pin::Pin<&mut Self>, cx: &mut core::task::Context<'_>) -> Poll<()> {
         crate::coop::poll_proceed(cx)
@@ -211,7 +211,7 @@ fn the_budget_is_refilled_at_every_poll_and_absent_outside_the_executor() {
     let (exec, driver) = manual(Config::new().max_time_per_run(HOUR).max_ready_per_poll(3));
     /// Counts the polls of the future it wraps.
     struct Counted<F>(core::pin::Pin<std::boxed::Box<F>>, Arc<AtomicUsize>);
-    impl<F: core::future::Future> core::future::Future for Counted<F> {
+    impl<F: Future> Future for Counted<F> {
         type Output = F::Output;
         fn poll(mut self: core::pin::Pin<&mut Self>, cx: &mut core::task::Context<'_>) -> Poll<F::Output> {
             self.1.fetch_add(1, SeqCst);
@@ -292,7 +292,7 @@ fn wakes_racing_with_polls_are_never_lost() {
         slot: Arc<Mutex<Option<core::task::Waker>>>,
     }
     let slot: Arc<Mutex<Option<core::task::Waker>>> = Arc::default();
-    impl core::future::Future for Ping {
+    impl Future for Ping {
         type Output = usize;
         fn poll(mut self: core::pin::Pin<&mut Self>, cx: &mut core::task::Context<'_>) -> Poll<usize> {
             let now = self.counter.load(SeqCst);
@@ -598,7 +598,7 @@ fn drop_shuts_down() {
     let flag = DropFlag(dropped.clone());
     drop(exec.spawn(async move {
         let _flag = flag;
-        pending_forever().await
+        pending_forever().await;
     }));
     drop(exec);
     assert_eq!(dropped.load(SeqCst), 1);

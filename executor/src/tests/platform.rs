@@ -30,7 +30,7 @@ std::thread_local! {
 /// Allocations made on this thread so far.
 #[cfg(not(loom))]
 pub(crate) fn allocs_on_this_thread() -> usize {
-    ALLOCS.with(|c| c.get())
+    ALLOCS.with(core::cell::Cell::get)
 }
 
 /// Makes the next `n` allocations on this thread fail.
@@ -295,7 +295,7 @@ unsafe impl Platform for TestPlatform {
         #[cfg(not(loom))]
         // SAFETY: forwarded contract.
         unsafe {
-            std::alloc::dealloc(ptr.as_ptr(), layout)
+            std::alloc::dealloc(ptr.as_ptr(), layout);
         };
         #[cfg(loom)]
         // SAFETY: forwarded contract.
@@ -307,7 +307,7 @@ unsafe impl Platform for TestPlatform {
     fn can_block() -> bool {
         #[cfg(not(loom))]
         {
-            !RAISED_IRQL.with(|c| c.get())
+            !RAISED_IRQL.with(core::cell::Cell::get)
         }
         #[cfg(loom)]
         {
@@ -384,7 +384,7 @@ unsafe impl Platform for TestPlatform {
             let s = slot.clone();
             let thread = std::thread::spawn(move || {
                 let guard = s.lock.lock().unwrap();
-                let (guard, _) = s.cond.wait_timeout_while(guard, after, |_| s.state.load(Acquire) == ARMED).unwrap();
+                let (guard, _) = s.cond.wait_timeout_while(guard, after, |()| s.state.load(Acquire) == ARMED).unwrap();
                 drop(guard);
                 fire(&s);
             });

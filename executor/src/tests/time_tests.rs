@@ -74,7 +74,7 @@ fn timeout_elapses_and_drops_the_future() {
     let flag = DropFlag(dropped.clone());
     let r = block_on(timeout(Duration::from_millis(5), async move {
         let _flag = flag;
-        pending_forever().await
+        pending_forever().await;
     }));
     assert_eq!(r, Err(Elapsed));
     assert_eq!(dropped.load(SeqCst), 1);

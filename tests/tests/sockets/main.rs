@@ -366,7 +366,7 @@ fn close_racing_calls_from_the_other_half() {
             }
             timeout(PROMPT, closer.close()).await.expect("close resolves").expect("close");
             let r = timeout(PROMPT, reader).await.expect("reader ends").unwrap();
-            assert!(matches!(r, Ok(()) | Err(Error::Cancelled) | Err(Error::Closed)), "reader: {r:?}");
+            assert!(matches!(r, Ok(()) | Err(Error::Cancelled | Error::Closed)), "reader: {r:?}");
             let w = timeout(PROMPT, writer).await.expect("writer ends").unwrap();
             assert!(matches!(w, Error::Cancelled | Error::Closed), "writer: {w:?}");
             timeout(PROMPT, echo).await.expect("peer ends").unwrap();
@@ -538,11 +538,11 @@ fn name_resolution() {
 fn raise_fd_limit(want: u64) {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit on our own process with a valid out struct.
-    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) };
     if got == 0 && lim.rlim_cur < want {
         lim.rlim_cur = want.min(lim.rlim_max);
         // SAFETY: setrlimit with a valid struct, raising the soft limit up to the hard one.
-        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) };
     }
 }
 

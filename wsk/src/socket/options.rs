@@ -34,10 +34,10 @@ impl SocketOption {
     /// Any IRQL.
     pub fn encode(self) -> (u32, u32, u32) {
         match self {
-            SocketOption::ReuseAddress(on) => (SOL_SOCKET, SO_REUSEADDR, on as u32),
-            SocketOption::ExclusiveAddressUse(on) => (SOL_SOCKET, SO_EXCLUSIVEADDRUSE, on as u32),
-            SocketOption::KeepAlive(on) => (SOL_SOCKET, SO_KEEPALIVE, on as u32),
-            SocketOption::NoDelay(on) => (IPPROTO_TCP, TCP_NODELAY, on as u32),
+            SocketOption::ReuseAddress(on) => (SOL_SOCKET, SO_REUSEADDR, u32::from(on)),
+            SocketOption::ExclusiveAddressUse(on) => (SOL_SOCKET, SO_EXCLUSIVEADDRUSE, u32::from(on)),
+            SocketOption::KeepAlive(on) => (SOL_SOCKET, SO_KEEPALIVE, u32::from(on)),
+            SocketOption::NoDelay(on) => (IPPROTO_TCP, TCP_NODELAY, u32::from(on)),
             SocketOption::SendBufferSize(n) => (SOL_SOCKET, SO_SNDBUF, n),
             SocketOption::ReceiveBufferSize(n) => (SOL_SOCKET, SO_RCVBUF, n),
         }

@@ -146,12 +146,12 @@ pub(crate) fn rundown_last_owner(rundown: &AtomicUsize) -> Claim {
 pub const SOCKET_TAG: u32 = crate::pool::tag::SOCKET;
 
 /// Live socket cores (for diagnostics and unload checks).
-static LIVE_SOCKETS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+static LIVE_SOCKETS: AtomicUsize = AtomicUsize::new(0);
 
 /// Number of sockets whose memory is not yet freed (open, or closing in the background).
 /// Any IRQL.
 pub fn live_sockets() -> usize {
-    LIVE_SOCKETS.load(core::sync::atomic::Ordering::Acquire)
+    LIVE_SOCKETS.load(Ordering::Acquire)
 }
 
 /// The pool block of a core.
@@ -218,7 +218,7 @@ impl<K: SocketKind> SocketCore<K> {
             unsafe { wsk_sys::IoFreeIrp(irp.as_ptr()) };
             return Err(Error::NoMemory);
         };
-        LIVE_SOCKETS.fetch_add(1, core::sync::atomic::Ordering::AcqRel);
+        LIVE_SOCKETS.fetch_add(1, Ordering::AcqRel);
         // INVARIANT: one reference, held by the returned handle; no socket yet.
         Ok(Self { inner: CoreBox::into_raw(inner), kind: PhantomData })
     }
@@ -253,8 +253,8 @@ impl<K: SocketKind> SocketCore<K> {
         let installed = self.inner().events.compare_exchange(
             core::ptr::null_mut(),
             ptr.cast::<Header>().as_ptr(),
-            core::sync::atomic::Ordering::AcqRel,
-            core::sync::atomic::Ordering::Acquire,
+            Ordering::AcqRel,
+            Ordering::Acquire,
         );
         if installed.is_err() {
             // SAFETY: not installed: ownership comes back from `into_raw` above.
@@ -268,7 +268,7 @@ impl<K: SocketKind> SocketCore<K> {
     /// Any IRQL.
     pub fn events(&self) -> Option<&K::State> {
         // The state's own pointer (a reference to its header would cover the header only).
-        let header = NonNull::new(self.inner().events.load(core::sync::atomic::Ordering::Acquire))?;
+        let header = NonNull::new(self.inner().events.load(Ordering::Acquire))?;
         // SAFETY: by the invariant the installed state is a `K::State`, whose first field is
         // its header (`EventState`); it is freed with the core, which `&self` keeps alive.
         Some(unsafe { header.cast::<K::State>().as_ref() })
@@ -334,7 +334,7 @@ impl<K> SocketCore<K> {
     /// Any IRQL.
     pub unsafe fn set_socket(&self, socket: *mut WSK_SOCKET) {
         // INVARIANT: the socket is of this core's kind (caller).
-        self.inner().socket.store(socket, core::sync::atomic::Ordering::Release);
+        self.inner().socket.store(socket, Ordering::Release);
     }
 
     /// The pointer WSK gets as this socket's `SocketContext`: event callbacks view the core
@@ -347,12 +347,12 @@ impl<K> SocketCore<K> {
 
     /// The socket WSK created (null before creation). Any IRQL.
     pub fn socket(&self) -> *mut WSK_SOCKET {
-        self.inner().socket.load(core::sync::atomic::Ordering::Acquire)
+        self.inner().socket.load(Ordering::Acquire)
     }
 
     /// The header of the installed event state, if any. Any IRQL.
     fn events_header(&self) -> Option<&Header> {
-        let header = NonNull::new(self.inner().events.load(core::sync::atomic::Ordering::Acquire))?;
+        let header = NonNull::new(self.inner().events.load(Ordering::Acquire))?;
         // SAFETY: an installed state lives as long as the core, which `&self` keeps alive.
         Some(unsafe { header.as_ref() })
     }
@@ -427,7 +427,7 @@ impl<K> SocketCore<K> {
             if inner.rundown.load(Ordering::Acquire) & CLOSE_DONE != 0 { Poll::Ready(()) } else { Poll::Pending }
         })
         .await;
-        crate::error::check(inner.close_status.load(core::sync::atomic::Ordering::Acquire))
+        crate::error::check(inner.close_status.load(Ordering::Acquire))
     }
 
     /// Calls `WskCloseSocket` with the reserved IRP; the IRP holds a core reference until it
@@ -451,7 +451,7 @@ unsafe fn issue_close(ptr: NonNull<CoreInner>) {
     // SAFETY: guaranteed by the caller.
     let inner = unsafe { ptr.as_ref() };
     inner.refs.fetch_add(1, Ordering::AcqRel);
-    let socket = inner.socket.load(core::sync::atomic::Ordering::Acquire);
+    let socket = inner.socket.load(Ordering::Acquire);
     let close = if socket.is_null() {
         None
     } else {
@@ -465,7 +465,7 @@ unsafe fn issue_close(ptr: NonNull<CoreInner>) {
     let Some(close) = close else {
         // Never created (or a provider without close): nothing to close.
         let status = if socket.is_null() { wsk_sys::STATUS_SUCCESS } else { wsk_sys::STATUS_NOT_IMPLEMENTED };
-        inner.close_status.store(status, core::sync::atomic::Ordering::Release);
+        inner.close_status.store(status, Ordering::Release);
         inner.rundown.fetch_or(CLOSE_DONE, Ordering::AcqRel);
         inner.waker.wake();
         // SAFETY: the reference taken above.
@@ -652,13 +652,13 @@ unsafe fn free(inner: NonNull<CoreInner>) {
     let core = unsafe { CoreBox::from_raw_tagged(inner) };
     // SAFETY: the close IRP is not in flight (its reference is gone) and is ours.
     unsafe { wsk_sys::IoFreeIrp(core.close_irp.as_ptr()) };
-    if let Some(events) = NonNull::new(core.events.load(core::sync::atomic::Ordering::Acquire)) {
+    if let Some(events) = NonNull::new(core.events.load(Ordering::Acquire)) {
         // SAFETY: the close completed (or the socket never existed), so WSK makes no more
         // callbacks, and no stream or indication is left (each holds a core reference).
         unsafe { crate::socket::events::free(events) };
     }
     drop(core);
-    LIVE_SOCKETS.fetch_sub(1, core::sync::atomic::Ordering::AcqRel);
+    LIVE_SOCKETS.fetch_sub(1, Ordering::AcqRel);
 }
 
 /// Completion routine of the close IRP (rule 6). IRQL <= DISPATCH_LEVEL.
@@ -670,7 +670,7 @@ unsafe extern "system" fn close_complete(_device: *mut DEVICE_OBJECT, irp: *mut 
     let core = unsafe { inner.as_ref() };
     // SAFETY: the provider completed the IRP; it is ours again.
     let status = unsafe { (*irp).IoStatus.Status };
-    core.close_status.store(status, core::sync::atomic::Ordering::Release);
+    core.close_status.store(status, Ordering::Release);
     core.rundown.fetch_or(CLOSE_DONE, Ordering::AcqRel);
     core.waker.wake();
     // SAFETY: releases the reference taken in `issue_close`.
@@ -825,7 +825,7 @@ pub fn wait_for_sockets_closed(limit: core::time::Duration) -> bool {
     while live_sockets() != 0 && waited < limit {
         let mut interval = -((step.as_nanos() / 100) as i64);
         // SAFETY: PASSIVE_LEVEL (checked); a relative kernel-mode delay.
-        unsafe { wsk_sys::KeDelayExecutionThread(wsk_sys::KernelMode, 0, &mut interval) };
+        unsafe { wsk_sys::KeDelayExecutionThread(wsk_sys::KernelMode, 0, &raw mut interval) };
         waited += step;
     }
     live_sockets() == 0

@@ -578,7 +578,7 @@ impl TcpReadHalf {
                     let buf = buf.expect("receive buffer");
                     args.wsk_buf = buf.wsk_buf(0, buf.capacity());
                 },
-                |socket, table, irp, args| table.WskReceive.map(|recv| recv(socket, &mut (*args).wsk_buf, 0, irp)),
+                |socket, table, irp, args| table.WskReceive.map(|recv| recv(socket, &raw mut (*args).wsk_buf, 0, irp)),
             )
         }
         .await;
@@ -650,7 +650,7 @@ impl TcpWriteHalf {
                 slot,
                 Some(buf),
                 |args, buf| args.wsk_buf = buf.expect("send buffer").wsk_buf(offset, len),
-                |socket, table, irp, args| table.WskSend.map(|send| send(socket, &mut (*args).wsk_buf, 0, irp)),
+                |socket, table, irp, args| table.WskSend.map(|send| send(socket, &raw mut (*args).wsk_buf, 0, irp)),
             )
         }
         .await;

@@ -248,7 +248,7 @@ impl UdpSendHalf {
                     table.WskSendTo.map(|send_to| {
                         send_to(
                             s,
-                            &mut (*args).wsk_buf,
+                            &raw mut (*args).wsk_buf,
                             0,
                             addr::as_sockaddr(&mut (*args).addr),
                             0,
@@ -336,7 +336,7 @@ pub(crate) unsafe fn receive_from_call(
         unsafe {
             receive_from(
                 socket,
-                &mut (*args).wsk_buf,
+                &raw mut (*args).wsk_buf,
                 0,
                 addr::as_sockaddr(&mut (*args).addr),
                 core::ptr::null_mut(),

@@ -48,8 +48,7 @@ fn an_unknown_family_is_an_error() {
 fn a_provider_address_is_read_from_unaligned_memory() {
     for addr in [v4(), v6()] {
         let storage = to_storage(&addr);
-        let size =
-            if addr.is_ipv4() { core::mem::size_of::<SOCKADDR_IN>() } else { core::mem::size_of::<SOCKADDR_IN6>() };
+        let size = if addr.is_ipv4() { size_of::<SOCKADDR_IN>() } else { size_of::<SOCKADDR_IN6>() };
         // One byte in: misaligned for every field wider than a byte.
         let mut bytes = [0u8; 1 + 28];
         // SAFETY: `size` bytes of the storage are initialized (it is zeroed and then written).

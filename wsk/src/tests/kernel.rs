@@ -126,7 +126,7 @@ unsafe extern "system" fn IoAllocateMdl(
     let offset = VirtualAddress.addr() & (PAGE_SIZE - 1);
     let mdl = MDL {
         Next: ptr::null_mut(),
-        Size: core::mem::size_of::<MDL>() as i16,
+        Size: size_of::<MDL>() as i16,
         MdlFlags: MDL_ALLOCATED_FIXED_SIZE,
         Process: ptr::null_mut(),
         MappedSystemVa: ptr::null_mut(),
@@ -179,7 +179,7 @@ unsafe extern "system" fn MmMapLockedPagesSpecifyCache(
 
 /// The layout of an IRP with `stack_size` stack locations.
 fn irp_layout(stack_size: CCHAR) -> Layout {
-    Layout::from_size_align(IoSizeOfIrp(stack_size), core::mem::align_of::<IRP>()).expect("IRP layout")
+    Layout::from_size_align(IoSizeOfIrp(stack_size), align_of::<IRP>()).expect("IRP layout")
 }
 
 /// Sets an IRP's header for a new request: no location current yet (the caller's first
@@ -321,7 +321,7 @@ pub(crate) fn mdl_over(bytes: &mut [u8], mapped: bool) -> MDL {
     let start = bytes.as_mut_ptr().cast::<c_void>();
     MDL {
         Next: ptr::null_mut(),
-        Size: core::mem::size_of::<MDL>() as i16,
+        Size: size_of::<MDL>() as i16,
         MdlFlags: if mapped { MDL_SOURCE_IS_NONPAGED_POOL } else { 0 },
         Process: ptr::null_mut(),
         MappedSystemVa: if mapped { start } else { ptr::null_mut() },

@@ -120,7 +120,7 @@ fn an_any_pool_box_downcasts_to_its_own_type_only() {
     let value = std::sync::Arc::new(5);
     let any = AnyPoolBox::new(PoolBox::<_, REQUEST>::try_new_tagged(value.clone()).unwrap());
     let any = any.downcast::<u64, REQUEST>().expect_err("another type");
-    let any = any.downcast::<std::sync::Arc<i32>, { crate::pool::tag::LIBRARY }>().expect_err("another tag");
+    let any = any.downcast::<std::sync::Arc<i32>, { pool::tag::LIBRARY }>().expect_err("another tag");
     let boxed = any.downcast::<std::sync::Arc<i32>, REQUEST>().expect("its own type");
     assert_eq!(**boxed, 5);
     drop(AnyPoolBox::new(boxed));

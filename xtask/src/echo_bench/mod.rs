@@ -117,7 +117,7 @@ pub fn run() -> Result<()> {
     let placement = Placement::detect();
     let tokio_workers = match &placement {
         Some(p) => p.server_cpus,
-        None => thread::available_parallelism().map_or(1, |n| n.get()),
+        None => thread::available_parallelism().map_or(1, std::num::NonZero::get),
     };
     match &placement {
         Some(p) => {

@@ -13,7 +13,7 @@ use super::{WORKLOADS, Workload, workloads};
 pub struct ServerRun {
     pub server: Server,
     pub label: String,
-    pub cells: Vec<(Workload, std::result::Result<Measurement, String>)>,
+    pub cells: Vec<(Workload, Result<Measurement, String>)>,
     /// Why the server was not run at all (Wine missing).
     pub skipped: Option<String>,
     pub notes: Vec<String>,
@@ -34,7 +34,7 @@ impl ServerRun {
 
 /// `nproc`, the CPU model and the compiler, for the record.
 pub(super) fn machine_line() -> String {
-    let cpus = thread::available_parallelism().map_or(0, |n| n.get());
+    let cpus = thread::available_parallelism().map_or(0, std::num::NonZero::get);
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()

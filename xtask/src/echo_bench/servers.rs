@@ -231,7 +231,7 @@ pub(super) fn run_wine(setup: &Setup) -> Result<ServerRun> {
     let messages = prefix.debug_log()?;
     match messages.iter().rev().find(|m| m.contains("DriverUnload done")) {
         Some(line) if wine::count_of(line, wine::ECHO_CLEAN_UNLOAD) == Some(0) => {
-            run.notes.push(format!("DbgPrint: {line}"))
+            run.notes.push(format!("DbgPrint: {line}"));
         }
         Some(line) => run.failures.push(format!("unload left sockets open: {line}")),
         None => run

@@ -98,7 +98,7 @@ fn check_entry_point(image: &Image<'_>, map: Option<&LinkMap>, out: &mut Finding
     match image.section_at_rva(entry) {
         None => out.add(RULE, format!("entry point {entry:#x} is outside every section")),
         Some(s) if !s.has(SCN_CNT_CODE | SCN_MEM_EXECUTE) || s.has(SCN_MEM_DISCARDABLE) => {
-            out.add(RULE, format!("entry point {entry:#x} is in {}, not in kept executable code", s.name))
+            out.add(RULE, format!("entry point {entry:#x} is in {}, not in kept executable code", s.name));
         }
         Some(_) => {}
     }

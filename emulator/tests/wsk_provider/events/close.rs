@@ -79,7 +79,7 @@ fn close_waits_for_a_receive_callback_in_flight() {
         let held = Box::into_raw(Box::new(Held { magic: [MAGIC; 16], shared: shared.clone() }));
         let (listener, local) = client.listener(v4(0));
         let mut peer = std::net::TcpStream::connect(local).unwrap();
-        let socket = accept_with(listener, held.cast(), &HELD_EVENTS);
+        let socket = accept_with(listener, held.cast(), &raw const HELD_EVENTS);
         assert_eq!(set_events(socket, WSK_EVENT_RECEIVE), STATUS_SUCCESS);
         peer.write_all(b"first").unwrap();
         shared.entered.as_ref().unwrap().wait();

@@ -304,7 +304,7 @@ pub unsafe extern "system" fn on_accept(
             }
             unsafe {
                 *accept_context = child as PVOID;
-                *accept_dispatch = &CONNECTION_EVENTS;
+                *accept_dispatch = &raw const CONNECTION_EVENTS;
             }
             STATUS_SUCCESS
         }
@@ -399,14 +399,14 @@ pub fn control_raw(socket: Sock, input: *mut c_void, size: usize, irp: *mut IRP)
 
 /// Enables (or, with `WSK_EVENT_DISABLE`, disables) events without an IRP.
 pub fn set_events(socket: Sock, mask: ULONG) -> NTSTATUS {
-    let mut control = WSK_EVENT_CALLBACK_CONTROL { NpiId: &NPI_WSK_INTERFACE_ID, EventMask: mask };
+    let mut control = WSK_EVENT_CALLBACK_CONTROL { NpiId: &raw const NPI_WSK_INTERFACE_ID, EventMask: mask };
     control_raw(socket, (&raw mut control).cast(), size_of::<WSK_EVENT_CALLBACK_CONTROL>(), ptr::null_mut())
 }
 
 /// As [`set_events`] with an IRP; returns what the call returned and the request.
 pub fn set_events_with_irp(socket: Sock, mask: ULONG) -> (NTSTATUS, Req) {
     let req = Req::new();
-    let mut control = WSK_EVENT_CALLBACK_CONTROL { NpiId: &NPI_WSK_INTERFACE_ID, EventMask: mask };
+    let mut control = WSK_EVENT_CALLBACK_CONTROL { NpiId: &raw const NPI_WSK_INTERFACE_ID, EventMask: mask };
     let returned = control_raw(socket, (&raw mut control).cast(), size_of::<WSK_EVENT_CALLBACK_CONTROL>(), req.irp);
     (returned, req)
 }

@@ -69,7 +69,7 @@ fn a_zero_length_receive_during_a_refusing_callback_resumes_after_its_answer() {
         // Resume requested while the refusal is still on its way.
         let mut empty = WSK_BUF { Mdl: std::ptr::null_mut(), Offset: 0, Length: 0 };
         let req = Req::new();
-        let status = unsafe { (socket.connection().WskReceive.unwrap())(socket.0, &mut empty, 0, req.irp) };
+        let status = unsafe { (socket.connection().WskReceive.unwrap())(socket.0, &raw mut empty, 0, req.irp) };
         assert_eq!(status, STATUS_SUCCESS);
         assert_eq!(req.wait().status, STATUS_SUCCESS);
         // A hook answers for the held call (the mode is read after the gate): it refuses,

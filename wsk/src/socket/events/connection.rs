@@ -281,7 +281,7 @@ impl ConnectionEvents {
                     };
                 },
                 |socket, table, irp, args| {
-                    table.WskReceive.map(|receive| receive(socket, &mut (*args).wsk_buf, 0, irp))
+                    table.WskReceive.map(|receive| receive(socket, &raw mut (*args).wsk_buf, 0, irp))
                 },
             )
         }

@@ -84,7 +84,7 @@ pub use futures_core::Stream;
 /// The next item of `stream` (for drivers without a futures utility crate).
 ///
 /// IRQL == PASSIVE_LEVEL (task context).
-pub fn next<S: Stream + Unpin>(stream: &mut S) -> impl core::future::Future<Output = Option<S::Item>> + '_ {
+pub fn next<S: Stream + Unpin>(stream: &mut S) -> impl Future<Output = Option<S::Item>> + '_ {
     core::future::poll_fn(move |cx| core::pin::Pin::new(&mut *stream).poll_next(cx))
 }
 
@@ -256,7 +256,7 @@ pub(crate) unsafe fn free(header: NonNull<Header>) {
 /// See [`free`]; `header` is the header of an `S` from [`EventBox::into_raw`].
 unsafe fn free_state<S: EventState>(header: NonNull<Header>) {
     // SAFETY: the header is the first field of an `S` (`EventState`) whose box gave it up.
-    drop(unsafe { EventBox::<S>::from_raw_tagged(header.cast::<S>()) })
+    drop(unsafe { EventBox::<S>::from_raw_tagged(header.cast::<S>()) });
 }
 
 /// `SO_WSK_EVENT_CALLBACK` without an IRP (enabling, or disabling when no callback of the
@@ -276,7 +276,7 @@ fn control_events<K: SocketKind>(core: &SocketCore<K>, mask: u32) -> Result<NTST
             WskSetOption,
             SO_WSK_EVENT_CALLBACK,
             SOL_SOCKET,
-            core::mem::size_of::<WSK_EVENT_CALLBACK_CONTROL>(),
+            size_of::<WSK_EVENT_CALLBACK_CONTROL>(),
             (&raw mut request).cast::<c_void>(),
             0,
             core::ptr::null_mut(),
