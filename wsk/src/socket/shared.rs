@@ -145,8 +145,13 @@ pub(crate) fn rundown_last_owner(rundown: &AtomicUsize) -> Claim {
 /// Pool tag of socket cores ("WskS"; the table is [`crate::pool::tag`]).
 pub const SOCKET_TAG: u32 = crate::pool::tag::SOCKET;
 
-/// Live socket cores (for diagnostics and unload checks).
-static LIVE_SOCKETS: AtomicUsize = AtomicUsize::new(0);
+/// Live socket cores (for diagnostics and unload checks). The host's atomic, not the loom
+/// shim's: a static is never part of a loom model (and loom's atomics cannot be statics).
+#[cfg_attr(
+    not(loom),
+    expect(unused_qualifications, reason = "without loom the shim's `AtomicUsize` is this same type")
+)]
+static LIVE_SOCKETS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
 /// Number of sockets whose memory is not yet freed (open, or closing in the background).
 /// Any IRQL.
