@@ -24,7 +24,8 @@ pub struct Stats {
     pub zero_copy_bytes: AtomicU64,
     /// Connections served with IRP receives because the provider refused receive events.
     pub events_refused: AtomicU64,
-    /// Failed accepts (low resources included) and connections that ended with an error.
+    /// Accepts that failed (low resources included) and connections that failed or ended
+    /// with an error.
     pub errors: AtomicU64,
 }
 
