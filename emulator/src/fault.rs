@@ -25,7 +25,12 @@ pub enum FaultPlan {
     None,
     /// Each allocation fails with probability `rate_ppm` / 1,000,000, decided by a hash of
     /// `seed` and the allocation's index.
-    Random { seed: u64, rate_ppm: u32 },
+    Random {
+        /// Seed of the hash; the same seed fails the same indices.
+        seed: u64,
+        /// Failure rate in parts per million (0 never fails, 1,000,000 always fails).
+        rate_ppm: u32,
+    },
     /// Exactly the `n`-th allocation fails (counting from 1). A sweep runs a scenario with
     /// `FailNth(1)`, `FailNth(2)`, ... up to the number of allocations a clean run made.
     FailNth(u64),
@@ -36,9 +41,13 @@ pub enum FaultPlan {
 /// Which allocation routine an allocation came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AllocationKind {
+    /// Pool memory: `ExAllocatePool2` or `ExAllocatePoolWithTag`.
     Pool,
+    /// An IRP from `IoAllocateIrp`.
     Irp,
+    /// An MDL from `IoAllocateMdl`.
     Mdl,
+    /// A work item from `IoAllocateWorkItem`.
     WorkItem,
     /// `MmMapLockedPagesSpecifyCache`.
     Mapping,

@@ -28,7 +28,8 @@ unsafe impl GlobalAlloc for PoolAllocator {
         if layout.align() > crate::pool::POOL_ALIGN {
             return core::ptr::null_mut();
         }
-        crate::pool::allocate(layout.size().max(1), crate::pool::TAG).map_or(core::ptr::null_mut(), |p| p.as_ptr())
+        crate::pool::allocate(layout.size().max(1), crate::pool::TAG)
+            .map_or(core::ptr::null_mut(), core::ptr::NonNull::as_ptr)
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {

@@ -63,7 +63,7 @@ fn serve_and_check<T>(
     Ok(checked)
 }
 
-/// `echo-driver` on the emulator against the end-to-end client ([`serve_and_check`]).
+/// `echo-driver` on the emulator against the end-to-end client (`serve_and_check`).
 pub fn echo_e2e() -> Result<()> {
     echo_e2e_with(&[])
 }
@@ -85,7 +85,7 @@ fn echo_e2e_with(extra: &[&str]) -> Result<()> {
 }
 
 /// The status driver on the emulator against `curl` ([`http_client::check`], through
-/// [`serve_and_check`]).
+/// `serve_and_check`).
 pub fn status_e2e() -> Result<()> {
     serve_and_check("status-driver", &[], http_client::check).map(drop)
 }

@@ -5,6 +5,12 @@
 //! The modules are public so later tests (for example a TCP end-to-end test under
 //! Wine) can reuse [`wine::WinePrefix`] and the driver build.
 
+#![expect(
+    missing_docs,
+    reason = "an internal build tool, never published: its modules are public for its own \
+              binary and tests, not as an API"
+)]
+
 pub mod bench;
 pub mod drivers;
 pub mod echo_bench;

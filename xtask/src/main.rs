@@ -23,7 +23,7 @@ commands:
                                headers, Wine), or fail naming what is missing and
                                the command that installs it
   test [--skip STEP]...        run everything CI runs, in order, and summarize;
-                               steps: setup, fmt, clippy, test, package, echo,
+                               steps: setup, fmt, clippy, doc, test, package, echo,
                                stress, chaos, drivers, wine, loom, miri
   bench                        run the benchmarks (executor vs tokio and smol,
                                sockets figures, echo servers) and print their tables

@@ -10,7 +10,7 @@ use crate::{drivers, emulator_runs, setup, wine};
 
 /// The steps, in the order they run.
 pub const STEPS: &[&str] =
-    &["setup", "fmt", "clippy", "test", "package", "echo", "stress", "chaos", "drivers", "wine", "loom", "miri"];
+    &["setup", "fmt", "clippy", "doc", "test", "package", "echo", "stress", "chaos", "drivers", "wine", "loom", "miri"];
 
 /// How a step ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +113,7 @@ fn run_step(step: &str, skips: &[String]) -> Result<Status> {
                 "warnings",
             ])
         }
+        "doc" => doc(),
         "test" => cargo(&["test", "--workspace"]),
         // The published crates package and verify against each other (cargo's local registry
         // for workspace members) and pass the registry's checks, short of the upload.
@@ -140,6 +141,15 @@ const PUBLISHED: &[&str] = &["-p", "wsk-sys", "-p", "wsk-executor", "-p", "wsk",
 fn cargo(args: &[&str]) -> Result<Status> {
     let mut cmd = Command::new("cargo");
     cmd.current_dir(util::workspace_root()).args(args);
+    util::run_inherit(&mut cmd).map(|()| Status::Passed)
+}
+
+/// The API docs, with rustdoc's warnings (the workspace's rustdoc lints: broken intra-doc
+/// links and the like) as errors.
+fn doc() -> Result<Status> {
+    let mut cmd = Command::new("cargo");
+    let flags = with_flag("RUSTDOCFLAGS", "-D warnings");
+    cmd.current_dir(util::workspace_root()).env("RUSTDOCFLAGS", flags).args(["doc", "--workspace", "--no-deps"]);
     util::run_inherit(&mut cmd).map(|()| Status::Passed)
 }
 
@@ -195,9 +205,9 @@ mod tests {
 
     #[test]
     fn unknown_skip_is_rejected() {
-        assert!(validate_skips(&["wine".to_owned(), "miri".to_owned()]).is_ok());
+        assert!(validate_skips(&["wine".to_owned(), "doc".to_owned(), "miri".to_owned()]).is_ok());
         let err = validate_skips(&["winne".to_owned()]).unwrap_err().to_string();
-        assert!(err.contains("winne") && err.contains("fmt, clippy"), "{err}");
+        assert!(err.contains("winne") && err.contains("fmt, clippy, doc, test"), "{err}");
     }
 
     #[test]

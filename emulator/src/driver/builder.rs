@@ -192,6 +192,7 @@ impl KernelBuilder {
 pub enum LoadError {
     /// DriverEntry returned an error status.
     EntryFailed {
+        /// The failure status DriverEntry returned.
         status: NTSTATUS,
         /// What the verifier found after the failed DriverEntry.
         report: Box<VerifierReport>,

@@ -72,15 +72,25 @@ impl fmt::Debug for Bugcheck {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum LeakKind {
+    /// A pool allocation never freed with `ExFreePool`/`ExFreePoolWithTag`.
     Pool,
+    /// An IRP from `IoAllocateIrp` never freed with `IoFreeIrp`.
     Irp,
+    /// An MDL from `IoAllocateMdl` never freed with `IoFreeMdl`.
     Mdl,
+    /// A work item from `IoAllocateWorkItem` never freed with `IoFreeWorkItem`.
     WorkItem,
+    /// A kernel timer still set at unload.
     Timer,
+    /// A DPC still queued or running at unload.
     Dpc,
+    /// A registry key handle never closed with `ZwClose`.
     Handle,
+    /// A WSK registration never released with `WskDeregister`.
     WskRegistration,
+    /// A WSK socket never closed with `WskCloseSocket`.
     WskSocket,
+    /// An address-info chain from `WskGetAddressInfo` never freed with `WskFreeAddressInfo`.
     WskAddressInfo,
 }
 
@@ -104,6 +114,7 @@ impl fmt::Display for LeakKind {
 /// An object the driver still owned at unload.
 #[derive(Clone)]
 pub struct Leak {
+    /// What kind of object leaked.
     pub kind: LeakKind,
     /// Pool tag (0 when the object has none).
     pub tag: u32,

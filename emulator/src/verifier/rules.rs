@@ -35,20 +35,35 @@ macro_rules! rules {
 
 /// Stop codes used by the rules.
 pub mod codes {
+    /// 0x35: an IRP was passed on with no stack location left.
     pub const NO_MORE_IRP_STACK_LOCATIONS: u32 = 0x35;
+    /// 0x44: an IRP was completed a second time.
     pub const MULTIPLE_IRP_COMPLETE_REQUESTS: u32 = 0x44;
+    /// 0x48: an IRP was completed with a cancel routine still set.
     pub const CANCEL_STATE_IN_COMPLETED_IRP: u32 = 0x48;
+    /// 0x93: a handle that is not open was used or closed.
     pub const INVALID_KERNEL_HANDLE: u32 = 0x93;
+    /// 0xB8: a thread blocked (switched away) at DISPATCH_LEVEL.
     pub const ATTEMPTED_SWITCH_FROM_DPC: u32 = 0xB8;
+    /// 0xC1: special pool found its guard bytes overwritten (overrun, write after free).
     pub const SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION: u32 = 0xC1;
+    /// 0xC2: a pool routine was called with bad arguments (type, tag, address, double free).
     pub const BAD_POOL_CALLER: u32 = 0xC2;
+    /// 0xC4: the general Driver Verifier violation; parameter 1 names the check.
     pub const DRIVER_VERIFIER_DETECTED_VIOLATION: u32 = 0xC4;
+    /// 0xC7: a timer or DPC object is invalid or lives in freed pool.
     pub const TIMER_OR_DPC_INVALID: u32 = 0xC7;
+    /// 0xC9: the I/O manager checks (IRP allocation, completion and ownership).
     pub const DRIVER_VERIFIER_IOMANAGER_VIOLATION: u32 = 0xC9;
+    /// 0xCC: freed special pool was referenced.
     pub const PAGE_FAULT_IN_FREED_SPECIAL_POOL: u32 = 0xCC;
+    /// 0xCE: the driver unloaded with work items, timers or DPCs still pending.
     pub const DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS: u32 = 0xCE;
+    /// 0xD1: a routine was called above the highest IRQL it allows, or waited at DISPATCH_LEVEL.
     pub const DRIVER_IRQL_NOT_LESS_OR_EQUAL: u32 = 0xD1;
+    /// 0xE4: a work item was misused (bad pointer, queued twice, freed while queued).
     pub const WORKER_INVALID: u32 = 0xE4;
+    /// 0xE2: the driver called `KeBugCheckEx` itself.
     pub const MANUALLY_INITIATED_CRASH: u32 = 0xE2;
 
     /// The symbolic name of a stop code.

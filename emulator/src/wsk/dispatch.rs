@@ -35,7 +35,7 @@ pub(crate) static PROVIDER_DISPATCH: WSK_PROVIDER_DISPATCH = WSK_PROVIDER_DISPAT
 };
 
 /// `WskCaptureProviderNPI`: hands out the provider NPI, whose dispatch table is
-/// [`PROVIDER_DISPATCH`] (the provider is always attached, so the call never waits). IRQL ==
+/// `PROVIDER_DISPATCH` (the provider is always attached, so the call never waits). IRQL ==
 /// PASSIVE_LEVEL, or <= DISPATCH_LEVEL with `WSK_NO_WAIT`.
 ///
 /// # Safety

@@ -32,7 +32,7 @@ impl Probe {
     }
 
     fn context(&self) -> PVOID {
-        std::ptr::from_ref::<Probe>(self).cast_mut().cast()
+        ptr::from_ref::<Probe>(self).cast_mut().cast()
     }
 
     fn calls(&self) -> u32 {

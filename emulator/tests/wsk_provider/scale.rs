@@ -12,7 +12,7 @@ use crate::support::*;
 const CONNECTIONS: usize = 1000;
 
 fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").map(std::iter::Iterator::count).unwrap_or(0)
+    std::fs::read_dir("/proc/self/task").map(Iterator::count).unwrap_or(0)
 }
 
 /// Raises the soft limit on open files to the hard limit (2,000+ sockets are open at once).

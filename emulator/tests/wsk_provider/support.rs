@@ -259,11 +259,11 @@ pub fn storage(address: SocketAddr) -> SOCKADDR_STORAGE {
 pub fn address(storage: &SOCKADDR_STORAGE) -> Option<SocketAddr> {
     match storage.ss_family {
         AF_INET => {
-            let v4 = unsafe { &*std::ptr::from_ref::<SOCKADDR_STORAGE>(storage).cast::<SOCKADDR_IN>() };
+            let v4 = unsafe { &*ptr::from_ref::<SOCKADDR_STORAGE>(storage).cast::<SOCKADDR_IN>() };
             Some(SocketAddr::from((v4.sin_addr.s_addr, u16::from_be(v4.sin_port))))
         }
         AF_INET6 => {
-            let v6 = unsafe { &*std::ptr::from_ref::<SOCKADDR_STORAGE>(storage).cast::<SOCKADDR_IN6>() };
+            let v6 = unsafe { &*ptr::from_ref::<SOCKADDR_STORAGE>(storage).cast::<SOCKADDR_IN6>() };
             Some(SocketAddr::from((v6.sin6_addr.s6_addr, u16::from_be(v6.sin6_port))))
         }
         _ => None,
@@ -271,7 +271,7 @@ pub fn address(storage: &SOCKADDR_STORAGE) -> Option<SocketAddr> {
 }
 
 pub fn sa(storage: &mut SOCKADDR_STORAGE) -> *mut SOCKADDR {
-    std::ptr::from_mut::<SOCKADDR_STORAGE>(storage).cast()
+    ptr::from_mut::<SOCKADDR_STORAGE>(storage).cast()
 }
 
 pub fn v4(port: u16) -> SocketAddr {

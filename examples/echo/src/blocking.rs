@@ -252,13 +252,10 @@ impl SyncIrp {
         let empty = LIST_ENTRY { Flink: core::ptr::null_mut(), Blink: core::ptr::null_mut() };
         let header =
             DISPATCHER_HEADER { Type: 0, Signalling: 0, Size: 0, Reserved1: 0, SignalState: 0, WaitListHead: empty };
-        let mut this = match PoolBox::try_new(SyncIrp { irp, event: KEVENT { Header: header } }) {
-            Ok(this) => this,
-            Err(_) => {
-                // SAFETY: allocated above, never submitted.
-                unsafe { wsk_sys::IoFreeIrp(irp.as_ptr()) };
-                return Err(Error::NoMemory);
-            }
+        let Ok(mut this) = PoolBox::try_new(SyncIrp { irp, event: KEVENT { Header: header } }) else {
+            // SAFETY: allocated above, never submitted.
+            unsafe { wsk_sys::IoFreeIrp(irp.as_ptr()) };
+            return Err(Error::NoMemory);
         };
         // SAFETY: the event is in non-paged pool at its final address.
         unsafe { wsk_sys::KeInitializeEvent(&raw mut this.event, wsk_sys::NotificationEvent, 0) };

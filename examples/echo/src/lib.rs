@@ -7,7 +7,7 @@
 //! until the executor is idle and every socket is closed, and deregisters.
 //!
 //! The same code is built two ways: as `echo.sys` for `x86_64-pc-windows-msvc`
-//! (`cargo xtask drivers`), where [`DriverEntry`] is the image entry point, and into the
+//! (`cargo xtask drivers`), where `DriverEntry` is the image entry point, and into the
 //! host binary (`cargo run -p echo-driver`), which loads [`driver::driver_entry`] into the
 //! kernel emulator.
 //!

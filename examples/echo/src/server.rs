@@ -14,13 +14,18 @@ pub const CHUNK: usize = 64 * 1024;
 
 /// Counters printed at unload (and read by the host binary).
 pub struct Stats {
+    /// Connections accepted since load.
     pub connections: AtomicU64,
+    /// Connections accepted and not yet closed.
     pub open: AtomicU64,
+    /// Bytes echoed back to peers, over all connections.
     pub bytes: AtomicU64,
     /// Bytes that arrived as WSK's own buffers (receive events), not copied by an IRP.
     pub zero_copy_bytes: AtomicU64,
     /// Connections served with IRP receives because the provider refused receive events.
     pub events_refused: AtomicU64,
+    /// Accepts that failed (low resources included) and connections that failed or ended
+    /// with an error.
     pub errors: AtomicU64,
 }
 

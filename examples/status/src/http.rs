@@ -29,6 +29,7 @@ pub enum Route {
 pub struct Request {
     /// Bytes of the head, blank line included; what follows belongs to the next request.
     pub head_len: usize,
+    /// What the request asks for, and so which response it gets.
     pub route: Route,
     /// `HEAD`: the response has no body.
     pub head_only: bool,
@@ -96,8 +97,11 @@ pub fn parse(bytes: &[u8]) -> Parsed {
 /// Counters shown by `GET /status`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
+    /// Connections accepted since load.
     pub connections: u64,
+    /// Complete request heads received since load, the one being answered included.
     pub requests: u64,
+    /// Connections currently open.
     pub open: u64,
 }
 

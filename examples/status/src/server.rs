@@ -12,9 +12,13 @@ use crate::http::{self, Counters, MAX_HEAD, Parsed};
 
 /// Counters printed at unload and served by `GET /status`.
 pub struct Stats {
+    /// Connections accepted since load.
     pub connections: AtomicU64,
+    /// Complete request heads received, over all connections.
     pub requests: AtomicU64,
+    /// Connections accepted and not yet closed.
     pub open: AtomicU64,
+    /// Failed accepts and spawns, and connections that ended with an error.
     pub errors: AtomicU64,
 }
 

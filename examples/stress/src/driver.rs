@@ -13,9 +13,11 @@ use wsk_sys::{DRIVER_OBJECT, NTSTATUS, STATUS_SUCCESS, UNICODE_STRING};
 use crate::stats::{OP_NAMES, STATS};
 use crate::workload::{self, Config, STOP, WskRef};
 
-/// Service-key parameters and their defaults.
+/// Default of the service key's `Port` parameter: the TCP port the listener binds.
 pub const DEFAULT_PORT: u16 = 7008;
+/// Default of the `Clients` parameter: concurrent client connections.
 pub const DEFAULT_CLIENTS: u32 = 16;
+/// Default of the `Seconds` parameter: how long the workers run, in seconds (0: no time limit).
 pub const DEFAULT_SECONDS: u32 = 10;
 
 const PROVIDER_WAIT: Duration = Duration::from_secs(1);

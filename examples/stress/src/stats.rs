@@ -8,13 +8,21 @@ use wsk::Error;
 #[derive(Debug, Clone, Copy)]
 #[repr(usize)]
 pub enum Op {
+    /// A client's `TcpStream::connect`.
     Connect,
+    /// The listener's `accept`.
     Accept,
+    /// A send on a connection (either side).
     Send,
+    /// A receive on a connection, by IRP or by receive event.
     Receive,
+    /// A graceful disconnect (`shutdown`).
     Disconnect,
+    /// An abortive disconnect (`abort`).
     Abort,
+    /// A socket close.
     Close,
+    /// A receive abandoned by dropping it, or a receiving task that ended without a result.
     Cancel,
 }
 
@@ -25,9 +33,11 @@ const FAILURE_SLOTS: usize = 16;
 
 /// Everything a run counts.
 pub struct Stats {
+    /// Operations attempted, by kind: index `Op as usize`, names in [`OP_NAMES`].
     pub ops: [AtomicU64; 8],
     /// Failures by NTSTATUS: (status, count) slots filled on first use.
     pub failure_status: [AtomicI32; FAILURE_SLOTS],
+    /// Failures counted for the status in the same slot of `failure_status`.
     pub failure_count: [AtomicU64; FAILURE_SLOTS],
     /// Failures whose status found no slot.
     pub failure_other: AtomicU64,
@@ -35,9 +45,13 @@ pub struct Stats {
     pub data_errors: AtomicU64,
     /// Operations that exceeded their time bound (must stay 0 without fault injection).
     pub hangs: AtomicU64,
+    /// Bytes received back and checked against the pattern that was sent.
     pub bytes: AtomicU64,
+    /// Connection sockets (client and server sides) open now.
     pub open_sockets: AtomicU64,
+    /// The highest `open_sockets` seen.
     pub peak_sockets: AtomicU64,
+    /// Client workers running now.
     pub running: AtomicU64,
 }
 
@@ -67,11 +81,12 @@ pub static STATS: Stats = Stats {
 };
 
 impl Stats {
+    /// Counts one attempt of `op`, successful or not. IRQL <= DISPATCH_LEVEL.
     pub fn op(&self, op: Op) {
         self.ops[op as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts a failed operation under its NTSTATUS.
+    /// Counts a failed operation under its NTSTATUS. IRQL <= DISPATCH_LEVEL.
     pub fn failure(&self, error: Error) {
         let status = error.to_status();
         for i in 0..FAILURE_SLOTS {
@@ -88,16 +103,19 @@ impl Stats {
         self.failure_other.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a connection socket opened and raises the peak if needed.
+    /// IRQL <= DISPATCH_LEVEL.
     pub fn socket_opened(&self) {
         let now = self.open_sockets.fetch_add(1, Ordering::Relaxed) + 1;
         self.peak_sockets.fetch_max(now, Ordering::Relaxed);
     }
 
+    /// Counts a connection socket closed (or dropped). IRQL <= DISPATCH_LEVEL.
     pub fn socket_closed(&self) {
         self.open_sockets.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Total operations so far.
+    /// Total operations so far. IRQL <= DISPATCH_LEVEL.
     pub fn total_ops(&self) -> u64 {
         self.ops.iter().map(|o| o.load(Ordering::Relaxed)).sum()
     }

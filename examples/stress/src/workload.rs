@@ -31,6 +31,7 @@ pub struct Config {
     pub clients: u32,
     /// Stop after this many operations (0: no limit).
     pub operations: u64,
+    /// Seed of the workers' generators: the same seed picks the same scenarios and sizes.
     pub seed: u64,
     /// Which scenarios run: a mask of `MIX_*` bits.
     pub mix: u32,

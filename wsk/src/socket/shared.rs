@@ -3,15 +3,15 @@
 //!
 //! # The close contract, rule by rule
 //!
-//! 1-2. Every call into the socket's dispatch table runs inside a [`CallGuard`] from
-//!      [`SocketCore::enter`]: an atomic test-and-increment of the call count that fails once
+//! 1-2. Every call into the socket's dispatch table runs inside a `CallGuard` from
+//!      `SocketCore::enter`: an atomic test-and-increment of the call count that fails once
 //!      close has begun. `WskCloseSocket` is issued only when the count is zero; `close()`
 //!      waits for that asynchronously (no thread blocks). Pending IRPs of earlier calls are
 //!      allowed and do not hold the count.
 //! 3.   `WskCloseSocket` cancels the socket's pending IRPs (their operations resolve
 //!      `Err(Cancelled)`) and completes only after in-flight event callbacks returned;
 //!      `close()` resolves only when the close IRP completes.
-//! 4.   After close begins, [`SocketCore::enter`] fails with [`Error::Closed`]; `close(self)`
+//! 4.   After close begins, `SocketCore::enter` fails with [`Error::Closed`]; `close(self)`
 //!      consumes the handle.
 //! 5.   A connection not disconnected in both directions is aborted by the provider.
 //! 6.   The close IRP is allocated with the socket (close cannot fail for lack of memory); its

@@ -78,8 +78,8 @@ impl UdpSocket {
         self.send.local
     }
 
-    /// Asks the provider for the bound address (`WskGetLocalAddress`); [`local_addr`]
-    /// (Self::local_addr) has it without a call.
+    /// Asks the provider for the bound address (`WskGetLocalAddress`);
+    /// [`local_addr`](Self::local_addr) has it without a call.
     ///
     /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn query_local_addr(&mut self) -> Result<SocketAddr> {

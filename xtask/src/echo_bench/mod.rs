@@ -2,7 +2,7 @@
 //! one run.
 //!
 //! * (a) the echo driver (`echo_driver::driver`) on the host emulator: `echo-driver --quiet`;
-//! * (b) the same driver as `echo.sys` under Wine ([`WinePrefix`]); skipped without Wine;
+//! * (b) the same driver as `echo.sys` under Wine ([`WinePrefix`](crate::wine::WinePrefix)); skipped without Wine;
 //! * (c) a tokio echo server in this process (multi_thread runtime, one worker thread per
 //!   server CPU);
 //! * (d) the blocking baseline (`echo_driver::blocking`: a thread per connection, one KEVENT
