@@ -455,8 +455,12 @@ unsafe fn write_text(string: *mut UNICODE_STRING, text: &str) -> Result<(), NTST
 /// # Safety
 /// `string` is null or a valid `UNICODE_STRING`.
 unsafe fn writable(string: *const UNICODE_STRING) -> bool {
-    // SAFETY: the caller's contract.
-    string.is_null() || unsafe { !(*string).Buffer.is_null() && (*string).MaximumLength >= 2 }
+    if string.is_null() {
+        return true;
+    }
+    // SAFETY: the caller's contract: a non-null pointer refers to a valid string.
+    let string = unsafe { &*string };
+    !string.Buffer.is_null() && string.MaximumLength >= 2
 }
 
 /// `WskGetNameInfo`, done inside the call: the host's name from the hosts file (its numeric
@@ -489,7 +493,10 @@ pub(crate) unsafe fn name_info(
         return Err(STATUS_INVALID_PARAMETER);
     }
     // SAFETY: the caller's contract.
-    if unsafe { !writable(node) || !writable(service) } {
+    let node_ok = unsafe { writable(node) };
+    // SAFETY: as above.
+    let service_ok = unsafe { writable(service) };
+    if !node_ok || !service_ok {
         return Err(STATUS_INVALID_PARAMETER);
     }
     let mut storage = SOCKADDR_STORAGE::zeroed();
