@@ -25,8 +25,11 @@ fn abandoned_resolutions_return_their_lists() {
         let dropped = timeout(Duration::from_millis(20), env.wsk.resolve("localhost", 80)).await;
         assert!(dropped.is_err(), "the resolution was still pending: {dropped:?}");
         sleep(DELAY * 2).await;
+        let before = wsk_emulator::counters().irp_frees;
         let next = env.wsk.resolve("127.0.0.1", 80).await.expect("numeric");
         assert_eq!(next.len(), 1);
+        // Its own IRP, and the one of the resolution given up, collected.
+        assert_eq!(wsk_emulator::counters().irp_frees - before, 2);
         // Given up again, and the driver unloads before it completes: the registration's
         // drop waits for it and frees its list, IRP and slot before deregistering.
         let dropped = timeout(Duration::from_millis(20), env.wsk.resolve("localhost", 80)).await;
