@@ -220,7 +220,8 @@ struct Request {
 }
 
 // SAFETY: the pointers lead into the block itself and, once the request completed, to the
-// provider's result list, which the owner of the block frees; the block has one owner at a time (the resolving task, or the slot while the IRP is in flight).
+// provider's result list, which the owner of the block frees; the block has one owner at a
+// time (the resolving task, or the slot while the IRP is in flight).
 unsafe impl Send for Request {}
 
 impl Request {
