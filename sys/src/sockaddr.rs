@@ -306,6 +306,21 @@ pub unsafe fn write_socket_addr(sa: *mut SOCKADDR, addr: &SocketAddr) {
     }
 }
 
+/// `WskGetNameInfo` flags (`ws2def.h`): the host's relative name only (no domain).
+pub const NI_NOFQDN: ULONG = 0x01;
+/// `WskGetNameInfo` flags: the numeric form of the host address, no reverse lookup.
+pub const NI_NUMERICHOST: ULONG = 0x02;
+/// `WskGetNameInfo` flags: a host without a name is an error (instead of its numeric form).
+pub const NI_NAMEREQD: ULONG = 0x04;
+/// `WskGetNameInfo` flags: the numeric form of the port, no service name.
+pub const NI_NUMERICSERV: ULONG = 0x08;
+/// `WskGetNameInfo` flags: the service is a datagram service.
+pub const NI_DGRAM: ULONG = 0x10;
+/// Longest host name `WskGetNameInfo` returns, in characters with the terminating NUL.
+pub const NI_MAXHOST: usize = 1025;
+/// Longest service name `WskGetNameInfo` returns, in characters with the terminating NUL.
+pub const NI_MAXSERV: usize = 32;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -720,6 +720,24 @@ impl OpSlot {
     }
 }
 
+impl OpSlot {
+    /// Asks the provider to cancel the operation in flight without giving it up (unlike
+    /// [`OpSlot::abandon`]): the owner still collects its completion with
+    /// [`OpSlot::poll_submitted`], whatever its status. Does nothing when no IRP is pending.
+    /// Never blocks.
+    ///
+    /// IRQL <= DISPATCH_LEVEL.
+    pub fn cancel(&self) {
+        let inner = self.inner();
+        if inner.state.load(Ordering::Acquire) & (SUBMITTED | COMPLETE) == SUBMITTED {
+            // SAFETY: the IRP stays allocated while this handle exists, and only the owner
+            // reuses it, after collecting the completion: if the provider completes it meanwhile,
+            // `IoCancelIrp` finds no cancel routine and only marks it.
+            unsafe { wsk_sys::IoCancelIrp(inner.irp.as_ptr()) };
+        }
+    }
+}
+
 /// Releases the in-flight reference of a completed, collected operation.
 ///
 /// # Safety

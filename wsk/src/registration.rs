@@ -15,6 +15,7 @@ use wsk_sys::{
 
 use crate::error::{Error, Result, require_irql};
 use crate::pool::{self, PoolBox};
+use crate::resolve::abandoned::Abandoned;
 
 /// WSK 1.0 client dispatch: no client-level event callback.
 static CLIENT_DISPATCH: WSK_CLIENT_DISPATCH =
@@ -26,6 +27,8 @@ struct Registration {
     block: WSK_REGISTRATION,
     provider: WSK_PROVIDER_NPI,
     captured: bool,
+    /// Resolutions given up while pending, collected at PASSIVE_LEVEL.
+    abandoned: Abandoned,
 }
 
 /// A registered WSK client. Sockets are created through it; it must outlive them (dropping
@@ -60,6 +63,7 @@ impl Wsk {
             block: WSK_REGISTRATION::zeroed(),
             provider: WSK_PROVIDER_NPI::zeroed(),
             captured: false,
+            abandoned: Abandoned::new(),
         };
         let mut reg = PoolBox::try_new(reg).map_err(|_| Error::NoMemory)?;
         let r = &mut *reg;
@@ -133,6 +137,11 @@ impl Wsk {
         let dispatch = unsafe { &*self.reg.provider.Dispatch };
         Ok((self.reg.provider.Client, dispatch))
     }
+
+    /// The resolutions given up while pending, collected before deregistration.
+    pub(crate) fn abandoned(&self) -> &Abandoned {
+        &self.reg.abandoned
+    }
 }
 
 /// `wait` as `WskCaptureProviderNPI`'s wait in milliseconds: rounded up (a non-zero wait
@@ -147,6 +156,11 @@ impl Drop for Wsk {
         if wsk_sys::KeGetCurrentIrql() != PASSIVE_LEVEL {
             crate::log!(error, "wsk: Wsk dropped above PASSIVE_LEVEL; registration leaked");
             return;
+        }
+        if let Ok((client, dispatch)) = self.provider() {
+            // Resolutions given up while pending complete and return their lists before the
+            // provider NPI goes.
+            self.reg.abandoned.wait_idle(client, dispatch.WskFreeAddressInfo);
         }
         let r = &mut *self.reg;
         if r.captured {

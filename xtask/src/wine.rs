@@ -99,7 +99,8 @@ pub fn smoke_test(stress_run: Duration) -> Result<()> {
 }
 
 /// The status driver (`wskstatus.sys`: HTTP/1.1 over `embedded-io-async` and `httparse`)
-/// under Wine against `curl`; its unload line must report no socket open.
+/// under Wine against `curl`; its DriverEntry must have resolved `localhost` with an IPv4 hint
+/// and a bound of one address to `127.0.0.1`, and its unload line must report no socket open.
 fn status_under_wine(prefix: &mut WinePrefix) -> Result<()> {
     let sys = drivers::build(&drivers::STATUS)?;
     prefix.install_driver(&sys, drivers::STATUS.name)?;
@@ -115,6 +116,13 @@ fn status_under_wine(prefix: &mut WinePrefix) -> Result<()> {
     }
     checked?;
     let messages = prefix.debug_log()?;
+    // DriverEntry resolved "localhost" with an IPv4 hint and a bound of one address.
+    let resolved = messages.iter().find(|m| m.starts_with("status: localhost is") || m.contains("resolve localhost"));
+    println!("{TAG}: DbgPrint: {}", resolved.map_or("(no resolution line)", String::as_str));
+    let expected = format!("status: localhost is 127.0.0.1:{port} (1 address)");
+    if resolved.is_none_or(|m| *m != expected) {
+        bail!("{TAG}: wskstatus.sys did not resolve localhost (IPv4 hint, one address) to 127.0.0.1: {resolved:?}");
+    }
     let done = messages.iter().rev().find(|m| m.starts_with("status: DriverUnload done"));
     println!("{TAG}: DbgPrint: {}", done.map_or("(no unload line)", String::as_str));
     if done.is_none_or(|m| count_of(m, "sockets open") != Some(0)) {

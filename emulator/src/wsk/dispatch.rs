@@ -1,6 +1,6 @@
 //! `WskCaptureProviderNPI` and the provider-level dispatch table it hands out: socket creation
 //! (`WskSocket`, `WskSocketConnect`), `WskControlClient`, and name resolution
-//! (`WskGetAddressInfo`, `WskFreeAddressInfo`; `WskGetNameInfo` is not implemented).
+//! (`WskGetAddressInfo`, `WskFreeAddressInfo`, `WskGetNameInfo`).
 
 use std::ffi::c_void;
 
@@ -8,10 +8,10 @@ use wsk_sys::{
     ADDRESS_FAMILY, ADDRINFOEXW, DISPATCH_LEVEL, GUID, IPPROTO_IP, IPPROTO_TCP, IPPROTO_UDP, IRP, MAKE_WSK_VERSION,
     NTSTATUS, PASSIVE_LEVEL, PEPROCESS, PETHREAD, PSECURITY_DESCRIPTOR, PVOID, PWSK_CLIENT, SIZE_T, SOCK_DGRAM,
     SOCK_STREAM, SOCKADDR, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_ADDRESS, STATUS_INVALID_ADDRESS_COMPONENT,
-    STATUS_INVALID_PARAMETER, STATUS_NOT_IMPLEMENTED, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, ULONG, UNICODE_STRING,
-    USHORT, WSK_CLIENT_CONNECTION_DISPATCH, WSK_FLAG_BASIC_SOCKET, WSK_FLAG_CONNECTION_SOCKET,
-    WSK_FLAG_DATAGRAM_SOCKET, WSK_FLAG_LISTEN_SOCKET, WSK_FLAG_STREAM_SOCKET, WSK_NO_WAIT, WSK_PROVIDER_DISPATCH,
-    WSK_PROVIDER_NPI, WSK_REGISTRATION,
+    STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, ULONG, UNICODE_STRING, USHORT,
+    WSK_CLIENT_CONNECTION_DISPATCH, WSK_FLAG_BASIC_SOCKET, WSK_FLAG_CONNECTION_SOCKET, WSK_FLAG_DATAGRAM_SOCKET,
+    WSK_FLAG_LISTEN_SOCKET, WSK_FLAG_STREAM_SOCKET, WSK_NO_WAIT, WSK_PROVIDER_DISPATCH, WSK_PROVIDER_NPI,
+    WSK_REGISTRATION,
 };
 
 use super::addr::{self, Family};
@@ -295,12 +295,12 @@ unsafe extern "system" fn wsk_free_address_info(client: PWSK_CLIENT, info: *mut 
 }
 
 unsafe extern "system" fn wsk_get_name_info(
-    _client: PWSK_CLIENT,
-    _address: *mut SOCKADDR,
-    _address_length: ULONG,
-    _node: *mut UNICODE_STRING,
-    _service: *mut UNICODE_STRING,
-    _flags: ULONG,
+    client: PWSK_CLIENT,
+    address: *mut SOCKADDR,
+    address_length: ULONG,
+    node: *mut UNICODE_STRING,
+    service: *mut UNICODE_STRING,
+    flags: ULONG,
     _owning_process: PEPROCESS,
     _owning_thread: PETHREAD,
     irp: *mut IRP,
@@ -309,7 +309,15 @@ unsafe extern "system" fn wsk_get_name_info(
     if let Err(status) = unsafe { take("WskGetNameInfo", PASSIVE_LEVEL, irp) } {
         return status;
     }
-    // Not emulated: completed with STATUS_NOT_IMPLEMENTED, as a provider would.
+    if !registration::check_client("WskGetNameInfo", client) {
+        // SAFETY: accepted above.
+        return unsafe { complete_now(irp, STATUS_INVALID_PARAMETER, 0) };
+    }
+    // SAFETY: the client passes an address readable for its length and valid strings (or null).
+    let status = match unsafe { resolve::name_info(address, address_length, node, service, flags) } {
+        Ok(()) => STATUS_SUCCESS,
+        Err(status) => status,
+    };
     // SAFETY: accepted above.
-    unsafe { complete_now(irp, STATUS_NOT_IMPLEMENTED, 0) }
+    unsafe { complete_now(irp, status, 0) }
 }

@@ -46,8 +46,8 @@
 //! | `WskRelease` (connection and datagram tables) | Gives back an indication chain the client retained (`STATUS_PENDING` from its callback) on that socket (or the chain a callback is handling, see below); anything else is `WSK_INDICATION_RELEASED_TWICE` and `STATUS_INVALID_PARAMETER`. IRQL <= DISPATCH_LEVEL, also from inside a callback. |
 //! | `WskInspectComplete`, `WskSendMessages` | `STATUS_NOT_SUPPORTED` (conditional accept and batched sends are not emulated). |
 //! | `WskControlClient` | `STATUS_NOT_SUPPORTED` for every control code (`WSK_SET_STATIC_EVENT_CALLBACKS` included), with or without an IRP. |
-//! | `WskGetAddressInfo`, `WskFreeAddressInfo` | Numeric hosts and a missing host at once, names with the host resolver on a helper thread (pending and cancelable meanwhile); numeric or well-known service names; hints' family, socket type, protocol, `AI_PASSIVE`, `AI_NUMERICHOST`, `AI_CANONNAME` (the name as given). The `ADDRINFOEXW` chain is allocated by the provider and must be freed with `WskFreeAddressInfo`. IRQL PASSIVE_LEVEL. |
-//! | `WskGetNameInfo` | Not implemented: completes with `STATUS_NOT_IMPLEMENTED`. |
+//! | `WskGetAddressInfo`, `WskFreeAddressInfo` | Numeric hosts and a missing host at once, names with the host resolver on a helper thread (pending and cancelable meanwhile, not cancelable with the `wine-uncancelable-irps` quirk; after the delay `set_resolution_delay` sets, if any); numeric or well-known service names; hints' family, socket type, protocol, `AI_PASSIVE`, `AI_NUMERICHOST`, `AI_CANONNAME` (the name as given). The `ADDRINFOEXW` chain is allocated by the provider and must be freed with `WskFreeAddressInfo`. IRQL PASSIVE_LEVEL. |
+//! | `WskGetNameInfo` | Completes inside the call. The host's name is the first name the hosts file (`/etc/hosts`) gives the address; its numeric form with `NI_NUMERICHOST` or when it has none (`STATUS_NOT_FOUND` then with `NI_NAMEREQD`); `NI_NOFQDN` keeps the part before the first dot. The service is the port's well-known name (the table `WskGetAddressInfo` uses), its number with `NI_NUMERICSERV` or when it has none; `NI_DGRAM` is accepted and changes nothing. Each name is written with its terminating NUL and `Length` set without it; a buffer too small is `STATUS_BUFFER_TOO_SMALL`. `STATUS_INVALID_PARAMETER`: no address, a length shorter than its family's or longer than `SOCKADDR_STORAGE`, an unknown family, both strings null, a null buffer or one without room for a NUL, unknown flags. IRQL PASSIVE_LEVEL. |
 //!
 //! Host errors map to NTSTATUS: `ECONNREFUSED` -> `STATUS_CONNECTION_REFUSED`, `EADDRINUSE`
 //! -> `STATUS_ADDRESS_ALREADY_EXISTS`, `ECONNRESET` / `EPIPE` -> `STATUS_CONNECTION_RESET`
@@ -174,7 +174,7 @@
 //!   indication), partial receives, short sends, unmapped indication MDLs.
 //! * No static event callbacks (`WSK_SET_STATIC_EVENT_CALLBACKS`), no inspect or abort
 //!   events (conditional accept), no events inherited from a listening socket, no stream
-//!   sockets, no IOCTLs, no `WskGetNameInfo`, no `WskSendMessages`, no control data; WSK's `STATUS_*` for some corner cases (e.g. a
+//!   sockets, no IOCTLs, no reverse lookup beyond the hosts file (`WskGetNameInfo`), no `WskSendMessages`, no control data; WSK's `STATUS_*` for some corner cases (e.g. a
 //!   second bind, send after disconnect) are the emulator's best guess.
 //! * Fault injection reaches the provider through its calls: under a fault plan each call
 //!   that takes an IRP (close aside) is a fault point completed with
@@ -233,6 +233,7 @@ mod reactor;
 mod registration;
 
 pub use registration::provider_unavailable_for;
+pub use resolve::set_resolution_delay;
 mod resolve;
 mod socket;
 mod status;

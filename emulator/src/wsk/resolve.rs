@@ -1,10 +1,13 @@
-//! `WskGetAddressInfo` / `WskFreeAddressInfo`: name resolution with the host resolver.
+//! `WskGetAddressInfo` / `WskFreeAddressInfo`: name resolution with the host resolver; and
+//! `WskGetNameInfo`: address to name ([`name_info`]).
 //!
 //! Numeric hosts (and a missing host) resolve at once; names ("localhost", ...) resolve on a
-//! helper thread with the host's `getaddrinfo`, the IRP pending (and cancelable) meanwhile.
-//! Services are port numbers or a few well-known names. The result is an `ADDRINFOEXW` chain
-//! in Windows' layout (`AF_INET6` = 23) allocated by the provider; the client frees it with
-//! `WskFreeAddressInfo`, and a chain still allocated at unload is reported as a leak.
+//! helper thread with the host's `getaddrinfo`, the IRP pending (and cancelable, unless the
+//! `wine-uncancelable-irps` quirk is on) meanwhile, after [`set_resolution_delay`]'s delay if
+//! one is set. Services are port numbers or a few well-known names. The result is an
+//! `ADDRINFOEXW` chain in Windows' layout (`AF_INET6` = 23) allocated by the provider; the
+//! client frees it with `WskFreeAddressInfo`, and a chain still allocated at unload is reported
+//! as a leak.
 
 // Building and freeing `ADDRINFOEXW` chains and completing IRPs go through raw pointers the
 // provider owns; several unsafe operations per block keep each step's reasoning together.
@@ -12,6 +15,8 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use wsk_sys::{
     ADDRINFOEXW, AI_CANONNAME, AI_NUMERICHOST, AI_PASSIVE, DEVICE_OBJECT, DRIVER_CANCEL, IRP, IoReleaseCancelSpinLock,
@@ -41,6 +46,18 @@ static CHAINS: Mutex<BTreeMap<usize, u64>> = Mutex::new(BTreeMap::new());
 struct Pending {
     result: Out<*mut ADDRINFOEXW>,
     session: u64,
+    /// Whether the IRP has a cancel routine (the `wine-uncancelable-irps` quirk is off).
+    cancelable: bool,
+}
+
+/// How long a name's resolution takes at least, in microseconds ([`set_resolution_delay`]).
+static DELAY_US: AtomicU64 = AtomicU64::new(0);
+
+/// Makes every later resolution of a name (not of a numeric host) take at least `delay`
+/// before the host resolver is asked, its IRP pending meanwhile: so that a test can act while
+/// a resolution is pending. Process-wide; `Duration::ZERO` (the default) turns it off.
+pub fn set_resolution_delay(delay: Duration) {
+    DELAY_US.store(u64::try_from(delay.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
 }
 
 /// Pending resolutions by IRP address.
@@ -302,13 +319,15 @@ pub(crate) unsafe fn resolve(irp: *mut IRP, query: Query, result: *mut *mut ADDR
     }
     // SAFETY: the provider owns the IRP; it is marked pending before it becomes cancelable.
     unsafe { provider::mark_pending(irp) };
-    lock(&PENDING).insert(irp as usize, Pending { result, session: crate::kernel::session() });
+    let cancelable = !crate::quirks::get().wine_uncancelable_irps;
+    lock(&PENDING).insert(irp as usize, Pending { result, session: crate::kernel::session(), cancelable });
     // SAFETY: as above; the routine is exchanged atomically, `Cancel` read after it.
-    let cancelled_now = unsafe {
-        IoSetCancelRoutine(irp, Some(cancel_routine as DRIVER_CANCEL));
-        std::sync::atomic::AtomicU8::from_ptr(&raw mut (*irp).Cancel).load(std::sync::atomic::Ordering::Acquire) != 0
-            && IoSetCancelRoutine(irp, None).is_some()
-    };
+    let cancelled_now = cancelable
+        && unsafe {
+            IoSetCancelRoutine(irp, Some(cancel_routine as DRIVER_CANCEL));
+            std::sync::atomic::AtomicU8::from_ptr(&raw mut (*irp).Cancel).load(Ordering::Acquire) != 0
+                && IoSetCancelRoutine(irp, None).is_some()
+        };
     if cancelled_now {
         lock(&PENDING).remove(&(irp as usize));
         // SAFETY: the provider owns the IRP (it took the cancel routine back).
@@ -316,23 +335,28 @@ pub(crate) unsafe fn resolve(irp: *mut IRP, query: Query, result: *mut *mut ADDR
         return STATUS_PENDING;
     }
     let pending = Irp(irp);
+    let delay = Duration::from_micros(DELAY_US.load(Ordering::Relaxed));
     let spawned = std::thread::Builder::new().name("wsk-emu-resolver".to_owned()).spawn(move || {
         let irp = pending;
+        std::thread::sleep(delay);
         let outcome = query.lookup();
         let Some(entry) = lock(&PENDING).remove(&(irp.0 as usize)) else { return };
         // SAFETY: the entry was still recorded, so the IRP is live and not completed; the
-        // provider owns it if it takes the cancel routine back (else the cancel routine
-        // completes it).
+        // provider owns it if it has no cancel routine or takes it back (else the cancel
+        // routine completes it).
         unsafe {
-            if IoSetCancelRoutine(irp.0, None).is_some() {
+            if !entry.cancelable || IoSetCancelRoutine(irp.0, None).is_some() {
                 finish(irp.0, &query, outcome, entry.result);
             }
         }
     });
     if spawned.is_err() {
-        // SAFETY: as in the thread: if the routine is taken back the provider owns the IRP.
+        // SAFETY: as in the thread: the provider owns the IRP without a cancel routine, or if
+        // it takes the routine back.
         unsafe {
-            if lock(&PENDING).remove(&(irp as usize)).is_some() && IoSetCancelRoutine(irp, None).is_some() {
+            if let Some(entry) = lock(&PENDING).remove(&(irp as usize))
+                && (!entry.cancelable || IoSetCancelRoutine(irp, None).is_some())
+            {
                 provider::complete(irp, wsk_sys::STATUS_INSUFFICIENT_RESOURCES, 0);
             }
         }
@@ -394,4 +418,118 @@ pub(crate) fn teardown(session: u64) {
         // IoCancelIrp from completing it into the unloaded driver.
         unsafe { IoSetCancelRoutine(irp as *mut IRP, None) };
     }
+}
+
+/// The host's name for `ip` in the hosts file (`/etc/hosts`): the first name of the first
+/// line that lists the address.
+fn host_name(ip: IpAddr) -> Option<String> {
+    let hosts = std::fs::read_to_string("/etc/hosts").ok()?;
+    hosts.lines().find_map(|line| {
+        let line = line.split('#').next().unwrap_or_default();
+        let mut words = line.split_whitespace();
+        let address: IpAddr = words.next()?.parse().ok()?;
+        if address == ip { words.next().map(str::to_owned) } else { None }
+    })
+}
+
+/// Writes `text` and a terminating NUL to the buffer of `string`, and its length (without the
+/// NUL) to `Length`; `STATUS_BUFFER_TOO_SMALL` when the buffer cannot hold both.
+///
+/// # Safety
+/// `string` is a valid `UNICODE_STRING` whose buffer holds `MaximumLength` writable bytes.
+unsafe fn write_text(string: *mut UNICODE_STRING, text: &str) -> Result<(), NTSTATUS> {
+    let units: Vec<u16> = text.encode_utf16().chain(Some(0)).collect();
+    // SAFETY: the caller's contract.
+    let string = unsafe { &mut *string };
+    if units.len() * 2 > usize::from(string.MaximumLength) {
+        return Err(wsk_sys::STATUS_BUFFER_TOO_SMALL);
+    }
+    // SAFETY: the buffer holds `MaximumLength` bytes, checked to fit the units.
+    unsafe { std::ptr::copy_nonoverlapping(units.as_ptr(), string.Buffer, units.len()) };
+    string.Length = ((units.len() - 1) * 2) as u16;
+    Ok(())
+}
+
+/// Whether `string` is null or a buffer the provider can write (non-null, room for a NUL).
+///
+/// # Safety
+/// `string` is null or a valid `UNICODE_STRING`.
+unsafe fn writable(string: *const UNICODE_STRING) -> bool {
+    if string.is_null() {
+        return true;
+    }
+    // SAFETY: the caller's contract: a non-null pointer refers to a valid string.
+    let string = unsafe { &*string };
+    !string.Buffer.is_null() && string.MaximumLength >= 2
+}
+
+/// `WskGetNameInfo`, done inside the call: the host's name from the hosts file (its numeric
+/// form with `NI_NUMERICHOST`, or when it has none; `STATUS_NOT_FOUND` then with
+/// `NI_NAMEREQD`; the part before the first dot with `NI_NOFQDN`), and the port's well-known
+/// service name (its number with `NI_NUMERICSERV`, or when it has none; `NI_DGRAM` changes
+/// nothing, the table's services use the same port for both). Refused with
+/// `STATUS_INVALID_PARAMETER`: no address, a length shorter than its family's or longer than
+/// `SOCKADDR_STORAGE`, an unknown family, no name asked for, a null buffer or one without
+/// room for a NUL, unknown flags; a name longer than its buffer is `STATUS_BUFFER_TOO_SMALL`.
+///
+/// # Safety
+/// `address` is null or readable for `length` bytes; `node` and `service` are null or valid
+/// strings whose buffers are writable for `MaximumLength` bytes.
+pub(crate) unsafe fn name_info(
+    address: *const SOCKADDR,
+    length: u32,
+    node: *mut UNICODE_STRING,
+    service: *mut UNICODE_STRING,
+    flags: u32,
+) -> Result<(), NTSTATUS> {
+    use wsk_sys::{NI_DGRAM, NI_NAMEREQD, NI_NOFQDN, NI_NUMERICHOST, NI_NUMERICSERV};
+    let known = NI_NOFQDN | NI_NUMERICHOST | NI_NAMEREQD | NI_NUMERICSERV | NI_DGRAM;
+    let length = usize::try_from(length).map_err(|_| STATUS_INVALID_PARAMETER)?;
+    if address.is_null()
+        || length > size_of::<SOCKADDR_STORAGE>()
+        || flags & !known != 0
+        || (node.is_null() && service.is_null())
+    {
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    // SAFETY: the caller's contract.
+    let node_ok = unsafe { writable(node) };
+    // SAFETY: as above.
+    let service_ok = unsafe { writable(service) };
+    if !node_ok || !service_ok {
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    let mut storage = SOCKADDR_STORAGE::zeroed();
+    // SAFETY: `address` is readable for `length` bytes, at most the storage's size.
+    unsafe { std::ptr::copy_nonoverlapping(address.cast::<u8>(), (&raw mut storage).cast::<u8>(), length) };
+    if !wsk_sys::sockaddr_len(storage.ss_family).is_ok_and(|needed| length >= needed) {
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    // SAFETY: a whole address of a known family was copied.
+    let socket_address = unsafe { addr::read((&raw const storage).cast()) }.map_err(|_| STATUS_INVALID_PARAMETER)?;
+    let ip = socket_address.ip();
+    let host = if flags & NI_NUMERICHOST != 0 {
+        ip.to_string()
+    } else {
+        match host_name(ip) {
+            Some(name) if flags & NI_NOFQDN != 0 => name.split('.').next().unwrap_or_default().to_owned(),
+            Some(name) => name,
+            None if flags & NI_NAMEREQD != 0 => return Err(STATUS_NOT_FOUND),
+            None => ip.to_string(),
+        }
+    };
+    let port = socket_address.port();
+    let service_name = match SERVICES.iter().find(|&&(_, p)| p == port) {
+        Some(&(name, _)) if flags & NI_NUMERICSERV == 0 => name.to_owned(),
+        _ => port.to_string(),
+    };
+    if !node.is_null() {
+        // SAFETY: checked writable above (the caller's contract).
+        unsafe { write_text(node, &host) }?;
+    }
+    if !service.is_null() {
+        // SAFETY: as above.
+        unsafe { write_text(service, &service_name) }?;
+    }
+    Ok(())
 }

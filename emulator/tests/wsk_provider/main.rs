@@ -13,6 +13,7 @@ mod support;
 mod cancel;
 mod events;
 mod invalid;
+mod name_info;
 mod options;
 mod resolve;
 mod scale;

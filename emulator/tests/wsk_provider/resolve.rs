@@ -1,4 +1,4 @@
-//! WskGetAddressInfo / WskFreeAddressInfo (and WskGetNameInfo, not implemented).
+//! WskGetAddressInfo / WskFreeAddressInfo (WskGetNameInfo: `name_info`).
 
 use std::net::SocketAddr;
 use std::ptr;
@@ -143,29 +143,6 @@ fn resolution_failures() {
             )
         };
         assert_eq!(req.wait().status, STATUS_INVALID_PARAMETER);
-    });
-}
-
-#[test]
-fn get_name_info_is_not_implemented() {
-    clean_session(|client| {
-        let req = Req::new();
-        let mut address = storage(v4(80));
-        let returned = unsafe {
-            (client.dispatch().WskGetNameInfo.unwrap())(
-                client.provider.Client,
-                sa(&mut address),
-                16,
-                ptr::null_mut(),
-                ptr::null_mut(),
-                0,
-                ptr::null_mut(),
-                ptr::null_mut(),
-                req.irp,
-            )
-        };
-        assert_eq!(returned, STATUS_NOT_IMPLEMENTED);
-        assert_eq!(req.wait().status, STATUS_NOT_IMPLEMENTED);
     });
 }
 

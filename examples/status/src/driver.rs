@@ -5,6 +5,7 @@ use core::time::Duration;
 
 use wsk::parameters::listen_address;
 use wsk::pool::PoolBox;
+use wsk::resolve::{Family, Resolve};
 use wsk::{DriverGlobal, Error, TcpListener, Wsk, log};
 use wsk_executor::{Executor, Importance, IoObject, JoinHandle};
 use wsk_sys::{DRIVER_OBJECT, NTSTATUS, STATUS_SUCCESS, UNICODE_STRING};
@@ -66,6 +67,7 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
     let mut state = PoolBox::try_new(DriverState { accept: None, executor: Some(executor), wsk: Some(wsk) })
         .map_err(|_| Error::NoMemory)?;
     let wsk_ref = state.wsk.as_ref().ok_or(Error::NotReady)?;
+    announce_localhost(wsk_ref, addr.port());
     let listener = match wsk_executor::block_on(TcpListener::bind(wsk_ref, addr)) {
         Ok(Ok(listener)) => listener,
         Ok(Err(e)) => {
@@ -89,6 +91,21 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
     log!(always, "status: listening on {}", addr);
     drop(STATE.set(state));
     Ok(())
+}
+
+/// Resolves "localhost" for `port`, IPv4 only and one address at most, and logs the answer
+/// (`status: localhost is ...`): a resolution with hints, which `cargo xtask wine-test` checks
+/// under Wine's `WskGetAddressInfo`. A failure is logged; the driver serves regardless.
+fn announce_localhost(wsk: &Wsk, port: u16) {
+    let query = Resolve::new("localhost").port(port).family(Family::V4).max(1);
+    match wsk_executor::block_on(wsk.resolve_with(&query)) {
+        Ok(Ok(list)) => match list.first() {
+            Some(first) => log!(always, "status: localhost is {} ({} address)", first, list.len()),
+            None => log!(error, "status: localhost resolved to nothing"),
+        },
+        Ok(Err(e)) => log!(error, "status: cannot resolve localhost: {}", e),
+        Err(e) => log!(error, "status: cannot resolve localhost: {}", e),
+    }
 }
 
 /// Stop accepting, cancel every task (their sockets close), wait for the executor and the
