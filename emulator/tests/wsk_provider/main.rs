@@ -13,6 +13,7 @@ mod support;
 mod cancel;
 mod events;
 mod invalid;
+mod option_values;
 mod options;
 mod resolve;
 mod scale;
