@@ -62,7 +62,7 @@ fn the_halves_of_a_connected_socket_send_and_receive() {
         peer.send_to(buf, addr).await.0.expect("echo");
         let (got, buf) = timeout(PROMPT, recv.recv(IoBuf::with_capacity(16).unwrap())).await.expect("in time");
         assert_eq!((got, buf.as_slice()), (Ok(4), &b"ping"[..]));
-        send.reunite(recv).ok().expect("same socket").close().await.unwrap();
+        send.reunite(recv).expect("same socket").close().await.unwrap();
         peer.close().await.unwrap();
     });
 }
