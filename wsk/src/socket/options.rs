@@ -10,11 +10,10 @@
 use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use wsk_sys::{
-    IN_ADDR, IN6_ADDR, IP_ADD_MEMBERSHIP, IP_DROP_MEMBERSHIP, IP_MREQ, IP_MULTICAST_TTL, IP_TTL, IPPROTO_IP,
-    IPPROTO_IPV6, IPPROTO_TCP, IPV6_ADD_MEMBERSHIP, IPV6_DROP_MEMBERSHIP, IPV6_MREQ, IPV6_MULTICAST_HOPS,
-    IPV6_UNICAST_HOPS, IPV6_V6ONLY, LINGER, SIO_WSK_SET_REMOTE_ADDRESS, SO_BROADCAST, SO_EXCLUSIVEADDRUSE,
-    SO_KEEPALIVE, SO_LINGER, SO_RCVBUF, SO_REUSEADDR, SO_SNDBUF, SOCKADDR_IN, SOCKADDR_IN6, SOL_SOCKET, TCP_NODELAY,
-    WskGetOption, WskIoctl, WskSetOption,
+    IP_ADD_MEMBERSHIP, IP_DROP_MEMBERSHIP, IP_MREQ, IP_MULTICAST_TTL, IP_TTL, IPPROTO_IP, IPPROTO_IPV6, IPPROTO_TCP,
+    IPV6_ADD_MEMBERSHIP, IPV6_DROP_MEMBERSHIP, IPV6_MREQ, IPV6_MULTICAST_HOPS, IPV6_UNICAST_HOPS, IPV6_V6ONLY, LINGER,
+    SIO_WSK_SET_REMOTE_ADDRESS, SO_BROADCAST, SO_EXCLUSIVEADDRUSE, SO_KEEPALIVE, SO_LINGER, SO_RCVBUF, SO_REUSEADDR,
+    SO_SNDBUF, SOCKADDR_IN, SOCKADDR_IN6, SOL_SOCKET, TCP_NODELAY, WskGetOption, WskIoctl, WskSetOption,
 };
 
 use crate::addr;
@@ -154,22 +153,32 @@ impl EncodedOption {
     }
 }
 
-/// The bytes of a `repr(C)` value of plain integers and byte arrays (no padding).
-fn bytes_of<T: Copy>(value: &T) -> [u8; OPTION_VALUE_MAX] {
-    let mut out = [0; OPTION_VALUE_MAX];
-    let len = size_of::<T>().min(OPTION_VALUE_MAX);
-    // SAFETY: `T` is one of `LINGER`, `IP_MREQ`, `IPV6_MREQ`: integers and byte arrays
-    // without padding, so all `len` bytes are initialized; `out` has room for them.
-    unsafe { core::ptr::copy_nonoverlapping(core::ptr::from_ref(value).cast::<u8>(), out.as_mut_ptr(), len) };
-    out
+// The values are written field by field at the offsets of the C structures (`wsk-sys`'s layout
+// test checks them against the headers); these fix the offsets the writers below assume.
+const _: () = {
+    assert!(core::mem::offset_of!(LINGER, l_linger) == 2 && size_of::<LINGER>() == 4);
+    assert!(core::mem::offset_of!(IP_MREQ, imr_interface) == 4 && size_of::<IP_MREQ>() == 8);
+    assert!(core::mem::offset_of!(IPV6_MREQ, ipv6mr_interface) == 16 && size_of::<IPV6_MREQ>() == 20);
+};
+
+/// A `LINGER` as bytes.
+fn linger_bytes(linger: Option<u16>) -> [u8; 4] {
+    let ([a, b], [c, d]) = (u16::from(linger.is_some()).to_ne_bytes(), linger.unwrap_or(0).to_ne_bytes());
+    [a, b, c, d]
 }
 
-fn ip_mreq(group: Ipv4Addr, interface: Ipv4Addr) -> IP_MREQ {
-    IP_MREQ { imr_multiaddr: IN_ADDR { s_addr: group.octets() }, imr_interface: IN_ADDR { s_addr: interface.octets() } }
+/// An `IP_MREQ` as bytes (addresses in network order).
+fn ip_mreq(group: Ipv4Addr, interface: Ipv4Addr) -> [u8; 8] {
+    let ([a, b, c, d], [e, f, g, h]) = (group.octets(), interface.octets());
+    [a, b, c, d, e, f, g, h]
 }
 
-fn ipv6_mreq(group: Ipv6Addr, interface: u32) -> IPV6_MREQ {
-    IPV6_MREQ { ipv6mr_multiaddr: IN6_ADDR { s6_addr: group.octets() }, ipv6mr_interface: interface }
+/// An `IPV6_MREQ` as bytes (the group in network order, the interface index in host order).
+fn ipv6_mreq(group: Ipv6Addr, interface: u32) -> [u8; 20] {
+    let mut bytes = [0; 20];
+    bytes[..16].copy_from_slice(&group.octets());
+    bytes[16..].copy_from_slice(&interface.to_ne_bytes());
+    bytes
 }
 
 impl SocketOption {
@@ -178,7 +187,6 @@ impl SocketOption {
     /// Any IRQL.
     pub fn encode(self) -> EncodedOption {
         let int = |level, name, value: u32| EncodedOption::of(level, name, &value.to_ne_bytes());
-        let with = |level, name, value: [u8; OPTION_VALUE_MAX], len| EncodedOption { level, name, value, len };
         match self {
             SocketOption::ReuseAddress(on) => int(SOL_SOCKET, SO_REUSEADDR, u32::from(on)),
             SocketOption::ExclusiveAddressUse(on) => int(SOL_SOCKET, SO_EXCLUSIVEADDRUSE, u32::from(on)),
@@ -186,10 +194,7 @@ impl SocketOption {
             SocketOption::NoDelay(on) => int(IPPROTO_TCP, TCP_NODELAY, u32::from(on)),
             SocketOption::SendBufferSize(n) => int(SOL_SOCKET, SO_SNDBUF, n),
             SocketOption::ReceiveBufferSize(n) => int(SOL_SOCKET, SO_RCVBUF, n),
-            SocketOption::Linger(linger) => {
-                let value = LINGER { l_onoff: u16::from(linger.is_some()), l_linger: linger.unwrap_or(0) };
-                with(SOL_SOCKET, SO_LINGER, bytes_of(&value), size_of::<LINGER>())
-            }
+            SocketOption::Linger(linger) => EncodedOption::of(SOL_SOCKET, SO_LINGER, &linger_bytes(linger)),
             SocketOption::Broadcast(on) => int(SOL_SOCKET, SO_BROADCAST, u32::from(on)),
             SocketOption::V6Only(on) => int(IPPROTO_IPV6, IPV6_V6ONLY, u32::from(on)),
             SocketOption::Ttl(n) => int(IPPROTO_IP, IP_TTL, n),
@@ -197,18 +202,16 @@ impl SocketOption {
             SocketOption::MulticastTtl(n) => int(IPPROTO_IP, IP_MULTICAST_TTL, n),
             SocketOption::MulticastHops(n) => int(IPPROTO_IPV6, IPV6_MULTICAST_HOPS, n),
             SocketOption::JoinMulticastV4 { group, interface } => {
-                with(IPPROTO_IP, IP_ADD_MEMBERSHIP, bytes_of(&ip_mreq(group, interface)), size_of::<IP_MREQ>())
+                EncodedOption::of(IPPROTO_IP, IP_ADD_MEMBERSHIP, &ip_mreq(group, interface))
             }
             SocketOption::LeaveMulticastV4 { group, interface } => {
-                with(IPPROTO_IP, IP_DROP_MEMBERSHIP, bytes_of(&ip_mreq(group, interface)), size_of::<IP_MREQ>())
+                EncodedOption::of(IPPROTO_IP, IP_DROP_MEMBERSHIP, &ip_mreq(group, interface))
             }
             SocketOption::JoinMulticastV6 { group, interface } => {
-                let value = bytes_of(&ipv6_mreq(group, interface));
-                with(IPPROTO_IPV6, IPV6_ADD_MEMBERSHIP, value, size_of::<IPV6_MREQ>())
+                EncodedOption::of(IPPROTO_IPV6, IPV6_ADD_MEMBERSHIP, &ipv6_mreq(group, interface))
             }
             SocketOption::LeaveMulticastV6 { group, interface } => {
-                let value = bytes_of(&ipv6_mreq(group, interface));
-                with(IPPROTO_IPV6, IPV6_DROP_MEMBERSHIP, value, size_of::<IPV6_MREQ>())
+                EncodedOption::of(IPPROTO_IPV6, IPV6_DROP_MEMBERSHIP, &ipv6_mreq(group, interface))
             }
         }
     }
