@@ -130,6 +130,53 @@ pub const SO_RCVBUF: ULONG = 0x1002;
 pub const SO_CONDITIONAL_ACCEPT: ULONG = 0x3002;
 pub const TCP_NODELAY: ULONG = 0x0001;
 pub const IPV6_V6ONLY: ULONG = 27;
+/// `SO_BROADCAST` (`SOL_SOCKET`, a `BOOL`): datagrams may be sent to a broadcast address.
+pub const SO_BROADCAST: ULONG = 0x0020;
+/// `IP_TTL` (`IPPROTO_IP`, a `DWORD`): time to live of unicast IPv4 packets.
+pub const IP_TTL: ULONG = 4;
+/// `IP_MULTICAST_TTL` (`IPPROTO_IP`, a `DWORD`): time to live of multicast IPv4 packets.
+pub const IP_MULTICAST_TTL: ULONG = 10;
+/// `IP_ADD_MEMBERSHIP` (`IPPROTO_IP`, an [`IP_MREQ`]): join an IPv4 multicast group.
+pub const IP_ADD_MEMBERSHIP: ULONG = 12;
+/// `IP_DROP_MEMBERSHIP` (`IPPROTO_IP`, an [`IP_MREQ`]): leave an IPv4 multicast group.
+pub const IP_DROP_MEMBERSHIP: ULONG = 13;
+/// `IPV6_UNICAST_HOPS` (`IPPROTO_IPV6`, a `DWORD`): hop limit of unicast IPv6 packets.
+pub const IPV6_UNICAST_HOPS: ULONG = 4;
+/// `IPV6_MULTICAST_HOPS` (`IPPROTO_IPV6`, a `DWORD`): hop limit of multicast IPv6 packets.
+pub const IPV6_MULTICAST_HOPS: ULONG = 10;
+/// `IPV6_ADD_MEMBERSHIP` (`IPV6_JOIN_GROUP`; `IPPROTO_IPV6`, an [`IPV6_MREQ`]): join an IPv6
+/// multicast group.
+pub const IPV6_ADD_MEMBERSHIP: ULONG = 12;
+/// `IPV6_DROP_MEMBERSHIP` (`IPV6_LEAVE_GROUP`; `IPPROTO_IPV6`, an [`IPV6_MREQ`]): leave an IPv6
+/// multicast group.
+pub const IPV6_DROP_MEMBERSHIP: ULONG = 13;
+
+/// `struct linger`, the value of `SO_LINGER` (`winsock2.h`): `l_onoff` non-zero lingers on close
+/// for up to `l_linger` seconds.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LINGER {
+    pub l_onoff: USHORT,
+    pub l_linger: USHORT,
+}
+
+/// `struct ip_mreq`, the value of `IP_ADD_MEMBERSHIP` / `IP_DROP_MEMBERSHIP` (`ws2ipdef.h`): the
+/// group and the address of the local interface (`INADDR_ANY`: the provider chooses).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IP_MREQ {
+    pub imr_multiaddr: IN_ADDR,
+    pub imr_interface: IN_ADDR,
+}
+
+/// `struct ipv6_mreq`, the value of `IPV6_ADD_MEMBERSHIP` / `IPV6_DROP_MEMBERSHIP`
+/// (`ws2ipdef.h`): the group and the index of the local interface (0: the provider chooses).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IPV6_MREQ {
+    pub ipv6mr_multiaddr: IN6_ADDR,
+    pub ipv6mr_interface: ULONG,
+}
 
 /// `CMSGHDR` header of control information (only its pointer is used).
 #[repr(C)]

@@ -128,7 +128,7 @@ pub(crate) struct OpArgs {
     /// An address the call reads (connect, bind, send-to) or writes (accept, receive-from).
     pub addr: SOCKADDR_STORAGE,
     /// Option value for `WskControlSocket`.
-    pub option: [u8; 16],
+    pub option: [u8; crate::socket::options::OPTION_VALUE_MAX],
 }
 
 impl OpArgs {
@@ -136,7 +136,7 @@ impl OpArgs {
         Self {
             wsk_buf: WSK_BUF { Mdl: core::ptr::null_mut(), Offset: 0, Length: 0 },
             addr: SOCKADDR_STORAGE::zeroed(),
-            option: [0; 16],
+            option: [0; crate::socket::options::OPTION_VALUE_MAX],
         }
     }
 }

@@ -175,6 +175,10 @@ pub(crate) struct Recorded {
     pub exclusive_address_use: bool,
     pub send_buffer: Option<u32>,
     pub receive_buffer: Option<u32>,
+    /// `SO_LINGER` as set (recorded only, see `options`).
+    pub linger: wsk_sys::LINGER,
+    /// The fixed remote address of a datagram socket (`SIO_WSK_SET_REMOTE_ADDRESS`).
+    pub remote: Option<SocketAddr>,
 }
 
 /// The queues of pending operations.

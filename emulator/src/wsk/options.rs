@@ -1,23 +1,61 @@
 //! `WskControlSocket`: socket options (`WskSetOption` / `WskGetOption`) and IOCTLs.
 //!
-//! Supported: `SO_REUSEADDR`, `SO_EXCLUSIVEADDRUSE`, `SO_KEEPALIVE`, `SO_SNDBUF`, `SO_RCVBUF`
-//! (level `SOL_SOCKET`), `TCP_NODELAY` (`IPPROTO_TCP`), `IPV6_V6ONLY` (`IPPROTO_IPV6`), each
-//! a 4-byte value. `SO_REUSEADDR` and `SO_EXCLUSIVEADDRUSE` are recorded with Windows' rule
-//! that both cannot be on, but do not change the host's binding rules (the host socket always
-//! has `SO_REUSEADDR`, which on Linux only allows rebinding ports in TIME_WAIT, as Windows'
-//! default does). `WskSetOption(SO_WSK_EVENT_CALLBACK)` is routed to `events` before it gets
-//! here; `WskGetOption` of it, other options and every IOCTL answer `STATUS_NOT_SUPPORTED`.
+//! Options, each set and read back (`WskGetOption`) unless marked "set only":
+//!
+//! | Level | Option | Value | Sockets | Host |
+//! |-------|--------|-------|---------|------|
+//! | `SOL_SOCKET` | `SO_REUSEADDR`, `SO_EXCLUSIVEADDRUSE` | 4 bytes | all | recorded (see below) |
+//! | `SOL_SOCKET` | `SO_KEEPALIVE` | 4 bytes | all | host option |
+//! | `SOL_SOCKET` | `SO_SNDBUF`, `SO_RCVBUF` | 4 bytes | all | host option; reads give the value set |
+//! | `SOL_SOCKET` | `SO_LINGER` | `LINGER` (4 bytes) | listen, connection | recorded (see below) |
+//! | `SOL_SOCKET` | `SO_BROADCAST` | 4 bytes | datagram | host option |
+//! | `IPPROTO_TCP` | `TCP_NODELAY` | 4 bytes | listen, connection | host option |
+//! | `IPPROTO_IP` | `IP_TTL` | 4 bytes | IPv4 | host option |
+//! | `IPPROTO_IP` | `IP_MULTICAST_TTL` | 4 bytes | IPv4 datagram | host option |
+//! | `IPPROTO_IP` | `IP_ADD_MEMBERSHIP`, `IP_DROP_MEMBERSHIP` | `IP_MREQ` (8 bytes) | IPv4 datagram | host membership; set only |
+//! | `IPPROTO_IPV6` | `IPV6_V6ONLY` | 4 bytes | IPv6, set before bind | host option (on at creation, as on Windows) |
+//! | `IPPROTO_IPV6` | `IPV6_UNICAST_HOPS` | 4 bytes | IPv6 | host option |
+//! | `IPPROTO_IPV6` | `IPV6_MULTICAST_HOPS` | 4 bytes | IPv6 datagram | host option |
+//! | `IPPROTO_IPV6` | `IPV6_ADD_MEMBERSHIP`, `IPV6_DROP_MEMBERSHIP` | `IPV6_MREQ` (20 bytes) | IPv6 datagram | host membership; set only |
+//!
+//! Verifier rules: a set without an input buffer or with one shorter than the option's value
+//! is `STATUS_INVALID_PARAMETER`; a get with an output buffer shorter than the value is
+//! `STATUS_BUFFER_TOO_SMALL`; an option the table does not have, or one on a socket the table
+//! does not list it for (another kind, another family), is `STATUS_NOT_SUPPORTED`, as are gets
+//! of the set-only options; `IPV6_V6ONLY` after bind is `STATUS_INVALID_DEVICE_STATE`. A get
+//! returns the value's size (4, or 4 for `LINGER`).
+//!
+//! `SO_REUSEADDR` and `SO_EXCLUSIVEADDRUSE` are recorded with Windows' rule that both cannot
+//! be on, but do not change the host's binding rules (the host socket always has
+//! `SO_REUSEADDR`, which on Linux only allows rebinding ports in TIME_WAIT, as Windows'
+//! default does). `SO_LINGER` is recorded and read back but does not reach the host socket: a
+//! lingering host close would block the provider's thread, and a WSK close without a
+//! disconnect aborts the connection whatever the option says. `WskSetOption(SO_WSK_EVENT_CALLBACK)`
+//! is routed to `events` before it gets here; `WskGetOption` of it is `STATUS_NOT_SUPPORTED`.
 //! Setting `SO_SNDBUF` calls `WskSendBacklogEvent` again when it is enabled.
+//!
+//! IOCTLs: `SIO_WSK_SET_REMOTE_ADDRESS` on a bound datagram socket connects the host socket
+//! (the host then sends a `WskSendTo` without a remote address there and delivers only
+//! datagrams from there, as Windows documents); an input of size 0 clears it (the host socket
+//! is disconnected). The address must be of the socket's family (`STATUS_INVALID_ADDRESS`)
+//! and the input at least its size (`STATUS_INVALID_PARAMETER`); on a socket of another kind
+//! it is `STATUS_NOT_SUPPORTED`, before bind `STATUS_INVALID_DEVICE_STATE`. Every other IOCTL
+//! is `STATUS_NOT_SUPPORTED`.
 
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use socket2::SockAddr;
 use wsk_sys::{
-    IPPROTO_IPV6, IPPROTO_TCP, IPV6_V6ONLY, NTSTATUS, SO_EXCLUSIVEADDRUSE, SO_KEEPALIVE, SO_RCVBUF, SO_REUSEADDR,
-    SO_SNDBUF, SO_WSK_EVENT_CALLBACK, SOL_SOCKET, STATUS_BUFFER_TOO_SMALL, STATUS_INVALID_DEVICE_STATE,
-    STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, TCP_NODELAY, ULONG, WSK_CONTROL_SOCKET_TYPE,
-    WSK_EVENT_SEND_BACKLOG, WskGetOption, WskIoctl, WskSetOption,
+    IP_ADD_MEMBERSHIP, IP_DROP_MEMBERSHIP, IP_MREQ, IP_MULTICAST_TTL, IP_TTL, IPPROTO_IP, IPPROTO_IPV6, IPPROTO_TCP,
+    IPV6_ADD_MEMBERSHIP, IPV6_DROP_MEMBERSHIP, IPV6_MREQ, IPV6_MULTICAST_HOPS, IPV6_UNICAST_HOPS, IPV6_V6ONLY, LINGER,
+    NTSTATUS, SIO_WSK_SET_REMOTE_ADDRESS, SO_BROADCAST, SO_EXCLUSIVEADDRUSE, SO_KEEPALIVE, SO_LINGER, SO_RCVBUF,
+    SO_REUSEADDR, SO_SNDBUF, SO_WSK_EVENT_CALLBACK, SOCKADDR, SOL_SOCKET, STATUS_BUFFER_TOO_SMALL,
+    STATUS_INVALID_ADDRESS, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, TCP_NODELAY,
+    ULONG, WSK_CONTROL_SOCKET_TYPE, WSK_EVENT_SEND_BACKLOG, WskGetOption, WskIoctl, WskSetOption,
 };
 
-use super::addr::Family;
-use super::model::{Kind, Phase};
+use super::addr::{self, Family};
+use super::model::{Kind, Phase, State};
 use super::socket::Socket;
 use super::{reactor, status};
 use crate::sync::lock;
@@ -40,33 +78,138 @@ pub(crate) struct Request {
 pub(crate) unsafe fn control(socket: &Socket, request: &Request) -> Result<usize, NTSTATUS> {
     match request.kind {
         kind if kind == WskSetOption => {
-            if request.input.is_null() || request.input_size < 4 {
+            let size = value_size(request.level, request.code).ok_or(STATUS_NOT_SUPPORTED)?;
+            if request.input.is_null() || request.input_size < size {
                 return Err(STATUS_INVALID_PARAMETER);
             }
-            // SAFETY: at least 4 readable bytes (checked above, caller's contract).
-            let value = unsafe { request.input.cast::<u32>().read_unaligned() };
-            set(socket, request.level, request.code, value).map(|()| 0)
+            // SAFETY: `size` readable bytes (checked above, caller's contract).
+            let input = unsafe { std::slice::from_raw_parts(request.input, size) };
+            set(socket, request.level, request.code, input).map(|()| 0)
         }
         kind if kind == WskGetOption => {
-            if request.output.is_null() || request.output_size < 4 {
+            let size = value_size(request.level, request.code)
+                .filter(|_| !is_membership(request.level, request.code))
+                .ok_or(STATUS_NOT_SUPPORTED)?;
+            if request.output.is_null() || request.output_size < size {
                 return Err(STATUS_BUFFER_TOO_SMALL);
             }
             let value = get(socket, request.level, request.code)?;
-            // SAFETY: at least 4 writable bytes (checked above, caller's contract).
+            // SAFETY: at least `size` (4) writable bytes (checked above, caller's contract).
             unsafe { request.output.cast::<u32>().write_unaligned(value) };
-            Ok(4)
+            Ok(size)
         }
-        kind if kind == WskIoctl => Err(STATUS_NOT_SUPPORTED),
+        // SAFETY: forwarded contract.
+        kind if kind == WskIoctl => unsafe { ioctl(socket, request) },
         _ => Err(STATUS_INVALID_PARAMETER),
     }
+}
+
+/// The size of an option's value, `None` for an option the provider does not have.
+fn value_size(level: ULONG, code: ULONG) -> Option<usize> {
+    match (level, code) {
+        (SOL_SOCKET, SO_REUSEADDR | SO_EXCLUSIVEADDRUSE | SO_KEEPALIVE | SO_SNDBUF | SO_RCVBUF | SO_BROADCAST)
+        | (IPPROTO_TCP, TCP_NODELAY)
+        | (IPPROTO_IP, IP_TTL | IP_MULTICAST_TTL)
+        | (IPPROTO_IPV6, IPV6_V6ONLY | IPV6_UNICAST_HOPS | IPV6_MULTICAST_HOPS) => Some(4),
+        (SOL_SOCKET, SO_LINGER) => Some(size_of::<LINGER>()),
+        (IPPROTO_IP, IP_ADD_MEMBERSHIP | IP_DROP_MEMBERSHIP) => Some(size_of::<IP_MREQ>()),
+        (IPPROTO_IPV6, IPV6_ADD_MEMBERSHIP | IPV6_DROP_MEMBERSHIP) => Some(size_of::<IPV6_MREQ>()),
+        _ => None,
+    }
+}
+
+/// Multicast membership options: set only.
+fn is_membership(level: ULONG, code: ULONG) -> bool {
+    matches!(
+        (level, code),
+        (IPPROTO_IP, IP_ADD_MEMBERSHIP | IP_DROP_MEMBERSHIP)
+            | (IPPROTO_IPV6, IPV6_ADD_MEMBERSHIP | IPV6_DROP_MEMBERSHIP)
+    )
+}
+
+/// `WskIoctl`: `SIO_WSK_SET_REMOTE_ADDRESS` (see the module documentation).
+///
+/// # Safety
+/// As [`control`].
+unsafe fn ioctl(socket: &Socket, request: &Request) -> Result<usize, NTSTATUS> {
+    if request.code != SIO_WSK_SET_REMOTE_ADDRESS || socket.kind != Kind::Datagram {
+        return Err(STATUS_NOT_SUPPORTED);
+    }
+    let remote = if request.input_size == 0 {
+        None
+    } else {
+        let needed = match socket.family {
+            Family::V4 => size_of::<wsk_sys::SOCKADDR_IN>(),
+            Family::V6 => size_of::<wsk_sys::SOCKADDR_IN6>(),
+        };
+        if request.input.is_null() || request.input_size < needed {
+            return Err(STATUS_INVALID_PARAMETER);
+        }
+        // SAFETY: at least the family's address size is readable (checked above, caller's
+        // contract); `addr::read` reads the size the address's own family implies, which is
+        // at most that when the families agree, and refuses other families.
+        let remote = unsafe { addr::read(request.input.cast::<SOCKADDR>()) }?;
+        if Family::of(&remote) != socket.family || !addr::valid_remote(&remote) {
+            return Err(STATUS_INVALID_ADDRESS);
+        }
+        Some(remote)
+    };
+    let mut state = lock(&socket.state);
+    if state.phase == Phase::Created {
+        return Err(STATUS_INVALID_DEVICE_STATE);
+    }
+    let host = state.host.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE)?;
+    match remote {
+        Some(remote) => host.connect(&SockAddr::from(remote)).map_err(|e| status::from_io(&e))?,
+        None => disconnect(host).map_err(|e| status::from_io(&e))?,
+    }
+    state.recorded.remote = remote;
+    Ok(0)
+}
+
+/// Dissolves a datagram socket's association (`connect` to `AF_UNSPEC`), keeping its local
+/// address: Linux releases a port the system chose at bind, so it is bound again.
+fn disconnect(host: &socket2::Socket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let bound = host.local_addr()?;
+    let unspecified = libc::sockaddr { sa_family: libc::AF_UNSPEC as libc::sa_family_t, sa_data: [0; 14] };
+    // SAFETY: a live descriptor and a readable `sockaddr` of the size given.
+    let done = unsafe {
+        libc::connect(host.as_raw_fd(), &raw const unspecified, size_of::<libc::sockaddr>() as libc::socklen_t)
+    };
+    if done != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if host.local_addr()?.as_socket().is_some_and(|now| now.port() == 0) {
+        host.bind(&bound)?;
+    }
+    Ok(())
+}
+
+/// The fixed remote address of a datagram socket (`SIO_WSK_SET_REMOTE_ADDRESS`), where a
+/// `WskSendTo` without a remote address goes.
+pub(crate) fn fixed_remote(state: &State) -> Option<SocketAddr> {
+    state.recorded.remote
 }
 
 fn is_stream(socket: &Socket) -> bool {
     matches!(socket.kind, Kind::Listen | Kind::Connection)
 }
 
-fn set(socket: &Socket, level: ULONG, code: ULONG, value: u32) -> Result<(), NTSTATUS> {
+fn is_datagram(socket: &Socket) -> bool {
+    socket.kind == Kind::Datagram
+}
+
+fn u32_of(input: &[u8]) -> u32 {
+    u32::from_ne_bytes([input[0], input[1], input[2], input[3]])
+}
+
+fn set(socket: &Socket, level: ULONG, code: ULONG, input: &[u8]) -> Result<(), NTSTATUS> {
+    let value = u32_of(input);
     let on = value != 0;
+    let v4 = socket.family == Family::V4;
+    let v6 = socket.family == Family::V6;
+    let io = |e: std::io::Error| status::from_io(&e);
     let mut state = lock(&socket.state);
     match (level, code) {
         // Handled by `events::control` before it gets here.
@@ -90,11 +233,11 @@ fn set(socket: &Socket, level: ULONG, code: ULONG, value: u32) -> Result<(), NTS
         }
         (SOL_SOCKET, SO_KEEPALIVE) => {
             let host = state.host.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE)?;
-            host.set_keepalive(on).map_err(|e| status::from_io(&e))
+            host.set_keepalive(on).map_err(io)
         }
         (SOL_SOCKET, SO_SNDBUF) => {
             let host = state.host.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE)?;
-            host.set_send_buffer_size(value as usize).map_err(|e| status::from_io(&e))?;
+            host.set_send_buffer_size(value as usize).map_err(io)?;
             state.recorded.send_buffer = Some(value);
             if state.events.enabled & WSK_EVENT_SEND_BACKLOG != 0 {
                 // The ideal backlog changed: tell the client (WskSendBacklogEvent).
@@ -105,20 +248,64 @@ fn set(socket: &Socket, level: ULONG, code: ULONG, value: u32) -> Result<(), NTS
         }
         (SOL_SOCKET, SO_RCVBUF) => {
             let host = state.host.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE)?;
-            host.set_recv_buffer_size(value as usize).map_err(|e| status::from_io(&e))?;
+            host.set_recv_buffer_size(value as usize).map_err(io)?;
             state.recorded.receive_buffer = Some(value);
             Ok(())
         }
+        (SOL_SOCKET, SO_LINGER) if is_stream(socket) => {
+            state.host.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE)?;
+            let l_onoff = u16::from_ne_bytes([input[0], input[1]]);
+            let l_linger = u16::from_ne_bytes([input[2], input[3]]);
+            state.recorded.linger = LINGER { l_onoff, l_linger };
+            Ok(())
+        }
+        (SOL_SOCKET, SO_BROADCAST) if is_datagram(socket) => {
+            state.host.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE)?.set_broadcast(on).map_err(io)
+        }
         (IPPROTO_TCP, TCP_NODELAY) if is_stream(socket) => {
             let host = state.host.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE)?;
-            host.set_nodelay(on).map_err(|e| status::from_io(&e))
+            host.set_nodelay(on).map_err(io)
         }
-        (IPPROTO_IPV6, IPV6_V6ONLY) if socket.family == Family::V6 => {
+        (IPPROTO_IP, IP_TTL) if v4 => {
+            state.host.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE)?.set_ttl(value).map_err(io)
+        }
+        (IPPROTO_IP, IP_MULTICAST_TTL) if v4 && is_datagram(socket) => {
+            state.host.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE)?.set_multicast_ttl_v4(value).map_err(io)
+        }
+        (IPPROTO_IP, IP_ADD_MEMBERSHIP | IP_DROP_MEMBERSHIP) if v4 && is_datagram(socket) => {
+            let host = state.host.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE)?;
+            let group = Ipv4Addr::new(input[0], input[1], input[2], input[3]);
+            let interface = Ipv4Addr::new(input[4], input[5], input[6], input[7]);
+            if code == IP_ADD_MEMBERSHIP {
+                host.join_multicast_v4(&group, &interface).map_err(io)
+            } else {
+                host.leave_multicast_v4(&group, &interface).map_err(io)
+            }
+        }
+        (IPPROTO_IPV6, IPV6_V6ONLY) if v6 => {
             if state.phase != Phase::Created {
                 return Err(STATUS_INVALID_DEVICE_STATE);
             }
             let host = state.host.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE)?;
-            host.set_only_v6(on).map_err(|e| status::from_io(&e))
+            host.set_only_v6(on).map_err(io)
+        }
+        (IPPROTO_IPV6, IPV6_UNICAST_HOPS) if v6 => {
+            state.host.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE)?.set_unicast_hops_v6(value).map_err(io)
+        }
+        (IPPROTO_IPV6, IPV6_MULTICAST_HOPS) if v6 && is_datagram(socket) => {
+            state.host.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE)?.set_multicast_hops_v6(value).map_err(io)
+        }
+        (IPPROTO_IPV6, IPV6_ADD_MEMBERSHIP | IPV6_DROP_MEMBERSHIP) if v6 && is_datagram(socket) => {
+            let host = state.host.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE)?;
+            let mut octets = [0; 16];
+            octets.copy_from_slice(&input[..16]);
+            let group = Ipv6Addr::from(octets);
+            let interface = u32_of(&input[16..20]);
+            if code == IPV6_ADD_MEMBERSHIP {
+                host.join_multicast_v6(&group, interface).map_err(io)
+            } else {
+                host.leave_multicast_v6(&group, interface).map_err(io)
+            }
         }
         _ => Err(STATUS_NOT_SUPPORTED),
     }
@@ -128,6 +315,8 @@ fn get(socket: &Socket, level: ULONG, code: ULONG) -> Result<u32, NTSTATUS> {
     let state = lock(&socket.state);
     let host = || state.host.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE);
     let io = |e: std::io::Error| status::from_io(&e);
+    let v4 = socket.family == Family::V4;
+    let v6 = socket.family == Family::V6;
     match (level, code) {
         (SOL_SOCKET, SO_REUSEADDR) => Ok(u32::from(state.recorded.reuse_address)),
         (SOL_SOCKET, SO_EXCLUSIVEADDRUSE) => Ok(u32::from(state.recorded.exclusive_address_use)),
@@ -141,7 +330,19 @@ fn get(socket: &Socket, level: ULONG, code: ULONG) -> Result<u32, NTSTATUS> {
             None => host()?.recv_buffer_size().map(|n| n as u32).map_err(io),
         },
         (IPPROTO_TCP, TCP_NODELAY) if is_stream(socket) => host()?.nodelay().map(u32::from).map_err(io),
-        (IPPROTO_IPV6, IPV6_V6ONLY) if socket.family == Family::V6 => host()?.only_v6().map(u32::from).map_err(io),
+        (SOL_SOCKET, SO_LINGER) if is_stream(socket) => {
+            host()?;
+            // The `LINGER` bytes, written as one 4-byte value.
+            let LINGER { l_onoff, l_linger } = state.recorded.linger;
+            let ([a, b], [c, d]) = (l_onoff.to_ne_bytes(), l_linger.to_ne_bytes());
+            Ok(u32::from_ne_bytes([a, b, c, d]))
+        }
+        (SOL_SOCKET, SO_BROADCAST) if is_datagram(socket) => host()?.broadcast().map(u32::from).map_err(io),
+        (IPPROTO_IP, IP_TTL) if v4 => host()?.ttl().map_err(io),
+        (IPPROTO_IP, IP_MULTICAST_TTL) if v4 && is_datagram(socket) => host()?.multicast_ttl_v4().map_err(io),
+        (IPPROTO_IPV6, IPV6_V6ONLY) if v6 => host()?.only_v6().map(u32::from).map_err(io),
+        (IPPROTO_IPV6, IPV6_UNICAST_HOPS) if v6 => host()?.unicast_hops_v6().map_err(io),
+        (IPPROTO_IPV6, IPV6_MULTICAST_HOPS) if v6 && is_datagram(socket) => host()?.multicast_hops_v6().map_err(io),
         _ => Err(STATUS_NOT_SUPPORTED),
     }
 }

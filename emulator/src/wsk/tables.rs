@@ -496,9 +496,12 @@ unsafe extern "system" fn send_to(
         Ok(call) => call,
         Err(status) => return status,
     };
-    // SAFETY: the client passes a valid address (a null one is refused: fixed destinations
-    // set with SIO_WSK_SET_SENDTO_ADDRESS are not emulated).
-    let to = match unsafe { address_of(&call.socket, remote) } {
+    // A null address sends to the fixed remote address (SIO_WSK_SET_REMOTE_ADDRESS); without
+    // one it is refused (fixed destinations set with SIO_WSK_SET_SENDTO_ADDRESS are not
+    // emulated).
+    let fixed = if remote.is_null() { options::fixed_remote(&lock(&call.socket.state)) } else { None };
+    // SAFETY: the client passes a valid address.
+    let to = match fixed.map_or_else(|| unsafe { address_of(&call.socket, remote) }, Ok) {
         Ok(to) if addr::valid_remote(&to) => to,
         // SAFETY: accepted.
         Ok(_) => return unsafe { complete_now(irp, STATUS_INVALID_ADDRESS_COMPONENT, 0) },

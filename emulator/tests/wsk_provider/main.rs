@@ -14,6 +14,7 @@ mod cancel;
 mod events;
 mod invalid;
 mod name_info;
+mod option_values;
 mod options;
 mod resolve;
 mod scale;

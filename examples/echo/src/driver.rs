@@ -1,11 +1,12 @@
 //! DriverEntry and DriverUnload of the echo driver.
 
+use core::net::{IpAddr, SocketAddr};
 use core::sync::atomic::Ordering;
 use core::time::Duration;
 
 use wsk::parameters::Parameters;
 use wsk::pool::PoolBox;
-use wsk::{DriverGlobal, Error, TcpListener, Wsk, log};
+use wsk::{DriverGlobal, Error, SocketOption, TcpListener, Wsk, log};
 use wsk_executor::{Executor, Importance, IoObject, JoinHandle};
 use wsk_sys::{DRIVER_OBJECT, NTSTATUS, STATUS_SUCCESS, UNICODE_STRING};
 
@@ -40,6 +41,20 @@ unsafe fn receive_events(registry_path: *mut UNICODE_STRING) -> Result<bool, Err
         Some(params) => params.dword("ReceiveEvents")?.is_none_or(|v| v != 0),
         None => true,
     })
+}
+
+/// The options the listener is bound with: on `::` (`Address` = `::`) `IPV6_V6ONLY` off, so
+/// that one socket serves IPv4 and IPv6 clients (IPv4 peers are logged as IPv4-mapped
+/// addresses, `::ffff:a.b.c.d`); on any other address none (an IPv6 address other than `::`
+/// serves IPv6 only, Windows' default).
+///
+/// Any IRQL.
+pub fn listen_options(addr: &SocketAddr) -> &'static [SocketOption] {
+    const DUAL_STACK: [SocketOption; 1] = [SocketOption::V6Only(false)];
+    match addr.ip() {
+        IpAddr::V6(ip) if ip.is_unspecified() => &DUAL_STACK,
+        _ => &[],
+    }
 }
 
 /// DriverEntry. IRQL == PASSIVE_LEVEL.
@@ -86,7 +101,7 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
     let mut state = PoolBox::try_new(DriverState { accept: None, executor: Some(executor), wsk: Some(wsk) })
         .map_err(|_| Error::NoMemory)?;
     let wsk_ref = state.wsk.as_ref().ok_or(Error::NotReady)?;
-    let listener = match wsk_executor::block_on(TcpListener::bind(wsk_ref, addr)) {
+    let listener = match wsk_executor::block_on(TcpListener::bind_with(wsk_ref, addr, listen_options(&addr))) {
         Ok(Ok(listener)) => listener,
         Ok(Err(e)) => {
             log!(error, "echo: cannot listen on {}: {}", addr, e);
@@ -147,4 +162,53 @@ pub unsafe extern "system" fn driver_unload(_driver_object: *mut DRIVER_OBJECT) 
         STATS.bytes.load(Ordering::Relaxed),
         open
     );
+}
+
+#[cfg(all(test, not(windows)))]
+mod tests {
+    extern crate std;
+
+    use std::io::{Read, Write};
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener as HostListener, TcpStream as HostStream};
+    use std::time::Duration;
+
+    use wsk_emulator::Kernel;
+
+    use super::{driver_entry, listen_options};
+    use crate::server::STATS;
+
+    fn echo(addr: SocketAddr) {
+        let mut client = HostStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        client.write_all(b"both stacks").unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut back = std::vec::Vec::new();
+        client.read_to_end(&mut back).unwrap();
+        assert_eq!(back, b"both stacks", "echo over {addr}");
+    }
+
+    #[test]
+    fn only_the_unspecified_ipv6_address_listens_dual_stack() {
+        let dual = listen_options(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, 7)));
+        assert_eq!(dual, [wsk::SocketOption::V6Only(false)]);
+        assert!(listen_options(&SocketAddr::from((Ipv6Addr::LOCALHOST, 7))).is_empty());
+        assert!(listen_options(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, 7))).is_empty());
+    }
+
+    /// `Address` = `::`: the driver serves an IPv4 and an IPv6 client on one listener.
+    #[test]
+    fn the_driver_on_the_unspecified_ipv6_address_serves_ipv4_and_ipv6_clients() {
+        let port = HostListener::bind((Ipv6Addr::UNSPECIFIED, 0)).unwrap().local_addr().unwrap().port();
+        let driver = Kernel::builder()
+            .verifier(true)
+            .param_dword("Port", u32::from(port))
+            .param_string("Address", "::")
+            .load("echo", driver_entry)
+            .expect("the driver loads");
+        echo(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+        echo(SocketAddr::from((Ipv6Addr::LOCALHOST, port)));
+        let report = driver.unload();
+        report.assert_clean();
+        assert_eq!(STATS.connections.load(core::sync::atomic::Ordering::Relaxed), 2);
+    }
 }

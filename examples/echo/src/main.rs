@@ -17,6 +17,8 @@ const USAGE: &str = "usage: echo-driver [--port N] [--addr IP] [--seconds N] [--
 
 Loads the echo driver into the host kernel emulator (verifier on) and serves TCP echo on
 ADDR:PORT (default 127.0.0.1:7007) until Ctrl-C, or for N seconds with --seconds.
+--addr :: listens dual stack: IPv6 and IPv4 clients, the latter seen as ::ffff:a.b.c.d
+(not with --blocking, which serves IPv6 only there).
 --quiet hides the driver's per-connection debug lines. The driver receives with WSK event
 callbacks (zero copy); --irp-receive makes it receive with IRPs (its ReceiveEvents
 parameter 0). --blocking loads the blocking
@@ -109,7 +111,8 @@ fn main() -> ExitCode {
         }
     };
     let started = Instant::now();
-    println!("echo-driver: serving on {}:{} (Ctrl-C to stop)", args.addr, args.port);
+    let serving = std::net::SocketAddr::new(args.addr.parse().expect("checked by parse_args"), args.port);
+    println!("echo-driver: serving on {serving} (Ctrl-C to stop)");
     match args.seconds {
         Some(s) => {
             let _ = stop_rx.recv_timeout(Duration::from_secs(s));

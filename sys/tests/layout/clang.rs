@@ -54,7 +54,12 @@ pub(crate) fn checks_of(ty: &Type) -> Vec<Check> {
 }
 
 pub(crate) fn checks_for(table: &Table, header: Header) -> Vec<Check> {
-    table.types.iter().filter(|ty| ty.header == header).flat_map(checks_of).collect()
+    let constants = table.constants.iter().filter(|constant| constant.header == header).map(|constant| Check {
+        label: format!("{}: value (C macro {})", constant.name, constant.name),
+        expr: format!("({})", constant.name),
+        rust: constant.value,
+    });
+    table.types.iter().filter(|ty| ty.header == header).flat_map(checks_of).chain(constants).collect()
 }
 
 pub(crate) fn c_string(text: &str) -> String {

@@ -3,11 +3,11 @@
 
 use wsk_sys::*;
 
-use crate::table::{Table, layout_table};
+use crate::table::{Table, constants, layout_table};
 
-/// The socket address, address information and control message types.
+/// The socket address, address information, socket option value and control message types.
 pub(crate) fn table() -> Table {
-    layout_table! {
+    let mut table = layout_table! {
         SOCKADDR in MingwWinsock as "SOCKADDR" {
             sa_family => "sa_family";
             sa_data => "sa_data";
@@ -54,11 +54,34 @@ pub(crate) fn table() -> Table {
             ai_provider => "ai_provider";
             ai_next => "ai_next";
         }
+        // mingw-w64 declares `struct linger` in psdk_inc/_ip_types.h (through winsock2.h).
+        LINGER in MingwWinsock as "LINGER" {
+            l_onoff => "l_onoff";
+            l_linger => "l_linger";
+        }
+        // mingw-w64 declares `struct ip_mreq` in psdk_inc/_ip_mreq1.h (through ws2ipdef.h).
+        IP_MREQ in MingwWinsock as "IP_MREQ" {
+            imr_multiaddr => "imr_multiaddr";
+            imr_interface => "imr_interface";
+        }
+        IPV6_MREQ in MingwWinsock as "IPV6_MREQ" {
+            ipv6mr_multiaddr => "ipv6mr_multiaddr";
+            ipv6mr_interface => "ipv6mr_interface";
+        }
         // Microsoft's ws2def.h: `typedef WSACMSGHDR CMSGHDR`; mingw-w64 has WSACMSGHDR only.
         CMSGHDR in MingwWinsock as "WSACMSGHDR" {
             cmsg_len => "cmsg_len";
             cmsg_level => "cmsg_level";
             cmsg_type => "cmsg_type";
         }
-    }
+    };
+    // The socket option levels and names the library sets and reads (`SO_EXCLUSIVEADDRUSE` is
+    // `(int)~SO_REUSEADDR`, negative in C: the value probe of a failed check cannot print it).
+    table.constants = constants!(MingwWinsock:
+        SOL_SOCKET, SO_REUSEADDR, SO_KEEPALIVE, SO_LINGER, SO_SNDBUF, SO_RCVBUF,
+        SO_BROADCAST, SO_CONDITIONAL_ACCEPT, IPPROTO_IP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_IPV6, TCP_NODELAY,
+        IP_TTL, IP_MULTICAST_TTL, IP_ADD_MEMBERSHIP, IP_DROP_MEMBERSHIP, IPV6_V6ONLY, IPV6_UNICAST_HOPS,
+        IPV6_MULTICAST_HOPS, IPV6_ADD_MEMBERSHIP, IPV6_DROP_MEMBERSHIP,
+    );
+    table
 }

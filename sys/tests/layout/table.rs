@@ -102,10 +102,32 @@ pub(crate) struct Opaque {
     pub(crate) reason: &'static str,
 }
 
+/// A constant whose Rust value must equal the C macro of the same name.
+#[derive(Clone, Debug)]
+pub(crate) struct Constant {
+    pub(crate) name: &'static str,
+    pub(crate) header: Header,
+    pub(crate) value: usize,
+}
+
+/// [`Constant`]s of one header set: `constants!(Header: NAME, ...)`.
+macro_rules! constants {
+    ($header:ident : $( $name:ident ),* $(,)?) => {
+        vec![$(
+            $crate::table::Constant {
+                name: stringify!($name),
+                header: $crate::table::Header::$header,
+                value: usize::try_from($name).unwrap(),
+            }
+        ),*]
+    };
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct Table {
     pub(crate) types: Vec<Type>,
     pub(crate) opaque: Vec<Opaque>,
+    pub(crate) constants: Vec<Constant>,
 }
 
 /// Size of what a field projection points to.
@@ -184,11 +206,12 @@ macro_rules! layout_table {
                 }
             ),*],
             opaque: Vec::new(),
+            constants: Vec::new(),
         }
     };
 }
 
-pub(crate) use {field_size, layout_table, opt};
+pub(crate) use {constants, field_size, layout_table, opt};
 
 /// The one Rust-to-C mapping of `wsk-sys`: every header set's entries, in [`Header::ALL`] order.
 ///
@@ -198,10 +221,11 @@ pub(crate) use {field_size, layout_table, opt};
 /// entry. C member paths see through anonymous unions and structs as C does.
 pub(crate) fn table() -> Table {
     let parts = [mingw_kernel::table(), mingw_winsock::table(), wine_wsk::table(), documented::table()];
-    let mut table = Table { types: Vec::new(), opaque: Vec::new() };
+    let mut table = Table { types: Vec::new(), opaque: Vec::new(), constants: Vec::new() };
     for part in parts {
         table.types.extend(part.types);
         table.opaque.extend(part.opaque);
+        table.constants.extend(part.constants);
     }
     table
 }

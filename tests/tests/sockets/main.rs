@@ -11,8 +11,11 @@ use wsk_executor::timeout;
 use wsk_sys::{STATUS_CONNECTION_REFUSED, STATUS_CONNECTION_RESET};
 use wsk_tests::harness::{Env, run_clean};
 
+mod connected_udp;
+mod dual_stack;
 mod errors;
 mod local_addr;
+mod option_values;
 mod tcp_socket;
 mod udp_split;
 

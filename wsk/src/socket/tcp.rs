@@ -22,7 +22,7 @@ use crate::socket::call::{NotIssued, receive_call, socket_call, socket_call_with
 use crate::socket::create;
 use crate::socket::events::{ConnectionEvents, EventConfig, Incoming, Refused};
 use crate::socket::kind::{Connection, Listen, SocketKind};
-use crate::socket::options::{SocketOption, set_option};
+use crate::socket::options::{OptionName, SocketOption, get_option, set_option};
 use crate::socket::shared::{AnyCore, SocketCore};
 
 /// The address a socket is bound to after a bind to `requested`: the provider's answer to
@@ -82,6 +82,15 @@ impl TcpListener {
         let queried = listener.query_local_addr().await;
         listener.local = bound_addr(queried, addr)?;
         Ok(listener)
+    }
+
+    /// Reads an option back through `WskControlSocket` (`WskGetOption`), for example
+    /// [`OptionName::V6Only`] of a listener made dual stack by
+    /// [`bind_with`](Self::bind_with)`(.., &[SocketOption::V6Only(false)])`.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn get_option(&mut self, name: OptionName) -> Result<SocketOption> {
+        get_option(&self.core, &mut self.slot, name).await
     }
 
     async fn bind_to(&mut self, addr: SocketAddr) -> Result<()> {
@@ -425,6 +434,13 @@ impl TcpStream {
         self.write.set_option(option).await
     }
 
+    /// Reads an option back through `WskControlSocket` (`WskGetOption`).
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn get_option(&mut self, name: OptionName) -> Result<SocketOption> {
+        self.write.get_option(name).await
+    }
+
     /// Splits into halves usable from different tasks. Either half may close the connection;
     /// the other half's later calls then fail with [`Error::Closed`] and its pending
     /// operations resolve `Err(Cancelled)`.
@@ -485,6 +501,13 @@ impl TcpSocket {
     /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn set_option(&mut self, option: SocketOption) -> Result<()> {
         set_option(&self.parts.core, &mut self.parts.recv, option).await
+    }
+
+    /// Reads an option back through `WskControlSocket` (`WskGetOption`).
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn get_option(&mut self, name: OptionName) -> Result<SocketOption> {
+        get_option(&self.parts.core, &mut self.parts.recv, name).await
     }
 
     /// A handle that closes this socket from another task, cancelling a pending connect.
@@ -746,6 +769,14 @@ impl TcpWriteHalf {
     pub async fn set_option(&mut self, option: SocketOption) -> Result<()> {
         let (core, slot) = self.parts()?;
         set_option(core, slot, option).await
+    }
+
+    /// See [`TcpStream::get_option`].
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn get_option(&mut self, name: OptionName) -> Result<SocketOption> {
+        let (core, slot) = self.parts()?;
+        get_option(core, slot, name).await
     }
 
     /// The peer's address, as known from accept or connect.

@@ -13,7 +13,7 @@ use crate::socket::call::{socket_call, unit, with_buffer};
 use crate::socket::create;
 use crate::socket::events::{Datagrams, EventConfig};
 use crate::socket::kind::Datagram;
-use crate::socket::options::{SocketOption, set_option};
+use crate::socket::options::{OptionName, SocketOption, get_option, set_option, set_remote_address};
 use crate::socket::shared::SocketCore;
 
 /// A bound UDP socket. Sending and receiving use separate IRPs, and
@@ -346,4 +346,112 @@ pub(crate) unsafe fn receive_from_call(
             )
         }
     })
+}
+
+/// Option read-back and connected UDP: a fixed remote address (`SIO_WSK_SET_REMOTE_ADDRESS`),
+/// then [`send`](UdpSocket::send) and [`recv`](UdpSocket::recv) without an address.
+impl UdpSocket {
+    /// Reads an option back through `WskControlSocket` (`WskGetOption`).
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn get_option(&mut self, name: OptionName) -> Result<SocketOption> {
+        self.send.get_option(name).await
+    }
+
+    /// Fixes the remote address (`WskIoctl` with `SIO_WSK_SET_REMOTE_ADDRESS`; the socket is
+    /// bound, as the provider requires): [`send`](Self::send) goes to `peer`, and only
+    /// datagrams from `peer` are received. [`send_to`](Self::send_to) still sends anywhere,
+    /// but replies from elsewhere are not accepted.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn connect(&mut self, peer: SocketAddr) -> Result<()> {
+        self.send.connect(peer).await
+    }
+
+    /// Clears the remote address set by [`connect`](Self::connect): datagrams from any
+    /// sender are received again.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn disconnect(&mut self) -> Result<()> {
+        self.send.disconnect().await
+    }
+
+    /// Sends one datagram with `buf`'s valid bytes to the address set by
+    /// [`connect`](Self::connect) (`WskSendTo` without a remote address).
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn send(&mut self, buf: IoBuf) -> (Result<usize>, IoBuf) {
+        self.send.send(buf).await
+    }
+
+    /// Receives one datagram into `buf` (up to its capacity) and returns its length: on a
+    /// socket with a remote address set by [`connect`](Self::connect), a datagram from it.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn recv(&mut self, buf: IoBuf) -> (Result<usize>, IoBuf) {
+        self.recv.recv(buf).await
+    }
+}
+
+impl UdpSendHalf {
+    /// See [`UdpSocket::get_option`].
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn get_option(&mut self, name: OptionName) -> Result<SocketOption> {
+        get_option(&self.core, &mut self.send, name).await
+    }
+
+    /// See [`UdpSocket::connect`].
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn connect(&mut self, peer: SocketAddr) -> Result<()> {
+        set_remote_address(&self.core, &mut self.send, Some(peer)).await
+    }
+
+    /// See [`UdpSocket::disconnect`].
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn disconnect(&mut self) -> Result<()> {
+        set_remote_address(&self.core, &mut self.send, None).await
+    }
+
+    /// See [`UdpSocket::send`].
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    #[expect(
+        clippy::multiple_unsafe_ops_per_block,
+        reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
+    )]
+    pub async fn send(&mut self, buf: IoBuf) -> (Result<usize>, IoBuf) {
+        // SAFETY: datagram dispatch table; WSK_BUF in the slot, buffer owned by the slot until
+        // completion; no remote address (the socket's fixed one).
+        let done = unsafe {
+            socket_call(
+                &self.core,
+                &mut self.send,
+                Some(buf),
+                |args, buf| {
+                    let buf = buf.expect("send buffer");
+                    args.wsk_buf = buf.wsk_buf(0, buf.len());
+                },
+                |s, table, irp, args| {
+                    table.WskSendTo.map(|send_to| {
+                        send_to(s, &raw mut (*args).wsk_buf, 0, core::ptr::null_mut(), 0, core::ptr::null_mut(), irp)
+                    })
+                },
+            )
+        }
+        .await;
+        with_buffer(done)
+    }
+}
+
+impl UdpRecvHalf {
+    /// See [`UdpSocket::recv`].
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn recv(&mut self, buf: IoBuf) -> (Result<usize>, IoBuf) {
+        let (result, buf) = self.recv_from(buf).await;
+        (result.map(|(n, _)| n), buf)
+    }
 }

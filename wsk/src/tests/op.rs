@@ -53,11 +53,11 @@ fn an_armed_slot_dropped_unsubmitted_stays_idle_and_drops_what_it_held() {
     let before = live_blocks(BUF_TAG);
     let mut armed = slot.arm().unwrap();
     armed.hold_buffer(Some(IoBuf::copy_from(b"data").unwrap()));
-    armed.args().0.option = [7; 16];
+    armed.args().0.option = [7; 20];
     assert_eq!(live_blocks(BUF_TAG), before + 1);
     drop(armed);
     assert_eq!(live_blocks(BUF_TAG), before, "the buffer the guard held is freed");
-    assert_eq!(slot.args().expect("idle").option, [7; 16]);
+    assert_eq!(slot.args().expect("idle").option, [7; 20]);
     assert!(poll_once(&mut slot).is_pending(), "nothing was submitted");
     assert!(slot.arm().is_ok(), "the slot is idle");
 }
