@@ -60,5 +60,13 @@ pub(crate) fn table() -> Table {
             cmsg_level => "cmsg_level";
             cmsg_type => "cmsg_type";
         }
+        IN_PKTINFO in MingwWinsock as "IN_PKTINFO" {
+            ipi_addr => "ipi_addr";
+            ipi_ifindex => "ipi_ifindex";
+        }
+        IN6_PKTINFO in MingwWinsock as "IN6_PKTINFO" {
+            ipi6_addr => "ipi6_addr";
+            ipi6_ifindex => "ipi6_ifindex";
+        }
     }
 }
