@@ -8,6 +8,10 @@
 //! default does). `WskSetOption(SO_WSK_EVENT_CALLBACK)` is routed to `events` before it gets
 //! here; `WskGetOption` of it, other options and every IOCTL answer `STATUS_NOT_SUPPORTED`.
 //! Setting `SO_SNDBUF` calls `WskSendBacklogEvent` again when it is enabled.
+//!
+//! On datagram sockets also `IP_PKTINFO` (`IPPROTO_IP`, IPv4 sockets) and `IPV6_PKTINFO`
+//! (`IPPROTO_IPV6`, IPv6 sockets), 4-byte values that turn the host's packet information on:
+//! `WskReceiveFrom` then returns it as control information (see `io`).
 
 use wsk_sys::{
     IPPROTO_IPV6, IPPROTO_TCP, IPV6_V6ONLY, NTSTATUS, SO_EXCLUSIVEADDRUSE, SO_KEEPALIVE, SO_RCVBUF, SO_REUSEADDR,
@@ -120,8 +124,19 @@ fn set(socket: &Socket, level: ULONG, code: ULONG, value: u32) -> Result<(), NTS
             let host = state.host.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE)?;
             host.set_only_v6(on).map_err(|e| status::from_io(&e))
         }
+        (wsk_sys::IPPROTO_IP, wsk_sys::IP_PKTINFO) | (IPPROTO_IPV6, wsk_sys::IPV6_PKTINFO)
+            if packet_info_applies(socket, level) =>
+        {
+            let host = state.host.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE)?;
+            super::io::set_packet_info(host, socket.family, on).map_err(|e| status::from_io(&e))
+        }
         _ => Err(STATUS_NOT_SUPPORTED),
     }
+}
+
+/// `IP_PKTINFO` applies to IPv4 datagram sockets, `IPV6_PKTINFO` to IPv6 ones.
+fn packet_info_applies(socket: &Socket, level: ULONG) -> bool {
+    socket.kind == Kind::Datagram && (socket.family == Family::V6) == (level == IPPROTO_IPV6)
 }
 
 fn get(socket: &Socket, level: ULONG, code: ULONG) -> Result<u32, NTSTATUS> {
@@ -142,6 +157,11 @@ fn get(socket: &Socket, level: ULONG, code: ULONG) -> Result<u32, NTSTATUS> {
         },
         (IPPROTO_TCP, TCP_NODELAY) if is_stream(socket) => host()?.nodelay().map(u32::from).map_err(io),
         (IPPROTO_IPV6, IPV6_V6ONLY) if socket.family == Family::V6 => host()?.only_v6().map(u32::from).map_err(io),
+        (wsk_sys::IPPROTO_IP, wsk_sys::IP_PKTINFO) | (IPPROTO_IPV6, wsk_sys::IPV6_PKTINFO)
+            if packet_info_applies(socket, level) =>
+        {
+            super::io::packet_info(host()?, socket.family).map(u32::from).map_err(io)
+        }
         _ => Err(STATUS_NOT_SUPPORTED),
     }
 }
