@@ -26,6 +26,11 @@ pub enum SocketOption {
     SendBufferSize(u32),
     /// `SO_RCVBUF` in bytes.
     ReceiveBufferSize(u32),
+    /// `IP_PKTINFO` (IPv4 datagram sockets): each received datagram comes with its packet
+    /// information ([`RecvMeta::control`](crate::socket::control::RecvMeta::control)).
+    PacketInfo(bool),
+    /// `IPV6_PKTINFO`: as [`PacketInfo`](Self::PacketInfo), on IPv6 datagram sockets.
+    PacketInfoV6(bool),
 }
 
 impl SocketOption {
@@ -40,6 +45,8 @@ impl SocketOption {
             SocketOption::NoDelay(on) => (IPPROTO_TCP, TCP_NODELAY, u32::from(on)),
             SocketOption::SendBufferSize(n) => (SOL_SOCKET, SO_SNDBUF, n),
             SocketOption::ReceiveBufferSize(n) => (SOL_SOCKET, SO_RCVBUF, n),
+            SocketOption::PacketInfo(on) => (wsk_sys::IPPROTO_IP, wsk_sys::IP_PKTINFO, u32::from(on)),
+            SocketOption::PacketInfoV6(on) => (wsk_sys::IPPROTO_IPV6, wsk_sys::IPV6_PKTINFO, u32::from(on)),
         }
     }
 }
