@@ -106,8 +106,8 @@ impl UdpSocket {
     /// (`MSG_TRUNC`; the buffer then holds its first bytes and the rest is lost) and its control
     /// messages (for example the packet information `IP_PKTINFO` asks for), read from
     /// `WskReceiveFrom`'s control flags and control buffer, which live in the operation slot
-    /// (up to [`CONTROL_CAPACITY`](crate::socket::control::CONTROL_CAPACITY) bytes; more is
-    /// reported as [`ControlMessages::is_truncated`](crate::socket::control::ControlMessages::is_truncated)).
+    /// (up to [`CONTROL_CAPACITY`] bytes; more is reported as
+    /// [`ControlMessages::is_truncated`]).
     ///
     /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn recv_msg(&mut self, buf: IoBuf) -> (Result<RecvMeta>, IoBuf) {
