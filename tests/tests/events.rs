@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_lite::StreamExt;
 use wsk::events::{ConnectionEvent, ConnectionEvents, EventConfig};
-use wsk::{IoBuf, TcpListener, TcpStream, TcpWriteHalf, UdpSocket};
+use wsk::{IoBuf, SocketOption, TcpListener, TcpStream, TcpWriteHalf, UdpSocket};
 use wsk_tests::datagrams::PacedSenders;
 use wsk_tests::harness::{Env, run_clean};
 
@@ -515,12 +515,18 @@ async fn next_batch(datagrams: &mut wsk::events::Datagrams) -> wsk::events::Data
 /// The copy path (`WskReceiveFrom` into a fallback buffer, taken while the consumer holds
 /// retained datagrams and the callback refused more) reports truncation: a 2,000-byte datagram
 /// into the 500-byte fallback buffer is truncated to its first 500 bytes; a 500-byte one is
-/// whole. Indicated datagrams are never truncated.
+/// whole. Indicated datagrams are never truncated. With `IP_PKTINFO` on, indicated and copied
+/// datagrams alike carry their packet information.
 #[test]
 fn datagram_copy_path_reports_truncation() {
     run_clean(LIMIT, |env| async move {
         let mut socket = UdpSocket::bind(env.wsk, any_local()).await.expect("bind");
         let addr = socket.query_local_addr().await.expect("address");
+        socket.set_option(SocketOption::PacketInfo(true)).await.expect("IP_PKTINFO");
+        let packet_info = |view: &wsk::events::DatagramView<'_>| {
+            let info = view.control_messages().find_map(|message| message.packet_info());
+            info.map(|info| info.destination)
+        };
         let config = EventConfig { max_retained_bytes: 1000, fallback_receive_size: 500, ..EventConfig::default() };
         let mut datagrams = socket.datagrams(config).expect("events");
         let peer = std::net::UdpSocket::bind(any_local()).unwrap();
@@ -532,6 +538,7 @@ fn datagram_copy_path_reports_truncation() {
             let view = held.iter().next().unwrap();
             assert!(!view.is_truncated(), "an indicated datagram is whole");
             assert_eq!(view.len(), 800);
+            assert_eq!(packet_info(&view), Some(addr.ip()), "the indication's control information");
         }
         let big = pattern(2000, 2);
         let exact = pattern(500, 3);
@@ -544,6 +551,8 @@ fn datagram_copy_path_reports_truncation() {
                 let mut bytes = vec![0u8; view.len()];
                 view.copy_to_slice(&mut bytes);
                 got.push((batch.is_zero_copy(), view.is_truncated(), bytes));
+                assert_eq!(packet_info(&view), Some(addr.ip()), "indicated or copied, with its control information");
+                assert!(!view.control_truncated());
             }
         }
         let (zero_copy, truncated, bytes) = &got[0];

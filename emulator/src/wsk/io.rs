@@ -19,7 +19,7 @@ use wsk_sys::{
 
 use super::addr::{self, Family};
 use super::events;
-use super::model::{Action, Client, ControlOut, Kind, Op, OpKind, Out, Phase, Queue, Segments, State};
+use super::model::{Action, Client, ControlMessage, ControlOut, Kind, Op, OpKind, Out, Phase, Queue, Segments, State};
 use super::socket::{self, Socket};
 use super::status::{self, would_block};
 use crate::verifier::{Rule, bugcheck};
@@ -326,8 +326,8 @@ fn receive_from(
         return Step::Blocked;
     }
     if let Some(kept) = state.events.kept_datagrams.pop_front() {
-        // A datagram the client refused in its callback comes first (it was read for an
-        // indication, which carries no control information).
+        // A datagram the client refused in its callback comes first, with the control
+        // information it was indicated with.
         let copied = kept.data.len().min(buf.total());
         // SAFETY: the client keeps the buffer valid until the IRP completes.
         unsafe { buf.scatter(&kept.data[..copied]) };
@@ -335,7 +335,9 @@ fn receive_from(
         // ones are skipped.
         unsafe { addr::write(from.0, &kept.from) };
         // SAFETY: as above.
-        unsafe { write_control(control, control_flags, kept.data.len() > copied, &Received::default()) };
+        let received = Received { control: kept.control, ..Received::default() };
+        // SAFETY: as above.
+        unsafe { write_control(control, control_flags, kept.data.len() > copied, &received) };
         return Step::Done(STATUS_SUCCESS, copied);
     }
     let Some(host) = state.host.as_ref() else { return Step::Done(STATUS_INVALID_DEVICE_STATE, 0) };
@@ -377,15 +379,14 @@ fn receive_from(
 
 /// A datagram read from the host socket by [`receive_message`].
 #[derive(Default)]
-struct Received {
+pub(crate) struct Received {
     /// Its whole size (more than was read when it was truncated).
-    size: usize,
-    sender: Option<SockAddr>,
-    /// Its control messages translated to Windows' (level, type, data); those without a
-    /// Windows form are left out.
-    control: Vec<(u32, u32, Vec<u8>)>,
+    pub size: usize,
+    pub sender: Option<SockAddr>,
+    /// Its control messages translated to Windows' form; those without one are left out.
+    pub control: Vec<ControlMessage>,
     /// The host had more control messages than room for them.
-    control_truncated: bool,
+    pub control_truncated: bool,
 }
 
 /// Host control buffer of one `recvmsg`: room for every message the emulator asks the host
@@ -394,7 +395,7 @@ const HOST_CONTROL: usize = 256;
 
 /// Reads one datagram from `host` into `space` with `recvmsg` (`MSG_TRUNC`: its whole size is
 /// reported), with its sender and its control messages.
-fn receive_message(host: &socket2::Socket, space: &mut [MaybeUninit<u8>]) -> std::io::Result<Received> {
+pub(crate) fn receive_message(host: &socket2::Socket, space: &mut [MaybeUninit<u8>]) -> std::io::Result<Received> {
     use std::os::fd::AsRawFd;
     let mut storage = MaybeUninit::<libc::sockaddr_storage>::zeroed();
     let mut iov = libc::iovec { iov_base: space.as_mut_ptr().cast(), iov_len: space.len() };
@@ -445,7 +446,7 @@ fn receive_message(host: &socket2::Socket, space: &mut [MaybeUninit<u8>]) -> std
 /// A host control message in Windows' form: `IP_PKTINFO` (Linux `in_pktinfo` -> `IN_PKTINFO`:
 /// the header's destination address and the interface index) and `IPV6_PKTINFO`
 /// (`in6_pktinfo`, the same layout as `IN6_PKTINFO`); `None` for the others.
-fn windows_control(level: libc::c_int, kind: libc::c_int, data: &[u8]) -> Option<(u32, u32, Vec<u8>)> {
+fn windows_control(level: libc::c_int, kind: libc::c_int, data: &[u8]) -> Option<ControlMessage> {
     match (level, kind) {
         (libc::IPPROTO_IP, libc::IP_PKTINFO) if data.len() >= size_of::<libc::in_pktinfo>() => {
             // SAFETY: `data` holds an `in_pktinfo` (length checked); read unaligned.
@@ -499,30 +500,16 @@ pub(crate) unsafe fn control_out(length: *mut u32, info: *mut u8) -> Result<Cont
 /// The out-parameters are null or writable, the `ControlInfo` buffer for its capacity (the
 /// client keeps them valid until completion).
 unsafe fn write_control(control: ControlOut, control_flags: Out<u32>, truncated: bool, received: &Received) {
-    let data_offset = size_of::<CMSGHDR>().next_multiple_of(size_of::<usize>());
-    let mut at = 0;
-    let mut written = 0;
     // Without `ControlLength` the client asked for no control information at all.
     let wanted = !control.length.0.is_null();
-    let mut control_truncated = wanted && received.control_truncated;
-    for (level, kind, data) in received.control.iter().filter(|_| wanted) {
-        let length = data_offset + data.len();
-        if at + length > control.capacity {
-            control_truncated = true;
-            break;
-        }
-        let header = CMSGHDR { cmsg_len: length, cmsg_level: *level as i32, cmsg_type: *kind as i32 };
-        // SAFETY: `at + length` bytes fit the client's buffer (checked above).
-        let place = unsafe { control.info.0.add(at) };
-        // SAFETY: as above; written unaligned, whatever the buffer's alignment.
-        unsafe { place.cast::<CMSGHDR>().write_unaligned(header) };
-        // SAFETY: as above: the data ends at `at + length`.
-        let data_place = unsafe { place.add(data_offset) };
-        // SAFETY: as above.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), data_place, data.len()) };
-        written = at + length;
-        at += length.next_multiple_of(align_of::<CMSGHDR>());
+    let (bytes, left_out) =
+        if wanted { control_bytes(&received.control, control.capacity) } else { (Vec::new(), false) };
+    let control_truncated = wanted && (received.control_truncated || left_out);
+    if !bytes.is_empty() {
+        // SAFETY: `bytes` fit the client's buffer (at most its capacity, so it is not null).
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), control.info.0, bytes.len()) };
     }
+    let written = bytes.len();
     // SAFETY: forwarded contract; null ones are skipped.
     unsafe {
         if !control.length.0.is_null() {
@@ -536,6 +523,28 @@ unsafe fn write_control(control: ControlOut, control_flags: Out<u32>, truncated:
             control_flags.0.write_unaligned(flags);
         }
     }
+}
+
+/// `messages` laid out as Windows lays out control information (`CMSGHDR`s: a header of
+/// `cmsg_len`, `cmsg_level`, `cmsg_type`, the data at the header's size rounded up to the
+/// natural alignment, each next header at `cmsg_len` rounded up to the header's alignment), as
+/// many whole messages as fit in `capacity` bytes; and whether some were left out.
+pub(crate) fn control_bytes(messages: &[ControlMessage], capacity: usize) -> (Vec<u8>, bool) {
+    let data_offset = size_of::<CMSGHDR>().next_multiple_of(size_of::<usize>());
+    let mut out = Vec::new();
+    for (level, kind, data) in messages {
+        let at = out.len().next_multiple_of(align_of::<CMSGHDR>());
+        let length = data_offset + data.len();
+        if at + length > capacity {
+            return (out, true);
+        }
+        out.resize(at + data_offset, 0);
+        out[at..at + size_of::<usize>()].copy_from_slice(&length.to_ne_bytes());
+        out[at + size_of::<usize>()..at + size_of::<usize>() + 4].copy_from_slice(&level.to_ne_bytes());
+        out[at + size_of::<usize>() + 4..at + size_of::<usize>() + 8].copy_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(data);
+    }
+    (out, false)
 }
 
 /// Turns the host's packet information on or off for a datagram socket of `family`

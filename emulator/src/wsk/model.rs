@@ -278,7 +278,12 @@ pub(crate) struct Running {
 pub(crate) struct KeptDatagram {
     pub data: Vec<u8>,
     pub from: SocketAddr,
+    /// Its control messages in Windows' form: (level, type, data).
+    pub control: Vec<ControlMessage>,
 }
+
+/// A control message in Windows' form: level, type and data.
+pub(crate) type ControlMessage = (u32, u32, Vec<u8>);
 
 /// The event state of one socket (behind its lock).
 #[derive(Default)]
