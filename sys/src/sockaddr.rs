@@ -187,6 +187,42 @@ pub struct CMSGHDR {
     pub cmsg_type: i32,
 }
 
+/// Flags of a received datagram (`ws2def.h`), in `WskReceiveFrom`'s `ControlFlags`.
+/// The datagram was larger than the buffer (the rest is lost).
+pub const MSG_TRUNC: ULONG = 0x0100;
+/// The control information was larger than the control buffer.
+pub const MSG_CTRUNC: ULONG = 0x0200;
+/// The datagram was received as a link-layer broadcast or sent to a broadcast address.
+pub const MSG_BCAST: ULONG = 0x0400;
+/// The datagram was sent to a multicast address.
+pub const MSG_MCAST: ULONG = 0x0800;
+
+/// `IP_PKTINFO` (`ws2ipdef.h`, level `IPPROTO_IP`): as an option, asks for an `IN_PKTINFO`
+/// control message (the destination address and the arrival interface) with each datagram.
+pub const IP_PKTINFO: ULONG = 19;
+/// `IPV6_PKTINFO` (`ws2ipdef.h`, level `IPPROTO_IPV6`): as `IP_PKTINFO`, with `IN6_PKTINFO`.
+pub const IPV6_PKTINFO: ULONG = 19;
+
+/// `IN_PKTINFO` (`ws2ipdef.h`): the data of an `IP_PKTINFO` control message.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct IN_PKTINFO {
+    /// The datagram's destination address.
+    pub ipi_addr: IN_ADDR,
+    /// The interface it arrived on.
+    pub ipi_ifindex: ULONG,
+}
+
+/// `IN6_PKTINFO` (`ws2ipdef.h`): the data of an `IPV6_PKTINFO` control message.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct IN6_PKTINFO {
+    /// The datagram's destination address.
+    pub ipi6_addr: IN6_ADDR,
+    /// The interface it arrived on.
+    pub ipi6_ifindex: ULONG,
+}
+
 // ---- conversions with `core::net` ----------------------------------------------------------------
 
 /// Why bytes are not an IPv4 or IPv6 socket address.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_lite::StreamExt;
 use wsk::events::{ConnectionEvent, ConnectionEvents, EventConfig};
-use wsk::{IoBuf, TcpListener, TcpStream, TcpWriteHalf, UdpSocket};
+use wsk::{IoBuf, SocketOption, TcpListener, TcpStream, TcpWriteHalf, UdpSocket};
 use wsk_tests::datagrams::PacedSenders;
 use wsk_tests::harness::{Env, run_clean};
 
@@ -498,6 +498,71 @@ fn datagram_events() {
         drop(held);
         let from = sender.join();
         assert!(from[0].ip().is_loopback());
+        drop(datagrams);
+        socket.close().await.expect("close");
+    });
+}
+
+/// The next batch of `datagrams`, within 5 s.
+async fn next_batch(datagrams: &mut wsk::events::Datagrams) -> wsk::events::DatagramBatch {
+    wsk_executor::timeout(Duration::from_secs(5), datagrams.next())
+        .await
+        .expect("a datagram batch within 5 s")
+        .expect("stream open")
+        .expect("batch")
+}
+
+/// The copy path (`WskReceiveFrom` into a fallback buffer, taken while the consumer holds
+/// retained datagrams and the callback refused more) reports truncation: a 2,000-byte datagram
+/// into the 500-byte fallback buffer is truncated to its first 500 bytes; a 500-byte one is
+/// whole. Indicated datagrams are never truncated. With `IP_PKTINFO` on, indicated and copied
+/// datagrams alike carry their packet information.
+#[test]
+fn datagram_copy_path_reports_truncation() {
+    run_clean(LIMIT, |env| async move {
+        let mut socket = UdpSocket::bind(env.wsk, any_local()).await.expect("bind");
+        let addr = socket.query_local_addr().await.expect("address");
+        socket.set_option(SocketOption::PacketInfo(true)).await.expect("IP_PKTINFO");
+        let packet_info = |view: &wsk::events::DatagramView<'_>| {
+            let info = view.control_messages().find_map(|message| message.packet_info());
+            info.map(|info| info.destination)
+        };
+        let config = EventConfig { max_retained_bytes: 1000, fallback_receive_size: 500, ..EventConfig::default() };
+        let mut datagrams = socket.datagrams(config).expect("events");
+        let peer = std::net::UdpSocket::bind(any_local()).unwrap();
+        // Retained (zero copy, whole) and held: the next ones are over the 1,000-byte bound.
+        peer.send_to(&pattern(800, 1), addr).unwrap();
+        let held = next_batch(&mut datagrams).await;
+        assert!(held.is_zero_copy());
+        {
+            let view = held.iter().next().unwrap();
+            assert!(!view.is_truncated(), "an indicated datagram is whole");
+            assert_eq!(view.len(), 800);
+            assert_eq!(packet_info(&view), Some(addr.ip()), "the indication's control information");
+        }
+        let big = pattern(2000, 2);
+        let exact = pattern(500, 3);
+        peer.send_to(&big, addr).unwrap();
+        peer.send_to(&exact, addr).unwrap();
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            let batch = next_batch(&mut datagrams).await;
+            for view in batch.iter() {
+                let mut bytes = vec![0u8; view.len()];
+                view.copy_to_slice(&mut bytes);
+                got.push((batch.is_zero_copy(), view.is_truncated(), bytes));
+                assert_eq!(packet_info(&view), Some(addr.ip()), "indicated or copied, with its control information");
+                assert!(!view.control_truncated());
+            }
+        }
+        let (zero_copy, truncated, bytes) = &got[0];
+        assert!(!zero_copy, "refused over the bound while one is held: copied");
+        assert!(truncated, "2,000 bytes into the 500-byte fallback buffer");
+        assert_eq!(bytes[..], big[..500]);
+        let (_, truncated, bytes) = &got[1];
+        assert!(!truncated, "500 bytes fit (copied or, once resumed, indicated)");
+        assert_eq!(bytes, &exact);
+        drop(held);
         drop(datagrams);
         socket.close().await.expect("close");
     });

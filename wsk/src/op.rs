@@ -129,6 +129,13 @@ pub(crate) struct OpArgs {
     pub addr: SOCKADDR_STORAGE,
     /// Option value for `WskControlSocket`.
     pub option: [u8; crate::socket::options::OPTION_VALUE_MAX],
+    /// `WskReceiveFrom`'s `ControlLength`: the size of `control` going in, the bytes of control
+    /// information written coming out.
+    pub control_length: u32,
+    /// `WskReceiveFrom`'s `ControlFlags` (`MSG_TRUNC`, `MSG_CTRUNC`, ...), written by the provider.
+    pub control_flags: u32,
+    /// `WskReceiveFrom`'s `ControlInfo`: the control messages of the received datagram.
+    pub control: crate::socket::control::ControlBuf,
 }
 
 impl OpArgs {
@@ -137,6 +144,9 @@ impl OpArgs {
             wsk_buf: WSK_BUF { Mdl: core::ptr::null_mut(), Offset: 0, Length: 0 },
             addr: SOCKADDR_STORAGE::zeroed(),
             option: [0; crate::socket::options::OPTION_VALUE_MAX],
+            control_length: 0,
+            control_flags: 0,
+            control: crate::socket::control::ControlBuf::new(),
         }
     }
 }

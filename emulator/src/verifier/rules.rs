@@ -253,6 +253,9 @@ rules! {
     /// The driver read or wrote indication memory (structures, MDLs or data) after giving it
     /// back. Reported from the page fault, which stops the process.
     WskIndicationTouchedAfterRelease = (DRIVER_VERIFIER_DETECTED_VIOLATION, 0xCD, "WSK_INDICATION_TOUCHED_AFTER_RELEASE");
+    /// `WskReceiveFrom` given a control buffer size (`*ControlLength` > 0) without a
+    /// `ControlInfo` buffer: the provider would write control information through a null pointer.
+    WskControlInfoMissing = (DRIVER_VERIFIER_DETECTED_VIOLATION, 0xCE, "WSK_CONTROL_INFO_MISSING");
 }
 
 impl fmt::Display for Rule {

@@ -9,8 +9,14 @@
 //!
 //! ```text
 //!   data block:      [indication 0..4][MDL 0..4 (header + page frames)]      data: 64 KiB
-//!   datagram block:  [indication][MDL (header + page frames)][SOCKADDR_STORAGE][MDL]  data
+//!   datagram block:  [indication][MDL (header + page frames)][SOCKADDR_STORAGE][MDL]
+//!                    ... at CONTROL_AT: control information (CMSGHDRs)              data
 //! ```
+//!
+//! A datagram's control information (the packet information `IP_PKTINFO` / `IPV6_PKTINFO`
+//! ask for, read from the host with the datagram) is laid out as Windows lays it out and
+//! given in `ControlInfo` / `ControlInfoLength`; a refused datagram keeps it for the
+//! `WskReceiveFrom` that serves it later.
 //!
 //! MDLs are built as `MmBuildMdlForNonPagedPool` builds them (`MDL_SOURCE_IS_NONPAGED_POOL`,
 //! `MappedSystemVa` set), so `MmGetSystemAddressForMdlSafe` works; `Buffer.Offset` is 0.
@@ -32,9 +38,9 @@ use wsk_sys::{
 };
 
 use super::blocks::{self, Block, DATA_CAPACITY, Origin, Release};
-use super::model::{KeptDatagram, Phase, State};
+use super::model::{ControlMessage, KeptDatagram, Phase, State};
 use super::socket::Socket;
-use super::{addr, status};
+use super::{addr, io, status};
 use crate::sync::lock;
 use crate::verifier::{Rule, bugcheck};
 
@@ -50,11 +56,17 @@ const fn mdl_room(bytes: usize) -> usize {
     (size_of::<MDL>() + (bytes / PAGE_SIZE + 2) * size_of::<u64>()).next_multiple_of(16)
 }
 
+/// Offset of a datagram's control information in its block's header page, and room for it.
+const CONTROL_AT: usize = 2048;
+const CONTROL_ROOM: usize = 1024;
+
 /// One datagram of a chain.
 struct Item {
     block: Block,
     len: usize,
     from: Option<SocketAddr>,
+    /// Its control messages (datagram chains only).
+    control: Vec<ControlMessage>,
 }
 
 /// A chain of indications in provider memory. The client sees `head`; the provider keeps the
@@ -91,7 +103,13 @@ impl Chain {
     pub(crate) fn datagrams(&self) -> Vec<KeptDatagram> {
         self.items
             .iter()
-            .filter_map(|item| item.from.map(|from| KeptDatagram { data: item.block.bytes(item.len).to_vec(), from }))
+            .filter_map(|item| {
+                item.from.map(|from| KeptDatagram {
+                    data: item.block.bytes(item.len).to_vec(),
+                    from,
+                    control: item.control.clone(),
+                })
+            })
             .collect()
     }
 
@@ -173,7 +191,12 @@ fn data_chain(block: Block, len: usize) -> Chain {
                 .write(WSK_DATA_INDICATION { Next: next, Buffer: WSK_BUF { Mdl: mdl, Offset: 0, Length: segment } });
         }
     }
-    Chain { head: indications as usize, bytes: len, count, items: vec![Item { block, len, from: None }] }
+    Chain {
+        head: indications as usize,
+        bytes: len,
+        count,
+        items: vec![Item { block, len, from: None, control: Vec::new() }],
+    }
 }
 
 /// Builds the data indications of `len` bytes in random shapes (the adversary's
@@ -240,7 +263,7 @@ fn shaped_data_chain(block: Block, len: usize) -> Chain {
         count += 1;
     }
     debug_assert!(used <= room, "shaped chain overflowed the header page ({used} > {room})");
-    Chain { head: head as usize, bytes: len, count, items: vec![Item { block, len, from: None }] }
+    Chain { head: head as usize, bytes: len, count, items: vec![Item { block, len, from: None, control: Vec::new() }] }
 }
 
 /// Builds one datagram indication per item, chained in order.
@@ -251,6 +274,11 @@ fn shaped_data_chain(block: Block, len: usize) -> Chain {
 fn datagram_chain(items: Vec<Item>) -> Chain {
     let indication_room = size_of::<WSK_DATAGRAM_INDICATION>().next_multiple_of(16);
     let address_at = indication_room + mdl_room(DATA_CAPACITY);
+    debug_assert!(
+        address_at + size_of::<SOCKADDR_STORAGE>() + mdl_room(DATA_CAPACITY) <= CONTROL_AT
+            && CONTROL_AT + CONTROL_ROOM <= blocks::header_size(),
+        "the control information overlaps the structures or leaves the header page"
+    );
     let shapes = crate::adversary::get().random_shapes;
     let heads: Vec<*mut WSK_DATAGRAM_INDICATION> =
         items.iter().map(|item| item.block.header().cast::<WSK_DATAGRAM_INDICATION>()).collect();
@@ -277,11 +305,14 @@ fn datagram_chain(items: Vec<Item>) -> Chain {
             if let Some(from) = item.from {
                 addr::write(address.cast::<SOCKADDR>(), &from);
             }
+            let (control, _) = io::control_bytes(&item.control, CONTROL_ROOM);
+            let control_info = header.wrapping_add(CONTROL_AT);
+            std::ptr::copy_nonoverlapping(control.as_ptr(), control_info, control.len());
             heads[i].write(WSK_DATAGRAM_INDICATION {
                 Next: next,
                 Buffer: WSK_BUF { Mdl: mdl, Offset: 0, Length: item.len },
-                ControlInfo: std::ptr::null_mut(),
-                ControlInfoLength: 0,
+                ControlInfo: if control.is_empty() { std::ptr::null_mut() } else { control_info.cast() },
+                ControlInfoLength: control.len() as ULONG,
                 RemoteAddress: address.cast::<SOCKADDR>(),
             });
         }
@@ -388,7 +419,7 @@ pub(crate) fn gather_datagrams(state: &mut State) -> Option<Chain> {
             };
             let len = kept.data.len().min(DATA_CAPACITY);
             block.space()[..len].copy_from_slice(&kept.data[..len]);
-            items.push(Item { block, len, from: Some(kept.from) });
+            items.push(Item { block, len, from: Some(kept.from), control: kept.control });
             continue;
         }
         if !datagram_waits(state) {
@@ -399,10 +430,11 @@ pub(crate) fn gather_datagrams(state: &mut State) -> Option<Chain> {
         // SAFETY: `u8` and `MaybeUninit<u8>` have the same layout; the host only writes
         // initialized bytes into the slice, which stays initialized memory.
         let space = unsafe { &mut *(std::ptr::from_mut::<[u8]>(space) as *mut [MaybeUninit<u8>]) };
-        match status::retry(|| host.recv_from_with_flags(&mut *space, libc::MSG_TRUNC)) {
-            Ok((size, from)) => {
-                let len = size.min(DATA_CAPACITY);
-                items.push(Item { block, len, from: addr::from_host(&from) });
+        match status::retry(|| io::receive_message(host, &mut *space)) {
+            Ok(received) => {
+                let len = received.size.min(DATA_CAPACITY);
+                let from = received.sender.as_ref().and_then(addr::from_host);
+                items.push(Item { block, len, from, control: received.control });
             }
             Err(_) => {
                 blocks::unused(block);

@@ -12,17 +12,17 @@ use std::sync::Arc;
 
 use socket2::SockAddr;
 use wsk_sys::{
-    NTSTATUS, STATUS_CONNECTION_ABORTED, STATUS_INVALID_CONNECTION, STATUS_INVALID_DEVICE_STATE, STATUS_SUCCESS,
+    CMSGHDR, IN_PKTINFO, IN6_PKTINFO, IP_PKTINFO, IPPROTO_IP, IPPROTO_IPV6, IPV6_PKTINFO, MSG_CTRUNC, MSG_TRUNC,
+    NTSTATUS, STATUS_CONNECTION_ABORTED, STATUS_INVALID_CONNECTION, STATUS_INVALID_DEVICE_STATE,
+    STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
 };
 
 use super::addr::{self, Family};
 use super::events;
-use super::model::{Action, Client, Kind, Op, OpKind, Out, Phase, Queue, Segments, State};
+use super::model::{Action, Client, ControlMessage, ControlOut, Kind, Op, OpKind, Out, Phase, Queue, Segments, State};
 use super::socket::{self, Socket};
 use super::status::{self, would_block};
-
-/// Windows' `MSG_TRUNC` (`ws2def.h`): the datagram was larger than the buffer.
-pub(crate) const WSK_MSG_TRUNC: u32 = 0x0100;
+use crate::verifier::{Rule, bugcheck};
 
 /// The outcome of one attempt.
 pub(crate) enum Step {
@@ -59,8 +59,8 @@ fn attempt_once(socket: &Arc<Socket>, state: &mut State, op: &mut Op, actions: &
         },
         OpKind::Receive { buf, done, wait_all } => receive(state, buf, done, *wait_all),
         OpKind::SendTo { buf, to } => send_to(state, buf, to),
-        OpKind::ReceiveFrom { buf, from, control_length, control_flags } => {
-            receive_from(state, buf, *from, *control_length, *control_flags)
+        OpKind::ReceiveFrom { buf, from, control, control_flags } => {
+            receive_from(state, buf, *from, *control, *control_flags)
         }
     }
 }
@@ -313,7 +313,7 @@ fn receive_from(
     state: &mut State,
     buf: &Segments,
     from: Out<wsk_sys::SOCKADDR>,
-    control_length: Out<u32>,
+    control: ControlOut,
     control_flags: Out<u32>,
 ) -> Step {
     if buf.total() == 0 {
@@ -326,7 +326,8 @@ fn receive_from(
         return Step::Blocked;
     }
     if let Some(kept) = state.events.kept_datagrams.pop_front() {
-        // A datagram the client refused in its callback comes first.
+        // A datagram the client refused in its callback comes first, with the control
+        // information it was indicated with.
         let copied = kept.data.len().min(buf.total());
         // SAFETY: the client keeps the buffer valid until the IRP completes.
         unsafe { buf.scatter(&kept.data[..copied]) };
@@ -334,7 +335,9 @@ fn receive_from(
         // ones are skipped.
         unsafe { addr::write(from.0, &kept.from) };
         // SAFETY: as above.
-        unsafe { write_control(control_length, control_flags, kept.data.len() > copied) };
+        let received = Received { control: kept.control, ..Received::default() };
+        // SAFETY: as above.
+        unsafe { write_control(control, control_flags, kept.data.len() > copied, &received) };
         return Step::Done(STATUS_SUCCESS, copied);
     }
     let Some(host) = state.host.as_ref() else { return Step::Done(STATUS_INVALID_DEVICE_STATE, 0) };
@@ -343,19 +346,19 @@ fn receive_from(
         Some((address, length)) if buf.is_contiguous() => {
             // SAFETY: the client keeps the buffer valid until the IRP completes.
             let space = unsafe { std::slice::from_raw_parts_mut(address.cast::<MaybeUninit<u8>>(), length) };
-            status::retry(|| host.recv_from_with_flags(&mut *space, libc::MSG_TRUNC))
+            status::retry(|| receive_message(host, &mut *space))
         }
         _ => {
             staging.resize(buf.total(), MaybeUninit::<u8>::new(0));
-            status::retry(|| host.recv_from_with_flags(&mut staging, libc::MSG_TRUNC))
+            status::retry(|| receive_message(host, &mut staging))
         }
     };
-    let (size, sender) = match result {
+    let received = match result {
         Ok(received) => received,
         Err(error) if would_block(&error) => return Step::Blocked,
         Err(error) => return Step::Done(status::from_io(&error), 0),
     };
-    let copied = size.min(buf.total());
+    let copied = received.size.min(buf.total());
     if !staging.is_empty() {
         // SAFETY: the host initialized the first `copied` bytes of the staging buffer.
         let bytes: Vec<u8> = staging[..copied].iter().map(|b| unsafe { b.assume_init() }).collect();
@@ -365,32 +368,221 @@ fn receive_from(
     // SAFETY: the client keeps its out-parameters valid until the IRP completes; null ones
     // are skipped.
     unsafe {
-        if let Some(address) = addr::from_host(&sender) {
+        if let Some(address) = received.sender.as_ref().and_then(addr::from_host) {
             addr::write(from.0, &address);
         }
     }
     // SAFETY: as above.
-    unsafe { write_control(control_length, control_flags, size > copied) };
+    unsafe { write_control(control, control_flags, received.size > copied, &received) };
     Step::Done(STATUS_SUCCESS, copied)
 }
 
-/// Writes a `WskReceiveFrom`'s control out-parameters: no control data, `MSG_TRUNC` when the
-/// datagram was larger than the buffer.
+/// A datagram read from the host socket by [`receive_message`].
+#[derive(Default)]
+pub(crate) struct Received {
+    /// Its whole size (more than was read when it was truncated).
+    pub size: usize,
+    pub sender: Option<SockAddr>,
+    /// Its control messages translated to Windows' form; those without one are left out.
+    pub control: Vec<ControlMessage>,
+    /// The host had more control messages than room for them.
+    pub control_truncated: bool,
+}
+
+/// Host control buffer of one `recvmsg`: room for every message the emulator asks the host
+/// for (packet information, IPv4 and IPv6).
+const HOST_CONTROL: usize = 256;
+
+/// Reads one datagram from `host` into `space` with `recvmsg` (`MSG_TRUNC`: its whole size is
+/// reported), with its sender and its control messages.
+pub(crate) fn receive_message(host: &socket2::Socket, space: &mut [MaybeUninit<u8>]) -> std::io::Result<Received> {
+    use std::os::fd::AsRawFd;
+    let mut storage = MaybeUninit::<libc::sockaddr_storage>::zeroed();
+    let mut iov = libc::iovec { iov_base: space.as_mut_ptr().cast(), iov_len: space.len() };
+    let mut control = [0u64; HOST_CONTROL / 8];
+    // SAFETY: an all-zero `msghdr` is valid (null pointers, zero lengths).
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_name = storage.as_mut_ptr().cast();
+    message.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    message.msg_iov = &raw mut iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.as_mut_ptr().cast();
+    message.msg_controllen = size_of_val(&control) as _;
+    // SAFETY: every pointer of `message` leads to memory of the length it gives, live for the
+    // call; the host only writes `space` (uninitialized bytes are fine).
+    let size = unsafe { libc::recvmsg(host.as_raw_fd(), &raw mut message, libc::MSG_TRUNC) };
+    if size < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: zeroed before the call, so initialized whatever the host wrote.
+    let storage = unsafe { storage.assume_init() };
+    // SAFETY: the host wrote a socket address of `msg_namelen` bytes into the storage.
+    let sender = unsafe { SockAddr::new(storage, message.msg_namelen) };
+    let mut received = Received {
+        size: size as usize,
+        sender: Some(sender),
+        control: Vec::new(),
+        control_truncated: message.msg_flags & libc::MSG_CTRUNC != 0,
+    };
+    // SAFETY: `message` describes the control buffer the host filled (its length updated).
+    let mut at = unsafe { libc::CMSG_FIRSTHDR(&raw const message) };
+    while !at.is_null() {
+        // SAFETY: a header inside the control buffer (CMSG_FIRSTHDR / CMSG_NXTHDR checked it).
+        let header = unsafe { at.read_unaligned() };
+        // SAFETY: as above.
+        let data = unsafe { libc::CMSG_DATA(at) };
+        let length = header.cmsg_len as usize - (data as usize - at as usize);
+        // SAFETY: the message's data, `length` bytes inside the control buffer.
+        let data = unsafe { std::slice::from_raw_parts(data.cast_const(), length) };
+        if let Some(translated) = windows_control(header.cmsg_level, header.cmsg_type, data) {
+            received.control.push(translated);
+        }
+        // SAFETY: as for CMSG_FIRSTHDR.
+        at = unsafe { libc::CMSG_NXTHDR(&raw const message, at) };
+    }
+    Ok(received)
+}
+
+/// A host control message in Windows' form: `IP_PKTINFO` (Linux `in_pktinfo` -> `IN_PKTINFO`:
+/// the header's destination address and the interface index) and `IPV6_PKTINFO`
+/// (`in6_pktinfo`, the same layout as `IN6_PKTINFO`); `None` for the others.
+fn windows_control(level: libc::c_int, kind: libc::c_int, data: &[u8]) -> Option<ControlMessage> {
+    match (level, kind) {
+        (libc::IPPROTO_IP, libc::IP_PKTINFO) if data.len() >= size_of::<libc::in_pktinfo>() => {
+            // SAFETY: `data` holds an `in_pktinfo` (length checked); read unaligned.
+            let info = unsafe { data.as_ptr().cast::<libc::in_pktinfo>().read_unaligned() };
+            let mut out = Vec::with_capacity(size_of::<IN_PKTINFO>());
+            out.extend_from_slice(&info.ipi_addr.s_addr.to_ne_bytes());
+            out.extend_from_slice(&(info.ipi_ifindex as u32).to_ne_bytes());
+            Some((IPPROTO_IP, IP_PKTINFO, out))
+        }
+        (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) if data.len() >= size_of::<IN6_PKTINFO>() => {
+            Some((IPPROTO_IPV6, IPV6_PKTINFO, data[..size_of::<IN6_PKTINFO>()].to_vec()))
+        }
+        _ => None,
+    }
+}
+
+/// Checks `WskReceiveFrom`'s control-information arguments at the call: the capacity of the
+/// `ControlInfo` buffer is `*ControlLength`. A null `ControlLength` means no control
+/// information (`ControlInfo` is ignored, as Microsoft documents); a nonzero length with a null
+/// `ControlInfo` is `WSK_CONTROL_INFO_MISSING` and `STATUS_INVALID_PARAMETER`.
 ///
 /// # Safety
-/// The out-parameters are null or writable (the client keeps them valid until completion).
-unsafe fn write_control(control_length: Out<u32>, control_flags: Out<u32>, truncated: bool) {
+/// `length` is null or readable.
+pub(crate) unsafe fn control_out(length: *mut u32, info: *mut u8) -> Result<ControlOut, NTSTATUS> {
+    if length.is_null() {
+        return Ok(ControlOut { length: Out(length), info: Out(std::ptr::null_mut()), capacity: 0 });
+    }
+    // SAFETY: non-null, readable (caller's contract).
+    let capacity = unsafe { length.read_unaligned() } as usize;
+    if capacity > 0 && info.is_null() {
+        if crate::kernel::verifier() {
+            bugcheck(
+                Rule::WskControlInfoMissing,
+                format!("WskReceiveFrom: *ControlLength is {capacity} but ControlInfo is NULL"),
+            );
+        }
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    Ok(ControlOut { length: Out(length), info: Out(info), capacity })
+}
+
+/// Writes a `WskReceiveFrom`'s control out-parameters: the control messages of `received`
+/// that fit the client's `ControlInfo` buffer, in Windows' `CMSGHDR` layout (a header of
+/// `cmsg_len`, `cmsg_level`, `cmsg_type`, the data at the header's size rounded up to the
+/// natural alignment, each next header at `cmsg_len` rounded up to the header's alignment),
+/// their length in `ControlLength` (0: none), and in `ControlFlags` `MSG_TRUNC` when the
+/// datagram was larger than the buffer and `MSG_CTRUNC` when control messages were left out for
+/// want of room (never without `ControlLength`: then none was asked for).
+///
+/// # Safety
+/// The out-parameters are null or writable, the `ControlInfo` buffer for its capacity (the
+/// client keeps them valid until completion).
+unsafe fn write_control(control: ControlOut, control_flags: Out<u32>, truncated: bool, received: &Received) {
+    // Without `ControlLength` the client asked for no control information at all.
+    let wanted = !control.length.0.is_null();
+    let (bytes, left_out) =
+        if wanted { control_bytes(&received.control, control.capacity) } else { (Vec::new(), false) };
+    let control_truncated = wanted && (received.control_truncated || left_out);
+    if !bytes.is_empty() {
+        // SAFETY: `bytes` fit the client's buffer (at most its capacity, so it is not null).
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), control.info.0, bytes.len()) };
+    }
+    let written = bytes.len();
     // SAFETY: forwarded contract; null ones are skipped.
     unsafe {
-        if !control_length.0.is_null() {
-            control_length.0.write_unaligned(0);
+        if !control.length.0.is_null() {
+            control.length.0.write_unaligned(written as u32);
         }
     }
+    let flags = if truncated { MSG_TRUNC } else { 0 } | if control_truncated { MSG_CTRUNC } else { 0 };
     // SAFETY: as above.
     unsafe {
         if !control_flags.0.is_null() {
-            control_flags.0.write_unaligned(if truncated { WSK_MSG_TRUNC } else { 0 });
+            control_flags.0.write_unaligned(flags);
         }
+    }
+}
+
+/// `messages` laid out as Windows lays out control information (`CMSGHDR`s: a header of
+/// `cmsg_len`, `cmsg_level`, `cmsg_type`, the data at the header's size rounded up to the
+/// natural alignment, each next header at `cmsg_len` rounded up to the header's alignment), as
+/// many whole messages as fit in `capacity` bytes; and whether some were left out.
+pub(crate) fn control_bytes(messages: &[ControlMessage], capacity: usize) -> (Vec<u8>, bool) {
+    let data_offset = size_of::<CMSGHDR>().next_multiple_of(size_of::<usize>());
+    let mut out = Vec::new();
+    for (level, kind, data) in messages {
+        let at = out.len().next_multiple_of(align_of::<CMSGHDR>());
+        let length = data_offset + data.len();
+        if at + length > capacity {
+            return (out, true);
+        }
+        out.resize(at + data_offset, 0);
+        out[at..at + size_of::<usize>()].copy_from_slice(&length.to_ne_bytes());
+        out[at + size_of::<usize>()..at + size_of::<usize>() + 4].copy_from_slice(&level.to_ne_bytes());
+        out[at + size_of::<usize>() + 4..at + size_of::<usize>() + 8].copy_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(data);
+    }
+    (out, false)
+}
+
+/// Turns the host's packet information on or off for a datagram socket of `family`
+/// (`IP_PKTINFO` for IPv4, `IPV6_RECVPKTINFO` for IPv6): what `WskSetOption(IP_PKTINFO)` /
+/// `WskSetOption(IPV6_PKTINFO)` asks for.
+pub(crate) fn set_packet_info(host: &socket2::Socket, family: Family, on: bool) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (level, name) = packet_info_option(family);
+    let value = libc::c_int::from(on);
+    // SAFETY: a 4-byte option value, live for the call.
+    let result = unsafe {
+        libc::setsockopt(
+            host.as_raw_fd(),
+            level,
+            name,
+            (&raw const value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+/// Whether the host's packet information is on (see [`set_packet_info`]).
+pub(crate) fn packet_info(host: &socket2::Socket, family: Family) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let (level, name) = packet_info_option(family);
+    let mut value: libc::c_int = 0;
+    let mut length = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: a 4-byte value and its length, live for the call.
+    let result = unsafe { libc::getsockopt(host.as_raw_fd(), level, name, (&raw mut value).cast(), &raw mut length) };
+    if result == 0 { Ok(value != 0) } else { Err(std::io::Error::last_os_error()) }
+}
+
+/// The host's (level, option) asking for packet information on sockets of `family`.
+fn packet_info_option(family: Family) -> (libc::c_int, libc::c_int) {
+    match family {
+        Family::V4 => (libc::IPPROTO_IP, libc::IP_PKTINFO),
+        Family::V6 => (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO),
     }
 }
 

@@ -39,9 +39,9 @@
 //! | `WskSend` | Completes when every byte is handed to the host socket (under the adversary's `random_shapes`, possibly after part of them); `Information` = bytes. Zero bytes complete at once with 0. `WSK_FLAG_OOB`: not supported; `WSK_FLAG_NODELAY` ignored. |
 //! | `WskReceive` | Completes as soon as at least one byte is there (`Information` = bytes), with 0 on the peer's graceful disconnect; `WSK_FLAG_WAITALL` waits for the whole buffer (or the peer's FIN). A zero-length buffer completes at once with 0 (and, like every receive, resumes receive indications suppressed after refused data, as Microsoft documents). `WSK_FLAG_OOB` / `WSK_FLAG_DRAIN`: not supported. |
 //! | `WskDisconnect` | Graceful: after the queued sends (and the optional buffer), `shutdown(SHUT_WR)`. `WSK_FLAG_ABORTIVE`: `SO_LINGER` 0 and close of the host socket (the peer gets a reset); pending sends and receives complete with `STATUS_CONNECTION_ABORTED`, later ones fail the same way. |
-//! | `WskSendTo`, `WskReceiveFrom` | One datagram per call on a bound socket; the sender's address is written to `RemoteAddress`; a datagram larger than the buffer is truncated and `MSG_TRUNC` (0x100) is set in `ControlFlags`; `ControlLength` is set to 0 (no control data). A `WskSendTo` without `RemoteAddress` goes to the fixed remote address (`SIO_WSK_SET_REMOTE_ADDRESS`); a fixed destination (`SIO_WSK_SET_SENDTO_ADDRESS`) and control data are not supported. |
+//! | `WskSendTo`, `WskReceiveFrom` | One datagram per call on a bound socket; the sender's address is written to `RemoteAddress`; a datagram larger than the buffer is truncated and `MSG_TRUNC` (0x100) is set in `ControlFlags`. `*ControlLength` at the call is the size of the `ControlInfo` buffer (a null `ControlLength`: no control information, `ControlInfo` ignored, as Microsoft documents); at completion `ControlLength` holds the bytes of control information written in Windows' `CMSGHDR` layout, 0 for none. The host's control messages with a Windows form are passed on: `IN_PKTINFO` when `IP_PKTINFO` is on, `IN6_PKTINFO` when `IPV6_PKTINFO` is on; whole messages that do not fit are left out and `MSG_CTRUNC` (0x200) set. A datagram the client refused in its receive callback and later served to a `WskReceiveFrom` carries the control information it was indicated with. A `WskSendTo` without `RemoteAddress` goes to the fixed remote address (`SIO_WSK_SET_REMOTE_ADDRESS`); `WskSendTo` with control data, and a fixed destination (`SIO_WSK_SET_SENDTO_ADDRESS`), are not supported. |
 //! | `WskGetLocalAddress`, `WskGetRemoteAddress` | From the host socket. |
-//! | `WskControlSocket` | With or without an IRP. `WskSetOption` / `WskGetOption` of `SO_REUSEADDR`, `SO_EXCLUSIVEADDRUSE`, `SO_KEEPALIVE`, `SO_SNDBUF`, `SO_RCVBUF`, `SO_LINGER` (`LINGER`, recorded), `SO_BROADCAST` (`SOL_SOCKET`), `TCP_NODELAY` (`IPPROTO_TCP`), `IP_TTL`, `IP_MULTICAST_TTL` (`IPPROTO_IP`), `IPV6_V6ONLY`, `IPV6_UNICAST_HOPS`, `IPV6_MULTICAST_HOPS` (`IPPROTO_IPV6`); `WskSetOption` only of `IP_ADD_MEMBERSHIP` / `IP_DROP_MEMBERSHIP` (`IP_MREQ`) and `IPV6_ADD_MEMBERSHIP` / `IPV6_DROP_MEMBERSHIP` (`IPV6_MREQ`); which sockets take which, and the statuses of short buffers and unknown options, in `options`. `WskSetOption(SO_WSK_EVENT_CALLBACK)` enables and disables event callbacks (see below). `WskIoctl(SIO_WSK_SET_REMOTE_ADDRESS)` sets or clears a bound datagram socket's fixed remote address (the host socket is connected). `WskGetOption(SO_WSK_EVENT_CALLBACK)`, other options and other IOCTLs: `STATUS_NOT_SUPPORTED`. |
+//! | `WskControlSocket` | With or without an IRP. `WskSetOption` / `WskGetOption` of `SO_REUSEADDR`, `SO_EXCLUSIVEADDRUSE`, `SO_KEEPALIVE`, `SO_SNDBUF`, `SO_RCVBUF`, `SO_LINGER` (`LINGER`, recorded), `SO_BROADCAST` (`SOL_SOCKET`), `TCP_NODELAY` (`IPPROTO_TCP`), `IP_TTL`, `IP_MULTICAST_TTL` (`IPPROTO_IP`), `IPV6_V6ONLY`, `IPV6_UNICAST_HOPS`, `IPV6_MULTICAST_HOPS` (`IPPROTO_IPV6`), and on datagram sockets `IP_PKTINFO` (IPv4) / `IPV6_PKTINFO` (IPv6); `WskSetOption` only of `IP_ADD_MEMBERSHIP` / `IP_DROP_MEMBERSHIP` (`IP_MREQ`) and `IPV6_ADD_MEMBERSHIP` / `IPV6_DROP_MEMBERSHIP` (`IPV6_MREQ`); which sockets take which, and the statuses of short buffers and unknown options, in `options`. `WskSetOption(SO_WSK_EVENT_CALLBACK)` enables and disables event callbacks (see below). `WskIoctl(SIO_WSK_SET_REMOTE_ADDRESS)` sets or clears a bound datagram socket's fixed remote address (the host socket is connected). `WskGetOption(SO_WSK_EVENT_CALLBACK)`, other options and other IOCTLs: `STATUS_NOT_SUPPORTED`. |
 //! | `WskCloseSocket` | No event callback starts once it is called. Cancels every pending IRP of the socket (`STATUS_CANCELLED`) and completes the close IRP only after they completed and no event callback of the socket is in progress; a connection not disconnected in both directions (our FIN sent and the peer's seen) is reset. Pending connects, accepts and receives resolve at once. After the close IRP completes nothing touches the client's memory. |
 //! | `WskRelease` (connection and datagram tables) | Gives back an indication chain the client retained (`STATUS_PENDING` from its callback) on that socket (or the chain a callback is handling, see below); anything else is `WSK_INDICATION_RELEASED_TWICE` and `STATUS_INVALID_PARAMETER`. IRQL <= DISPATCH_LEVEL, also from inside a callback. |
 //! | `WskInspectComplete`, `WskSendMessages` | `STATUS_NOT_SUPPORTED` (conditional accept and batched sends are not emulated). |
@@ -100,7 +100,8 @@
 //!   `WSK_DATA_INDICATION`s of at most 16 KiB, each with its own MDL (`Buffer.Offset` 0,
 //!   `MmGetSystemAddressForMdlSafe` works), flags `WSK_FLAG_AT_DISPATCH_LEVEL |
 //!   WSK_FLAG_ENTIRE_MESSAGE`; datagrams come up to 16 per call, one
-//!   `WSK_DATAGRAM_INDICATION` each (no control data);
+//!   `WSK_DATAGRAM_INDICATION` each, with its control information as `WskReceiveFrom` would
+//!   return it (`ControlInfo` / `ControlInfoLength`; null and 0 without any);
 //! * bytes a receive callback did not accept (all of them for `STATUS_DATA_NOT_ACCEPTED` or
 //!   any other status) are kept in order and served first to later `WskReceive` IRPs;
 //!   indications stop until a `WskReceive` completed (its completion routine has run; a
@@ -149,6 +150,9 @@
 //!   indicated (retained) on that socket; nothing is touched, `STATUS_INVALID_PARAMETER`.
 //! * `WSK_INDICATION_HELD_AT_CLOSE`: indications still retained when the socket's close
 //!   completes (how many and their bytes are reported); the provider reclaims them.
+//! * `WSK_CONTROL_INFO_MISSING`: `WskReceiveFrom` with `*ControlLength` > 0 and a null
+//!   `ControlInfo` (the provider would write control information through it); the IRP is
+//!   completed with `STATUS_INVALID_PARAMETER`.
 //! * `WSK_INDICATION_TOUCHED_AFTER_RELEASE`: the driver read or wrote an indication (its
 //!   structures, MDLs or data) after giving it back. Found by the page fault on the
 //!   quarantined block: a `SIGSEGV` handler prints the rule, the address and the chain, and
@@ -174,7 +178,9 @@
 //!   indication), partial receives, short sends, unmapped indication MDLs.
 //! * No static event callbacks (`WSK_SET_STATIC_EVENT_CALLBACKS`), no inspect or abort
 //!   events (conditional accept), no events inherited from a listening socket, no stream
-//!   sockets, no IOCTLs, no reverse lookup beyond the hosts file (`WskGetNameInfo`), no `WskSendMessages`, no control data; WSK's `STATUS_*` for some corner cases (e.g. a
+//!   sockets, no IOCTLs but `SIO_WSK_SET_REMOTE_ADDRESS`, no reverse lookup beyond the hosts
+//!   file (`WskGetNameInfo`), no `WskSendMessages`, no control data in sends (received
+//!   datagrams have packet information); WSK's `STATUS_*` for some corner cases (e.g. a
 //!   second bind, send after disconnect) are the emulator's best guess.
 //! * Fault injection reaches the provider through its calls: under a fault plan each call
 //!   that takes an IRP (close aside) is a fault point completed with

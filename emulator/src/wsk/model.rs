@@ -114,7 +114,17 @@ pub(crate) enum OpKind {
     /// `WskSendTo`: one datagram.
     SendTo { buf: Segments, to: SocketAddr },
     /// `WskReceiveFrom`: one datagram.
-    ReceiveFrom { buf: Segments, from: Out<SOCKADDR>, control_length: Out<ULONG>, control_flags: Out<ULONG> },
+    ReceiveFrom { buf: Segments, from: Out<SOCKADDR>, control: ControlOut, control_flags: Out<ULONG> },
+}
+
+/// The control-information out-parameters of a `WskReceiveFrom`: `ControlLength` (written
+/// at completion) and the `ControlInfo` buffer of `capacity` bytes (`*ControlLength` at the
+/// call; 0 when either pointer is null, and then only the length is written).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ControlOut {
+    pub length: Out<ULONG>,
+    pub info: Out<u8>,
+    pub capacity: usize,
 }
 
 /// A pending operation.
@@ -272,7 +282,12 @@ pub(crate) struct Running {
 pub(crate) struct KeptDatagram {
     pub data: Vec<u8>,
     pub from: SocketAddr,
+    /// Its control messages in Windows' form: (level, type, data).
+    pub control: Vec<ControlMessage>,
 }
+
+/// A control message in Windows' form: level, type and data.
+pub(crate) type ControlMessage = (u32, u32, Vec<u8>);
 
 /// The event state of one socket (behind its lock).
 #[derive(Default)]

@@ -34,6 +34,10 @@
 //! is routed to `events` before it gets here; `WskGetOption` of it is `STATUS_NOT_SUPPORTED`.
 //! Setting `SO_SNDBUF` calls `WskSendBacklogEvent` again when it is enabled.
 //!
+//! On datagram sockets also `IP_PKTINFO` (`IPPROTO_IP`, IPv4 sockets) and `IPV6_PKTINFO`
+//! (`IPPROTO_IPV6`, IPv6 sockets), 4-byte values that turn the host's packet information on:
+//! `WskReceiveFrom` then returns it as control information (see `io`).
+//!
 //! IOCTLs: `SIO_WSK_SET_REMOTE_ADDRESS` on a bound datagram socket connects the host socket
 //! (the host then sends a `WskSendTo` without a remote address there and delivers only
 //! datagrams from there, as Windows documents); an input of size 0 clears it (the host socket
@@ -307,8 +311,19 @@ fn set(socket: &Socket, level: ULONG, code: ULONG, input: &[u8]) -> Result<(), N
                 host.leave_multicast_v6(&group, interface).map_err(io)
             }
         }
+        (IPPROTO_IP, wsk_sys::IP_PKTINFO) | (IPPROTO_IPV6, wsk_sys::IPV6_PKTINFO)
+            if packet_info_applies(socket, level) =>
+        {
+            let host = state.host.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE)?;
+            super::io::set_packet_info(host, socket.family, on).map_err(|e| status::from_io(&e))
+        }
         _ => Err(STATUS_NOT_SUPPORTED),
     }
+}
+
+/// `IP_PKTINFO` applies to IPv4 datagram sockets, `IPV6_PKTINFO` to IPv6 ones.
+fn packet_info_applies(socket: &Socket, level: ULONG) -> bool {
+    socket.kind == Kind::Datagram && (socket.family == Family::V6) == (level == IPPROTO_IPV6)
 }
 
 fn get(socket: &Socket, level: ULONG, code: ULONG) -> Result<u32, NTSTATUS> {
@@ -343,6 +358,11 @@ fn get(socket: &Socket, level: ULONG, code: ULONG) -> Result<u32, NTSTATUS> {
         (IPPROTO_IPV6, IPV6_V6ONLY) if v6 => host()?.only_v6().map(u32::from).map_err(io),
         (IPPROTO_IPV6, IPV6_UNICAST_HOPS) if v6 => host()?.unicast_hops_v6().map_err(io),
         (IPPROTO_IPV6, IPV6_MULTICAST_HOPS) if v6 && is_datagram(socket) => host()?.multicast_hops_v6().map_err(io),
+        (IPPROTO_IP, wsk_sys::IP_PKTINFO) | (IPPROTO_IPV6, wsk_sys::IPV6_PKTINFO)
+            if packet_info_applies(socket, level) =>
+        {
+            super::io::packet_info(host()?, socket.family).map(u32::from).map_err(io)
+        }
         _ => Err(STATUS_NOT_SUPPORTED),
     }
 }

@@ -27,7 +27,7 @@ use super::model::{Action, Client, Irp, Kind, OpKind, Out, Phase, Queue, Segment
 use super::queue::{self, complete_now};
 use super::socket::{self, Call, Socket};
 use super::status;
-use super::{events, indication, options};
+use super::{events, indication, io, options};
 use crate::irp::provider;
 use crate::irql;
 use crate::sync::lock;
@@ -526,7 +526,7 @@ unsafe extern "system" fn receive_from(
     _flags: ULONG,
     remote: *mut SOCKADDR,
     control_length: *mut ULONG,
-    _control: *mut CMSGHDR,
+    control: *mut CMSGHDR,
     control_flags: *mut ULONG,
     irp: *mut IRP,
 ) -> NTSTATUS {
@@ -534,6 +534,12 @@ unsafe extern "system" fn receive_from(
     let call = match unsafe { begin("WskReceiveFrom", socket, &[Kind::Datagram], irp) } {
         Ok(call) => call,
         Err(status) => return status,
+    };
+    // SAFETY: the client's out-parameters are null or valid until the IRP completes.
+    let control = match unsafe { io::control_out(control_length, control.cast()) } {
+        Ok(control) => control,
+        // SAFETY: accepted.
+        Err(status) => return unsafe { complete_now(irp, status, 0) },
     };
     // SAFETY: accepted by `begin`; the client passes a valid buffer.
     let buf = match unsafe { segments("WskReceiveFrom", buffer, irp) } {
@@ -544,12 +550,7 @@ unsafe extern "system" fn receive_from(
         // SAFETY: accepted.
         return unsafe { complete_now(irp, STATUS_SUCCESS, 0) };
     }
-    let kind = OpKind::ReceiveFrom {
-        buf,
-        from: Out(remote),
-        control_length: Out(control_length),
-        control_flags: Out(control_flags),
-    };
+    let kind = OpKind::ReceiveFrom { buf, from: Out(remote), control, control_flags: Out(control_flags) };
     queue::submit(&call.socket, Irp(irp), Queue::Receive, kind)
 }
 

@@ -180,6 +180,66 @@ fn a_pending_accept_irp_takes_precedence_over_the_accept_event() {
     });
 }
 
+/// With `IP_PKTINFO` on, each indicated datagram carries its `IN_PKTINFO` control message
+/// (`ControlInfo`, `ControlInfoLength`); a refused one keeps it for the `WskReceiveFrom` that
+/// serves it.
+#[test]
+fn receive_from_event_carries_packet_info() {
+    clean_session(|client| {
+        let probe = Probe::leaked();
+        let socket = socket_with(client, WSK_FLAG_DATAGRAM_SOCKET, probe.context(), table(&DATAGRAM_EVENTS));
+        assert_eq!(socket.bind(v4(0)), STATUS_SUCCESS);
+        assert_eq!(socket.set_option(IPPROTO_IP, IP_PKTINFO, 1), STATUS_SUCCESS);
+        let local = socket.datagram_local_address().unwrap();
+        let peer = UdpSocket::bind(v4(0)).unwrap();
+        assert_eq!(set_events(socket, WSK_EVENT_RECEIVE_FROM), STATUS_SUCCESS);
+        // (level, type, data) of the one control message in `control`, x64 layout.
+        let message = |control: &[u8]| {
+            assert_eq!(control.len(), 24, "one IN_PKTINFO message: {control:?}");
+            assert_eq!(usize::from_ne_bytes(control[..8].try_into().unwrap()), 24, "cmsg_len");
+            let level = u32::from_ne_bytes(control[8..12].try_into().unwrap());
+            let kind = u32::from_ne_bytes(control[12..16].try_into().unwrap());
+            (level, kind, control[16..20].to_vec())
+        };
+        peer.send_to(b"indicated", local).unwrap();
+        eventually("the datagram", || probe.datagrams.lock().unwrap().len() == 1);
+        let controls = std::mem::take(&mut *probe.datagram_controls.lock().unwrap());
+        assert_eq!(message(&controls[0]), (IPPROTO_IP, IP_PKTINFO, vec![127, 0, 0, 1]));
+
+        // Refused, then served to a WskReceiveFrom with its control information.
+        probe.set_mode(REFUSE);
+        peer.send_to(b"refused", local).unwrap();
+        eventually("the refused datagram", || probe.datagrams.lock().unwrap().len() == 2);
+        probe.set_mode(ACCEPT_ALL);
+        let mut buf = Buf::zeroed(64);
+        let mut remote = SOCKADDR_STORAGE::zeroed();
+        let mut control = [0u64; 8];
+        let mut control_length: ULONG = 64;
+        let mut flags: ULONG = 99;
+        let req = Req::new();
+        unsafe {
+            (socket.datagram().WskReceiveFrom.unwrap())(
+                socket.0,
+                buf.wsk_buf(),
+                0,
+                sa(&mut remote),
+                &raw mut control_length,
+                control.as_mut_ptr().cast(),
+                &raw mut flags,
+                req.irp,
+            )
+        };
+        let done = req.wait();
+        assert_eq!((done.status, done.info, flags), (STATUS_SUCCESS, 7, 0));
+        let bytes: Vec<u8> = control.iter().flat_map(|word| word.to_ne_bytes()).collect();
+        assert_eq!(control_length, 24);
+        assert_eq!(message(&bytes[..24]), (IPPROTO_IP, IP_PKTINFO, vec![127, 0, 0, 1]));
+        drop(req);
+        assert!(probe.problems().is_empty(), "{:?}", probe.problems());
+        socket.close();
+    });
+}
+
 #[test]
 fn receive_from_event_with_success_retain_release_and_refusal() {
     clean_session(|client| {
@@ -199,6 +259,8 @@ fn receive_from_event_with_success_retain_release_and_refusal() {
         eventually("three datagrams", || probe.datagrams.lock().unwrap().len() == 3);
         let seen = std::mem::take(&mut *probe.datagrams.lock().unwrap());
         assert_eq!(seen, vec![(b"one".to_vec(), from), (b"two".to_vec(), from), (b"three".to_vec(), from)]);
+        let controls = std::mem::take(&mut *probe.datagram_controls.lock().unwrap());
+        assert!(controls.iter().all(Vec::is_empty), "no control information unless asked for");
 
         // Retained: intact until released.
         probe.set_mode(RETAIN);

@@ -25,10 +25,12 @@ fn send_to_start(socket: Sock, buf: &mut Buf, to: SocketAddr, address: &mut SOCK
     req
 }
 
-/// Out-parameters of a receive-from, kept in place until it completes.
+/// Out-parameters of a receive-from, kept in place until it completes: the sender, and a
+/// control buffer of `control_length` bytes (at most 64) going in.
 struct From {
     address: SOCKADDR_STORAGE,
     control_length: ULONG,
+    control: [u64; 8],
     control_flags: ULONG,
 }
 
@@ -41,7 +43,7 @@ fn receive_from_start(socket: Sock, buf: &mut Buf, from: &mut Box<From>) -> Req 
             0,
             sa(&mut from.address),
             &raw mut from.control_length,
-            ptr::null_mut(),
+            from.control.as_mut_ptr().cast(),
             &raw mut from.control_flags,
             req.irp,
         )
@@ -50,7 +52,26 @@ fn receive_from_start(socket: Sock, buf: &mut Buf, from: &mut Box<From>) -> Req 
 }
 
 fn new_from() -> Box<From> {
-    Box::new(From { address: SOCKADDR_STORAGE::zeroed(), control_length: 99, control_flags: 99 })
+    Box::new(From { address: SOCKADDR_STORAGE::zeroed(), control_length: 64, control: [!0; 8], control_flags: 99 })
+}
+
+impl From {
+    /// The control messages written, as (level, type, data), read in Windows' x64 layout
+    /// (16-byte `CMSGHDR`, data right after it, next header 8-aligned).
+    fn messages(&self) -> Vec<(i32, i32, Vec<u8>)> {
+        let bytes: Vec<u8> = self.control.iter().flat_map(|word| word.to_ne_bytes()).collect();
+        let bytes = &bytes[..self.control_length as usize];
+        let mut at = 0;
+        let mut out = Vec::new();
+        while at + 16 <= bytes.len() {
+            let len = usize::from_ne_bytes(bytes[at..at + 8].try_into().unwrap());
+            let level = i32::from_ne_bytes(bytes[at + 8..at + 12].try_into().unwrap());
+            let kind = i32::from_ne_bytes(bytes[at + 12..at + 16].try_into().unwrap());
+            out.push((level, kind, bytes[at + 16..at + len].to_vec()));
+            at += len.next_multiple_of(8);
+        }
+        out
+    }
 }
 
 #[test]
@@ -90,7 +111,8 @@ fn host_peers_truncation_and_zero_length() {
         let done = receive_from_start(socket, &mut small, &mut from).wait();
         assert_eq!((done.status, done.info), (STATUS_SUCCESS, 10));
         assert_eq!(small.data, pattern(100, 1)[..10]);
-        assert_eq!(from.control_flags, 0x0100);
+        assert_eq!(from.control_flags, MSG_TRUNC);
+        assert_eq!(from.control_length, 0, "no control information");
         assert_eq!(address(&from.address), Some(host.local_addr().unwrap()));
 
         // An empty datagram is sent and received as such.
@@ -116,6 +138,107 @@ fn host_peers_truncation_and_zero_length() {
         assert_eq!(sender, local);
         assert_eq!(got[..n], [first.data.clone(), second.data.clone()].concat()[..]);
         unsafe { (*first.mdl).Next = ptr::null_mut() };
+        socket.close();
+    });
+}
+
+/// `IP_PKTINFO` on: each datagram comes with an `IN_PKTINFO` control message (the address it
+/// was sent to, the interface), `ControlLength` its length; off: none.
+#[test]
+fn packet_info_comes_as_control_information() {
+    clean_session(|client| {
+        let (socket, local) = datagram(client, v4(0));
+        assert_eq!(socket.get_option(IPPROTO_IP, IP_PKTINFO), Ok(0));
+        assert_eq!(socket.set_option(IPPROTO_IP, IP_PKTINFO, 1), STATUS_SUCCESS);
+        assert_eq!(socket.get_option(IPPROTO_IP, IP_PKTINFO), Ok(1), "read back");
+        assert_eq!(socket.set_option(IPPROTO_IPV6, IPV6_PKTINFO, 1), STATUS_NOT_SUPPORTED, "not on IPv4");
+        let host = UdpSocket::bind(v4(0)).unwrap();
+        host.send_to(b"info", local).unwrap();
+        let mut buf = Buf::zeroed(16);
+        let mut from = new_from();
+        let done = receive_from_start(socket, &mut buf, &mut from).wait();
+        assert_eq!((done.status, done.info), (STATUS_SUCCESS, 4));
+        assert_eq!((from.control_length, from.control_flags), (24, 0), "one 24-byte message");
+        let messages = from.messages();
+        assert_eq!(messages.len(), 1);
+        let (level, kind, data) = &messages[0];
+        assert_eq!((*level, *kind as u32, data.len()), (0, IP_PKTINFO, 8));
+        assert_eq!(data[..4], [127, 0, 0, 1], "the destination address");
+        assert_ne!(u32::from_ne_bytes(data[4..].try_into().unwrap()), 0, "the loopback interface's index");
+
+        // Control information larger than the buffer: MSG_CTRUNC, nothing written.
+        host.send_to(b"tight", local).unwrap();
+        let mut from = new_from();
+        from.control_length = 16;
+        let done = receive_from_start(socket, &mut buf, &mut from).wait();
+        assert_eq!(done.info, 5);
+        assert_eq!((from.control_length, from.control_flags), (0, MSG_CTRUNC));
+
+        // Off again: no control information.
+        assert_eq!(socket.set_option(IPPROTO_IP, IP_PKTINFO, 0), STATUS_SUCCESS);
+        host.send_to(b"none", local).unwrap();
+        let mut from = new_from();
+        receive_from_start(socket, &mut buf, &mut from).wait();
+        assert_eq!((from.control_length, from.control_flags), (0, 0));
+        socket.close();
+    });
+}
+
+/// `IPV6_PKTINFO` on an IPv6 socket: an `IN6_PKTINFO` message, with truncation of the datagram
+/// reported beside it.
+#[test]
+fn ipv6_packet_info_and_truncation_together() {
+    clean_session(|client| {
+        let (socket, local) = datagram(client, v6(0));
+        assert_eq!(socket.set_option(IPPROTO_IP, IP_PKTINFO, 1), STATUS_NOT_SUPPORTED, "not on IPv6");
+        assert_eq!(socket.set_option(IPPROTO_IPV6, IPV6_PKTINFO, 1), STATUS_SUCCESS);
+        assert_eq!(socket.get_option(IPPROTO_IPV6, IPV6_PKTINFO), Ok(1));
+        let host = UdpSocket::bind(v6(0)).unwrap();
+        host.send_to(&pattern(40, 3), local).unwrap();
+        let mut buf = Buf::zeroed(8);
+        let mut from = new_from();
+        let done = receive_from_start(socket, &mut buf, &mut from).wait();
+        assert_eq!(done.info, 8);
+        assert_eq!(buf.data, pattern(40, 3)[..8]);
+        assert_eq!((from.control_length, from.control_flags), (36, MSG_TRUNC));
+        let messages = from.messages();
+        let (level, kind, data) = &messages[0];
+        assert_eq!((*level as u32, *kind as u32, data.len()), (IPPROTO_IPV6, IPV6_PKTINFO, 20));
+        assert_eq!(data[..16], std::net::Ipv6Addr::LOCALHOST.octets());
+        socket.close();
+    });
+}
+
+/// Without `ControlLength` there is no control information (`ControlInfo` is ignored), but the
+/// flags are still written.
+#[test]
+fn no_control_length_means_no_control_information() {
+    clean_session(|client| {
+        let (socket, local) = datagram(client, v4(0));
+        assert_eq!(socket.set_option(IPPROTO_IP, IP_PKTINFO, 1), STATUS_SUCCESS);
+        let host = UdpSocket::bind(v4(0)).unwrap();
+        host.send_to(&pattern(30, 1), local).unwrap();
+        let mut buf = Buf::zeroed(10);
+        let mut control = [!0u64; 8];
+        let mut flags: ULONG = 99;
+        let mut remote = SOCKADDR_STORAGE::zeroed();
+        let req = Req::new();
+        unsafe {
+            (socket.datagram().WskReceiveFrom.unwrap())(
+                socket.0,
+                buf.wsk_buf(),
+                0,
+                sa(&mut remote),
+                ptr::null_mut(),
+                control.as_mut_ptr().cast(),
+                &raw mut flags,
+                req.irp,
+            )
+        };
+        assert_eq!(req.wait().info, 10);
+        assert_eq!(flags, MSG_TRUNC);
+        assert_eq!(control, [!0u64; 8], "ControlInfo untouched");
+        drop(req);
         socket.close();
     });
 }

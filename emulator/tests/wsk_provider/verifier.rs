@@ -138,6 +138,34 @@ fn a_wsk_buf_longer_than_its_mdl_is_reported() {
 }
 
 #[test]
+fn a_control_length_without_a_control_buffer_is_reported() {
+    let report = broken_session(|client| {
+        let socket = client.socket(AF_INET, SOCK_DGRAM, IPPROTO_UDP, WSK_FLAG_DATAGRAM_SOCKET).unwrap();
+        assert_eq!(socket.bind(v4(0)), STATUS_SUCCESS);
+        let mut buf = Buf::zeroed(16);
+        // BUG: a 64-byte control buffer announced, none given.
+        let mut control_length: ULONG = 64;
+        let req = Req::new();
+        unsafe {
+            (socket.datagram().WskReceiveFrom.unwrap())(
+                socket.0,
+                buf.wsk_buf(),
+                0,
+                ptr::null_mut(),
+                &raw mut control_length,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                req.irp,
+            )
+        };
+        assert_eq!(req.wait().status, STATUS_INVALID_PARAMETER);
+        drop(req);
+        socket.close();
+    });
+    report.assert_first(Rule::WskControlInfoMissing);
+}
+
+#[test]
 fn something_that_is_no_socket_is_reported() {
     let report = broken_session(|client| {
         let (listener, _) = client.listener(v4(0));

@@ -74,6 +74,14 @@ pub(crate) fn table() -> Table {
             cmsg_level => "cmsg_level";
             cmsg_type => "cmsg_type";
         }
+        IN_PKTINFO in MingwWinsock as "IN_PKTINFO" {
+            ipi_addr => "ipi_addr";
+            ipi_ifindex => "ipi_ifindex";
+        }
+        IN6_PKTINFO in MingwWinsock as "IN6_PKTINFO" {
+            ipi6_addr => "ipi6_addr";
+            ipi6_ifindex => "ipi6_ifindex";
+        }
     };
     // The socket option levels and names the library sets and reads (`SO_EXCLUSIVEADDRUSE` is
     // `(int)~SO_REUSEADDR`, negative in C: the value probe of a failed check cannot print it).
@@ -81,7 +89,7 @@ pub(crate) fn table() -> Table {
         SOL_SOCKET, SO_REUSEADDR, SO_KEEPALIVE, SO_LINGER, SO_SNDBUF, SO_RCVBUF,
         SO_BROADCAST, SO_CONDITIONAL_ACCEPT, IPPROTO_IP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_IPV6, TCP_NODELAY,
         IP_TTL, IP_MULTICAST_TTL, IP_ADD_MEMBERSHIP, IP_DROP_MEMBERSHIP, IPV6_V6ONLY, IPV6_UNICAST_HOPS,
-        IPV6_MULTICAST_HOPS, IPV6_ADD_MEMBERSHIP, IPV6_DROP_MEMBERSHIP,
+        IPV6_MULTICAST_HOPS, IPV6_ADD_MEMBERSHIP, IPV6_DROP_MEMBERSHIP, IP_PKTINFO, IPV6_PKTINFO,
     );
     table
 }

@@ -12,6 +12,7 @@ use wsk_sys::{STATUS_CONNECTION_REFUSED, STATUS_CONNECTION_RESET};
 use wsk_tests::harness::{Env, run_clean};
 
 mod connected_udp;
+mod datagram_flags;
 mod dual_stack;
 mod errors;
 mod local_addr;

@@ -1,6 +1,7 @@
 //! Sockets: the shared core with the close contract, operation plumbing, TCP and UDP.
 
 pub(crate) mod call;
+pub mod control;
 pub(crate) mod create;
 pub mod events;
 pub(crate) mod kind;

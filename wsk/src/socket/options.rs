@@ -91,6 +91,11 @@ pub enum SocketOption {
         /// The local interface's index.
         interface: u32,
     },
+    /// `IP_PKTINFO` (IPv4 datagram sockets): each received datagram comes with its packet
+    /// information ([`RecvMeta::control`](crate::socket::control::RecvMeta::control)).
+    PacketInfo(bool),
+    /// `IPV6_PKTINFO`: as [`PacketInfo`](Self::PacketInfo), on IPv6 datagram sockets.
+    PacketInfoV6(bool),
 }
 
 /// An option that can be read back (`WskGetOption`): `get_option` returns its value as the
@@ -123,6 +128,10 @@ pub enum OptionName {
     MulticastTtl,
     /// `IPV6_MULTICAST_HOPS`.
     MulticastHops,
+    /// `IP_PKTINFO`.
+    PacketInfo,
+    /// `IPV6_PKTINFO`.
+    PacketInfoV6,
 }
 
 /// An option value as the provider reads it: level, name, bytes.
@@ -213,6 +222,8 @@ impl SocketOption {
             SocketOption::LeaveMulticastV6 { group, interface } => {
                 EncodedOption::of(IPPROTO_IPV6, IPV6_DROP_MEMBERSHIP, &ipv6_mreq(group, interface))
             }
+            SocketOption::PacketInfo(on) => int(IPPROTO_IP, wsk_sys::IP_PKTINFO, u32::from(on)),
+            SocketOption::PacketInfoV6(on) => int(IPPROTO_IPV6, wsk_sys::IPV6_PKTINFO, u32::from(on)),
         }
     }
 
@@ -234,6 +245,8 @@ impl SocketOption {
             SocketOption::UnicastHops(_) => OptionName::UnicastHops,
             SocketOption::MulticastTtl(_) => OptionName::MulticastTtl,
             SocketOption::MulticastHops(_) => OptionName::MulticastHops,
+            SocketOption::PacketInfo(_) => OptionName::PacketInfo,
+            SocketOption::PacketInfoV6(_) => OptionName::PacketInfoV6,
             SocketOption::JoinMulticastV4 { .. }
             | SocketOption::LeaveMulticastV4 { .. }
             | SocketOption::JoinMulticastV6 { .. }
@@ -261,6 +274,8 @@ impl OptionName {
             OptionName::UnicastHops => (IPPROTO_IPV6, IPV6_UNICAST_HOPS, 4),
             OptionName::MulticastTtl => (IPPROTO_IP, IP_MULTICAST_TTL, 4),
             OptionName::MulticastHops => (IPPROTO_IPV6, IPV6_MULTICAST_HOPS, 4),
+            OptionName::PacketInfo => (IPPROTO_IP, wsk_sys::IP_PKTINFO, 4),
+            OptionName::PacketInfoV6 => (IPPROTO_IPV6, wsk_sys::IPV6_PKTINFO, 4),
         }
     }
 
@@ -296,6 +311,8 @@ impl OptionName {
             OptionName::UnicastHops => SocketOption::UnicastHops(n),
             OptionName::MulticastTtl => SocketOption::MulticastTtl(n),
             OptionName::MulticastHops => SocketOption::MulticastHops(n),
+            OptionName::PacketInfo => SocketOption::PacketInfo(on),
+            OptionName::PacketInfoV6 => SocketOption::PacketInfoV6(on),
             OptionName::Linger => return None,
         })
     }

@@ -2,14 +2,15 @@
 
 use core::net::SocketAddr;
 
-use wsk_sys::{IPPROTO_UDP, SOCK_DGRAM, WSK_PROVIDER_DATAGRAM_DISPATCH};
+use wsk_sys::{IPPROTO_UDP, MSG_CTRUNC, MSG_TRUNC, SOCK_DGRAM, WSK_PROVIDER_DATAGRAM_DISPATCH};
 
 use crate::addr;
 use crate::buf::IoBuf;
 use crate::error::Result;
-use crate::op::OpSlot;
+use crate::op::{Busy, OpArgs, OpSlot};
 use crate::registration::Wsk;
 use crate::socket::call::{socket_call, unit, with_buffer};
+use crate::socket::control::{CONTROL_CAPACITY, ControlBuf, ControlMessages, RecvMeta};
 use crate::socket::create;
 use crate::socket::events::{Datagrams, EventConfig};
 use crate::socket::kind::Datagram;
@@ -98,6 +99,19 @@ impl UdpSocket {
     /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn recv_from(&mut self, buf: IoBuf) -> (Result<(usize, SocketAddr)>, IoBuf) {
         self.recv.recv_from(buf).await
+    }
+
+    /// Receives one datagram into `buf` (up to its capacity), as [`recv_from`](Self::recv_from)
+    /// does, and reports what else came with it: whether it was truncated to fit the buffer
+    /// (`MSG_TRUNC`; the buffer then holds its first bytes and the rest is lost) and its control
+    /// messages (for example the packet information `IP_PKTINFO` asks for), read from
+    /// `WskReceiveFrom`'s control flags and control buffer, which live in the operation slot
+    /// (up to [`CONTROL_CAPACITY`] bytes; more is reported as
+    /// [`ControlMessages::is_truncated`]).
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn recv_msg(&mut self, buf: IoBuf) -> (Result<RecvMeta>, IoBuf) {
+        self.recv.recv_msg(buf).await
     }
 
     /// Sets a socket option through `WskControlSocket`.
@@ -268,21 +282,26 @@ impl UdpRecvHalf {
     /// See [`UdpSocket::recv_from`].
     ///
     /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn recv_from(&mut self, buf: IoBuf) -> (Result<(usize, SocketAddr)>, IoBuf) {
+        let (result, buf) = self.recv_msg(buf).await;
+        (result.map(|meta| (meta.len, meta.from)), buf)
+    }
+
+    /// See [`UdpSocket::recv_msg`].
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
     #[expect(
         clippy::multiple_unsafe_ops_per_block,
         reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
     )]
-    pub async fn recv_from(&mut self, buf: IoBuf) -> (Result<(usize, SocketAddr)>, IoBuf) {
+    pub async fn recv_msg(&mut self, buf: IoBuf) -> (Result<RecvMeta>, IoBuf) {
         // SAFETY: datagram dispatch table; WSK_BUF, address and control fields in the slot.
         let done = unsafe {
             socket_call(
                 &self.core,
                 &mut self.recv,
                 Some(buf),
-                |args, buf| {
-                    let buf = buf.expect("receive buffer");
-                    args.wsk_buf = buf.wsk_buf(0, buf.capacity());
-                },
+                |args, buf| prepare_receive_from(args, buf.expect("receive buffer")),
                 |socket, table, irp, args| receive_from_call(socket, table, irp, args),
             )
         }
@@ -291,7 +310,7 @@ impl UdpRecvHalf {
         let result = match result {
             Ok(n) => {
                 buf.set_len(n);
-                self.recv.result_addr().map(|from| (n, from))
+                received(&self.recv, n)
             }
             Err(e) => Err(e),
         };
@@ -315,8 +334,35 @@ impl UdpSendHalf {
     }
 }
 
-/// `WskReceiveFrom` into the slot's WSK_BUF, the sender written to the slot's address (no
-/// control data): the `issue` step of a receive-from call.
+/// Fills the argument block for [`receive_from_call`] into `buf` (up to its capacity): the
+/// control buffer offered whole, cleared, and the flags cleared.
+pub(crate) fn prepare_receive_from(args: &mut OpArgs, buf: &IoBuf) {
+    args.wsk_buf = buf.wsk_buf(0, buf.capacity());
+    args.control = ControlBuf::new();
+    args.control_length = CONTROL_CAPACITY as u32;
+    args.control_flags = 0;
+}
+
+/// What the receive-from collected on `slot` brought besides its `len` payload bytes: the
+/// sender, the truncation flag and the control messages, read from the argument block.
+pub(crate) fn received(slot: &OpSlot, len: usize) -> Result<RecvMeta> {
+    let args = slot.args().ok_or(Busy.error())?;
+    let from = addr::from_storage(&args.addr)?;
+    let (truncated, control) = truncation_and_control(args);
+    Ok(RecvMeta { len, from, truncated, control })
+}
+
+/// Whether the datagram a receive-from brought was truncated (`MSG_TRUNC`), and its control
+/// messages, from the argument block the provider wrote.
+pub(crate) fn truncation_and_control(args: &OpArgs) -> (bool, ControlMessages) {
+    let flags = args.control_flags;
+    let control = ControlMessages::new(args.control, args.control_length as usize, flags & MSG_CTRUNC != 0);
+    (flags & MSG_TRUNC != 0, control)
+}
+
+/// `WskReceiveFrom` into the slot's WSK_BUF, the sender written to the slot's address, the
+/// control flags and control messages to the slot's control fields (see
+/// [`prepare_receive_from`]): the `issue` step of a receive-from call.
 ///
 /// # Safety
 /// `socket` is a datagram socket whose table is `table`, `irp` an armed IRP, `args` the
@@ -329,7 +375,7 @@ pub(crate) unsafe fn receive_from_call(
     socket: *mut wsk_sys::WSK_SOCKET,
     table: &WSK_PROVIDER_DATAGRAM_DISPATCH,
     irp: *mut wsk_sys::IRP,
-    args: *mut crate::op::OpArgs,
+    args: *mut OpArgs,
 ) -> Option<wsk_sys::NTSTATUS> {
     table.WskReceiveFrom.map(|receive_from| {
         // SAFETY: guaranteed by the caller.
@@ -339,9 +385,9 @@ pub(crate) unsafe fn receive_from_call(
                 &raw mut (*args).wsk_buf,
                 0,
                 addr::as_sockaddr(&mut (*args).addr),
-                core::ptr::null_mut(),
-                core::ptr::null_mut(),
-                core::ptr::null_mut(),
+                &raw mut (*args).control_length,
+                (&raw mut (*args).control).cast::<wsk_sys::CMSGHDR>(),
+                &raw mut (*args).control_flags,
                 irp,
             )
         }

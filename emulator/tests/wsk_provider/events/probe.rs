@@ -73,6 +73,9 @@ pub struct Probe {
     pub backlogs: Mutex<Vec<usize>>,
     /// Datagrams seen (accepted or not), in order.
     pub datagrams: Mutex<Vec<(Vec<u8>, SocketAddr)>>,
+    /// The control information of each datagram seen (`ControlInfo`, `ControlInfoLength`
+    /// bytes; empty for none), in order.
+    pub datagram_controls: Mutex<Vec<Vec<u8>>>,
     /// (accept socket, local, remote) of each accept callback.
     pub accepts: Mutex<Vec<AcceptSeen>>,
     /// The probe given to sockets the accept callback takes.
@@ -167,14 +170,22 @@ pub unsafe fn data_chain(head: *mut WSK_DATA_INDICATION) -> Vec<Vec<u8>> {
 }
 
 /// Every datagram of a chain.
-pub unsafe fn datagram_chain(head: *mut WSK_DATAGRAM_INDICATION) -> Vec<(Vec<u8>, SocketAddr, bool)> {
+/// The datagrams of a chain: payload, sender, and control information (`None` when
+/// `ControlInfo` and `ControlInfoLength` disagree: one null or 0 and not the other).
+pub unsafe fn datagram_chain(head: *mut WSK_DATAGRAM_INDICATION) -> Vec<(Vec<u8>, SocketAddr, Option<Vec<u8>>)> {
     let mut out = Vec::new();
     let mut at = head;
     while !at.is_null() {
         let indication = unsafe { &*at };
         let from = unsafe { address(&*indication.RemoteAddress.cast::<SOCKADDR_STORAGE>()) }.unwrap();
-        let no_control = indication.ControlInfo.is_null() && indication.ControlInfoLength == 0;
-        out.push((unsafe { buffer_bytes(&indication.Buffer) }, from, no_control));
+        let control = match (indication.ControlInfo.is_null(), indication.ControlInfoLength) {
+            (true, 0) => Some(Vec::new()),
+            (false, n) if n > 0 => {
+                Some(unsafe { std::slice::from_raw_parts(indication.ControlInfo.cast::<u8>(), n as usize) }.to_vec())
+            }
+            _ => None,
+        };
+        out.push((unsafe { buffer_bytes(&indication.Buffer) }, from, control));
         at = indication.Next;
     }
     out
@@ -260,9 +271,17 @@ pub unsafe extern "system" fn on_receive_from(
     probe.enter("WskReceiveFromEvent", Some(flags));
     probe.datagram_calls.fetch_add(1, Ordering::SeqCst);
     let datagrams = unsafe { datagram_chain(head) };
-    if datagrams.is_empty() || datagrams.len() > 16 || datagrams.iter().any(|(_, _, no_control)| !no_control) {
-        probe.problem(format!("a datagram chain of {} with control data or empty", datagrams.len()));
+    if datagrams.is_empty() || datagrams.len() > 16 || datagrams.iter().any(|(_, _, control)| control.is_none()) {
+        probe.problem(format!(
+            "a datagram chain of {} with ControlInfo and its length at odds, or empty",
+            datagrams.len()
+        ));
     }
+    probe
+        .datagram_controls
+        .lock()
+        .unwrap()
+        .extend(datagrams.iter().map(|(_, _, control)| control.clone().unwrap_or_default()));
     probe.datagrams.lock().unwrap().extend(datagrams.into_iter().map(|(data, from, _)| (data, from)));
     let status = probe.middle().unwrap_or_else(|| match probe.mode.load(Ordering::SeqCst) {
         RETAIN => {

@@ -29,9 +29,10 @@ use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, Ordering};
 use crate::op::OpSlot;
 use crate::socket::call::issue_call;
+use crate::socket::control::{ControlIter, ControlMessages};
 use crate::socket::kind::Datagram;
 use crate::socket::shared::{CoreRef, SocketCore};
-use crate::socket::udp::receive_from_call;
+use crate::socket::udp::{prepare_receive_from, receive_from_call, truncation_and_control};
 
 /// The client dispatch table every datagram socket is created with.
 pub(crate) static DATAGRAM_DISPATCH: WSK_CLIENT_DATAGRAM_DISPATCH =
@@ -166,10 +167,7 @@ impl Datagrams {
                 &mut self.slot,
                 Some(buffer),
                 None,
-                |args, buffer| {
-                    let buffer = buffer.expect("receive buffer");
-                    args.wsk_buf = buffer.wsk_buf(0, buffer.capacity());
-                },
+                |args, buffer| prepare_receive_from(args, buffer.expect("receive buffer")),
                 |socket, table, irp, args| receive_from_call(socket, table, irp, args),
             )
         }
@@ -229,7 +227,10 @@ impl Datagrams {
                     Ok(n) => {
                         buffer.set_len(n);
                         let from = self.slot.result_addr().ok();
-                        return Poll::Ready(Some(Ok(DatagramBatch { inner: BatchInner::Copied { buffer, from } })));
+                        let (truncated, control) =
+                            self.slot.args().map_or((false, ControlMessages::none()), truncation_and_control);
+                        let copied = Copied { buffer, from, truncated, control };
+                        return Poll::Ready(Some(Ok(DatagramBatch { inner: BatchInner::Copied(copied) })));
                     }
                     Err(Error::Cancelled) if self.attached.core().is_closing() => continue,
                     Err(e) => {
@@ -323,10 +324,16 @@ pub struct DatagramBatch {
 enum BatchInner {
     /// Released (`WskRelease`) when dropped.
     Retained(Retained<Datagram>),
-    Copied {
-        buffer: IoBuf,
-        from: Option<SocketAddr>,
-    },
+    Copied(Copied),
+}
+
+/// A datagram the copy path received with `WskReceiveFrom`.
+struct Copied {
+    buffer: IoBuf,
+    from: Option<SocketAddr>,
+    /// The datagram was larger than the fallback buffer (`MSG_TRUNC`).
+    truncated: bool,
+    control: ControlMessages,
 }
 
 impl core::fmt::Debug for DatagramBatch {
@@ -344,7 +351,7 @@ impl DatagramBatch {
     pub fn len(&self) -> usize {
         match &self.inner {
             BatchInner::Retained(retained) => retained.held.count,
-            BatchInner::Copied { .. } => 1,
+            BatchInner::Copied(_) => 1,
         }
     }
 
@@ -358,7 +365,7 @@ impl DatagramBatch {
     pub fn bytes(&self) -> usize {
         match &self.inner {
             BatchInner::Retained(retained) => retained.held.bytes,
-            BatchInner::Copied { buffer, .. } => buffer.len(),
+            BatchInner::Copied(copied) => copied.buffer.len(),
         }
     }
 
@@ -371,8 +378,8 @@ impl DatagramBatch {
     pub fn iter(&self) -> impl Iterator<Item = DatagramView<'_>> {
         let (mut at, mut copied) = match &self.inner {
             BatchInner::Retained(retained) => (retained.held.head.as_ptr(), None),
-            BatchInner::Copied { buffer, from } => {
-                (core::ptr::null_mut(), Some(DatagramView { inner: ViewInner::Copied(buffer.as_slice(), *from) }))
+            BatchInner::Copied(copied) => {
+                (core::ptr::null_mut(), Some(DatagramView { inner: ViewInner::Copied(copied) }))
             }
         };
         core::iter::from_fn(move || {
@@ -394,7 +401,7 @@ pub struct DatagramView<'a> {
 
 enum ViewInner<'a> {
     Node(NonNull<WSK_DATAGRAM_INDICATION>, core::marker::PhantomData<&'a DatagramBatch>),
-    Copied(&'a [u8], Option<SocketAddr>),
+    Copied(&'a Copied),
 }
 
 impl DatagramView<'_> {
@@ -403,7 +410,7 @@ impl DatagramView<'_> {
         match &self.inner {
             // SAFETY: retained by the batch borrowed for 'a.
             ViewInner::Node(node, _) => unsafe { node.as_ref().Buffer.Length },
-            ViewInner::Copied(bytes, _) => bytes.len(),
+            ViewInner::Copied(copied) => copied.buffer.len(),
         }
     }
 
@@ -421,7 +428,7 @@ impl DatagramView<'_> {
                 // SAFETY: WSK's remote address of this datagram, valid while retained.
                 unsafe { addr::from_sockaddr(node.RemoteAddress) }.ok()
             }
-            ViewInner::Copied(_, from) => *from,
+            ViewInner::Copied(copied) => copied.from,
         }
     }
 
@@ -434,9 +441,57 @@ impl DatagramView<'_> {
                 // SAFETY: the buffer is retained (unchanged) while the batch is borrowed.
                 (unsafe { BufPieces::new(&node.Buffer) }, None)
             }
-            ViewInner::Copied(bytes, _) => (BufPieces::empty(), Some(*bytes)),
+            ViewInner::Copied(copied) => (BufPieces::empty(), Some(copied.buffer.as_slice())),
         };
         copied.into_iter().chain(pieces)
+    }
+
+    /// Whether the datagram was cut to fit the buffer it was received into (`MSG_TRUNC`): the
+    /// view holds its first bytes, the rest is lost. Never for a datagram WSK indicated (an
+    /// indication carries the whole datagram); on the copy path, when the datagram was larger
+    /// than [`EventConfig::fallback_receive_size`]. Any IRQL.
+    pub fn is_truncated(&self) -> bool {
+        match &self.inner {
+            ViewInner::Node(..) => false,
+            ViewInner::Copied(copied) => copied.truncated,
+        }
+    }
+
+    /// The datagram's control messages (for example `IP_PKTINFO`'s packet information, when
+    /// that option is on): for an indicated datagram, those of its indication
+    /// (`ControlInfo`, `ControlInfoLength`); for a copied one, those `WskReceiveFrom` wrote.
+    /// Whether the copy path had to drop some (`MSG_CTRUNC`) is
+    /// [`DatagramView::control_truncated`]. IRQL <= DISPATCH_LEVEL.
+    pub fn control_messages(&self) -> ControlIter<'_> {
+        match &self.inner {
+            ViewInner::Node(node, _) => {
+                // SAFETY: a node retained by the batch borrowed for 'a.
+                let node = unsafe { node.as_ref() };
+                if node.ControlInfo.is_null() || node.ControlInfoLength == 0 {
+                    return ControlIter::new(&[]);
+                }
+                // SAFETY: WSK's control information of this datagram: `ControlInfoLength`
+                // bytes, valid and unchanged while the indication is retained.
+                let bytes = unsafe {
+                    core::slice::from_raw_parts(
+                        node.ControlInfo.cast::<u8>().cast_const(),
+                        node.ControlInfoLength as usize,
+                    )
+                };
+                ControlIter::new(bytes)
+            }
+            ViewInner::Copied(copied) => copied.control.iter(),
+        }
+    }
+
+    /// Whether control information of a copied datagram did not fit the control buffer
+    /// (`MSG_CTRUNC`); never for an indicated datagram (its indication carries all of it).
+    /// Any IRQL.
+    pub fn control_truncated(&self) -> bool {
+        match &self.inner {
+            ViewInner::Node(..) => false,
+            ViewInner::Copied(copied) => copied.control.is_truncated(),
+        }
     }
 
     /// Copies the payload into `dst` (as much as fits); returns how many bytes.
@@ -492,6 +547,19 @@ mod tests {
         let mut second = datagram(second_chain, 4, core::ptr::null_mut());
         let mut first = datagram(&raw mut first_mdl, 4, from);
         first.Next = &raw mut second;
+        // The first comes with an `IP_PKTINFO` message (x64 layout: 16-byte header, 8 data bytes).
+        let mut control = [0u64; 3];
+        let mut control_bytes = [0u8; 24];
+        control_bytes[..8].copy_from_slice(&24usize.to_ne_bytes());
+        control_bytes[8..12].copy_from_slice(&wsk_sys::IPPROTO_IP.to_ne_bytes());
+        control_bytes[12..16].copy_from_slice(&wsk_sys::IP_PKTINFO.to_ne_bytes());
+        control_bytes[16..20].copy_from_slice(&[10, 0, 0, 1]);
+        control_bytes[20..24].copy_from_slice(&7u32.to_ne_bytes());
+        for (word, bytes) in control.iter_mut().zip(control_bytes.chunks(8)) {
+            *word = u64::from_ne_bytes(bytes.try_into().unwrap());
+        }
+        first.ControlInfo = control.as_mut_ptr().cast();
+        first.ControlInfoLength = 24;
         let head = NonNull::from(&mut first);
         // SAFETY: the test's valid list.
         assert_eq!(unsafe { measure(head) }, (2, 8));
@@ -504,6 +572,12 @@ mod tests {
         assert_eq!(views[0].len(), 4);
         assert_eq!(views[0].remote_addr(), Some(sender));
         assert_eq!(views[1].remote_addr(), None, "no address given");
+        let messages: Vec<_> = views[0].control_messages().collect();
+        assert_eq!(messages.len(), 1, "the indication's control information");
+        let info = messages[0].packet_info().expect("IP_PKTINFO");
+        assert_eq!((info.destination, info.interface), (core::net::IpAddr::from([10, 0, 0, 1]), 7));
+        assert_eq!(views[1].control_messages().count(), 0, "none given");
+        assert!(!views[0].is_truncated() && !views[0].control_truncated(), "an indication is whole");
         assert_eq!(views[1].segments().collect::<Vec<_>>(), [&b"po"[..], b"ng"]);
         let mut out = [0u8; 3];
         assert_eq!(views[1].copy_to_slice(&mut out), 3, "as much as fits");
@@ -513,12 +587,20 @@ mod tests {
     #[test]
     fn a_copied_batch_is_one_datagram() {
         let from = Some(SocketAddr::from(([127, 0, 0, 1], 9)));
-        let batch = DatagramBatch { inner: BatchInner::Copied { buffer: IoBuf::copy_from(b"dgram").unwrap(), from } };
+        let copied = Copied {
+            buffer: IoBuf::copy_from(b"dgram").unwrap(),
+            from,
+            truncated: true,
+            control: ControlMessages::none(),
+        };
+        let batch = DatagramBatch { inner: BatchInner::Copied(copied) };
         assert!(!batch.is_zero_copy());
         assert_eq!((batch.len(), batch.bytes()), (1, 5));
         let views: Vec<_> = batch.iter().collect();
         assert_eq!(views.len(), 1);
         assert_eq!(views[0].remote_addr(), from);
         assert_eq!(views[0].segments().collect::<Vec<_>>(), [&b"dgram"[..]]);
+        assert!(views[0].is_truncated(), "the copy's truncation flag");
+        assert_eq!(views[0].control_messages().count(), 0);
     }
 }
