@@ -26,8 +26,13 @@ pub struct Env {
 /// The driver's WSK registration (lives until unload, after every task is gone).
 static REGISTRATION: Mutex<Option<Box<Wsk>>> = Mutex::new(None);
 
-/// The driver's name (its unload record is filed under it).
+/// The driver's name prefix: each run loads `sockets-N`, so that its unload record (filed
+/// under the driver's name) cannot be taken by another test's run, which may load and unload
+/// its own driver between this run's unload and its look at the record.
 const DRIVER: &str = "sockets";
+
+/// Runs so far (the `N` of the driver names).
+static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 unsafe extern "system" fn driver_entry(driver: *mut DRIVER_OBJECT, _path: *mut UNICODE_STRING) -> NTSTATUS {
     let Ok(wsk) = Wsk::register(Duration::from_secs(1)) else { return STATUS_UNSUCCESSFUL };
@@ -72,7 +77,8 @@ where
     Fut: Future<Output = T> + Send + 'static,
 {
     let body: Body<T> = Box::new(move |env| Box::pin(body(env)));
-    let driver = kernel.load(DRIVER, driver_entry).expect("test driver loads");
+    let name = std::format!("{DRIVER}-{}", RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let driver = kernel.load(&name, driver_entry).expect("test driver loads");
     let (tx, rx) = mpsc::channel();
     {
         let wsk: &'static Wsk = {
@@ -95,7 +101,7 @@ where
     let out = rx.recv_timeout(limit);
     let report = driver.unload();
     if report.unload_called {
-        let record = driver::take_unload_record(DRIVER).unwrap_or_else(|| panic!("no unload record; report: {report}"));
+        let record = driver::take_unload_record(&name).unwrap_or_else(|| panic!("no unload record; report: {report}"));
         assert!(
             record.had_executor && record.shutdown_ok,
             "unload runs at PASSIVE_LEVEL: {record:?}; report: {report}"
