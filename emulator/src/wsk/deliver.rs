@@ -423,8 +423,7 @@ fn settle(socket: &Arc<Socket>, outcome: Outcome) {
                     retention.chains.push(chain);
                 } else {
                     if status != STATUS_SUCCESS && !state.closing {
-                        events::keep_datagrams_in_front(&mut state, chain.datagrams());
-                        state.events.datagrams_suppressed = true;
+                        events::refused_datagrams(&mut state, chain.datagrams());
                     }
                     give_back = Some(chain);
                 }
@@ -457,7 +456,7 @@ fn settle(socket: &Arc<Socket>, outcome: Outcome) {
     if let Some((accepted, client)) = adopt {
         let mut state = lock(&accepted.state);
         state.handed_out = true;
-        state.events.client = client;
+        events::record_client_locked(&accepted, &mut state, client);
     }
     if let Some(accepted) = discard {
         queue::discard(&accepted);

@@ -117,9 +117,52 @@ pub(crate) mod callbacks {
     }
 }
 
-/// Records the client's context and dispatch table of `socket` (before the client can use it).
+/// Records the client's context and dispatch table of `socket` (before the client can use it),
+/// and turns on the client's static event callbacks that apply to the socket's kind.
 pub(crate) fn record_client(socket: &Socket, client: Client) {
-    lock(&socket.state).events.client = client;
+    let statics = super::registration::static_events(socket.client);
+    apply_client(socket, &mut lock(&socket.state), client, statics);
+}
+
+/// [`record_client`] with the socket's lock held (an accept callback's new socket).
+pub(crate) fn record_client_locked(socket: &Socket, state: &mut State, client: Client) {
+    let statics = super::registration::static_events(socket.client);
+    apply_client(socket, state, client, statics);
+}
+
+/// Static event callbacks (`WSK_SET_STATIC_EVENT_CALLBACKS`): Microsoft documents that the
+/// subsystem enables "the appropriate event callback functions for the specific category" of
+/// each new socket, and the control code as enabling them "on all sockets": the emulator
+/// enables them on every socket of the client, accepted ones included (whether by `WskAccept`
+/// or by `WskAcceptEvent`), from the moment the client gets it, for the events of the socket's
+/// kind the client's dispatch table has a callback for. They deliver as soon as the socket can
+/// (a datagram socket once bound, a listening socket once listening, a connection once
+/// connected).
+fn apply_client(socket: &Socket, state: &mut State, client: Client, statics: u32) {
+    state.events.client = client;
+    let on = bits(statics & valid_events(socket.kind))
+        .filter(|&event| callbacks::present(socket.kind, client, event))
+        .fold(0, |mask, event| mask | event);
+    state.events.static_events = on;
+    state.events.enabled |= on;
+    if on & WSK_EVENT_SEND_BACKLOG != 0 {
+        state.events.backlog_due = true;
+    }
+}
+
+/// A receive-from callback refused `datagrams` (not `STATUS_SUCCESS`/`STATUS_PENDING`).
+/// Enabled with `SO_WSK_EVENT_CALLBACK`, the provider keeps them (served to receives first)
+/// and disables the callback until it is enabled again or a `WskReceiveFrom` completes. As a
+/// static callback, Microsoft documents that the subsystem "will not disable" it and "will
+/// continue calling" it "when new datagrams are received": the emulator drops the refused
+/// datagrams (re-indicating them at once would only meet the same refusal) and goes on.
+pub(crate) fn refused_datagrams(state: &mut State, datagrams: Vec<KeptDatagram>) {
+    if state.events.static_events & WSK_EVENT_RECEIVE_FROM != 0 {
+        drop(datagrams);
+        return;
+    }
+    keep_datagrams_in_front(state, datagrams);
+    state.events.datagrams_suppressed = true;
 }
 
 /// What an accepted control request leads to.
@@ -178,6 +221,12 @@ unsafe fn change(
         return Err(STATUS_INVALID_PARAMETER);
     }
     let mut state = lock(&socket.state);
+    if events & state.events.static_events != 0 {
+        // "The event callback functions that are enabled in this manner are always enabled
+        // and cannot be disabled or re-enabled later by the WSK application" (Microsoft,
+        // WSK_SET_STATIC_EVENT_CALLBACKS). The status is the emulator's choice.
+        return Err(STATUS_INVALID_DEVICE_STATE);
+    }
     let client = state.events.client;
     if !disable && !bits(events).all(|event| callbacks::present(socket.kind, client, event)) {
         return Err(STATUS_INVALID_PARAMETER);

@@ -276,6 +276,9 @@ pub(crate) struct Events {
     pub client: Client,
     /// Enabled `WSK_EVENT_*` bits.
     pub enabled: u32,
+    /// The enabled bits that are the client's static event callbacks
+    /// (`WSK_SET_STATIC_EVENT_CALLBACKS`): on from creation, never disabled or re-enabled.
+    pub static_events: u32,
     /// The callbacks in progress: at most one, except on datagram and listening sockets with
     /// the adversary's `concurrent_callbacks` (see `deliver`).
     pub running: Vec<Running>,
