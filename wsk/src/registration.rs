@@ -26,6 +26,9 @@ struct Registration {
     block: WSK_REGISTRATION,
     provider: WSK_PROVIDER_NPI,
     captured: bool,
+    /// The static event callbacks set (`WSK_EVENT_*` bits, 0: none; see
+    /// [`crate::client_control`]).
+    static_events: u32,
 }
 
 /// A registered WSK client. Sockets are created through it; it must outlive them (dropping
@@ -60,6 +63,7 @@ impl Wsk {
             block: WSK_REGISTRATION::zeroed(),
             provider: WSK_PROVIDER_NPI::zeroed(),
             captured: false,
+            static_events: 0,
         };
         let mut reg = PoolBox::try_new(reg).map_err(|_| Error::NoMemory)?;
         let r = &mut *reg;
@@ -132,6 +136,18 @@ impl Wsk {
         // in `drop`, which cannot run while `self` is borrowed.
         let dispatch = unsafe { &*self.reg.provider.Dispatch };
         Ok((self.reg.provider.Client, dispatch))
+    }
+}
+
+impl Wsk {
+    /// The static event callbacks set on this client (`WSK_EVENT_*` bits, 0: none). Any IRQL.
+    pub(crate) fn static_event_mask(&self) -> u32 {
+        self.reg.static_events
+    }
+
+    /// Records the static event callbacks the provider accepted. Any IRQL.
+    pub(crate) fn record_static_events(&mut self, mask: u32) {
+        self.reg.static_events = mask;
     }
 }
 

@@ -166,6 +166,11 @@ struct CoreInner {
     waker: AtomicWaker,
     /// Event callback state (`socket::events`), installed once; freed with the core.
     events: core::sync::atomic::AtomicPtr<Header>,
+    /// The `WSK_EVENT_*` callbacks WSK enables on the socket from its creation (the client's
+    /// static event callbacks, `socket::events::static_events`); set before the socket exists.
+    static_events: AtomicU32,
+    /// What event callbacks met before a stream installed its state (`socket::events`).
+    early: AtomicU32,
 }
 
 // SAFETY: shared fields are atomics; `close_irp` is touched only by the single closer (and the
@@ -212,6 +217,8 @@ impl<K: SocketKind> SocketCore<K> {
             close_status: core::sync::atomic::AtomicI32::new(0),
             waker: AtomicWaker::new(),
             events: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
+            static_events: AtomicU32::new(0),
+            early: AtomicU32::new(0),
         });
         let Ok(inner) = inner else {
             // SAFETY: allocated above, never used.
@@ -253,7 +260,8 @@ impl<K: SocketKind> SocketCore<K> {
         let installed = self.inner().events.compare_exchange(
             core::ptr::null_mut(),
             ptr.cast::<Header>().as_ptr(),
-            Ordering::AcqRel,
+            // Sequentially consistent with `note_early` and `early_events` (see there).
+            Ordering::SeqCst,
             Ordering::Acquire,
         );
         if installed.is_err() {
@@ -263,12 +271,38 @@ impl<K: SocketKind> SocketCore<K> {
         Ok(ptr)
     }
 
+    /// Records the event callbacks WSK turns on for the socket at its creation (the client's
+    /// static event callbacks that apply to kind `K`). Before the socket is created (or the
+    /// accepted socket handed over). Any IRQL.
+    pub fn set_static_events(&self, mask: u32) {
+        self.inner().static_events.store(mask, Ordering::Release);
+    }
+
+    /// The event callbacks on from the socket's creation (see
+    /// [`SocketCore::set_static_events`]). Any IRQL.
+    pub fn static_events(&self) -> u32 {
+        self.inner().static_events.load(Ordering::Acquire)
+    }
+
+    /// A callback met `bits` (an event the stream must learn) with no state installed.
+    /// Sequentially consistent with [`SocketCore::early_events`] after an install: a callback
+    /// that recorded before the stream read it is seen, and one that recorded after finds the
+    /// state installed (see `socket::events`). Any IRQL.
+    pub fn note_early(&self, bits: u32) {
+        self.inner().early.fetch_or(bits, Ordering::SeqCst);
+    }
+
+    /// What callbacks recorded with [`SocketCore::note_early`]. Any IRQL.
+    pub fn early_events(&self) -> u32 {
+        self.inner().early.load(Ordering::SeqCst)
+    }
+
     /// The installed event state, if any, for as long as the handle (or view) is borrowed.
     ///
     /// Any IRQL.
     pub fn events(&self) -> Option<&K::State> {
         // The state's own pointer (a reference to its header would cover the header only).
-        let header = NonNull::new(self.inner().events.load(Ordering::Acquire))?;
+        let header = NonNull::new(self.inner().events.load(Ordering::SeqCst))?;
         // SAFETY: by the invariant the installed state is a `K::State`, whose first field is
         // its header (`EventState`); it is freed with the core, which `&self` keeps alive.
         Some(unsafe { header.cast::<K::State>().as_ref() })

@@ -28,6 +28,35 @@ pub(crate) unsafe fn with_state<K: SocketKind, R>(
     unsafe { SocketCore::<K>::with_context(context, |core| core.events().map(|state| f(&core, state))) }.flatten()
 }
 
+/// As [`with_state`], for an event the stream must learn even when it happened before the
+/// stream installed its state: without a state, records `early` in the core
+/// (`SocketCore::note_early`) and looks again, running `f` if a state was installed
+/// meanwhile. A stream reads the record after installing its state (both sequentially
+/// consistent), so the event reaches it at least once: through the record, through `f`, or
+/// both (`f` and the stream's reading of the record must agree).
+///
+/// # Safety
+/// As [`with_state`].
+///
+/// IRQL <= DISPATCH_LEVEL.
+pub(crate) unsafe fn with_state_or_note<K: SocketKind, R>(
+    context: *mut core::ffi::c_void,
+    early: u32,
+    f: impl Fn(&CoreRef<'_, K>, &K::State) -> R,
+) -> Option<R> {
+    // SAFETY: forwarded contract.
+    unsafe {
+        SocketCore::<K>::with_context(context, |core| {
+            if let Some(state) = core.events() {
+                return Some(f(&core, state));
+            }
+            core.note_early(early);
+            core.events().map(|state| f(&core, state))
+        })
+    }
+    .flatten()
+}
+
 /// A callback leaves: when it is the last one out after its stream detached, it runs
 /// `clean` (the stream's clean-up, given the core) and drops the owner reference a dropped
 /// stream left to it. Returns what `clean` returned (`R::default()` when not cleaning).

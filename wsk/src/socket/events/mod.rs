@@ -111,6 +111,15 @@ impl Default for EventConfig {
     }
 }
 
+/// Events a callback met before a stream installed its state (static event callbacks are on
+/// from the socket's creation), recorded in the core (`SocketCore::note_early`): the peer
+/// disconnected gracefully, ...
+pub(crate) const EARLY_GRACEFUL: u32 = 1 << 0;
+/// ... abortively, ...
+pub(crate) const EARLY_ABORTIVE: u32 = 1 << 1;
+/// ... or WSK reported the socket no longer works (a null indication or accept socket).
+pub(crate) const EARLY_FAILED: u32 = 1 << 2;
+
 const DETACHED: u32 = 1 << 0;
 const CLEANED: u32 = 1 << 1;
 const OWNER_GONE: u32 = 1 << 2;
@@ -293,9 +302,11 @@ fn enable<K: SocketKind>(core: &SocketCore<K>, mask: u32) -> Result<()> {
     crate::error::check(control_events(core, mask)?)
 }
 
-/// Installs `state` on `core`, takes the stream's call and enables `mask`. On failure nothing
-/// is enabled and the socket is as before, except that a state installed stays (detached,
-/// freed with the core): events cannot be tried twice.
+/// Installs `state` on `core`, takes the stream's call and enables the events of `mask` that
+/// are not static (see [`crate::client_control`]: WSK enabled those at the socket's creation
+/// and takes no `SO_WSK_EVENT_CALLBACK` for them). On failure nothing is enabled and the
+/// socket is as before, except that a state installed stays (detached, freed with the core):
+/// events cannot be tried twice.
 fn install<K: SocketKind>(core: &SocketCore<K>, state: EventBox<K::State>, mask: u32) -> Result<NonNull<K::State>> {
     let Ok(state) = core.install_events(state) else {
         // The state handed back is dropped (freed): never installed nor shared.
@@ -307,7 +318,11 @@ fn install<K: SocketKind>(core: &SocketCore<K>, state: EventBox<K::State>, mask:
         flags.store(DETACHED | CLEANED, Ordering::Release);
         return Err(e);
     }
-    if let Err(e) = enable(core, mask) {
+    let dynamic = mask & !core.static_events();
+    if dynamic == 0 {
+        return Ok(state);
+    }
+    if let Err(e) = enable(core, dynamic) {
         // Nothing was enabled: no callback comes; the stream never existed.
         flags.store(DETACHED | CLEANED, Ordering::Release);
         core.leave();
