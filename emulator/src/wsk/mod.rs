@@ -45,7 +45,7 @@
 //! | `WskCloseSocket` | No event callback starts once it is called. Cancels every pending IRP of the socket (`STATUS_CANCELLED`) and completes the close IRP only after they completed and no event callback of the socket is in progress; a connection not disconnected in both directions (our FIN sent and the peer's seen) is reset. Pending connects, accepts and receives resolve at once. After the close IRP completes nothing touches the client's memory. |
 //! | `WskRelease` (connection and datagram tables) | Gives back an indication chain the client retained (`STATUS_PENDING` from its callback) on that socket (or the chain a callback is handling, see below); anything else is `WSK_INDICATION_RELEASED_TWICE` and `STATUS_INVALID_PARAMETER`. IRQL <= DISPATCH_LEVEL, also from inside a callback. |
 //! | `WskInspectComplete`, `WskSendMessages` | `STATUS_NOT_SUPPORTED` (conditional accept and batched sends are not emulated). |
-//! | `WskControlClient` | `STATUS_NOT_SUPPORTED` for every control code (`WSK_SET_STATIC_EVENT_CALLBACKS` included), with or without an IRP. |
+//! | `WskControlClient` | `WSK_SET_STATIC_EVENT_CALLBACKS` (a `WSK_EVENT_CALLBACK_CONTROL` naming `NPI_WSK_INTERFACE_ID`): the events of each socket's kind that the client's dispatch table has a callback for are on from the socket's creation (or acceptance, by `WskAccept` or `WskAcceptEvent`), and `SO_WSK_EVENT_CALLBACK` enabling or disabling one of them is refused (`STATUS_INVALID_DEVICE_STATE`); refused once a socket of the client was created, or a second time (`STATUS_INVALID_DEVICE_STATE`). `WSK_TRANSPORT_LIST_QUERY`: TCP and UDP over IPv4 and IPv6 as `WSK_TRANSPORT` entries, `STATUS_BUFFER_OVERFLOW` and the size needed for a buffer too small. Other codes: `STATUS_NOT_SUPPORTED`. An IRP given is completed with the status returned. |
 //! | `WskGetAddressInfo`, `WskFreeAddressInfo` | Numeric hosts and a missing host at once, names with the host resolver on a helper thread (pending and cancelable meanwhile); numeric or well-known service names; hints' family, socket type, protocol, `AI_PASSIVE`, `AI_NUMERICHOST`, `AI_CANONNAME` (the name as given). The `ADDRINFOEXW` chain is allocated by the provider and must be freed with `WskFreeAddressInfo`. IRQL PASSIVE_LEVEL. |
 //! | `WskGetNameInfo` | Not implemented: completes with `STATUS_NOT_IMPLEMENTED`. |
 //!
@@ -107,7 +107,9 @@
 //!   zero-length one too, which Microsoft documents as the way to resume) and then resume
 //!   with what is kept. Refused datagrams are kept likewise until a `WskReceiveFrom`
 //!   completes or `WSK_EVENT_RECEIVE_FROM` is enabled again (Microsoft documents that a
-//!   refusal disables the callback). A resume that arrives while a callback of that event
+//!   refusal disables the callback); refused by a static callback, which Microsoft documents
+//!   stays enabled and is called again "when new datagrams are received", they are dropped.
+//!   A resume that arrives while a callback of that event
 //!   runs on another thread applies after the callback's answer, so a refusal on its way
 //!   does not swallow it;
 //! * `WskRelease` of the chain a callback is handling right now (its consumer on another CPU
@@ -172,7 +174,8 @@
 //!   completions in any order, overlapping datagram and accept callbacks, random
 //!   indication shapes (1-byte pieces, `Buffer.Offset` > 0, MDL chains inside one
 //!   indication), partial receives, short sends, unmapped indication MDLs.
-//! * No static event callbacks (`WSK_SET_STATIC_EVENT_CALLBACKS`), no inspect or abort
+//! * No other client control operations than static event callbacks and the transport
+//!   list (`WskControlClient`), no inspect or abort
 //!   events (conditional accept), no events inherited from a listening socket, no stream
 //!   sockets, no IOCTLs, no `WskGetNameInfo`, no `WskSendMessages`, no control data; WSK's `STATUS_*` for some corner cases (e.g. a
 //!   second bind, send after disconnect) are the emulator's best guess.

@@ -5,6 +5,7 @@
 mod close;
 mod probe;
 mod races;
+mod static_callbacks;
 mod verifier;
 
 use std::io::{Read, Write};
