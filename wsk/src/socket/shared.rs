@@ -260,8 +260,7 @@ impl<K: SocketKind> SocketCore<K> {
         let installed = self.inner().events.compare_exchange(
             core::ptr::null_mut(),
             ptr.cast::<Header>().as_ptr(),
-            // Sequentially consistent with `note_early` and `early_events` (see there).
-            Ordering::SeqCst,
+            Ordering::AcqRel,
             Ordering::Acquire,
         );
         if installed.is_err() {
@@ -284,17 +283,11 @@ impl<K: SocketKind> SocketCore<K> {
         self.inner().static_events.load(Ordering::Acquire)
     }
 
-    /// A callback met `bits` (an event the stream must learn) with no state installed.
-    /// Sequentially consistent with [`SocketCore::early_events`] after an install: a callback
-    /// that recorded before the stream read it is seen, and one that recorded after finds the
-    /// state installed (see `socket::events`). Any IRQL.
-    pub fn note_early(&self, bits: u32) {
-        self.inner().early.fetch_or(bits, Ordering::SeqCst);
-    }
-
-    /// What callbacks recorded with [`SocketCore::note_early`]. Any IRQL.
-    pub fn early_events(&self) -> u32 {
-        self.inner().early.load(Ordering::SeqCst)
+    /// The word through which callbacks hand events they met before a stream installed its
+    /// state over to the stream (the handshake is `socket::events::early_note` and
+    /// `early_take`). Any IRQL.
+    pub fn early(&self) -> &AtomicU32 {
+        &self.inner().early
     }
 
     /// The installed event state, if any, for as long as the handle (or view) is borrowed.
@@ -302,7 +295,7 @@ impl<K: SocketKind> SocketCore<K> {
     /// Any IRQL.
     pub fn events(&self) -> Option<&K::State> {
         // The state's own pointer (a reference to its header would cover the header only).
-        let header = NonNull::new(self.inner().events.load(Ordering::SeqCst))?;
+        let header = NonNull::new(self.inner().events.load(Ordering::Acquire))?;
         // SAFETY: by the invariant the installed state is a `K::State`, whose first field is
         // its header (`EventState`); it is freed with the core, which `&self` keeps alive.
         Some(unsafe { header.cast::<K::State>().as_ref() })

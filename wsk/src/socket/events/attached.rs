@@ -6,7 +6,8 @@ use core::mem::ManuallyDrop;
 use core::ptr::NonNull;
 
 use super::{
-    CallbackExit, Detach, EventBox, EventState, Header, callback_exit, detach_on_drop, install, stream_detach,
+    CallbackExit, Detach, EventBox, EventState, Header, callback_exit, detach_on_drop, early_note, early_take, install,
+    stream_detach,
 };
 use crate::error::Result;
 use crate::socket::kind::SocketKind;
@@ -29,11 +30,9 @@ pub(crate) unsafe fn with_state<K: SocketKind, R>(
 }
 
 /// As [`with_state`], for an event the stream must learn even when it happened before the
-/// stream installed its state: without a state, records `early` in the core
-/// (`SocketCore::note_early`) and looks again, running `f` if a state was installed
-/// meanwhile. A stream reads the record after installing its state (both sequentially
-/// consistent), so the event reaches it at least once: through the record, through `f`, or
-/// both (`f` and the stream's reading of the record must agree).
+/// stream installed its state: without a state, hands `early` over through the core's early
+/// word ([`early_note`]), or, if a stream installed its state meanwhile, runs `f` after all.
+/// The event reaches the stream exactly once: through `f` or through [`early_take`].
 ///
 /// # Safety
 /// As [`with_state`].
@@ -50,11 +49,19 @@ pub(crate) unsafe fn with_state_or_note<K: SocketKind, R>(
             if let Some(state) = core.events() {
                 return Some(f(&core, state));
             }
-            core.note_early(early);
+            if !early_note(core.early(), early) {
+                return None;
+            }
             core.events().map(|state| f(&core, state))
         })
     }
     .flatten()
+}
+
+/// Takes the events callbacks handed over before the state was installed on `core` (see
+/// [`with_state_or_note`]); once, by the stream, right after the install. Any IRQL.
+pub(crate) fn take_early<K: SocketKind>(core: &SocketCore<K>) -> u32 {
+    early_take(core.early())
 }
 
 /// A callback leaves: when it is the last one out after its stream detached, it runs

@@ -12,7 +12,7 @@ use wsk_sys::{
     WSK_FLAG_ABORTIVE, WSK_PROVIDER_CONNECTION_DISPATCH, WSK_SOCKET,
 };
 
-use super::attached::{Attached, with_state, with_state_or_note};
+use super::attached::{Attached, take_early, with_state, with_state_or_note};
 use super::pieces::BufPieces;
 use super::retention::{Held, Indicating, Retained, Retention, retain};
 use super::{
@@ -242,14 +242,14 @@ impl ConnectionEvents {
     /// receive callback refused the data (WSK keeps it and indicates no more until a
     /// `WskReceive`), so the stream starts as after a refusal and its first poll resumes the
     /// indications (or copies, if the peer finished meanwhile); a disconnect or failure was
-    /// recorded in the core. Read after the install (see `attached::with_state_or_note`).
+    /// handed over through the core (see `attached::with_state_or_note`).
     fn take_over_early(&self) {
         let core = self.attached.core();
         let state = self.state();
         if core.static_events() & WSK_EVENT_RECEIVE != 0 {
             state.rx.assume_refused();
         }
-        let early = core.early_events();
+        let early = take_early(core);
         let kind = if early & EARLY_FAILED != 0 {
             FAILED
         } else if early & EARLY_ABORTIVE != 0 {

@@ -112,13 +112,33 @@ impl Default for EventConfig {
 }
 
 /// Events a callback met before a stream installed its state (static event callbacks are on
-/// from the socket's creation), recorded in the core (`SocketCore::note_early`): the peer
-/// disconnected gracefully, ...
+/// from the socket's creation), handed over through the core's early word
+/// (`SocketCore::early`): the peer disconnected gracefully, ...
 pub(crate) const EARLY_GRACEFUL: u32 = 1 << 0;
 /// ... abortively, ...
 pub(crate) const EARLY_ABORTIVE: u32 = 1 << 1;
-/// ... or WSK reported the socket no longer works (a null indication or accept socket).
+/// ... or WSK reported the socket no longer works (a null indication).
 pub(crate) const EARLY_FAILED: u32 = 1 << 2;
+/// Set in the early word by the stream once its state is installed: from then on callbacks
+/// deliver to the state.
+const EARLY_STREAM: u32 = 1 << 31;
+
+/// A callback that found no state records `event` in the early word. Returns `true` when a
+/// stream installed its state meanwhile (it set [`EARLY_STREAM`] first): the callback then
+/// delivers to the state itself, which it now sees (the stream installed it before setting
+/// the bit, and this read-modify-write reads that one). Otherwise the stream's
+/// [`early_take`] will find the event. Both are read-modify-writes of one word, so exactly one
+/// of the two sees the event (loom model `loom_early_event_is_handed_over_once`).
+/// IRQL <= DISPATCH_LEVEL.
+pub(crate) fn early_note(word: &AtomicU32, event: u32) -> bool {
+    word.fetch_or(event, Ordering::AcqRel) & EARLY_STREAM != 0
+}
+
+/// The stream, after installing its state: takes the events callbacks recorded before.
+/// Any IRQL.
+pub(crate) fn early_take(word: &AtomicU32) -> u32 {
+    word.fetch_or(EARLY_STREAM, Ordering::AcqRel) & !EARLY_STREAM
+}
 
 const DETACHED: u32 = 1 << 0;
 const CLEANED: u32 = 1 << 1;
@@ -390,6 +410,33 @@ mod loom_tests {
             }
             callback.join().unwrap();
             assert_eq!(cleaned.load(Ordering::SeqCst), 1);
+        });
+    }
+
+    /// A disconnect met by a callback while the stream installs its state: handed over
+    /// exactly once, to the state by the callback or through the early word to the stream.
+    #[test]
+    fn loom_early_event_is_handed_over_once() {
+        loom::model(|| {
+            // The core's event state pointer (installed: 1) and its early word.
+            let installed = Arc::new(AtomicU32::new(0));
+            let word = Arc::new(AtomicU32::new(0));
+            let (i2, w2) = (installed.clone(), word.clone());
+            let callback = loom::thread::spawn(move || {
+                // `attached::with_state_or_note`.
+                if i2.load(Ordering::Acquire) != 0 {
+                    return true;
+                }
+                if early_note(&w2, EARLY_GRACEFUL) {
+                    assert_eq!(i2.load(Ordering::Acquire), 1, "the state is visible to the callback");
+                    return true;
+                }
+                false
+            });
+            installed.store(1, Ordering::Release);
+            let taken = early_take(&word) & EARLY_GRACEFUL != 0;
+            let delivered = callback.join().unwrap();
+            assert!(delivered != taken, "delivered {delivered}, taken {taken}: not exactly once");
         });
     }
 
