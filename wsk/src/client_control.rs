@@ -258,3 +258,35 @@ impl Wsk {
         Ok(unsafe { control(client, code, input_size, input, output_size, output, returned, core::ptr::null_mut()) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{StaticEvents, Transport};
+
+    #[test]
+    fn static_events_combine_into_the_documented_flags() {
+        let events = StaticEvents::RECEIVE | StaticEvents::DISCONNECT;
+        assert_eq!(events.bits(), wsk_sys::WSK_EVENT_RECEIVE | wsk_sys::WSK_EVENT_DISCONNECT);
+        assert!(events.contains(StaticEvents::RECEIVE));
+        assert!(!events.contains(StaticEvents::ACCEPT));
+        assert!(StaticEvents::ALL.contains(events | StaticEvents::ACCEPT | StaticEvents::RECEIVE_FROM));
+        assert_eq!(StaticEvents::default().bits(), 0);
+    }
+
+    #[test]
+    fn a_transport_is_a_wsk_transport() {
+        assert_eq!(size_of::<Transport>(), size_of::<wsk_sys::WSK_TRANSPORT>());
+        assert_eq!(align_of::<Transport>(), align_of::<wsk_sys::WSK_TRANSPORT>());
+        let entry = Transport(wsk_sys::WSK_TRANSPORT {
+            Version: 2,
+            SocketType: wsk_sys::SOCK_DGRAM,
+            Protocol: wsk_sys::IPPROTO_UDP,
+            AddressFamily: wsk_sys::AF_INET6,
+            ..Transport::EMPTY.0
+        });
+        assert_eq!(
+            (entry.version(), entry.socket_type(), entry.protocol(), entry.address_family()),
+            (2, wsk_sys::SOCK_DGRAM, wsk_sys::IPPROTO_UDP, wsk_sys::AF_INET6)
+        );
+    }
+}

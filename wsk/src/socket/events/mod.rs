@@ -374,6 +374,23 @@ impl<T> core::fmt::Debug for Refused<T> {
     }
 }
 
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// The early word's two orders: the callback first (the stream takes the event), the
+    /// stream first (the callback delivers it itself).
+    #[test]
+    fn an_early_event_goes_to_whoever_comes_second() {
+        let word = AtomicU32::new(0);
+        assert!(!early_note(&word, EARLY_GRACEFUL));
+        assert_eq!(early_take(&word), EARLY_GRACEFUL);
+        let word = AtomicU32::new(0);
+        assert_eq!(early_take(&word), 0);
+        assert!(early_note(&word, EARLY_ABORTIVE));
+    }
+}
+
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
