@@ -201,6 +201,9 @@ fn a_stream_enables_only_the_callbacks_that_are_not_static() {
 
 /// A static receive-from callback: the stream is installed before the bind, and every
 /// datagram of 200 arrives (at most 16 in flight: the ring never fills, nothing is refused).
+/// On the default provider, whose receive-from callbacks of one socket do not overlap: with
+/// overlapping ones (the adversarial mode) a callback that finds the ring claimed refuses,
+/// and a static callback's refusal loses datagrams (see `wsk::client_control`).
 #[test]
 fn datagrams_through_a_static_receive_from_callback() {
     let count = run_clean(LIMIT, |_env| async move {

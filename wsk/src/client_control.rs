@@ -13,12 +13,19 @@
 //! * The subsystem then enables, on each new socket, the callbacks of the mask that belong to
 //!   the socket's category; they "are always enabled and cannot be disabled or re-enabled
 //!   later": the event streams do not send `SO_WSK_EVENT_CALLBACK` for them (only for events
-//!   of the stream outside the static set), and [`ConnectionEvents::disable_receive`]
-//!   (crate::events::ConnectionEvents::disable_receive) refuses when the receive callback is
-//!   static.
+//!   of the stream outside the static set), and
+//!   [`ConnectionEvents::disable_receive`](crate::events::ConnectionEvents::disable_receive)
+//!   refuses when the receive callback is static.
 //! * A static `WskReceiveFromEvent` that refuses datagrams (`STATUS_DATA_NOT_ACCEPTED`) is
 //!   not disabled: WSK "will continue calling" it for new datagrams. The refused ones are
-//!   not offered again (the page says nothing of keeping them; the emulator drops them).
+//!   not offered again (the page says nothing of keeping them; the emulator drops them). So
+//!   with a static receive-from callback every refusal of the datagram stream loses what it
+//!   refused: past [`EventConfig::max_retained_bytes`](crate::events::EventConfig), with its
+//!   ring full, and when two callbacks of the socket overlap and one finds the ring claimed
+//!   (see `socket::events`; the emulator's adversarial mode makes them overlap, and loses
+//!   datagrams so). Where a datagram lost to the driver's own backpressure matters, leave
+//!   `RECEIVE_FROM` out of the static set: the stream then enables it on the socket, and
+//!   WSK keeps what it refuses.
 //!
 //! Which sockets: the control code's description says "on all sockets", the operation's page
 //! "every socket that it creates". Accepted sockets are created by the provider, not the
