@@ -430,7 +430,7 @@ fn settle(socket: &Arc<Socket>, outcome: Outcome) {
             }
             Outcome::Accept { accepted, status, client } => {
                 if status == STATUS_SUCCESS {
-                    adopt = Some((accepted, client));
+                    adopt = Some((accepted, client, state.events.inherit));
                 } else {
                     discard = Some(accepted);
                 }
@@ -453,10 +453,13 @@ fn settle(socket: &Arc<Socket>, outcome: Outcome) {
     if let Some(chain) = give_back {
         chain.give_back(socket.key, Release::Returned);
     }
-    if let Some((accepted, client)) = adopt {
+    if let Some((accepted, client, inherited)) = adopt {
         let mut state = lock(&accepted.state);
         state.handed_out = true;
-        events::record_client_locked(&accepted, &mut state, client);
+        if events::record_accepted(&accepted, &mut state, client, inherited) {
+            drop(state);
+            reactor::kick(accepted.key);
+        }
     }
     if let Some(accepted) = discard {
         queue::discard(&accepted);

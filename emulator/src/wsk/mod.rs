@@ -70,6 +70,11 @@
 //! `STATUS_INVALID_PARAMETER`; a listen or datagram socket not bound, or a connection socket
 //! not connected, `STATUS_INVALID_DEVICE_STATE`.
 //!
+//! A listening socket also takes the connection events, for the sockets it accepts: as
+//! Microsoft documents, they are enabled on each socket its `WskAcceptEvent` accepts (for
+//! the callbacks of the table the client gives for it), not on sockets `WskAccept` takes, and
+//! cannot be disabled on the listening socket (`STATUS_INVALID_PARAMETER`).
+//!
 //! As Microsoft documents it:
 //! * each callback runs at IRQL <= DISPATCH_LEVEL (here: at DISPATCH_LEVEL) and gets
 //!   `WSK_FLAG_AT_DISPATCH_LEVEL` where it has flags (`WskDisconnectEvent` gets 0 or
@@ -176,7 +181,7 @@
 //!   indication), partial receives, short sends, unmapped indication MDLs.
 //! * No other client control operations than static event callbacks and the transport
 //!   list (`WskControlClient`), no inspect or abort
-//!   events (conditional accept), no events inherited from a listening socket, no stream
+//!   events (conditional accept), no stream
 //!   sockets, no IOCTLs, no `WskGetNameInfo`, no `WskSendMessages`, no control data; WSK's `STATUS_*` for some corner cases (e.g. a
 //!   second bind, send after disconnect) are the emulator's best guess.
 //! * Fault injection reaches the provider through its calls: under a fault plan each call
