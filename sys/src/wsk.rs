@@ -65,6 +65,15 @@ pub const WSK_SO_BASE: ULONG = 0x4000;
 pub const SO_WSK_SECURITY: ULONG = WSK_SO_BASE + 1;
 pub const SO_WSK_EVENT_CALLBACK: ULONG = WSK_SO_BASE + 2;
 
+/// Client control codes of `WskControlClient` (wsk.h).
+pub const WSK_TRANSPORT_LIST_QUERY: ULONG = 2;
+pub const WSK_TRANSPORT_LIST_CHANGE: ULONG = 3;
+pub const WSK_CACHE_SD: ULONG = 4;
+pub const WSK_RELEASE_SD: ULONG = 5;
+pub const WSK_TDI_DEVICENAME_MAPPING: ULONG = 6;
+pub const WSK_SET_STATIC_EVENT_CALLBACKS: ULONG = 7;
+pub const WSK_TDI_BEHAVIOR: ULONG = 8;
+
 /// Event masks for `SO_WSK_EVENT_CALLBACK`.
 pub const WSK_EVENT_RECEIVE_FROM: ULONG = 0x0000_0100;
 pub const WSK_EVENT_ACCEPT: ULONG = 0x0000_0200;
@@ -148,6 +157,17 @@ pub struct WSK_INSPECT_ID {
 pub struct WSK_EVENT_CALLBACK_CONTROL {
     pub NpiId: *const NPIID,
     pub EventMask: ULONG,
+}
+
+/// One entry of the `WSK_TRANSPORT_LIST_QUERY` output: a transport sockets can be created on.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WSK_TRANSPORT {
+    pub Version: USHORT,
+    pub SocketType: USHORT,
+    pub Protocol: ULONG,
+    pub AddressFamily: ADDRESS_FAMILY,
+    pub ProviderId: GUID,
 }
 
 // ---- client callbacks -------------------------------------------------------------------

@@ -51,6 +51,7 @@ extern crate std;
 
 pub mod addr;
 pub mod buf;
+pub mod client_control;
 #[cfg(all(feature = "driver-runtime", windows))]
 mod driver_runtime;
 pub mod error;
@@ -69,6 +70,7 @@ pub mod socket;
 mod tests;
 
 pub use buf::IoBuf;
+pub use client_control::{StaticEvents, Transport};
 pub use error::{Error, ErrorKind, Result};
 pub use global::DriverGlobal;
 pub use registration::Wsk;

@@ -29,6 +29,9 @@ struct Registration {
     captured: bool,
     /// Resolutions given up while pending, collected at PASSIVE_LEVEL.
     abandoned: Abandoned,
+    /// The static event callbacks set (`WSK_EVENT_*` bits, 0: none; see
+    /// [`crate::client_control`]).
+    static_events: u32,
 }
 
 /// A registered WSK client. Sockets are created through it; it must outlive them (dropping
@@ -64,6 +67,7 @@ impl Wsk {
             provider: WSK_PROVIDER_NPI::zeroed(),
             captured: false,
             abandoned: Abandoned::new(),
+            static_events: 0,
         };
         let mut reg = PoolBox::try_new(reg).map_err(|_| Error::NoMemory)?;
         let r = &mut *reg;
@@ -141,6 +145,18 @@ impl Wsk {
     /// The resolutions given up while pending, collected before deregistration.
     pub(crate) fn abandoned(&self) -> &Abandoned {
         &self.reg.abandoned
+    }
+}
+
+impl Wsk {
+    /// The static event callbacks set on this client (`WSK_EVENT_*` bits, 0: none). Any IRQL.
+    pub(crate) fn static_event_mask(&self) -> u32 {
+        self.reg.static_events
+    }
+
+    /// Records the static event callbacks the provider accepted. Any IRQL.
+    pub(crate) fn record_static_events(&mut self, mask: u32) {
+        self.reg.static_events = mask;
     }
 }
 

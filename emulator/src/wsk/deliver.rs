@@ -423,15 +423,14 @@ fn settle(socket: &Arc<Socket>, outcome: Outcome) {
                     retention.chains.push(chain);
                 } else {
                     if status != STATUS_SUCCESS && !state.closing {
-                        events::keep_datagrams_in_front(&mut state, chain.datagrams());
-                        state.events.datagrams_suppressed = true;
+                        events::refused_datagrams(&mut state, chain.datagrams());
                     }
                     give_back = Some(chain);
                 }
             }
             Outcome::Accept { accepted, status, client } => {
                 if status == STATUS_SUCCESS {
-                    adopt = Some((accepted, client));
+                    adopt = Some((accepted, client, state.events.inherit));
                 } else {
                     discard = Some(accepted);
                 }
@@ -454,10 +453,13 @@ fn settle(socket: &Arc<Socket>, outcome: Outcome) {
     if let Some(chain) = give_back {
         chain.give_back(socket.key, Release::Returned);
     }
-    if let Some((accepted, client)) = adopt {
+    if let Some((accepted, client, inherited)) = adopt {
         let mut state = lock(&accepted.state);
         state.handed_out = true;
-        state.events.client = client;
+        if events::record_accepted(&accepted, &mut state, client, inherited) {
+            drop(state);
+            reactor::kick(accepted.key);
+        }
     }
     if let Some(accepted) = discard {
         queue::discard(&accepted);

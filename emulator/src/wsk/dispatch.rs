@@ -1,17 +1,19 @@
 //! `WskCaptureProviderNPI` and the provider-level dispatch table it hands out: socket creation
-//! (`WskSocket`, `WskSocketConnect`), `WskControlClient`, and name resolution
-//! (`WskGetAddressInfo`, `WskFreeAddressInfo`, `WskGetNameInfo`).
+//! (`WskSocket`, `WskSocketConnect`), `WskControlClient` (static event callbacks, the transport
+//! list), and name resolution (`WskGetAddressInfo`, `WskFreeAddressInfo`, `WskGetNameInfo`).
 
 use std::ffi::c_void;
 
 use wsk_sys::{
-    ADDRESS_FAMILY, ADDRINFOEXW, DISPATCH_LEVEL, GUID, IPPROTO_IP, IPPROTO_TCP, IPPROTO_UDP, IRP, MAKE_WSK_VERSION,
-    NTSTATUS, PASSIVE_LEVEL, PEPROCESS, PETHREAD, PSECURITY_DESCRIPTOR, PVOID, PWSK_CLIENT, SIZE_T, SOCK_DGRAM,
-    SOCK_STREAM, SOCKADDR, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_ADDRESS, STATUS_INVALID_ADDRESS_COMPONENT,
-    STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, ULONG, UNICODE_STRING, USHORT,
-    WSK_CLIENT_CONNECTION_DISPATCH, WSK_FLAG_BASIC_SOCKET, WSK_FLAG_CONNECTION_SOCKET, WSK_FLAG_DATAGRAM_SOCKET,
+    ADDRESS_FAMILY, ADDRINFOEXW, AF_INET, AF_INET6, DISPATCH_LEVEL, GUID, IPPROTO_IP, IPPROTO_TCP, IPPROTO_UDP, IRP,
+    MAKE_WSK_VERSION, NPI_WSK_INTERFACE_ID, NTSTATUS, PASSIVE_LEVEL, PEPROCESS, PETHREAD, PSECURITY_DESCRIPTOR, PVOID,
+    PWSK_CLIENT, SIZE_T, SOCK_DGRAM, SOCK_STREAM, SOCKADDR, STATUS_BUFFER_OVERFLOW, STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_INVALID_ADDRESS, STATUS_INVALID_ADDRESS_COMPONENT, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED,
+    STATUS_SUCCESS, ULONG, UNICODE_STRING, USHORT, WSK_CLIENT_CONNECTION_DISPATCH, WSK_EVENT_ACCEPT,
+    WSK_EVENT_CALLBACK_CONTROL, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE, WSK_EVENT_RECEIVE_FROM,
+    WSK_EVENT_SEND_BACKLOG, WSK_FLAG_BASIC_SOCKET, WSK_FLAG_CONNECTION_SOCKET, WSK_FLAG_DATAGRAM_SOCKET,
     WSK_FLAG_LISTEN_SOCKET, WSK_FLAG_STREAM_SOCKET, WSK_NO_WAIT, WSK_PROVIDER_DISPATCH, WSK_PROVIDER_NPI,
-    WSK_REGISTRATION,
+    WSK_REGISTRATION, WSK_SET_STATIC_EVENT_CALLBACKS, WSK_TRANSPORT, WSK_TRANSPORT_LIST_QUERY,
 };
 
 use super::addr::{self, Family};
@@ -226,14 +228,28 @@ unsafe extern "system" fn wsk_socket_connect(
     }
 }
 
+/// `WskControlClient`. IRQL <= DISPATCH_LEVEL. Emulated control codes (Microsoft's "WSK
+/// Client Control Operations"; each of these takes no IRP, and one given is completed with
+/// the status returned):
+///
+/// * `WSK_SET_STATIC_EVENT_CALLBACKS`: input a `WSK_EVENT_CALLBACK_CONTROL` naming
+///   `NPI_WSK_INTERFACE_ID` and the events; "must do so before it creates any sockets":
+///   refused (`STATUS_INVALID_DEVICE_STATE`) once the client created or accepted a socket, or
+///   set static callbacks before (see `registration::set_static_events`, `events::record_client`).
+/// * `WSK_TRANSPORT_LIST_QUERY`: the `WSK_TRANSPORT` entries of TCP and UDP over IPv4 and IPv6;
+///   an output buffer too small for all of them (zero-sized included) gets
+///   `STATUS_BUFFER_OVERFLOW` and the size needed in `OutputSizeReturned`.
+///
+/// Other codes (transport list change notification, security descriptor caching, TDI
+/// mappings and behaviour) answer `STATUS_NOT_SUPPORTED`.
 unsafe extern "system" fn wsk_control_client(
     client: PWSK_CLIENT,
-    _control_code: ULONG,
-    _input_size: SIZE_T,
-    _input: PVOID,
-    _output_size: SIZE_T,
-    _output: PVOID,
-    _output_returned: *mut SIZE_T,
+    control_code: ULONG,
+    input_size: SIZE_T,
+    input: PVOID,
+    output_size: SIZE_T,
+    output: PVOID,
+    output_returned: *mut SIZE_T,
     irp: *mut IRP,
 ) -> NTSTATUS {
     irql::check_max("WskControlClient", DISPATCH_LEVEL);
@@ -243,10 +259,15 @@ unsafe extern "system" fn wsk_control_client(
             return status;
         }
     }
-    // No client-level control code is emulated (transport lists, static event callbacks,
-    // security descriptor caching, TDI mappings).
     let status = if registration::check_client("WskControlClient", client) {
-        STATUS_NOT_SUPPORTED
+        match control_code {
+            // SAFETY: the client passes buffers valid for the sizes it gives (WskControlClient's
+            // contract), read and written during the call only.
+            WSK_SET_STATIC_EVENT_CALLBACKS => unsafe { set_static_callbacks(client, input_size, input) },
+            // SAFETY: as above.
+            WSK_TRANSPORT_LIST_QUERY => unsafe { transport_list(output_size, output, output_returned) },
+            _ => STATUS_NOT_SUPPORTED,
+        }
     } else {
         STATUS_INVALID_PARAMETER
     };
@@ -256,6 +277,70 @@ unsafe extern "system" fn wsk_control_client(
         // SAFETY: accepted above.
         unsafe { complete_now(irp, status, 0) }
     }
+}
+
+/// `WSK_SET_STATIC_EVENT_CALLBACKS` for `client`.
+///
+/// # Safety
+/// `input` is null or readable for `input_size` bytes; a non-null `NpiId` in it is readable.
+unsafe fn set_static_callbacks(client: PWSK_CLIENT, input_size: SIZE_T, input: PVOID) -> NTSTATUS {
+    if input.is_null() || input_size < size_of::<WSK_EVENT_CALLBACK_CONTROL>() {
+        return STATUS_INVALID_PARAMETER;
+    }
+    // SAFETY: readable for the structure's size (checked above, caller's contract).
+    let request = unsafe { input.cast::<WSK_EVENT_CALLBACK_CONTROL>().read_unaligned() };
+    // SAFETY: a non-null NpiId is readable (caller's contract).
+    if request.NpiId.is_null() || unsafe { request.NpiId.read_unaligned() } != NPI_WSK_INTERFACE_ID {
+        return STATUS_INVALID_PARAMETER;
+    }
+    const ANY: u32 =
+        WSK_EVENT_ACCEPT | WSK_EVENT_RECEIVE_FROM | WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG;
+    let events = request.EventMask;
+    if events == 0 || events & !ANY != 0 {
+        // No events, WSK_EVENT_DISABLE, or bits no socket category has.
+        return STATUS_INVALID_PARAMETER;
+    }
+    match registration::set_static_events(client as usize, events) {
+        Ok(()) => STATUS_SUCCESS,
+        Err(status) => status,
+    }
+}
+
+/// The transports the emulator's provider has: TCP and UDP over IPv4 and IPv6.
+fn transports() -> [WSK_TRANSPORT; 4] {
+    let entry = |socket_type, protocol, family| WSK_TRANSPORT {
+        Version: 0,
+        SocketType: socket_type,
+        Protocol: protocol,
+        AddressFamily: family,
+        ProviderId: GUID { Data1: 0, Data2: 0, Data3: 0, Data4: [0; 8] },
+    };
+    [
+        entry(SOCK_STREAM, IPPROTO_TCP, AF_INET),
+        entry(SOCK_STREAM, IPPROTO_TCP, AF_INET6),
+        entry(SOCK_DGRAM, IPPROTO_UDP, AF_INET),
+        entry(SOCK_DGRAM, IPPROTO_UDP, AF_INET6),
+    ]
+}
+
+/// `WSK_TRANSPORT_LIST_QUERY`.
+///
+/// # Safety
+/// `output` is null or writable for `output_size` bytes; `output_returned` null or writable.
+unsafe fn transport_list(output_size: SIZE_T, output: PVOID, output_returned: *mut SIZE_T) -> NTSTATUS {
+    let list = transports();
+    let needed = size_of_val(&list);
+    let fits = !output.is_null() && output_size >= needed;
+    let written = if fits { needed } else { 0 };
+    if fits {
+        // SAFETY: writable for `needed` bytes (checked above, caller's contract); any alignment.
+        unsafe { std::ptr::copy_nonoverlapping(list.as_ptr().cast::<u8>(), output.cast::<u8>(), needed) };
+    }
+    if !output_returned.is_null() {
+        // SAFETY: writable (caller's contract).
+        unsafe { output_returned.write_unaligned(if fits { written } else { needed }) };
+    }
+    if fits { STATUS_SUCCESS } else { STATUS_BUFFER_OVERFLOW }
 }
 
 unsafe extern "system" fn wsk_get_address_info(

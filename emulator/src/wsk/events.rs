@@ -66,10 +66,14 @@ impl Events {
     }
 }
 
+/// The events of a connection socket, which a listening socket also takes, for the sockets
+/// it accepts (see [`Events::inherit`](super::model::Events)).
+const CONNECTION_EVENTS: u32 = WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG;
+
 /// The `WSK_EVENT_*` bits a socket of `kind` accepts.
 fn valid_events(kind: Kind) -> u32 {
     match kind {
-        Kind::Listen => WSK_EVENT_ACCEPT,
+        Kind::Listen => WSK_EVENT_ACCEPT | CONNECTION_EVENTS,
         Kind::Connection => WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG,
         Kind::Datagram => WSK_EVENT_RECEIVE_FROM,
         Kind::Basic => 0,
@@ -117,9 +121,76 @@ pub(crate) mod callbacks {
     }
 }
 
-/// Records the client's context and dispatch table of `socket` (before the client can use it).
+/// Records the client's context and dispatch table of `socket` (before the client can use it),
+/// and turns on the client's static event callbacks that apply to the socket's kind.
 pub(crate) fn record_client(socket: &Socket, client: Client) {
-    lock(&socket.state).events.client = client;
+    let statics = super::registration::static_events(socket.client);
+    let on = {
+        let mut state = lock(&socket.state);
+        apply_client(socket, &mut state, client, statics);
+        state.events.enabled != 0
+    };
+    if on {
+        // An accepted socket may hold data already, with no new readiness edge to find it.
+        reactor::kick(socket.key);
+    }
+}
+
+/// [`record_client`] for a socket an accept callback took (its lock held), which also gets the
+/// connection events enabled on the listening socket (`inherited`). Microsoft
+/// (`SO_WSK_EVENT_CALLBACK`): they are "automatically enabled on an accepted
+/// connection-oriented socket only if the socket is accepted by the listening socket's
+/// WskAcceptEvent event callback function", not by `WskAccept`.
+///
+/// Returns whether events are on: the caller kicks the socket once its lock is released, since
+/// data may have come before they were (with no new readiness edge to find it).
+#[must_use = "true: the socket is to be kicked"]
+pub(crate) fn record_accepted(socket: &Socket, state: &mut State, client: Client, inherited: u32) -> bool {
+    let statics = super::registration::static_events(socket.client);
+    apply_client(socket, state, client, statics);
+    let on = bits(inherited & valid_events(socket.kind))
+        .filter(|&event| callbacks::present(socket.kind, client, event))
+        .fold(0, |mask, event| mask | event);
+    state.events.enabled |= on;
+    if on & WSK_EVENT_SEND_BACKLOG != 0 {
+        state.events.backlog_due = true;
+    }
+    state.events.enabled != 0
+}
+
+/// Static event callbacks (`WSK_SET_STATIC_EVENT_CALLBACKS`): Microsoft documents that the
+/// subsystem enables "the appropriate event callback functions for the specific category" of
+/// each new socket, and the control code as enabling them "on all sockets": the emulator
+/// enables them on every socket of the client, accepted ones included (whether by `WskAccept`
+/// or by `WskAcceptEvent`), from the moment the client gets it, for the events of the socket's
+/// kind the client's dispatch table has a callback for. They deliver as soon as the socket can
+/// (a datagram socket once bound, a listening socket once listening, a connection once
+/// connected).
+fn apply_client(socket: &Socket, state: &mut State, client: Client, statics: u32) {
+    state.events.client = client;
+    let on = bits(statics & valid_events(socket.kind))
+        .filter(|&event| callbacks::present(socket.kind, client, event))
+        .fold(0, |mask, event| mask | event);
+    state.events.static_events = on;
+    state.events.enabled |= on;
+    if on & WSK_EVENT_SEND_BACKLOG != 0 {
+        state.events.backlog_due = true;
+    }
+}
+
+/// A receive-from callback refused `datagrams` (not `STATUS_SUCCESS`/`STATUS_PENDING`).
+/// Enabled with `SO_WSK_EVENT_CALLBACK`, the provider keeps them (served to receives first)
+/// and disables the callback until it is enabled again or a `WskReceiveFrom` completes. As a
+/// static callback, Microsoft documents that the subsystem "will not disable" it and "will
+/// continue calling" it "when new datagrams are received": the emulator drops the refused
+/// datagrams (re-indicating them at once would only meet the same refusal) and goes on.
+pub(crate) fn refused_datagrams(state: &mut State, datagrams: Vec<KeptDatagram>) {
+    if state.events.static_events & WSK_EVENT_RECEIVE_FROM != 0 {
+        drop(datagrams);
+        return;
+    }
+    keep_datagrams_in_front(state, datagrams);
+    state.events.datagrams_suppressed = true;
 }
 
 /// What an accepted control request leads to.
@@ -177,7 +248,23 @@ unsafe fn change(
     if events == 0 || events & !valid_events(socket.kind) != 0 || (disable && events.count_ones() != 1) {
         return Err(STATUS_INVALID_PARAMETER);
     }
+    // A listening socket's connection events are for the sockets it accepts: "After any
+    // connection-oriented event callback functions are enabled on a listening socket, they
+    // cannot be disabled on the listening socket" (Microsoft, SO_WSK_EVENT_CALLBACK; the
+    // status is the emulator's choice). The client's table for them comes with each accepted
+    // socket, so it is checked then.
+    let inherit = if socket.kind == Kind::Listen { events & CONNECTION_EVENTS } else { 0 };
+    if disable && inherit != 0 {
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    let events = events & !inherit;
     let mut state = lock(&socket.state);
+    if events & state.events.static_events != 0 {
+        // "The event callback functions that are enabled in this manner are always enabled
+        // and cannot be disabled or re-enabled later by the WSK application" (Microsoft,
+        // WSK_SET_STATIC_EVENT_CALLBACKS). The status is the emulator's choice.
+        return Err(STATUS_INVALID_DEVICE_STATE);
+    }
     let client = state.events.client;
     if !disable && !bits(events).all(|event| callbacks::present(socket.kind, client, event)) {
         return Err(STATUS_INVALID_PARAMETER);
@@ -206,6 +293,7 @@ unsafe fn change(
         return Ok(Control::Pending);
     }
     state.events.enabled |= events;
+    state.events.inherit |= inherit;
     if events & WSK_EVENT_SEND_BACKLOG != 0 {
         state.events.backlog_due = true;
     }

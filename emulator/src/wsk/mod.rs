@@ -45,7 +45,7 @@
 //! | `WskCloseSocket` | No event callback starts once it is called. Cancels every pending IRP of the socket (`STATUS_CANCELLED`) and completes the close IRP only after they completed and no event callback of the socket is in progress; a connection not disconnected in both directions (our FIN sent and the peer's seen) is reset. Pending connects, accepts and receives resolve at once. After the close IRP completes nothing touches the client's memory. |
 //! | `WskRelease` (connection and datagram tables) | Gives back an indication chain the client retained (`STATUS_PENDING` from its callback) on that socket (or the chain a callback is handling, see below); anything else is `WSK_INDICATION_RELEASED_TWICE` and `STATUS_INVALID_PARAMETER`. IRQL <= DISPATCH_LEVEL, also from inside a callback. |
 //! | `WskInspectComplete`, `WskSendMessages` | `STATUS_NOT_SUPPORTED` (conditional accept and batched sends are not emulated). |
-//! | `WskControlClient` | `STATUS_NOT_SUPPORTED` for every control code (`WSK_SET_STATIC_EVENT_CALLBACKS` included), with or without an IRP. |
+//! | `WskControlClient` | `WSK_SET_STATIC_EVENT_CALLBACKS` (a `WSK_EVENT_CALLBACK_CONTROL` naming `NPI_WSK_INTERFACE_ID`): the events of each socket's kind that the client's dispatch table has a callback for are on from the socket's creation (or acceptance, by `WskAccept` or `WskAcceptEvent`), and `SO_WSK_EVENT_CALLBACK` enabling or disabling one of them is refused (`STATUS_INVALID_DEVICE_STATE`); refused once a socket of the client was created, or a second time (`STATUS_INVALID_DEVICE_STATE`). `WSK_TRANSPORT_LIST_QUERY`: TCP and UDP over IPv4 and IPv6 as `WSK_TRANSPORT` entries, `STATUS_BUFFER_OVERFLOW` and the size needed for a buffer too small. Other codes: `STATUS_NOT_SUPPORTED`. An IRP given is completed with the status returned. |
 //! | `WskGetAddressInfo`, `WskFreeAddressInfo` | Numeric hosts and a missing host at once, names with the host resolver on a helper thread (pending and cancelable meanwhile, not cancelable with the `wine-uncancelable-irps` quirk; after the delay `set_resolution_delay` sets, if any); numeric or well-known service names; hints' family, socket type, protocol, `AI_PASSIVE`, `AI_NUMERICHOST`, `AI_CANONNAME` (the name as given). The `ADDRINFOEXW` chain is allocated by the provider and must be freed with `WskFreeAddressInfo`. IRQL PASSIVE_LEVEL. |
 //! | `WskGetNameInfo` | Completes inside the call. The host's name is the first name the hosts file (`/etc/hosts`) gives the address; its numeric form with `NI_NUMERICHOST` or when it has none (`STATUS_NOT_FOUND` then with `NI_NAMEREQD`); `NI_NOFQDN` keeps the part before the first dot. The service is the port's well-known name (the table `WskGetAddressInfo` uses), its number with `NI_NUMERICSERV` or when it has none; `NI_DGRAM` is accepted and changes nothing. Each name is written with its terminating NUL and `Length` set without it; a buffer too small is `STATUS_BUFFER_TOO_SMALL`. `STATUS_INVALID_PARAMETER`: no address, a length shorter than its family's or longer than `SOCKADDR_STORAGE`, an unknown family, both strings null, a null buffer or one without room for a NUL, unknown flags. IRQL PASSIVE_LEVEL. |
 //!
@@ -69,6 +69,11 @@
 //! NPI or mask, or an event without a callback in the recorded table, is
 //! `STATUS_INVALID_PARAMETER`; a listen or datagram socket not bound, or a connection socket
 //! not connected, `STATUS_INVALID_DEVICE_STATE`.
+//!
+//! A listening socket also takes the connection events, for the sockets it accepts: as
+//! Microsoft documents, they are enabled on each socket its `WskAcceptEvent` accepts (for
+//! the callbacks of the table the client gives for it), not on sockets `WskAccept` takes, and
+//! cannot be disabled on the listening socket (`STATUS_INVALID_PARAMETER`).
 //!
 //! As Microsoft documents it:
 //! * each callback runs at IRQL <= DISPATCH_LEVEL (here: at DISPATCH_LEVEL) and gets
@@ -108,7 +113,9 @@
 //!   zero-length one too, which Microsoft documents as the way to resume) and then resume
 //!   with what is kept. Refused datagrams are kept likewise until a `WskReceiveFrom`
 //!   completes or `WSK_EVENT_RECEIVE_FROM` is enabled again (Microsoft documents that a
-//!   refusal disables the callback). A resume that arrives while a callback of that event
+//!   refusal disables the callback); refused by a static callback, which Microsoft documents
+//!   stays enabled and is called again "when new datagrams are received", they are dropped.
+//!   A resume that arrives while a callback of that event
 //!   runs on another thread applies after the callback's answer, so a refusal on its way
 //!   does not swallow it;
 //! * `WskRelease` of the chain a callback is handling right now (its consumer on another CPU
@@ -176,8 +183,8 @@
 //!   completions in any order, overlapping datagram and accept callbacks, random
 //!   indication shapes (1-byte pieces, `Buffer.Offset` > 0, MDL chains inside one
 //!   indication), partial receives, short sends, unmapped indication MDLs.
-//! * No static event callbacks (`WSK_SET_STATIC_EVENT_CALLBACKS`), no inspect or abort
-//!   events (conditional accept), no events inherited from a listening socket, no stream
+//! * No other client control operations than static event callbacks and the transport
+//!   list (`WskControlClient`), no inspect or abort events (conditional accept), no stream
 //!   sockets, no IOCTLs but `SIO_WSK_SET_REMOTE_ADDRESS`, no reverse lookup beyond the hosts
 //!   file (`WskGetNameInfo`), no `WskSendMessages`, no control data in sends (received
 //!   datagrams have packet information); WSK's `STATUS_*` for some corner cases (e.g. a

@@ -295,6 +295,13 @@ pub(crate) struct Events {
     pub client: Client,
     /// Enabled `WSK_EVENT_*` bits.
     pub enabled: u32,
+    /// The enabled bits that are the client's static event callbacks
+    /// (`WSK_SET_STATIC_EVENT_CALLBACKS`): on from creation, never disabled or re-enabled.
+    pub static_events: u32,
+    /// A listening socket's connection events (`SO_WSK_EVENT_CALLBACK` with
+    /// `WSK_EVENT_RECEIVE`, `WSK_EVENT_DISCONNECT`, `WSK_EVENT_SEND_BACKLOG`), enabled on each
+    /// socket its `WskAcceptEvent` accepts; never disabled.
+    pub inherit: u32,
     /// The callbacks in progress: at most one, except on datagram and listening sockets with
     /// the adversary's `concurrent_callbacks` (see `deliver`).
     pub running: Vec<Running>,

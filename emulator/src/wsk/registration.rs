@@ -27,6 +27,11 @@ struct Registration {
     captures: usize,
     /// Sockets created through this client and not yet closed.
     sockets: usize,
+    /// A socket was ever created through this client (`WSK_SET_STATIC_EVENT_CALLBACKS` is
+    /// refused from then on).
+    created_any: bool,
+    /// The static event callbacks (`WSK_SET_STATIC_EVENT_CALLBACKS`), 0 when none were set.
+    static_events: u32,
     deregistering: bool,
     session: u64,
 }
@@ -56,10 +61,31 @@ pub(crate) fn socket_opened(client: usize) -> Result<(), NTSTATUS> {
     match lock(&REGISTRATIONS).get_mut(&client) {
         Some(registration) => {
             registration.sockets += 1;
+            registration.created_any = true;
             Ok(())
         }
         None => Err(STATUS_INVALID_PARAMETER),
     }
+}
+
+/// `WSK_SET_STATIC_EVENT_CALLBACKS`: records `events` as `client`'s static event callbacks.
+/// Microsoft: the client "must do so before it creates any sockets", and callbacks so enabled
+/// "cannot be disabled or re-enabled later": refused with `STATUS_INVALID_DEVICE_STATE` once a
+/// socket was created or static callbacks were set (the status is the emulator's choice; the
+/// documentation names none).
+pub(crate) fn set_static_events(client: usize, events: u32) -> Result<(), NTSTATUS> {
+    let mut registrations = lock(&REGISTRATIONS);
+    let Some(registration) = registrations.get_mut(&client) else { return Err(STATUS_INVALID_PARAMETER) };
+    if registration.created_any || registration.static_events != 0 {
+        return Err(STATUS_INVALID_DEVICE_STATE);
+    }
+    registration.static_events = events;
+    Ok(())
+}
+
+/// `client`'s static event callbacks (0: none).
+pub(crate) fn static_events(client: usize) -> u32 {
+    lock(&REGISTRATIONS).get(&client).map_or(0, |registration| registration.static_events)
 }
 
 /// A socket created through `client` is closed.
@@ -116,7 +142,14 @@ pub unsafe extern "system" fn WskRegister(
     }
     registrations.insert(
         WskRegistration as usize,
-        Registration { captures: 0, sockets: 0, deregistering: false, session: kernel::session() },
+        Registration {
+            captures: 0,
+            sockets: 0,
+            created_any: false,
+            static_events: 0,
+            deregistering: false,
+            session: kernel::session(),
+        },
     );
     // SAFETY: the caller guarantees the registration block is writable.
     unsafe {

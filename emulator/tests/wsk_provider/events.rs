@@ -3,8 +3,10 @@
 //! accepted and refused indications; accept and datagram events.
 
 mod close;
+mod inherit;
 mod probe;
 mod races;
+mod static_callbacks;
 mod verifier;
 
 use std::io::{Read, Write};
@@ -389,7 +391,10 @@ fn enabling_checks_the_request_the_socket_kind_and_its_state() {
         basic.close();
         let unbound = socket_with(client, WSK_FLAG_LISTEN_SOCKET, probe.context(), table(&LISTEN_EVENTS));
         assert_eq!(set_events(unbound, WSK_EVENT_ACCEPT), STATUS_INVALID_DEVICE_STATE);
-        assert_eq!(set_events(unbound, WSK_EVENT_RECEIVE), STATUS_INVALID_PARAMETER);
+        // Connection events are valid on a listening socket (for the sockets it accepts), once
+        // it is bound like its own; datagram ones are not.
+        assert_eq!(set_events(unbound, WSK_EVENT_RECEIVE), STATUS_INVALID_DEVICE_STATE);
+        assert_eq!(set_events(unbound, WSK_EVENT_RECEIVE_FROM), STATUS_INVALID_PARAMETER);
         unbound.close();
         listener.close();
     });

@@ -160,7 +160,16 @@ fn control_client_is_not_supported_with_or_without_an_irp() {
     clean_session(|client| {
         let control = client.dispatch().WskControlClient.unwrap();
         let status = unsafe {
-            control(client.provider.Client, 2, 0, ptr::null_mut(), 0, ptr::null_mut(), ptr::null_mut(), ptr::null_mut())
+            control(
+                client.provider.Client,
+                WSK_CACHE_SD,
+                0,
+                ptr::null_mut(),
+                0,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
         };
         assert_eq!(status, STATUS_NOT_SUPPORTED);
         let req = Req::new();

@@ -6,6 +6,7 @@
  *
  *   NPIID                          netioddk.h (used by WSK_EVENT_CALLBACK_CONTROL)
  *   WSK_EVENT_CALLBACK_CONTROL     wsk.h
+ *   WSK_TRANSPORT                  wsk.h
  *   WSK_CLIENT_DATAGRAM_DISPATCH   wsk.h
  *   WSK_CLIENT_STREAM_DISPATCH     wsk.h (Windows 10, version 1703)
  *
@@ -29,6 +30,15 @@ typedef struct _WSK_EVENT_CALLBACK_CONTROL {
     PNPIID NpiId;
     ULONG EventMask;
 } WSK_EVENT_CALLBACK_CONTROL, *PWSK_EVENT_CALLBACK_CONTROL;
+
+/* wsk.h: one entry of the WSK_TRANSPORT_LIST_QUERY output. */
+typedef struct _WSK_TRANSPORT {
+    USHORT Version;
+    USHORT SocketType;
+    ULONG Protocol;
+    USHORT AddressFamily; /* ADDRESS_FAMILY, a USHORT in ws2def.h */
+    GUID ProviderId;
+} WSK_TRANSPORT, *PWSK_TRANSPORT;
 
 /* wsk.h: the WskReceiveFromEvent callback (WSKAPI is NTAPI). */
 typedef NTSTATUS (NTAPI *PFN_WSK_RECEIVE_FROM_EVENT)(

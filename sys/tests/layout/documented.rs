@@ -12,6 +12,13 @@ pub(crate) fn table() -> Table {
             NpiId => "NpiId";
             EventMask => "EventMask";
         }
+        WSK_TRANSPORT in Documented as "WSK_TRANSPORT" {
+            Version => "Version";
+            SocketType => "SocketType";
+            Protocol => "Protocol";
+            AddressFamily => "AddressFamily";
+            ProviderId => "ProviderId";
+        }
         WSK_CLIENT_DATAGRAM_DISPATCH in Documented as "WSK_CLIENT_DATAGRAM_DISPATCH" {
             WskReceiveFromEvent => "WskReceiveFromEvent";
         }

@@ -32,6 +32,8 @@ pub(crate) async fn wsk_socket<K: SocketKind>(
 ) -> Result<()> {
     slot.idle().await;
     let (client, dispatch) = wsk.provider()?;
+    // WSK may call the socket's static event callbacks as soon as it exists.
+    core.set_static_events(wsk.static_event_mask());
     let mut armed = slot.arm().map_err(Busy::error)?;
     // A second owner rides with the IRP: if this future is dropped and the creation succeeds
     // anyway, the new socket is closed in the background instead of leaking.
@@ -80,6 +82,8 @@ pub(crate) async fn wsk_socket_connect(
 ) -> Result<()> {
     slot.idle().await;
     let (client, dispatch) = wsk.provider()?;
+    // WSK may call the socket's static event callbacks as soon as it exists.
+    core.set_static_events(wsk.static_event_mask());
     let connect = dispatch.WskSocketConnect;
     // Both addresses stay valid until the IRP completes: the remote one in the slot, the
     // local one in a small pool buffer the slot owns meanwhile.

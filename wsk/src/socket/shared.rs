@@ -171,6 +171,11 @@ struct CoreInner {
     waker: AtomicWaker,
     /// Event callback state (`socket::events`), installed once; freed with the core.
     events: core::sync::atomic::AtomicPtr<Header>,
+    /// The `WSK_EVENT_*` callbacks WSK enables on the socket from its creation (the client's
+    /// static event callbacks, `socket::events::static_events`); set before the socket exists.
+    static_events: AtomicU32,
+    /// What event callbacks met before a stream installed its state (`socket::events`).
+    early: AtomicU32,
 }
 
 // SAFETY: shared fields are atomics; `close_irp` is touched only by the single closer (and the
@@ -217,6 +222,8 @@ impl<K: SocketKind> SocketCore<K> {
             close_status: core::sync::atomic::AtomicI32::new(0),
             waker: AtomicWaker::new(),
             events: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
+            static_events: AtomicU32::new(0),
+            early: AtomicU32::new(0),
         });
         let Ok(inner) = inner else {
             // SAFETY: allocated above, never used.
@@ -266,6 +273,26 @@ impl<K: SocketKind> SocketCore<K> {
             return Err(unsafe { EventBox::from_raw_tagged(ptr) });
         }
         Ok(ptr)
+    }
+
+    /// Records the event callbacks WSK turns on for the socket at its creation (the client's
+    /// static event callbacks that apply to kind `K`). Before the socket is created (or the
+    /// accepted socket handed over). Any IRQL.
+    pub fn set_static_events(&self, mask: u32) {
+        self.inner().static_events.store(mask, Ordering::Release);
+    }
+
+    /// The event callbacks on from the socket's creation (see
+    /// [`SocketCore::set_static_events`]). Any IRQL.
+    pub fn static_events(&self) -> u32 {
+        self.inner().static_events.load(Ordering::Acquire)
+    }
+
+    /// The word through which callbacks hand events they met before a stream installed its
+    /// state over to the stream (the handshake is `socket::events::early_note` and
+    /// `early_take`). Any IRQL.
+    pub fn early(&self) -> &AtomicU32 {
+        &self.inner().early
     }
 
     /// The installed event state, if any, for as long as the handle (or view) is borrowed.

@@ -93,6 +93,29 @@ impl TcpListener {
         get_option(&self.core, &mut self.slot, name).await
     }
 
+    /// A listener bound to `addr` as an [`Incoming`] stream, and the address it is bound to.
+    /// With a static accept callback ([`Wsk::set_static_event_callbacks`]) the stream is
+    /// installed between creation and bind, so no connection arrives before it (one that did
+    /// would be refused, see [`crate::client_control`]); otherwise as [`TcpListener::bind`]
+    /// then [`TcpListener::into_incoming`].
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn bind_incoming(wsk: &Wsk, addr: SocketAddr, config: EventConfig) -> Result<(Incoming, SocketAddr)> {
+        if wsk.static_event_mask() & wsk_sys::WSK_EVENT_ACCEPT == 0 {
+            let listener = Self::bind(wsk, addr).await?;
+            let local = listener.local;
+            return Ok((listener.into_incoming(config)?, local));
+        }
+        let core = SocketCore::new()?;
+        let mut listener = TcpListener { core, slot: OpSlot::new()?, next: None, local: addr };
+        create::wsk_socket(wsk, &listener.core, &mut listener.slot, addr::family(&addr), SOCK_STREAM, IPPROTO_TCP)
+            .await?;
+        let incoming = Incoming::enable(&listener.core, config)?;
+        listener.bind_to(addr).await?;
+        let queried = listener.query_local_addr().await;
+        let local = bound_addr(queried, addr)?;
+        Ok((incoming, local))
+    }
+
     async fn bind_to(&mut self, addr: SocketAddr) -> Result<()> {
         create::bind(&self.core, &mut self.slot, addr, |t: &WSK_PROVIDER_LISTEN_DISPATCH| t.WskBind).await
     }
@@ -145,6 +168,8 @@ impl TcpListener {
             Some(parts) => parts,
             None => StreamParts::new()?,
         };
+        // The accepted socket may have the client's static event callbacks on at once.
+        parts.core.set_static_events(self.core.static_events());
         // As an address: the future must stay `Send`.
         let accept_context = parts.core.context() as usize;
         let owner = SocketOwner { core: parts.core.into(), slot: Some(parts.recv) };

@@ -69,6 +69,33 @@ impl UdpSocket {
         Ok(UdpSocket { recv, send: socket })
     }
 
+    /// A datagram socket bound to `addr` with its [`Datagrams`] stream. With a static
+    /// receive-from callback ([`Wsk::set_static_event_callbacks`]) the stream is installed
+    /// between creation and bind, so no datagram arrives before it (one that did would be
+    /// refused and dropped, see [`crate::client_control`]); otherwise as
+    /// [`UdpSocket::bind`] then [`UdpSocket::datagrams`].
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn bind_with_datagrams(
+        wsk: &Wsk,
+        addr: SocketAddr,
+        config: EventConfig,
+    ) -> Result<(UdpSocket, Datagrams)> {
+        if wsk.static_event_mask() & wsk_sys::WSK_EVENT_RECEIVE_FROM == 0 {
+            let socket = Self::bind(wsk, addr).await?;
+            let datagrams = socket.datagrams(config)?;
+            return Ok((socket, datagrams));
+        }
+        let mut socket = UdpSendHalf { core: SocketCore::new()?, send: OpSlot::new()?, local: addr };
+        let recv = OpSlot::new()?;
+        create::wsk_socket(wsk, &socket.core, &mut socket.send, addr::family(&addr), SOCK_DGRAM, IPPROTO_UDP).await?;
+        let datagrams = Datagrams::enable(socket.core.clone_owner(), config)?;
+        create::bind(&socket.core, &mut socket.send, addr, |t: &WSK_PROVIDER_DATAGRAM_DISPATCH| t.WskBind).await?;
+        let queried = socket.query_local_addr().await;
+        socket.local = crate::socket::tcp::bound_addr(queried, addr)?;
+        let recv = UdpRecvHalf { core: socket.core.clone_owner(), recv, local: socket.local };
+        Ok((UdpSocket { recv, send: socket }, datagrams))
+    }
+
     /// The address the socket is bound to, as the provider reported it after the bind (so a
     /// bind to port 0 gives the port chosen). Where the provider cannot report it (Wine's
     /// netio answers `WskGetLocalAddress` with `STATUS_NOT_IMPLEMENTED`), the address given

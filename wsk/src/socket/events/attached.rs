@@ -6,7 +6,8 @@ use core::mem::ManuallyDrop;
 use core::ptr::NonNull;
 
 use super::{
-    CallbackExit, Detach, EventBox, EventState, Header, callback_exit, detach_on_drop, install, stream_detach,
+    CallbackExit, Detach, EventBox, EventState, Header, callback_exit, detach_on_drop, early_note, early_take, install,
+    stream_detach,
 };
 use crate::error::Result;
 use crate::socket::kind::SocketKind;
@@ -26,6 +27,41 @@ pub(crate) unsafe fn with_state<K: SocketKind, R>(
 ) -> Option<R> {
     // SAFETY: forwarded contract.
     unsafe { SocketCore::<K>::with_context(context, |core| core.events().map(|state| f(&core, state))) }.flatten()
+}
+
+/// As [`with_state`], for an event the stream must learn even when it happened before the
+/// stream installed its state: without a state, hands `early` over through the core's early
+/// word ([`early_note`]), or, if a stream installed its state meanwhile, runs `f` after all.
+/// The event reaches the stream exactly once: through `f` or through [`early_take`].
+///
+/// # Safety
+/// As [`with_state`].
+///
+/// IRQL <= DISPATCH_LEVEL.
+pub(crate) unsafe fn with_state_or_note<K: SocketKind, R>(
+    context: *mut core::ffi::c_void,
+    early: u32,
+    f: impl Fn(&CoreRef<'_, K>, &K::State) -> R,
+) -> Option<R> {
+    // SAFETY: forwarded contract.
+    unsafe {
+        SocketCore::<K>::with_context(context, |core| {
+            if let Some(state) = core.events() {
+                return Some(f(&core, state));
+            }
+            if !early_note(core.early(), early) {
+                return None;
+            }
+            core.events().map(|state| f(&core, state))
+        })
+    }
+    .flatten()
+}
+
+/// Takes the events callbacks handed over before the state was installed on `core` (see
+/// [`with_state_or_note`]); once, by the stream, right after the install. Any IRQL.
+pub(crate) fn take_early<K: SocketKind>(core: &SocketCore<K>) -> u32 {
+    early_take(core.early())
 }
 
 /// A callback leaves: when it is the last one out after its stream detached, it runs

@@ -12,10 +12,13 @@ use wsk_sys::{
     WSK_FLAG_ABORTIVE, WSK_PROVIDER_CONNECTION_DISPATCH, WSK_SOCKET,
 };
 
-use super::attached::{Attached, with_state};
+use super::attached::{Attached, take_early, with_state, with_state_or_note};
 use super::pieces::BufPieces;
 use super::retention::{Held, Indicating, Retained, Retention, retain};
-use super::{EventBox, EventConfig, EventState, Header, allocate, control_events, enable};
+use super::{
+    EARLY_ABORTIVE, EARLY_FAILED, EARLY_GRACEFUL, EventBox, EventConfig, EventState, Header, allocate, control_events,
+    enable,
+};
 use crate::buf::IoBuf;
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, AtomicUsize, Ordering};
@@ -105,30 +108,39 @@ unsafe extern "system" fn on_receive(
     bytes: SIZE_T,
     _accepted: *mut SIZE_T,
 ) -> NTSTATUS {
-    let receive = |core: &CoreRef<'_, Connection>, state: &ConnState| {
-        let Some(head) = NonNull::new(indication) else {
-            // The socket no longer works: the stream reports it.
+    let Some(head) = NonNull::new(indication) else {
+        // The socket no longer works: the stream reports it (also if it comes later).
+        let failed = |_: &CoreRef<'_, Connection>, state: &ConnState| {
             state.disconnect.store(FAILED, Ordering::Release);
             state.header.waker.wake();
-            return STATUS_SUCCESS;
         };
+        // SAFETY: as below.
+        let _ = unsafe { with_state_or_note(context, EARLY_FAILED, failed) };
+        return STATUS_SUCCESS;
+    };
+    let receive = |core: &CoreRef<'_, Connection>, state: &ConnState| {
         // SAFETY: WSK's indication list of this call; one entry of `bytes` bytes.
         unsafe { retain(core, state, head, || (1, bytes)) }
     };
     // SAFETY: WSK passes the context we created the connection socket with (or gave it when
     // accepting it) along with this table, and calls only until the close completed.
+    // Without a stream (a static receive callback, see `client_control`) the data is refused:
+    // WSK keeps it for IRP receives or for the stream, which resumes the indications.
     unsafe { with_state(context, receive) }.unwrap_or(STATUS_DATA_NOT_ACCEPTED)
 }
 
 /// `WskDisconnectEvent`. IRQL <= DISPATCH_LEVEL.
 unsafe extern "system" fn on_disconnect(context: PVOID, flags: ULONG) -> NTSTATUS {
+    let abortive = flags & WSK_FLAG_ABORTIVE != 0;
     let disconnect = |_: &CoreRef<'_, Connection>, state: &ConnState| {
-        let kind = if flags & WSK_FLAG_ABORTIVE != 0 { ABORTIVE } else { GRACEFUL };
+        let kind = if abortive { ABORTIVE } else { GRACEFUL };
         let _ = state.disconnect.compare_exchange(NO_DISCONNECT, kind, Ordering::AcqRel, Ordering::Acquire);
         state.header.waker.wake();
     };
-    // SAFETY: as in `on_receive`.
-    let _ = unsafe { with_state(context, disconnect) };
+    let early = if abortive { EARLY_ABORTIVE } else { EARLY_GRACEFUL };
+    // SAFETY: as in `on_receive`. Before a stream exists (a static disconnect callback) the
+    // event is recorded in the core for the stream to come.
+    let _ = unsafe { with_state_or_note(context, early, disconnect) };
     STATUS_SUCCESS
 }
 
@@ -213,7 +225,7 @@ impl ConnectionEvents {
         let state = ConnState::allocate(&config)?;
         // The stream's call: it may release indications until it detaches.
         let mask = WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG;
-        Ok(ConnectionEvents {
+        let events = ConnectionEvents {
             attached: Attached::install(core, state, mask)?,
             slot,
             config,
@@ -221,7 +233,43 @@ impl ConnectionEvents {
             irp_only: false,
             ending: false,
             backlog_seen: 0,
-        })
+        };
+        events.take_over_early();
+        Ok(events)
+    }
+
+    /// What static event callbacks (see `client_control`) met before the state existed: a
+    /// receive callback refused the data (WSK keeps it and indicates no more until a
+    /// `WskReceive`), so the stream starts as after a refusal and its first poll resumes the
+    /// indications (or copies, if the peer finished meanwhile); a disconnect or failure was
+    /// handed over through the core (see `attached::with_state_or_note`).
+    fn take_over_early(&self) {
+        let core = self.attached.core();
+        let state = self.state();
+        if core.static_events() & WSK_EVENT_RECEIVE != 0 {
+            state.rx.assume_refused();
+        }
+        let early = take_early(core);
+        let kind = if early & EARLY_FAILED != 0 {
+            FAILED
+        } else if early & EARLY_ABORTIVE != 0 {
+            ABORTIVE
+        } else if early & EARLY_GRACEFUL != 0 {
+            GRACEFUL
+        } else {
+            return;
+        };
+        if kind == FAILED {
+            state.disconnect.store(FAILED, Ordering::Release);
+        } else {
+            let _ = state.disconnect.compare_exchange(NO_DISCONNECT, kind, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+
+    /// Whether the receive callback is one of the client's static event callbacks: on from
+    /// the socket's creation, never disabled.
+    fn static_receive(&self) -> bool {
+        self.attached.core().static_events() & WSK_EVENT_RECEIVE != 0
     }
 
     fn state(&self) -> &ConnState {
@@ -232,8 +280,15 @@ impl ConnectionEvents {
     /// indications already retained are still delivered, then data comes through IRP
     /// receives (copied into pool buffers). Disconnect and send-backlog events stay on.
     ///
+    /// Fails with [`Error::InvalidInput`] when the receive callback is static
+    /// ([`Wsk::set_static_event_callbacks`](crate::Wsk::set_static_event_callbacks)): WSK
+    /// does not let those be disabled.
+    ///
     /// IRQL <= DISPATCH_LEVEL.
     pub fn disable_receive(&mut self) -> Result<()> {
+        if self.static_receive() {
+            return Err(Error::InvalidInput("the receive callback is static and cannot be disabled"));
+        }
         let status = control_events(self.attached.core(), WSK_EVENT_RECEIVE | WSK_EVENT_DISABLE)?;
         // STATUS_EVENT_PENDING: a callback is running; WSK disables it when it returns, and
         // whatever it retains still reaches the ring.
@@ -248,6 +303,9 @@ impl ConnectionEvents {
     ///
     /// IRQL <= DISPATCH_LEVEL.
     pub fn enable_receive(&mut self) -> Result<()> {
+        if self.static_receive() {
+            return Err(Error::InvalidInput("the receive callback is static and cannot be re-enabled"));
+        }
         enable(self.attached.core(), WSK_EVENT_RECEIVE)?;
         self.irp_only = false;
         Ok(())
@@ -292,7 +350,13 @@ impl ConnectionEvents {
 
     /// Switches to the copy path: receive events off, no callback inside the library code,
     /// nothing left in the ring. `Pending` until a callback in progress has left.
+    /// A static receive callback cannot be disabled: indications may go on between the copy
+    /// path's receives, which keeps the order since a pending IRP takes precedence over them
+    /// and the stream hands out what the ring holds before issuing the next one.
     fn quiesce(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if !self.irp_only && self.static_receive() {
+            self.irp_only = true;
+        }
         if !self.irp_only {
             let status = control_events(self.attached.core(), WSK_EVENT_RECEIVE | WSK_EVENT_DISABLE)?;
             if status != wsk_sys::STATUS_EVENT_PENDING {

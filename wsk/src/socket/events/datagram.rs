@@ -256,7 +256,12 @@ impl Datagrams {
                     cx.waker().wake_by_ref();
                     return Poll::Pending;
                 }
-                if state.rx.retained() == 0 && !state.rx.refused_unmappable() {
+                if self.attached.core().static_events() & WSK_EVENT_RECEIVE_FROM != 0 {
+                    // A static callback is not disabled by a refusal, and WSK does not offer
+                    // the refused datagrams again (see `client_control`): nothing to resume
+                    // and nothing kept to copy. New datagrams keep coming.
+                    state.rx.clear_refused();
+                } else if state.rx.retained() == 0 && !state.rx.refused_unmappable() {
                     // Caught up: ask WSK for what it kept (the next list is taken whatever
                     // its size, so this cannot bounce).
                     state.rx.clear_refused();

@@ -230,6 +230,8 @@ impl Incoming {
         // never installed nor shared, is dropped and its ring drops the cores.
         while state.stock.len() < backlog {
             let spare = SocketCore::new()?;
+            // An accepted socket may have the client's static event callbacks on at once.
+            spare.set_static_events(core.static_events());
             // SAFETY: the only producer (the state is not shared yet).
             drop(unsafe { state.stock.push(spare) });
         }
@@ -250,6 +252,7 @@ impl Incoming {
     fn restock(&mut self) -> Result<()> {
         while self.state().stock.len() < self.backlog {
             let spare = SocketCore::new()?;
+            spare.set_static_events(self.attached.core().static_events());
             // SAFETY: the stream is the stock's only producer.
             if unsafe { self.state().stock.push(spare) }.is_err() {
                 break;

@@ -111,6 +111,35 @@ impl Default for EventConfig {
     }
 }
 
+/// Events a callback met before a stream installed its state (static event callbacks are on
+/// from the socket's creation), handed over through the core's early word
+/// (`SocketCore::early`): the peer disconnected gracefully, ...
+pub(crate) const EARLY_GRACEFUL: u32 = 1 << 0;
+/// ... abortively, ...
+pub(crate) const EARLY_ABORTIVE: u32 = 1 << 1;
+/// ... or WSK reported the socket no longer works (a null indication).
+pub(crate) const EARLY_FAILED: u32 = 1 << 2;
+/// Set in the early word by the stream once its state is installed: from then on callbacks
+/// deliver to the state.
+const EARLY_STREAM: u32 = 1 << 31;
+
+/// A callback that found no state records `event` in the early word. Returns `true` when a
+/// stream installed its state meanwhile (it set [`EARLY_STREAM`] first): the callback then
+/// delivers to the state itself, which it now sees (the stream installed it before setting
+/// the bit, and this read-modify-write reads that one). Otherwise the stream's
+/// [`early_take`] will find the event. Both are read-modify-writes of one word, so exactly one
+/// of the two sees the event (loom model `loom_early_event_is_handed_over_once`).
+/// IRQL <= DISPATCH_LEVEL.
+pub(crate) fn early_note(word: &AtomicU32, event: u32) -> bool {
+    word.fetch_or(event, Ordering::AcqRel) & EARLY_STREAM != 0
+}
+
+/// The stream, after installing its state: takes the events callbacks recorded before.
+/// Any IRQL.
+pub(crate) fn early_take(word: &AtomicU32) -> u32 {
+    word.fetch_or(EARLY_STREAM, Ordering::AcqRel) & !EARLY_STREAM
+}
+
 const DETACHED: u32 = 1 << 0;
 const CLEANED: u32 = 1 << 1;
 const OWNER_GONE: u32 = 1 << 2;
@@ -293,9 +322,11 @@ fn enable<K: SocketKind>(core: &SocketCore<K>, mask: u32) -> Result<()> {
     crate::error::check(control_events(core, mask)?)
 }
 
-/// Installs `state` on `core`, takes the stream's call and enables `mask`. On failure nothing
-/// is enabled and the socket is as before, except that a state installed stays (detached,
-/// freed with the core): events cannot be tried twice.
+/// Installs `state` on `core`, takes the stream's call and enables the events of `mask` that
+/// are not static (see [`crate::client_control`]: WSK enabled those at the socket's creation
+/// and takes no `SO_WSK_EVENT_CALLBACK` for them). On failure nothing is enabled and the
+/// socket is as before, except that a state installed stays (detached, freed with the core):
+/// events cannot be tried twice.
 fn install<K: SocketKind>(core: &SocketCore<K>, state: EventBox<K::State>, mask: u32) -> Result<NonNull<K::State>> {
     let Ok(state) = core.install_events(state) else {
         // The state handed back is dropped (freed): never installed nor shared.
@@ -307,7 +338,11 @@ fn install<K: SocketKind>(core: &SocketCore<K>, state: EventBox<K::State>, mask:
         flags.store(DETACHED | CLEANED, Ordering::Release);
         return Err(e);
     }
-    if let Err(e) = enable(core, mask) {
+    let dynamic = mask & !core.static_events();
+    if dynamic == 0 {
+        return Ok(state);
+    }
+    if let Err(e) = enable(core, dynamic) {
         // Nothing was enabled: no callback comes; the stream never existed.
         flags.store(DETACHED | CLEANED, Ordering::Release);
         core.leave();
@@ -336,6 +371,23 @@ impl<T> From<Refused<T>> for Error {
 impl<T> core::fmt::Debug for Refused<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Refused").field("error", &self.error).finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// The early word's two orders: the callback first (the stream takes the event), the
+    /// stream first (the callback delivers it itself).
+    #[test]
+    fn an_early_event_goes_to_whoever_comes_second() {
+        let word = AtomicU32::new(0);
+        assert!(!early_note(&word, EARLY_GRACEFUL));
+        assert_eq!(early_take(&word), EARLY_GRACEFUL);
+        let word = AtomicU32::new(0);
+        assert_eq!(early_take(&word), 0);
+        assert!(early_note(&word, EARLY_ABORTIVE));
     }
 }
 
@@ -375,6 +427,33 @@ mod loom_tests {
             }
             callback.join().unwrap();
             assert_eq!(cleaned.load(Ordering::SeqCst), 1);
+        });
+    }
+
+    /// A disconnect met by a callback while the stream installs its state: handed over
+    /// exactly once, to the state by the callback or through the early word to the stream.
+    #[test]
+    fn loom_early_event_is_handed_over_once() {
+        loom::model(|| {
+            // The core's event state pointer (installed: 1) and its early word.
+            let installed = Arc::new(AtomicU32::new(0));
+            let word = Arc::new(AtomicU32::new(0));
+            let (i2, w2) = (installed.clone(), word.clone());
+            let callback = loom::thread::spawn(move || {
+                // `attached::with_state_or_note`.
+                if i2.load(Ordering::Acquire) != 0 {
+                    return true;
+                }
+                if early_note(&w2, EARLY_GRACEFUL) {
+                    assert_eq!(i2.load(Ordering::Acquire), 1, "the state is visible to the callback");
+                    return true;
+                }
+                false
+            });
+            installed.store(1, Ordering::Release);
+            let taken = early_take(&word) & EARLY_GRACEFUL != 0;
+            let delivered = callback.join().unwrap();
+            assert!(delivered != taken, "delivered {delivered}, taken {taken}: not exactly once");
         });
     }
 

@@ -187,6 +187,13 @@ impl<H> Retention<H> {
         true
     }
 
+    /// Records a refusal that happened before the state existed (a static receive callback
+    /// without a stream refused data; see `client_control`): the stream resumes as after any
+    /// refusal. Any IRQL.
+    pub(crate) fn assume_refused(&self) {
+        let _ = self.refuse();
+    }
+
     /// Records a refusal; returns `false` (not kept).
     fn refuse(&self) -> bool {
         self.refused.fetch_or(REFUSED, Ordering::AcqRel);
