@@ -1,6 +1,7 @@
 //! UDP: `UdpSocket` over a WSK datagram socket.
 
 use core::net::SocketAddr;
+use core::time::Duration;
 
 use wsk_sys::{IPPROTO_UDP, SOCK_DGRAM, WSK_PROVIDER_DATAGRAM_DISPATCH};
 
@@ -9,7 +10,7 @@ use crate::buf::IoBuf;
 use crate::error::Result;
 use crate::op::OpSlot;
 use crate::registration::Wsk;
-use crate::socket::call::{socket_call, unit, with_buffer};
+use crate::socket::call::{socket_call, socket_call_within, unit, with_buffer};
 use crate::socket::create;
 use crate::socket::events::{Datagrams, EventConfig};
 use crate::socket::kind::Datagram;
@@ -98,6 +99,21 @@ impl UdpSocket {
     /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn recv_from(&mut self, buf: IoBuf) -> (Result<(usize, SocketAddr)>, IoBuf) {
         self.recv.recv_from(buf).await
+    }
+
+    /// [`recv_from`](Self::recv_from) for at most `timeout`. When the deadline passes first,
+    /// the receive's IRP is cancelled and, once it has completed, `Err(Error::TimedOut)`
+    /// comes back with `buf`: the same buffer, the caller's again. A datagram that arrived
+    /// while the cancel was under way is returned (`Ok`), never dropped.
+    ///
+    /// A provider that cannot cancel a receive (Wine's netio) completes it only when a
+    /// datagram arrives or the socket is closed: the call then returns after the deadline,
+    /// with that datagram (`Ok`). The timer lives in the socket's receive slot: the call
+    /// allocates nothing.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn recv_from_timeout(&mut self, buf: IoBuf, timeout: Duration) -> (Result<(usize, SocketAddr)>, IoBuf) {
+        self.recv.recv_from_timeout(buf, timeout).await
     }
 
     /// Sets a socket option through `WskControlSocket`.
@@ -295,6 +311,38 @@ impl UdpRecvHalf {
             }
             Err(e) => Err(e),
         };
+        (result, buf)
+    }
+
+    /// See [`UdpSocket::recv_from_timeout`].
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    #[expect(
+        clippy::multiple_unsafe_ops_per_block,
+        reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
+    )]
+    pub async fn recv_from_timeout(&mut self, buf: IoBuf, timeout: Duration) -> (Result<(usize, SocketAddr)>, IoBuf) {
+        // SAFETY: datagram dispatch table; WSK_BUF and address in the slot, buffer owned by the
+        // slot until completion.
+        let done = unsafe {
+            socket_call_within(
+                &self.core,
+                &mut self.recv,
+                Some(buf),
+                Some(timeout),
+                |args, buf| {
+                    let buf = buf.expect("receive buffer");
+                    args.wsk_buf = buf.wsk_buf(0, buf.capacity());
+                },
+                |socket, table, irp, args| receive_from_call(socket, table, irp, args),
+            )
+        }
+        .await;
+        let (result, mut buf) = with_buffer(done);
+        let result = result.and_then(|n| {
+            buf.set_len(n);
+            self.recv.result_addr().map(|from| (n, from))
+        });
         (result, buf)
     }
 
