@@ -11,6 +11,7 @@ use wsk_executor::timeout;
 use wsk_sys::{STATUS_CONNECTION_REFUSED, STATUS_CONNECTION_RESET};
 use wsk_tests::harness::{Env, run_clean};
 
+mod deadline;
 mod errors;
 mod local_addr;
 mod tcp_socket;
