@@ -95,3 +95,29 @@ fn timed_receives_under_wine_allocate_nothing_and_lose_nothing() {
     assert_eq!(allocations, 0, "timed receives allocate nothing");
     assert!(fired > 0, "deadlines expired before the bytes arrived");
 }
+
+/// An accept that cannot be cancelled: its deadline passes, and the call returns the
+/// connection that arrives later (`Ok`), as documented.
+#[test]
+fn an_accept_that_cannot_be_cancelled_returns_the_connection_that_arrives_after_its_deadline() {
+    wine_kernel();
+    run_clean(LIMIT, |env| async move {
+        let mut l = wsk::TcpListener::bind(env.wsk, "127.0.0.1:0".parse().unwrap()).await.expect("bind");
+        let addr = l.query_local_addr().await.expect("local address");
+        let wsk = env.wsk;
+        let connector = env
+            .spawner
+            .spawn(async move {
+                wsk_executor::sleep(Duration::from_millis(200)).await;
+                TcpStream::connect(wsk, addr).await.expect("connect")
+            })
+            .unwrap();
+        let start = Instant::now();
+        let (s, _) = l.accept_timeout(Duration::from_millis(10)).await.expect("the connection, not a timeout");
+        assert!(start.elapsed() >= Duration::from_millis(150), "after the deadline: {:?}", start.elapsed());
+        let c = connector.await.unwrap();
+        s.close().await.unwrap();
+        c.close().await.unwrap();
+        l.close().await.unwrap();
+    });
+}
