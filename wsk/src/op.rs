@@ -299,8 +299,9 @@ impl OpSlot {
 
     /// Arms the slot for one provider call: returns the guard through which the call is
     /// filled in and submitted, or `Err(Busy)` when an IRP of an earlier operation is still in
-    /// flight (await [`OpSlot::idle`] first). The check holds in every build: re-arming a busy
-    /// slot would reinitialize an IRP the provider owns.
+    /// flight, or the timer of an earlier timed operation may still run its DPC (await
+    /// [`OpSlot::idle`] first). The check holds in every build: re-arming a busy slot would
+    /// reinitialize an IRP the provider owns, or one the DPC may still cancel.
     ///
     /// IRQL <= DISPATCH_LEVEL.
     pub fn arm(&mut self) -> Result<Armed<'_>, Busy> {
