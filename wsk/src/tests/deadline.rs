@@ -8,7 +8,7 @@ extern crate std;
 use core::cell::Cell;
 use core::task::{Context, Poll, Waker};
 
-use wsk_sys::{IRP, STATUS_CANCELLED, STATUS_PENDING, STATUS_SUCCESS};
+use wsk_sys::{IRP, STATUS_CANCELLED, STATUS_CONNECTION_RESET, STATUS_PENDING, STATUS_SUCCESS};
 
 use super::kernel::{live_blocks, provider_complete};
 use super::ktimer::{expire, is_set, last_set, queued_dpcs, run_dpcs, wine_cancel};
@@ -109,6 +109,21 @@ fn data_that_won_the_race_with_the_cancel_is_returned() {
     let done = collect(&mut slot);
     assert!(done.timed_out, "the deadline passed");
     assert_eq!(done.result(), Ok(3), "but the data is returned");
+}
+
+/// Only a cancel is a timeout: another failure after the deadline passed is reported as it is.
+#[test]
+fn another_failure_after_the_deadline_keeps_its_status() {
+    let mut slot = OpSlot::new().unwrap();
+    let (irp, _) = submit_timed(&mut slot, b"data");
+    // SAFETY: the slot's timer is set.
+    unsafe { expire(last_set()) };
+    run_dpcs();
+    // SAFETY: the provider took the IRP and has not completed it.
+    unsafe { provider_complete(irp, STATUS_CONNECTION_RESET, 0) };
+    let done = collect(&mut slot);
+    assert!(done.timed_out);
+    assert_eq!(done.result(), Err(Error::Status(STATUS_CONNECTION_RESET)));
 }
 
 /// The IRP completes, then the timer expires before the owner collects: its DPC is queued
