@@ -21,6 +21,9 @@ pub enum Error {
     Cancelled,
     /// The socket's close has begun; no new call is accepted (WSK close contract rule 4).
     Closed,
+    /// The deadline of a timed call (`recv_timeout`, `accept_timeout`, ...) passed: its IRP
+    /// was cancelled and has completed, and what the call was given is handed back.
+    TimedOut,
     /// An allocation (pool, IRP or MDL) failed.
     NoMemory,
     /// The call was made above the IRQL its contract allows.
@@ -66,7 +69,8 @@ pub enum ErrorKind {
     NotConnected,
     /// The address is in use (`STATUS_SHARING_VIOLATION`, `STATUS_ADDRESS_ALREADY_EXISTS`).
     AddrInUse,
-    /// The request timed out (`STATUS_IO_TIMEOUT`).
+    /// The request timed out (`STATUS_IO_TIMEOUT`, or the deadline of a timed call:
+    /// [`Error::TimedOut`]).
     TimedOut,
     /// The provider lacks the routine or the request (`STATUS_NOT_IMPLEMENTED`,
     /// `STATUS_NOT_SUPPORTED`).
@@ -109,6 +113,7 @@ impl Error {
             Error::Status(s) => s,
             Error::Cancelled => wsk_sys::STATUS_CANCELLED,
             Error::Closed => wsk_sys::STATUS_FILE_CLOSED,
+            Error::TimedOut => wsk_sys::STATUS_IO_TIMEOUT,
             Error::NoMemory => wsk_sys::STATUS_INSUFFICIENT_RESOURCES,
             Error::WrongIrql { .. } => wsk_sys::STATUS_INVALID_DEVICE_STATE,
             Error::InvalidInput(_) => wsk_sys::STATUS_INVALID_PARAMETER,
@@ -132,6 +137,7 @@ impl Error {
             Error::Status(status) => status_kind(status),
             Error::Cancelled => ErrorKind::Cancelled,
             Error::Closed => ErrorKind::Closed,
+            Error::TimedOut => ErrorKind::TimedOut,
             Error::NoMemory
             | Error::Spawn(SpawnError::NoMemory)
             | Error::Start(StartError::NoMemory)
@@ -250,6 +256,7 @@ impl fmt::Display for Error {
             },
             Error::Cancelled => f.write_str("operation cancelled (STATUS_CANCELLED)"),
             Error::Closed => f.write_str("socket is closing or closed"),
+            Error::TimedOut => f.write_str("deadline passed; the operation was cancelled"),
             Error::NoMemory => f.write_str("out of memory (STATUS_INSUFFICIENT_RESOURCES)"),
             Error::WrongIrql { max, current } => {
                 write!(f, "called at IRQL {current}, above the allowed maximum {max}")
@@ -367,6 +374,15 @@ mod tests {
         assert_eq!(Error::from(StartError::NotPassive).kind(), ErrorKind::WrongIrql);
         assert_eq!(Error::from(BlockOnError::NoMemory).kind(), ErrorKind::ResourceShortage);
         assert_eq!(Error::from(BlockOnError::NotPassive).kind(), ErrorKind::WrongIrql);
+    }
+
+    #[test]
+    fn a_passed_deadline_is_a_timeout() {
+        assert_eq!(Error::TimedOut.kind(), ErrorKind::TimedOut);
+        assert!(Error::TimedOut.is_timeout());
+        assert!(!Error::TimedOut.is_cancelled());
+        assert_eq!(Error::TimedOut.to_status(), wsk_sys::STATUS_IO_TIMEOUT);
+        assert_eq!(Error::TimedOut.to_string(), "deadline passed; the operation was cancelled");
     }
 
     #[test]

@@ -39,13 +39,21 @@
 //! A slot is reference counted: one reference for its owner (a socket half) and one while an
 //! IRP is in flight, so an abandoned operation's completion still finds its slot after the
 //! socket is gone. The last reference frees the IRP, any buffer or block, and the slot.
+//!
+//! A timed operation ([`Armed::submit_with_deadline`]) also arms the slot's own timer, which
+//! cancels the IRP at the deadline; while that timer is set or its DPC may run, the timer
+//! holds a reference and the slot is not idle (see [`deadline`] for that protocol).
+
+mod deadline;
 
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::future::Future;
+use core::mem::MaybeUninit;
 use core::pin::Pin;
 use core::ptr::NonNull;
 use core::task::{Context, Poll};
+use core::time::Duration;
 
 use wsk_executor::AtomicWaker;
 use wsk_sys::{DEVICE_OBJECT, IRP, NTSTATUS, SOCKADDR_STORAGE, STATUS_MORE_PROCESSING_REQUIRED, WSK_BUF};
@@ -174,6 +182,11 @@ struct SlotInner {
     /// Data an abandoned stream receive brought in, and how much of it was handed out: kept
     /// for the next receive on the slot ([`OpSlot::take_kept`]).
     kept: UnsafeCell<Option<(IoBuf, usize)>>,
+    /// The state of the slot's timer ([`deadline`]: `INIT`, `ARMED`, `EXPIRED`).
+    deadline: AtomicU32,
+    /// The timer of timed operations (`KTIMER` + `KDPC`), initialized at the first one
+    /// ([`deadline`]).
+    timer: UnsafeCell<MaybeUninit<wsk_executor::kernel::Timer>>,
 }
 
 /// What owns a socket that an operation in flight may return: the socket state with its
@@ -198,13 +211,20 @@ pub(crate) struct Completion {
     pub block: Option<AnyPoolBox>,
     /// The socket owner given to [`Armed::hold_owner`], handed back.
     pub socket_owner: Option<SocketOwner>,
+    /// The deadline of a timed operation ([`Armed::submit_with_deadline`]) passed before
+    /// the operation was collected (its timer's DPC ran and asked for the cancel).
+    pub timed_out: bool,
 }
 
 impl Completion {
-    /// `Ok(info)` for a success status, else the mapped error.
+    /// `Ok(info)` for a success status, else the mapped error: [`Error::TimedOut`] for an
+    /// operation cancelled because its deadline passed.
     ///
     /// Any IRQL.
     pub fn result(&self) -> Result<usize> {
+        if self.timed_out && self.status == wsk_sys::STATUS_CANCELLED {
+            return Err(Error::TimedOut);
+        }
         crate::error::check(self.status).map(|()| self.info)
     }
 }
@@ -241,6 +261,8 @@ impl OpSlot {
             args: UnsafeCell::new(OpArgs::new()),
             keep_data: UnsafeCell::new(false),
             kept: UnsafeCell::new(None),
+            deadline: AtomicU32::new(0),
+            timer: UnsafeCell::new(MaybeUninit::uninit()),
         };
         let inner = match PoolBox::<SlotInner, OP_TAG>::try_new_tagged(inner) {
             Ok(inner) => inner,
@@ -259,46 +281,47 @@ impl OpSlot {
         unsafe { self.inner.as_ref() }
     }
 
-    /// Waits until no IRP of an earlier (abandoned) operation is in flight.
+    /// Whether no IRP is in flight and the timer of an earlier timed operation is done with
+    /// the slot (neither set nor running its DPC). Only the owner leaves this state.
+    fn is_idle(&self) -> bool {
+        let inner = self.inner();
+        inner.state.load(Ordering::Acquire) == 0 && !deadline::is_armed(&inner.deadline)
+    }
+
+    /// Waits until no IRP of an earlier (abandoned) operation is in flight, and the timer of
+    /// an earlier timed operation is done with the slot.
     ///
     /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn idle(&mut self) {
-        core::future::poll_fn(|cx| {
-            let inner = self.inner();
-            if inner.state.load(Ordering::Acquire) == 0 {
-                return Poll::Ready(());
-            }
-            inner.waker.register(cx.waker());
-            if inner.state.load(Ordering::Acquire) == 0 { Poll::Ready(()) } else { Poll::Pending }
-        })
-        .await;
+        core::future::poll_fn(|cx| self.poll_idle(cx)).await;
     }
 
     /// Poll form of [`OpSlot::idle`].
     ///
     /// Any IRQL.
     pub fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let inner = self.inner();
-        if inner.state.load(Ordering::Acquire) == 0 {
+        if self.is_idle() {
             return Poll::Ready(());
         }
-        inner.waker.register(cx.waker());
-        if inner.state.load(Ordering::Acquire) == 0 { Poll::Ready(()) } else { Poll::Pending }
+        self.inner().waker.register(cx.waker());
+        if self.is_idle() { Poll::Ready(()) } else { Poll::Pending }
     }
 
     /// Arms the slot for one provider call: returns the guard through which the call is
     /// filled in and submitted, or `Err(Busy)` when an IRP of an earlier operation is still in
-    /// flight (await [`OpSlot::idle`] first). The check holds in every build: re-arming a busy
-    /// slot would reinitialize an IRP the provider owns.
+    /// flight, or the timer of an earlier timed operation may still run its DPC (await
+    /// [`OpSlot::idle`] first). The check holds in every build: re-arming a busy slot would
+    /// reinitialize an IRP the provider owns, or one the DPC may still cancel.
     ///
     /// IRQL <= DISPATCH_LEVEL.
     pub fn arm(&mut self) -> Result<Armed<'_>, Busy> {
-        if self.inner().state.load(Ordering::Acquire) != 0 {
+        if !self.is_idle() {
             return Err(Busy);
         }
         // SAFETY: idle, observed with acquire ordering after the collector's or finalizer's
         // release store; `&mut self`: nobody else touches the flag.
         unsafe { *self.inner().keep_data.get() = false };
+        deadline::deadline_reset(&self.inner().deadline);
         // INVARIANT: the slot is idle and only `Armed::submit` (through the borrow the guard
         // holds) makes it busy again.
         Ok(Armed { slot: self })
@@ -464,7 +487,7 @@ impl<'a> Armed<'a> {
         let block = unsafe { (*inner.block.get()).take() };
         // SAFETY: as above.
         let socket_owner = unsafe { (*inner.socket_owner.get()).take() };
-        Completion { status: wsk_sys::STATUS_NOT_IMPLEMENTED, info: 0, buffer, block, socket_owner }
+        Completion { status: wsk_sys::STATUS_NOT_IMPLEMENTED, info: 0, buffer, block, socket_owner, timed_out: false }
     }
 
     /// Prepares the IRP, marks the slot busy and hands the IRP to the provider through `call`,
@@ -504,6 +527,29 @@ impl<'a> Armed<'a> {
             Some(_) => {}
         }
         InFlight { slot, done: false }
+    }
+
+    /// [`Armed::submit`] with a deadline: unless the operation completed inside the provider
+    /// call, the slot's timer is set to cancel its IRP `after` from now. The operation then
+    /// completes as usual: cancelled (its [`Completion::result`] is [`Error::TimedOut`]), or,
+    /// if the cancel lost the race or the provider cannot cancel, with its result. Either way
+    /// the buffer and what else the slot held come back in the [`Completion`]. Allocates
+    /// nothing: the timer lives in the slot (see [`deadline`]).
+    ///
+    /// # Safety
+    /// As [`Armed::submit`].
+    ///
+    /// IRQL <= DISPATCH_LEVEL (as the provider routine allows).
+    pub unsafe fn submit_with_deadline(
+        self,
+        after: Duration,
+        call: impl FnOnce(*mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+    ) -> InFlight<'a> {
+        // SAFETY: forwarded contract.
+        let in_flight = unsafe { self.submit(call) };
+        // SAFETY: the owner, right after submitting; the slot was idle at arming, so not ARMED.
+        unsafe { deadline::start(in_flight.slot.inner, after) };
+        in_flight
     }
 
     /// Ends the guard without its drop, handing out the slot borrow.
@@ -563,6 +609,9 @@ unsafe fn release(inner: NonNull<SlotInner>) {
     if refs.fetch_sub(1, Ordering::AcqRel) != 1 {
         return;
     }
+    // SAFETY: last reference: the timer is not ARMED (an armed timer holds a reference), so
+    // it is neither set nor running its DPC.
+    unsafe { deadline::drop_timer(inner) };
     // SAFETY: last reference: nothing else can reach the slot, which `OpSlot::new` made
     // with `PoolBox::into_raw`.
     let slot = unsafe { PoolBox::<SlotInner, OP_TAG>::from_raw_tagged(inner) };
@@ -700,10 +749,14 @@ impl OpSlot {
         let block = unsafe { (*inner.block.get()).take() };
         // SAFETY: as above.
         let socket_owner = unsafe { (*inner.socket_owner.get()).take() };
-        let completion = Completion { status, info, buffer, block, socket_owner };
+        // Read after COMPLETE: a DPC whose cancel completed the IRP set EXPIRED before.
+        let timed_out = deadline::is_expired(&inner.deadline);
+        let completion = Completion { status, info, buffer, block, socket_owner, timed_out };
         inner.state.store(0, Ordering::Release);
         // SAFETY: releases the in-flight reference taken in `Armed::submit`.
         unsafe { release_in_flight(self.inner) };
+        // SAFETY: the owner, holding its reference.
+        unsafe { deadline::disarm(self.inner) };
         Poll::Ready(completion)
     }
 
@@ -714,6 +767,9 @@ impl OpSlot {
     /// IRQL <= DISPATCH_LEVEL.
     pub fn abandon(&mut self) {
         let ptr = self.inner;
+        // The IRP is cancelled below; the deadline has nothing left to do.
+        // SAFETY: the owner, holding its reference.
+        unsafe { deadline::disarm(ptr) };
         let inner = self.inner();
         if state_abandon(&inner.state) == OnAbandon::FinalizeNow {
             // SAFETY: completion ran and will not finalize (it saw no ABANDONED).

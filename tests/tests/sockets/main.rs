@@ -13,6 +13,7 @@ use wsk_tests::harness::{Env, run_clean};
 
 mod connected_udp;
 mod datagram_flags;
+mod deadline;
 mod dual_stack;
 mod errors;
 mod local_addr;

@@ -1,5 +1,12 @@
 //! The common shape of a socket call: wait for the slot, enter the rundown, arm the IRP,
 //! call the provider, leave the rundown, await the completion.
+//!
+//! A call with a deadline (`Some(timeout)`) arms the slot's timer after the provider call
+//! ([`Armed::submit_with_deadline`](crate::op::Armed::submit_with_deadline)): at the deadline
+//! the IRP is cancelled, and the call still awaits its completion, so what the IRP held comes
+//! back to the caller.
+
+use core::time::Duration;
 
 use wsk_sys::{IRP, NTSTATUS, WSK_SOCKET};
 
@@ -35,12 +42,29 @@ pub(crate) async unsafe fn socket_call<K: SocketKind>(
     issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<Completion, NotIssued> {
     // SAFETY: forwarded contract.
-    unsafe { socket_call_with_owner(core, slot, buffer, None, prepare, issue) }.await
+    unsafe { socket_call_armed_with(core, slot, buffer, None, false, None, prepare, issue) }.await
+}
+
+/// [`socket_call`] with a deadline (see the module documentation); `None` waits as long as
+/// the IRP takes.
+///
+/// # Safety
+/// As [`socket_call`].
+pub(crate) async unsafe fn socket_call_within<K: SocketKind>(
+    core: &SocketCore<K>,
+    slot: &mut OpSlot,
+    buffer: Option<IoBuf>,
+    deadline: Option<Duration>,
+    prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
+    issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+) -> Result<Completion, NotIssued> {
+    // SAFETY: forwarded contract.
+    unsafe { socket_call_armed_with(core, slot, buffer, None, false, deadline, prepare, issue) }.await
 }
 
 /// [`socket_call`] for an operation that returns a new socket (accept): `owner` is held with
 /// the IRP (see [`Armed::hold_owner`](crate::op::Armed::hold_owner)) and handed back in the
-/// completion.
+/// completion. With a deadline (see the module documentation).
 ///
 /// # Safety
 /// As [`socket_call`].
@@ -49,15 +73,17 @@ pub(crate) async unsafe fn socket_call_with_owner<K: SocketKind>(
     slot: &mut OpSlot,
     buffer: Option<IoBuf>,
     socket_owner: Option<SocketOwner>,
+    deadline: Option<Duration>,
     prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
     issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<Completion, NotIssued> {
     // SAFETY: forwarded contract.
-    unsafe { socket_call_armed_with(core, slot, buffer, socket_owner, false, prepare, issue) }.await
+    unsafe { socket_call_armed_with(core, slot, buffer, socket_owner, false, deadline, prepare, issue) }.await
 }
 
 /// [`socket_call`] for a stream receive: data the IRP brings in after its future was dropped
 /// is kept for the next receive (see [`Armed::keep_data`](crate::op::Armed::keep_data)).
+/// With a deadline (see the module documentation).
 ///
 /// # Safety
 /// As [`socket_call`].
@@ -65,29 +91,33 @@ pub(crate) async unsafe fn receive_call<K: SocketKind>(
     core: &SocketCore<K>,
     slot: &mut OpSlot,
     buffer: IoBuf,
+    deadline: Option<Duration>,
     prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
     issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<Completion, NotIssued> {
     // SAFETY: forwarded contract.
-    unsafe { socket_call_armed_with(core, slot, Some(buffer), None, true, prepare, issue) }.await
+    unsafe { socket_call_armed_with(core, slot, Some(buffer), None, true, deadline, prepare, issue) }.await
 }
 
 /// The body of the `socket_call` forms.
 ///
 /// # Safety
 /// As [`socket_call`].
+#[expect(clippy::too_many_arguments, reason = "the private body behind the named forms above")]
 async unsafe fn socket_call_armed_with<K: SocketKind>(
     core: &SocketCore<K>,
     slot: &mut OpSlot,
     buffer: Option<IoBuf>,
     socket_owner: Option<SocketOwner>,
     keep_data: bool,
+    deadline: Option<Duration>,
     prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
     issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<Completion, NotIssued> {
     slot.idle().await;
     // SAFETY: forwarded contract.
-    let in_flight = unsafe { issue_call_armed_with(core, slot, buffer, socket_owner, keep_data, prepare, issue) }?;
+    let in_flight =
+        unsafe { issue_call_armed_with(core, slot, buffer, socket_owner, keep_data, deadline, prepare, issue) }?;
     Ok(in_flight.await)
 }
 
@@ -109,20 +139,23 @@ pub(crate) unsafe fn issue_call<K: SocketKind>(
     issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<(), NotIssued> {
     // SAFETY: forwarded contract.
-    unsafe { issue_call_armed_with(core, slot, buffer, socket_owner, false, prepare, issue) }.map(InFlight::detach)
+    unsafe { issue_call_armed_with(core, slot, buffer, socket_owner, false, None, prepare, issue) }
+        .map(InFlight::detach)
 }
 
-/// [`issue_call`] with `keep_data` (see [`Armed::keep_data`](crate::op::Armed::keep_data)),
-/// returning the operation in flight.
+/// [`issue_call`] with `keep_data` (see [`Armed::keep_data`](crate::op::Armed::keep_data))
+/// and an optional deadline, returning the operation in flight.
 ///
 /// # Safety
 /// As [`issue_call`].
+#[expect(clippy::too_many_arguments, reason = "the private body behind the named forms above")]
 unsafe fn issue_call_armed_with<'s, K: SocketKind>(
     core: &SocketCore<K>,
     slot: &'s mut OpSlot,
     buffer: Option<IoBuf>,
     socket_owner: Option<SocketOwner>,
     keep_data: bool,
+    deadline: Option<Duration>,
     prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
     issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<InFlight<'s>, NotIssued> {
@@ -145,9 +178,14 @@ unsafe fn issue_call_armed_with<'s, K: SocketKind>(
     let (args, buffer) = armed.args();
     prepare(args, buffer);
     let (socket, table) = guard.dispatch();
-    // SAFETY: the caller guarantees `issue` passes the IRP and pointers into the argument block
-    // to exactly one provider routine (and returns its status), or returns `None`.
-    let in_flight = unsafe { armed.submit(|irp, args| issue(socket, table, irp, args)) };
+    let call = |irp, args| issue(socket, table, irp, args);
+    let in_flight = match deadline {
+        // SAFETY: the caller guarantees `issue` passes the IRP and pointers into the argument
+        // block to exactly one provider routine (and returns its status), or returns `None`.
+        Some(after) => unsafe { armed.submit_with_deadline(after, call) },
+        // SAFETY: as above.
+        None => unsafe { armed.submit(call) },
+    };
     drop(guard);
     Ok(in_flight)
 }

@@ -6,6 +6,7 @@
 //! run concurrently from different tasks.
 
 use core::net::SocketAddr;
+use core::time::Duration;
 
 use wsk_sys::{
     AF_INET, IPPROTO_TCP, SOCK_STREAM, WSK_FLAG_ABORTIVE, WSK_PROVIDER_CONNECTION_DISPATCH,
@@ -18,7 +19,9 @@ use crate::error::{Error, Result};
 use crate::op::OpSlot;
 use crate::op::SocketOwner;
 use crate::registration::Wsk;
-use crate::socket::call::{NotIssued, receive_call, socket_call, socket_call_with_owner, unit, with_buffer};
+use crate::socket::call::{
+    NotIssued, receive_call, socket_call, socket_call_with_owner, socket_call_within, unit, with_buffer,
+};
 use crate::socket::create;
 use crate::socket::events::{ConnectionEvents, EventConfig, Incoming, Refused};
 use crate::socket::kind::{Connection, Listen, SocketKind};
@@ -159,11 +162,30 @@ impl TcpListener {
     /// `WskAccept` IRP; a connection that was accepted regardless is closed in the background
     /// (the IRP carries the new connection's reserved close IRP with it).
     /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn accept(&mut self) -> Result<(TcpStream, SocketAddr)> {
+        self.accept_within(None).await
+    }
+
+    /// [`accept`](Self::accept) for at most `timeout`: when the deadline passes first, the
+    /// `WskAccept` IRP is cancelled and, once it has completed, `Err(Error::TimedOut)` is
+    /// returned; the resources reserved for the connection stay with the listener for the
+    /// next accept. A connection accepted while the cancel was under way is returned (`Ok`),
+    /// never dropped. A provider that cannot cancel an accept (Wine's netio) completes it only
+    /// when a connection arrives or the listener is closed: the call then returns after the
+    /// deadline, with that connection. The timer lives in the listener's operation slot: no
+    /// allocation per call.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn accept_timeout(&mut self, timeout: Duration) -> Result<(TcpStream, SocketAddr)> {
+        self.accept_within(Some(timeout)).await
+    }
+
+    /// [`accept`](Self::accept) with an optional deadline.
     #[expect(
         clippy::multiple_unsafe_ops_per_block,
         reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
     )]
-    pub async fn accept(&mut self) -> Result<(TcpStream, SocketAddr)> {
+    async fn accept_within(&mut self, deadline: Option<Duration>) -> Result<(TcpStream, SocketAddr)> {
         let parts = match self.next.take() {
             Some(parts) => parts,
             None => StreamParts::new()?,
@@ -180,6 +202,7 @@ impl TcpListener {
                 &mut self.slot,
                 None,
                 Some(owner),
+                deadline,
                 |_, _| {},
                 |socket, table, irp, args| {
                     table.WskAccept.map(|accept| {
@@ -360,6 +383,18 @@ impl TcpStream {
         }
     }
 
+    /// Connects to `remote` for at most `timeout` (see [`TcpSocket::connect_timeout`]),
+    /// through `WskSocket`, `WskBind` to the wildcard address and `WskConnect`: the deadline
+    /// bounds the connection attempt (`WskConnect`); creating and binding the socket are
+    /// local calls.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn connect_timeout(wsk: &Wsk, remote: SocketAddr, timeout: Duration) -> Result<TcpStream> {
+        let mut socket = if remote.is_ipv4() { TcpSocket::new_v4(wsk).await? } else { TcpSocket::new_v6(wsk).await? };
+        socket.bind(addr::unspecified_like(&remote)).await?;
+        socket.connect_timeout(remote, timeout).await
+    }
+
     /// Connects to `remote` from `local` through `WskSocket` + `WskBind` + `WskConnect`.
     /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn connect_from(wsk: &Wsk, local: SocketAddr, remote: SocketAddr) -> Result<TcpStream> {
@@ -389,6 +424,22 @@ impl TcpStream {
     /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn recv(&mut self, buf: IoBuf) -> (Result<usize>, IoBuf) {
         self.read.recv(buf).await
+    }
+
+    /// [`recv`](Self::recv) for at most `timeout`. When the deadline passes first, the
+    /// receive's IRP is cancelled and, once it has completed, `Err(Error::TimedOut)` comes
+    /// back with `buf`: the same buffer, the caller's again. If the cancel lost the race and
+    /// the IRP completed with data, that data is returned (`Ok`): no byte is lost, and the
+    /// stream stays usable after a timeout.
+    ///
+    /// A provider that cannot cancel a receive (Wine's netio) completes it only when data
+    /// arrives or the connection ends or is closed: the call then returns after the deadline,
+    /// with that data (`Ok`). The timer lives in the stream's receive slot: the call allocates
+    /// nothing. Dropping the future is as dropping a [`recv`](Self::recv) future.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn recv_timeout(&mut self, buf: IoBuf, timeout: Duration) -> (Result<usize>, IoBuf) {
+        self.read.recv_timeout(buf, timeout).await
     }
 
     /// The receiving half, borrowed.
@@ -546,18 +597,37 @@ impl TcpSocket {
     /// socket in the background.
     ///
     /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn connect(self, remote: SocketAddr) -> Result<TcpStream> {
+        self.connect_within(remote, None).await
+    }
+
+    /// [`connect`](Self::connect) for at most `timeout`: when the deadline passes first, the
+    /// `WskConnect` IRP is cancelled and, once it has completed, `Err(Error::TimedOut)` is
+    /// returned and the socket closed (a connection attempt that failed leaves a socket that
+    /// cannot connect again). A connection established while the cancel was under way is
+    /// returned (`Ok`). A provider that cannot cancel a connect (Wine's netio) completes it
+    /// only when the attempt ends: the call then returns after the deadline, with its
+    /// outcome. The timer lives in the socket's operation slot: no allocation per call.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn connect_timeout(self, remote: SocketAddr, timeout: Duration) -> Result<TcpStream> {
+        self.connect_within(remote, Some(timeout)).await
+    }
+
+    /// [`connect`](Self::connect) with an optional deadline.
     #[expect(
         clippy::multiple_unsafe_ops_per_block,
         reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
     )]
-    pub async fn connect(mut self, remote: SocketAddr) -> Result<TcpStream> {
+    async fn connect_within(mut self, remote: SocketAddr, deadline: Option<Duration>) -> Result<TcpStream> {
         let parts = &mut self.parts;
         // SAFETY: connection dispatch table; the address lives in the slot.
         let connected = unsafe {
-            socket_call(
+            socket_call_within(
                 &parts.core,
                 &mut parts.recv,
                 None,
+                deadline,
                 |args, _| args.addr = addr::to_storage(&remote),
                 |socket, table, irp, args| {
                     table.WskConnect.map(|connect| connect(socket, addr::as_sockaddr(&mut (*args).addr), 0, irp))
@@ -604,12 +674,29 @@ impl TcpReadHalf {
         self.recv_unbuffered(buf).await
     }
 
+    /// See [`TcpStream::recv_timeout`].
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn recv_timeout(&mut self, mut buf: IoBuf, timeout: Duration) -> (Result<usize>, IoBuf) {
+        // Bytes an `embedded-io-async` read received and left unread come first.
+        if self.rx.unread() > 0 {
+            let n = self.rx.take_into(&mut buf);
+            return (Ok(n), buf);
+        }
+        self.recv_unbuffered_within(buf, Some(timeout)).await
+    }
+
     /// [`recv`](Self::recv) without the read-ahead buffer.
+    pub(crate) async fn recv_unbuffered(&mut self, buf: IoBuf) -> (Result<usize>, IoBuf) {
+        self.recv_unbuffered_within(buf, None).await
+    }
+
+    /// [`recv_unbuffered`](Self::recv_unbuffered) with an optional deadline.
     #[expect(
         clippy::multiple_unsafe_ops_per_block,
         reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
     )]
-    pub(crate) async fn recv_unbuffered(&mut self, mut buf: IoBuf) -> (Result<usize>, IoBuf) {
+    async fn recv_unbuffered_within(&mut self, mut buf: IoBuf, deadline: Option<Duration>) -> (Result<usize>, IoBuf) {
         // A receive dropped earlier may have brought data in anyway: it comes first.
         self.recv.idle().await;
         if let Some(n) = self.recv.take_kept(&mut buf) {
@@ -622,6 +709,7 @@ impl TcpReadHalf {
                 &self.core,
                 &mut self.recv,
                 buf,
+                deadline,
                 |args, buf| {
                     let buf = buf.expect("receive buffer");
                     args.wsk_buf = buf.wsk_buf(0, buf.capacity());

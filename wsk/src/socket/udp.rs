@@ -1,6 +1,7 @@
 //! UDP: `UdpSocket` over a WSK datagram socket.
 
 use core::net::SocketAddr;
+use core::time::Duration;
 
 use wsk_sys::{IPPROTO_UDP, MSG_CTRUNC, MSG_TRUNC, SOCK_DGRAM, WSK_PROVIDER_DATAGRAM_DISPATCH};
 
@@ -9,7 +10,7 @@ use crate::buf::IoBuf;
 use crate::error::Result;
 use crate::op::{Busy, OpArgs, OpSlot};
 use crate::registration::Wsk;
-use crate::socket::call::{socket_call, unit, with_buffer};
+use crate::socket::call::{socket_call, socket_call_within, unit, with_buffer};
 use crate::socket::control::{CONTROL_CAPACITY, ControlBuf, ControlMessages, RecvMeta};
 use crate::socket::create;
 use crate::socket::events::{Datagrams, EventConfig};
@@ -139,6 +140,21 @@ impl UdpSocket {
     /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn recv_msg(&mut self, buf: IoBuf) -> (Result<RecvMeta>, IoBuf) {
         self.recv.recv_msg(buf).await
+    }
+
+    /// [`recv_from`](Self::recv_from) for at most `timeout`. When the deadline passes first,
+    /// the receive's IRP is cancelled and, once it has completed, `Err(Error::TimedOut)`
+    /// comes back with `buf`: the same buffer, the caller's again. A datagram that arrived
+    /// while the cancel was under way is returned (`Ok`), never dropped.
+    ///
+    /// A provider that cannot cancel a receive (Wine's netio) completes it only when a
+    /// datagram arrives or the socket is closed: the call then returns after the deadline,
+    /// with that datagram (`Ok`). The timer lives in the socket's receive slot: the call
+    /// allocates nothing.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn recv_from_timeout(&mut self, buf: IoBuf, timeout: Duration) -> (Result<(usize, SocketAddr)>, IoBuf) {
+        self.recv.recv_from_timeout(buf, timeout).await
     }
 
     /// Sets a socket option through `WskControlSocket`.
@@ -317,17 +333,33 @@ impl UdpRecvHalf {
     /// See [`UdpSocket::recv_msg`].
     ///
     /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn recv_msg(&mut self, buf: IoBuf) -> (Result<RecvMeta>, IoBuf) {
+        self.recv_msg_within(buf, None).await
+    }
+
+    /// See [`UdpSocket::recv_from_timeout`].
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn recv_from_timeout(&mut self, buf: IoBuf, timeout: Duration) -> (Result<(usize, SocketAddr)>, IoBuf) {
+        let (result, buf) = self.recv_msg_within(buf, Some(timeout)).await;
+        (result.map(|meta| (meta.len, meta.from)), buf)
+    }
+
+    /// The one receive-from: [`recv_msg`](Self::recv_msg), with a deadline when `timeout` is
+    /// given (see [`UdpSocket::recv_from_timeout`]).
     #[expect(
         clippy::multiple_unsafe_ops_per_block,
         reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
     )]
-    pub async fn recv_msg(&mut self, buf: IoBuf) -> (Result<RecvMeta>, IoBuf) {
-        // SAFETY: datagram dispatch table; WSK_BUF, address and control fields in the slot.
+    async fn recv_msg_within(&mut self, buf: IoBuf, timeout: Option<Duration>) -> (Result<RecvMeta>, IoBuf) {
+        // SAFETY: datagram dispatch table; WSK_BUF, address and control fields in the slot,
+        // buffer owned by the slot until completion.
         let done = unsafe {
-            socket_call(
+            socket_call_within(
                 &self.core,
                 &mut self.recv,
                 Some(buf),
+                timeout,
                 |args, buf| prepare_receive_from(args, buf.expect("receive buffer")),
                 |socket, table, irp, args| receive_from_call(socket, table, irp, args),
             )

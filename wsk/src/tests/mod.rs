@@ -3,6 +3,8 @@
 //! wsk --lib`). Tests of private items live next to them (`socket::events::*`).
 
 mod addr;
+mod deadline;
 pub(crate) mod kernel;
+pub(crate) mod ktimer;
 mod memory;
 mod op;
