@@ -4,7 +4,7 @@
 //!
 //! Every option that can be set can be read back, except multicast membership (Windows has no
 //! get for `IP_ADD_MEMBERSHIP` / `IPV6_ADD_MEMBERSHIP`). The value travels in the operation
-//! slot's argument block ([`OpArgs::option`](crate::op::OpArgs)), which is large enough for the
+//! slot's argument block (`OpArgs::option`), which is large enough for the
 //! largest value, `IPV6_MREQ` (20 bytes).
 
 use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
