@@ -64,7 +64,9 @@ unsafe extern "system" fn block_on_entry(driver: *mut DRIVER_OBJECT, _registry: 
     }
     let spawned = with_executor(|executor| {
         executor.spawn(async {
-            sleep(Duration::from_millis(2)).await;
+            // Long enough that a preemption between creating the sleep and its first poll
+            // (which would find the deadline passed and arm no KTIMER) is not plausible.
+            sleep(Duration::from_millis(50)).await;
             yield_now().await;
             40u32
         })
@@ -74,7 +76,7 @@ unsafe extern "system" fn block_on_entry(driver: *mut DRIVER_OBJECT, _registry: 
         Ok(handle) => match block_on(async move {
             let from_task = handle.await;
             // The inner sleep's KTIMER is cancelled when the timeout drops it.
-            let timed_out = timeout(Duration::from_millis(1), sleep(Duration::from_secs(3600))).await.is_err();
+            let timed_out = timeout(Duration::from_millis(50), sleep(Duration::from_secs(3600))).await.is_err();
             (from_task, timed_out, KeGetCurrentIrql())
         }) {
             Err(e) => Err(format!("block_on failed: {e}")),
@@ -94,7 +96,7 @@ fn block_on_runs_in_driver_entry() {
     let outcome = lock(&ENTRY_OUTCOME).take().expect("DriverEntry ran");
     let (value, timed_out, irql) = outcome.unwrap_or_else(|e| panic!("DriverEntry: {e}"));
     assert_eq!(value, 42);
-    assert!(timed_out, "timeout(1 ms, sleep(1 h)) must elapse");
+    assert!(timed_out, "timeout(50 ms, sleep(1 h)) must elapse");
     assert_eq!(irql, PASSIVE_LEVEL, "block_on polls on the calling thread");
     let (report, _) = unload_clean(driver);
     assert!(report.counters.timers_fired >= 2, "the sleep and the timeout fired KTIMERs: {}", report.counters);

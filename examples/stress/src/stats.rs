@@ -24,17 +24,20 @@ pub enum Op {
     Close,
     /// A receive abandoned by dropping it, or a receiving task that ended without a result.
     Cancel,
+    /// A receive whose deadline passed first: its IRP was cancelled and its buffer handed back.
+    Timeout,
 }
 
 /// Names of [`Op`] in order, for tables.
-pub const OP_NAMES: [&str; 8] = ["connect", "accept", "send", "receive", "disconnect", "abort", "close", "cancel"];
+pub const OP_NAMES: [&str; 9] =
+    ["connect", "accept", "send", "receive", "disconnect", "abort", "close", "cancel", "timeout"];
 
 const FAILURE_SLOTS: usize = 16;
 
 /// Everything a run counts.
 pub struct Stats {
     /// Operations attempted, by kind: index `Op as usize`, names in [`OP_NAMES`].
-    pub ops: [AtomicU64; 8],
+    pub ops: [AtomicU64; 9],
     /// Failures by NTSTATUS: (status, count) slots filled on first use.
     pub failure_status: [AtomicI32; FAILURE_SLOTS],
     /// Failures counted for the status in the same slot of `failure_status`.
@@ -68,7 +71,7 @@ const ZERO32: AtomicI32 = AtomicI32::new(0);
 
 /// The driver's counters.
 pub static STATS: Stats = Stats {
-    ops: [ZERO64; 8],
+    ops: [ZERO64; 9],
     failure_status: [ZERO32; FAILURE_SLOTS],
     failure_count: [ZERO64; FAILURE_SLOTS],
     failure_other: AtomicU64::new(0),

@@ -51,11 +51,16 @@ pub const MIX_DROP: u32 = 1 << 4;
 /// indications), and clients read the echo through one while their write half may close it
 /// (a small retention bound forces the IRP fallback too).
 pub const MIX_EVENTS: u32 = 1 << 5;
+/// Exchanges whose receives carry a deadline shorter than the round trip (1 to 5 ms): a
+/// receive that times out hands its buffer back and is issued again, and no byte may be lost.
+/// Where the provider cannot cancel a receive (Wine's netio), the receive returns when the
+/// echo arrives instead.
+pub const MIX_DEADLINE: u32 = 1 << 6;
 /// Every scenario.
-pub const MIX_ALL: u32 = 0x3F;
+pub const MIX_ALL: u32 = 0x7F;
 
 /// Relative weights of the scenarios, in bit order.
-const WEIGHTS: [u64; 6] = [50, 15, 15, 10, 10, 20];
+const WEIGHTS: [u64; 7] = [50, 15, 15, 10, 10, 20, 15];
 
 /// Picks an enabled scenario bit at random, by weight.
 fn pick(rng: &mut Rng, mix: u32) -> u32 {
@@ -271,7 +276,11 @@ pub async fn client(wsk: WskRef, addr: SocketAddr, spawner: Spawner, config: Con
             MIX_ABORT => abort(stream).await,
             MIX_DROP => drop_without_close(stream).await,
             MIX_EVENTS => events_exchange(stream, &mut rng, stream_id, &spawner).await,
-            _ => exchange_and_close(stream, &mut rng, stream_id).await,
+            MIX_DEADLINE => {
+                let deadline = Duration::from_millis(1 + rng.below(5));
+                exchange_and_close(stream, &mut rng, stream_id, Some(deadline)).await;
+            }
+            _ => exchange_and_close(stream, &mut rng, stream_id, None).await,
         }
         STATS.socket_closed();
     }
@@ -289,8 +298,8 @@ fn fill_pattern(out: &mut IoBuf, stream_id: u64, sent: u64, len: u64) -> usize {
     n
 }
 
-/// Sends `len` pattern bytes and checks the echo.
-async fn exchange(stream: &mut TcpStream, len: u64, stream_id: u64) -> Result<(), Error> {
+/// Sends `len` pattern bytes and checks the echo; each receive with `deadline` if given.
+async fn exchange(stream: &mut TcpStream, len: u64, stream_id: u64, deadline: Option<Duration>) -> Result<(), Error> {
     let mut out = IoBuf::with_capacity(CHUNK)?;
     let mut inb = IoBuf::with_capacity(CHUNK)?;
     let mut sent = 0u64;
@@ -306,7 +315,7 @@ async fn exchange(stream: &mut TcpStream, len: u64, stream_id: u64) -> Result<()
         }
         // Read what is echoed so far (at least one receive per chunk sent).
         while checked < sent {
-            let (result, back) = bounded_recv(stream, inb).await;
+            let (result, back) = bounded_recv(stream, inb, deadline).await;
             inb = match back {
                 Some(buf) => buf,
                 None => IoBuf::with_capacity(CHUNK)?,
@@ -329,10 +338,31 @@ async fn exchange(stream: &mut TcpStream, len: u64, stream_id: u64) -> Result<()
     Ok(())
 }
 
-async fn bounded_recv(stream: &mut TcpStream, buf: IoBuf) -> (Result<usize, Error>, Option<IoBuf>) {
+/// A receive bounded by [`OP_BOUND`] (past it, a hang). With `deadline`, the receive is issued
+/// with that deadline again and again until data (or an error other than the deadline's) comes.
+async fn bounded_recv(
+    stream: &mut TcpStream,
+    buf: IoBuf,
+    deadline: Option<Duration>,
+) -> (Result<usize, Error>, Option<IoBuf>) {
+    let receive = async {
+        let Some(deadline) = deadline else { return stream.recv(buf).await };
+        let mut buf = buf;
+        loop {
+            let (result, back) = stream.recv_timeout(buf, deadline).await;
+            match result {
+                Err(Error::TimedOut) => {
+                    // The buffer came back with the deadline: the same one is used again.
+                    STATS.op(Op::Timeout);
+                    buf = back;
+                }
+                result => return (result, back),
+            }
+        }
+    };
     // Keep the buffer on timeout: the dropped receive hands it to the completion path, so
     // a fresh one is allocated.
-    match timeout(OP_BOUND, stream.recv(buf)).await {
+    match timeout(OP_BOUND, receive).await {
         Ok((result, buf)) => (result, Some(buf)),
         Err(_) => {
             STATS.hangs.fetch_add(1, Ordering::Relaxed);
@@ -341,11 +371,11 @@ async fn bounded_recv(stream: &mut TcpStream, buf: IoBuf) -> (Result<usize, Erro
     }
 }
 
-async fn exchange_and_close(mut stream: TcpStream, rng: &mut Rng, stream_id: u64) {
+async fn exchange_and_close(mut stream: TcpStream, rng: &mut Rng, stream_id: u64, deadline: Option<Duration>) {
     let rounds = 1 + rng.below(3);
     for _ in 0..rounds {
         let len = 1 + rng.below(MAX_PAYLOAD);
-        if exchange(&mut stream, len, stream_id).await.is_err() {
+        if exchange(&mut stream, len, stream_id, deadline).await.is_err() {
             break;
         }
     }
@@ -365,7 +395,7 @@ async fn cancel_then_use(mut stream: TcpStream, rng: &mut Rng, stream_id: u64) {
             STATS.failure(e);
         }
     }
-    let _ = exchange(&mut stream, 1 + rng.below(4096), stream_id).await;
+    let _ = exchange(&mut stream, 1 + rng.below(4096), stream_id, None).await;
     let closed = stream.close().await;
     record(Op::Close, &closed);
 }
@@ -418,7 +448,7 @@ async fn events_exchange(stream: TcpStream, rng: &mut Rng, stream_id: u64, spawn
     let config = EventConfig { max_retained_bytes: 16 * 1024, ..EventConfig::default() };
     let (mut events, writer) = match stream.into_events(config) {
         Ok(parts) => parts,
-        Err(refused) => return exchange_and_close(refused.socket, rng, stream_id).await,
+        Err(refused) => return exchange_and_close(refused.socket, rng, stream_id, None).await,
     };
     let len = 1 + rng.below(MAX_PAYLOAD);
     let early_close = rng.chance(3);
