@@ -5,7 +5,7 @@ use std::fmt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::util::{self, Result, bail};
+use crate::util::{self, Context, Result, bail};
 use crate::{drivers, emulator_runs, setup, wine};
 
 /// The steps, in the order they run.
@@ -118,8 +118,21 @@ fn run_step(step: &str, skips: &[String]) -> Result<Status> {
         // The published crates package and verify against each other (cargo's local registry
         // for workspace members) and pass the registry's checks, short of the upload.
         "package" => {
-            cargo(&[&["package", "--allow-dirty"][..], PUBLISHED].concat())?;
-            cargo(&[&["publish", "--dry-run", "--allow-dirty"][..], PUBLISHED].concat())
+            // Each run packages the crates again under the same versions, and cargo takes a
+            // registry crate of a given version for unchanged: both its unpacked sources and
+            // its build artifacts from an earlier run would be reused, and the verify build of
+            // `wsk` would compile against an earlier `wsk-sys`. So the step starts from neither.
+            forget_unpacked_packages()?;
+            let target = util::target_dir().join("package-check");
+            if target.exists() {
+                std::fs::remove_dir_all(&target).context(|| format!("cannot remove {}", target.display()))?;
+            }
+            for args in [&["package", "--allow-dirty"][..], &["publish", "--dry-run", "--allow-dirty"][..]] {
+                let mut cmd = Command::new("cargo");
+                cmd.current_dir(util::workspace_root()).env("CARGO_TARGET_DIR", &target).args(args).args(PUBLISHED);
+                util::run_inherit(&mut cmd)?;
+            }
+            Ok(Status::Passed)
         }
         "echo" => {
             emulator_runs::echo_e2e()?;
@@ -133,6 +146,43 @@ fn run_step(step: &str, skips: &[String]) -> Result<Status> {
         "miri" => miri(),
         other => bail!("no step named `{other}`"),
     }
+}
+
+/// Removes the sources cargo unpacked from earlier `cargo package` runs' local registries
+/// (`$CARGO_HOME/registry/src/-<hash>/wsk-sys-0.1.0`, ...): cargo reuses an unpacked
+/// directory of the same name and version instead of unpacking the new `.crate`. Only the
+/// local registries' directories (named `-<hash>`) are touched, never crates.io's.
+fn forget_unpacked_packages() -> Result<()> {
+    let home = match std::env::var_os("CARGO_HOME") {
+        Some(home) => std::path::PathBuf::from(home),
+        None => match std::env::var_os("HOME") {
+            Some(home) => std::path::PathBuf::from(home).join(".cargo"),
+            None => return Ok(()),
+        },
+    };
+    let Ok(registries) = std::fs::read_dir(home.join("registry").join("src")) else { return Ok(()) };
+    for registry in registries.flatten() {
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        let Ok(unpacked) = std::fs::read_dir(registry.path()) else { continue };
+        for entry in unpacked.flatten() {
+            if is_published_unpacked(&entry.file_name().to_string_lossy()) {
+                std::fs::remove_dir_all(entry.path())
+                    .context(|| format!("cannot remove {}", entry.path().display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether `name` is an unpacked `<crate>-<version>` directory of a crate in [`PUBLISHED`].
+fn is_published_unpacked(name: &str) -> bool {
+    PUBLISHED.iter().filter(|arg| **arg != "-p").any(|krate| {
+        name.strip_prefix(krate)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|version| version.starts_with(|c: char| c.is_ascii_digit()))
+    })
 }
 
 /// The crates meant for crates.io, as `-p` arguments.
@@ -224,6 +274,17 @@ mod tests {
         assert!(lines[1].starts_with("fmt") && lines[1].contains("ok") && lines[1].ends_with("1.5"));
         assert!(lines[2].contains("skipped (--skip wine)") && lines[2].ends_with('-'));
         assert!(lines[3].contains("not run"));
+    }
+
+    #[test]
+    fn only_the_published_crates_unpacked_sources_are_forgotten() {
+        assert!(is_published_unpacked("wsk-0.1.0"));
+        assert!(is_published_unpacked("wsk-sys-0.1.0"));
+        assert!(is_published_unpacked("wsk-emulator-0.2.3"));
+        assert!(!is_published_unpacked("wsk-sys"));
+        assert!(!is_published_unpacked("wsk-tests-0.1.0"));
+        assert!(!is_published_unpacked("wskx-0.1.0"));
+        assert!(!is_published_unpacked("tokio-1.0.0"));
     }
 
     #[test]
