@@ -276,11 +276,8 @@ pub async fn client(wsk: WskRef, addr: SocketAddr, spawner: Spawner, config: Con
             MIX_ABORT => abort(stream).await,
             MIX_DROP => drop_without_close(stream).await,
             MIX_EVENTS => events_exchange(stream, &mut rng, stream_id, &spawner).await,
-            MIX_DEADLINE => {
-                let deadline = Duration::from_millis(1 + rng.below(5));
-                exchange_and_close(stream, &mut rng, stream_id, Some(deadline)).await;
-            }
-            _ => exchange_and_close(stream, &mut rng, stream_id, None).await,
+            MIX_DEADLINE => deadline_exchange(stream, &mut rng, stream_id, &spawner).await,
+            _ => exchange_and_close(stream, &mut rng, stream_id, Bounded).await,
         }
         STATS.socket_closed();
     }
@@ -298,8 +295,8 @@ fn fill_pattern(out: &mut IoBuf, stream_id: u64, sent: u64, len: u64) -> usize {
     n
 }
 
-/// Sends `len` pattern bytes and checks the echo; each receive with `deadline` if given.
-async fn exchange(stream: &mut TcpStream, len: u64, stream_id: u64, deadline: Option<Duration>) -> Result<(), Error> {
+/// Sends `len` pattern bytes and checks the echo, receiving with `receive`.
+async fn exchange(stream: &mut TcpStream, len: u64, stream_id: u64, receive: impl Receive) -> Result<(), Error> {
     let mut out = IoBuf::with_capacity(CHUNK)?;
     let mut inb = IoBuf::with_capacity(CHUNK)?;
     let mut sent = 0u64;
@@ -315,7 +312,7 @@ async fn exchange(stream: &mut TcpStream, len: u64, stream_id: u64, deadline: Op
         }
         // Read what is echoed so far (at least one receive per chunk sent).
         while checked < sent {
-            let (result, back) = bounded_recv(stream, inb, deadline).await;
+            let (result, back) = receive.receive(stream, inb).await;
             inb = match back {
                 Some(buf) => buf,
                 None => IoBuf::with_capacity(CHUNK)?,
@@ -338,31 +335,49 @@ async fn exchange(stream: &mut TcpStream, len: u64, stream_id: u64, deadline: Op
     Ok(())
 }
 
-/// A receive bounded by [`OP_BOUND`] (past it, a hang). With `deadline`, the receive is issued
-/// with that deadline again and again until data (or an error other than the deadline's) comes.
-async fn bounded_recv(
-    stream: &mut TcpStream,
-    buf: IoBuf,
-    deadline: Option<Duration>,
-) -> (Result<usize, Error>, Option<IoBuf>) {
-    let receive = async {
-        let Some(deadline) = deadline else { return stream.recv(buf).await };
-        let mut buf = buf;
-        loop {
-            let (result, back) = stream.recv_timeout(buf, deadline).await;
-            match result {
-                Err(Error::TimedOut) => {
-                    // The buffer came back with the deadline: the same one is used again.
-                    STATS.op(Op::Timeout);
-                    buf = back;
-                }
-                result => return (result, back),
-            }
-        }
-    };
+/// How an exchange receives the echo: [`Bounded`] or [`Timed`].
+trait Receive: Copy {
+    /// Receives into `buf`; the buffer comes back unless the receive was given up.
+    fn receive(
+        self,
+        stream: &mut TcpStream,
+        buf: IoBuf,
+    ) -> impl Future<Output = (Result<usize, Error>, Option<IoBuf>)> + Send;
+}
+
+/// Receives with [`bounded_recv`].
+#[derive(Clone, Copy)]
+struct Bounded;
+
+impl Receive for Bounded {
+    fn receive(
+        self,
+        stream: &mut TcpStream,
+        buf: IoBuf,
+    ) -> impl Future<Output = (Result<usize, Error>, Option<IoBuf>)> + Send {
+        bounded_recv(stream, buf)
+    }
+}
+
+/// Receives with [`timed_recv`] and this deadline.
+#[derive(Clone, Copy)]
+struct Timed(Duration);
+
+impl Receive for Timed {
+    fn receive(
+        self,
+        stream: &mut TcpStream,
+        buf: IoBuf,
+    ) -> impl Future<Output = (Result<usize, Error>, Option<IoBuf>)> + Send {
+        timed_recv(stream, buf, self.0)
+    }
+}
+
+/// A receive bounded by [`OP_BOUND`] (past it, a hang).
+async fn bounded_recv(stream: &mut TcpStream, buf: IoBuf) -> (Result<usize, Error>, Option<IoBuf>) {
     // Keep the buffer on timeout: the dropped receive hands it to the completion path, so
     // a fresh one is allocated.
-    match timeout(OP_BOUND, receive).await {
+    match timeout(OP_BOUND, stream.recv(buf)).await {
         Ok((result, buf)) => (result, Some(buf)),
         Err(_) => {
             STATS.hangs.fetch_add(1, Ordering::Relaxed);
@@ -371,11 +386,59 @@ async fn bounded_recv(
     }
 }
 
-async fn exchange_and_close(mut stream: TcpStream, rng: &mut Rng, stream_id: u64, deadline: Option<Duration>) {
+/// Receives with `deadline`, again with the buffer the deadline handed back until data comes.
+/// No timer wraps the whole (the future stays small: a driver's stack is); a hang is counted
+/// when the deadlines add up to [`OP_BOUND`]. A provider that cannot cancel (Wine's netio)
+/// returns the receive when the echo arrives.
+async fn timed_recv(
+    stream: &mut TcpStream,
+    mut buf: IoBuf,
+    deadline: Duration,
+) -> (Result<usize, Error>, Option<IoBuf>) {
+    let mut waited = Duration::ZERO;
+    loop {
+        let (result, back) = stream.recv_timeout(buf, deadline).await;
+        match result {
+            Err(Error::TimedOut) if waited < OP_BOUND => {
+                // The buffer came back with the deadline: the same one is used again.
+                STATS.op(Op::Timeout);
+                waited += deadline;
+                buf = back;
+            }
+            Err(Error::TimedOut) => {
+                STATS.hangs.fetch_add(1, Ordering::Relaxed);
+                return (Err(Error::Cancelled), Some(back));
+            }
+            result => return (result, Some(back)),
+        }
+    }
+}
+
+/// [`exchange_and_close`] with receives that carry a deadline of 1 to 5 ms ([`timed_recv`]),
+/// in a task of its own: its future stays out of the client's, which a driver's stack must
+/// hold once when the client is spawned.
+async fn deadline_exchange(stream: TcpStream, rng: &mut Rng, stream_id: u64, spawner: &Spawner) {
+    let deadline = Duration::from_millis(1 + rng.below(5));
+    let mut task_rng = Rng::new(rng.next_u64());
+    let timed = spawner.spawn(async move {
+        exchange_and_close(stream, &mut task_rng, stream_id, Timed(deadline)).await;
+    });
+    match timed {
+        Ok(task) => {
+            if task.await.is_err() {
+                STATS.op(Op::Cancel);
+            }
+        }
+        // The stream went with the future: it is closed in the background.
+        Err(_) => STATS.failure(Error::NoMemory),
+    }
+}
+
+async fn exchange_and_close(mut stream: TcpStream, rng: &mut Rng, stream_id: u64, receive: impl Receive) {
     let rounds = 1 + rng.below(3);
     for _ in 0..rounds {
         let len = 1 + rng.below(MAX_PAYLOAD);
-        if exchange(&mut stream, len, stream_id, deadline).await.is_err() {
+        if exchange(&mut stream, len, stream_id, receive).await.is_err() {
             break;
         }
     }
@@ -395,7 +458,7 @@ async fn cancel_then_use(mut stream: TcpStream, rng: &mut Rng, stream_id: u64) {
             STATS.failure(e);
         }
     }
-    let _ = exchange(&mut stream, 1 + rng.below(4096), stream_id, None).await;
+    let _ = exchange(&mut stream, 1 + rng.below(4096), stream_id, Bounded).await;
     let closed = stream.close().await;
     record(Op::Close, &closed);
 }
@@ -448,7 +511,7 @@ async fn events_exchange(stream: TcpStream, rng: &mut Rng, stream_id: u64, spawn
     let config = EventConfig { max_retained_bytes: 16 * 1024, ..EventConfig::default() };
     let (mut events, writer) = match stream.into_events(config) {
         Ok(parts) => parts,
-        Err(refused) => return exchange_and_close(refused.socket, rng, stream_id, None).await,
+        Err(refused) => return exchange_and_close(refused.socket, rng, stream_id, Bounded).await,
     };
     let len = 1 + rng.below(MAX_PAYLOAD);
     let early_close = rng.chance(3);
