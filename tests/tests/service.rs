@@ -5,14 +5,14 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as HostListener, TcpStream as HostStream};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use wsk::pool::PoolBox;
 use wsk::service::{self, ConnectionCounters, TcpService};
 use wsk::{DriverGlobal, Error, IoBuf, TcpStream};
-use wsk_emulator::LoadError;
+use wsk_emulator::{LoadError, LoadedDriver};
 use wsk_sys::{DRIVER_OBJECT, NTSTATUS, UNICODE_STRING};
 use wsk_tests::{Watchdog, builder, lock, wait_until};
 
@@ -88,6 +88,32 @@ fn free_port() -> u16 {
     HostListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
 }
 
+/// One test's driver: serialized with the other tests, under a watchdog, on a free port.
+struct Run {
+    _serial: MutexGuard<'static, ()>,
+    _watchdog: Watchdog,
+    port: u16,
+    driver: LoadedDriver,
+}
+
+fn load(name: &str) -> Run {
+    let serial = lock(&SERIAL);
+    let watchdog = Watchdog::test(name);
+    let port = free_port();
+    reset(port);
+    let driver = builder().load(name, driver_entry).expect("the driver loads");
+    Run { _serial: serial, _watchdog: watchdog, port, driver }
+}
+
+/// Unloads: a clean report, DriverUnload called, `stop` reported every socket closed.
+fn unload(driver: LoadedDriver) {
+    let report = driver.unload();
+    report.assert_clean();
+    report.assert_unloaded();
+    assert_eq!(STOPPED.load(Ordering::Relaxed), 1, "stop reported a socket still open");
+    assert_eq!(wsk::live_sockets(), 0);
+}
+
 fn connect(port: u16) -> HostStream {
     let client = HostStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect to the service");
     client.set_read_timeout(Some(LIMIT)).unwrap();
@@ -99,21 +125,13 @@ fn connect(port: u16) -> HostStream {
 /// sees its connection end; the cancelled connection stays counted open.
 #[test]
 fn stop_with_a_connection_open_closes_every_socket() {
-    let _serial = lock(&SERIAL);
-    let _watchdog = Watchdog::test("stop_with_a_connection_open_closes_every_socket");
-    let port = free_port();
-    reset(port);
-    let driver = builder().load("service-open", driver_entry).expect("the driver loads");
-    let mut client = connect(port);
+    let run = load("service-open");
+    let mut client = connect(run.port);
     client.write_all(b"held open").unwrap();
     wait_until("the handler received the bytes", LIMIT, || RECEIVED.load(Ordering::Relaxed) == 9);
     assert_eq!((ACCEPTED.load(Ordering::Relaxed), OPEN.load(Ordering::Relaxed)), (1, 1));
 
-    let report = driver.unload();
-    report.assert_clean();
-    report.assert_unloaded();
-    assert_eq!(STOPPED.load(Ordering::Relaxed), 1, "stop reported a socket still open");
-    assert_eq!(wsk::live_sockets(), 0);
+    unload(run.driver);
     let mut rest = Vec::new();
     // The driver's side is gone: the read ends (end of stream or reset), it does not time out.
     if let Err(e) = client.read_to_end(&mut rest) {
@@ -129,13 +147,9 @@ fn stop_with_a_connection_open_closes_every_socket() {
 /// A handler that returns is no longer counted open; connections are counted as accepted.
 #[test]
 fn a_finished_connection_is_no_longer_open() {
-    let _serial = lock(&SERIAL);
-    let _watchdog = Watchdog::test("a_finished_connection_is_no_longer_open");
-    let port = free_port();
-    reset(port);
-    let driver = builder().load("service-finished", driver_entry).expect("the driver loads");
+    let run = load("service-finished");
     for _ in 0..3 {
-        let mut client = connect(port);
+        let mut client = connect(run.port);
         client.write_all(b"done").unwrap();
         client.shutdown(std::net::Shutdown::Write).unwrap();
         let mut rest = Vec::new();
@@ -144,11 +158,7 @@ fn a_finished_connection_is_no_longer_open() {
     wait_until("every handler returned", LIMIT, || OPEN.load(Ordering::Relaxed) == 0);
     assert_eq!(ACCEPTED.load(Ordering::Relaxed), 3);
     assert_eq!(RECEIVED.load(Ordering::Relaxed), 12);
-
-    let report = driver.unload();
-    report.assert_clean();
-    report.assert_unloaded();
-    assert_eq!(STOPPED.load(Ordering::Relaxed), 1);
+    unload(run.driver);
     assert_eq!(ERRORS.load(Ordering::Relaxed), 0);
 }
 

@@ -206,6 +206,30 @@ pub struct ConnectionCounters {
     pub errors: &'static AtomicU64,
 }
 
+/// What serves one connection: called with the accepted stream and the peer's address, its
+/// future runs as a task of its own. Implemented by every `Send + 'static` closure or function
+/// `Fn(TcpStream, SocketAddr) -> impl Future<Output = ()> + Send + 'static`.
+pub trait Handler: Send + 'static {
+    /// The connection's task.
+    type Future: Future<Output = ()> + Send + 'static;
+
+    /// Starts serving `stream`, connected to `peer`. Called in the accept loop's task
+    /// (PASSIVE_LEVEL).
+    fn serve(&self, stream: TcpStream, peer: SocketAddr) -> Self::Future;
+}
+
+impl<H, F> Handler for H
+where
+    H: Fn(TcpStream, SocketAddr) -> F + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    type Future = F;
+
+    fn serve(&self, stream: TcpStream, peer: SocketAddr) -> F {
+        self(stream, peer)
+    }
+}
+
 /// A [`Service`] with a TCP listener and an accept loop that serves each connection with a
 /// task of its own.
 ///
@@ -229,73 +253,45 @@ impl TcpService {
     /// # Safety
     ///
     /// As [`Service::start`].
-    pub unsafe fn start<H, F>(
+    pub unsafe fn start(
         driver_object: *mut DRIVER_OBJECT,
         name: &'static str,
         addr: SocketAddr,
         options: &[SocketOption],
         counters: ConnectionCounters,
-        handler: H,
-    ) -> Result<Self>
-    where
-        H: Fn(TcpStream, SocketAddr) -> F + Send + 'static,
-        F: Future<Output = ()> + Send + 'static,
-    {
+        handler: impl Handler,
+    ) -> Result<Self> {
         // SAFETY: forwarded contract.
         let service = unsafe { Service::start(driver_object, name)? };
         Self::listen(service, addr, options, counters, handler)
     }
 
     /// Binds a listener on `addr` with `options` (set before the bind) and spawns the accept
-    /// loop, which serves each connection with `handler(stream, peer)` in a task of its own.
-    /// Logs `<name>: listening on <addr>`. On failure the service is stopped (with
+    /// loop, which serves each connection with `handler` in a task of its own. Logs
+    /// `<name>: listening on <addr>`. On failure the service is stopped (with
     /// [`DEFAULT_CLOSE_WAIT`]) and the error returned; a failed bind is logged.
     ///
     /// IRQL == PASSIVE_LEVEL (DriverEntry).
-    pub fn listen<H, F>(
+    pub fn listen(
         service: Service,
         addr: SocketAddr,
         options: &[SocketOption],
         counters: ConnectionCounters,
-        handler: H,
-    ) -> Result<Self>
-    where
-        H: Fn(TcpStream, SocketAddr) -> F + Send + 'static,
-        F: Future<Output = ()> + Send + 'static,
-    {
+        handler: impl Handler,
+    ) -> Result<Self> {
         let mut this = Self { accept: None, service };
         let name = this.service.name;
-        match this.spawn_accept(addr, options, counters, handler) {
+        let spawned = bind(&this.service, addr, options).and_then(|listener| {
+            let executor = this.service.executor()?;
+            let accept = accept_loop(listener, executor.spawner(), name, counters, handler);
+            Ok(executor.spawn_with(Importance::High, accept)?)
+        });
+        match spawned {
             Ok(accept) => this.accept = Some(accept),
             Err(e) => return Err(this.stop_with(e)),
         }
         log!(always, "{}: listening on {}", name, addr);
         Ok(this)
-    }
-
-    fn spawn_accept<H, F>(
-        &self,
-        addr: SocketAddr,
-        options: &[SocketOption],
-        counters: ConnectionCounters,
-        handler: H,
-    ) -> Result<JoinHandle<()>>
-    where
-        H: Fn(TcpStream, SocketAddr) -> F + Send + 'static,
-        F: Future<Output = ()> + Send + 'static,
-    {
-        let name = self.service.name;
-        let bound = wsk_executor::block_on(TcpListener::bind_with(self.service.wsk()?, addr, options));
-        let listener = match bound.map_err(Error::from).and_then(|bound| bound) {
-            Ok(listener) => listener,
-            Err(e) => {
-                log!(error, "{}: cannot listen on {}: {}", name, addr, e);
-                return Err(e);
-            }
-        };
-        let executor = self.service.executor()?;
-        let accept = accept_loop(listener, executor.spawner(), name, counters, handler);
-        Ok(executor.spawn_with(Importance::High, accept)?)
     }
 
     /// The registration and the executor. Any IRQL.
@@ -322,25 +318,30 @@ impl TcpService {
     }
 }
 
+/// Binds `service`'s listener on `addr` with `options`; a failure is logged.
+fn bind(service: &Service, addr: SocketAddr, options: &[SocketOption]) -> Result<TcpListener> {
+    let bound = wsk_executor::block_on(TcpListener::bind_with(service.wsk()?, addr, options));
+    bound.map_err(Error::from).and_then(|bound| bound).inspect_err(|e| {
+        log!(error, "{}: cannot listen on {}: {}", service.name, addr, e);
+    })
+}
+
 /// Accepts until the listener is closed or the task is cancelled, spawning `handler`'s future
 /// for each connection (see [`TcpService`]).
-async fn accept_loop<H, F>(
+async fn accept_loop(
     mut listener: TcpListener,
     spawner: Spawner,
     name: &'static str,
     counters: ConnectionCounters,
-    handler: H,
-) where
-    H: Fn(TcpStream, SocketAddr) -> F,
-    F: Future<Output = ()> + Send + 'static,
-{
+    handler: impl Handler,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 counters.accepted.fetch_add(1, Ordering::Relaxed);
                 counters.open.fetch_add(1, Ordering::Relaxed);
                 log!(info, "{}: connection from {} opened", name, peer);
-                let served = handler(stream, peer);
+                let served = handler.serve(stream, peer);
                 let open = counters.open;
                 if let Err(e) = spawner.spawn(async move {
                     served.await;
