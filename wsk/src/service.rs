@@ -69,6 +69,10 @@ use crate::{Error, Result, SocketOption, TcpListener, TcpStream, Wsk, log, wait_
 /// How long [`Service::start`] waits for the WSK provider.
 pub const PROVIDER_WAIT: Duration = Duration::from_secs(1);
 
+/// How long [`Service::stop_with`] and [`TcpService::stop_with`] (DriverEntry's failure
+/// paths) wait for the sockets to close.
+pub const DEFAULT_CLOSE_WAIT: Duration = Duration::from_secs(10);
+
 /// How long a [`TcpService`]'s accept loop waits before accepting again after an accept
 /// failed for lack of memory.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
@@ -106,7 +110,8 @@ pub unsafe fn driver_entry(
 }
 
 /// A WSK registration and an executor on the driver object, owned together: the executor
-/// (and every task) goes before the registration.
+/// (and every task) goes before the registration. Dropped without [`stop`](Self::stop), the
+/// parts drop in that order, without the wait for the sockets.
 ///
 /// # Invariants
 ///
@@ -163,8 +168,8 @@ impl Service {
     /// is closed, and deregisters. Returns whether every socket closed within the wait.
     ///
     /// Above PASSIVE_LEVEL the executor cannot be shut down: it is leaked (with a log line),
-    /// the wait only reports, and the registration is leaked too (see [`Wsk`]'s drop). A
-    /// second call only reports whether every socket is closed.
+    /// the wait only reports, and the registration is leaked too (see [`Wsk`]'s drop). Called
+    /// again, it has nothing left to stop and only waits for the sockets.
     ///
     /// IRQL == PASSIVE_LEVEL (DriverUnload; never from one of the executor's tasks).
     pub fn stop(&mut self, close_wait: Duration) -> bool {
@@ -187,10 +192,6 @@ impl Service {
         error
     }
 }
-
-/// How long [`Service::stop_with`] and [`TcpService::stop_with`] (DriverEntry's failure
-/// paths) wait for the sockets to close.
-pub const DEFAULT_CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// Where a [`TcpService`] counts connections: counters the driver owns (statics it also
 /// prints or serves), so that they outlive the service.
