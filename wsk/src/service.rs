@@ -58,7 +58,9 @@
 
 use core::future::Future;
 use core::net::SocketAddr;
+use core::pin::Pin;
 use core::sync::atomic::{AtomicU64, Ordering};
+use core::task::{Context, Poll, ready};
 use core::time::Duration;
 
 use wsk_executor::{Executor, Importance, IoObject, JoinHandle, Spawner};
@@ -342,12 +344,8 @@ async fn accept_loop(
                 counters.accepted.fetch_add(1, Ordering::Relaxed);
                 counters.open.fetch_add(1, Ordering::Relaxed);
                 log!(info, "{}: connection from {} opened", name, peer);
-                let served = handler.serve(stream, peer);
-                let open = counters.open;
-                if let Err(e) = spawner.spawn(async move {
-                    served.await;
-                    open.fetch_sub(1, Ordering::Relaxed);
-                }) {
+                let served = Counted { served: handler.serve(stream, peer), open: counters.open };
+                if let Err(e) = spawner.spawn(served) {
                     // The stream was dropped with the future: it is closed in the background.
                     counters.open.fetch_sub(1, Ordering::Relaxed);
                     counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -367,5 +365,29 @@ async fn accept_loop(
                 log!(info, "{}: accept failed: {}", name, e);
             }
         }
+    }
+}
+
+/// A connection's task: the handler's future, after which the connection is no longer counted
+/// open. Not an `async` block around the handler's future: that keeps room for the future
+/// twice (as captured and as awaited), and spawning moves the task through a stack frame,
+/// which above a page needs a stack probe (`__chkstk`) that a driver image does not link.
+struct Counted<F> {
+    served: F,
+    open: &'static AtomicU64,
+}
+
+impl<F: Future<Output = ()>> Future for Counted<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // SAFETY: `served` is never moved out of a pinned `Counted` (structural pinning; the
+        // type has no `Drop` and no `Unpin` impl of its own).
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: as above.
+        let served = unsafe { Pin::new_unchecked(&mut this.served) };
+        ready!(served.poll(cx));
+        this.open.fetch_sub(1, Ordering::Relaxed);
+        Poll::Ready(())
     }
 }
