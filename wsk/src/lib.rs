@@ -65,6 +65,7 @@ pub mod pool;
 mod readme;
 pub mod registration;
 pub mod resolve;
+pub mod service;
 pub mod socket;
 #[cfg(test)]
 mod tests;

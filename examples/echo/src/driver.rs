@@ -1,4 +1,5 @@
-//! DriverEntry and DriverUnload of the echo driver.
+//! DriverEntry and DriverUnload of the echo driver: a [`TcpService`] serving each connection
+//! with [`server::serve`].
 
 use core::net::{IpAddr, SocketAddr};
 use core::sync::atomic::Ordering;
@@ -6,28 +7,19 @@ use core::time::Duration;
 
 use wsk::parameters::Parameters;
 use wsk::pool::PoolBox;
-use wsk::{DriverGlobal, Error, SocketOption, TcpListener, Wsk, log};
-use wsk_executor::{Executor, Importance, IoObject, JoinHandle};
-use wsk_sys::{DRIVER_OBJECT, NTSTATUS, STATUS_SUCCESS, UNICODE_STRING};
+use wsk::service::{self, TcpService};
+use wsk::{DriverGlobal, Error, SocketOption, log};
+use wsk_sys::{DRIVER_OBJECT, NTSTATUS, UNICODE_STRING};
 
 use crate::server::{self, STATS};
 
 /// Port used when the service key sets none.
 pub const DEFAULT_PORT: u16 = 7007;
-/// How long DriverEntry waits for the WSK provider.
-const PROVIDER_WAIT: Duration = Duration::from_secs(1);
 /// How long DriverUnload waits for background socket closes to finish.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
-/// Everything the driver owns between DriverEntry and DriverUnload. Field order is drop
-/// order: tasks first, then the executor, then the WSK registration.
-struct DriverState {
-    accept: Option<JoinHandle<()>>,
-    executor: Option<Executor>,
-    wsk: Option<Wsk>,
-}
-
-static STATE: DriverGlobal<DriverState> = DriverGlobal::new();
+/// The registration, the executor and the accept task, between DriverEntry and DriverUnload.
+static SERVICE: DriverGlobal<TcpService> = DriverGlobal::new();
 
 /// Reads `ReceiveEvents` (REG_DWORD; 0: receive with IRPs, otherwise with event callbacks
 /// where the provider has them; default 1).
@@ -66,19 +58,10 @@ pub unsafe extern "system" fn driver_entry(
     driver_object: *mut DRIVER_OBJECT,
     registry_path: *mut UNICODE_STRING,
 ) -> NTSTATUS {
-    log!(always, "echo: DriverEntry");
     // SAFETY: forwarded contract.
-    match unsafe { start(driver_object, registry_path) } {
-        Ok(()) => {
-            // SAFETY: valid driver object; DriverEntry may set DriverUnload.
-            unsafe { (*driver_object).DriverUnload = Some(driver_unload) };
-            STATUS_SUCCESS
-        }
-        Err(e) => {
-            log!(error, "echo: DriverEntry failed: {}", e);
-            e.to_status()
-        }
-    }
+    let start_driver = || unsafe { start(driver_object, registry_path) };
+    // SAFETY: forwarded contract.
+    unsafe { service::driver_entry(driver_object, "echo", driver_unload, start_driver) }
 }
 
 /// # Safety
@@ -89,60 +72,13 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
     // SAFETY: forwarded contract.
     let events = unsafe { receive_events(registry_path)? };
     server::RECEIVE_EVENTS.store(events, Ordering::Relaxed);
-    let wsk = Wsk::register(PROVIDER_WAIT)?;
-    log!(always, "echo: WskRegister ok");
-    if !wsk.is_ready() {
-        log!(error, "echo: WSK provider not ready after {:?}", PROVIDER_WAIT);
-        return Err(Error::NotReady);
-    }
-    log!(always, "echo: WskCaptureProviderNPI ok");
-    // SAFETY: the driver's own driver object, valid for the driver's lifetime.
-    let executor = Executor::new(unsafe { IoObject::from_driver(driver_object) })?;
-    let mut state = PoolBox::try_new(DriverState { accept: None, executor: Some(executor), wsk: Some(wsk) })
-        .map_err(|_| Error::NoMemory)?;
-    let wsk_ref = state.wsk.as_ref().ok_or(Error::NotReady)?;
-    let listener = match wsk_executor::block_on(TcpListener::bind_with(wsk_ref, addr, listen_options(&addr))) {
-        Ok(Ok(listener)) => listener,
-        Ok(Err(e)) => {
-            log!(error, "echo: cannot listen on {}: {}", addr, e);
-            stop(&mut state);
-            return Err(e);
-        }
-        Err(e) => {
-            stop(&mut state);
-            return Err(e.into());
-        }
+    // SAFETY: DriverEntry's own driver object (forwarded contract).
+    let service = unsafe {
+        TcpService::start(driver_object, "echo", addr, listen_options(&addr), server::COUNTERS, server::serve)?
     };
-    let executor = state.executor.as_ref().ok_or(Error::NotReady)?;
-    // High importance: under load the next accept is issued after at most one connection's
-    // turn, not after every busy connection's (see `Importance`).
-    let accept = executor.spawn_with(Importance::High, server::accept_loop(listener, executor.spawner()));
-    match accept {
-        Ok(handle) => state.accept = Some(handle),
-        Err(e) => {
-            stop(&mut state);
-            return Err(e.into());
-        }
-    }
-    log!(always, "echo: listening on {}", addr);
-    drop(STATE.set(state));
+    let service = PoolBox::try_new(service).map_err(|mut service| service.stop_with(Error::NoMemory))?;
+    drop(SERVICE.set(service));
     Ok(())
-}
-
-/// The unload protocol: stop accepting, cancel every task (their sockets close), wait for the
-/// executor to be idle and every socket to be closed, deregister.
-fn stop(state: &mut DriverState) {
-    if let Some(accept) = state.accept.take() {
-        accept.abort();
-    }
-    if let Some(executor) = state.executor.take()
-        && let Err(executor) = executor.shutdown()
-    {
-        log!(error, "echo: executor shutdown above PASSIVE_LEVEL; leaking it");
-        core::mem::forget(executor);
-    }
-    wsk::wait_for_sockets_closed(CLOSE_WAIT);
-    drop(state.wsk.take());
 }
 
 /// DriverUnload. IRQL == PASSIVE_LEVEL.
@@ -151,8 +87,10 @@ fn stop(state: &mut DriverState) {
 /// Called once by the I/O manager after a successful DriverEntry.
 pub unsafe extern "system" fn driver_unload(_driver_object: *mut DRIVER_OBJECT) {
     log!(always, "echo: DriverUnload");
-    if let Some(mut state) = STATE.take() {
-        stop(&mut state);
+    if let Some(mut service) = SERVICE.take()
+        && !service.stop(CLOSE_WAIT)
+    {
+        log!(error, "echo: sockets still open {:?} after the executor stopped", CLOSE_WAIT);
     }
     let open = wsk::live_sockets();
     log!(

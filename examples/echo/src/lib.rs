@@ -1,10 +1,11 @@
 //! The echo driver.
 //!
 //! A TCP echo server: DriverEntry reads `Port` and `Address` from the service key's
-//! `Parameters`, registers with WSK, listens, and spawns an accept loop; each connection is
-//! echoed by its own task until the peer finishes sending, then disconnected gracefully and
-//! closed. DriverUnload stops accepting, cancels every task (closing their sockets), waits
-//! until the executor is idle and every socket is closed, and deregisters.
+//! `Parameters` and starts a [`wsk::service::TcpService`] (registers with WSK, listens, and
+//! spawns an accept loop); each connection is echoed by its own task ([`server::serve`]) until
+//! the peer finishes sending, then disconnected gracefully and closed. DriverUnload stops the
+//! service: it stops accepting, cancels every task (closing their sockets), waits until the
+//! executor is idle and every socket is closed, and deregisters.
 //!
 //! The same code is built two ways: as `echo.sys` for `x86_64-pc-windows-msvc`
 //! (`cargo xtask drivers`), where `DriverEntry` is the image entry point, and into the

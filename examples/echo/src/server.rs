@@ -1,4 +1,4 @@
-//! The echo service: an accept loop and one task per connection.
+//! The echo service: what each connection's task does, and the driver's counters.
 
 use core::net::SocketAddr;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -6,8 +6,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use core::sync::atomic::AtomicBool;
 
 use wsk::events::{self, ConnectionEvent, ConnectionEvents, EventConfig};
-use wsk::{Error, IoBuf, TcpListener, TcpReadHalf, TcpStream, TcpWriteHalf, log};
-use wsk_executor::Spawner;
+use wsk::service::ConnectionCounters;
+use wsk::{Error, IoBuf, TcpReadHalf, TcpStream, TcpWriteHalf, log};
 
 /// Bytes per receive.
 pub const CHUNK: usize = 64 * 1024;
@@ -24,8 +24,8 @@ pub struct Stats {
     pub zero_copy_bytes: AtomicU64,
     /// Connections served with IRP receives because the provider refused receive events.
     pub events_refused: AtomicU64,
-    /// Accepts that failed (low resources included) and connections that failed or ended
-    /// with an error.
+    /// Accepts that failed (low resources included), connections that could not be given a
+    /// task, and connections that failed or ended with an error.
     pub errors: AtomicU64,
 }
 
@@ -42,40 +42,15 @@ pub static STATS: Stats = Stats {
     errors: AtomicU64::new(0),
 };
 
-/// Accepts connections until the task is cancelled (at unload), spawning one echo task each.
-pub async fn accept_loop(mut listener: TcpListener, spawner: Spawner) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                STATS.connections.fetch_add(1, Ordering::Relaxed);
-                STATS.open.fetch_add(1, Ordering::Relaxed);
-                log!(info, "echo: connection from {} opened", peer);
-                if let Err(e) = spawner.spawn(serve(stream, peer)) {
-                    // The stream was dropped with the future: it is closed in the background.
-                    STATS.open.fetch_sub(1, Ordering::Relaxed);
-                    log!(error, "echo: cannot serve {}: {:?}", peer, e);
-                }
-            }
-            Err(Error::NoMemory) => {
-                // Low resources: back off and keep serving.
-                STATS.errors.fetch_add(1, Ordering::Relaxed);
-                wsk_executor::sleep(core::time::Duration::from_millis(10)).await;
-            }
-            Err(Error::Closed | Error::Cancelled) => return,
-            Err(e) => {
-                // A connection that failed between its arrival and the accept (reset by the
-                // peer, for example): it concerns that connection only.
-                STATS.errors.fetch_add(1, Ordering::Relaxed);
-                log!(info, "echo: accept failed: {}", e);
-            }
-        }
-    }
-}
+/// Where the echo service counts its connections ([`STATS`]' `connections`, `open` and
+/// `errors`).
+pub static COUNTERS: ConnectionCounters =
+    ConnectionCounters { accepted: &STATS.connections, open: &STATS.open, errors: &STATS.errors };
 
 /// Echoes until the peer finishes sending, then sends what is left (already done: every
 /// chunk is echoed before the next receive), disconnects gracefully and closes. Receives
 /// with event callbacks where the provider has them, else with IRPs.
-async fn serve(stream: TcpStream, peer: SocketAddr) {
+pub async fn serve(stream: TcpStream, peer: SocketAddr) {
     let mut echoed = 0u64;
     let (outcome, mut writer) = if RECEIVE_EVENTS.load(Ordering::Relaxed) {
         match stream.into_events(EventConfig::default()) {
@@ -107,7 +82,6 @@ async fn serve(stream: TcpStream, peer: SocketAddr) {
     if let Err(e) = writer.close().await {
         log!(info, "echo: {}: close: {}", peer, e);
     }
-    STATS.open.fetch_sub(1, Ordering::Relaxed);
     log!(info, "echo: connection from {} closed after {} bytes", peer, echoed);
 }
 

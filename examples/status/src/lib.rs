@@ -1,7 +1,8 @@
 //! The status driver: an HTTP/1.1 endpoint in a kernel driver.
 //!
-//! DriverEntry reads `Port` and `Address` from the service key's `Parameters`, registers with
-//! WSK, listens, and spawns an accept loop; each connection is served by its own task, which
+//! DriverEntry reads `Port` and `Address` from the service key's `Parameters` and starts a
+//! [`wsk::service::TcpService`] (registers with WSK, listens, and spawns an accept loop); each
+//! connection is served by its own task ([`server::serve`]), which
 //! reads requests through the `wsk` stream's `embedded_io_async::Read`, parses them with
 //! [`httparse`] (a `no_std` HTTP parser) and writes responses through `embedded_io_async::Write`.
 //! `GET /` answers a greeting, `GET /status` the driver's counters, anything else 404; methods

@@ -1,12 +1,13 @@
-//! The status service: an accept loop and one task per connection, speaking HTTP/1.1 through
-//! the stream's `embedded_io_async::{Read, Write}`.
+//! The status service: what each connection's task does, speaking HTTP/1.1 through the
+//! stream's `embedded_io_async::{Read, Write}`, and the driver's counters.
 
+use core::net::SocketAddr;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use embedded_io_async::{Read, Write};
 use wsk::pool::PoolBox;
-use wsk::{Error, TcpListener, TcpStream, log};
-use wsk_executor::Spawner;
+use wsk::service::ConnectionCounters;
+use wsk::{Error, TcpStream, log};
 
 use crate::http::{self, Counters, MAX_HEAD, Parsed};
 
@@ -38,34 +39,13 @@ fn counters() -> Counters {
     }
 }
 
-/// Accepts connections until the task is cancelled (at unload), spawning one task each.
-pub async fn accept_loop(mut listener: TcpListener, spawner: Spawner) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _peer)) => {
-                STATS.connections.fetch_add(1, Ordering::Relaxed);
-                STATS.open.fetch_add(1, Ordering::Relaxed);
-                if spawner.spawn(serve(stream)).is_err() {
-                    // The stream was dropped with the future: it is closed in the background.
-                    STATS.open.fetch_sub(1, Ordering::Relaxed);
-                    STATS.errors.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            Err(Error::NoMemory) => {
-                STATS.errors.fetch_add(1, Ordering::Relaxed);
-                wsk_executor::sleep(core::time::Duration::from_millis(10)).await;
-            }
-            Err(Error::Closed | Error::Cancelled) => return,
-            Err(e) => {
-                STATS.errors.fetch_add(1, Ordering::Relaxed);
-                log!(info, "status: accept failed: {}", e);
-            }
-        }
-    }
-}
+/// Where the status service counts its connections ([`STATS`]' `connections`, `open` and
+/// `errors`).
+pub static COUNTERS: ConnectionCounters =
+    ConnectionCounters { accepted: &STATS.connections, open: &STATS.open, errors: &STATS.errors };
 
 /// Serves requests on one connection until the peer closes it or asks to, then closes it.
-async fn serve(mut stream: TcpStream) {
+pub async fn serve(mut stream: TcpStream, _peer: SocketAddr) {
     if let Err(e) = requests(&mut stream).await {
         STATS.errors.fetch_add(1, Ordering::Relaxed);
         log!(info, "status: connection ended: {}", e);
@@ -78,7 +58,6 @@ async fn serve(mut stream: TcpStream) {
     if let Err(e) = stream.close().await {
         log!(info, "status: close: {}", e);
     }
-    STATS.open.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// The request loop: read a head, answer it, keep what follows it (a pipelined request).

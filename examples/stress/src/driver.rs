@@ -6,9 +6,10 @@ use core::time::Duration;
 
 use wsk::parameters::Parameters;
 use wsk::pool::PoolBox;
-use wsk::{DriverGlobal, Error, TcpListener, Wsk, log};
-use wsk_executor::{Executor, Importance, IoObject};
-use wsk_sys::{DRIVER_OBJECT, NTSTATUS, STATUS_SUCCESS, UNICODE_STRING};
+use wsk::service::{self, Service};
+use wsk::{DriverGlobal, Error, TcpListener, log};
+use wsk_executor::Importance;
+use wsk_sys::{DRIVER_OBJECT, NTSTATUS, UNICODE_STRING};
 
 use crate::stats::{OP_NAMES, STATS};
 use crate::workload::{self, Config, STOP, WskRef};
@@ -20,17 +21,12 @@ pub const DEFAULT_CLIENTS: u32 = 16;
 /// Default of the `Seconds` parameter: how long the workers run, in seconds (0: no time limit).
 pub const DEFAULT_SECONDS: u32 = 10;
 
-const PROVIDER_WAIT: Duration = Duration::from_secs(1);
 const CLOSE_WAIT: Duration = Duration::from_secs(30);
 
-/// Field order is drop order: the executor (and every task) before the registration, which
-/// the tasks borrow through [`WskRef`].
-struct DriverState {
-    executor: Option<Executor>,
-    wsk: Option<PoolBox<Wsk>>,
-}
-
-static STATE: DriverGlobal<DriverState> = DriverGlobal::new();
+/// The registration and the executor, between DriverEntry and DriverUnload. The service stays
+/// in its pool block until unload, so the tasks may borrow its registration through
+/// [`WskRef`]: the executor (and every task) goes before the registration.
+static SERVICE: DriverGlobal<Service> = DriverGlobal::new();
 
 struct Settings {
     port: u16,
@@ -78,19 +74,10 @@ pub unsafe extern "system" fn driver_entry(
     driver_object: *mut DRIVER_OBJECT,
     registry_path: *mut UNICODE_STRING,
 ) -> NTSTATUS {
-    log!(always, "stress: DriverEntry");
     // SAFETY: forwarded contract.
-    match unsafe { start(driver_object, registry_path) } {
-        Ok(()) => {
-            // SAFETY: valid driver object.
-            unsafe { (*driver_object).DriverUnload = Some(driver_unload) };
-            STATUS_SUCCESS
-        }
-        Err(e) => {
-            log!(error, "stress: DriverEntry failed: {}", e);
-            e.to_status()
-        }
-    }
+    let start_driver = || unsafe { start(driver_object, registry_path) };
+    // SAFETY: forwarded contract.
+    unsafe { service::driver_entry(driver_object, "stress", driver_unload, start_driver) }
 }
 
 /// # Safety
@@ -99,29 +86,22 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
     // SAFETY: forwarded contract.
     let settings = unsafe { settings(registry_path)? };
     STOP.store(false, Ordering::Release);
-    let wsk = Wsk::register(PROVIDER_WAIT)?;
-    log!(always, "stress: WskRegister ok");
-    if !wsk.is_ready() {
-        return Err(Error::NotReady);
-    }
-    log!(always, "stress: WskCaptureProviderNPI ok");
-    let wsk = PoolBox::try_new(wsk).map_err(|_| Error::NoMemory)?;
-    // SAFETY: the driver's own driver object.
-    let executor = Executor::new(unsafe { IoObject::from_driver(driver_object) })?;
-    let mut state =
-        PoolBox::try_new(DriverState { executor: Some(executor), wsk: Some(wsk) }).map_err(|_| Error::NoMemory)?;
-    if let Err(e) = spawn_workload(&state, &settings) {
-        stop(&mut state);
+    // SAFETY: DriverEntry's own driver object (forwarded contract).
+    let service = unsafe { Service::start(driver_object, "stress")? };
+    let mut service = PoolBox::try_new(service).map_err(|mut service| service.stop_with(Error::NoMemory))?;
+    if let Err(e) = spawn_workload(&service, &settings) {
+        stop(&mut service);
         return Err(e);
     }
-    drop(STATE.set(state));
+    drop(SERVICE.set(service));
     Ok(())
 }
 
-fn spawn_workload(state: &DriverState, settings: &Settings) -> Result<(), Error> {
-    let (Some(executor), Some(wsk)) = (state.executor.as_ref(), state.wsk.as_ref()) else {
-        return Err(Error::NotReady);
-    };
+/// Spawns the accept loop, the clients and the timer that ends the run.
+///
+/// `service` stays where it is until the executor is shut down.
+fn spawn_workload(service: &Service, settings: &Settings) -> Result<(), Error> {
+    let (executor, wsk) = (service.executor()?, service.wsk()?);
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, settings.port));
     let listener = wsk_executor::block_on(TcpListener::bind(wsk, addr))??;
     let spawner = executor.spawner();
@@ -129,7 +109,8 @@ fn spawn_workload(state: &DriverState, settings: &Settings) -> Result<(), Error>
         Importance::High,
         workload::accept_loop(listener, executor.spawner(), settings.config.seed, settings.config.mix),
     )?;
-    // SAFETY: `wsk` lives in the driver state until after the executor is shut down.
+    // SAFETY: `wsk` lives in the service's pool block, which stays in place until the
+    // executor is shut down (DriverUnload, or DriverEntry's failure path).
     let wsk_ref = unsafe { WskRef::new(wsk) };
     for id in 0..settings.config.clients {
         executor.spawn(workload::client(wsk_ref, addr, spawner.clone(), settings.config, u64::from(id)))?;
@@ -152,16 +133,11 @@ fn spawn_workload(state: &DriverState, settings: &Settings) -> Result<(), Error>
     Ok(())
 }
 
-fn stop(state: &mut DriverState) {
+/// Stops the workers and then the service ([`Service::stop`]); returns whether every socket
+/// closed within [`CLOSE_WAIT`].
+fn stop(service: &mut Service) -> bool {
     STOP.store(true, Ordering::Release);
-    if let Some(executor) = state.executor.take()
-        && let Err(executor) = executor.shutdown()
-    {
-        log!(error, "stress: executor shutdown above PASSIVE_LEVEL; leaking it");
-        core::mem::forget(executor);
-    }
-    wsk::wait_for_sockets_closed(CLOSE_WAIT);
-    drop(state.wsk.take());
+    service.stop(CLOSE_WAIT)
 }
 
 /// DriverUnload. IRQL == PASSIVE_LEVEL.
@@ -170,8 +146,10 @@ fn stop(state: &mut DriverState) {
 /// Called once by the I/O manager after a successful DriverEntry.
 pub unsafe extern "system" fn driver_unload(_driver_object: *mut DRIVER_OBJECT) {
     log!(always, "stress: DriverUnload");
-    if let Some(mut state) = STATE.take() {
-        stop(&mut state);
+    if let Some(mut service) = SERVICE.take()
+        && !stop(&mut service)
+    {
+        log!(error, "stress: sockets still open {:?} after the executor stopped", CLOSE_WAIT);
     }
     for (name, count) in OP_NAMES.iter().zip(STATS.ops.iter()) {
         log!(always, "stress: {:>10} {}", name, count.load(Ordering::Relaxed));

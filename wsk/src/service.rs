@@ -1,0 +1,393 @@
+//! What a driver keeps between DriverEntry and DriverUnload: the WSK registration and an
+//! executor on the driver object ([`Service`]), and a TCP server on top of them
+//! ([`TcpService`]: a listener whose accept loop spawns one task per connection).
+//!
+//! Both own their parts in drop order (the accept task, then the executor with every task,
+//! then the registration) and stop with one protocol ([`TcpService::stop`],
+//! [`Service::stop`]): stop accepting, shut the executor down (every task is cancelled and its
+//! sockets close in the background), wait until every socket is closed, deregister.
+//!
+//! # Examples
+//!
+//! A driver serving TCP connections, one task each:
+//!
+//! ```no_run
+//! use core::net::{Ipv4Addr, SocketAddr};
+//! use core::sync::atomic::AtomicU64;
+//! use core::time::Duration;
+//!
+//! use wsk::pool::PoolBox;
+//! use wsk::service::{ConnectionCounters, TcpService};
+//! use wsk::{DriverGlobal, Error, TcpStream, log};
+//! use wsk_sys::{DRIVER_OBJECT, NTSTATUS, STATUS_SUCCESS, UNICODE_STRING};
+//!
+//! static ACCEPTED: AtomicU64 = AtomicU64::new(0);
+//! static OPEN: AtomicU64 = AtomicU64::new(0);
+//! static ERRORS: AtomicU64 = AtomicU64::new(0);
+//! static COUNTERS: ConnectionCounters =
+//!     ConnectionCounters { accepted: &ACCEPTED, open: &OPEN, errors: &ERRORS };
+//! static SERVICE: DriverGlobal<TcpService> = DriverGlobal::new();
+//!
+//! async fn serve(mut stream: TcpStream, _peer: SocketAddr) {
+//!     // ... read and write ...
+//!     let _ = stream.close().await;
+//! }
+//!
+//! unsafe extern "system" fn driver_entry(driver: *mut DRIVER_OBJECT, _path: *mut UNICODE_STRING) -> NTSTATUS {
+//!     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 7007));
+//!     // SAFETY: DriverEntry's own driver object.
+//!     let started = unsafe { TcpService::start(driver, "demo", addr, &[], COUNTERS, serve) };
+//!     let service = match started.and_then(|s| PoolBox::try_new(s).map_err(|mut s| s.stop_with(Error::NoMemory))) {
+//!         Ok(service) => service,
+//!         Err(e) => return e.to_status(),
+//!     };
+//!     drop(SERVICE.set(service));
+//!     // SAFETY: DriverEntry may set DriverUnload.
+//!     unsafe { (*driver).DriverUnload = Some(driver_unload) };
+//!     STATUS_SUCCESS
+//! }
+//!
+//! unsafe extern "system" fn driver_unload(_driver: *mut DRIVER_OBJECT) {
+//!     if let Some(mut service) = SERVICE.take()
+//!         && !service.stop(Duration::from_secs(10))
+//!     {
+//!         log!(error, "demo: sockets still open at unload");
+//!     }
+//! }
+//! ```
+
+use core::future::Future;
+use core::net::SocketAddr;
+use core::pin::Pin;
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::task::{Context, Poll, ready};
+use core::time::Duration;
+
+use wsk_executor::{Executor, Importance, IoObject, JoinHandle, Spawner};
+use wsk_sys::{DRIVER_OBJECT, DRIVER_UNLOAD, NTSTATUS, STATUS_SUCCESS};
+
+use crate::{Error, Result, SocketOption, TcpListener, TcpStream, Wsk, log, wait_for_sockets_closed};
+
+/// How long [`Service::start`] waits for the WSK provider.
+pub const PROVIDER_WAIT: Duration = Duration::from_secs(1);
+
+/// How long [`Service::stop_with`] and [`TcpService::stop_with`] (DriverEntry's failure
+/// paths) wait for the sockets to close.
+pub const DEFAULT_CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a [`TcpService`]'s accept loop waits before accepting again after an accept
+/// failed for lack of memory.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// DriverEntry's frame around a driver's `start`: logs `<name>: DriverEntry`, runs `start`;
+/// if it succeeds, installs `unload` as the driver's DriverUnload and returns
+/// `STATUS_SUCCESS`, otherwise logs `<name>: DriverEntry failed: <error>` and returns the
+/// error's status (DriverUnload is not installed: the I/O manager does not call it after a
+/// failed DriverEntry, so `start` undoes its own work on failure).
+///
+/// IRQL == PASSIVE_LEVEL (DriverEntry).
+///
+/// # Safety
+///
+/// `driver_object` is the driver object DriverEntry received.
+pub unsafe fn driver_entry(
+    driver_object: *mut DRIVER_OBJECT,
+    name: &str,
+    unload: DRIVER_UNLOAD,
+    start: impl FnOnce() -> Result<()>,
+) -> NTSTATUS {
+    log!(always, "{}: DriverEntry", name);
+    match start() {
+        Ok(()) => {
+            // SAFETY: the caller's contract: DriverEntry's valid driver object, whose
+            // DriverUnload DriverEntry sets.
+            unsafe { (*driver_object).DriverUnload = Some(unload) };
+            STATUS_SUCCESS
+        }
+        Err(e) => {
+            log!(error, "{}: DriverEntry failed: {}", name, e);
+            e.to_status()
+        }
+    }
+}
+
+/// A WSK registration and an executor on the driver object, owned together: the executor
+/// (and every task) goes before the registration. Dropped without [`stop`](Self::stop), the
+/// parts drop in that order, without the wait for the sockets.
+///
+/// # Invariants
+///
+/// Until [`stop`](Self::stop), both parts are present; after it, neither.
+pub struct Service {
+    /// The driver's name, the prefix of every line this service logs.
+    name: &'static str,
+    // Field order is drop order: the tasks may use the registration.
+    executor: Option<Executor>,
+    wsk: Option<Wsk>,
+}
+
+impl Service {
+    /// Registers with WSK (waiting up to [`PROVIDER_WAIT`] for the provider, which must then
+    /// be ready) and starts an executor on `driver_object`. Logs `<name>: WskRegister ok` and
+    /// `<name>: WskCaptureProviderNPI ok` as each step succeeds.
+    ///
+    /// Errors: the registration's, [`Error::NotReady`] if the provider is not ready in time,
+    /// the executor's.
+    ///
+    /// IRQL == PASSIVE_LEVEL (DriverEntry).
+    ///
+    /// # Safety
+    ///
+    /// `driver_object` is the driver's own driver object (DriverEntry's argument), valid until
+    /// the driver unloads.
+    pub unsafe fn start(driver_object: *mut DRIVER_OBJECT, name: &'static str) -> Result<Self> {
+        let wsk = Wsk::register(PROVIDER_WAIT)?;
+        log!(always, "{}: WskRegister ok", name);
+        if !wsk.is_ready() {
+            log!(error, "{}: WSK provider not ready after {:?}", name, PROVIDER_WAIT);
+            return Err(Error::NotReady);
+        }
+        log!(always, "{}: WskCaptureProviderNPI ok", name);
+        // SAFETY: the caller's contract: the driver's own driver object, valid until unload.
+        let io = unsafe { IoObject::from_driver(driver_object) };
+        let executor = Executor::new(io)?;
+        // INVARIANT: both parts are present.
+        Ok(Self { name, executor: Some(executor), wsk: Some(wsk) })
+    }
+
+    /// The registration; [`Error::NotReady`] once stopped. Any IRQL.
+    pub fn wsk(&self) -> Result<&Wsk> {
+        self.wsk.as_ref().ok_or(Error::NotReady)
+    }
+
+    /// The executor; [`Error::NotReady`] once stopped. Any IRQL.
+    pub fn executor(&self) -> Result<&Executor> {
+        self.executor.as_ref().ok_or(Error::NotReady)
+    }
+
+    /// The unload protocol: shuts the executor down (every task is cancelled, their sockets
+    /// close in the background), waits up to `close_wait` until every socket of the driver
+    /// is closed, and deregisters. Returns whether every socket closed within the wait.
+    ///
+    /// Above PASSIVE_LEVEL the executor cannot be shut down: it is leaked (with a log line),
+    /// the wait only reports, and the registration is leaked too (see [`Wsk`]'s drop). Called
+    /// again, it has nothing left to stop and only waits for the sockets.
+    ///
+    /// IRQL == PASSIVE_LEVEL (DriverUnload; never from one of the executor's tasks).
+    pub fn stop(&mut self, close_wait: Duration) -> bool {
+        if let Some(executor) = self.executor.take()
+            && let Err(executor) = executor.shutdown()
+        {
+            log!(error, "{}: executor shutdown above PASSIVE_LEVEL; leaking it", self.name);
+            core::mem::forget(executor);
+        }
+        let closed = wait_for_sockets_closed(close_wait);
+        // INVARIANT: neither part is left.
+        drop(self.wsk.take());
+        closed
+    }
+
+    /// [`stop`](Self::stop) with [`DEFAULT_CLOSE_WAIT`], then `error`: for DriverEntry's
+    /// failure paths. IRQL == PASSIVE_LEVEL.
+    pub fn stop_with(&mut self, error: Error) -> Error {
+        self.stop(DEFAULT_CLOSE_WAIT);
+        error
+    }
+}
+
+/// Where a [`TcpService`] counts connections: counters the driver owns (statics it also
+/// prints or serves), so that they outlive the service.
+#[derive(Clone, Copy)]
+pub struct ConnectionCounters {
+    /// Connections accepted since the service started.
+    pub accepted: &'static AtomicU64,
+    /// Connections accepted whose handler has not returned (a handler cancelled at unload
+    /// stays counted).
+    pub open: &'static AtomicU64,
+    /// Accepts that failed (low resources included) and connections that could not be given a
+    /// task. The handler adds its own failures.
+    pub errors: &'static AtomicU64,
+}
+
+/// What serves one connection: called with the accepted stream and the peer's address, its
+/// future runs as a task of its own. Implemented by every `Send + 'static` closure or function
+/// `Fn(TcpStream, SocketAddr) -> impl Future<Output = ()> + Send + 'static`.
+pub trait Handler: Send + 'static {
+    /// The connection's task.
+    type Future: Future<Output = ()> + Send + 'static;
+
+    /// Starts serving `stream`, connected to `peer`. Called in the accept loop's task
+    /// (PASSIVE_LEVEL).
+    fn serve(&self, stream: TcpStream, peer: SocketAddr) -> Self::Future;
+}
+
+impl<H, F> Handler for H
+where
+    H: Fn(TcpStream, SocketAddr) -> F + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    type Future = F;
+
+    fn serve(&self, stream: TcpStream, peer: SocketAddr) -> F {
+        self(stream, peer)
+    }
+}
+
+/// A [`Service`] with a TCP listener and an accept loop that serves each connection with a
+/// task of its own.
+///
+/// The accept loop runs at [`Importance::High`] (under load the next accept is issued after at
+/// most one connection's turn). It counts each connection in [`ConnectionCounters`], logs
+/// `<name>: connection from <peer> opened` (info level), spawns the handler's future, backs off
+/// [`ACCEPT_BACKOFF`] when an accept fails for lack of memory, logs and counts any other failed
+/// accept (it concerns that connection only), and ends when the listener is closed or the
+/// task cancelled.
+pub struct TcpService {
+    // Field order is drop order: the accept task, then the service.
+    accept: Option<JoinHandle<()>>,
+    service: Service,
+}
+
+impl TcpService {
+    /// [`Service::start`], then [`listen`](Self::listen).
+    ///
+    /// IRQL == PASSIVE_LEVEL (DriverEntry).
+    ///
+    /// # Safety
+    ///
+    /// As [`Service::start`].
+    pub unsafe fn start(
+        driver_object: *mut DRIVER_OBJECT,
+        name: &'static str,
+        addr: SocketAddr,
+        options: &[SocketOption],
+        counters: ConnectionCounters,
+        handler: impl Handler,
+    ) -> Result<Self> {
+        // SAFETY: forwarded contract.
+        let service = unsafe { Service::start(driver_object, name)? };
+        Self::listen(service, addr, options, counters, handler)
+    }
+
+    /// Binds a listener on `addr` with `options` (set before the bind) and spawns the accept
+    /// loop, which serves each connection with `handler` in a task of its own. Logs
+    /// `<name>: listening on <addr>`. On failure the service is stopped (with
+    /// [`DEFAULT_CLOSE_WAIT`]) and the error returned; a failed bind is logged.
+    ///
+    /// IRQL == PASSIVE_LEVEL (DriverEntry).
+    pub fn listen(
+        service: Service,
+        addr: SocketAddr,
+        options: &[SocketOption],
+        counters: ConnectionCounters,
+        handler: impl Handler,
+    ) -> Result<Self> {
+        let mut this = Self { accept: None, service };
+        let name = this.service.name;
+        let spawned = bind(&this.service, addr, options).and_then(|listener| {
+            let executor = this.service.executor()?;
+            let accept = accept_loop(listener, executor.spawner(), name, counters, handler);
+            Ok(executor.spawn_with(Importance::High, accept)?)
+        });
+        match spawned {
+            Ok(accept) => this.accept = Some(accept),
+            Err(e) => return Err(this.stop_with(e)),
+        }
+        log!(always, "{}: listening on {}", name, addr);
+        Ok(this)
+    }
+
+    /// The registration and the executor. Any IRQL.
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+
+    /// The unload protocol: aborts the accept task (no connection is accepted afterwards),
+    /// then [`Service::stop`]. Returns whether every socket closed within `close_wait`.
+    ///
+    /// IRQL == PASSIVE_LEVEL (DriverUnload).
+    pub fn stop(&mut self, close_wait: Duration) -> bool {
+        if let Some(accept) = self.accept.take() {
+            accept.abort();
+        }
+        self.service.stop(close_wait)
+    }
+
+    /// [`stop`](Self::stop) with [`DEFAULT_CLOSE_WAIT`], then `error`: for DriverEntry's
+    /// failure paths. IRQL == PASSIVE_LEVEL.
+    pub fn stop_with(&mut self, error: Error) -> Error {
+        self.stop(DEFAULT_CLOSE_WAIT);
+        error
+    }
+}
+
+/// Binds `service`'s listener on `addr` with `options`; a failure is logged.
+fn bind(service: &Service, addr: SocketAddr, options: &[SocketOption]) -> Result<TcpListener> {
+    let bound = wsk_executor::block_on(TcpListener::bind_with(service.wsk()?, addr, options));
+    bound.map_err(Error::from).and_then(|bound| bound).inspect_err(|e| {
+        log!(error, "{}: cannot listen on {}: {}", service.name, addr, e);
+    })
+}
+
+/// Accepts until the listener is closed or the task is cancelled, spawning `handler`'s future
+/// for each connection (see [`TcpService`]).
+async fn accept_loop(
+    mut listener: TcpListener,
+    spawner: Spawner,
+    name: &'static str,
+    counters: ConnectionCounters,
+    handler: impl Handler,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                counters.accepted.fetch_add(1, Ordering::Relaxed);
+                counters.open.fetch_add(1, Ordering::Relaxed);
+                log!(info, "{}: connection from {} opened", name, peer);
+                let served = Counted { served: handler.serve(stream, peer), open: counters.open };
+                if let Err(e) = spawner.spawn(served) {
+                    // The stream was dropped with the future: it is closed in the background.
+                    counters.open.fetch_sub(1, Ordering::Relaxed);
+                    counters.errors.fetch_add(1, Ordering::Relaxed);
+                    log!(error, "{}: cannot serve {}: {:?}", name, peer, e);
+                }
+            }
+            Err(Error::NoMemory) => {
+                // Low resources: back off and keep serving.
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+                wsk_executor::sleep(ACCEPT_BACKOFF).await;
+            }
+            Err(Error::Closed | Error::Cancelled) => return,
+            Err(e) => {
+                // A connection that failed between its arrival and the accept (reset by the
+                // peer, for example): it concerns that connection only.
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+                log!(info, "{}: accept failed: {}", name, e);
+            }
+        }
+    }
+}
+
+/// A connection's task: the handler's future, after which the connection is no longer counted
+/// open. Not an `async` block around the handler's future: that keeps room for the future
+/// twice (as captured and as awaited), and spawning moves the task through a stack frame,
+/// which above a page needs a stack probe (`__chkstk`) that a driver image does not link.
+struct Counted<F> {
+    served: F,
+    open: &'static AtomicU64,
+}
+
+impl<F: Future<Output = ()>> Future for Counted<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // SAFETY: `served` is never moved out of a pinned `Counted` (structural pinning; the
+        // type has no `Drop` and no `Unpin` impl of its own).
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: as above.
+        let served = unsafe { Pin::new_unchecked(&mut this.served) };
+        ready!(served.poll(cx));
+        this.open.fetch_sub(1, Ordering::Relaxed);
+        Poll::Ready(())
+    }
+}
