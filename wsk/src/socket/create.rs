@@ -159,3 +159,28 @@ pub(crate) async fn bind<K: SocketKind>(
     .await;
     unit(done)
 }
+
+/// `WskGetLocalAddress` on a socket of any kind: the address the provider bound it to.
+///
+/// IRQL == PASSIVE_LEVEL (task context).
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
+)]
+pub(crate) async fn local_addr<K: SocketKind>(core: &SocketCore<K>, slot: &mut OpSlot) -> Result<SocketAddr> {
+    // SAFETY: the address buffer lives in the slot until the IRP completes.
+    let done = unsafe {
+        socket_call(
+            core,
+            slot,
+            None,
+            |_, _| {},
+            |socket, table, irp, args| {
+                K::get_local_address(table).map(|get| get(socket, addr::as_sockaddr(&mut (*args).addr), irp))
+            },
+        )
+    }
+    .await;
+    unit(done)?;
+    slot.result_addr()
+}

@@ -42,6 +42,9 @@ pub(crate) trait SocketKind: sealed::Sealed + Sized + 'static {
 
     /// The basic dispatch table, the first member of every kind's table.
     fn basic(table: &Self::Dispatch) -> &WSK_PROVIDER_BASIC_DISPATCH;
+
+    /// `WskGetLocalAddress`, which every kind's table has.
+    fn get_local_address(table: &Self::Dispatch) -> Option<wsk_sys::PFN_WSK_GET_LOCAL_ADDRESS>;
 }
 
 /// A listening socket (`WSK_FLAG_LISTEN_SOCKET`).
@@ -70,6 +73,10 @@ macro_rules! socket_kind {
 
             fn basic(table: &Self::Dispatch) -> &WSK_PROVIDER_BASIC_DISPATCH {
                 &table.Basic
+            }
+
+            fn get_local_address(table: &Self::Dispatch) -> Option<wsk_sys::PFN_WSK_GET_LOCAL_ADDRESS> {
+                table.WskGetLocalAddress
             }
         }
     };

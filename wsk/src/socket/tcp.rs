@@ -136,26 +136,8 @@ impl TcpListener {
     /// Asks the provider for the bound address (`WskGetLocalAddress`).
     ///
     /// IRQL == PASSIVE_LEVEL (task context).
-    #[expect(
-        clippy::multiple_unsafe_ops_per_block,
-        reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
-    )]
     pub async fn query_local_addr(&mut self) -> Result<SocketAddr> {
-        // SAFETY: listen dispatch table; the address buffer lives in the slot.
-        let done = unsafe {
-            socket_call(
-                &self.core,
-                &mut self.slot,
-                None,
-                |_, _| {},
-                |socket, table, irp, args| {
-                    table.WskGetLocalAddress.map(|get| get(socket, addr::as_sockaddr(&mut (*args).addr), irp))
-                },
-            )
-        }
-        .await;
-        unit(done)?;
-        self.slot.result_addr()
+        create::local_addr(&self.core, &mut self.slot).await
     }
 
     /// Waits for an incoming connection. Cancel-safe: dropping the future cancels the

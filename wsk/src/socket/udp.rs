@@ -10,7 +10,7 @@ use crate::buf::IoBuf;
 use crate::error::Result;
 use crate::op::{Busy, OpArgs, OpSlot};
 use crate::registration::Wsk;
-use crate::socket::call::{socket_call, socket_call_within, unit, with_buffer};
+use crate::socket::call::{socket_call, socket_call_within, with_buffer};
 use crate::socket::control::{CONTROL_CAPACITY, ControlBuf, ControlMessages, RecvMeta};
 use crate::socket::create;
 use crate::socket::events::{Datagrams, EventConfig};
@@ -259,26 +259,8 @@ impl UdpSendHalf {
     /// See [`UdpSocket::query_local_addr`].
     ///
     /// IRQL == PASSIVE_LEVEL (task context).
-    #[expect(
-        clippy::multiple_unsafe_ops_per_block,
-        reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
-    )]
     pub async fn query_local_addr(&mut self) -> Result<SocketAddr> {
-        // SAFETY: datagram dispatch table; the address buffer lives in the slot.
-        let done = unsafe {
-            socket_call(
-                &self.core,
-                &mut self.send,
-                None,
-                |_, _| {},
-                |s, table, irp, args| {
-                    table.WskGetLocalAddress.map(|get| get(s, addr::as_sockaddr(&mut (*args).addr), irp))
-                },
-            )
-        }
-        .await;
-        unit(done)?;
-        self.send.result_addr()
+        create::local_addr(&self.core, &mut self.send).await
     }
 
     /// See [`UdpSocket::send_to`].
