@@ -266,11 +266,17 @@ impl UdpSendHalf {
     /// See [`UdpSocket::send_to`].
     ///
     /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn send_to(&mut self, buf: IoBuf, to: SocketAddr) -> (Result<usize>, IoBuf) {
+        self.send_datagram(buf, Some(to)).await
+    }
+
+    /// `WskSendTo` of `buf`'s valid bytes to `to`, or without an address (to the socket's
+    /// fixed remote address, [`UdpSocket::connect`]).
     #[expect(
         clippy::multiple_unsafe_ops_per_block,
         reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
     )]
-    pub async fn send_to(&mut self, buf: IoBuf, to: SocketAddr) -> (Result<usize>, IoBuf) {
+    async fn send_datagram(&mut self, buf: IoBuf, to: Option<SocketAddr>) -> (Result<usize>, IoBuf) {
         // SAFETY: datagram dispatch table; WSK_BUF and address in the slot, buffer owned by
         // the slot until completion.
         let done = unsafe {
@@ -281,20 +287,16 @@ impl UdpSendHalf {
                 |args, buf| {
                     let buf = buf.expect("send buffer");
                     args.wsk_buf = buf.wsk_buf(0, buf.len());
-                    args.addr = addr::to_storage(&to);
+                    if let Some(to) = to {
+                        args.addr = addr::to_storage(&to);
+                    }
                 },
                 |s, table, irp, args| {
-                    table.WskSendTo.map(|send_to| {
-                        send_to(
-                            s,
-                            &raw mut (*args).wsk_buf,
-                            0,
-                            addr::as_sockaddr(&mut (*args).addr),
-                            0,
-                            core::ptr::null_mut(),
-                            irp,
-                        )
-                    })
+                    let remote =
+                        if to.is_some() { addr::as_sockaddr(&mut (*args).addr) } else { core::ptr::null_mut() };
+                    table
+                        .WskSendTo
+                        .map(|send_to| send_to(s, &raw mut (*args).wsk_buf, 0, remote, 0, core::ptr::null_mut(), irp))
                 },
             )
         }
@@ -505,31 +507,8 @@ impl UdpSendHalf {
     /// See [`UdpSocket::send`].
     ///
     /// IRQL == PASSIVE_LEVEL (task context).
-    #[expect(
-        clippy::multiple_unsafe_ops_per_block,
-        reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
-    )]
     pub async fn send(&mut self, buf: IoBuf) -> (Result<usize>, IoBuf) {
-        // SAFETY: datagram dispatch table; WSK_BUF in the slot, buffer owned by the slot until
-        // completion; no remote address (the socket's fixed one).
-        let done = unsafe {
-            socket_call(
-                &self.core,
-                &mut self.send,
-                Some(buf),
-                |args, buf| {
-                    let buf = buf.expect("send buffer");
-                    args.wsk_buf = buf.wsk_buf(0, buf.len());
-                },
-                |s, table, irp, args| {
-                    table.WskSendTo.map(|send_to| {
-                        send_to(s, &raw mut (*args).wsk_buf, 0, core::ptr::null_mut(), 0, core::ptr::null_mut(), irp)
-                    })
-                },
-            )
-        }
-        .await;
-        with_buffer(done)
+        self.send_datagram(buf, None).await
     }
 }
 
