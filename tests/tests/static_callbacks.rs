@@ -108,15 +108,14 @@ fn data_indicated_before_the_stream_reaches_it() {
     assert!(graceful, "the stream did not end with a graceful disconnect");
 }
 
-/// The peer sends and disconnects before the stream exists: the stream gets the data WSK
-/// kept, then the disconnect.
-#[test]
-fn data_and_disconnect_before_the_stream() {
-    let (bytes, graceful) = run_clean(LIMIT, |_env| async move {
+/// A host peer sends `payload` and disconnects (write side) before the stream exists, on a
+/// client with every static callback; returns what the stream received and whether it ended
+/// with a graceful disconnect.
+fn host_finishes_before_the_stream(payload: Vec<u8>) -> (Vec<u8>, bool) {
+    run_clean(LIMIT, |_env| async move {
         let wsk = client_with(StaticEvents::ALL);
         let host_listener = std::net::TcpListener::bind(any_local()).unwrap();
         let host_addr = host_listener.local_addr().unwrap();
-        let payload = pattern(100 * 1000, 9);
         let host = std::thread::spawn(move || {
             let (mut s, _) = host_listener.accept().unwrap();
             s.write_all(&payload).unwrap();
@@ -134,7 +133,14 @@ fn data_and_disconnect_before_the_stream() {
         host.join().unwrap();
         drop(wsk);
         (bytes, graceful)
-    });
+    })
+}
+
+/// The peer sends and disconnects before the stream exists: the stream gets the data WSK
+/// kept, then the disconnect.
+#[test]
+fn data_and_disconnect_before_the_stream() {
+    let (bytes, graceful) = host_finishes_before_the_stream(pattern(100 * 1000, 9));
     assert!(bytes == pattern(100 * 1000, 9), "bytes lost or out of order ({} received)", bytes.len());
     assert!(graceful, "the early disconnect was not reported");
 }
@@ -144,27 +150,7 @@ fn data_and_disconnect_before_the_stream() {
 /// created, finds it (WSK indicates a disconnect once).
 #[test]
 fn a_disconnect_before_the_stream_is_reported() {
-    let (bytes, graceful) = run_clean(LIMIT, |_env| async move {
-        let wsk = client_with(StaticEvents::ALL);
-        let host_listener = std::net::TcpListener::bind(any_local()).unwrap();
-        let host_addr = host_listener.local_addr().unwrap();
-        let host = std::thread::spawn(move || {
-            let (mut s, _) = host_listener.accept().unwrap();
-            s.shutdown(Shutdown::Write).unwrap();
-            let mut rest = Vec::new();
-            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-            let _ = s.read_to_end(&mut rest);
-        });
-        let stream = TcpStream::connect(&wsk, host_addr).await.expect("connect");
-        wsk_executor::sleep(Duration::from_millis(300)).await;
-        let (mut events, writer) = stream.into_events(EventConfig::default()).expect("events");
-        let (bytes, _, graceful) = drain(&mut events).await;
-        drop(events);
-        writer.close().await.expect("close");
-        host.join().unwrap();
-        drop(wsk);
-        (bytes, graceful)
-    });
+    let (bytes, graceful) = host_finishes_before_the_stream(Vec::new());
     assert!(bytes.is_empty());
     assert!(graceful, "the early disconnect was not reported");
 }
