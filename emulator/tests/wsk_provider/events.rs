@@ -218,19 +218,13 @@ fn receive_from_event_carries_packet_info() {
         let mut control = [0u64; 8];
         let mut control_length: ULONG = 64;
         let mut flags: ULONG = 99;
-        let req = Req::new();
-        unsafe {
-            (socket.datagram().WskReceiveFrom.unwrap())(
-                socket.0,
-                buf.wsk_buf(),
-                0,
-                sa(&mut remote),
-                &raw mut control_length,
-                control.as_mut_ptr().cast(),
-                &raw mut flags,
-                req.irp,
-            )
-        };
+        let req = socket.receive_from_with(
+            &mut buf,
+            sa(&mut remote),
+            &raw mut control_length,
+            control.as_mut_ptr().cast(),
+            &raw mut flags,
+        );
         let done = req.wait();
         assert_eq!((done.status, done.info, flags), (STATUS_SUCCESS, 7, 0));
         let bytes: Vec<u8> = control.iter().flat_map(|word| word.to_ne_bytes()).collect();
@@ -291,19 +285,8 @@ fn receive_from_event_with_success_retain_release_and_refusal() {
         probe.set_mode(ACCEPT_ALL);
         let mut buf = Buf::zeroed(64);
         let mut remote = SOCKADDR_STORAGE::zeroed();
-        let req = Req::new();
-        unsafe {
-            (socket.datagram().WskReceiveFrom.unwrap())(
-                socket.0,
-                buf.wsk_buf(),
-                0,
-                sa(&mut remote),
-                ptr::null_mut(),
-                ptr::null_mut(),
-                ptr::null_mut(),
-                req.irp,
-            )
-        };
+        let req =
+            socket.receive_from_with(&mut buf, sa(&mut remote), ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
         let done = req.wait();
         assert_eq!((done.status, done.info), (STATUS_SUCCESS, 7));
         assert_eq!(&buf.data[..7], b"refused");

@@ -57,19 +57,7 @@ fn send_to_start(socket: Sock, buf: &mut Buf, to: Option<&mut SOCKADDR_STORAGE>)
 }
 
 fn receive_from_start(socket: Sock, buf: &mut Buf, from: &mut Box<SOCKADDR_STORAGE>) -> Req {
-    let req = Req::new();
-    unsafe {
-        (socket.datagram().WskReceiveFrom.unwrap())(
-            socket.0,
-            buf.wsk_buf(),
-            0,
-            sa(from),
-            ptr::null_mut(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-            req.irp,
-        )
-    };
+    let req = socket.receive_from_with(buf, sa(from), ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
     req
 }
 

@@ -469,6 +469,32 @@ impl Sock {
         unsafe { &*(*self.0).Dispatch.cast() }
     }
 
+    /// `WskReceiveFrom` into `buf` with the out-parameters given (null where a test passes
+    /// none), on a fresh IRP; returns the request.
+    pub fn receive_from_with(
+        &self,
+        buf: &mut Buf,
+        remote: *mut SOCKADDR,
+        control_length: *mut ULONG,
+        control: *mut CMSGHDR,
+        control_flags: *mut ULONG,
+    ) -> Req {
+        let req = Req::new();
+        unsafe {
+            (self.datagram().WskReceiveFrom.unwrap())(
+                self.0,
+                buf.wsk_buf(),
+                0,
+                remote,
+                control_length,
+                control,
+                control_flags,
+                req.irp,
+            )
+        };
+        req
+    }
+
     /// Which table the socket's `Dispatch` points to, by its `WskBind` position.
     fn bind_routine(&self) -> PFN_WSK_BIND {
         // Every kind but basic has WskBind right after the basic part.

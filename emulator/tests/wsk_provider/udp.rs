@@ -35,19 +35,13 @@ struct From {
 }
 
 fn receive_from_start(socket: Sock, buf: &mut Buf, from: &mut Box<From>) -> Req {
-    let req = Req::new();
-    unsafe {
-        (socket.datagram().WskReceiveFrom.unwrap())(
-            socket.0,
-            buf.wsk_buf(),
-            0,
-            sa(&mut from.address),
-            &raw mut from.control_length,
-            from.control.as_mut_ptr().cast(),
-            &raw mut from.control_flags,
-            req.irp,
-        )
-    };
+    let req = socket.receive_from_with(
+        buf,
+        sa(&mut from.address),
+        &raw mut from.control_length,
+        from.control.as_mut_ptr().cast(),
+        &raw mut from.control_flags,
+    );
     req
 }
 
@@ -222,19 +216,13 @@ fn no_control_length_means_no_control_information() {
         let mut control = [!0u64; 8];
         let mut flags: ULONG = 99;
         let mut remote = SOCKADDR_STORAGE::zeroed();
-        let req = Req::new();
-        unsafe {
-            (socket.datagram().WskReceiveFrom.unwrap())(
-                socket.0,
-                buf.wsk_buf(),
-                0,
-                sa(&mut remote),
-                ptr::null_mut(),
-                control.as_mut_ptr().cast(),
-                &raw mut flags,
-                req.irp,
-            )
-        };
+        let req = socket.receive_from_with(
+            &mut buf,
+            sa(&mut remote),
+            ptr::null_mut(),
+            control.as_mut_ptr().cast(),
+            &raw mut flags,
+        );
         assert_eq!(req.wait().info, 10);
         assert_eq!(flags, MSG_TRUNC);
         assert_eq!(control, [!0u64; 8], "ControlInfo untouched");

@@ -145,19 +145,13 @@ fn a_control_length_without_a_control_buffer_is_reported() {
         let mut buf = Buf::zeroed(16);
         // BUG: a 64-byte control buffer announced, none given.
         let mut control_length: ULONG = 64;
-        let req = Req::new();
-        unsafe {
-            (socket.datagram().WskReceiveFrom.unwrap())(
-                socket.0,
-                buf.wsk_buf(),
-                0,
-                ptr::null_mut(),
-                &raw mut control_length,
-                ptr::null_mut(),
-                ptr::null_mut(),
-                req.irp,
-            )
-        };
+        let req = socket.receive_from_with(
+            &mut buf,
+            ptr::null_mut(),
+            &raw mut control_length,
+            ptr::null_mut(),
+            ptr::null_mut(),
+        );
         assert_eq!(req.wait().status, STATUS_INVALID_PARAMETER);
         drop(req);
         socket.close();
