@@ -57,8 +57,7 @@ fn send_to_start(socket: Sock, buf: &mut Buf, to: Option<&mut SOCKADDR_STORAGE>)
 }
 
 fn receive_from_start(socket: Sock, buf: &mut Buf, from: &mut Box<SOCKADDR_STORAGE>) -> Req {
-    let req = socket.receive_from_with(buf, sa(from), ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
-    req
+    socket.receive_from_with(buf, sa(from), ptr::null_mut(), ptr::null_mut(), ptr::null_mut())
 }
 
 fn set_remote(socket: Sock, remote: Option<SocketAddr>) -> NTSTATUS {

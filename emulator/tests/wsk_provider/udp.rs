@@ -35,14 +35,13 @@ struct From {
 }
 
 fn receive_from_start(socket: Sock, buf: &mut Buf, from: &mut Box<From>) -> Req {
-    let req = socket.receive_from_with(
+    socket.receive_from_with(
         buf,
         sa(&mut from.address),
         &raw mut from.control_length,
         from.control.as_mut_ptr().cast(),
         &raw mut from.control_flags,
-    );
-    req
+    )
 }
 
 fn new_from() -> Box<From> {
