@@ -9,6 +9,7 @@
  *   WSK_TRANSPORT                  wsk.h
  *   WSK_CLIENT_DATAGRAM_DISPATCH   wsk.h
  *   WSK_CLIENT_STREAM_DISPATCH     wsk.h (Windows 10, version 1703)
+ *   WSK_INSPECT_ACTION             wsk.h (Wine's header lacks WskInspectPend and WskInspectMax)
  *
  * Base types (GUID, ULONG, NTSTATUS, PVOID) come from Debian's mingw-w64-x86-64-dev
  * (ddk/ntddk.h). Compiled by sys/tests/layout.rs with
@@ -56,3 +57,11 @@ typedef struct _WSK_CLIENT_STREAM_DISPATCH {
     const WSK_CLIENT_LISTEN_DISPATCH *Listen;
     const WSK_CLIENT_CONNECTION_DISPATCH *Connect;
 } WSK_CLIENT_STREAM_DISPATCH, *PWSK_CLIENT_STREAM_DISPATCH;
+
+/* wsk.h: what WskInspectEvent decides for an incoming connection request. */
+typedef enum _WSK_INSPECT_ACTION {
+    WskInspectReject,
+    WskInspectAccept,
+    WskInspectPend,
+    WskInspectMax
+} WSK_INSPECT_ACTION, *PWSK_INSPECT_ACTION;
