@@ -5,7 +5,19 @@
 const ROWS: &[&[&str]] = &[
     &["model", "addr", "status", "blocks", "registration"],
     &["buf", "resolve"],
-    &["tables", "socket", "queue", "io", "events", "deliver", "indication", "options", "reactor", "processors"],
+    &[
+        "tables",
+        "socket",
+        "queue",
+        "io",
+        "events",
+        "deliver",
+        "indication",
+        "inspect",
+        "options",
+        "reactor",
+        "processors",
+    ],
     &["dispatch"],
 ];
 
@@ -18,6 +30,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("dispatch", include_str!("dispatch.rs")),
     ("events", include_str!("events.rs")),
     ("indication", include_str!("indication.rs")),
+    ("inspect", include_str!("inspect.rs")),
     ("io", include_str!("io.rs")),
     ("model", include_str!("model.rs")),
     ("options", include_str!("options.rs")),

@@ -44,7 +44,8 @@
 //! | `WskControlSocket` | With or without an IRP. `WskSetOption` / `WskGetOption` of `SO_REUSEADDR`, `SO_EXCLUSIVEADDRUSE`, `SO_KEEPALIVE`, `SO_SNDBUF`, `SO_RCVBUF`, `SO_LINGER` (`LINGER`, recorded), `SO_BROADCAST` (`SOL_SOCKET`), `TCP_NODELAY` (`IPPROTO_TCP`), `IP_TTL`, `IP_MULTICAST_TTL` (`IPPROTO_IP`), `IPV6_V6ONLY`, `IPV6_UNICAST_HOPS`, `IPV6_MULTICAST_HOPS` (`IPPROTO_IPV6`), and on datagram sockets `IP_PKTINFO` (IPv4) / `IPV6_PKTINFO` (IPv6); `WskSetOption` only of `IP_ADD_MEMBERSHIP` / `IP_DROP_MEMBERSHIP` (`IP_MREQ`) and `IPV6_ADD_MEMBERSHIP` / `IPV6_DROP_MEMBERSHIP` (`IPV6_MREQ`); which sockets take which, and the statuses of short buffers and unknown options, in `options`. `WskSetOption(SO_WSK_EVENT_CALLBACK)` enables and disables event callbacks (see below). `WskIoctl(SIO_WSK_SET_REMOTE_ADDRESS)` sets or clears a bound datagram socket's fixed remote address (the host socket is connected). `WskGetOption(SO_WSK_EVENT_CALLBACK)`, other options and other IOCTLs: `STATUS_NOT_SUPPORTED`. |
 //! | `WskCloseSocket` | No event callback starts once it is called. Cancels every pending IRP of the socket (`STATUS_CANCELLED`) and completes the close IRP only after they completed and no event callback of the socket is in progress; a connection not disconnected in both directions (our FIN sent and the peer's seen) is reset. Pending connects, accepts and receives resolve at once. After the close IRP completes nothing touches the client's memory. |
 //! | `WskRelease` (connection and datagram tables) | Gives back an indication chain the client retained (`STATUS_PENDING` from its callback) on that socket (or the chain a callback is handling, see below); anything else is `WSK_INDICATION_RELEASED_TWICE` and `STATUS_INVALID_PARAMETER`. IRQL <= DISPATCH_LEVEL, also from inside a callback. |
-//! | `WskInspectComplete`, `WskSendMessages` | `STATUS_NOT_SUPPORTED` (conditional accept and batched sends are not emulated). |
+//! | `WskInspectComplete` | On a listening socket with `SO_CONDITIONAL_ACCEPT` on: completes a pended inspection inside the call with `WskInspectAccept` (the connection goes on to `WskAccept` / `WskAcceptEvent`) or `WskInspectReject` (it is reset); see `inspect` for the statuses and the verifier's rules. |
+//! | `WskSendMessages` | `STATUS_NOT_SUPPORTED` (batched sends are not emulated). |
 //! | `WskControlClient` | `WSK_SET_STATIC_EVENT_CALLBACKS` (a `WSK_EVENT_CALLBACK_CONTROL` naming `NPI_WSK_INTERFACE_ID`): the events of each socket's kind that the client's dispatch table has a callback for are on from the socket's creation (or acceptance, by `WskAccept` or `WskAcceptEvent`), and `SO_WSK_EVENT_CALLBACK` enabling or disabling one of them is refused (`STATUS_INVALID_DEVICE_STATE`); refused once a socket of the client was created, or a second time (`STATUS_INVALID_DEVICE_STATE`). `WSK_TRANSPORT_LIST_QUERY`: TCP and UDP over IPv4 and IPv6 as `WSK_TRANSPORT` entries, `STATUS_BUFFER_OVERFLOW` and the size needed for a buffer too small. Other codes: `STATUS_NOT_SUPPORTED`. An IRP given is completed with the status returned. |
 //! | `WskGetAddressInfo`, `WskFreeAddressInfo` | Numeric hosts and a missing host at once, names with the host resolver on a helper thread (pending and cancelable meanwhile, not cancelable with the `wine-uncancelable-irps` quirk; after the delay `set_resolution_delay` sets, if any); numeric or well-known service names; hints' family, socket type, protocol, `AI_PASSIVE`, `AI_NUMERICHOST`, `AI_CANONNAME` (the name as given). The `ADDRINFOEXW` chain is allocated by the provider and must be freed with `WskFreeAddressInfo`. IRQL PASSIVE_LEVEL. |
 //! | `WskGetNameInfo` | Completes inside the call. The host's name is the first name the hosts file (`/etc/hosts`) gives the address; its numeric form with `NI_NUMERICHOST` or when it has none (`STATUS_NOT_FOUND` then with `NI_NAMEREQD`); `NI_NOFQDN` keeps the part before the first dot. The service is the port's well-known name (the table `WskGetAddressInfo` uses), its number with `NI_NUMERICSERV` or when it has none; `NI_DGRAM` is accepted and changes nothing. Each name is written with its terminating NUL and `Length` set without it; a buffer too small is `STATUS_BUFFER_TOO_SMALL`. `STATUS_INVALID_PARAMETER`: no address, a length shorter than its family's or longer than `SOCKADDR_STORAGE`, an unknown family, both strings null, a null buffer or one without room for a NUL, unknown flags. IRQL PASSIVE_LEVEL. |
@@ -157,6 +158,12 @@
 //!   indicated (retained) on that socket; nothing is touched, `STATUS_INVALID_PARAMETER`.
 //! * `WSK_INDICATION_HELD_AT_CLOSE`: indications still retained when the socket's close
 //!   completes (how many and their bytes are reported); the provider reclaims them.
+//! * Conditional accept (`inspect`): `WSK_INSPECT_ID_UNKNOWN` (`WskInspectComplete` of an
+//!   inspection never pended or completed already), `WSK_INVALID_INSPECT_ACTION` (an action
+//!   out of range from `WskInspectEvent`, or other than Accept / Reject in
+//!   `WskInspectComplete`), `WSK_INSPECTION_PENDING_AT_CLOSE` (a listening socket closed with
+//!   pended inspections: reported, the close completes, the connections are refused) and
+//!   `WSK_CONDITIONAL_ACCEPT_AFTER_BIND`.
 //! * `WSK_CONTROL_INFO_MISSING`: `WskReceiveFrom` with `*ControlLength` > 0 and a null
 //!   `ControlInfo` (the provider would write control information through it); the IRP is
 //!   completed with `STATUS_INVALID_PARAMETER`.
@@ -169,7 +176,9 @@
 //! # What differs from the real WSK
 //!
 //! * The transport is the host's (Linux) TCP/IP: buffer sizes, timers, RST and TIME_WAIT
-//!   behaviour are Linux's. Host TCP sockets get `SO_REUSEADDR` so that a port with
+//!   behaviour are Linux's. Conditional accept inspects connections the host has already
+//!   established (Linux queues only those): a rejected peer is reset after its handshake,
+//!   where Windows may refuse the connection request itself (see `inspect`). Host TCP sockets get `SO_REUSEADDR` so that a port with
 //!   connections in TIME_WAIT can be bound again, as Windows allows; the client's `SO_REUSEADDR` /
 //!   `SO_EXCLUSIVEADDRUSE` are recorded (with Windows' rule that both cannot be on) but do
 //!   not change the host's binding rules.
@@ -184,7 +193,7 @@
 //!   indication shapes (1-byte pieces, `Buffer.Offset` > 0, MDL chains inside one
 //!   indication), partial receives, short sends, unmapped indication MDLs.
 //! * No other client control operations than static event callbacks and the transport
-//!   list (`WskControlClient`), no inspect or abort events (conditional accept), no stream
+//!   list (`WskControlClient`), no stream
 //!   sockets, no IOCTLs but `SIO_WSK_SET_REMOTE_ADDRESS`, no reverse lookup beyond the hosts
 //!   file (`WskGetNameInfo`), no `WskSendMessages`, no control data in sends (received
 //!   datagrams have packet information); WSK's `STATUS_*` for some corner cases (e.g. a
@@ -208,7 +217,7 @@
 //!   sockets     tables (the socket routines) - socket (table, contract checks, close)
 //!               queue (pending IRPs, cancel, completion) - io (host attempts)
 //!               events (callback state, enable/disable) - deliver (callback calls)
-//!               indication (chains, WskRelease) - options
+//!               indication (chains, WskRelease) - inspect (conditional accept) - options
 //!               reactor (the I/O thread) - processors (the adversary's provider threads)
 //!   -----------------------------------------------------------------------------------------
 //!   helpers     buf (WSK_BUF to Segments) - resolve (address info)
@@ -235,6 +244,7 @@ mod deliver;
 mod dispatch;
 mod events;
 mod indication;
+mod inspect;
 mod io;
 #[cfg(test)]
 mod layering;

@@ -9,6 +9,7 @@
 //! | `SOL_SOCKET` | `SO_SNDBUF`, `SO_RCVBUF` | 4 bytes | all | host option; reads give the value set |
 //! | `SOL_SOCKET` | `SO_LINGER` | `LINGER` (4 bytes) | listen, connection | recorded (see below) |
 //! | `SOL_SOCKET` | `SO_BROADCAST` | 4 bytes | datagram | host option |
+//! | `SOL_SOCKET` | `SO_CONDITIONAL_ACCEPT` | 4 bytes | listen, set before bind | conditional accept (`inspect`) |
 //! | `IPPROTO_TCP` | `TCP_NODELAY` | 4 bytes | listen, connection | host option |
 //! | `IPPROTO_IP` | `IP_TTL` | 4 bytes | IPv4 | host option |
 //! | `IPPROTO_IP` | `IP_MULTICAST_TTL` | 4 bytes | IPv4 datagram | host option |
@@ -22,7 +23,9 @@
 //! is `STATUS_INVALID_PARAMETER`; a get with an output buffer shorter than the value is
 //! `STATUS_BUFFER_TOO_SMALL`; an option the table does not have, or one on a socket the table
 //! does not list it for (another kind, another family), is `STATUS_NOT_SUPPORTED`, as are gets
-//! of the set-only options; `IPV6_V6ONLY` after bind is `STATUS_INVALID_DEVICE_STATE`. A get
+//! of the set-only options; `IPV6_V6ONLY` after bind is `STATUS_INVALID_DEVICE_STATE`, and so is
+//! `SO_CONDITIONAL_ACCEPT` after bind, which the verifier also reports
+//! (`WSK_CONDITIONAL_ACCEPT_AFTER_BIND`: Microsoft documents that it is set before the bind). A get
 //! returns the value's size (4, or 4 for `LINGER`).
 //!
 //! `SO_REUSEADDR` and `SO_EXCLUSIVEADDRUSE` are recorded with Windows' rule that both cannot
@@ -111,7 +114,16 @@ pub(crate) unsafe fn control(socket: &Socket, request: &Request) -> Result<usize
 /// The size of an option's value, `None` for an option the provider does not have.
 fn value_size(level: ULONG, code: ULONG) -> Option<usize> {
     match (level, code) {
-        (SOL_SOCKET, SO_REUSEADDR | SO_EXCLUSIVEADDRUSE | SO_KEEPALIVE | SO_SNDBUF | SO_RCVBUF | SO_BROADCAST)
+        (
+            SOL_SOCKET,
+            SO_REUSEADDR
+            | SO_EXCLUSIVEADDRUSE
+            | SO_KEEPALIVE
+            | SO_SNDBUF
+            | SO_RCVBUF
+            | SO_BROADCAST
+            | wsk_sys::SO_CONDITIONAL_ACCEPT,
+        )
         | (IPPROTO_TCP, TCP_NODELAY)
         | (IPPROTO_IP, IP_TTL | IP_MULTICAST_TTL | wsk_sys::IP_PKTINFO)
         | (IPPROTO_IPV6, IPV6_V6ONLY | IPV6_UNICAST_HOPS | IPV6_MULTICAST_HOPS | wsk_sys::IPV6_PKTINFO) => Some(4),
@@ -235,6 +247,23 @@ fn set(socket: &Socket, level: ULONG, code: ULONG, input: &[u8]) -> Result<(), N
             state.recorded.exclusive_address_use = on;
             Ok(())
         }
+        (SOL_SOCKET, wsk_sys::SO_CONDITIONAL_ACCEPT) if socket.kind == Kind::Listen => {
+            if state.phase != Phase::Created {
+                if crate::kernel::verifier() {
+                    crate::verifier::bugcheck(
+                        crate::verifier::Rule::WskConditionalAcceptAfterBind,
+                        format!(
+                            "SO_CONDITIONAL_ACCEPT set on listening socket 0x{:x} after its bind; it must be set \
+                             before",
+                            socket.key
+                        ),
+                    );
+                }
+                return Err(STATUS_INVALID_DEVICE_STATE);
+            }
+            state.inspect.on = on;
+            Ok(())
+        }
         (SOL_SOCKET, SO_KEEPALIVE) => {
             let host = state.host.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE)?;
             host.set_keepalive(on).map_err(io)
@@ -336,6 +365,7 @@ fn get(socket: &Socket, level: ULONG, code: ULONG) -> Result<u32, NTSTATUS> {
         (SOL_SOCKET, SO_REUSEADDR) => Ok(u32::from(state.recorded.reuse_address)),
         (SOL_SOCKET, SO_EXCLUSIVEADDRUSE) => Ok(u32::from(state.recorded.exclusive_address_use)),
         (SOL_SOCKET, SO_KEEPALIVE) => host()?.keepalive().map(u32::from).map_err(io),
+        (SOL_SOCKET, wsk_sys::SO_CONDITIONAL_ACCEPT) if socket.kind == Kind::Listen => Ok(u32::from(state.inspect.on)),
         (SOL_SOCKET, SO_SNDBUF) => match state.recorded.send_buffer {
             Some(value) => Ok(value),
             None => host()?.send_buffer_size().map(|n| n as u32).map_err(io),
