@@ -75,6 +75,7 @@ pub use client_control::{StaticEvents, Transport};
 pub use error::{Error, ErrorKind, Result};
 pub use global::DriverGlobal;
 pub use registration::Wsk;
+pub use socket::admission::{Admission, PeerLimit, PerPeerLimit, Verdict};
 pub use socket::events;
 pub use socket::options::{EncodedOption, OptionName, SocketOption};
 pub use socket::shared::{live_sockets, wait_for_sockets_closed};

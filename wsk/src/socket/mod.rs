@@ -1,5 +1,6 @@
 //! Sockets: the shared core with the close contract, operation plumbing, TCP and UDP.
 
+pub mod admission;
 pub(crate) mod call;
 pub mod control;
 pub(crate) mod create;

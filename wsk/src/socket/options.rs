@@ -155,7 +155,7 @@ impl EncodedOption {
         &self.value[..self.len]
     }
 
-    fn of(level: u32, name: u32, bytes: &[u8]) -> Self {
+    pub(crate) fn of(level: u32, name: u32, bytes: &[u8]) -> Self {
         let mut value = [0; OPTION_VALUE_MAX];
         value[..bytes.len()].copy_from_slice(bytes);
         Self { level, name, value, len: bytes.len() }
@@ -319,16 +319,25 @@ impl OptionName {
 }
 
 /// Sets `option` with an IRP from `slot`. IRQL == PASSIVE_LEVEL (task context).
-#[expect(
-    clippy::multiple_unsafe_ops_per_block,
-    reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
-)]
 pub(crate) async fn set_option<K: SocketKind>(
     core: &SocketCore<K>,
     slot: &mut OpSlot,
     option: SocketOption,
 ) -> Result<()> {
-    let encoded = option.encode();
+    set_encoded(core, slot, option.encode()).await
+}
+
+/// Sets an option given as level, name and value bytes (`set_option`, and options the
+/// library sets itself, such as `SO_CONDITIONAL_ACCEPT`). IRQL == PASSIVE_LEVEL (task context).
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
+)]
+pub(crate) async fn set_encoded<K: SocketKind>(
+    core: &SocketCore<K>,
+    slot: &mut OpSlot,
+    encoded: EncodedOption,
+) -> Result<()> {
     // SAFETY: the option value lives in the slot until the IRP completes.
     let done = unsafe {
         socket_call(

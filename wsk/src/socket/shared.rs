@@ -53,6 +53,7 @@ use wsk_sys::{DEVICE_OBJECT, IRP, NTSTATUS, STATUS_MORE_PROCESSING_REQUIRED, WSK
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, AtomicUsize, Ordering};
 use crate::pool::PoolBox;
+use crate::socket::admission::Admission;
 use crate::socket::events::{EventBox, Header};
 use crate::socket::kind::SocketKind;
 
@@ -176,6 +177,9 @@ struct CoreInner {
     static_events: AtomicU32,
     /// What event callbacks met before a stream installed its state (`socket::events`).
     early: AtomicU32,
+    /// A conditional-accept listener's decision (`socket::admission`); set at creation,
+    /// never changed.
+    admission: Option<&'static dyn Admission>,
 }
 
 // SAFETY: shared fields are atomics; `close_irp` is touched only by the single closer (and the
@@ -212,6 +216,12 @@ impl<K: SocketKind> SocketCore<K> {
     /// Allocates a core with its reserved close IRP, before the socket exists.
     /// IRQL <= DISPATCH_LEVEL.
     pub fn new() -> Result<Self> {
+        Self::new_admitting(None)
+    }
+
+    /// [`SocketCore::new`] for a conditional-accept listener whose connection requests
+    /// `admission` decides (`socket::events::inspect`). IRQL <= DISPATCH_LEVEL.
+    pub fn new_admitting(admission: Option<&'static dyn Admission>) -> Result<Self> {
         // SAFETY: plain IRP allocation.
         let irp = NonNull::new(unsafe { wsk_sys::IoAllocateIrp(1, 0) }).ok_or(Error::NoMemory)?;
         let inner = CoreBox::try_new_tagged(CoreInner {
@@ -224,6 +234,7 @@ impl<K: SocketKind> SocketCore<K> {
             events: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
             static_events: AtomicU32::new(0),
             early: AtomicU32::new(0),
+            admission,
         });
         let Ok(inner) = inner else {
             // SAFETY: allocated above, never used.
@@ -293,6 +304,12 @@ impl<K: SocketKind> SocketCore<K> {
     /// `early_take`). Any IRQL.
     pub fn early(&self) -> &AtomicU32 {
         &self.inner().early
+    }
+
+    /// The decision for connection requests given at creation
+    /// ([`SocketCore::new_admitting`]). Any IRQL.
+    pub fn admission(&self) -> Option<&'static dyn Admission> {
+        self.inner().admission
     }
 
     /// The installed event state, if any, for as long as the handle (or view) is borrowed.

@@ -50,6 +50,7 @@
 mod attached;
 mod connection;
 mod datagram;
+mod inspect;
 mod listen;
 mod pieces;
 #[cfg(feature = "embedded-io")]
