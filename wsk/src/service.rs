@@ -57,7 +57,7 @@
 //! ```
 
 use core::future::Future;
-use core::net::SocketAddr;
+use core::net::{IpAddr, SocketAddr};
 use core::pin::Pin;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::task::{Context, Poll, ready};
@@ -66,6 +66,7 @@ use core::time::Duration;
 use wsk_executor::{Executor, Importance, IoObject, JoinHandle, Spawner};
 use wsk_sys::{DRIVER_OBJECT, DRIVER_UNLOAD, NTSTATUS, STATUS_SUCCESS};
 
+use crate::socket::admission::PeerLimit;
 use crate::{Error, Result, SocketOption, TcpListener, TcpStream, Wsk, log, wait_for_sockets_closed};
 
 /// How long [`Service::start`] waits for the WSK provider.
@@ -209,6 +210,42 @@ pub struct ConnectionCounters {
     pub errors: &'static AtomicU64,
 }
 
+/// The admission limits of a [`TcpService`] ([`TcpService::start_limited`]), and the policy
+/// when one is reached.
+///
+/// * `max_connections` (0: unlimited): connections served at once (counted in
+///   [`ConnectionCounters::open`]) at most. When the limit is reached, the accept loop stops
+///   accepting: it issues no `WskAccept` until a served connection ends (it checks again every
+///   [`ACCEPT_BACKOFF`]). Connection requests meanwhile wait in the TCP stack's listen backlog,
+///   established but unserved (their data is buffered by the stack, not by the driver), and
+///   are served in order as connections end: none is refused by the driver and none costs it
+///   memory. When the stack's backlog is full, further requests overflow it: the stack drops
+///   or resets them (Windows' and Linux' TCP differ; a peer sees a connect that times out, is
+///   retried, or is reset), which is the push back on a flood. The driver's memory stays
+///   bounded by the limit times a connection's cost.
+/// * `per_peer` (`None`: no limit): connections at once from one IP address at most, with
+///   conditional accept: the listener is bound with
+///   [`TcpListener::bind_conditional`] and `per_peer` as its admission, so a request from an
+///   address at its limit is refused before a socket exists (the peer sees a reset). Requests
+///   from one address that pass the inspection together (a burst) are counted by the accept
+///   loop ([`PeerLimit::try_acquire`]); one beyond the limit is closed at once (its peer sees
+///   a reset too). The count drops when the connection's task ends, or is dropped at unload.
+///   `per_peer` is `'static` (a driver's `static`, e.g. a
+///   [`PerPeerLimit`](crate::socket::admission::PerPeerLimit)): the listener consults it until
+///   its close completes, connection tasks until they end.
+#[derive(Clone, Copy, Default)]
+pub struct Limits {
+    /// Connections served at once at most (0: unlimited).
+    pub max_connections: u32,
+    /// Connections at once per peer address, enforced with conditional accept (`None`: none).
+    pub per_peer: Option<&'static dyn PeerLimit>,
+}
+
+impl Limits {
+    /// No limit (what [`TcpService::start`] uses).
+    pub const NONE: Limits = Limits { max_connections: 0, per_peer: None };
+}
+
 /// What serves one connection: called with the accepted stream and the peer's address, its
 /// future runs as a task of its own. Implemented by every `Send + 'static` closure or function
 /// `Fn(TcpStream, SocketAddr) -> impl Future<Output = ()> + Send + 'static`.
@@ -241,7 +278,8 @@ where
 /// `<name>: connection from <peer> opened` (info level), spawns the handler's future, backs off
 /// [`ACCEPT_BACKOFF`] when an accept fails for lack of memory, logs and counts any other failed
 /// accept (it concerns that connection only), and ends when the listener is closed or the
-/// task cancelled.
+/// task cancelled. With [`Limits`] ([`TcpService::start_limited`]) it also stops accepting at
+/// `max_connections` and refuses peers at their `per_peer` limit.
 pub struct TcpService {
     // Field order is drop order: the accept task, then the service.
     accept: Option<JoinHandle<()>>,
@@ -265,8 +303,28 @@ impl TcpService {
         handler: impl Handler,
     ) -> Result<Self> {
         // SAFETY: forwarded contract.
+        unsafe { Self::start_limited(driver_object, name, addr, options, counters, Limits::NONE, handler) }
+    }
+
+    /// [`Service::start`], then [`listen_limited`](Self::listen_limited) with `limits`.
+    ///
+    /// IRQL == PASSIVE_LEVEL (DriverEntry).
+    ///
+    /// # Safety
+    ///
+    /// As [`Service::start`].
+    pub unsafe fn start_limited(
+        driver_object: *mut DRIVER_OBJECT,
+        name: &'static str,
+        addr: SocketAddr,
+        options: &[SocketOption],
+        counters: ConnectionCounters,
+        limits: Limits,
+        handler: impl Handler,
+    ) -> Result<Self> {
+        // SAFETY: forwarded contract.
         let service = unsafe { Service::start(driver_object, name)? };
-        Self::listen(service, addr, options, counters, handler)
+        Self::listen_limited(service, addr, options, counters, limits, handler)
     }
 
     /// Binds a listener on `addr` with `options` (set before the bind) and spawns the accept
@@ -282,11 +340,26 @@ impl TcpService {
         counters: ConnectionCounters,
         handler: impl Handler,
     ) -> Result<Self> {
+        Self::listen_limited(service, addr, options, counters, Limits::NONE, handler)
+    }
+
+    /// [`listen`](Self::listen) with admission [`Limits`]: with a `per_peer` limit the
+    /// listener is bound with conditional accept.
+    ///
+    /// IRQL == PASSIVE_LEVEL (DriverEntry).
+    pub fn listen_limited(
+        service: Service,
+        addr: SocketAddr,
+        options: &[SocketOption],
+        counters: ConnectionCounters,
+        limits: Limits,
+        handler: impl Handler,
+    ) -> Result<Self> {
         let mut this = Self { accept: None, service };
         let name = this.service.name;
-        let spawned = bind(&this.service, addr, options).and_then(|listener| {
+        let spawned = bind(&this.service, addr, options, limits).and_then(|listener| {
             let executor = this.service.executor()?;
-            let accept = accept_loop(listener, executor.spawner(), name, counters, handler);
+            let accept = accept_loop(listener, executor.spawner(), name, counters, limits, handler);
             Ok(executor.spawn_with(Importance::High, accept)?)
         });
         match spawned {
@@ -321,9 +394,14 @@ impl TcpService {
     }
 }
 
-/// Binds `service`'s listener on `addr` with `options`; a failure is logged.
-fn bind(service: &Service, addr: SocketAddr, options: &[SocketOption]) -> Result<TcpListener> {
-    let bound = wsk_executor::block_on(TcpListener::bind_with(service.wsk()?, addr, options));
+/// Binds `service`'s listener on `addr` with `options` (with conditional accept for a
+/// per-peer limit); a failure is logged.
+fn bind(service: &Service, addr: SocketAddr, options: &[SocketOption], limits: Limits) -> Result<TcpListener> {
+    let wsk = service.wsk()?;
+    let bound = match limits.per_peer {
+        Some(per_peer) => wsk_executor::block_on(TcpListener::bind_conditional(wsk, addr, options, per_peer)),
+        None => wsk_executor::block_on(TcpListener::bind_with(wsk, addr, options)),
+    };
     bound.map_err(Error::from).and_then(|bound| bound).inspect_err(|e| {
         log!(error, "{}: cannot listen on {}: {}", service.name, addr, e);
     })
@@ -336,15 +414,32 @@ async fn accept_loop(
     spawner: Spawner,
     name: &'static str,
     counters: ConnectionCounters,
+    limits: Limits,
     handler: impl Handler,
 ) {
     loop {
+        // At the connection limit: no accept until a served connection ends (see `Limits`).
+        while limits.max_connections != 0 && counters.open.load(Ordering::Acquire) >= u64::from(limits.max_connections)
+        {
+            wsk_executor::sleep(ACCEPT_BACKOFF).await;
+        }
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let peer_slot = match limits.per_peer {
+                    Some(table) if !table.try_acquire(peer.ip()) => {
+                        // Past the peer's limit (a burst that passed the inspection together):
+                        // dropping the stream closes it in the background, a reset for the peer.
+                        log!(info, "{}: connection from {} refused: per-peer limit", name, peer);
+                        drop(stream);
+                        continue;
+                    }
+                    Some(table) => Some(PeerSlot { table, ip: peer.ip() }),
+                    None => None,
+                };
                 counters.accepted.fetch_add(1, Ordering::Relaxed);
-                counters.open.fetch_add(1, Ordering::Relaxed);
+                counters.open.fetch_add(1, Ordering::AcqRel);
                 log!(info, "{}: connection from {} opened", name, peer);
-                let served = Counted { served: handler.serve(stream, peer), open: counters.open };
+                let served = Counted { served: handler.serve(stream, peer), open: counters.open, peer_slot };
                 if let Err(e) = spawner.spawn(served) {
                     // The stream was dropped with the future: it is closed in the background.
                     counters.open.fetch_sub(1, Ordering::Relaxed);
@@ -375,6 +470,21 @@ async fn accept_loop(
 struct Counted<F> {
     served: F,
     open: &'static AtomicU64,
+    /// The connection's count in the per-peer limit, released when the task ends or is
+    /// dropped (not pinned: only dropped).
+    peer_slot: Option<PeerSlot>,
+}
+
+/// One connection counted in a per-peer limit; dropping it releases the count.
+struct PeerSlot {
+    table: &'static dyn PeerLimit,
+    ip: IpAddr,
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        self.table.release(self.ip);
+    }
 }
 
 impl<F: Future<Output = ()>> Future for Counted<F> {
@@ -387,7 +497,9 @@ impl<F: Future<Output = ()>> Future for Counted<F> {
         // SAFETY: as above.
         let served = unsafe { Pin::new_unchecked(&mut this.served) };
         ready!(served.poll(cx));
-        this.open.fetch_sub(1, Ordering::Relaxed);
+        this.open.fetch_sub(1, Ordering::AcqRel);
+        // The peer's count goes with the connection (the task's future stays until dropped).
+        drop(this.peer_slot.take());
         Poll::Ready(())
     }
 }
