@@ -7,8 +7,8 @@ use core::time::Duration;
 
 use wsk::parameters::Parameters;
 use wsk::pool::PoolBox;
-use wsk::service::{self, TcpService};
-use wsk::{DriverGlobal, Error, SocketOption, log};
+use wsk::service::{self, Limits, TcpService};
+use wsk::{DriverGlobal, Error, PeerLimit, PerPeerLimit, SocketOption, log};
 use wsk_sys::{DRIVER_OBJECT, NTSTATUS, UNICODE_STRING};
 
 use crate::server::{self, STATS};
@@ -17,6 +17,28 @@ use crate::server::{self, STATS};
 pub const DEFAULT_PORT: u16 = 7007;
 /// How long DriverUnload waits for background socket closes to finish.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// Peer addresses the `MaxPerPeer` table holds at once (8 bytes each, in the image): a new
+/// address finding no room is refused.
+pub const PEER_SLOTS: usize = 1024;
+
+/// The per-address connection counts behind `MaxPerPeer`.
+static PER_PEER: PerPeerLimit<PEER_SLOTS> = PerPeerLimit::new(0);
+
+/// Reads `MaxConnections` (connections served at once) and `MaxPerPeer` (connections at once
+/// from one address), REG_DWORDs where 0 or absent means unlimited, as the service's
+/// [`Limits`] (see there for what happens when one is reached).
+///
+/// # Safety
+/// `registry_path` is DriverEntry's argument.
+unsafe fn limits(registry_path: *mut UNICODE_STRING) -> Result<Limits, Error> {
+    // SAFETY: forwarded contract.
+    let Some(params) = (unsafe { Parameters::open(registry_path)? }) else { return Ok(Limits::NONE) };
+    let max_per_peer = params.dword("MaxPerPeer")?.unwrap_or(0);
+    PER_PEER.set_limit(max_per_peer);
+    let per_peer: Option<&'static dyn PeerLimit> = (max_per_peer != 0).then_some(&PER_PEER);
+    Ok(Limits { max_connections: params.dword("MaxConnections")?.unwrap_or(0), per_peer })
+}
 
 /// The registration, the executor and the accept task, between DriverEntry and DriverUnload.
 static SERVICE: DriverGlobal<TcpService> = DriverGlobal::new();
@@ -72,9 +94,12 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
     // SAFETY: forwarded contract.
     let events = unsafe { receive_events(registry_path)? };
     server::RECEIVE_EVENTS.store(events, Ordering::Relaxed);
+    // SAFETY: forwarded contract.
+    let limits = unsafe { limits(registry_path)? };
+    let options = listen_options(&addr);
     // SAFETY: DriverEntry's own driver object (forwarded contract).
     let service = unsafe {
-        TcpService::start(driver_object, "echo", addr, listen_options(&addr), server::COUNTERS, server::serve)?
+        TcpService::start_limited(driver_object, "echo", addr, options, server::COUNTERS, limits, server::serve)?
     };
     let service = PoolBox::try_new(service).map_err(|mut service| service.stop_with(Error::NoMemory))?;
     drop(SERVICE.set(service));

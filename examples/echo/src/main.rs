@@ -13,7 +13,7 @@ use echo_driver::server::STATS;
 use wsk_emulator::Kernel;
 
 const USAGE: &str = "usage: echo-driver [--port N] [--addr IP] [--seconds N] [--quiet] [--irp-receive] [--blocking]
-                   [--chaos SEED]
+                   [--chaos SEED] [--max-connections N] [--max-per-peer N]
 
 Loads the echo driver into the host kernel emulator (verifier on) and serves TCP echo on
 ADDR:PORT (default 127.0.0.1:7007) until Ctrl-C, or for N seconds with --seconds.
@@ -24,7 +24,11 @@ callbacks (zero copy); --irp-receive makes it receive with IRPs (its ReceiveEven
 parameter 0). --blocking loads the blocking
 baseline instead (echo_driver::blocking: a thread per connection, one KEVENT wait per WSK
 call), each of its threads a host thread as PsCreateSystemThread would give. --chaos SEED
-runs the emulator's adversarial provider (wsk_emulator::adversary), as WSK_EMU_CHAOS=SEED.";
+runs the emulator's adversarial provider (wsk_emulator::adversary), as WSK_EMU_CHAOS=SEED.
+--max-connections N serves at most N connections at once (others wait in the listen
+backlog); --max-per-peer N refuses a peer address's connections beyond N (conditional
+accept): the driver's MaxConnections and MaxPerPeer parameters (0: unlimited, the default;
+not with --blocking).";
 
 struct Args {
     port: u16,
@@ -34,6 +38,8 @@ struct Args {
     irp_receive: bool,
     blocking: bool,
     chaos: Option<u64>,
+    max_connections: u32,
+    max_per_peer: u32,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -45,6 +51,8 @@ fn parse_args() -> Result<Args, String> {
         irp_receive: false,
         blocking: false,
         chaos: None,
+        max_connections: 0,
+        max_per_peer: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -60,6 +68,13 @@ fn parse_args() -> Result<Args, String> {
                 let v = value("--chaos")?;
                 args.chaos =
                     Some(wsk_emulator::adversary::parse_seed(&v).ok_or(format!("--chaos: `{v}` is not a seed"))?);
+            }
+            "--max-connections" => {
+                args.max_connections =
+                    value("--max-connections")?.parse().map_err(|e| format!("--max-connections: {e}"))?;
+            }
+            "--max-per-peer" => {
+                args.max_per_peer = value("--max-per-peer")?.parse().map_err(|e| format!("--max-per-peer: {e}"))?;
             }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument `{other}`")),
@@ -102,6 +117,8 @@ fn main() -> ExitCode {
         .param_dword("Port", u32::from(args.port))
         .param_string("Address", &args.addr)
         .param_dword("ReceiveEvents", u32::from(!args.irp_receive))
+        .param_dword("MaxConnections", args.max_connections)
+        .param_dword("MaxPerPeer", args.max_per_peer)
         .load("echo", entry)
     {
         Ok(driver) => driver,

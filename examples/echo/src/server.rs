@@ -18,6 +18,8 @@ pub struct Stats {
     pub connections: AtomicU64,
     /// Connections accepted and not yet closed.
     pub open: AtomicU64,
+    /// The most connections open when a connection's task started (at most `MaxConnections`).
+    pub peak_open: AtomicU64,
     /// Bytes echoed back to peers, over all connections.
     pub bytes: AtomicU64,
     /// Bytes that arrived as WSK's own buffers (receive events), not copied by an IRP.
@@ -36,6 +38,7 @@ pub static RECEIVE_EVENTS: AtomicBool = AtomicBool::new(true);
 pub static STATS: Stats = Stats {
     connections: AtomicU64::new(0),
     open: AtomicU64::new(0),
+    peak_open: AtomicU64::new(0),
     bytes: AtomicU64::new(0),
     zero_copy_bytes: AtomicU64::new(0),
     events_refused: AtomicU64::new(0),
@@ -51,6 +54,7 @@ pub static COUNTERS: ConnectionCounters =
 /// chunk is echoed before the next receive), disconnects gracefully and closes. Receives
 /// with event callbacks where the provider has them, else with IRPs.
 pub async fn serve(stream: TcpStream, peer: SocketAddr) {
+    STATS.peak_open.fetch_max(STATS.open.load(Ordering::Acquire), Ordering::Relaxed);
     let mut echoed = 0u64;
     let (outcome, mut writer) = if RECEIVE_EVENTS.load(Ordering::Relaxed) {
         match stream.into_events(EventConfig::default()) {
