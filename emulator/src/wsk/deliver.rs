@@ -417,7 +417,7 @@ fn settle(socket: &Arc<Socket>, outcome: Outcome) {
     let mut give_back = None;
     let mut adopt = None;
     let mut discard = None;
-    let mut approved = false;
+    let mut kick_listener = false;
     let (waiters, close, drive) = {
         let mut state = lock(&socket.state);
         let me = std::thread::current().id();
@@ -467,7 +467,7 @@ fn settle(socket: &Arc<Socket>, outcome: Outcome) {
                 }
             }
             Outcome::Inspect { serial, action } => {
-                approved = inspect::settle(socket, &mut state, serial, action);
+                kick_listener = inspect::settle(socket, &mut state, serial, action);
             }
             Outcome::Accept { accepted, status, client } => {
                 if status == STATUS_SUCCESS {
@@ -477,6 +477,9 @@ fn settle(socket: &Arc<Socket>, outcome: Outcome) {
                 }
             }
         }
+        // A pended inspection's peer may have left while the callback ran: a pass on another
+        // processor then found the listener busy and skipped it, so look again.
+        kick_listener |= !state.inspect.pended.is_empty();
         if resume_after {
             // A receive or a re-enable came while the callback ran: it applies now, after the
             // callback's answer.
@@ -512,8 +515,9 @@ fn settle(socket: &Arc<Socket>, outcome: Outcome) {
     if drive {
         queue::progress(socket);
     }
-    if approved {
-        // An accept IRP or the accept callback takes the connection on the next pass.
+    if kick_listener {
+        // An accept IRP or the accept callback takes the connection on the next pass (and
+        // departures from pended inspections are looked for).
         reactor::kick(socket.key);
     }
     if let Some(irp) = close {

@@ -24,6 +24,7 @@ use crate::loom::{AtomicU32, AtomicU64, Ordering};
 
 /// What an [`Admission`] decides for a connection request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Verdict {
     /// The connection goes on to the listener's accept (`WskInspectAccept`).
     Accept,
