@@ -62,7 +62,7 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 
 #[test]
 fn max_connections_one_serves_the_second_client_after_the_first() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let before = STATS.connections.load(Ordering::Relaxed);
     STATS.peak_open.store(0, Ordering::Relaxed);
     let (driver, addr) = load(1, 0);
@@ -86,7 +86,7 @@ fn max_connections_one_serves_the_second_client_after_the_first() {
 
 #[test]
 fn max_per_peer_one_refuses_a_second_connection_while_the_first_is_open() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let before = STATS.connections.load(Ordering::Relaxed);
     let (driver, addr) = load(0, 1);
     let mut first = connect(addr);
