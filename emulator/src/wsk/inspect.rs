@@ -41,6 +41,12 @@
 //! * A listening socket closed with pended inspections refuses those connections; the
 //!   verifier reports them (`WSK_INSPECTION_PENDING_AT_CLOSE`): a driver ends its
 //!   inspections before it closes the socket.
+//! * `WskInspectComplete` may come while the inspection's `WskInspectEvent` still runs (the
+//!   client handed the copied ID to another CPU, which was quicker than the callback's
+//!   return): it completes at once and its decision applies when the callback returns
+//!   `WskInspectPend`; if the callback returns anything else the completion was of an
+//!   inspection never pended (`WSK_INSPECT_ID_UNKNOWN`). Microsoft's documentation does not
+//!   speak of this race.
 //! * An action out of range from `WskInspectEvent` or in `WskInspectComplete` is reported
 //!   (`WSK_INVALID_INSPECT_ACTION`); the connection is refused, the call fails with
 //!   `STATUS_INVALID_PARAMETER`. So is an inspect ID with no pended inspection
@@ -123,7 +129,7 @@ pub(crate) fn next(state: &mut State) -> Option<Due> {
         let serial = state.inspect.serial;
         let local = connection.local_addr().ok().and_then(|a| addr::from_host(&a));
         let remote = addr::from_host(&peer);
-        let inspected = Inspected { serial, connection, peer };
+        let inspected = Inspected { serial, connection, peer, early: None };
         let Some(callback) = callbacks::inspect(client) else {
             state.inspect.approved.push_back(inspected);
             return None;
@@ -166,6 +172,25 @@ pub(crate) fn settle(listener: &Socket, state: &mut State, serial: u32, action: 
         refuse(inspected);
         return false;
     }
+    let action = match inspected.early {
+        // Completed while the callback ran (another CPU was quicker than its return): right
+        // if the callback pends, and then that decision applies now.
+        Some(early) if action == WskInspectPend => early,
+        Some(_) => {
+            if crate::kernel::verifier() {
+                bugcheck(
+                    Rule::WskInspectIdUnknown,
+                    format!(
+                        "WskInspectComplete(0x{:x}, serial {serial}) came while WskInspectEvent ran, and the \
+                         callback did not pend the inspection (returned {action})",
+                        listener.key
+                    ),
+                );
+            }
+            action
+        }
+        None => action,
+    };
     match action {
         accept if accept == WskInspectAccept => {
             state.inspect.approved.push_back(inspected);
@@ -224,8 +249,18 @@ pub(crate) fn complete(listener: &Arc<Socket>, id: Option<WSK_INSPECT_ID>, actio
             return STATUS_INVALID_DEVICE_STATE;
         }
         let inspect = &mut state.inspect;
-        let pended = inspect.pended.iter().position(|held| id.Key == listener.key && held.serial == id.SerialNumber);
-        let aborted = inspect.aborted.iter().position(|&serial| id.Key == listener.key && serial == id.SerialNumber);
+        let ours = |serial: u32| id.Key == listener.key && serial == id.SerialNumber;
+        let pended = inspect.pended.iter().position(|held| ours(held.serial));
+        let aborted = inspect.aborted.iter().position(|&serial| ours(serial));
+        if pended.is_none()
+            && aborted.is_none()
+            && let Some(running) = inspect.inspecting.iter_mut().find(|held| ours(held.serial) && held.early.is_none())
+        {
+            // Its WskInspectEvent has not returned yet: the decision applies when it returns
+            // WskInspectPend (as a WskRelease during a receive callback, see `deliver`).
+            running.early = Some(action);
+            return STATUS_SUCCESS;
+        }
         match (pended, aborted) {
             (Some(at), _) => {
                 let held = inspect.pended.swap_remove(at);

@@ -331,6 +331,9 @@ pub(crate) struct Inspected {
     pub serial: u32,
     pub connection: socket2::Socket,
     pub peer: socket2::SockAddr,
+    /// The action of a `WskInspectComplete` that came while the inspection's callback still
+    /// ran (applied if the callback pends).
+    pub early: Option<i32>,
 }
 
 /// Conditional accept of a listening socket (`SO_CONDITIONAL_ACCEPT`, see `inspect`).

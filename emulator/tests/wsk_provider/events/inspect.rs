@@ -5,8 +5,8 @@
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::ptr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use wsk_emulator::Rule;
 use wsk_sys::*;
@@ -30,6 +30,8 @@ struct Inspector {
     seen: Mutex<Vec<Seen>>,
     aborts: Mutex<Vec<(usize, u32)>>,
     accepted: Mutex<Vec<usize>>,
+    /// Holds the next inspect callback (after it recorded what it saw) until the test lets it go.
+    gate: Mutex<Option<Arc<Gate>>>,
 }
 
 impl Inspector {
@@ -39,6 +41,7 @@ impl Inspector {
             seen: Mutex::new(Vec::new()),
             aborts: Mutex::new(Vec::new()),
             accepted: Mutex::new(Vec::new()),
+            gate: Mutex::new(None),
         }))
     }
 
@@ -81,6 +84,11 @@ unsafe extern "system" fn on_inspect(
         remote: sockaddr_of(remote),
         irql: KeGetCurrentIrql(),
     });
+    let gate = inspector.gate.lock().unwrap().take();
+    if let Some(gate) = gate {
+        gate.entered.wait();
+        gate.release.wait();
+    }
     inspector.answer.load(Ordering::SeqCst)
 }
 
@@ -280,6 +288,52 @@ fn abort_event_when_the_peer_leaves_a_pended_inspection() {
         listener.close();
         assert_eq!(accept.wait().status, STATUS_CANCELLED);
     });
+}
+
+/// `WskInspectComplete` from another thread while the inspect callback still runs (it will
+/// pend): it completes, and its Accept applies when the callback returns `WskInspectPend`.
+#[test]
+fn inspect_complete_while_the_callback_runs_applies_when_it_pends() {
+    clean_session(|client| {
+        let inspector = Inspector::leaked(WskInspectPend);
+        let gate = Gate::new();
+        *inspector.gate.lock().unwrap() = Some(Arc::clone(&gate));
+        let (listener, local) = conditional(client, inspector, &INSPECT);
+        let mut addresses = Box::new([SOCKADDR_STORAGE::zeroed(); 2]);
+        let accept = listener.accept_start(&mut addresses);
+        let peer = TcpStream::connect(local).unwrap();
+        gate.entered.wait();
+        let seen = inspector.seen();
+        let key = listener.0 as usize;
+        assert_eq!(inspect_complete(listener, key, seen[0].serial, WskInspectAccept), STATUS_SUCCESS);
+        assert!(accept.done().is_none(), "not accepted before the callback returned");
+        gate.release.wait();
+        let done = accept.wait();
+        assert_eq!(done.status, STATUS_SUCCESS);
+        assert_eq!(address(&addresses[1]), Some(peer.local_addr().unwrap()));
+        Sock(done.info as *mut WSK_SOCKET).close();
+        listener.close();
+    });
+}
+
+/// The same race, but the callback does not pend: the completion was of an inspection never
+/// pended.
+#[test]
+fn inspect_complete_while_the_callback_runs_and_does_not_pend_is_reported() {
+    let report = broken_session(|client| {
+        let inspector = Inspector::leaked(WskInspectReject);
+        let gate = Gate::new();
+        *inspector.gate.lock().unwrap() = Some(Arc::clone(&gate));
+        let (listener, local) = conditional(client, inspector, &INSPECT);
+        let peer = TcpStream::connect(local).unwrap();
+        gate.entered.wait();
+        let serial = inspector.seen()[0].serial;
+        // BUG: completes an inspection its callback is about to reject.
+        assert_eq!(inspect_complete(listener, listener.0 as usize, serial, WskInspectAccept), STATUS_SUCCESS);
+        gate.release.wait();
+        assert_refused(peer);
+    });
+    report.assert_first(Rule::WskInspectIdUnknown);
 }
 
 #[test]
