@@ -219,7 +219,7 @@ fn next(socket: &Arc<Socket>, state: &mut State) -> Option<Work> {
         }
         Kind::Listen => {
             if state.inspect.on
-                && let Some(due) = inspect::next(state)
+                && let Some(due) = inspect::next(socket, state)
             {
                 return Some(Work::Inspect(due));
             }
@@ -293,7 +293,7 @@ fn accept_one(
     }
     let host = state.host.as_ref()?;
     loop {
-        let (connection, peer) = match inspect::take(host, &mut state.inspect) {
+        let (connection, peer) = match inspect::take(listener.key, host, &mut state.inspect) {
             Ok(accepted) => accepted,
             // Reset before it was accepted: take the next one.
             Err(error) if matches!(error.raw_os_error(), Some(libc::ECONNABORTED | libc::EPROTO)) => continue,

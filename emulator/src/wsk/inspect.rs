@@ -84,9 +84,12 @@ pub(crate) fn inspect_id(key: usize, serial: u32) -> WSK_INSPECT_ID {
     WSK_INSPECT_ID { Key: key, SerialNumber: serial }
 }
 
-/// The next connection for an accept IRP or `WskAcceptEvent`: from the host's backlog, or on
-/// a conditional-accept listener only one the client accepted (`WouldBlock` when none).
+/// The next connection for an accept IRP or `WskAcceptEvent` of the listener `key`: from the
+/// host's backlog, or on a conditional-accept listener only one the client accepted
+/// (`WouldBlock` when none). Taking one lets the next connection of the backlog be inspected:
+/// the listener is kicked for it (its readiness edge may be gone).
 pub(crate) fn take(
+    key: usize,
     host: &socket2::Socket,
     inspect: &mut Inspections,
 ) -> std::io::Result<(socket2::Socket, socket2::SockAddr)> {
@@ -94,7 +97,10 @@ pub(crate) fn take(
         return status::retry(|| host.accept());
     }
     match inspect.approved.pop_front() {
-        Some(Inspected { connection, peer, .. }) => Ok((connection, peer)),
+        Some(Inspected { connection, peer, .. }) => {
+            reactor::kick(key);
+            Ok((connection, peer))
+        }
         None => Err(std::io::Error::from(std::io::ErrorKind::WouldBlock)),
     }
 }
@@ -102,7 +108,7 @@ pub(crate) fn take(
 /// The next conditional-accept callback due on `listener` (its state locked): an abort for a
 /// pended inspection whose peer left, or the inspection of the next connection of the host's
 /// backlog. A connection the table has no `WskInspectEvent` for is accepted at once.
-pub(crate) fn next(state: &mut State) -> Option<Due> {
+pub(crate) fn next(listener: &Socket, state: &mut State) -> Option<Due> {
     let client = state.events.client;
     find_departed(state);
     while let Some(serial) = state.inspect.aborts_due.pop_front() {
@@ -132,6 +138,8 @@ pub(crate) fn next(state: &mut State) -> Option<Due> {
         let inspected = Inspected { serial, connection, peer, early: None };
         let Some(callback) = callbacks::inspect(client) else {
             state.inspect.approved.push_back(inspected);
+            // An accept IRP or callback takes it on the next pass.
+            reactor::kick(listener.key);
             return None;
         };
         state.inspect.inspecting.push(inspected);
@@ -243,7 +251,7 @@ pub(crate) fn complete(listener: &Arc<Socket>, id: Option<WSK_INSPECT_ID>, actio
         }
         return STATUS_INVALID_PARAMETER;
     }
-    let accepted = {
+    {
         let mut state = lock(&listener.state);
         if !state.inspect.on {
             return STATUS_INVALID_DEVICE_STATE;
@@ -267,16 +275,13 @@ pub(crate) fn complete(listener: &Arc<Socket>, id: Option<WSK_INSPECT_ID>, actio
                 reactor::deregister(&held.connection);
                 if action == WskInspectAccept {
                     inspect.approved.push_back(held);
-                    true
                 } else {
                     refuse(held);
-                    false
                 }
             }
             (None, Some(at)) => {
                 // Dropped before the client decided: nothing is established (as documented).
                 inspect.aborted.swap_remove(at);
-                false
             }
             (None, None) => {
                 if crate::kernel::verifier() {
@@ -293,10 +298,9 @@ pub(crate) fn complete(listener: &Arc<Socket>, id: Option<WSK_INSPECT_ID>, actio
                 return STATUS_INVALID_PARAMETER;
             }
         }
-    };
-    if accepted {
-        reactor::kick(listener.key);
     }
+    // An accepted connection waits for its accept; a slot for one more pended inspection is free.
+    reactor::kick(listener.key);
     STATUS_SUCCESS
 }
 

@@ -336,6 +336,70 @@ fn inspect_complete_while_the_callback_runs_and_does_not_pend_is_reported() {
     report.assert_first(Rule::WskInspectIdUnknown);
 }
 
+/// A connection the client accepted waits for an accept IRP; meanwhile the next one stays in
+/// the host's backlog, uninspected.
+#[test]
+fn no_inspection_starts_while_an_accepted_connection_waits() {
+    clean_session(|client| {
+        let inspector = Inspector::leaked(WskInspectAccept);
+        let (listener, local) = conditional(client, inspector, &INSPECT);
+        let first = TcpStream::connect(local).unwrap();
+        inspector.wait_seen(1);
+        let second = TcpStream::connect(local).unwrap();
+        settle();
+        assert_eq!(inspector.seen().len(), 1, "inspected while an accepted connection waited");
+        let (socket, remote) = listener.accept();
+        assert_eq!(remote, first.local_addr().unwrap());
+        inspector.wait_seen(2);
+        let (other, remote) = listener.accept();
+        assert_eq!(remote, second.local_addr().unwrap());
+        socket.close();
+        other.close();
+        listener.close();
+    });
+}
+
+/// At most `MAX_PENDED` (64) inspections are pended at once; the next connection is
+/// inspected once one of them is completed.
+#[test]
+fn at_most_64_inspections_are_pended_at_once() {
+    clean_session(|client| {
+        let inspector = Inspector::leaked(WskInspectPend);
+        let (listener, local) = conditional(client, inspector, &INSPECT);
+        let peers: Vec<TcpStream> = (0..65).map(|_| TcpStream::connect(local).unwrap()).collect();
+        let seen = inspector.wait_seen(64);
+        settle();
+        assert_eq!(inspector.seen().len(), 64, "a 65th inspection was pended");
+        let key = listener.0 as usize;
+        assert_eq!(inspect_complete(listener, key, seen[0].serial, WskInspectReject), STATUS_SUCCESS);
+        let seen = inspector.wait_seen(65);
+        for inspection in &seen[1..] {
+            assert_eq!(inspect_complete(listener, key, inspection.serial, WskInspectReject), STATUS_SUCCESS);
+        }
+        for peer in peers {
+            assert_refused(peer);
+        }
+        listener.close();
+    });
+}
+
+/// A conditional listener whose client table has no `WskInspectEvent` accepts every
+/// connection.
+#[test]
+fn a_conditional_listener_without_an_inspect_callback_accepts() {
+    clean_session(|client| {
+        let listener = client.socket(AF_INET, SOCK_STREAM, IPPROTO_TCP, WSK_FLAG_LISTEN_SOCKET).unwrap();
+        assert_eq!(listener.set_option(SOL_SOCKET, SO_CONDITIONAL_ACCEPT, 1), STATUS_SUCCESS);
+        assert_eq!(listener.bind(v4(0)), STATUS_SUCCESS);
+        let local = listener.local_address().unwrap();
+        let peer = TcpStream::connect(local).unwrap();
+        let (socket, remote) = listener.accept();
+        assert_eq!(remote, peer.local_addr().unwrap());
+        socket.close();
+        listener.close();
+    });
+}
+
 #[test]
 fn inspect_complete_of_a_completed_inspection_is_reported() {
     let report = broken_session(|client| {
