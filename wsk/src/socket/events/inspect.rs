@@ -50,3 +50,49 @@ pub(crate) unsafe extern "system" fn on_inspect(
 pub(crate) unsafe extern "system" fn on_abort(_context: PVOID, _inspect_id: *mut WSK_INSPECT_ID) -> NTSTATUS {
     STATUS_SUCCESS
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use core::net::{Ipv4Addr, SocketAddr};
+
+    use wsk_sys::{SOCKADDR, SOCKADDR_STORAGE, WSK_INSPECT_ID};
+
+    use super::*;
+    use crate::socket::admission::{Admission, Verdict};
+
+    /// Admits peers on even ports.
+    struct EvenPorts;
+
+    impl Admission for EvenPorts {
+        fn inspect(&self, peer: SocketAddr) -> Verdict {
+            if peer.port().is_multiple_of(2) { Verdict::Accept } else { Verdict::Reject }
+        }
+    }
+
+    static EVEN_PORTS: EvenPorts = EvenPorts;
+
+    fn inspect(core: &SocketCore<Listen>, remote: Option<SocketAddr>, id: bool) -> WSK_INSPECT_ACTION {
+        let mut storage = remote.map_or(SOCKADDR_STORAGE::zeroed(), |remote| addr::to_storage(&remote));
+        let remote = if remote.is_some() { addr::as_sockaddr(&mut storage) } else { core::ptr::null_mut::<SOCKADDR>() };
+        let mut inspect_id = WSK_INSPECT_ID { Key: 1, SerialNumber: 1 };
+        let id = if id { &raw mut inspect_id } else { core::ptr::null_mut() };
+        // SAFETY: the context of a live listen core; the address and the ID live across the call.
+        unsafe { on_inspect(core.context(), core::ptr::null_mut(), remote, id) }
+    }
+
+    /// The admission's verdict becomes the action; without an admission, a usable remote
+    /// address or an inspect ID (WSK's sign of a broken listener) the request is rejected.
+    #[test]
+    fn the_admission_decides_and_anything_unusable_is_rejected() {
+        let core = SocketCore::<Listen>::new_admitting(Some(&EVEN_PORTS)).unwrap();
+        let at = |port| Some(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+        assert_eq!(inspect(&core, at(4000), true), WskInspectAccept);
+        assert_eq!(inspect(&core, at(4001), true), WskInspectReject);
+        assert_eq!(inspect(&core, at(4000), false), WskInspectReject, "null inspect ID");
+        assert_eq!(inspect(&core, None, true), WskInspectReject, "no remote address");
+        let plain = SocketCore::<Listen>::new().unwrap();
+        assert_eq!(inspect(&plain, at(4000), true), WskInspectReject, "no admission");
+        // SAFETY: the abort callback touches nothing.
+        assert_eq!(unsafe { on_abort(core.context(), core::ptr::null_mut()) }, STATUS_SUCCESS);
+    }
+}
