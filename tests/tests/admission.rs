@@ -38,14 +38,19 @@ static STOPPED: AtomicU8 = AtomicU8::new(0);
 static COUNTERS: ConnectionCounters = ConnectionCounters { accepted: &ACCEPTED, open: &OPEN, errors: &ERRORS };
 static SERVICE: DriverGlobal<TcpService> = DriverGlobal::new();
 
-/// The per-peer table, counting the requests its inspection rejected.
+/// The per-peer table, counting the requests its inspection rejected; `lenient` makes the
+/// inspection admit everything, as when a burst passes it before any is counted.
 struct CountingLimit {
     table: PerPeerLimit<64>,
     rejected: AtomicU64,
+    lenient: AtomicU8,
 }
 
 impl Admission for CountingLimit {
     fn inspect(&self, peer: SocketAddr) -> Verdict {
+        if self.lenient.load(Ordering::Relaxed) != 0 {
+            return Verdict::Accept;
+        }
         let verdict = self.table.inspect(peer);
         if verdict == Verdict::Reject {
             self.rejected.fetch_add(1, Ordering::Relaxed);
@@ -64,7 +69,8 @@ impl PeerLimit for CountingLimit {
     }
 }
 
-static PER_PEER: CountingLimit = CountingLimit { table: PerPeerLimit::new(0), rejected: AtomicU64::new(0) };
+static PER_PEER: CountingLimit =
+    CountingLimit { table: PerPeerLimit::new(0), rejected: AtomicU64::new(0), lenient: AtomicU8::new(0) };
 
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
 const LIMIT: Duration = Duration::from_secs(30);
@@ -144,6 +150,7 @@ fn load(name: &str, max_connections: u32, per_peer: u32) -> Run {
     PER_PEER_ON.store(u8::from(per_peer != 0), Ordering::Relaxed);
     PER_PEER.table.set_limit(per_peer);
     PER_PEER.rejected.store(0, Ordering::Relaxed);
+    PER_PEER.lenient.store(0, Ordering::Relaxed);
     for counter in [&ACCEPTED, &OPEN, &ERRORS, &SERVING, &PEAK_SERVING] {
         counter.store(0, Ordering::Relaxed);
     }
@@ -256,6 +263,28 @@ fn per_peer_limit_refuses_a_second_connection_while_the_first_is_open() {
     assert_eq!(PER_PEER.rejected.load(Ordering::Acquire), 1);
     assert_eq!(PER_PEER.table.count(loopback), 0);
     unload(run.driver);
+}
+
+/// A connection beyond the per-peer limit that passed the inspection (a burst, here forced
+/// by a lenient inspection) is closed by the accept loop when it counts it: never served, never
+/// counted as accepted. The count of a connection still open at unload is released when its
+/// task is dropped.
+#[test]
+fn the_accept_loop_cuts_a_burst_past_the_inspection_and_unload_releases_the_counts() {
+    let run = load("admission-burst", 0, 1);
+    PER_PEER.lenient.store(1, Ordering::Relaxed);
+    let mut first = connect(run.port);
+    echo(&mut first, 1);
+    let second = connect(run.port);
+    assert_refused(second);
+    assert_eq!(PER_PEER.rejected.load(Ordering::Acquire), 0, "the inspection admitted it");
+    assert_eq!(ACCEPTED.load(Ordering::Acquire), 1, "counted as accepted");
+    assert_eq!(PEAK_SERVING.load(Ordering::Acquire), 1, "served");
+    let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    assert_eq!(PER_PEER.table.count(loopback), 1);
+    unload(run.driver);
+    assert_eq!(PER_PEER.table.count(loopback), 0, "the open connection's count outlived its task");
+    drop(first);
 }
 
 /// Rejects every request: counts them.
