@@ -221,8 +221,8 @@ pub struct ConnectionCounters {
 ///   are served in order as connections end: none is refused by the driver and none costs it
 ///   memory. When the stack's backlog is full, further requests overflow it: the stack drops
 ///   or resets them (Windows' and Linux' TCP differ; a peer sees a connect that times out, is
-///   retried, or is reset), which is the push back on a flood. The driver's memory stays
-///   bounded by the limit times a connection's cost.
+///   retried, or is reset), which is the push back on a flood. The driver holds at most
+///   `max_connections` connections, whatever the flood's size.
 /// * `per_peer` (`None`: no limit): connections at once from one IP address at most, with
 ///   conditional accept: the listener is bound with
 ///   [`TcpListener::bind_conditional`] and `per_peer` as its admission, so a request from an
