@@ -55,6 +55,7 @@ use crate::loom::{AtomicU32, AtomicUsize, Ordering};
 use crate::pool::PoolBox;
 use crate::socket::events::{EventBox, Header};
 use crate::socket::kind::SocketKind;
+use crate::socket::registry::{Linked, Links, Registry};
 
 const CLOSING: usize = 1 << 0;
 const CLOSE_ISSUED: usize = 1 << 1;
@@ -176,7 +177,19 @@ struct CoreInner {
     static_events: AtomicU32,
     /// What event callbacks met before a stream installed its state (`socket::events`).
     early: AtomicU32,
+    /// Links in [`CORES`], from allocation until freed.
+    links: Links<CoreInner>,
 }
+
+// SAFETY: `links` is a field of the core, the same one every time.
+unsafe impl Linked for CoreInner {
+    fn links(&self) -> &Links<Self> {
+        &self.links
+    }
+}
+
+/// Every core from allocation until freed (`socket::registry`), for [`abort_all_sockets`].
+static CORES: Registry<CoreInner> = Registry::new();
 
 // SAFETY: shared fields are atomics; `close_irp` is touched only by the single closer (and the
 // provider), `socket` is a provider object usable from any thread.
@@ -224,6 +237,7 @@ impl<K: SocketKind> SocketCore<K> {
             events: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
             static_events: AtomicU32::new(0),
             early: AtomicU32::new(0),
+            links: Links::new(),
         });
         let Ok(inner) = inner else {
             // SAFETY: allocated above, never used.
@@ -231,8 +245,11 @@ impl<K: SocketKind> SocketCore<K> {
             return Err(Error::NoMemory);
         };
         LIVE_SOCKETS.fetch_add(1, Ordering::AcqRel);
+        let inner = CoreBox::into_raw(inner);
+        // SAFETY: a fresh core, not linked; it stays at this address until `free` unlinks it.
+        unsafe { CORES.link(inner) };
         // INVARIANT: one reference, held by the returned handle; no socket yet.
-        Ok(Self { inner: CoreBox::into_raw(inner), kind: PhantomData })
+        Ok(Self { inner, kind: PhantomData })
     }
 
     /// Runs `f` with a view of the core behind a `SocketContext` (in an event callback).
@@ -653,10 +670,11 @@ impl<K> Drop for SocketCore<K> {
             }
             // The last call out issues it (and releases the background reference).
             Claim::Busy(_) => {}
-            // Not reachable: checked above and only owners issue; keep the reference
-            // accounting right regardless.
-            // SAFETY: the background reference taken above.
-            Claim::AlreadyIssued => unsafe { release(self.inner) },
+            // CLOSE_ISSUED was clear above and no other owner is left, so the last call out
+            // claimed it between our marking and our claim: it issued the close and released
+            // the background reference; releasing it here too would free the core under the
+            // close IRP.
+            Claim::AlreadyIssued => {}
         }
     }
 }
@@ -680,6 +698,9 @@ unsafe fn release(inner: NonNull<CoreInner>) {
 /// # Safety
 /// No reference to the core is left.
 unsafe fn free(inner: NonNull<CoreInner>) {
+    // SAFETY: linked since `SocketCore::new`; no reference is left, so no walker stands on it
+    // (a walker holds one) and none can take one (never raised from zero).
+    unsafe { CORES.unlink(inner) };
     // SAFETY: guaranteed by the caller; the core came from `CoreBox::into_raw`.
     let core = unsafe { CoreBox::from_raw_tagged(inner) };
     // SAFETY: the close IRP is not in flight (its reference is gone) and is ours.
@@ -840,6 +861,100 @@ mod tests {
         assert_eq!(seen, Some(core.context()));
         assert_eq!(core.inner().refs.load(Ordering::Acquire), 1);
     }
+}
+
+/// Makes every socket of the driver end: for each socket that was created and is not closing
+/// yet (no owner called `close()` or went away), begins a close as a dropped owner would. Its
+/// connection is aborted (WSK aborts what was not disconnected in both directions), its
+/// pending operations are cancelled, new calls on it fail with [`Error::Closed`], and its
+/// memory is freed once the close completes and its owners are gone. Returns how many sockets
+/// this call began to close. See `socket::registry` for the protocol and what it assumes of
+/// the provider.
+///
+/// For DriverUnload, after the executor's shutdown: sockets that outlived their tasks (kept
+/// in a driver global, or whose tasks are still alive) would otherwise keep `WskDeregister`
+/// waiting. Follow it with [`wait_for_sockets_closed`].
+///
+/// IRQL == PASSIVE_LEVEL (it may issue `WskCloseSocket` for many sockets in a row).
+pub fn abort_all_sockets() -> usize {
+    let mut aborted = 0;
+    let mut current: Option<SocketCore<Erased>> = None;
+    loop {
+        let after = current.as_ref().map(|core| core.inner);
+        // SAFETY: `current`'s reference keeps it from being freed, so it is still linked.
+        let next = unsafe {
+            CORES.next_where(after, |inner| {
+                let open = inner.rundown.load(Ordering::Acquire) & CLOSING == 0;
+                let created = !inner.socket.load(Ordering::Acquire).is_null();
+                (open && created && take_reference(&inner.refs)).then(|| NonNull::from(inner))
+            })
+        };
+        // Outside the lock: dropping our reference may free (and unlink) that core.
+        drop(current.take());
+        let Some(inner) = next else { break };
+        // INVARIANT: the reference taken under the lock belongs to this handle; every handle
+        // of a core may be viewed as `Erased` (no dispatch table is reached through it).
+        let core = SocketCore::<Erased> { inner, kind: PhantomData };
+        if abort(inner) {
+            aborted += 1;
+        }
+        current = Some(core);
+    }
+    aborted
+}
+
+/// Takes a reference on a core unless it has none left (it is being freed).
+fn take_reference(refs: &AtomicU32) -> bool {
+    let mut n = refs.load(Ordering::Acquire);
+    loop {
+        if n == 0 {
+            return false;
+        }
+        match refs.compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return true,
+            Err(actual) => n = actual,
+        }
+    }
+}
+
+/// Begins the close of a core nobody is closing, as a last owner's drop would
+/// (`BACKGROUND`). Returns `false` if close had begun already.
+fn abort(ptr: NonNull<CoreInner>) -> bool {
+    // SAFETY: the caller's reference keeps the core live.
+    let inner = unsafe { ptr.as_ref() };
+    // The background reference, released by whoever issues the close.
+    inner.refs.fetch_add(1, Ordering::AcqRel);
+    let mut v = inner.rundown.load(Ordering::Acquire);
+    loop {
+        if v & CLOSING != 0 {
+            // Another closer began meanwhile: it issues the close.
+            // SAFETY: the background reference taken above; the caller's keeps the core.
+            unsafe { release(ptr) };
+            return false;
+        }
+        match inner.rundown.compare_exchange_weak(v, v | CLOSING | BACKGROUND, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => break,
+            Err(actual) => v = actual,
+        }
+    }
+    // An event stream holds a call while it may still release indications: let it wind down.
+    if let Some(header) = NonNull::new(inner.events.load(Ordering::Acquire)) {
+        // SAFETY: an installed state lives as long as the core.
+        unsafe { header.as_ref() }.waker.wake();
+    }
+    match rundown_claim_close(&inner.rundown) {
+        Claim::Issue => {
+            // SAFETY: we claimed CLOSE_ISSUED with no call in progress.
+            unsafe { issue_close(ptr) };
+            // SAFETY: the background reference (the close IRP holds its own).
+            unsafe { release(ptr) };
+        }
+        // The last call out issues the close and releases the background reference; or it
+        // already did, between our marking and our claim (CLOSING was clear before us, so no
+        // other closer can have).
+        Claim::Busy(_) | Claim::AlreadyIssued => {}
+    }
+    true
 }
 
 /// Waits (PASSIVE_LEVEL, sleeping in 5 ms steps) until every socket's memory is freed or
