@@ -1,25 +1,7 @@
 //! Shutdown with a deadline: what [`Executor::shutdown_within`](crate::Executor::shutdown_within)
 //! reports, and the handle to an executor whose tasks were not all freed in time.
 //!
-//! # The choice at the deadline
-//!
-//! A task that is still alive at the deadline cannot be freed: its memory (and the executor's,
-//! which its wakers reach) may still be touched by whoever holds its waker, typically a
-//! completion routine of an operation that has not completed yet. So the deadline never frees
-//! anything; it hands the decision to the caller as a [`StalledShutdown`]:
-//!
-//! * remove what keeps the tasks alive and [`wait_within`](StalledShutdown::wait_within) again
-//!   (the unload protocol of `wsk::service` aborts the driver's sockets: closing a socket
-//!   completes its pending operations, which drop their wakers);
-//! * [`wait`](StalledShutdown::wait) without limit (the behaviour of
-//!   [`Executor::shutdown`](crate::Executor::shutdown));
-//! * [`leak`](StalledShutdown::leak): give up and keep everything allocated forever. Safe for
-//!   memory, but a task woken after the driver image is gone would run code that is no
-//!   longer there: only for a driver that knows nothing will wake those tasks any more.
-//!
-//! Dropping a `StalledShutdown` waits without limit (at PASSIVE_LEVEL; above it, it leaks):
-//! the default never frees memory under a task and never lets the driver image go while a task
-//! could still run.
+//! The choices at the deadline are on [`StalledShutdown`].
 
 use core::fmt;
 use core::mem::ManuallyDrop;
@@ -57,8 +39,27 @@ impl<P: Platform> fmt::Debug for ShutdownReport<P> {
 }
 
 /// An executor whose shutdown passed its deadline with tasks still alive. Spawning is refused,
-/// every task was cancelled, and nothing is freed until the last task is (see the
-/// [module docs](self) for the choices).
+/// every task was cancelled, and nothing is freed until the last task is.
+///
+/// # The choice at the deadline
+///
+/// A task that is still alive at the deadline cannot be freed: its memory (and the executor's,
+/// which its wakers reach) may still be touched by whoever holds its waker, typically a
+/// completion routine of an operation that has not completed yet. So the deadline never frees
+/// anything; it hands the decision to the caller, as this value:
+///
+/// * remove what keeps the tasks alive and [`wait_within`](Self::wait_within) again
+///   (the unload protocol of `wsk::service` aborts the driver's sockets: closing a socket
+///   completes its pending operations, which drop their wakers);
+/// * [`wait`](Self::wait) without limit (the behaviour of
+///   [`Executor::shutdown`](crate::Executor::shutdown));
+/// * [`leak`](Self::leak): give up and keep everything allocated forever. Safe for
+///   memory, but a task woken after the driver image is gone would run code that is no
+///   longer there: only for a driver that knows nothing will wake those tasks any more.
+///
+/// Dropping it waits without limit (at PASSIVE_LEVEL; above it, it leaks):
+/// the default never frees memory under a task and never lets the driver image go while a task
+/// could still run.
 ///
 /// # Invariants
 ///
