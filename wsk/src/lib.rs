@@ -69,6 +69,7 @@ pub mod service;
 pub mod socket;
 #[cfg(test)]
 mod tests;
+pub mod unload;
 
 pub use buf::IoBuf;
 pub use client_control::{StaticEvents, Transport};
@@ -77,6 +78,6 @@ pub use global::DriverGlobal;
 pub use registration::Wsk;
 pub use socket::events;
 pub use socket::options::{EncodedOption, OptionName, SocketOption};
-pub use socket::shared::{abort_all_sockets, live_sockets, wait_for_sockets_closed};
+pub use socket::shared::{abort_all_sockets, live_sockets, open_sockets, wait_for_sockets_closed};
 pub use socket::tcp::{Closer, TcpListener, TcpReadHalf, TcpSocket, TcpStream, TcpWriteHalf};
 pub use socket::udp::{UdpRecvHalf, UdpReuniteError, UdpSendHalf, UdpSocket};

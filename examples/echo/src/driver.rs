@@ -15,7 +15,7 @@ use crate::server::{self, STATS};
 
 /// Port used when the service key sets none.
 pub const DEFAULT_PORT: u16 = 7007;
-/// How long DriverUnload waits for background socket closes to finish.
+/// The deadline of each wait of DriverUnload's protocol ([`TcpService::stop`]).
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// The registration, the executor and the accept task, between DriverEntry and DriverUnload.
@@ -87,10 +87,9 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
 /// Called once by the I/O manager after a successful DriverEntry.
 pub unsafe extern "system" fn driver_unload(_driver_object: *mut DRIVER_OBJECT) {
     log!(always, "echo: DriverUnload");
-    if let Some(mut service) = SERVICE.take()
-        && !service.stop(CLOSE_WAIT)
-    {
-        log!(error, "echo: sockets still open {:?} after the executor stopped", CLOSE_WAIT);
+    if let Some(mut service) = SERVICE.take() {
+        let outcome = service.stop(CLOSE_WAIT);
+        log!(always, "echo: stop: {}", outcome);
     }
     let open = wsk::live_sockets();
     log!(

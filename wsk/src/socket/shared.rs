@@ -143,6 +143,23 @@ pub(crate) fn rundown_last_owner(rundown: &AtomicUsize) -> Claim {
     rundown_claim_close(rundown)
 }
 
+/// An abort of a socket nobody closes (`abort_all_sockets`): marks the close `BACKGROUND`,
+/// as a last owner's drop does, but only if close has not begun; then tries to claim it (on
+/// `Claim::Busy` the last call out issues it, see [`rundown_exit`]). `None`: close had begun,
+/// nothing was changed.
+pub(crate) fn rundown_abort(rundown: &AtomicUsize) -> Option<Claim> {
+    let mut v = rundown.load(Ordering::Acquire);
+    loop {
+        if v & CLOSING != 0 {
+            return None;
+        }
+        match rundown.compare_exchange_weak(v, v | CLOSING | BACKGROUND, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Some(rundown_claim_close(rundown)),
+            Err(actual) => v = actual,
+        }
+    }
+}
+
 /// Pool tag of socket cores ("WskS"; the table is [`crate::pool::tag`]).
 pub const SOCKET_TAG: u32 = crate::pool::tag::SOCKET;
 
@@ -158,6 +175,22 @@ static LIVE_SOCKETS: core::sync::atomic::AtomicUsize = core::sync::atomic::Atomi
 /// Any IRQL.
 pub fn live_sockets() -> usize {
     LIVE_SOCKETS.load(Ordering::Acquire)
+}
+
+/// WSK sockets created for the driver whose `WskCloseSocket` has not completed. The host's
+/// atomic, as [`LIVE_SOCKETS`].
+#[cfg_attr(
+    not(loom),
+    expect(unused_qualifications, reason = "without loom the shim's `AtomicUsize` is this same type")
+)]
+static OPEN_SOCKETS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Number of WSK sockets the provider created (or accepted) for the driver whose close has
+/// not completed: what `WskDeregister` waits for. Lower than [`live_sockets`] by the sockets
+/// that are closed but whose handles (or memory) the driver still holds, and by those whose
+/// creation is still in flight. Any IRQL.
+pub fn open_sockets() -> usize {
+    OPEN_SOCKETS.load(Ordering::Acquire)
 }
 
 /// The pool block of a core.
@@ -383,7 +416,10 @@ impl<K> SocketCore<K> {
     /// Any IRQL.
     pub unsafe fn set_socket(&self, socket: *mut WSK_SOCKET) {
         // INVARIANT: the socket is of this core's kind (caller).
-        self.inner().socket.store(socket, Ordering::Release);
+        let previous = self.inner().socket.swap(socket, Ordering::AcqRel);
+        if previous.is_null() && !socket.is_null() {
+            OPEN_SOCKETS.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     /// The pointer WSK gets as this socket's `SocketContext`: event callbacks view the core
@@ -728,6 +764,9 @@ unsafe extern "system" fn close_complete(_device: *mut DEVICE_OBJECT, irp: *mut 
     core.waker.wake();
     // SAFETY: releases the reference taken in `issue_close`.
     unsafe { release(inner) };
+    // Counted closed only now, after the close's own reference is gone: once no socket is
+    // open, no close completion is still about to free a core.
+    OPEN_SOCKETS.fetch_sub(1, Ordering::AcqRel);
     STATUS_MORE_PROCESSING_REQUIRED
 }
 
@@ -792,6 +831,41 @@ mod loom_tests {
             }
             holder.join().unwrap();
             assert_eq!(issued.load(Ordering::SeqCst), 1);
+        });
+    }
+
+    /// An abort at unload racing the last call of an owner that is not closing (an event
+    /// stream's held call ending): the close is issued exactly once, never while the call is
+    /// in progress, and the background reference is released exactly once (by whoever issued).
+    #[test]
+    fn loom_abort_vs_last_call_out() {
+        loom::model(|| {
+            let rundown = Arc::new(AtomicUsize::new(0));
+            let inside = Arc::new(AtomicUsize::new(0));
+            let issued = Arc::new(AtomicUsize::new(0));
+            rundown_enter(&rundown).unwrap();
+            inside.store(1, Ordering::SeqCst);
+            let (r2, in2, i2) = (rundown.clone(), inside.clone(), issued.clone());
+            let holder = loom::thread::spawn(move || {
+                in2.store(0, Ordering::SeqCst);
+                if rundown_exit(&r2) == Exit::IssueBackground {
+                    i2.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+            match rundown_abort(&rundown) {
+                Some(Claim::Issue) => {
+                    assert_eq!(inside.load(Ordering::SeqCst), 0, "close issued while a call was held");
+                    issued.fetch_add(1, Ordering::SeqCst);
+                }
+                Some(Claim::Busy(_) | Claim::AlreadyIssued) => {}
+                None => unreachable!("nobody else closes"),
+            }
+            holder.join().unwrap();
+            assert_eq!(issued.load(Ordering::SeqCst), 1);
+            // A second abort finds the close begun and changes nothing.
+            let before = rundown.load(Ordering::SeqCst);
+            assert_eq!(rundown_abort(&rundown), None);
+            assert_eq!(rundown.load(Ordering::SeqCst), before);
         });
     }
 
@@ -922,27 +996,21 @@ fn take_reference(refs: &AtomicU32) -> bool {
 fn abort(ptr: NonNull<CoreInner>) -> bool {
     // SAFETY: the caller's reference keeps the core live.
     let inner = unsafe { ptr.as_ref() };
-    // The background reference, released by whoever issues the close.
+    // The background reference, released by whoever issues the close (taken before the
+    // marking, which lets the last call out release it).
     inner.refs.fetch_add(1, Ordering::AcqRel);
-    let mut v = inner.rundown.load(Ordering::Acquire);
-    loop {
-        if v & CLOSING != 0 {
-            // Another closer began meanwhile: it issues the close.
-            // SAFETY: the background reference taken above; the caller's keeps the core.
-            unsafe { release(ptr) };
-            return false;
-        }
-        match inner.rundown.compare_exchange_weak(v, v | CLOSING | BACKGROUND, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => break,
-            Err(actual) => v = actual,
-        }
-    }
+    let Some(claim) = rundown_abort(&inner.rundown) else {
+        // Another closer began meanwhile: it issues the close.
+        // SAFETY: the background reference taken above; the caller's keeps the core.
+        unsafe { release(ptr) };
+        return false;
+    };
     // An event stream holds a call while it may still release indications: let it wind down.
     if let Some(header) = NonNull::new(inner.events.load(Ordering::Acquire)) {
         // SAFETY: an installed state lives as long as the core.
         unsafe { header.as_ref() }.waker.wake();
     }
-    match rundown_claim_close(&inner.rundown) {
+    match claim {
         Claim::Issue => {
             // SAFETY: we claimed CLOSE_ISSUED with no call in progress.
             unsafe { issue_close(ptr) };
