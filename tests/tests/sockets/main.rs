@@ -16,6 +16,7 @@ mod datagram_flags;
 mod deadline;
 mod dual_stack;
 mod errors;
+mod keepalive;
 mod local_addr;
 mod option_values;
 mod tcp_socket;
