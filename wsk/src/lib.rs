@@ -56,6 +56,7 @@ pub mod client_control;
 mod driver_runtime;
 pub mod error;
 pub mod global;
+pub mod idle;
 pub mod log;
 mod loom;
 mod op;
