@@ -35,6 +35,20 @@ unsafe fn receive_events(registry_path: *mut UNICODE_STRING) -> Result<bool, Err
     })
 }
 
+/// Reads `IdleSeconds` (REG_DWORD; seconds a connection may wait for its peer's next data
+/// before it is closed; 0 or absent: no limit).
+///
+/// # Safety
+/// `registry_path` is DriverEntry's argument.
+unsafe fn idle_seconds(registry_path: *mut UNICODE_STRING) -> Result<u32, Error> {
+    // SAFETY: forwarded contract.
+    let params = unsafe { Parameters::open(registry_path)? };
+    Ok(match params {
+        Some(params) => params.dword("IdleSeconds")?.unwrap_or(0),
+        None => 0,
+    })
+}
+
 /// The options the listener is bound with: on `::` (`Address` = `::`) `IPV6_V6ONLY` off, so
 /// that one socket serves IPv4 and IPv6 clients (IPv4 peers are logged as IPv4-mapped
 /// addresses, `::ffff:a.b.c.d`); on any other address none (an IPv6 address other than `::`
@@ -72,6 +86,9 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
     // SAFETY: forwarded contract.
     let events = unsafe { receive_events(registry_path)? };
     server::RECEIVE_EVENTS.store(events, Ordering::Relaxed);
+    // SAFETY: forwarded contract.
+    let idle = unsafe { idle_seconds(registry_path)? };
+    server::IDLE_SECONDS.store(idle, Ordering::Relaxed);
     // SAFETY: DriverEntry's own driver object (forwarded contract).
     let service = unsafe {
         TcpService::start(driver_object, "echo", addr, listen_options(&addr), server::COUNTERS, server::serve)?

@@ -13,7 +13,7 @@ use echo_driver::server::STATS;
 use wsk_emulator::Kernel;
 
 const USAGE: &str = "usage: echo-driver [--port N] [--addr IP] [--seconds N] [--quiet] [--irp-receive] [--blocking]
-                   [--chaos SEED]
+                   [--chaos SEED] [--idle-seconds N]
 
 Loads the echo driver into the host kernel emulator (verifier on) and serves TCP echo on
 ADDR:PORT (default 127.0.0.1:7007) until Ctrl-C, or for N seconds with --seconds.
@@ -24,7 +24,9 @@ callbacks (zero copy); --irp-receive makes it receive with IRPs (its ReceiveEven
 parameter 0). --blocking loads the blocking
 baseline instead (echo_driver::blocking: a thread per connection, one KEVENT wait per WSK
 call), each of its threads a host thread as PsCreateSystemThread would give. --chaos SEED
-runs the emulator's adversarial provider (wsk_emulator::adversary), as WSK_EMU_CHAOS=SEED.";
+runs the emulator's adversarial provider (wsk_emulator::adversary), as WSK_EMU_CHAOS=SEED.
+--idle-seconds N closes a connection whose peer sends nothing for N seconds (the driver's
+IdleSeconds parameter; 0, the default: never).";
 
 struct Args {
     port: u16,
@@ -34,6 +36,7 @@ struct Args {
     irp_receive: bool,
     blocking: bool,
     chaos: Option<u64>,
+    idle_seconds: u32,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -45,6 +48,7 @@ fn parse_args() -> Result<Args, String> {
         irp_receive: false,
         blocking: false,
         chaos: None,
+        idle_seconds: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -56,6 +60,9 @@ fn parse_args() -> Result<Args, String> {
             "--quiet" => args.quiet = true,
             "--blocking" => args.blocking = true,
             "--irp-receive" => args.irp_receive = true,
+            "--idle-seconds" => {
+                args.idle_seconds = value("--idle-seconds")?.parse().map_err(|e| format!("--idle-seconds: {e}"))?;
+            }
             "--chaos" => {
                 let v = value("--chaos")?;
                 args.chaos =
@@ -102,6 +109,7 @@ fn main() -> ExitCode {
         .param_dword("Port", u32::from(args.port))
         .param_string("Address", &args.addr)
         .param_dword("ReceiveEvents", u32::from(!args.irp_receive))
+        .param_dword("IdleSeconds", args.idle_seconds)
         .load("echo", entry)
     {
         Ok(driver) => driver,
