@@ -137,6 +137,7 @@ mod registry;
 mod rtl;
 mod rundown;
 mod site;
+mod spinlock;
 mod sync;
 mod threads;
 mod time;
@@ -177,6 +178,7 @@ pub mod exports {
     pub use crate::pool::{ExAllocatePool2, ExAllocatePoolWithTag, ExFreePool, ExFreePoolWithTag};
     pub use crate::registry::{ZwClose, ZwOpenKey, ZwQueryValueKey};
     pub use crate::rtl::{KeQueryInterruptTime, MmGetSystemRoutineAddress, RtlInitUnicodeString};
+    pub use crate::spinlock::{KeAcquireSpinLockRaiseToDpc, KeReleaseSpinLock};
     pub use crate::rundown::{
         ExAcquireRundownProtection, ExInitializeRundownProtection, ExReInitializeRundownProtection,
         ExReleaseRundownProtection, ExRundownCompleted, ExWaitForRundownProtectionRelease,

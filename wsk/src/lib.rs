@@ -56,6 +56,7 @@ pub mod client_control;
 mod driver_runtime;
 pub mod error;
 pub mod global;
+pub mod idle;
 pub mod log;
 mod loom;
 mod op;
@@ -69,6 +70,7 @@ pub mod service;
 pub mod socket;
 #[cfg(test)]
 mod tests;
+pub mod unload;
 
 pub use buf::IoBuf;
 pub use client_control::{StaticEvents, Transport};
@@ -78,6 +80,6 @@ pub use registration::Wsk;
 pub use socket::admission::{Admission, PeerLimit, PerPeerLimit, Verdict};
 pub use socket::events;
 pub use socket::options::{EncodedOption, OptionName, SocketOption};
-pub use socket::shared::{live_sockets, wait_for_sockets_closed};
+pub use socket::shared::{abort_all_sockets, live_sockets, open_sockets, wait_for_sockets_closed};
 pub use socket::tcp::{Closer, TcpListener, TcpReadHalf, TcpSocket, TcpStream, TcpWriteHalf};
 pub use socket::udp::{UdpRecvHalf, UdpReuniteError, UdpSendHalf, UdpSocket};

@@ -5,7 +5,22 @@
 //! Both own their parts in drop order (the accept task, then the executor with every task,
 //! then the registration) and stop with one protocol ([`TcpService::stop`],
 //! [`Service::stop`]): stop accepting, shut the executor down (every task is cancelled and its
-//! sockets close in the background), wait until every socket is closed, deregister.
+//! sockets close in the background), abort the sockets nobody closes, wait until every socket
+//! is closed, deregister.
+//!
+//! # What unload guarantees
+//!
+//! `stop(deadline)` returns, whatever the driver's peers do (never read, never send, never
+//! close, half-open connections, a full send window), within about three times `deadline`
+//! plus the time the provider takes to complete the `WskCloseSocket` calls it issues: every
+//! wait in it has `deadline` as its bound, and the step that would otherwise wait forever,
+//! for sockets that nothing closes, is replaced by aborting them (their pending operations
+//! are cancelled and their connections reset). It then reports 0 sockets open and every task
+//! freed ([`StopOutcome::is_clean`]), unless the driver itself keeps a task's waker or join
+//! handle outside the library's operations: such tasks are counted in
+//! [`StopOutcome::tasks_leaked`] and the executor is leaked with them (never freed under
+//! them), so that unload still ends. The steps and the bound are detailed in
+//! [`crate::unload`].
 //!
 //! # Examples
 //!
@@ -48,10 +63,9 @@
 //! }
 //!
 //! unsafe extern "system" fn driver_unload(_driver: *mut DRIVER_OBJECT) {
-//!     if let Some(mut service) = SERVICE.take()
-//!         && !service.stop(Duration::from_secs(10))
-//!     {
-//!         log!(error, "demo: sockets still open at unload");
+//!     if let Some(mut service) = SERVICE.take() {
+//!         let outcome = service.stop(Duration::from_secs(10));
+//!         log!(always, "demo: unload: {}", outcome);
 //!     }
 //! }
 //! ```
@@ -67,13 +81,15 @@ use wsk_executor::{Executor, Importance, IoObject, JoinHandle, Spawner};
 use wsk_sys::{DRIVER_OBJECT, DRIVER_UNLOAD, NTSTATUS, STATUS_SUCCESS};
 
 use crate::socket::admission::PeerLimit;
-use crate::{Error, Result, SocketOption, TcpListener, TcpStream, Wsk, log, wait_for_sockets_closed};
+use crate::{Error, Result, SocketOption, TcpListener, TcpStream, Wsk, log};
+
+pub use crate::unload::StopOutcome;
 
 /// How long [`Service::start`] waits for the WSK provider.
 pub const PROVIDER_WAIT: Duration = Duration::from_secs(1);
 
-/// How long [`Service::stop_with`] and [`TcpService::stop_with`] (DriverEntry's failure
-/// paths) wait for the sockets to close.
+/// The deadline [`Service::stop_with`] and [`TcpService::stop_with`] (DriverEntry's failure
+/// paths) give each wait of the unload protocol.
 pub const DEFAULT_CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// How long a [`TcpService`]'s accept loop waits before accepting again after an accept
@@ -166,26 +182,22 @@ impl Service {
         self.executor.as_ref().ok_or(Error::NotReady)
     }
 
-    /// The unload protocol: shuts the executor down (every task is cancelled, their sockets
-    /// close in the background), waits up to `close_wait` until every socket of the driver
-    /// is closed, and deregisters. Returns whether every socket closed within the wait.
+    /// The unload protocol, bounded by `deadline` (see the [module docs](self)): shuts the
+    /// executor down (every task is cancelled) waiting at most `deadline`, aborts every socket
+    /// of the driver that nobody is closing, waits again at most `deadline` for tasks still
+    /// alive (then leaks the executor with them) and for the sockets to close, and
+    /// deregisters. Returns what it did; [`StopOutcome::is_clean`] when every task was freed
+    /// and every socket closed.
     ///
     /// Above PASSIVE_LEVEL the executor cannot be shut down: it is leaked (with a log line),
-    /// the wait only reports, and the registration is leaked too (see [`Wsk`]'s drop). Called
-    /// again, it has nothing left to stop and only waits for the sockets.
+    /// nothing is aborted, the wait only reports, and the registration is leaked too (see
+    /// [`Wsk`]'s drop). Called again, it has nothing left to stop and only aborts and waits for
+    /// the sockets.
     ///
     /// IRQL == PASSIVE_LEVEL (DriverUnload; never from one of the executor's tasks).
-    pub fn stop(&mut self, close_wait: Duration) -> bool {
-        if let Some(executor) = self.executor.take()
-            && let Err(executor) = executor.shutdown()
-        {
-            log!(error, "{}: executor shutdown above PASSIVE_LEVEL; leaking it", self.name);
-            core::mem::forget(executor);
-        }
-        let closed = wait_for_sockets_closed(close_wait);
+    pub fn stop(&mut self, deadline: Duration) -> StopOutcome {
         // INVARIANT: neither part is left.
-        drop(self.wsk.take());
-        closed
+        crate::unload::stop(self.name, self.executor.take(), self.wsk.take(), deadline)
     }
 
     /// [`stop`](Self::stop) with [`DEFAULT_CLOSE_WAIT`], then `error`: for DriverEntry's
@@ -376,14 +388,14 @@ impl TcpService {
     }
 
     /// The unload protocol: aborts the accept task (no connection is accepted afterwards),
-    /// then [`Service::stop`]. Returns whether every socket closed within `close_wait`.
+    /// then [`Service::stop`] with `deadline`, whose outcome it returns.
     ///
     /// IRQL == PASSIVE_LEVEL (DriverUnload).
-    pub fn stop(&mut self, close_wait: Duration) -> bool {
+    pub fn stop(&mut self, deadline: Duration) -> StopOutcome {
         if let Some(accept) = self.accept.take() {
             accept.abort();
         }
-        self.service.stop(close_wait)
+        self.service.stop(deadline)
     }
 
     /// [`stop`](Self::stop) with [`DEFAULT_CLOSE_WAIT`], then `error`: for DriverEntry's

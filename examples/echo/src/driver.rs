@@ -15,7 +15,7 @@ use crate::server::{self, STATS};
 
 /// Port used when the service key sets none.
 pub const DEFAULT_PORT: u16 = 7007;
-/// How long DriverUnload waits for background socket closes to finish.
+/// The deadline of each wait of DriverUnload's protocol ([`TcpService::stop`]).
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// Peer addresses the `MaxPerPeer` table holds at once (8 bytes each, in the image): a new
@@ -54,6 +54,20 @@ unsafe fn receive_events(registry_path: *mut UNICODE_STRING) -> Result<bool, Err
     Ok(match params {
         Some(params) => params.dword("ReceiveEvents")?.is_none_or(|v| v != 0),
         None => true,
+    })
+}
+
+/// Reads `IdleSeconds` (REG_DWORD; seconds a connection may wait for its peer's next data
+/// before it is closed; 0 or absent: no limit).
+///
+/// # Safety
+/// `registry_path` is DriverEntry's argument.
+unsafe fn idle_seconds(registry_path: *mut UNICODE_STRING) -> Result<u32, Error> {
+    // SAFETY: forwarded contract.
+    let params = unsafe { Parameters::open(registry_path)? };
+    Ok(match params {
+        Some(params) => params.dword("IdleSeconds")?.unwrap_or(0),
+        None => 0,
     })
 }
 
@@ -97,6 +111,9 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
     // SAFETY: forwarded contract.
     let limits = unsafe { limits(registry_path)? };
     let options = listen_options(&addr);
+    // SAFETY: forwarded contract.
+    let idle = unsafe { idle_seconds(registry_path)? };
+    server::IDLE_SECONDS.store(idle, Ordering::Relaxed);
     // SAFETY: DriverEntry's own driver object (forwarded contract).
     let service = unsafe {
         TcpService::start_limited(driver_object, "echo", addr, options, server::COUNTERS, limits, server::serve)?
@@ -112,10 +129,9 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
 /// Called once by the I/O manager after a successful DriverEntry.
 pub unsafe extern "system" fn driver_unload(_driver_object: *mut DRIVER_OBJECT) {
     log!(always, "echo: DriverUnload");
-    if let Some(mut service) = SERVICE.take()
-        && !service.stop(CLOSE_WAIT)
-    {
-        log!(error, "echo: sockets still open {:?} after the executor stopped", CLOSE_WAIT);
+    if let Some(mut service) = SERVICE.take() {
+        let outcome = service.stop(CLOSE_WAIT);
+        log!(always, "echo: stop: {}", outcome);
     }
     let open = wsk::live_sockets();
     log!(

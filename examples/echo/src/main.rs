@@ -13,7 +13,7 @@ use echo_driver::server::STATS;
 use wsk_emulator::Kernel;
 
 const USAGE: &str = "usage: echo-driver [--port N] [--addr IP] [--seconds N] [--quiet] [--irp-receive] [--blocking]
-                   [--chaos SEED] [--max-connections N] [--max-per-peer N]
+                   [--chaos SEED] [--max-connections N] [--max-per-peer N] [--idle-seconds N]
 
 Loads the echo driver into the host kernel emulator (verifier on) and serves TCP echo on
 ADDR:PORT (default 127.0.0.1:7007) until Ctrl-C, or for N seconds with --seconds.
@@ -28,7 +28,9 @@ runs the emulator's adversarial provider (wsk_emulator::adversary), as WSK_EMU_C
 --max-connections N serves at most N connections at once (others wait in the listen
 backlog); --max-per-peer N refuses a peer address's connections beyond N (conditional
 accept): the driver's MaxConnections and MaxPerPeer parameters (0: unlimited, the default;
-not with --blocking).";
+not with --blocking).
+--idle-seconds N closes a connection whose peer sends nothing for N seconds (the driver's
+IdleSeconds parameter; 0, the default: never).";
 
 struct Args {
     port: u16,
@@ -40,6 +42,7 @@ struct Args {
     chaos: Option<u64>,
     max_connections: u32,
     max_per_peer: u32,
+    idle_seconds: u32,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -53,6 +56,7 @@ fn parse_args() -> Result<Args, String> {
         chaos: None,
         max_connections: 0,
         max_per_peer: 0,
+        idle_seconds: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -64,6 +68,9 @@ fn parse_args() -> Result<Args, String> {
             "--quiet" => args.quiet = true,
             "--blocking" => args.blocking = true,
             "--irp-receive" => args.irp_receive = true,
+            "--idle-seconds" => {
+                args.idle_seconds = value("--idle-seconds")?.parse().map_err(|e| format!("--idle-seconds: {e}"))?;
+            }
             "--chaos" => {
                 let v = value("--chaos")?;
                 args.chaos =
@@ -119,6 +126,7 @@ fn main() -> ExitCode {
         .param_dword("ReceiveEvents", u32::from(!args.irp_receive))
         .param_dword("MaxConnections", args.max_connections)
         .param_dword("MaxPerPeer", args.max_per_peer)
+        .param_dword("IdleSeconds", args.idle_seconds)
         .load("echo", entry)
     {
         Ok(driver) => driver,

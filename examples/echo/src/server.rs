@@ -3,11 +3,12 @@
 use core::net::SocketAddr;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use core::sync::atomic::AtomicBool;
+use core::sync::atomic::{AtomicBool, AtomicU32};
 
 use wsk::events::{self, ConnectionEvent, ConnectionEvents, EventConfig};
+use wsk::idle::{IdleEvents, IdleRecv, IdleTimeout};
 use wsk::service::ConnectionCounters;
-use wsk::{Error, IoBuf, TcpReadHalf, TcpStream, TcpWriteHalf, log};
+use wsk::{Error, IoBuf, SocketOption, TcpStream, TcpWriteHalf, log};
 
 /// Bytes per receive.
 pub const CHUNK: usize = 64 * 1024;
@@ -34,6 +35,16 @@ pub struct Stats {
 /// Receive with event callbacks (`ReceiveEvents` = 1, the default) or with IRPs (0).
 pub static RECEIVE_EVENTS: AtomicBool = AtomicBool::new(true);
 
+/// Seconds a connection may wait for its peer's next data before it is closed (`IdleSeconds`;
+/// 0, the default: no limit). See [`serve`].
+pub static IDLE_SECONDS: AtomicU32 = AtomicU32::new(0);
+
+/// Connections closed because their peer sent nothing for [`IDLE_SECONDS`].
+pub static IDLE_CLOSED: AtomicU64 = AtomicU64::new(0);
+
+/// Accepted connections on which keep-alive was turned on (the provider may refuse it).
+pub static KEEP_ALIVE_ON: AtomicU64 = AtomicU64::new(0);
+
 /// The driver's counters.
 pub static STATS: Stats = Stats {
     connections: AtomicU64::new(0),
@@ -53,22 +64,37 @@ pub static COUNTERS: ConnectionCounters =
 /// Echoes until the peer finishes sending, then sends what is left (already done: every
 /// chunk is echoed before the next receive), disconnects gracefully and closes. Receives
 /// with event callbacks where the provider has them, else with IRPs.
-pub async fn serve(stream: TcpStream, peer: SocketAddr) {
+///
+/// Keep-alive (`SO_KEEPALIVE`, the system's timing) is turned on first, so that a peer that
+/// vanished without a FIN or reset is dropped by the transport in the end. With
+/// [`IDLE_SECONDS`] set, a peer that sends nothing for that long while the connection waits
+/// for it (on either receive path, [`wsk::idle`]) has its connection closed without a
+/// disconnect, which resets it; it is counted in [`IDLE_CLOSED`], not as an error.
+pub async fn serve(mut stream: TcpStream, peer: SocketAddr) {
     STATS.peak_open.fetch_max(STATS.open.load(Ordering::Acquire), Ordering::Relaxed);
+    match stream.set_option(SocketOption::KeepAlive(true)).await {
+        Ok(()) => {
+            KEEP_ALIVE_ON.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => log!(info, "echo: {}: keep-alive refused: {}", peer, e),
+    }
+    let idle = IdleTimeout::from_secs(IDLE_SECONDS.load(Ordering::Relaxed));
     let mut echoed = 0u64;
     let (outcome, mut writer) = if RECEIVE_EVENTS.load(Ordering::Relaxed) {
         match stream.into_events(EventConfig::default()) {
-            Ok((events, mut writer)) => (echo_events(events, &mut writer, &mut echoed).await, writer),
+            Ok((events, mut writer)) => {
+                (echo_events(IdleEvents::new(events, idle), &mut writer, &mut echoed).await, writer)
+            }
             Err(refused) => {
                 STATS.events_refused.fetch_add(1, Ordering::Relaxed);
                 log!(info, "echo: {}: receive events refused ({}), using IRPs", peer, refused.error);
                 let (mut reader, mut writer) = refused.socket.into_split();
-                (echo(&mut reader, &mut writer, &mut echoed).await, writer)
+                (echo(&mut IdleRecv::new(&mut reader, idle), &mut writer, &mut echoed).await, writer)
             }
         }
     } else {
         let (mut reader, mut writer) = stream.into_split();
-        (echo(&mut reader, &mut writer, &mut echoed).await, writer)
+        (echo(&mut IdleRecv::new(&mut reader, idle), &mut writer, &mut echoed).await, writer)
     };
     match outcome {
         Ok(()) => match writer.shutdown().await {
@@ -78,6 +104,10 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr) {
             Err(Error::Status(wsk_sys::STATUS_NOT_IMPLEMENTED)) => {}
             Err(e) => log!(info, "echo: {}: disconnect failed: {}", peer, e),
         },
+        Err(Error::TimedOut) => {
+            IDLE_CLOSED.fetch_add(1, Ordering::Relaxed);
+            log!(info, "echo: {}: idle for {:?}; closing", peer, idle.limit());
+        }
         Err(e) => {
             STATS.errors.fetch_add(1, Ordering::Relaxed);
             log!(info, "echo: {}: {}", peer, e);
@@ -90,7 +120,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr) {
 }
 
 /// Echo with IRP receives.
-async fn echo(reader: &mut TcpReadHalf, writer: &mut TcpWriteHalf, echoed: &mut u64) -> Result<(), Error> {
+async fn echo(reader: &mut IdleRecv<'_>, writer: &mut TcpWriteHalf, echoed: &mut u64) -> Result<(), Error> {
     let mut buf = IoBuf::with_capacity(CHUNK)?;
     loop {
         let (received, back) = reader.recv(buf).await;
@@ -109,7 +139,11 @@ async fn echo(reader: &mut TcpReadHalf, writer: &mut TcpWriteHalf, echoed: &mut 
 
 /// Echo with receive events: each indication is copied into the send buffer (WSK's buffers
 /// go back at once) and sent before the next event is taken.
-async fn echo_events(mut events: ConnectionEvents, writer: &mut TcpWriteHalf, echoed: &mut u64) -> Result<(), Error> {
+async fn echo_events(
+    mut events: IdleEvents<ConnectionEvents>,
+    writer: &mut TcpWriteHalf,
+    echoed: &mut u64,
+) -> Result<(), Error> {
     let mut buf = IoBuf::with_capacity(CHUNK)?;
     while let Some(event) = events::next(&mut events).await {
         match event? {

@@ -27,6 +27,17 @@ pub(crate) fn table() -> Table {
             Connect => "Connect";
         }
     };
-    table.constants = constants!(Documented: WskInspectReject, WskInspectAccept, WskInspectPend, WskInspectMax);
+    // The WSK_INSPECT_ACTION values (Wine's header lacks two) and the keep-alive option names
+    // (`ws2ipdef.h`), which the installed headers lack.
+    table.constants = constants!(
+        Documented: WskInspectReject,
+        WskInspectAccept,
+        WskInspectPend,
+        WskInspectMax,
+        TCP_KEEPALIVE,
+        TCP_KEEPIDLE,
+        TCP_KEEPCNT,
+        TCP_KEEPINTVL
+    );
     table
 }

@@ -7,6 +7,7 @@ pub(crate) mod create;
 pub mod events;
 pub(crate) mod kind;
 pub mod options;
+pub(crate) mod registry;
 pub mod shared;
 pub mod tcp;
 #[cfg(feature = "embedded-io")]
