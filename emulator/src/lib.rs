@@ -178,11 +178,11 @@ pub mod exports {
     pub use crate::pool::{ExAllocatePool2, ExAllocatePoolWithTag, ExFreePool, ExFreePoolWithTag};
     pub use crate::registry::{ZwClose, ZwOpenKey, ZwQueryValueKey};
     pub use crate::rtl::{KeQueryInterruptTime, MmGetSystemRoutineAddress, RtlInitUnicodeString};
-    pub use crate::spinlock::{KeAcquireSpinLockRaiseToDpc, KeReleaseSpinLock};
     pub use crate::rundown::{
         ExAcquireRundownProtection, ExInitializeRundownProtection, ExReInitializeRundownProtection,
         ExReleaseRundownProtection, ExRundownCompleted, ExWaitForRundownProtectionRelease,
     };
+    pub use crate::spinlock::{KeAcquireSpinLockRaiseToDpc, KeReleaseSpinLock};
     pub use crate::timer::{KeCancelTimer, KeInitializeTimerEx, KeReadStateTimer, KeSetTimerEx};
     pub use crate::workitem::{IoAllocateWorkItem, IoFreeWorkItem, IoQueueWorkItem};
     pub use crate::wsk::{WskCaptureProviderNPI, WskDeregister, WskRegister, WskReleaseProviderNPI};
