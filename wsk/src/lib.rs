@@ -51,6 +51,8 @@ extern crate std;
 
 pub mod addr;
 pub mod buf;
+pub mod buf_pool;
+pub mod budget;
 pub mod client_control;
 #[cfg(all(feature = "driver-runtime", windows))]
 mod driver_runtime;

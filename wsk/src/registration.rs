@@ -186,6 +186,8 @@ impl Drop for Wsk {
         }
         // SAFETY: the block was registered by `register`; PASSIVE_LEVEL was checked.
         unsafe { wsk_sys::WskDeregister(&raw mut r.block) };
+        // No socket is left to borrow from the buffer pool: free what it keeps.
+        crate::buf_pool::global().drain();
     }
 }
 
