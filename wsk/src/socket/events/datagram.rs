@@ -355,7 +355,7 @@ impl DatagramBatch {
     /// Number of datagrams. Any IRQL.
     pub fn len(&self) -> usize {
         match &self.inner {
-            BatchInner::Retained(retained) => retained.held.count,
+            BatchInner::Retained(retained) => retained.held.count as usize,
             BatchInner::Copied(_) => 1,
         }
     }
@@ -369,7 +369,7 @@ impl DatagramBatch {
     /// Payload bytes of all datagrams. Any IRQL.
     pub fn bytes(&self) -> usize {
         match &self.inner {
-            BatchInner::Retained(retained) => retained.held.bytes,
+            BatchInner::Retained(retained) => retained.held.bytes as usize,
             BatchInner::Copied(copied) => copied.buffer.len(),
         }
     }
