@@ -49,12 +49,12 @@ pub(crate) struct FreeCells<T, const N: usize> {
 
 impl<T, const N: usize> FreeCells<T, N> {
     #[cfg(not(loom))]
-    const fn new(used: usize) -> Self {
+    pub(crate) const fn new(used: usize) -> Self {
         Self { cells: [const { AtomicPtr::new(core::ptr::null_mut()) }; N], used }
     }
 
     #[cfg(loom)]
-    fn new(used: usize) -> Self {
+    pub(crate) fn new(used: usize) -> Self {
         Self { cells: core::array::from_fn(|_| AtomicPtr::new(core::ptr::null_mut())), used }
     }
 

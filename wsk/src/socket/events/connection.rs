@@ -234,8 +234,9 @@ pub enum ConnectionEvent {
 pub struct ConnectionEvents {
     /// The core and the state (see the module docs).
     attached: Attached<Connection>,
-    /// The stream's own slot: zero-length resumes and copy-path receives; allocated at the
-    /// first one (an idle connection does not pay for it), kept from then on.
+    /// The stream's own slot: zero-length resumes and copy-path receives; taken from the
+    /// library's cache of idle slots for each one and given back when it completed, so an
+    /// idle connection holds none.
     slot: Option<OpSlot>,
     config: EventConfig,
     /// Bytes of the budget charged for the next copy-path receive (0: none yet).
@@ -356,8 +357,18 @@ impl ConnectionEvents {
             return Poll::Ready(());
         }
         let bytes = buf_pool::capacity_for(self.config.fallback_receive_size);
+        if self.poll_budget_until(|budget| budget.try_charge(bytes, false)).is_pending() {
+            return Poll::Pending;
+        }
+        self.charged = bytes;
+        Poll::Ready(())
+    }
+
+    /// `Ready` once `ready` holds for the driver-wide budget (tried again after queueing the
+    /// stream on the wait list, see [`crate::budget`]); else `Pending`, queued.
+    fn poll_budget_until(&mut self, ready: impl Fn(&budget::Budget) -> bool) -> Poll<()> {
         let budget = budget::global();
-        if !budget.try_charge(bytes, false) {
+        if !ready(budget) {
             let state = self.attached.state();
             let core = self.attached.core();
             let owner = state.budget_owner.get();
@@ -369,12 +380,11 @@ impl ConnectionEvents {
             // SAFETY: the node lives in the event state, which the owner reference taken in
             // `keep` keeps alive until the wake routine dropped it.
             unsafe { budget.wait(NonNull::from(&state.budget_wait), keep) };
-            // A release between the failed charge and the queueing woke nobody: try again.
-            if !budget.try_charge(bytes, false) {
+            // A release between the failed try and the queueing woke nobody: try again.
+            if !ready(budget) {
                 return Poll::Pending;
             }
         }
-        self.charged = bytes;
         Poll::Ready(())
     }
 
@@ -388,7 +398,7 @@ impl ConnectionEvents {
     fn issue_receive(&mut self, copy: bool) -> Result<()> {
         let buffer = if copy { Some(buf_pool::global().take(self.config.fallback_receive_size)?) } else { None };
         if self.slot.is_none() {
-            self.slot = Some(OpSlot::new()?);
+            self.slot = Some(crate::op::cache::take()?);
         }
         let Some(slot) = self.slot.as_mut() else { return Err(Error::NoMemory) };
         // SAFETY: the slot is idle (checked by the caller); the WSK_BUF lives in the slot's
@@ -466,6 +476,13 @@ impl ConnectionEvents {
         }
     }
 
+    /// Gives the stream's slot back to the cache (see `slot`). Its result was collected.
+    fn release_slot(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            crate::op::cache::give(slot);
+        }
+    }
+
     /// The stream's slot, of the receive in flight.
     fn busy_slot(&mut self) -> &mut OpSlot {
         self.slot.as_mut().expect("a receive in flight was issued on the slot")
@@ -500,6 +517,7 @@ impl ConnectionEvents {
                 Receiving::Resume => {
                     let done = core::task::ready!(self.busy_slot().poll_submitted(cx));
                     self.receiving = Receiving::Idle;
+                    self.release_slot();
                     match done.result() {
                         Ok(_) => {}
                         Err(Error::Cancelled) if self.attached.core().is_closing() => {}
@@ -513,6 +531,7 @@ impl ConnectionEvents {
                 Receiving::Copy => {
                     let done = core::task::ready!(self.busy_slot().poll_submitted(cx));
                     self.receiving = Receiving::Idle;
+                    self.release_slot();
                     let result = done.result();
                     let mut buffer = Borrowed { buf: done.buffer, charged: core::mem::take(&mut self.charged) };
                     return Poll::Ready(Some(match result {
