@@ -7,9 +7,11 @@
 //! * a receive callback that would retain more than the budget allows refuses the indication
 //!   (`STATUS_DATA_NOT_ACCEPTED`): WSK keeps the data, and the stream takes it again once
 //!   its own items were released (see `socket::events`). A socket that holds nothing
-//!   retained takes one indication whatever the budget, or its data could never be delivered
-//!   without a copy; so what is retained stays within the limit plus one indication per
-//!   socket that holds nothing else, and that one is memory WSK had already buffered;
+//!   retained takes its next indication whatever the budget: otherwise sockets whose peers
+//!   never read (their streams blocked in a send, holding their share) could fill the
+//!   budget and stall every other connection, and refusing would not give the memory back
+//!   (WSK keeps refused data buffered). So what is retained stays within the limit plus one
+//!   indication per socket that holds nothing else;
 //! * a fallback receive waits until its buffer fits the budget: the stream is queued here and
 //!   woken when budget is given back ([`Budget::release`]), then takes its buffer.
 //!
@@ -118,14 +120,15 @@ impl Budget {
         self.peak.load(Ordering::Relaxed)
     }
 
-    /// Charges `bytes` if they fit the limit; `false` (nothing charged) otherwise. With
-    /// `force`, charges them whatever the limit (a socket's first retained indication, see
+    /// Charges `bytes` if they fit the limit, or if nothing is charged at all (a charge larger
+    /// than the whole limit must still go through once); `false` (nothing charged) otherwise.
+    /// With `force`, charges them whatever the limit (the first list a socket retains, see
     /// the module docs) and returns `true`. Any IRQL; never waits.
     pub(crate) fn try_charge(&self, bytes: usize, force: bool) -> bool {
         let mut used = self.used.load(Ordering::Acquire);
         loop {
             let next = used.saturating_add(bytes);
-            if !force && next > self.limit.load(Ordering::Relaxed) {
+            if !force && used != 0 && next > self.limit.load(Ordering::Relaxed) {
                 return false;
             }
             match self.used.compare_exchange_weak(used, next, Ordering::AcqRel, Ordering::Acquire) {
@@ -254,7 +257,9 @@ mod tests {
         budget.release(110);
         assert_eq!((budget.used(), budget.peak()), (0, 110));
         budget.set_limit(10);
-        assert!(!budget.try_charge(11, false));
+        assert!(budget.try_charge(11, false), "larger than the limit, with nothing charged");
+        assert!(!budget.try_charge(1, false));
+        budget.release(11);
         assert_eq!(budget.limit(), 10);
     }
 

@@ -170,6 +170,7 @@ pub(crate) struct Retention<H> {
 }
 
 impl<H> Retention<H> {
+    /// A retention of at most `max` bytes, charged to the driver-wide budget.
     pub(crate) fn new(max: usize) -> Self {
         Self {
             ring: Ring::new(),
@@ -182,9 +183,10 @@ impl<H> Retention<H> {
 
     /// The callback's decision: keeps `held` for the stream (`true`: return `STATUS_PENDING`)
     /// or refuses it (`false`, and the refusal is recorded). Over the bound, or over the
-    /// driver-wide budget ([`crate::budget`]), it refuses, but a list larger than either is
-    /// taken when the socket holds nothing, or it could never be delivered without a copy
-    /// (and the stream, holding nothing, would be woken by nothing of its own to retry).
+    /// driver-wide budget ([`crate::budget`]), it refuses, but a socket that holds nothing
+    /// takes the list whatever either says: a list larger than the bound could never be
+    /// delivered without a copy otherwise, and a full budget must not stall a connection that
+    /// holds none of it (see [`crate::budget`]).
     /// It also refuses when another callback of the socket is
     /// keeping a list at this moment (see the module docs): never waits.
     /// IRQL <= DISPATCH_LEVEL.
