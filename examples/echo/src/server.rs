@@ -124,6 +124,7 @@ async fn echo(reader: &mut TcpReadHalf, writer: &mut TcpWriteHalf, echoed: &mut 
         };
         let (sent, back) = writer.send_all(buf).await;
         buf = back;
+        writer.release_slot();
         if let Err(e) = sent {
             break Err(e);
         }
@@ -144,7 +145,8 @@ async fn echo(reader: &mut TcpReadHalf, writer: &mut TcpWriteHalf, echoed: &mut 
 
 /// Echo with receive events: each indication is copied into a send buffer borrowed from
 /// the library's buffer pool for the echo (WSK's buffers go back at once) and sent before
-/// the next event is taken; the buffer goes back to the pool before the task waits again.
+/// the next event is taken; the buffer goes back to the pool, and the send slot to the
+/// library's cache, before the task waits again.
 async fn echo_events(events: &mut ConnectionEvents, writer: &mut TcpWriteHalf, echoed: &mut u64) -> Result<(), Error> {
     while let Some(event) = events::next(events).await {
         match event? {
@@ -154,6 +156,8 @@ async fn echo_events(events: &mut ConnectionEvents, writer: &mut TcpWriteHalf, e
                     STATS.zero_copy_bytes.fetch_add(n, Ordering::Relaxed);
                 }
                 let result = echo_data(data, writer).await;
+                // Idle until the next event: the send slot goes back to the library's cache.
+                writer.release_slot();
                 result?;
                 *echoed += n;
                 STATS.bytes.fetch_add(n, Ordering::Relaxed);
