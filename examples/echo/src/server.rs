@@ -100,7 +100,17 @@ async fn finish(mut connection: Connection, peer: SocketAddr) {
             log!(info, "echo: {}: {}", peer, e);
         }
     }
-    let (Connection::Events(_, writer) | Connection::Irp(_, writer)) = connection;
+    // The receiving side goes first: the close waits until nothing can receive.
+    let writer = match connection {
+        Connection::Events(events, writer) => {
+            drop(events);
+            writer
+        }
+        Connection::Irp(reader, writer) => {
+            drop(reader);
+            writer
+        }
+    };
     if let Err(e) = writer.close().await {
         log!(info, "echo: {}: close: {}", peer, e);
     }
