@@ -103,7 +103,7 @@ fn settle_and_unload(driver: LoadedDriver, baseline: u64) {
 #[test]
 fn held_idle_connections_cost_at_most_2_kib_each_and_are_all_served() {
     const N: usize = 8000;
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let (driver, addr) = load();
     let accepted = STATS.connections.load(Ordering::Relaxed);
     let baseline = live();
@@ -126,7 +126,7 @@ fn held_idle_connections_cost_at_most_2_kib_each_and_are_all_served() {
 fn a_peer_that_never_reads_does_not_delay_others() {
     const OTHERS: usize = 16;
     const EACH: usize = 256 * 1024;
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let (driver, addr) = load();
     let baseline = live();
     let mut stuck = connect(addr);
@@ -193,7 +193,7 @@ fn a_peer_that_never_reads_does_not_delay_others() {
 fn reset_storms_leave_nothing_behind() {
     const WAVES: usize = 3;
     const PER_WAVE: usize = 300;
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let (driver, addr) = load();
     let accepted = STATS.connections.load(Ordering::Relaxed);
     let baseline = live();
@@ -219,7 +219,7 @@ fn reset_storms_leave_nothing_behind() {
 #[test]
 fn connect_and_vanish_churn_leaves_nothing_behind() {
     const CLIENTS: usize = 2000;
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let (driver, addr) = load();
     let accepted = STATS.connections.load(Ordering::Relaxed);
     let baseline = live();
