@@ -97,6 +97,26 @@ pub fn run(args: &[String]) -> Result<()> {
     }
 }
 
+/// What an idle connection of the default event path may cost (library, driver and task).
+pub const PER_IDLE_CONNECTION: u64 = 2048;
+
+/// The CI step: [`measure`] with `connections`, and the driver's figure per connection at
+/// most [`PER_IDLE_CONNECTION`] bytes.
+pub fn check(connections: usize) -> Result<()> {
+    let line = measure(connections, &[])?;
+    let Some(per) = per_connection(&line) else { bail!("{TAG}: no per-connection figure in `{line}`") };
+    if per > PER_IDLE_CONNECTION {
+        bail!("{TAG}: an idle connection costs {per} bytes of non-paged memory, above {PER_IDLE_CONNECTION}");
+    }
+    Ok(())
+}
+
+/// The `N bytes per connection` figure of a footprint line.
+fn per_connection(line: &str) -> Option<u64> {
+    let before = line.split(" bytes per connection").next()?;
+    before.rsplit(' ').next()?.parse().ok()
+}
+
 /// Starts the release `echo-driver` (with `extra` arguments), opens `connections` idle
 /// connections from this process, stops the driver while they are held, and requires its
 /// clean exit. Returns the driver's footprint line.
@@ -147,4 +167,15 @@ pub fn measure(connections: usize, extra: &[&str]) -> Result<String> {
     };
     println!("{TAG}: {connections} connections held, all echoed; driver: {}", line.trim_start_matches("echo-driver: "));
     Ok(line.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_per_connection_figure_is_read_from_the_footprint_line() {
+        let line = "echo-driver: peak non-paged 3882552 bytes, 2288 with no connection, peak 2000 connections: \
+                    1940 bytes per connection ((peak - no connection) / peak connections)";
+        assert_eq!(super::per_connection(line), Some(1940));
+        assert_eq!(super::per_connection("echo-driver: no figure"), None);
+    }
 }
