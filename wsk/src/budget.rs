@@ -13,7 +13,7 @@
 //!   (WSK keeps refused data buffered). So what is retained stays within the limit plus one
 //!   indication per socket that holds nothing else;
 //! * a fallback receive waits until its buffer fits the budget: the stream is queued here and
-//!   woken when budget is given back ([`Budget::release`]), then takes its buffer.
+//!   woken when budget is given back (`Budget::release`), then takes its buffer.
 //!
 //! The limit defaults to [`DEFAULT_LIMIT`]; a driver sets its own with [`set_limit`] (from
 //! DriverEntry, before its first connection, or at any time: a lower limit applies to what is
@@ -21,8 +21,8 @@
 //!
 //! # Waiting without a lock
 //!
-//! A party that must wait embeds a [`Waiter`] and queues it ([`Budget::wait`]) on an
-//! intrusive list of the budget's, pushed with a compare-exchange. [`Budget::release`] takes
+//! A party that must wait embeds a `Waiter` and queues it (`Budget::wait`) on an
+//! intrusive list of the budget's, pushed with a compare-exchange. `Budget::release` takes
 //! the whole list at once (one swap: no node is ever unlinked from the middle, so there is no
 //! ABA) and calls each node's wake routine, which clears its `queued` flag and wakes its
 //! task. A waiter re-checks the budget after queueing itself, so a release between its
