@@ -13,13 +13,13 @@ use wsk_sys::{
 };
 
 use super::attached::{Attached, take_early, with_state, with_state_or_note};
+use super::borrowed::{Borrowed, BudgetWait};
 use super::pieces::BufPieces;
 use super::retention::{Held, Indicating, Retained, Retention, retain};
 use super::{
     EARLY_ABORTIVE, EARLY_FAILED, EARLY_GRACEFUL, EventBox, EventConfig, EventState, Header, allocate, control_events,
     enable,
 };
-use crate::budget::{self, Waiter};
 use crate::buf::IoBuf;
 use crate::buf_pool;
 use crate::error::{Error, Result};
@@ -62,12 +62,8 @@ pub(crate) struct ConnState {
     disconnect: AtomicU32,
     /// The ideal send backlog last indicated, plus one (0: none yet).
     backlog: AtomicUsize,
-    /// The stream's node on the budget's wait list: its copy path waits for budget
-    /// ([`crate::budget`]).
-    budget_wait: Waiter,
-    /// While `budget_wait` is queued: the owner reference that keeps this state alive for
-    /// the list (taken by the stream when it queues the node, dropped by the wake routine).
-    budget_owner: core::cell::UnsafeCell<Option<SocketCore<Connection>>>,
+    /// The stream's place on the budget's wait list: its copy path waits for budget.
+    budget: BudgetWait<Connection>,
 }
 
 impl ConnState {
@@ -77,29 +73,9 @@ impl ConnState {
             rx: Retention::new(config.max_retained_bytes),
             disconnect: AtomicU32::new(NO_DISCONNECT),
             backlog: AtomicUsize::new(0),
-            budget_wait: Waiter::new(wake_for_budget),
-            budget_owner: core::cell::UnsafeCell::new(None),
+            budget: BudgetWait::new(),
         })
     }
-}
-
-/// The wake routine of a connection stream's budget node: wakes the stream and drops the
-/// owner reference the wait list held (last: the state may be freed with it).
-///
-/// # Safety
-/// `waiter` is the `budget_wait` of a live `ConnState`, just taken off the wait list.
-unsafe fn wake_for_budget(waiter: NonNull<Waiter>) {
-    // SAFETY: the node is the `budget_wait` field of a `ConnState` (caller), kept alive by
-    // the owner reference taken when it was queued.
-    let state = unsafe { waiter.byte_sub(core::mem::offset_of!(ConnState, budget_wait)) };
-    // SAFETY: as above: the state is live.
-    let state = unsafe { state.cast::<ConnState>().as_ref() };
-    // SAFETY: the cell is written only by the stream while the node is not queued, and read
-    // here only, once per queueing, before the node is marked dequeued.
-    let owner = unsafe { (*state.budget_owner.get()).take() };
-    state.budget_wait.dequeued();
-    state.header.waker.wake();
-    drop(owner);
 }
 
 // SAFETY: `repr(C)` with its header, made by `Header::new::<ConnState>()`, first.
@@ -353,39 +329,9 @@ impl ConnectionEvents {
     /// to the driver-wide budget; else the stream is queued on the budget's wait list and
     /// woken when budget is given back ([`crate::budget`]).
     fn poll_budget(&mut self) -> Poll<()> {
-        if self.charged != 0 {
-            return Poll::Ready(());
-        }
         let bytes = buf_pool::capacity_for(self.config.fallback_receive_size);
-        if self.poll_budget_until(|budget| budget.try_charge(bytes, false)).is_pending() {
-            return Poll::Pending;
-        }
-        self.charged = bytes;
-        Poll::Ready(())
-    }
-
-    /// `Ready` once `ready` holds for the driver-wide budget (tried again after queueing the
-    /// stream on the wait list, see [`crate::budget`]); else `Pending`, queued.
-    fn poll_budget_until(&mut self, ready: impl Fn(&budget::Budget) -> bool) -> Poll<()> {
-        let budget = budget::global();
-        if !ready(budget) {
-            let state = self.attached.state();
-            let core = self.attached.core();
-            let owner = state.budget_owner.get();
-            let keep = || {
-                // SAFETY: the cell is ours while the node is not queued, and `keep` runs only
-                // when it was not (the wake routine takes the reference back).
-                unsafe { *owner = Some(core.clone_owner()) };
-            };
-            // SAFETY: the node lives in the event state, which the owner reference taken in
-            // `keep` keeps alive until the wake routine dropped it.
-            unsafe { budget.wait(NonNull::from(&state.budget_wait), keep) };
-            // A release between the failed try and the queueing woke nobody: try again.
-            if !ready(budget) {
-                return Poll::Pending;
-            }
-        }
-        Poll::Ready(())
+        let state = self.attached.state();
+        state.budget.poll_charge(self.attached.core(), &state.header.waker, &mut self.charged, bytes)
     }
 
     /// Issues a `WskReceive` with the stream's slot: into a buffer borrowed from the buffer
@@ -468,12 +414,7 @@ impl ConnectionEvents {
                 slot.abandon();
             }
         }
-        budget::global().release(core::mem::take(&mut self.charged));
-        if self.attached.state().budget_wait.is_queued() {
-            // Have the node taken off the list now, rather than at the next release: its owner
-            // reference keeps the socket's memory until then.
-            budget::global().wake_waiters();
-        }
+        self.attached.state().budget.give_up(&mut self.charged);
     }
 
     /// Gives the stream's slot back to the cache (see `slot`). Its result was collected.
@@ -540,9 +481,7 @@ impl ConnectionEvents {
                             Ok(ConnectionEvent::Disconnected { abortive: false })
                         }
                         Ok(n) => {
-                            if let Some(buf) = buffer.buf.as_mut() {
-                                buf.set_len(n);
-                            }
+                            buffer.set_len(n);
                             Ok(ConnectionEvent::Data(Received { inner: Inner::Copied(buffer) }))
                         }
                         Err(Error::Cancelled) if self.attached.core().is_closing() => continue,
@@ -682,29 +621,6 @@ enum Inner {
     /// Released (`WskRelease`) when dropped.
     Indication(Retained<Connection>),
     Copied(Borrowed),
-}
-
-/// A copy-path buffer, borrowed from the buffer pool with its charge on the driver-wide
-/// budget: both given back when dropped.
-struct Borrowed {
-    /// Always `Some` but in tests' hand-made items: the completion hands the buffer back.
-    buf: Option<IoBuf>,
-    charged: usize,
-}
-
-impl Borrowed {
-    fn as_slice(&self) -> &[u8] {
-        self.buf.as_ref().map_or(&[], IoBuf::as_slice)
-    }
-}
-
-impl Drop for Borrowed {
-    fn drop(&mut self) {
-        if let Some(buf) = self.buf.take() {
-            buf_pool::global().give(buf);
-        }
-        budget::global().release(self.charged);
-    }
 }
 
 // SAFETY: shared access only reads the retained (unchanging) provider memory.

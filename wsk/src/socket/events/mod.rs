@@ -48,6 +48,7 @@
 //! cannot be closed in the background under it.
 
 mod attached;
+mod borrowed;
 mod connection;
 mod datagram;
 mod listen;
