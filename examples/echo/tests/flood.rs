@@ -121,7 +121,8 @@ fn held_idle_connections_cost_at_most_2_kib_each_and_are_all_served() {
 
 /// A peer that sends and never reads: its connection's task blocks in a send (the peer's
 /// window is full) and the stream stops taking its data (WSK keeps it); meanwhile other
-/// connections' echoes all complete, byte for byte, and the driver-wide budget holds.
+/// connections' echoes all complete, byte for byte, the stuck connection stays open, and the
+/// driver-wide budget holds.
 #[test]
 fn a_peer_that_never_reads_does_not_delay_others() {
     const OTHERS: usize = 16;
@@ -176,12 +177,8 @@ fn a_peer_that_never_reads_does_not_delay_others() {
     for (i, other) in others.into_iter().enumerate() {
         assert!(other.join().unwrap(), "connection {i} did not get its bytes back while a peer was stuck");
     }
-    // The stuck peer is still stuck: the driver could not send it anything more meanwhile.
-    assert_eq!(
-        stuck.write(&chunk).map_err(|e| e.kind()).err(),
-        Some(ErrorKind::WouldBlock),
-        "the stuck peer got unstuck"
-    );
+    // The others' tasks end; the stuck connection's task is still there, still served.
+    wait_until("the others' tasks ended", Duration::from_secs(30), || open() == 1);
     assert!(wsk::budget::used() <= wsk::budget::limit(), "the budget is exceeded");
     drop(stuck);
     settle_and_unload(driver, baseline);
