@@ -75,7 +75,7 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// A budget of `limit` bytes, nothing charged.
+    /// A budget of `limit` bytes, nothing charged. Any IRQL.
     #[cfg(not(loom))]
     pub const fn new(limit: usize) -> Self {
         Self {
@@ -86,7 +86,7 @@ impl Budget {
         }
     }
 
-    /// A budget of `limit` bytes, nothing charged.
+    /// A budget of `limit` bytes, nothing charged. Any IRQL.
     #[cfg(loom)]
     pub fn new(limit: usize) -> Self {
         Self {

@@ -110,7 +110,7 @@ impl BufPool {
     /// = 896 KiB, plus an MDL per buffer.
     pub const MAX_CACHED_BYTES: usize = CELLS[0] * SMALL + CELLS[1] * MEDIUM + CELLS[2] * LARGE;
 
-    /// An empty pool.
+    /// An empty pool. Any IRQL.
     #[cfg(not(loom))]
     pub const fn new() -> Self {
         Self {
@@ -120,7 +120,7 @@ impl BufPool {
         }
     }
 
-    /// An empty pool.
+    /// An empty pool. Any IRQL.
     #[cfg(loom)]
     pub fn new() -> Self {
         Self {

@@ -61,6 +61,8 @@ enum Connection {
 /// The stream is turned into its halves before the task's future is built, and the future
 /// borrows them where it can: it is what an idle connection's task costs (see
 /// BENCHMARKS.md), so it holds no copy of the stream it was given and no buffer while idle.
+///
+/// IRQL == PASSIVE_LEVEL (the accept loop's task).
 pub fn serve(stream: TcpStream, peer: SocketAddr) -> impl Future<Output = ()> + Send + 'static {
     let connection = if RECEIVE_EVENTS.load(Ordering::Relaxed) {
         match stream.into_events(EventConfig::default()) {
