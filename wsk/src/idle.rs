@@ -37,18 +37,24 @@ use crate::error::{Error, Result};
 use crate::{IoBuf, TcpReadHalf};
 
 /// An idle limit, or none.
+///
+/// Eight bytes (the limit in nanoseconds, 0 for none): it is part of every connection task
+/// that uses it, and an idle connection's task is most of what the connection costs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct IdleTimeout {
-    limit: Option<Duration>,
+    /// The limit in nanoseconds; 0: none.
+    nanos: u64,
 }
 
 impl IdleTimeout {
     /// No limit: receives wait as long as it takes.
-    pub const NONE: Self = Self { limit: None };
+    pub const NONE: Self = Self { nanos: 0 };
 
     /// A limit of `limit`; a zero limit is no limit. Any IRQL.
     pub const fn after(limit: Duration) -> Self {
-        if limit.is_zero() { Self::NONE } else { Self { limit: Some(limit) } }
+        // Limits beyond u64 nanoseconds (584 years) are as good as none.
+        let nanos = limit.as_nanos();
+        if nanos > u64::MAX as u128 { Self::NONE } else { Self { nanos: nanos as u64 } }
     }
 
     /// A limit of `seconds` seconds; 0 is no limit (a registry parameter's convention). Any
@@ -59,7 +65,7 @@ impl IdleTimeout {
 
     /// The limit, if any. Any IRQL.
     pub const fn limit(&self) -> Option<Duration> {
-        self.limit
+        if self.nanos == 0 { None } else { Some(Duration::from_nanos(self.nanos)) }
     }
 }
 
@@ -81,7 +87,7 @@ impl<'a> IdleRecv<'a> {
     ///
     /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn recv(&mut self, buf: IoBuf) -> (Result<usize>, IoBuf) {
-        match self.idle.limit {
+        match self.idle.limit() {
             Some(limit) => self.half.recv_timeout(buf, limit).await,
             None => self.half.recv(buf).await,
         }
@@ -134,8 +140,10 @@ where
             this.waiting = false;
             return Poll::Ready(item);
         }
-        let Some(limit) = this.idle.limit else { return Poll::Pending };
-        let limit_nanos = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
+        let limit_nanos = this.idle.nanos;
+        if limit_nanos == 0 {
+            return Poll::Pending;
+        }
         loop {
             let waited = Kernel::now_nanos().saturating_sub(this.since);
             if waited >= limit_nanos {

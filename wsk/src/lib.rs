@@ -50,7 +50,9 @@
 extern crate std;
 
 pub mod addr;
+pub mod budget;
 pub mod buf;
+pub mod buf_pool;
 pub mod client_control;
 #[cfg(all(feature = "driver-runtime", windows))]
 mod driver_runtime;

@@ -135,6 +135,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let footprint = wsk_emulator::Footprint::start(|| STATS.open.load(Ordering::Relaxed));
     let started = Instant::now();
     let serving = std::net::SocketAddr::new(args.addr.parse().expect("checked by parse_args"), args.port);
     println!("echo-driver: serving on {serving} (Ctrl-C to stop)");
@@ -147,6 +148,7 @@ fn main() -> ExitCode {
         }
     }
     println!("echo-driver: stopping after {:.1} s; unloading the driver", started.elapsed().as_secs_f64());
+    let footprint = footprint.finish();
     let report = driver.unload();
     println!(
         "echo-driver: {} connections, {} bytes echoed ({} received zero-copy through event callbacks), {} errors",
@@ -155,6 +157,7 @@ fn main() -> ExitCode {
         STATS.zero_copy_bytes.load(Ordering::Relaxed),
         STATS.errors.load(Ordering::Relaxed)
     );
+    println!("echo-driver: {footprint}");
     println!("{report}");
     if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

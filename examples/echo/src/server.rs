@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32};
 use wsk::events::{self, ConnectionEvent, ConnectionEvents, EventConfig};
 use wsk::idle::{IdleEvents, IdleRecv, IdleTimeout};
 use wsk::service::ConnectionCounters;
-use wsk::{Error, IoBuf, SocketOption, TcpStream, TcpWriteHalf, log};
+use wsk::{Error, SocketOption, TcpReadHalf, TcpStream, TcpWriteHalf, buf_pool, log};
 
 /// Bytes per receive.
 pub const CHUNK: usize = 64 * 1024;
@@ -61,6 +61,13 @@ pub static STATS: Stats = Stats {
 pub static COUNTERS: ConnectionCounters =
     ConnectionCounters { accepted: &STATS.connections, open: &STATS.open, errors: &STATS.errors };
 
+/// A connection as the echo task holds it: an event stream, or IRP receives where the
+/// provider refused events (or `ReceiveEvents` is 0).
+enum Connection {
+    Events(ConnectionEvents, TcpWriteHalf),
+    Irp(TcpReadHalf, TcpWriteHalf),
+}
+
 /// Echoes until the peer finishes sending, then sends what is left (already done: every
 /// chunk is echoed before the next receive), disconnects gracefully and closes. Receives
 /// with event callbacks where the provider has them, else with IRPs.
@@ -70,32 +77,50 @@ pub static COUNTERS: ConnectionCounters =
 /// [`IDLE_SECONDS`] set, a peer that sends nothing for that long while the connection waits
 /// for it (on either receive path, [`wsk::idle`]) has its connection closed without a
 /// disconnect, which resets it; it is counted in [`IDLE_CLOSED`], not as an error.
-pub async fn serve(mut stream: TcpStream, peer: SocketAddr) {
+///
+/// The stream is turned into its halves before the task's future is built, and the future
+/// borrows them where it can: it is what an idle connection's task costs (see
+/// BENCHMARKS.md), so it holds no copy of the stream it was given and no buffer while idle.
+///
+/// IRQL == PASSIVE_LEVEL (the accept loop's task).
+pub fn serve(stream: TcpStream, peer: SocketAddr) -> impl Future<Output = ()> + Send + 'static {
+    let connection = if RECEIVE_EVENTS.load(Ordering::Relaxed) {
+        match stream.into_events(EventConfig::default()) {
+            Ok((events, writer)) => Connection::Events(events, writer),
+            Err(refused) => {
+                STATS.events_refused.fetch_add(1, Ordering::Relaxed);
+                log!(info, "echo: {}: receive events refused ({}), using IRPs", peer, refused.error);
+                let (reader, writer) = refused.socket.into_split();
+                Connection::Irp(reader, writer)
+            }
+        }
+    } else {
+        let (reader, writer) = stream.into_split();
+        Connection::Irp(reader, writer)
+    };
+    finish(connection, peer)
+}
+
+/// The connection's task: echo, then disconnect and close.
+async fn finish(mut connection: Connection, peer: SocketAddr) {
     STATS.peak_open.fetch_max(STATS.open.load(Ordering::Acquire), Ordering::Relaxed);
-    match stream.set_option(SocketOption::KeepAlive(true)).await {
+    let (Connection::Events(_, writer) | Connection::Irp(_, writer)) = &mut connection;
+    match writer.set_option(SocketOption::KeepAlive(true)).await {
         Ok(()) => {
             KEEP_ALIVE_ON.fetch_add(1, Ordering::Relaxed);
         }
         Err(e) => log!(info, "echo: {}: keep-alive refused: {}", peer, e),
     }
+    writer.release_slot();
     let idle = IdleTimeout::from_secs(IDLE_SECONDS.load(Ordering::Relaxed));
     let mut echoed = 0u64;
-    let (outcome, mut writer) = if RECEIVE_EVENTS.load(Ordering::Relaxed) {
-        match stream.into_events(EventConfig::default()) {
-            Ok((events, mut writer)) => {
-                (echo_events(IdleEvents::new(events, idle), &mut writer, &mut echoed).await, writer)
-            }
-            Err(refused) => {
-                STATS.events_refused.fetch_add(1, Ordering::Relaxed);
-                log!(info, "echo: {}: receive events refused ({}), using IRPs", peer, refused.error);
-                let (mut reader, mut writer) = refused.socket.into_split();
-                (echo(&mut IdleRecv::new(&mut reader, idle), &mut writer, &mut echoed).await, writer)
-            }
+    let outcome = match &mut connection {
+        Connection::Events(events, writer) => {
+            echo_events(&mut IdleEvents::new(events, idle), writer, &mut echoed).await
         }
-    } else {
-        let (mut reader, mut writer) = stream.into_split();
-        (echo(&mut IdleRecv::new(&mut reader, idle), &mut writer, &mut echoed).await, writer)
+        Connection::Irp(reader, writer) => echo(&mut IdleRecv::new(reader, idle), writer, &mut echoed).await,
     };
+    let (Connection::Events(_, writer) | Connection::Irp(_, writer)) = &mut connection;
     match outcome {
         Ok(()) => match writer.shutdown().await {
             Ok(()) => {}
@@ -113,70 +138,79 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr) {
             log!(info, "echo: {}: {}", peer, e);
         }
     }
+    // The receiving side goes first: the close waits until nothing can receive.
+    let writer = match connection {
+        Connection::Events(events, writer) => {
+            drop(events);
+            writer
+        }
+        Connection::Irp(reader, writer) => {
+            drop(reader);
+            writer
+        }
+    };
     if let Err(e) = writer.close().await {
         log!(info, "echo: {}: close: {}", peer, e);
     }
     log!(info, "echo: connection from {} closed after {} bytes", peer, echoed);
 }
 
-/// Echo with IRP receives.
+/// Echo with IRP receives. A receive is always posted, so an idle connection holds its
+/// buffer: a small one ([`buf_pool::SMALL`]) from the library's buffer pool while the peer
+/// sends little, a [`CHUNK`] one after a receive filled the small one (and back to small
+/// after one that did not fill the large one).
 async fn echo(reader: &mut IdleRecv<'_>, writer: &mut TcpWriteHalf, echoed: &mut u64) -> Result<(), Error> {
-    let mut buf = IoBuf::with_capacity(CHUNK)?;
-    loop {
+    let pool = buf_pool::global();
+    let mut buf = pool.take(buf_pool::SMALL)?;
+    let result = loop {
         let (received, back) = reader.recv(buf).await;
         buf = back;
-        let n = received?;
-        if n == 0 {
-            return Ok(());
-        }
+        let n = match received {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) => break Err(e),
+        };
         let (sent, back) = writer.send_all(buf).await;
         buf = back;
-        sent?;
+        writer.release_slot();
+        if let Err(e) = sent {
+            break Err(e);
+        }
         *echoed += n as u64;
         STATS.bytes.fetch_add(n as u64, Ordering::Relaxed);
-    }
+        let wanted = if n == buf.capacity() { CHUNK } else { buf_pool::SMALL };
+        if buf_pool::capacity_for(wanted) != buf.capacity() {
+            let next = match pool.take(wanted) {
+                Ok(next) => next,
+                Err(e) => break Err(e),
+            };
+            pool.give(core::mem::replace(&mut buf, next));
+        }
+    };
+    pool.give(buf);
+    result
 }
 
-/// Echo with receive events: each indication is copied into the send buffer (WSK's buffers
-/// go back at once) and sent before the next event is taken.
+/// Echo with receive events: each indication is copied into a send buffer borrowed from
+/// the library's buffer pool for the echo (WSK's buffers go back at once) and sent before
+/// the next event is taken; the buffer goes back to the pool, and the send slot to the
+/// library's cache, before the task waits again.
 async fn echo_events(
-    mut events: IdleEvents<ConnectionEvents>,
+    events: &mut IdleEvents<&mut ConnectionEvents>,
     writer: &mut TcpWriteHalf,
     echoed: &mut u64,
 ) -> Result<(), Error> {
-    let mut buf = IoBuf::with_capacity(CHUNK)?;
-    while let Some(event) = events::next(&mut events).await {
+    while let Some(event) = events::next(events).await {
         match event? {
             ConnectionEvent::Data(data) => {
                 let n = data.len() as u64;
                 if data.is_zero_copy() {
                     STATS.zero_copy_bytes.fetch_add(n, Ordering::Relaxed);
                 }
-                let mut pieces = data.segments();
-                let mut rest: &[u8] = &[];
-                loop {
-                    if rest.is_empty() {
-                        match pieces.next() {
-                            Some(piece) => rest = piece,
-                            None => break,
-                        }
-                    }
-                    let taken = buf.extend_from_slice(rest);
-                    rest = &rest[taken..];
-                    if buf.len() == buf.capacity() {
-                        let (sent, back) = writer.send_all(buf).await;
-                        buf = back;
-                        sent?;
-                        buf.clear();
-                    }
-                }
-                drop(data);
-                if !buf.is_empty() {
-                    let (sent, back) = writer.send_all(buf).await;
-                    buf = back;
-                    sent?;
-                    buf.clear();
-                }
+                let result = echo_data(data, writer).await;
+                // Idle until the next event: the send slot goes back to the library's cache.
+                writer.release_slot();
+                result?;
                 *echoed += n;
                 STATS.bytes.fetch_add(n, Ordering::Relaxed);
             }
@@ -188,4 +222,61 @@ async fn echo_events(
         }
     }
     Ok(())
+}
+
+/// Sends `data` back through a buffer borrowed from the pool (at most [`CHUNK`] bytes a
+/// send), released to WSK once copied.
+async fn echo_data(data: events::Received, writer: &mut TcpWriteHalf) -> Result<(), Error> {
+    let pool = buf_pool::global();
+    let mut buf = pool.take(data.len().min(CHUNK))?;
+    let mut pieces = data.segments();
+    let mut rest: &[u8] = &[];
+    let mut result = Ok(());
+    loop {
+        if rest.is_empty() {
+            match pieces.next() {
+                Some(piece) => rest = piece,
+                None => break,
+            }
+        }
+        let taken = buf.extend_from_slice(rest);
+        rest = &rest[taken..];
+        if buf.len() == buf.capacity() {
+            let (sent, back) = writer.send_all(buf).await;
+            buf = back;
+            buf.clear();
+            if let Err(e) = sent {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    drop(data);
+    if result.is_ok() && !buf.is_empty() {
+        let (sent, back) = writer.send_all(buf).await;
+        buf = back;
+        result = sent;
+    }
+    pool.give(buf);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future `f` returns.
+    fn future_size<A, B, F: Future>(_: &dyn Fn(A, B) -> F) -> usize {
+        size_of::<F>()
+    }
+
+    /// A connection's task is most of what an idle connection costs (BENCHMARKS.md: 1208
+    /// bytes of its future, the task's header, the event state and the socket): its future
+    /// must not grow back (it was 1520 bytes with its own copy of the stream and an `async fn`
+    /// layer per provider call).
+    #[test]
+    fn the_connection_future_stays_small() {
+        let size = future_size(&serve);
+        assert!(size <= 1280, "the echo task's future grew to {size} bytes");
+    }
 }

@@ -60,7 +60,7 @@ struct StreamParts {
 
 impl StreamParts {
     fn new() -> Result<Self> {
-        Ok(Self { core: SocketCore::new()?, recv: OpSlot::new()? })
+        Ok(Self { core: SocketCore::new()?, recv: crate::op::cache::take()? })
     }
 }
 
@@ -752,7 +752,15 @@ impl TcpReadHalf {
         if self.rx.unread() > 0 {
             return Err(Refused { error: Error::InvalidInput("bytes read ahead are left unread"), socket: self });
         }
-        ConnectionEvents::enable(&self.core, config).map_err(|error| Refused { error, socket: self })
+        match ConnectionEvents::enable(&self.core, config) {
+            Ok(events) => {
+                // The stream takes a slot of its own when it needs one: this one goes back to
+                // the cache (the next accepted connection's receive slot, for one).
+                crate::op::cache::give(self.recv);
+                Ok(events)
+            }
+            Err(error) => Err(Refused { error, socket: self }),
+        }
     }
 
     /// Closes the whole connection (see [`TcpStream::close`]).
@@ -767,11 +775,22 @@ impl TcpWriteHalf {
     /// The core and the send/control slot, created on first use.
     fn parts(&mut self) -> Result<(&SocketCore<Connection>, &mut OpSlot)> {
         if self.send.is_none() {
-            self.send = Some(OpSlot::new()?);
+            self.send = Some(crate::op::cache::take()?);
         }
         match self.send.as_mut() {
             Some(slot) => Ok((&self.core, slot)),
             None => Err(Error::NoMemory),
+        }
+    }
+
+    /// Gives the half's operation slot (its IRP and argument block, about 900 bytes) back to
+    /// the library's cache of idle slots, for a connection about to be idle: the next send or
+    /// other call takes one again, from the cache (no allocation in steady state) or new. A
+    /// slot still busy (an abandoned operation's IRP in flight) is dropped instead, and freed
+    /// when that IRP completes. IRQL <= DISPATCH_LEVEL.
+    pub fn release_slot(&mut self) {
+        if let Some(slot) = self.send.take() {
+            crate::op::cache::give(slot);
         }
     }
 
