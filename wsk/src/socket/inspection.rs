@@ -850,4 +850,28 @@ mod loom_tests {
             assert_eq!(slot_claim(&state), None, "a closed slot was taken again");
         });
     }
+
+    /// The close races the callback's return while the driver keeps its handle undecided:
+    /// a request left pended is always claimed by the close (so the close never waits for
+    /// the driver), and one the close came too early for is answered by the callback.
+    #[test]
+    fn loom_the_close_never_leaves_a_held_handle_pended() {
+        loom::model(|| {
+            let state = Arc::new(AtomicU32::new(0));
+            let generation = slot_claim(&state).unwrap();
+            let callback = {
+                let state = state.clone();
+                loom::thread::spawn(move || slot_finish(&state))
+            };
+            let closed = slot_close(&state);
+            match callback.join().unwrap() {
+                Finish::Pend => assert!(closed, "a pended request the close did not claim"),
+                Finish::Answer(action) => {
+                    assert!(!closed);
+                    assert_eq!(action, WskInspectReject);
+                }
+            }
+            assert_eq!(slot_decide(&state, generation, true), Decide::Gone, "the held handle still decides");
+        });
+    }
 }
