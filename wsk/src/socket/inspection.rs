@@ -47,7 +47,11 @@
 //!   another CPU that was quick): calling `WskInspectComplete` before the callback returned
 //!   `WskInspectPend` is nowhere documented, so the decision is recorded in the slot and the
 //!   callback answers it itself (`WskInspectAccept` / `WskInspectReject`), with no
-//!   `WskInspectComplete` at all.
+//!   `WskInspectComplete` at all. What no client can close is the instant between the
+//!   callback's last step on the slot and its return to WSK: a handle decided on another CPU
+//!   in that instant calls `WskInspectComplete` just before WSK sees `WskInspectPend` (the
+//!   emulator's provider accepts that order and applies the decision when the callback
+//!   returns).
 //! * `WskAbortEvent` (the peer left): Microsoft documents that `WskInspectComplete` of an
 //!   aborted request is allowed and establishes no connection, even with `WskInspectAccept`.
 //!   So the abort only marks the slot ([`Inspection::is_aborted`]); the decision still goes
@@ -506,6 +510,9 @@ impl Inspection {
 
     fn decide(&self, accept: bool) -> Result<()> {
         let slot = self.slot();
+        // An aborted request is completed as any other: Microsoft documents that
+        // `WskInspectComplete` of an aborted request establishes nothing, even to accept, and
+        // the provider may keep the request's state until it is completed.
         match slot_decide(&slot.state, self.generation, accept) {
             Decide::Recorded => Ok(()),
             Decide::Claimed => slot.complete(action_of(accept)),
