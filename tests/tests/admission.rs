@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use wsk::pool::PoolBox;
 use wsk::service::{self, ConnectionCounters, Limits, TcpService};
-use wsk::{Admission, DriverGlobal, Error, IoBuf, PeerLimit, PerPeerLimit, TcpListener, TcpStream, Verdict};
+use wsk::{
+    Admission, DriverGlobal, Error, Inspection, IoBuf, PeerLimit, PerPeerLimit, TcpListener, TcpStream, Verdict,
+};
 use wsk_emulator::LoadedDriver;
 use wsk_sys::{DRIVER_OBJECT, NTSTATUS, UNICODE_STRING};
 use wsk_tests::harness::run_clean;
@@ -325,4 +327,119 @@ fn a_conditional_listener_never_accepts_what_its_admission_rejects() {
         REJECT_ALL.0.load(Ordering::Relaxed)
     });
     assert_eq!(rejected, 1);
+}
+
+/// Pends every request and keeps the handles in a fixed place of its own (taken without
+/// waiting: a contended place rejects the request, by dropping its handle).
+struct PendAll {
+    held: Mutex<[Option<Inspection>; 8]>,
+    pended: AtomicU64,
+}
+
+impl Admission for PendAll {
+    fn inspect(&self, _peer: SocketAddr) -> Verdict {
+        Verdict::Pend
+    }
+
+    fn pends(&self) -> bool {
+        true
+    }
+
+    fn pended(&self, inspection: Inspection) {
+        self.pended.fetch_add(1, Ordering::Relaxed);
+        let Ok(mut held) = self.held.try_lock() else { return };
+        if let Some(free) = held.iter_mut().find(|place| place.is_none()) {
+            *free = Some(inspection);
+        }
+    }
+}
+
+static PEND_ALL: PendAll = PendAll { held: Mutex::new([const { None }; 8]), pended: AtomicU64::new(0) };
+
+/// The next pended inspection the admission holds (waits in 5 ms steps, in the task).
+async fn next_pended() -> Inspection {
+    loop {
+        if let Some(inspection) = lock(&PEND_ALL.held).iter_mut().find_map(Option::take) {
+            return inspection;
+        }
+        wsk_executor::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A host client on its own thread: connects, then runs `then` with the connection.
+fn client(at: SocketAddr, then: impl FnOnce(HostStream) + Send + 'static) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let client = HostStream::connect(at).expect("the host connects");
+        client.set_read_timeout(Some(LIMIT)).unwrap();
+        then(client);
+    })
+}
+
+/// Pended inspections decided later from a task, with the verifier on: one accepted (its
+/// connection is accepted and served), one rejected (the peer is refused), one dropped (as
+/// rejected), one whose peer leaves before the decision (the abort is seen; accepting it
+/// afterwards is harmless and accepts nothing), and two still held when the listener is
+/// closed (the close rejects them and does not wait for the handles; their decisions then
+/// do nothing). No `WSK_INSPECTION_PENDING_AT_CLOSE`, nothing else reported.
+#[test]
+fn pended_inspections_are_decided_later_by_their_handles() {
+    let _serial = lock(&SERIAL);
+    let pended = run_clean(LIMIT, |env| async move {
+        let mut listener =
+            TcpListener::bind_conditional(env.wsk, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), &[], &PEND_ALL)
+                .await
+                .expect("bind");
+        let at = listener.local_addr();
+
+        // Accepted later: served.
+        let served = client(at, |mut client| {
+            echo(&mut client, 7);
+            finish(client);
+        });
+        let inspection = next_pended().await;
+        assert_eq!(inspection.peer().ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        wsk_executor::sleep(Duration::from_millis(20)).await;
+        assert!(listener.accept_timeout(Duration::from_millis(50)).await.is_err(), "accepted before the decision");
+        inspection.accept().expect("WskInspectComplete");
+        let (stream, _) = listener.accept().await.expect("the accepted request reaches the accept");
+        serve(stream, at).await;
+        served.join().unwrap();
+
+        // Rejected later, and dropped: refused, never accepted.
+        let rejected = client(at, assert_refused);
+        next_pended().await.reject().expect("WskInspectComplete");
+        rejected.join().unwrap();
+        let dropped = client(at, assert_refused);
+        drop(next_pended().await);
+        dropped.join().unwrap();
+        assert!(matches!(listener.accept_timeout(Duration::from_millis(100)).await, Err(Error::TimedOut)));
+
+        // The peer leaves before the decision: the abort is seen, the completion harmless.
+        let (left_tx, left_rx) = std::sync::mpsc::channel::<()>();
+        let leaving = client(at, move |client| {
+            left_rx.recv().unwrap();
+            drop(client);
+        });
+        let inspection = next_pended().await;
+        left_tx.send(()).unwrap();
+        leaving.join().unwrap();
+        while !inspection.is_aborted() {
+            wsk_executor::sleep(Duration::from_millis(5)).await;
+        }
+        inspection.accept().expect("completing an aborted request");
+        assert!(matches!(listener.accept_timeout(Duration::from_millis(100)).await, Err(Error::TimedOut)));
+
+        // Closed with two handles held: the close rejects them, and ends.
+        let held = [client(at, assert_refused), client(at, assert_refused)];
+        let (first, second) = (next_pended().await, next_pended().await);
+        listener.close().await.expect("close");
+        assert!(first.is_closed() && second.is_closed());
+        assert!(matches!(first.accept(), Err(Error::Closed)));
+        drop(second);
+        for peer in held {
+            peer.join().unwrap();
+        }
+        PEND_ALL.pended.load(Ordering::Relaxed)
+    });
+    assert_eq!(pended, 6);
 }

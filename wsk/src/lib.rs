@@ -81,6 +81,7 @@ pub use global::DriverGlobal;
 pub use registration::Wsk;
 pub use socket::admission::{Admission, PeerLimit, PerPeerLimit, Verdict};
 pub use socket::events;
+pub use socket::inspection::Inspection;
 pub use socket::options::{EncodedOption, OptionName, SocketOption};
 pub use socket::shared::{abort_all_sockets, live_sockets, open_sockets, wait_for_sockets_closed};
 pub use socket::tcp::{Closer, TcpListener, TcpReadHalf, TcpSocket, TcpStream, TcpWriteHalf};

@@ -14,13 +14,23 @@
 //! data. [`PerPeerLimit`] satisfies that: a fixed table of atomic words, allocated with it
 //! (a driver keeps it in a `static`), read with loads only during the inspection.
 //!
-//! The library never answers `WskInspectPend`, so it never calls `WskInspectComplete` and
-//! `WskAbortEvent` has nothing to end; its `WskAbortEvent` returns `STATUS_SUCCESS`, as
-//! Microsoft documents it must.
+//! An admission that cannot decide at once (it waits for a lookup, a reputation check, a
+//! quota from elsewhere) answers [`Verdict::Pend`]; the library then answers
+//! `WskInspectPend` and hands it an owned [`Inspection`] through [`Admission::pended`], whose
+//! `accept()` / `reject()` (or drop) later calls `WskInspectComplete`, exactly once, from
+//! any thread at IRQL <= DISPATCH_LEVEL. Only an admission whose [`Admission::pends`] says so
+//! may pend: its listener reserves, at bind, a table of
+//! [`MAX_PENDED`](crate::socket::inspection::MAX_PENDED) pended inspections (each with the
+//! IRP of its `WskInspectComplete`), so pending allocates nothing; a request pended with the
+//! table full is rejected. `WskAbortEvent` (the peer left a pended request) marks its
+//! handle ([`Inspection::is_aborted`]); the library's callback returns `STATUS_SUCCESS`, as
+//! Microsoft documents it must. Closing the listener rejects the inspections still pended
+//! rather than wait for their handles. See [`crate::socket::inspection`] for the protocol.
 
 use core::net::{IpAddr, SocketAddr};
 
 use crate::loom::{AtomicU32, AtomicU64, Ordering};
+pub use crate::socket::inspection::Inspection;
 
 /// What an [`Admission`] decides for a connection request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +41,12 @@ pub enum Verdict {
     /// The connection is refused before a socket exists (`WskInspectReject`): the peer's
     /// connection is reset or never established.
     Reject,
+    /// Undecided (`WskInspectPend`): the admission gets the request's [`Inspection`] through
+    /// [`Admission::pended`] and decides later. Rejected at once when the admission does not
+    /// pend ([`Admission::pends`]) or its listener has [`MAX_PENDED`] pended already.
+    ///
+    /// [`MAX_PENDED`]: crate::socket::inspection::MAX_PENDED
+    Pend,
 }
 
 /// Decides, for each connection request of a conditional-accept listener, whether the
@@ -40,6 +56,22 @@ pub trait Admission: Sync {
     /// `WskInspectEvent`. IRQL <= DISPATCH_LEVEL: must not block or wait, must not allocate
     /// (never from paged pool), must not touch pageable code or data.
     fn inspect(&self, peer: SocketAddr) -> Verdict;
+
+    /// Whether [`inspect`](Self::inspect) may answer [`Verdict::Pend`]: a listener bound
+    /// with this admission then reserves its table of pended inspections. Read once, at
+    /// bind. The default: `false`. Any IRQL.
+    fn pends(&self) -> bool {
+        false
+    }
+
+    /// Takes the handle of a request [`inspect`](Self::inspect) pended, still inside WSK's
+    /// `WskInspectEvent` (IRQL <= DISPATCH_LEVEL, the same rules as `inspect`: keep it in a
+    /// place of the admission's own, allocated beforehand, and wake whoever decides). A
+    /// handle decided or dropped here, or before the callback returned, is answered by the
+    /// callback itself. The default drops it: the request is rejected.
+    fn pended(&self, inspection: Inspection) {
+        drop(inspection);
+    }
 }
 
 /// A per-address admission table for a limit shared by the admission check and the accept

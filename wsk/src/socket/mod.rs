@@ -5,6 +5,7 @@ pub(crate) mod call;
 pub mod control;
 pub(crate) mod create;
 pub mod events;
+pub mod inspection;
 pub(crate) mod kind;
 pub mod options;
 pub(crate) mod registry;

@@ -55,6 +55,7 @@ use crate::loom::{AtomicU32, AtomicUsize, Ordering};
 use crate::pool::PoolBox;
 use crate::socket::admission::Admission;
 use crate::socket::events::{EventBox, Header};
+use crate::socket::inspection::Inspections;
 use crate::socket::kind::SocketKind;
 use crate::socket::registry::{Linked, Links, Registry};
 
@@ -216,6 +217,9 @@ struct CoreInner {
     admission: Option<&'static dyn Admission>,
     /// Links in [`CORES`], from allocation until freed.
     links: Links<CoreInner>,
+    /// The pended-inspection table of a listener whose admission pends
+    /// (`socket::inspection`); one reference held by the core, released in `free`.
+    inspections: Option<NonNull<Inspections>>,
 }
 
 // SAFETY: `links` is a field of the core, the same one every time.
@@ -268,8 +272,21 @@ impl<K: SocketKind> SocketCore<K> {
     /// [`SocketCore::new`] for a conditional-accept listener whose connection requests
     /// `admission` decides (`socket::events::inspect`). IRQL <= DISPATCH_LEVEL.
     pub fn new_admitting(admission: Option<&'static dyn Admission>) -> Result<Self> {
+        let inspections = match admission {
+            Some(admission) if admission.pends() => Some(Inspections::new()?),
+            _ => None,
+        };
+        let release_inspections = || {
+            if let Some(table) = inspections {
+                // SAFETY: the table's only reference, never shared.
+                unsafe { Inspections::release(table) };
+            }
+        };
         // SAFETY: plain IRP allocation.
-        let irp = NonNull::new(unsafe { wsk_sys::IoAllocateIrp(1, 0) }).ok_or(Error::NoMemory)?;
+        let Some(irp) = NonNull::new(unsafe { wsk_sys::IoAllocateIrp(1, 0) }) else {
+            release_inspections();
+            return Err(Error::NoMemory);
+        };
         let inner = CoreBox::try_new_tagged(CoreInner {
             refs: AtomicU32::new(1),
             rundown: AtomicUsize::new(0),
@@ -282,16 +299,22 @@ impl<K: SocketKind> SocketCore<K> {
             early: AtomicU32::new(0),
             admission,
             links: Links::new(),
+            inspections,
         });
         let Ok(inner) = inner else {
             // SAFETY: allocated above, never used.
             unsafe { wsk_sys::IoFreeIrp(irp.as_ptr()) };
+            release_inspections();
             return Err(Error::NoMemory);
         };
         LIVE_SOCKETS.fetch_add(1, Ordering::AcqRel);
         let inner = CoreBox::into_raw(inner);
         // SAFETY: a fresh core, not linked; it stays at this address until `free` unlinks it.
         unsafe { CORES.link(inner) };
+        if let Some(table) = inspections {
+            // SAFETY: the core's reference keeps the table live; not shared yet.
+            unsafe { table.as_ref() }.attach(inner.as_ptr().cast());
+        }
         // INVARIANT: one reference, held by the returned handle; no socket yet.
         Ok(Self { inner, kind: PhantomData })
     }
@@ -360,6 +383,11 @@ impl<K: SocketKind> SocketCore<K> {
     /// ([`SocketCore::new_admitting`]). Any IRQL.
     pub fn admission(&self) -> Option<&'static dyn Admission> {
         self.inner().admission
+    }
+
+    /// The pended-inspection table, for a listener whose admission pends. Any IRQL.
+    pub fn inspections(&self) -> Option<NonNull<Inspections>> {
+        self.inner().inspections
     }
 
     /// The installed event state, if any, for as long as the handle (or view) is borrowed.
@@ -501,6 +529,9 @@ impl<K> SocketCore<K> {
         if let Some(events) = self.events_header() {
             events.waker.wake();
         }
+        // Pended inspections hold calls: the listener rejects those no handle decided yet,
+        // rather than wait for the driver's handles.
+        close_inspections(inner);
         // Wait until no call is in progress, then claim the right to issue the close.
         let issue = core::future::poll_fn(|cx| {
             loop {
@@ -714,6 +745,10 @@ impl<K> Drop for SocketCore<K> {
             return;
         }
         inner.refs.store(1, Ordering::Release);
+        // Pended inspections hold calls: rejected by the listener first (with CLOSING set
+        // so none is pended after; their completions, as calls, order the close after them).
+        inner.rundown.fetch_or(CLOSING, Ordering::AcqRel);
+        close_inspections(inner);
         match rundown_last_owner(&inner.rundown) {
             Claim::Issue => {
                 // SAFETY: we claimed CLOSE_ISSUED with no call in progress.
@@ -758,6 +793,10 @@ unsafe fn free(inner: NonNull<CoreInner>) {
     let core = unsafe { CoreBox::from_raw_tagged(inner) };
     // SAFETY: the close IRP is not in flight (its reference is gone) and is ours.
     unsafe { wsk_sys::IoFreeIrp(core.close_irp.as_ptr()) };
+    if let Some(table) = core.inspections {
+        // SAFETY: the core's reference; the close completed, so no slot holds a call.
+        unsafe { Inspections::release(table) };
+    }
     if let Some(events) = NonNull::new(core.events.load(Ordering::Acquire)) {
         // SAFETY: the close completed (or the socket never existed), so WSK makes no more
         // callbacks, and no stream or indication is left (each holds a core reference).
@@ -765,6 +804,15 @@ unsafe fn free(inner: NonNull<CoreInner>) {
     }
     drop(core);
     LIVE_SOCKETS.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// The close began (`CLOSING` set): pended inspections are rejected and their slots closed
+/// (`socket::inspection`). IRQL <= DISPATCH_LEVEL.
+fn close_inspections(inner: &CoreInner) {
+    if let Some(table) = inner.inspections {
+        // SAFETY: the core's reference keeps the table live while the core is.
+        unsafe { table.as_ref() }.close();
+    }
 }
 
 /// Completion routine of the close IRP (rule 6). IRQL <= DISPATCH_LEVEL.

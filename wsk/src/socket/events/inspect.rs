@@ -1,5 +1,6 @@
 //! Conditional accept's callbacks (`WskInspectEvent`, `WskAbortEvent`) of every listen socket:
-//! the listener's [`Admission`](crate::socket::admission::Admission) decides.
+//! the listener's [`Admission`](crate::socket::admission::Admission) decides, at once or
+//! later through a pended [`Inspection`](crate::socket::inspection::Inspection).
 //!
 //! Every listen socket is created with the library's listen table, which has both callbacks;
 //! WSK calls them only on a listener with `SO_CONDITIONAL_ACCEPT` on, which the library sets
@@ -7,7 +8,7 @@
 //! documents both callbacks at IRQL <= DISPATCH_LEVEL; we assume DISPATCH_LEVEL and any CPU,
 //! and concurrent calls for different connection requests of one listener (nothing documents
 //! their serialization): the callback reads only the core and calls the admission, which is
-//! `Sync`.
+//! `Sync`; a pended inspection takes a slot of the listener's table by compare-exchange.
 
 use wsk_sys::{
     NTSTATUS, PVOID, SOCKADDR, STATUS_SUCCESS, WSK_INSPECT_ACTION, WSK_INSPECT_ID, WskInspectAccept, WskInspectReject,
@@ -15,6 +16,7 @@ use wsk_sys::{
 
 use crate::addr;
 use crate::socket::admission::Verdict;
+use crate::socket::inspection::Inspections;
 use crate::socket::kind::Listen;
 use crate::socket::shared::SocketCore;
 
@@ -38,6 +40,13 @@ pub(crate) unsafe extern "system" fn on_inspect(
         match admission.inspect(peer) {
             Verdict::Accept => WskInspectAccept,
             Verdict::Reject => WskInspectReject,
+            Verdict::Pend => {
+                let Some(table) = core.inspections() else { return WskInspectReject };
+                // SAFETY: WSK's inspect ID (not null, checked), valid during the call: copied.
+                let id = unsafe { inspect_id.read() };
+                // SAFETY: the table of this core.
+                unsafe { Inspections::pend(table, &core, id, peer, |inspection| admission.pended(inspection)) }
+            }
         }
     };
     // SAFETY: WSK passes the context we created the listen socket with along with this table,
@@ -45,9 +54,25 @@ pub(crate) unsafe extern "system" fn on_inspect(
     unsafe { SocketCore::<Listen>::with_context(context, decide) }.unwrap_or(WskInspectReject)
 }
 
-/// `WskAbortEvent`: the library never pends an inspection, so there is nothing to end.
-/// Returns `STATUS_SUCCESS`, as Microsoft documents it must. IRQL <= DISPATCH_LEVEL.
-pub(crate) unsafe extern "system" fn on_abort(_context: PVOID, _inspect_id: *mut WSK_INSPECT_ID) -> NTSTATUS {
+/// `WskAbortEvent`: the peer left a request; marks its pended inspection, if the listener
+/// holds one with that ID (Microsoft documents the callback for accepted requests too: those
+/// are not ours to mark). Returns `STATUS_SUCCESS`, as Microsoft documents it must.
+/// IRQL <= DISPATCH_LEVEL.
+pub(crate) unsafe extern "system" fn on_abort(context: PVOID, inspect_id: *mut WSK_INSPECT_ID) -> NTSTATUS {
+    if inspect_id.is_null() {
+        return STATUS_SUCCESS;
+    }
+    // SAFETY: WSK's inspect ID (not null, checked), valid during the call.
+    let id = unsafe { inspect_id.read() };
+    let mark = |core: crate::socket::shared::CoreRef<'_, Listen>| {
+        if let Some(table) = core.inspections() {
+            // SAFETY: the core's table lives as long as the core, which the callback keeps.
+            unsafe { table.as_ref() }.abort(id);
+        }
+    };
+    // SAFETY: WSK passes the context we created the listen socket with, and calls only until
+    // the close completed.
+    unsafe { SocketCore::<Listen>::with_context(context, mark) };
     STATUS_SUCCESS
 }
 
