@@ -59,11 +59,18 @@ fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 
 /// Loads the echo driver on a free port; its address.
 fn load() -> (LoadedDriver, SocketAddr) {
+    load_limited(0)
+}
+
+/// Loads the echo driver on a free port with `MaxConnections` = `max_connections` (0: no
+/// limit); its address.
+fn load_limited(max_connections: u32) -> (LoadedDriver, SocketAddr) {
     let port = HostListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port();
     let driver = Kernel::builder()
         .verifier(true)
         .echo_debug_output(false)
         .param_dword("Port", u32::from(port))
+        .param_dword("MaxConnections", max_connections)
         .load("echo", driver_entry)
         .expect("the driver loads");
     (driver, SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
@@ -226,5 +233,48 @@ fn connect_and_vanish_churn_leaves_nothing_behind() {
     wait_until("every connection accepted and ended", Duration::from_secs(60), || {
         STATS.connections.load(Ordering::Relaxed) - accepted == CLIENTS as u64 && open() == 0
     });
+    settle_and_unload(driver, baseline);
+}
+
+/// With `MaxConnections` set, a flood of idle connections costs the driver what the limit
+/// allows, whatever the flood's size: the peak of non-paged memory stays under the limit
+/// times the per-connection figure plus a constant (64 KiB, and the connection the accept
+/// loop may hold beyond the limit; idle connections fill none of the library's caches) for a flood of 200 and one of 3,000 connections (the
+/// others wait in the stack's listen backlog, which holds 4,096). When the clients leave,
+/// every connection is served in turn and ends.
+#[test]
+fn with_max_connections_peak_memory_is_bounded_whatever_the_flood() {
+    const MAX: u32 = 16;
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (driver, addr) = load_limited(MAX);
+    // The driver's counters are statics, shared with the other tests of this process.
+    STATS.peak_open.store(0, Ordering::Relaxed);
+    let baseline = live();
+    let bound = baseline + u64::from(MAX + 1) * PER_IDLE_CONNECTION + 64 * 1024;
+    let mut served = STATS.connections.load(Ordering::Relaxed);
+    for flood in [200usize, 3000] {
+        let streams: Vec<TcpStream> = (0..flood).map(|_| connect(addr)).collect();
+        wait_until("the limit's worth of connections served", Duration::from_secs(60), || open() == u64::from(MAX));
+        // Give the accept loop time to (wrongly) take more than the limit: it must not.
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(open(), u64::from(MAX), "{flood} clients: more connections than MaxConnections are served");
+        let peak = wsk_emulator::counters().peak_nonpaged_bytes;
+        println!(
+            "MaxConnections {MAX}, {flood} clients: peak non-paged {peak} bytes (bound {bound}, {} above the baseline)",
+            peak - baseline
+        );
+        assert!(peak <= bound, "{flood} clients: peak non-paged {peak} bytes exceeds {bound}");
+        drop(streams);
+        wait_until("every client's connection served and ended", Duration::from_secs(120), || {
+            STATS.connections.load(Ordering::Relaxed) - served == flood as u64 && open() == 0
+        });
+        served += flood as u64;
+    }
+    assert!(
+        STATS.peak_open.load(Ordering::Relaxed) <= u64::from(MAX),
+        "peak_open {} beyond MaxConnections",
+        STATS.peak_open.load(Ordering::Relaxed)
+    );
+    assert!(wsk_emulator::counters().peak_nonpaged_bytes <= bound, "the peak after the floods exceeds {bound}");
     settle_and_unload(driver, baseline);
 }
