@@ -65,6 +65,7 @@ pub mod pool;
 mod readme;
 pub mod registration;
 pub mod resolve;
+pub mod send_chain;
 pub mod service;
 pub mod socket;
 #[cfg(test)]
@@ -75,6 +76,7 @@ pub use client_control::{StaticEvents, Transport};
 pub use error::{Error, ErrorKind, Result};
 pub use global::DriverGlobal;
 pub use registration::Wsk;
+pub use send_chain::SendChain;
 pub use socket::events;
 pub use socket::options::{EncodedOption, OptionName, SocketOption};
 pub use socket::shared::{live_sockets, wait_for_sockets_closed};

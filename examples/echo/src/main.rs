@@ -124,7 +124,7 @@ fn main() -> ExitCode {
     println!("echo-driver: stopping after {:.1} s; unloading the driver", started.elapsed().as_secs_f64());
     let report = driver.unload();
     println!(
-        "echo-driver: {} connections, {} bytes echoed ({} received zero-copy through event callbacks), {} errors",
+        "echo-driver: {} connections, {} bytes echoed ({} zero-copy: echoed from WSK's own buffers), {} errors",
         STATS.connections.load(Ordering::Relaxed),
         STATS.bytes.load(Ordering::Relaxed),
         STATS.zero_copy_bytes.load(Ordering::Relaxed),

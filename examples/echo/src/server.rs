@@ -20,7 +20,8 @@ pub struct Stats {
     pub open: AtomicU64,
     /// Bytes echoed back to peers, over all connections.
     pub bytes: AtomicU64,
-    /// Bytes that arrived as WSK's own buffers (receive events), not copied by an IRP.
+    /// Bytes that arrived as WSK's own buffers (receive events) and were echoed from those
+    /// buffers as they are: no byte of them was copied, on receipt or for the send.
     pub zero_copy_bytes: AtomicU64,
     /// Connections served with IRP receives because the provider refused receive events.
     pub events_refused: AtomicU64,
@@ -103,41 +104,20 @@ async fn echo(reader: &mut TcpReadHalf, writer: &mut TcpWriteHalf, echoed: &mut 
     }
 }
 
-/// Echo with receive events: each indication is copied into the send buffer (WSK's buffers
-/// go back at once) and sent before the next event is taken.
+/// Echo with receive events, without copying a byte: each received item is sent back as WSK
+/// indicated it (`send_received`) and released to WSK when its send completed, before the
+/// next event is taken.
 async fn echo_events(mut events: ConnectionEvents, writer: &mut TcpWriteHalf, echoed: &mut u64) -> Result<(), Error> {
-    let mut buf = IoBuf::with_capacity(CHUNK)?;
     while let Some(event) = events::next(&mut events).await {
         match event? {
             ConnectionEvent::Data(data) => {
                 let n = data.len() as u64;
-                if data.is_zero_copy() {
+                let zero_copy = data.is_zero_copy();
+                // Sent back as received: WSK's own buffers go to `WskSend` without a copy, and
+                // the item is released to WSK when the send completed (or on its error).
+                writer.send_received(data).await?;
+                if zero_copy {
                     STATS.zero_copy_bytes.fetch_add(n, Ordering::Relaxed);
-                }
-                let mut pieces = data.segments();
-                let mut rest: &[u8] = &[];
-                loop {
-                    if rest.is_empty() {
-                        match pieces.next() {
-                            Some(piece) => rest = piece,
-                            None => break,
-                        }
-                    }
-                    let taken = buf.extend_from_slice(rest);
-                    rest = &rest[taken..];
-                    if buf.len() == buf.capacity() {
-                        let (sent, back) = writer.send_all(buf).await;
-                        buf = back;
-                        sent?;
-                        buf.clear();
-                    }
-                }
-                drop(data);
-                if !buf.is_empty() {
-                    let (sent, back) = writer.send_all(buf).await;
-                    buf = back;
-                    sent?;
-                    buf.clear();
                 }
                 *echoed += n;
                 STATS.bytes.fetch_add(n, Ordering::Relaxed);

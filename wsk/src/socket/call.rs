@@ -13,6 +13,8 @@ use wsk_sys::{IRP, NTSTATUS, WSK_SOCKET};
 use crate::buf::IoBuf;
 use crate::error::Error;
 use crate::op::{Completion, InFlight, OpArgs, OpSlot, SocketOwner};
+use crate::pool::AnyPoolBox;
+use crate::socket::events::Received;
 use crate::socket::kind::SocketKind;
 use crate::socket::shared::SocketCore;
 
@@ -21,6 +23,22 @@ pub(crate) struct NotIssued {
     pub error: Error,
     pub buffer: Option<IoBuf>,
     pub socket_owner: Option<SocketOwner>,
+    /// The request block given to [`socket_call_holding`], handed back.
+    pub block: Option<AnyPoolBox>,
+    /// The received item given to [`socket_call_holding`], handed back (not released).
+    pub item: Option<Received>,
+}
+
+/// What a send over memory the caller does not hand over as an `IoBuf` holds while its IRP is
+/// in flight: a request block (a [`SendChain`](crate::send_chain::SendChain)'s pieces) and/or
+/// a received item (see [`Armed::hold_item`](crate::op::Armed::hold_item)).
+pub(crate) struct Holding {
+    pub block: Option<AnyPoolBox>,
+    pub item: Option<Received>,
+}
+
+impl Holding {
+    const NOTHING: Holding = Holding { block: None, item: None };
 }
 
 /// Issues one socket-level call and awaits its IRP.
@@ -42,7 +60,7 @@ pub(crate) async unsafe fn socket_call<K: SocketKind>(
     issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<Completion, NotIssued> {
     // SAFETY: forwarded contract.
-    unsafe { socket_call_armed_with(core, slot, buffer, None, false, None, prepare, issue) }.await
+    unsafe { socket_call_armed_with(core, slot, buffer, None, Holding::NOTHING, false, None, prepare, issue) }.await
 }
 
 /// [`socket_call`] with a deadline (see the module documentation); `None` waits as long as
@@ -59,7 +77,7 @@ pub(crate) async unsafe fn socket_call_within<K: SocketKind>(
     issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<Completion, NotIssued> {
     // SAFETY: forwarded contract.
-    unsafe { socket_call_armed_with(core, slot, buffer, None, false, deadline, prepare, issue) }.await
+    unsafe { socket_call_armed_with(core, slot, buffer, None, Holding::NOTHING, false, deadline, prepare, issue) }.await
 }
 
 /// [`socket_call`] for an operation that returns a new socket (accept): `owner` is held with
@@ -78,7 +96,10 @@ pub(crate) async unsafe fn socket_call_with_owner<K: SocketKind>(
     issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<Completion, NotIssued> {
     // SAFETY: forwarded contract.
-    unsafe { socket_call_armed_with(core, slot, buffer, socket_owner, false, deadline, prepare, issue) }.await
+    unsafe {
+        socket_call_armed_with(core, slot, buffer, socket_owner, Holding::NOTHING, false, deadline, prepare, issue)
+    }
+    .await
 }
 
 /// [`socket_call`] for a stream receive: data the IRP brings in after its future was dropped
@@ -96,7 +117,26 @@ pub(crate) async unsafe fn receive_call<K: SocketKind>(
     issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<Completion, NotIssued> {
     // SAFETY: forwarded contract.
-    unsafe { socket_call_armed_with(core, slot, Some(buffer), None, true, deadline, prepare, issue) }.await
+    unsafe { socket_call_armed_with(core, slot, Some(buffer), None, Holding::NOTHING, true, deadline, prepare, issue) }
+        .await
+}
+
+/// [`socket_call`] for a send over memory held as `holding` (a request block and/or a
+/// received item) instead of an `IoBuf`: both stay alive until the IRP completed and come back
+/// in the completion (or in `NotIssued`); if the future is dropped, the completion path drops
+/// them after the IRP completed.
+///
+/// # Safety
+/// As [`socket_call`].
+pub(crate) async unsafe fn socket_call_holding<K: SocketKind>(
+    core: &SocketCore<K>,
+    slot: &mut OpSlot,
+    holding: Holding,
+    prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
+    issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+) -> Result<Completion, NotIssued> {
+    // SAFETY: forwarded contract.
+    unsafe { socket_call_armed_with(core, slot, None, None, holding, false, None, prepare, issue) }.await
 }
 
 /// The body of the `socket_call` forms.
@@ -109,6 +149,7 @@ async unsafe fn socket_call_armed_with<K: SocketKind>(
     slot: &mut OpSlot,
     buffer: Option<IoBuf>,
     socket_owner: Option<SocketOwner>,
+    holding: Holding,
     keep_data: bool,
     deadline: Option<Duration>,
     prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
@@ -116,8 +157,9 @@ async unsafe fn socket_call_armed_with<K: SocketKind>(
 ) -> Result<Completion, NotIssued> {
     slot.idle().await;
     // SAFETY: forwarded contract.
-    let in_flight =
-        unsafe { issue_call_armed_with(core, slot, buffer, socket_owner, keep_data, deadline, prepare, issue) }?;
+    let in_flight = unsafe {
+        issue_call_armed_with(core, slot, buffer, socket_owner, holding, keep_data, deadline, prepare, issue)
+    }?;
     Ok(in_flight.await)
 }
 
@@ -130,6 +172,10 @@ async unsafe fn socket_call_armed_with<K: SocketKind>(
 /// As [`socket_call`].
 ///
 /// IRQL <= DISPATCH_LEVEL (as the provider routine allows).
+#[expect(
+    clippy::result_large_err,
+    reason = "the refusal hands back by value what the call was given; boxing it could fail for want of memory"
+)]
 pub(crate) unsafe fn issue_call<K: SocketKind>(
     core: &SocketCore<K>,
     slot: &mut OpSlot,
@@ -139,7 +185,7 @@ pub(crate) unsafe fn issue_call<K: SocketKind>(
     issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<(), NotIssued> {
     // SAFETY: forwarded contract.
-    unsafe { issue_call_armed_with(core, slot, buffer, socket_owner, false, None, prepare, issue) }
+    unsafe { issue_call_armed_with(core, slot, buffer, socket_owner, Holding::NOTHING, false, None, prepare, issue) }
         .map(InFlight::detach)
 }
 
@@ -149,11 +195,16 @@ pub(crate) unsafe fn issue_call<K: SocketKind>(
 /// # Safety
 /// As [`issue_call`].
 #[expect(clippy::too_many_arguments, reason = "the private body behind the named forms above")]
+#[expect(
+    clippy::result_large_err,
+    reason = "the refusal hands back by value what the call was given; boxing it could fail for want of memory"
+)]
 unsafe fn issue_call_armed_with<'s, K: SocketKind>(
     core: &SocketCore<K>,
     slot: &'s mut OpSlot,
     buffer: Option<IoBuf>,
     socket_owner: Option<SocketOwner>,
+    holding: Holding,
     keep_data: bool,
     deadline: Option<Duration>,
     prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
@@ -161,10 +212,15 @@ unsafe fn issue_call_armed_with<'s, K: SocketKind>(
 ) -> Result<InFlight<'s>, NotIssued> {
     let mut armed = match slot.arm() {
         Ok(armed) => armed,
-        Err(busy) => return Err(NotIssued { error: busy.error(), buffer, socket_owner }),
+        Err(busy) => {
+            let Holding { block, item } = holding;
+            return Err(NotIssued { error: busy.error(), buffer, socket_owner, block, item });
+        }
     };
     armed.hold_buffer(buffer);
     armed.hold_owner(socket_owner);
+    armed.hold_any_block(holding.block);
+    armed.hold_item(holding.item);
     if keep_data {
         armed.keep_data();
     }
@@ -172,7 +228,13 @@ unsafe fn issue_call_armed_with<'s, K: SocketKind>(
         Ok(guard) => guard,
         Err(error) => {
             let withdrawn = armed.withdraw();
-            return Err(NotIssued { error, buffer: withdrawn.buffer, socket_owner: withdrawn.socket_owner });
+            return Err(NotIssued {
+                error,
+                buffer: withdrawn.buffer,
+                socket_owner: withdrawn.socket_owner,
+                block: withdrawn.block,
+                item: withdrawn.item,
+            });
         }
     };
     let (args, buffer) = armed.args();

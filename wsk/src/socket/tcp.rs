@@ -431,7 +431,6 @@ impl TcpStream {
     }
 
     /// The sending half, borrowed.
-    #[cfg(feature = "embedded-io")]
     pub(crate) fn write_half(&mut self) -> &mut TcpWriteHalf {
         &mut self.write
     }
@@ -733,7 +732,7 @@ impl TcpReadHalf {
 
 impl TcpWriteHalf {
     /// The core and the send/control slot, created on first use.
-    fn parts(&mut self) -> Result<(&SocketCore<Connection>, &mut OpSlot)> {
+    pub(crate) fn parts(&mut self) -> Result<(&SocketCore<Connection>, &mut OpSlot)> {
         if self.send.is_none() {
             self.send = Some(OpSlot::new()?);
         }

@@ -630,6 +630,61 @@ impl Received {
     }
 }
 
+impl Received {
+    /// The buffers of the item as `WSK_BUF`s, in order, for sending it as is: one per entry
+    /// of WSK's indication list (their MDL chains are WSK's, and stay untouched), or the one
+    /// over a copied item's pool buffer.
+    pub(crate) fn wsk_bufs(&self) -> WskBufs {
+        match &self.inner {
+            Inner::Indication(retained) => WskBufs { next_indication: retained.held.head.as_ptr(), copied: None },
+            Inner::Copied(buffer) => {
+                WskBufs { next_indication: core::ptr::null_mut(), copied: Some(buffer.wsk_buf(0, buffer.len())) }
+            }
+        }
+    }
+
+    /// A copied item's pool buffer (ours: its MDL may be linked into a chained send).
+    pub(crate) fn copied_mut(&mut self) -> Option<&mut IoBuf> {
+        match &mut self.inner {
+            Inner::Copied(buffer) => Some(buffer),
+            Inner::Indication(_) => None,
+        }
+    }
+}
+
+/// A cursor over the `WSK_BUF`s of a [`Received`] (see [`Received::wsk_bufs`]). It holds
+/// raw pointers into the item's list: no borrow, so the item can be handed to a send
+/// operation (which keeps it alive) while the cursor walks on.
+pub(crate) struct WskBufs {
+    next_indication: *mut WSK_DATA_INDICATION,
+    copied: Option<wsk_sys::WSK_BUF>,
+}
+
+// SAFETY: raw pointers into provider memory usable from any thread while the item lives
+// (the contract of `next`).
+unsafe impl Send for WskBufs {}
+
+impl WskBufs {
+    /// The next non-empty buffer, `None` after the last.
+    ///
+    /// # Safety
+    /// The item the cursor came from is alive (not released) and unchanged.
+    pub(crate) unsafe fn next(&mut self) -> Option<wsk_sys::WSK_BUF> {
+        if let Some(buf) = self.copied.take() {
+            return (buf.Length != 0).then_some(buf);
+        }
+        while let Some(entry) = NonNull::new(self.next_indication) {
+            // SAFETY: an entry of the list the live item retains (caller).
+            let entry = unsafe { entry.as_ref() };
+            self.next_indication = entry.Next;
+            if entry.Buffer.Length != 0 {
+                return Some(entry.Buffer);
+            }
+        }
+        None
+    }
+}
+
 /// The contiguous pieces of a [`Received`] (see [`Received::segments`]).
 pub struct Segments<'a> {
     next_indication: *mut WSK_DATA_INDICATION,

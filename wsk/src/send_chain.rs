@@ -1,0 +1,376 @@
+//! [`SendChain`]: several buffers sent by one call ([`TcpWriteHalf::send_chain`]), as MDL
+//! chains the provider reads in place: our own [`IoBuf`]s and received items
+//! ([`Received`]) sent as WSK indicated them.
+//!
+//! # How the pieces become `WskSend`s
+//!
+//! * Consecutive pieces whose MDLs are ours (`IoBuf`s, and items the event stream copied into
+//!   a pool buffer) are linked into one MDL chain ([`IoBuf::link`]) and go in **one**
+//!   `WskSend`; the links are undone when the send completed ([`IoBuf::unlink`]), before the
+//!   buffers are handed back.
+//! * An item holding WSK's own buffers is sent as its indication list describes it, **one
+//!   `WskSend` per entry**, over WSK's MDLs untouched. The MDLs of an indication belong to
+//!   the provider: Microsoft documents no permission to change them, so we never relink their
+//!   `Next` to join them to anything. Joining them without touching them would take MDLs of
+//!   our own describing the same pages (`IoBuildPartialMdl`): one MDL per piece sized for the
+//!   largest indication, kept per chain, and a system mapping per reuse; the sends on one
+//!   stream go out in order either way, and TCP coalesces them on the wire, so we send per
+//!   entry and allocate nothing.
+//!
+//! A chain is one pool block, allocated by [`SendChain::new`] and reused: sending it allocates
+//! nothing. While a send is in flight the block is held by the writer's operation slot, so
+//! the MDLs the provider walks stay put even if the sending future is dropped; then the
+//! completion path drops the block after the IRP completed, which unlinks the buffers, frees
+//! them, and releases every item still in it, once.
+//!
+//! Each item is released to WSK (`WskRelease`) as soon as its last byte was sent, and on an
+//! error the items not yet sent are released too: after [`TcpWriteHalf::send_chain`] the chain
+//! holds only its `IoBuf`s, in their order.
+//!
+//! [`TcpWriteHalf::send_chain`]: crate::socket::tcp::TcpWriteHalf::send_chain
+
+use crate::buf::IoBuf;
+use crate::error::{Error, Result};
+use crate::pool::{PoolBox, tag};
+use crate::socket::events::Received;
+
+/// Pieces a [`SendChain`] holds at most.
+pub const SEND_CHAIN_MAX: usize = 16;
+
+/// Pool tag of a chain's block: a request block the provider reads through pointers while
+/// a send is in flight ("WskR").
+pub(crate) const CHAIN_TAG: u32 = tag::REQUEST;
+
+/// One piece of a [`SendChain`].
+#[derive(Debug)]
+pub enum Piece {
+    /// A buffer of ours: its valid bytes are sent; it comes back after the send.
+    Buf(IoBuf),
+    /// A received item, sent as is and released to WSK when its send completed.
+    Received(Received),
+}
+
+impl Piece {
+    fn len(&self) -> usize {
+        match self {
+            Piece::Buf(buf) => buf.len(),
+            Piece::Received(item) => item.len(),
+        }
+    }
+
+    /// The pool buffer whose MDL is ours to link, if the piece has one.
+    fn own_buf(&mut self) -> Option<&mut IoBuf> {
+        match self {
+            Piece::Buf(buf) => Some(buf),
+            Piece::Received(item) => item.copied_mut(),
+        }
+    }
+}
+
+/// The block: the pieces in order.
+///
+/// # Invariants
+/// `pieces[len..]` are `None`; a `None` before `len` is an item already released by a send
+/// (behind the piece it is sending). Outside a send, no piece's MDL is linked.
+pub(crate) struct Pieces {
+    pieces: [Option<Piece>; SEND_CHAIN_MAX],
+    len: usize,
+}
+
+impl Pieces {
+    /// The pieces, in order.
+    pub(crate) fn slice_mut(&mut self) -> &mut [Option<Piece>] {
+        &mut self.pieces[..self.len]
+    }
+
+    /// Undoes every link made for a send (idempotent).
+    pub(crate) fn unlink_all(&mut self) {
+        for piece in self.pieces[..self.len].iter_mut().flatten() {
+            if let Some(buf) = piece.own_buf() {
+                // SAFETY: called when no send uses the chain (its IRP completed, or it was
+                // never submitted).
+                unsafe { buf.unlink() };
+            }
+        }
+    }
+
+    /// Drops (releases) every received item, keeping the buffers in order.
+    pub(crate) fn release_items(&mut self) {
+        let mut kept = 0;
+        for at in 0..self.len {
+            match self.pieces[at].take() {
+                Some(Piece::Buf(buf)) => {
+                    self.pieces[kept] = Some(Piece::Buf(buf));
+                    kept += 1;
+                }
+                item => drop(item),
+            }
+        }
+        // INVARIANT: the kept buffers fill `..kept`, every slot after is `None`.
+        self.len = kept;
+    }
+}
+
+impl Drop for Pieces {
+    fn drop(&mut self) {
+        // The pieces' own drops free the buffers and release the items; their MDLs must not
+        // point into each other when they go.
+        self.unlink_all();
+    }
+}
+
+/// Several buffers to send in one call, in order: [`IoBuf`]s and received items (see the
+/// module documentation for how they become `WskSend`s). Holds at most [`SEND_CHAIN_MAX`]
+/// pieces.
+///
+/// ```no_run
+/// # async fn example(writer: &mut wsk::TcpWriteHalf, item: wsk::events::Received) -> wsk::Result<()> {
+/// use wsk::send_chain::SendChain;
+///
+/// let mut chain = SendChain::new()?; // once: reused for every send
+/// chain.push_buf(wsk::IoBuf::copy_from(b"header: ")?).map_err(|_| wsk::Error::NoMemory)?;
+/// chain.push_received(item).map_err(|_| wsk::Error::NoMemory)?;
+/// let (sent, back) = writer.send_chain(chain).await;
+/// sent?; // the item was released to WSK; `back` holds the header buffer
+/// # drop(back); Ok(()) }
+/// ```
+pub struct SendChain {
+    block: PoolBox<Pieces, CHAIN_TAG>,
+}
+
+impl core::fmt::Debug for SendChain {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SendChain").field("pieces", &self.len()).field("bytes", &self.bytes()).finish()
+    }
+}
+
+impl SendChain {
+    /// An empty chain (one pool allocation, reused by every send).
+    ///
+    /// IRQL <= DISPATCH_LEVEL.
+    pub fn new() -> Result<Self> {
+        let pieces = Pieces { pieces: [const { None }; SEND_CHAIN_MAX], len: 0 };
+        let block = PoolBox::try_new_tagged(pieces).map_err(|_| Error::NoMemory)?;
+        Ok(Self { block })
+    }
+
+    /// Appends a buffer; hands it back when the chain is full.
+    ///
+    /// Any IRQL.
+    pub fn push_buf(&mut self, buf: IoBuf) -> core::result::Result<(), IoBuf> {
+        self.push(Piece::Buf(buf)).map_err(|piece| match piece {
+            Piece::Buf(buf) => buf,
+            Piece::Received(_) => unreachable!("pushed a buffer"),
+        })
+    }
+
+    /// Appends a received item; hands it back (unreleased) when the chain is full.
+    ///
+    /// Any IRQL.
+    pub fn push_received(&mut self, item: Received) -> core::result::Result<(), Received> {
+        self.push(Piece::Received(item)).map_err(|piece| match piece {
+            Piece::Received(item) => item,
+            Piece::Buf(_) => unreachable!("pushed an item"),
+        })
+    }
+
+    /// Appends a piece; hands it back when the chain is full.
+    ///
+    /// Any IRQL.
+    pub fn push(&mut self, piece: Piece) -> core::result::Result<(), Piece> {
+        let pieces = &mut *self.block;
+        if pieces.len == SEND_CHAIN_MAX {
+            return Err(piece);
+        }
+        pieces.pieces[pieces.len] = Some(piece);
+        // INVARIANT: the new piece is `Some` at the old `len`.
+        pieces.len += 1;
+        Ok(())
+    }
+
+    /// Removes and returns the last piece.
+    ///
+    /// Any IRQL.
+    pub fn pop(&mut self) -> Option<Piece> {
+        let pieces = &mut *self.block;
+        if pieces.len == 0 {
+            return None;
+        }
+        // INVARIANT: the last `Some` becomes `None` and `len` drops by one.
+        pieces.len -= 1;
+        pieces.pieces[pieces.len].take()
+    }
+
+    /// Pieces in the chain.
+    ///
+    /// Any IRQL.
+    pub fn len(&self) -> usize {
+        self.block.len
+    }
+
+    /// Whether the chain holds no piece.
+    ///
+    /// Any IRQL.
+    pub fn is_empty(&self) -> bool {
+        self.block.len == 0
+    }
+
+    /// Bytes the chain sends (the valid bytes of its buffers and the items' bytes).
+    ///
+    /// Any IRQL.
+    pub fn bytes(&self) -> usize {
+        self.block.pieces[..self.block.len].iter().flatten().map(Piece::len).sum()
+    }
+
+    /// The block, for the send that holds it in its operation slot.
+    pub(crate) fn into_block(self) -> PoolBox<Pieces, CHAIN_TAG> {
+        self.block
+    }
+
+    /// The chain over a block a send handed back.
+    pub(crate) fn from_block(block: PoolBox<Pieces, CHAIN_TAG>) -> Self {
+        Self { block }
+    }
+}
+
+/// Links the pool buffers `pieces[from..]` that are ours, as far as they go, into one MDL
+/// chain: returns the `WSK_BUF` over their valid bytes (`None` if they hold none) and the
+/// index of the first piece not taken. Buffers without valid bytes are skipped, not linked.
+///
+/// # Safety
+/// No send uses the pieces' MDLs meanwhile, and every link is undone
+/// ([`Pieces::unlink_all`]) before a buffer is used alone or handed out.
+pub(crate) unsafe fn link_run(pieces: &mut [Option<Piece>], from: usize) -> (Option<wsk_sys::WSK_BUF>, usize) {
+    let mut end = from;
+    while end < pieces.len() && pieces[end].as_mut().is_some_and(|piece| piece.own_buf().is_some()) {
+        end += 1;
+    }
+    // Link back to front, so each buffer points to the next non-empty one.
+    let mut next: *mut wsk_sys::MDL = core::ptr::null_mut();
+    let mut total = 0usize;
+    for piece in pieces[from..end].iter_mut().rev().flatten() {
+        let Some(buf) = piece.own_buf() else { continue };
+        if buf.is_empty() {
+            continue;
+        }
+        // SAFETY: the caller's contract; `next` is a buffer of the same chain, alive as long
+        // as the chain.
+        unsafe { buf.link(next) };
+        next = buf.mdl();
+        total += buf.len();
+    }
+    let run = (!next.is_null()).then_some(wsk_sys::WSK_BUF { Mdl: next, Offset: 0, Length: total });
+    (run, end)
+}
+
+/// `buf` without its first `n` bytes, with `Offset` inside the first MDL as WSK requires
+/// (whole MDLs skipped by following `Next`; the MDLs are only read).
+///
+/// # Safety
+/// `buf`'s MDL chain is live and describes at least `Offset + n` bytes.
+pub(crate) unsafe fn advance(buf: wsk_sys::WSK_BUF, n: usize) -> wsk_sys::WSK_BUF {
+    let (mut mdl, mut offset) = (buf.Mdl, buf.Offset as usize + n);
+    while !mdl.is_null() {
+        // SAFETY: a live MDL of the chain (caller).
+        let count = unsafe { wsk_sys::MmGetMdlByteCount(mdl) } as usize;
+        if offset < count {
+            break;
+        }
+        offset -= count;
+        // SAFETY: as above.
+        mdl = unsafe { (*mdl).Next };
+    }
+    wsk_sys::WSK_BUF { Mdl: mdl, Offset: offset as u32, Length: buf.Length - n.min(buf.Length) }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+
+    /// The bytes a `WSK_BUF` describes, read MDL by MDL.
+    fn described(buf: wsk_sys::WSK_BUF) -> std::vec::Vec<u8> {
+        let mut out = std::vec::Vec::new();
+        let (mut mdl, mut skip, mut left) = (buf.Mdl, buf.Offset as usize, buf.Length);
+        while left > 0 && !mdl.is_null() {
+            // SAFETY: the test's MDLs over live pool buffers (`MmBuildMdlForNonPagedPool`).
+            let count = unsafe { wsk_sys::MmGetMdlByteCount(mdl) } as usize;
+            // SAFETY: as above.
+            let va = unsafe { wsk_sys::MmGetMdlVirtualAddress(mdl) }.cast::<u8>();
+            let n = (count - skip).min(left);
+            // SAFETY: `skip < count`: within the MDL's buffer.
+            let start = unsafe { va.add(skip) };
+            // SAFETY: `skip + n <= count` bytes of the MDL's buffer.
+            out.extend_from_slice(unsafe { core::slice::from_raw_parts(start, n) });
+            (skip, left) = (0, left - n);
+            // SAFETY: as above.
+            mdl = unsafe { (*mdl).Next };
+        }
+        out
+    }
+
+    fn buf(bytes: &[u8]) -> IoBuf {
+        IoBuf::copy_from(bytes).unwrap()
+    }
+
+    /// The run links the non-empty buffers in order, over their valid bytes only; unlinking
+    /// restores each MDL to its whole capacity, alone (Miri checks the MDL accesses).
+    #[test]
+    fn a_run_links_the_valid_bytes_and_unlinking_restores() {
+        let mut chain = SendChain::new().unwrap();
+        let mut big = IoBuf::with_capacity(64).unwrap();
+        big.extend_from_slice(b"abc");
+        chain.push_buf(big).unwrap();
+        chain.push_buf(IoBuf::with_capacity(8).unwrap()).unwrap();
+        chain.push_buf(buf(b"defg")).unwrap();
+        assert_eq!((chain.len(), chain.bytes()), (3, 7));
+        let pieces = &mut *chain.block;
+        // SAFETY: no send uses the chain; unlinked below.
+        let (run, end) = unsafe { link_run(pieces.slice_mut(), 0) };
+        let run = run.expect("valid bytes");
+        assert_eq!((run.Offset, run.Length, end), (0, 7, 3));
+        assert_eq!(described(run), b"abcdefg");
+        // SAFETY: as above.
+        let rest = unsafe { advance(run, 4) };
+        assert_eq!((rest.Offset, rest.Length), (1, 3), "inside the second linked MDL");
+        pieces.unlink_all();
+        for piece in pieces.slice_mut().iter_mut().flatten() {
+            let buf = piece.own_buf().unwrap();
+            // SAFETY: the buffer's own MDL.
+            let count = unsafe { wsk_sys::MmGetMdlByteCount(buf.mdl()) };
+            // SAFETY: as above.
+            let next = unsafe { (*buf.mdl()).Next };
+            assert_eq!((count as usize, next), (buf.capacity(), core::ptr::null_mut()));
+        }
+    }
+
+    /// Pushing past the bound hands the piece back; popping and `release_items` keep order.
+    #[test]
+    fn the_chain_is_bounded_and_keeps_order() {
+        let mut chain = SendChain::new().unwrap();
+        for i in 0..SEND_CHAIN_MAX {
+            chain.push_buf(buf(&[i as u8])).unwrap();
+        }
+        let back = chain.push_buf(buf(b"x")).expect_err("full");
+        assert_eq!(back.as_slice(), b"x");
+        chain.block.release_items();
+        assert_eq!(chain.len(), SEND_CHAIN_MAX);
+        match chain.pop() {
+            Some(Piece::Buf(last)) => assert_eq!(last.as_slice(), &[SEND_CHAIN_MAX as u8 - 1]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(chain.len(), SEND_CHAIN_MAX - 1);
+    }
+
+    /// A chain dropped while linked unlinks before its buffers go (nothing leaks under Miri).
+    #[test]
+    fn a_linked_chain_drops_cleanly() {
+        let mut chain = SendChain::new().unwrap();
+        chain.push_buf(buf(b"one")).unwrap();
+        chain.push_buf(buf(b"two")).unwrap();
+        // SAFETY: no send; the drop unlinks.
+        let _ = unsafe { link_run(chain.block.slice_mut(), 0) };
+        drop(chain);
+    }
+}

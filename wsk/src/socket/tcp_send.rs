@@ -1,0 +1,239 @@
+//! Sends over memory that is not one `IoBuf`: a received item sent as WSK indicated it
+//! ([`TcpWriteHalf::send_received`]) and several buffers at once
+//! ([`TcpWriteHalf::send_chain`], see [`send_chain`](crate::send_chain)).
+//!
+//! # Sending what WSK indicated
+//!
+//! A [`Received`] item holds WSK's own buffers (an indication list it retained). Sending it
+//! passes each entry's `WSK_BUF` to `WskSend` as it is: the provider reads the indicated
+//! memory in place, no byte is copied. What we rely on, from Microsoft's pages on
+//! `WSK_DATA_INDICATION`, `WskReceiveEvent`, `WskRelease`, `WskSend` and `WSK_BUF`:
+//!
+//! * A retained indication's buffers stay valid until `WskRelease`, and its MDLs describe
+//!   locked or non-paged memory, which is what `WskSend` takes. The pages say nothing of an
+//!   indication being used by a send, on this socket or another: we assume only that the
+//!   memory stays valid (and unchanged) until the release, which we issue after the send's IRP
+//!   completed, never before.
+//! * The MDLs belong to the provider: we never modify them (no relinking of `Next`, no
+//!   changed `ByteCount`), so an item of several entries goes out as one `WskSend` per entry,
+//!   in order (see [`send_chain`](crate::send_chain) for why not over MDLs of our own).
+//! * `WSK_BUF::Offset` must lie within the first MDL: a resend after a partial send starts
+//!   at the MDL that holds the next byte.
+//! * `WskRelease` must come before `WskCloseSocket` of the receiving socket. The item holds a
+//!   call and an owner reference on that socket (see [`events`](crate::events)): its close
+//!   waits for the release, which comes when the send completed. A send that never completes
+//!   (a peer that never reads) thus holds the receiving socket's close until the send is
+//!   cancelled: drop the sending future, and the release follows the cancelled IRP.
+//!
+//! Ownership is in the types: the send takes the item by value, the operation slot holds it
+//! while the IRP is in flight (nothing else can reach it), and its drop is the one
+//! `WskRelease`: when the send completed, or, if the sending future was dropped, when the
+//! cancelled IRP came back.
+
+use wsk_sys::WSK_BUF;
+
+use crate::error::{Error, Result};
+use crate::op::OpSlot;
+use crate::pool::{AnyPoolBox, PoolBox};
+use crate::send_chain::{self, CHAIN_TAG, Piece, Pieces, SendChain};
+use crate::socket::call::{Holding, NotIssued, socket_call_holding};
+use crate::socket::events::Received;
+use crate::socket::kind::Connection;
+use crate::socket::shared::SocketCore;
+use crate::socket::tcp::{TcpStream, TcpWriteHalf};
+
+/// Sends all `buf.Length` bytes `buf` describes with one `WskSend` (more if the provider
+/// completes one partially), `holding` held by the slot while each IRP is in flight;
+/// `holding` comes back whatever the outcome.
+///
+/// # Safety
+/// `buf` describes memory kept valid and unchanged by `holding` (or by memory that outlives
+/// the call).
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
+)]
+async unsafe fn send_whole(
+    core: &SocketCore<Connection>,
+    slot: &mut OpSlot,
+    buf: HeldBuf,
+    mut holding: Holding,
+) -> (Result<()>, Holding) {
+    let total = buf.0.Length;
+    let mut sent = 0;
+    while sent < total {
+        // SAFETY: `buf`'s chain is kept alive by `holding` (caller); `sent < Length`.
+        let part = HeldBuf(unsafe { send_chain::advance(buf.0, sent) });
+        // SAFETY: connection dispatch table; the WSK_BUF lives in the slot's argument block,
+        // the memory it describes is held by the slot through `holding` (caller).
+        let done = unsafe {
+            socket_call_holding(
+                core,
+                slot,
+                holding,
+                move |args, _| args.wsk_buf = part.get(),
+                |socket, table, irp, args| table.WskSend.map(|send| send(socket, &raw mut (*args).wsk_buf, 0, irp)),
+            )
+        }
+        .await;
+        let result = match done {
+            Ok(done) => {
+                let result = done.result();
+                holding = Holding { block: done.block, item: done.item };
+                result
+            }
+            Err(NotIssued { error, block, item, .. }) => {
+                holding = Holding { block, item };
+                Err(error)
+            }
+        };
+        match result {
+            Ok(0) => return (Err(Error::Status(wsk_sys::STATUS_CONNECTION_ABORTED)), holding),
+            Ok(n) => sent += n,
+            Err(e) => return (Err(e), holding),
+        }
+    }
+    (Ok(()), holding)
+}
+
+/// A `WSK_BUF` over memory held by the send that uses it (the slot's `Holding`), carried
+/// across the send's awaits.
+#[derive(Clone, Copy)]
+struct HeldBuf(WSK_BUF);
+
+// SAFETY: the MDLs it points to describe locked memory that any thread may pass to the
+// provider while the holding keeps it alive; the pointers are only read.
+unsafe impl Send for HeldBuf {}
+// SAFETY: as above.
+unsafe impl Sync for HeldBuf {}
+
+impl HeldBuf {
+    /// The `WSK_BUF` (a method, so a closure captures the whole `Send` wrapper).
+    fn get(self) -> WSK_BUF {
+        self.0
+    }
+}
+
+impl Holding {
+    /// Holding a chain's block.
+    fn block(block: PoolBox<Pieces, CHAIN_TAG>) -> Self {
+        Holding { block: Some(AnyPoolBox::new(block)), item: None }
+    }
+
+    /// The chain's block handed back by the slot (which returns what it was given).
+    fn into_block(self) -> PoolBox<Pieces, CHAIN_TAG> {
+        self.block.and_then(|block| block.downcast().ok()).expect("the slot hands back the block it held")
+    }
+}
+
+impl TcpWriteHalf {
+    /// Sends a received item as is (zero-copy: the provider reads WSK's indicated buffers in
+    /// place; see the module documentation) and releases it to WSK once its last byte was
+    /// sent. On an error the item is released too.
+    ///
+    /// The item may come from this connection or any other. It holds its receiving socket's
+    /// close until it is released: dropping this future while a send is pending cancels the
+    /// send and releases the item once the IRP came back (exactly once, in every case).
+    /// Allocates nothing.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn send_received(&mut self, item: Received) -> Result<()> {
+        let (core, slot) = self.parts()?;
+        let mut bufs = item.wsk_bufs();
+        let mut holding = Holding { block: None, item: Some(item) };
+        // SAFETY: the cursor walks the item `holding` keeps alive: it is only moved between
+        // the caller and the slot, never released, until the loop ends.
+        while let Some(buf) = unsafe { bufs.next() } {
+            // SAFETY: `buf` is WSK's memory, valid until the item held in `holding` is released.
+            let (result, back) = unsafe { send_whole(core, slot, HeldBuf(buf), holding) }.await;
+            holding = back;
+            result?;
+        }
+        // The item goes back to WSK here (and on the early returns above).
+        drop(holding);
+        Ok(())
+    }
+
+    /// Sends every piece of `chain`, in order (see [`send_chain`](crate::send_chain): our
+    /// buffers linked into one `WskSend`, received items over WSK's buffers in place). Each
+    /// item is released to WSK when its send completed; the chain comes back holding its
+    /// buffers only, unlinked. On an error the items not sent yet are released as well.
+    ///
+    /// Dropping the future while a send is pending cancels it; the chain's block, held by
+    /// the operation, is dropped when the IRP came back (its buffers freed, its items released
+    /// once). Allocates nothing.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn send_chain(&mut self, chain: SendChain) -> (Result<()>, SendChain) {
+        let (core, slot) = match self.parts() {
+            Ok(parts) => parts,
+            Err(e) => return (Err(e), chain),
+        };
+        let mut block = chain.into_block();
+        let mut at = 0;
+        let result = loop {
+            if at >= block.slice_mut().len() {
+                break Ok(());
+            }
+            // SAFETY: no send uses the chain now; every link is undone below, after the send
+            // completed, or by the block's drop.
+            let (run, end) = unsafe { send_chain::link_run(block.slice_mut(), at) };
+            if end > at {
+                let Some(run) = run else {
+                    at = end;
+                    continue;
+                };
+                // SAFETY: the linked buffers live in the block, which the slot holds.
+                let (result, back) = unsafe { send_whole(core, slot, HeldBuf(run), Holding::block(block)) }.await;
+                block = back.into_block();
+                block.unlink_all();
+                if let Err(e) = result {
+                    break Err(e);
+                }
+                at = end;
+                continue;
+            }
+            // A received item over WSK's buffers: one send per entry, then its release.
+            let Some(Some(Piece::Received(item))) = block.slice_mut().get(at) else {
+                unreachable!("a piece that is not ours is a received item");
+            };
+            let mut bufs = item.wsk_bufs();
+            let mut failed = None;
+            // SAFETY: the item stays in the block, which this function or the slot holds,
+            // until the release below.
+            while let Some(buf) = unsafe { bufs.next() } {
+                // SAFETY: `buf` is WSK's memory, kept by the item in the block.
+                let (result, back) = unsafe { send_whole(core, slot, HeldBuf(buf), Holding::block(block)) }.await;
+                block = back.into_block();
+                if let Err(e) = result {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            if let Some(e) = failed {
+                break Err(e);
+            }
+            // Sent: back to WSK now.
+            drop(block.slice_mut()[at].take());
+            at += 1;
+        };
+        block.release_items();
+        (result, SendChain::from_block(block))
+    }
+}
+
+impl TcpStream {
+    /// See [`TcpWriteHalf::send_received`].
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn send_received(&mut self, item: Received) -> Result<()> {
+        self.write_half().send_received(item).await
+    }
+
+    /// See [`TcpWriteHalf::send_chain`].
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn send_chain(&mut self, chain: SendChain) -> (Result<()>, SendChain) {
+        self.write_half().send_chain(chain).await
+    }
+}
