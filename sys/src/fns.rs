@@ -166,7 +166,15 @@ unsafe extern "system" {
 
     // ---- strings ----
     pub fn RtlInitUnicodeString(DestinationString: *mut UNICODE_STRING, SourceString: *const WCHAR);
+
+    // ---- version ----
+    /// Whether the running Windows is at least the DDI version `Version` (`NTDDI_*`);
+    /// exported by the kernel since Windows Vista. IRQL == PASSIVE_LEVEL.
+    pub fn RtlIsNtDdiVersionAvailable(Version: ULONG) -> BOOLEAN;
 }
+
+/// `NTDDI_WIN8`: Windows 8, for [`RtlIsNtDdiVersionAvailable`].
+pub const NTDDI_WIN8: ULONG = 0x0602_0000;
 
 #[cfg_attr(windows, link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim"))]
 unsafe extern "C" {

@@ -29,9 +29,12 @@
 //!
 //! [`TcpWriteHalf::send_chain`]: crate::socket::tcp::TcpWriteHalf::send_chain
 
+use wsk_sys::{WSK_BUF, WSK_BUF_LIST};
+
 use crate::buf::IoBuf;
 use crate::error::{Error, Result};
-use crate::pool::{PoolBox, tag};
+use crate::pool::{AnyPoolBox, PoolBox, tag};
+use crate::socket::call::Holding;
 use crate::socket::events::Received;
 
 /// Pieces a [`SendChain`] holds at most.
@@ -75,12 +78,47 @@ impl Piece {
 pub(crate) struct Pieces {
     pieces: [Option<Piece>; SEND_CHAIN_MAX],
     len: usize,
+    /// The `WSK_BUF_LIST` of a datagram batch (`WskSendMessages`), over the pieces' buffers:
+    /// it lives in the block, so it stays put while the block is held by the send.
+    lists: [WSK_BUF_LIST; SEND_CHAIN_MAX],
 }
+
+// SAFETY: the pieces are `Send`; the lists only point into the block's own buffers.
+unsafe impl Send for Pieces {}
+
+const EMPTY_LIST: WSK_BUF_LIST =
+    WSK_BUF_LIST { Next: core::ptr::null_mut(), Buffer: WSK_BUF { Mdl: core::ptr::null_mut(), Offset: 0, Length: 0 } };
 
 impl Pieces {
     /// The pieces, in order.
     pub(crate) fn slice_mut(&mut self) -> &mut [Option<Piece>] {
         &mut self.pieces[..self.len]
+    }
+
+    /// The `WSK_BUF` over the valid bytes of piece `at`, one datagram of a batch: `None` past
+    /// the end, [`Error::InvalidInput`] for a received item holding WSK's buffers (a stream's
+    /// data is no datagram, and its MDLs cannot be joined into one).
+    pub(crate) fn datagram(&self, at: usize) -> Option<Result<WSK_BUF>> {
+        let piece = self.pieces[..self.len].get(at)?.as_ref()?;
+        Some(match piece {
+            Piece::Buf(buf) => Ok(buf.wsk_buf(0, buf.len())),
+            Piece::Received(item) => match item.copied() {
+                Some(buf) => Ok(buf.wsk_buf(0, buf.len())),
+                None => Err(Error::InvalidInput("a batch of datagrams holds buffers only")),
+            },
+        })
+    }
+
+    /// Builds the block's `WSK_BUF_LIST`, one entry per piece (see [`Pieces::datagram`]), and
+    /// returns its head (null for no piece).
+    pub(crate) fn datagram_list(&mut self) -> Result<*mut WSK_BUF_LIST> {
+        let mut next: *mut WSK_BUF_LIST = core::ptr::null_mut();
+        for at in (0..self.len).rev() {
+            let buffer = self.datagram(at).unwrap_or(Err(Error::InvalidInput("a released piece in a batch")))?;
+            self.lists[at] = WSK_BUF_LIST { Next: next, Buffer: buffer };
+            next = &raw mut self.lists[at];
+        }
+        Ok(next)
     }
 
     /// Undoes every link made for a send (idempotent).
@@ -149,7 +187,7 @@ impl SendChain {
     ///
     /// IRQL <= DISPATCH_LEVEL.
     pub fn new() -> Result<Self> {
-        let pieces = Pieces { pieces: [const { None }; SEND_CHAIN_MAX], len: 0 };
+        let pieces = Pieces { pieces: [const { None }; SEND_CHAIN_MAX], len: 0, lists: [EMPTY_LIST; SEND_CHAIN_MAX] };
         let block = PoolBox::try_new_tagged(pieces).map_err(|_| Error::NoMemory)?;
         Ok(Self { block })
     }
@@ -233,6 +271,36 @@ impl SendChain {
     }
 }
 
+/// A `WSK_BUF` over memory held by the send that uses it (the slot's `Holding`), carried
+/// across the send's awaits.
+#[derive(Clone, Copy)]
+pub(crate) struct HeldBuf(pub(crate) WSK_BUF);
+
+// SAFETY: the MDLs it points to describe locked memory that any thread may pass to the
+// provider while the holding keeps it alive; the pointers are only read.
+unsafe impl Send for HeldBuf {}
+// SAFETY: as above.
+unsafe impl Sync for HeldBuf {}
+
+impl HeldBuf {
+    /// The `WSK_BUF` (a method, so a closure captures the whole `Send` wrapper).
+    pub(crate) fn get(self) -> WSK_BUF {
+        self.0
+    }
+}
+
+impl Holding {
+    /// Holding a chain's block.
+    pub(crate) fn block(block: PoolBox<Pieces, CHAIN_TAG>) -> Self {
+        Holding { block: Some(AnyPoolBox::new(block)), item: None }
+    }
+
+    /// The chain's block handed back by the slot (which returns what it was given).
+    pub(crate) fn into_block(self) -> PoolBox<Pieces, CHAIN_TAG> {
+        self.block.and_then(|block| block.downcast().ok()).expect("the slot hands back the block it held")
+    }
+}
+
 /// Links the pool buffers `pieces[from..]` that are ours, as far as they go, into one MDL
 /// chain: returns the `WSK_BUF` over their valid bytes (`None` if they hold none) and the
 /// index of the first piece not taken. Buffers without valid bytes are skipped, not linked.
@@ -240,7 +308,7 @@ impl SendChain {
 /// # Safety
 /// No send uses the pieces' MDLs meanwhile, and every link is undone
 /// ([`Pieces::unlink_all`]) before a buffer is used alone or handed out.
-pub(crate) unsafe fn link_run(pieces: &mut [Option<Piece>], from: usize) -> (Option<wsk_sys::WSK_BUF>, usize) {
+pub(crate) unsafe fn link_run(pieces: &mut [Option<Piece>], from: usize) -> (Option<WSK_BUF>, usize) {
     let mut end = from;
     while end < pieces.len() && pieces[end].as_mut().is_some_and(|piece| piece.own_buf().is_some()) {
         end += 1;
@@ -259,7 +327,7 @@ pub(crate) unsafe fn link_run(pieces: &mut [Option<Piece>], from: usize) -> (Opt
         next = buf.mdl();
         total += buf.len();
     }
-    let run = (!next.is_null()).then_some(wsk_sys::WSK_BUF { Mdl: next, Offset: 0, Length: total });
+    let run = (!next.is_null()).then_some(WSK_BUF { Mdl: next, Offset: 0, Length: total });
     (run, end)
 }
 
@@ -268,7 +336,7 @@ pub(crate) unsafe fn link_run(pieces: &mut [Option<Piece>], from: usize) -> (Opt
 ///
 /// # Safety
 /// `buf`'s MDL chain is live and describes at least `Offset + n` bytes.
-pub(crate) unsafe fn advance(buf: wsk_sys::WSK_BUF, n: usize) -> wsk_sys::WSK_BUF {
+pub(crate) unsafe fn advance(buf: WSK_BUF, n: usize) -> WSK_BUF {
     let (mut mdl, mut offset) = (buf.Mdl, buf.Offset as usize + n);
     while !mdl.is_null() {
         // SAFETY: a live MDL of the chain (caller).
@@ -280,7 +348,7 @@ pub(crate) unsafe fn advance(buf: wsk_sys::WSK_BUF, n: usize) -> wsk_sys::WSK_BU
         // SAFETY: as above.
         mdl = unsafe { (*mdl).Next };
     }
-    wsk_sys::WSK_BUF { Mdl: mdl, Offset: offset as u32, Length: buf.Length - n.min(buf.Length) }
+    WSK_BUF { Mdl: mdl, Offset: offset as u32, Length: buf.Length - n.min(buf.Length) }
 }
 
 #[cfg(test)]
@@ -290,7 +358,7 @@ mod tests {
     use super::*;
 
     /// The bytes a `WSK_BUF` describes, read MDL by MDL.
-    fn described(buf: wsk_sys::WSK_BUF) -> std::vec::Vec<u8> {
+    fn described(buf: WSK_BUF) -> std::vec::Vec<u8> {
         let mut out = std::vec::Vec::new();
         let (mut mdl, mut skip, mut left) = (buf.Mdl, buf.Offset as usize, buf.Length);
         while left > 0 && !mdl.is_null() {

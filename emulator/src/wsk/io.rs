@@ -39,7 +39,9 @@ pub(crate) fn attempt(socket: &Arc<Socket>, state: &mut State, op: &mut Op, acti
         let queue = match op.kind {
             OpKind::Accept { .. } => Queue::Accept,
             OpKind::Receive { .. } | OpKind::ReceiveFrom { .. } => Queue::Receive,
-            OpKind::Send { .. } | OpKind::Disconnect { .. } | OpKind::SendTo { .. } => Queue::Send,
+            OpKind::Send { .. } | OpKind::Disconnect { .. } | OpKind::SendTo { .. } | OpKind::SendMessages { .. } => {
+                Queue::Send
+            }
             OpKind::Connect { .. } => Queue::Connect,
         };
         events::after_irp(socket, state, queue);
@@ -59,6 +61,7 @@ fn attempt_once(socket: &Arc<Socket>, state: &mut State, op: &mut Op, actions: &
         },
         OpKind::Receive { buf, done, wait_all } => receive(state, buf, done, *wait_all),
         OpKind::SendTo { buf, to } => send_to(state, buf, to),
+        OpKind::SendMessages { bufs, to, done, bytes } => send_messages(state, bufs, to, done, bytes),
         OpKind::ReceiveFrom { buf, from, control, control_flags } => {
             receive_from(state, buf, *from, *control, *control_flags)
         }
@@ -307,6 +310,29 @@ fn send_to(state: &mut State, buf: &Segments, to: &std::net::SocketAddr) -> Step
         Err(error) if would_block(&error) => Step::Blocked,
         Err(error) => Step::Done(status::from_io(&error), 0),
     }
+}
+
+/// `WskSendMessages`: the datagrams in order, each as `WskSendTo` sends one, resuming after
+/// the last one sent when the host would block. The first failure completes the IRP with
+/// its status and the bytes of the datagrams sent before it.
+fn send_messages(
+    state: &mut State,
+    bufs: &[Segments],
+    to: &std::net::SocketAddr,
+    done: &mut usize,
+    bytes: &mut usize,
+) -> Step {
+    while let Some(buf) = bufs.get(*done) {
+        match send_to(state, buf, to) {
+            Step::Done(STATUS_SUCCESS, n) => {
+                *done += 1;
+                *bytes += n;
+            }
+            Step::Done(status, _) => return Step::Done(status, *bytes),
+            Step::Blocked => return Step::Blocked,
+        }
+    }
+    Step::Done(STATUS_SUCCESS, *bytes)
 }
 
 fn receive_from(

@@ -30,12 +30,9 @@
 //! `WskRelease`: when the send completed, or, if the sending future was dropped, when the
 //! cancelled IRP came back.
 
-use wsk_sys::WSK_BUF;
-
 use crate::error::{Error, Result};
 use crate::op::OpSlot;
-use crate::pool::{AnyPoolBox, PoolBox};
-use crate::send_chain::{self, CHAIN_TAG, Piece, Pieces, SendChain};
+use crate::send_chain::{self, HeldBuf, Piece, SendChain};
 use crate::socket::call::{Holding, NotIssued, socket_call_holding};
 use crate::socket::events::Received;
 use crate::socket::kind::Connection;
@@ -94,36 +91,6 @@ async unsafe fn send_whole(
         }
     }
     (Ok(()), holding)
-}
-
-/// A `WSK_BUF` over memory held by the send that uses it (the slot's `Holding`), carried
-/// across the send's awaits.
-#[derive(Clone, Copy)]
-struct HeldBuf(WSK_BUF);
-
-// SAFETY: the MDLs it points to describe locked memory that any thread may pass to the
-// provider while the holding keeps it alive; the pointers are only read.
-unsafe impl Send for HeldBuf {}
-// SAFETY: as above.
-unsafe impl Sync for HeldBuf {}
-
-impl HeldBuf {
-    /// The `WSK_BUF` (a method, so a closure captures the whole `Send` wrapper).
-    fn get(self) -> WSK_BUF {
-        self.0
-    }
-}
-
-impl Holding {
-    /// Holding a chain's block.
-    fn block(block: PoolBox<Pieces, CHAIN_TAG>) -> Self {
-        Holding { block: Some(AnyPoolBox::new(block)), item: None }
-    }
-
-    /// The chain's block handed back by the slot (which returns what it was given).
-    fn into_block(self) -> PoolBox<Pieces, CHAIN_TAG> {
-        self.block.and_then(|block| block.downcast().ok()).expect("the slot hands back the block it held")
-    }
 }
 
 impl TcpWriteHalf {

@@ -67,6 +67,12 @@ unsafe extern "system" fn MmGetSystemRoutineAddress(_name: *mut UNICODE_STRING) 
     ptr::null_mut()
 }
 
+/// The unit tests stand for Windows 10: every DDI version up to it is available.
+#[unsafe(no_mangle)]
+extern "system" fn RtlIsNtDdiVersionAvailable(Version: ULONG) -> BOOLEAN {
+    BOOLEAN::from(Version < 0x0B00_0000)
+}
+
 /// A 16-byte aligned block of `NumberOfBytes` (uninitialized) bytes.
 ///
 /// # Safety

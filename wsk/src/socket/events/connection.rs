@@ -643,6 +643,14 @@ impl Received {
         }
     }
 
+    /// A copied item's pool buffer.
+    pub(crate) fn copied(&self) -> Option<&IoBuf> {
+        match &self.inner {
+            Inner::Copied(buffer) => Some(buffer),
+            Inner::Indication(_) => None,
+        }
+    }
+
     /// A copied item's pool buffer (ours: its MDL may be linked into a chained send).
     pub(crate) fn copied_mut(&mut self) -> Option<&mut IoBuf> {
         match &mut self.inner {
