@@ -25,8 +25,8 @@ pub const MAX_BUF: usize = 8184 * 4096;
 /// `data` is a pool allocation of `capacity` bytes (all initialized: pool memory is zeroed at
 /// allocation) with tag [`BUF_TAG`]; `mdl` describes exactly those bytes and was built with
 /// `MmBuildMdlForNonPagedPool`; both are owned by this value. The one exception is a buffer
-/// linked into a chained send ([`IoBuf::link`]): its MDL then describes only the `len` valid
-/// bytes and points to the next MDL of the send, until [`IoBuf::unlink`] restores it; a linked
+/// linked into a chained send (`IoBuf::link`): its MDL then describes only the `len` valid
+/// bytes and points to the next MDL of the send, until `IoBuf::unlink` restores it; a linked
 /// buffer is owned by the send's chain, which unlinks it before anyone else sees it.
 pub struct IoBuf {
     data: NonNull<u8>,

@@ -5,8 +5,8 @@
 //! # How the pieces become `WskSend`s
 //!
 //! * Consecutive pieces whose MDLs are ours (`IoBuf`s, and items the event stream copied into
-//!   a pool buffer) are linked into one MDL chain ([`IoBuf::link`]) and go in **one**
-//!   `WskSend`; the links are undone when the send completed ([`IoBuf::unlink`]), before the
+//!   a pool buffer) are linked into one MDL chain (`IoBuf::link`) and go in **one**
+//!   `WskSend`; the links are undone when the send completed (`IoBuf::unlink`), before the
 //!   buffers are handed back.
 //! * An item holding WSK's own buffers is sent as its indication list describes it, **one
 //!   `WskSend` per entry**, over WSK's MDLs untouched. The MDLs of an indication belong to

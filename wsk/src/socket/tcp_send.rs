@@ -1,6 +1,6 @@
 //! Sends over memory that is not one `IoBuf`: a received item sent as WSK indicated it
 //! ([`TcpWriteHalf::send_received`]) and several buffers at once
-//! ([`TcpWriteHalf::send_chain`], see [`send_chain`](crate::send_chain)).
+//! ([`TcpWriteHalf::send_chain`], see [`send_chain`]).
 //!
 //! # Sending what WSK indicated
 //!
@@ -16,7 +16,7 @@
 //!   completed, never before.
 //! * The MDLs belong to the provider: we never modify them (no relinking of `Next`, no
 //!   changed `ByteCount`), so an item of several entries goes out as one `WskSend` per entry,
-//!   in order (see [`send_chain`](crate::send_chain) for why not over MDLs of our own).
+//!   in order (see [`send_chain`] for why not over MDLs of our own).
 //! * `WSK_BUF::Offset` must lie within the first MDL: a resend after a partial send starts
 //!   at the MDL that holds the next byte.
 //! * `WskRelease` must come before `WskCloseSocket` of the receiving socket. The item holds a
@@ -121,7 +121,7 @@ impl TcpWriteHalf {
         Ok(())
     }
 
-    /// Sends every piece of `chain`, in order (see [`send_chain`](crate::send_chain): our
+    /// Sends every piece of `chain`, in order (see [`send_chain`]: our
     /// buffers linked into one `WskSend`, received items over WSK's buffers in place). Each
     /// item is released to WSK when its send completed; the chain comes back holding its
     /// buffers only, unlinked. On an error the items not sent yet are released as well.

@@ -427,7 +427,7 @@ impl ConnectionEvents {
                         }
                         Ok(n) => {
                             buffer.set_len(n);
-                            Ok(ConnectionEvent::Data(Received { inner: Inner::Copied(buffer) }))
+                            Ok(ConnectionEvent::Data(Received::from_copy(buffer)))
                         }
                         Err(Error::Cancelled) if self.attached.core().is_closing() => continue,
                         Err(e) => {
@@ -631,6 +631,11 @@ impl Received {
 }
 
 impl Received {
+    /// An item over a pool buffer an IRP receive filled (the copy path).
+    pub(crate) fn from_copy(buffer: IoBuf) -> Self {
+        Received { inner: Inner::Copied(buffer) }
+    }
+
     /// The buffers of the item as `WSK_BUF`s, in order, for sending it as is: one per entry
     /// of WSK's indication list (their MDL chains are WSK's, and stay untouched), or the one
     /// over a copied item's pool buffer.
