@@ -358,3 +358,55 @@ fn irp_path_echo_allocates_nothing_in_steady_state() {
     });
     assert_eq!(allocations, 0, "allocations during {ROUNDS} IRP-path round trips");
 }
+
+/// A chained send that fails (the connection was reset) releases the items it did not send
+/// and hands the buffers back; a batch of datagrams refuses a received item (not a datagram)
+/// with `InvalidInput`, sends nothing, and leaves the item in the chain, unreleased.
+#[test]
+fn failed_and_refused_sends_release_or_keep_their_items() {
+    run_clean(LIMIT, |env| async move {
+        let (mut l, addr) = bound_listener(&env).await;
+        let source = std::thread::spawn(move || {
+            let mut s = HostStream::connect(addr).unwrap();
+            // Two writes apart in time: two items.
+            s.write_all(&pattern(5_000, 9)).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            s.write_all(&pattern(5_000, 10)).unwrap();
+            s
+        });
+        let (mut events, source_writer) = accept_events(&mut l, EventConfig::default()).await;
+        let first = next_data(&mut events).await;
+        let second = next_data(&mut events).await;
+
+        // A batch refuses the item: nothing sent, the chain back as it was.
+        let host_udp = std::net::UdpSocket::bind(any_local()).unwrap();
+        let mut udp = wsk::UdpSocket::bind(env.wsk, any_local()).await.expect("bind");
+        let mut chain = SendChain::new().unwrap();
+        chain.push_buf(IoBuf::copy_from(b"datagram").unwrap()).unwrap();
+        chain.push_received(first).unwrap();
+        let (sent, mut chain) = udp.send_batch_to(chain, host_udp.local_addr().unwrap()).await;
+        assert!(matches!(sent, Err(wsk::Error::InvalidInput(_))), "{sent:?}");
+        assert_eq!(chain.len(), 2);
+        assert!(events.retained_bytes() > 0, "the refused item is still held");
+
+        // A chained send on a reset connection: its items are released all the same.
+        let sink = std::net::TcpListener::bind(any_local()).unwrap();
+        let sink_addr = sink.local_addr().unwrap();
+        let sink_thread = std::thread::spawn(move || drop(sink.accept().unwrap()));
+        let mut out = TcpStream::connect(env.wsk, sink_addr).await.expect("connect to the sink");
+        out.abort().await.expect("abort");
+        chain.push_received(second).unwrap();
+        let (sent, chain) = out.send_chain(chain).await;
+        assert!(sent.is_err(), "a send on a reset connection succeeded");
+        assert_eq!(events.retained_bytes(), 0, "both items went back to WSK");
+        assert_eq!(chain.len(), 1, "the buffer came back");
+        drop(chain);
+        drop(events);
+        source_writer.close().await.expect("source close");
+        out.close().await.expect("close");
+        udp.close().await.expect("udp close");
+        l.close().await.expect("listener close");
+        drop(source.join().unwrap());
+        sink_thread.join().unwrap();
+    });
+}

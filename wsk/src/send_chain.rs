@@ -196,20 +196,29 @@ impl SendChain {
     ///
     /// Any IRQL.
     pub fn push_buf(&mut self, buf: IoBuf) -> core::result::Result<(), IoBuf> {
-        self.push(Piece::Buf(buf)).map_err(|piece| match piece {
-            Piece::Buf(buf) => buf,
-            Piece::Received(_) => unreachable!("pushed a buffer"),
-        })
+        if self.is_full() {
+            return Err(buf);
+        }
+        let _ = self.push(Piece::Buf(buf));
+        Ok(())
     }
 
     /// Appends a received item; hands it back (unreleased) when the chain is full.
     ///
     /// Any IRQL.
     pub fn push_received(&mut self, item: Received) -> core::result::Result<(), Received> {
-        self.push(Piece::Received(item)).map_err(|piece| match piece {
-            Piece::Received(item) => item,
-            Piece::Buf(_) => unreachable!("pushed an item"),
-        })
+        if self.is_full() {
+            return Err(item);
+        }
+        let _ = self.push(Piece::Received(item));
+        Ok(())
+    }
+
+    /// Whether the chain holds [`SEND_CHAIN_MAX`] pieces.
+    ///
+    /// Any IRQL.
+    pub fn is_full(&self) -> bool {
+        self.block.len == SEND_CHAIN_MAX
     }
 
     /// Appends a piece; hands it back when the chain is full.

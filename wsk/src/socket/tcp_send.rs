@@ -161,8 +161,10 @@ impl TcpWriteHalf {
                 continue;
             }
             // A received item over WSK's buffers: one send per entry, then its release.
+            // Not ours to link, so a received item over WSK's buffers (`link_run` takes every
+            // buffer of ours).
             let Some(Some(Piece::Received(item))) = block.slice_mut().get(at) else {
-                unreachable!("a piece that is not ours is a received item");
+                break Err(Error::InvalidInput("a piece of the chain is neither a buffer nor an item"));
             };
             let mut bufs = item.wsk_bufs();
             let mut failed = None;
