@@ -410,3 +410,43 @@ fn failed_and_refused_sends_release_or_keep_their_items() {
         sink_thread.join().unwrap();
     });
 }
+
+/// An item of several indications goes out in one `WskSend` (over the write half's shadow
+/// MDLs), not one per indication: a send per indication would meet Nagle's algorithm between
+/// the pieces. The item here holds 64 KiB written at once, which the provider indicates as
+/// several pieces; its send completes exactly one IRP, and the bytes arrive whole.
+#[test]
+fn an_item_of_several_indications_is_one_send() {
+    run_clean(LIMIT, |env| async move {
+        let (mut l, addr) = bound_listener(&env).await;
+        let message = pattern(64 * 1024, 21);
+        let expected = message.clone();
+        let host = std::thread::spawn(move || {
+            let mut s = HostStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            s.write_all(&message).unwrap();
+            let mut back = vec![0u8; message.len()];
+            s.read_exact(&mut back).unwrap();
+            back
+        });
+        let (mut events, mut writer) = accept_events(&mut l, EventConfig::default()).await;
+        let mut sends = Vec::new();
+        let mut left = expected.len();
+        while left > 0 {
+            let item = next_data(&mut events).await;
+            left -= item.len();
+            let pieces = item.segments().count();
+            let before = wsk_emulator::counters().irps_completed;
+            writer.send_received(item).await.expect("send from indication");
+            sends.push((pieces, wsk_emulator::counters().irps_completed - before));
+        }
+        assert_eq!(host.join().unwrap(), expected);
+        assert!(sends.iter().any(|&(pieces, _)| pieces > 1), "no item of several pieces came: {sends:?}");
+        for (pieces, irps) in sends {
+            assert_eq!(irps, 1, "an item of {pieces} pieces took {irps} sends");
+        }
+        drop(events);
+        writer.close().await.expect("close");
+        l.close().await.expect("listener close");
+    });
+}

@@ -11,11 +11,10 @@
 //! * An item holding WSK's own buffers is sent as its indication list describes it, **one
 //!   `WskSend` per entry**, over WSK's MDLs untouched. The MDLs of an indication belong to
 //!   the provider: Microsoft documents no permission to change them, so we never relink their
-//!   `Next` to join them to anything. Joining them without touching them would take MDLs of
-//!   our own describing the same pages (`IoBuildPartialMdl`): one MDL per piece sized for the
-//!   largest indication, kept per chain, and a system mapping per reuse; the sends on one
-//!   stream go out in order either way, and TCP coalesces them on the wire, so we send per
-//!   entry and allocate nothing.
+//!   `Next` to join them to anything. Joining them without touching them takes MDLs of our own
+//!   over the same pages, as [`TcpWriteHalf::send_received`] does with the write half's shadow
+//!   MDLs; a chain does not do that yet, so between its pieces a send per entry may meet
+//!   Nagle's algorithm (a small piece waits for the acknowledgement of the one before).
 //!
 //! A chain is one pool block, allocated by [`SendChain::new`] and reused: sending it allocates
 //! nothing. While a send is in flight the block is held by the writer's operation slot, so
@@ -28,6 +27,7 @@
 //! holds only its `IoBuf`s, in their order.
 //!
 //! [`TcpWriteHalf::send_chain`]: crate::socket::tcp::TcpWriteHalf::send_chain
+//! [`TcpWriteHalf::send_received`]: crate::socket::tcp::TcpWriteHalf::send_received
 
 use wsk_sys::{WSK_BUF, WSK_BUF_LIST};
 

@@ -1,0 +1,172 @@
+//! Shadow MDLs: MDLs of our own over pages WSK indicated, so that a received item whose data
+//! sits in several indications (or several MDLs) goes out in **one** `WskSend` without our
+//! touching WSK's MDLs.
+//!
+//! WSK's MDLs belong to the provider: we never change their `Next` or `ByteCount`. To send
+//! the pieces of an item as one buffer, each piece gets a partial MDL of ours
+//! (`IoBuildPartialMdl` over the provider's MDL: same pages, no copy), and ours are linked.
+//! One send instead of one per indication matters: a stream's sends that are smaller than the
+//! segment size and follow each other while the first is unacknowledged are held back by
+//! Nagle's algorithm until the peer acknowledges, and a peer waiting for the whole message
+//! before it answers delays that acknowledgement (up to 40 ms on Linux, 200 ms on Windows).
+//! The echo benchmark met exactly that with one send per indication.
+//!
+//! A set holds [`SHADOWS`] MDLs, each able to describe [`SHADOW_SPAN`] bytes at any page
+//! offset: allocated once by a write half at its first send of an item (about 1.5 KiB of
+//! non-paged pool), reused for every send, held by the operation slot while a send is in
+//! flight (so a dropped send frees them only after its IRP completed). An item needing more
+//! MDLs, or a longer piece, is sent one `WskSend` per indication instead.
+//!
+//! The receive callbacks map every indicated MDL into system space before they retain it
+//! (`events::pieces::map_all`), and a partial MDL of a mapped source shares that mapping
+//! (Microsoft's `IoBuildPartialMdl` page); should a provider map one of ours anyway,
+//! `MmPrepareMdlForReuse` releases that mapping before the MDL is built again, and
+//! `IoFreeMdl` at the end.
+
+use core::ptr::NonNull;
+
+use wsk_sys::{MDL, PAGE_SIZE, WSK_BUF};
+
+use crate::error::{Error, Result};
+use crate::pool::{PoolBox, tag};
+use crate::socket::events::Received;
+
+/// MDLs in a set: the pieces one item may have to be sent in one `WskSend`.
+pub(crate) const SHADOWS: usize = 8;
+/// Bytes one shadow MDL describes at most (at any offset in its first page).
+pub(crate) const SHADOW_SPAN: usize = 64 * 1024;
+/// Pool tag of a set: a request block the provider reads through pointers while a send is
+/// in flight ("WskR").
+pub(crate) const SHADOW_TAG: u32 = tag::REQUEST;
+
+/// A set of shadow MDLs in its pool block.
+pub(crate) type ShadowSet = PoolBox<Shadows, SHADOW_TAG>;
+
+/// A set of shadow MDLs.
+///
+/// # Invariants
+/// `mdls` are MDLs from `IoAllocateMdl`, owned by the set, each with room for the pages of
+/// [`SHADOW_SPAN`] bytes at any offset; `mdls[..used]` are built over some item's pages and
+/// linked in order, the rest are unlinked.
+pub(crate) struct Shadows {
+    mdls: [NonNull<MDL>; SHADOWS],
+    used: usize,
+}
+
+// SAFETY: the MDLs are owned by the set and used from one thread at a time (the set is moved
+// between the write half and the operation slot, never shared).
+unsafe impl Send for Shadows {}
+
+impl Shadows {
+    /// A set of fresh MDLs in a pool block. IRQL <= DISPATCH_LEVEL.
+    pub(crate) fn allocate() -> Result<ShadowSet> {
+        let mut mdls = [NonNull::<MDL>::dangling(); SHADOWS];
+        for at in 0..SHADOWS {
+            // Sized for SHADOW_SPAN bytes starting at the last byte of a page: the most pages
+            // such a piece can span. The address only sizes the MDL; nothing reads it.
+            let start = core::ptr::without_provenance_mut(PAGE_SIZE - 1);
+            // SAFETY: an allocation with no IRP; the address is not dereferenced.
+            let mdl = unsafe { wsk_sys::IoAllocateMdl(start, SHADOW_SPAN as u32, 0, 0, core::ptr::null_mut()) };
+            match NonNull::new(mdl) {
+                Some(mdl) => mdls[at] = mdl,
+                None => {
+                    for allocated in &mdls[..at] {
+                        // SAFETY: allocated above, never used.
+                        unsafe { wsk_sys::IoFreeMdl(allocated.as_ptr()) };
+                    }
+                    return Err(Error::NoMemory);
+                }
+            }
+        }
+        // INVARIANT: every MDL allocated above, none built.
+        PoolBox::try_new_tagged(Shadows { mdls, used: 0 }).map_err(|set| {
+            drop(set);
+            Error::NoMemory
+        })
+    }
+
+    /// Builds one MDL chain of ours over every byte of `item` (its indications' MDLs, from
+    /// each entry's `Offset` for its `Length`) and returns the `WSK_BUF` over it, or `None`
+    /// when the item needs more than [`SHADOWS`] MDLs or a piece longer than
+    /// [`SHADOW_SPAN`] (nothing is left built then).
+    ///
+    /// # Safety
+    /// `item` stays alive (unreleased) as long as the chain is used, and no send uses the
+    /// set's MDLs now. IRQL <= DISPATCH_LEVEL.
+    pub(crate) unsafe fn cover(&mut self, item: &Received) -> Option<WSK_BUF> {
+        self.reset();
+        let mut bufs = item.wsk_bufs();
+        let mut total = 0usize;
+        // SAFETY: the item is alive (caller).
+        while let Some(buf) = unsafe { bufs.next() } {
+            let (mut mdl, mut skip, mut left) = (buf.Mdl, buf.Offset as usize, buf.Length);
+            while left > 0 {
+                if mdl.is_null() || self.used == SHADOWS {
+                    self.reset();
+                    return None;
+                }
+                // SAFETY: an MDL of the item's chain, alive with the item.
+                let count = unsafe { wsk_sys::MmGetMdlByteCount(mdl) } as usize;
+                // SAFETY: as above.
+                let next = unsafe { (*mdl).Next };
+                if skip >= count {
+                    skip -= count;
+                    mdl = next;
+                    continue;
+                }
+                let n = (count - skip).min(left);
+                if n > SHADOW_SPAN {
+                    self.reset();
+                    return None;
+                }
+                // SAFETY: as above; the piece lies in the MDL's buffer.
+                let va = unsafe { wsk_sys::MmGetMdlVirtualAddress(mdl) }.cast::<u8>().wrapping_add(skip);
+                let target = self.mdls[self.used].as_ptr();
+                // SAFETY: the source describes the item's locked pages; the target is ours,
+                // unused (caller), with room for a piece of up to SHADOW_SPAN bytes.
+                unsafe { wsk_sys::IoBuildPartialMdl(mdl, target, va.cast(), n as u32) };
+                // SAFETY: our MDL.
+                unsafe { (*target).Next = core::ptr::null_mut() };
+                if let Some(previous) = self.used.checked_sub(1) {
+                    // SAFETY: our MDL, built just before.
+                    unsafe { (*self.mdls[previous].as_ptr()).Next = target };
+                }
+                // INVARIANT: `mdls[..used]` stay built and linked in order.
+                self.used += 1;
+                total += n;
+                left -= n;
+                skip = 0;
+                mdl = next;
+            }
+        }
+        if self.used == 0 {
+            return None;
+        }
+        Some(WSK_BUF { Mdl: self.mdls[0].as_ptr(), Offset: 0, Length: total })
+    }
+
+    /// Unlinks the MDLs built by [`Shadows::cover`] and releases any mapping of their own
+    /// (`MmPrepareMdlForReuse`), once no send uses them. IRQL <= DISPATCH_LEVEL.
+    pub(crate) fn reset(&mut self) {
+        for mdl in &self.mdls[..self.used] {
+            // SAFETY: our MDL, built by `cover`, no longer used by a send (the set is only
+            // reset by its owner, never while a slot holds it).
+            unsafe { wsk_sys::MmPrepareMdlForReuse(mdl.as_ptr()) };
+            // SAFETY: as above.
+            unsafe { (*mdl.as_ptr()).Next = core::ptr::null_mut() };
+        }
+        // INVARIANT: nothing built or linked.
+        self.used = 0;
+    }
+}
+
+impl Drop for Shadows {
+    fn drop(&mut self) {
+        self.reset();
+        for mdl in &self.mdls {
+            // SAFETY: owned by the set (type invariant), unused: a set is dropped by its owner
+            // or by the completion path after the IRP that used it completed.
+            unsafe { wsk_sys::IoFreeMdl(mdl.as_ptr()) };
+        }
+    }
+}
