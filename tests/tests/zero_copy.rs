@@ -174,8 +174,9 @@ fn a_cancelled_send_releases_its_item_once() {
 }
 
 /// A chain of buffers (one of them empty, two of them consecutive) and received items, sent
-/// on another connection, arrives in order; the chain comes back with its buffers only, and
-/// sending it again sends the same bytes (the links were undone).
+/// on another connection in one `WskSend` (buffers' MDLs and shadow MDLs over the items'
+/// pages, linked), arrives in order; the chain comes back with its buffers only, and sending
+/// it again sends the same bytes (the links were undone).
 #[test]
 fn a_chain_of_buffers_and_items_arrives_in_order() {
     run_clean(LIMIT, |env| async move {
@@ -242,8 +243,11 @@ fn a_chain_of_buffers_and_items_arrives_in_order() {
         push_buf(&mut chain, &mut expected, b"<tail>");
         assert_eq!(chain.bytes(), expected.len());
         let pieces = chain.len();
+        let before = wsk_emulator::counters().irps_completed;
         let (sent, mut chain) = out.send_chain(chain).await;
         sent.expect("chained send");
+        let irps = wsk_emulator::counters().irps_completed - before;
+        assert_eq!(irps, 1, "the whole chain (buffers and items) goes in one WskSend");
         assert_eq!(events.retained_bytes(), 0, "every item was released when its send completed");
         assert_eq!(chain.len(), pieces - item_count, "the buffers came back, the items did not");
         // The buffers, in order and unchanged; pushed back for a second send.
@@ -448,5 +452,69 @@ fn an_item_of_several_indications_is_one_send() {
         drop(events);
         writer.close().await.expect("close");
         l.close().await.expect("listener close");
+    });
+}
+
+/// A chain whose items need more shadow MDLs than a set has (9 items of one piece each, 8
+/// MDLs) goes piece by piece instead: runs of buffers as one `WskSend`, items one per
+/// indication; the bytes still arrive in order and every item is released.
+#[test]
+fn a_chain_beyond_the_shadow_mdls_goes_piece_by_piece_in_order() {
+    run_clean(LIMIT, |env| async move {
+        const ITEMS: usize = 9;
+        let (mut l, addr) = bound_listener(&env).await;
+        let (next, wait) = std::sync::mpsc::channel::<()>();
+        let source = std::thread::spawn(move || {
+            let mut s = HostStream::connect(addr).unwrap();
+            for i in 0..ITEMS {
+                s.write_all(&pattern(100 + i, i as u8)).unwrap();
+                wait.recv().unwrap();
+            }
+            s
+        });
+        let sink = std::net::TcpListener::bind(any_local()).unwrap();
+        let sink_addr = sink.local_addr().unwrap();
+        let sink_thread = std::thread::spawn(move || {
+            let (mut s, _) = sink.accept().unwrap();
+            let mut all = Vec::new();
+            s.read_to_end(&mut all).unwrap();
+            all
+        });
+        let (mut events, source_writer) = accept_events(&mut l, EventConfig::default()).await;
+        let mut chain = SendChain::new().unwrap();
+        let mut expected = Vec::new();
+        for i in 0..ITEMS {
+            let mut got = 0;
+            while got < 100 + i {
+                let item = next_data(&mut events).await;
+                let mut bytes = vec![0u8; item.len()];
+                item.copy_to_slice(&mut bytes);
+                expected.extend_from_slice(&bytes);
+                got += item.len();
+                chain.push_received(item).unwrap();
+            }
+            next.send(()).unwrap();
+            if i % 2 == 0 {
+                chain.push_buf(IoBuf::copy_from(format!("<{i}>").as_bytes()).unwrap()).unwrap();
+                expected.extend_from_slice(format!("<{i}>").as_bytes());
+            }
+        }
+        let items = chain.len() - ITEMS.div_ceil(2);
+        assert!(items > 8, "the items fit the shadow MDLs ({items})");
+        let mut out = TcpStream::connect(env.wsk, sink_addr).await.expect("connect to the sink");
+        let before = wsk_emulator::counters().irps_completed;
+        let (sent, chain) = out.send_chain(chain).await;
+        sent.expect("chained send");
+        assert!(wsk_emulator::counters().irps_completed - before > 1, "sent piece by piece");
+        assert_eq!(events.retained_bytes(), 0, "every item was released");
+        assert_eq!(chain.len(), ITEMS.div_ceil(2), "the buffers came back");
+        drop(chain);
+        drop(events);
+        source_writer.close().await.expect("source close");
+        out.shutdown().await.expect("shutdown");
+        out.close().await.expect("close");
+        l.close().await.expect("listener close");
+        drop(source.join().unwrap());
+        assert!(sink_thread.join().unwrap() == expected, "bytes out of order");
     });
 }

@@ -46,8 +46,8 @@ pub(crate) type ShadowSet = PoolBox<Shadows, SHADOW_TAG>;
 ///
 /// # Invariants
 /// `mdls` are MDLs from `IoAllocateMdl`, owned by the set, each with room for the pages of
-/// [`SHADOW_SPAN`] bytes at any offset; `mdls[..used]` are built over some item's pages and
-/// linked in order, the rest are unlinked.
+/// [`SHADOW_SPAN`] bytes at any offset; `mdls[..used]` are built over some items' pages (each
+/// item's linked in order), the rest are unbuilt and unlinked.
 pub(crate) struct Shadows {
     mdls: [NonNull<MDL>; SHADOWS],
     used: usize,
@@ -95,6 +95,20 @@ impl Shadows {
     /// set's MDLs now. IRQL <= DISPATCH_LEVEL.
     pub(crate) unsafe fn cover(&mut self, item: &Received) -> Option<WSK_BUF> {
         self.reset();
+        // SAFETY: forwarded contract.
+        let (first, _, total) = unsafe { self.append(item) }?;
+        Some(WSK_BUF { Mdl: first.as_ptr(), Offset: 0, Length: total })
+    }
+
+    /// Builds MDLs of ours over every byte of `item` after those already built, linked to
+    /// one another (not to what was built before): returns the first and the last, and the
+    /// bytes; `None` when the item has no byte, or needs more MDLs than are left or a piece
+    /// longer than [`SHADOW_SPAN`] (what this call built is undone then).
+    ///
+    /// # Safety
+    /// As [`Shadows::cover`].
+    pub(crate) unsafe fn append(&mut self, item: &Received) -> Option<(NonNull<MDL>, NonNull<MDL>, usize)> {
+        let start = self.used;
         let mut bufs = item.wsk_bufs();
         let mut total = 0usize;
         // SAFETY: the item is alive (caller).
@@ -102,7 +116,7 @@ impl Shadows {
             let (mut mdl, mut skip, mut left) = (buf.Mdl, buf.Offset as usize, buf.Length);
             while left > 0 {
                 if mdl.is_null() || self.used == SHADOWS {
-                    self.reset();
+                    self.undo(start);
                     return None;
                 }
                 // SAFETY: an MDL of the item's chain, alive with the item.
@@ -116,7 +130,7 @@ impl Shadows {
                 }
                 let n = (count - skip).min(left);
                 if n > SHADOW_SPAN {
-                    self.reset();
+                    self.undo(start);
                     return None;
                 }
                 // SAFETY: as above; the piece lies in the MDL's buffer.
@@ -127,11 +141,11 @@ impl Shadows {
                 unsafe { wsk_sys::IoBuildPartialMdl(mdl, target, va.cast(), n as u32) };
                 // SAFETY: our MDL.
                 unsafe { (*target).Next = core::ptr::null_mut() };
-                if let Some(previous) = self.used.checked_sub(1) {
-                    // SAFETY: our MDL, built just before.
-                    unsafe { (*self.mdls[previous].as_ptr()).Next = target };
+                if self.used > start {
+                    // SAFETY: our MDL, built just before by this call.
+                    unsafe { (*self.mdls[self.used - 1].as_ptr()).Next = target };
                 }
-                // INVARIANT: `mdls[..used]` stay built and linked in order.
+                // INVARIANT: `mdls[..used]` stay built; this call's are linked in order.
                 self.used += 1;
                 total += n;
                 left -= n;
@@ -139,24 +153,28 @@ impl Shadows {
                 mdl = next;
             }
         }
-        if self.used == 0 {
+        if self.used == start {
             return None;
         }
-        Some(WSK_BUF { Mdl: self.mdls[0].as_ptr(), Offset: 0, Length: total })
+        Some((self.mdls[start], self.mdls[self.used - 1], total))
     }
 
-    /// Unlinks the MDLs built by [`Shadows::cover`] and releases any mapping of their own
-    /// (`MmPrepareMdlForReuse`), once no send uses them. IRQL <= DISPATCH_LEVEL.
-    pub(crate) fn reset(&mut self) {
-        for mdl in &self.mdls[..self.used] {
-            // SAFETY: our MDL, built by `cover`, no longer used by a send (the set is only
-            // reset by its owner, never while a slot holds it).
+    /// Undoes what was built from `start` on.
+    fn undo(&mut self, start: usize) {
+        for mdl in &self.mdls[start..self.used] {
+            // SAFETY: our MDL, built by the `append` being undone, used by no send.
             unsafe { wsk_sys::MmPrepareMdlForReuse(mdl.as_ptr()) };
             // SAFETY: as above.
             unsafe { (*mdl.as_ptr()).Next = core::ptr::null_mut() };
         }
-        // INVARIANT: nothing built or linked.
-        self.used = 0;
+        // INVARIANT: only the MDLs built before `start` stay built.
+        self.used = start;
+    }
+
+    /// Unlinks the MDLs built by [`Shadows::cover`] or [`Shadows::append`] and releases any mapping of their own
+    /// (`MmPrepareMdlForReuse`), once no send uses them. IRQL <= DISPATCH_LEVEL.
+    pub(crate) fn reset(&mut self) {
+        self.undo(0);
     }
 }
 

@@ -195,6 +195,18 @@ impl TcpWriteHalf {
             Err(e) => return (Err(e), chain),
         };
         let mut block = chain.into_block();
+        // The whole chain in one WskSend, where the shadow MDLs cover its items.
+        // SAFETY: no send uses the chain now; the links are undone below, after the send
+        // completed, or by the block's drop, before any item is released.
+        if let Some(whole) = unsafe { block.link_whole() } {
+            // SAFETY: the linked MDLs (buffers and shadow MDLs) and the items' pages live in the
+            // block, which the slot holds.
+            let (result, back) = unsafe { send_whole(core, slot, HeldBuf(whole), Holding::block(block)) }.await;
+            let mut block = back.into_block();
+            block.unlink_all();
+            block.release_items();
+            return (result, SendChain::from_block(block));
+        }
         let mut at = 0;
         let result = loop {
             if at >= block.slice_mut().len() {
