@@ -279,18 +279,19 @@ fn a_chain_of_buffers_and_items_arrives_in_order() {
 
 /// Rounds measured after the warm-up.
 const ROUNDS: usize = 200;
-/// Bytes per round.
-const ROUND_BYTES: usize = 1500;
+/// Bytes per round: a message that comes as one indication, and one that comes as several
+/// (the provider indicates at most 16 KiB per indication), sent over shadow MDLs.
+const ROUND_SIZES: [usize; 2] = [1500, 40_000];
 
-/// A host peer that writes `rounds` messages of [`ROUND_BYTES`] and reads each one back
-/// before the next (ping-pong), checking the bytes.
-fn ping_pong(addr: SocketAddr, rounds: usize) -> std::thread::JoinHandle<()> {
+/// A host peer that writes `rounds` messages of `size` bytes and reads each one back before
+/// the next (ping-pong), checking the bytes.
+fn ping_pong(addr: SocketAddr, rounds: usize, size: usize) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut s = HostStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut back = vec![0u8; ROUND_BYTES];
+        let mut back = vec![0u8; size];
         for round in 0..rounds {
-            let message = pattern(ROUND_BYTES, round as u8);
+            let message = pattern(size, round as u8);
             s.write_all(&message).unwrap();
             s.read_exact(&mut back).unwrap();
             assert!(back == message, "round {round} came back different");
@@ -300,67 +301,77 @@ fn ping_pong(addr: SocketAddr, rounds: usize) -> std::thread::JoinHandle<()> {
 }
 
 /// Round trips on the event path, each item sent back as received: after a warm-up, no
-/// allocation of any kind (pool, IRP, MDL, work item) per receive or send.
+/// allocation of any kind (pool, IRP, MDL, work item) per receive or send, for items of one
+/// indication and of several (one send over the write half's shadow MDLs).
 #[test]
 fn event_path_echo_allocates_nothing_in_steady_state() {
-    let allocations = run_clean(LIMIT, |env| async move {
-        let (mut l, addr) = bound_listener(&env).await;
-        let warm_up = 20;
-        let host = ping_pong(addr, warm_up + ROUNDS);
-        let (mut events, mut writer) = accept_events(&mut l, EventConfig::default()).await;
-        let mut echo = async |rounds: usize| {
-            let mut left = rounds * ROUND_BYTES;
-            while left > 0 {
-                let item = next_data(&mut events).await;
-                left -= item.len();
-                writer.send_received(item).await.expect("send from indication");
-            }
-        };
-        echo(warm_up).await;
-        let before = wsk_emulator::counters();
-        echo(ROUNDS).await;
-        let after = wsk_emulator::counters();
-        host.join().unwrap();
-        drop(events);
-        writer.close().await.expect("close");
-        l.close().await.expect("listener close");
-        after.allocations() - before.allocations()
-    });
-    assert_eq!(allocations, 0, "allocations during {ROUNDS} event-path round trips");
+    for size in ROUND_SIZES {
+        let (allocations, several) = run_clean(LIMIT, move |env| async move {
+            let (mut l, addr) = bound_listener(&env).await;
+            let warm_up = 20;
+            let host = ping_pong(addr, warm_up + ROUNDS, size);
+            let (mut events, mut writer) = accept_events(&mut l, EventConfig::default()).await;
+            let mut several = 0;
+            let mut echo = async |rounds: usize| {
+                let mut left = rounds * size;
+                while left > 0 {
+                    let item = next_data(&mut events).await;
+                    left -= item.len();
+                    several += usize::from(item.segments().count() > 1);
+                    writer.send_received(item).await.expect("send from indication");
+                }
+            };
+            echo(warm_up).await;
+            let before = wsk_emulator::counters();
+            echo(ROUNDS).await;
+            let after = wsk_emulator::counters();
+            host.join().unwrap();
+            drop(events);
+            writer.close().await.expect("close");
+            l.close().await.expect("listener close");
+            (after.allocations() - before.allocations(), several)
+        });
+        assert_eq!(allocations, 0, "allocations during {ROUNDS} event-path round trips of {size} bytes");
+        if size > 16 * 1024 {
+            assert!(several > 0, "no item of several indications at {size} bytes");
+        }
+    }
 }
 
 /// The same round trips on the IRP path (`recv` into one buffer, `send_all` of it).
 #[test]
 fn irp_path_echo_allocates_nothing_in_steady_state() {
-    let allocations = run_clean(LIMIT, |env| async move {
-        let (mut l, addr) = bound_listener(&env).await;
-        let warm_up = 20;
-        let host = ping_pong(addr, warm_up + ROUNDS);
-        let (mut stream, _) = l.accept().await.expect("accept");
-        let mut buf = Some(IoBuf::with_capacity(64 * 1024).unwrap());
-        let mut echo = async |rounds: usize| {
-            let mut left = rounds * ROUND_BYTES;
-            while left > 0 {
-                let (got, back) = stream.recv(buf.take().unwrap()).await;
-                let n = got.expect("receive");
-                assert!(n > 0, "unexpected end of stream");
-                left -= n;
-                let (sent, back) = stream.send_all(back).await;
-                sent.expect("send");
-                buf = Some(back);
-            }
-        };
-        echo(warm_up).await;
-        let before = wsk_emulator::counters();
-        echo(ROUNDS).await;
-        let after = wsk_emulator::counters();
-        host.join().unwrap();
-        drop(buf);
-        stream.close().await.expect("close");
-        l.close().await.expect("listener close");
-        after.allocations() - before.allocations()
-    });
-    assert_eq!(allocations, 0, "allocations during {ROUNDS} IRP-path round trips");
+    for size in ROUND_SIZES {
+        let allocations = run_clean(LIMIT, move |env| async move {
+            let (mut l, addr) = bound_listener(&env).await;
+            let warm_up = 20;
+            let host = ping_pong(addr, warm_up + ROUNDS, size);
+            let (mut stream, _) = l.accept().await.expect("accept");
+            let mut buf = Some(IoBuf::with_capacity(64 * 1024).unwrap());
+            let mut echo = async |rounds: usize| {
+                let mut left = rounds * size;
+                while left > 0 {
+                    let (got, back) = stream.recv(buf.take().unwrap()).await;
+                    let n = got.expect("receive");
+                    assert!(n > 0, "unexpected end of stream");
+                    left -= n;
+                    let (sent, back) = stream.send_all(back).await;
+                    sent.expect("send");
+                    buf = Some(back);
+                }
+            };
+            echo(warm_up).await;
+            let before = wsk_emulator::counters();
+            echo(ROUNDS).await;
+            let after = wsk_emulator::counters();
+            host.join().unwrap();
+            drop(buf);
+            stream.close().await.expect("close");
+            l.close().await.expect("listener close");
+            after.allocations() - before.allocations()
+        });
+        assert_eq!(allocations, 0, "allocations during {ROUNDS} IRP-path round trips of {size} bytes");
+    }
 }
 
 /// A chained send that fails (the connection was reset) releases the items it did not send
