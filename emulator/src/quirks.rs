@@ -11,6 +11,7 @@
 //! | --- | --- | --- |
 //! | `wine-cancel-timer` | `KeCancelTimer` returns TRUE for every timer set since it was initialized or last cancelled, expired or not; before it returns it removes the timer's DPC if it is queued and waits for it if it is running | Wine's `ntoskrnl.exe`: the answer is `Header.Inserted`, which expiry never clears; the DPC runs on a thread-pool timer callback, which `KeCancelTimer` cancels or waits for |
 //! | `wine-uncancelable-irps` | the WSK provider gives its pending IRPs no cancel routine, so `IoCancelIrp` returns FALSE and the IRP completes only when the operation does (data arrives) or the socket is closed | Wine's `netio.sys`: pending operations are overlapped host socket calls; nothing cancels them but `WskCloseSocket` |
+//! | `no-send-messages` | datagram sockets get a provider dispatch table whose `WskSendMessages` is null | a provider without batched datagram sends (`WskSendMessages` came with Windows 8) |
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -21,15 +22,17 @@ pub struct Quirks {
     pub wine_cancel_timer: bool,
     /// WSK IRPs cannot be cancelled, as under Wine's netio (`wine-uncancelable-irps`).
     pub wine_uncancelable_irps: bool,
+    /// The datagram dispatch table has no `WskSendMessages` (`no-send-messages`).
+    pub no_send_messages: bool,
 }
 
 impl Quirks {
     /// The names `WSK_EMU_QUIRKS` accepts, besides `wine` (all of them).
-    pub const NAMES: &'static [&'static str] = &["wine-cancel-timer", "wine-uncancelable-irps"];
+    pub const NAMES: &'static [&'static str] = &["wine-cancel-timer", "wine-uncancelable-irps", "no-send-messages"];
 
     /// Every quirk that models Wine.
     pub const fn wine() -> Self {
-        Self { wine_cancel_timer: true, wine_uncancelable_irps: true }
+        Self { wine_cancel_timer: true, wine_uncancelable_irps: true, no_send_messages: false }
     }
 
     /// Parses a `WSK_EMU_QUIRKS` value. Unknown names are an error naming them.
@@ -40,6 +43,7 @@ impl Quirks {
                 "wine" => quirks = Self::wine(),
                 "wine-cancel-timer" => quirks.wine_cancel_timer = true,
                 "wine-uncancelable-irps" => quirks.wine_uncancelable_irps = true,
+                "no-send-messages" => quirks.no_send_messages = true,
                 other => {
                     return Err(format!("unknown quirk `{other}` (known: wine, {})", Self::NAMES.join(", ")));
                 }
@@ -49,11 +53,18 @@ impl Quirks {
     }
 
     const fn bits(self) -> u8 {
-        INITIALIZED | (self.wine_cancel_timer as u8) | ((self.wine_uncancelable_irps as u8) << 1)
+        INITIALIZED
+            | (self.wine_cancel_timer as u8)
+            | ((self.wine_uncancelable_irps as u8) << 1)
+            | ((self.no_send_messages as u8) << 2)
     }
 
     const fn from_bits(bits: u8) -> Self {
-        Self { wine_cancel_timer: bits & 1 != 0, wine_uncancelable_irps: bits & 2 != 0 }
+        Self {
+            wine_cancel_timer: bits & 1 != 0,
+            wine_uncancelable_irps: bits & 2 != 0,
+            no_send_messages: bits & 4 != 0,
+        }
     }
 }
 
@@ -95,19 +106,20 @@ mod tests {
     fn parses_names_and_rejects_unknown_ones() {
         assert_eq!(Quirks::parse(""), Ok(Quirks::default()));
         assert_eq!(Quirks::parse("wine"), Ok(Quirks::wine()));
-        assert_eq!(
-            Quirks::parse(" wine-cancel-timer "),
-            Ok(Quirks { wine_cancel_timer: true, wine_uncancelable_irps: false })
-        );
+        assert_eq!(Quirks::parse("no-send-messages"), Ok(Quirks { no_send_messages: true, ..Quirks::default() }));
+        assert_eq!(Quirks::parse(" wine-cancel-timer "), Ok(Quirks { wine_cancel_timer: true, ..Quirks::default() }));
         let err = Quirks::parse("wine-cancel-timer,wine-cancle").unwrap_err();
         assert!(err.contains("wine-cancle") && err.contains("wine-uncancelable-irps"), "{err}");
     }
 
     #[test]
     fn bits_round_trip() {
-        for quirks in
-            [Quirks::default(), Quirks::wine(), Quirks { wine_cancel_timer: false, wine_uncancelable_irps: true }]
-        {
+        for quirks in [
+            Quirks::default(),
+            Quirks::wine(),
+            Quirks { wine_uncancelable_irps: true, ..Quirks::default() },
+            Quirks { no_send_messages: true, ..Quirks::default() },
+        ] {
             assert_eq!(Quirks::from_bits(quirks.bits()), quirks);
         }
     }

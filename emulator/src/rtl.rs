@@ -1,7 +1,7 @@
 //! Run-time library and system services: `RtlInitUnicodeString`, `MmGetSystemRoutineAddress`,
-//! `KeQueryInterruptTime`.
+//! `RtlIsNtDdiVersionAvailable`, `KeQueryInterruptTime`.
 
-use wsk_sys::{DISPATCH_LEVEL, PASSIVE_LEVEL, PVOID, ULONGLONG, UNICODE_STRING, WCHAR};
+use wsk_sys::{BOOLEAN, DISPATCH_LEVEL, PASSIVE_LEVEL, PVOID, ULONG, ULONGLONG, UNICODE_STRING, WCHAR};
 
 use crate::irql;
 use crate::time;
@@ -29,6 +29,15 @@ pub unsafe extern "system" fn RtlInitUnicodeString(DestinationString: *mut UNICO
     };
     // SAFETY: the caller guarantees `DestinationString` is writable.
     unsafe { DestinationString.write(string) };
+}
+
+/// `RtlIsNtDdiVersionAvailable`: the emulated kernel is Windows 10 (`NTDDI_WIN10` and its
+/// updates), so every version before Windows 11's numbering is available. IRQL ==
+/// PASSIVE_LEVEL.
+#[unsafe(no_mangle)]
+pub extern "system" fn RtlIsNtDdiVersionAvailable(Version: ULONG) -> BOOLEAN {
+    irql::check_max("RtlIsNtDdiVersionAvailable", PASSIVE_LEVEL);
+    BOOLEAN::from(Version < 0x0B00_0000)
 }
 
 /// `KeQueryInterruptTime`: 100 ns units since the emulator started. Any IRQL.
@@ -76,7 +85,8 @@ exports! {
     ExAllocatePool2, ExAllocatePoolWithTag, ExFreePoolWithTag, ExFreePool, MmGetSystemRoutineAddress,
     IoAllocateIrp, IoInitializeIrp, IoReuseIrp, IoFreeIrp, IoCancelIrp, IofCompleteRequest,
     IoAcquireCancelSpinLock, IoReleaseCancelSpinLock, IoSetCompletionRoutineEx,
-    IoAllocateMdl, IoFreeMdl, MmBuildMdlForNonPagedPool, MmMapLockedPagesSpecifyCache,
+    IoAllocateMdl, IoFreeMdl, MmBuildMdlForNonPagedPool, MmMapLockedPagesSpecifyCache, MmUnmapLockedPages,
+    IoBuildPartialMdl,
     IoAllocateWorkItem, IoQueueWorkItem, IoFreeWorkItem,
     KeInitializeEvent, KeSetEvent, KeClearEvent, KeResetEvent, KeReadStateEvent, KeWaitForSingleObject,
     KeDelayExecutionThread,
@@ -84,7 +94,7 @@ exports! {
     KeInitializeDpc, KeInsertQueueDpc, KeRemoveQueueDpc, KeFlushQueuedDpcs, KeQueryInterruptTime,
     ExInitializeRundownProtection, ExReInitializeRundownProtection, ExAcquireRundownProtection,
     ExReleaseRundownProtection, ExWaitForRundownProtectionRelease, ExRundownCompleted,
-    ZwOpenKey, ZwQueryValueKey, ZwClose, RtlInitUnicodeString, KeBugCheckEx,
+    ZwOpenKey, ZwQueryValueKey, ZwClose, RtlInitUnicodeString, RtlIsNtDdiVersionAvailable, KeBugCheckEx,
     WskRegister, WskDeregister, WskCaptureProviderNPI, WskReleaseProviderNPI,
     WskEmuGetCurrentIrql,
 }

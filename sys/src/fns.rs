@@ -93,6 +93,10 @@ unsafe extern "system" {
         BugCheckOnFailure: ULONG,
         Priority: ULONG,
     ) -> PVOID;
+    pub fn MmUnmapLockedPages(BaseAddress: PVOID, MemoryDescriptorList: *mut MDL);
+    /// `TargetMdl` (allocated by the caller, large enough for the pages) describes `Length`
+    /// bytes at `VirtualAddress` inside the buffer `SourceMdl` describes (locked pages).
+    pub fn IoBuildPartialMdl(SourceMdl: *mut MDL, TargetMdl: *mut MDL, VirtualAddress: PVOID, Length: ULONG);
 
     // ---- work items: allocate/queue/free at IRQL <= DISPATCH_LEVEL; routine at PASSIVE ----
     pub fn IoAllocateWorkItem(DeviceObject: *mut DEVICE_OBJECT) -> PIO_WORKITEM;
@@ -172,7 +176,15 @@ unsafe extern "system" {
 
     // ---- strings ----
     pub fn RtlInitUnicodeString(DestinationString: *mut UNICODE_STRING, SourceString: *const WCHAR);
+
+    // ---- version ----
+    /// Whether the running Windows is at least the DDI version `Version` (`NTDDI_*`);
+    /// exported by the kernel since Windows Vista. IRQL == PASSIVE_LEVEL.
+    pub fn RtlIsNtDdiVersionAvailable(Version: ULONG) -> BOOLEAN;
 }
+
+/// `NTDDI_WIN8`: Windows 8, for [`RtlIsNtDdiVersionAvailable`].
+pub const NTDDI_WIN8: ULONG = 0x0602_0000;
 
 #[cfg_attr(windows, link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim"))]
 unsafe extern "C" {

@@ -24,7 +24,10 @@ pub const MAX_BUF: usize = 8184 * 4096;
 /// # Invariants
 /// `data` is a pool allocation of `capacity` bytes (all initialized: pool memory is zeroed at
 /// allocation) with tag [`BUF_TAG`]; `mdl` describes exactly those bytes and was built with
-/// `MmBuildMdlForNonPagedPool`; both are owned by this value.
+/// `MmBuildMdlForNonPagedPool`; both are owned by this value. The one exception is a buffer
+/// linked into a chained send (`IoBuf::link`): its MDL then describes only the `len` valid
+/// bytes and points to the next MDL of the send, until `IoBuf::unlink` restores it; a linked
+/// buffer is owned by the send's chain, which unlinks it before anyone else sees it.
 pub struct IoBuf {
     data: NonNull<u8>,
     capacity: usize,
@@ -151,6 +154,43 @@ impl IoBuf {
         let (data, capacity) = (header.MappedSystemVa, header.ByteCount as usize);
         // INVARIANT: the fields of the buffer that gave the MDL up (caller).
         Self { data: NonNull::new(data.cast()).expect("a built MDL maps its buffer"), capacity, len: 0, mdl }
+    }
+
+    /// Links the buffer into an MDL chain for one send of several buffers: its MDL describes
+    /// the `len` valid bytes only and is followed by `next` (null at the end of the chain).
+    /// The MDL is ours, so changing it is ours to do; shortening `ByteCount` over pages that
+    /// stay locked and mapped is what `NdisAdjustMdlLength` does for the same purpose. Only a
+    /// buffer with valid bytes is linked (an MDL of zero bytes is not a valid chain element).
+    ///
+    /// # Safety
+    /// No operation uses the buffer's MDL meanwhile, and [`IoBuf::unlink`] is called before
+    /// the buffer is used on its own again or handed to anyone; `next` is null or an MDL that
+    /// outlives every use of the chain.
+    pub(crate) unsafe fn link(&mut self, next: *mut MDL) {
+        debug_assert!(self.len > 0);
+        let mdl = self.mdl.as_ptr();
+        // SAFETY: the MDL is owned by `self` and not in use (caller).
+        unsafe { (*mdl).ByteCount = self.len as u32 };
+        // SAFETY: as above.
+        unsafe { (*mdl).Next = next };
+    }
+
+    /// Restores the MDL after [`IoBuf::link`]: all `capacity` bytes, no next MDL. Idempotent.
+    ///
+    /// # Safety
+    /// No operation uses the buffer's MDL (the send that used the chain completed).
+    pub(crate) unsafe fn unlink(&mut self) {
+        let mdl = self.mdl.as_ptr();
+        // INVARIANT: the MDL describes all `capacity` bytes again, alone.
+        // SAFETY: the MDL is owned by `self` and not in use (caller).
+        unsafe { (*mdl).ByteCount = self.capacity as u32 };
+        // SAFETY: as above.
+        unsafe { (*mdl).Next = core::ptr::null_mut() };
+    }
+
+    /// The buffer's MDL (for a chain's head or a `link`'s `next`).
+    pub(crate) fn mdl(&self) -> *mut MDL {
+        self.mdl.as_ptr()
     }
 
     /// A `WSK_BUF` over `offset..offset + length` of the buffer.

@@ -68,7 +68,9 @@ pub mod pool;
 mod readme;
 pub mod registration;
 pub mod resolve;
+pub mod send_chain;
 pub mod service;
+mod shadow;
 pub mod socket;
 #[cfg(test)]
 mod tests;
@@ -79,6 +81,7 @@ pub use client_control::{StaticEvents, Transport};
 pub use error::{Error, ErrorKind, Result};
 pub use global::DriverGlobal;
 pub use registration::Wsk;
+pub use send_chain::SendChain;
 pub use socket::admission::{Admission, PeerLimit, PerPeerLimit, Verdict};
 pub use socket::events;
 pub use socket::inspection::Inspection;

@@ -27,7 +27,8 @@
 //! | `irp`                 | `Armed::submit` (prepare)    | provider, then completion    | owner / finalizer   |
 //! | `status`, `info`      | —                            | completion routine (write)   | owner or finalizer  |
 //! | `buffer`, `block`,    | `Armed` (give, take back)    | provider, through pointers   | owner or finalizer  |
-//! | `socket_owner`        |                              |                              | (take)              |
+//! | `socket_owner`,       |                              |                              | (take)              |
+//! | `item`                |                              |                              |                     |
 //! | `keep_data`           | `arm` (reset), `Armed` (set) | —                            | finalizer (read)    |
 //! | `args`                | `Armed` (fill), owner (read) | provider, through pointers   | —                   |
 //! | `kept`                | owner (`take_kept`)          | —                            | finalizer (store)   |
@@ -63,6 +64,7 @@ use crate::buf::IoBuf;
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, Ordering};
 use crate::pool::{self, AnyPoolBox, PoolBox};
+use crate::socket::events::Received;
 use crate::socket::shared::AnyCore;
 
 /// An IRP is in flight (owned by the provider until `COMPLETE`).
@@ -176,6 +178,11 @@ struct SlotInner {
     /// the IRP is in flight: if the operation is abandoned and still succeeds, the returned
     /// socket is handed to it and closed in the background instead of leaking.
     socket_owner: UnsafeCell<Option<SocketOwner>>,
+    /// A received item whose buffers (WSK's own memory) the provider reads through the
+    /// argument block's `WSK_BUF` (a send of the item): held until the IRP completes, so the
+    /// item is released (`WskRelease`) only after the provider is done with its memory, and
+    /// exactly once (by whoever drops it: the collector or the finalizer).
+    item: UnsafeCell<Option<Received>>,
     args: UnsafeCell<OpArgs>,
     /// Whether the operation in flight is a stream receive whose data must survive the drop
     /// of its future (see [`Armed::keep_data`]).
@@ -212,6 +219,8 @@ pub(crate) struct Completion {
     pub block: Option<AnyPoolBox>,
     /// The socket owner given to [`Armed::hold_owner`], handed back.
     pub socket_owner: Option<SocketOwner>,
+    /// The received item given to [`Armed::hold_item`], handed back.
+    pub item: Option<Received>,
     /// The deadline of a timed operation ([`Armed::submit_with_deadline`]) passed before
     /// the operation was collected (its timer's DPC ran and asked for the cancel).
     pub timed_out: bool,
@@ -259,6 +268,7 @@ impl OpSlot {
             buffer: UnsafeCell::new(None),
             block: UnsafeCell::new(None),
             socket_owner: UnsafeCell::new(None),
+            item: UnsafeCell::new(None),
             args: UnsafeCell::new(OpArgs::new()),
             keep_data: UnsafeCell::new(false),
             kept: UnsafeCell::new(None),
@@ -457,6 +467,15 @@ impl<'a> Armed<'a> {
         unsafe { *self.inner().block.get() = Some(AnyPoolBox::new(block)) };
     }
 
+    /// [`Armed::hold_block`] for a block already type-erased (or none: dropping any block
+    /// given before).
+    ///
+    /// Any IRQL.
+    pub fn hold_any_block(&mut self, block: Option<AnyPoolBox>) {
+        // SAFETY: as in `hold_buffer`.
+        unsafe { *self.inner().block.get() = block };
+    }
+
     /// Gives the slot the owner of a socket the operation returns in `Information` (accept,
     /// creation): it comes back in the [`Completion`]; if the operation is abandoned and
     /// succeeds anyway, the socket is given to `owner`, whose drop closes it.
@@ -465,6 +484,17 @@ impl<'a> Armed<'a> {
     pub fn hold_owner(&mut self, owner: Option<SocketOwner>) {
         // SAFETY: as in `hold_buffer`.
         unsafe { *self.inner().socket_owner.get() = owner };
+    }
+
+    /// Gives the slot a received item (dropping any item given before) whose buffers the call
+    /// reads: it stays alive, unreleased, until the operation is collected, and comes back in
+    /// the [`Completion`]; if the operation is abandoned, the finalizer drops it (releasing it
+    /// to WSK) after the IRP completed.
+    ///
+    /// Any IRQL.
+    pub fn hold_item(&mut self, item: Option<Received>) {
+        // SAFETY: as in `hold_buffer`.
+        unsafe { *self.inner().item.get() = item };
     }
 
     /// Marks the operation a stream (TCP) receive whose data must survive the drop of its
@@ -506,7 +536,17 @@ impl<'a> Armed<'a> {
         let block = unsafe { (*inner.block.get()).take() };
         // SAFETY: as above.
         let socket_owner = unsafe { (*inner.socket_owner.get()).take() };
-        Completion { status: wsk_sys::STATUS_NOT_IMPLEMENTED, info: 0, buffer, block, socket_owner, timed_out: false }
+        // SAFETY: as above.
+        let item = unsafe { (*inner.item.get()).take() };
+        Completion {
+            status: wsk_sys::STATUS_NOT_IMPLEMENTED,
+            info: 0,
+            buffer,
+            block,
+            socket_owner,
+            item,
+            timed_out: false,
+        }
     }
 
     /// Prepares the IRP, marks the slot busy and hands the IRP to the provider through `call`,
@@ -589,7 +629,9 @@ impl Drop for Armed<'_> {
         let block = unsafe { (*inner.block.get()).take() };
         // SAFETY: as above.
         let owner = unsafe { (*inner.socket_owner.get()).take() };
-        drop((buffer, block, owner));
+        // SAFETY: as above.
+        let item = unsafe { (*inner.item.get()).take() };
+        drop((buffer, block, owner, item));
     }
 }
 
@@ -667,6 +709,9 @@ unsafe fn finalize_abandoned(inner: NonNull<SlotInner>) {
     }
     // SAFETY: as above.
     drop(unsafe { (*slot.block.get()).take() });
+    // The provider is done with an item's buffers (the IRP completed): release it, once.
+    // SAFETY: as above.
+    drop(unsafe { (*slot.item.get()).take() });
     // SAFETY: as above.
     let owner = unsafe { (*slot.socket_owner.get()).take() };
     if let Some(owner) = owner {
@@ -768,9 +813,11 @@ impl OpSlot {
         let block = unsafe { (*inner.block.get()).take() };
         // SAFETY: as above.
         let socket_owner = unsafe { (*inner.socket_owner.get()).take() };
+        // SAFETY: as above.
+        let item = unsafe { (*inner.item.get()).take() };
         // Read after COMPLETE: a DPC whose cancel completed the IRP set EXPIRED before.
         let timed_out = deadline::is_expired(&inner.deadline);
-        let completion = Completion { status, info, buffer, block, socket_owner, timed_out };
+        let completion = Completion { status, info, buffer, block, socket_owner, item, timed_out };
         inner.state.store(0, Ordering::Release);
         // SAFETY: releases the in-flight reference taken in `Armed::submit`.
         unsafe { release_in_flight(self.inner) };

@@ -39,7 +39,9 @@ pub(crate) fn attempt(socket: &Arc<Socket>, state: &mut State, op: &mut Op, acti
         let queue = match op.kind {
             OpKind::Accept { .. } => Queue::Accept,
             OpKind::Receive { .. } | OpKind::ReceiveFrom { .. } => Queue::Receive,
-            OpKind::Send { .. } | OpKind::Disconnect { .. } | OpKind::SendTo { .. } => Queue::Send,
+            OpKind::Send { .. } | OpKind::Disconnect { .. } | OpKind::SendTo { .. } | OpKind::SendMessages { .. } => {
+                Queue::Send
+            }
             OpKind::Connect { .. } => Queue::Connect,
         };
         events::after_irp(socket, state, queue);
@@ -59,6 +61,7 @@ fn attempt_once(socket: &Arc<Socket>, state: &mut State, op: &mut Op, actions: &
         },
         OpKind::Receive { buf, done, wait_all } => receive(state, buf, done, *wait_all),
         OpKind::SendTo { buf, to } => send_to(state, buf, to),
+        OpKind::SendMessages { bufs, to, done, bytes } => send_messages(state, bufs, to, done, bytes),
         OpKind::ReceiveFrom { buf, from, control, control_flags } => {
             receive_from(state, buf, *from, *control, *control_flags)
         }
@@ -194,6 +197,15 @@ fn send(state: &mut State, buf: &Segments, done: &mut usize, may_be_short: bool)
     }
     let Some(host) = state.host.as_ref() else { return Step::Done(STATUS_CONNECTION_ABORTED, 0) };
     let shapes = crate::adversary::get().random_shapes;
+    if !shapes {
+        return match send_gathered(host, buf, done) {
+            Ok(step) => step,
+            Err(status) => {
+                state.error = Some(status);
+                Step::Done(status, 0)
+            }
+        };
+    }
     while let Some((address, length)) = buf.chunk(*done) {
         // The adversary's random shapes: part of the chunk, and maybe a short send.
         let length = if shapes { crate::adversary::up_to(length) } else { length };
@@ -217,6 +229,36 @@ fn send(state: &mut State, buf: &Segments, done: &mut usize, may_be_short: bool)
         }
     }
     Step::Done(STATUS_SUCCESS, *done)
+}
+
+/// Chunks of a send gathered into one host write at most.
+const GATHER: usize = 16;
+
+/// A send's bytes from `done` on, in as few host writes as can be: the chunks (one per MDL
+/// piece) gathered into one vectored write (up to [`GATHER`] at a time). A stack sends an MDL
+/// chain as one stream; a host write per piece would instead meet Nagle's algorithm between
+/// the pieces (a piece smaller than a segment waits for the acknowledgement of the one
+/// before, which a peer waiting for the whole message delays). `Err`: the host's error, sticky.
+fn send_gathered(host: &socket2::Socket, buf: &Segments, done: &mut usize) -> Result<Step, NTSTATUS> {
+    while *done < buf.total() {
+        let mut slices = [std::io::IoSlice::new(&[]); GATHER];
+        let (mut count, mut at) = (0, *done);
+        while count < GATHER {
+            let Some((address, length)) = buf.chunk(at) else { break };
+            // SAFETY: the client keeps the buffer valid until the IRP completes; the range lies
+            // in the buffer (checked against the MDL chain when the call was made).
+            slices[count] = std::io::IoSlice::new(unsafe { std::slice::from_raw_parts(address.cast_const(), length) });
+            count += 1;
+            at += length;
+        }
+        match status::retry(|| host.send_vectored_with_flags(&slices[..count], libc::MSG_NOSIGNAL)) {
+            Ok(0) => return Ok(Step::Blocked),
+            Ok(n) => *done += n,
+            Err(error) if would_block(&error) => return Ok(Step::Blocked),
+            Err(error) => return Err(status::from_io(&error)),
+        }
+    }
+    Ok(Step::Done(STATUS_SUCCESS, *done))
 }
 
 fn disconnect(state: &mut State, sent: usize) -> Step {
@@ -307,6 +349,29 @@ fn send_to(state: &mut State, buf: &Segments, to: &std::net::SocketAddr) -> Step
         Err(error) if would_block(&error) => Step::Blocked,
         Err(error) => Step::Done(status::from_io(&error), 0),
     }
+}
+
+/// `WskSendMessages`: the datagrams in order, each as `WskSendTo` sends one, resuming after
+/// the last one sent when the host would block. The first failure completes the IRP with
+/// its status and the bytes of the datagrams sent before it.
+fn send_messages(
+    state: &mut State,
+    bufs: &[Segments],
+    to: &std::net::SocketAddr,
+    done: &mut usize,
+    bytes: &mut usize,
+) -> Step {
+    while let Some(buf) = bufs.get(*done) {
+        match send_to(state, buf, to) {
+            Step::Done(STATUS_SUCCESS, n) => {
+                *done += 1;
+                *bytes += n;
+            }
+            Step::Done(status, _) => return Step::Done(status, *bytes),
+            Step::Blocked => return Step::Blocked,
+        }
+    }
+    Step::Done(STATUS_SUCCESS, *bytes)
 }
 
 fn receive_from(

@@ -113,6 +113,9 @@ pub(crate) enum OpKind {
     Receive { buf: Segments, done: usize, wait_all: bool },
     /// `WskSendTo`: one datagram.
     SendTo { buf: Segments, to: SocketAddr },
+    /// `WskSendMessages`: one datagram per buffer, all to `to`; `done` datagrams and `bytes`
+    /// bytes handed to the host so far.
+    SendMessages { bufs: Vec<Segments>, to: SocketAddr, done: usize, bytes: usize },
     /// `WskReceiveFrom`: one datagram.
     ReceiveFrom { buf: Segments, from: Out<SOCKADDR>, control: ControlOut, control_flags: Out<ULONG> },
 }

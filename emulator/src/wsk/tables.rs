@@ -67,7 +67,9 @@ static CONNECTION: Table<WSK_PROVIDER_CONNECTION_DISPATCH> = Table(WSK_PROVIDER_
     WskReceiveEx: std::ptr::null_mut(),
 });
 
-static DATAGRAM: Table<WSK_PROVIDER_DATAGRAM_DISPATCH> = Table(WSK_PROVIDER_DATAGRAM_DISPATCH {
+static DATAGRAM: Table<WSK_PROVIDER_DATAGRAM_DISPATCH> = Table(DATAGRAM_ROUTINES);
+
+const DATAGRAM_ROUTINES: WSK_PROVIDER_DATAGRAM_DISPATCH = WSK_PROVIDER_DATAGRAM_DISPATCH {
     Basic: WSK_PROVIDER_BASIC_DISPATCH { WskControlSocket: Some(control_socket), WskCloseSocket: Some(close_socket) },
     WskBind: Some(bind),
     WskSendTo: Some(send_to),
@@ -75,7 +77,12 @@ static DATAGRAM: Table<WSK_PROVIDER_DATAGRAM_DISPATCH> = Table(WSK_PROVIDER_DATA
     WskRelease: Some(release_datagrams),
     WskGetLocalAddress: Some(get_local_address),
     WskSendMessages: Some(send_messages),
-});
+};
+
+/// The datagram table of a provider without `WskSendMessages` (the `no-send-messages`
+/// quirk): the routine is null, as in a provider that lacks it.
+static DATAGRAM_WITHOUT_SEND_MESSAGES: Table<WSK_PROVIDER_DATAGRAM_DISPATCH> =
+    Table(WSK_PROVIDER_DATAGRAM_DISPATCH { WskSendMessages: None, ..DATAGRAM_ROUTINES });
 
 /// The `Dispatch` pointer of a socket of `kind`.
 pub(crate) fn dispatch_for(kind: Kind) -> *const c_void {
@@ -83,6 +90,9 @@ pub(crate) fn dispatch_for(kind: Kind) -> *const c_void {
         Kind::Basic => socket::table_pointer(&BASIC.0),
         Kind::Listen => socket::table_pointer(&LISTEN.0),
         Kind::Connection => socket::table_pointer(&CONNECTION.0),
+        Kind::Datagram if crate::quirks::get().no_send_messages => {
+            socket::table_pointer(&DATAGRAM_WITHOUT_SEND_MESSAGES.0)
+        }
         Kind::Datagram => socket::table_pointer(&DATAGRAM.0),
     }
 }
@@ -561,21 +571,59 @@ unsafe extern "system" fn receive_from(
     queue::submit(&call.socket, Irp(irp), Queue::Receive, kind)
 }
 
+/// Datagrams of one `WskSendMessages` at most (a longer list is taken for a cycle).
+const MAX_MESSAGES: usize = 1 << 16;
+
+/// `WskSendMessages`: every buffer of the list is one datagram to the same address, as
+/// `WskSendTo` sends it (the address rules are `WskSendTo`'s); `Information` is the bytes of
+/// all of them. Hidden (a null routine in the table) under the `no-send-messages` quirk.
 unsafe extern "system" fn send_messages(
     socket: *mut WSK_SOCKET,
-    _list: *mut WSK_BUF_LIST,
+    list: *mut WSK_BUF_LIST,
     _flags: ULONG,
-    _remote: *mut SOCKADDR,
-    _control_length: ULONG,
+    remote: *mut SOCKADDR,
+    control_length: ULONG,
     _control: *mut CMSGHDR,
     irp: *mut IRP,
 ) -> NTSTATUS {
     // SAFETY: the client passes a live IRP.
-    match unsafe { begin("WskSendMessages", socket, &[Kind::Datagram], irp) } {
-        // SAFETY: accepted by `begin`.
-        Ok(_call) => unsafe { complete_now(irp, STATUS_NOT_SUPPORTED, 0) },
-        Err(status) => status,
+    let call = match unsafe { begin("WskSendMessages", socket, &[Kind::Datagram], irp) } {
+        Ok(call) => call,
+        Err(status) => return status,
+    };
+    let fixed = if remote.is_null() { options::fixed_remote(&lock(&call.socket.state)) } else { None };
+    // SAFETY: the client passes a valid address.
+    let to = match fixed.map_or_else(|| unsafe { address_of(&call.socket, remote) }, Ok) {
+        Ok(to) if addr::valid_remote(&to) => to,
+        // SAFETY: accepted.
+        Ok(_) => return unsafe { complete_now(irp, STATUS_INVALID_ADDRESS_COMPONENT, 0) },
+        // SAFETY: accepted.
+        Err(status) => return unsafe { complete_now(irp, status, 0) },
+    };
+    if control_length != 0 || list.is_null() {
+        let status = if list.is_null() { STATUS_INVALID_PARAMETER } else { STATUS_NOT_SUPPORTED };
+        // SAFETY: accepted.
+        return unsafe { complete_now(irp, status, 0) };
     }
+    let mut bufs = Vec::new();
+    let mut at = list;
+    while !at.is_null() {
+        if bufs.len() == MAX_MESSAGES {
+            // SAFETY: accepted.
+            return unsafe { complete_now(irp, STATUS_INVALID_PARAMETER, 0) };
+        }
+        // SAFETY: an entry of the client's list, valid until the IRP completes; only the
+        // buffer's address is taken.
+        let buffer = unsafe { &raw const (*at).Buffer };
+        // SAFETY: accepted by `begin`; the client passes valid buffers.
+        match unsafe { segments("WskSendMessages", buffer, irp) } {
+            Ok(buf) => bufs.push(buf),
+            Err(status) => return status,
+        }
+        // SAFETY: as above.
+        at = unsafe { (*at).Next };
+    }
+    queue::submit(&call.socket, Irp(irp), Queue::Send, OpKind::SendMessages { bufs, to, done: 0, bytes: 0 })
 }
 
 unsafe extern "system" fn control_socket(

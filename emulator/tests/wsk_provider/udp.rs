@@ -248,6 +248,44 @@ fn ipv6_datagrams() {
     });
 }
 
+/// `WskSendMessages`: each buffer of the list is one datagram to the one address, in order;
+/// `Information` is the bytes of all of them.
+#[test]
+fn send_messages_sends_each_buffer_as_a_datagram() {
+    clean_session(|client| {
+        let host = UdpSocket::bind("127.0.0.1:0").unwrap();
+        host.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let socket = client.socket(AF_INET, SOCK_DGRAM, IPPROTO_UDP, WSK_FLAG_DATAGRAM_SOCKET).unwrap();
+        assert_eq!(socket.bind(v4(0)), STATUS_SUCCESS);
+        let (mut one, mut two) = (Buf::from_vec(b"first".to_vec()), Buf::from_vec(b"second!".to_vec()));
+        // SAFETY: the buffers' WSK_BUFs stay valid until the request completes below.
+        let (first, second) = unsafe { (*one.wsk_buf(), *two.wsk_buf()) };
+        let mut last = WSK_BUF_LIST { Next: ptr::null_mut(), Buffer: second };
+        let mut list = WSK_BUF_LIST { Next: &raw mut last, Buffer: first };
+        let mut to = storage(host.local_addr().unwrap());
+        let req = Req::new();
+        unsafe {
+            (socket.datagram().WskSendMessages.unwrap())(
+                socket.0,
+                &raw mut list,
+                0,
+                sa(&mut to),
+                0,
+                ptr::null_mut(),
+                req.irp,
+            )
+        };
+        let done = req.wait();
+        assert_eq!((done.status, done.info), (STATUS_SUCCESS, 12));
+        let mut got = [0u8; 16];
+        for expected in [&b"first"[..], b"second!"] {
+            let (n, _) = host.recv_from(&mut got).unwrap();
+            assert_eq!(&got[..n], expected);
+        }
+        socket.close();
+    });
+}
+
 #[test]
 fn unbound_and_bad_destinations() {
     clean_session(|client| {
@@ -277,21 +315,25 @@ fn unbound_and_bad_destinations() {
         };
         assert_eq!(req.wait().status, STATUS_INVALID_PARAMETER);
         drop(req);
-        // WskSendMessages is not emulated.
-        let req = Req::new();
-        unsafe {
-            (socket.datagram().WskSendMessages.unwrap())(
-                socket.0,
-                ptr::null_mut(),
-                0,
-                ptr::null_mut(),
-                0,
-                ptr::null_mut(),
-                req.irp,
-            )
-        };
-        assert_eq!(req.wait().status, STATUS_NOT_SUPPORTED);
-        drop(req);
+        // WskSendMessages takes its destination as WskSendTo does: none is refused the same
+        // way, and with one, a null buffer list is an invalid parameter.
+        to = storage(v4(9));
+        for remote in [ptr::null_mut(), sa(&mut to)] {
+            let req = Req::new();
+            unsafe {
+                (socket.datagram().WskSendMessages.unwrap())(
+                    socket.0,
+                    ptr::null_mut(),
+                    0,
+                    remote,
+                    0,
+                    ptr::null_mut(),
+                    req.irp,
+                )
+            };
+            assert_eq!(req.wait().status, STATUS_INVALID_PARAMETER);
+            drop(req);
+        }
         socket.close();
     });
 }

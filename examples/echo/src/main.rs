@@ -151,7 +151,7 @@ fn main() -> ExitCode {
     let footprint = footprint.finish();
     let report = driver.unload();
     println!(
-        "echo-driver: {} connections, {} bytes echoed ({} received zero-copy through event callbacks), {} errors",
+        "echo-driver: {} connections, {} bytes echoed ({} zero-copy: echoed from WSK's own buffers), {} errors",
         STATS.connections.load(Ordering::Relaxed),
         STATS.bytes.load(Ordering::Relaxed),
         STATS.zero_copy_bytes.load(Ordering::Relaxed),

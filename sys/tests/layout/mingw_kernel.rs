@@ -5,11 +5,11 @@ use core::mem::{offset_of, size_of};
 
 use wsk_sys::*;
 
-use crate::table::{Table, layout_table};
+use crate::table::{Table, constants, layout_table};
 
 /// The kernel types: I/O manager, dispatcher objects, MDL, registry.
 pub(crate) fn table() -> Table {
-    layout_table! {
+    let mut table = layout_table! {
         // Zero-sized Rust types for C types that are incomplete in C too.
         opaque {
             IO_WORKITEM: "allocated and owned by the I/O manager (IoAllocateWorkItem); an incomplete \
@@ -204,7 +204,9 @@ pub(crate) fn table() -> Table {
             DataLength => "DataLength";
             Data => "Data";
         }
-    }
+    };
+    table.constants = constants!(MingwKernel: NTDDI_WIN8, MDL_PARTIAL, MDL_PARTIAL_HAS_BEEN_MAPPED);
+    table
 }
 
 // The host the table is computed on must be 64-bit little-endian, and a few known x64 facts from

@@ -16,6 +16,8 @@ use wsk_sys::{IRP, NTSTATUS, WSK_SOCKET};
 use crate::buf::IoBuf;
 use crate::error::Error;
 use crate::op::{Completion, InFlight, OpArgs, OpSlot, SocketOwner};
+use crate::pool::AnyPoolBox;
+use crate::socket::events::Received;
 use crate::socket::kind::SocketKind;
 use crate::socket::shared::SocketCore;
 
@@ -24,6 +26,41 @@ pub(crate) struct NotIssued {
     pub error: Error,
     pub buffer: Option<IoBuf>,
     pub socket_owner: Option<SocketOwner>,
+    /// The request block given to [`socket_call_holding`], handed back.
+    pub block: Option<AnyPoolBox>,
+    /// The received item given to [`socket_call_holding`], handed back (not released).
+    pub item: Option<Received>,
+}
+
+/// What a send over memory the caller does not hand over as an `IoBuf` holds while its IRP is
+/// in flight: a request block (a [`SendChain`](crate::send_chain::SendChain)'s pieces) and/or
+/// a received item (see [`Armed::hold_item`](crate::op::Armed::hold_item)).
+pub(crate) struct Holding {
+    pub block: Option<AnyPoolBox>,
+    pub item: Option<Received>,
+}
+
+impl Holding {
+    const NOTHING: Holding = Holding { block: None, item: None };
+}
+
+/// What a [`Call`] holds besides its buffer until it is issued: nothing (`()`, the plain
+/// forms, whose futures carry no room for it) or a [`Holding`] ([`socket_call_holding`]).
+pub(crate) trait Held {
+    /// What the slot is to hold while the IRP is in flight.
+    fn into_holding(self) -> Holding;
+}
+
+impl Held for () {
+    fn into_holding(self) -> Holding {
+        Holding::NOTHING
+    }
+}
+
+impl Held for Holding {
+    fn into_holding(self) -> Holding {
+        self
+    }
 }
 
 /// Issues one socket-level call and awaits its IRP.
@@ -118,6 +155,40 @@ where
     unsafe { socket_call_armed_with(core, slot, Some(buffer), None, true, deadline, prepare, issue) }
 }
 
+/// [`socket_call`] for a send over memory held as `holding` (a request block and/or a
+/// received item) instead of an `IoBuf`: both stay alive until the IRP completed and come back
+/// in the completion (or in `NotIssued`); if the future is dropped, the completion path drops
+/// them after the IRP completed.
+///
+/// # Safety
+/// As [`socket_call`].
+pub(crate) unsafe fn socket_call_holding<'a, K: SocketKind, P, I>(
+    core: &'a SocketCore<K>,
+    slot: &'a mut OpSlot,
+    holding: Holding,
+    prepare: P,
+    issue: I,
+) -> Call<'a, K, P, I, Holding>
+where
+    P: FnOnce(&mut OpArgs, Option<&IoBuf>),
+    I: FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+{
+    // INVARIANT: the caller's contract is `socket_call`'s.
+    Call {
+        stage: Stage::Idle(Args {
+            core,
+            slot,
+            buffer: None,
+            socket_owner: None,
+            keep_data: false,
+            deadline: None,
+            prepare,
+            issue,
+            holding,
+        }),
+    }
+}
+
 /// The body of the `socket_call` forms.
 ///
 /// # Safety
@@ -137,7 +208,10 @@ where
     P: FnOnce(&mut OpArgs, Option<&IoBuf>),
     I: FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 {
-    Call { stage: Stage::Idle(Args { core, slot, buffer, socket_owner, keep_data, deadline, prepare, issue }) }
+    // INVARIANT: the caller's contract is `socket_call`'s.
+    Call {
+        stage: Stage::Idle(Args { core, slot, buffer, socket_owner, keep_data, deadline, prepare, issue, holding: () }),
+    }
 }
 
 /// The future of the `socket_call` forms: waits until the slot is idle, issues the call,
@@ -148,24 +222,24 @@ where
 /// # Invariants
 /// In [`Stage::Idle`] the arguments were given by a caller of an unsafe `socket_call` form,
 /// who guaranteed its contract for them.
-pub(crate) struct Call<'a, K: SocketKind, P, I> {
-    stage: Stage<'a, K, P, I>,
+pub(crate) struct Call<'a, K: SocketKind, P, I, H = ()> {
+    stage: Stage<'a, K, P, I, H>,
 }
 
 // Nothing of a `Call` is pinned in place: the closures are moved out to be called, never
 // polled, and the operation in flight (`InFlight`) is `Unpin` itself.
-impl<K: SocketKind, P, I> Unpin for Call<'_, K, P, I> {}
+impl<K: SocketKind, P, I, H> Unpin for Call<'_, K, P, I, H> {}
 
-enum Stage<'a, K: SocketKind, P, I> {
+enum Stage<'a, K: SocketKind, P, I, H> {
     /// Waiting for the slot to be idle.
-    Idle(Args<'a, K, P, I>),
+    Idle(Args<'a, K, P, I, H>),
     /// The IRP is in flight (dropping it cancels the IRP).
     InFlight(InFlight<'a>),
     /// Resolved.
     Done,
 }
 
-struct Args<'a, K: SocketKind, P, I> {
+struct Args<'a, K: SocketKind, P, I, H> {
     core: &'a SocketCore<K>,
     slot: &'a mut OpSlot,
     buffer: Option<IoBuf>,
@@ -174,9 +248,10 @@ struct Args<'a, K: SocketKind, P, I> {
     deadline: Option<Duration>,
     prepare: P,
     issue: I,
+    holding: H,
 }
 
-impl<K: SocketKind, P, I> Future for Call<'_, K, P, I>
+impl<K: SocketKind, P, I, H: Held> Future for Call<'_, K, P, I, H>
 where
     P: FnOnce(&mut OpArgs, Option<&IoBuf>),
     I: FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
@@ -193,11 +268,21 @@ where
                     let Stage::Idle(args) = core::mem::replace(&mut this.stage, Stage::Done) else {
                         unreachable!("matched above")
                     };
-                    let Args { core, slot, buffer, socket_owner, keep_data, deadline, prepare, issue } = args;
+                    let Args { core, slot, buffer, socket_owner, keep_data, deadline, prepare, issue, holding } = args;
                     // SAFETY: the contract of the `socket_call` form that built this future
                     // (invariant).
                     match unsafe {
-                        issue_call_armed_with(core, slot, buffer, socket_owner, keep_data, deadline, prepare, issue)
+                        issue_call_armed_with(
+                            core,
+                            slot,
+                            buffer,
+                            socket_owner,
+                            holding.into_holding(),
+                            keep_data,
+                            deadline,
+                            prepare,
+                            issue,
+                        )
                     } {
                         Ok(in_flight) => this.stage = Stage::InFlight(in_flight),
                         Err(not_issued) => return Poll::Ready(Err(not_issued)),
@@ -223,6 +308,10 @@ where
 /// As [`socket_call`].
 ///
 /// IRQL <= DISPATCH_LEVEL (as the provider routine allows).
+#[expect(
+    clippy::result_large_err,
+    reason = "the refusal hands back by value what the call was given; boxing it could fail for want of memory"
+)]
 pub(crate) unsafe fn issue_call<K: SocketKind>(
     core: &SocketCore<K>,
     slot: &mut OpSlot,
@@ -232,7 +321,7 @@ pub(crate) unsafe fn issue_call<K: SocketKind>(
     issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<(), NotIssued> {
     // SAFETY: forwarded contract.
-    unsafe { issue_call_armed_with(core, slot, buffer, socket_owner, false, None, prepare, issue) }
+    unsafe { issue_call_armed_with(core, slot, buffer, socket_owner, Holding::NOTHING, false, None, prepare, issue) }
         .map(InFlight::detach)
 }
 
@@ -242,11 +331,16 @@ pub(crate) unsafe fn issue_call<K: SocketKind>(
 /// # Safety
 /// As [`issue_call`].
 #[expect(clippy::too_many_arguments, reason = "the private body behind the named forms above")]
+#[expect(
+    clippy::result_large_err,
+    reason = "the refusal hands back by value what the call was given; boxing it could fail for want of memory"
+)]
 unsafe fn issue_call_armed_with<'s, K: SocketKind>(
     core: &SocketCore<K>,
     slot: &'s mut OpSlot,
     buffer: Option<IoBuf>,
     socket_owner: Option<SocketOwner>,
+    holding: Holding,
     keep_data: bool,
     deadline: Option<Duration>,
     prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
@@ -254,10 +348,15 @@ unsafe fn issue_call_armed_with<'s, K: SocketKind>(
 ) -> Result<InFlight<'s>, NotIssued> {
     let mut armed = match slot.arm() {
         Ok(armed) => armed,
-        Err(busy) => return Err(NotIssued { error: busy.error(), buffer, socket_owner }),
+        Err(busy) => {
+            let Holding { block, item } = holding;
+            return Err(NotIssued { error: busy.error(), buffer, socket_owner, block, item });
+        }
     };
     armed.hold_buffer(buffer);
     armed.hold_owner(socket_owner);
+    armed.hold_any_block(holding.block);
+    armed.hold_item(holding.item);
     if keep_data {
         armed.keep_data();
     }
@@ -265,7 +364,13 @@ unsafe fn issue_call_armed_with<'s, K: SocketKind>(
         Ok(guard) => guard,
         Err(error) => {
             let withdrawn = armed.withdraw();
-            return Err(NotIssued { error, buffer: withdrawn.buffer, socket_owner: withdrawn.socket_owner });
+            return Err(NotIssued {
+                error,
+                buffer: withdrawn.buffer,
+                socket_owner: withdrawn.socket_owner,
+                block: withdrawn.block,
+                item: withdrawn.item,
+            });
         }
     };
     let (args, buffer) = armed.args();

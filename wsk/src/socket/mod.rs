@@ -13,4 +13,5 @@ pub mod shared;
 pub mod tcp;
 #[cfg(feature = "embedded-io")]
 pub mod tcp_io;
+mod tcp_send;
 pub mod udp;

@@ -1,5 +1,7 @@
 //! UDP: `UdpSocket` over a WSK datagram socket.
 
+mod batch;
+
 use core::net::SocketAddr;
 use core::time::Duration;
 

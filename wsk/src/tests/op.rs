@@ -14,6 +14,7 @@ use super::kernel::{live_blocks, provider_complete};
 use crate::IoBuf;
 use crate::buf::BUF_TAG;
 use crate::op::{Completion, OpSlot};
+use crate::socket::events::Received;
 
 /// Polls the slot's detached operation once.
 fn poll_once(slot: &mut OpSlot) -> Poll<Completion> {
@@ -91,6 +92,49 @@ fn an_irp_no_routine_took_completes_as_not_implemented() {
         assert_eq!(done.buffer.expect("buffer handed back").as_slice(), b"data");
         assert!(slot.args().is_some(), "idle again");
     }
+}
+
+/// A received item held by a pending operation (a send of it) outlives the drop of the
+/// operation's future: it is dropped (for an indication: released to WSK) once, when the
+/// cancelled IRP came back, not before. A collected operation hands the item back.
+#[test]
+fn a_held_item_is_dropped_only_after_the_abandoned_irp_completed() {
+    let mut slot = OpSlot::new().unwrap();
+    let before = live_blocks(BUF_TAG);
+    let taken = Cell::new(core::ptr::null_mut::<IRP>());
+    let mut armed = slot.arm().unwrap();
+    armed.hold_item(Some(Received::from_buffer(IoBuf::copy_from(b"item").unwrap())));
+    // SAFETY: the stand-in provider keeps the IRP and completes it below.
+    let in_flight = unsafe {
+        armed.submit(|irp, _| {
+            taken.set(irp);
+            Some(STATUS_PENDING)
+        })
+    };
+    drop(in_flight);
+    assert_eq!(live_blocks(BUF_TAG), before + 1, "the item stays while the provider holds the IRP");
+    // SAFETY: the provider took the IRP above and has not completed it.
+    unsafe { provider_complete(taken.get(), wsk_sys::STATUS_CANCELLED, 0) };
+    assert_eq!(live_blocks(BUF_TAG), before, "dropped when the IRP came back");
+
+    let mut armed = slot.arm().expect("idle again");
+    armed.hold_item(Some(Received::from_buffer(IoBuf::copy_from(b"back").unwrap())));
+    // SAFETY: as above.
+    let in_flight = unsafe {
+        armed.submit(|irp, _| {
+            taken.set(irp);
+            Some(STATUS_PENDING)
+        })
+    };
+    in_flight.detach();
+    // SAFETY: as above.
+    unsafe { provider_complete(taken.get(), STATUS_SUCCESS, 4) };
+    let Poll::Ready(done) = poll_once(&mut slot) else { panic!("the completed operation is ready") };
+    let item = done.item.expect("the item handed back");
+    assert_eq!(item.len(), 4);
+    assert_eq!(live_blocks(BUF_TAG), before + 1);
+    drop(item);
+    assert_eq!(live_blocks(BUF_TAG), before);
 }
 
 /// A pending operation whose future is dropped is cancelled; when its IRP completes, the

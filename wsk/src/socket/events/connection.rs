@@ -482,7 +482,7 @@ impl ConnectionEvents {
                         }
                         Ok(n) => {
                             buffer.set_len(n);
-                            Ok(ConnectionEvent::Data(Received { inner: Inner::Copied(buffer) }))
+                            Ok(ConnectionEvent::Data(Received::from_copy(buffer)))
                         }
                         Err(Error::Cancelled) if self.attached.core().is_closing() => continue,
                         Err(e) => {
@@ -683,6 +683,81 @@ impl Received {
     /// IRQL <= DISPATCH_LEVEL.
     pub fn copy_into(&self, buf: &mut IoBuf) -> usize {
         self.segments().map(|piece| buf.extend_from_slice(piece)).sum()
+    }
+}
+
+impl Received {
+    /// An item over a pool buffer an IRP receive filled (the copy path).
+    pub(crate) fn from_copy(buffer: Borrowed) -> Self {
+        Received { inner: Inner::Copied(buffer) }
+    }
+
+    /// An item over `buffer`, charged to no budget (for unit tests of what holds items).
+    #[cfg(test)]
+    pub(crate) fn from_buffer(buffer: IoBuf) -> Self {
+        Self::from_copy(Borrowed { buf: Some(buffer), charged: 0 })
+    }
+
+    /// The buffers of the item as `WSK_BUF`s, in order, for sending it as is: one per entry
+    /// of WSK's indication list (their MDL chains are WSK's, and stay untouched), or the one
+    /// over a copied item's pool buffer.
+    pub(crate) fn wsk_bufs(&self) -> WskBufs {
+        match &self.inner {
+            Inner::Indication(retained) => WskBufs { next_indication: retained.held.head.as_ptr(), copied: None },
+            Inner::Copied(buffer) => WskBufs {
+                next_indication: core::ptr::null_mut(),
+                copied: buffer.buf.as_ref().map(|buf| buf.wsk_buf(0, buf.len())),
+            },
+        }
+    }
+
+    /// A copied item's pool buffer.
+    pub(crate) fn copied(&self) -> Option<&IoBuf> {
+        match &self.inner {
+            Inner::Copied(buffer) => buffer.buf.as_ref(),
+            Inner::Indication(_) => None,
+        }
+    }
+
+    /// A copied item's pool buffer (ours: its MDL may be linked into a chained send).
+    pub(crate) fn copied_mut(&mut self) -> Option<&mut IoBuf> {
+        match &mut self.inner {
+            Inner::Copied(buffer) => buffer.buf.as_mut(),
+            Inner::Indication(_) => None,
+        }
+    }
+}
+
+/// A cursor over the `WSK_BUF`s of a [`Received`] (see [`Received::wsk_bufs`]). It holds
+/// raw pointers into the item's list: no borrow, so the item can be handed to a send
+/// operation (which keeps it alive) while the cursor walks on.
+pub(crate) struct WskBufs {
+    next_indication: *mut WSK_DATA_INDICATION,
+    copied: Option<wsk_sys::WSK_BUF>,
+}
+
+// SAFETY: raw pointers into provider memory usable from any thread while the item lives
+// (the contract of `next`).
+unsafe impl Send for WskBufs {}
+
+impl WskBufs {
+    /// The next non-empty buffer, `None` after the last.
+    ///
+    /// # Safety
+    /// The item the cursor came from is alive (not released) and unchanged.
+    pub(crate) unsafe fn next(&mut self) -> Option<wsk_sys::WSK_BUF> {
+        if let Some(buf) = self.copied.take() {
+            return (buf.Length != 0).then_some(buf);
+        }
+        while let Some(entry) = NonNull::new(self.next_indication) {
+            // SAFETY: an entry of the list the live item retains (caller).
+            let entry = unsafe { entry.as_ref() };
+            self.next_indication = entry.Next;
+            if entry.Buffer.Length != 0 {
+                return Some(entry.Buffer);
+            }
+        }
+        None
     }
 }
 

@@ -1,0 +1,531 @@
+//! [`SendChain`]: several buffers sent by one call ([`TcpWriteHalf::send_chain`]), as MDL
+//! chains the provider reads in place: our own [`IoBuf`]s and received items
+//! ([`Received`]) sent as WSK indicated them.
+//!
+//! # How the pieces become `WskSend`s
+//!
+//! The whole chain goes in **one** `WskSend` when the shadow MDLs of the chain (partial MDLs
+//! of ours over the items' pages, see `crate::shadow`: 8 pieces of up to 64 KiB, allocated at
+//! the first send of a chain with an item, kept with the chain) cover its items: our buffers'
+//! MDLs and the shadow MDLs are linked in order. Otherwise:
+//!
+//! * Consecutive pieces whose MDLs are ours (`IoBuf`s, and items the event stream copied into
+//!   a pool buffer) are linked into one MDL chain (`IoBuf::link`) and go in **one**
+//!   `WskSend`; the links are undone when the send completed (`IoBuf::unlink`), before the
+//!   buffers are handed back.
+//! * An item holding WSK's own buffers is sent as its indication list describes it, **one
+//!   `WskSend` per entry**, over WSK's MDLs untouched. The MDLs of an indication belong to
+//!   the provider: Microsoft documents no permission to change them, so we never relink their
+//!   `Next` to join them to anything (the shadow MDLs above join them without touching them).
+//!   Between the sends of a chain split this way, Nagle's algorithm may hold a small piece
+//!   until the one before is acknowledged.
+//!
+//! A chain is one pool block, allocated by [`SendChain::new`] and reused: sending it allocates
+//! nothing. While a send is in flight the block is held by the writer's operation slot, so
+//! the MDLs the provider walks stay put even if the sending future is dropped; then the
+//! completion path drops the block after the IRP completed, which unlinks the buffers, frees
+//! them, and releases every item still in it, once.
+//!
+//! Each item is released to WSK (`WskRelease`) as soon as its last byte was sent, and on an
+//! error the items not yet sent are released too: after [`TcpWriteHalf::send_chain`] the chain
+//! holds only its `IoBuf`s, in their order.
+//!
+//! [`TcpWriteHalf::send_chain`]: crate::socket::tcp::TcpWriteHalf::send_chain
+
+use wsk_sys::{MDL, WSK_BUF, WSK_BUF_LIST};
+
+use crate::buf::IoBuf;
+use crate::error::{Error, Result};
+use crate::pool::{AnyPoolBox, PoolBox, tag};
+use crate::shadow::{ShadowSet, Shadows};
+use crate::socket::call::Holding;
+use crate::socket::events::Received;
+
+/// Pieces a [`SendChain`] holds at most.
+pub const SEND_CHAIN_MAX: usize = 16;
+
+/// Pool tag of a chain's block: a request block the provider reads through pointers while
+/// a send is in flight ("WskR").
+pub(crate) const CHAIN_TAG: u32 = tag::REQUEST;
+
+/// One piece of a [`SendChain`].
+#[derive(Debug)]
+pub enum Piece {
+    /// A buffer of ours: its valid bytes are sent; it comes back after the send.
+    Buf(IoBuf),
+    /// A received item, sent as is and released to WSK when its send completed.
+    Received(Received),
+}
+
+impl Piece {
+    fn len(&self) -> usize {
+        match self {
+            Piece::Buf(buf) => buf.len(),
+            Piece::Received(item) => item.len(),
+        }
+    }
+
+    /// The pool buffer whose MDL is ours to link, if the piece has one.
+    fn own_buf(&mut self) -> Option<&mut IoBuf> {
+        match self {
+            Piece::Buf(buf) => Some(buf),
+            Piece::Received(item) => item.copied_mut(),
+        }
+    }
+}
+
+/// The block: the pieces in order.
+///
+/// # Invariants
+/// `pieces[len..]` are `None`; a `None` before `len` is an item already released by a send
+/// (behind the piece it is sending). Outside a send, no piece's MDL is linked.
+pub(crate) struct Pieces {
+    pieces: [Option<Piece>; SEND_CHAIN_MAX],
+    len: usize,
+    /// The `WSK_BUF_LIST` of a datagram batch (`WskSendMessages`), over the pieces' buffers:
+    /// it lives in the block, so it stays put while the block is held by the send.
+    lists: [WSK_BUF_LIST; SEND_CHAIN_MAX],
+    /// Shadow MDLs over the items' pages, for the whole chain in one `WskSend`: allocated at
+    /// the first send of a chain with an item, kept with the chain.
+    shadows: Option<ShadowSet>,
+}
+
+// SAFETY: the pieces are `Send`; the lists only point into the block's own buffers.
+unsafe impl Send for Pieces {}
+
+const EMPTY_LIST: WSK_BUF_LIST =
+    WSK_BUF_LIST { Next: core::ptr::null_mut(), Buffer: WSK_BUF { Mdl: core::ptr::null_mut(), Offset: 0, Length: 0 } };
+
+impl Pieces {
+    /// The pieces, in order.
+    pub(crate) fn slice_mut(&mut self) -> &mut [Option<Piece>] {
+        &mut self.pieces[..self.len]
+    }
+
+    /// The `WSK_BUF` over the valid bytes of piece `at`, one datagram of a batch: `None` past
+    /// the end, [`Error::InvalidInput`] for a received item holding WSK's buffers (a stream's
+    /// data is no datagram, and its MDLs cannot be joined into one).
+    pub(crate) fn datagram(&self, at: usize) -> Option<Result<WSK_BUF>> {
+        let piece = self.pieces[..self.len].get(at)?.as_ref()?;
+        Some(match piece {
+            Piece::Buf(buf) => Ok(buf.wsk_buf(0, buf.len())),
+            Piece::Received(item) => match item.copied() {
+                Some(buf) => Ok(buf.wsk_buf(0, buf.len())),
+                None => Err(Error::InvalidInput("a batch of datagrams holds buffers only")),
+            },
+        })
+    }
+
+    /// Builds the block's `WSK_BUF_LIST`, one entry per piece (see [`Pieces::datagram`]), and
+    /// returns its head (null for no piece).
+    pub(crate) fn datagram_list(&mut self) -> Result<*mut WSK_BUF_LIST> {
+        let mut next: *mut WSK_BUF_LIST = core::ptr::null_mut();
+        for at in (0..self.len).rev() {
+            let buffer = self.datagram(at).unwrap_or(Err(Error::InvalidInput("a released piece in a batch")))?;
+            self.lists[at] = WSK_BUF_LIST { Next: next, Buffer: buffer };
+            next = &raw mut self.lists[at];
+        }
+        Ok(next)
+    }
+
+    /// Undoes every link made for a send (idempotent).
+    pub(crate) fn unlink_all(&mut self) {
+        if let Some(shadows) = self.shadows.as_mut() {
+            shadows.reset();
+        }
+        for piece in self.pieces[..self.len].iter_mut().flatten() {
+            if let Some(buf) = piece.own_buf() {
+                // SAFETY: called when no send uses the chain (its IRP completed, or it was
+                // never submitted).
+                unsafe { buf.unlink() };
+            }
+        }
+    }
+
+    /// Links every piece into one MDL chain for one `WskSend`: our buffers' MDLs
+    /// (`IoBuf::link`), and shadow MDLs over each item's pages; returns the `WSK_BUF` over
+    /// all, or `None` (nothing left linked) when the items need more shadow MDLs than the set
+    /// has, or the set cannot be allocated, or there is no byte to send.
+    ///
+    /// # Safety
+    /// No send uses the pieces' MDLs now, and [`Pieces::unlink_all`] is called before a buffer
+    /// is used alone or handed out and before an item is released. IRQL <= DISPATCH_LEVEL.
+    pub(crate) unsafe fn link_whole(&mut self) -> Option<WSK_BUF> {
+        let has_items = self.pieces[..self.len].iter().flatten().any(|piece| matches!(piece, Piece::Received(_)));
+        if has_items && self.shadows.is_none() {
+            self.shadows = Shadows::allocate().ok();
+        }
+        let (mut head, mut total) = (core::ptr::null_mut::<MDL>(), 0usize);
+        // The last MDL linked so far: a buffer of ours (its index) or a shadow MDL.
+        let mut tail: Option<core::result::Result<usize, *mut MDL>> = None;
+        for at in 0..self.len {
+            let (first, last, bytes) = match self.pieces[at].as_mut() {
+                None => continue,
+                Some(Piece::Received(item)) if item.copied().is_none() => {
+                    let Some(shadows) = self.shadows.as_mut() else { return self.undo_whole() };
+                    // SAFETY: the item lives in the block with the set (caller's contract).
+                    match unsafe { shadows.append(item) } {
+                        Some((first, last, bytes)) => (first.as_ptr(), Err(last.as_ptr()), bytes),
+                        None if item.is_empty() => continue,
+                        None => return self.undo_whole(),
+                    }
+                }
+                Some(piece) => match piece.own_buf() {
+                    Some(buf) if !buf.is_empty() => {
+                        // SAFETY: the caller's contract; linked to what follows below.
+                        unsafe { buf.link(core::ptr::null_mut()) };
+                        (buf.mdl(), Ok(at), buf.len())
+                    }
+                    _ => continue,
+                },
+            };
+            match tail {
+                None => head = first,
+                Some(Ok(buffer)) => {
+                    if let Some(buf) = self.pieces[buffer].as_mut().and_then(Piece::own_buf) {
+                        // SAFETY: as above; `first` lives in the block as long as the chain.
+                        unsafe { buf.link(first) };
+                    }
+                }
+                // SAFETY: a shadow MDL of the set, built above and used by no send.
+                Some(Err(mdl)) => unsafe { (*mdl).Next = first },
+            }
+            tail = Some(last);
+            total += bytes;
+        }
+        if head.is_null() {
+            return None;
+        }
+        Some(WSK_BUF { Mdl: head, Offset: 0, Length: total })
+    }
+
+    /// Undoes a [`Pieces::link_whole`] that cannot cover the chain.
+    fn undo_whole(&mut self) -> Option<WSK_BUF> {
+        self.unlink_all();
+        None
+    }
+
+    /// Drops (releases) every received item, keeping the buffers in order.
+    pub(crate) fn release_items(&mut self) {
+        let mut kept = 0;
+        for at in 0..self.len {
+            match self.pieces[at].take() {
+                Some(Piece::Buf(buf)) => {
+                    self.pieces[kept] = Some(Piece::Buf(buf));
+                    kept += 1;
+                }
+                item => drop(item),
+            }
+        }
+        // INVARIANT: the kept buffers fill `..kept`, every slot after is `None`.
+        self.len = kept;
+    }
+}
+
+impl Drop for Pieces {
+    fn drop(&mut self) {
+        // The pieces' own drops free the buffers and release the items; their MDLs must not
+        // point into each other when they go.
+        self.unlink_all();
+    }
+}
+
+/// Several buffers to send in one call, in order: [`IoBuf`]s and received items (see the
+/// module documentation for how they become `WskSend`s). Holds at most [`SEND_CHAIN_MAX`]
+/// pieces.
+///
+/// ```no_run
+/// # async fn example(writer: &mut wsk::TcpWriteHalf, item: wsk::events::Received) -> wsk::Result<()> {
+/// use wsk::send_chain::SendChain;
+///
+/// let mut chain = SendChain::new()?; // once: reused for every send
+/// chain.push_buf(wsk::IoBuf::copy_from(b"header: ")?).map_err(|_| wsk::Error::NoMemory)?;
+/// chain.push_received(item).map_err(|_| wsk::Error::NoMemory)?;
+/// let (sent, back) = writer.send_chain(chain).await;
+/// sent?; // the item was released to WSK; `back` holds the header buffer
+/// # drop(back); Ok(()) }
+/// ```
+pub struct SendChain {
+    block: PoolBox<Pieces, CHAIN_TAG>,
+}
+
+impl core::fmt::Debug for SendChain {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SendChain").field("pieces", &self.len()).field("bytes", &self.bytes()).finish()
+    }
+}
+
+impl SendChain {
+    /// An empty chain (one pool allocation, reused by every send).
+    ///
+    /// IRQL <= DISPATCH_LEVEL.
+    pub fn new() -> Result<Self> {
+        let pieces = Pieces {
+            pieces: [const { None }; SEND_CHAIN_MAX],
+            len: 0,
+            lists: [EMPTY_LIST; SEND_CHAIN_MAX],
+            shadows: None,
+        };
+        let block = PoolBox::try_new_tagged(pieces).map_err(|_| Error::NoMemory)?;
+        Ok(Self { block })
+    }
+
+    /// Appends a buffer; hands it back when the chain is full.
+    ///
+    /// Any IRQL.
+    pub fn push_buf(&mut self, buf: IoBuf) -> core::result::Result<(), IoBuf> {
+        if self.is_full() {
+            return Err(buf);
+        }
+        let _ = self.push(Piece::Buf(buf));
+        Ok(())
+    }
+
+    /// Appends a received item; hands it back (unreleased) when the chain is full.
+    ///
+    /// Any IRQL.
+    pub fn push_received(&mut self, item: Received) -> core::result::Result<(), Received> {
+        if self.is_full() {
+            return Err(item);
+        }
+        let _ = self.push(Piece::Received(item));
+        Ok(())
+    }
+
+    /// Whether the chain holds [`SEND_CHAIN_MAX`] pieces.
+    ///
+    /// Any IRQL.
+    pub fn is_full(&self) -> bool {
+        self.block.len == SEND_CHAIN_MAX
+    }
+
+    /// Appends a piece; hands it back when the chain is full.
+    ///
+    /// Any IRQL.
+    pub fn push(&mut self, piece: Piece) -> core::result::Result<(), Piece> {
+        let pieces = &mut *self.block;
+        if pieces.len == SEND_CHAIN_MAX {
+            return Err(piece);
+        }
+        pieces.pieces[pieces.len] = Some(piece);
+        // INVARIANT: the new piece is `Some` at the old `len`.
+        pieces.len += 1;
+        Ok(())
+    }
+
+    /// Removes and returns the last piece.
+    ///
+    /// Any IRQL.
+    pub fn pop(&mut self) -> Option<Piece> {
+        let pieces = &mut *self.block;
+        if pieces.len == 0 {
+            return None;
+        }
+        // INVARIANT: the last `Some` becomes `None` and `len` drops by one.
+        pieces.len -= 1;
+        pieces.pieces[pieces.len].take()
+    }
+
+    /// Pieces in the chain.
+    ///
+    /// Any IRQL.
+    pub fn len(&self) -> usize {
+        self.block.len
+    }
+
+    /// Whether the chain holds no piece.
+    ///
+    /// Any IRQL.
+    pub fn is_empty(&self) -> bool {
+        self.block.len == 0
+    }
+
+    /// Bytes the chain sends (the valid bytes of its buffers and the items' bytes).
+    ///
+    /// Any IRQL.
+    pub fn bytes(&self) -> usize {
+        self.block.pieces[..self.block.len].iter().flatten().map(Piece::len).sum()
+    }
+
+    /// The block, for the send that holds it in its operation slot.
+    pub(crate) fn into_block(self) -> PoolBox<Pieces, CHAIN_TAG> {
+        self.block
+    }
+
+    /// The chain over a block a send handed back.
+    pub(crate) fn from_block(block: PoolBox<Pieces, CHAIN_TAG>) -> Self {
+        Self { block }
+    }
+}
+
+/// A `WSK_BUF` over memory held by the send that uses it (the slot's `Holding`), carried
+/// across the send's awaits.
+#[derive(Clone, Copy)]
+pub(crate) struct HeldBuf(pub(crate) WSK_BUF);
+
+// SAFETY: the MDLs it points to describe locked memory that any thread may pass to the
+// provider while the holding keeps it alive; the pointers are only read.
+unsafe impl Send for HeldBuf {}
+// SAFETY: as above.
+unsafe impl Sync for HeldBuf {}
+
+impl HeldBuf {
+    /// The `WSK_BUF` (a method, so a closure captures the whole `Send` wrapper).
+    pub(crate) fn get(self) -> WSK_BUF {
+        self.0
+    }
+}
+
+impl Holding {
+    /// Holding a chain's block.
+    pub(crate) fn block(block: PoolBox<Pieces, CHAIN_TAG>) -> Self {
+        Holding { block: Some(AnyPoolBox::new(block)), item: None }
+    }
+
+    /// The chain's block handed back by the slot (which returns what it was given).
+    pub(crate) fn into_block(self) -> PoolBox<Pieces, CHAIN_TAG> {
+        self.block.and_then(|block| block.downcast().ok()).expect("the slot hands back the block it held")
+    }
+}
+
+/// Links the pool buffers `pieces[from..]` that are ours, as far as they go, into one MDL
+/// chain: returns the `WSK_BUF` over their valid bytes (`None` if they hold none) and the
+/// index of the first piece not taken. Buffers without valid bytes are skipped, not linked.
+///
+/// # Safety
+/// No send uses the pieces' MDLs meanwhile, and every link is undone
+/// ([`Pieces::unlink_all`]) before a buffer is used alone or handed out.
+pub(crate) unsafe fn link_run(pieces: &mut [Option<Piece>], from: usize) -> (Option<WSK_BUF>, usize) {
+    let mut end = from;
+    while end < pieces.len() && pieces[end].as_mut().is_some_and(|piece| piece.own_buf().is_some()) {
+        end += 1;
+    }
+    // Link back to front, so each buffer points to the next non-empty one.
+    let mut next: *mut MDL = core::ptr::null_mut();
+    let mut total = 0usize;
+    for piece in pieces[from..end].iter_mut().rev().flatten() {
+        let Some(buf) = piece.own_buf() else { continue };
+        if buf.is_empty() {
+            continue;
+        }
+        // SAFETY: the caller's contract; `next` is a buffer of the same chain, alive as long
+        // as the chain.
+        unsafe { buf.link(next) };
+        next = buf.mdl();
+        total += buf.len();
+    }
+    let run = (!next.is_null()).then_some(WSK_BUF { Mdl: next, Offset: 0, Length: total });
+    (run, end)
+}
+
+/// `buf` without its first `n` bytes, with `Offset` inside the first MDL as WSK requires
+/// (whole MDLs skipped by following `Next`; the MDLs are only read).
+///
+/// # Safety
+/// `buf`'s MDL chain is live and describes at least `Offset + n` bytes.
+pub(crate) unsafe fn advance(buf: WSK_BUF, n: usize) -> WSK_BUF {
+    let (mut mdl, mut offset) = (buf.Mdl, buf.Offset as usize + n);
+    while !mdl.is_null() {
+        // SAFETY: a live MDL of the chain (caller).
+        let count = unsafe { wsk_sys::MmGetMdlByteCount(mdl) } as usize;
+        if offset < count {
+            break;
+        }
+        offset -= count;
+        // SAFETY: as above.
+        mdl = unsafe { (*mdl).Next };
+    }
+    WSK_BUF { Mdl: mdl, Offset: offset as u32, Length: buf.Length - n.min(buf.Length) }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+
+    /// The bytes a `WSK_BUF` describes, read MDL by MDL.
+    fn described(buf: WSK_BUF) -> std::vec::Vec<u8> {
+        let mut out = std::vec::Vec::new();
+        let (mut mdl, mut skip, mut left) = (buf.Mdl, buf.Offset as usize, buf.Length);
+        while left > 0 && !mdl.is_null() {
+            // SAFETY: the test's MDLs over live pool buffers (`MmBuildMdlForNonPagedPool`).
+            let count = unsafe { wsk_sys::MmGetMdlByteCount(mdl) } as usize;
+            // SAFETY: as above.
+            let va = unsafe { wsk_sys::MmGetMdlVirtualAddress(mdl) }.cast::<u8>();
+            let n = (count - skip).min(left);
+            // SAFETY: `skip < count`: within the MDL's buffer.
+            let start = unsafe { va.add(skip) };
+            // SAFETY: `skip + n <= count` bytes of the MDL's buffer.
+            out.extend_from_slice(unsafe { core::slice::from_raw_parts(start, n) });
+            (skip, left) = (0, left - n);
+            // SAFETY: as above.
+            mdl = unsafe { (*mdl).Next };
+        }
+        out
+    }
+
+    fn buf(bytes: &[u8]) -> IoBuf {
+        IoBuf::copy_from(bytes).unwrap()
+    }
+
+    /// The run links the non-empty buffers in order, over their valid bytes only; unlinking
+    /// restores each MDL to its whole capacity, alone (Miri checks the MDL accesses).
+    #[test]
+    fn a_run_links_the_valid_bytes_and_unlinking_restores() {
+        let mut chain = SendChain::new().unwrap();
+        let mut big = IoBuf::with_capacity(64).unwrap();
+        big.extend_from_slice(b"abc");
+        chain.push_buf(big).unwrap();
+        chain.push_buf(IoBuf::with_capacity(8).unwrap()).unwrap();
+        chain.push_buf(buf(b"defg")).unwrap();
+        assert_eq!((chain.len(), chain.bytes()), (3, 7));
+        let pieces = &mut *chain.block;
+        // SAFETY: no send uses the chain; unlinked below.
+        let (run, end) = unsafe { link_run(pieces.slice_mut(), 0) };
+        let run = run.expect("valid bytes");
+        assert_eq!((run.Offset, run.Length, end), (0, 7, 3));
+        assert_eq!(described(run), b"abcdefg");
+        // SAFETY: as above.
+        let rest = unsafe { advance(run, 4) };
+        assert_eq!((rest.Offset, rest.Length), (1, 3), "inside the second linked MDL");
+        pieces.unlink_all();
+        for piece in pieces.slice_mut().iter_mut().flatten() {
+            let buf = piece.own_buf().unwrap();
+            // SAFETY: the buffer's own MDL.
+            let count = unsafe { wsk_sys::MmGetMdlByteCount(buf.mdl()) };
+            // SAFETY: as above.
+            let next = unsafe { (*buf.mdl()).Next };
+            assert_eq!((count as usize, next), (buf.capacity(), core::ptr::null_mut()));
+        }
+    }
+
+    /// Pushing past the bound hands the piece back; popping and `release_items` keep order.
+    #[test]
+    fn the_chain_is_bounded_and_keeps_order() {
+        let mut chain = SendChain::new().unwrap();
+        for i in 0..SEND_CHAIN_MAX {
+            chain.push_buf(buf(&[i as u8])).unwrap();
+        }
+        let back = chain.push_buf(buf(b"x")).expect_err("full");
+        assert_eq!(back.as_slice(), b"x");
+        chain.block.release_items();
+        assert_eq!(chain.len(), SEND_CHAIN_MAX);
+        match chain.pop() {
+            Some(Piece::Buf(last)) => assert_eq!(last.as_slice(), &[SEND_CHAIN_MAX as u8 - 1]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(chain.len(), SEND_CHAIN_MAX - 1);
+    }
+
+    /// A chain dropped while linked unlinks before its buffers go (nothing leaks under Miri).
+    #[test]
+    fn a_linked_chain_drops_cleanly() {
+        let mut chain = SendChain::new().unwrap();
+        chain.push_buf(buf(b"one")).unwrap();
+        chain.push_buf(buf(b"two")).unwrap();
+        // SAFETY: no send; the drop unlinks.
+        let _ = unsafe { link_run(chain.block.slice_mut(), 0) };
+        drop(chain);
+    }
+}
