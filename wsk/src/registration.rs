@@ -190,6 +190,7 @@ impl Drop for Wsk {
         // keep.
         crate::buf_pool::global().drain();
         crate::op::cache::drain();
+        crate::shadow::drain();
     }
 }
 

@@ -15,7 +15,10 @@
 //! offset: allocated once by a write half at its first send of an item (about 1.5 KiB of
 //! non-paged pool), reused for every send, held by the operation slot while a send is in
 //! flight (so a dropped send frees them only after its IRP completed). An item needing more
-//! MDLs, or a longer piece, is sent one `WskSend` per indication instead.
+//! MDLs, or a longer piece, is sent one `WskSend` per indication instead. A write half gives
+//! its set back to the library's cache of sets ([`take`], [`give`], up to [`CACHED_SETS`])
+//! with its operation slot (`TcpWriteHalf::release_slot`), so an idle connection holds none
+//! and the next send takes a cached one: no allocation in steady state.
 //!
 //! The receive callbacks map every indicated MDL into system space before they retain it
 //! (`events::pieces::map_all`), and a partial MDL of a mapped source shares that mapping
@@ -27,6 +30,7 @@ use core::ptr::NonNull;
 
 use wsk_sys::{MDL, PAGE_SIZE, WSK_BUF};
 
+use crate::buf_pool::FreeCells;
 use crate::error::{Error, Result};
 use crate::pool::{PoolBox, tag};
 use crate::socket::events::Received;
@@ -189,6 +193,69 @@ impl Drop for Shadows {
     }
 }
 
+/// Shadow sets the library's cache keeps at most (about 1.5 KiB each).
+pub(crate) const CACHED_SETS: usize = 16;
+
+#[cfg(not(loom))]
+static SETS: FreeCells<Shadows, CACHED_SETS> = FreeCells::new(CACHED_SETS);
+
+#[cfg(not(loom))]
+fn sets() -> &'static FreeCells<Shadows, CACHED_SETS> {
+    &SETS
+}
+
+/// A fresh cache per call under loom (no model uses it).
+#[cfg(loom)]
+fn sets() -> &'static FreeCells<Shadows, CACHED_SETS> {
+    extern crate std;
+    std::boxed::Box::leak(std::boxed::Box::new(FreeCells::new(CACHED_SETS)))
+}
+
+/// A set from the cache, or a new one. IRQL <= DISPATCH_LEVEL.
+pub(crate) fn take() -> Result<ShadowSet> {
+    take_from(sets())
+}
+
+/// Keeps `set` (reset) for the next [`take`], or frees it when the cache is full. The set must
+/// not be in use by a send (its owner gives it back). IRQL <= DISPATCH_LEVEL.
+pub(crate) fn give(set: ShadowSet) {
+    give_to(sets(), set);
+}
+
+/// [`take`] from `cells`.
+fn take_from<const N: usize>(cells: &FreeCells<Shadows, N>) -> Result<ShadowSet> {
+    match cells.take() {
+        // SAFETY: the cells hold only sets `give_to` took out of their `PoolBox` with this tag.
+        Some(set) => Ok(unsafe { PoolBox::from_raw_tagged(set) }),
+        None => Shadows::allocate(),
+    }
+}
+
+/// [`give`] to `cells`.
+fn give_to<const N: usize>(cells: &FreeCells<Shadows, N>, mut set: ShadowSet) {
+    set.reset();
+    if let Err(set) = cells.give(PoolBox::into_raw(set)) {
+        // SAFETY: taken out of its `PoolBox` just above, refused by the cells.
+        drop(unsafe { PoolBox::<Shadows, SHADOW_TAG>::from_raw_tagged(set) });
+    }
+}
+
+/// Frees every set `cells` keep; returns how many.
+fn drain_from<const N: usize>(cells: &FreeCells<Shadows, N>) -> usize {
+    let mut freed = 0;
+    while let Some(set) = cells.take() {
+        // SAFETY: as in `take_from`.
+        drop(unsafe { PoolBox::<Shadows, SHADOW_TAG>::from_raw_tagged(set) });
+        freed += 1;
+    }
+    freed
+}
+
+/// Frees every cached set; returns how many. IRQL <= DISPATCH_LEVEL.
+pub(crate) fn drain() -> usize {
+    drain_from(sets())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,5 +299,25 @@ mod tests {
         assert!(unsafe { set.cover(&long) }.is_none(), "a piece longer than a shadow MDL");
         assert_eq!(set.used, 0);
         drop(set);
+    }
+
+    /// A set given back (built or not) is kept reset and is the one the next take gets: no
+    /// allocation; the drain frees what the cache keeps (Miri checks nothing leaks).
+    #[test]
+    fn a_set_given_back_is_reset_and_reused() {
+        // A cache of its own: the library's is shared with the tests running alongside.
+        let cells = FreeCells::<Shadows, 2>::new(2);
+        let mut set = take_from(&cells).unwrap();
+        let item = Received::from_buffer(IoBuf::copy_from(b"cached").unwrap());
+        // SAFETY: the item outlives the set's use; no send uses the set.
+        assert!(unsafe { set.cover(&item) }.is_some());
+        let kept = core::ptr::from_ref::<Shadows>(&set);
+        give_to(&cells, set);
+        let again = take_from(&cells).unwrap();
+        assert!(core::ptr::eq(&raw const *again, kept), "the cached set comes back");
+        assert_eq!(again.used, 0, "a cached set is reset");
+        give_to(&cells, again);
+        assert_eq!(drain_from(&cells), 1);
+        assert_eq!(drain_from(&cells), 0);
     }
 }

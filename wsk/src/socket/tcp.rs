@@ -795,12 +795,17 @@ impl TcpWriteHalf {
 
     /// Gives the half's operation slot (its IRP and argument block, about 900 bytes) back to
     /// the library's cache of idle slots, for a connection about to be idle: the next send or
-    /// other call takes one again, from the cache (no allocation in steady state) or new. A
+    /// other call takes one again, from the cache (no allocation in steady state) or new. The
+    /// shadow MDLs of sends of received items (about 1.5 KiB, see [`crate::shadow`]) go back
+    /// to their cache the same way. A
     /// slot still busy (an abandoned operation's IRP in flight) is dropped instead, and freed
     /// when that IRP completes. IRQL <= DISPATCH_LEVEL.
     pub fn release_slot(&mut self) {
         if let Some(slot) = self.send.take() {
             crate::op::cache::give(slot);
+        }
+        if let Some(set) = self.shadow.take() {
+            crate::shadow::give(set);
         }
     }
 

@@ -121,7 +121,7 @@ async fn send_item(
     let mut whole = None;
     // The set is allocated at the first item that needs it; without pool memory for it, the
     // item goes one send per indication.
-    if several && let Some(mut set) = shadows.take().or_else(|| Shadows::allocate().ok()) {
+    if several && let Some(mut set) = shadows.take().or_else(|| crate::shadow::take().ok()) {
         // Several indications: one send over MDLs of ours, if they cover the item.
         // SAFETY: the item stays alive in `holding` (or the slot) until released below, after
         // the send; no send uses the set (it was with the write half).
