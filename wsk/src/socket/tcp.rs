@@ -796,7 +796,7 @@ impl TcpWriteHalf {
     /// Gives the half's operation slot (its IRP and argument block, about 900 bytes) back to
     /// the library's cache of idle slots, for a connection about to be idle: the next send or
     /// other call takes one again, from the cache (no allocation in steady state) or new. The
-    /// shadow MDLs of sends of received items (about 1.5 KiB, see [`crate::shadow`]) go back
+    /// shadow MDLs of sends of received items (about 1.5 KiB, see [`TcpWriteHalf::send_received`]) go back
     /// to their cache the same way. A
     /// slot still busy (an abandoned operation's IRP in flight) is dropped instead, and freed
     /// when that IRP completes. IRQL <= DISPATCH_LEVEL.
