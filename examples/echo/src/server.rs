@@ -245,13 +245,14 @@ mod tests {
         size_of::<F>()
     }
 
-    /// A connection's task is most of what an idle connection costs (BENCHMARKS.md: 1208
+    /// A connection's task is most of what an idle connection costs (BENCHMARKS.md: 1136
     /// bytes of its future, the task's header, the event state and the socket): its future
     /// must not grow back (it was 1520 bytes with its own copy of the stream and an `async fn`
-    /// layer per provider call).
+    /// layer per provider call, 1640 with the send of received items nested `async fn`s deep,
+    /// each keeping its arguments twice).
     #[test]
     fn the_connection_future_stays_small() {
         let size = future_size(&serve);
-        assert!(size <= 1280, "the echo task's future grew to {size} bytes");
+        assert!(size <= 1152, "the echo task's future grew to {size} bytes");
     }
 }

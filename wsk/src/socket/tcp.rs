@@ -777,10 +777,16 @@ impl TcpReadHalf {
 impl TcpWriteHalf {
     /// The core and the send/control slot, created on first use.
     /// [`TcpWriteHalf::parts`] and the shadow MDLs, taken out (the caller puts them back).
-    pub(crate) fn parts_with_shadows(&mut self) -> Result<(&SocketCore<Connection>, &mut OpSlot, Option<ShadowSet>)> {
-        let shadow = self.shadow.take();
-        let (core, slot) = self.parts()?;
-        Ok((core, slot, shadow))
+    pub(crate) fn parts_with_shadows(
+        &mut self,
+    ) -> Result<(&SocketCore<Connection>, &mut OpSlot, &mut Option<ShadowSet>)> {
+        if self.send.is_none() {
+            self.send = Some(crate::op::cache::take()?);
+        }
+        match self.send.as_mut() {
+            Some(slot) => Ok((&self.core, slot, &mut self.shadow)),
+            None => Err(Error::NoMemory),
+        }
     }
 
     pub(crate) fn parts(&mut self) -> Result<(&SocketCore<Connection>, &mut OpSlot)> {

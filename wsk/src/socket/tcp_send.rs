@@ -102,65 +102,71 @@ async unsafe fn send_whole(
     Ok(())
 }
 
-/// [`TcpWriteHalf::send_received`]'s body: returns the shadow set for the next send (`None` if
-/// it went with a dropped send, or there was none). One loop for both ways of sending (one
-/// `WskSend` over shadow MDLs, or one per indication), so the future has one place for the
-/// item and one nested send.
-async fn send_item(
-    core: &SocketCore<Connection>,
-    slot: &mut OpSlot,
-    item: Received,
-    mut shadows: Option<ShadowSet>,
-) -> (Result<()>, Option<ShadowSet>) {
-    let mut bufs = item.wsk_bufs();
-    // SAFETY: the cursor walks the item, which this function owns.
-    let first = unsafe { bufs.next() }.is_some();
-    // SAFETY: as above.
-    let several = first && unsafe { bufs.next() }.is_some();
-    let mut holding = Holding { block: None, item: Some(item) };
-    let mut whole = None;
-    // The set is allocated at the first item that needs it; without pool memory for it, the
-    // item goes one send per indication.
-    if several && let Some(mut set) = shadows.take().or_else(|| crate::shadow::take().ok()) {
-        // Several indications: one send over MDLs of ours, if they cover the item.
-        // SAFETY: the item stays alive in `holding` (or the slot) until released below, after
-        // the send; no send uses the set (it was with the write half).
-        match holding.item.as_ref().and_then(|item| unsafe { set.cover(item) }) {
-            Some(buf) => {
-                whole = Some(HeldBuf(buf));
-                holding.block = Some(AnyPoolBox::new(set));
+/// [`TcpWriteHalf::send_received`]'s body, sending the item `holding` holds: takes the shadow
+/// set from `shadows` when the item needs one and puts it back after the send (it stays
+/// `None` if it went with a dropped send). One loop for both ways of sending (one `WskSend`
+/// over shadow MDLs, or one per indication), so the future has one place for the item and
+/// one nested send; an `async` block over the arguments rather than an `async fn`, which
+/// would keep them twice: this future is part of every task that echoes received items.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an `async fn` keeps its arguments twice in the future (see the docs above)"
+)]
+fn send_item<'a>(
+    core: &'a SocketCore<Connection>,
+    slot: &'a mut OpSlot,
+    mut holding: Holding,
+    shadows: &'a mut Option<ShadowSet>,
+) -> impl Future<Output = Result<()>> + 'a {
+    async move {
+        let Some(mut bufs) = holding.item.as_ref().map(Received::wsk_bufs) else { return Ok(()) };
+        // SAFETY: the cursor walks the item, which `holding` owns.
+        let first = unsafe { bufs.next() }.is_some();
+        // SAFETY: as above.
+        let several = first && unsafe { bufs.next() }.is_some();
+        let mut whole = None;
+        // The set is allocated at the first item that needs it (or taken from the library's
+        // cache); without pool memory for it, the item goes one send per indication.
+        if several && let Some(mut set) = shadows.take().or_else(|| crate::shadow::take().ok()) {
+            // Several indications: one send over MDLs of ours, if they cover the item.
+            // SAFETY: the item stays alive in `holding` (or the slot) until released below,
+            // after the send; no send uses the set (it was with the write half).
+            match holding.item.as_ref().and_then(|item| unsafe { set.cover(item) }) {
+                Some(buf) => {
+                    whole = Some(HeldBuf(buf));
+                    holding.block = Some(AnyPoolBox::new(set));
+                }
+                None => *shadows = Some(set),
             }
-            None => shadows = Some(set),
         }
-    }
-    let result = match whole {
-        // SAFETY: `buf` is our MDL chain (in the set) over the item's pages; `holding` (or the
-        // slot, while the IRP is in flight) keeps both until the release below.
-        Some(buf) => unsafe { send_whole(core, slot, buf, &mut holding) }.await,
-        None => {
-            let mut bufs = holding.item.as_ref().map(Received::wsk_bufs);
-            loop {
-                // SAFETY: the cursor walks the item `holding` keeps alive: it is only moved
-                // between `holding` and the slot, never released, until the loop ends.
-                let Some(buf) = bufs.as_mut().and_then(|bufs| unsafe { bufs.next() }) else { break Ok(()) };
-                // SAFETY: `buf` is WSK's memory, valid until the item in `holding` is released.
-                if let Err(e) = unsafe { send_whole(core, slot, HeldBuf(buf), &mut holding) }.await {
-                    break Err(e);
+        let result = match whole {
+            // SAFETY: `buf` is our MDL chain (in the set) over the item's pages; `holding` (or
+            // the slot, while the IRP is in flight) keeps both until the release below.
+            Some(buf) => unsafe { send_whole(core, slot, buf, &mut holding) }.await,
+            None => {
+                let mut bufs = holding.item.as_ref().map(Received::wsk_bufs);
+                loop {
+                    // SAFETY: the cursor walks the item `holding` keeps alive: it is only moved
+                    // between `holding` and the slot, never released, until the loop ends.
+                    let Some(buf) = bufs.as_mut().and_then(|bufs| unsafe { bufs.next() }) else { break Ok(()) };
+                    // SAFETY: `buf` is WSK's memory, valid until the item in `holding` is
+                    // released.
+                    if let Err(e) = unsafe { send_whole(core, slot, HeldBuf(buf), &mut holding) }.await {
+                        break Err(e);
+                    }
                 }
             }
-        }
-    };
-    let Holding { block, item } = holding;
-    // The set lets go of the item's pages first, then the item goes back to WSK.
-    let set = block
-        .and_then(|block| block.downcast::<Shadows, SHADOW_TAG>().ok())
-        .map(|mut set| {
+        };
+        // The set lets go of the item's pages first, then the item goes back to WSK.
+        if let Some(block) = holding.block.take()
+            && let Ok(mut set) = block.downcast::<Shadows, SHADOW_TAG>()
+        {
             set.reset();
-            set
-        })
-        .or(shadows);
-    drop(item);
-    (result, set)
+            *shadows = Some(set);
+        }
+        drop(holding);
+        result
+    }
 }
 
 impl TcpWriteHalf {
@@ -179,11 +185,15 @@ impl TcpWriteHalf {
     /// several indications was dropped: the set went with it).
     ///
     /// IRQL == PASSIVE_LEVEL (task context).
-    pub async fn send_received(&mut self, item: Received) -> Result<()> {
-        let (core, slot, shadows) = self.parts_with_shadows()?;
-        let (result, shadows) = send_item(core, slot, item, shadows).await;
-        self.shadow = shadows;
-        result
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an `async fn` keeps its arguments twice in the future, which is part of every task that echoes received items"
+    )]
+    pub fn send_received(&mut self, item: Received) -> impl Future<Output = Result<()>> + '_ {
+        async move {
+            let (core, slot, shadows) = self.parts_with_shadows()?;
+            send_item(core, slot, Holding { block: None, item: Some(item) }, shadows).await
+        }
     }
 
     /// Sends every piece of `chain`, in order (see [`send_chain`]: our
