@@ -147,13 +147,22 @@ impl IoBuf {
     /// # Safety
     /// `mdl` came from [`IoBuf::into_mdl`] and is used once: the buffer is owned again.
     pub(crate) unsafe fn from_mdl(mdl: NonNull<MDL>) -> Self {
-        // SAFETY: the MDL was built by `MmBuildMdlForNonPagedPool` over the buffer's whole
-        // allocation (invariant), which set `MappedSystemVa` to its start and kept `ByteCount`;
-        // it is ours (caller).
+        // SAFETY: the MDL was allocated over the buffer's whole allocation (invariant), with
+        // `ByteCount` its capacity (restored by `unlink` after any chained send), and built by
+        // `MmBuildMdlForNonPagedPool`; it is ours (caller).
         let header = unsafe { mdl.as_ref() };
-        let (data, capacity) = (header.MappedSystemVa, header.ByteCount as usize);
+        let capacity = header.ByteCount as usize;
+        // Windows' `MmBuildMdlForNonPagedPool` sets `MappedSystemVa` to the buffer's start;
+        // Wine's leaves it null. The address `IoAllocateMdl` recorded (`StartVa` +
+        // `ByteOffset`) is the buffer's start as well (non-paged pool: a system address).
+        let data = match NonNull::new(header.MappedSystemVa.cast::<u8>()) {
+            Some(data) => data,
+            // SAFETY: a live MDL (above).
+            None => NonNull::new(unsafe { wsk_sys::MmGetMdlVirtualAddress(mdl.as_ptr()) }.cast::<u8>())
+                .expect("an MDL allocated over a buffer records its address"),
+        };
         // INVARIANT: the fields of the buffer that gave the MDL up (caller).
-        Self { data: NonNull::new(data.cast()).expect("a built MDL maps its buffer"), capacity, len: 0, mdl }
+        Self { data, capacity, len: 0, mdl }
     }
 
     /// Links the buffer into an MDL chain for one send of several buffers: its MDL describes
