@@ -5,7 +5,19 @@
 const ROWS: &[&[&str]] = &[
     &["model", "addr", "status", "blocks", "registration"],
     &["buf", "resolve"],
-    &["tables", "socket", "queue", "io", "events", "deliver", "indication", "options", "reactor", "processors"],
+    &[
+        "tables",
+        "socket",
+        "queue",
+        "io",
+        "events",
+        "deliver",
+        "indication",
+        "options",
+        "reactor",
+        "processors",
+        "loopback",
+    ],
     &["dispatch"],
 ];
 
@@ -19,6 +31,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("events", include_str!("events.rs")),
     ("indication", include_str!("indication.rs")),
     ("io", include_str!("io.rs")),
+    ("loopback", include_str!("loopback.rs")),
     ("model", include_str!("model.rs")),
     ("options", include_str!("options.rs")),
     ("processors", include_str!("processors.rs")),

@@ -211,11 +211,13 @@
 //!               events (callback state, enable/disable) - deliver (callback calls)
 //!               indication (chains, WskRelease) - options
 //!               reactor (the I/O thread) - processors (the adversary's provider threads)
+//!               loopback (in-memory connections: listen, connect, the thread's pending work)
 //!   -----------------------------------------------------------------------------------------
 //!   helpers     buf (WSK_BUF to Segments) - resolve (address info)
 //!   -----------------------------------------------------------------------------------------
 //!   leaves      model (the shared records: Kind, Phase, Queue, State, Op, OpKind, Action,
-//!               Segments, Irp, Out, Client, Events, Running, KeptDatagram)
+//!               Segments, Irp, Out, Client, Events, Running, KeptDatagram; in-memory
+//!               connections' End, Backlog, Memory)
 //!               addr - status - blocks - registration
 //! ```
 //!
@@ -239,6 +241,7 @@ mod indication;
 mod io;
 #[cfg(test)]
 mod layering;
+mod loopback;
 mod model;
 mod options;
 mod processors;
