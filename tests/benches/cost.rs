@@ -16,6 +16,8 @@
 //! always uses IRPs. The tokio server reads into a 64 KiB buffer and `write_all`s it; its
 //! duplex has 256 KiB per direction, as the in-memory pipe has.
 //!
+//! `WSK_COST_WORKLOAD=echo64|echo1k|echo64k|stream` runs one workload only (for a profiler).
+//!
 //! Measured: wall time and the process's CPU time (every thread: with the emulator, its
 //! worker threads run the executor's work items) per operation or per byte, medians over
 //! rounds that alternate the runtimes so machine noise hits them alike. The verifier is off.
@@ -42,6 +44,16 @@ enum Workload {
 }
 
 impl Workload {
+    /// The short name `WSK_COST_WORKLOAD` selects it by.
+    fn key(self) -> &'static str {
+        match self {
+            Workload::Echo { size: 64, .. } => "echo64",
+            Workload::Echo { size: 1024, .. } => "echo1k",
+            Workload::Echo { .. } => "echo64k",
+            Workload::Stream => "stream",
+        }
+    }
+
     fn name(self) -> String {
         match self {
             Workload::Echo { size, count } => format!("echo {count} x {size} B"),
@@ -267,12 +279,18 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let workloads = [
+    let only = std::env::var("WSK_COST_WORKLOAD").unwrap_or_default();
+    let workloads: Vec<Workload> = [
         Workload::Echo { size: 64, count: 100_000 },
         Workload::Echo { size: 1024, count: 100_000 },
         Workload::Echo { size: 64 * 1024, count: 10_000 },
         Workload::Stream,
-    ];
+    ]
+    .into_iter()
+    .filter(|workload| only.is_empty() || workload.key() == only)
+    .collect();
+    assert!(!workloads.is_empty(), "WSK_COST_WORKLOAD={only}: expected echo64, echo1k, echo64k or stream");
+    let driver_workloads = workloads.clone();
     let tokio = tokio::runtime::Builder::new_current_thread().build().unwrap();
     // samples[workload][runtime]
     let mut samples: Vec<Vec<Vec<Sample>>> = vec![vec![Vec::new(); Runtime::ALL.len()]; workloads.len()];
@@ -296,7 +314,7 @@ fn main() {
                     }
                 };
                 let Some((workload, runtime)) = next else { break };
-                let sample = wsk_round(&env, &mut listener, 9000, runtime, workloads[workload]).await;
+                let sample = wsk_round(&env, &mut listener, 9000, runtime, driver_workloads[workload]).await;
                 to_main.send(sample).unwrap();
             }
             listener.close().await.unwrap();
