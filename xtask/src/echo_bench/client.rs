@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::placement::{Placement, Probe, Snapshot, Usage};
 use super::report::{ServerRun, micros, size_label};
 use super::servers::Server;
-use super::{MEASURE, REPEATS, TAG, WARMUP, WORKLOADS, Workload, workloads};
+use super::{MEASURE, REPEATS, STREAM_BYTES, STREAM_WRITE, TAG, WARMUP, WORKLOADS, Workload, workloads};
 use crate::echo_client;
 use crate::util::{Context, Result, bail};
 
@@ -133,6 +133,97 @@ pub(super) fn measure_all(
         }
         run.cells.push((workload, cell));
     }
+    if std::env::var_os(super::CONNECTIONS_ENV).is_none() {
+        let stream = stream_median(addr);
+        match &stream {
+            Ok(s) => println!(
+                "{TAG}: {} stream {} MiB in {} KiB writes: {:.0} MB/s (runs: {})",
+                server.short(),
+                STREAM_BYTES >> 20,
+                STREAM_WRITE >> 10,
+                s.mb_per_sec(),
+                s.rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ")
+            ),
+            Err(e) => {
+                println!("{TAG}: {} stream: FAILED: {e}", server.short());
+                run.failures.push(format!("stream: {e}"));
+            }
+        }
+        run.stream = Some(stream);
+    }
+}
+
+/// What the streaming client measured: the median of [`REPEATS`] runs.
+#[derive(Debug, Clone)]
+pub struct StreamMeasurement {
+    /// From the first write to the last byte of the echo read.
+    pub elapsed: Duration,
+    /// MB/s of every run, ascending.
+    pub rates: Vec<f64>,
+}
+
+impl StreamMeasurement {
+    /// Echoed payload in 10^6 bytes per second.
+    pub fn mb_per_sec(&self) -> f64 {
+        STREAM_BYTES as f64 / self.elapsed.as_secs_f64() / 1e6
+    }
+}
+
+/// [`REPEATS`] runs of [`stream_once`]; the median.
+fn stream_median(addr: SocketAddr) -> std::result::Result<StreamMeasurement, String> {
+    let mut runs = Vec::with_capacity(REPEATS);
+    for _ in 0..REPEATS {
+        runs.push(stream_once(addr).map_err(|e| e.to_string())?);
+    }
+    runs.sort();
+    let rates = runs.iter().rev().map(|d| STREAM_BYTES as f64 / d.as_secs_f64() / 1e6).collect();
+    Ok(StreamMeasurement { elapsed: runs[REPEATS / 2], rates })
+}
+
+/// The byte at `offset` of the stream.
+fn stream_byte(offset: usize) -> u8 {
+    (offset % 251) as u8
+}
+
+/// One connection: a thread writes [`STREAM_BYTES`] in [`STREAM_WRITE`] writes and shuts down,
+/// this thread reads the echo until the server's end of stream, checking the first byte of
+/// every read against its offset in the stream.
+fn stream_once(addr: SocketAddr) -> Result<Duration> {
+    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut reader = stream.try_clone()?;
+    let chunk: Vec<u8> = (0..STREAM_WRITE).map(stream_byte).collect();
+    let start = Instant::now();
+    let writer = thread::Builder::new().name(format!("{CLIENT_THREAD}-stream")).spawn(move || -> Result<()> {
+        let mut stream = stream;
+        for _ in 0..STREAM_BYTES / STREAM_WRITE {
+            stream.write_all(&chunk).context(|| "stream write".to_owned())?;
+        }
+        stream.shutdown(std::net::Shutdown::Write)?;
+        Ok(())
+    })?;
+    let mut buf = vec![0u8; STREAM_WRITE];
+    let mut got = 0;
+    loop {
+        let n = reader.read(&mut buf).context(|| format!("stream read after {got} bytes"))?;
+        if n == 0 {
+            break;
+        }
+        if buf[0] != stream_byte(got) {
+            bail!("the echo differs from the stream at byte {got}");
+        }
+        got += n;
+    }
+    let elapsed = start.elapsed();
+    match writer.join() {
+        Ok(written) => written?,
+        Err(_) => bail!("the stream's writer panicked"),
+    }
+    if got != STREAM_BYTES {
+        bail!("{got} bytes came back of {STREAM_BYTES}");
+    }
+    Ok(elapsed)
 }
 
 /// Holds the client threads after their last round trip until the window's last sample is

@@ -25,26 +25,29 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Thread name of the tokio server's workers (at most 15 bytes: `/proc` cuts names there).
 pub(super) const TOKIO_THREAD: &str = "echo-tokio";
 
-/// Set to a comma-separated list of server names (`emulator,wine,tokio,blocking`) to run only
-/// those.
+/// Set to a comma-separated list of server names (`emulator,irp,wine,tokio,blocking`) to run
+/// only those.
 pub const SERVERS_ENV: &str = "WSK_BENCH_SERVERS";
 
 /// The servers, in table order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Server {
     Emulator,
+    /// The echo driver receiving with IRPs (`--irp-receive`).
+    EmulatorIrp,
     Wine,
     Tokio,
     Blocking,
 }
 
 impl Server {
-    pub const ALL: [Server; 4] = [Server::Emulator, Server::Wine, Server::Tokio, Server::Blocking];
+    pub const ALL: [Server; 5] = [Server::Emulator, Server::EmulatorIrp, Server::Wine, Server::Tokio, Server::Blocking];
 
     /// The name `WSK_BENCH_SERVERS` uses for the server.
     pub fn name(self) -> &'static str {
         match self {
             Server::Emulator => "emulator",
+            Server::EmulatorIrp => "irp",
             Server::Wine => "wine",
             Server::Tokio => "tokio",
             Server::Blocking => "blocking",
@@ -60,7 +63,7 @@ impl Server {
             match Self::ALL.into_iter().find(|s| s.name() == name) {
                 Some(server) if !chosen.contains(&server) => chosen.push(server),
                 Some(_) => {}
-                None => bail!("{SERVERS_ENV}: unknown server `{name}` (known: emulator, wine, tokio, blocking)"),
+                None => bail!("{SERVERS_ENV}: unknown server `{name}` (known: emulator, irp, wine, tokio, blocking)"),
             }
         }
         chosen.sort_by_key(|s| Self::ALL.iter().position(|a| a == s));
@@ -71,6 +74,7 @@ impl Server {
     pub fn label(self, tokio_workers: usize) -> String {
         match self {
             Server::Emulator => "(a) echo driver, emulator".to_owned(),
+            Server::EmulatorIrp => "(e) echo driver, IRP receive, emulator".to_owned(),
             Server::Wine => "(b) echo.sys, Wine".to_owned(),
             Server::Tokio => {
                 format!("(c) tokio, multi_thread, {tokio_workers} worker{}", if tokio_workers == 1 { "" } else { "s" })
@@ -82,6 +86,7 @@ impl Server {
     pub(super) fn short(self) -> &'static str {
         match self {
             Server::Emulator => "(a)",
+            Server::EmulatorIrp => "(e)",
             Server::Wine => "(b)",
             Server::Tokio => "(c)",
             Server::Blocking => "(d)",
@@ -128,14 +133,18 @@ fn log_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// (a) and (d): `echo-driver` on the emulator, stopped with SIGINT so that it unloads the
-/// driver and prints its verifier report.
-pub(super) fn run_emulator(setup: &Setup, blocking: bool) -> Result<ServerRun> {
-    let server = if blocking { Server::Blocking } else { Server::Emulator };
+/// (a), (e) and (d): `echo-driver` on the emulator (`--irp-receive` for (e), `--blocking` for
+/// (d)), stopped with SIGINT so that it unloads the driver and prints its verifier report.
+pub(super) fn run_emulator(setup: &Setup, server: Server) -> Result<ServerRun> {
+    let blocking = server == Server::Blocking;
     let mut run = ServerRun::new(server, setup);
     let binary = &setup.binary;
     let port = echo_client::free_port()?;
-    let log = log_dir()?.join(if blocking { "echo-driver-blocking.log" } else { "echo-driver.log" });
+    let log = log_dir()?.join(match server {
+        Server::Blocking => "echo-driver-blocking.log",
+        Server::EmulatorIrp => "echo-driver-irp.log",
+        _ => "echo-driver.log",
+    });
     let out = std::fs::File::create(&log).context(|| format!("creating {}", log.display()))?;
     let err = out.try_clone()?;
     let mut cmd = match &setup.placement {
@@ -149,6 +158,9 @@ pub(super) fn run_emulator(setup: &Setup, blocking: bool) -> Result<ServerRun> {
     cmd.args(["--port", &port.to_string(), "--seconds", "3600", "--quiet"]);
     if blocking {
         cmd.arg("--blocking");
+    }
+    if server == Server::EmulatorIrp {
+        cmd.arg("--irp-receive");
     }
     println!("$ {}", util::display_command(&cmd));
     let mut child = cmd
@@ -339,6 +351,7 @@ mod tests {
         assert_eq!(Server::selected(None).unwrap(), Server::ALL.to_vec());
         assert_eq!(Server::selected(Some(" ")).unwrap(), Server::ALL.to_vec());
         assert_eq!(Server::selected(Some("tokio, wine")).unwrap(), vec![Server::Wine, Server::Tokio]);
+        assert_eq!(Server::selected(Some("tokio,irp")).unwrap(), vec![Server::EmulatorIrp, Server::Tokio]);
         assert!(Server::selected(Some("win")).is_err());
     }
 }
