@@ -180,14 +180,14 @@ fn stream_median(addr: SocketAddr) -> std::result::Result<StreamMeasurement, Str
     Ok(StreamMeasurement { elapsed: runs[REPEATS / 2], rates })
 }
 
-/// The byte at `offset` of the stream.
+/// The byte at `offset` of each write (every write sends the same bytes).
 fn stream_byte(offset: usize) -> u8 {
     (offset % 251) as u8
 }
 
 /// One connection: a thread writes [`STREAM_BYTES`] in [`STREAM_WRITE`] writes and shuts down,
 /// this thread reads the echo until the server's end of stream, checking the first byte of
-/// every read against its offset in the stream.
+/// every read against its offset in the write it came from.
 fn stream_once(addr: SocketAddr) -> Result<Duration> {
     let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
@@ -210,7 +210,7 @@ fn stream_once(addr: SocketAddr) -> Result<Duration> {
         if n == 0 {
             break;
         }
-        if buf[0] != stream_byte(got) {
+        if buf[0] != stream_byte(got % STREAM_WRITE) {
             bail!("the echo differs from the stream at byte {got}");
         }
         got += n;
