@@ -4,7 +4,8 @@
 //! `WSK_PROVIDER_DISPATCH` that `WskCaptureProviderNPI` hands out and the dispatch table each
 //! `WSK_SOCKET` points to, with one IRP per call. Behind each WSK socket is a nonblocking host
 //! socket (`socket2`) registered with one `mio` poller; one I/O thread (`wsk-emu-net`)
-//! serves every socket of the process.
+//! serves every socket of the process. Connections to addresses of `198.18.0.0/15` stay in
+//! memory instead, with no host socket and no I/O thread (see `loopback`).
 //!
 //! # How a call runs
 //!
