@@ -1,4 +1,4 @@
-//! The echo benchmark (second half of `cargo xtask bench`): one client, four echo servers, in
+//! The echo benchmark (second half of `cargo xtask bench`): one client, five echo servers, in
 //! one run.
 //!
 //! * (a) the echo driver (`echo_driver::driver`) on the host emulator: `echo-driver --quiet`;
@@ -19,7 +19,9 @@
 //! round trip each connection has in flight when the window ends, so that a connection the
 //! server neglects shows up. The table also gives the longest round trip and the slowest
 //! connection's round trips over the mean (fairness). Each cell runs [`REPEATS`] times with
-//! fresh connections and the table shows the run with the median throughput. The servers keep
+//! fresh connections and the table shows the run with the median throughput. Every server is
+//! started first and the repetitions are interleaved (one run of a cell on each server in turn,
+//! then the next), so that a change of the machine's load falls on every server alike. The servers keep
 //! their default socket options (Nagle on), as the drivers do.
 //!
 //! Then a streaming client ([`STREAM_BYTES`] through one connection in [`STREAM_WRITE`]
@@ -57,7 +59,7 @@ use crate::util::{self, Result, bail};
 use crate::{drivers, wine};
 use placement::pin;
 use report::machine_line;
-use servers::{Setup, run_emulator, run_tokio, run_wine};
+use servers::Setup;
 
 const TAG: &str = "echo-bench";
 
@@ -139,21 +141,30 @@ pub fn run() -> Result<()> {
     }
     let setup = Setup { binary, sys, placement, tokio_workers };
 
+    // Every server is started first, then measured interleaved (see `client::measure_interleaved`).
     let mut runs = Vec::new();
+    let mut started = Vec::new();
     for server in Server::selected(std::env::var(SERVERS_ENV).ok().as_deref())? {
-        println!("{TAG}: {} ...", server.label(setup.tokio_workers));
-        let run = match server {
-            Server::Emulator | Server::EmulatorIrp | Server::Blocking => run_emulator(&setup, server),
-            Server::Wine => run_wine(&setup),
-            Server::Tokio => run_tokio(&setup),
-        };
-        let run = run.unwrap_or_else(|e| {
+        println!("{TAG}: starting {} ...", server.label(setup.tokio_workers));
+        match servers::start(&setup, server) {
+            Ok(up) => started.push(up),
+            Err(e) => {
+                let mut failed = ServerRun::new(server, &setup);
+                failed.failures.push(e.to_string());
+                runs.push(failed);
+            }
+        }
+    }
+    client::measure_interleaved(&mut started, setup.placement.as_ref());
+    for up in started {
+        let server = up.run.server;
+        runs.push(up.stop().unwrap_or_else(|e| {
             let mut failed = ServerRun::new(server, &setup);
             failed.failures.push(e.to_string());
             failed
-        });
-        runs.push(run);
+        }));
     }
+    runs.sort_by_key(|r| Server::ALL.iter().position(|&s| s == r.server));
 
     println!();
     match &setup.placement {
