@@ -9,7 +9,9 @@
 //! per operation and per byte on the emulator's in-memory connections against tokio over
 //! `tokio::io::duplex` (`tests/benches/cost.rs`).
 //!
-//! `WSK_BENCH=executor`, `figures`, `events`, `cost` or `echo` runs only that part.
+//! `WSK_BENCH=executor`, `figures`, `events`, `cost` or `echo` runs only that part. The echo
+//! benchmark always runs in a release build of this tool (`cargo run --release -p xtask --
+//! bench`, started from a dev build), because its tokio server is part of this process.
 
 use std::process::Command;
 
@@ -40,7 +42,18 @@ pub fn run() -> Result<()> {
         }
     }
     if echo {
-        echo_bench::run()?;
+        if cfg!(debug_assertions) {
+            // The echo benchmark's tokio server runs in this process: built without
+            // optimizations (`cargo xtask` is a dev build) it would be a handicapped peer. The
+            // benchmark runs in a release build of this tool instead.
+            let mut cmd = Command::new("cargo");
+            cmd.current_dir(util::workspace_root())
+                .args(["run", "--release", "-p", "xtask", "--", "bench"])
+                .env(ONLY_ENV, "echo");
+            util::run_inherit(&mut cmd)?;
+        } else {
+            echo_bench::run()?;
+        }
     }
     Ok(())
 }
