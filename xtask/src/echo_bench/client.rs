@@ -125,12 +125,13 @@ pub(super) fn measure_interleaved(started: &mut [Started], placement: Option<&Pl
     if std::env::var_os(super::CONNECTIONS_ENV).is_some() {
         return;
     }
-    let mut streams: Vec<std::result::Result<Vec<Duration>, String>> = started.iter().map(|_| Ok(Vec::new())).collect();
+    let mut streams: Vec<std::result::Result<Vec<StreamRun>, String>> =
+        started.iter().map(|_| Ok(Vec::new())).collect();
     for _ in 0..REPEATS {
         for (server, runs) in started.iter().zip(streams.iter_mut()) {
             let (Some(addr), Ok(done)) = (server.addr, runs.as_mut()) else { continue };
-            match stream_once(addr) {
-                Ok(elapsed) => done.push(elapsed),
+            match stream_once(addr, &server.probe) {
+                Ok(run) => done.push(run),
                 Err(e) => *runs = Err(e.to_string()),
             }
         }
@@ -140,9 +141,10 @@ pub(super) fn measure_interleaved(started: &mut [Started], placement: Option<&Pl
             continue;
         }
         let stream = runs.map(|mut runs| {
-            runs.sort();
-            let rates = runs.iter().rev().map(|d| STREAM_BYTES as f64 / d.as_secs_f64() / 1e6).collect();
-            StreamMeasurement { elapsed: runs[REPEATS / 2], rates }
+            runs.sort_by_key(|&(elapsed, _)| elapsed);
+            let rates = runs.iter().rev().map(|(d, _)| STREAM_BYTES as f64 / d.as_secs_f64() / 1e6).collect();
+            let (elapsed, server_cpu) = runs[REPEATS / 2];
+            StreamMeasurement { elapsed, server_cpu, rates }
         });
         let label = server.run.server.short();
         match &stream {
@@ -196,11 +198,16 @@ fn report_cell(run: &mut ServerRun, workload: Workload, cell: &std::result::Resu
     }
 }
 
+/// One run of the streaming client: its time and the server's threads' CPU time meanwhile.
+type StreamRun = (Duration, Option<Duration>);
+
 /// What the streaming client measured: the median of [`REPEATS`] runs.
 #[derive(Debug, Clone)]
 pub struct StreamMeasurement {
     /// From the first write to the last byte of the echo read.
     pub elapsed: Duration,
+    /// CPU time of the server's threads in that run.
+    pub server_cpu: Option<Duration>,
     /// MB/s of every run, ascending.
     pub rates: Vec<f64>,
 }
@@ -219,13 +226,15 @@ fn stream_byte(offset: usize) -> u8 {
 
 /// One connection: a thread writes [`STREAM_BYTES`] in [`STREAM_WRITE`] writes and shuts down,
 /// this thread reads the echo until the server's end of stream, checking the first byte of
-/// every read against its offset in the write it came from.
-fn stream_once(addr: SocketAddr) -> Result<Duration> {
+/// every read against its offset in the write it came from. Returns the time and the CPU time
+/// of the server's threads (`probe`) meanwhile.
+fn stream_once(addr: SocketAddr, probe: &Probe) -> Result<StreamRun> {
     let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     let mut reader = stream.try_clone()?;
     let chunk: Vec<u8> = (0..STREAM_WRITE).map(stream_byte).collect();
+    let before = probe.sample();
     let start = Instant::now();
     let writer = thread::Builder::new().name(format!("{CLIENT_THREAD}-stream")).spawn(move || -> Result<()> {
         let mut stream = stream;
@@ -248,6 +257,7 @@ fn stream_once(addr: SocketAddr) -> Result<Duration> {
         got += n;
     }
     let elapsed = start.elapsed();
+    let server_cpu = before.zip(probe.sample()).map(|(before, after)| after.since(before).cpu);
     match writer.join() {
         Ok(written) => written?,
         Err(_) => bail!("the stream's writer panicked"),
@@ -255,7 +265,7 @@ fn stream_once(addr: SocketAddr) -> Result<Duration> {
     if got != STREAM_BYTES {
         bail!("{got} bytes came back of {STREAM_BYTES}");
     }
-    Ok(elapsed)
+    Ok((elapsed, server_cpu))
 }
 
 /// Holds the client threads after their last round trip until the window's last sample is

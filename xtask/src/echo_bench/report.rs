@@ -64,7 +64,9 @@ pub fn stream_table(runs: &[ServerRun]) -> String {
 
 /// The ratios of throughput (higher is better for the first server) the zero-copy datapath
 /// aims at, for every workload and the stream: the event path (a) and the IRP path (e) against
-/// tokio (c), and (a) against (e).
+/// tokio (c), and (a) against (e); then the same pairs' ratios of the server's own threads' CPU
+/// time per byte (lower is better for the first server), which a machine shared with other
+/// work disturbs less than throughput.
 pub fn ratios(runs: &[ServerRun]) -> String {
     let find = |server: Server| runs.iter().find(|r| r.server == server);
     let pairs = [
@@ -76,7 +78,10 @@ pub fn ratios(runs: &[ServerRun]) -> String {
     for (_, _, name) in pairs {
         out.push_str(&format!(" {name} |"));
     }
-    out.push_str("\n|---|---:|---:|---:|\n");
+    for (_, _, name) in pairs {
+        out.push_str(&format!(" CPU per byte, {name} |"));
+    }
+    out.push_str("\n|---|---:|---:|---:|---:|---:|---:|\n");
     let format = |ratio: Option<f64>| ratio.map_or("n/a".to_owned(), |r| format!("{r:.2}"));
     for workload in workloads().unwrap_or_else(|_| WORKLOADS.to_vec()) {
         out.push_str(&format!("| {} x {} |", workload.connections, size_label(workload.size)));
@@ -85,12 +90,26 @@ pub fn ratios(runs: &[ServerRun]) -> String {
             let ratio = rate(ours).zip(rate(peer)).map(|(a, b)| a / b);
             out.push_str(&format!(" {} |", format(ratio)));
         }
+        for (ours, peer, _) in pairs {
+            // The server's own threads' CPU time per round trip (the same bytes each).
+            let cpu = |server| {
+                let m = find(server)?.measurement(workload)?;
+                Some(m.server?.cpu.as_secs_f64() / m.round_trips.max(1) as f64)
+            };
+            let ratio = cpu(ours).zip(cpu(peer)).map(|(a, b)| a / b);
+            out.push_str(&format!(" {} |", format(ratio)));
+        }
         out.push('\n');
     }
     out.push_str(&format!("| stream {} MiB, {} KiB writes |", STREAM_BYTES >> 20, STREAM_WRITE >> 10));
     for (ours, peer, _) in pairs {
         let rate = |server| find(server)?.stream.as_ref()?.as_ref().ok().map(StreamMeasurement::mb_per_sec);
         let ratio = rate(ours).zip(rate(peer)).map(|(a, b)| a / b);
+        out.push_str(&format!(" {} |", format(ratio)));
+    }
+    for (ours, peer, _) in pairs {
+        let cpu = |server| find(server)?.stream.as_ref()?.as_ref().ok()?.server_cpu.map(|c| c.as_secs_f64());
+        let ratio = cpu(ours).zip(cpu(peer)).map(|(a, b)| a / b);
         out.push_str(&format!(" {} |", format(ratio)));
     }
     out.push('\n');
@@ -218,7 +237,11 @@ mod tests {
     #[test]
     fn stream_figures_and_ratios() {
         let setup = Setup { binary: PathBuf::new(), sys: Err("none".to_owned()), placement: None, tokio_workers: 1 };
-        let stream = |seconds: f64| StreamMeasurement { elapsed: Duration::from_secs_f64(seconds), rates: vec![] };
+        let stream = |seconds: f64| StreamMeasurement {
+            elapsed: Duration::from_secs_f64(seconds),
+            server_cpu: Some(Duration::from_secs_f64(seconds / 2.0)),
+            rates: vec![],
+        };
         let mut events = ServerRun::new(Server::Emulator, &setup);
         events.stream = Some(Ok(stream(0.4)));
         let mut irp = ServerRun::new(Server::EmulatorIrp, &setup);
@@ -230,7 +253,7 @@ mod tests {
         assert!(text.contains("| (a) echo driver, emulator | 336 |  | 0.25 |"), "{text}");
         let text = ratios(&runs);
         // No ping-pong cells: n/a; the stream: 0.25, 0.50 and 0.50.
-        assert!(text.contains("| 1 x 1 KiB | n/a | n/a | n/a |"), "{text}");
-        assert!(text.contains("writes | 0.25 | 0.50 | 0.50 |"), "{text}");
+        assert!(text.contains("| 1 x 1 KiB | n/a | n/a | n/a | n/a | n/a | n/a |"), "{text}");
+        assert!(text.contains("writes | 0.25 | 0.50 | 0.50 | 4.00 | 2.00 | 2.00 |"), "{text}");
     }
 }
