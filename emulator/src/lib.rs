@@ -54,7 +54,7 @@
 //! | --- | --- | --- |
 //! | Pool | `ExAllocatePool2`, `ExAllocatePoolWithTag`, `ExFreePool`, `ExFreePoolWithTag`, `MmGetSystemRoutineAddress` | Tags, paged / non-paged types, 16-byte alignment (page alignment from one page up), `ExAllocatePool2` zeroing and flag rules. Special pool with the verifier on: fill of fresh memory, guard bytes checked at free, poisoned and quarantined freed memory. Paged pool is never paged out. |
 //! | IRPs | `IoAllocateIrp`, `IoInitializeIrp`, `IoReuseIrp`, `IoFreeIrp`, `IoCancelIrp`, `IofCompleteRequest`, `IoSetCompletionRoutineEx`, `IoAcquireCancelSpinLock`, `IoReleaseCancelSpinLock` | Real layout and stack-location arithmetic; the real completion walk (`SL_INVOKE_*`, `PendingReturned` propagation, stop at `STATUS_MORE_PROCESSING_REQUIRED`); `UserIosb`/`UserEvent` set when completion reaches the I/O manager; cancel routines called under a global cancel spin lock with `CancelIrql` set. No thread IRPs, APCs, `IoCallDriver` or device stacks. |
-//! | MDLs | `IoAllocateMdl`, `IoFreeMdl`, `MmBuildMdlForNonPagedPool`, `MmMapLockedPagesSpecifyCache` (so `MmGetSystemAddressForMdlSafe`) | Real header fields and chaining to an IRP. No page tables: "page frame numbers" are virtual page numbers and the system address is the buffer itself. |
+//! | MDLs | `IoAllocateMdl`, `IoFreeMdl`, `MmBuildMdlForNonPagedPool`, `MmMapLockedPagesSpecifyCache` (so `MmGetSystemAddressForMdlSafe`), `MmUnmapLockedPages`, `IoBuildPartialMdl` | Real header fields and chaining to an IRP; a partial MDL shares a mapped source's mapping, one mapped on its own is marked `MDL_PARTIAL_HAS_BEEN_MAPPED`. No page tables: "page frame numbers" are virtual page numbers and the system address is the buffer itself. |
 //! | Work items | `IoAllocateWorkItem`, `IoQueueWorkItem`, `IoFreeWorkItem` | Four system worker threads at PASSIVE_LEVEL; queue types are not distinguished. The driver is referenced while a work item is queued or running: unload waits for it. |
 //! | Events and waits | `KeInitializeEvent`, `KeSetEvent`, `KeClearEvent`, `KeResetEvent`, `KeReadStateEvent`, `KeWaitForSingleObject`, `KeDelayExecutionThread` | Notification and synchronization (auto-reset) events and timers; signal state kept in `DISPATCHER_HEADER.SignalState`. No alerts, APCs or wait priority boosts. |
 //! | Timers and DPCs | `KeInitializeTimerEx`, `KeSetTimerEx`, `KeCancelTimer`, `KeReadStateTimer`, `KeInitializeDpc`, `KeInsertQueueDpc`, `KeRemoveQueueDpc`, `KeFlushQueuedDpcs`, `KeQueryInterruptTime` | One timer thread with the host's resolution (finer than Windows' default 15.6 ms tick); two DPC threads (two emulated processors) at DISPATCH_LEVEL serving one FIFO (no per-processor queues, importance or targeted DPCs). |
@@ -174,7 +174,10 @@ pub mod exports {
         IoReuseIrp, IoSetCompletionRoutineEx, IofCompleteRequest,
     };
     pub use crate::irql::WskEmuGetCurrentIrql;
-    pub use crate::mdl::{IoAllocateMdl, IoFreeMdl, MmBuildMdlForNonPagedPool, MmMapLockedPagesSpecifyCache};
+    pub use crate::mdl::{
+        IoAllocateMdl, IoBuildPartialMdl, IoFreeMdl, MmBuildMdlForNonPagedPool, MmMapLockedPagesSpecifyCache,
+        MmUnmapLockedPages,
+    };
     pub use crate::pool::{ExAllocatePool2, ExAllocatePoolWithTag, ExFreePool, ExFreePoolWithTag};
     pub use crate::registry::{ZwClose, ZwOpenKey, ZwQueryValueKey};
     pub use crate::rtl::{

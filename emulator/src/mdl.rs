@@ -1,5 +1,6 @@
 //! MDLs: `IoAllocateMdl`, `IoFreeMdl`, `MmBuildMdlForNonPagedPool`,
-//! `MmMapLockedPagesSpecifyCache` (behind `MmGetSystemAddressForMdlSafe`).
+//! `MmMapLockedPagesSpecifyCache` (behind `MmGetSystemAddressForMdlSafe`),
+//! `MmUnmapLockedPages`, `IoBuildPartialMdl`.
 //!
 //! There are no page tables: the "page frame numbers" an MDL carries are the virtual page
 //! numbers of the buffer, and the system address of a buffer is the buffer itself. What is
@@ -14,7 +15,7 @@ use std::ptr;
 
 use wsk_sys::{
     BOOLEAN, DISPATCH_LEVEL, IRP, KPROCESSOR_MODE, KernelMode, MDL, MDL_ALLOCATED_FIXED_SIZE, MDL_MAPPED_TO_SYSTEM_VA,
-    MDL_PAGES_LOCKED, MDL_SOURCE_IS_NONPAGED_POOL, PAGE_SIZE, PVOID, ULONG,
+    MDL_PAGES_LOCKED, MDL_PARTIAL, MDL_PARTIAL_HAS_BEEN_MAPPED, MDL_SOURCE_IS_NONPAGED_POOL, PAGE_SIZE, PVOID, ULONG,
 };
 
 use crate::irql;
@@ -232,6 +233,105 @@ pub unsafe extern "system" fn MmMapLockedPagesSpecifyCache(
         let va = (*mdl).StartVa as usize + (*mdl).ByteOffset as usize;
         (*mdl).MappedSystemVa = va as PVOID;
         (*mdl).MdlFlags |= MDL_MAPPED_TO_SYSTEM_VA;
+        if (*mdl).MdlFlags & MDL_PARTIAL != 0 {
+            // A partial MDL's mapping of its own, which `MmPrepareMdlForReuse` releases.
+            (*mdl).MdlFlags |= MDL_PARTIAL_HAS_BEEN_MAPPED;
+        }
         va as PVOID
+    }
+}
+
+/// `MmUnmapLockedPages` of a kernel-mode mapping made by `MmMapLockedPagesSpecifyCache`: the
+/// MDL is no longer mapped. IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// `MemoryDescriptorList` must be a live MDL mapped at `BaseAddress`.
+#[unsafe(no_mangle)]
+#[expect(clippy::multiple_unsafe_ops_per_block, reason = "reads and flag writes of one live MDL")]
+pub unsafe extern "system" fn MmUnmapLockedPages(BaseAddress: PVOID, MemoryDescriptorList: *mut MDL) {
+    irql::check_max("MmUnmapLockedPages", DISPATCH_LEVEL);
+    let mdl = MemoryDescriptorList;
+    if !check_mdl("MmUnmapLockedPages", mdl) {
+        return;
+    }
+    // SAFETY: `mdl` is a live MDL (checked above).
+    unsafe {
+        if (*mdl).MdlFlags & MDL_MAPPED_TO_SYSTEM_VA == 0 || (*mdl).MappedSystemVa != BaseAddress {
+            bugcheck(
+                Rule::MdlBadPointer,
+                format!("MmUnmapLockedPages({BaseAddress:p}, {mdl:p}): the MDL is not mapped there"),
+            );
+            return;
+        }
+        (*mdl).MdlFlags &= !(MDL_MAPPED_TO_SYSTEM_VA | MDL_PARTIAL_HAS_BEEN_MAPPED);
+        (*mdl).MappedSystemVa = ptr::null_mut();
+    }
+}
+
+/// `IoBuildPartialMdl`: `TargetMdl` describes `Length` bytes at `VirtualAddress` (0: up to the
+/// end of the source's buffer) inside the buffer `SourceMdl` describes. The page frames are
+/// the source's; a source mapped into system space (or non-paged pool) shares its mapping
+/// with the partial MDL, as Microsoft documents, so it needs no mapping of its own. A range
+/// outside the source's buffer, or a target too small for the pages, is
+/// `MDL_PARTIAL_OUT_OF_RANGE`. `Next` is left as it was. IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// Both MDLs must be live; the source must describe locked or non-paged memory.
+#[unsafe(no_mangle)]
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "reads of the source and field and page-array writes of the target, both live MDLs"
+)]
+pub unsafe extern "system" fn IoBuildPartialMdl(
+    SourceMdl: *mut MDL,
+    TargetMdl: *mut MDL,
+    VirtualAddress: PVOID,
+    Length: ULONG,
+) {
+    irql::check_max("IoBuildPartialMdl", DISPATCH_LEVEL);
+    if !check_mdl("IoBuildPartialMdl", SourceMdl) || !check_mdl("IoBuildPartialMdl", TargetMdl) {
+        return;
+    }
+    // SAFETY: both MDLs are live (checked above); the target's page array has the room its
+    // `Size` gives, checked before it is written.
+    unsafe {
+        let source_va = (*SourceMdl).StartVa as usize + (*SourceMdl).ByteOffset as usize;
+        let source_end = source_va + (*SourceMdl).ByteCount as usize;
+        let va = VirtualAddress as usize;
+        let length = if Length == 0 { source_end.saturating_sub(va) } else { Length as usize };
+        if va < source_va || va + length > source_end {
+            bugcheck(
+                Rule::MdlPartialOutOfRange,
+                format!(
+                    "IoBuildPartialMdl({SourceMdl:p}, {TargetMdl:p}): {length} bytes at 0x{va:x} are not inside the \
+                     source's 0x{source_va:x}..0x{source_end:x}"
+                ),
+            );
+            return;
+        }
+        let pages = span_pages(va, length);
+        let room = (usize::from((*TargetMdl).Size as u16)).saturating_sub(size_of::<MDL>()) / size_of::<PfnNumber>();
+        if pages > room {
+            bugcheck(
+                Rule::MdlPartialOutOfRange,
+                format!("IoBuildPartialMdl({TargetMdl:p}): the target has room for {room} pages, {pages} needed"),
+            );
+            return;
+        }
+        let start = va & !(PAGE_SIZE - 1);
+        let frames = TargetMdl.add(1).cast::<PfnNumber>();
+        for page in 0..pages {
+            frames.add(page).write_unaligned((start / PAGE_SIZE + page) as PfnNumber);
+        }
+        let source_flags = (*SourceMdl).MdlFlags;
+        let mapped = source_flags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL) != 0;
+        (*TargetMdl).StartVa = start as PVOID;
+        (*TargetMdl).ByteOffset = (va - start) as ULONG;
+        (*TargetMdl).ByteCount = length as ULONG;
+        (*TargetMdl).MappedSystemVa =
+            if mapped { ((*SourceMdl).MappedSystemVa as usize + (va - source_va)) as PVOID } else { ptr::null_mut() };
+        (*TargetMdl).MdlFlags = ((*TargetMdl).MdlFlags & MDL_ALLOCATED_FIXED_SIZE)
+            | MDL_PARTIAL
+            | (source_flags & (MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL | MDL_MAPPED_TO_SYSTEM_VA));
     }
 }

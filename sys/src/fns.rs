@@ -87,6 +87,10 @@ unsafe extern "system" {
         BugCheckOnFailure: ULONG,
         Priority: ULONG,
     ) -> PVOID;
+    pub fn MmUnmapLockedPages(BaseAddress: PVOID, MemoryDescriptorList: *mut MDL);
+    /// `TargetMdl` (allocated by the caller, large enough for the pages) describes `Length`
+    /// bytes at `VirtualAddress` inside the buffer `SourceMdl` describes (locked pages).
+    pub fn IoBuildPartialMdl(SourceMdl: *mut MDL, TargetMdl: *mut MDL, VirtualAddress: PVOID, Length: ULONG);
 
     // ---- work items: allocate/queue/free at IRQL <= DISPATCH_LEVEL; routine at PASSIVE ----
     pub fn IoAllocateWorkItem(DeviceObject: *mut DEVICE_OBJECT) -> PIO_WORKITEM;

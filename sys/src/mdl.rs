@@ -27,6 +27,7 @@ pub const MDL_PAGES_LOCKED: CSHORT = 0x0002;
 pub const MDL_SOURCE_IS_NONPAGED_POOL: CSHORT = 0x0004;
 pub const MDL_ALLOCATED_FIXED_SIZE: CSHORT = 0x0008;
 pub const MDL_PARTIAL: CSHORT = 0x0010;
+pub const MDL_PARTIAL_HAS_BEEN_MAPPED: CSHORT = 0x0020;
 
 /// `MM_PAGE_PRIORITY` values and flags for `MmGetSystemAddressForMdlSafe`.
 pub const LowPagePriority: ULONG = 0;
@@ -60,6 +61,23 @@ pub unsafe fn MmGetMdlVirtualAddress(mdl: *const MDL) -> *mut c_void {
 pub unsafe fn MmGetMdlByteCount(mdl: *const MDL) -> ULONG {
     // SAFETY: the caller guarantees the MDL is live.
     unsafe { (*mdl).ByteCount }
+}
+
+/// `MmPrepareMdlForReuse`: releases the system mapping a partial MDL (from
+/// `IoBuildPartialMdl`) got of its own (`MDL_PARTIAL_HAS_BEEN_MAPPED`), so that the MDL can
+/// be built again. A partial MDL that shares its source's mapping has none to release.
+///
+/// # Safety
+/// `mdl` must point to a live MDL that no one uses. IRQL <= DISPATCH_LEVEL.
+#[inline]
+pub unsafe fn MmPrepareMdlForReuse(mdl: *mut MDL) {
+    // SAFETY: the caller guarantees the MDL is live.
+    let mdl_ref = unsafe { &*mdl };
+    let (flags, mapped) = (mdl_ref.MdlFlags, mdl_ref.MappedSystemVa);
+    if flags & MDL_PARTIAL_HAS_BEEN_MAPPED != 0 {
+        // SAFETY: the mapping is the partial MDL's own (the flag says so), unused (caller).
+        unsafe { crate::fns::MmUnmapLockedPages(mapped, mdl) };
+    }
 }
 
 /// `MmGetSystemAddressForMdlSafe`: the mapped system address, mapping the pages first if

@@ -174,8 +174,9 @@ fn a_cancelled_send_releases_its_item_once() {
 }
 
 /// A chain of buffers (one of them empty, two of them consecutive) and received items, sent
-/// on another connection, arrives in order; the chain comes back with its buffers only, and
-/// sending it again sends the same bytes (the links were undone).
+/// on another connection in one `WskSend` (buffers' MDLs and shadow MDLs over the items'
+/// pages, linked), arrives in order; the chain comes back with its buffers only, and sending
+/// it again sends the same bytes (the links were undone).
 #[test]
 fn a_chain_of_buffers_and_items_arrives_in_order() {
     run_clean(LIMIT, |env| async move {
@@ -242,8 +243,11 @@ fn a_chain_of_buffers_and_items_arrives_in_order() {
         push_buf(&mut chain, &mut expected, b"<tail>");
         assert_eq!(chain.bytes(), expected.len());
         let pieces = chain.len();
+        let before = wsk_emulator::counters().irps_completed;
         let (sent, mut chain) = out.send_chain(chain).await;
         sent.expect("chained send");
+        let irps = wsk_emulator::counters().irps_completed - before;
+        assert_eq!(irps, 1, "the whole chain (buffers and items) goes in one WskSend");
         assert_eq!(events.retained_bytes(), 0, "every item was released when its send completed");
         assert_eq!(chain.len(), pieces - item_count, "the buffers came back, the items did not");
         // The buffers, in order and unchanged; pushed back for a second send.
@@ -275,18 +279,19 @@ fn a_chain_of_buffers_and_items_arrives_in_order() {
 
 /// Rounds measured after the warm-up.
 const ROUNDS: usize = 200;
-/// Bytes per round.
-const ROUND_BYTES: usize = 1500;
+/// Bytes per round: a message that comes as one indication, and one that comes as several
+/// (the provider indicates at most 16 KiB per indication), sent over shadow MDLs.
+const ROUND_SIZES: [usize; 2] = [1500, 40_000];
 
-/// A host peer that writes `rounds` messages of [`ROUND_BYTES`] and reads each one back
-/// before the next (ping-pong), checking the bytes.
-fn ping_pong(addr: SocketAddr, rounds: usize) -> std::thread::JoinHandle<()> {
+/// A host peer that writes `rounds` messages of `size` bytes and reads each one back before
+/// the next (ping-pong), checking the bytes.
+fn ping_pong(addr: SocketAddr, rounds: usize, size: usize) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut s = HostStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut back = vec![0u8; ROUND_BYTES];
+        let mut back = vec![0u8; size];
         for round in 0..rounds {
-            let message = pattern(ROUND_BYTES, round as u8);
+            let message = pattern(size, round as u8);
             s.write_all(&message).unwrap();
             s.read_exact(&mut back).unwrap();
             assert!(back == message, "round {round} came back different");
@@ -296,65 +301,231 @@ fn ping_pong(addr: SocketAddr, rounds: usize) -> std::thread::JoinHandle<()> {
 }
 
 /// Round trips on the event path, each item sent back as received: after a warm-up, no
-/// allocation of any kind (pool, IRP, MDL, work item) per receive or send.
+/// allocation of any kind (pool, IRP, MDL, work item) per receive or send, for items of one
+/// indication and of several (one send over the write half's shadow MDLs).
 #[test]
 fn event_path_echo_allocates_nothing_in_steady_state() {
-    let allocations = run_clean(LIMIT, |env| async move {
-        let (mut l, addr) = bound_listener(&env).await;
-        let warm_up = 20;
-        let host = ping_pong(addr, warm_up + ROUNDS);
-        let (mut events, mut writer) = accept_events(&mut l, EventConfig::default()).await;
-        let mut echo = async |rounds: usize| {
-            let mut left = rounds * ROUND_BYTES;
-            while left > 0 {
-                let item = next_data(&mut events).await;
-                left -= item.len();
-                writer.send_received(item).await.expect("send from indication");
-            }
-        };
-        echo(warm_up).await;
-        let before = wsk_emulator::counters();
-        echo(ROUNDS).await;
-        let after = wsk_emulator::counters();
-        host.join().unwrap();
-        drop(events);
-        writer.close().await.expect("close");
-        l.close().await.expect("listener close");
-        after.allocations() - before.allocations()
-    });
-    assert_eq!(allocations, 0, "allocations during {ROUNDS} event-path round trips");
+    for size in ROUND_SIZES {
+        let (allocations, several) = run_clean(LIMIT, move |env| async move {
+            let (mut l, addr) = bound_listener(&env).await;
+            let warm_up = 20;
+            let host = ping_pong(addr, warm_up + ROUNDS, size);
+            let (mut events, mut writer) = accept_events(&mut l, EventConfig::default()).await;
+            let mut several = 0;
+            let mut echo = async |rounds: usize| {
+                let mut left = rounds * size;
+                while left > 0 {
+                    let item = next_data(&mut events).await;
+                    left -= item.len();
+                    several += usize::from(item.segments().count() > 1);
+                    writer.send_received(item).await.expect("send from indication");
+                }
+            };
+            echo(warm_up).await;
+            let before = wsk_emulator::counters();
+            echo(ROUNDS).await;
+            let after = wsk_emulator::counters();
+            host.join().unwrap();
+            drop(events);
+            writer.close().await.expect("close");
+            l.close().await.expect("listener close");
+            (after.allocations() - before.allocations(), several)
+        });
+        assert_eq!(allocations, 0, "allocations during {ROUNDS} event-path round trips of {size} bytes");
+        if size > 16 * 1024 {
+            assert!(several > 0, "no item of several indications at {size} bytes");
+        }
+    }
 }
 
 /// The same round trips on the IRP path (`recv` into one buffer, `send_all` of it).
 #[test]
 fn irp_path_echo_allocates_nothing_in_steady_state() {
-    let allocations = run_clean(LIMIT, |env| async move {
+    for size in ROUND_SIZES {
+        let allocations = run_clean(LIMIT, move |env| async move {
+            let (mut l, addr) = bound_listener(&env).await;
+            let warm_up = 20;
+            let host = ping_pong(addr, warm_up + ROUNDS, size);
+            let (mut stream, _) = l.accept().await.expect("accept");
+            let mut buf = Some(IoBuf::with_capacity(64 * 1024).unwrap());
+            let mut echo = async |rounds: usize| {
+                let mut left = rounds * size;
+                while left > 0 {
+                    let (got, back) = stream.recv(buf.take().unwrap()).await;
+                    let n = got.expect("receive");
+                    assert!(n > 0, "unexpected end of stream");
+                    left -= n;
+                    let (sent, back) = stream.send_all(back).await;
+                    sent.expect("send");
+                    buf = Some(back);
+                }
+            };
+            echo(warm_up).await;
+            let before = wsk_emulator::counters();
+            echo(ROUNDS).await;
+            let after = wsk_emulator::counters();
+            host.join().unwrap();
+            drop(buf);
+            stream.close().await.expect("close");
+            l.close().await.expect("listener close");
+            after.allocations() - before.allocations()
+        });
+        assert_eq!(allocations, 0, "allocations during {ROUNDS} IRP-path round trips of {size} bytes");
+    }
+}
+
+/// A chained send that fails (the connection was reset) releases the items it did not send
+/// and hands the buffers back; a batch of datagrams refuses a received item (not a datagram)
+/// with `InvalidInput`, sends nothing, and leaves the item in the chain, unreleased.
+#[test]
+fn failed_and_refused_sends_release_or_keep_their_items() {
+    run_clean(LIMIT, |env| async move {
         let (mut l, addr) = bound_listener(&env).await;
-        let warm_up = 20;
-        let host = ping_pong(addr, warm_up + ROUNDS);
-        let (mut stream, _) = l.accept().await.expect("accept");
-        let mut buf = Some(IoBuf::with_capacity(64 * 1024).unwrap());
-        let mut echo = async |rounds: usize| {
-            let mut left = rounds * ROUND_BYTES;
-            while left > 0 {
-                let (got, back) = stream.recv(buf.take().unwrap()).await;
-                let n = got.expect("receive");
-                assert!(n > 0, "unexpected end of stream");
-                left -= n;
-                let (sent, back) = stream.send_all(back).await;
-                sent.expect("send");
-                buf = Some(back);
-            }
-        };
-        echo(warm_up).await;
-        let before = wsk_emulator::counters();
-        echo(ROUNDS).await;
-        let after = wsk_emulator::counters();
-        host.join().unwrap();
-        drop(buf);
-        stream.close().await.expect("close");
+        let source = std::thread::spawn(move || {
+            let mut s = HostStream::connect(addr).unwrap();
+            // Two writes apart in time: two items.
+            s.write_all(&pattern(5_000, 9)).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            s.write_all(&pattern(5_000, 10)).unwrap();
+            s
+        });
+        let (mut events, source_writer) = accept_events(&mut l, EventConfig::default()).await;
+        let first = next_data(&mut events).await;
+        let second = next_data(&mut events).await;
+
+        // A batch refuses the item: nothing sent, the chain back as it was.
+        let host_udp = std::net::UdpSocket::bind(any_local()).unwrap();
+        let mut udp = wsk::UdpSocket::bind(env.wsk, any_local()).await.expect("bind");
+        let mut chain = SendChain::new().unwrap();
+        chain.push_buf(IoBuf::copy_from(b"datagram").unwrap()).unwrap();
+        chain.push_received(first).unwrap();
+        let (sent, mut chain) = udp.send_batch_to(chain, host_udp.local_addr().unwrap()).await;
+        assert!(matches!(sent, Err(wsk::Error::InvalidInput(_))), "{sent:?}");
+        assert_eq!(chain.len(), 2);
+        assert!(events.retained_bytes() > 0, "the refused item is still held");
+
+        // A chained send on a reset connection: its items are released all the same.
+        let sink = std::net::TcpListener::bind(any_local()).unwrap();
+        let sink_addr = sink.local_addr().unwrap();
+        let sink_thread = std::thread::spawn(move || drop(sink.accept().unwrap()));
+        let mut out = TcpStream::connect(env.wsk, sink_addr).await.expect("connect to the sink");
+        out.abort().await.expect("abort");
+        chain.push_received(second).unwrap();
+        let (sent, chain) = out.send_chain(chain).await;
+        assert!(sent.is_err(), "a send on a reset connection succeeded");
+        assert_eq!(events.retained_bytes(), 0, "both items went back to WSK");
+        assert_eq!(chain.len(), 1, "the buffer came back");
+        drop(chain);
+        drop(events);
+        source_writer.close().await.expect("source close");
+        out.close().await.expect("close");
+        udp.close().await.expect("udp close");
         l.close().await.expect("listener close");
-        after.allocations() - before.allocations()
+        drop(source.join().unwrap());
+        sink_thread.join().unwrap();
     });
-    assert_eq!(allocations, 0, "allocations during {ROUNDS} IRP-path round trips");
+}
+
+/// An item of several indications goes out in one `WskSend` (over the write half's shadow
+/// MDLs), not one per indication: a send per indication would meet Nagle's algorithm between
+/// the pieces. The item here holds 64 KiB written at once, which the provider indicates as
+/// several pieces; its send completes exactly one IRP, and the bytes arrive whole.
+#[test]
+fn an_item_of_several_indications_is_one_send() {
+    run_clean(LIMIT, |env| async move {
+        let (mut l, addr) = bound_listener(&env).await;
+        let message = pattern(64 * 1024, 21);
+        let expected = message.clone();
+        let host = std::thread::spawn(move || {
+            let mut s = HostStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            s.write_all(&message).unwrap();
+            let mut back = vec![0u8; message.len()];
+            s.read_exact(&mut back).unwrap();
+            back
+        });
+        let (mut events, mut writer) = accept_events(&mut l, EventConfig::default()).await;
+        let mut sends = Vec::new();
+        let mut left = expected.len();
+        while left > 0 {
+            let item = next_data(&mut events).await;
+            left -= item.len();
+            let pieces = item.segments().count();
+            let before = wsk_emulator::counters().irps_completed;
+            writer.send_received(item).await.expect("send from indication");
+            sends.push((pieces, wsk_emulator::counters().irps_completed - before));
+        }
+        assert_eq!(host.join().unwrap(), expected);
+        assert!(sends.iter().any(|&(pieces, _)| pieces > 1), "no item of several pieces came: {sends:?}");
+        for (pieces, irps) in sends {
+            assert_eq!(irps, 1, "an item of {pieces} pieces took {irps} sends");
+        }
+        drop(events);
+        writer.close().await.expect("close");
+        l.close().await.expect("listener close");
+    });
+}
+
+/// A chain whose items need more shadow MDLs than a set has (9 items of one piece each, 8
+/// MDLs) goes piece by piece instead: runs of buffers as one `WskSend`, items one per
+/// indication; the bytes still arrive in order and every item is released.
+#[test]
+fn a_chain_beyond_the_shadow_mdls_goes_piece_by_piece_in_order() {
+    run_clean(LIMIT, |env| async move {
+        const ITEMS: usize = 9;
+        let (mut l, addr) = bound_listener(&env).await;
+        let (next, wait) = std::sync::mpsc::channel::<()>();
+        let source = std::thread::spawn(move || {
+            let mut s = HostStream::connect(addr).unwrap();
+            for i in 0..ITEMS {
+                s.write_all(&pattern(100 + i, i as u8)).unwrap();
+                wait.recv().unwrap();
+            }
+            s
+        });
+        let sink = std::net::TcpListener::bind(any_local()).unwrap();
+        let sink_addr = sink.local_addr().unwrap();
+        let sink_thread = std::thread::spawn(move || {
+            let (mut s, _) = sink.accept().unwrap();
+            let mut all = Vec::new();
+            s.read_to_end(&mut all).unwrap();
+            all
+        });
+        let (mut events, source_writer) = accept_events(&mut l, EventConfig::default()).await;
+        let mut chain = SendChain::new().unwrap();
+        let mut expected = Vec::new();
+        for i in 0..ITEMS {
+            let mut got = 0;
+            while got < 100 + i {
+                let item = next_data(&mut events).await;
+                let mut bytes = vec![0u8; item.len()];
+                item.copy_to_slice(&mut bytes);
+                expected.extend_from_slice(&bytes);
+                got += item.len();
+                chain.push_received(item).unwrap();
+            }
+            next.send(()).unwrap();
+            if i % 2 == 0 {
+                chain.push_buf(IoBuf::copy_from(format!("<{i}>").as_bytes()).unwrap()).unwrap();
+                expected.extend_from_slice(format!("<{i}>").as_bytes());
+            }
+        }
+        let items = chain.len() - ITEMS.div_ceil(2);
+        assert!(items > 8, "the items fit the shadow MDLs ({items})");
+        let mut out = TcpStream::connect(env.wsk, sink_addr).await.expect("connect to the sink");
+        let before = wsk_emulator::counters().irps_completed;
+        let (sent, chain) = out.send_chain(chain).await;
+        sent.expect("chained send");
+        assert!(wsk_emulator::counters().irps_completed - before > 1, "sent piece by piece");
+        assert_eq!(events.retained_bytes(), 0, "every item was released");
+        assert_eq!(chain.len(), ITEMS.div_ceil(2), "the buffers came back");
+        drop(chain);
+        drop(events);
+        source_writer.close().await.expect("source close");
+        out.shutdown().await.expect("shutdown");
+        out.close().await.expect("close");
+        l.close().await.expect("listener close");
+        drop(source.join().unwrap());
+        assert!(sink_thread.join().unwrap() == expected, "bytes out of order");
+    });
 }

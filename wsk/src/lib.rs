@@ -67,6 +67,7 @@ pub mod registration;
 pub mod resolve;
 pub mod send_chain;
 pub mod service;
+mod shadow;
 pub mod socket;
 #[cfg(test)]
 mod tests;

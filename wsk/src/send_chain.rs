@@ -4,6 +4,11 @@
 //!
 //! # How the pieces become `WskSend`s
 //!
+//! The whole chain goes in **one** `WskSend` when the shadow MDLs of the chain (partial MDLs
+//! of ours over the items' pages, see `crate::shadow`: 8 pieces of up to 64 KiB, allocated at
+//! the first send of a chain with an item, kept with the chain) cover its items: our buffers'
+//! MDLs and the shadow MDLs are linked in order. Otherwise:
+//!
 //! * Consecutive pieces whose MDLs are ours (`IoBuf`s, and items the event stream copied into
 //!   a pool buffer) are linked into one MDL chain (`IoBuf::link`) and go in **one**
 //!   `WskSend`; the links are undone when the send completed (`IoBuf::unlink`), before the
@@ -11,11 +16,9 @@
 //! * An item holding WSK's own buffers is sent as its indication list describes it, **one
 //!   `WskSend` per entry**, over WSK's MDLs untouched. The MDLs of an indication belong to
 //!   the provider: Microsoft documents no permission to change them, so we never relink their
-//!   `Next` to join them to anything. Joining them without touching them would take MDLs of
-//!   our own describing the same pages (`IoBuildPartialMdl`): one MDL per piece sized for the
-//!   largest indication, kept per chain, and a system mapping per reuse; the sends on one
-//!   stream go out in order either way, and TCP coalesces them on the wire, so we send per
-//!   entry and allocate nothing.
+//!   `Next` to join them to anything (the shadow MDLs above join them without touching them).
+//!   Between the sends of a chain split this way, Nagle's algorithm may hold a small piece
+//!   until the one before is acknowledged.
 //!
 //! A chain is one pool block, allocated by [`SendChain::new`] and reused: sending it allocates
 //! nothing. While a send is in flight the block is held by the writer's operation slot, so
@@ -29,11 +32,12 @@
 //!
 //! [`TcpWriteHalf::send_chain`]: crate::socket::tcp::TcpWriteHalf::send_chain
 
-use wsk_sys::{WSK_BUF, WSK_BUF_LIST};
+use wsk_sys::{MDL, WSK_BUF, WSK_BUF_LIST};
 
 use crate::buf::IoBuf;
 use crate::error::{Error, Result};
 use crate::pool::{AnyPoolBox, PoolBox, tag};
+use crate::shadow::{ShadowSet, Shadows};
 use crate::socket::call::Holding;
 use crate::socket::events::Received;
 
@@ -81,6 +85,9 @@ pub(crate) struct Pieces {
     /// The `WSK_BUF_LIST` of a datagram batch (`WskSendMessages`), over the pieces' buffers:
     /// it lives in the block, so it stays put while the block is held by the send.
     lists: [WSK_BUF_LIST; SEND_CHAIN_MAX],
+    /// Shadow MDLs over the items' pages, for the whole chain in one `WskSend`: allocated at
+    /// the first send of a chain with an item, kept with the chain.
+    shadows: Option<ShadowSet>,
 }
 
 // SAFETY: the pieces are `Send`; the lists only point into the block's own buffers.
@@ -123,6 +130,9 @@ impl Pieces {
 
     /// Undoes every link made for a send (idempotent).
     pub(crate) fn unlink_all(&mut self) {
+        if let Some(shadows) = self.shadows.as_mut() {
+            shadows.reset();
+        }
         for piece in self.pieces[..self.len].iter_mut().flatten() {
             if let Some(buf) = piece.own_buf() {
                 // SAFETY: called when no send uses the chain (its IRP completed, or it was
@@ -130,6 +140,69 @@ impl Pieces {
                 unsafe { buf.unlink() };
             }
         }
+    }
+
+    /// Links every piece into one MDL chain for one `WskSend`: our buffers' MDLs
+    /// (`IoBuf::link`), and shadow MDLs over each item's pages; returns the `WSK_BUF` over
+    /// all, or `None` (nothing left linked) when the items need more shadow MDLs than the set
+    /// has, or the set cannot be allocated, or there is no byte to send.
+    ///
+    /// # Safety
+    /// No send uses the pieces' MDLs now, and [`Pieces::unlink_all`] is called before a buffer
+    /// is used alone or handed out and before an item is released. IRQL <= DISPATCH_LEVEL.
+    pub(crate) unsafe fn link_whole(&mut self) -> Option<WSK_BUF> {
+        let has_items = self.pieces[..self.len].iter().flatten().any(|piece| matches!(piece, Piece::Received(_)));
+        if has_items && self.shadows.is_none() {
+            self.shadows = Shadows::allocate().ok();
+        }
+        let (mut head, mut total) = (core::ptr::null_mut::<MDL>(), 0usize);
+        // The last MDL linked so far: a buffer of ours (its index) or a shadow MDL.
+        let mut tail: Option<core::result::Result<usize, *mut MDL>> = None;
+        for at in 0..self.len {
+            let (first, last, bytes) = match self.pieces[at].as_mut() {
+                None => continue,
+                Some(Piece::Received(item)) if item.copied().is_none() => {
+                    let Some(shadows) = self.shadows.as_mut() else { return self.undo_whole() };
+                    // SAFETY: the item lives in the block with the set (caller's contract).
+                    match unsafe { shadows.append(item) } {
+                        Some((first, last, bytes)) => (first.as_ptr(), Err(last.as_ptr()), bytes),
+                        None if item.is_empty() => continue,
+                        None => return self.undo_whole(),
+                    }
+                }
+                Some(piece) => match piece.own_buf() {
+                    Some(buf) if !buf.is_empty() => {
+                        // SAFETY: the caller's contract; linked to what follows below.
+                        unsafe { buf.link(core::ptr::null_mut()) };
+                        (buf.mdl(), Ok(at), buf.len())
+                    }
+                    _ => continue,
+                },
+            };
+            match tail {
+                None => head = first,
+                Some(Ok(buffer)) => {
+                    if let Some(buf) = self.pieces[buffer].as_mut().and_then(Piece::own_buf) {
+                        // SAFETY: as above; `first` lives in the block as long as the chain.
+                        unsafe { buf.link(first) };
+                    }
+                }
+                // SAFETY: a shadow MDL of the set, built above and used by no send.
+                Some(Err(mdl)) => unsafe { (*mdl).Next = first },
+            }
+            tail = Some(last);
+            total += bytes;
+        }
+        if head.is_null() {
+            return None;
+        }
+        Some(WSK_BUF { Mdl: head, Offset: 0, Length: total })
+    }
+
+    /// Undoes a [`Pieces::link_whole`] that cannot cover the chain.
+    fn undo_whole(&mut self) -> Option<WSK_BUF> {
+        self.unlink_all();
+        None
     }
 
     /// Drops (releases) every received item, keeping the buffers in order.
@@ -187,7 +260,12 @@ impl SendChain {
     ///
     /// IRQL <= DISPATCH_LEVEL.
     pub fn new() -> Result<Self> {
-        let pieces = Pieces { pieces: [const { None }; SEND_CHAIN_MAX], len: 0, lists: [EMPTY_LIST; SEND_CHAIN_MAX] };
+        let pieces = Pieces {
+            pieces: [const { None }; SEND_CHAIN_MAX],
+            len: 0,
+            lists: [EMPTY_LIST; SEND_CHAIN_MAX],
+            shadows: None,
+        };
         let block = PoolBox::try_new_tagged(pieces).map_err(|_| Error::NoMemory)?;
         Ok(Self { block })
     }
@@ -196,20 +274,29 @@ impl SendChain {
     ///
     /// Any IRQL.
     pub fn push_buf(&mut self, buf: IoBuf) -> core::result::Result<(), IoBuf> {
-        self.push(Piece::Buf(buf)).map_err(|piece| match piece {
-            Piece::Buf(buf) => buf,
-            Piece::Received(_) => unreachable!("pushed a buffer"),
-        })
+        if self.is_full() {
+            return Err(buf);
+        }
+        let _ = self.push(Piece::Buf(buf));
+        Ok(())
     }
 
     /// Appends a received item; hands it back (unreleased) when the chain is full.
     ///
     /// Any IRQL.
     pub fn push_received(&mut self, item: Received) -> core::result::Result<(), Received> {
-        self.push(Piece::Received(item)).map_err(|piece| match piece {
-            Piece::Received(item) => item,
-            Piece::Buf(_) => unreachable!("pushed an item"),
-        })
+        if self.is_full() {
+            return Err(item);
+        }
+        let _ = self.push(Piece::Received(item));
+        Ok(())
+    }
+
+    /// Whether the chain holds [`SEND_CHAIN_MAX`] pieces.
+    ///
+    /// Any IRQL.
+    pub fn is_full(&self) -> bool {
+        self.block.len == SEND_CHAIN_MAX
     }
 
     /// Appends a piece; hands it back when the chain is full.
@@ -314,7 +401,7 @@ pub(crate) unsafe fn link_run(pieces: &mut [Option<Piece>], from: usize) -> (Opt
         end += 1;
     }
     // Link back to front, so each buffer points to the next non-empty one.
-    let mut next: *mut wsk_sys::MDL = core::ptr::null_mut();
+    let mut next: *mut MDL = core::ptr::null_mut();
     let mut total = 0usize;
     for piece in pieces[from..end].iter_mut().rev().flatten() {
         let Some(buf) = piece.own_buf() else { continue };

@@ -171,6 +171,9 @@ rules! {
     MdlBeyondAllocation = (DRIVER_VERIFIER_DETECTED_VIOLATION, 0x73, "MDL_BEYOND_ALLOCATION");
     /// An MDL mapped (`MmMapLockedPagesSpecifyCache`) that describes no locked or non-paged pages.
     MdlNotLocked = (DRIVER_VERIFIER_DETECTED_VIOLATION, 0x74, "MDL_PAGES_NOT_LOCKED");
+    /// `IoBuildPartialMdl` of a range outside the source MDL's buffer, or into a target MDL
+    /// too small for its pages.
+    MdlPartialOutOfRange = (DRIVER_VERIFIER_DETECTED_VIOLATION, 0x75, "MDL_PARTIAL_OUT_OF_RANGE");
     /// An MDL still allocated when the driver unloaded.
     MdlLeak = (DRIVER_VERIFIER_DETECTED_VIOLATION, 0x62, "MDL_LEAKED_AT_UNLOAD");
     // ---- work items ----

@@ -205,7 +205,7 @@ pub(crate) fn table() -> Table {
             Data => "Data";
         }
     };
-    table.constants = constants!(MingwKernel: NTDDI_WIN8);
+    table.constants = constants!(MingwKernel: NTDDI_WIN8, MDL_PARTIAL, MDL_PARTIAL_HAS_BEEN_MAPPED);
     table
 }
 

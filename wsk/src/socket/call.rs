@@ -60,7 +60,7 @@ pub(crate) async unsafe fn socket_call<K: SocketKind>(
     issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<Completion, NotIssued> {
     // SAFETY: forwarded contract.
-    unsafe { socket_call_armed_with(core, slot, buffer, None, Holding::NOTHING, false, None, prepare, issue) }.await
+    unsafe { socket_call_armed_with(core, slot, buffer, None, false, None, prepare, issue) }.await
 }
 
 /// [`socket_call`] with a deadline (see the module documentation); `None` waits as long as
@@ -77,7 +77,7 @@ pub(crate) async unsafe fn socket_call_within<K: SocketKind>(
     issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<Completion, NotIssued> {
     // SAFETY: forwarded contract.
-    unsafe { socket_call_armed_with(core, slot, buffer, None, Holding::NOTHING, false, deadline, prepare, issue) }.await
+    unsafe { socket_call_armed_with(core, slot, buffer, None, false, deadline, prepare, issue) }.await
 }
 
 /// [`socket_call`] for an operation that returns a new socket (accept): `owner` is held with
@@ -96,10 +96,7 @@ pub(crate) async unsafe fn socket_call_with_owner<K: SocketKind>(
     issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<Completion, NotIssued> {
     // SAFETY: forwarded contract.
-    unsafe {
-        socket_call_armed_with(core, slot, buffer, socket_owner, Holding::NOTHING, false, deadline, prepare, issue)
-    }
-    .await
+    unsafe { socket_call_armed_with(core, slot, buffer, socket_owner, false, deadline, prepare, issue) }.await
 }
 
 /// [`socket_call`] for a stream receive: data the IRP brings in after its future was dropped
@@ -117,8 +114,7 @@ pub(crate) async unsafe fn receive_call<K: SocketKind>(
     issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<Completion, NotIssued> {
     // SAFETY: forwarded contract.
-    unsafe { socket_call_armed_with(core, slot, Some(buffer), None, Holding::NOTHING, true, deadline, prepare, issue) }
-        .await
+    unsafe { socket_call_armed_with(core, slot, Some(buffer), None, true, deadline, prepare, issue) }.await
 }
 
 /// [`socket_call`] for a send over memory held as `holding` (a request block and/or a
@@ -135,8 +131,10 @@ pub(crate) async unsafe fn socket_call_holding<K: SocketKind>(
     prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
     issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<Completion, NotIssued> {
+    slot.idle().await;
     // SAFETY: forwarded contract.
-    unsafe { socket_call_armed_with(core, slot, None, None, holding, false, None, prepare, issue) }.await
+    let in_flight = unsafe { issue_call_armed_with(core, slot, None, None, holding, false, None, prepare, issue) }?;
+    Ok(in_flight.await)
 }
 
 /// The body of the `socket_call` forms.
@@ -149,16 +147,16 @@ async unsafe fn socket_call_armed_with<K: SocketKind>(
     slot: &mut OpSlot,
     buffer: Option<IoBuf>,
     socket_owner: Option<SocketOwner>,
-    holding: Holding,
     keep_data: bool,
     deadline: Option<Duration>,
     prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
     issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 ) -> Result<Completion, NotIssued> {
     slot.idle().await;
-    // SAFETY: forwarded contract.
+    // SAFETY: forwarded contract. Nothing else to hold: this future's state stays as small
+    // as the plain forms need (the holding form has a body of its own).
     let in_flight = unsafe {
-        issue_call_armed_with(core, slot, buffer, socket_owner, holding, keep_data, deadline, prepare, issue)
+        issue_call_armed_with(core, slot, buffer, socket_owner, Holding::NOTHING, keep_data, deadline, prepare, issue)
     }?;
     Ok(in_flight.await)
 }

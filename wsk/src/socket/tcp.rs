@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::op::OpSlot;
 use crate::op::SocketOwner;
 use crate::registration::Wsk;
+use crate::shadow::ShadowSet;
 use crate::socket::call::{
     NotIssued, receive_call, socket_call, socket_call_with_owner, socket_call_within, unit, with_buffer,
 };
@@ -272,6 +273,8 @@ pub struct TcpWriteHalf {
     /// The `embedded-io-async` writes' buffer (see [`crate::socket::tcp_io`]).
     #[cfg(feature = "embedded-io")]
     pub(crate) tx: Option<IoBuf>,
+    /// The shadow MDLs of sends of received items (see [`crate::shadow`]), from the first one.
+    pub(crate) shadow: Option<ShadowSet>,
 }
 
 /// Received bytes not yet read: `buf.as_slice()[at..]`.
@@ -320,6 +323,7 @@ impl TcpStream {
                 peer,
                 #[cfg(feature = "embedded-io")]
                 tx: None,
+                shadow: None,
             },
         }
     }
@@ -732,6 +736,13 @@ impl TcpReadHalf {
 
 impl TcpWriteHalf {
     /// The core and the send/control slot, created on first use.
+    /// [`TcpWriteHalf::parts`] and the shadow MDLs, taken out (the caller puts them back).
+    pub(crate) fn parts_with_shadows(&mut self) -> Result<(&SocketCore<Connection>, &mut OpSlot, Option<ShadowSet>)> {
+        let shadow = self.shadow.take();
+        let (core, slot) = self.parts()?;
+        Ok((core, slot, shadow))
+    }
+
     pub(crate) fn parts(&mut self) -> Result<(&SocketCore<Connection>, &mut OpSlot)> {
         if self.send.is_none() {
             self.send = Some(OpSlot::new()?);

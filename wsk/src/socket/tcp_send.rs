@@ -5,8 +5,10 @@
 //! # Sending what WSK indicated
 //!
 //! A [`Received`] item holds WSK's own buffers (an indication list it retained). Sending it
-//! passes each entry's `WSK_BUF` to `WskSend` as it is: the provider reads the indicated
-//! memory in place, no byte is copied. What we rely on, from Microsoft's pages on
+//! hands that memory to `WskSend`: the provider reads the indicated pages in place, no byte is
+//! copied. An item of one indication goes with that entry's `WSK_BUF` as it is; an item of
+//! several goes in one `WskSend` over partial MDLs of our own on the same pages
+//! ([`crate::shadow`]), or, past what those cover, one `WskSend` per entry. What we rely on, from Microsoft's pages on
 //! `WSK_DATA_INDICATION`, `WskReceiveEvent`, `WskRelease`, `WskSend` and `WSK_BUF`:
 //!
 //! * A retained indication's buffers stay valid until `WskRelease`, and its MDLs describe
@@ -15,8 +17,9 @@
 //!   memory stays valid (and unchanged) until the release, which we issue after the send's IRP
 //!   completed, never before.
 //! * The MDLs belong to the provider: we never modify them (no relinking of `Next`, no
-//!   changed `ByteCount`), so an item of several entries goes out as one `WskSend` per entry,
-//!   in order (see [`send_chain`] for why not over MDLs of our own).
+//!   changed `ByteCount`). Joining the entries takes MDLs of our own (`IoBuildPartialMdl` over
+//!   the provider's, which only reads them); sending them one `WskSend` each would meet
+//!   Nagle's algorithm between the pieces (see [`crate::shadow`]).
 //! * `WSK_BUF::Offset` must lie within the first MDL: a resend after a partial send starts
 //!   at the MDL that holds the next byte.
 //! * `WskRelease` must come before `WskCloseSocket` of the receiving socket. The item holds a
@@ -32,7 +35,9 @@
 
 use crate::error::{Error, Result};
 use crate::op::OpSlot;
+use crate::pool::AnyPoolBox;
 use crate::send_chain::{self, HeldBuf, Piece, SendChain};
+use crate::shadow::{SHADOW_TAG, ShadowSet, Shadows};
 use crate::socket::call::{Holding, NotIssued, socket_call_holding};
 use crate::socket::events::Received;
 use crate::socket::kind::Connection;
@@ -93,32 +98,85 @@ async unsafe fn send_whole(
     (Ok(()), holding)
 }
 
+/// [`TcpWriteHalf::send_received`]'s body: returns the shadow set for the next send (`None` if
+/// it went with a dropped send, or there was none).
+async fn send_item(
+    core: &SocketCore<Connection>,
+    slot: &mut OpSlot,
+    item: Received,
+    mut shadows: Option<ShadowSet>,
+) -> (Result<()>, Option<ShadowSet>) {
+    let mut bufs = item.wsk_bufs();
+    // SAFETY: the cursor walks the item, which this function owns.
+    let first = unsafe { bufs.next() }.is_some();
+    // SAFETY: as above.
+    let several = first && unsafe { bufs.next() }.is_some();
+    // The set is allocated at the first item that needs it; without pool memory for it, the
+    // item goes one send per indication.
+    let set = if several { shadows.take().or_else(|| Shadows::allocate().ok()) } else { None };
+    if let Some(mut set) = set {
+        // Several indications: one send over MDLs of ours, if they cover the item.
+        // SAFETY: the item stays alive until released below, after the send; no send uses
+        // the set (it was with the write half).
+        match unsafe { set.cover(&item) } {
+            Some(buf) => {
+                let holding = Holding { block: Some(AnyPoolBox::new(set)), item: Some(item) };
+                // SAFETY: `buf` is our MDL chain (in the set) over the item's pages; the slot
+                // holds both until the IRP completed.
+                let (result, back) = unsafe { send_whole(core, slot, HeldBuf(buf), holding) }.await;
+                let Holding { block, item } = back;
+                // The set lets go of the item's pages first, then the item goes back to WSK.
+                let set = block.and_then(|block| block.downcast::<Shadows, SHADOW_TAG>().ok()).map(|mut set| {
+                    set.reset();
+                    set
+                });
+                drop(item);
+                return (result, set);
+            }
+            None => shadows = Some(set),
+        }
+    }
+    (send_entries(core, slot, item).await, shadows)
+}
+
+/// Sends the item one `WskSend` per indication, then releases it.
+async fn send_entries(core: &SocketCore<Connection>, slot: &mut OpSlot, item: Received) -> Result<()> {
+    let mut bufs = item.wsk_bufs();
+    let mut holding = Holding { block: None, item: Some(item) };
+    // SAFETY: the cursor walks the item `holding` keeps alive: it is only moved between this
+    // function and the slot, never released, until the loop ends.
+    while let Some(buf) = unsafe { bufs.next() } {
+        // SAFETY: `buf` is WSK's memory, valid until the item held in `holding` is released.
+        let (result, back) = unsafe { send_whole(core, slot, HeldBuf(buf), holding) }.await;
+        holding = back;
+        result?;
+    }
+    // The item goes back to WSK here (and on the early return above).
+    drop(holding);
+    Ok(())
+}
+
 impl TcpWriteHalf {
     /// Sends a received item as is (zero-copy: the provider reads WSK's indicated buffers in
     /// place; see the module documentation) and releases it to WSK once its last byte was
-    /// sent. On an error the item is released too.
+    /// sent. On an error the item is released too. An item of several indications goes in
+    /// one `WskSend` over shadow MDLs of the write half (partial MDLs of ours over the
+    /// indicated pages, up to 8 pieces of up to 64 KiB: about 1.5 KiB of non-paged pool,
+    /// allocated at the first such item and reused), or, when it has more pieces than they
+    /// cover, in one `WskSend` per indication.
     ///
     /// The item may come from this connection or any other. It holds its receiving socket's
     /// close until it is released: dropping this future while a send is pending cancels the
     /// send and releases the item once the IRP came back (exactly once, in every case).
-    /// Allocates nothing.
+    /// Allocates nothing but the shadow MDLs, once (again only after a send of an item of
+    /// several indications was dropped: the set went with it).
     ///
     /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn send_received(&mut self, item: Received) -> Result<()> {
-        let (core, slot) = self.parts()?;
-        let mut bufs = item.wsk_bufs();
-        let mut holding = Holding { block: None, item: Some(item) };
-        // SAFETY: the cursor walks the item `holding` keeps alive: it is only moved between
-        // the caller and the slot, never released, until the loop ends.
-        while let Some(buf) = unsafe { bufs.next() } {
-            // SAFETY: `buf` is WSK's memory, valid until the item held in `holding` is released.
-            let (result, back) = unsafe { send_whole(core, slot, HeldBuf(buf), holding) }.await;
-            holding = back;
-            result?;
-        }
-        // The item goes back to WSK here (and on the early returns above).
-        drop(holding);
-        Ok(())
+        let (core, slot, shadows) = self.parts_with_shadows()?;
+        let (result, shadows) = send_item(core, slot, item, shadows).await;
+        self.shadow = shadows;
+        result
     }
 
     /// Sends every piece of `chain`, in order (see [`send_chain`]: our
@@ -137,6 +195,18 @@ impl TcpWriteHalf {
             Err(e) => return (Err(e), chain),
         };
         let mut block = chain.into_block();
+        // The whole chain in one WskSend, where the shadow MDLs cover its items.
+        // SAFETY: no send uses the chain now; the links are undone below, after the send
+        // completed, or by the block's drop, before any item is released.
+        if let Some(whole) = unsafe { block.link_whole() } {
+            // SAFETY: the linked MDLs (buffers and shadow MDLs) and the items' pages live in the
+            // block, which the slot holds.
+            let (result, back) = unsafe { send_whole(core, slot, HeldBuf(whole), Holding::block(block)) }.await;
+            let mut block = back.into_block();
+            block.unlink_all();
+            block.release_items();
+            return (result, SendChain::from_block(block));
+        }
         let mut at = 0;
         let result = loop {
             if at >= block.slice_mut().len() {
@@ -161,8 +231,10 @@ impl TcpWriteHalf {
                 continue;
             }
             // A received item over WSK's buffers: one send per entry, then its release.
+            // Not ours to link, so a received item over WSK's buffers (`link_run` takes every
+            // buffer of ours).
             let Some(Some(Piece::Received(item))) = block.slice_mut().get(at) else {
-                unreachable!("a piece that is not ours is a received item");
+                break Err(Error::InvalidInput("a piece of the chain is neither a buffer nor an item"));
             };
             let mut bufs = item.wsk_bufs();
             let mut failed = None;

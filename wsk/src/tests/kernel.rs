@@ -22,9 +22,9 @@ use std::vec::Vec;
 
 use wsk_sys::{
     BOOLEAN, CCHAR, IO_STACK_LOCATION, IO_STATUS_BLOCK, IO_TYPE_IRP, IRP, IoGetCurrentIrpStackLocation, IoSizeOfIrp,
-    IoSkipCurrentIrpStackLocation, KIRQL, KPROCESSOR_MODE, MDL, MDL_ALLOCATED_FIXED_SIZE, MDL_SOURCE_IS_NONPAGED_POOL,
-    NT_SUCCESS, NTSTATUS, PAGE_SIZE, PASSIVE_LEVEL, POOL_TYPE, PVOID, SIZE_T, SL_INVOKE_ON_ERROR, SL_INVOKE_ON_SUCCESS,
-    STATUS_MORE_PROCESSING_REQUIRED, ULONG, UNICODE_STRING,
+    IoSkipCurrentIrpStackLocation, KIRQL, KPROCESSOR_MODE, MDL, MDL_ALLOCATED_FIXED_SIZE, MDL_MAPPED_TO_SYSTEM_VA,
+    MDL_PARTIAL, MDL_SOURCE_IS_NONPAGED_POOL, NT_SUCCESS, NTSTATUS, PAGE_SIZE, PASSIVE_LEVEL, POOL_TYPE, PVOID, SIZE_T,
+    SL_INVOKE_ON_ERROR, SL_INVOKE_ON_SUCCESS, STATUS_MORE_PROCESSING_REQUIRED, ULONG, UNICODE_STRING,
 };
 
 /// Bytes before each pool block: its size and tag (keeps the block 16-byte aligned).
@@ -181,6 +181,47 @@ unsafe extern "system" fn MmMapLockedPagesSpecifyCache(
     _Priority: ULONG,
 ) -> PVOID {
     ptr::null_mut()
+}
+
+/// A partial MDL over `Length` bytes at `VirtualAddress` in the source's buffer (no page
+/// array): the source's system address is shared when it has one, as on Windows.
+///
+/// # Safety
+/// Both MDLs are live; the range lies in the source's buffer.
+#[unsafe(no_mangle)]
+unsafe extern "system" fn IoBuildPartialMdl(
+    SourceMdl: *mut MDL,
+    TargetMdl: *mut MDL,
+    VirtualAddress: PVOID,
+    Length: ULONG,
+) {
+    // SAFETY: live MDLs (caller).
+    let source = unsafe { &*SourceMdl };
+    // SAFETY: as above; a different MDL.
+    let target = unsafe { &mut *TargetMdl };
+    let source_va = source.StartVa.cast::<u8>().wrapping_add(source.ByteOffset as usize);
+    let skip = VirtualAddress.addr() - source_va.addr();
+    assert!(skip + Length as usize <= source.ByteCount as usize, "a partial MDL outside its source");
+    let offset = VirtualAddress.addr() & (PAGE_SIZE - 1);
+    // The source's pointer keeps the buffer's provenance.
+    target.StartVa = source_va.wrapping_add(skip).wrapping_sub(offset).cast();
+    target.ByteOffset = offset as ULONG;
+    target.ByteCount = Length;
+    let mapped = source.MdlFlags & (MDL_SOURCE_IS_NONPAGED_POOL | MDL_MAPPED_TO_SYSTEM_VA) != 0;
+    target.MappedSystemVa =
+        if mapped { source.MappedSystemVa.cast::<u8>().wrapping_add(skip).cast() } else { ptr::null_mut() };
+    target.MdlFlags = (target.MdlFlags & MDL_ALLOCATED_FIXED_SIZE)
+        | MDL_PARTIAL
+        | (source.MdlFlags & (MDL_SOURCE_IS_NONPAGED_POOL | MDL_MAPPED_TO_SYSTEM_VA));
+}
+
+/// Nothing is ever mapped here (see [`MmMapLockedPagesSpecifyCache`]): never called.
+///
+/// # Safety
+/// Any arguments.
+#[unsafe(no_mangle)]
+unsafe extern "system" fn MmUnmapLockedPages(_BaseAddress: PVOID, _MemoryDescriptorList: *mut MDL) {
+    unreachable!("the unit tests map nothing");
 }
 
 /// The layout of an IRP with `stack_size` stack locations.
