@@ -1,6 +1,7 @@
 //! The emulator's in-memory connections (addresses of `198.18.0.0/15`, see the emulator's
 //! `loopback` module) with the real library and the verifier on: both receive paths echo
-//! byte-exact, FIN and reset reach the peer, nobody listening is a refusal.
+//! byte-exact, FIN and reset reach the peer, nobody listening is a refusal, a pending receive
+//! can be cancelled.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -162,6 +163,27 @@ fn close_without_disconnect_resets_the_peer() {
         assert!(got.is_err(), "the receive saw {got:?} instead of a reset");
         let (sent, _) = server.send_all(IoBuf::copy_from(b"late").unwrap()).await;
         assert!(sent.is_err(), "a send on a reset connection succeeded");
+        server.close().await.expect("server close");
+        l.close().await.expect("listener close");
+    });
+}
+
+/// A receive nobody sends to is cancelled by its deadline (the cancel routine takes the queued
+/// IRP); the connection carries data afterwards.
+#[test]
+fn a_pending_receive_is_cancelled_and_the_connection_goes_on() {
+    run_clean(LIMIT, |env| async move {
+        let mut l = TcpListener::bind(env.wsk, memory(7006)).await.expect("bind in memory");
+        let mut client = TcpStream::connect(env.wsk, memory(7006)).await.expect("connect in memory");
+        let (mut server, _) = l.accept().await.expect("accept");
+        let (got, buf) = server.recv_timeout(IoBuf::with_capacity(64).unwrap(), Duration::from_millis(50)).await;
+        assert!(got.is_err(), "a receive with nothing sent completed: {got:?}");
+        let (sent, _) = client.send_all(IoBuf::copy_from(b"after").unwrap()).await;
+        sent.expect("send after the cancel");
+        let (got, buf) = server.recv(buf).await;
+        assert_eq!(got.expect("receive after the cancel"), 5);
+        assert_eq!(buf.as_slice(), b"after");
+        client.close().await.expect("client close");
         server.close().await.expect("server close");
         l.close().await.expect("listener close");
     });
