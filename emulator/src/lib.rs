@@ -128,6 +128,7 @@ mod dpc;
 mod driver;
 mod event;
 mod fault;
+mod footprint;
 mod irp;
 mod irql;
 mod kernel;
@@ -138,6 +139,7 @@ mod registry;
 mod rtl;
 mod rundown;
 mod site;
+mod spinlock;
 mod sync;
 mod threads;
 mod time;
@@ -151,6 +153,7 @@ pub use counters::{Counters, counters};
 pub use debug::{DebugMessage, debug_log, debug_messages, wait_for_debug_message};
 pub use driver::{Kernel, KernelBuilder, LoadError, LoadedDriver};
 pub use fault::{AllocationKind, FaultPlan, FaultStats};
+pub use footprint::{Footprint, FootprintFigures};
 pub use irp::provider;
 pub use irql::{BLOCKED_THRESHOLD, assert_may_block, current_irql, irql_name, with_irql};
 pub use pool::{FREED_BYTE, FRESH_BYTE, GUARD_BYTE, GUARD_BYTES};
@@ -187,6 +190,7 @@ pub mod exports {
         ExAcquireRundownProtection, ExInitializeRundownProtection, ExReInitializeRundownProtection,
         ExReleaseRundownProtection, ExRundownCompleted, ExWaitForRundownProtectionRelease,
     };
+    pub use crate::spinlock::{KeAcquireSpinLockRaiseToDpc, KeReleaseSpinLock};
     pub use crate::timer::{KeCancelTimer, KeInitializeTimerEx, KeReadStateTimer, KeSetTimerEx};
     pub use crate::workitem::{IoAllocateWorkItem, IoFreeWorkItem, IoQueueWorkItem};
     pub use crate::wsk::{WskCaptureProviderNPI, WskDeregister, WskRegister, WskReleaseProviderNPI};

@@ -4,6 +4,7 @@ use core::fmt;
 use core::future::Future;
 use core::mem::ManuallyDrop;
 use core::ptr::NonNull;
+use core::time::Duration;
 
 use crate::config::Config;
 use crate::error::{SpawnError, StartError};
@@ -11,6 +12,7 @@ use crate::importance::Importance;
 use crate::kernel::Kernel;
 use crate::platform::Platform;
 use crate::scheduler::Shared;
+use crate::shutdown::{ShutdownReport, StalledShutdown};
 use crate::task::{self, JoinHandle, Schedule};
 
 /// A task executor running on one system work item.
@@ -147,6 +149,46 @@ impl<P: Platform> Executor<P> {
         Ok(())
     }
 
+    /// [`shutdown`](Self::shutdown) with a bound on the wait: refuses new spawns, cancels every
+    /// task, and waits at most `limit` until every task is freed. PASSIVE_LEVEL.
+    ///
+    /// The report says how many tasks were alive when shutdown began (each was cancelled) and,
+    /// if some are still not freed at the deadline, holds the executor in a
+    /// [`StalledShutdown`]: spawning stays refused, the tasks still alive keep their memory
+    /// and the executor's (nothing is freed under them), and the caller decides what comes
+    /// next: remove what keeps them alive (for example abort the sockets whose pending
+    /// operations hold their wakers) and wait again, wait without limit, or leak. See
+    /// [`StalledShutdown`] for each choice.
+    ///
+    /// A task is not freed while its `JoinHandle` or one of its `Waker`s lives. Cancelling
+    /// drops the futures (and with them what they hold); what is left at the deadline is held
+    /// elsewhere: wakers registered with operations that have not completed yet, or handles
+    /// the driver keeps.
+    ///
+    /// Must not be called from one of the executor's own tasks. Above PASSIVE_LEVEL it does
+    /// nothing and gives the executor back as `Err`.
+    pub fn shutdown_within(self, limit: Duration) -> Result<ShutdownReport<P>, Self> {
+        if !P::can_block() {
+            return Err(self);
+        }
+        let this = ManuallyDrop::new(self);
+        let shared = this.shared;
+        let cancelled = this.live_tasks();
+        // SAFETY: PASSIVE_LEVEL; the handle is consumed (its memory reference moves to the
+        // report's stalled handle when the wait does not finish).
+        let finished = unsafe { begin_shutdown(shared, || {}) };
+        let stalled = if finished {
+            // SAFETY: every unit is released; the handle is given up here.
+            unsafe { finish_shutdown(shared) };
+            None
+        } else {
+            // SAFETY: the handle's unit was given up and the event not waited for yet.
+            let stalled = unsafe { StalledShutdown::new(shared) };
+            stalled.wait_within(limit).err()
+        };
+        Ok(ShutdownReport { cancelled, stalled })
+    }
+
     /// [`shutdown`](Self::shutdown) with `drive` called between requesting the cancelling run
     /// and waiting, for tests whose runs are performed by the test itself.
     #[cfg(test)]
@@ -164,6 +206,24 @@ impl<P: Platform> Executor<P> {
 ///
 /// `this` is the `Executor` handle's, given up here; PASSIVE_LEVEL.
 unsafe fn shutdown<P: Platform>(this: NonNull<Shared<P>>, before_wait: impl FnOnce()) {
+    // SAFETY: forwarded contract.
+    if !unsafe { begin_shutdown(this, before_wait) } {
+        // SAFETY: the handle's unit was given up and was not the last; PASSIVE_LEVEL.
+        let released = unsafe { Shared::wait_released(this, None) };
+        debug_assert!(released);
+    }
+    // SAFETY: every unit is released; the handle is given up.
+    unsafe { finish_shutdown(this) };
+}
+
+/// Refuses spawns, requests the run that cancels every task and gives up the handle's unit.
+/// Returns whether that was the last unit (every task freed already).
+///
+/// # Safety
+///
+/// `this` is the `Executor` handle's; called once; PASSIVE_LEVEL. The handle keeps the memory
+/// until [`finish_shutdown`].
+unsafe fn begin_shutdown<P: Platform>(this: NonNull<Shared<P>>, before_wait: impl FnOnce()) -> bool {
     // SAFETY: the handle keeps the executor allocated.
     let shared = unsafe { this.as_ref() };
     shared.set_shutdown();
@@ -171,8 +231,19 @@ unsafe fn shutdown<P: Platform>(this: NonNull<Shared<P>>, before_wait: impl FnOn
     // SAFETY: the handle's unit keeps the executor alive during the call.
     unsafe { Shared::request_run(this) };
     before_wait();
-    // SAFETY: called once, by the handle, after `set_shutdown`, at PASSIVE_LEVEL.
-    unsafe { Shared::wait_idle(this) };
+    // SAFETY: called once, by the handle, after `set_shutdown`.
+    unsafe { Shared::release_handle_unit(this) }
+}
+
+/// Releases the work item and drops the handle, once every unit is released.
+///
+/// # Safety
+///
+/// `this` is the `Executor` handle's (its unit given up), given up here; every unit was
+/// released (and the release seen); PASSIVE_LEVEL.
+pub(crate) unsafe fn finish_shutdown<P: Platform>(this: NonNull<Shared<P>>) {
+    // SAFETY: the handle keeps the executor allocated.
+    let shared = unsafe { this.as_ref() };
     // SAFETY: no run is pending or will be requested; every task is freed.
     unsafe { shared.platform.shutdown() };
     // SAFETY: the handle's; nothing is touched afterwards.

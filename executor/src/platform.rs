@@ -78,6 +78,16 @@ pub unsafe trait Platform: Send + Sync + Sized + 'static {
     /// `event` was initialized and not yet dropped.
     unsafe fn event_wait(event: *const Self::Event);
 
+    /// Waits until the event is signalled (and resets it) or `timeout` has passed, whichever
+    /// comes first. Returns `true` if it was signalled; `false` on timeout, in which case the
+    /// event is left as it was (a set that comes later is kept for the next wait). Only where
+    /// `can_block()` is true.
+    ///
+    /// # Safety
+    ///
+    /// `event` was initialized and not yet dropped.
+    unsafe fn event_wait_timeout(event: *const Self::Event, timeout: Duration) -> bool;
+
     /// Releases what `event_init` acquired. IRQL <= DISPATCH_LEVEL.
     ///
     /// # Safety

@@ -13,8 +13,9 @@
 //! `count` holds SHUTDOWN and a number of units: one per live task, one per requested run and
 //! one for the `Executor` handle. Shutdown sets SHUTDOWN (refusing spawns), requests a run
 //! (which cancels every task), gives up the handle's unit and waits on `event` until the
-//! count reaches zero. Whoever releases the last unit sets the event and touches nothing
-//! afterwards. A unit is only taken by someone already holding one, or by a spawn while
+//! count reaches zero (or, with a deadline, until it does or the deadline passes: the event
+//! is set exactly once, so a later wait still sees a release that came after a timed-out
+//! one). Whoever releases the last unit sets the event and touches nothing afterwards. A unit is only taken by someone already holding one, or by a spawn while
 //! SHUTDOWN is clear (when the handle's unit is still held), so zero is final.
 //!
 //! `handles` counts `Executor` and `Spawner`s and decides when this memory is freed.
@@ -199,22 +200,44 @@ impl<P: Platform> Shared<P> {
         self.count.fetch_or(SHUTDOWN, AcqRel) & SHUTDOWN == 0
     }
 
-    /// Gives up the handle's unit and waits until every unit is released.
+    /// Gives up the handle's unit; returns `true` if it was the last one (then the event is
+    /// never set and there is nothing to wait for).
     ///
     /// # Safety
     ///
-    /// Called once, by the `Executor` handle, after [`set_shutdown`](Self::set_shutdown), at
-    /// PASSIVE_LEVEL.
-    pub(crate) unsafe fn wait_idle(this: NonNull<Self>) {
+    /// Called once, by the `Executor` handle, after [`set_shutdown`](Self::set_shutdown). The
+    /// handle keeps the memory (not a unit) afterwards.
+    pub(crate) unsafe fn release_handle_unit(this: NonNull<Self>) -> bool {
         // SAFETY: the handle keeps the executor allocated.
         let prev = unsafe { this.as_ref() }.count.fetch_sub(UNIT, AcqRel);
-        if prev != SHUTDOWN | UNIT {
+        prev == SHUTDOWN | UNIT
+    }
+
+    /// Waits, at most `limit` (`None`: without limit), until the last unit is released.
+    /// Returns whether it was. After a `false` it may be called again: the release sets the
+    /// event exactly once, and a set that comes while nobody waits is kept for the next wait.
+    ///
+    /// # Safety
+    ///
+    /// The handle's unit was given up with [`release_handle_unit`](Self::release_handle_unit),
+    /// which returned `false`, and no earlier call of this function returned `true`; the
+    /// caller's handle keeps the memory; a thread that can block.
+    pub(crate) unsafe fn wait_released(this: NonNull<Self>, limit: Option<core::time::Duration>) -> bool {
+        let event = Self::event(this);
+        match limit {
             // SAFETY: initialized; the last unit's release sets it exactly once.
-            unsafe { P::event_wait(Self::event(this)) };
+            None => unsafe { P::event_wait(event) },
+            Some(limit) => {
+                // SAFETY: as above.
+                if !unsafe { P::event_wait_timeout(event, limit) } {
+                    return false;
+                }
+            }
         }
         // SAFETY: the handle keeps the executor allocated.
         let count = unsafe { this.as_ref() }.count.load(Acquire);
         debug_assert_eq!(count, SHUTDOWN);
+        true
     }
 
     /// Adds a handle.

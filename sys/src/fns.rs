@@ -59,6 +59,12 @@ unsafe extern "system" {
     pub fn IofCompleteRequest(Irp: *mut IRP, PriorityBoost: CCHAR);
     pub fn IoAcquireCancelSpinLock(Irql: *mut KIRQL);
     pub fn IoReleaseCancelSpinLock(Irql: KIRQL);
+
+    // ---- spin locks (x64 exports; `KeAcquireSpinLock` is a macro over the first) ----
+    /// IRQL <= DISPATCH_LEVEL; returns at DISPATCH_LEVEL with the previous IRQL.
+    pub fn KeAcquireSpinLockRaiseToDpc(SpinLock: *mut KSPIN_LOCK) -> KIRQL;
+    /// IRQL == DISPATCH_LEVEL; lowers to `NewIrql`.
+    pub fn KeReleaseSpinLock(SpinLock: *mut KSPIN_LOCK, NewIrql: KIRQL);
     pub fn IoSetCompletionRoutineEx(
         DeviceObject: *mut DEVICE_OBJECT,
         Irp: *mut IRP,

@@ -129,6 +129,17 @@ pub const SO_SNDBUF: ULONG = 0x1001;
 pub const SO_RCVBUF: ULONG = 0x1002;
 pub const SO_CONDITIONAL_ACCEPT: ULONG = 0x3002;
 pub const TCP_NODELAY: ULONG = 0x0001;
+/// `TCP_KEEPALIVE` (`IPPROTO_TCP`, a `DWORD`): seconds a connection stays idle before the
+/// first keep-alive probe (`ws2ipdef.h`; `TCP_KEEPIDLE` is the same option).
+pub const TCP_KEEPALIVE: ULONG = 3;
+/// `TCP_KEEPIDLE`: `ws2ipdef.h` defines it as `TCP_KEEPALIVE` (Windows 10, version 1709).
+pub const TCP_KEEPIDLE: ULONG = TCP_KEEPALIVE;
+/// `TCP_KEEPCNT` (`IPPROTO_TCP`, a `DWORD`): unanswered keep-alive probes before the
+/// connection is dropped (Windows 10, version 1703).
+pub const TCP_KEEPCNT: ULONG = 16;
+/// `TCP_KEEPINTVL` (`IPPROTO_TCP`, a `DWORD`): seconds between keep-alive probes (Windows 10,
+/// version 1709).
+pub const TCP_KEEPINTVL: ULONG = 17;
 pub const IPV6_V6ONLY: ULONG = 27;
 /// `SO_BROADCAST` (`SOL_SOCKET`, a `BOOL`): datagrams may be sent to a broadcast address.
 pub const SO_BROADCAST: ULONG = 0x0020;

@@ -101,11 +101,19 @@ pub const WskSetOption: WSK_CONTROL_SOCKET_TYPE = 0;
 pub const WskGetOption: WSK_CONTROL_SOCKET_TYPE = 1;
 pub const WskIoctl: WSK_CONTROL_SOCKET_TYPE = 2;
 
-/// `WSK_INSPECT_ACTION`.
+/// `WSK_INSPECT_ACTION`: what a conditional-accept listener's `WskInspectEvent` decides for
+/// an incoming connection request (and what `WskInspectComplete` decides for a pended one,
+/// which may only be `WskInspectAccept` or `WskInspectReject`).
 pub type WSK_INSPECT_ACTION = i32;
+/// The connection request is refused: no socket is ever created for it.
 pub const WskInspectReject: WSK_INSPECT_ACTION = 0;
+/// The connection request proceeds to `WskAccept` / `WskAcceptEvent`.
 pub const WskInspectAccept: WSK_INSPECT_ACTION = 1;
+/// Undecided: the client completes it later with `WskInspectComplete` (after copying the
+/// `WSK_INSPECT_ID`, which is valid only during the callback).
 pub const WskInspectPend: WSK_INSPECT_ACTION = 2;
+/// One past the last action: not a valid action.
+pub const WskInspectMax: WSK_INSPECT_ACTION = 3;
 
 /// A buffer: `Length` bytes starting `Offset` bytes into the first MDL of the chain.
 #[repr(C)]

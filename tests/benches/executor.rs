@@ -449,6 +449,14 @@ unsafe impl<const FREE_CLOCK: bool> Platform for StdThread<FREE_CLOCK> {
         *set = false;
     }
 
+    unsafe fn event_wait_timeout(event: *const StdEvent, timeout: Duration) -> bool {
+        // SAFETY: initialized and not dropped (caller).
+        let event = unsafe { &*event };
+        let set = event.set.lock().expect("event lock");
+        let (mut set, _) = event.cond.wait_timeout_while(set, timeout, |set| !*set).expect("event lock");
+        std::mem::replace(&mut *set, false)
+    }
+
     unsafe fn event_drop(event: *mut StdEvent) {
         // SAFETY: initialized, no longer used (caller).
         unsafe { std::ptr::drop_in_place(event) };

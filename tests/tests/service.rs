@@ -79,8 +79,8 @@ unsafe extern "system" fn driver_entry(driver: *mut DRIVER_OBJECT, _path: *mut U
 /// Called once as DriverUnload by the emulator.
 unsafe extern "system" fn driver_unload(_driver: *mut DRIVER_OBJECT) {
     if let Some(mut service) = SERVICE.take() {
-        let closed = service.stop(CLOSE_WAIT);
-        STOPPED.store(if closed { 1 } else { 2 }, Ordering::Relaxed);
+        let outcome = service.stop(CLOSE_WAIT);
+        STOPPED.store(if outcome.is_clean() { 1 } else { 2 }, Ordering::Relaxed);
     }
 }
 

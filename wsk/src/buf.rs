@@ -134,6 +134,28 @@ impl IoBuf {
         n
     }
 
+    /// Gives up the buffer as its MDL, which still describes it (for [`crate::buf_pool`]'s
+    /// free lists). Any IRQL.
+    pub(crate) fn into_mdl(self) -> NonNull<MDL> {
+        let mdl = self.mdl;
+        core::mem::forget(self);
+        mdl
+    }
+
+    /// The buffer an earlier [`IoBuf::into_mdl`] gave up, empty (`len` 0).
+    ///
+    /// # Safety
+    /// `mdl` came from [`IoBuf::into_mdl`] and is used once: the buffer is owned again.
+    pub(crate) unsafe fn from_mdl(mdl: NonNull<MDL>) -> Self {
+        // SAFETY: the MDL was built by `MmBuildMdlForNonPagedPool` over the buffer's whole
+        // allocation (invariant), which set `MappedSystemVa` to its start and kept `ByteCount`;
+        // it is ours (caller).
+        let header = unsafe { mdl.as_ref() };
+        let (data, capacity) = (header.MappedSystemVa, header.ByteCount as usize);
+        // INVARIANT: the fields of the buffer that gave the MDL up (caller).
+        Self { data: NonNull::new(data.cast()).expect("a built MDL maps its buffer"), capacity, len: 0, mdl }
+    }
+
     /// Links the buffer into an MDL chain for one send of several buffers: its MDL describes
     /// the `len` valid bytes only and is followed by `next` (null at the end of the chain).
     /// The MDL is ours, so changing it is ours to do; shortening `ByteCount` over pages that

@@ -50,12 +50,15 @@
 extern crate std;
 
 pub mod addr;
+pub mod budget;
 pub mod buf;
+pub mod buf_pool;
 pub mod client_control;
 #[cfg(all(feature = "driver-runtime", windows))]
 mod driver_runtime;
 pub mod error;
 pub mod global;
+pub mod idle;
 pub mod log;
 mod loom;
 mod op;
@@ -71,6 +74,7 @@ mod shadow;
 pub mod socket;
 #[cfg(test)]
 mod tests;
+pub mod unload;
 
 pub use buf::IoBuf;
 pub use client_control::{StaticEvents, Transport};
@@ -78,8 +82,10 @@ pub use error::{Error, ErrorKind, Result};
 pub use global::DriverGlobal;
 pub use registration::Wsk;
 pub use send_chain::SendChain;
+pub use socket::admission::{Admission, PeerLimit, PerPeerLimit, Verdict};
 pub use socket::events;
+pub use socket::inspection::Inspection;
 pub use socket::options::{EncodedOption, OptionName, SocketOption};
-pub use socket::shared::{live_sockets, wait_for_sockets_closed};
+pub use socket::shared::{abort_all_sockets, live_sockets, open_sockets, wait_for_sockets_closed};
 pub use socket::tcp::{Closer, TcpListener, TcpReadHalf, TcpSocket, TcpStream, TcpWriteHalf};
 pub use socket::udp::{UdpRecvHalf, UdpReuniteError, UdpSendHalf, UdpSocket};

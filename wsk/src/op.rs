@@ -45,6 +45,7 @@
 //! cancels the IRP at the deadline; while that timer is set or its DPC may run, the timer
 //! holds a reference and the slot is not idle (see [`deadline`] for that protocol).
 
+pub(crate) mod cache;
 mod deadline;
 
 use core::cell::UnsafeCell;
@@ -296,6 +297,24 @@ impl OpSlot {
     fn is_idle(&self) -> bool {
         let inner = self.inner();
         inner.state.load(Ordering::Acquire) == 0 && !deadline::is_armed(&inner.deadline)
+    }
+
+    /// Whether only this handle refers to the slot and it holds nothing (see [`cache`]).
+    fn is_reusable(&self) -> bool {
+        let inner = self.inner();
+        if !self.is_idle() || inner.refs.load(Ordering::Acquire) != 1 {
+            return false;
+        }
+        // SAFETY: idle with no other reference (no IRP in flight, no timer): the cells are
+        // touched by nobody but this handle's owner, who is here.
+        let holds_buffer = unsafe { (*inner.buffer.get()).is_some() };
+        // SAFETY: as above.
+        let holds_block = unsafe { (*inner.block.get()).is_some() };
+        // SAFETY: as above.
+        let holds_owner = unsafe { (*inner.socket_owner.get()).is_some() };
+        // SAFETY: as above.
+        let holds_kept = unsafe { (*inner.kept.get()).is_some() };
+        !(holds_buffer || holds_block || holds_owner || holds_kept)
     }
 
     /// Waits until no IRP of an earlier (abandoned) operation is in flight, and the timer of

@@ -186,6 +186,10 @@ impl Drop for Wsk {
         }
         // SAFETY: the block was registered by `register`; PASSIVE_LEVEL was checked.
         unsafe { wsk_sys::WskDeregister(&raw mut r.block) };
+        // No socket is left to borrow from the buffer pool or the slot cache: free what they
+        // keep.
+        crate::buf_pool::global().drain();
+        crate::op::cache::drain();
     }
 }
 

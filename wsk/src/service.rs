@@ -5,7 +5,22 @@
 //! Both own their parts in drop order (the accept task, then the executor with every task,
 //! then the registration) and stop with one protocol ([`TcpService::stop`],
 //! [`Service::stop`]): stop accepting, shut the executor down (every task is cancelled and its
-//! sockets close in the background), wait until every socket is closed, deregister.
+//! sockets close in the background), abort the sockets nobody closes, wait until every socket
+//! is closed, deregister.
+//!
+//! # What unload guarantees
+//!
+//! `stop(deadline)` returns, whatever the driver's peers do (never read, never send, never
+//! close, half-open connections, a full send window), within about three times `deadline`
+//! plus the time the provider takes to complete the `WskCloseSocket` calls it issues: every
+//! wait in it has `deadline` as its bound, and the step that would otherwise wait forever,
+//! for sockets that nothing closes, is replaced by aborting them (their pending operations
+//! are cancelled and their connections reset). It then reports 0 sockets open and every task
+//! freed ([`StopOutcome::is_clean`]), unless the driver itself keeps a task's waker or join
+//! handle outside the library's operations: such tasks are counted in
+//! [`StopOutcome::tasks_leaked`] and the executor is leaked with them (never freed under
+//! them), so that unload still ends. The steps and the bound are detailed in
+//! [`crate::unload`].
 //!
 //! # Examples
 //!
@@ -48,16 +63,15 @@
 //! }
 //!
 //! unsafe extern "system" fn driver_unload(_driver: *mut DRIVER_OBJECT) {
-//!     if let Some(mut service) = SERVICE.take()
-//!         && !service.stop(Duration::from_secs(10))
-//!     {
-//!         log!(error, "demo: sockets still open at unload");
+//!     if let Some(mut service) = SERVICE.take() {
+//!         let outcome = service.stop(Duration::from_secs(10));
+//!         log!(always, "demo: unload: {}", outcome);
 //!     }
 //! }
 //! ```
 
 use core::future::Future;
-use core::net::SocketAddr;
+use core::net::{IpAddr, SocketAddr};
 use core::pin::Pin;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::task::{Context, Poll, ready};
@@ -66,13 +80,16 @@ use core::time::Duration;
 use wsk_executor::{Executor, Importance, IoObject, JoinHandle, Spawner};
 use wsk_sys::{DRIVER_OBJECT, DRIVER_UNLOAD, NTSTATUS, STATUS_SUCCESS};
 
-use crate::{Error, Result, SocketOption, TcpListener, TcpStream, Wsk, log, wait_for_sockets_closed};
+use crate::socket::admission::PeerLimit;
+use crate::{Error, Result, SocketOption, TcpListener, TcpStream, Wsk, log};
+
+pub use crate::unload::StopOutcome;
 
 /// How long [`Service::start`] waits for the WSK provider.
 pub const PROVIDER_WAIT: Duration = Duration::from_secs(1);
 
-/// How long [`Service::stop_with`] and [`TcpService::stop_with`] (DriverEntry's failure
-/// paths) wait for the sockets to close.
+/// The deadline [`Service::stop_with`] and [`TcpService::stop_with`] (DriverEntry's failure
+/// paths) give each wait of the unload protocol.
 pub const DEFAULT_CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// How long a [`TcpService`]'s accept loop waits before accepting again after an accept
@@ -165,26 +182,22 @@ impl Service {
         self.executor.as_ref().ok_or(Error::NotReady)
     }
 
-    /// The unload protocol: shuts the executor down (every task is cancelled, their sockets
-    /// close in the background), waits up to `close_wait` until every socket of the driver
-    /// is closed, and deregisters. Returns whether every socket closed within the wait.
+    /// The unload protocol, bounded by `deadline` (see the [module docs](self)): shuts the
+    /// executor down (every task is cancelled) waiting at most `deadline`, aborts every socket
+    /// of the driver that nobody is closing, waits again at most `deadline` for tasks still
+    /// alive (then leaks the executor with them) and for the sockets to close, and
+    /// deregisters. Returns what it did; [`StopOutcome::is_clean`] when every task was freed
+    /// and every socket closed.
     ///
     /// Above PASSIVE_LEVEL the executor cannot be shut down: it is leaked (with a log line),
-    /// the wait only reports, and the registration is leaked too (see [`Wsk`]'s drop). Called
-    /// again, it has nothing left to stop and only waits for the sockets.
+    /// nothing is aborted, the wait only reports, and the registration is leaked too (see
+    /// [`Wsk`]'s drop). Called again, it has nothing left to stop and only aborts and waits for
+    /// the sockets.
     ///
     /// IRQL == PASSIVE_LEVEL (DriverUnload; never from one of the executor's tasks).
-    pub fn stop(&mut self, close_wait: Duration) -> bool {
-        if let Some(executor) = self.executor.take()
-            && let Err(executor) = executor.shutdown()
-        {
-            log!(error, "{}: executor shutdown above PASSIVE_LEVEL; leaking it", self.name);
-            core::mem::forget(executor);
-        }
-        let closed = wait_for_sockets_closed(close_wait);
+    pub fn stop(&mut self, deadline: Duration) -> StopOutcome {
         // INVARIANT: neither part is left.
-        drop(self.wsk.take());
-        closed
+        crate::unload::stop(self.name, self.executor.take(), self.wsk.take(), deadline)
     }
 
     /// [`stop`](Self::stop) with [`DEFAULT_CLOSE_WAIT`], then `error`: for DriverEntry's
@@ -207,6 +220,42 @@ pub struct ConnectionCounters {
     /// Accepts that failed (low resources included) and connections that could not be given a
     /// task. The handler adds its own failures.
     pub errors: &'static AtomicU64,
+}
+
+/// The admission limits of a [`TcpService`] ([`TcpService::start_limited`]), and the policy
+/// when one is reached.
+///
+/// * `max_connections` (0: unlimited): connections served at once (counted in
+///   [`ConnectionCounters::open`]) at most. When the limit is reached, the accept loop stops
+///   accepting: it issues no `WskAccept` until a served connection ends (it checks again every
+///   [`ACCEPT_BACKOFF`]). Connection requests meanwhile wait in the TCP stack's listen backlog,
+///   established but unserved (their data is buffered by the stack, not by the driver), and
+///   are served in order as connections end: none is refused by the driver and none costs it
+///   memory. When the stack's backlog is full, further requests overflow it: the stack drops
+///   or resets them (Windows' and Linux' TCP differ; a peer sees a connect that times out, is
+///   retried, or is reset), which is the push back on a flood. The driver holds at most
+///   `max_connections` connections, whatever the flood's size.
+/// * `per_peer` (`None`: no limit): connections at once from one IP address at most, with
+///   conditional accept: the listener is bound with
+///   [`TcpListener::bind_conditional`] and `per_peer` as its admission, so a request from an
+///   address at its limit is refused before a socket exists (the peer sees a reset). Requests
+///   from one address that pass the inspection together (a burst) are counted by the accept
+///   loop ([`PeerLimit::try_acquire`]); one beyond the limit is closed at once (its peer sees
+///   a reset too). The count drops when the connection's task ends, or is dropped at unload.
+///   `per_peer` is `'static` (a driver's `static`, e.g. a
+///   [`PerPeerLimit`](crate::socket::admission::PerPeerLimit)): the listener consults it until
+///   its close completes, connection tasks until they end.
+#[derive(Clone, Copy, Default)]
+pub struct Limits {
+    /// Connections served at once at most (0: unlimited).
+    pub max_connections: u32,
+    /// Connections at once per peer address, enforced with conditional accept (`None`: none).
+    pub per_peer: Option<&'static dyn PeerLimit>,
+}
+
+impl Limits {
+    /// No limit (what [`TcpService::start`] uses).
+    pub const NONE: Limits = Limits { max_connections: 0, per_peer: None };
 }
 
 /// What serves one connection: called with the accepted stream and the peer's address, its
@@ -241,7 +290,8 @@ where
 /// `<name>: connection from <peer> opened` (info level), spawns the handler's future, backs off
 /// [`ACCEPT_BACKOFF`] when an accept fails for lack of memory, logs and counts any other failed
 /// accept (it concerns that connection only), and ends when the listener is closed or the
-/// task cancelled.
+/// task cancelled. With [`Limits`] ([`TcpService::start_limited`]) it also stops accepting at
+/// `max_connections` and refuses peers at their `per_peer` limit.
 pub struct TcpService {
     // Field order is drop order: the accept task, then the service.
     accept: Option<JoinHandle<()>>,
@@ -265,8 +315,28 @@ impl TcpService {
         handler: impl Handler,
     ) -> Result<Self> {
         // SAFETY: forwarded contract.
+        unsafe { Self::start_limited(driver_object, name, addr, options, counters, Limits::NONE, handler) }
+    }
+
+    /// [`Service::start`], then [`listen_limited`](Self::listen_limited) with `limits`.
+    ///
+    /// IRQL == PASSIVE_LEVEL (DriverEntry).
+    ///
+    /// # Safety
+    ///
+    /// As [`Service::start`].
+    pub unsafe fn start_limited(
+        driver_object: *mut DRIVER_OBJECT,
+        name: &'static str,
+        addr: SocketAddr,
+        options: &[SocketOption],
+        counters: ConnectionCounters,
+        limits: Limits,
+        handler: impl Handler,
+    ) -> Result<Self> {
+        // SAFETY: forwarded contract.
         let service = unsafe { Service::start(driver_object, name)? };
-        Self::listen(service, addr, options, counters, handler)
+        Self::listen_limited(service, addr, options, counters, limits, handler)
     }
 
     /// Binds a listener on `addr` with `options` (set before the bind) and spawns the accept
@@ -282,11 +352,26 @@ impl TcpService {
         counters: ConnectionCounters,
         handler: impl Handler,
     ) -> Result<Self> {
+        Self::listen_limited(service, addr, options, counters, Limits::NONE, handler)
+    }
+
+    /// [`listen`](Self::listen) with admission [`Limits`]: with a `per_peer` limit the
+    /// listener is bound with conditional accept.
+    ///
+    /// IRQL == PASSIVE_LEVEL (DriverEntry).
+    pub fn listen_limited(
+        service: Service,
+        addr: SocketAddr,
+        options: &[SocketOption],
+        counters: ConnectionCounters,
+        limits: Limits,
+        handler: impl Handler,
+    ) -> Result<Self> {
         let mut this = Self { accept: None, service };
         let name = this.service.name;
-        let spawned = bind(&this.service, addr, options).and_then(|listener| {
+        let spawned = bind(&this.service, addr, options, limits).and_then(|listener| {
             let executor = this.service.executor()?;
-            let accept = accept_loop(listener, executor.spawner(), name, counters, handler);
+            let accept = accept_loop(listener, executor.spawner(), name, counters, limits, handler);
             Ok(executor.spawn_with(Importance::High, accept)?)
         });
         match spawned {
@@ -303,14 +388,14 @@ impl TcpService {
     }
 
     /// The unload protocol: aborts the accept task (no connection is accepted afterwards),
-    /// then [`Service::stop`]. Returns whether every socket closed within `close_wait`.
+    /// then [`Service::stop`] with `deadline`, whose outcome it returns.
     ///
     /// IRQL == PASSIVE_LEVEL (DriverUnload).
-    pub fn stop(&mut self, close_wait: Duration) -> bool {
+    pub fn stop(&mut self, deadline: Duration) -> StopOutcome {
         if let Some(accept) = self.accept.take() {
             accept.abort();
         }
-        self.service.stop(close_wait)
+        self.service.stop(deadline)
     }
 
     /// [`stop`](Self::stop) with [`DEFAULT_CLOSE_WAIT`], then `error`: for DriverEntry's
@@ -321,9 +406,14 @@ impl TcpService {
     }
 }
 
-/// Binds `service`'s listener on `addr` with `options`; a failure is logged.
-fn bind(service: &Service, addr: SocketAddr, options: &[SocketOption]) -> Result<TcpListener> {
-    let bound = wsk_executor::block_on(TcpListener::bind_with(service.wsk()?, addr, options));
+/// Binds `service`'s listener on `addr` with `options` (with conditional accept for a
+/// per-peer limit); a failure is logged.
+fn bind(service: &Service, addr: SocketAddr, options: &[SocketOption], limits: Limits) -> Result<TcpListener> {
+    let wsk = service.wsk()?;
+    let bound = match limits.per_peer {
+        Some(per_peer) => wsk_executor::block_on(TcpListener::bind_conditional(wsk, addr, options, per_peer)),
+        None => wsk_executor::block_on(TcpListener::bind_with(wsk, addr, options)),
+    };
     bound.map_err(Error::from).and_then(|bound| bound).inspect_err(|e| {
         log!(error, "{}: cannot listen on {}: {}", service.name, addr, e);
     })
@@ -336,15 +426,32 @@ async fn accept_loop(
     spawner: Spawner,
     name: &'static str,
     counters: ConnectionCounters,
+    limits: Limits,
     handler: impl Handler,
 ) {
     loop {
+        // At the connection limit: no accept until a served connection ends (see `Limits`).
+        while limits.max_connections != 0 && counters.open.load(Ordering::Acquire) >= u64::from(limits.max_connections)
+        {
+            wsk_executor::sleep(ACCEPT_BACKOFF).await;
+        }
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let peer_slot = match limits.per_peer {
+                    Some(table) if !table.try_acquire(peer.ip()) => {
+                        // Past the peer's limit (a burst that passed the inspection together):
+                        // dropping the stream closes it in the background, a reset for the peer.
+                        log!(info, "{}: connection from {} refused: per-peer limit", name, peer);
+                        drop(stream);
+                        continue;
+                    }
+                    Some(table) => Some(PeerSlot { table, ip: peer.ip() }),
+                    None => None,
+                };
                 counters.accepted.fetch_add(1, Ordering::Relaxed);
-                counters.open.fetch_add(1, Ordering::Relaxed);
+                counters.open.fetch_add(1, Ordering::AcqRel);
                 log!(info, "{}: connection from {} opened", name, peer);
-                let served = Counted { served: handler.serve(stream, peer), open: counters.open };
+                let served = Counted { served: handler.serve(stream, peer), open: counters.open, peer_slot };
                 if let Err(e) = spawner.spawn(served) {
                     // The stream was dropped with the future: it is closed in the background.
                     counters.open.fetch_sub(1, Ordering::Relaxed);
@@ -375,6 +482,21 @@ async fn accept_loop(
 struct Counted<F> {
     served: F,
     open: &'static AtomicU64,
+    /// The connection's count in the per-peer limit, released when the task ends or is
+    /// dropped (not pinned: only dropped).
+    peer_slot: Option<PeerSlot>,
+}
+
+/// One connection counted in a per-peer limit; dropping it releases the count.
+struct PeerSlot {
+    table: &'static dyn PeerLimit,
+    ip: IpAddr,
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        self.table.release(self.ip);
+    }
 }
 
 impl<F: Future<Output = ()>> Future for Counted<F> {
@@ -387,7 +509,9 @@ impl<F: Future<Output = ()>> Future for Counted<F> {
         // SAFETY: as above.
         let served = unsafe { Pin::new_unchecked(&mut this.served) };
         ready!(served.poll(cx));
-        this.open.fetch_sub(1, Ordering::Relaxed);
+        this.open.fetch_sub(1, Ordering::AcqRel);
+        // The peer's count goes with the connection (the task's future stays until dropped).
+        drop(this.peer_slot.take());
         Poll::Ready(())
     }
 }

@@ -210,7 +210,7 @@ mod tests {
     #[test]
     fn a_set_covers_an_item_and_undoes_what_does_not_fit() {
         let mut set = Shadows::allocate().unwrap();
-        let item = Received::from_copy(IoBuf::copy_from(b"shadowed bytes").unwrap());
+        let item = Received::from_buffer(IoBuf::copy_from(b"shadowed bytes").unwrap());
         // SAFETY: the item outlives every use of the set's MDLs below; no send uses them.
         let buf = unsafe { set.cover(&item) }.expect("one piece");
         assert_eq!((buf.Offset, buf.Length), (0, 14));
@@ -227,7 +227,7 @@ mod tests {
         assert_eq!(set.used, 0);
         let mut long = IoBuf::with_capacity(SHADOW_SPAN + 1).unwrap();
         long.set_len(SHADOW_SPAN + 1);
-        let long = Received::from_copy(long);
+        let long = Received::from_buffer(long);
         // SAFETY: as above.
         assert!(unsafe { set.cover(&long) }.is_none(), "a piece longer than a shadow MDL");
         assert_eq!(set.used, 0);

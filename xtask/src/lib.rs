@@ -16,6 +16,7 @@ pub mod drivers;
 pub mod echo_bench;
 pub mod echo_client;
 pub mod emulator_runs;
+pub mod flood;
 pub mod http_client;
 pub mod pe;
 pub mod setup;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use xtask::util::{Result, bail};
-use xtask::{bench, drivers, setup, test, wine};
+use xtask::{bench, drivers, flood, setup, test, wine};
 
 const USAGE: &str = "\
 usage: cargo xtask <command>
@@ -27,6 +27,12 @@ commands:
                                stress, chaos, drivers, wine, loom, miri
   bench                        run the benchmarks (executor vs tokio and smol,
                                sockets figures, echo servers) and print their tables
+  flood [--connections N] [--hold S] [--addr IP:PORT] [--irp-receive]
+                               N idle connections (default 2000) from this process to
+                               the host echo-driver: started here, stopped while they
+                               are held, its footprint line printed (peak non-paged
+                               bytes per connection); or, with --addr, to a running
+                               one, held for S seconds
   help                         show this text";
 
 fn main() -> ExitCode {
@@ -54,6 +60,7 @@ fn run(args: &[String]) -> Result<()> {
             no_arguments(command, rest)?;
             bench::run()
         }
+        "flood" => flood::run(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())

@@ -136,6 +136,7 @@ fn run_step(step: &str, skips: &[String]) -> Result<Status> {
         }
         "echo" => {
             emulator_runs::echo_e2e()?;
+            crate::flood::check(10_000)?;
             emulator_runs::status_e2e().map(|()| Status::Passed)
         }
         "stress" => emulator_runs::stress(60).map(|()| Status::Passed),

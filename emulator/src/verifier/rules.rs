@@ -259,6 +259,20 @@ rules! {
     /// `WskReceiveFrom` given a control buffer size (`*ControlLength` > 0) without a
     /// `ControlInfo` buffer: the provider would write control information through a null pointer.
     WskControlInfoMissing = (DRIVER_VERIFIER_DETECTED_VIOLATION, 0xCE, "WSK_CONTROL_INFO_MISSING");
+    /// `WskInspectComplete` with an inspect ID the listening socket has no pended inspection
+    /// for: never handed out, completed already, or of another socket. (An inspection the
+    /// provider aborted, `WskAbortEvent`, may still be completed once: Microsoft documents it.)
+    WskInspectIdUnknown = (DRIVER_VERIFIER_DETECTED_VIOLATION, 0xCF, "WSK_INSPECT_ID_UNKNOWN");
+    /// An inspect action that is not one of the documented ones: `WskInspectEvent` returning
+    /// anything but `WskInspectAccept`, `WskInspectReject` or `WskInspectPend`, or
+    /// `WskInspectComplete` given anything but `WskInspectAccept` or `WskInspectReject`.
+    WskInvalidInspectAction = (DRIVER_VERIFIER_DETECTED_VIOLATION, 0xD0, "WSK_INVALID_INSPECT_ACTION");
+    /// A conditional-accept listening socket closed while inspections the driver pended were
+    /// never completed with `WskInspectComplete` (the provider refuses those connections).
+    WskInspectionPendingAtClose = (DRIVER_VERIFIER_DETECTED_VIOLATION, 0xD1, "WSK_INSPECTION_PENDING_AT_CLOSE");
+    /// `SO_CONDITIONAL_ACCEPT` set on a listening socket after it was bound: Microsoft
+    /// documents that it must be set before.
+    WskConditionalAcceptAfterBind = (DRIVER_VERIFIER_DETECTED_VIOLATION, 0xD2, "WSK_CONDITIONAL_ACCEPT_AFTER_BIND");
 }
 
 impl fmt::Display for Rule {

@@ -28,12 +28,13 @@ use wsk_sys::{
     STATUS_CONNECTION_RESET, STATUS_PENDING, STATUS_SUCCESS, ULONG, WSK_CLIENT_CONNECTION_DISPATCH,
     WSK_DATA_INDICATION, WSK_DATAGRAM_INDICATION, WSK_EVENT_ACCEPT, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE,
     WSK_EVENT_RECEIVE_FROM, WSK_EVENT_SEND_BACKLOG, WSK_FLAG_ABORTIVE, WSK_FLAG_AT_DISPATCH_LEVEL,
-    WSK_FLAG_ENTIRE_MESSAGE, WSK_SOCKET,
+    WSK_FLAG_ENTIRE_MESSAGE, WSK_INSPECT_ACTION, WSK_SOCKET,
 };
 
 use super::blocks::Release;
 use super::events::{self, callbacks};
 use super::indication::{self, Chain};
+use super::inspect::{self, Due};
 use super::model::{CAPACITY, Client, Found, Irp, Kind, Memory, Phase, Queue, Running, State};
 use super::queue;
 use super::socket::{self, Socket};
@@ -70,6 +71,8 @@ enum Work {
         callback: PFN_WSK_DISCONNECT_EVENT,
         flags: ULONG,
     },
+    /// `WskInspectEvent` or `WskAbortEvent` of a conditional-accept listener (`inspect`).
+    Inspect(Due),
 }
 
 impl Work {
@@ -88,6 +91,8 @@ impl Work {
             Work::Receive { .. } => WSK_EVENT_RECEIVE,
             Work::ReceiveFrom { .. } => WSK_EVENT_RECEIVE_FROM,
             Work::Disconnect { .. } => WSK_EVENT_DISCONNECT,
+            // No event bit: the inspection runs as part of accepting.
+            Work::Inspect(_) => WSK_EVENT_ACCEPT,
         }
     }
 }
@@ -120,6 +125,11 @@ enum Outcome {
         chain: Chain,
         status: NTSTATUS,
     },
+    /// What `WskInspectEvent` answered for the inspection `serial`.
+    Inspect {
+        serial: u32,
+        action: WSK_INSPECT_ACTION,
+    },
 }
 
 /// Runs the socket's due callbacks (reactor thread, or the thread of an in-memory peer), then
@@ -132,6 +142,10 @@ pub(crate) fn deliver(socket: &Arc<Socket>) {
 fn deliver_pass(socket: &Arc<Socket>) {
     if socket.kind == Kind::Basic {
         return;
+    }
+    if socket.kind == Kind::Listen && inspect::approved_for_irp(socket) {
+        // A connection the client accepted in an inspection, and an accept IRP waiting for it.
+        queue::progress(socket);
     }
     for _ in 0..BUDGET {
         let (work, client) = {
@@ -155,7 +169,7 @@ fn deliver_pass(socket: &Arc<Socket>) {
             }
             (work, state.events.client)
         };
-        let outcome = call(work, client);
+        let outcome = call(work, client, socket.key);
         settle(socket, outcome);
     }
     // More may be due: continue after the other sockets' turn.
@@ -177,7 +191,7 @@ fn next(socket: &Arc<Socket>, state: &mut State) -> Option<Work> {
     let events = &state.events;
     if state.closing
         || socket.close_issued()
-        || events.enabled == 0
+        || (events.enabled == 0 && !state.inspect.on)
         || (!events.running.is_empty() && !overlapping(socket))
         || crate::kernel::crashed()
         || socket.session != crate::kernel::session()
@@ -211,6 +225,11 @@ fn next(socket: &Arc<Socket>, state: &mut State) -> Option<Work> {
             None
         }
         Kind::Listen => {
+            if state.inspect.on
+                && let Some(due) = inspect::next(socket, state)
+            {
+                return Some(Work::Inspect(due));
+            }
             if enabled & WSK_EVENT_ACCEPT == 0 || queue::busy(state, Queue::Accept) {
                 return None;
             }
@@ -294,7 +313,7 @@ fn accept_one(
     }
     let host = state.host.as_ref()?;
     loop {
-        let (connection, peer) = match status::retry(|| host.accept()) {
+        let (connection, peer) = match inspect::take(listener.key, host, &mut state.inspect) {
             Ok(accepted) => accepted,
             // Reset before it was accepted: take the next one.
             Err(error) if matches!(error.raw_os_error(), Some(libc::ECONNABORTED | libc::EPROTO)) => continue,
@@ -319,7 +338,7 @@ fn accept_one(
 }
 
 /// Makes the callback at DISPATCH_LEVEL.
-fn call(work: Work, client: Client) -> Outcome {
+fn call(work: Work, client: Client, socket_key: usize) -> Outcome {
     let context = client.context as PVOID;
     let _irql = irql::enter_irql(DISPATCH_LEVEL);
     let (outcome, name) = match work {
@@ -348,6 +367,24 @@ fn call(work: Work, client: Client) -> Outcome {
             // SAFETY: as above.
             let status = unsafe { callback(context, WSK_FLAG_AT_DISPATCH_LEVEL, head) };
             (Outcome::ReceiveFrom { chain, status }, "WskReceiveFromEvent")
+        }
+        Work::Inspect(Due::Inspect { callback, serial, local, remote }) => {
+            let mut addresses = [SOCKADDR_STORAGE::zeroed(), SOCKADDR_STORAGE::zeroed()];
+            let [local_storage, remote_storage] = &mut addresses;
+            let local_address = storage_for(local_storage, local);
+            let remote_address = storage_for(remote_storage, remote);
+            // Valid during the call only: the client copies it to pend (as documented).
+            let mut id = inspect::inspect_id(socket_key, serial);
+            // SAFETY: as above; the addresses and the inspect ID live across the call.
+            let action = unsafe { callback(context, local_address, remote_address, &raw mut id) };
+            (Outcome::Inspect { serial, action }, "WskInspectEvent")
+        }
+        Work::Inspect(Due::Abort { callback, serial }) => {
+            let mut id = inspect::inspect_id(socket_key, serial);
+            // SAFETY: as above; the inspect ID lives across the call. Microsoft documents that
+            // the callback must return STATUS_SUCCESS; nothing depends on it here.
+            unsafe { callback(context, &raw mut id) };
+            (Outcome::Plain, "WskAbortEvent")
         }
         Work::Accept { callback, accepted, local, remote } => {
             let mut addresses = [SOCKADDR_STORAGE::zeroed(), SOCKADDR_STORAGE::zeroed()];
@@ -406,6 +443,7 @@ fn settle(socket: &Arc<Socket>, outcome: Outcome) {
     let mut give_back = None;
     let mut adopt = None;
     let mut discard = None;
+    let mut kick_listener = false;
     let (waiters, close, drive) = {
         let mut state = lock(&socket.state);
         let me = std::thread::current().id();
@@ -454,6 +492,9 @@ fn settle(socket: &Arc<Socket>, outcome: Outcome) {
                     give_back = Some(chain);
                 }
             }
+            Outcome::Inspect { serial, action } => {
+                kick_listener = inspect::settle(socket, &mut state, serial, action);
+            }
             Outcome::Accept { accepted, status, client } => {
                 if status == STATUS_SUCCESS {
                     adopt = Some((accepted, client, state.events.inherit));
@@ -462,6 +503,9 @@ fn settle(socket: &Arc<Socket>, outcome: Outcome) {
                 }
             }
         }
+        // A pended inspection's peer may have left while the callback ran: a pass on another
+        // processor then found the listener busy and skipped it, so look again.
+        kick_listener |= !state.inspect.pended.is_empty();
         if resume_after {
             // A receive or a re-enable came while the callback ran: it applies now, after the
             // callback's answer.
@@ -496,6 +540,11 @@ fn settle(socket: &Arc<Socket>, outcome: Outcome) {
     }
     if drive {
         queue::progress(socket);
+    }
+    if kick_listener {
+        // An accept IRP or the accept callback takes the connection on the next pass (and
+        // departures from pended inspections are looked for).
+        reactor::kick(socket.key);
     }
     if let Some(irp) = close {
         queue::complete_close(socket, irp);

@@ -95,6 +95,12 @@ pub(crate) mod callbacks {
     pub(crate) fn accept(client: Client) -> Option<PFN_WSK_ACCEPT_EVENT> {
         table::<WSK_CLIENT_LISTEN_DISPATCH>(client).and_then(|t| t.WskAcceptEvent)
     }
+    pub(crate) fn inspect(client: Client) -> Option<wsk_sys::PFN_WSK_INSPECT_EVENT> {
+        table::<WSK_CLIENT_LISTEN_DISPATCH>(client).and_then(|t| t.WskInspectEvent)
+    }
+    pub(crate) fn abort(client: Client) -> Option<wsk_sys::PFN_WSK_ABORT_EVENT> {
+        table::<WSK_CLIENT_LISTEN_DISPATCH>(client).and_then(|t| t.WskAbortEvent)
+    }
     pub(crate) fn receive(client: Client) -> Option<PFN_WSK_RECEIVE_EVENT> {
         table::<WSK_CLIENT_CONNECTION_DISPATCH>(client).and_then(|t| t.WskReceiveEvent)
     }
@@ -434,6 +440,7 @@ pub(crate) struct Retention {
 /// The socket's close is completing: indications the client still retains are a violation;
 /// the provider takes them back (quarantined with the verifier on), and drops refused data.
 pub(crate) fn reclaim_at_close(socket: &Socket) {
+    super::inspect::reclaim_at_close(socket);
     {
         let mut state = lock(&socket.state);
         state.events.kept.clear();

@@ -131,7 +131,7 @@ fn accept(
     }
     let Some(host) = state.host.as_ref() else { return Step::Done(STATUS_INVALID_DEVICE_STATE, 0) };
     loop {
-        let (connection, peer) = match status::retry(|| host.accept()) {
+        let (connection, peer) = match super::inspect::take(listener.key, host, &mut state.inspect) {
             Ok(accepted) => accepted,
             Err(error) if would_block(&error) => return Step::Blocked,
             // A connection reset before it was accepted: take the next one.

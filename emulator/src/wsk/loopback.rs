@@ -21,10 +21,10 @@
 //! What is emulated: connect, accept (IRP and callback), send, receive (IRP, `WSK_FLAG_WAITALL`,
 //! indications chained as for host connections), graceful disconnect, abortive disconnect and
 //! close (the peer's transfers fail with `STATUS_CONNECTION_RESET`), local and remote
-//! addresses, cancellation. What is not: socket options that reach the host socket (`TCP_NODELAY`,
-//! `SO_KEEPALIVE`, ...: `STATUS_INVALID_DEVICE_STATE`), IPv6, datagrams, the adversary's random
-//! shapes and short sends, retries of a connect nobody listens for (refused at once), and any
-//! timing of a real network.
+//! addresses, cancellation. What is not: socket options that reach the host socket
+//! (`TCP_NODELAY`, `SO_KEEPALIVE`, ...: `STATUS_INVALID_DEVICE_STATE`), conditional accept,
+//! IPv6, datagrams, the adversary's random shapes and short sends, retries of a connect nobody
+//! listens for (refused at once), and any timing of a real network.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};

@@ -42,10 +42,10 @@
 //! | `WskDisconnect` | Graceful: after the queued sends (and the optional buffer), `shutdown(SHUT_WR)`. `WSK_FLAG_ABORTIVE`: `SO_LINGER` 0 and close of the host socket (the peer gets a reset); pending sends and receives complete with `STATUS_CONNECTION_ABORTED`, later ones fail the same way. |
 //! | `WskSendTo`, `WskReceiveFrom` | One datagram per call on a bound socket; the sender's address is written to `RemoteAddress`; a datagram larger than the buffer is truncated and `MSG_TRUNC` (0x100) is set in `ControlFlags`. `*ControlLength` at the call is the size of the `ControlInfo` buffer (a null `ControlLength`: no control information, `ControlInfo` ignored, as Microsoft documents); at completion `ControlLength` holds the bytes of control information written in Windows' `CMSGHDR` layout, 0 for none. The host's control messages with a Windows form are passed on: `IN_PKTINFO` when `IP_PKTINFO` is on, `IN6_PKTINFO` when `IPV6_PKTINFO` is on; whole messages that do not fit are left out and `MSG_CTRUNC` (0x200) set. A datagram the client refused in its receive callback and later served to a `WskReceiveFrom` carries the control information it was indicated with. A `WskSendTo` without `RemoteAddress` goes to the fixed remote address (`SIO_WSK_SET_REMOTE_ADDRESS`); `WskSendTo` with control data, and a fixed destination (`SIO_WSK_SET_SENDTO_ADDRESS`), are not supported. |
 //! | `WskGetLocalAddress`, `WskGetRemoteAddress` | From the host socket. |
-//! | `WskControlSocket` | With or without an IRP. `WskSetOption` / `WskGetOption` of `SO_REUSEADDR`, `SO_EXCLUSIVEADDRUSE`, `SO_KEEPALIVE`, `SO_SNDBUF`, `SO_RCVBUF`, `SO_LINGER` (`LINGER`, recorded), `SO_BROADCAST` (`SOL_SOCKET`), `TCP_NODELAY` (`IPPROTO_TCP`), `IP_TTL`, `IP_MULTICAST_TTL` (`IPPROTO_IP`), `IPV6_V6ONLY`, `IPV6_UNICAST_HOPS`, `IPV6_MULTICAST_HOPS` (`IPPROTO_IPV6`), and on datagram sockets `IP_PKTINFO` (IPv4) / `IPV6_PKTINFO` (IPv6); `WskSetOption` only of `IP_ADD_MEMBERSHIP` / `IP_DROP_MEMBERSHIP` (`IP_MREQ`) and `IPV6_ADD_MEMBERSHIP` / `IPV6_DROP_MEMBERSHIP` (`IPV6_MREQ`); which sockets take which, and the statuses of short buffers and unknown options, in `options`. `WskSetOption(SO_WSK_EVENT_CALLBACK)` enables and disables event callbacks (see below). `WskIoctl(SIO_WSK_SET_REMOTE_ADDRESS)` sets or clears a bound datagram socket's fixed remote address (the host socket is connected). `WskGetOption(SO_WSK_EVENT_CALLBACK)`, other options and other IOCTLs: `STATUS_NOT_SUPPORTED`. |
+//! | `WskControlSocket` | With or without an IRP. `WskSetOption` / `WskGetOption` of `SO_REUSEADDR`, `SO_EXCLUSIVEADDRUSE`, `SO_KEEPALIVE`, `SO_SNDBUF`, `SO_RCVBUF`, `SO_LINGER` (`LINGER`, recorded), `SO_BROADCAST`, `SO_CONDITIONAL_ACCEPT` (listening sockets, before bind; see `inspect`) (`SOL_SOCKET`), `TCP_NODELAY` (`IPPROTO_TCP`), `IP_TTL`, `IP_MULTICAST_TTL` (`IPPROTO_IP`), `IPV6_V6ONLY`, `IPV6_UNICAST_HOPS`, `IPV6_MULTICAST_HOPS` (`IPPROTO_IPV6`), and on datagram sockets `IP_PKTINFO` (IPv4) / `IPV6_PKTINFO` (IPv6); `WskSetOption` only of `IP_ADD_MEMBERSHIP` / `IP_DROP_MEMBERSHIP` (`IP_MREQ`) and `IPV6_ADD_MEMBERSHIP` / `IPV6_DROP_MEMBERSHIP` (`IPV6_MREQ`); which sockets take which, and the statuses of short buffers and unknown options, in `options`. `WskSetOption(SO_WSK_EVENT_CALLBACK)` enables and disables event callbacks (see below). `WskIoctl(SIO_WSK_SET_REMOTE_ADDRESS)` sets or clears a bound datagram socket's fixed remote address (the host socket is connected). `WskGetOption(SO_WSK_EVENT_CALLBACK)`, other options and other IOCTLs: `STATUS_NOT_SUPPORTED`. |
 //! | `WskCloseSocket` | No event callback starts once it is called. Cancels every pending IRP of the socket (`STATUS_CANCELLED`) and completes the close IRP only after they completed and no event callback of the socket is in progress; a connection not disconnected in both directions (our FIN sent and the peer's seen) is reset. Pending connects, accepts and receives resolve at once. After the close IRP completes nothing touches the client's memory. |
 //! | `WskRelease` (connection and datagram tables) | Gives back an indication chain the client retained (`STATUS_PENDING` from its callback) on that socket (or the chain a callback is handling, see below); anything else is `WSK_INDICATION_RELEASED_TWICE` and `STATUS_INVALID_PARAMETER`. IRQL <= DISPATCH_LEVEL, also from inside a callback. |
-//! | `WskInspectComplete` | `STATUS_NOT_SUPPORTED` (conditional accept is not emulated). |
+//! | `WskInspectComplete` | On a listening socket with `SO_CONDITIONAL_ACCEPT` on: completes a pended inspection inside the call with `WskInspectAccept` (the connection goes on to `WskAccept` / `WskAcceptEvent`) or `WskInspectReject` (it is reset); see `inspect` for the statuses and the verifier's rules. |
 //! | `WskSendMessages` | Each buffer of the `WSK_BUF_LIST` is one datagram to the one address (the rules of `WskSendTo`'s address), sent in order, resuming where the host would block; `Information` is the bytes of all of them; the first failure completes the IRP with its status. Control data: `STATUS_NOT_SUPPORTED`. The `no-send-messages` quirk gives datagram sockets a table without it (null). |
 //! | `WskControlClient` | `WSK_SET_STATIC_EVENT_CALLBACKS` (a `WSK_EVENT_CALLBACK_CONTROL` naming `NPI_WSK_INTERFACE_ID`): the events of each socket's kind that the client's dispatch table has a callback for are on from the socket's creation (or acceptance, by `WskAccept` or `WskAcceptEvent`), and `SO_WSK_EVENT_CALLBACK` enabling or disabling one of them is refused (`STATUS_INVALID_DEVICE_STATE`); refused once a socket of the client was created, or a second time (`STATUS_INVALID_DEVICE_STATE`). `WSK_TRANSPORT_LIST_QUERY`: TCP and UDP over IPv4 and IPv6 as `WSK_TRANSPORT` entries, `STATUS_BUFFER_OVERFLOW` and the size needed for a buffer too small. Other codes: `STATUS_NOT_SUPPORTED`. An IRP given is completed with the status returned. |
 //! | `WskGetAddressInfo`, `WskFreeAddressInfo` | Numeric hosts and a missing host at once, names with the host resolver on a helper thread (pending and cancelable meanwhile, not cancelable with the `wine-uncancelable-irps` quirk; after the delay `set_resolution_delay` sets, if any); numeric or well-known service names; hints' family, socket type, protocol, `AI_PASSIVE`, `AI_NUMERICHOST`, `AI_CANONNAME` (the name as given). The `ADDRINFOEXW` chain is allocated by the provider and must be freed with `WskFreeAddressInfo`. IRQL PASSIVE_LEVEL. |
@@ -159,6 +159,12 @@
 //!   indicated (retained) on that socket; nothing is touched, `STATUS_INVALID_PARAMETER`.
 //! * `WSK_INDICATION_HELD_AT_CLOSE`: indications still retained when the socket's close
 //!   completes (how many and their bytes are reported); the provider reclaims them.
+//! * Conditional accept (`inspect`): `WSK_INSPECT_ID_UNKNOWN` (`WskInspectComplete` of an
+//!   inspection never pended or completed already), `WSK_INVALID_INSPECT_ACTION` (an action
+//!   out of range from `WskInspectEvent`, or other than Accept / Reject in
+//!   `WskInspectComplete`), `WSK_INSPECTION_PENDING_AT_CLOSE` (a listening socket closed with
+//!   pended inspections: reported, the close completes, the connections are refused) and
+//!   `WSK_CONDITIONAL_ACCEPT_AFTER_BIND`.
 //! * `WSK_CONTROL_INFO_MISSING`: `WskReceiveFrom` with `*ControlLength` > 0 and a null
 //!   `ControlInfo` (the provider would write control information through it); the IRP is
 //!   completed with `STATUS_INVALID_PARAMETER`.
@@ -171,7 +177,9 @@
 //! # What differs from the real WSK
 //!
 //! * The transport is the host's (Linux) TCP/IP: buffer sizes, timers, RST and TIME_WAIT
-//!   behaviour are Linux's. Host TCP sockets get `SO_REUSEADDR` so that a port with
+//!   behaviour are Linux's. Conditional accept inspects connections the host has already
+//!   established (Linux queues only those): a rejected peer is reset after its handshake,
+//!   where Windows may refuse the connection request itself (see `inspect`). Host TCP sockets get `SO_REUSEADDR` so that a port with
 //!   connections in TIME_WAIT can be bound again, as Windows allows; the client's `SO_REUSEADDR` /
 //!   `SO_EXCLUSIVEADDRUSE` are recorded (with Windows' rule that both cannot be on) but do
 //!   not change the host's binding rules.
@@ -186,7 +194,7 @@
 //!   indication shapes (1-byte pieces, `Buffer.Offset` > 0, MDL chains inside one
 //!   indication), partial receives, short sends, unmapped indication MDLs.
 //! * No other client control operations than static event callbacks and the transport
-//!   list (`WskControlClient`), no inspect or abort events (conditional accept), no stream
+//!   list (`WskControlClient`), no stream
 //!   sockets, no IOCTLs but `SIO_WSK_SET_REMOTE_ADDRESS`, no reverse lookup beyond the hosts
 //!   file (`WskGetNameInfo`), no control data in sends (received
 //!   datagrams have packet information); WSK's `STATUS_*` for some corner cases (e.g. a
@@ -210,7 +218,7 @@
 //!   sockets     tables (the socket routines) - socket (table, contract checks, close)
 //!               queue (pending IRPs, cancel, completion) - io (host attempts)
 //!               events (callback state, enable/disable) - deliver (callback calls)
-//!               indication (chains, WskRelease) - options
+//!               indication (chains, WskRelease) - inspect (conditional accept) - options
 //!               reactor (the I/O thread) - processors (the adversary's provider threads)
 //!               loopback (in-memory connections: listen, connect, the thread's pending work)
 //!   -----------------------------------------------------------------------------------------
@@ -239,6 +247,7 @@ mod deliver;
 mod dispatch;
 mod events;
 mod indication;
+mod inspect;
 mod io;
 #[cfg(test)]
 mod layering;

@@ -240,6 +240,8 @@ pub(crate) struct State {
     pub close_irp: Option<Irp>,
     /// Event callbacks: the client's context and table, enabled events, indications.
     pub events: Events,
+    /// Conditional accept (`SO_CONDITIONAL_ACCEPT`) of a listening socket.
+    pub inspect: Inspections,
 }
 
 impl State {
@@ -459,4 +461,35 @@ pub(crate) struct Backlog {
 pub(crate) enum Memory {
     Listener(Backlog),
     End(End),
+}
+
+/// A host connection taken from a conditional-accept listener's backlog, with its peer.
+pub(crate) struct Inspected {
+    /// The inspect ID's serial number (its key is the listener's).
+    pub serial: u32,
+    pub connection: socket2::Socket,
+    pub peer: socket2::SockAddr,
+    /// The action of a `WskInspectComplete` that came while the inspection's callback still
+    /// ran (applied if the callback pends).
+    pub early: Option<i32>,
+}
+
+/// Conditional accept of a listening socket (`SO_CONDITIONAL_ACCEPT`, see `inspect`).
+#[derive(Default)]
+pub(crate) struct Inspections {
+    /// The option is on (set before bind).
+    pub on: bool,
+    /// The serial number of the last inspect ID handed out.
+    pub serial: u32,
+    /// Connections whose `WskInspectEvent` runs now.
+    pub inspecting: Vec<Inspected>,
+    /// Connections whose inspection the client pended (`WskInspectPend`).
+    pub pended: Vec<Inspected>,
+    /// Connections the client accepted, for the next accept IRP or `WskAcceptEvent`.
+    pub approved: VecDeque<Inspected>,
+    /// Pended inspections whose peer went away: `WskAbortEvent` is due for these serials.
+    pub aborts_due: VecDeque<u32>,
+    /// Serials aborted and not yet completed: `WskInspectComplete` of one is allowed (the
+    /// connection is not established whatever the action).
+    pub aborted: Vec<u32>,
 }

@@ -9,7 +9,9 @@
 //! | `SOL_SOCKET` | `SO_SNDBUF`, `SO_RCVBUF` | 4 bytes | all | host option; reads give the value set |
 //! | `SOL_SOCKET` | `SO_LINGER` | `LINGER` (4 bytes) | listen, connection | recorded (see below) |
 //! | `SOL_SOCKET` | `SO_BROADCAST` | 4 bytes | datagram | host option |
+//! | `SOL_SOCKET` | `SO_CONDITIONAL_ACCEPT` | 4 bytes | listen, set before bind | conditional accept (`inspect`) |
 //! | `IPPROTO_TCP` | `TCP_NODELAY` | 4 bytes | listen, connection | host option |
+//! | `IPPROTO_TCP` | `TCP_KEEPALIVE` (`TCP_KEEPIDLE`), `TCP_KEEPINTVL`, `TCP_KEEPCNT` | 4 bytes (seconds, seconds, probes) | listen, connection | host `TCP_KEEPIDLE`, `TCP_KEEPINTVL`, `TCP_KEEPCNT`; setting one leaves `SO_KEEPALIVE` as it was, as on Windows; 0 (and values the host refuses) is `STATUS_INVALID_PARAMETER` |
 //! | `IPPROTO_IP` | `IP_TTL` | 4 bytes | IPv4 | host option |
 //! | `IPPROTO_IP` | `IP_MULTICAST_TTL` | 4 bytes | IPv4 datagram | host option |
 //! | `IPPROTO_IP` | `IP_ADD_MEMBERSHIP`, `IP_DROP_MEMBERSHIP` | `IP_MREQ` (8 bytes) | IPv4 datagram | host membership; set only |
@@ -22,7 +24,9 @@
 //! is `STATUS_INVALID_PARAMETER`; a get with an output buffer shorter than the value is
 //! `STATUS_BUFFER_TOO_SMALL`; an option the table does not have, or one on a socket the table
 //! does not list it for (another kind, another family), is `STATUS_NOT_SUPPORTED`, as are gets
-//! of the set-only options; `IPV6_V6ONLY` after bind is `STATUS_INVALID_DEVICE_STATE`. A get
+//! of the set-only options; `IPV6_V6ONLY` after bind is `STATUS_INVALID_DEVICE_STATE`, and so is
+//! `SO_CONDITIONAL_ACCEPT` after bind, which the verifier also reports
+//! (`WSK_CONDITIONAL_ACCEPT_AFTER_BIND`: Microsoft documents that it is set before the bind). A get
 //! returns the value's size (4, or 4 for `LINGER`).
 //!
 //! `SO_REUSEADDR` and `SO_EXCLUSIVEADDRUSE` are recorded with Windows' rule that both cannot
@@ -54,8 +58,9 @@ use wsk_sys::{
     IPV6_ADD_MEMBERSHIP, IPV6_DROP_MEMBERSHIP, IPV6_MREQ, IPV6_MULTICAST_HOPS, IPV6_UNICAST_HOPS, IPV6_V6ONLY, LINGER,
     NTSTATUS, SIO_WSK_SET_REMOTE_ADDRESS, SO_BROADCAST, SO_EXCLUSIVEADDRUSE, SO_KEEPALIVE, SO_LINGER, SO_RCVBUF,
     SO_REUSEADDR, SO_SNDBUF, SO_WSK_EVENT_CALLBACK, SOCKADDR, SOL_SOCKET, STATUS_BUFFER_TOO_SMALL,
-    STATUS_INVALID_ADDRESS, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, TCP_NODELAY,
-    ULONG, WSK_CONTROL_SOCKET_TYPE, WSK_EVENT_SEND_BACKLOG, WskGetOption, WskIoctl, WskSetOption,
+    STATUS_INVALID_ADDRESS, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, TCP_KEEPALIVE,
+    TCP_KEEPCNT, TCP_KEEPINTVL, TCP_NODELAY, ULONG, WSK_CONTROL_SOCKET_TYPE, WSK_EVENT_SEND_BACKLOG, WskGetOption,
+    WskIoctl, WskSetOption,
 };
 
 use super::addr::{self, Family};
@@ -111,8 +116,17 @@ pub(crate) unsafe fn control(socket: &Socket, request: &Request) -> Result<usize
 /// The size of an option's value, `None` for an option the provider does not have.
 fn value_size(level: ULONG, code: ULONG) -> Option<usize> {
     match (level, code) {
-        (SOL_SOCKET, SO_REUSEADDR | SO_EXCLUSIVEADDRUSE | SO_KEEPALIVE | SO_SNDBUF | SO_RCVBUF | SO_BROADCAST)
-        | (IPPROTO_TCP, TCP_NODELAY)
+        (
+            SOL_SOCKET,
+            SO_REUSEADDR
+            | SO_EXCLUSIVEADDRUSE
+            | SO_KEEPALIVE
+            | SO_SNDBUF
+            | SO_RCVBUF
+            | SO_BROADCAST
+            | wsk_sys::SO_CONDITIONAL_ACCEPT,
+        )
+        | (IPPROTO_TCP, TCP_NODELAY | TCP_KEEPALIVE | TCP_KEEPINTVL | TCP_KEEPCNT)
         | (IPPROTO_IP, IP_TTL | IP_MULTICAST_TTL | wsk_sys::IP_PKTINFO)
         | (IPPROTO_IPV6, IPV6_V6ONLY | IPV6_UNICAST_HOPS | IPV6_MULTICAST_HOPS | wsk_sys::IPV6_PKTINFO) => Some(4),
         (SOL_SOCKET, SO_LINGER) => Some(size_of::<LINGER>()),
@@ -235,6 +249,23 @@ fn set(socket: &Socket, level: ULONG, code: ULONG, input: &[u8]) -> Result<(), N
             state.recorded.exclusive_address_use = on;
             Ok(())
         }
+        (SOL_SOCKET, wsk_sys::SO_CONDITIONAL_ACCEPT) if socket.kind == Kind::Listen => {
+            if state.phase != Phase::Created {
+                if crate::kernel::verifier() {
+                    crate::verifier::bugcheck(
+                        crate::verifier::Rule::WskConditionalAcceptAfterBind,
+                        format!(
+                            "SO_CONDITIONAL_ACCEPT set on listening socket 0x{:x} after its bind; it must be set \
+                             before",
+                            socket.key
+                        ),
+                    );
+                }
+                return Err(STATUS_INVALID_DEVICE_STATE);
+            }
+            state.inspect.on = on;
+            Ok(())
+        }
         (SOL_SOCKET, SO_KEEPALIVE) => {
             let host = state.host.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE)?;
             host.set_keepalive(on).map_err(io)
@@ -269,6 +300,10 @@ fn set(socket: &Socket, level: ULONG, code: ULONG, input: &[u8]) -> Result<(), N
         (IPPROTO_TCP, TCP_NODELAY) if is_stream(socket) => {
             let host = state.host.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE)?;
             host.set_nodelay(on).map_err(io)
+        }
+        (IPPROTO_TCP, TCP_KEEPALIVE | TCP_KEEPINTVL | TCP_KEEPCNT) if is_stream(socket) => {
+            let host = state.host.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE)?;
+            set_keepalive_timing(host, code, value)
         }
         (IPPROTO_IP, IP_TTL) if v4 => {
             state.host.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE)?.set_ttl(value).map_err(io)
@@ -321,6 +356,30 @@ fn set(socket: &Socket, level: ULONG, code: ULONG, input: &[u8]) -> Result<(), N
     }
 }
 
+/// One of the keep-alive timing options on the host socket. The host call also turns
+/// `SO_KEEPALIVE` on; Windows' options do not, so its previous state is restored.
+fn set_keepalive_timing(host: &socket2::Socket, code: ULONG, value: u32) -> Result<(), NTSTATUS> {
+    if value == 0 {
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    let io = |e: std::io::Error| status::from_io(&e);
+    let was_on = host.keepalive().map_err(io)?;
+    let seconds = std::time::Duration::from_secs(u64::from(value));
+    let timing = match code {
+        TCP_KEEPALIVE => socket2::TcpKeepalive::new().with_time(seconds),
+        TCP_KEEPINTVL => socket2::TcpKeepalive::new().with_interval(seconds),
+        _ => socket2::TcpKeepalive::new().with_retries(value),
+    };
+    let set = host.set_tcp_keepalive(&timing).map_err(|e| match e.raw_os_error() {
+        Some(libc::EINVAL) => STATUS_INVALID_PARAMETER,
+        _ => status::from_io(&e),
+    });
+    if !was_on {
+        host.set_keepalive(false).map_err(io)?;
+    }
+    set
+}
+
 /// `IP_PKTINFO` applies to IPv4 datagram sockets, `IPV6_PKTINFO` to IPv6 ones.
 fn packet_info_applies(socket: &Socket, level: ULONG) -> bool {
     socket.kind == Kind::Datagram && (socket.family == Family::V6) == (level == IPPROTO_IPV6)
@@ -336,6 +395,7 @@ fn get(socket: &Socket, level: ULONG, code: ULONG) -> Result<u32, NTSTATUS> {
         (SOL_SOCKET, SO_REUSEADDR) => Ok(u32::from(state.recorded.reuse_address)),
         (SOL_SOCKET, SO_EXCLUSIVEADDRUSE) => Ok(u32::from(state.recorded.exclusive_address_use)),
         (SOL_SOCKET, SO_KEEPALIVE) => host()?.keepalive().map(u32::from).map_err(io),
+        (SOL_SOCKET, wsk_sys::SO_CONDITIONAL_ACCEPT) if socket.kind == Kind::Listen => Ok(u32::from(state.inspect.on)),
         (SOL_SOCKET, SO_SNDBUF) => match state.recorded.send_buffer {
             Some(value) => Ok(value),
             None => host()?.send_buffer_size().map(|n| n as u32).map_err(io),
@@ -345,6 +405,13 @@ fn get(socket: &Socket, level: ULONG, code: ULONG) -> Result<u32, NTSTATUS> {
             None => host()?.recv_buffer_size().map(|n| n as u32).map_err(io),
         },
         (IPPROTO_TCP, TCP_NODELAY) if is_stream(socket) => host()?.nodelay().map(u32::from).map_err(io),
+        (IPPROTO_TCP, TCP_KEEPALIVE) if is_stream(socket) => {
+            host()?.keepalive_time().map(|d| d.as_secs() as u32).map_err(io)
+        }
+        (IPPROTO_TCP, TCP_KEEPINTVL) if is_stream(socket) => {
+            host()?.keepalive_interval().map(|d| d.as_secs() as u32).map_err(io)
+        }
+        (IPPROTO_TCP, TCP_KEEPCNT) if is_stream(socket) => host()?.keepalive_retries().map_err(io),
         (SOL_SOCKET, SO_LINGER) if is_stream(socket) => {
             host()?;
             // The `LINGER` bytes, written as one 4-byte value.

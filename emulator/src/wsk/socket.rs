@@ -160,6 +160,7 @@ pub(crate) fn create(
             inflight: 0,
             close_irp: None,
             events: Events::default(),
+            inspect: Default::default(),
         }),
         retention: Mutex::new(events::Retention::default()),
     });

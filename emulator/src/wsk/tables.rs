@@ -213,16 +213,23 @@ unsafe extern "system" fn accept(
     )
 }
 
+/// `WskInspectComplete`: completes inside the call (see `inspect`).
 unsafe extern "system" fn inspect_complete(
     socket: *mut WSK_SOCKET,
-    _inspect: *mut WSK_INSPECT_ID,
-    _action: WSK_INSPECT_ACTION,
+    inspect: *mut WSK_INSPECT_ID,
+    action: WSK_INSPECT_ACTION,
     irp: *mut IRP,
 ) -> NTSTATUS {
     // SAFETY: the client passes a live IRP.
     match unsafe { begin("WskInspectComplete", socket, &[Kind::Listen], irp) } {
-        // SAFETY: accepted by `begin`.
-        Ok(_call) => unsafe { complete_now(irp, STATUS_NOT_SUPPORTED, 0) },
+        Ok(call) => {
+            // SAFETY: the client's inspect ID (its own copy), read during the call only; null
+            // is refused.
+            let id = (!inspect.is_null()).then(|| unsafe { inspect.read_unaligned() });
+            let status = super::inspect::complete(&call.socket, id, action);
+            // SAFETY: accepted by `begin`, not completed.
+            unsafe { complete_now(irp, status, 0) }
+        }
         Err(status) => status,
     }
 }

@@ -4,6 +4,7 @@
 
 mod close;
 mod inherit;
+mod inspect;
 mod probe;
 mod races;
 mod static_callbacks;

@@ -119,7 +119,8 @@ fn bad_buffers_and_flags() {
         let mut buf = Buf::zeroed(4);
         assert_eq!(lone.receive_start(&mut buf, 0).wait().status, STATUS_INVALID_CONNECTION);
         assert_eq!(lone.send_start(&mut buf, 0).wait().status, STATUS_INVALID_CONNECTION);
-        // WskInspectComplete, WskConnectEx with data: not emulated.
+        // WskInspectComplete without an inspect ID, and on a listener without conditional
+        // accept (`SO_CONDITIONAL_ACCEPT` off).
         let req = Req::new();
         unsafe {
             (listener.listen_table().WskInspectComplete.unwrap())(
@@ -129,8 +130,16 @@ fn bad_buffers_and_flags() {
                 req.irp,
             )
         };
-        assert_eq!(req.wait().status, STATUS_NOT_SUPPORTED);
+        assert_eq!(req.wait().status, STATUS_INVALID_PARAMETER);
         drop(req);
+        let req = Req::new();
+        let mut id = WSK_INSPECT_ID { Key: listener.0 as usize, SerialNumber: 1 };
+        unsafe {
+            (listener.listen_table().WskInspectComplete.unwrap())(listener.0, &raw mut id, WskInspectAccept, req.irp)
+        };
+        assert_eq!(req.wait().status, STATUS_INVALID_DEVICE_STATE);
+        drop(req);
+        // WskConnectEx with data: not emulated.
         let req = Req::new();
         let mut remote = storage(local);
         let mut data = Buf::zeroed(4);

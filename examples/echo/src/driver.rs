@@ -7,16 +7,38 @@ use core::time::Duration;
 
 use wsk::parameters::Parameters;
 use wsk::pool::PoolBox;
-use wsk::service::{self, TcpService};
-use wsk::{DriverGlobal, Error, SocketOption, log};
+use wsk::service::{self, Limits, TcpService};
+use wsk::{DriverGlobal, Error, PeerLimit, PerPeerLimit, SocketOption, log};
 use wsk_sys::{DRIVER_OBJECT, NTSTATUS, UNICODE_STRING};
 
 use crate::server::{self, STATS};
 
 /// Port used when the service key sets none.
 pub const DEFAULT_PORT: u16 = 7007;
-/// How long DriverUnload waits for background socket closes to finish.
+/// The deadline of each wait of DriverUnload's protocol ([`TcpService::stop`]).
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// Peer addresses the `MaxPerPeer` table holds at once (8 bytes each, in the image): a new
+/// address finding no room is refused.
+pub const PEER_SLOTS: usize = 1024;
+
+/// The per-address connection counts behind `MaxPerPeer`.
+static PER_PEER: PerPeerLimit<PEER_SLOTS> = PerPeerLimit::new(0);
+
+/// Reads `MaxConnections` (connections served at once) and `MaxPerPeer` (connections at once
+/// from one address), REG_DWORDs where 0 or absent means unlimited, as the service's
+/// [`Limits`] (see there for what happens when one is reached).
+///
+/// # Safety
+/// `registry_path` is DriverEntry's argument.
+unsafe fn limits(registry_path: *mut UNICODE_STRING) -> Result<Limits, Error> {
+    // SAFETY: forwarded contract.
+    let Some(params) = (unsafe { Parameters::open(registry_path)? }) else { return Ok(Limits::NONE) };
+    let max_per_peer = params.dword("MaxPerPeer")?.unwrap_or(0);
+    PER_PEER.set_limit(max_per_peer);
+    let per_peer: Option<&'static dyn PeerLimit> = (max_per_peer != 0).then_some(&PER_PEER);
+    Ok(Limits { max_connections: params.dword("MaxConnections")?.unwrap_or(0), per_peer })
+}
 
 /// The registration, the executor and the accept task, between DriverEntry and DriverUnload.
 static SERVICE: DriverGlobal<TcpService> = DriverGlobal::new();
@@ -32,6 +54,20 @@ unsafe fn receive_events(registry_path: *mut UNICODE_STRING) -> Result<bool, Err
     Ok(match params {
         Some(params) => params.dword("ReceiveEvents")?.is_none_or(|v| v != 0),
         None => true,
+    })
+}
+
+/// Reads `IdleSeconds` (REG_DWORD; seconds a connection may wait for its peer's next data
+/// before it is closed; 0 or absent: no limit).
+///
+/// # Safety
+/// `registry_path` is DriverEntry's argument.
+unsafe fn idle_seconds(registry_path: *mut UNICODE_STRING) -> Result<u32, Error> {
+    // SAFETY: forwarded contract.
+    let params = unsafe { Parameters::open(registry_path)? };
+    Ok(match params {
+        Some(params) => params.dword("IdleSeconds")?.unwrap_or(0),
+        None => 0,
     })
 }
 
@@ -72,9 +108,15 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
     // SAFETY: forwarded contract.
     let events = unsafe { receive_events(registry_path)? };
     server::RECEIVE_EVENTS.store(events, Ordering::Relaxed);
+    // SAFETY: forwarded contract.
+    let limits = unsafe { limits(registry_path)? };
+    let options = listen_options(&addr);
+    // SAFETY: forwarded contract.
+    let idle = unsafe { idle_seconds(registry_path)? };
+    server::IDLE_SECONDS.store(idle, Ordering::Relaxed);
     // SAFETY: DriverEntry's own driver object (forwarded contract).
     let service = unsafe {
-        TcpService::start(driver_object, "echo", addr, listen_options(&addr), server::COUNTERS, server::serve)?
+        TcpService::start_limited(driver_object, "echo", addr, options, server::COUNTERS, limits, server::serve)?
     };
     let service = PoolBox::try_new(service).map_err(|mut service| service.stop_with(Error::NoMemory))?;
     drop(SERVICE.set(service));
@@ -87,10 +129,9 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
 /// Called once by the I/O manager after a successful DriverEntry.
 pub unsafe extern "system" fn driver_unload(_driver_object: *mut DRIVER_OBJECT) {
     log!(always, "echo: DriverUnload");
-    if let Some(mut service) = SERVICE.take()
-        && !service.stop(CLOSE_WAIT)
-    {
-        log!(error, "echo: sockets still open {:?} after the executor stopped", CLOSE_WAIT);
+    if let Some(mut service) = SERVICE.take() {
+        let outcome = service.stop(CLOSE_WAIT);
+        log!(always, "echo: stop: {}", outcome);
     }
     let open = wsk::live_sockets();
     log!(

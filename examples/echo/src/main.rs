@@ -13,7 +13,7 @@ use echo_driver::server::STATS;
 use wsk_emulator::Kernel;
 
 const USAGE: &str = "usage: echo-driver [--port N] [--addr IP] [--seconds N] [--quiet] [--irp-receive] [--blocking]
-                   [--chaos SEED]
+                   [--chaos SEED] [--max-connections N] [--max-per-peer N] [--idle-seconds N]
 
 Loads the echo driver into the host kernel emulator (verifier on) and serves TCP echo on
 ADDR:PORT (default 127.0.0.1:7007) until Ctrl-C, or for N seconds with --seconds.
@@ -24,7 +24,13 @@ callbacks (zero copy); --irp-receive makes it receive with IRPs (its ReceiveEven
 parameter 0). --blocking loads the blocking
 baseline instead (echo_driver::blocking: a thread per connection, one KEVENT wait per WSK
 call), each of its threads a host thread as PsCreateSystemThread would give. --chaos SEED
-runs the emulator's adversarial provider (wsk_emulator::adversary), as WSK_EMU_CHAOS=SEED.";
+runs the emulator's adversarial provider (wsk_emulator::adversary), as WSK_EMU_CHAOS=SEED.
+--max-connections N serves at most N connections at once (others wait in the listen
+backlog); --max-per-peer N refuses a peer address's connections beyond N (conditional
+accept): the driver's MaxConnections and MaxPerPeer parameters (0: unlimited, the default;
+not with --blocking).
+--idle-seconds N closes a connection whose peer sends nothing for N seconds (the driver's
+IdleSeconds parameter; 0, the default: never).";
 
 struct Args {
     port: u16,
@@ -34,6 +40,9 @@ struct Args {
     irp_receive: bool,
     blocking: bool,
     chaos: Option<u64>,
+    max_connections: u32,
+    max_per_peer: u32,
+    idle_seconds: u32,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -45,6 +54,9 @@ fn parse_args() -> Result<Args, String> {
         irp_receive: false,
         blocking: false,
         chaos: None,
+        max_connections: 0,
+        max_per_peer: 0,
+        idle_seconds: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -56,10 +68,20 @@ fn parse_args() -> Result<Args, String> {
             "--quiet" => args.quiet = true,
             "--blocking" => args.blocking = true,
             "--irp-receive" => args.irp_receive = true,
+            "--idle-seconds" => {
+                args.idle_seconds = value("--idle-seconds")?.parse().map_err(|e| format!("--idle-seconds: {e}"))?;
+            }
             "--chaos" => {
                 let v = value("--chaos")?;
                 args.chaos =
                     Some(wsk_emulator::adversary::parse_seed(&v).ok_or(format!("--chaos: `{v}` is not a seed"))?);
+            }
+            "--max-connections" => {
+                args.max_connections =
+                    value("--max-connections")?.parse().map_err(|e| format!("--max-connections: {e}"))?;
+            }
+            "--max-per-peer" => {
+                args.max_per_peer = value("--max-per-peer")?.parse().map_err(|e| format!("--max-per-peer: {e}"))?;
             }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument `{other}`")),
@@ -102,6 +124,9 @@ fn main() -> ExitCode {
         .param_dword("Port", u32::from(args.port))
         .param_string("Address", &args.addr)
         .param_dword("ReceiveEvents", u32::from(!args.irp_receive))
+        .param_dword("MaxConnections", args.max_connections)
+        .param_dword("MaxPerPeer", args.max_per_peer)
+        .param_dword("IdleSeconds", args.idle_seconds)
         .load("echo", entry)
     {
         Ok(driver) => driver,
@@ -110,6 +135,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let footprint = wsk_emulator::Footprint::start(|| STATS.open.load(Ordering::Relaxed));
     let started = Instant::now();
     let serving = std::net::SocketAddr::new(args.addr.parse().expect("checked by parse_args"), args.port);
     println!("echo-driver: serving on {serving} (Ctrl-C to stop)");
@@ -122,6 +148,7 @@ fn main() -> ExitCode {
         }
     }
     println!("echo-driver: stopping after {:.1} s; unloading the driver", started.elapsed().as_secs_f64());
+    let footprint = footprint.finish();
     let report = driver.unload();
     println!(
         "echo-driver: {} connections, {} bytes echoed ({} zero-copy: echoed from WSK's own buffers), {} errors",
@@ -130,6 +157,7 @@ fn main() -> ExitCode {
         STATS.zero_copy_bytes.load(Ordering::Relaxed),
         STATS.errors.load(Ordering::Relaxed)
     );
+    println!("echo-driver: {footprint}");
     println!("{report}");
     if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

@@ -3,11 +3,12 @@
 use core::net::SocketAddr;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use core::sync::atomic::AtomicBool;
+use core::sync::atomic::{AtomicBool, AtomicU32};
 
 use wsk::events::{self, ConnectionEvent, ConnectionEvents, EventConfig};
+use wsk::idle::{IdleEvents, IdleRecv, IdleTimeout};
 use wsk::service::ConnectionCounters;
-use wsk::{Error, IoBuf, TcpReadHalf, TcpStream, TcpWriteHalf, log};
+use wsk::{Error, SocketOption, TcpReadHalf, TcpStream, TcpWriteHalf, buf_pool, log};
 
 /// Bytes per receive.
 pub const CHUNK: usize = 64 * 1024;
@@ -18,6 +19,8 @@ pub struct Stats {
     pub connections: AtomicU64,
     /// Connections accepted and not yet closed.
     pub open: AtomicU64,
+    /// The most connections open when a connection's task started (at most `MaxConnections`).
+    pub peak_open: AtomicU64,
     /// Bytes echoed back to peers, over all connections.
     pub bytes: AtomicU64,
     /// Bytes that arrived as WSK's own buffers (receive events) and were echoed from those
@@ -33,10 +36,21 @@ pub struct Stats {
 /// Receive with event callbacks (`ReceiveEvents` = 1, the default) or with IRPs (0).
 pub static RECEIVE_EVENTS: AtomicBool = AtomicBool::new(true);
 
+/// Seconds a connection may wait for its peer's next data before it is closed (`IdleSeconds`;
+/// 0, the default: no limit). See [`serve`].
+pub static IDLE_SECONDS: AtomicU32 = AtomicU32::new(0);
+
+/// Connections closed because their peer sent nothing for [`IDLE_SECONDS`].
+pub static IDLE_CLOSED: AtomicU64 = AtomicU64::new(0);
+
+/// Accepted connections on which keep-alive was turned on (the provider may refuse it).
+pub static KEEP_ALIVE_ON: AtomicU64 = AtomicU64::new(0);
+
 /// The driver's counters.
 pub static STATS: Stats = Stats {
     connections: AtomicU64::new(0),
     open: AtomicU64::new(0),
+    peak_open: AtomicU64::new(0),
     bytes: AtomicU64::new(0),
     zero_copy_bytes: AtomicU64::new(0),
     events_refused: AtomicU64::new(0),
@@ -48,74 +62,164 @@ pub static STATS: Stats = Stats {
 pub static COUNTERS: ConnectionCounters =
     ConnectionCounters { accepted: &STATS.connections, open: &STATS.open, errors: &STATS.errors };
 
+/// A connection as the echo task holds it: an event stream, or IRP receives where the
+/// provider refused events (or `ReceiveEvents` is 0).
+enum Connection {
+    Events(ConnectionEvents, TcpWriteHalf),
+    Irp(TcpReadHalf, TcpWriteHalf),
+}
+
 /// Echoes until the peer finishes sending, then sends what is left (already done: every
 /// chunk is echoed before the next receive), disconnects gracefully and closes. Receives
 /// with event callbacks where the provider has them, else with IRPs.
-pub async fn serve(stream: TcpStream, peer: SocketAddr) {
-    let mut echoed = 0u64;
-    let (outcome, mut writer) = if RECEIVE_EVENTS.load(Ordering::Relaxed) {
+///
+/// Keep-alive (`SO_KEEPALIVE`, the system's timing) is turned on first, so that a peer that
+/// vanished without a FIN or reset is dropped by the transport in the end. With
+/// [`IDLE_SECONDS`] set, a peer that sends nothing for that long while the connection waits
+/// for it (on either receive path, [`wsk::idle`]) has its connection closed without a
+/// disconnect, which resets it; it is counted in [`IDLE_CLOSED`], not as an error.
+///
+/// The stream is turned into its halves before the task's future is built, and the future
+/// borrows them where it can: it is what an idle connection's task costs (see
+/// BENCHMARKS.md), so it holds no copy of the stream it was given and no buffer while idle.
+///
+/// IRQL == PASSIVE_LEVEL (the accept loop's task).
+pub fn serve(stream: TcpStream, peer: SocketAddr) -> impl Future<Output = ()> + Send + 'static {
+    let connection = if RECEIVE_EVENTS.load(Ordering::Relaxed) {
         match stream.into_events(EventConfig::default()) {
-            Ok((events, mut writer)) => (echo_events(events, &mut writer, &mut echoed).await, writer),
+            Ok((events, writer)) => Connection::Events(events, writer),
             Err(refused) => {
                 STATS.events_refused.fetch_add(1, Ordering::Relaxed);
                 log!(info, "echo: {}: receive events refused ({}), using IRPs", peer, refused.error);
-                let (mut reader, mut writer) = refused.socket.into_split();
-                (echo(&mut reader, &mut writer, &mut echoed).await, writer)
+                let (reader, writer) = refused.socket.into_split();
+                Connection::Irp(reader, writer)
             }
         }
     } else {
-        let (mut reader, mut writer) = stream.into_split();
-        (echo(&mut reader, &mut writer, &mut echoed).await, writer)
+        let (reader, writer) = stream.into_split();
+        Connection::Irp(reader, writer)
     };
-    match outcome {
-        Ok(()) => match writer.shutdown().await {
-            Ok(()) => {}
-            // A provider without WskDisconnect (Wine's netio): close alone ends the
-            // connection (abortively where data is unacknowledged).
-            Err(Error::Status(wsk_sys::STATUS_NOT_IMPLEMENTED)) => {}
-            Err(e) => log!(info, "echo: {}: disconnect failed: {}", peer, e),
-        },
-        Err(e) => {
-            STATS.errors.fetch_add(1, Ordering::Relaxed);
-            log!(info, "echo: {}: {}", peer, e);
-        }
-    }
-    if let Err(e) = writer.close().await {
-        log!(info, "echo: {}: close: {}", peer, e);
-    }
-    log!(info, "echo: connection from {} closed after {} bytes", peer, echoed);
+    finish(connection, peer)
 }
 
-/// Echo with IRP receives.
-async fn echo(reader: &mut TcpReadHalf, writer: &mut TcpWriteHalf, echoed: &mut u64) -> Result<(), Error> {
-    let mut buf = IoBuf::with_capacity(CHUNK)?;
-    loop {
+/// The connection's task: echo, then disconnect and close. An `async` block rather than an
+/// `async fn`: the latter keeps its arguments twice in the future (as given and as moved into
+/// its body), and the future is most of what an idle connection costs.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an `async fn` would keep its arguments twice in the future (1,432 bytes against 1,264)"
+)]
+fn finish(mut connection: Connection, peer: SocketAddr) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        STATS.peak_open.fetch_max(STATS.open.load(Ordering::Acquire), Ordering::Relaxed);
+        let (Connection::Events(_, writer) | Connection::Irp(_, writer)) = &mut connection;
+        match writer.set_option(SocketOption::KeepAlive(true)).await {
+            Ok(()) => {
+                KEEP_ALIVE_ON.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => log!(info, "echo: {}: keep-alive refused: {}", peer, e),
+        }
+        writer.release_slot();
+        let idle = IdleTimeout::from_secs(IDLE_SECONDS.load(Ordering::Relaxed));
+        let mut echoed = 0u64;
+        let outcome = match &mut connection {
+            Connection::Events(events, writer) => {
+                echo_events(&mut IdleEvents::new(events, idle), writer, &mut echoed).await
+            }
+            Connection::Irp(reader, writer) => echo(&mut IdleRecv::new(reader, idle), writer, &mut echoed).await,
+        };
+        let (Connection::Events(_, writer) | Connection::Irp(_, writer)) = &mut connection;
+        match outcome {
+            Ok(()) => match writer.shutdown().await {
+                Ok(()) => {}
+                // A provider without WskDisconnect (Wine's netio): close alone ends the
+                // connection (abortively where data is unacknowledged).
+                Err(Error::Status(wsk_sys::STATUS_NOT_IMPLEMENTED)) => {}
+                Err(e) => log!(info, "echo: {}: disconnect failed: {}", peer, e),
+            },
+            Err(Error::TimedOut) => {
+                IDLE_CLOSED.fetch_add(1, Ordering::Relaxed);
+                log!(info, "echo: {}: idle for {:?}; closing", peer, idle.limit());
+            }
+            Err(e) => {
+                STATS.errors.fetch_add(1, Ordering::Relaxed);
+                log!(info, "echo: {}: {}", peer, e);
+            }
+        }
+        // The receiving side goes first: the close waits until nothing can receive.
+        let writer = match connection {
+            Connection::Events(events, writer) => {
+                drop(events);
+                writer
+            }
+            Connection::Irp(reader, writer) => {
+                drop(reader);
+                writer
+            }
+        };
+        if let Err(e) = writer.close().await {
+            log!(info, "echo: {}: close: {}", peer, e);
+        }
+        log!(info, "echo: connection from {} closed after {} bytes", peer, echoed);
+    }
+}
+
+/// Echo with IRP receives. A receive is always posted, so an idle connection holds its
+/// buffer: a small one ([`buf_pool::SMALL`]) from the library's buffer pool while the peer
+/// sends little, a [`CHUNK`] one after a receive filled the small one (and back to small
+/// after one that did not fill the large one).
+async fn echo(reader: &mut IdleRecv<'_>, writer: &mut TcpWriteHalf, echoed: &mut u64) -> Result<(), Error> {
+    let pool = buf_pool::global();
+    let mut buf = pool.take(buf_pool::SMALL)?;
+    let result = loop {
         let (received, back) = reader.recv(buf).await;
         buf = back;
-        let n = received?;
-        if n == 0 {
-            return Ok(());
-        }
+        let n = match received {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) => break Err(e),
+        };
         let (sent, back) = writer.send_all(buf).await;
         buf = back;
-        sent?;
+        writer.release_slot();
+        if let Err(e) = sent {
+            break Err(e);
+        }
         *echoed += n as u64;
         STATS.bytes.fetch_add(n as u64, Ordering::Relaxed);
-    }
+        let wanted = if n == buf.capacity() { CHUNK } else { buf_pool::SMALL };
+        if buf_pool::capacity_for(wanted) != buf.capacity() {
+            let next = match pool.take(wanted) {
+                Ok(next) => next,
+                Err(e) => break Err(e),
+            };
+            pool.give(core::mem::replace(&mut buf, next));
+        }
+    };
+    pool.give(buf);
+    result
 }
 
 /// Echo with receive events, without copying a byte: each received item is sent back as WSK
 /// indicated it (`send_received`) and released to WSK when its send completed, before the
-/// next event is taken.
-async fn echo_events(mut events: ConnectionEvents, writer: &mut TcpWriteHalf, echoed: &mut u64) -> Result<(), Error> {
-    while let Some(event) = events::next(&mut events).await {
+/// next event is taken; the send slot then goes back to the library's cache, so a connection
+/// waiting for its peer holds no operation slot.
+async fn echo_events(
+    events: &mut IdleEvents<&mut ConnectionEvents>,
+    writer: &mut TcpWriteHalf,
+    echoed: &mut u64,
+) -> Result<(), Error> {
+    while let Some(event) = events::next(events).await {
         match event? {
             ConnectionEvent::Data(data) => {
                 let n = data.len() as u64;
                 let zero_copy = data.is_zero_copy();
                 // Sent back as received: WSK's own buffers go to `WskSend` without a copy, and
                 // the item is released to WSK when the send completed (or on its error).
-                writer.send_received(data).await?;
+                let sent = writer.send_received(data).await;
+                // Idle until the next event: the send slot goes back to the library's cache.
+                writer.release_slot();
+                sent?;
                 if zero_copy {
                     STATS.zero_copy_bytes.fetch_add(n, Ordering::Relaxed);
                 }
@@ -130,4 +234,24 @@ async fn echo_events(mut events: ConnectionEvents, writer: &mut TcpWriteHalf, ec
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future `f` returns.
+    fn future_size<A, B, F: Future>(_: &dyn Fn(A, B) -> F) -> usize {
+        size_of::<F>()
+    }
+
+    /// A connection's task is most of what an idle connection costs (BENCHMARKS.md: 1208
+    /// bytes of its future, the task's header, the event state and the socket): its future
+    /// must not grow back (it was 1520 bytes with its own copy of the stream and an `async fn`
+    /// layer per provider call).
+    #[test]
+    fn the_connection_future_stays_small() {
+        let size = future_size(&serve);
+        assert!(size <= 1280, "the echo task's future grew to {size} bytes");
+    }
 }

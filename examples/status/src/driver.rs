@@ -71,10 +71,9 @@ fn announce_localhost(wsk: &Wsk, port: u16) {
 /// Called once by the I/O manager after a successful DriverEntry.
 pub unsafe extern "system" fn driver_unload(_driver_object: *mut DRIVER_OBJECT) {
     log!(always, "status: DriverUnload");
-    if let Some(mut service) = SERVICE.take()
-        && !service.stop(CLOSE_WAIT)
-    {
-        log!(error, "status: sockets still open {:?} after the executor stopped", CLOSE_WAIT);
+    if let Some(mut service) = SERVICE.take() {
+        let outcome = service.stop(CLOSE_WAIT);
+        log!(always, "status: stop: {}", outcome);
     }
     log!(
         always,

@@ -90,7 +90,7 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
     let service = unsafe { Service::start(driver_object, "stress")? };
     let mut service = PoolBox::try_new(service).map_err(|mut service| service.stop_with(Error::NoMemory))?;
     if let Err(e) = spawn_workload(&service, &settings) {
-        stop(&mut service);
+        let _ = stop(&mut service);
         return Err(e);
     }
     drop(SERVICE.set(service));
@@ -133,9 +133,9 @@ fn spawn_workload(service: &Service, settings: &Settings) -> Result<(), Error> {
     Ok(())
 }
 
-/// Stops the workers and then the service ([`Service::stop`]); returns whether every socket
-/// closed within [`CLOSE_WAIT`].
-fn stop(service: &mut Service) -> bool {
+/// Stops the workers and then the service ([`Service::stop`], each of its waits bounded by
+/// [`CLOSE_WAIT`]); returns what it did.
+fn stop(service: &mut Service) -> service::StopOutcome {
     STOP.store(true, Ordering::Release);
     service.stop(CLOSE_WAIT)
 }
@@ -146,10 +146,9 @@ fn stop(service: &mut Service) -> bool {
 /// Called once by the I/O manager after a successful DriverEntry.
 pub unsafe extern "system" fn driver_unload(_driver_object: *mut DRIVER_OBJECT) {
     log!(always, "stress: DriverUnload");
-    if let Some(mut service) = SERVICE.take()
-        && !stop(&mut service)
-    {
-        log!(error, "stress: sockets still open {:?} after the executor stopped", CLOSE_WAIT);
+    if let Some(mut service) = SERVICE.take() {
+        let outcome = stop(&mut service);
+        log!(always, "stress: stop: {}", outcome);
     }
     for (name, count) in OP_NAMES.iter().zip(STATS.ops.iter()) {
         log!(always, "stress: {:>10} {}", name, count.load(Ordering::Relaxed));

@@ -140,6 +140,7 @@ fn main() -> ExitCode {
             "kind provider".to_owned()
         }
     );
+    let footprint = wsk_emulator::Footprint::start(|| STATS.open_sockets.load(Ordering::Relaxed));
     let start = Instant::now();
     let end = start + Duration::from_secs(args.seconds);
     let mut next = start + Duration::from_secs(args.progress);
@@ -158,6 +159,7 @@ fn main() -> ExitCode {
     // failure paths are covered by the systematic sweep.
     driver.set_fault_plan(FaultPlan::None);
     println!("stress: unloading in the middle of traffic");
+    let footprint = footprint.finish();
     let report = driver.unload();
 
     println!("\n{:<24} {:>12}", "operation", "count");
@@ -187,6 +189,12 @@ fn main() -> ExitCode {
     );
     println!("{:<24} {:>12}", "peak sockets", STATS.peak_sockets.load(Ordering::Relaxed));
     println!("{:<24} {:>12}", "peak non-paged bytes", report.counters.peak_nonpaged_bytes);
+    // Sockets, both ends of a connection counted (see `wsk_emulator::Footprint`).
+    println!(
+        "{:<24} {:>12}",
+        "non-paged per socket",
+        footprint.per_connection().map_or("-".to_owned(), |b| b.to_string())
+    );
     println!("{:<24} {:>12}", "injected failures", report.faults.injected);
     if chaos.any() {
         println!("{:<24} {:>12}", "adversary decisions", wsk_emulator::adversary::decisions());

@@ -2,9 +2,11 @@
 
 use core::cell::UnsafeCell;
 
+use core::time::Duration;
+
 use wsk_sys::{
     Executive, FALSE, IO_NO_INCREMENT, KEVENT, KeInitializeEvent, KeSetEvent, KeWaitForSingleObject, KernelMode,
-    SynchronizationEvent,
+    STATUS_SUCCESS, SynchronizationEvent,
 };
 
 /// A `SynchronizationEvent` (auto-reset) in nonpaged memory.
@@ -54,4 +56,22 @@ pub(super) unsafe fn wait(event: *const Event) {
     // SAFETY: forwarded contract.
     let _status =
         unsafe { KeWaitForSingleObject(raw(event).cast(), Executive, KernelMode, FALSE, core::ptr::null_mut()) };
+}
+
+/// `KeWaitForSingleObject(KernelMode, not alertable)` with a relative timeout of `timeout`
+/// (rounded up to the kernel's 100 ns unit). `true` if the event was signalled, `false` on
+/// `STATUS_TIMEOUT`. PASSIVE_LEVEL.
+///
+/// # Safety
+///
+/// `event` was initialized; IRQL <= APC_LEVEL.
+pub(super) unsafe fn wait_timeout(event: *const Event, timeout: Duration) -> bool {
+    let units = timeout.as_nanos().div_ceil(100).min(i64::MAX as u128) as i64;
+    // Negative: relative to now.
+    let mut relative = -units;
+    // A kernel-mode, non-alertable wait returns STATUS_SUCCESS when signalled and
+    // STATUS_TIMEOUT otherwise.
+    // SAFETY: forwarded contract; the timeout lives on this frame for the whole wait.
+    let status = unsafe { KeWaitForSingleObject(raw(event).cast(), Executive, KernelMode, FALSE, &raw mut relative) };
+    status == STATUS_SUCCESS
 }

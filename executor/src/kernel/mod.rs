@@ -161,6 +161,11 @@ unsafe impl Platform for Kernel {
         unsafe { event::wait(event) };
     }
 
+    unsafe fn event_wait_timeout(event: *const Event, timeout: Duration) -> bool {
+        // SAFETY: forwarded contract (only called where `can_block()`).
+        unsafe { event::wait_timeout(event, timeout) }
+    }
+
     unsafe fn event_drop(_event: *mut Event) {}
 
     unsafe fn timer_init(timer: *mut Timer, callback: TimerCallback, context: NonNull<()>) {

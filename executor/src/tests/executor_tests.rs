@@ -578,6 +578,85 @@ fn shutdown_waits_for_outstanding_wakers() {
     holder.join().unwrap();
 }
 
+/// A task kept alive by a waker held outside the executor: `shutdown_within` returns at its
+/// deadline with the task counted alive (and the executor kept), and a later wait finishes
+/// once the waker is gone.
+#[test]
+fn shutdown_within_reports_a_task_kept_alive_and_waits_again() {
+    let exec = threaded();
+    let gate = Gate::new();
+    let slot = gate.waker.clone();
+    drop(exec.spawn(gate).unwrap());
+    drop(exec.spawn(pending_forever()).unwrap());
+    let waker = loop {
+        if let Some(w) = slot.lock().unwrap().clone() {
+            break w;
+        }
+        std::thread::yield_now();
+    };
+    drop(slot);
+    let report = exec.shutdown_within(core::time::Duration::from_millis(50)).unwrap();
+    assert_eq!(report.cancelled, 2);
+    assert_eq!(report.live_tasks(), 1, "the task whose waker is held outside is still alive");
+    let stalled = report.stalled.expect("a waker alive at the deadline stalls the shutdown");
+    let stalled = stalled.wait_within(core::time::Duration::from_millis(10)).unwrap_err();
+    assert_eq!(stalled.live_tasks(), 1);
+    drop(waker);
+    stalled.wait_within(core::time::Duration::from_secs(30)).expect("the last waker released the task");
+}
+
+/// With nothing holding a task, `shutdown_within` finishes the shutdown: nothing stalls.
+#[test]
+fn shutdown_within_finishes_when_every_task_goes() {
+    let exec = threaded();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    for _ in 0..3 {
+        let flag = DropFlag(dropped.clone());
+        drop(exec.spawn(async move {
+            let _flag = flag;
+            pending_forever().await;
+        }));
+    }
+    let report = exec.shutdown_within(core::time::Duration::from_secs(30)).unwrap();
+    assert!(report.stalled.is_none(), "{report:?}");
+    assert_eq!(report.cancelled, 3);
+    assert_eq!(report.live_tasks(), 0);
+    assert_eq!(dropped.load(SeqCst), 3);
+}
+
+/// Above PASSIVE_LEVEL nothing is shut down and the executor comes back.
+#[test]
+fn shutdown_within_above_passive_is_refused() {
+    let (exec, driver) = manual(Config::new().max_time_per_run(HOUR));
+    set_raised_irql(true);
+    let exec = exec.shutdown_within(core::time::Duration::from_secs(1)).unwrap_err();
+    set_raised_irql(false);
+    assert!(!driver.is_pending());
+    finish(exec, &driver);
+}
+
+/// A stalled shutdown leaked: the memory stays (no wait, no free), and the count of tasks it
+/// gave up on is reported.
+#[test]
+#[cfg_attr(miri, ignore = "leaks the executor on purpose")]
+fn a_leaked_stalled_shutdown_reports_its_tasks() {
+    let exec = threaded();
+    let gate = Gate::new();
+    let slot = gate.waker.clone();
+    drop(exec.spawn(gate).unwrap());
+    let waker = loop {
+        if let Some(w) = slot.lock().unwrap().clone() {
+            break w;
+        }
+        std::thread::yield_now();
+    };
+    drop(slot);
+    let report = exec.shutdown_within(core::time::Duration::from_millis(20)).unwrap();
+    assert_eq!(report.stalled.expect("stalled").leak(), 1);
+    // The waker stays valid: the executor's memory was not freed.
+    waker.wake();
+}
+
 #[test]
 fn shutdown_above_passive_is_refused() {
     let (exec, driver) = manual(Config::new().max_time_per_run(HOUR));

@@ -474,6 +474,31 @@ fn loom_wake_vs_shutdown() {
     });
 }
 
+/// Shutdown with a deadline racing the last waker's drop on another thread: the timed wait
+/// may expire before or after the release; either the shutdown finished within it, or it is
+/// stalled and a second wait sees the release (the event is set once and kept).
+#[test]
+fn loom_shutdown_deadline_vs_last_waker() {
+    model(|| {
+        let (exec, driver) = manual(Config::new());
+        let gate = Gate::new();
+        let (_open, slot, _polls) = gate.handles();
+        drop(exec.spawn(gate));
+        driver.run_until_idle();
+        let waker = slot.lock().unwrap().take().expect("polled");
+        driver.spawn_worker();
+        let holder = thread::spawn(move || drop(waker));
+        let report = exec.shutdown_within(Duration::from_millis(1)).unwrap();
+        assert_eq!(report.cancelled, 1);
+        if let Some(stalled) = report.stalled {
+            holder.join().unwrap();
+            stalled.wait().unwrap();
+        } else {
+            holder.join().unwrap();
+        }
+    });
+}
+
 #[test]
 fn loom_spawn_vs_shutdown() {
     model(|| {

@@ -358,6 +358,34 @@ unsafe impl Platform for TestPlatform {
         *set = false;
     }
 
+    unsafe fn event_wait_timeout(event: *const TestEvent, timeout: Duration) -> bool {
+        // SAFETY: initialized (caller).
+        let inner = unsafe { &(*event).inner };
+        let mut set = inner.0.lock().unwrap();
+        #[cfg(not(loom))]
+        {
+            let deadline = std::time::Instant::now() + timeout;
+            while !*set {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return false;
+                }
+                set = inner.1.wait_timeout(set, left).unwrap().0;
+            }
+        }
+        // Loom has no time: the timeout may expire at once, before any set, which is the
+        // case a model of the deadline path needs.
+        #[cfg(loom)]
+        {
+            let _ = timeout;
+            if !*set {
+                return false;
+            }
+        }
+        *set = false;
+        true
+    }
+
     unsafe fn event_drop(event: *mut TestEvent) {
         // SAFETY: initialized, unused from now on (caller).
         unsafe { event.drop_in_place() };

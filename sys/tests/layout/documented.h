@@ -9,6 +9,10 @@
  *   WSK_TRANSPORT                  wsk.h
  *   WSK_CLIENT_DATAGRAM_DISPATCH   wsk.h
  *   WSK_CLIENT_STREAM_DISPATCH     wsk.h (Windows 10, version 1703)
+ *   WSK_INSPECT_ACTION             wsk.h (Wine's header lacks WskInspectPend and WskInspectMax)
+ *   TCP_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPCNT, TCP_KEEPINTVL
+ *                                  ws2ipdef.h ("IPPROTO_TCP socket options"; the installed
+ *                                  mingw-w64 headers do not define them, Wine's only the first)
  *
  * Base types (GUID, ULONG, NTSTATUS, PVOID) come from Debian's mingw-w64-x86-64-dev
  * (ddk/ntddk.h). Compiled by sys/tests/layout.rs with
@@ -56,3 +60,16 @@ typedef struct _WSK_CLIENT_STREAM_DISPATCH {
     const WSK_CLIENT_LISTEN_DISPATCH *Listen;
     const WSK_CLIENT_CONNECTION_DISPATCH *Connect;
 } WSK_CLIENT_STREAM_DISPATCH, *PWSK_CLIENT_STREAM_DISPATCH;
+
+/* wsk.h: what WskInspectEvent decides for an incoming connection request. */
+typedef enum _WSK_INSPECT_ACTION {
+    WskInspectReject,
+    WskInspectAccept,
+    WskInspectPend,
+    WskInspectMax
+} WSK_INSPECT_ACTION, *PWSK_INSPECT_ACTION;
+/* ws2ipdef.h: the keep-alive options at IPPROTO_TCP. */
+#define TCP_KEEPALIVE 3
+#define TCP_KEEPIDLE TCP_KEEPALIVE
+#define TCP_KEEPCNT 16
+#define TCP_KEEPINTVL 17

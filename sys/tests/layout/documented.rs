@@ -3,11 +3,11 @@
 
 use wsk_sys::*;
 
-use crate::table::{Table, layout_table};
+use crate::table::{Table, constants, layout_table};
 
 /// The WSK types only Microsoft's documentation declares.
 pub(crate) fn table() -> Table {
-    layout_table! {
+    let mut table = layout_table! {
         WSK_EVENT_CALLBACK_CONTROL in Documented as "WSK_EVENT_CALLBACK_CONTROL" {
             NpiId => "NpiId";
             EventMask => "EventMask";
@@ -26,5 +26,18 @@ pub(crate) fn table() -> Table {
             Listen => "Listen";
             Connect => "Connect";
         }
-    }
+    };
+    // The WSK_INSPECT_ACTION values (Wine's header lacks two) and the keep-alive option names
+    // (`ws2ipdef.h`), which the installed headers lack.
+    table.constants = constants!(
+        Documented: WskInspectReject,
+        WskInspectAccept,
+        WskInspectPend,
+        WskInspectMax,
+        TCP_KEEPALIVE,
+        TCP_KEEPIDLE,
+        TCP_KEEPCNT,
+        TCP_KEEPINTVL
+    );
+    table
 }

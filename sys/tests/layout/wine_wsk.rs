@@ -2,11 +2,11 @@
 
 use wsk_sys::*;
 
-use crate::table::{Table, layout_table};
+use crate::table::{Table, constants, layout_table};
 
 /// The WSK types Wine's header declares.
 pub(crate) fn table() -> Table {
-    layout_table! {
+    let mut table = layout_table! {
         WSK_SOCKET in WineWsk as "WSK_SOCKET" {
             Dispatch => "Dispatch";
         }
@@ -122,5 +122,8 @@ pub(crate) fn table() -> Table {
             WskSendEx => "WskSendEx";
             WskReceiveEx => "WskReceiveEx";
         }
-    }
+    };
+    // Wine's `WSK_INSPECT_ACTION` has the first two values only (`documented.h` has all four).
+    table.constants = constants!(WineWsk: WskInspectReject, WskInspectAccept);
+    table
 }

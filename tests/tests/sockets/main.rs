@@ -16,6 +16,8 @@ mod datagram_flags;
 mod deadline;
 mod dual_stack;
 mod errors;
+mod idle;
+mod keepalive;
 mod local_addr;
 mod option_values;
 mod tcp_socket;

@@ -6,6 +6,9 @@
 //! the IRP is cancelled, and the call still awaits its completion, so what the IRP held comes
 //! back to the caller.
 
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
 use core::time::Duration;
 
 use wsk_sys::{IRP, NTSTATUS, WSK_SOCKET};
@@ -41,6 +44,25 @@ impl Holding {
     const NOTHING: Holding = Holding { block: None, item: None };
 }
 
+/// What a [`Call`] holds besides its buffer until it is issued: nothing (`()`, the plain
+/// forms, whose futures carry no room for it) or a [`Holding`] ([`socket_call_holding`]).
+pub(crate) trait Held {
+    /// What the slot is to hold while the IRP is in flight.
+    fn into_holding(self) -> Holding;
+}
+
+impl Held for () {
+    fn into_holding(self) -> Holding {
+        Holding::NOTHING
+    }
+}
+
+impl Held for Holding {
+    fn into_holding(self) -> Holding {
+        self
+    }
+}
+
 /// Issues one socket-level call and awaits its IRP.
 ///
 /// `prepare` fills the argument block (the slot is armed); `issue` calls the provider routine
@@ -52,15 +74,19 @@ impl Holding {
 /// # Safety
 /// `issue` must pass the IRP and pointers into the argument block to exactly one provider
 /// routine.
-pub(crate) async unsafe fn socket_call<K: SocketKind>(
-    core: &SocketCore<K>,
-    slot: &mut OpSlot,
+pub(crate) unsafe fn socket_call<'a, K: SocketKind, P, I>(
+    core: &'a SocketCore<K>,
+    slot: &'a mut OpSlot,
     buffer: Option<IoBuf>,
-    prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
-    issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
-) -> Result<Completion, NotIssued> {
+    prepare: P,
+    issue: I,
+) -> Call<'a, K, P, I>
+where
+    P: FnOnce(&mut OpArgs, Option<&IoBuf>),
+    I: FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+{
     // SAFETY: forwarded contract.
-    unsafe { socket_call_armed_with(core, slot, buffer, None, false, None, prepare, issue) }.await
+    unsafe { socket_call_armed_with(core, slot, buffer, None, false, None, prepare, issue) }
 }
 
 /// [`socket_call`] with a deadline (see the module documentation); `None` waits as long as
@@ -68,16 +94,20 @@ pub(crate) async unsafe fn socket_call<K: SocketKind>(
 ///
 /// # Safety
 /// As [`socket_call`].
-pub(crate) async unsafe fn socket_call_within<K: SocketKind>(
-    core: &SocketCore<K>,
-    slot: &mut OpSlot,
+pub(crate) unsafe fn socket_call_within<'a, K: SocketKind, P, I>(
+    core: &'a SocketCore<K>,
+    slot: &'a mut OpSlot,
     buffer: Option<IoBuf>,
     deadline: Option<Duration>,
-    prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
-    issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
-) -> Result<Completion, NotIssued> {
+    prepare: P,
+    issue: I,
+) -> Call<'a, K, P, I>
+where
+    P: FnOnce(&mut OpArgs, Option<&IoBuf>),
+    I: FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+{
     // SAFETY: forwarded contract.
-    unsafe { socket_call_armed_with(core, slot, buffer, None, false, deadline, prepare, issue) }.await
+    unsafe { socket_call_armed_with(core, slot, buffer, None, false, deadline, prepare, issue) }
 }
 
 /// [`socket_call`] for an operation that returns a new socket (accept): `owner` is held with
@@ -86,17 +116,21 @@ pub(crate) async unsafe fn socket_call_within<K: SocketKind>(
 ///
 /// # Safety
 /// As [`socket_call`].
-pub(crate) async unsafe fn socket_call_with_owner<K: SocketKind>(
-    core: &SocketCore<K>,
-    slot: &mut OpSlot,
+pub(crate) unsafe fn socket_call_with_owner<'a, K: SocketKind, P, I>(
+    core: &'a SocketCore<K>,
+    slot: &'a mut OpSlot,
     buffer: Option<IoBuf>,
     socket_owner: Option<SocketOwner>,
     deadline: Option<Duration>,
-    prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
-    issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
-) -> Result<Completion, NotIssued> {
+    prepare: P,
+    issue: I,
+) -> Call<'a, K, P, I>
+where
+    P: FnOnce(&mut OpArgs, Option<&IoBuf>),
+    I: FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+{
     // SAFETY: forwarded contract.
-    unsafe { socket_call_armed_with(core, slot, buffer, socket_owner, false, deadline, prepare, issue) }.await
+    unsafe { socket_call_armed_with(core, slot, buffer, socket_owner, false, deadline, prepare, issue) }
 }
 
 /// [`socket_call`] for a stream receive: data the IRP brings in after its future was dropped
@@ -105,16 +139,20 @@ pub(crate) async unsafe fn socket_call_with_owner<K: SocketKind>(
 ///
 /// # Safety
 /// As [`socket_call`].
-pub(crate) async unsafe fn receive_call<K: SocketKind>(
-    core: &SocketCore<K>,
-    slot: &mut OpSlot,
+pub(crate) unsafe fn receive_call<'a, K: SocketKind, P, I>(
+    core: &'a SocketCore<K>,
+    slot: &'a mut OpSlot,
     buffer: IoBuf,
     deadline: Option<Duration>,
-    prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
-    issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
-) -> Result<Completion, NotIssued> {
+    prepare: P,
+    issue: I,
+) -> Call<'a, K, P, I>
+where
+    P: FnOnce(&mut OpArgs, Option<&IoBuf>),
+    I: FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+{
     // SAFETY: forwarded contract.
-    unsafe { socket_call_armed_with(core, slot, Some(buffer), None, true, deadline, prepare, issue) }.await
+    unsafe { socket_call_armed_with(core, slot, Some(buffer), None, true, deadline, prepare, issue) }
 }
 
 /// [`socket_call`] for a send over memory held as `holding` (a request block and/or a
@@ -124,17 +162,31 @@ pub(crate) async unsafe fn receive_call<K: SocketKind>(
 ///
 /// # Safety
 /// As [`socket_call`].
-pub(crate) async unsafe fn socket_call_holding<K: SocketKind>(
-    core: &SocketCore<K>,
-    slot: &mut OpSlot,
+pub(crate) unsafe fn socket_call_holding<'a, K: SocketKind, P, I>(
+    core: &'a SocketCore<K>,
+    slot: &'a mut OpSlot,
     holding: Holding,
-    prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
-    issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
-) -> Result<Completion, NotIssued> {
-    slot.idle().await;
-    // SAFETY: forwarded contract.
-    let in_flight = unsafe { issue_call_armed_with(core, slot, None, None, holding, false, None, prepare, issue) }?;
-    Ok(in_flight.await)
+    prepare: P,
+    issue: I,
+) -> Call<'a, K, P, I, Holding>
+where
+    P: FnOnce(&mut OpArgs, Option<&IoBuf>),
+    I: FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+{
+    // INVARIANT: the caller's contract is `socket_call`'s.
+    Call {
+        stage: Stage::Idle(Args {
+            core,
+            slot,
+            buffer: None,
+            socket_owner: None,
+            keep_data: false,
+            deadline: None,
+            prepare,
+            issue,
+            holding,
+        }),
+    }
 }
 
 /// The body of the `socket_call` forms.
@@ -142,23 +194,109 @@ pub(crate) async unsafe fn socket_call_holding<K: SocketKind>(
 /// # Safety
 /// As [`socket_call`].
 #[expect(clippy::too_many_arguments, reason = "the private body behind the named forms above")]
-async unsafe fn socket_call_armed_with<K: SocketKind>(
-    core: &SocketCore<K>,
-    slot: &mut OpSlot,
+unsafe fn socket_call_armed_with<'a, K: SocketKind, P, I>(
+    core: &'a SocketCore<K>,
+    slot: &'a mut OpSlot,
     buffer: Option<IoBuf>,
     socket_owner: Option<SocketOwner>,
     keep_data: bool,
     deadline: Option<Duration>,
-    prepare: impl FnOnce(&mut OpArgs, Option<&IoBuf>),
-    issue: impl FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
-) -> Result<Completion, NotIssued> {
-    slot.idle().await;
-    // SAFETY: forwarded contract. Nothing else to hold: this future's state stays as small
-    // as the plain forms need (the holding form has a body of its own).
-    let in_flight = unsafe {
-        issue_call_armed_with(core, slot, buffer, socket_owner, Holding::NOTHING, keep_data, deadline, prepare, issue)
-    }?;
-    Ok(in_flight.await)
+    prepare: P,
+    issue: I,
+) -> Call<'a, K, P, I>
+where
+    P: FnOnce(&mut OpArgs, Option<&IoBuf>),
+    I: FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+{
+    // INVARIANT: the caller's contract is `socket_call`'s.
+    Call {
+        stage: Stage::Idle(Args { core, slot, buffer, socket_owner, keep_data, deadline, prepare, issue, holding: () }),
+    }
+}
+
+/// The future of the `socket_call` forms: waits until the slot is idle, issues the call,
+/// then waits for its IRP. Written out rather than as an `async fn`, which would keep room
+/// for its arguments twice: every send and receive of a task nests one, so its size is part
+/// of what each connection's task costs.
+///
+/// # Invariants
+/// In [`Stage::Idle`] the arguments were given by a caller of an unsafe `socket_call` form,
+/// who guaranteed its contract for them.
+pub(crate) struct Call<'a, K: SocketKind, P, I, H = ()> {
+    stage: Stage<'a, K, P, I, H>,
+}
+
+// Nothing of a `Call` is pinned in place: the closures are moved out to be called, never
+// polled, and the operation in flight (`InFlight`) is `Unpin` itself.
+impl<K: SocketKind, P, I, H> Unpin for Call<'_, K, P, I, H> {}
+
+enum Stage<'a, K: SocketKind, P, I, H> {
+    /// Waiting for the slot to be idle.
+    Idle(Args<'a, K, P, I, H>),
+    /// The IRP is in flight (dropping it cancels the IRP).
+    InFlight(InFlight<'a>),
+    /// Resolved.
+    Done,
+}
+
+struct Args<'a, K: SocketKind, P, I, H> {
+    core: &'a SocketCore<K>,
+    slot: &'a mut OpSlot,
+    buffer: Option<IoBuf>,
+    socket_owner: Option<SocketOwner>,
+    keep_data: bool,
+    deadline: Option<Duration>,
+    prepare: P,
+    issue: I,
+    holding: H,
+}
+
+impl<K: SocketKind, P, I, H: Held> Future for Call<'_, K, P, I, H>
+where
+    P: FnOnce(&mut OpArgs, Option<&IoBuf>),
+    I: FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
+{
+    type Output = Result<Completion, NotIssued>;
+
+    /// IRQL == PASSIVE_LEVEL (task context).
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.stage {
+                Stage::Idle(args) => {
+                    core::task::ready!(args.slot.poll_idle(cx));
+                    let Stage::Idle(args) = core::mem::replace(&mut this.stage, Stage::Done) else {
+                        unreachable!("matched above")
+                    };
+                    let Args { core, slot, buffer, socket_owner, keep_data, deadline, prepare, issue, holding } = args;
+                    // SAFETY: the contract of the `socket_call` form that built this future
+                    // (invariant).
+                    match unsafe {
+                        issue_call_armed_with(
+                            core,
+                            slot,
+                            buffer,
+                            socket_owner,
+                            holding.into_holding(),
+                            keep_data,
+                            deadline,
+                            prepare,
+                            issue,
+                        )
+                    } {
+                        Ok(in_flight) => this.stage = Stage::InFlight(in_flight),
+                        Err(not_issued) => return Poll::Ready(Err(not_issued)),
+                    }
+                }
+                Stage::InFlight(in_flight) => {
+                    let done = core::task::ready!(Pin::new(in_flight).poll(cx));
+                    this.stage = Stage::Done;
+                    return Poll::Ready(Ok(done));
+                }
+                Stage::Done => panic!("socket call polled after it resolved"),
+            }
+        }
+    }
 }
 
 /// The issuing half of [`socket_call_with_owner`], for state machines that poll the slot

@@ -13,7 +13,8 @@ use wsk_sys::{
     IP_ADD_MEMBERSHIP, IP_DROP_MEMBERSHIP, IP_MREQ, IP_MULTICAST_TTL, IP_TTL, IPPROTO_IP, IPPROTO_IPV6, IPPROTO_TCP,
     IPV6_ADD_MEMBERSHIP, IPV6_DROP_MEMBERSHIP, IPV6_MREQ, IPV6_MULTICAST_HOPS, IPV6_UNICAST_HOPS, IPV6_V6ONLY, LINGER,
     SIO_WSK_SET_REMOTE_ADDRESS, SO_BROADCAST, SO_EXCLUSIVEADDRUSE, SO_KEEPALIVE, SO_LINGER, SO_RCVBUF, SO_REUSEADDR,
-    SO_SNDBUF, SOCKADDR_IN, SOCKADDR_IN6, SOL_SOCKET, TCP_NODELAY, WskGetOption, WskIoctl, WskSetOption,
+    SO_SNDBUF, SOCKADDR_IN, SOCKADDR_IN6, SOL_SOCKET, TCP_KEEPALIVE, TCP_KEEPCNT, TCP_KEEPINTVL, TCP_NODELAY,
+    WskGetOption, WskIoctl, WskSetOption,
 };
 
 use crate::addr;
@@ -34,8 +35,23 @@ pub enum SocketOption {
     ReuseAddress(bool),
     /// `SO_EXCLUSIVEADDRUSE`: forbid others from binding the same address (set before bind).
     ExclusiveAddressUse(bool),
-    /// `SO_KEEPALIVE`.
+    /// `SO_KEEPALIVE` (listening and connection sockets, as WSK documents it): send
+    /// keep-alive probes on a connection that stays idle, and drop it when they go unanswered.
+    /// Off by default. Its timing is [`KeepAliveIdle`](Self::KeepAliveIdle),
+    /// [`KeepAliveInterval`](Self::KeepAliveInterval) and
+    /// [`KeepAliveProbes`](Self::KeepAliveProbes).
     KeepAlive(bool),
+    /// `TCP_KEEPALIVE` (= `TCP_KEEPIDLE`, `IPPROTO_TCP`): seconds a connection stays idle
+    /// before the first keep-alive probe. WSK's documentation lists only `SO_KEEPALIVE`; this
+    /// and the two below are Winsock's `IPPROTO_TCP` options (Windows 10, version 1709 for the
+    /// interval, 1703 for the count), which a provider may refuse: the error is returned, and
+    /// the connection keeps the system's timing.
+    KeepAliveIdle(u32),
+    /// `TCP_KEEPINTVL` (`IPPROTO_TCP`): seconds between unanswered keep-alive probes.
+    KeepAliveInterval(u32),
+    /// `TCP_KEEPCNT` (`IPPROTO_TCP`): unanswered keep-alive probes before the connection is
+    /// dropped.
+    KeepAliveProbes(u32),
     /// `TCP_NODELAY`: disable Nagle's algorithm.
     NoDelay(bool),
     /// `SO_SNDBUF` in bytes.
@@ -108,6 +124,12 @@ pub enum OptionName {
     ExclusiveAddressUse,
     /// `SO_KEEPALIVE`.
     KeepAlive,
+    /// `TCP_KEEPALIVE` (`TCP_KEEPIDLE`).
+    KeepAliveIdle,
+    /// `TCP_KEEPINTVL`.
+    KeepAliveInterval,
+    /// `TCP_KEEPCNT`.
+    KeepAliveProbes,
     /// `TCP_NODELAY`.
     NoDelay,
     /// `SO_SNDBUF`.
@@ -155,7 +177,7 @@ impl EncodedOption {
         &self.value[..self.len]
     }
 
-    fn of(level: u32, name: u32, bytes: &[u8]) -> Self {
+    pub(crate) fn of(level: u32, name: u32, bytes: &[u8]) -> Self {
         let mut value = [0; OPTION_VALUE_MAX];
         value[..bytes.len()].copy_from_slice(bytes);
         Self { level, name, value, len: bytes.len() }
@@ -200,6 +222,9 @@ impl SocketOption {
             SocketOption::ReuseAddress(on) => int(SOL_SOCKET, SO_REUSEADDR, u32::from(on)),
             SocketOption::ExclusiveAddressUse(on) => int(SOL_SOCKET, SO_EXCLUSIVEADDRUSE, u32::from(on)),
             SocketOption::KeepAlive(on) => int(SOL_SOCKET, SO_KEEPALIVE, u32::from(on)),
+            SocketOption::KeepAliveIdle(seconds) => int(IPPROTO_TCP, TCP_KEEPALIVE, seconds),
+            SocketOption::KeepAliveInterval(seconds) => int(IPPROTO_TCP, TCP_KEEPINTVL, seconds),
+            SocketOption::KeepAliveProbes(n) => int(IPPROTO_TCP, TCP_KEEPCNT, n),
             SocketOption::NoDelay(on) => int(IPPROTO_TCP, TCP_NODELAY, u32::from(on)),
             SocketOption::SendBufferSize(n) => int(SOL_SOCKET, SO_SNDBUF, n),
             SocketOption::ReceiveBufferSize(n) => int(SOL_SOCKET, SO_RCVBUF, n),
@@ -235,6 +260,9 @@ impl SocketOption {
             SocketOption::ReuseAddress(_) => OptionName::ReuseAddress,
             SocketOption::ExclusiveAddressUse(_) => OptionName::ExclusiveAddressUse,
             SocketOption::KeepAlive(_) => OptionName::KeepAlive,
+            SocketOption::KeepAliveIdle(_) => OptionName::KeepAliveIdle,
+            SocketOption::KeepAliveInterval(_) => OptionName::KeepAliveInterval,
+            SocketOption::KeepAliveProbes(_) => OptionName::KeepAliveProbes,
             SocketOption::NoDelay(_) => OptionName::NoDelay,
             SocketOption::SendBufferSize(_) => OptionName::SendBufferSize,
             SocketOption::ReceiveBufferSize(_) => OptionName::ReceiveBufferSize,
@@ -264,6 +292,9 @@ impl OptionName {
             OptionName::ReuseAddress => (SOL_SOCKET, SO_REUSEADDR, 4),
             OptionName::ExclusiveAddressUse => (SOL_SOCKET, SO_EXCLUSIVEADDRUSE, 4),
             OptionName::KeepAlive => (SOL_SOCKET, SO_KEEPALIVE, 4),
+            OptionName::KeepAliveIdle => (IPPROTO_TCP, TCP_KEEPALIVE, 4),
+            OptionName::KeepAliveInterval => (IPPROTO_TCP, TCP_KEEPINTVL, 4),
+            OptionName::KeepAliveProbes => (IPPROTO_TCP, TCP_KEEPCNT, 4),
             OptionName::NoDelay => (IPPROTO_TCP, TCP_NODELAY, 4),
             OptionName::SendBufferSize => (SOL_SOCKET, SO_SNDBUF, 4),
             OptionName::ReceiveBufferSize => (SOL_SOCKET, SO_RCVBUF, 4),
@@ -302,6 +333,9 @@ impl OptionName {
             OptionName::ReuseAddress => SocketOption::ReuseAddress(on),
             OptionName::ExclusiveAddressUse => SocketOption::ExclusiveAddressUse(on),
             OptionName::KeepAlive => SocketOption::KeepAlive(on),
+            OptionName::KeepAliveIdle => SocketOption::KeepAliveIdle(n),
+            OptionName::KeepAliveInterval => SocketOption::KeepAliveInterval(n),
+            OptionName::KeepAliveProbes => SocketOption::KeepAliveProbes(n),
             OptionName::NoDelay => SocketOption::NoDelay(on),
             OptionName::SendBufferSize => SocketOption::SendBufferSize(n),
             OptionName::ReceiveBufferSize => SocketOption::ReceiveBufferSize(n),
@@ -319,16 +353,25 @@ impl OptionName {
 }
 
 /// Sets `option` with an IRP from `slot`. IRQL == PASSIVE_LEVEL (task context).
-#[expect(
-    clippy::multiple_unsafe_ops_per_block,
-    reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
-)]
 pub(crate) async fn set_option<K: SocketKind>(
     core: &SocketCore<K>,
     slot: &mut OpSlot,
     option: SocketOption,
 ) -> Result<()> {
-    let encoded = option.encode();
+    set_encoded(core, slot, option.encode()).await
+}
+
+/// Sets an option given as level, name and value bytes (`set_option`, and options the
+/// library sets itself, such as `SO_CONDITIONAL_ACCEPT`). IRQL == PASSIVE_LEVEL (task context).
+#[expect(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
+)]
+pub(crate) async fn set_encoded<K: SocketKind>(
+    core: &SocketCore<K>,
+    slot: &mut OpSlot,
+    encoded: EncodedOption,
+) -> Result<()> {
     // SAFETY: the option value lives in the slot until the IRP completes.
     let done = unsafe {
         socket_call(
@@ -466,6 +509,9 @@ mod tests {
     fn a_value_read_back_decodes_to_the_option_set() {
         let options = [
             SocketOption::KeepAlive(true),
+            SocketOption::KeepAliveIdle(30),
+            SocketOption::KeepAliveInterval(5),
+            SocketOption::KeepAliveProbes(4),
             SocketOption::SendBufferSize(65_536),
             SocketOption::Linger(Some(7)),
             SocketOption::Linger(None),
@@ -480,6 +526,19 @@ mod tests {
             assert_eq!(name.encode(), (encoded.level, encoded.name, encoded.len));
             assert_eq!(name.decode(encoded.bytes()), Some(option));
         }
+    }
+
+    /// The keep-alive timing options are `DWORD`s at `IPPROTO_TCP` under Windows' names.
+    #[test]
+    fn keep_alive_timing_is_at_ipproto_tcp() {
+        let at = |option: SocketOption| {
+            let e = option.encode();
+            (e.level, e.name, e.bytes().to_vec())
+        };
+        assert_eq!(at(SocketOption::KeepAliveIdle(30)), (wsk_sys::IPPROTO_TCP, 3, 30u32.to_ne_bytes().to_vec()));
+        assert_eq!(at(SocketOption::KeepAliveInterval(5)), (wsk_sys::IPPROTO_TCP, 17, 5u32.to_ne_bytes().to_vec()));
+        assert_eq!(at(SocketOption::KeepAliveProbes(4)), (wsk_sys::IPPROTO_TCP, 16, 4u32.to_ne_bytes().to_vec()));
+        assert_eq!(wsk_sys::TCP_KEEPIDLE, wsk_sys::TCP_KEEPALIVE);
     }
 
     #[test]

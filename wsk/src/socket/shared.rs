@@ -53,8 +53,11 @@ use wsk_sys::{DEVICE_OBJECT, IRP, NTSTATUS, STATUS_MORE_PROCESSING_REQUIRED, WSK
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, AtomicUsize, Ordering};
 use crate::pool::PoolBox;
+use crate::socket::admission::Admission;
 use crate::socket::events::{EventBox, Header};
+use crate::socket::inspection::Inspections;
 use crate::socket::kind::SocketKind;
+use crate::socket::registry::{Linked, Links, Registry};
 
 const CLOSING: usize = 1 << 0;
 const CLOSE_ISSUED: usize = 1 << 1;
@@ -142,6 +145,23 @@ pub(crate) fn rundown_last_owner(rundown: &AtomicUsize) -> Claim {
     rundown_claim_close(rundown)
 }
 
+/// An abort of a socket nobody closes (`abort_all_sockets`): marks the close `BACKGROUND`,
+/// as a last owner's drop does, but only if close has not begun; then tries to claim it (on
+/// `Claim::Busy` the last call out issues it, see [`rundown_exit`]). `None`: close had begun,
+/// nothing was changed.
+pub(crate) fn rundown_abort(rundown: &AtomicUsize) -> Option<Claim> {
+    let mut v = rundown.load(Ordering::Acquire);
+    loop {
+        if v & CLOSING != 0 {
+            return None;
+        }
+        match rundown.compare_exchange_weak(v, v | CLOSING | BACKGROUND, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Some(rundown_claim_close(rundown)),
+            Err(actual) => v = actual,
+        }
+    }
+}
+
 /// Pool tag of socket cores ("WskS"; the table is [`crate::pool::tag`]).
 pub const SOCKET_TAG: u32 = crate::pool::tag::SOCKET;
 
@@ -157,6 +177,22 @@ static LIVE_SOCKETS: core::sync::atomic::AtomicUsize = core::sync::atomic::Atomi
 /// Any IRQL.
 pub fn live_sockets() -> usize {
     LIVE_SOCKETS.load(Ordering::Acquire)
+}
+
+/// WSK sockets created for the driver whose `WskCloseSocket` has not completed. The host's
+/// atomic, as [`LIVE_SOCKETS`].
+#[cfg_attr(
+    not(loom),
+    expect(unused_qualifications, reason = "without loom the shim's `AtomicUsize` is this same type")
+)]
+static OPEN_SOCKETS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Number of WSK sockets the provider created (or accepted) for the driver whose close has
+/// not completed: what `WskDeregister` waits for. Lower than [`live_sockets`] by the sockets
+/// that are closed but whose handles (or memory) the driver still holds, and by those whose
+/// creation is still in flight. Any IRQL.
+pub fn open_sockets() -> usize {
+    OPEN_SOCKETS.load(Ordering::Acquire)
 }
 
 /// The pool block of a core.
@@ -176,7 +212,25 @@ struct CoreInner {
     static_events: AtomicU32,
     /// What event callbacks met before a stream installed its state (`socket::events`).
     early: AtomicU32,
+    /// A conditional-accept listener's decision (`socket::admission`); set at creation,
+    /// never changed.
+    admission: Option<&'static dyn Admission>,
+    /// Links in [`CORES`], from allocation until freed.
+    links: Links<CoreInner>,
+    /// The pended-inspection table of a listener whose admission pends
+    /// (`socket::inspection`); one reference held by the core, released in `free`.
+    inspections: Option<NonNull<Inspections>>,
 }
+
+// SAFETY: `links` is a field of the core, the same one every time.
+unsafe impl Linked for CoreInner {
+    fn links(&self) -> &Links<Self> {
+        &self.links
+    }
+}
+
+/// Every core from allocation until freed (`socket::registry`), for [`abort_all_sockets`].
+static CORES: Registry<CoreInner> = Registry::new();
 
 // SAFETY: shared fields are atomics; `close_irp` is touched only by the single closer (and the
 // provider), `socket` is a provider object usable from any thread.
@@ -212,8 +266,27 @@ impl<K: SocketKind> SocketCore<K> {
     /// Allocates a core with its reserved close IRP, before the socket exists.
     /// IRQL <= DISPATCH_LEVEL.
     pub fn new() -> Result<Self> {
+        Self::new_admitting(None)
+    }
+
+    /// [`SocketCore::new`] for a conditional-accept listener whose connection requests
+    /// `admission` decides (`socket::events::inspect`). IRQL <= DISPATCH_LEVEL.
+    pub fn new_admitting(admission: Option<&'static dyn Admission>) -> Result<Self> {
+        let inspections = match admission {
+            Some(admission) if admission.pends() => Some(Inspections::new()?),
+            _ => None,
+        };
+        let release_inspections = || {
+            if let Some(table) = inspections {
+                // SAFETY: the table's only reference, never shared.
+                unsafe { Inspections::release(table) };
+            }
+        };
         // SAFETY: plain IRP allocation.
-        let irp = NonNull::new(unsafe { wsk_sys::IoAllocateIrp(1, 0) }).ok_or(Error::NoMemory)?;
+        let Some(irp) = NonNull::new(unsafe { wsk_sys::IoAllocateIrp(1, 0) }) else {
+            release_inspections();
+            return Err(Error::NoMemory);
+        };
         let inner = CoreBox::try_new_tagged(CoreInner {
             refs: AtomicU32::new(1),
             rundown: AtomicUsize::new(0),
@@ -224,15 +297,26 @@ impl<K: SocketKind> SocketCore<K> {
             events: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
             static_events: AtomicU32::new(0),
             early: AtomicU32::new(0),
+            admission,
+            links: Links::new(),
+            inspections,
         });
         let Ok(inner) = inner else {
             // SAFETY: allocated above, never used.
             unsafe { wsk_sys::IoFreeIrp(irp.as_ptr()) };
+            release_inspections();
             return Err(Error::NoMemory);
         };
         LIVE_SOCKETS.fetch_add(1, Ordering::AcqRel);
+        let inner = CoreBox::into_raw(inner);
+        // SAFETY: a fresh core, not linked; it stays at this address until `free` unlinks it.
+        unsafe { CORES.link(inner) };
+        if let Some(table) = inspections {
+            // SAFETY: the core's reference keeps the table live; not shared yet.
+            unsafe { table.as_ref() }.attach(inner.as_ptr().cast());
+        }
         // INVARIANT: one reference, held by the returned handle; no socket yet.
-        Ok(Self { inner: CoreBox::into_raw(inner), kind: PhantomData })
+        Ok(Self { inner, kind: PhantomData })
     }
 
     /// Runs `f` with a view of the core behind a `SocketContext` (in an event callback).
@@ -293,6 +377,17 @@ impl<K: SocketKind> SocketCore<K> {
     /// `early_take`). Any IRQL.
     pub fn early(&self) -> &AtomicU32 {
         &self.inner().early
+    }
+
+    /// The decision for connection requests given at creation
+    /// ([`SocketCore::new_admitting`]). Any IRQL.
+    pub fn admission(&self) -> Option<&'static dyn Admission> {
+        self.inner().admission
+    }
+
+    /// The pended-inspection table, for a listener whose admission pends. Any IRQL.
+    pub fn inspections(&self) -> Option<NonNull<Inspections>> {
+        self.inner().inspections
     }
 
     /// The installed event state, if any, for as long as the handle (or view) is borrowed.
@@ -366,7 +461,10 @@ impl<K> SocketCore<K> {
     /// Any IRQL.
     pub unsafe fn set_socket(&self, socket: *mut WSK_SOCKET) {
         // INVARIANT: the socket is of this core's kind (caller).
-        self.inner().socket.store(socket, Ordering::Release);
+        let previous = self.inner().socket.swap(socket, Ordering::AcqRel);
+        if previous.is_null() && !socket.is_null() {
+            OPEN_SOCKETS.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     /// The pointer WSK gets as this socket's `SocketContext`: event callbacks view the core
@@ -431,6 +529,9 @@ impl<K> SocketCore<K> {
         if let Some(events) = self.events_header() {
             events.waker.wake();
         }
+        // Pended inspections hold calls: the listener rejects those no handle decided yet,
+        // rather than wait for the driver's handles.
+        close_inspections(inner);
         // Wait until no call is in progress, then claim the right to issue the close.
         let issue = core::future::poll_fn(|cx| {
             loop {
@@ -644,6 +745,10 @@ impl<K> Drop for SocketCore<K> {
             return;
         }
         inner.refs.store(1, Ordering::Release);
+        // Pended inspections hold calls: rejected by the listener first (with CLOSING set
+        // so none is pended after; their completions, as calls, order the close after them).
+        inner.rundown.fetch_or(CLOSING, Ordering::AcqRel);
+        close_inspections(inner);
         match rundown_last_owner(&inner.rundown) {
             Claim::Issue => {
                 // SAFETY: we claimed CLOSE_ISSUED with no call in progress.
@@ -653,10 +758,11 @@ impl<K> Drop for SocketCore<K> {
             }
             // The last call out issues it (and releases the background reference).
             Claim::Busy(_) => {}
-            // Not reachable: checked above and only owners issue; keep the reference
-            // accounting right regardless.
-            // SAFETY: the background reference taken above.
-            Claim::AlreadyIssued => unsafe { release(self.inner) },
+            // CLOSE_ISSUED was clear above and no other owner is left, so the last call out
+            // claimed it between our marking and our claim: it issued the close and released
+            // the background reference; releasing it here too would free the core under the
+            // close IRP.
+            Claim::AlreadyIssued => {}
         }
     }
 }
@@ -680,10 +786,17 @@ unsafe fn release(inner: NonNull<CoreInner>) {
 /// # Safety
 /// No reference to the core is left.
 unsafe fn free(inner: NonNull<CoreInner>) {
+    // SAFETY: linked since `SocketCore::new`; no reference is left, so no walker stands on it
+    // (a walker holds one) and none can take one (never raised from zero).
+    unsafe { CORES.unlink(inner) };
     // SAFETY: guaranteed by the caller; the core came from `CoreBox::into_raw`.
     let core = unsafe { CoreBox::from_raw_tagged(inner) };
     // SAFETY: the close IRP is not in flight (its reference is gone) and is ours.
     unsafe { wsk_sys::IoFreeIrp(core.close_irp.as_ptr()) };
+    if let Some(table) = core.inspections {
+        // SAFETY: the core's reference; the close completed, so no slot holds a call.
+        unsafe { Inspections::release(table) };
+    }
     if let Some(events) = NonNull::new(core.events.load(Ordering::Acquire)) {
         // SAFETY: the close completed (or the socket never existed), so WSK makes no more
         // callbacks, and no stream or indication is left (each holds a core reference).
@@ -691,6 +804,15 @@ unsafe fn free(inner: NonNull<CoreInner>) {
     }
     drop(core);
     LIVE_SOCKETS.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// The close began (`CLOSING` set): pended inspections are rejected and their slots closed
+/// (`socket::inspection`). IRQL <= DISPATCH_LEVEL.
+fn close_inspections(inner: &CoreInner) {
+    if let Some(table) = inner.inspections {
+        // SAFETY: the core's reference keeps the table live while the core is.
+        unsafe { table.as_ref() }.close();
+    }
 }
 
 /// Completion routine of the close IRP (rule 6). IRQL <= DISPATCH_LEVEL.
@@ -707,6 +829,9 @@ unsafe extern "system" fn close_complete(_device: *mut DEVICE_OBJECT, irp: *mut 
     core.waker.wake();
     // SAFETY: releases the reference taken in `issue_close`.
     unsafe { release(inner) };
+    // Counted closed only now, after the close's own reference is gone: once no socket is
+    // open, no close completion is still about to free a core.
+    OPEN_SOCKETS.fetch_sub(1, Ordering::AcqRel);
     STATUS_MORE_PROCESSING_REQUIRED
 }
 
@@ -771,6 +896,41 @@ mod loom_tests {
             }
             holder.join().unwrap();
             assert_eq!(issued.load(Ordering::SeqCst), 1);
+        });
+    }
+
+    /// An abort at unload racing the last call of an owner that is not closing (an event
+    /// stream's held call ending): the close is issued exactly once, never while the call is
+    /// in progress, and the background reference is released exactly once (by whoever issued).
+    #[test]
+    fn loom_abort_vs_last_call_out() {
+        loom::model(|| {
+            let rundown = Arc::new(AtomicUsize::new(0));
+            let inside = Arc::new(AtomicUsize::new(0));
+            let issued = Arc::new(AtomicUsize::new(0));
+            rundown_enter(&rundown).unwrap();
+            inside.store(1, Ordering::SeqCst);
+            let (r2, in2, i2) = (rundown.clone(), inside.clone(), issued.clone());
+            let holder = loom::thread::spawn(move || {
+                in2.store(0, Ordering::SeqCst);
+                if rundown_exit(&r2) == Exit::IssueBackground {
+                    i2.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+            match rundown_abort(&rundown) {
+                Some(Claim::Issue) => {
+                    assert_eq!(inside.load(Ordering::SeqCst), 0, "close issued while a call was held");
+                    issued.fetch_add(1, Ordering::SeqCst);
+                }
+                Some(Claim::Busy(_) | Claim::AlreadyIssued) => {}
+                None => unreachable!("nobody else closes"),
+            }
+            holder.join().unwrap();
+            assert_eq!(issued.load(Ordering::SeqCst), 1);
+            // A second abort finds the close begun and changes nothing.
+            let before = rundown.load(Ordering::SeqCst);
+            assert_eq!(rundown_abort(&rundown), None);
+            assert_eq!(rundown.load(Ordering::SeqCst), before);
         });
     }
 
@@ -840,6 +1000,94 @@ mod tests {
         assert_eq!(seen, Some(core.context()));
         assert_eq!(core.inner().refs.load(Ordering::Acquire), 1);
     }
+}
+
+/// Makes every socket of the driver end: for each socket that was created and is not closing
+/// yet (no owner called `close()` or went away), begins a close as a dropped owner would. Its
+/// connection is aborted (WSK aborts what was not disconnected in both directions), its
+/// pending operations are cancelled, new calls on it fail with [`Error::Closed`], and its
+/// memory is freed once the close completes and its owners are gone. Returns how many sockets
+/// this call began to close. See `socket::registry` for the protocol and what it assumes of
+/// the provider.
+///
+/// For DriverUnload, after the executor's shutdown: sockets that outlived their tasks (kept
+/// in a driver global, or whose tasks are still alive) would otherwise keep `WskDeregister`
+/// waiting. Follow it with [`wait_for_sockets_closed`].
+///
+/// IRQL == PASSIVE_LEVEL (it may issue `WskCloseSocket` for many sockets in a row).
+pub fn abort_all_sockets() -> usize {
+    let mut aborted = 0;
+    let mut current: Option<SocketCore<Erased>> = None;
+    loop {
+        let after = current.as_ref().map(|core| core.inner);
+        // SAFETY: `current`'s reference keeps it from being freed, so it is still linked.
+        let next = unsafe {
+            CORES.next_where(after, |inner| {
+                let open = inner.rundown.load(Ordering::Acquire) & CLOSING == 0;
+                let created = !inner.socket.load(Ordering::Acquire).is_null();
+                (open && created && take_reference(&inner.refs)).then(|| NonNull::from(inner))
+            })
+        };
+        // Outside the lock: dropping our reference may free (and unlink) that core.
+        drop(current.take());
+        let Some(inner) = next else { break };
+        // INVARIANT: the reference taken under the lock belongs to this handle; every handle
+        // of a core may be viewed as `Erased` (no dispatch table is reached through it).
+        let core = SocketCore::<Erased> { inner, kind: PhantomData };
+        if abort(inner) {
+            aborted += 1;
+        }
+        current = Some(core);
+    }
+    aborted
+}
+
+/// Takes a reference on a core unless it has none left (it is being freed).
+fn take_reference(refs: &AtomicU32) -> bool {
+    let mut n = refs.load(Ordering::Acquire);
+    loop {
+        if n == 0 {
+            return false;
+        }
+        match refs.compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return true,
+            Err(actual) => n = actual,
+        }
+    }
+}
+
+/// Begins the close of a core nobody is closing, as a last owner's drop would
+/// (`BACKGROUND`). Returns `false` if close had begun already.
+fn abort(ptr: NonNull<CoreInner>) -> bool {
+    // SAFETY: the caller's reference keeps the core live.
+    let inner = unsafe { ptr.as_ref() };
+    // The background reference, released by whoever issues the close (taken before the
+    // marking, which lets the last call out release it).
+    inner.refs.fetch_add(1, Ordering::AcqRel);
+    let Some(claim) = rundown_abort(&inner.rundown) else {
+        // Another closer began meanwhile: it issues the close.
+        // SAFETY: the background reference taken above; the caller's keeps the core.
+        unsafe { release(ptr) };
+        return false;
+    };
+    // An event stream holds a call while it may still release indications: let it wind down.
+    if let Some(header) = NonNull::new(inner.events.load(Ordering::Acquire)) {
+        // SAFETY: an installed state lives as long as the core.
+        unsafe { header.as_ref() }.waker.wake();
+    }
+    match claim {
+        Claim::Issue => {
+            // SAFETY: we claimed CLOSE_ISSUED with no call in progress.
+            unsafe { issue_close(ptr) };
+            // SAFETY: the background reference (the close IRP holds its own).
+            unsafe { release(ptr) };
+        }
+        // The last call out issues the close and releases the background reference; or it
+        // already did, between our marking and our claim (CLOSING was clear before us, so no
+        // other closer can have).
+        Claim::Busy(_) | Claim::AlreadyIssued => {}
+    }
+    true
 }
 
 /// Waits (PASSIVE_LEVEL, sleeping in 5 ms steps) until every socket's memory is freed or

@@ -9,8 +9,8 @@ use core::net::SocketAddr;
 use core::time::Duration;
 
 use wsk_sys::{
-    AF_INET, IPPROTO_TCP, SOCK_STREAM, WSK_FLAG_ABORTIVE, WSK_PROVIDER_CONNECTION_DISPATCH,
-    WSK_PROVIDER_LISTEN_DISPATCH,
+    AF_INET, IPPROTO_TCP, SO_CONDITIONAL_ACCEPT, SOCK_STREAM, SOL_SOCKET, WSK_FLAG_ABORTIVE,
+    WSK_PROVIDER_CONNECTION_DISPATCH, WSK_PROVIDER_LISTEN_DISPATCH,
 };
 
 use crate::addr;
@@ -20,13 +20,14 @@ use crate::op::OpSlot;
 use crate::op::SocketOwner;
 use crate::registration::Wsk;
 use crate::shadow::ShadowSet;
+use crate::socket::admission::Admission;
 use crate::socket::call::{
     NotIssued, receive_call, socket_call, socket_call_with_owner, socket_call_within, unit, with_buffer,
 };
 use crate::socket::create;
 use crate::socket::events::{ConnectionEvents, EventConfig, Incoming, Refused};
 use crate::socket::kind::{Connection, Listen, SocketKind};
-use crate::socket::options::{OptionName, SocketOption, get_option, set_option};
+use crate::socket::options::{EncodedOption, OptionName, SocketOption, get_option, set_encoded, set_option};
 use crate::socket::shared::{AnyCore, SocketCore};
 
 /// The address a socket is bound to after a bind to `requested`: the provider's answer to
@@ -60,7 +61,7 @@ struct StreamParts {
 
 impl StreamParts {
     fn new() -> Result<Self> {
-        Ok(Self { core: SocketCore::new()?, recv: OpSlot::new()? })
+        Ok(Self { core: SocketCore::new()?, recv: crate::op::cache::take()? })
     }
 }
 
@@ -79,6 +80,37 @@ impl TcpListener {
         let mut listener = TcpListener { core, slot: OpSlot::new()?, next: None, local: addr };
         create::wsk_socket(wsk, &listener.core, &mut listener.slot, addr::family(&addr), SOCK_STREAM, IPPROTO_TCP)
             .await?;
+        for option in options {
+            set_option(&listener.core, &mut listener.slot, *option).await?;
+        }
+        listener.bind_to(addr).await?;
+        let queried = listener.query_local_addr().await;
+        listener.local = bound_addr(queried, addr)?;
+        Ok(listener)
+    }
+
+    /// Like [`TcpListener::bind_with`], with conditional accept: `SO_CONDITIONAL_ACCEPT` is set
+    /// before the bind, and WSK asks `admission` about every connection request before it
+    /// becomes a socket (see [`crate::socket::admission`]): a rejected request is refused and
+    /// never accepted. `admission` decides at IRQL <= DISPATCH_LEVEL, inside WSK's
+    /// `WskInspectEvent`; it must outlive the listener, hence `'static` (a driver keeps it in a
+    /// `static`, as [`PerPeerLimit`](crate::socket::admission::PerPeerLimit) allows).
+    ///
+    /// A provider without conditional accept fails the option and so the bind.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub async fn bind_conditional(
+        wsk: &Wsk,
+        addr: SocketAddr,
+        options: &[SocketOption],
+        admission: &'static dyn Admission,
+    ) -> Result<TcpListener> {
+        let core = SocketCore::new_admitting(Some(admission))?;
+        let mut listener = TcpListener { core, slot: OpSlot::new()?, next: None, local: addr };
+        create::wsk_socket(wsk, &listener.core, &mut listener.slot, addr::family(&addr), SOCK_STREAM, IPPROTO_TCP)
+            .await?;
+        let on = EncodedOption::of(SOL_SOCKET, SO_CONDITIONAL_ACCEPT, &1u32.to_ne_bytes());
+        set_encoded(&listener.core, &mut listener.slot, on).await?;
         for option in options {
             set_option(&listener.core, &mut listener.slot, *option).await?;
         }
@@ -723,7 +755,15 @@ impl TcpReadHalf {
         if self.rx.unread() > 0 {
             return Err(Refused { error: Error::InvalidInput("bytes read ahead are left unread"), socket: self });
         }
-        ConnectionEvents::enable(&self.core, config).map_err(|error| Refused { error, socket: self })
+        match ConnectionEvents::enable(&self.core, config) {
+            Ok(events) => {
+                // The stream takes a slot of its own when it needs one: this one goes back to
+                // the cache (the next accepted connection's receive slot, for one).
+                crate::op::cache::give(self.recv);
+                Ok(events)
+            }
+            Err(error) => Err(Refused { error, socket: self }),
+        }
     }
 
     /// Closes the whole connection (see [`TcpStream::close`]).
@@ -745,11 +785,22 @@ impl TcpWriteHalf {
 
     pub(crate) fn parts(&mut self) -> Result<(&SocketCore<Connection>, &mut OpSlot)> {
         if self.send.is_none() {
-            self.send = Some(OpSlot::new()?);
+            self.send = Some(crate::op::cache::take()?);
         }
         match self.send.as_mut() {
             Some(slot) => Ok((&self.core, slot)),
             None => Err(Error::NoMemory),
+        }
+    }
+
+    /// Gives the half's operation slot (its IRP and argument block, about 900 bytes) back to
+    /// the library's cache of idle slots, for a connection about to be idle: the next send or
+    /// other call takes one again, from the cache (no allocation in steady state) or new. A
+    /// slot still busy (an abandoned operation's IRP in flight) is dropped instead, and freed
+    /// when that IRP completes. IRQL <= DISPATCH_LEVEL.
+    pub fn release_slot(&mut self) {
+        if let Some(slot) = self.send.take() {
+            crate::op::cache::give(slot);
         }
     }
 

@@ -45,8 +45,11 @@ use crate::socket::shared::SocketCore;
 use crate::socket::tcp::{TcpStream, TcpWriteHalf};
 
 /// Sends all `buf.Length` bytes `buf` describes with one `WskSend` (more if the provider
-/// completes one partially), `holding` held by the slot while each IRP is in flight;
-/// `holding` comes back whatever the outcome.
+/// completes one partially), what `holding` holds lent to the slot while each IRP is in flight
+/// and put back in `holding` after it, whatever the outcome. The caller keeps the one place
+/// for it: every send future nests this one, and each place would be part of its size. If
+/// the future is dropped while an IRP is in flight, `holding` is left empty and the slot drops
+/// what it held after the IRP came back.
 ///
 /// # Safety
 /// `buf` describes memory kept valid and unchanged by `holding` (or by memory that outlives
@@ -59,20 +62,21 @@ async unsafe fn send_whole(
     core: &SocketCore<Connection>,
     slot: &mut OpSlot,
     buf: HeldBuf,
-    mut holding: Holding,
-) -> (Result<()>, Holding) {
+    holding: &mut Holding,
+) -> Result<()> {
     let total = buf.0.Length;
     let mut sent = 0;
     while sent < total {
         // SAFETY: `buf`'s chain is kept alive by `holding` (caller); `sent < Length`.
         let part = HeldBuf(unsafe { send_chain::advance(buf.0, sent) });
+        let lent = core::mem::replace(holding, Holding { block: None, item: None });
         // SAFETY: connection dispatch table; the WSK_BUF lives in the slot's argument block,
-        // the memory it describes is held by the slot through `holding` (caller).
+        // the memory it describes is held by the slot through what `holding` lent (caller).
         let done = unsafe {
             socket_call_holding(
                 core,
                 slot,
-                holding,
+                lent,
                 move |args, _| args.wsk_buf = part.get(),
                 |socket, table, irp, args| table.WskSend.map(|send| send(socket, &raw mut (*args).wsk_buf, 0, irp)),
             )
@@ -81,25 +85,27 @@ async unsafe fn send_whole(
         let result = match done {
             Ok(done) => {
                 let result = done.result();
-                holding = Holding { block: done.block, item: done.item };
+                *holding = Holding { block: done.block, item: done.item };
                 result
             }
             Err(NotIssued { error, block, item, .. }) => {
-                holding = Holding { block, item };
+                *holding = Holding { block, item };
                 Err(error)
             }
         };
         match result {
-            Ok(0) => return (Err(Error::Status(wsk_sys::STATUS_CONNECTION_ABORTED)), holding),
+            Ok(0) => return Err(Error::Status(wsk_sys::STATUS_CONNECTION_ABORTED)),
             Ok(n) => sent += n,
-            Err(e) => return (Err(e), holding),
+            Err(e) => return Err(e),
         }
     }
-    (Ok(()), holding)
+    Ok(())
 }
 
 /// [`TcpWriteHalf::send_received`]'s body: returns the shadow set for the next send (`None` if
-/// it went with a dropped send, or there was none).
+/// it went with a dropped send, or there was none). One loop for both ways of sending (one
+/// `WskSend` over shadow MDLs, or one per indication), so the future has one place for the
+/// item and one nested send.
 async fn send_item(
     core: &SocketCore<Connection>,
     slot: &mut OpSlot,
@@ -111,49 +117,50 @@ async fn send_item(
     let first = unsafe { bufs.next() }.is_some();
     // SAFETY: as above.
     let several = first && unsafe { bufs.next() }.is_some();
+    let mut holding = Holding { block: None, item: Some(item) };
+    let mut whole = None;
     // The set is allocated at the first item that needs it; without pool memory for it, the
     // item goes one send per indication.
-    let set = if several { shadows.take().or_else(|| Shadows::allocate().ok()) } else { None };
-    if let Some(mut set) = set {
+    if several && let Some(mut set) = shadows.take().or_else(|| Shadows::allocate().ok()) {
         // Several indications: one send over MDLs of ours, if they cover the item.
-        // SAFETY: the item stays alive until released below, after the send; no send uses
-        // the set (it was with the write half).
-        match unsafe { set.cover(&item) } {
+        // SAFETY: the item stays alive in `holding` (or the slot) until released below, after
+        // the send; no send uses the set (it was with the write half).
+        match holding.item.as_ref().and_then(|item| unsafe { set.cover(item) }) {
             Some(buf) => {
-                let holding = Holding { block: Some(AnyPoolBox::new(set)), item: Some(item) };
-                // SAFETY: `buf` is our MDL chain (in the set) over the item's pages; the slot
-                // holds both until the IRP completed.
-                let (result, back) = unsafe { send_whole(core, slot, HeldBuf(buf), holding) }.await;
-                let Holding { block, item } = back;
-                // The set lets go of the item's pages first, then the item goes back to WSK.
-                let set = block.and_then(|block| block.downcast::<Shadows, SHADOW_TAG>().ok()).map(|mut set| {
-                    set.reset();
-                    set
-                });
-                drop(item);
-                return (result, set);
+                whole = Some(HeldBuf(buf));
+                holding.block = Some(AnyPoolBox::new(set));
             }
             None => shadows = Some(set),
         }
     }
-    (send_entries(core, slot, item).await, shadows)
-}
-
-/// Sends the item one `WskSend` per indication, then releases it.
-async fn send_entries(core: &SocketCore<Connection>, slot: &mut OpSlot, item: Received) -> Result<()> {
-    let mut bufs = item.wsk_bufs();
-    let mut holding = Holding { block: None, item: Some(item) };
-    // SAFETY: the cursor walks the item `holding` keeps alive: it is only moved between this
-    // function and the slot, never released, until the loop ends.
-    while let Some(buf) = unsafe { bufs.next() } {
-        // SAFETY: `buf` is WSK's memory, valid until the item held in `holding` is released.
-        let (result, back) = unsafe { send_whole(core, slot, HeldBuf(buf), holding) }.await;
-        holding = back;
-        result?;
-    }
-    // The item goes back to WSK here (and on the early return above).
-    drop(holding);
-    Ok(())
+    let result = match whole {
+        // SAFETY: `buf` is our MDL chain (in the set) over the item's pages; `holding` (or the
+        // slot, while the IRP is in flight) keeps both until the release below.
+        Some(buf) => unsafe { send_whole(core, slot, buf, &mut holding) }.await,
+        None => {
+            let mut bufs = holding.item.as_ref().map(Received::wsk_bufs);
+            loop {
+                // SAFETY: the cursor walks the item `holding` keeps alive: it is only moved
+                // between `holding` and the slot, never released, until the loop ends.
+                let Some(buf) = bufs.as_mut().and_then(|bufs| unsafe { bufs.next() }) else { break Ok(()) };
+                // SAFETY: `buf` is WSK's memory, valid until the item in `holding` is released.
+                if let Err(e) = unsafe { send_whole(core, slot, HeldBuf(buf), &mut holding) }.await {
+                    break Err(e);
+                }
+            }
+        }
+    };
+    let Holding { block, item } = holding;
+    // The set lets go of the item's pages first, then the item goes back to WSK.
+    let set = block
+        .and_then(|block| block.downcast::<Shadows, SHADOW_TAG>().ok())
+        .map(|mut set| {
+            set.reset();
+            set
+        })
+        .or(shadows);
+    drop(item);
+    (result, set)
 }
 
 impl TcpWriteHalf {
@@ -201,8 +208,10 @@ impl TcpWriteHalf {
         if let Some(whole) = unsafe { block.link_whole() } {
             // SAFETY: the linked MDLs (buffers and shadow MDLs) and the items' pages live in the
             // block, which the slot holds.
-            let (result, back) = unsafe { send_whole(core, slot, HeldBuf(whole), Holding::block(block)) }.await;
-            let mut block = back.into_block();
+            let mut holding = Holding::block(block);
+            // SAFETY: as above.
+            let result = unsafe { send_whole(core, slot, HeldBuf(whole), &mut holding) }.await;
+            let mut block = holding.into_block();
             block.unlink_all();
             block.release_items();
             return (result, SendChain::from_block(block));
@@ -221,8 +230,10 @@ impl TcpWriteHalf {
                     continue;
                 };
                 // SAFETY: the linked buffers live in the block, which the slot holds.
-                let (result, back) = unsafe { send_whole(core, slot, HeldBuf(run), Holding::block(block)) }.await;
-                block = back.into_block();
+                let mut holding = Holding::block(block);
+                // SAFETY: as above.
+                let result = unsafe { send_whole(core, slot, HeldBuf(run), &mut holding) }.await;
+                block = holding.into_block();
                 block.unlink_all();
                 if let Err(e) = result {
                     break Err(e);
@@ -242,8 +253,10 @@ impl TcpWriteHalf {
             // until the release below.
             while let Some(buf) = unsafe { bufs.next() } {
                 // SAFETY: `buf` is WSK's memory, kept by the item in the block.
-                let (result, back) = unsafe { send_whole(core, slot, HeldBuf(buf), Holding::block(block)) }.await;
-                block = back.into_block();
+                let mut holding = Holding::block(block);
+                // SAFETY: as above.
+                let result = unsafe { send_whole(core, slot, HeldBuf(buf), &mut holding) }.await;
+                block = holding.into_block();
                 if let Err(e) = result {
                     failed = Some(e);
                     break;

@@ -58,6 +58,35 @@ extern "system" fn WskEmuGetCurrentIrql() -> KIRQL {
     PASSIVE_LEVEL
 }
 
+/// A spin lock over the word (the unit tests' threads are all at PASSIVE_LEVEL, which it
+/// returns as the previous IRQL).
+///
+/// # Safety
+/// `SpinLock` points to a live, aligned lock word used only through these two routines.
+#[unsafe(no_mangle)]
+unsafe extern "system" fn KeAcquireSpinLockRaiseToDpc(SpinLock: *mut wsk_sys::KSPIN_LOCK) -> KIRQL {
+    // SAFETY: a live, aligned `usize` (caller), accessed only atomically.
+    let word = unsafe { core::sync::atomic::AtomicUsize::from_ptr(SpinLock) };
+    while word
+        .compare_exchange_weak(0, 1, core::sync::atomic::Ordering::Acquire, core::sync::atomic::Ordering::Relaxed)
+        .is_err()
+    {
+        std::thread::yield_now();
+    }
+    PASSIVE_LEVEL
+}
+
+/// Releases a lock taken with `KeAcquireSpinLockRaiseToDpc`.
+///
+/// # Safety
+/// The caller holds the lock.
+#[unsafe(no_mangle)]
+unsafe extern "system" fn KeReleaseSpinLock(SpinLock: *mut wsk_sys::KSPIN_LOCK, _NewIrql: KIRQL) {
+    // SAFETY: as in `KeAcquireSpinLockRaiseToDpc`.
+    let word = unsafe { core::sync::atomic::AtomicUsize::from_ptr(SpinLock) };
+    word.store(0, core::sync::atomic::Ordering::Release);
+}
+
 /// No `ExAllocatePool2` here: the pool takes the `ExAllocatePoolWithTag` path.
 ///
 /// # Safety

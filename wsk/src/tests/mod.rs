@@ -2,6 +2,7 @@
 //! [`kernel`] stands in for, so that they also run under Miri (`cargo +nightly miri test -p
 //! wsk --lib`). Tests of private items live next to them (`socket::events::*`).
 
+mod abort;
 mod addr;
 mod deadline;
 pub(crate) mod kernel;

@@ -103,7 +103,7 @@ fn a_held_item_is_dropped_only_after_the_abandoned_irp_completed() {
     let before = live_blocks(BUF_TAG);
     let taken = Cell::new(core::ptr::null_mut::<IRP>());
     let mut armed = slot.arm().unwrap();
-    armed.hold_item(Some(Received::from_copy(IoBuf::copy_from(b"item").unwrap())));
+    armed.hold_item(Some(Received::from_buffer(IoBuf::copy_from(b"item").unwrap())));
     // SAFETY: the stand-in provider keeps the IRP and completes it below.
     let in_flight = unsafe {
         armed.submit(|irp, _| {
@@ -118,7 +118,7 @@ fn a_held_item_is_dropped_only_after_the_abandoned_irp_completed() {
     assert_eq!(live_blocks(BUF_TAG), before, "dropped when the IRP came back");
 
     let mut armed = slot.arm().expect("idle again");
-    armed.hold_item(Some(Received::from_copy(IoBuf::copy_from(b"back").unwrap())));
+    armed.hold_item(Some(Received::from_buffer(IoBuf::copy_from(b"back").unwrap())));
     // SAFETY: as above.
     let in_flight = unsafe {
         armed.submit(|irp, _| {

@@ -13,6 +13,7 @@ use wsk_sys::{
 };
 
 use super::attached::{Attached, take_early, with_state, with_state_or_note};
+use super::borrowed::{Borrowed, BudgetWait};
 use super::pieces::BufPieces;
 use super::retention::{Held, Indicating, Retained, Retention, retain};
 use super::{
@@ -20,6 +21,7 @@ use super::{
     enable,
 };
 use crate::buf::IoBuf;
+use crate::buf_pool;
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, AtomicUsize, Ordering};
 use crate::op::OpSlot;
@@ -60,6 +62,8 @@ pub(crate) struct ConnState {
     disconnect: AtomicU32,
     /// The ideal send backlog last indicated, plus one (0: none yet).
     backlog: AtomicUsize,
+    /// The stream's place on the budget's wait list: its copy path waits for budget.
+    budget: BudgetWait<Connection>,
 }
 
 impl ConnState {
@@ -69,6 +73,7 @@ impl ConnState {
             rx: Retention::new(config.max_retained_bytes),
             disconnect: AtomicU32::new(NO_DISCONNECT),
             backlog: AtomicUsize::new(0),
+            budget: BudgetWait::new(),
         })
     }
 }
@@ -205,9 +210,13 @@ pub enum ConnectionEvent {
 pub struct ConnectionEvents {
     /// The core and the state (see the module docs).
     attached: Attached<Connection>,
-    /// The stream's own slot: zero-length resumes and copy-path receives.
-    slot: OpSlot,
+    /// The stream's own slot: zero-length resumes and copy-path receives; taken from the
+    /// library's cache of idle slots for each one and given back when it completed, so an
+    /// idle connection holds none.
+    slot: Option<OpSlot>,
     config: EventConfig,
+    /// Bytes of the budget charged for the next copy-path receive (0: none yet).
+    charged: usize,
     /// A `WskReceive` of the stream is in flight.
     receiving: Receiving,
     /// Receive events are disabled: data comes through IRP receives only.
@@ -221,14 +230,14 @@ impl ConnectionEvents {
     /// Installs the event state on `core` and enables the receive, disconnect and send
     /// backlog callbacks.
     pub(crate) fn enable(core: &SocketCore<Connection>, config: EventConfig) -> Result<Self> {
-        let slot = OpSlot::new()?;
         let state = ConnState::allocate(&config)?;
         // The stream's call: it may release indications until it detaches.
         let mask = WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG;
         let events = ConnectionEvents {
             attached: Attached::install(core, state, mask)?,
-            slot,
+            slot: None,
             config,
+            charged: 0,
             receiving: Receiving::Idle,
             irp_only: false,
             ending: false,
@@ -316,20 +325,34 @@ impl ConnectionEvents {
         self.state().rx.retained()
     }
 
-    /// Issues a `WskReceive` with the stream's slot: into a fresh pool buffer (`copy`), or of
+    /// The copy path's budget: `Ready` once the next fallback receive's buffer is charged
+    /// to the driver-wide budget; else the stream is queued on the budget's wait list and
+    /// woken when budget is given back ([`crate::budget`]).
+    fn poll_budget(&mut self) -> Poll<()> {
+        let bytes = buf_pool::capacity_for(self.config.fallback_receive_size);
+        let state = self.attached.state();
+        state.budget.poll_charge(self.attached.core(), &state.header.waker, &mut self.charged, bytes)
+    }
+
+    /// Issues a `WskReceive` with the stream's slot: into a buffer borrowed from the buffer
+    /// pool (`copy`; its budget is charged: see [`ConnectionEvents::poll_budget`]), or of
     /// zero length, which asks WSK to resume indications after a refusal.
     #[expect(
         clippy::multiple_unsafe_ops_per_block,
         reason = "one call into a provider routine whose pointer arguments lead into the operation slot"
     )]
     fn issue_receive(&mut self, copy: bool) -> Result<()> {
-        let buffer = if copy { Some(IoBuf::with_capacity(self.config.fallback_receive_size)?) } else { None };
+        let buffer = if copy { Some(buf_pool::global().take(self.config.fallback_receive_size)?) } else { None };
+        if self.slot.is_none() {
+            self.slot = Some(crate::op::cache::take()?);
+        }
+        let Some(slot) = self.slot.as_mut() else { return Err(Error::NoMemory) };
         // SAFETY: the slot is idle (checked by the caller); the WSK_BUF lives in the slot's
         // argument block and the buffer in the slot until the IRP completes.
         unsafe {
             issue_call(
                 self.attached.core(),
-                &mut self.slot,
+                slot,
                 buffer,
                 None,
                 |args, buffer| {
@@ -377,11 +400,41 @@ impl ConnectionEvents {
         if self.attached.is_done() {
             return;
         }
+        self.abandon_receive();
+        self.attached.detach();
+    }
+
+    /// Abandons the stream's receive in flight, if any (its completion frees the buffer),
+    /// and gives back the copy path's charge: the buffer is gone as far as the budget is
+    /// concerned, though the IRP may still hold it until it completes.
+    fn abandon_receive(&mut self) {
         if self.receiving != Receiving::Idle {
             self.receiving = Receiving::Idle;
-            self.slot.abandon();
+            if let Some(slot) = self.slot.as_mut() {
+                slot.abandon();
+            }
         }
-        self.attached.detach();
+        self.attached.state().budget.give_up(&mut self.charged);
+    }
+
+    /// Gives the stream's slot back to the cache (see `slot`). Its result was collected.
+    fn release_slot(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            crate::op::cache::give(slot);
+        }
+    }
+
+    /// The stream's slot, of the receive in flight.
+    fn busy_slot(&mut self) -> &mut OpSlot {
+        self.slot.as_mut().expect("a receive in flight was issued on the slot")
+    }
+
+    /// `Ready` when the stream's slot (if any) is idle.
+    fn poll_slot_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self.slot.as_mut() {
+            Some(slot) => slot.poll_idle(cx),
+            None => Poll::Ready(()),
+        }
     }
 
     /// Turns a retained indication into an item, or releases it if close has begun.
@@ -403,8 +456,9 @@ impl ConnectionEvents {
             match self.receiving {
                 Receiving::Idle => {}
                 Receiving::Resume => {
-                    let done = core::task::ready!(self.slot.poll_submitted(cx));
+                    let done = core::task::ready!(self.busy_slot().poll_submitted(cx));
                     self.receiving = Receiving::Idle;
+                    self.release_slot();
                     match done.result() {
                         Ok(_) => {}
                         Err(Error::Cancelled) if self.attached.core().is_closing() => {}
@@ -416,10 +470,11 @@ impl ConnectionEvents {
                     continue;
                 }
                 Receiving::Copy => {
-                    let done = core::task::ready!(self.slot.poll_submitted(cx));
+                    let done = core::task::ready!(self.busy_slot().poll_submitted(cx));
                     self.receiving = Receiving::Idle;
+                    self.release_slot();
                     let result = done.result();
-                    let mut buffer = done.buffer.expect("receive buffer handed back");
+                    let mut buffer = Borrowed { buf: done.buffer, charged: core::mem::take(&mut self.charged) };
                     return Poll::Ready(Some(match result {
                         Ok(0) => {
                             self.ending = true;
@@ -470,7 +525,8 @@ impl ConnectionEvents {
                         None => continue,
                     }
                 }
-                core::task::ready!(self.slot.poll_idle(cx));
+                core::task::ready!(self.poll_slot_idle(cx));
+                core::task::ready!(self.poll_budget());
                 if let Err(e) = self.issue_receive(true) {
                     self.ending = true;
                     return Poll::Ready(Some(Err(e)));
@@ -493,7 +549,10 @@ impl ConnectionEvents {
                     cx.waker().wake_by_ref();
                     return Poll::Pending;
                 }
-                core::task::ready!(self.slot.poll_idle(cx));
+                core::task::ready!(self.poll_slot_idle(cx));
+                if copy {
+                    core::task::ready!(self.poll_budget());
+                }
                 self.state().rx.clear_refused();
                 if let Err(e) = self.issue_receive(copy) {
                     self.ending = true;
@@ -544,10 +603,7 @@ impl Stream for ConnectionEvents {
 
 impl Drop for ConnectionEvents {
     fn drop(&mut self) {
-        if self.receiving != Receiving::Idle {
-            self.receiving = Receiving::Idle;
-            self.slot.abandon();
-        }
+        self.abandon_receive();
         // Then `attached` detaches (see `Attached`'s drop).
     }
 }
@@ -564,7 +620,7 @@ pub struct Received {
 enum Inner {
     /// Released (`WskRelease`) when dropped.
     Indication(Retained<Connection>),
-    Copied(IoBuf),
+    Copied(Borrowed),
 }
 
 // SAFETY: shared access only reads the retained (unchanging) provider memory.
@@ -580,8 +636,8 @@ impl Received {
     /// Number of bytes. Any IRQL.
     pub fn len(&self) -> usize {
         match &self.inner {
-            Inner::Indication(retained) => retained.held.bytes,
-            Inner::Copied(buffer) => buffer.len(),
+            Inner::Indication(retained) => retained.held.bytes as usize,
+            Inner::Copied(buffer) => buffer.as_slice().len(),
         }
     }
 
@@ -632,8 +688,14 @@ impl Received {
 
 impl Received {
     /// An item over a pool buffer an IRP receive filled (the copy path).
-    pub(crate) fn from_copy(buffer: IoBuf) -> Self {
+    pub(crate) fn from_copy(buffer: Borrowed) -> Self {
         Received { inner: Inner::Copied(buffer) }
+    }
+
+    /// An item over `buffer`, charged to no budget (for unit tests of what holds items).
+    #[cfg(test)]
+    pub(crate) fn from_buffer(buffer: IoBuf) -> Self {
+        Self::from_copy(Borrowed { buf: Some(buffer), charged: 0 })
     }
 
     /// The buffers of the item as `WSK_BUF`s, in order, for sending it as is: one per entry
@@ -642,16 +704,17 @@ impl Received {
     pub(crate) fn wsk_bufs(&self) -> WskBufs {
         match &self.inner {
             Inner::Indication(retained) => WskBufs { next_indication: retained.held.head.as_ptr(), copied: None },
-            Inner::Copied(buffer) => {
-                WskBufs { next_indication: core::ptr::null_mut(), copied: Some(buffer.wsk_buf(0, buffer.len())) }
-            }
+            Inner::Copied(buffer) => WskBufs {
+                next_indication: core::ptr::null_mut(),
+                copied: buffer.buf.as_ref().map(|buf| buf.wsk_buf(0, buf.len())),
+            },
         }
     }
 
     /// A copied item's pool buffer.
     pub(crate) fn copied(&self) -> Option<&IoBuf> {
         match &self.inner {
-            Inner::Copied(buffer) => Some(buffer),
+            Inner::Copied(buffer) => buffer.buf.as_ref(),
             Inner::Indication(_) => None,
         }
     }
@@ -659,7 +722,7 @@ impl Received {
     /// A copied item's pool buffer (ours: its MDL may be linked into a chained send).
     pub(crate) fn copied_mut(&mut self) -> Option<&mut IoBuf> {
         match &mut self.inner {
-            Inner::Copied(buffer) => Some(buffer),
+            Inner::Copied(buffer) => buffer.buf.as_mut(),
             Inner::Indication(_) => None,
         }
     }
@@ -770,7 +833,8 @@ mod tests {
     /// in pieces as large as the destination allows, and releases nothing when dropped.
     #[test]
     fn a_copied_item_reads_as_its_buffer() {
-        let received = Received { inner: Inner::Copied(IoBuf::copy_from(b"copied bytes").unwrap()) };
+        let copied = Borrowed { buf: Some(IoBuf::copy_from(b"copied bytes").unwrap()), charged: 0 };
+        let received = Received { inner: Inner::Copied(copied) };
         assert!(!received.is_zero_copy());
         assert_eq!(received.len(), 12);
         assert_eq!(received.segments().collect::<Vec<_>>(), [&b"copied bytes"[..]]);
@@ -780,7 +844,7 @@ mod tests {
         let mut buf = IoBuf::with_capacity(32).unwrap();
         assert_eq!(received.copy_into(&mut buf), 12);
         assert_eq!(buf.as_slice(), b"copied bytes");
-        let empty = Received { inner: Inner::Copied(IoBuf::with_capacity(1).unwrap()) };
+        let empty = Received { inner: Inner::Copied(Borrowed { buf: IoBuf::with_capacity(1).ok(), charged: 0 }) };
         assert!(empty.is_empty());
         assert_eq!(empty.segments().count(), 0, "an empty copy yields no segment");
     }

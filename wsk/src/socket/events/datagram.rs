@@ -20,11 +20,12 @@ use wsk_sys::{
 };
 
 use super::attached::{Attached, with_state};
+use super::borrowed::{Borrowed, BudgetWait};
 use super::pieces::BufPieces;
 use super::retention::{Indicating, Retained, Retention, retain};
 use super::{EventConfig, EventState, Header, allocate, enable};
 use crate::addr;
-use crate::buf::IoBuf;
+use crate::buf_pool;
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, Ordering};
 use crate::op::OpSlot;
@@ -46,6 +47,8 @@ pub(crate) struct DgramState {
     /// again.
     rx: Retention<WSK_DATAGRAM_INDICATION>,
     failed: AtomicU32,
+    /// The stream's place on the budget's wait list: its copy path waits for budget.
+    budget: BudgetWait<Datagram>,
 }
 
 // SAFETY: `repr(C)` with its header, made by `Header::new::<DgramState>()`, first.
@@ -122,6 +125,8 @@ pub struct Datagrams {
     slot: OpSlot,
     receiving: bool,
     fallback_size: usize,
+    /// Bytes of the budget charged for the next copy-path receive (0: none yet).
+    charged: usize,
     ending: bool,
 }
 
@@ -133,12 +138,14 @@ impl Datagrams {
             header: Header::new::<DgramState>(),
             rx: Retention::new(config.max_retained_bytes),
             failed: AtomicU32::new(0),
+            budget: BudgetWait::new(),
         })?;
         Ok(Datagrams {
             attached: Attached::install(&core, state, WSK_EVENT_RECEIVE_FROM)?,
             slot,
             receiving: false,
             fallback_size: config.fallback_receive_size,
+            charged: 0,
             ending: false,
         })
     }
@@ -152,13 +159,25 @@ impl Datagrams {
         self.state().rx.retained()
     }
 
-    /// Issues a `WskReceiveFrom` into a fresh pool buffer (the copy path).
+    /// The copy path's budget: `Ready` once the next receive's buffer is charged to the
+    /// driver-wide budget; else the stream waits on the budget's wait list
+    /// ([`crate::budget`]).
+    fn poll_budget(&mut self) -> Poll<()> {
+        let bytes = buf_pool::capacity_for(self.fallback_size);
+        let state = self.attached.state();
+        state.budget.poll_charge(self.attached.core(), &state.header.waker, &mut self.charged, bytes)
+    }
+
+    /// Issues a `WskReceiveFrom` into a buffer borrowed from the buffer pool (the copy path;
+    /// its budget is charged, see [`Datagrams::poll_budget`]), of at most `fallback_size`
+    /// bytes whatever the pool buffer's size (a longer datagram is truncated, `MSG_TRUNC`).
     #[expect(
         clippy::multiple_unsafe_ops_per_block,
         reason = "one call into a provider routine whose pointer arguments lead into the operation slot"
     )]
     fn issue_receive_from(&mut self) -> Result<()> {
-        let buffer = IoBuf::with_capacity(self.fallback_size)?;
+        let buffer = buf_pool::global().take(self.fallback_size)?;
+        let length = self.fallback_size.max(1);
         // SAFETY: the slot is idle (checked by the caller); the WSK_BUF and the address live
         // in the slot's argument block, the buffer in the slot, until the IRP completes.
         unsafe {
@@ -167,7 +186,11 @@ impl Datagrams {
                 &mut self.slot,
                 Some(buffer),
                 None,
-                |args, buffer| prepare_receive_from(args, buffer.expect("receive buffer")),
+                |args, buffer| {
+                    let buffer = buffer.expect("receive buffer");
+                    prepare_receive_from(args, buffer);
+                    args.wsk_buf = buffer.wsk_buf(0, length.min(buffer.capacity()));
+                },
                 |socket, table, irp, args| receive_from_call(socket, table, irp, args),
             )
         }
@@ -181,6 +204,7 @@ impl Datagrams {
             self.receiving = false;
             self.slot.abandon();
         }
+        self.attached.state().budget.give_up(&mut self.charged);
         self.attached.detach();
     }
 
@@ -222,7 +246,7 @@ impl Datagrams {
                 };
                 self.receiving = false;
                 let result = done.result();
-                let mut buffer = done.buffer.expect("receive buffer handed back");
+                let mut buffer = Borrowed { buf: done.buffer, charged: core::mem::take(&mut self.charged) };
                 match result {
                     Ok(n) => {
                         buffer.set_len(n);
@@ -275,6 +299,7 @@ impl Datagrams {
                     // (Also when the refused data could not be mapped: indicated again, it
                     // would be refused again.)
                     core::task::ready!(self.slot.poll_idle(cx));
+                    core::task::ready!(self.poll_budget());
                     if let Err(e) = self.issue_receive_from() {
                         self.ending = true;
                         return Poll::Ready(Some(Err(e)));
@@ -315,6 +340,7 @@ impl Drop for Datagrams {
             self.receiving = false;
             self.slot.abandon();
         }
+        self.attached.state().budget.give_up(&mut self.charged);
         // Then `attached` detaches (see `Attached`'s drop).
     }
 }
@@ -334,7 +360,7 @@ enum BatchInner {
 
 /// A datagram the copy path received with `WskReceiveFrom`.
 struct Copied {
-    buffer: IoBuf,
+    buffer: Borrowed,
     from: Option<SocketAddr>,
     /// The datagram was larger than the fallback buffer (`MSG_TRUNC`).
     truncated: bool,
@@ -355,7 +381,7 @@ impl DatagramBatch {
     /// Number of datagrams. Any IRQL.
     pub fn len(&self) -> usize {
         match &self.inner {
-            BatchInner::Retained(retained) => retained.held.count,
+            BatchInner::Retained(retained) => retained.held.count as usize,
             BatchInner::Copied(_) => 1,
         }
     }
@@ -369,8 +395,8 @@ impl DatagramBatch {
     /// Payload bytes of all datagrams. Any IRQL.
     pub fn bytes(&self) -> usize {
         match &self.inner {
-            BatchInner::Retained(retained) => retained.held.bytes,
-            BatchInner::Copied(copied) => copied.buffer.len(),
+            BatchInner::Retained(retained) => retained.held.bytes as usize,
+            BatchInner::Copied(copied) => copied.buffer.as_slice().len(),
         }
     }
 
@@ -415,7 +441,7 @@ impl DatagramView<'_> {
         match &self.inner {
             // SAFETY: retained by the batch borrowed for 'a.
             ViewInner::Node(node, _) => unsafe { node.as_ref().Buffer.Length },
-            ViewInner::Copied(copied) => copied.buffer.len(),
+            ViewInner::Copied(copied) => copied.buffer.as_slice().len(),
         }
     }
 
@@ -518,6 +544,8 @@ mod tests {
 
     use std::vec::Vec;
 
+    use crate::buf::IoBuf;
+
     use core::net::{Ipv6Addr, SocketAddrV6};
     use wsk_sys::{SOCKADDR, WSK_BUF};
 
@@ -593,7 +621,7 @@ mod tests {
     fn a_copied_batch_is_one_datagram() {
         let from = Some(SocketAddr::from(([127, 0, 0, 1], 9)));
         let copied = Copied {
-            buffer: IoBuf::copy_from(b"dgram").unwrap(),
+            buffer: Borrowed { buf: Some(IoBuf::copy_from(b"dgram").unwrap()), charged: 0 },
             from,
             truncated: true,
             control: ControlMessages::none(),

@@ -36,8 +36,11 @@ use crate::socket::shared::{CoreRef, SocketCore};
 use crate::socket::tcp::TcpStream;
 
 /// The client dispatch table every listen socket is created with.
-pub(crate) static LISTEN_DISPATCH: WSK_CLIENT_LISTEN_DISPATCH =
-    WSK_CLIENT_LISTEN_DISPATCH { WskAcceptEvent: Some(on_accept), WskInspectEvent: None, WskAbortEvent: None };
+pub(crate) static LISTEN_DISPATCH: WSK_CLIENT_LISTEN_DISPATCH = WSK_CLIENT_LISTEN_DISPATCH {
+    WskAcceptEvent: Some(on_accept),
+    WskInspectEvent: Some(super::inspect::on_inspect),
+    WskAbortEvent: Some(super::inspect::on_abort),
+};
 
 /// Connections queued (and cores in stock) at most.
 const RING_SLOTS: usize = 32;

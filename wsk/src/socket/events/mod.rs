@@ -48,8 +48,10 @@
 //! cannot be closed in the background under it.
 
 mod attached;
+mod borrowed;
 mod connection;
 mod datagram;
+mod inspect;
 mod listen;
 mod pieces;
 #[cfg(feature = "embedded-io")]
@@ -95,19 +97,23 @@ pub const EVENT_TAG: u32 = crate::pool::tag::EVENT;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventConfig {
     /// Bytes of received data retained from WSK at most (in the ring and in items the user
-    /// holds). Past it, callbacks refuse data and WSK buffers it. Default 256 KiB.
+    /// holds). Past it, callbacks refuse data and WSK buffers it. Default 64 KiB: what many
+    /// connections retain together is bounded by the driver-wide budget
+    /// ([`crate::budget`]) as well.
     pub max_retained_bytes: usize,
     /// Incoming connections kept ready for an accept callback (each one a pre-allocated
     /// socket core); more arriving at once are refused. Default 16, at most 32.
     pub accept_backlog: usize,
     /// Buffer size of the IRP receives that drain what WSK buffered during backpressure.
-    /// Default 64 KiB.
+    /// A connection stream borrows the buffer from the buffer pool ([`crate::buf_pool`],
+    /// rounded up to its size class) only while the receive and its item live, and charges
+    /// it to the driver-wide budget ([`crate::budget`]). Default 16 KiB.
     pub fallback_receive_size: usize,
 }
 
 impl Default for EventConfig {
     fn default() -> Self {
-        Self { max_retained_bytes: 256 * 1024, accept_backlog: 16, fallback_receive_size: 64 * 1024 }
+        Self { max_retained_bytes: 64 * 1024, accept_backlog: 16, fallback_receive_size: 16 * 1024 }
     }
 }
 

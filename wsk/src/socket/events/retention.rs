@@ -22,20 +22,23 @@ use super::attached::leave_callback;
 use super::pieces::{Indication, list_mapped};
 use super::ring::Ring;
 use super::{EventState, callback_enter};
+use crate::budget::{self, Budget};
 use crate::loom::{AtomicU32, AtomicUsize, Ordering};
 use crate::socket::kind::SocketKind;
 use crate::socket::shared::{CoreRef, SocketCore};
 
-/// Indication lists retained at most (ring slots).
-const SLOTS: usize = 32;
+/// Indication lists retained at most (ring slots): a slot is 16 bytes of every socket's event
+/// state, idle or not, and a list may carry many indications.
+const SLOTS: usize = 8;
 
 /// A retained indication list (`WSK_DATA_INDICATION` or `WSK_DATAGRAM_INDICATION` chain).
 pub(crate) struct Held<H> {
     pub head: NonNull<H>,
-    /// Payload bytes of the whole list.
-    pub bytes: usize,
+    /// Payload bytes of the whole list (a `WSK_BUF` length is a `SIZE_T`, but what one
+    /// callback indicates is far below 4 GiB: the socket's receive window).
+    pub bytes: u32,
     /// Entries in the list.
-    pub count: usize,
+    pub count: u32,
 }
 
 // SAFETY: an indication list is provider memory usable from any thread until released.
@@ -88,8 +91,15 @@ pub(crate) unsafe fn retain<K: Indicating>(
     let rx = K::retention(state);
     let kept = callback_enter(&state.header().flags) && !core.is_closing() && {
         let (count, bytes) = measure();
-        // SAFETY: WSK's list, valid until released (caller).
-        (unsafe { list_mapped(head) } || rx.refuse_unmappable()) && rx.keep(Held { head, bytes, count })
+        match (u32::try_from(count), u32::try_from(bytes)) {
+            // SAFETY: WSK's list, valid until released (caller).
+            (Ok(count), Ok(bytes)) => {
+                // SAFETY: WSK's list, valid until released (caller).
+                (unsafe { list_mapped(head) } || rx.refuse_unmappable()) && rx.keep(Held { head, bytes, count })
+            }
+            // Beyond what a callback indicates (a receive window): WSK keeps it.
+            _ => rx.refuse(),
+        }
     };
     state.header().waker.wake();
     let own = kept.then_some(head);
@@ -118,7 +128,7 @@ impl<K: Indicating> Retained<K> {
             // SAFETY: the stream's call is held; the list is retained and ours.
             unsafe { release(core, held.head) };
             // SAFETY: the state lives as long as the core, on which the stream holds a reference.
-            K::retention(unsafe { state.as_ref() }).released(held.bytes);
+            K::retention(unsafe { state.as_ref() }).released(held.bytes as usize);
             return None;
         }
         Some(Retained { core: core.clone_owner(), state, held })
@@ -131,7 +141,7 @@ impl<K: Indicating> Drop for Retained<K> {
         unsafe { release(&self.core, self.held.head) };
         // SAFETY: the state lives as long as the core, on which the item holds a reference.
         let state = unsafe { self.state.as_ref() };
-        if K::retention(state).released(self.held.bytes) {
+        if K::retention(state).released(self.held.bytes as usize) {
             // The stream may resume the indications now.
             state.header().waker.wake();
         }
@@ -149,23 +159,35 @@ const UNMAPPABLE: u32 = 2;
 /// See the module docs.
 pub(crate) struct Retention<H> {
     ring: Ring<Held<H>, SLOTS>,
-    /// Bytes retained (in the ring and in items the user holds).
+    /// Bytes retained (in the ring and in items the user holds), charged to `budget` too.
     retained: AtomicUsize,
     max: usize,
+    /// The driver-wide budget ([`crate::budget`]).
+    budget: &'static Budget,
     /// A callback refused data: WSK indicates no more until the stream resumes it.
     /// 0, or [`REFUSED`] with [`UNMAPPABLE`] set too when refused data could not be mapped.
     refused: AtomicU32,
 }
 
 impl<H> Retention<H> {
+    /// A retention of at most `max` bytes, charged to the driver-wide budget.
     pub(crate) fn new(max: usize) -> Self {
-        Self { ring: Ring::new(), retained: AtomicUsize::new(0), max, refused: AtomicU32::new(0) }
+        Self {
+            ring: Ring::new(),
+            retained: AtomicUsize::new(0),
+            max,
+            budget: budget::global(),
+            refused: AtomicU32::new(0),
+        }
     }
 
     /// The callback's decision: keeps `held` for the stream (`true`: return `STATUS_PENDING`)
-    /// or refuses it (`false`, and the refusal is recorded). Over the bound it refuses, but a
-    /// list larger than the bound is taken when nothing is held, or it could never be
-    /// delivered without a copy. It also refuses when another callback of the socket is
+    /// or refuses it (`false`, and the refusal is recorded). Over the bound, or over the
+    /// driver-wide budget ([`crate::budget`]), it refuses, but a socket that holds nothing
+    /// takes the list whatever either says: a list larger than the bound could never be
+    /// delivered without a copy otherwise, and a full budget must not stall a connection that
+    /// holds none of it (see [`crate::budget`]).
+    /// It also refuses when another callback of the socket is
     /// keeping a list at this moment (see the module docs): never waits.
     /// IRQL <= DISPATCH_LEVEL.
     pub(crate) fn keep(&self, held: Held<H>) -> bool {
@@ -173,15 +195,19 @@ impl<H> Retention<H> {
         // Only the claim holder adds to `retained`; releases only lower it meanwhile, so the
         // check stays true until the add below.
         let retained = self.retained.load(Ordering::Acquire);
-        if (retained != 0 && retained + held.bytes > self.max) || !producer.has_room() {
+        let bytes = held.bytes as usize;
+        if (retained != 0 && retained + bytes > self.max) || !producer.has_room() {
             return self.refuse();
         }
-        let bytes = held.bytes;
+        if !self.budget.try_charge(bytes, retained == 0) {
+            return self.refuse();
+        }
         self.retained.fetch_add(bytes, Ordering::AcqRel);
         if producer.push(held).is_err() {
             // Not reachable (room checked under the claim, and only the consumer changes it,
             // by making room); refuse rather than retain.
             self.retained.fetch_sub(bytes, Ordering::AcqRel);
+            self.budget.release(bytes);
             return self.refuse();
         }
         true
@@ -212,6 +238,7 @@ impl<H> Retention<H> {
     /// `bytes` went back to WSK. Returns whether a refusal waits (the stream may resume).
     pub(crate) fn released(&self, bytes: usize) -> bool {
         self.retained.fetch_sub(bytes, Ordering::AcqRel);
+        self.budget.release(bytes);
         self.refused()
     }
 
@@ -273,7 +300,8 @@ impl<H> Retention<H> {
                 // is retained and ours.
                 unsafe { release(core, held.head) };
             }
-            self.retained.fetch_sub(held.bytes, Ordering::AcqRel);
+            self.retained.fetch_sub(held.bytes as usize, Ordering::AcqRel);
+            self.budget.release(held.bytes as usize);
         }
         core.leave();
         found
@@ -288,7 +316,7 @@ mod loom_tests {
     /// Stand-ins for indication lists (only their addresses are used).
     static LISTS: [u8; 2] = [0; 2];
 
-    fn held(i: usize, bytes: usize) -> Held<u8> {
+    fn held(i: usize, bytes: u32) -> Held<u8> {
         Held { head: NonNull::from(&LISTS[i]), bytes, count: 1 }
     }
 
@@ -313,7 +341,7 @@ mod loom_tests {
                 let i = usize::from(list.head == NonNull::from(&LISTS[1]));
                 assert!(!delivered[i], "list {i} delivered twice");
                 delivered[i] = true;
-                list.bytes
+                list.bytes as usize
             };
             let mut released = 0;
             // SAFETY: this thread is the only consumer.
@@ -353,7 +381,7 @@ mod loom_tests {
             assert!(rx.refused() && !rx.refused_unmappable(), "copying one datagram leaves the refusal");
             // SAFETY: this thread is the only consumer.
             let list = unsafe { rx.pop() }.unwrap();
-            rx.released(list.bytes);
+            rx.released(list.bytes as usize);
         });
     }
 }
@@ -364,7 +392,7 @@ mod tests {
 
     static LISTS: [u8; 40] = [0; 40];
 
-    fn held(i: usize, bytes: usize) -> Held<u8> {
+    fn held(i: usize, bytes: u32) -> Held<u8> {
         Held { head: NonNull::from(&LISTS[i]), bytes, count: 1 }
     }
 
@@ -379,7 +407,7 @@ mod tests {
         // SAFETY: this thread is the only consumer.
         let first = unsafe { rx.pop() }.unwrap();
         assert_eq!((first.head, first.bytes), (NonNull::from(&LISTS[0]), 150));
-        assert!(rx.released(first.bytes), "the refusal still waits for the stream");
+        assert!(rx.released(first.bytes as usize), "the refusal still waits for the stream");
         assert_eq!(rx.retained(), 0);
         rx.clear_refused();
         assert!(!rx.refused());
