@@ -192,7 +192,10 @@ unsafe fn socket_connect(
         }
         events::record_client(&socket, callbacks);
         // SAFETY: accepted (caller's contract).
-        return Ok(unsafe { complete_now(irp, STATUS_SUCCESS, socket.handle()) });
+        let status = unsafe { complete_now(irp, STATUS_SUCCESS, socket.handle()) };
+        // The listener's pending accept (or accept callback) takes the connection now.
+        loopback::run_pending();
+        return Ok(status);
     }
     let io_error = |e: std::io::Error| status::from_io(&e);
     let host = io::new_host_socket(Kind::Connection, family, true).map_err(io_error)?;

@@ -16,7 +16,8 @@
 //! ([`run_pending`]); so a `WskSend` completes the peer's pending `WskReceive` (its
 //! completion routine runs on the sender's thread, at DISPATCH_LEVEL) or calls the peer's
 //! `WskReceiveEvent` before it returns, as a loopback fast path of a real stack may.
-//! Callbacks and completions a callback causes run after it returned, on the same thread.
+//! Callbacks and completions a callback causes run after it returned, on the same thread; so
+//! does the delivery pass a kick of an in-memory socket asks for (`reactor::kick`).
 //!
 //! What is emulated: connect, accept (IRP and callback), send, receive (IRP, `WSK_FLAG_WAITALL`,
 //! indications chained as for host connections), graceful disconnect, abortive disconnect and
@@ -46,6 +47,7 @@ pub(crate) fn listen(socket: &Socket, state: &mut State, address: SocketAddr) ->
         return Err(STATUS_ADDRESS_ALREADY_EXISTS);
     }
     state.close_host(false);
+    socket.in_memory.store(true, Ordering::SeqCst);
     state.memory = Some(Memory::Listener(Backlog { address, waiting: Default::default() }));
     state.phase = Phase::Listening;
     Ok(0)
@@ -59,6 +61,8 @@ pub(crate) fn connect(socket: &Arc<Socket>, remote: SocketAddr) -> Result<(), NT
     let accepted = socket::create(Kind::Connection, listener.family, listener.client, None, Phase::Connected, false)?;
     let local = ephemeral(SocketAddr::new(remote.ip(), 0));
     let (near, far) = End::pair((socket.key, local), (accepted.key, remote));
+    accepted.in_memory.store(true, Ordering::SeqCst);
+    socket.in_memory.store(true, Ordering::SeqCst);
     lock(&accepted.state).memory = Some(Memory::End(far));
     let queued = {
         let mut state = lock(&listener.state);
@@ -83,6 +87,13 @@ pub(crate) fn connect(socket: &Arc<Socket>, remote: SocketAddr) -> Result<(), NT
     }
     wake_later(listener.key);
     Ok(())
+}
+
+/// Whether the socket `key` is an in-memory socket: a kick of it ([`super::reactor::kick`]) is
+/// work for the kicking thread, not for the I/O thread. Any thread, any lock held but the
+/// socket table's.
+pub(crate) fn owns(key: usize) -> bool {
+    socket::open_socket(key).is_some_and(|socket| socket.in_memory.load(Ordering::SeqCst))
 }
 
 /// Runs what in-memory connections left for the current thread (see the module doc), unless

@@ -71,6 +71,8 @@ pub(crate) struct Socket {
     in_calls: AtomicU32,
     /// `WskCloseSocket` was called.
     close_issued: AtomicBool,
+    /// An in-memory socket (see `loopback`): its kicks run on the kicking thread.
+    pub in_memory: AtomicBool,
     pub state: Mutex<State>,
     /// What the client holds of the socket's indications (lock order: after `state`).
     pub retention: Mutex<events::Retention>,
@@ -143,6 +145,7 @@ pub(crate) fn create(
         client,
         in_calls: AtomicU32::new(0),
         close_issued: AtomicBool::new(false),
+        in_memory: AtomicBool::new(false),
         state: Mutex::new(State {
             host,
             memory: None,

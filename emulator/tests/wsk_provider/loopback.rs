@@ -11,16 +11,24 @@ fn memory(port: u16) -> SocketAddr {
     SocketAddr::from(([198, 18, 0, 7], port))
 }
 
-/// A `WskSend` on one end completes the other end's pending `WskReceive` before it returns:
-/// on the sender's thread, at DISPATCH_LEVEL, with the bytes sent. The listener reports the
+/// A `WskSocketConnect` completes the listener's pending `WskAccept` before it returns, and a
+/// `WskSend` on one end completes the other end's pending `WskReceive` before it returns: on
+/// the calling thread, at DISPATCH_LEVEL, with the bytes sent. The listener reports the
 /// in-memory address it was bound to.
 #[test]
 fn a_send_completes_the_peers_pending_receive_on_the_sending_thread() {
     clean_session(|client| {
         let (listener, local) = client.listener(memory(7200));
         assert_eq!(local, memory(7200));
+        let mut addresses = Box::new([SOCKADDR_STORAGE::zeroed(), SOCKADDR_STORAGE::zeroed()]);
+        let accept = listener.accept_start(&mut addresses);
+        assert!(accept.done().is_none(), "an accept completed with nobody connecting");
         let connection = client.socket_connect(memory(7200)).expect("in-memory connect");
-        let (accepted, _) = listener.accept();
+        let accepted = accept.done().expect("the pending accept completed inside the WskSocketConnect call");
+        assert_eq!(accepted.status, STATUS_SUCCESS);
+        assert_eq!(accepted.thread, std::thread::current().id());
+        let accepted = Sock(accepted.info as *mut WSK_SOCKET);
+        assert_eq!(address(&addresses[0]), Some(memory(7200)));
         let mut into = Buf::zeroed(16);
         let receive = accepted.receive_start(&mut into, 0);
         assert!(receive.done().is_none(), "the receive completed with nothing sent");
