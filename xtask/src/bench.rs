@@ -5,9 +5,13 @@
 //!
 //! In between, the sockets figures (`tests/benches/figures.rs`): allocations per send and
 //! receive, non-paged bytes per idle connection; and receive throughput with event callbacks
-//! against IRP receives (`tests/benches/events.rs`).
+//! against IRP receives (`tests/benches/events.rs`); and the library's and executor's own cost
+//! per operation and per byte on the emulator's in-memory connections against tokio over
+//! `tokio::io::duplex` (`tests/benches/cost.rs`).
 //!
-//! `WSK_BENCH=executor`, `figures`, `events` or `echo` runs only that part.
+//! `WSK_BENCH=executor`, `figures`, `events`, `cost` or `echo` runs only that part. The echo
+//! benchmark always runs in a release build of this tool (`cargo run --release -p xtask --
+//! bench`, started from a dev build), because its tokio server is part of this process.
 
 use std::process::Command;
 
@@ -21,15 +25,16 @@ pub const ONLY_ENV: &str = "WSK_BENCH";
 /// tables straight to the terminal), then the echo benchmark.
 pub fn run() -> Result<()> {
     let only = std::env::var(ONLY_ENV).unwrap_or_default();
-    let (executor, figures, events, echo) = match only.as_str() {
-        "" => (true, true, true, true),
-        "executor" => (true, false, false, false),
-        "figures" => (false, true, false, false),
-        "events" => (false, false, true, false),
-        "echo" => (false, false, false, true),
-        other => bail!("{ONLY_ENV}={other}: expected `executor`, `figures`, `events` or `echo`"),
+    let (executor, figures, events, cost, echo) = match only.as_str() {
+        "" => (true, true, true, true, true),
+        "executor" => (true, false, false, false, false),
+        "figures" => (false, true, false, false, false),
+        "events" => (false, false, true, false, false),
+        "cost" => (false, false, false, true, false),
+        "echo" => (false, false, false, false, true),
+        other => bail!("{ONLY_ENV}={other}: expected `executor`, `figures`, `events`, `cost` or `echo`"),
     };
-    for (on, bench) in [(executor, "executor"), (figures, "figures"), (events, "events")] {
+    for (on, bench) in [(executor, "executor"), (figures, "figures"), (events, "events"), (cost, "cost")] {
         if on {
             let mut cmd = Command::new("cargo");
             cmd.current_dir(util::workspace_root()).args(["bench", "-p", "wsk-tests", "--bench", bench]);
@@ -37,7 +42,18 @@ pub fn run() -> Result<()> {
         }
     }
     if echo {
-        echo_bench::run()?;
+        if cfg!(debug_assertions) {
+            // The echo benchmark's tokio server runs in this process: built without
+            // optimizations (`cargo xtask` is a dev build) it would be a handicapped peer. The
+            // benchmark runs in a release build of this tool instead.
+            let mut cmd = Command::new("cargo");
+            cmd.current_dir(util::workspace_root())
+                .args(["run", "--release", "-p", "xtask", "--", "bench"])
+                .env(ONLY_ENV, "echo");
+            util::run_inherit(&mut cmd)?;
+        } else {
+            echo_bench::run()?;
+        }
     }
     Ok(())
 }

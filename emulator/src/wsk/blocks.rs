@@ -8,10 +8,14 @@
 //!   the client is done with them, so a busy socket allocates nothing in steady state;
 //! * verifier on (*guarded* blocks, in the spirit of Driver Verifier's special pool): each block
 //!   is its own anonymous mapping. When the client gives it back it is made inaccessible
-//!   (`PROT_NONE`) and kept in a quarantine of the most recent [`QUARANTINE`] blocks (older
-//!   ones are unmapped). A fault inside a quarantined block is the client touching an
-//!   indication after it released it: the fault handler reports
-//!   `WSK_INDICATION_TOUCHED_AFTER_RELEASE` and stops the process, as the machine would.
+//!   (`PROT_NONE`, its pages left for the host to reclaim lazily: `MADV_FREE`) and kept in a
+//!   quarantine of the most recent [`QUARANTINE`] blocks. A fault inside a quarantined block is
+//!   the client touching an indication after it released it: the fault handler reports
+//!   `WSK_INDICATION_TOUCHED_AFTER_RELEASE` and stops the process, as the machine would. A block
+//!   leaving the quarantine (the oldest, when another enters) is made accessible again and
+//!   reused for a later indication (up to [`RECYCLED`] of them wait; more are unmapped): a busy
+//!   socket then maps nothing and, unless the host reclaimed the pages meanwhile, takes no
+//!   page fault per indication.
 //!
 //! ```text
 //!   Block::new --> filled by the provider --> indicated to the client
@@ -19,6 +23,7 @@
 //!        |  nothing to indicate                   | WskRelease, or reclaimed at close
 //!        v                                        v
 //!   dropped (unmapped / freed)         give_back: guarded -> PROT_NONE, quarantined (fault = report)
+//!                                                            -> out of quarantine: RW, free list
 //!                                                 plain   -> free list (or freed)
 //! ```
 
@@ -34,7 +39,7 @@ use crate::sync::lock;
 pub(crate) const DATA_CAPACITY: usize = 64 * 1024;
 /// Quarantined guarded blocks kept at most (the oldest is unmapped first).
 pub(crate) const QUARANTINE: usize = 1024;
-/// Plain blocks kept for reuse at most.
+/// Plain blocks, and guarded blocks out of quarantine, kept for reuse at most (each kind).
 const RECYCLED: usize = 64;
 
 /// The host page size (at least 4 KiB).
@@ -74,6 +79,9 @@ unsafe impl Send for Block {}
 /// Plain blocks ready for reuse.
 static FREE: Mutex<Vec<Block>> = Mutex::new(Vec::new());
 
+/// Guarded blocks out of quarantine, accessible again, ready for reuse.
+static GUARDED_FREE: Mutex<Vec<Block>> = Mutex::new(Vec::new());
+
 impl Block {
     fn layout() -> Layout {
         // The page size is a power of two and the size a multiple of it: always valid.
@@ -98,6 +106,9 @@ impl Block {
 
     fn guarded() -> Option<Block> {
         install_fault_handler();
+        if let Some(block) = lock(&GUARDED_FREE).pop() {
+            return Some(block);
+        }
         // SAFETY: an anonymous private mapping at an address of the kernel's choice.
         let base = unsafe {
             libc::mmap(
@@ -226,9 +237,10 @@ static RING: Mutex<Ring> = Mutex::new(Ring { blocks: Vec::new(), next: 0 });
 
 fn quarantine(block: Block, origin: Origin) {
     let base = block.base.as_ptr();
-    // SAFETY: the block's own mapping; its content is dropped and it becomes inaccessible.
-    // Nothing in the provider touches a block once it is given back.
-    unsafe { libc::madvise(base.cast::<c_void>(), block_size(), libc::MADV_DONTNEED) };
+    // SAFETY: the block's own mapping; its content may be dropped (the host reclaims the pages
+    // when it needs them) and it becomes inaccessible. Nothing in the provider touches a block
+    // once it is given back.
+    unsafe { libc::madvise(base.cast::<c_void>(), block_size(), libc::MADV_FREE) };
     // SAFETY: as above.
     unsafe { libc::mprotect(base.cast::<c_void>(), block_size(), libc::PROT_NONE) };
     let mut ring = lock(&RING);
@@ -239,14 +251,34 @@ fn quarantine(block: Block, origin: Origin) {
     ring.next = (at + 1) % QUARANTINE;
     let slot = &SLOTS[at];
     slot.base.store(0, Ordering::SeqCst);
-    // The evicted block is unmapped only after its slot no longer names it.
-    drop(ring.blocks[at].take());
+    // The evicted block is reused (or unmapped) only after its slot no longer names it.
+    if let Some(evicted) = ring.blocks[at].take() {
+        recycle_guarded(evicted);
+    }
     slot.end.store(base as usize + block_size(), Ordering::SeqCst);
     slot.head.store(origin.head, Ordering::SeqCst);
     slot.socket.store(origin.socket, Ordering::SeqCst);
     slot.how.store(origin.how as usize, Ordering::SeqCst);
     slot.base.store(base as usize, Ordering::SeqCst);
     ring.blocks[at] = Some(block);
+}
+
+/// A guarded block leaving the quarantine: accessible again and kept for reuse, or unmapped
+/// when enough wait already (or it cannot be made accessible).
+fn recycle_guarded(block: Block) {
+    let mut free = lock(&GUARDED_FREE);
+    if free.len() >= RECYCLED {
+        return;
+    }
+    // SAFETY: the block's own mapping, out of quarantine (no slot names it): nothing else
+    // touches it.
+    let writable = unsafe {
+        libc::mprotect(block.base.as_ptr().cast::<c_void>(), block_size(), libc::PROT_READ | libc::PROT_WRITE)
+    };
+    if writable == 0 {
+        // INVARIANT: readable and writable again.
+        free.push(block);
+    }
 }
 
 /// The quarantined block containing `address`, if any (lock-free: callable from the fault
@@ -447,5 +479,37 @@ mod tests {
         give_back(block, Origin { head: address, socket: 1, how: Release::Released });
         assert!(released_already(address));
         assert!(released_already(address + DATA_CAPACITY - 1));
+    }
+
+    /// A guarded block that leaves the quarantine (a full ring of later releases pushed it
+    /// out) is no longer reported as released, and a later guarded block reuses its mapping,
+    /// readable and writable again.
+    #[test]
+    fn guarded_blocks_out_of_quarantine_are_reused() {
+        let first = Block::guarded().unwrap();
+        let address = first.header() as usize;
+        give_back(first, Origin { head: address, socket: 2, how: Release::Returned });
+        for _ in 0..QUARANTINE {
+            let block = Block::guarded().unwrap();
+            let head = block.header() as usize;
+            give_back(block, Origin { head, socket: 2, how: Release::Returned });
+            if !released_already(address) {
+                break;
+            }
+        }
+        assert!(!released_already(address), "the first block is still quarantined");
+        // Other tests of this process may take blocks meanwhile: look through what waits.
+        let mut taken = Vec::new();
+        let mut found = false;
+        while let Some(mut block) = lock(&GUARDED_FREE).pop() {
+            if block.header() as usize == address {
+                block.space()[0] = 9;
+                assert_eq!(block.bytes(1), [9]);
+                found = true;
+            }
+            taken.push(block);
+        }
+        assert!(found, "the block out of quarantine was not kept for reuse");
+        drop(taken);
     }
 }

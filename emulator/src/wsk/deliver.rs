@@ -24,20 +24,21 @@ use std::sync::Arc;
 
 use wsk_sys::{
     DISPATCH_LEVEL, NTSTATUS, PFN_WSK_ACCEPT_EVENT, PFN_WSK_DISCONNECT_EVENT, PFN_WSK_RECEIVE_EVENT,
-    PFN_WSK_RECEIVE_FROM_EVENT, PFN_WSK_SEND_BACKLOG_EVENT, PVOID, SIZE_T, SOCKADDR, SOCKADDR_STORAGE, STATUS_PENDING,
-    STATUS_SUCCESS, ULONG, WSK_CLIENT_CONNECTION_DISPATCH, WSK_DATA_INDICATION, WSK_DATAGRAM_INDICATION,
-    WSK_EVENT_ACCEPT, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE, WSK_EVENT_RECEIVE_FROM, WSK_EVENT_SEND_BACKLOG,
-    WSK_FLAG_ABORTIVE, WSK_FLAG_AT_DISPATCH_LEVEL, WSK_FLAG_ENTIRE_MESSAGE, WSK_INSPECT_ACTION, WSK_SOCKET,
+    PFN_WSK_RECEIVE_FROM_EVENT, PFN_WSK_SEND_BACKLOG_EVENT, PVOID, SIZE_T, SOCKADDR, SOCKADDR_STORAGE,
+    STATUS_CONNECTION_RESET, STATUS_PENDING, STATUS_SUCCESS, ULONG, WSK_CLIENT_CONNECTION_DISPATCH,
+    WSK_DATA_INDICATION, WSK_DATAGRAM_INDICATION, WSK_EVENT_ACCEPT, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE,
+    WSK_EVENT_RECEIVE_FROM, WSK_EVENT_SEND_BACKLOG, WSK_FLAG_ABORTIVE, WSK_FLAG_AT_DISPATCH_LEVEL,
+    WSK_FLAG_ENTIRE_MESSAGE, WSK_INSPECT_ACTION, WSK_SOCKET,
 };
 
 use super::blocks::Release;
 use super::events::{self, callbacks};
 use super::indication::{self, Chain};
 use super::inspect::{self, Due};
-use super::model::{Client, Irp, Kind, Phase, Queue, Running, State};
+use super::model::{CAPACITY, Client, Found, Irp, Kind, Memory, Phase, Queue, Running, State};
 use super::queue;
 use super::socket::{self, Socket};
-use super::{addr, reactor, status};
+use super::{addr, io, loopback, reactor, status};
 use crate::irp::provider;
 use crate::irql;
 use crate::sync::lock;
@@ -131,8 +132,14 @@ enum Outcome {
     },
 }
 
-/// Runs the socket's due callbacks (reactor thread).
+/// Runs the socket's due callbacks (reactor thread, or the thread of an in-memory peer), then
+/// what they made ready on in-memory peers.
 pub(crate) fn deliver(socket: &Arc<Socket>) {
+    deliver_pass(socket);
+    loopback::run_pending();
+}
+
+fn deliver_pass(socket: &Arc<Socket>) {
     if socket.kind == Kind::Basic {
         return;
     }
@@ -249,6 +256,7 @@ fn next(socket: &Arc<Socket>, state: &mut State) -> Option<Work> {
 fn send_buffer(state: &State) -> usize {
     match (state.recorded.send_buffer, state.host.as_ref()) {
         (Some(size), _) => size as usize,
+        (None, None) if io::memory_end(state).is_some() => CAPACITY,
         (None, Some(host)) => host.send_buffer_size().unwrap_or(0),
         (None, None) => 0,
     }
@@ -261,6 +269,15 @@ fn disconnect_seen(state: &mut State) -> Option<ULONG> {
     if state.error.is_none() && !state.peer_fin && state.events.kept.is_empty() && !queue::busy(state, Queue::Receive) {
         let reading = state.events.enabled & WSK_EVENT_RECEIVE != 0 && !state.events.receive_suppressed;
         if !reading
+            && state.phase == Phase::Connected
+            && let Some(end) = io::memory_end(state)
+        {
+            match end.peek() {
+                Found::Fin => state.peer_fin = true,
+                Found::Reset => state.error = Some(STATUS_CONNECTION_RESET),
+                Found::Data(_) | Found::Empty => {}
+            }
+        } else if !reading
             && state.phase == Phase::Connected
             && let Some(host) = state.host.as_ref()
         {
@@ -291,6 +308,9 @@ fn accept_one(
     if state.phase != Phase::Listening {
         return None;
     }
+    if let Some(Memory::Listener(backlog)) = state.memory.as_mut() {
+        return io::memory_accept(backlog).map(|(accepted, local, remote)| (accepted, Some(local), Some(remote)));
+    }
     let host = state.host.as_ref()?;
     loop {
         let (connection, peer) = match inspect::take(listener.key, host, &mut state.inspect) {
@@ -304,9 +324,15 @@ fn accept_one(
         }
         let local = connection.local_addr().ok().and_then(|a| addr::from_host(&a));
         let remote = addr::from_host(&peer);
-        let accepted =
-            socket::create(Kind::Connection, listener.family, listener.client, connection, Phase::Connected, false)
-                .ok()?;
+        let accepted = socket::create(
+            Kind::Connection,
+            listener.family,
+            listener.client,
+            Some(connection),
+            Phase::Connected,
+            false,
+        )
+        .ok()?;
         return Some((accepted, local, remote));
     }
 }

@@ -20,7 +20,7 @@ use super::addr::{self, Family};
 use super::model::{Client, Irp, Kind, OpKind, Phase, Queue};
 use super::queue::{self, complete_now};
 use super::socket;
-use super::{events, io, registration, resolve, status};
+use super::{events, io, loopback, registration, resolve, status};
 use crate::irp::provider;
 use crate::irql;
 
@@ -121,7 +121,7 @@ fn create_socket(
         _ => {}
     }
     let host = io::new_host_socket(kind, family, stream).map_err(|e| status::from_io(&e))?;
-    let socket = socket::create(kind, family, client as usize, host, Phase::Created, true)?;
+    let socket = socket::create(kind, family, client as usize, Some(host), Phase::Created, true)?;
     events::record_client(&socket, callbacks);
     Ok(socket.handle())
 }
@@ -183,6 +183,20 @@ unsafe fn socket_connect(
         return Err(STATUS_INVALID_ADDRESS_COMPONENT);
     }
     let family = Family::of(&remote);
+    if loopback::is_memory(&remote) {
+        // An in-memory connection (see `loopback`): connected at once, or refused.
+        let socket = socket::create(Kind::Connection, family, client as usize, None, Phase::Bound, true)?;
+        if let Err(status) = loopback::connect(&socket, remote) {
+            socket::retire(&socket);
+            return Err(status);
+        }
+        events::record_client(&socket, callbacks);
+        // SAFETY: accepted (caller's contract).
+        let status = unsafe { complete_now(irp, STATUS_SUCCESS, socket.handle()) };
+        // The listener's pending accept (or accept callback) takes the connection now.
+        loopback::run_pending();
+        return Ok(status);
+    }
     let io_error = |e: std::io::Error| status::from_io(&e);
     let host = io::new_host_socket(Kind::Connection, family, true).map_err(io_error)?;
     host.bind(&local.into()).map_err(io_error)?;
@@ -192,7 +206,7 @@ unsafe fn socket_connect(
         Err(error) => return Err(status::from_io(&error)),
     };
     let phase = if connected { Phase::Connected } else { Phase::Connecting };
-    let socket = socket::create(Kind::Connection, family, client as usize, host, phase, connected)?;
+    let socket = socket::create(Kind::Connection, family, client as usize, Some(host), phase, connected)?;
     events::record_client(&socket, callbacks);
     if connected {
         // SAFETY: accepted (caller's contract).

@@ -34,13 +34,14 @@ use std::sync::Arc;
 
 use wsk_sys::{
     MDL, MDL_PAGES_LOCKED, MDL_SOURCE_IS_NONPAGED_POOL, NTSTATUS, PAGE_SIZE, PVOID, SOCKADDR, SOCKADDR_STORAGE,
-    STATUS_INVALID_PARAMETER, STATUS_SUCCESS, ULONG, WSK_BUF, WSK_DATA_INDICATION, WSK_DATAGRAM_INDICATION,
+    STATUS_CONNECTION_RESET, STATUS_INVALID_PARAMETER, STATUS_SUCCESS, ULONG, WSK_BUF, WSK_DATA_INDICATION,
+    WSK_DATAGRAM_INDICATION,
 };
 
 use super::blocks::{self, Block, DATA_CAPACITY, Origin, Release};
-use super::model::{ControlMessage, KeptDatagram, Phase, State};
+use super::model::{ControlMessage, Found, KeptDatagram, Phase, State};
 use super::socket::Socket;
-use super::{addr, io, status};
+use super::{addr, io, loopback, status};
 use crate::sync::lock;
 use crate::verifier::{Rule, bugcheck};
 
@@ -326,8 +327,10 @@ fn datagram_chain(items: Vec<Item>) -> Chain {
 /// up to 64 KiB. Records the peer's FIN (`peer_fin`) or a reset (`error`) when the host
 /// reports it. `None` when there is nothing to indicate.
 pub(crate) fn gather_data(state: &mut State) -> Option<Chain> {
-    let host_readable =
-        state.phase == Phase::Connected && !state.peer_fin && state.error.is_none() && state.host.is_some();
+    let host_readable = state.phase == Phase::Connected
+        && !state.peer_fin
+        && state.error.is_none()
+        && (state.host.is_some() || io::memory_end(state).is_some());
     if state.events.kept.is_empty() && !(host_readable && data_waits(state)) {
         return None;
     }
@@ -350,7 +353,19 @@ pub(crate) fn gather_data(state: &mut State) -> Option<Chain> {
     if host_readable && state.events.kept.is_empty() {
         let mut fin = false;
         let mut error = None;
-        if let Some(host) = state.host.as_ref() {
+        if let Some(end) = io::memory_end(state) {
+            let want = space.len() - len;
+            let mut at = len;
+            match loopback::read(end, want, |bytes| {
+                space[at..at + bytes.len()].copy_from_slice(bytes);
+                at += bytes.len();
+            }) {
+                Found::Data(n) => len += n,
+                Found::Fin => fin = true,
+                Found::Reset => error = Some(STATUS_CONNECTION_RESET),
+                Found::Empty => {}
+            }
+        } else if let Some(host) = state.host.as_ref() {
             let mut reader: &socket2::Socket = host;
             while len < space.len() {
                 match status::retry(|| reader.read(&mut space[len..])) {
@@ -383,6 +398,15 @@ pub(crate) fn gather_data(state: &mut State) -> Option<Chain> {
 /// block for nothing. The peer's FIN (`peer_fin`) or a reset (`error`, which the peek
 /// consumes) found on the way are recorded.
 fn data_waits(state: &mut State) -> bool {
+    if let Some(end) = io::memory_end(state) {
+        match end.peek() {
+            Found::Data(_) => return true,
+            Found::Fin => state.peer_fin = true,
+            Found::Reset => state.error = Some(STATUS_CONNECTION_RESET),
+            Found::Empty => {}
+        }
+        return false;
+    }
     let Some(host) = state.host.as_ref() else { return false };
     let mut probe = [MaybeUninit::<u8>::uninit(); 1];
     match status::retry(|| host.peek(&mut probe)) {

@@ -13,15 +13,19 @@ use std::sync::Arc;
 use socket2::SockAddr;
 use wsk_sys::{
     CMSGHDR, IN_PKTINFO, IN6_PKTINFO, IP_PKTINFO, IPPROTO_IP, IPPROTO_IPV6, IPV6_PKTINFO, MSG_CTRUNC, MSG_TRUNC,
-    NTSTATUS, STATUS_CONNECTION_ABORTED, STATUS_INVALID_CONNECTION, STATUS_INVALID_DEVICE_STATE,
-    STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
+    NTSTATUS, STATUS_CONNECTION_ABORTED, STATUS_CONNECTION_RESET, STATUS_INVALID_CONNECTION,
+    STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
 };
 
 use super::addr::{self, Family};
-use super::events;
-use super::model::{Action, Client, ControlMessage, ControlOut, Kind, Op, OpKind, Out, Phase, Queue, Segments, State};
+use super::model::{
+    Action, Backlog, Client, ControlMessage, ControlOut, End, Found, Kind, Memory, Op, OpKind, Out, Phase, Queue,
+    Segments, State,
+};
 use super::socket::{self, Socket};
 use super::status::{self, would_block};
+use super::{events, loopback};
+use crate::sync::lock;
 use crate::verifier::{Rule, bugcheck};
 
 /// The outcome of one attempt.
@@ -77,9 +81,20 @@ pub(crate) fn disconnected_both_ways(state: &State) -> bool {
     if state.peer_fin {
         return true;
     }
+    if let Some(end) = memory_end(state) {
+        return end.peek() == Found::Fin;
+    }
     let Some(host) = state.host.as_ref() else { return false };
     let mut probe = [MaybeUninit::<u8>::uninit(); 1];
     matches!(host.peek(&mut probe), Ok(0))
+}
+
+/// An in-memory connection's end (see `loopback`).
+pub(crate) fn memory_end(state: &State) -> Option<&End> {
+    match state.memory.as_ref() {
+        Some(Memory::End(end)) => Some(end),
+        _ => None,
+    }
 }
 
 /// The status a transfer fails with on a connection that cannot carry one.
@@ -103,6 +118,17 @@ fn accept(
     if state.phase != Phase::Listening {
         return Step::Done(STATUS_INVALID_DEVICE_STATE, 0);
     }
+    if let Some(Memory::Listener(backlog)) = state.memory.as_mut() {
+        let Some((accepted, local_address, peer_address)) = memory_accept(backlog) else { return Step::Blocked };
+        lock(&accepted.state).handed_out = true;
+        events::record_client(&accepted, client);
+        // SAFETY: the client keeps the address buffers valid until the IRP completes (WSK's
+        // contract for WskAccept).
+        unsafe { addr::write(local.0, &local_address) };
+        // SAFETY: as above.
+        unsafe { addr::write(remote.0, &peer_address) };
+        return Step::Done(STATUS_SUCCESS, accepted.handle());
+    }
     let Some(host) = state.host.as_ref() else { return Step::Done(STATUS_INVALID_DEVICE_STATE, 0) };
     loop {
         let (connection, peer) = match super::inspect::take(listener.key, host, &mut state.inspect) {
@@ -121,7 +147,7 @@ fn accept(
             Kind::Connection,
             listener.family,
             listener.client,
-            connection,
+            Some(connection),
             Phase::Connected,
             true,
         ) {
@@ -144,6 +170,19 @@ fn accept(
         }
         return Step::Done(STATUS_SUCCESS, accepted.handle());
     }
+}
+
+/// The next connection queued on an in-memory listener that is still open: its socket, local
+/// and remote address.
+pub(crate) fn memory_accept(
+    backlog: &mut Backlog,
+) -> Option<(Arc<Socket>, std::net::SocketAddr, std::net::SocketAddr)> {
+    while let Some((key, local, remote)) = backlog.waiting.pop_front() {
+        if let Some(accepted) = socket::open_socket(key) {
+            return Some((accepted, local, remote));
+        }
+    }
+    None
 }
 
 fn connect(socket: &Arc<Socket>, state: &mut State, create: bool, actions: &mut Vec<Action>) -> Step {
@@ -195,6 +234,15 @@ fn send(state: &mut State, buf: &Segments, done: &mut usize, may_be_short: bool)
     if state.fin_sent {
         return Step::Done(STATUS_INVALID_CONNECTION, 0);
     }
+    if let Some(end) = memory_end(state) {
+        let step = memory_send(end, buf, done);
+        if let Step::Done(status, _) = step
+            && status != STATUS_SUCCESS
+        {
+            state.error = Some(status);
+        }
+        return step;
+    }
     let Some(host) = state.host.as_ref() else { return Step::Done(STATUS_CONNECTION_ABORTED, 0) };
     let shapes = crate::adversary::get().random_shapes;
     if !shapes {
@@ -231,6 +279,25 @@ fn send(state: &mut State, buf: &Segments, done: &mut usize, may_be_short: bool)
     Step::Done(STATUS_SUCCESS, *done)
 }
 
+/// [`send`] on an in-memory connection: as many bytes as the peer's pipe has room for.
+fn memory_send(end: &End, buf: &Segments, done: &mut usize) -> Step {
+    while let Some((address, length)) = buf.chunk(*done) {
+        // SAFETY: the client keeps the buffer valid until the IRP completes; the range lies in
+        // the buffer (checked against the MDL chain when the call was made).
+        let bytes = unsafe { std::slice::from_raw_parts(address.cast_const(), length) };
+        match loopback::write(end, bytes) {
+            Ok(n) => {
+                *done += n;
+                if n < length {
+                    return Step::Blocked;
+                }
+            }
+            Err(()) => return Step::Done(STATUS_CONNECTION_RESET, 0),
+        }
+    }
+    Step::Done(STATUS_SUCCESS, *done)
+}
+
 /// Chunks of a send gathered into one host write at most.
 const GATHER: usize = 16;
 
@@ -262,6 +329,11 @@ fn send_gathered(host: &socket2::Socket, buf: &Segments, done: &mut usize) -> Re
 }
 
 fn disconnect(state: &mut State, sent: usize) -> Step {
+    if let Some(end) = memory_end(state) {
+        loopback::shutdown(end);
+        state.fin_sent = true;
+        return Step::Done(STATUS_SUCCESS, sent);
+    }
     let Some(host) = state.host.as_ref() else { return Step::Done(STATUS_CONNECTION_ABORTED, 0) };
     match host.shutdown(Shutdown::Write) {
         Ok(()) => {
@@ -293,6 +365,26 @@ fn receive(state: &mut State, buf: &Segments, done: &mut usize, wait_all: bool) 
         // Received from once the connect completes (its readiness event drives every queue).
         return Step::Blocked;
     }
+    if let Some(end) = memory_end(state) {
+        let found = memory_receive(end, buf, done);
+        return match found {
+            Found::Data(_) => Step::Done(STATUS_SUCCESS, *done),
+            Found::Empty if *done > 0 && !wait_all => Step::Done(STATUS_SUCCESS, *done),
+            Found::Empty => Step::Blocked,
+            Found::Fin => {
+                state.peer_fin = true;
+                Step::Done(STATUS_SUCCESS, *done)
+            }
+            Found::Reset => {
+                state.error = Some(STATUS_CONNECTION_RESET);
+                if *done > 0 && !wait_all {
+                    Step::Done(STATUS_SUCCESS, *done)
+                } else {
+                    Step::Done(STATUS_CONNECTION_RESET, 0)
+                }
+            }
+        };
+    }
     let Some(host) = state.host.as_ref() else { return Step::Done(STATUS_CONNECTION_ABORTED, 0) };
     let shapes = crate::adversary::get().random_shapes;
     while let Some((address, length)) = buf.chunk(*done) {
@@ -323,6 +415,25 @@ fn receive(state: &mut State, buf: &Segments, done: &mut usize, wait_all: bool) 
         }
     }
     Step::Done(STATUS_SUCCESS, *done)
+}
+
+/// [`receive`] on an in-memory connection: takes what the pipe holds into the buffer's chunks
+/// from `done` on. `Found::Data` when the buffer is full, else what stopped it.
+fn memory_receive(end: &End, buf: &Segments, done: &mut usize) -> Found {
+    while let Some((address, length)) = buf.chunk(*done) {
+        let mut at = 0;
+        let found = loopback::read(end, length, |bytes| {
+            // SAFETY: the client keeps the buffer valid until the IRP completes; `at +
+            // bytes.len()` stays within this chunk of it (the pipe gives at most `length`).
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), address.wrapping_add(at), bytes.len()) };
+            at += bytes.len();
+        });
+        match found {
+            Found::Data(n) => *done += n,
+            other => return other,
+        }
+    }
+    Found::Data(0)
 }
 
 fn send_to(state: &mut State, buf: &Segments, to: &std::net::SocketAddr) -> Step {

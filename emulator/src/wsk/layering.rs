@@ -17,6 +17,7 @@ const ROWS: &[&[&str]] = &[
         "options",
         "reactor",
         "processors",
+        "loopback",
     ],
     &["dispatch"],
 ];
@@ -32,6 +33,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("indication", include_str!("indication.rs")),
     ("inspect", include_str!("inspect.rs")),
     ("io", include_str!("io.rs")),
+    ("loopback", include_str!("loopback.rs")),
     ("model", include_str!("model.rs")),
     ("options", include_str!("options.rs")),
     ("processors", include_str!("processors.rs")),

@@ -4,7 +4,8 @@
 //! `WSK_PROVIDER_DISPATCH` that `WskCaptureProviderNPI` hands out and the dispatch table each
 //! `WSK_SOCKET` points to, with one IRP per call. Behind each WSK socket is a nonblocking host
 //! socket (`socket2`) registered with one `mio` poller; one I/O thread (`wsk-emu-net`)
-//! serves every socket of the process.
+//! serves every socket of the process. Connections to addresses of `198.18.0.0/15` stay in
+//! memory instead, with no host socket and no I/O thread (see `loopback`).
 //!
 //! # How a call runs
 //!
@@ -219,11 +220,13 @@
 //!               events (callback state, enable/disable) - deliver (callback calls)
 //!               indication (chains, WskRelease) - inspect (conditional accept) - options
 //!               reactor (the I/O thread) - processors (the adversary's provider threads)
+//!               loopback (in-memory connections: listen, connect, the thread's pending work)
 //!   -----------------------------------------------------------------------------------------
 //!   helpers     buf (WSK_BUF to Segments) - resolve (address info)
 //!   -----------------------------------------------------------------------------------------
 //!   leaves      model (the shared records: Kind, Phase, Queue, State, Op, OpKind, Action,
-//!               Segments, Irp, Out, Client, Events, Running, KeptDatagram)
+//!               Segments, Irp, Out, Client, Events, Running, KeptDatagram; in-memory
+//!               connections' End, Backlog, Memory)
 //!               addr - status - blocks - registration
 //! ```
 //!
@@ -248,6 +251,7 @@ mod inspect;
 mod io;
 #[cfg(test)]
 mod layering;
+mod loopback;
 mod model;
 mod options;
 mod processors;

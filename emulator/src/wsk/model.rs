@@ -10,9 +10,12 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 
 use wsk_sys::{IRP, NTSTATUS, SOCKADDR, ULONG};
+
+use crate::sync::lock;
 
 /// An IRP pointer that may cross threads (the provider owns the IRP while it holds one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,8 +212,11 @@ impl Queue {
 
 /// The mutable part of a socket, behind its lock.
 pub(crate) struct State {
-    /// The host socket (nonblocking); `None` once closed or aborted.
+    /// The host socket (nonblocking); `None` once closed or aborted, and for in-memory sockets.
     pub host: Option<socket2::Socket>,
+    /// An in-memory socket's listener backlog or connection end (see `loopback`); `None` for
+    /// host sockets and once closed or aborted.
+    pub memory: Option<Memory>,
     pub phase: Phase,
     /// A graceful disconnect (FIN) was sent.
     pub fin_sent: bool,
@@ -326,6 +332,135 @@ pub(crate) struct Events {
     pub disconnect_done: bool,
     /// What finished IRPs change once their completion routines ran (`RESUME_*` bits).
     pub(super) resume: u8,
+}
+
+// In-memory connections (see `loopback`): their records.
+
+/// Bytes one direction holds before its writer waits (a socket buffer's worth).
+pub(crate) const CAPACITY: usize = 256 * 1024;
+
+/// One direction of an in-memory connection.
+#[derive(Default)]
+pub(crate) struct Pipe {
+    data: VecDeque<u8>,
+    /// The writer shut its side down (a FIN): after the data, the reader sees the end.
+    fin: bool,
+    /// The connection was reset: the data is dropped, both sides fail.
+    reset: bool,
+    /// The writer found the pipe full: the reader wakes it when it takes bytes.
+    writer_waits: bool,
+}
+
+/// What a reader finds in its pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// This many bytes (taken by [`End::read`], counted by [`End::peek`]).
+    Data(usize),
+    /// No data and the writer shut down.
+    Fin,
+    /// The connection was reset.
+    Reset,
+    /// Nothing yet.
+    Empty,
+}
+
+/// A connection socket's side of an in-memory connection.
+pub(crate) struct End {
+    rx: Arc<Mutex<Pipe>>,
+    tx: Arc<Mutex<Pipe>>,
+    /// The other end's socket key.
+    pub peer: usize,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+impl End {
+    /// The two ends of a new connection between the sockets `a` and `b` at these addresses.
+    pub(crate) fn pair(a: (usize, SocketAddr), b: (usize, SocketAddr)) -> (End, End) {
+        let (ab, ba) = (Arc::new(Mutex::new(Pipe::default())), Arc::new(Mutex::new(Pipe::default())));
+        let end_a = End { rx: Arc::clone(&ba), tx: Arc::clone(&ab), peer: b.0, local: a.1, remote: b.1 };
+        let end_b = End { rx: ab, tx: ba, peer: a.0, local: b.1, remote: a.1 };
+        (end_a, end_b)
+    }
+
+    /// Appends as much of `bytes` as the pipe has room for: `Ok(n)`, 0 when the pipe is full
+    /// (the peer is to wake this side when it takes bytes); `Err` after a reset. The caller
+    /// wakes the peer when `n > 0`.
+    pub(crate) fn write(&self, bytes: &[u8]) -> Result<usize, ()> {
+        let mut tx = lock(&self.tx);
+        if tx.reset {
+            return Err(());
+        }
+        let n = bytes.len().min(CAPACITY - tx.data.len());
+        tx.data.extend(&bytes[..n]);
+        if n < bytes.len() {
+            tx.writer_waits = true;
+        }
+        Ok(n)
+    }
+
+    /// Takes up to `max` bytes, handing them to `sink` in order (one or two slices); and
+    /// whether the peer waited for room (the caller wakes it).
+    pub(crate) fn read(&self, max: usize, mut sink: impl FnMut(&[u8])) -> (Found, bool) {
+        let mut rx = lock(&self.rx);
+        if rx.reset {
+            return (Found::Reset, false);
+        }
+        if rx.data.is_empty() {
+            return (if rx.fin { Found::Fin } else { Found::Empty }, false);
+        }
+        let n = rx.data.len().min(max);
+        let (front, back) = rx.data.as_slices();
+        let first = front.len().min(n);
+        sink(&front[..first]);
+        if first < n {
+            sink(&back[..n - first]);
+        }
+        rx.data.drain(..n);
+        (Found::Data(n), std::mem::take(&mut rx.writer_waits))
+    }
+
+    /// What a read would find, taking nothing.
+    pub(crate) fn peek(&self) -> Found {
+        let rx = lock(&self.rx);
+        if rx.reset {
+            Found::Reset
+        } else if !rx.data.is_empty() {
+            Found::Data(rx.data.len())
+        } else if rx.fin {
+            Found::Fin
+        } else {
+            Found::Empty
+        }
+    }
+
+    /// Shuts this side down (a FIN after the data sent); the caller wakes the peer.
+    pub(crate) fn shutdown(&self) {
+        lock(&self.tx).fin = true;
+    }
+
+    /// Resets the connection: both directions fail, their data dropped; the caller wakes the
+    /// peer.
+    pub(crate) fn reset(&self) {
+        for pipe in [&self.tx, &self.rx] {
+            let mut pipe = lock(pipe);
+            pipe.reset = true;
+            pipe.data = VecDeque::new();
+        }
+    }
+}
+
+/// Connections that arrived at an in-memory listener and wait to be accepted: the accepted
+/// socket's key, its local and its remote address.
+pub(crate) struct Backlog {
+    pub address: SocketAddr,
+    pub waiting: VecDeque<(usize, SocketAddr, SocketAddr)>,
+}
+
+/// What an in-memory socket holds (in its state, instead of a host socket; see `loopback`).
+pub(crate) enum Memory {
+    Listener(Backlog),
+    End(End),
 }
 
 /// A host connection taken from a conditional-accept listener's backlog, with its peer.

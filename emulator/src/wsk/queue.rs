@@ -37,7 +37,7 @@ use super::io::{self, Step};
 use super::model::{Action, Irp, Kind, Op, OpKind, Queue, State};
 use super::processors::{self, Job};
 use super::socket::{self, Socket};
-use super::{events, reactor};
+use super::{events, loopback, reactor};
 use crate::irp::provider;
 use crate::sync::lock;
 
@@ -201,6 +201,8 @@ pub(crate) fn run(socket: &Arc<Socket>, actions: Vec<Action>) {
     if completed > 0 {
         finish(socket, completed);
     }
+    // What the completed operations made ready on in-memory peers.
+    loopback::run_pending();
 }
 
 /// Completes a queued IRP the provider claimed, on a processor ([`processors::Job::Complete`]),
@@ -365,7 +367,7 @@ pub(crate) fn progress(socket: &Arc<Socket>) {
     let mut actions = Vec::new();
     {
         let mut state = lock(&socket.state);
-        if state.host.is_none() {
+        if state.host.is_none() && state.memory.is_none() {
             return;
         }
         for queue in Queue::ALL {
@@ -435,13 +437,16 @@ pub(crate) fn close(socket: &Arc<Socket>, irp: Irp) -> NTSTATUS {
         }
         pending
     };
-    if pending {
+    let status = if pending {
         run(socket, actions);
         STATUS_PENDING
     } else {
         complete_close(socket, irp);
         STATUS_SUCCESS
-    }
+    };
+    // The reset or FIN reaches an in-memory peer now.
+    loopback::run_pending();
+    status
 }
 
 /// Drops a connection the client refused in its accept callback: resets it, cancels anything

@@ -21,7 +21,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
 use super::processors::{self, Job};
-use super::{deliver, queue, socket};
+use super::{deliver, loopback, queue, socket};
 use crate::sync::lock;
 
 struct Reactor {
@@ -89,8 +89,13 @@ fn run(mut poll: Poll) {
 }
 
 /// Asks the I/O thread for a delivery pass over the socket `key` (any thread, any IRQL, any
-/// lock held but `KICKS`).
+/// lock held but `KICKS` and the socket table's). An in-memory socket's pass runs on the
+/// calling thread instead, once it holds no lock (see `loopback`).
 pub(crate) fn kick(key: usize) {
+    if loopback::owns(key) {
+        loopback::wake_later(key);
+        return;
+    }
     if processors::active() {
         processors::post(Job::Deliver(key));
         return;

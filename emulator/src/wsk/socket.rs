@@ -27,8 +27,8 @@ use wsk_sys::{NTSTATUS, STATUS_INVALID_HANDLE, STATUS_INVALID_PARAMETER, WSK_SOC
 
 use super::addr::Family;
 use super::events;
-use super::model::{Events, Kind, Phase, Queue, Recorded, State};
-use super::{reactor, registration};
+use super::model::{Events, Kind, Memory, Phase, Queue, Recorded, State};
+use super::{loopback, reactor, registration};
 use crate::sync::lock;
 use crate::verifier::{Leak, LeakKind, Rule, bugcheck};
 
@@ -36,6 +36,17 @@ impl State {
     /// Closes the host socket: deregisters it, and resets the connection (SO_LINGER 0) when
     /// `abortive`.
     pub(crate) fn close_host(&mut self, abortive: bool) {
+        match self.memory.take() {
+            Some(Memory::End(end)) if abortive => loopback::reset(&end),
+            Some(Memory::End(end)) => loopback::shutdown(&end),
+            Some(Memory::Listener(backlog)) => {
+                loopback::forget_listener(&backlog.address);
+                for (key, ..) in backlog.waiting {
+                    loopback::discard_later(key);
+                }
+            }
+            None => {}
+        }
         if let Some(host) = self.host.take() {
             reactor::deregister(&host);
             if abortive {
@@ -60,6 +71,8 @@ pub(crate) struct Socket {
     in_calls: AtomicU32,
     /// `WskCloseSocket` was called.
     close_issued: AtomicBool,
+    /// An in-memory socket (see `loopback`): its kicks run on the kicking thread.
+    pub in_memory: AtomicBool,
     pub state: Mutex<State>,
     /// What the client holds of the socket's indications (lock order: after `state`).
     pub retention: Mutex<events::Retention>,
@@ -102,20 +115,23 @@ thread_local! {
     static INSIDE: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Creates a socket around `host` (already nonblocking) and registers it with the reactor.
-/// Fails when the client's registration is going away.
+/// Creates a socket around `host` (already nonblocking) and registers it with the reactor;
+/// without a host socket, an in-memory socket (see `loopback`). Fails when the client's
+/// registration is going away.
 pub(crate) fn create(
     kind: Kind,
     family: Family,
     client: usize,
-    host: socket2::Socket,
+    host: Option<socket2::Socket>,
     phase: Phase,
     handed_out: bool,
 ) -> Result<Arc<Socket>, NTSTATUS> {
     registration::socket_opened(client)?;
     let header = Box::into_raw(Box::new(WSK_SOCKET { Dispatch: super::tables::dispatch_for(kind) }));
     let key = header as usize;
-    if let Err(error) = reactor::register(&host, key) {
+    if let Some(host) = host.as_ref()
+        && let Err(error) = reactor::register(host, key)
+    {
         registration::socket_closed(client);
         // SAFETY: allocated just above and never handed out.
         drop(unsafe { Box::from_raw(header) });
@@ -129,8 +145,10 @@ pub(crate) fn create(
         client,
         in_calls: AtomicU32::new(0),
         close_issued: AtomicBool::new(false),
+        in_memory: AtomicBool::new(false),
         state: Mutex::new(State {
-            host: Some(host),
+            host,
+            memory: None,
             phase,
             fin_sent: false,
             peer_fin: false,
@@ -193,6 +211,8 @@ impl Drop for Call {
                 inside.remove(at);
             }
         });
+        // What the call made ready on in-memory peers runs now that no lock is held.
+        loopback::run_pending();
     }
 }
 
@@ -337,6 +357,11 @@ pub(crate) fn leaks(session: u64) -> Vec<Leak> {
                 .as_ref()
                 .and_then(|h| h.local_addr().ok())
                 .and_then(|a| super::addr::from_host(&a))
+                .or(match state.memory.as_ref() {
+                    Some(Memory::End(end)) => Some(end.local),
+                    Some(Memory::Listener(backlog)) => Some(backlog.address),
+                    None => None,
+                })
                 .map_or_else(String::new, |a| format!(", local {a}"));
             Some(Leak::new(
                 LeakKind::WskSocket,

@@ -23,11 +23,11 @@ use wsk_sys::{
 
 use super::addr::{self, Family};
 use super::buf;
-use super::model::{Action, Client, Irp, Kind, OpKind, Out, Phase, Queue, Segments};
+use super::model::{Action, Client, Irp, Kind, Memory, OpKind, Out, Phase, Queue, Segments};
 use super::queue::{self, complete_now};
 use super::socket::{self, Call, Socket};
 use super::status;
-use super::{events, indication, io, options};
+use super::{events, indication, io, loopback, options};
 use crate::irp::provider;
 use crate::irql;
 use crate::sync::lock;
@@ -154,6 +154,9 @@ fn bind_host(socket: &Socket, address: std::net::SocketAddr) -> Result<usize, NT
     if state.phase != Phase::Created {
         return Err(STATUS_INVALID_DEVICE_STATE);
     }
+    if socket.kind == Kind::Listen && loopback::is_memory(&address) {
+        return loopback::listen(socket, &mut state, address);
+    }
     let host = state.host.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE)?;
     host.bind(&SockAddr::from(address)).map_err(|e| status::from_io(&e))?;
     if socket.kind == Kind::Listen {
@@ -245,6 +248,16 @@ unsafe fn connect_socket(call: &Call, remote: *const SOCKADDR, irp: *mut IRP) ->
         // SAFETY: accepted.
         Err(status) => return unsafe { complete_now(irp, status, 0) },
     };
+    if loopback::is_memory(&remote) {
+        let phase = lock(&socket.state).phase;
+        let outcome = match phase {
+            Phase::Bound => loopback::connect(socket, remote).map(|()| 0),
+            Phase::Connected => Err(STATUS_CONNECTION_ACTIVE),
+            _ => Err(STATUS_INVALID_DEVICE_STATE),
+        };
+        // SAFETY: accepted.
+        return unsafe { finish(irp, outcome) };
+    }
     let started = {
         let mut state = lock(&socket.state);
         match state.phase {
@@ -323,7 +336,12 @@ unsafe extern "system" fn get_local_address(socket: *mut WSK_SOCKET, local: *mut
     } else {
         let state = lock(&call.socket.state);
         match (state.phase, state.host.as_ref()) {
-            (Phase::Created, _) | (_, None) => Err(STATUS_INVALID_DEVICE_STATE),
+            (Phase::Created, _) => Err(STATUS_INVALID_DEVICE_STATE),
+            (_, None) => match state.memory.as_ref() {
+                Some(Memory::End(end)) => Ok(end.local),
+                Some(Memory::Listener(backlog)) => Ok(backlog.address),
+                None => Err(STATUS_INVALID_DEVICE_STATE),
+            },
             (_, Some(host)) => host
                 .local_addr()
                 .map_err(|e| status::from_io(&e))
@@ -354,6 +372,7 @@ unsafe extern "system" fn get_remote_address(
     } else {
         let state = lock(&call.socket.state);
         match (state.phase, state.host.as_ref()) {
+            (Phase::Connected, None) => io::memory_end(&state).map(|end| end.remote).ok_or(STATUS_INVALID_CONNECTION),
             (Phase::Connected, Some(host)) => host
                 .peer_addr()
                 .map_err(|e| status::from_io(&e))
@@ -438,7 +457,7 @@ fn abort(socket: &Arc<Socket>) -> Result<usize, NTSTATUS> {
     let mut actions: Vec<Action> = Vec::new();
     {
         let mut state = lock(&socket.state);
-        if state.phase != Phase::Connected || state.host.is_none() {
+        if state.phase != Phase::Connected || (state.host.is_none() && state.memory.is_none()) {
             return Err(STATUS_INVALID_CONNECTION);
         }
         state.close_host(true);

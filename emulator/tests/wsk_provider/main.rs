@@ -13,6 +13,7 @@ mod support;
 mod cancel;
 mod events;
 mod invalid;
+mod loopback;
 mod name_info;
 mod option_values;
 mod options;

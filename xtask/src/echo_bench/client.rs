@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use super::placement::{Placement, Probe, Snapshot, Usage};
 use super::report::{ServerRun, micros, size_label};
-use super::servers::Server;
-use super::{MEASURE, REPEATS, TAG, WARMUP, WORKLOADS, Workload, workloads};
+use super::servers::Started;
+use super::{MEASURE, REPEATS, STREAM_BYTES, STREAM_WRITE, TAG, WARMUP, WORKLOADS, Workload, workloads};
 use crate::echo_client;
 use crate::util::{Context, Result, bail};
 
@@ -96,43 +96,176 @@ impl Measurement {
     }
 }
 
-/// Measures every workload against `addr`.
-pub(super) fn measure_all(
-    server: Server,
-    addr: SocketAddr,
-    probe: &Probe,
-    placement: Option<&Placement>,
-    run: &mut ServerRun,
-) {
+/// Measures every workload on every started server, interleaved: each repetition of a cell
+/// runs once on each server in turn before the next, so that a change of the machine's load
+/// falls on every server alike; the median of [`REPEATS`] per server and cell. Then the
+/// streaming client, interleaved the same way.
+pub(super) fn measure_interleaved(started: &mut [Started], placement: Option<&Placement>) {
     for workload in workloads().unwrap_or_else(|_| WORKLOADS.to_vec()) {
-        let cell = measure_median(addr, workload, probe, placement);
-        match &cell {
-            Ok(m) => println!(
-                "{TAG}: {} {} x {}: {:.0} round trips/s (runs: {}), {:.1} MB/s, p50 {} us, p99 {} us, max {:.1} ms, slowest connection {:.2} of the mean, {} with none",
-                server.short(),
-                workload.connections,
-                size_label(workload.size),
-                m.round_trips_per_sec(),
-                m.rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "),
-                m.mb_per_sec(workload.size),
-                micros(m.p50),
-                micros(m.p99),
-                m.max.as_secs_f64() * 1e3,
-                m.fairness(workload.connections),
-                m.starved
-            ),
-            Err(e) => {
-                println!(
-                    "{TAG}: {} {} x {}: FAILED: {e}",
-                    server.short(),
-                    workload.connections,
-                    size_label(workload.size)
-                );
-                run.failures.push(format!("{} x {}: {e}", workload.connections, size_label(workload.size)));
+        let mut runs: Vec<std::result::Result<Vec<Measurement>, String>> =
+            started.iter().map(|_| Ok(Vec::new())).collect();
+        for _ in 0..REPEATS {
+            for (server, runs) in started.iter().zip(runs.iter_mut()) {
+                let (Some(addr), Ok(done)) = (server.addr, runs.as_mut()) else { continue };
+                match measure(addr, workload, &server.probe, placement, WARMUP, MEASURE) {
+                    Ok(m) => done.push(m),
+                    Err(e) => *runs = Err(e),
+                }
             }
         }
-        run.cells.push((workload, cell));
+        for (server, runs) in started.iter_mut().zip(runs) {
+            if server.addr.is_none() {
+                continue;
+            }
+            let cell = runs.map(median_of);
+            report_cell(&mut server.run, workload, &cell);
+            server.run.cells.push((workload, cell));
+        }
     }
+    if std::env::var_os(super::CONNECTIONS_ENV).is_some() {
+        return;
+    }
+    let mut streams: Vec<std::result::Result<Vec<StreamRun>, String>> =
+        started.iter().map(|_| Ok(Vec::new())).collect();
+    for _ in 0..REPEATS {
+        for (server, runs) in started.iter().zip(streams.iter_mut()) {
+            let (Some(addr), Ok(done)) = (server.addr, runs.as_mut()) else { continue };
+            match stream_once(addr, &server.probe) {
+                Ok(run) => done.push(run),
+                Err(e) => *runs = Err(e.to_string()),
+            }
+        }
+    }
+    for (server, runs) in started.iter_mut().zip(streams) {
+        if server.addr.is_none() {
+            continue;
+        }
+        let stream = runs.map(|mut runs| {
+            runs.sort_by_key(|&(elapsed, _)| elapsed);
+            let rates = runs.iter().rev().map(|(d, _)| STREAM_BYTES as f64 / d.as_secs_f64() / 1e6).collect();
+            let (elapsed, server_cpu) = runs[REPEATS / 2];
+            StreamMeasurement { elapsed, server_cpu, rates }
+        });
+        let label = server.run.server.short();
+        match &stream {
+            Ok(s) => println!(
+                "{TAG}: {label} stream {} MiB in {} KiB writes: {:.0} MB/s (runs: {})",
+                STREAM_BYTES >> 20,
+                STREAM_WRITE >> 10,
+                s.mb_per_sec(),
+                s.rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ")
+            ),
+            Err(e) => {
+                println!("{TAG}: {label} stream: FAILED: {e}");
+                server.run.failures.push(format!("stream: {e}"));
+            }
+        }
+        server.run.stream = Some(stream);
+    }
+}
+
+/// The run with the median throughput, with every run's rate.
+fn median_of(mut runs: Vec<Measurement>) -> Measurement {
+    runs.sort_by_key(|m| m.round_trips);
+    let rates: Vec<f64> = runs.iter().map(Measurement::round_trips_per_sec).collect();
+    let mut median = runs.swap_remove(runs.len() / 2);
+    median.rates = rates;
+    median
+}
+
+/// Prints a cell's figures (or failure) and records a failure.
+fn report_cell(run: &mut ServerRun, workload: Workload, cell: &std::result::Result<Measurement, String>) {
+    let server = run.server;
+    match cell {
+        Ok(m) => println!(
+            "{TAG}: {} {} x {}: {:.0} round trips/s (runs: {}), {:.1} MB/s, p50 {} us, p99 {} us, max {:.1} ms, slowest connection {:.2} of the mean, {} with none",
+            server.short(),
+            workload.connections,
+            size_label(workload.size),
+            m.round_trips_per_sec(),
+            m.rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "),
+            m.mb_per_sec(workload.size),
+            micros(m.p50),
+            micros(m.p99),
+            m.max.as_secs_f64() * 1e3,
+            m.fairness(workload.connections),
+            m.starved
+        ),
+        Err(e) => {
+            println!("{TAG}: {} {} x {}: FAILED: {e}", server.short(), workload.connections, size_label(workload.size));
+            run.failures.push(format!("{} x {}: {e}", workload.connections, size_label(workload.size)));
+        }
+    }
+}
+
+/// One run of the streaming client: its time and the server's threads' CPU time meanwhile.
+type StreamRun = (Duration, Option<Duration>);
+
+/// What the streaming client measured: the median of [`REPEATS`] runs.
+#[derive(Debug, Clone)]
+pub struct StreamMeasurement {
+    /// From the first write to the last byte of the echo read.
+    pub elapsed: Duration,
+    /// CPU time of the server's threads in that run.
+    pub server_cpu: Option<Duration>,
+    /// MB/s of every run, ascending.
+    pub rates: Vec<f64>,
+}
+
+impl StreamMeasurement {
+    /// Echoed payload in 10^6 bytes per second.
+    pub fn mb_per_sec(&self) -> f64 {
+        STREAM_BYTES as f64 / self.elapsed.as_secs_f64() / 1e6
+    }
+}
+
+/// The byte at `offset` of each write (every write sends the same bytes).
+fn stream_byte(offset: usize) -> u8 {
+    (offset % 251) as u8
+}
+
+/// One connection: a thread writes [`STREAM_BYTES`] in [`STREAM_WRITE`] writes and shuts down,
+/// this thread reads the echo until the server's end of stream, checking the first byte of
+/// every read against its offset in the write it came from. Returns the time and the CPU time
+/// of the server's threads (`probe`) meanwhile.
+fn stream_once(addr: SocketAddr, probe: &Probe) -> Result<StreamRun> {
+    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut reader = stream.try_clone()?;
+    let chunk: Vec<u8> = (0..STREAM_WRITE).map(stream_byte).collect();
+    let before = probe.sample();
+    let start = Instant::now();
+    let writer = thread::Builder::new().name(format!("{CLIENT_THREAD}-stream")).spawn(move || -> Result<()> {
+        let mut stream = stream;
+        for _ in 0..STREAM_BYTES / STREAM_WRITE {
+            stream.write_all(&chunk).context(|| "stream write".to_owned())?;
+        }
+        stream.shutdown(std::net::Shutdown::Write)?;
+        Ok(())
+    })?;
+    let mut buf = vec![0u8; STREAM_WRITE];
+    let mut got = 0;
+    loop {
+        let n = reader.read(&mut buf).context(|| format!("stream read after {got} bytes"))?;
+        if n == 0 {
+            break;
+        }
+        if buf[0] != stream_byte(got % STREAM_WRITE) {
+            bail!("the echo differs from the stream at byte {got}");
+        }
+        got += n;
+    }
+    let elapsed = start.elapsed();
+    let server_cpu = before.zip(probe.sample()).map(|(before, after)| after.since(before).cpu);
+    match writer.join() {
+        Ok(written) => written?,
+        Err(_) => bail!("the stream's writer panicked"),
+    }
+    if got != STREAM_BYTES {
+        bail!("{got} bytes came back of {STREAM_BYTES}");
+    }
+    Ok((elapsed, server_cpu))
 }
 
 /// Holds the client threads after their last round trip until the window's last sample is
@@ -164,24 +297,6 @@ impl Drop for OpenOnDrop {
     fn drop(&mut self) {
         self.0.open();
     }
-}
-
-/// [`REPEATS`] runs of a cell; the one with the median throughput, with every run's rate.
-fn measure_median(
-    addr: SocketAddr,
-    workload: Workload,
-    probe: &Probe,
-    placement: Option<&Placement>,
-) -> std::result::Result<Measurement, String> {
-    let mut runs = Vec::with_capacity(REPEATS);
-    for _ in 0..REPEATS {
-        runs.push(measure(addr, workload, probe, placement, WARMUP, MEASURE)?);
-    }
-    runs.sort_by_key(|m| m.round_trips);
-    let rates: Vec<f64> = runs.iter().map(Measurement::round_trips_per_sec).collect();
-    let mut median = runs.swap_remove(REPEATS / 2);
-    median.rates = rates;
-    Ok(median)
 }
 
 /// One cell: connect, ping-pong through `warmup` and the measured `window`, collect.

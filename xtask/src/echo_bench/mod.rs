@@ -1,4 +1,4 @@
-//! The echo benchmark (second half of `cargo xtask bench`): one client, four echo servers, in
+//! The echo benchmark (second half of `cargo xtask bench`): one client, five echo servers, in
 //! one run.
 //!
 //! * (a) the echo driver (`echo_driver::driver`) on the host emulator: `echo-driver --quiet`;
@@ -6,7 +6,9 @@
 //! * (c) a tokio echo server in this process (multi_thread runtime, one worker thread per
 //!   server CPU);
 //! * (d) the blocking baseline (`echo_driver::blocking`: a thread per connection, one KEVENT
-//!   wait per WSK call) on the host emulator: `echo-driver --blocking --quiet`.
+//!   wait per WSK call) on the host emulator: `echo-driver --blocking --quiet`;
+//! * (e) the echo driver receiving with IRPs instead of event callbacks: `echo-driver
+//!   --irp-receive --quiet`.
 //!
 //! The client opens N connections (1 and 64), each on its own thread with `TCP_NODELAY`, and
 //! plays request/response ping-pong with a fixed message size (1 KiB and 64 KiB): write the
@@ -17,8 +19,15 @@
 //! round trip each connection has in flight when the window ends, so that a connection the
 //! server neglects shows up. The table also gives the longest round trip and the slowest
 //! connection's round trips over the mean (fairness). Each cell runs [`REPEATS`] times with
-//! fresh connections and the table shows the run with the median throughput. The servers keep
+//! fresh connections and the table shows the run with the median throughput. Every server is
+//! started first and the repetitions are interleaved (one run of a cell on each server in turn,
+//! then the next), so that a change of the machine's load falls on every server alike. The servers keep
 //! their default socket options (Nagle on), as the drivers do.
+//!
+//! Then a streaming client ([`STREAM_BYTES`] through one connection in [`STREAM_WRITE`]
+//! writes, a second thread reading the echo; [`REPEATS`] runs, the median shown) and the
+//! ratios the zero-copy work aims at: the event path (a) and the IRP path (e) against tokio
+//! (c), and (a) against (e), for every workload.
 //!
 //! With two CPUs or more (and `taskset`), the client's threads run on the first CPU and the
 //! server under test on the others ([`Placement`]): sharing cores, the client's 64 threads and
@@ -43,14 +52,14 @@ use std::time::{Duration, Instant};
 
 pub use client::{Measurement, percentile};
 pub use placement::{Placement, Usage};
-pub use report::{ServerRun, table};
+pub use report::{ServerRun, ratios, stream_table, table};
 pub use servers::{SERVERS_ENV, Server};
 
 use crate::util::{self, Result, bail};
 use crate::{drivers, wine};
 use placement::pin;
 use report::machine_line;
-use servers::{Setup, run_emulator, run_tokio, run_wine};
+use servers::Setup;
 
 const TAG: &str = "echo-bench";
 
@@ -90,6 +99,10 @@ pub const WARMUP: Duration = Duration::from_millis(500);
 pub const MEASURE: Duration = Duration::from_millis(1500);
 /// Runs per cell (fresh connections each time); the table shows the median by throughput.
 pub const REPEATS: usize = 3;
+/// Bytes the streaming client sends through one connection (and reads back).
+pub const STREAM_BYTES: usize = 128 << 20;
+/// The streaming client's write size.
+pub const STREAM_WRITE: usize = 1 << 20;
 
 /// Runs the whole echo benchmark and prints its table. Fails (after printing) if a server
 /// that should have run failed.
@@ -128,22 +141,30 @@ pub fn run() -> Result<()> {
     }
     let setup = Setup { binary, sys, placement, tokio_workers };
 
+    // Every server is started first, then measured interleaved (see `client::measure_interleaved`).
     let mut runs = Vec::new();
+    let mut started = Vec::new();
     for server in Server::selected(std::env::var(SERVERS_ENV).ok().as_deref())? {
-        println!("{TAG}: {} ...", server.label(setup.tokio_workers));
-        let run = match server {
-            Server::Emulator => run_emulator(&setup, false),
-            Server::Wine => run_wine(&setup),
-            Server::Tokio => run_tokio(&setup),
-            Server::Blocking => run_emulator(&setup, true),
-        };
-        let run = run.unwrap_or_else(|e| {
+        println!("{TAG}: starting {} ...", server.label(setup.tokio_workers));
+        match servers::start(&setup, server) {
+            Ok(up) => started.push(up),
+            Err(e) => {
+                let mut failed = ServerRun::new(server, &setup);
+                failed.failures.push(e.to_string());
+                runs.push(failed);
+            }
+        }
+    }
+    client::measure_interleaved(&mut started, setup.placement.as_ref());
+    for up in started {
+        let server = up.run.server;
+        runs.push(up.stop().unwrap_or_else(|e| {
             let mut failed = ServerRun::new(server, &setup);
             failed.failures.push(e.to_string());
             failed
-        });
-        runs.push(run);
+        }));
     }
+    runs.sort_by_key(|r| Server::ALL.iter().position(|&s| s == r.server));
 
     println!();
     match &setup.placement {
@@ -152,6 +173,8 @@ pub fn run() -> Result<()> {
     }
     println!();
     println!("{}", table(&runs));
+    println!("{}", stream_table(&runs));
+    println!("{}", ratios(&runs));
     for run in &runs {
         for note in run.notes.iter().chain(&run.failures) {
             println!("{} {note}", run.server.short());

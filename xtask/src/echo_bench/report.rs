@@ -4,9 +4,9 @@ use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
-use super::client::Measurement;
+use super::client::{Measurement, StreamMeasurement};
 use super::servers::{Server, Setup};
-use super::{WORKLOADS, Workload, workloads};
+use super::{STREAM_BYTES, STREAM_WRITE, WORKLOADS, Workload, workloads};
 
 /// One server's results: a measurement (or the reason there is none) per workload, and notes.
 #[derive(Debug, Clone)]
@@ -14,6 +14,8 @@ pub struct ServerRun {
     pub server: Server,
     pub label: String,
     pub cells: Vec<(Workload, Result<Measurement, String>)>,
+    /// The streaming client's figure (`None`: not run).
+    pub stream: Option<Result<StreamMeasurement, String>>,
     /// Why the server was not run at all (Wine missing).
     pub skipped: Option<String>,
     pub notes: Vec<String>,
@@ -24,12 +26,94 @@ pub struct ServerRun {
 impl ServerRun {
     pub(super) fn new(server: Server, setup: &Setup) -> Self {
         let label = server.label(setup.tokio_workers);
-        Self { server, label, cells: Vec::new(), skipped: None, notes: Vec::new(), failures: Vec::new() }
+        Self { server, label, cells: Vec::new(), stream: None, skipped: None, notes: Vec::new(), failures: Vec::new() }
     }
 
     pub(super) fn measurement(&self, workload: Workload) -> Option<&Measurement> {
         self.cells.iter().find(|(w, _)| *w == workload).and_then(|(_, m)| m.as_ref().ok())
     }
+}
+
+/// The streaming client's results as a Markdown table, with the ratio against tokio (c).
+pub fn stream_table(runs: &[ServerRun]) -> String {
+    let rate = |server: Server| {
+        runs.iter()
+            .find(|r| r.server == server)
+            .and_then(|r| r.stream.as_ref()?.as_ref().ok())
+            .map(StreamMeasurement::mb_per_sec)
+    };
+    let tokio = rate(Server::Tokio);
+    let mut out = format!(
+        "| server | stream {} MiB, {} KiB writes: MB/s (median) | runs (MB/s) | MB/s vs tokio |\n|---|---:|---|---:|\n",
+        STREAM_BYTES >> 20,
+        STREAM_WRITE >> 10
+    );
+    for run in runs {
+        match &run.stream {
+            Some(Ok(s)) => {
+                let ratio = tokio.map_or("n/a".to_owned(), |t| format!("{:.2}", s.mb_per_sec() / t));
+                let each = s.rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(" / ");
+                out.push_str(&format!("| {} | {:.0} | {each} | {ratio} |\n", run.label, s.mb_per_sec()));
+            }
+            Some(Err(e)) => out.push_str(&format!("| {} | FAILED: {e} | | |\n", run.label)),
+            None => out.push_str(&format!("| {} | not run | | |\n", run.label)),
+        }
+    }
+    out
+}
+
+/// The ratios of throughput (higher is better for the first server) the zero-copy datapath
+/// aims at, for every workload and the stream: the event path (a) and the IRP path (e) against
+/// tokio (c), and (a) against (e); then the same pairs' ratios of the server's own threads' CPU
+/// time per byte (lower is better for the first server), which a machine shared with other
+/// work disturbs less than throughput.
+pub fn ratios(runs: &[ServerRun]) -> String {
+    let find = |server: Server| runs.iter().find(|r| r.server == server);
+    let pairs = [
+        (Server::Emulator, Server::Tokio, "event path (a) / tokio (c)"),
+        (Server::EmulatorIrp, Server::Tokio, "IRP path (e) / tokio (c)"),
+        (Server::Emulator, Server::EmulatorIrp, "event path (a) / IRP path (e)"),
+    ];
+    let mut out = String::from("| workload |");
+    for (_, _, name) in pairs {
+        out.push_str(&format!(" {name} |"));
+    }
+    for (_, _, name) in pairs {
+        out.push_str(&format!(" CPU per byte, {name} |"));
+    }
+    out.push_str("\n|---|---:|---:|---:|---:|---:|---:|\n");
+    let format = |ratio: Option<f64>| ratio.map_or("n/a".to_owned(), |r| format!("{r:.2}"));
+    for workload in workloads().unwrap_or_else(|_| WORKLOADS.to_vec()) {
+        out.push_str(&format!("| {} x {} |", workload.connections, size_label(workload.size)));
+        for (ours, peer, _) in pairs {
+            let rate = |server| find(server).and_then(|r| r.measurement(workload)).map(|m| m.mb_per_sec(workload.size));
+            let ratio = rate(ours).zip(rate(peer)).map(|(a, b)| a / b);
+            out.push_str(&format!(" {} |", format(ratio)));
+        }
+        for (ours, peer, _) in pairs {
+            // The server's own threads' CPU time per round trip (the same bytes each).
+            let cpu = |server| {
+                let m = find(server)?.measurement(workload)?;
+                Some(m.server?.cpu.as_secs_f64() / m.round_trips.max(1) as f64)
+            };
+            let ratio = cpu(ours).zip(cpu(peer)).map(|(a, b)| a / b);
+            out.push_str(&format!(" {} |", format(ratio)));
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!("| stream {} MiB, {} KiB writes |", STREAM_BYTES >> 20, STREAM_WRITE >> 10));
+    for (ours, peer, _) in pairs {
+        let rate = |server| find(server)?.stream.as_ref()?.as_ref().ok().map(StreamMeasurement::mb_per_sec);
+        let ratio = rate(ours).zip(rate(peer)).map(|(a, b)| a / b);
+        out.push_str(&format!(" {} |", format(ratio)));
+    }
+    for (ours, peer, _) in pairs {
+        let cpu = |server| find(server)?.stream.as_ref()?.as_ref().ok()?.server_cpu.map(|c| c.as_secs_f64());
+        let ratio = cpu(ours).zip(cpu(peer)).map(|(a, b)| a / b);
+        out.push_str(&format!(" {} |", format(ratio)));
+    }
+    out.push('\n');
+    out
 }
 
 /// `nproc`, the CPU model and the compiler, for the record.
@@ -148,5 +232,28 @@ mod tests {
             text.contains("| 1000 | 1.0 | 20.0 | 40.0 | 1.5 | 1.00 | 1 | 10.0 | 2.0 | 75 | 1.00 | 1.00 |"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn stream_figures_and_ratios() {
+        let setup = Setup { binary: PathBuf::new(), sys: Err("none".to_owned()), placement: None, tokio_workers: 1 };
+        let stream = |seconds: f64| StreamMeasurement {
+            elapsed: Duration::from_secs_f64(seconds),
+            server_cpu: Some(Duration::from_secs_f64(seconds / 2.0)),
+            rates: vec![],
+        };
+        let mut events = ServerRun::new(Server::Emulator, &setup);
+        events.stream = Some(Ok(stream(0.4)));
+        let mut irp = ServerRun::new(Server::EmulatorIrp, &setup);
+        irp.stream = Some(Ok(stream(0.2)));
+        let mut tokio = ServerRun::new(Server::Tokio, &setup);
+        tokio.stream = Some(Ok(stream(0.1)));
+        let runs = [events, irp, tokio];
+        let text = stream_table(&runs);
+        assert!(text.contains("| (a) echo driver, emulator | 336 |  | 0.25 |"), "{text}");
+        let text = ratios(&runs);
+        // No ping-pong cells: n/a; the stream: 0.25, 0.50 and 0.50.
+        assert!(text.contains("| 1 x 1 KiB | n/a | n/a | n/a | n/a | n/a | n/a |"), "{text}");
+        assert!(text.contains("writes | 0.25 | 0.50 | 0.50 | 4.00 | 2.00 | 2.00 |"), "{text}");
     }
 }

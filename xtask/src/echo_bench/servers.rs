@@ -9,7 +9,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::TAG;
-use super::client::measure_all;
 use super::placement::{Placement, Probe, pin, threads_named};
 use super::report::ServerRun;
 use crate::util::{self, Context, Result, bail};
@@ -25,26 +24,29 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Thread name of the tokio server's workers (at most 15 bytes: `/proc` cuts names there).
 pub(super) const TOKIO_THREAD: &str = "echo-tokio";
 
-/// Set to a comma-separated list of server names (`emulator,wine,tokio,blocking`) to run only
-/// those.
+/// Set to a comma-separated list of server names (`emulator,irp,wine,tokio,blocking`) to run
+/// only those.
 pub const SERVERS_ENV: &str = "WSK_BENCH_SERVERS";
 
 /// The servers, in table order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Server {
     Emulator,
+    /// The echo driver receiving with IRPs (`--irp-receive`).
+    EmulatorIrp,
     Wine,
     Tokio,
     Blocking,
 }
 
 impl Server {
-    pub const ALL: [Server; 4] = [Server::Emulator, Server::Wine, Server::Tokio, Server::Blocking];
+    pub const ALL: [Server; 5] = [Server::Emulator, Server::EmulatorIrp, Server::Wine, Server::Tokio, Server::Blocking];
 
     /// The name `WSK_BENCH_SERVERS` uses for the server.
     pub fn name(self) -> &'static str {
         match self {
             Server::Emulator => "emulator",
+            Server::EmulatorIrp => "irp",
             Server::Wine => "wine",
             Server::Tokio => "tokio",
             Server::Blocking => "blocking",
@@ -60,7 +62,7 @@ impl Server {
             match Self::ALL.into_iter().find(|s| s.name() == name) {
                 Some(server) if !chosen.contains(&server) => chosen.push(server),
                 Some(_) => {}
-                None => bail!("{SERVERS_ENV}: unknown server `{name}` (known: emulator, wine, tokio, blocking)"),
+                None => bail!("{SERVERS_ENV}: unknown server `{name}` (known: emulator, irp, wine, tokio, blocking)"),
             }
         }
         chosen.sort_by_key(|s| Self::ALL.iter().position(|a| a == s));
@@ -71,6 +73,7 @@ impl Server {
     pub fn label(self, tokio_workers: usize) -> String {
         match self {
             Server::Emulator => "(a) echo driver, emulator".to_owned(),
+            Server::EmulatorIrp => "(e) echo driver, IRP receive, emulator".to_owned(),
             Server::Wine => "(b) echo.sys, Wine".to_owned(),
             Server::Tokio => {
                 format!("(c) tokio, multi_thread, {tokio_workers} worker{}", if tokio_workers == 1 { "" } else { "s" })
@@ -82,6 +85,7 @@ impl Server {
     pub(super) fn short(self) -> &'static str {
         match self {
             Server::Emulator => "(a)",
+            Server::EmulatorIrp => "(e)",
             Server::Wine => "(b)",
             Server::Tokio => "(c)",
             Server::Blocking => "(d)",
@@ -128,14 +132,61 @@ fn log_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// (a) and (d): `echo-driver` on the emulator, stopped with SIGINT so that it unloads the
-/// driver and prints its verifier report.
-pub(super) fn run_emulator(setup: &Setup, blocking: bool) -> Result<ServerRun> {
-    let server = if blocking { Server::Blocking } else { Server::Emulator };
-    let mut run = ServerRun::new(server, setup);
+/// A server that is up, ready for the client, and how to stop it.
+pub(super) struct Started {
+    pub(super) run: ServerRun,
+    /// Where it listens (`None`: skipped, see `run.skipped`).
+    pub(super) addr: Option<SocketAddr>,
+    pub(super) probe: Probe,
+    stop: Stop,
+}
+
+/// How a started server is stopped.
+enum Stop {
+    Nothing,
+    Emulator { child: Child, log: PathBuf },
+    Wine(Box<WinePrefix>),
+    Tokio { runtime: tokio::runtime::Runtime, accept: tokio::task::JoinHandle<()> },
+}
+
+/// Starts `server`.
+pub(super) fn start(setup: &Setup, server: Server) -> Result<Started> {
+    match server {
+        Server::Emulator | Server::EmulatorIrp | Server::Blocking => start_emulator(setup, server),
+        Server::Wine => start_wine(setup),
+        Server::Tokio => start_tokio(setup),
+    }
+}
+
+impl Started {
+    /// Stops the server and returns its results with what its stop reported.
+    pub(super) fn stop(self) -> Result<ServerRun> {
+        let mut run = self.run;
+        match self.stop {
+            Stop::Nothing => {}
+            Stop::Emulator { child, log } => stop_emulator(child, &log, &mut run)?,
+            Stop::Wine(prefix) => stop_wine(*prefix, &mut run)?,
+            Stop::Tokio { runtime, accept } => {
+                accept.abort();
+                runtime.shutdown_timeout(Duration::from_secs(5));
+            }
+        }
+        Ok(run)
+    }
+}
+
+/// (a), (e) and (d): `echo-driver` on the emulator (`--irp-receive` for (e), `--blocking` for
+/// (d)), stopped with SIGINT so that it unloads the driver and prints its verifier report.
+fn start_emulator(setup: &Setup, server: Server) -> Result<Started> {
+    let blocking = server == Server::Blocking;
+    let run = ServerRun::new(server, setup);
     let binary = &setup.binary;
     let port = echo_client::free_port()?;
-    let log = log_dir()?.join(if blocking { "echo-driver-blocking.log" } else { "echo-driver.log" });
+    let log = log_dir()?.join(match server {
+        Server::Blocking => "echo-driver-blocking.log",
+        Server::EmulatorIrp => "echo-driver-irp.log",
+        _ => "echo-driver.log",
+    });
     let out = std::fs::File::create(&log).context(|| format!("creating {}", log.display()))?;
     let err = out.try_clone()?;
     let mut cmd = match &setup.placement {
@@ -150,6 +201,9 @@ pub(super) fn run_emulator(setup: &Setup, blocking: bool) -> Result<ServerRun> {
     if blocking {
         cmd.arg("--blocking");
     }
+    if server == Server::EmulatorIrp {
+        cmd.arg("--irp-receive");
+    }
     println!("$ {}", util::display_command(&cmd));
     let mut child = cmd
         .stdin(Stdio::null())
@@ -163,7 +217,11 @@ pub(super) fn run_emulator(setup: &Setup, blocking: bool) -> Result<ServerRun> {
         let _ = child.wait();
         bail!("{e}; log: {}\n{}", log.display(), util::tail(&log, 20));
     }
-    measure_all(server, addr, &Probe::Processes(vec![child.id()]), setup.placement.as_ref(), &mut run);
+    let probe = Probe::Processes(vec![child.id()]);
+    Ok(Started { run, addr: Some(addr), probe, stop: Stop::Emulator { child, log } })
+}
+
+fn stop_emulator(mut child: Child, log: &Path, run: &mut ServerRun) -> Result<()> {
     // SIGINT: the binary unloads the driver and prints its counters and verifier report.
     let pid = child.id().to_string();
     let signalled = Command::new("kill").args(["-s", "INT", &pid]).status().is_ok_and(|s| s.success());
@@ -179,7 +237,7 @@ pub(super) fn run_emulator(setup: &Setup, blocking: bool) -> Result<ServerRun> {
         }
         thread::sleep(Duration::from_millis(50));
     };
-    let text = util::read_to_string(&log).unwrap_or_default();
+    let text = util::read_to_string(log).unwrap_or_default();
     for line in text.lines().filter(|l| l.contains("bytes echoed") || l.starts_with("Verifier report")) {
         run.notes.push(line.trim().to_owned());
     }
@@ -194,18 +252,18 @@ pub(super) fn run_emulator(setup: &Setup, blocking: bool) -> Result<ServerRun> {
             log.display()
         )),
     }
-    Ok(run)
+    Ok(())
 }
 
 /// (b): `echo.sys` under Wine.
-pub(super) fn run_wine(setup: &Setup) -> Result<ServerRun> {
+fn start_wine(setup: &Setup) -> Result<Started> {
     let mut run = ServerRun::new(Server::Wine, setup);
     let sys = match &setup.sys {
         Ok(sys) => sys,
         Err(reason) => {
             println!("{TAG}: (b) SKIPPED: {reason}");
             run.skipped = Some(reason.clone());
-            return Ok(run);
+            return Ok(Started { run, addr: None, probe: Probe::Processes(Vec::new()), stop: Stop::Nothing });
         }
     };
     let mut prefix = WinePrefix::new("echo-bench")?;
@@ -225,7 +283,10 @@ pub(super) fn run_wine(setup: &Setup) -> Result<ServerRun> {
             pin(*pid, &p.server, true)?;
         }
     }
-    measure_all(Server::Wine, addr, &Probe::Processes(pids), setup.placement.as_ref(), &mut run);
+    Ok(Started { run, addr: Some(addr), probe: Probe::Processes(pids), stop: Stop::Wine(Box::new(prefix)) })
+}
+
+fn stop_wine(mut prefix: WinePrefix, run: &mut ServerRun) -> Result<()> {
     prefix.stop(drivers::ECHO.name)?;
     prefix.end_session()?;
     let messages = prefix.debug_log()?;
@@ -238,7 +299,7 @@ pub(super) fn run_wine(setup: &Setup) -> Result<ServerRun> {
             .failures
             .push(format!("no `DriverUnload done` in the driver's output ({})", prefix.debug_log_path().display())),
     }
-    Ok(run)
+    Ok(())
 }
 
 /// Every process of the Wine session in `prefix` (those with its `WINEPREFIX`): the driver's
@@ -268,8 +329,8 @@ fn wine_processes(prefix: &Path) -> (Vec<u32>, bool) {
 }
 
 /// (c): a tokio echo server in this process, on its own runtime.
-pub(super) fn run_tokio(setup: &Setup) -> Result<ServerRun> {
-    let mut run = ServerRun::new(Server::Tokio, setup);
+fn start_tokio(setup: &Setup) -> Result<Started> {
+    let run = ServerRun::new(Server::Tokio, setup);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(setup.tokio_workers)
         .thread_name(TOKIO_THREAD)
@@ -299,10 +360,7 @@ pub(super) fn run_tokio(setup: &Setup) -> Result<ServerRun> {
         }
     }
     let probe = Probe::Threads { pid: std::process::id(), prefix: TOKIO_THREAD };
-    measure_all(Server::Tokio, addr, &probe, setup.placement.as_ref(), &mut run);
-    accept.abort();
-    runtime.shutdown_timeout(Duration::from_secs(5));
-    Ok(run)
+    Ok(Started { run, addr: Some(addr), probe, stop: Stop::Tokio { runtime, accept } })
 }
 
 pub(super) async fn tokio_accept_loop(listener: tokio::net::TcpListener) {
@@ -339,6 +397,7 @@ mod tests {
         assert_eq!(Server::selected(None).unwrap(), Server::ALL.to_vec());
         assert_eq!(Server::selected(Some(" ")).unwrap(), Server::ALL.to_vec());
         assert_eq!(Server::selected(Some("tokio, wine")).unwrap(), vec![Server::Wine, Server::Tokio]);
+        assert_eq!(Server::selected(Some("tokio,irp")).unwrap(), vec![Server::EmulatorIrp, Server::Tokio]);
         assert!(Server::selected(Some("win")).is_err());
     }
 }
