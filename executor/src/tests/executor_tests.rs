@@ -580,14 +580,14 @@ fn shutdown_waits_for_outstanding_wakers() {
 
 /// A task kept alive by a waker held outside the executor: `shutdown_within` returns at its
 /// deadline with the task counted alive (and the executor kept), and a later wait finishes
-/// once the waker is gone.
+/// once the waker is gone. One task only: whether a second one is already freed at a short
+/// deadline depends on how far the cancelling run got (under Miri's clock it had not).
 #[test]
 fn shutdown_within_reports_a_task_kept_alive_and_waits_again() {
     let exec = threaded();
     let gate = Gate::new();
     let slot = gate.waker.clone();
     drop(exec.spawn(gate).unwrap());
-    drop(exec.spawn(pending_forever()).unwrap());
     let waker = loop {
         if let Some(w) = slot.lock().unwrap().clone() {
             break w;
@@ -596,7 +596,7 @@ fn shutdown_within_reports_a_task_kept_alive_and_waits_again() {
     };
     drop(slot);
     let report = exec.shutdown_within(core::time::Duration::from_millis(50)).unwrap();
-    assert_eq!(report.cancelled, 2);
+    assert_eq!(report.cancelled, 1);
     assert_eq!(report.live_tasks(), 1, "the task whose waker is held outside is still alive");
     let stalled = report.stalled.expect("a waker alive at the deadline stalls the shutdown");
     let stalled = stalled.wait_within(core::time::Duration::from_millis(10)).unwrap_err();
