@@ -18,8 +18,23 @@ thread_local! {
     static TOKEN: usize = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed) as usize;
 }
 
-fn token() -> usize {
+/// The current host thread's token: nonzero and distinct per thread, what the emulator's spin
+/// locks (these and the cancel spin lock) hold in their word while held.
+pub(crate) fn token() -> usize {
     TOKEN.with(|t| *t)
+}
+
+/// Spins until `word` goes from 0 (free) to `me` (yielding the host thread after a while).
+pub(crate) fn spin_until_taken(word: &AtomicUsize, me: usize) {
+    let mut spins = 0u32;
+    while word.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        spins += 1;
+        if spins < 64 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
 }
 
 /// The lock word as an atomic.
@@ -47,15 +62,7 @@ pub unsafe extern "system" fn KeAcquireSpinLockRaiseToDpc(SpinLock: *mut KSPIN_L
         bugcheck(Rule::SpinLockRecursion, format!("KeAcquireSpinLockRaiseToDpc: lock {SpinLock:p} already held"));
         return previous;
     }
-    let mut spins = 0u32;
-    while word.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed).is_err() {
-        spins += 1;
-        if spins < 64 {
-            std::hint::spin_loop();
-        } else {
-            std::thread::yield_now();
-        }
-    }
+    spin_until_taken(word, me);
     previous
 }
 

@@ -6,27 +6,22 @@
 
 use std::cell::Cell;
 use std::ptr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use wsk_sys::{BOOLEAN, DISPATCH_LEVEL, FALSE, IRP, IoGetCurrentIrpStackLocation, IoSetCancelRoutine, KIRQL, TRUE};
 
 use super::state::{self, Lookup};
 use crate::counters::bump;
 use crate::irql::{self, current_irql, set_irql};
+use crate::spinlock::{spin_until_taken, token};
 use crate::verifier::{Rule, bugcheck};
 
 /// The holder's thread token, 0 when free.
-static OWNER: AtomicU64 = AtomicU64::new(0);
-static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
+static OWNER: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
-    static TOKEN: u64 = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
     /// Recursive acquisitions (a violation) to unwind before the lock is really released.
     static RECURSION: Cell<u32> = const { Cell::new(0) };
-}
-
-fn token() -> u64 {
-    TOKEN.with(|t| *t)
 }
 
 /// Whether the current thread holds the cancel spin lock.
@@ -44,15 +39,7 @@ fn acquire(routine: &str) -> KIRQL {
         RECURSION.with(|r| r.set(r.get() + 1));
         return previous;
     }
-    let mut spins = 0u32;
-    while OWNER.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed).is_err() {
-        spins += 1;
-        if spins < 64 {
-            std::hint::spin_loop();
-        } else {
-            std::thread::yield_now();
-        }
-    }
+    spin_until_taken(&OWNER, me);
     previous
 }
 
