@@ -113,6 +113,7 @@ pub fn serve(stream: TcpStream, peer: SocketAddr) -> impl Future<Output = ()> + 
 fn finish(mut connection: Connection, peer: SocketAddr) -> impl Future<Output = ()> + Send + 'static {
     async move {
         STATS.peak_open.fetch_max(STATS.open.load(Ordering::Acquire), Ordering::Relaxed);
+        let irp_path = matches!(connection, Connection::Irp(..));
         let (Connection::Events(_, writer) | Connection::Irp(_, writer)) = &mut connection;
         match writer.set_option(SocketOption::KeepAlive(true)).await {
             Ok(()) => {
@@ -120,10 +121,11 @@ fn finish(mut connection: Connection, peer: SocketAddr) -> impl Future<Output = 
             }
             Err(e) => log!(info, "echo: {}: keep-alive refused: {}", peer, e),
         }
-        // An echo goes back in as many sends as it arrived in pieces (receives, indications);
-        // with Nagle's algorithm a later piece would wait for the acknowledgement of the first,
-        // which a peer waiting for its whole message delays (up to 200 ms on Windows).
-        if let Err(e) = writer.set_option(SocketOption::NoDelay(true)).await {
+        // The IRP path echoes a message in as many sends as it took receives (the first one
+        // small: the buffer grows after a full one); with Nagle's algorithm a later piece would
+        // wait for the acknowledgement of the first, which a peer waiting for its whole message
+        // delays (up to 200 ms on Windows). The event path sends each item whole.
+        if irp_path && let Err(e) = writer.set_option(SocketOption::NoDelay(true)).await {
             log!(info, "echo: {}: TCP_NODELAY refused: {}", peer, e);
         }
         writer.release_slot();
