@@ -86,7 +86,7 @@ where
     I: FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 {
     // SAFETY: forwarded contract.
-    unsafe { socket_call_armed_with(core, slot, buffer, None, false, None, prepare, issue) }
+    unsafe { socket_call_armed_with(core, slot, buffer, None, (), false, None, prepare, issue) }
 }
 
 /// [`socket_call`] with a deadline (see the module documentation); `None` waits as long as
@@ -107,7 +107,7 @@ where
     I: FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 {
     // SAFETY: forwarded contract.
-    unsafe { socket_call_armed_with(core, slot, buffer, None, false, deadline, prepare, issue) }
+    unsafe { socket_call_armed_with(core, slot, buffer, None, (), false, deadline, prepare, issue) }
 }
 
 /// [`socket_call`] for an operation that returns a new socket (accept): `owner` is held with
@@ -130,7 +130,7 @@ where
     I: FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 {
     // SAFETY: forwarded contract.
-    unsafe { socket_call_armed_with(core, slot, buffer, socket_owner, false, deadline, prepare, issue) }
+    unsafe { socket_call_armed_with(core, slot, buffer, socket_owner, (), false, deadline, prepare, issue) }
 }
 
 /// [`socket_call`] for a stream receive: data the IRP brings in after its future was dropped
@@ -152,7 +152,7 @@ where
     I: FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 {
     // SAFETY: forwarded contract.
-    unsafe { socket_call_armed_with(core, slot, Some(buffer), None, true, deadline, prepare, issue) }
+    unsafe { socket_call_armed_with(core, slot, Some(buffer), None, (), true, deadline, prepare, issue) }
 }
 
 /// [`socket_call`] for a send over memory held as `holding` (a request block and/or a
@@ -173,20 +173,8 @@ where
     P: FnOnce(&mut OpArgs, Option<&IoBuf>),
     I: FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 {
-    // INVARIANT: the caller's contract is `socket_call`'s.
-    Call {
-        stage: Stage::Idle(Args {
-            core,
-            slot,
-            buffer: None,
-            socket_owner: None,
-            keep_data: false,
-            deadline: None,
-            prepare,
-            issue,
-            holding,
-        }),
-    }
+    // SAFETY: forwarded contract.
+    unsafe { socket_call_armed_with(core, slot, None, None, holding, false, None, prepare, issue) }
 }
 
 /// The body of the `socket_call` forms.
@@ -194,24 +182,23 @@ where
 /// # Safety
 /// As [`socket_call`].
 #[expect(clippy::too_many_arguments, reason = "the private body behind the named forms above")]
-unsafe fn socket_call_armed_with<'a, K: SocketKind, P, I>(
+unsafe fn socket_call_armed_with<'a, K: SocketKind, P, I, H>(
     core: &'a SocketCore<K>,
     slot: &'a mut OpSlot,
     buffer: Option<IoBuf>,
     socket_owner: Option<SocketOwner>,
+    holding: H,
     keep_data: bool,
     deadline: Option<Duration>,
     prepare: P,
     issue: I,
-) -> Call<'a, K, P, I>
+) -> Call<'a, K, P, I, H>
 where
     P: FnOnce(&mut OpArgs, Option<&IoBuf>),
     I: FnOnce(*mut WSK_SOCKET, &K::Dispatch, *mut IRP, *mut OpArgs) -> Option<NTSTATUS>,
 {
     // INVARIANT: the caller's contract is `socket_call`'s.
-    Call {
-        stage: Stage::Idle(Args { core, slot, buffer, socket_owner, keep_data, deadline, prepare, issue, holding: () }),
-    }
+    Call { stage: Stage::Idle(Args { core, slot, buffer, socket_owner, keep_data, deadline, prepare, issue, holding }) }
 }
 
 /// The future of the `socket_call` forms: waits until the slot is idle, issues the call,

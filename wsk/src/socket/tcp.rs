@@ -774,29 +774,26 @@ impl TcpReadHalf {
     }
 }
 
+/// The write half's operation slot, taken from the library's cache (or new) if the half gave
+/// its own back. IRQL <= DISPATCH_LEVEL.
+fn send_slot(send: &mut Option<OpSlot>) -> Result<&mut OpSlot> {
+    match send {
+        Some(slot) => Ok(slot),
+        None => Ok(send.insert(crate::op::cache::take()?)),
+    }
+}
+
 impl TcpWriteHalf {
     /// The core and the send/control slot, created on first use.
     /// [`TcpWriteHalf::parts`] and the shadow MDLs, taken out (the caller puts them back).
     pub(crate) fn parts_with_shadows(
         &mut self,
     ) -> Result<(&SocketCore<Connection>, &mut OpSlot, &mut Option<ShadowSet>)> {
-        if self.send.is_none() {
-            self.send = Some(crate::op::cache::take()?);
-        }
-        match self.send.as_mut() {
-            Some(slot) => Ok((&self.core, slot, &mut self.shadow)),
-            None => Err(Error::NoMemory),
-        }
+        Ok((&self.core, send_slot(&mut self.send)?, &mut self.shadow))
     }
 
     pub(crate) fn parts(&mut self) -> Result<(&SocketCore<Connection>, &mut OpSlot)> {
-        if self.send.is_none() {
-            self.send = Some(crate::op::cache::take()?);
-        }
-        match self.send.as_mut() {
-            Some(slot) => Ok((&self.core, slot)),
-            None => Err(Error::NoMemory),
-        }
+        Ok((&self.core, send_slot(&mut self.send)?))
     }
 
     /// Gives the half's operation slot (its IRP and argument block, about 900 bytes) back to

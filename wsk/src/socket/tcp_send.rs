@@ -174,15 +174,16 @@ impl TcpWriteHalf {
     /// place; see the module documentation) and releases it to WSK once its last byte was
     /// sent. On an error the item is released too. An item of several indications goes in
     /// one `WskSend` over shadow MDLs of the write half (partial MDLs of ours over the
-    /// indicated pages, up to 8 pieces of up to 64 KiB: about 1.5 KiB of non-paged pool,
-    /// allocated at the first such item and reused), or, when it has more pieces than they
+    /// indicated pages, up to 8 pieces of up to 64 KiB: about 1.5 KiB of non-paged pool, taken
+    /// at the first such item from the library's cache of sets or allocated, kept until
+    /// [`release_slot`](TcpWriteHalf::release_slot) gives it back), or, when it has more pieces than they
     /// cover, in one `WskSend` per indication.
     ///
     /// The item may come from this connection or any other. It holds its receiving socket's
     /// close until it is released: dropping this future while a send is pending cancels the
     /// send and releases the item once the IRP came back (exactly once, in every case).
-    /// Allocates nothing but the shadow MDLs, once (again only after a send of an item of
-    /// several indications was dropped: the set went with it).
+    /// Allocates nothing but the shadow MDLs when the cache has no set (and again after a send
+    /// of an item of several indications was dropped: the set went with it).
     ///
     /// IRQL == PASSIVE_LEVEL (task context).
     #[expect(
