@@ -56,6 +56,24 @@ pub(crate) fn ensure_started() {
     });
 }
 
+/// Makes the calling thread one that does not preempt the thread that wakes it
+/// (`SCHED_BATCH`; its share of the CPU among normal threads is unchanged). The work item
+/// threads and the provider's I/O thread are such threads: the I/O thread readies tasks from
+/// completion routines and callbacks (at emulated DISPATCH_LEVEL, where Windows lets nothing
+/// preempt it on its processor) and a worker's sends make the I/O thread's sockets ready;
+/// with the host's wake-up preemption the workers were preempted about 5 times per 100 round
+/// trips of a 64-connection echo (0.1 times without), each hand-over carrying little work.
+/// Without it the woken thread runs when the waker sleeps or its time slice ends, with every
+/// task readied meanwhile (BENCHMARKS.md, "Hand-overs").
+pub(crate) fn no_wakeup_preemption() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a valid `sched_param`; pid 0 is the calling thread.
+        let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &raw const param) };
+    }
+}
+
 /// Starts one system thread of `role`.
 pub(crate) fn start(role: Role) {
     let index = SPAWNED.fetch_add(1, Ordering::Relaxed);

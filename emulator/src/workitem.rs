@@ -72,6 +72,7 @@ static WORK_IDLE: Condvar = Condvar::new();
 /// Body of a system worker thread.
 pub(crate) fn worker_main() {
     crate::threads::set_role(crate::threads::Role::Worker);
+    crate::threads::no_wakeup_preemption();
     irql::set_irql(PASSIVE_LEVEL);
     loop {
         let (job, live) = {

@@ -197,13 +197,13 @@ pub(crate) fn give_back(block: Block, origin: Origin) {
     }
 }
 
-/// Disposes of a block the client never saw (nothing to indicate): recycled or unmapped.
+/// Disposes of a block the client never saw (nothing to indicate): recycled (a guarded one
+/// is still accessible and was never indicated, so it needs no quarantine), or unmapped or
+/// freed when enough wait.
 pub(crate) fn unused(block: Block) {
-    if !block.guarded {
-        let mut free = lock(&FREE);
-        if free.len() < RECYCLED {
-            free.push(block);
-        }
+    let mut free = lock(if block.guarded { &GUARDED_FREE } else { &FREE });
+    if free.len() < RECYCLED {
+        free.push(block);
     }
 }
 

@@ -279,6 +279,7 @@ fn disconnect_seen(state: &mut State) -> Option<ULONG> {
             }
         } else if !reading
             && state.phase == Phase::Connected
+            && !state.host_drained
             && let Some(host) = state.host.as_ref()
         {
             let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];

@@ -326,6 +326,11 @@ fn datagram_chain(items: Vec<Item>) -> Chain {
 /// Reads what a connection has for the client: refused bytes first, then the host socket's,
 /// up to 64 KiB. Records the peer's FIN (`peer_fin`) or a reset (`error`) when the host
 /// reports it. `None` when there is nothing to indicate.
+///
+/// A host socket is read straight into the block, with no peek first, and not at all while
+/// it is drained (`State::host_drained`); a read that comes back short ends the pass and
+/// marks it drained: one `recv` per indication, as a stream socket's short read means its
+/// buffer is empty.
 pub(crate) fn gather_data(state: &mut State) -> Option<Chain> {
     let host_readable = state.phase == Phase::Connected
         && !state.peer_fin
@@ -367,14 +372,21 @@ pub(crate) fn gather_data(state: &mut State) -> Option<Chain> {
             }
         } else if let Some(host) = state.host.as_ref() {
             let mut reader: &socket2::Socket = host;
-            while len < space.len() {
+            while len < space.len() && !state.host_drained {
+                let want = space.len() - len;
                 match status::retry(|| reader.read(&mut space[len..])) {
                     Ok(0) => {
                         fin = true;
                         break;
                     }
-                    Ok(n) => len += n,
-                    Err(e) if status::would_block(&e) => break,
+                    Ok(n) => {
+                        len += n;
+                        state.host_drained = n < want && !state.host_closed;
+                    }
+                    Err(e) if status::would_block(&e) => {
+                        state.host_drained = !state.host_closed;
+                        break;
+                    }
                     Err(e) => {
                         error = Some(status::from_io(&e));
                         break;
@@ -394,9 +406,9 @@ pub(crate) fn gather_data(state: &mut State) -> Option<Chain> {
     Some(data_chain(block, len))
 }
 
-/// Whether the host connection has bytes to read: a one-byte peek, cheaper than preparing a
-/// block for nothing. The peer's FIN (`peer_fin`) or a reset (`error`, which the peek
-/// consumes) found on the way are recorded.
+/// Whether the connection may have bytes to read. An in-memory end is peeked (the peer's
+/// FIN or a reset found on the way are recorded); a host socket may unless it is drained
+/// (the read itself tells: a peek first would cost a system call of its own).
 fn data_waits(state: &mut State) -> bool {
     if let Some(end) = io::memory_end(state) {
         match end.peek() {
@@ -407,20 +419,7 @@ fn data_waits(state: &mut State) -> bool {
         }
         return false;
     }
-    let Some(host) = state.host.as_ref() else { return false };
-    let mut probe = [MaybeUninit::<u8>::uninit(); 1];
-    match status::retry(|| host.peek(&mut probe)) {
-        Ok(0) => {
-            state.peer_fin = true;
-            false
-        }
-        Ok(_) => true,
-        Err(error) if status::would_block(&error) => false,
-        Err(error) => {
-            state.error = Some(status::from_io(&error));
-            false
-        }
-    }
+    state.host.is_some() && !state.host_drained
 }
 
 /// Whether a datagram waits on the host socket (a peek; an error it reports is dropped, as a

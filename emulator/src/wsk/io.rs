@@ -387,7 +387,9 @@ fn receive(state: &mut State, buf: &Segments, done: &mut usize, wait_all: bool) 
     }
     let Some(host) = state.host.as_ref() else { return Step::Done(STATUS_CONNECTION_ABORTED, 0) };
     let shapes = crate::adversary::get().random_shapes;
-    while let Some((address, length)) = buf.chunk(*done) {
+    // Drained (see `State::host_drained`): the read would block; a short read drains it
+    // (unless the host reported its read side closed: then it is read to the end).
+    while let Some((address, length)) = buf.chunk(*done).filter(|_| !state.host_drained) {
         // The adversary's random shapes: part of what is there (a partial receive).
         let length = if shapes { crate::adversary::up_to(length) } else { length };
         // SAFETY: the client keeps the buffer valid until the IRP completes; the range lies in
@@ -403,8 +405,12 @@ fn receive(state: &mut State, buf: &Segments, done: &mut usize, wait_all: bool) 
                 *done += n;
                 return Step::Done(STATUS_SUCCESS, *done);
             }
-            Ok(n) => *done += n,
+            Ok(n) => {
+                *done += n;
+                state.host_drained = n < length && !state.host_closed;
+            }
             Err(error) if would_block(&error) => {
+                state.host_drained = !state.host_closed;
                 return if *done > 0 && !wait_all { Step::Done(STATUS_SUCCESS, *done) } else { Step::Blocked };
             }
             Err(error) => {
@@ -413,6 +419,9 @@ fn receive(state: &mut State, buf: &Segments, done: &mut usize, wait_all: bool) 
                 return if *done > 0 && !wait_all { Step::Done(STATUS_SUCCESS, *done) } else { Step::Done(status, 0) };
             }
         }
+    }
+    if state.host_drained && (*done == 0 || wait_all) && *done < buf.total() {
+        return Step::Blocked;
     }
     Step::Done(STATUS_SUCCESS, *done)
 }

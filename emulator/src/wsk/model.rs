@@ -224,6 +224,20 @@ pub(crate) struct State {
     pub peer_fin: bool,
     /// A sticky connection error (reset, abort): every later send or receive fails with it.
     pub error: Option<NTSTATUS>,
+    /// The host socket had nothing more to read when it was last read (a read came back short
+    /// or would block) and no readiness event came since: reading it again now would only
+    /// return `EWOULDBLOCK`, so receives and indications skip the system call
+    /// (the reads set it). The I/O thread clears it on each readiness event of the
+    /// socket ([`State::host_ready`]). Sound because the host's readiness is edge-triggered and
+    /// Linux reports an edge for every arrival (data, FIN, reset) on a stream socket: a short
+    /// read or `EWOULDBLOCK` under this lock means no data was queued then, and whatever
+    /// arrives after it raises an event that clears the flag before anything is read again.
+    /// Not after the host reported its read side closed or an error (`host_closed`): a read
+    /// that returns the last bytes stops short of the FIN queued behind them, and no edge
+    /// follows, so such a socket is read until the read returns 0 or fails.
+    pub host_drained: bool,
+    /// A readiness event reported the host socket's read side closed or an error.
+    pub host_closed: bool,
     /// The client knows the socket (false while `WskSocketConnect` is pending).
     pub handed_out: bool,
     /// `WskCloseSocket` was called: no new operation is queued.
@@ -245,6 +259,13 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// A readiness event of the host socket came: it may have something to read again;
+    /// `closed`: the event reported the read side closed or an error.
+    pub(crate) fn host_ready(&mut self, closed: bool) {
+        self.host_drained = false;
+        self.host_closed |= closed;
+    }
+
     pub(crate) fn queue(&mut self, queue: Queue) -> &mut VecDeque<Op> {
         match queue {
             Queue::Connect => &mut self.connects,

@@ -35,7 +35,9 @@ use crate::sync::{lock, wait, wait_for};
 /// Work for a processor.
 pub(crate) enum Job {
     /// The socket's host socket is ready: move its queues forward, then deliver.
-    Ready(usize),
+    /// The bool: the host reported the read side closed or an error (see
+    /// `State::host_ready`).
+    Ready(usize, bool),
     /// A delivery pass over the socket.
     Deliver(usize),
     /// Complete an IRP the provider took out of a socket's queue (it holds a socket
@@ -107,8 +109,9 @@ fn run(index: usize) {
             }
         };
         match job {
-            Some(Job::Ready(key)) => {
+            Some(Job::Ready(key, closed)) => {
                 if let Some(socket) = socket::open_socket(key) {
+                    lock(&socket.state).host_ready(closed);
                     queue::progress(&socket);
                     deliver::deliver(&socket);
                 }

@@ -304,7 +304,7 @@ pub(crate) fn submit(socket: &Arc<Socket>, irp: Irp, queue: Queue, kind: OpKind)
             if processors::active() {
                 // A processor looks at the socket again: an op left pending on purpose (or
                 // one whose readiness edge came before it was queued) is served there.
-                processors::post(Job::Ready(socket.key));
+                processors::post(Job::Ready(socket.key, false));
             }
             STATUS_PENDING
         }

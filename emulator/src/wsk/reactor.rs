@@ -55,6 +55,7 @@ fn reactor() -> &'static Reactor {
 }
 
 fn run(mut poll: Poll) {
+    crate::threads::no_wakeup_preemption();
     let mut events = Events::with_capacity(1024);
     loop {
         if let Err(error) = poll.poll(&mut events, None) {
@@ -69,8 +70,9 @@ fn run(mut poll: Poll) {
             if event.token() == WAKE {
                 woken = true;
             } else if processors::active() {
-                processors::post(Job::Ready(event.token().0));
+                processors::post(Job::Ready(event.token().0, read_closed(event)));
             } else if let Some(socket) = socket::open_socket(event.token().0) {
+                lock(&socket.state).host_ready(read_closed(event));
                 queue::progress(&socket);
                 deliver::deliver(&socket);
             }
@@ -86,6 +88,13 @@ fn run(mut poll: Poll) {
             }
         }
     }
+}
+
+/// Whether a readiness event says the host socket's read side is closed (the peer's FIN,
+/// `EPOLLRDHUP` / `EPOLLHUP`) or has an error (a reset): what is left to read then ends in
+/// something a short read does not reveal.
+fn read_closed(event: &mio::event::Event) -> bool {
+    event.is_read_closed() || event.is_error()
 }
 
 /// Asks the I/O thread for a delivery pass over the socket `key` (any thread, any IRQL, any

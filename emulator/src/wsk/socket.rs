@@ -153,6 +153,8 @@ pub(crate) fn create(
             fin_sent: false,
             peer_fin: false,
             error: None,
+            host_drained: false,
+            host_closed: false,
             handed_out,
             closing: false,
             recorded: Recorded::default(),

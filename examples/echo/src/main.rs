@@ -13,9 +13,10 @@ use echo_driver::server::STATS;
 use wsk_emulator::Kernel;
 
 const USAGE: &str = "usage: echo-driver [--port N] [--addr IP] [--seconds N] [--quiet] [--irp-receive] [--blocking]
-                   [--chaos SEED] [--max-connections N] [--max-per-peer N] [--idle-seconds N]
+                   [--no-verifier] [--chaos SEED] [--max-connections N] [--max-per-peer N] [--idle-seconds N]
 
-Loads the echo driver into the host kernel emulator (verifier on) and serves TCP echo on
+Loads the echo driver into the host kernel emulator (verifier on unless --no-verifier,
+as a driver runs without Driver Verifier in production) and serves TCP echo on
 ADDR:PORT (default 127.0.0.1:7007) until Ctrl-C, or for N seconds with --seconds.
 --addr :: listens dual stack: IPv6 and IPv4 clients, the latter seen as ::ffff:a.b.c.d
 (not with --blocking, which serves IPv6 only there).
@@ -43,6 +44,7 @@ struct Args {
     max_connections: u32,
     max_per_peer: u32,
     idle_seconds: u32,
+    verifier: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -57,6 +59,7 @@ fn parse_args() -> Result<Args, String> {
         max_connections: 0,
         max_per_peer: 0,
         idle_seconds: 0,
+        verifier: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -68,6 +71,7 @@ fn parse_args() -> Result<Args, String> {
             "--quiet" => args.quiet = true,
             "--blocking" => args.blocking = true,
             "--irp-receive" => args.irp_receive = true,
+            "--no-verifier" => args.verifier = false,
             "--idle-seconds" => {
                 args.idle_seconds = value("--idle-seconds")?.parse().map_err(|e| format!("--idle-seconds: {e}"))?;
             }
@@ -119,7 +123,7 @@ fn main() -> ExitCode {
         wsk_emulator::adversary::set(wsk_emulator::adversary::Adversary::chaos(seed));
     }
     let driver = match Kernel::builder()
-        .verifier(true)
+        .verifier(args.verifier)
         .echo_debug_output(!args.quiet)
         .param_dword("Port", u32::from(args.port))
         .param_string("Address", &args.addr)

@@ -113,7 +113,6 @@ pub fn serve(stream: TcpStream, peer: SocketAddr) -> impl Future<Output = ()> + 
 fn finish(mut connection: Connection, peer: SocketAddr) -> impl Future<Output = ()> + Send + 'static {
     async move {
         STATS.peak_open.fetch_max(STATS.open.load(Ordering::Acquire), Ordering::Relaxed);
-        let irp_path = matches!(connection, Connection::Irp(..));
         let (Connection::Events(_, writer) | Connection::Irp(_, writer)) = &mut connection;
         match writer.set_option(SocketOption::KeepAlive(true)).await {
             Ok(()) => {
@@ -121,11 +120,12 @@ fn finish(mut connection: Connection, peer: SocketAddr) -> impl Future<Output = 
             }
             Err(e) => log!(info, "echo: {}: keep-alive refused: {}", peer, e),
         }
-        // The IRP path echoes a message in as many sends as it took receives (the first one
-        // small: the buffer grows after a full one); with Nagle's algorithm a later piece would
-        // wait for the acknowledgement of the first, which a peer waiting for its whole message
-        // delays (up to 200 ms on Windows). The event path sends each item whole.
-        if irp_path && let Err(e) = writer.set_option(SocketOption::NoDelay(true)).await {
+        // An echo goes out as soon as it is sent. Both paths echo a message in as many sends as
+        // it took receives or indications (the IRP path's first buffer is small; an item ends
+        // where an indication chain ended); with Nagle's algorithm a piece shorter than a
+        // segment (the tail of a 64 KiB item, too) waits for the acknowledgement of what went
+        // before, which a peer waiting for its whole message delays (up to 200 ms on Windows).
+        if let Err(e) = writer.set_option(SocketOption::NoDelay(true)).await {
             log!(info, "echo: {}: TCP_NODELAY refused: {}", peer, e);
         }
         writer.release_slot();
@@ -175,11 +175,14 @@ fn finish(mut connection: Connection, peer: SocketAddr) -> impl Future<Output = 
 
 /// Echo with IRP receives. A receive is always posted, so an idle connection holds its
 /// buffer: a small one ([`buf_pool::SMALL`]) from the library's buffer pool while the peer
-/// sends little, a [`CHUNK`] one after a receive filled the small one (and back to small
-/// after one that did not fill the large one).
+/// sends little, a [`CHUNK`] one after a receive filled the small one, and back to small
+/// after two receives in a row that got at most a small buffer's worth (one is not enough: a
+/// message of a few `CHUNK`s arrives as large receives and a short tail, and dropping to small
+/// at every tail would take each next message in two receives and two sends).
 async fn echo(reader: &mut IdleRecv<'_>, writer: &mut TcpWriteHalf, echoed: &mut u64) -> Result<(), Error> {
     let pool = buf_pool::global();
     let mut buf = pool.take(buf_pool::SMALL)?;
+    let mut short_receives = 0u8;
     let result = loop {
         let (received, back) = reader.recv(buf).await;
         buf = back;
@@ -196,7 +199,14 @@ async fn echo(reader: &mut IdleRecv<'_>, writer: &mut TcpWriteHalf, echoed: &mut
         }
         *echoed += n as u64;
         STATS.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        let wanted = if n == buf.capacity() { CHUNK } else { buf_pool::SMALL };
+        short_receives = if n <= buf_pool::SMALL { short_receives.saturating_add(1) } else { 0 };
+        let wanted = if n == buf.capacity() {
+            CHUNK
+        } else if short_receives >= 2 {
+            buf_pool::SMALL
+        } else {
+            buf.capacity()
+        };
         if buf_pool::capacity_for(wanted) != buf.capacity() {
             let next = match pool.take(wanted) {
                 Ok(next) => next,

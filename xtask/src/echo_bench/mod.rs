@@ -139,7 +139,13 @@ pub fn run() -> Result<()> {
         }
         None => println!("{TAG}: client and servers share every CPU (fewer than 2 CPUs, or no taskset)"),
     }
-    let setup = Setup { binary, sys, placement, tokio_workers };
+    let verifier = servers::verifier_wanted()?;
+    println!(
+        "{TAG}: emulator servers run with the verifier {} ({})",
+        if verifier { "on" } else { "off" },
+        servers::VERIFIER_ENV
+    );
+    let setup = Setup { binary, sys, placement, tokio_workers, verifier };
 
     // Every server is started first, then measured interleaved (see `client::measure_interleaved`).
     let mut runs = Vec::new();

@@ -219,7 +219,13 @@ mod tests {
             client_cores: None,
             server: Some(Usage { cpu: Duration::from_millis(20), switches: 4000 }),
         };
-        let setup = Setup { binary: PathBuf::new(), sys: Err("none".to_owned()), placement: None, tokio_workers: 2 };
+        let setup = Setup {
+            binary: PathBuf::new(),
+            sys: Err("none".to_owned()),
+            placement: None,
+            tokio_workers: 2,
+            verifier: false,
+        };
         let mut tokio = ServerRun::new(Server::Tokio, &setup);
         let mut wine = ServerRun::new(Server::Wine, &setup);
         wine.skipped = Some("wine not found on PATH".to_owned());
@@ -236,7 +242,13 @@ mod tests {
 
     #[test]
     fn stream_figures_and_ratios() {
-        let setup = Setup { binary: PathBuf::new(), sys: Err("none".to_owned()), placement: None, tokio_workers: 1 };
+        let setup = Setup {
+            binary: PathBuf::new(),
+            sys: Err("none".to_owned()),
+            placement: None,
+            tokio_workers: 1,
+            verifier: false,
+        };
         let stream = |seconds: f64| StreamMeasurement {
             elapsed: Duration::from_secs_f64(seconds),
             server_cpu: Some(Duration::from_secs_f64(seconds / 2.0)),

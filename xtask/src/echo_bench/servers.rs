@@ -101,6 +101,22 @@ pub(super) struct Setup {
     pub(super) sys: std::result::Result<PathBuf, String>,
     pub(super) placement: Option<Placement>,
     pub(super) tokio_workers: usize,
+    /// Whether the emulator servers run with the verifier on ([`VERIFIER_ENV`]).
+    pub(super) verifier: bool,
+}
+
+/// Set to `on` to run the emulator servers with the verifier on (its checks cost the
+/// server CPU per operation that no production driver pays: guarded indication blocks, the
+/// IRQL sections' `getrusage` calls, the IRP and pool tables); unset or `off`: off.
+pub const VERIFIER_ENV: &str = "WSK_BENCH_VERIFIER";
+
+/// Whether [`VERIFIER_ENV`] asks for the verifier.
+pub fn verifier_wanted() -> Result<bool> {
+    match std::env::var(VERIFIER_ENV).as_deref() {
+        Err(_) | Ok("" | "off" | "0") => Ok(false),
+        Ok("on" | "1") => Ok(true),
+        Ok(other) => bail!("{VERIFIER_ENV}: `{other}` is neither `on` nor `off`"),
+    }
 }
 
 /// Waits until `addr` accepts a connection (or `child`, if given, exits).
@@ -203,6 +219,9 @@ fn start_emulator(setup: &Setup, server: Server) -> Result<Started> {
     }
     if server == Server::EmulatorIrp {
         cmd.arg("--irp-receive");
+    }
+    if !setup.verifier {
+        cmd.arg("--no-verifier");
     }
     println!("$ {}", util::display_command(&cmd));
     let mut child = cmd

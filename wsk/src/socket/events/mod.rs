@@ -97,9 +97,13 @@ pub const EVENT_TAG: u32 = crate::pool::tag::EVENT;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventConfig {
     /// Bytes of received data retained from WSK at most (in the ring and in items the user
-    /// holds). Past it, callbacks refuse data and WSK buffers it. Default 64 KiB: what many
-    /// connections retain together is bounded by the driver-wide budget
-    /// ([`crate::budget`]) as well.
+    /// holds). Past it, callbacks refuse data and WSK buffers it, and the stream drains what
+    /// WSK buffered with copying IRP receives ([`Self::fallback_receive_size`]). Default
+    /// 256 KiB: a few indication chains ahead of a consumer that sends each item back, so a
+    /// busy stream stays on the zero-copy path (at 64 KiB a streaming echo was refused behind
+    /// every item it held). An idle connection retains nothing, whatever the bound; what
+    /// many connections retain together is bounded by the driver-wide budget
+    /// ([`crate::budget`]).
     pub max_retained_bytes: usize,
     /// Incoming connections kept ready for an accept callback (each one a pre-allocated
     /// socket core); more arriving at once are refused. Default 16, at most 32.
@@ -113,7 +117,7 @@ pub struct EventConfig {
 
 impl Default for EventConfig {
     fn default() -> Self {
-        Self { max_retained_bytes: 64 * 1024, accept_backlog: 16, fallback_receive_size: 16 * 1024 }
+        Self { max_retained_bytes: 256 * 1024, accept_backlog: 16, fallback_receive_size: 16 * 1024 }
     }
 }
 
