@@ -85,6 +85,12 @@ counters! {
     peak_nonpaged_bytes,
     /// Peak of `live_paged_bytes`.
     peak_paged_bytes,
+    /// Reads of host stream sockets by the provider (for indications and `WskReceive`),
+    /// including those that found nothing.
+    host_reads,
+    /// Bytes a `WskReceiveEvent` callback did not accept, which the provider kept to indicate
+    /// again (or to serve to a `WskReceive`).
+    refused_bytes,
 }
 
 impl Counters {
@@ -104,7 +110,8 @@ impl fmt::Display for Counters {
         write!(
             f,
             "allocations: pool {}/{} freed, IRPs {}/{}, MDLs {}/{}, work items {}/{}; peak non-paged {} bytes, \
-             peak paged {} bytes; {} IRP completions, {} work items run, {} DPCs run, {} timer expirations",
+             peak paged {} bytes; {} IRP completions, {} work items run, {} DPCs run, {} timer expirations; \
+             {} host stream reads, {} bytes refused by receive callbacks",
             self.pool_allocations,
             self.pool_frees,
             self.irp_allocations,
@@ -118,7 +125,9 @@ impl fmt::Display for Counters {
             self.irps_completed,
             self.work_items_run,
             self.dpcs_run,
-            self.timers_fired
+            self.timers_fired,
+            self.host_reads,
+            self.refused_bytes
         )
     }
 }

@@ -477,6 +477,7 @@ fn settle(socket: &Arc<Socket>, outcome: Outcome) {
                 } else {
                     let taken = if status == STATUS_SUCCESS { accepted.min(chain.bytes()) } else { 0 };
                     if taken < chain.bytes() && !state.closing {
+                        crate::counters::bump::refused_bytes((chain.bytes() - taken) as u64);
                         events::keep_in_front(&mut state, chain.data_from(taken));
                         state.events.receive_suppressed = true;
                     }

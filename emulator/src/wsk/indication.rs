@@ -374,6 +374,7 @@ pub(crate) fn gather_data(state: &mut State) -> Option<Chain> {
             let mut reader: &socket2::Socket = host;
             while len < space.len() && !state.host_drained {
                 let want = space.len() - len;
+                crate::counters::bump::host_reads(1);
                 match status::retry(|| reader.read(&mut space[len..])) {
                     Ok(0) => {
                         fin = true;

@@ -395,6 +395,7 @@ fn receive(state: &mut State, buf: &Segments, done: &mut usize, wait_all: bool) 
         // SAFETY: the client keeps the buffer valid until the IRP completes; the range lies in
         // the buffer; `MaybeUninit<u8>` has the layout of `u8` and the host only writes.
         let space = unsafe { std::slice::from_raw_parts_mut(address.cast::<MaybeUninit<u8>>(), length) };
+        crate::counters::bump::host_reads(1);
         match status::retry(|| host.recv(&mut *space)) {
             Ok(0) => {
                 state.peer_fin = true;

@@ -251,3 +251,27 @@ fn work_item_freed_twice_or_queued_after_free() {
     }
     driver.unload().assert_first(Rule::WorkItemBadPointer);
 }
+
+static POLICY: AtomicU32 = AtomicU32::new(u32::MAX);
+
+unsafe extern "system" fn record_policy(_device: *mut DEVICE_OBJECT, _context: PVOID) {
+    // SAFETY: no preconditions; pid 0 is the calling thread.
+    let policy = unsafe { libc::sched_getscheduler(0) };
+    POLICY.store(policy as u32, Ordering::SeqCst);
+}
+
+/// The worker threads do not preempt the thread that queues a work item for them (see
+/// `threads::no_wakeup_preemption`): they run under `SCHED_BATCH`.
+#[cfg(target_os = "linux")]
+#[test]
+fn work_items_run_on_threads_that_do_not_preempt_their_wakers() {
+    let driver = attach();
+    unsafe {
+        let item = IoAllocateWorkItem(driver.driver_object().cast());
+        IoQueueWorkItem(item, record_policy, DelayedWorkQueue, std::ptr::null_mut());
+        assert!(driver.wait_idle(PATIENCE));
+        IoFreeWorkItem(item);
+    }
+    assert_eq!(POLICY.load(Ordering::SeqCst), libc::SCHED_BATCH as u32);
+    driver.unload().assert_clean();
+}

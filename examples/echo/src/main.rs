@@ -153,13 +153,17 @@ fn main() -> ExitCode {
     }
     println!("echo-driver: stopping after {:.1} s; unloading the driver", started.elapsed().as_secs_f64());
     let footprint = footprint.finish();
+    let counters = wsk_emulator::counters();
     let report = driver.unload();
     println!(
-        "echo-driver: {} connections, {} bytes echoed ({} zero-copy: echoed from WSK's own buffers), {} errors",
+        "echo-driver: {} connections, {} bytes echoed ({} zero-copy: echoed from WSK's own buffers), {} errors; \
+         {} bytes refused by receive callbacks (indicated again), {} host reads",
         STATS.connections.load(Ordering::Relaxed),
         STATS.bytes.load(Ordering::Relaxed),
         STATS.zero_copy_bytes.load(Ordering::Relaxed),
-        STATS.errors.load(Ordering::Relaxed)
+        STATS.errors.load(Ordering::Relaxed),
+        counters.refused_bytes,
+        counters.host_reads
     );
     println!("echo-driver: {footprint}");
     println!("{report}");

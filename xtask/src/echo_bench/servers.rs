@@ -112,10 +112,15 @@ pub const VERIFIER_ENV: &str = "WSK_BENCH_VERIFIER";
 
 /// Whether [`VERIFIER_ENV`] asks for the verifier.
 pub fn verifier_wanted() -> Result<bool> {
-    match std::env::var(VERIFIER_ENV).as_deref() {
-        Err(_) | Ok("" | "off" | "0") => Ok(false),
-        Ok("on" | "1") => Ok(true),
-        Ok(other) => bail!("{VERIFIER_ENV}: `{other}` is neither `on` nor `off`"),
+    parse_verifier(std::env::var(VERIFIER_ENV).ok().as_deref())
+}
+
+/// [`VERIFIER_ENV`]'s value (`None`: unset) as whether the verifier is on.
+fn parse_verifier(value: Option<&str>) -> Result<bool> {
+    match value.map(str::trim) {
+        None | Some("" | "off" | "0") => Ok(false),
+        Some("on" | "1") => Ok(true),
+        Some(other) => bail!("{VERIFIER_ENV}: `{other}` is neither `on` nor `off`"),
     }
 }
 
@@ -410,6 +415,16 @@ async fn tokio_echo(mut stream: tokio::net::TcpStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_verifier_is_off_unless_asked_for() {
+        assert!(!parse_verifier(None).unwrap());
+        assert!(!parse_verifier(Some("off")).unwrap());
+        assert!(!parse_verifier(Some("")).unwrap());
+        assert!(parse_verifier(Some("on")).unwrap());
+        assert!(parse_verifier(Some(" 1 ")).unwrap());
+        assert!(parse_verifier(Some("yes")).is_err());
+    }
 
     #[test]
     fn servers_are_selected_by_name() {
