@@ -13,6 +13,7 @@
 //! so a run is deterministic for a seed as long as the driver allocates in the same order.
 
 use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::sync::lock;
@@ -69,6 +70,9 @@ pub struct FaultStats {
 }
 
 static PLAN: Mutex<FaultPlan> = Mutex::new(FaultPlan::None);
+/// Whether `PLAN` is other than `FaultPlan::None` (read without the lock on every counted
+/// allocation; written under it).
+static PLANNED: AtomicBool = AtomicBool::new(false);
 static COUNTED: AtomicU64 = AtomicU64::new(0);
 static MAPPINGS: AtomicU64 = AtomicU64::new(0);
 static PROVIDER_CALLS: AtomicU64 = AtomicU64::new(0);
@@ -105,6 +109,9 @@ pub(crate) fn should_fail(kind: AllocationKind) -> bool {
         _ => {}
     }
     let n = COUNTED.fetch_add(1, Ordering::Relaxed) + 1;
+    if !PLANNED.load(Ordering::Acquire) {
+        return false;
+    }
     let plan = *lock(&PLAN);
     if plan.fails(n) {
         INJECTED.fetch_add(1, Ordering::Relaxed);
@@ -117,7 +124,9 @@ pub(crate) fn should_fail(kind: AllocationKind) -> bool {
 
 /// Replaces the plan (counting goes on).
 pub(crate) fn set_plan(plan: FaultPlan) {
-    *lock(&PLAN) = plan;
+    let mut current = lock(&PLAN);
+    *current = plan;
+    PLANNED.store(!matches!(plan, FaultPlan::None), Ordering::Release);
 }
 
 /// The current plan.

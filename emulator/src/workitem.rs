@@ -49,6 +49,10 @@ struct WorkState {
     /// Queued or running jobs per session.
     outstanding: BTreeMap<u64, usize>,
     next_id: u64,
+    /// Worker threads waiting on `WORK_READY` (or woken and not yet back under the lock): a
+    /// job queued while none waits needs no notification (each one is a system call), since
+    /// every worker looks at the queue before it waits.
+    waiting: usize,
 }
 
 impl WorkState {
@@ -62,8 +66,13 @@ impl WorkState {
     }
 }
 
-static WORK: Mutex<WorkState> =
-    Mutex::new(WorkState { items: BTreeMap::new(), queue: VecDeque::new(), outstanding: BTreeMap::new(), next_id: 1 });
+static WORK: Mutex<WorkState> = Mutex::new(WorkState {
+    items: BTreeMap::new(),
+    queue: VecDeque::new(),
+    outstanding: BTreeMap::new(),
+    next_id: 1,
+    waiting: 0,
+});
 /// Signalled when a job is queued.
 static WORK_READY: Condvar = Condvar::new();
 /// Signalled when a job retires.
@@ -81,7 +90,9 @@ pub(crate) fn worker_main() {
                 if let Some(job) = state.queue.pop_front() {
                     break job;
                 }
+                state.waiting += 1;
                 state = wait(&WORK_READY, state);
+                state.waiting -= 1;
             };
             if let Some(record) = state.items.get_mut(&job.item).filter(|r| r.id == job.id) {
                 record.queued = false;
@@ -232,7 +243,9 @@ pub unsafe extern "system" fn IoQueueWorkItem(
                     session,
                 });
                 *state.outstanding.entry(session).or_insert(0) += 1;
-                WORK_READY.notify_one();
+                if state.waiting > 0 {
+                    WORK_READY.notify_one();
+                }
                 None
             }
         }

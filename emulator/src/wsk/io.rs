@@ -19,8 +19,8 @@ use wsk_sys::{
 
 use super::addr::{self, Family};
 use super::model::{
-    Action, Backlog, Client, ControlMessage, ControlOut, End, Found, Kind, Memory, Op, OpKind, Out, Phase, Queue,
-    Segments, State,
+    Action, Actions, Backlog, Client, ControlMessage, ControlOut, End, Found, Kind, Memory, Op, OpKind, Out, Phase,
+    Queue, Segments, State,
 };
 use super::socket::{self, Socket};
 use super::status::{self, would_block};
@@ -37,7 +37,7 @@ pub(crate) enum Step {
 }
 
 /// Moves `op` forward once.
-pub(crate) fn attempt(socket: &Arc<Socket>, state: &mut State, op: &mut Op, actions: &mut Vec<Action>) -> Step {
+pub(crate) fn attempt(socket: &Arc<Socket>, state: &mut State, op: &mut Op, actions: &mut Actions) -> Step {
     let step = attempt_once(socket, state, op, actions);
     if let Step::Done(..) = step {
         let queue = match op.kind {
@@ -53,7 +53,7 @@ pub(crate) fn attempt(socket: &Arc<Socket>, state: &mut State, op: &mut Op, acti
     step
 }
 
-fn attempt_once(socket: &Arc<Socket>, state: &mut State, op: &mut Op, actions: &mut Vec<Action>) -> Step {
+fn attempt_once(socket: &Arc<Socket>, state: &mut State, op: &mut Op, actions: &mut Actions) -> Step {
     match &mut op.kind {
         OpKind::Accept { local, remote, client } => accept(socket, state, *local, *remote, *client),
         OpKind::Connect { create } => connect(socket, state, *create, actions),
@@ -185,7 +185,7 @@ pub(crate) fn memory_accept(
     None
 }
 
-fn connect(socket: &Arc<Socket>, state: &mut State, create: bool, actions: &mut Vec<Action>) -> Step {
+fn connect(socket: &Arc<Socket>, state: &mut State, create: bool, actions: &mut Actions) -> Step {
     let outcome = match state.host.as_ref() {
         None => Err(STATUS_CONNECTION_ABORTED),
         Some(host) => match host.take_error() {

@@ -141,6 +141,10 @@ pub(crate) struct Op {
     pub cancel_owned: bool,
 }
 
+/// The actions one call collects (inline up to a few: one call rarely completes more than a
+/// couple of IRPs, and a heap list per call was an allocation per operation).
+pub(crate) type Actions = smallvec::SmallVec<[Action; 4]>;
+
 /// Work to do once the socket's lock is released, in order.
 pub(crate) enum Action {
     /// Complete an IRP (`queued`: it holds a socket reference in `DriverContext[0]`).

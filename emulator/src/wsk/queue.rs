@@ -34,7 +34,7 @@ use wsk_sys::{
 };
 
 use super::io::{self, Step};
-use super::model::{Action, Irp, Kind, Op, OpKind, Queue, State};
+use super::model::{Action, Actions, Irp, Kind, Op, OpKind, Queue, State};
 use super::processors::{self, Job};
 use super::socket::{self, Socket};
 use super::{events, loopback, reactor};
@@ -123,7 +123,7 @@ unsafe fn rearm(irp: *mut IRP) -> Rearm {
 
 /// Records the cancellation of an owned op: completes it with `STATUS_CANCELLED`; a
 /// `WskSocketConnect` socket never handed out goes away with it.
-fn cancelled(op: Op, state: &mut State, actions: &mut Vec<Action>, queued: bool) {
+fn cancelled(op: Op, state: &mut State, actions: &mut Actions, queued: bool) {
     if let OpKind::Connect { create: true } = op.kind {
         state.closing = true;
         state.close_host(false);
@@ -147,7 +147,7 @@ unsafe extern "system" fn cancel_routine(_device: *mut DEVICE_OBJECT, irp: *mut 
         detach_context(irp)
     };
     let Some(socket) = socket else { return };
-    let mut actions = Vec::new();
+    let mut actions = Actions::new();
     {
         let mut state = lock(&socket.state);
         let mut found = None;
@@ -171,7 +171,7 @@ unsafe extern "system" fn cancel_routine(_device: *mut DEVICE_OBJECT, irp: *mut 
 
 /// Performs `actions` (no lock held), then settles the socket's in-flight count and a
 /// pending close.
-pub(crate) fn run(socket: &Arc<Socket>, actions: Vec<Action>) {
+pub(crate) fn run(socket: &Arc<Socket>, actions: Actions) {
     let mut completed = 0;
     let processors = processors::active();
     for action in actions {
@@ -259,7 +259,7 @@ pub(crate) fn busy(state: &mut State, queue: Queue) -> bool {
     reason = "marking pending, attaching the context and arming the cancel routine are one ordered step on one owned IRP"
 )]
 pub(crate) fn submit(socket: &Arc<Socket>, irp: Irp, queue: Queue, kind: OpKind) -> NTSTATUS {
-    let mut actions = Vec::new();
+    let mut actions = Actions::new();
     let mut op = Op { irp, kind, cancel_owned: false };
     let immediate = {
         let mut state = lock(&socket.state);
@@ -324,7 +324,7 @@ fn late() -> bool {
 }
 
 /// Moves the ops of `queue` forward as far as the host allows (reactor thread).
-fn drive(socket: &Arc<Socket>, state: &mut State, queue: Queue, actions: &mut Vec<Action>) {
+fn drive(socket: &Arc<Socket>, state: &mut State, queue: Queue, actions: &mut Actions) {
     let mut ops = std::mem::take(state.queue(queue));
     let mut at = 0;
     while at < ops.len() {
@@ -364,7 +364,7 @@ fn drive(socket: &Arc<Socket>, state: &mut State, queue: Queue, actions: &mut Ve
 
 /// The reactor saw the socket become ready: moves every queue forward.
 pub(crate) fn progress(socket: &Arc<Socket>) {
-    let mut actions = Vec::new();
+    let mut actions = Actions::new();
     {
         let mut state = lock(&socket.state);
         if state.host.is_none() && state.memory.is_none() {
@@ -378,7 +378,7 @@ pub(crate) fn progress(socket: &Arc<Socket>) {
 }
 
 /// Fails every pending send and receive with `status` (after an abortive disconnect).
-pub(crate) fn fail_transfers(state: &mut State, status: NTSTATUS, actions: &mut Vec<Action>) {
+pub(crate) fn fail_transfers(state: &mut State, status: NTSTATUS, actions: &mut Actions) {
     for queue in [Queue::Send, Queue::Receive] {
         let ops = std::mem::take(state.queue(queue));
         let mut keep = VecDeque::new();
@@ -398,7 +398,7 @@ pub(crate) fn fail_transfers(state: &mut State, status: NTSTATUS, actions: &mut 
 
 /// Cancels every queued op whose IRP the provider can claim (the others are left, marked
 /// cancel-owned, for their cancel routines).
-fn cancel_all(state: &mut State, actions: &mut Vec<Action>) {
+fn cancel_all(state: &mut State, actions: &mut Actions) {
     for queue in Queue::ALL {
         let ops = std::mem::take(state.queue(queue));
         let mut keep = VecDeque::new();
@@ -420,7 +420,7 @@ fn cancel_all(state: &mut State, actions: &mut Vec<Action>) {
 /// socket (resetting a connection not disconnected in both directions), and completes the
 /// close IRP once every cancelled IRP has completed and no event callback of the socket runs.
 pub(crate) fn close(socket: &Arc<Socket>, irp: Irp) -> NTSTATUS {
-    let mut actions = Vec::new();
+    let mut actions = Actions::new();
     let pending = {
         let mut state = lock(&socket.state);
         state.closing = true;
@@ -452,7 +452,7 @@ pub(crate) fn close(socket: &Arc<Socket>, irp: Irp) -> NTSTATUS {
 /// Drops a connection the client refused in its accept callback: resets it, cancels anything
 /// the client queued on it meanwhile, and retires the socket (never handed out: no leak).
 pub(crate) fn discard(socket: &Arc<Socket>) {
-    let mut actions = Vec::new();
+    let mut actions = Actions::new();
     {
         let mut state = lock(&socket.state);
         if state.closing {

@@ -23,7 +23,7 @@ use wsk_sys::{
 
 use super::addr::{self, Family};
 use super::buf;
-use super::model::{Action, Client, Irp, Kind, Memory, OpKind, Out, Phase, Queue, Segments};
+use super::model::{Actions, Client, Irp, Kind, Memory, OpKind, Out, Phase, Queue, Segments};
 use super::queue::{self, complete_now};
 use super::socket::{self, Call, Socket};
 use super::status;
@@ -454,7 +454,7 @@ unsafe extern "system" fn receive(
 
 /// Abortive disconnect: resets the connection now and fails pending transfers.
 fn abort(socket: &Arc<Socket>) -> Result<usize, NTSTATUS> {
-    let mut actions: Vec<Action> = Vec::new();
+    let mut actions = Actions::new();
     {
         let mut state = lock(&socket.state);
         if state.phase != Phase::Connected || (state.host.is_none() && state.memory.is_none()) {
