@@ -406,9 +406,14 @@ pub(crate) unsafe fn serve_kept(state: &mut State, buf: &Segments, done: &mut us
     served
 }
 
-/// Puts refused bytes back in front of the kept ones.
+/// Puts refused bytes back in front of the kept ones (into the kept buffer as it is when it
+/// holds none: its memory is reused).
 pub(crate) fn keep_in_front(state: &mut State, bytes: &[u8]) {
     if bytes.is_empty() {
+        return;
+    }
+    if state.events.kept.is_empty() {
+        state.events.kept.extend(bytes);
         return;
     }
     let mut kept = VecDeque::with_capacity(bytes.len() + state.events.kept.len());
