@@ -91,6 +91,9 @@ counters! {
     /// Bytes a `WskReceiveEvent` callback did not accept, which the provider kept to indicate
     /// again (or to serve to a `WskReceive`).
     refused_bytes,
+    /// Of `refused_bytes`, those copied out of their indication block to be kept (the others
+    /// stay where they were indicated).
+    refused_bytes_copied,
 }
 
 impl Counters {

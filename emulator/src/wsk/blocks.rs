@@ -137,6 +137,11 @@ impl Block {
         self.base.as_ptr().wrapping_add(header_size())
     }
 
+    /// Whether the block is guarded (its own mapping, quarantined when given back).
+    pub(crate) fn is_guarded(&self) -> bool {
+        self.guarded
+    }
+
     /// The first `len` data bytes (at most [`DATA_CAPACITY`]).
     pub(crate) fn bytes(&self, len: usize) -> &[u8] {
         // SAFETY: the data area is readable (invariant) and `len` is clamped to it; the

@@ -478,10 +478,17 @@ fn settle(socket: &Arc<Socket>, outcome: Outcome) {
                     let taken = if status == STATUS_SUCCESS { accepted.min(chain.bytes()) } else { 0 };
                     if taken < chain.bytes() && !state.closing {
                         crate::counters::bump::refused_bytes((chain.bytes() - taken) as u64);
-                        events::keep_in_front(&mut state, chain.data_from(taken));
                         state.events.receive_suppressed = true;
+                        match chain.keep_unread(taken) {
+                            Ok((block, start, end)) => events::keep_block_in_front(&mut state, block, start, end),
+                            Err(chain) => {
+                                events::keep_in_front(&mut state, chain.data_from(taken));
+                                give_back = Some(chain);
+                            }
+                        }
+                    } else {
+                        give_back = Some(chain);
                     }
-                    give_back = Some(chain);
                 }
             }
             Outcome::ReceiveFrom { chain, status } => {

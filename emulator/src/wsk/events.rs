@@ -27,7 +27,7 @@ use wsk_sys::{
     WSK_EVENT_DISABLE, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE, WSK_EVENT_RECEIVE_FROM, WSK_EVENT_SEND_BACKLOG,
 };
 
-use super::blocks::Release;
+use super::blocks::{self, Block, Release};
 use super::indication::Chain;
 use super::model::{Client, Events, Irp, KeptDatagram, Kind, Phase, Queue, Segments, State};
 use super::queue::complete_now;
@@ -390,8 +390,26 @@ pub(crate) fn receive_must_wait(state: &State) -> bool {
 /// # Safety
 /// The memory `buf` describes must be live and writable.
 pub(crate) unsafe fn serve_kept(state: &mut State, buf: &Segments, done: &mut usize) -> usize {
-    let kept = &mut state.events.kept;
     let mut served = 0;
+    if let Some((block, start, end)) = state.events.kept.block.as_mut() {
+        while *start < *end {
+            let Some((address, length)) = buf.chunk(*done) else { break };
+            let n = (*end - *start).min(length);
+            // SAFETY: `address..address + n` lies in the client's buffer (caller's contract) and
+            // does not overlap the provider's block.
+            unsafe { std::ptr::copy_nonoverlapping(block.bytes(*end)[*start..].as_ptr(), address, n) };
+            *start += n;
+            *done += n;
+            served += n;
+        }
+        if *start < *end {
+            return served;
+        }
+        if let Some((block, ..)) = state.events.kept.block.take() {
+            blocks::unused(block);
+        }
+    }
+    let kept = &mut state.events.kept.bytes;
     while !kept.is_empty() {
         let Some((address, length)) = buf.chunk(*done) else { break };
         let (front, _) = kept.as_slices();
@@ -412,14 +430,30 @@ pub(crate) fn keep_in_front(state: &mut State, bytes: &[u8]) {
     if bytes.is_empty() {
         return;
     }
-    if state.events.kept.is_empty() {
-        state.events.kept.extend(bytes);
+    crate::counters::bump::refused_bytes_copied(bytes.len() as u64);
+    let kept = &mut state.events.kept;
+    kept.flatten();
+    if kept.bytes.is_empty() {
+        kept.bytes.extend(bytes);
         return;
     }
-    let mut kept = VecDeque::with_capacity(bytes.len() + state.events.kept.len());
-    kept.extend(bytes);
-    kept.append(&mut state.events.kept);
-    state.events.kept = kept;
+    let mut front = VecDeque::with_capacity(bytes.len() + kept.bytes.len());
+    front.extend(bytes);
+    front.append(&mut kept.bytes);
+    kept.bytes = front;
+}
+
+/// Keeps refused bytes where they are, in the block they were indicated from (its data
+/// `start..end`), in front of the kept ones: without a copy when nothing else is kept.
+pub(crate) fn keep_block_in_front(state: &mut State, block: Block, start: usize, end: usize) {
+    if start == end {
+        blocks::unused(block);
+    } else if state.events.kept.is_empty() {
+        state.events.kept.block = Some((block, start, end));
+    } else {
+        keep_in_front(state, &block.bytes(end)[start..]);
+        blocks::unused(block);
+    }
 }
 
 /// Puts refused datagrams back in front of the kept ones, in order.

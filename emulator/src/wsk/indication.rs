@@ -100,6 +100,18 @@ impl Chain {
         self.items.first().map_or(&[], |item| &item.block.bytes(item.len)[from.min(item.len)..])
     }
 
+    /// What the client did not accept of a data chain, from byte `from` on, left in place: its
+    /// block and the range of its data, when the chain is one plain block (with the verifier
+    /// on, a refused chain's guarded block is quarantined like any other given back, so that a
+    /// touch after the callback returned faults). Otherwise the chain, to copy from.
+    pub(crate) fn keep_unread(mut self, from: usize) -> Result<(Block, usize, usize), Chain> {
+        if self.items.len() != 1 || self.items[0].from.is_some() || self.items[0].block.is_guarded() {
+            return Err(self);
+        }
+        let Some(item) = self.items.pop() else { return Err(self) };
+        Ok((item.block, from.min(item.len), item.len))
+    }
+
     /// The datagrams of a datagram chain, copied (the client refused them).
     pub(crate) fn datagrams(&self) -> Vec<KeptDatagram> {
         self.items
@@ -339,6 +351,14 @@ pub(crate) fn gather_data(state: &mut State) -> Option<Chain> {
     if state.events.kept.is_empty() && !(host_readable && data_waits(state)) {
         return None;
     }
+    if let Some((mut block, start, end)) = state.events.kept.block.take() {
+        // Refused data still in its block goes again from there: moved to the front if the
+        // client took part of it, not copied at all if it refused the whole chain.
+        if start > 0 {
+            block.space().copy_within(start..end, 0);
+        }
+        return Some(data_chain(block, end - start));
+    }
     let mut block = Block::new()?;
     let space = block.space();
     // The adversary's random shapes: an indication of part of what is there.
@@ -346,7 +366,7 @@ pub(crate) fn gather_data(state: &mut State) -> Option<Chain> {
     let space = &mut space[..cap];
     let mut len = 0;
     {
-        let kept = &mut state.events.kept;
+        let kept = &mut state.events.kept.bytes;
         let n = kept.len().min(space.len());
         let (front, back) = kept.as_slices();
         let first = front.len().min(n);

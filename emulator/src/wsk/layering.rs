@@ -3,7 +3,8 @@
 
 /// The rows of the module docs, bottom first.
 const ROWS: &[&[&str]] = &[
-    &["model", "addr", "status", "blocks", "registration"],
+    &["addr", "status", "blocks", "registration"],
+    &["model"],
     &["buf", "resolve"],
     &[
         "tables",

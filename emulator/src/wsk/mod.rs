@@ -224,14 +224,15 @@
 //!   -----------------------------------------------------------------------------------------
 //!   helpers     buf (WSK_BUF to Segments) - resolve (address info)
 //!   -----------------------------------------------------------------------------------------
-//!   leaves      model (the shared records: Kind, Phase, Queue, State, Op, OpKind, Action,
-//!               Segments, Irp, Out, Client, Events, Running, KeptDatagram; in-memory
+//!   records     model (the shared records: Kind, Phase, Queue, State, Op, OpKind, Action,
+//!               Segments, Irp, Out, Client, Events, Running, Kept, KeptDatagram; in-memory
 //!               connections' End, Backlog, Memory)
-//!               addr - status - blocks - registration
+//!   -----------------------------------------------------------------------------------------
+//!   leaves      addr - status - blocks - registration
 //! ```
 //!
 //! The leaves import no other module of the provider; `model` holds data and the accessors
-//! that touch only that data. The modules of the sockets row call each other both ways, by
+//! that touch only that data (refused bytes kept in place own their indication `Block`). The modules of the sockets row call each other both ways, by
 //! design: a socket routine (`tables`) enters a `socket`, attempts the host I/O (`io`) and
 //! queues what would block (`queue`); the I/O thread (`reactor`, or `processors`) calls back
 //! into `queue` and `deliver` when a host socket is ready, and `deliver` and `io` create the

@@ -15,6 +15,7 @@ use std::thread::ThreadId;
 
 use wsk_sys::{IRP, NTSTATUS, SOCKADDR, ULONG};
 
+use super::blocks::{self, Block};
 use crate::sync::lock;
 
 /// An IRP pointer that may cross threads (the provider owns the IRP while it holds one).
@@ -314,6 +315,42 @@ pub(crate) struct Running {
     pub resume_after: bool,
 }
 
+/// Data bytes the client refused, in order, served before the host socket's: still in the
+/// block they were indicated from (no copy; only a refusal that found nothing kept), then
+/// copied ones.
+#[derive(Default)]
+pub(crate) struct Kept {
+    /// Refused bytes in place: the block's data `start..end`.
+    pub block: Option<(Block, usize, usize)>,
+    /// Refused bytes copied out of their blocks (after `block`'s).
+    pub bytes: VecDeque<u8>,
+}
+
+impl Kept {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.block.is_none() && self.bytes.is_empty()
+    }
+
+    /// Drops what is kept (the block goes back to the free list).
+    pub(crate) fn clear(&mut self) {
+        if let Some((block, ..)) = self.block.take() {
+            blocks::unused(block);
+        }
+        self.bytes.clear();
+    }
+
+    /// Moves the kept block's bytes into `bytes` (in front), so that more can go in front.
+    pub(crate) fn flatten(&mut self) {
+        if let Some((block, start, end)) = self.block.take() {
+            let mut bytes = VecDeque::with_capacity(end - start + self.bytes.len());
+            bytes.extend(&block.bytes(end)[start..]);
+            bytes.append(&mut self.bytes);
+            self.bytes = bytes;
+            blocks::unused(block);
+        }
+    }
+}
+
 /// A datagram the client refused, kept for the next `WskReceiveFrom` or indication.
 pub(crate) struct KeptDatagram {
     pub data: Vec<u8>,
@@ -348,7 +385,7 @@ pub(crate) struct Events {
     /// No `WskReceiveEvent` until a `WskReceive` IRP is served (the client refused data).
     pub receive_suppressed: bool,
     /// Bytes the client refused, in order; served before the host socket's.
-    pub kept: VecDeque<u8>,
+    pub kept: Kept,
     /// No `WskReceiveFromEvent` until a `WskReceiveFrom` completes or the event is enabled
     /// again (the client refused datagrams).
     pub datagrams_suppressed: bool,

@@ -613,3 +613,47 @@ fn refused_data_goes_to_the_next_receive_then_indications_resume() {
         listener.close();
     });
 }
+
+/// Refuses "hello", takes "he" of it again, then the rest; returns the refused and copied
+/// byte counts of the session.
+fn refuse_then_take_in_parts(client: &Client) -> (u64, u64) {
+    let before = wsk_emulator::counters();
+    let probe = Probe::leaked();
+    let (listener, socket, mut peer) = connection(client, probe);
+    probe.set_mode(REFUSE);
+    assert_eq!(set_events(socket, WSK_EVENT_RECEIVE), STATUS_SUCCESS);
+    peer.write_all(b"hello").unwrap();
+    eventually("the refused indication", || probe.receive_calls.load(Ordering::SeqCst) == 1);
+    let mut empty = Buf::zeroed(0);
+    probe.partial.store(2, Ordering::SeqCst);
+    probe.set_mode(PARTIAL);
+    // A zero-length receive resumes the indications: the refused bytes come again.
+    let done = socket.receive_start(&mut empty, 0).wait();
+    assert_eq!((done.status, done.info), (STATUS_SUCCESS, 0));
+    eventually("the partly taken indication", || probe.data() == b"he");
+    probe.set_mode(ACCEPT_ALL);
+    let done = socket.receive_start(&mut empty, 0).wait();
+    assert_eq!(done.status, STATUS_SUCCESS);
+    eventually("the rest", || probe.data() == b"hello");
+    assert!(probe.problems().is_empty(), "{:?}", probe.problems());
+    socket.close();
+    listener.close();
+    let after = wsk_emulator::counters();
+    (after.refused_bytes - before.refused_bytes, after.refused_bytes_copied - before.refused_bytes_copied)
+}
+
+/// Refused bytes stay in the block they were indicated from and are indicated again from
+/// there (the part taken is skipped by moving the rest to the front of its block): nothing is
+/// copied out to be kept. With the verifier on a refused chain's guarded block is quarantined,
+/// so that a touch after the callback returned faults, and its bytes are copied instead.
+#[test]
+fn refused_data_is_kept_in_its_indication_block_unless_the_block_is_guarded() {
+    let client = Client::with(wsk_emulator::Kernel::builder().verifier(false));
+    let (refused, copied) = refuse_then_take_in_parts(&client);
+    client.finish().assert_clean();
+    assert_eq!((refused, copied), (5 + 3, 0), "verifier off: refused and copied bytes");
+    clean_session(|client| {
+        let (refused, copied) = refuse_then_take_in_parts(client);
+        assert_eq!((refused, copied), (5 + 3, 5 + 3), "verifier on: refused and copied bytes");
+    });
+}
