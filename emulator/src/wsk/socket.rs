@@ -129,14 +129,6 @@ pub(crate) fn create(
     registration::socket_opened(client)?;
     let header = Box::into_raw(Box::new(WSK_SOCKET { Dispatch: super::tables::dispatch_for(kind) }));
     let key = header as usize;
-    if let Some(host) = host.as_ref()
-        && let Err(error) = reactor::register(host, key)
-    {
-        registration::socket_closed(client);
-        // SAFETY: allocated just above and never handed out.
-        drop(unsafe { Box::from_raw(header) });
-        return Err(super::status::from_io(&error));
-    }
     let socket = Arc::new(Socket {
         key,
         kind,
@@ -170,6 +162,18 @@ pub(crate) fn create(
         retention: Mutex::new(events::Retention::default()),
     });
     lock(&SOCKETS).insert(key, Entry::Open(Arc::clone(&socket)));
+    // Registered once the table has the socket: the I/O thread drops an event of a key it does
+    // not find, and the first one reports what is already there (data, the peer's FIN) with no
+    // edge after it; a socket whose reads then came back short would wait for a FIN forever.
+    let registered = lock(&socket.state).host.as_ref().map_or(Ok(()), |host| reactor::register(host, key));
+    if let Err(error) = registered {
+        lock(&SOCKETS).remove(&key);
+        registration::socket_closed(client);
+        drop(socket);
+        // SAFETY: allocated just above, out of the table again, never handed out.
+        drop(unsafe { Box::from_raw(header) });
+        return Err(super::status::from_io(&error));
+    }
     Ok(socket)
 }
 

@@ -90,7 +90,7 @@ fn a_message_followed_at_once_by_the_fin_is_echoed_and_ended() {
     let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     for (events, name) in paths() {
         let (driver, addr) = load(events);
-        for round in 0..40usize {
+        for round in 0..200usize {
             let mut client = connect(addr);
             let message: Vec<u8> = (0..3000 + round).map(|i| (i * 7 + round) as u8).collect();
             client.write_all(&message).unwrap();
