@@ -15,7 +15,6 @@
 //! Everything here is under the socket's lock (`State::events`). Delivery itself is in
 //! `deliver`; the indication memory in `indication` and `blocks`.
 
-use std::collections::VecDeque;
 use std::mem::size_of;
 use std::sync::Arc;
 
@@ -431,16 +430,7 @@ pub(crate) fn keep_in_front(state: &mut State, bytes: &[u8]) {
         return;
     }
     crate::counters::bump::refused_bytes_copied(bytes.len() as u64);
-    let kept = &mut state.events.kept;
-    kept.flatten();
-    if kept.bytes.is_empty() {
-        kept.bytes.extend(bytes);
-        return;
-    }
-    let mut front = VecDeque::with_capacity(bytes.len() + kept.bytes.len());
-    front.extend(bytes);
-    front.append(&mut kept.bytes);
-    kept.bytes = front;
+    state.events.kept.put_in_front(bytes);
 }
 
 /// Keeps refused bytes where they are, in the block they were indicated from (its data

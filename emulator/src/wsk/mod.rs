@@ -232,8 +232,9 @@
 //! ```
 //!
 //! The leaves import no other module of the provider; `model` holds data and the accessors
-//! that touch only that data (refused bytes kept in place own their indication `Block`). The modules of the sockets row call each other both ways, by
-//! design: a socket routine (`tables`) enters a `socket`, attempts the host I/O (`io`) and
+//! that touch only that data (refused bytes kept in place own their indication `Block`). The
+//! modules of the sockets row call each other both ways, by design: a socket routine
+//! (`tables`) enters a `socket`, attempts the host I/O (`io`) and
 //! queues what would block (`queue`); the I/O thread (`reactor`, or `processors`) calls back
 //! into `queue` and `deliver` when a host socket is ready, and `deliver` and `io` create the
 //! sockets of accepted connections, whose headers point at their `tables` dispatch table. The

@@ -339,15 +339,26 @@ impl Kept {
         self.bytes.clear();
     }
 
-    /// Moves the kept block's bytes into `bytes` (in front), so that more can go in front.
-    pub(crate) fn flatten(&mut self) {
+    /// Puts copied `bytes` in front of everything kept (the kept block's bytes are copied
+    /// first, so that they stay in order behind them).
+    pub(crate) fn put_in_front(&mut self, bytes: &[u8]) {
         if let Some((block, start, end)) = self.block.take() {
-            let mut bytes = VecDeque::with_capacity(end - start + self.bytes.len());
-            bytes.extend(&block.bytes(end)[start..]);
-            bytes.append(&mut self.bytes);
-            self.bytes = bytes;
+            self.prepend(&block.bytes(end)[start..]);
             blocks::unused(block);
         }
+        self.prepend(bytes);
+    }
+
+    /// Puts `bytes` in front of `self.bytes` (into its memory as it is when it holds none).
+    fn prepend(&mut self, bytes: &[u8]) {
+        if self.bytes.is_empty() {
+            self.bytes.extend(bytes);
+            return;
+        }
+        let mut front = VecDeque::with_capacity(bytes.len() + self.bytes.len());
+        front.extend(bytes);
+        front.append(&mut self.bytes);
+        self.bytes = front;
     }
 }
 

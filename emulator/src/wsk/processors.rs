@@ -111,8 +111,7 @@ fn run(index: usize) {
         match job {
             Some(Job::Ready(key, closed)) => {
                 if let Some(socket) = socket::open_socket(key) {
-                    lock(&socket.state).host_ready(closed);
-                    queue::progress(&socket);
+                    queue::ready(&socket, closed);
                     deliver::deliver(&socket);
                 }
             }

@@ -364,9 +364,22 @@ fn drive(socket: &Arc<Socket>, state: &mut State, queue: Queue, actions: &mut Ac
 
 /// The reactor saw the socket become ready: moves every queue forward.
 pub(crate) fn progress(socket: &Arc<Socket>) {
+    progress_after(socket, None);
+}
+
+/// A readiness event of the host socket came (`closed`: it reported the read side closed or
+/// an error; see `State::host_ready`): moves every queue forward.
+pub(crate) fn ready(socket: &Arc<Socket>, closed: bool) {
+    progress_after(socket, Some(closed));
+}
+
+fn progress_after(socket: &Arc<Socket>, readiness: Option<bool>) {
     let mut actions = Actions::new();
     {
         let mut state = lock(&socket.state);
+        if let Some(closed) = readiness {
+            state.host_ready(closed);
+        }
         if state.host.is_none() && state.memory.is_none() {
             return;
         }

@@ -72,8 +72,7 @@ fn run(mut poll: Poll) {
             } else if processors::active() {
                 processors::post(Job::Ready(event.token().0, read_closed(event)));
             } else if let Some(socket) = socket::open_socket(event.token().0) {
-                lock(&socket.state).host_ready(read_closed(event));
-                queue::progress(&socket);
+                queue::ready(&socket, read_closed(event));
                 deliver::deliver(&socket);
             }
         }

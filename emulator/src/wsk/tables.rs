@@ -135,6 +135,19 @@ unsafe fn finish(irp: *mut IRP, outcome: Result<usize, NTSTATUS>) -> NTSTATUS {
     }
 }
 
+/// Where a datagram send goes: `remote`, or with a null `remote` the fixed remote address
+/// (SIO_WSK_SET_REMOTE_ADDRESS); without either it is refused (fixed destinations set with
+/// SIO_WSK_SET_SENDTO_ADDRESS are not emulated). The error is the status to complete with.
+///
+/// # Safety
+/// `remote` must be null or valid for its family's size.
+unsafe fn send_destination(socket: &Socket, remote: *mut SOCKADDR) -> Result<std::net::SocketAddr, NTSTATUS> {
+    let fixed = if remote.is_null() { options::fixed_remote(&lock(&socket.state)) } else { None };
+    // SAFETY: forwarded contract.
+    let to = fixed.map_or_else(|| unsafe { address_of(socket, remote) }, Ok)?;
+    if addr::valid_remote(&to) { Ok(to) } else { Err(STATUS_INVALID_ADDRESS_COMPONENT) }
+}
+
 /// Reads an address the call passes and checks it against the socket's family.
 ///
 /// # Safety
@@ -532,15 +545,9 @@ unsafe extern "system" fn send_to(
         Ok(call) => call,
         Err(status) => return status,
     };
-    // A null address sends to the fixed remote address (SIO_WSK_SET_REMOTE_ADDRESS); without
-    // one it is refused (fixed destinations set with SIO_WSK_SET_SENDTO_ADDRESS are not
-    // emulated).
-    let fixed = if remote.is_null() { options::fixed_remote(&lock(&call.socket.state)) } else { None };
-    // SAFETY: the client passes a valid address.
-    let to = match fixed.map_or_else(|| unsafe { address_of(&call.socket, remote) }, Ok) {
-        Ok(to) if addr::valid_remote(&to) => to,
-        // SAFETY: accepted.
-        Ok(_) => return unsafe { complete_now(irp, STATUS_INVALID_ADDRESS_COMPONENT, 0) },
+    // SAFETY: the client passes a valid address or none.
+    let to = match unsafe { send_destination(&call.socket, remote) } {
+        Ok(to) => to,
         // SAFETY: accepted.
         Err(status) => return unsafe { complete_now(irp, status, 0) },
     };
@@ -610,12 +617,9 @@ unsafe extern "system" fn send_messages(
         Ok(call) => call,
         Err(status) => return status,
     };
-    let fixed = if remote.is_null() { options::fixed_remote(&lock(&call.socket.state)) } else { None };
-    // SAFETY: the client passes a valid address.
-    let to = match fixed.map_or_else(|| unsafe { address_of(&call.socket, remote) }, Ok) {
-        Ok(to) if addr::valid_remote(&to) => to,
-        // SAFETY: accepted.
-        Ok(_) => return unsafe { complete_now(irp, STATUS_INVALID_ADDRESS_COMPONENT, 0) },
+    // SAFETY: the client passes a valid address or none.
+    let to = match unsafe { send_destination(&call.socket, remote) } {
+        Ok(to) => to,
         // SAFETY: accepted.
         Err(status) => return unsafe { complete_now(irp, status, 0) },
     };
