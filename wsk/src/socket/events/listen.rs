@@ -123,45 +123,6 @@ unsafe extern "system" fn on_accept(
     unsafe { with_state(context, accept) }.unwrap_or(STATUS_REQUEST_NOT_ACCEPTED)
 }
 
-/// What the stream may take from the accepted queue now.
-#[derive(Debug)]
-enum Take<A> {
-    /// The oldest queued connection.
-    Taken(A),
-    /// Connections are queued, but an accept callback is inside: ask again.
-    Wait,
-    /// Nothing is queued.
-    Empty,
-}
-
-/// The stream's take from the accepted queue: a connection is handed out only while no accept
-/// callback is inside, so the callback that queued it has returned. WSK learns the accepted
-/// socket's context and client dispatch table from that return (`AcceptSocketContext`,
-/// `AcceptSocketDispatch`), and Microsoft does not document whether the socket takes calls
-/// (a `WskControlSocket` enabling its event callbacks, the first thing a stream does) before
-/// it; we assume it may not. What this cannot cover is the provider's own step between the
-/// callback's return and its recording of the answer: a connection taken in that instant and
-/// turned into an event stream at once can still find its callbacks refused, an error the
-/// stream reports (the emulator records the answer right after the return). The queue is
-/// looked at first: a connection queued then was queued by a callback that entered before,
-/// and is still counted in `flags` unless it left. IRQL <= DISPATCH_LEVEL; never waits.
-///
-/// # Safety
-/// The caller is the queue's only consumer.
-unsafe fn take_settled<A, const N: usize>(flags: &AtomicU32, accepted: &Ring<A, N>) -> Take<A> {
-    if accepted.len() == 0 {
-        return Take::Empty;
-    }
-    if flags.load(Ordering::Acquire) >= super::CALLBACK_ONE {
-        return Take::Wait;
-    }
-    // SAFETY: the only consumer (caller).
-    match unsafe { accepted.pop() } {
-        Some(entry) => Take::Taken(entry),
-        None => Take::Empty,
-    }
-}
-
 /// Why [`hand_over`] did not take a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum NotTaken {
@@ -319,15 +280,8 @@ impl Incoming {
         }
         // A failed restock leaves fewer cores in stock: more refusals, no error here.
         let _ = self.restock();
-        let state = self.state();
         // SAFETY: the stream is the queue's only consumer.
-        let taken = unsafe { take_settled(&state.header.flags, &state.accepted) };
-        if let Take::Wait = taken {
-            // The accept callback that queued the connection has not returned yet.
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
-        if let Take::Taken(Accepted { core, peer }) = taken {
+        if let Some(Accepted { core, peer }) = unsafe { self.state().accepted.pop() } {
             let Some(peer) = peer else {
                 drop(core);
                 return Poll::Ready(Some(Err(Error::InvalidInput("accepted connection has no usable address"))));
@@ -367,46 +321,6 @@ impl Stream for Incoming {
 mod loom_tests {
     use super::*;
     use loom::sync::Arc;
-
-    /// An accept callback queuing a connection while the stream takes: the stream never takes
-    /// it before the callback has left (`left` is set just before the callback's exit). Without
-    /// the check of the callback count the stream can take it right after the push.
-    #[test]
-    fn loom_a_connection_is_taken_only_after_its_callback_left() {
-        loom::model(|| {
-            let flags = Arc::new(AtomicU32::new(0));
-            let accepted: Arc<Ring<usize, 2>> = Arc::new(Ring::new());
-            let left = Arc::new(loom::sync::atomic::AtomicBool::new(false));
-            let callback = {
-                let (flags, accepted, left) = (flags.clone(), accepted.clone(), left.clone());
-                loom::thread::spawn(move || {
-                    assert!(callback_enter(&flags));
-                    let queue = accepted.try_produce().expect("the only producer");
-                    assert!(queue.push(1).is_ok());
-                    drop(queue);
-                    left.store(true, Ordering::Relaxed);
-                    let _ = crate::socket::events::callback_exit(&flags);
-                })
-            };
-            // The stream looks until it finds the connection or the callback has left.
-            let taken = loop {
-                // SAFETY: this thread is the queue's only consumer.
-                match unsafe { take_settled(&flags, &accepted) } {
-                    Take::Empty if !left.load(Ordering::Relaxed) => loom::thread::yield_now(),
-                    other => break other,
-                }
-            };
-            if let Take::Taken(entry) = taken {
-                assert_eq!(entry, 1);
-                assert!(left.load(Ordering::Relaxed), "taken while the callback that queued it was inside");
-            }
-            callback.join().unwrap();
-            // Once it left, the connection is there to take.
-            // SAFETY: as above.
-            let rest = unsafe { take_settled(&flags, &accepted) };
-            assert!(matches!(rest, Take::Taken(1) | Take::Empty), "{rest:?}");
-        });
-    }
 
     /// Two accept callbacks of one listener at the same time, the stream taking from the queue:
     /// every connection a callback took is queued exactly once with a spare of its own, every
