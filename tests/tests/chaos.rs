@@ -202,11 +202,25 @@ fn datagrams_with_overlapping_callbacks_arrive_once_and_intact() {
 /// 300 host connections from three threads to a listener whose accept callbacks overlap:
 /// each connection is either served (the driver writes its tag, the host reads it) or
 /// refused (the host sees the connection end), never both, never lost; at the end nothing
-/// is left open (the harness checks leaks).
+/// is left open (the harness checks leaks). Whether two callbacks overlap in a round is up to
+/// the host's scheduler (on a loaded 2-CPU machine a round of 300 sometimes had none), so
+/// rounds are repeated, each checked whole, until one had an overlap (at most 8).
 #[test]
 fn accepts_with_overlapping_callbacks_lose_no_connection() {
     chaos();
     let before = adversary::stats();
+    for _ in 0..8 {
+        accept_round();
+        if adversary::stats().overlapping_callbacks > before.overlapping_callbacks {
+            break;
+        }
+    }
+    let after = adversary::stats();
+    assert!(after.overlapping_callbacks > before.overlapping_callbacks, "no two callbacks overlapped in 8 rounds");
+}
+
+/// One round of [`accepts_with_overlapping_callbacks_lose_no_connection`].
+fn accept_round() {
     let (served, refused) = run_clean(LIMIT, |env| async move {
         const EACH: usize = 100;
         let l = TcpListener::bind(env.wsk, local()).await.expect("bind");
@@ -258,6 +272,4 @@ fn accepts_with_overlapping_callbacks_lose_no_connection() {
     });
     assert_eq!(served + refused, 300, "{served} served + {refused} refused");
     assert!(served > 0);
-    let after = adversary::stats();
-    assert!(after.overlapping_callbacks > before.overlapping_callbacks, "no two callbacks overlapped");
 }
