@@ -372,11 +372,12 @@ impl ConnectionEvents {
     }
 
     /// Switches to the copy path: receive events off, no callback inside the library code,
-    /// nothing left in the ring. `Pending` until a callback in progress has left.
+    /// nothing left in the ring. `Pending` until a callback in progress has left (it wakes the
+    /// stream then, see `retention::retain`).
     /// A static receive callback cannot be disabled: indications may go on between the copy
     /// path's receives, which keeps the order since a pending IRP takes precedence over them
     /// and the stream hands out what the ring holds before issuing the next one.
-    fn quiesce(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+    fn quiesce(&mut self) -> Poll<Result<()>> {
         if !self.irp_only && self.static_receive() {
             self.irp_only = true;
         }
@@ -388,8 +389,8 @@ impl ConnectionEvents {
             self.irp_only = true;
         }
         if self.state().header.flags.load(Ordering::Acquire) >= super::CALLBACK_ONE {
-            // A callback (on another CPU) is finishing; it may still push. Look again soon.
-            cx.waker().wake_by_ref();
+            // A callback (on another CPU) is finishing; it may still push. It wakes the
+            // stream (its waker registered by `poll_event`) once it left.
             return Poll::Pending;
         }
         Poll::Ready(Ok(()))
@@ -514,7 +515,7 @@ impl ConnectionEvents {
             if self.irp_only || (refused && disconnect == GRACEFUL) {
                 // The copy path: receive events disabled by the user, or the peer finished
                 // while WSK still holds refused data (read it, in order, until the end).
-                if let Err(e) = core::task::ready!(self.quiesce(cx)) {
+                if let Err(e) = core::task::ready!(self.quiesce()) {
                     self.ending = true;
                     return Poll::Ready(Some(Err(e)));
                 }
@@ -545,8 +546,8 @@ impl ConnectionEvents {
                 // Unmappable data is copied too: resuming would see it refused again.
                 let copy = state.rx.retained() != 0 || state.rx.refused_unmappable();
                 if state.header.flags.load(Ordering::Acquire) >= super::CALLBACK_ONE {
-                    // The refusing callback has not left yet: resume after its answer.
-                    cx.waker().wake_by_ref();
+                    // The refusing callback has not left yet: resume after its answer. It
+                    // wakes the stream once it left (`retention::retain`).
                     return Poll::Pending;
                 }
                 core::task::ready!(self.poll_slot_idle(cx));
@@ -566,7 +567,7 @@ impl ConnectionEvents {
                 // (Microsoft documents no serialization of one socket's callbacks): end only
                 // once none is inside and the ring is still empty.
                 if state.header.flags.load(Ordering::Acquire) >= super::CALLBACK_ONE {
-                    cx.waker().wake_by_ref();
+                    // Woken by that callback once it left (`retention::retain`).
                     return Poll::Pending;
                 }
                 // SAFETY: as above.

@@ -276,8 +276,8 @@ impl Datagrams {
             let state = self.state();
             if state.rx.refused() {
                 if state.header.flags.load(Ordering::Acquire) >= super::CALLBACK_ONE {
-                    // The refusing callback has not left yet: resume after its answer.
-                    cx.waker().wake_by_ref();
+                    // The refusing callback has not left yet: resume after its answer. It
+                    // wakes the stream once it left (`retention::retain`).
                     return Poll::Pending;
                 }
                 if self.attached.core().static_events() & WSK_EVENT_RECEIVE_FROM != 0 {

@@ -115,12 +115,67 @@ unsafe extern "system" fn on_accept(
         if status != STATUS_SUCCESS {
             state.refused.fetch_add(1, Ordering::Relaxed);
         }
-        leave_callback(core, &state.header, |core| state.clean(core));
+        let cleaned = leave_callback(core, &state.header, |core| {
+            state.clean(core);
+            true
+        });
+        if !cleaned {
+            // The stream takes a queued connection only once no accept callback is inside
+            // (`take_settled`), so every callback wakes it after leaving: this one's connection,
+            // or one an earlier callback queued while this one was inside, is now there to
+            // take. The state lives as long as the core, which WSK keeps until its callbacks
+            // returned (close contract). A cleaning callback has no stream left to wake.
+            state.header.waker.wake();
+        }
         status
     };
     // SAFETY: WSK passes the context we created the listen socket with along with this table,
     // and calls only until the close completed.
     unsafe { with_state(context, accept) }.unwrap_or(STATUS_REQUEST_NOT_ACCEPTED)
+}
+
+/// What the stream may take from the accepted queue now.
+#[derive(Debug)]
+enum Take<A> {
+    /// The oldest queued connection.
+    Taken(A),
+    /// Connections are queued, but an accept callback is inside: the stream waits for the
+    /// wake that callback gives after it left.
+    Wait,
+    /// Nothing is queued.
+    Empty,
+}
+
+/// The stream's take from the accepted queue: a connection is handed out only while no accept
+/// callback is inside, so the callback that queued it has returned. WSK learns the accepted
+/// socket's context and client dispatch table from that return (`AcceptSocketContext`,
+/// `AcceptSocketDispatch`), and Microsoft does not document whether the socket takes calls
+/// (a `WskControlSocket` enabling its event callbacks, the first thing a stream does) before
+/// it; we assume it may not. What this cannot cover is the provider's own step between the
+/// callback's return and its recording of the answer: a connection taken in that instant and
+/// turned into an event stream at once can still find its callbacks refused, an error the
+/// stream reports (the emulator records the answer right after the return). The queue is
+/// looked at first: a connection queued then was queued by a callback that entered before,
+/// and is still counted in `flags` unless it left. IRQL <= DISPATCH_LEVEL; never waits.
+///
+/// The caller registered its waker before: a callback inside wakes it after leaving (the
+/// waker's state is a read-modify-write atomic both sides go through, so either the wake finds
+/// the waker or the registration saw the wake and this load sees the callback gone).
+///
+/// # Safety
+/// The caller is the queue's only consumer.
+unsafe fn take_settled<A, const N: usize>(flags: &AtomicU32, accepted: &Ring<A, N>) -> Take<A> {
+    if accepted.len() == 0 {
+        return Take::Empty;
+    }
+    if flags.load(Ordering::Acquire) >= super::CALLBACK_ONE {
+        return Take::Wait;
+    }
+    // SAFETY: the only consumer (caller).
+    match unsafe { accepted.pop() } {
+        Some(entry) => Take::Taken(entry),
+        None => Take::Empty,
+    }
 }
 
 /// Why [`hand_over`] did not take a connection.
@@ -182,10 +237,8 @@ unsafe fn take(
         Accepted { core, peer }
     });
     match taken {
-        Ok(()) => {
-            state.header.waker.wake();
-            STATUS_SUCCESS
-        }
+        // The stream is woken once the callback left (`on_accept`).
+        Ok(()) => STATUS_SUCCESS,
         Err(NotTaken::NoStock) => {
             state.header.waker.wake();
             STATUS_REQUEST_NOT_ACCEPTED
@@ -280,8 +333,15 @@ impl Incoming {
         }
         // A failed restock leaves fewer cores in stock: more refusals, no error here.
         let _ = self.restock();
+        let state = self.state();
         // SAFETY: the stream is the queue's only consumer.
-        if let Some(Accepted { core, peer }) = unsafe { self.state().accepted.pop() } {
+        let taken = unsafe { take_settled(&state.header.flags, &state.accepted) };
+        if let Take::Wait = taken {
+            // The accept callback that queued the connection has not returned yet; it wakes
+            // the stream (registered above) once it left.
+            return Poll::Pending;
+        }
+        if let Take::Taken(Accepted { core, peer }) = taken {
             let Some(peer) = peer else {
                 drop(core);
                 return Poll::Ready(Some(Err(Error::InvalidInput("accepted connection has no usable address"))));
@@ -321,6 +381,70 @@ impl Stream for Incoming {
 mod loom_tests {
     use super::*;
     use loom::sync::Arc;
+
+    /// Counts its wakes.
+    struct CountWakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for CountWakes {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// One accept callback queuing a connection and a second one refusing its own while the
+    /// stream polls once (registers its waker, then takes): the stream never takes a connection
+    /// while a callback is inside, and a poll that took nothing is woken after the callbacks
+    /// left, after which the connection is there to take. The callbacks run `on_accept`'s
+    /// order: enter, queue or refuse, leave, wake. Waking only from a callback that queued
+    /// loses the wake (the stream waits on the refusing one, which never wakes it); taking
+    /// without looking at the count takes the connection before its callback left.
+    #[test]
+    fn loom_the_stream_takes_only_settled_connections_and_is_woken_for_them() {
+        // Three threads and two wakers' worth of atomics: unbounded, the model takes over ten
+        // minutes; two preemptions cover both failures named above.
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(2);
+        builder.check(|| {
+            let flags = Arc::new(AtomicU32::new(0));
+            let waker = Arc::new(wsk_executor::AtomicWaker::new());
+            let accepted: Arc<Ring<usize, 2>> = Arc::new(Ring::new());
+            let left = Arc::new(loom::sync::atomic::AtomicBool::new(false));
+            let spawn_callback = |queues: bool| {
+                let (flags, waker, accepted, left) = (flags.clone(), waker.clone(), accepted.clone(), left.clone());
+                loom::thread::spawn(move || {
+                    assert!(callback_enter(&flags));
+                    if queues {
+                        let queue = accepted.try_produce().expect("the only producer");
+                        assert!(queue.push(1).is_ok());
+                        drop(queue);
+                        left.store(true, Ordering::Relaxed);
+                    }
+                    let _ = crate::socket::events::callback_exit(&flags);
+                    waker.wake();
+                })
+            };
+            let (a, b) = (spawn_callback(true), spawn_callback(false));
+            let wakes = std::sync::Arc::new(CountWakes(std::sync::atomic::AtomicUsize::new(0)));
+            waker.register(&std::task::Waker::from(wakes.clone()));
+            // SAFETY: this thread is the queue's only consumer.
+            let first = unsafe { take_settled(&flags, &accepted) };
+            let left_at_take = left.load(Ordering::Relaxed);
+            a.join().unwrap();
+            b.join().unwrap();
+            match first {
+                Take::Taken(entry) => {
+                    assert_eq!(entry, 1);
+                    assert!(left_at_take, "taken while the callback that queued it was inside");
+                }
+                Take::Wait | Take::Empty => {
+                    assert!(wakes.0.load(Ordering::SeqCst) >= 1, "a waiting stream was never woken");
+                    // SAFETY: as above.
+                    let again = unsafe { take_settled(&flags, &accepted) };
+                    assert!(matches!(again, Take::Taken(1)), "{again:?}");
+                }
+            }
+        });
+    }
 
     /// Two accept callbacks of one listener at the same time, the stream taking from the queue:
     /// every connection a callback took is queued exactly once with a spare of its own, every

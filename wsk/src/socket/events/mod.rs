@@ -407,6 +407,43 @@ mod loom_tests {
     use loom::sync::Arc;
     use loom::sync::atomic::AtomicUsize;
 
+    /// Counts its wakes.
+    struct CountWakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for CountWakes {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A stream that finds a callback inside (a refusing receive callback it must resume
+    /// after, see `retention::retain`) registers its waker, sees the count, and waits: the
+    /// callback, which wakes after leaving, always wakes it. Waking before leaving (as the
+    /// receive callback once did, with the stream polling itself again instead) strands it: the
+    /// wake can come before the registration and the leave after the stream's look.
+    #[test]
+    fn loom_a_stream_waiting_for_a_callback_to_leave_is_woken() {
+        loom::model(|| {
+            let flags = Arc::new(AtomicU32::new(0));
+            let waker = Arc::new(AtomicWaker::new());
+            let callback = {
+                let (flags, waker) = (flags.clone(), waker.clone());
+                loom::thread::spawn(move || {
+                    assert!(callback_enter(&flags));
+                    let _ = callback_exit(&flags);
+                    waker.wake();
+                })
+            };
+            let wakes = std::sync::Arc::new(CountWakes(std::sync::atomic::AtomicUsize::new(0)));
+            waker.register(&std::task::Waker::from(wakes.clone()));
+            let inside = flags.load(Ordering::Acquire) >= CALLBACK_ONE;
+            callback.join().unwrap();
+            if inside {
+                assert!(wakes.0.load(Ordering::SeqCst) >= 1, "the stream waits for a wake that never comes");
+            }
+        });
+    }
+
     /// A callback racing the stream's drop: the ring is cleaned exactly once, by whoever is
     /// last out, and a callback that saw the stream attached is finished before cleaning.
     #[test]

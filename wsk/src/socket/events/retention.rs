@@ -101,10 +101,14 @@ pub(crate) unsafe fn retain<K: Indicating>(
             _ => rx.refuse(),
         }
     };
-    state.header().waker.wake();
     let own = kept.then_some(head);
     // When the stream went away while we handed it the list, WSK keeps it.
     let taken_back = leave_callback(core, state.header(), |core| rx.drain(core, own));
+    // The wake comes after leaving: a stream that found a callback inside (resuming after a
+    // refusal, switching to the copy path, ending after the FIN) waits for this wake rather
+    // than polling again. The state lives as long as the core, which WSK keeps until its
+    // callbacks returned (close contract).
+    state.header().waker.wake();
     if kept && !taken_back { STATUS_PENDING } else { STATUS_DATA_NOT_ACCEPTED }
 }
 
