@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::placement::{Placement, Probe, Snapshot, Usage};
 use super::report::{ServerRun, micros, size_label};
 use super::servers::Started;
-use super::{MEASURE, REPEATS, STREAM_BYTES, STREAM_WRITE, TAG, WARMUP, WORKLOADS, Workload, workloads};
+use super::{MEASURE, REPEATS, STREAM_BYTES, STREAM_REPEATS, STREAM_WRITE, TAG, WARMUP, WORKLOADS, Workload, workloads};
 use crate::echo_client;
 use crate::util::{Context, Result, bail};
 
@@ -99,7 +99,7 @@ impl Measurement {
 /// Measures every workload on every started server, interleaved: each repetition of a cell
 /// runs once on each server in turn before the next, so that a change of the machine's load
 /// falls on every server alike; the median of [`REPEATS`] per server and cell. Then the
-/// streaming client, interleaved the same way.
+/// streaming client ([`STREAM_REPEATS`] runs per server), interleaved the same way.
 pub(super) fn measure_interleaved(started: &mut [Started], placement: Option<&Placement>) {
     for workload in workloads().unwrap_or_else(|_| WORKLOADS.to_vec()) {
         let mut runs: Vec<std::result::Result<Vec<Measurement>, String>> =
@@ -127,7 +127,7 @@ pub(super) fn measure_interleaved(started: &mut [Started], placement: Option<&Pl
     }
     let mut streams: Vec<std::result::Result<Vec<StreamRun>, String>> =
         started.iter().map(|_| Ok(Vec::new())).collect();
-    for _ in 0..REPEATS {
+    for _ in 0..STREAM_REPEATS {
         for (server, runs) in started.iter().zip(streams.iter_mut()) {
             let (Some(addr), Ok(done)) = (server.addr, runs.as_mut()) else { continue };
             match stream_once(addr, &server.probe) {
@@ -143,7 +143,7 @@ pub(super) fn measure_interleaved(started: &mut [Started], placement: Option<&Pl
         let stream = runs.map(|mut runs| {
             runs.sort_by_key(|&(elapsed, _)| elapsed);
             let rates = runs.iter().rev().map(|(d, _)| STREAM_BYTES as f64 / d.as_secs_f64() / 1e6).collect();
-            let (elapsed, server_cpu) = runs[REPEATS / 2];
+            let (elapsed, server_cpu) = runs[STREAM_REPEATS / 2];
             StreamMeasurement { elapsed, server_cpu, rates }
         });
         let label = server.run.server.short();
@@ -201,7 +201,7 @@ fn report_cell(run: &mut ServerRun, workload: Workload, cell: &std::result::Resu
 /// One run of the streaming client: its time and the server's threads' CPU time meanwhile.
 type StreamRun = (Duration, Option<Duration>);
 
-/// What the streaming client measured: the median of [`REPEATS`] runs.
+/// What the streaming client measured: the median of [`STREAM_REPEATS`] runs.
 #[derive(Debug, Clone)]
 pub struct StreamMeasurement {
     /// From the first write to the last byte of the echo read.
