@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use super::placement::{Placement, Probe, Snapshot, Usage};
 use super::report::{ServerRun, micros, size_label};
 use super::servers::Started;
-use super::{MEASURE, REPEATS, STREAM_BYTES, STREAM_REPEATS, STREAM_WRITE, TAG, WARMUP, WORKLOADS, Workload, workloads};
+use super::{
+    MEASURE, REPEATS, STREAM_BYTES, STREAM_REPEATS, STREAM_WRITE, TAG, WARMUP, WORKLOADS, Workload, workloads,
+};
 use crate::echo_client;
 use crate::util::{Context, Result, bail};
 
