@@ -593,12 +593,7 @@ fn partial_acceptance_keeps_the_rest_for_the_next_receive_in_order() {
 #[test]
 fn refused_data_goes_to_the_next_receive_then_indications_resume() {
     clean_session(|client| {
-        let probe = Probe::leaked();
-        let (listener, socket, mut peer) = connection(client, probe);
-        probe.set_mode(REFUSE);
-        assert_eq!(set_events(socket, WSK_EVENT_RECEIVE), STATUS_SUCCESS);
-        peer.write_all(b"hello").unwrap();
-        eventually("the refused indication", || probe.receive_calls.load(Ordering::SeqCst) == 1);
+        let (probe, listener, socket, mut peer) = hello_refused(client);
         peer.write_all(b" world").unwrap();
         settle();
         assert_eq!(probe.receive_calls.load(Ordering::SeqCst), 1, "no indication until a receive");
@@ -614,16 +609,23 @@ fn refused_data_goes_to_the_next_receive_then_indications_resume() {
     });
 }
 
-/// Refuses "hello", takes "he" of it again, then the rest; returns the refused and copied
-/// byte counts of the session.
-fn refuse_then_take_in_parts(client: &Client) -> (u64, u64) {
-    let before = wsk_emulator::counters();
+/// A connection whose receive callback refused "hello" (its first indication): the probe
+/// (still refusing), the listener, the socket and the peer.
+fn hello_refused(client: &Client) -> (&'static Probe, Sock, Sock, TcpStream) {
     let probe = Probe::leaked();
     let (listener, socket, mut peer) = connection(client, probe);
     probe.set_mode(REFUSE);
     assert_eq!(set_events(socket, WSK_EVENT_RECEIVE), STATUS_SUCCESS);
     peer.write_all(b"hello").unwrap();
     eventually("the refused indication", || probe.receive_calls.load(Ordering::SeqCst) == 1);
+    (probe, listener, socket, peer)
+}
+
+/// Refuses "hello", takes "he" of it again, then the rest; returns the refused and copied
+/// byte counts of the session.
+fn refuse_then_take_in_parts(client: &Client) -> (u64, u64) {
+    let before = wsk_emulator::counters();
+    let (probe, listener, socket, _peer) = hello_refused(client);
     let mut empty = Buf::zeroed(0);
     probe.partial.store(2, Ordering::SeqCst);
     probe.set_mode(PARTIAL);

@@ -13,33 +13,20 @@
 
 #![cfg(not(windows))]
 
+mod common;
+
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::net::{Shutdown, SocketAddr, TcpStream};
 
-use echo_driver::driver::driver_entry;
-use wsk_emulator::{Kernel, LoadedDriver};
-
-/// One driver at a time: its counters are statics.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-const LIMIT: Duration = Duration::from_secs(30);
+use common::LIMIT;
+use wsk_emulator::LoadedDriver;
 
 fn load(receive_events: bool) -> (LoadedDriver, SocketAddr) {
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port();
-    let driver = Kernel::builder()
-        .verifier(true)
-        .param_dword("Port", u32::from(port))
-        .param_dword("ReceiveEvents", u32::from(receive_events))
-        .load("echo", driver_entry)
-        .expect("the driver loads");
-    (driver, SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+    common::load(&[("ReceiveEvents", u32::from(receive_events))])
 }
 
 fn connect(addr: SocketAddr) -> TcpStream {
-    let client = TcpStream::connect(addr).unwrap();
-    client.set_read_timeout(Some(LIMIT)).unwrap();
+    let client = common::connect(addr);
     client.set_nodelay(true).unwrap();
     client
 }
@@ -56,7 +43,7 @@ fn paths() -> [(bool, &'static str); 2] {
 
 #[test]
 fn the_provider_reads_a_host_socket_once_per_round_trip() {
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = common::serial();
     const ROUND_TRIPS: u64 = 300;
     for (events, name) in paths() {
         let (driver, addr) = load(events);
@@ -87,7 +74,7 @@ fn the_provider_reads_a_host_socket_once_per_round_trip() {
 
 #[test]
 fn a_message_followed_at_once_by_the_fin_is_echoed_and_ended() {
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = common::serial();
     for (events, name) in paths() {
         let (driver, addr) = load(events);
         for round in 0..200usize {
@@ -107,7 +94,7 @@ fn a_message_followed_at_once_by_the_fin_is_echoed_and_ended() {
 
 #[test]
 fn a_stream_through_one_connection_keeps_every_byte_in_order() {
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = common::serial();
     const TOTAL: usize = 24 << 20;
     const WRITE: usize = 1 << 20;
     for (events, name) in paths() {
@@ -148,7 +135,7 @@ fn a_stream_through_one_connection_keeps_every_byte_in_order() {
 #[cfg(target_os = "linux")]
 #[test]
 fn the_provider_io_thread_does_not_preempt_the_threads_it_wakes() {
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = common::serial();
     let (driver, addr) = load(true);
     let mut client = connect(addr);
     round_trip(&mut client, b"wake the I/O thread", &mut [0u8; 19]);

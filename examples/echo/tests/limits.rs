@@ -6,38 +6,21 @@
 
 #![cfg(not(windows))]
 
+mod common;
+
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::Mutex;
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use echo_driver::driver::driver_entry;
 use echo_driver::server::STATS;
-use wsk_emulator::{Kernel, LoadedDriver};
-
-/// One driver at a time: its counters are statics.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-const LIMIT: Duration = Duration::from_secs(30);
+use wsk_emulator::LoadedDriver;
 
 fn load(max_connections: u32, max_per_peer: u32) -> (LoadedDriver, SocketAddr) {
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port();
-    let driver = Kernel::builder()
-        .verifier(true)
-        .param_dword("Port", u32::from(port))
-        .param_dword("MaxConnections", max_connections)
-        .param_dword("MaxPerPeer", max_per_peer)
-        .load("echo", driver_entry)
-        .expect("the driver loads");
-    (driver, SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+    common::load(&[("MaxConnections", max_connections), ("MaxPerPeer", max_per_peer)])
 }
 
-fn connect(addr: SocketAddr) -> TcpStream {
-    let client = TcpStream::connect(addr).unwrap();
-    client.set_read_timeout(Some(LIMIT)).unwrap();
-    client
-}
+use common::{LIMIT, connect};
 
 fn echo(client: &mut TcpStream, text: &[u8]) {
     client.write_all(text).unwrap();
@@ -62,7 +45,7 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 
 #[test]
 fn max_connections_one_serves_the_second_client_after_the_first() {
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = common::serial();
     let before = STATS.connections.load(Ordering::Relaxed);
     STATS.peak_open.store(0, Ordering::Relaxed);
     let (driver, addr) = load(1, 0);
@@ -86,7 +69,7 @@ fn max_connections_one_serves_the_second_client_after_the_first() {
 
 #[test]
 fn max_per_peer_one_refuses_a_second_connection_while_the_first_is_open() {
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = common::serial();
     let before = STATS.connections.load(Ordering::Relaxed);
     let (driver, addr) = load(0, 1);
     let mut first = connect(addr);

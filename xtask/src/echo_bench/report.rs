@@ -203,6 +203,11 @@ mod tests {
     use super::*;
     use crate::echo_bench::placement::Usage;
 
+    /// A setup with no driver built, no placement and `tokio_workers` tokio workers.
+    fn setup(tokio_workers: usize) -> Setup {
+        Setup { binary: PathBuf::new(), sys: Err("none".to_owned()), placement: None, tokio_workers, verifier: false }
+    }
+
     #[test]
     fn table_marks_skips_and_ratios() {
         let m = Measurement {
@@ -219,13 +224,7 @@ mod tests {
             client_cores: None,
             server: Some(Usage { cpu: Duration::from_millis(20), switches: 4000 }),
         };
-        let setup = Setup {
-            binary: PathBuf::new(),
-            sys: Err("none".to_owned()),
-            placement: None,
-            tokio_workers: 2,
-            verifier: false,
-        };
+        let setup = setup(2);
         let mut tokio = ServerRun::new(Server::Tokio, &setup);
         let mut wine = ServerRun::new(Server::Wine, &setup);
         wine.skipped = Some("wine not found on PATH".to_owned());
@@ -242,13 +241,7 @@ mod tests {
 
     #[test]
     fn stream_figures_and_ratios() {
-        let setup = Setup {
-            binary: PathBuf::new(),
-            sys: Err("none".to_owned()),
-            placement: None,
-            tokio_workers: 1,
-            verifier: false,
-        };
+        let setup = setup(1);
         let stream = |seconds: f64| StreamMeasurement {
             elapsed: Duration::from_secs_f64(seconds),
             server_cpu: Some(Duration::from_secs_f64(seconds / 2.0)),

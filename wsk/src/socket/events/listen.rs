@@ -382,14 +382,7 @@ mod loom_tests {
     use super::*;
     use loom::sync::Arc;
 
-    /// Counts its wakes.
-    struct CountWakes(std::sync::atomic::AtomicUsize);
-
-    impl std::task::Wake for CountWakes {
-        fn wake(self: std::sync::Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::socket::events::loom_tests::CountWakes;
 
     /// One accept callback queuing a connection and a second one refusing its own while the
     /// stream polls once (registers its waker, then takes): the stream never takes a connection
@@ -424,8 +417,8 @@ mod loom_tests {
                 })
             };
             let (a, b) = (spawn_callback(true), spawn_callback(false));
-            let wakes = std::sync::Arc::new(CountWakes(std::sync::atomic::AtomicUsize::new(0)));
-            waker.register(&std::task::Waker::from(wakes.clone()));
+            let (wakes, stream_waker) = CountWakes::waker();
+            waker.register(&stream_waker);
             // SAFETY: this thread is the queue's only consumer.
             let first = unsafe { take_settled(&flags, &accepted) };
             let left_at_take = left.load(Ordering::Relaxed);
@@ -437,7 +430,7 @@ mod loom_tests {
                     assert!(left_at_take, "taken while the callback that queued it was inside");
                 }
                 Take::Wait | Take::Empty => {
-                    assert!(wakes.0.load(Ordering::SeqCst) >= 1, "a waiting stream was never woken");
+                    assert!(wakes.count() >= 1, "a waiting stream was never woken");
                     // SAFETY: as above.
                     let again = unsafe { take_settled(&flags, &accepted) };
                     assert!(matches!(again, Take::Taken(1)), "{again:?}");

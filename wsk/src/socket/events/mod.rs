@@ -407,8 +407,22 @@ mod loom_tests {
     use loom::sync::Arc;
     use loom::sync::atomic::AtomicUsize;
 
-    /// Counts its wakes.
-    struct CountWakes(std::sync::atomic::AtomicUsize);
+    /// A waker that counts its wakes, for the models of a stream waiting on its callbacks
+    /// (here and in the kinds' modules).
+    pub(super) struct CountWakes(std::sync::atomic::AtomicUsize);
+
+    impl CountWakes {
+        /// A new counter and a waker of it.
+        pub(super) fn waker() -> (std::sync::Arc<Self>, std::task::Waker) {
+            let count = std::sync::Arc::new(Self(std::sync::atomic::AtomicUsize::new(0)));
+            (count.clone(), std::task::Waker::from(count))
+        }
+
+        /// Wakes so far.
+        pub(super) fn count(&self) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
 
     impl std::task::Wake for CountWakes {
         fn wake(self: std::sync::Arc<Self>) {
@@ -434,12 +448,12 @@ mod loom_tests {
                     waker.wake();
                 })
             };
-            let wakes = std::sync::Arc::new(CountWakes(std::sync::atomic::AtomicUsize::new(0)));
-            waker.register(&std::task::Waker::from(wakes.clone()));
+            let (wakes, stream_waker) = CountWakes::waker();
+            waker.register(&stream_waker);
             let inside = flags.load(Ordering::Acquire) >= CALLBACK_ONE;
             callback.join().unwrap();
             if inside {
-                assert!(wakes.0.load(Ordering::SeqCst) >= 1, "the stream waits for a wake that never comes");
+                assert!(wakes.count() >= 1, "the stream waits for a wake that never comes");
             }
         });
     }
