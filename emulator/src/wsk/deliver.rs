@@ -12,8 +12,10 @@
 //!     complete those IRPs; drive IRPs queued meanwhile
 //! ```
 //!
-//! The deliverer is the reactor thread, or with the adversary's `processors` any of the
-//! provider's processors (`processors`). Calls of one connection socket never overlap (a
+//! The deliverer is the reactor thread, the thread whose zero-length `WskReceive` resumed
+//! indications (at the end of that call, `reactor::kick_here`), the thread of an in-memory
+//! peer (`loopback`), or with the adversary's `processors` any of the provider's processors
+//! (`processors`). Calls of one connection socket never overlap (a
 //! pass starts no callback while one runs); with the adversary's `concurrent_callbacks`, a
 //! datagram or listening socket's pass asks another processor for a pass before it calls, so
 //! its callbacks overlap. `running` tells a disable or a close on another thread which

@@ -344,7 +344,8 @@ pub(crate) fn after_irp(socket: &Socket, state: &mut State, queue: Queue) {
 }
 
 /// A zero-length `WskReceive` completed: receive indications suppressed after refused data
-/// resume (kept data first).
+/// resume (kept data first), on the calling thread at the end of its `WskReceive` call
+/// ([`reactor::kick_here`]): its receive callback may run before that call returns.
 pub(crate) fn resume_receive(socket: &Socket) {
     let kick = {
         let mut state = lock(&socket.state);
@@ -352,7 +353,7 @@ pub(crate) fn resume_receive(socket: &Socket) {
         state.events.enabled & WSK_EVENT_RECEIVE != 0
     };
     if kick {
-        reactor::kick(socket.key);
+        reactor::kick_here(socket.key);
     }
 }
 

@@ -204,8 +204,10 @@
 //!   `STATUS_INSUFFICIENT_RESOURCES`, and so is each `MmMapLockedPagesSpecifyCache`; the
 //!   provider's internal memory (indication blocks) never runs out.
 //! * Completion routines run on the `wsk-emu-net` thread (or on the caller's thread for
-//!   inline completions), event callbacks on that thread only; one that blocks stalls
-//!   every socket. Under the adversary's `processors` both run on four processor threads.
+//!   inline completions), event callbacks on that thread too, except that a zero-length
+//!   `WskReceive` resuming refused indications runs the receive callbacks it makes due on
+//!   the caller's thread before it returns (and in-memory connections run their peer's on the
+//!   caller's thread, see `loopback`); one that blocks stalls every socket. Under the adversary's `processors` both run on four processor threads.
 //!
 //! # Modules and their layering
 //!

@@ -11,7 +11,8 @@
 //! Readiness is edge-triggered: work left behind without a new edge (a callback enabled with
 //! data already buffered, a receive IRP that took only part of it, a delivery pass that used
 //! up its budget) is resumed by [`kick`]ing the socket: its key is queued and the thread woken
-//! for a delivery pass.
+//! for a delivery pass. A client's call that resumes indications runs its pass itself, at the
+//! end of that call ([`kick_here`]).
 
 use std::os::fd::AsRawFd;
 use std::sync::{Mutex, OnceLock};
@@ -116,6 +117,21 @@ pub(crate) fn kick(key: usize) {
     if first && let Err(error) = reactor().waker.wake() {
         eprintln!("wsk-emulator: cannot wake the I/O thread: {error}");
     }
+}
+
+/// Asks for a delivery pass over the socket `key` on the calling thread, at the end of the
+/// WSK call it is making, once the provider holds no lock (the caller is inside a WSK call,
+/// whose end runs `loopback::run_pending`). Used where a client's call resumes indications
+/// (a zero-length `WskReceive`): the thread that asked for the data takes it on, as a
+/// stack's receive path may indicate what it buffered from the caller's context, instead of
+/// handing the pass to the I/O thread (a thread switch per resume, and every later callback
+/// on the other thread). Under the adversary's `processors` the pass goes to a processor.
+pub(crate) fn kick_here(key: usize) {
+    if processors::active() {
+        processors::post(Job::Deliver(key));
+        return;
+    }
+    loopback::wake_later(key);
 }
 
 /// Registers a host socket under `key`.

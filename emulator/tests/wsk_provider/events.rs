@@ -609,6 +609,26 @@ fn refused_data_goes_to_the_next_receive_then_indications_resume() {
     });
 }
 
+/// A zero-length `WskReceive` that resumes refused indications runs the receive callback
+/// it makes due on the caller's thread before it returns (with no hand-over to the I/O
+/// thread), at DISPATCH_LEVEL; the callbacks after it run on the I/O thread again.
+#[test]
+fn a_resume_indicates_on_the_resuming_thread_before_it_returns() {
+    clean_session(|client| {
+        let (probe, listener, socket, mut peer) = hello_refused(client);
+        probe.set_mode(ACCEPT_ALL);
+        assert_eq!(resume_here(&socket), STATUS_SUCCESS);
+        assert_eq!(probe.resumed_here.load(Ordering::SeqCst), 1, "callbacks inside the resume");
+        assert_eq!(probe.data(), b"hello", "indicated before the resume returned");
+        peer.write_all(b" world").unwrap();
+        eventually("the next data, from the I/O thread", || probe.data() == b"hello world");
+        assert_eq!(probe.resumed_here.load(Ordering::SeqCst), 1, "callbacks inside the resume");
+        assert!(probe.problems().is_empty(), "{:?}", probe.problems());
+        socket.close();
+        listener.close();
+    });
+}
+
 /// A connection whose receive callback refused "hello" (its first indication): the probe
 /// (still refusing), the listener, the socket and the peer.
 fn hello_refused(client: &Client) -> (&'static Probe, Sock, Sock, TcpStream) {
@@ -626,16 +646,13 @@ fn hello_refused(client: &Client) -> (&'static Probe, Sock, Sock, TcpStream) {
 fn refuse_then_take_in_parts(client: &Client) -> (u64, u64) {
     let before = wsk_emulator::counters();
     let (probe, listener, socket, _peer) = hello_refused(client);
-    let mut empty = Buf::zeroed(0);
     probe.partial.store(2, Ordering::SeqCst);
     probe.set_mode(PARTIAL);
     // A zero-length receive resumes the indications: the refused bytes come again.
-    let done = socket.receive_start(&mut empty, 0).wait();
-    assert_eq!((done.status, done.info), (STATUS_SUCCESS, 0));
+    assert_eq!(resume_here(&socket), STATUS_SUCCESS);
     eventually("the partly taken indication", || probe.data() == b"he");
     probe.set_mode(ACCEPT_ALL);
-    let done = socket.receive_start(&mut empty, 0).wait();
-    assert_eq!(done.status, STATUS_SUCCESS);
+    assert_eq!(resume_here(&socket), STATUS_SUCCESS);
     eventually("the rest", || probe.data() == b"hello");
     assert!(probe.problems().is_empty(), "{:?}", probe.problems());
     socket.close();

@@ -82,6 +82,27 @@ pub struct Probe {
     pub child: AtomicUsize,
     pub gate: Mutex<Option<Arc<Gate>>>,
     pub hook: Mutex<Option<CallbackHook>>,
+    /// Callbacks that ran inside a zero-length `WskReceive` of [`resume_here`], on its thread.
+    pub resumed_here: AtomicUsize,
+}
+
+thread_local! {
+    /// This thread is inside [`resume_here`]'s `WskReceive`.
+    static RESUMING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Resumes the receive indications of `socket` with a zero-length `WskReceive` from this
+/// thread; callbacks the call runs on this thread before it returns are counted in the
+/// probe's `resumed_here` (anywhere else but the I/O thread, they are a problem). Returns the
+/// receive's status.
+pub fn resume_here(socket: &Sock) -> NTSTATUS {
+    let mut empty = Buf::zeroed(0);
+    RESUMING.set(true);
+    let req = socket.receive_start(&mut empty, 0);
+    RESUMING.set(false);
+    let done = req.wait();
+    assert_eq!(done.info, 0, "a zero-length receive");
+    done.status
 }
 
 impl Probe {
@@ -118,7 +139,10 @@ impl Probe {
         if KeGetCurrentIrql() != DISPATCH_LEVEL {
             self.problem(format!("{name} at IRQL {}", KeGetCurrentIrql()));
         }
-        if std::thread::current().name() != Some("wsk-emu-net") {
+        if RESUMING.get() {
+            // Inside this thread's own zero-length `WskReceive` (see `resume_here`).
+            self.resumed_here.fetch_add(1, Ordering::SeqCst);
+        } else if std::thread::current().name() != Some("wsk-emu-net") {
             self.problem(format!("{name} on thread {:?}", std::thread::current().name()));
         }
         if let Some(flags) = flags
