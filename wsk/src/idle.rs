@@ -121,6 +121,12 @@ impl<S> IdleEvents<S> {
     pub fn into_inner(self) -> S {
         self.stream
     }
+
+    /// The wrapped stream, borrowed (for calls that do not wait, such as
+    /// `ConnectionEvents::try_next_data`). Any IRQL.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.stream
+    }
 }
 
 impl<S, T> Stream for IdleEvents<S>

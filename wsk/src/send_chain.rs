@@ -5,9 +5,10 @@
 //! # How the pieces become `WskSend`s
 //!
 //! The whole chain goes in **one** `WskSend` when the shadow MDLs of the chain (partial MDLs
-//! of ours over the items' pages, see `crate::shadow`: 8 pieces of up to 64 KiB, allocated at
-//! the first send of a chain with an item, kept with the chain) cover its items: our buffers'
-//! MDLs and the shadow MDLs are linked in order. Otherwise:
+//! of ours over the items' pages, see `crate::shadow`: up to `CHAIN_SETS` sets of 8 pieces of
+//! up to 64 KiB each, an item's pieces all in one set, taken from the library's cache of sets
+//! for the send and given back once it completed) cover its items: our buffers' MDLs and the
+//! shadow MDLs are linked in order. Otherwise:
 //!
 //! * Consecutive pieces whose MDLs are ours (`IoBuf`s, and items the event stream copied into
 //!   a pool buffer) are linked into one MDL chain (`IoBuf::link`) and go in **one**
@@ -37,7 +38,7 @@ use wsk_sys::{MDL, WSK_BUF, WSK_BUF_LIST};
 use crate::buf::IoBuf;
 use crate::error::{Error, Result};
 use crate::pool::{AnyPoolBox, PoolBox, tag};
-use crate::shadow::{ShadowSet, Shadows};
+use crate::shadow::ShadowSet;
 use crate::socket::call::Holding;
 use crate::socket::events::Received;
 
@@ -85,10 +86,15 @@ pub(crate) struct Pieces {
     /// The `WSK_BUF_LIST` of a datagram batch (`WskSendMessages`), over the pieces' buffers:
     /// it lives in the block, so it stays put while the block is held by the send.
     lists: [WSK_BUF_LIST; SEND_CHAIN_MAX],
-    /// Shadow MDLs over the items' pages, for the whole chain in one `WskSend`: allocated at
-    /// the first send of a chain with an item, kept with the chain.
-    shadows: Option<ShadowSet>,
+    /// Shadow MDLs over the items' pages, for the whole chain in one `WskSend`: sets taken
+    /// from the library's cache (`crate::shadow::take`) as the items need them, for one send,
+    /// and given back once it completed ([`Pieces::give_shadows`]).
+    shadows: [Option<ShadowSet>; CHAIN_SETS],
 }
+
+/// Shadow sets one chain's send may take: [`SHADOWS`](crate::shadow::SHADOWS) MDLs each, so a chain of up to
+/// `CHAIN_SETS * SHADOWS` indicated pieces goes in one `WskSend`.
+pub(crate) const CHAIN_SETS: usize = 4;
 
 // SAFETY: the pieces are `Send`; the lists only point into the block's own buffers.
 unsafe impl Send for Pieces {}
@@ -130,7 +136,7 @@ impl Pieces {
 
     /// Undoes every link made for a send (idempotent).
     pub(crate) fn unlink_all(&mut self) {
-        if let Some(shadows) = self.shadows.as_mut() {
+        for shadows in self.shadows.iter_mut().flatten() {
             shadows.reset();
         }
         for piece in self.pieces[..self.len].iter_mut().flatten() {
@@ -151,22 +157,21 @@ impl Pieces {
     /// No send uses the pieces' MDLs now, and [`Pieces::unlink_all`] is called before a buffer
     /// is used alone or handed out and before an item is released. IRQL <= DISPATCH_LEVEL.
     pub(crate) unsafe fn link_whole(&mut self) -> Option<WSK_BUF> {
-        let has_items = self.pieces[..self.len].iter().flatten().any(|piece| matches!(piece, Piece::Received(_)));
-        if has_items && self.shadows.is_none() {
-            self.shadows = Shadows::allocate().ok();
-        }
         let (mut head, mut total) = (core::ptr::null_mut::<MDL>(), 0usize);
+        // The shadow set items are appended to now.
+        let mut set = 0;
         // The last MDL linked so far: a buffer of ours (its index) or a shadow MDL.
         let mut tail: Option<core::result::Result<usize, *mut MDL>> = None;
         for at in 0..self.len {
             let (first, last, bytes) = match self.pieces[at].as_mut() {
                 None => continue,
                 Some(Piece::Received(item)) if item.copied().is_none() => {
-                    let Some(shadows) = self.shadows.as_mut() else { return self.undo_whole() };
-                    // SAFETY: the item lives in the block with the set (caller's contract).
-                    match unsafe { shadows.append(item) } {
+                    if item.is_empty() {
+                        continue;
+                    }
+                    // SAFETY: the item lives in the block with the sets (caller's contract).
+                    match unsafe { append_shadows(&mut self.shadows, &mut set, item) } {
                         Some((first, last, bytes)) => (first.as_ptr(), Err(last.as_ptr()), bytes),
-                        None if item.is_empty() => continue,
                         None => return self.undo_whole(),
                     }
                 }
@@ -202,7 +207,17 @@ impl Pieces {
     /// Undoes a [`Pieces::link_whole`] that cannot cover the chain.
     fn undo_whole(&mut self) -> Option<WSK_BUF> {
         self.unlink_all();
+        self.give_shadows();
         None
+    }
+
+    /// Gives the shadow sets back to the library's cache (reset), once no send uses them.
+    pub(crate) fn give_shadows(&mut self) {
+        for shadows in &mut self.shadows {
+            if let Some(set) = shadows.take() {
+                crate::shadow::give(set);
+            }
+        }
     }
 
     /// Drops (releases) every received item, keeping the buffers in order.
@@ -227,7 +242,38 @@ impl Drop for Pieces {
         // The pieces' own drops free the buffers and release the items; their MDLs must not
         // point into each other when they go.
         self.unlink_all();
+        self.give_shadows();
     }
+}
+
+/// Appends the shadow MDLs of `item` (not empty) to the set `*set`, or to the next one (taken
+/// from the cache) when it has no room left: the first and last MDL and the bytes, or `None`
+/// when the sets run out, the cache and the pool have none, or the item needs more than a set
+/// or a piece longer than a shadow MDL spans.
+///
+/// # Safety
+/// As [`Shadows::append`](crate::shadow::Shadows::append).
+unsafe fn append_shadows(
+    sets: &mut [Option<ShadowSet>; CHAIN_SETS],
+    set: &mut usize,
+    item: &Received,
+) -> Option<(core::ptr::NonNull<MDL>, core::ptr::NonNull<MDL>, usize)> {
+    while *set < CHAIN_SETS {
+        if sets[*set].is_none() {
+            sets[*set] = crate::shadow::take().ok();
+        }
+        let shadows = sets[*set].as_mut()?;
+        // SAFETY: forwarded contract.
+        if let Some(appended) = unsafe { shadows.append(item) } {
+            return Some(appended);
+        }
+        if shadows.is_unused() {
+            // Not for want of room: a fresh set cannot take it either.
+            return None;
+        }
+        *set += 1;
+    }
+    None
 }
 
 /// Several buffers to send in one call, in order: [`IoBuf`]s and received items (see the
@@ -264,7 +310,7 @@ impl SendChain {
             pieces: [const { None }; SEND_CHAIN_MAX],
             len: 0,
             lists: [EMPTY_LIST; SEND_CHAIN_MAX],
-            shadows: None,
+            shadows: [const { None }; CHAIN_SETS],
         };
         let block = PoolBox::try_new_tagged(pieces).map_err(|_| Error::NoMemory)?;
         Ok(Self { block })

@@ -175,6 +175,11 @@ impl Shadows {
         self.used = start;
     }
 
+    /// Whether no MDL of the set is built (a fresh or reset set).
+    pub(crate) fn is_unused(&self) -> bool {
+        self.used == 0
+    }
+
     /// Unlinks the MDLs built by [`Shadows::cover`] or [`Shadows::append`] and releases any mapping of their own
     /// (`MmPrepareMdlForReuse`), once no send uses them. IRQL <= DISPATCH_LEVEL.
     pub(crate) fn reset(&mut self) {

@@ -337,6 +337,12 @@ impl ConnectionEvents {
     /// Issues a `WskReceive` with the stream's slot: into a buffer borrowed from the buffer
     /// pool (`copy`; its budget is charged: see [`ConnectionEvents::poll_budget`]), or of
     /// zero length, which asks WSK to resume indications after a refusal.
+    ///
+    /// Microsoft does not say on which thread resumed indications come. Assumed: the worst,
+    /// the receive callback runs on this thread inside the `WskReceive` call, before it
+    /// returns (the emulator does that). Nothing here holds a lock or a ring slot across the
+    /// call: the callback pushes to the ring and wakes this task, and the stream pops what it
+    /// pushed once the call returned.
     #[expect(
         clippy::multiple_unsafe_ops_per_block,
         reason = "one call into a provider routine whose pointer arguments lead into the operation slot"
@@ -442,6 +448,29 @@ impl ConnectionEvents {
     fn hand_out(&mut self, indication: Held<WSK_DATA_INDICATION>) -> Option<Received> {
         let retained = Retained::hand_out(self.attached.core(), self.attached.state_ptr(), indication)?;
         Some(Received { inner: Inner::Indication(retained) })
+    }
+
+    /// The next data WSK already indicated, if some waits in the stream: no wait, no
+    /// `WskReceive` issued, nothing but data taken (a disconnect, an error or a send
+    /// backlog stays for the stream's next poll). For gathering what arrived together into
+    /// one send ([`SendChain`](crate::SendChain)): the stream hands these items out in the
+    /// same order as its own.
+    ///
+    /// IRQL == PASSIVE_LEVEL (task context).
+    pub fn try_next_data(&mut self) -> Option<Received> {
+        if self.attached.is_done() || self.ending || !matches!(self.receiving, Receiving::Idle) {
+            return None;
+        }
+        loop {
+            if self.attached.core().is_closing() {
+                return None;
+            }
+            // SAFETY: the stream is the ring's only consumer.
+            let indication = unsafe { self.state().rx.pop() }?;
+            if let Some(received) = self.hand_out(indication) {
+                return Some(received);
+            }
+        }
     }
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<ConnectionEvent>>> {
