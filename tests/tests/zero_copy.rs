@@ -300,6 +300,24 @@ fn ping_pong(addr: SocketAddr, rounds: usize, size: usize) -> std::thread::JoinH
     })
 }
 
+/// Round trips before the measured ones.
+const WARM_UP: usize = 20;
+
+/// Echoes [`WARM_UP`] rounds through the async closure `$echo` (its argument: the rounds to
+/// echo), then [`ROUNDS`] more, and waits for the host peer `$host`, which played all of
+/// them: the emulator's allocations during the measured rounds. A macro, since a function
+/// taking an `AsyncFnMut` cannot promise the `Send` future that `run_clean` needs.
+macro_rules! allocations_in_steady_state {
+    ($echo:ident, $host:expr) => {{
+        $echo(WARM_UP).await;
+        let before = wsk_emulator::counters();
+        $echo(ROUNDS).await;
+        let after = wsk_emulator::counters();
+        $host.join().unwrap();
+        after.allocations() - before.allocations()
+    }};
+}
+
 /// Round trips on the event path, each item sent back as received: after a warm-up, no
 /// allocation of any kind (pool, IRP, MDL, work item) per receive or send, for items of one
 /// indication and of several (one send over the write half's shadow MDLs).
@@ -308,8 +326,7 @@ fn event_path_echo_allocates_nothing_in_steady_state() {
     for size in ROUND_SIZES {
         let (allocations, several) = run_clean(LIMIT, move |env| async move {
             let (mut l, addr) = bound_listener(&env).await;
-            let warm_up = 20;
-            let host = ping_pong(addr, warm_up + ROUNDS, size);
+            let host = ping_pong(addr, WARM_UP + ROUNDS, size);
             let (mut events, mut writer) = accept_events(&mut l, EventConfig::default()).await;
             let mut several = 0;
             let mut echo = async |rounds: usize| {
@@ -321,15 +338,11 @@ fn event_path_echo_allocates_nothing_in_steady_state() {
                     writer.send_received(item).await.expect("send from indication");
                 }
             };
-            echo(warm_up).await;
-            let before = wsk_emulator::counters();
-            echo(ROUNDS).await;
-            let after = wsk_emulator::counters();
-            host.join().unwrap();
+            let allocations = allocations_in_steady_state!(echo, host);
             drop(events);
             writer.close().await.expect("close");
             l.close().await.expect("listener close");
-            (after.allocations() - before.allocations(), several)
+            (allocations, several)
         });
         assert_eq!(allocations, 0, "allocations during {ROUNDS} event-path round trips of {size} bytes");
         if size > 16 * 1024 {
@@ -350,8 +363,7 @@ fn chained_event_echo_allocates_nothing_in_steady_state() {
     for size in [1500, 200_000] {
         let (allocations, gathered) = run_clean(LIMIT, move |env| async move {
             let (mut l, addr) = bound_listener(&env).await;
-            let warm_up = 20;
-            let host = ping_pong(addr, warm_up + ROUNDS, size);
+            let host = ping_pong(addr, WARM_UP + ROUNDS, size);
             let (mut events, mut writer) = accept_events(&mut l, EventConfig::default()).await;
             let mut chain = Some(SendChain::new().unwrap());
             let mut gathered = 0;
@@ -374,15 +386,11 @@ fn chained_event_echo_allocates_nothing_in_steady_state() {
                     chain = Some(back);
                 }
             };
-            echo(warm_up).await;
-            let before = wsk_emulator::counters();
-            echo(ROUNDS).await;
-            let after = wsk_emulator::counters();
-            host.join().unwrap();
+            let allocations = allocations_in_steady_state!(echo, host);
             drop(events);
             writer.close().await.expect("close");
             l.close().await.expect("listener close");
-            (after.allocations() - before.allocations(), gathered)
+            (allocations, gathered)
         });
         assert_eq!(allocations, 0, "allocations during {ROUNDS} chained round trips of {size} bytes");
         if size > 64 * 1024 {
@@ -397,8 +405,7 @@ fn irp_path_echo_allocates_nothing_in_steady_state() {
     for size in ROUND_SIZES {
         let allocations = run_clean(LIMIT, move |env| async move {
             let (mut l, addr) = bound_listener(&env).await;
-            let warm_up = 20;
-            let host = ping_pong(addr, warm_up + ROUNDS, size);
+            let host = ping_pong(addr, WARM_UP + ROUNDS, size);
             let (mut stream, _) = l.accept().await.expect("accept");
             let mut buf = Some(IoBuf::with_capacity(64 * 1024).unwrap());
             let mut echo = async |rounds: usize| {
@@ -413,15 +420,11 @@ fn irp_path_echo_allocates_nothing_in_steady_state() {
                     buf = Some(back);
                 }
             };
-            echo(warm_up).await;
-            let before = wsk_emulator::counters();
-            echo(ROUNDS).await;
-            let after = wsk_emulator::counters();
-            host.join().unwrap();
+            let allocations = allocations_in_steady_state!(echo, host);
             drop(buf);
             stream.close().await.expect("close");
             l.close().await.expect("listener close");
-            after.allocations() - before.allocations()
+            allocations
         });
         assert_eq!(allocations, 0, "allocations during {ROUNDS} IRP-path round trips of {size} bytes");
     }
@@ -595,7 +598,16 @@ fn chain_of_items(writes: usize, size: fn(usize) -> usize, buffer_every: usize) 
         let irps = wsk_emulator::counters().irps_completed - before;
         assert_eq!(events.retained_bytes(), 0, "every item was released");
         assert_eq!(chain.len(), buffers, "the buffers came back");
+        let mut chain = chain;
+        while chain.pop().is_some() {}
+        // The chain's shadow sets go back to the library's cache (when the send completed, or
+        // at the latest with the chain), not to the pool: dropping the empty chain frees its
+        // block and no MDL.
+        let before = wsk_emulator::counters();
         drop(chain);
+        let after = wsk_emulator::counters();
+        assert_eq!(after.mdl_frees - before.mdl_frees, 0, "MDLs freed with the chain");
+        assert_eq!(after.pool_frees - before.pool_frees, 1, "pool blocks freed with the chain");
         drop(events);
         source_writer.close().await.expect("source close");
         out.shutdown().await.expect("shutdown");
