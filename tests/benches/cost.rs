@@ -12,7 +12,8 @@
 //!   server echoes. Per byte = per byte echoed.
 //!
 //! The wsk server runs either path: IRP receives into one 64 KiB `IoBuf` and `send_all`, or
-//! receive events with each item sent back as WSK indicated it (`send_received`). The client
+//! receive events with each item sent back as WSK indicated it (`send_received`), the items
+//! already there gathered into one `send_chain` as the echo driver does. The client
 //! always uses IRPs. The tokio server reads into a 64 KiB buffer and `write_all`s it; its
 //! duplex has 256 KiB per direction, as the in-memory pipe has.
 //!
@@ -130,9 +131,26 @@ async fn wsk_serve_irp(mut stream: TcpStream) {
 
 async fn wsk_serve_events(stream: TcpStream) {
     let (mut events, mut writer) = stream.into_events(EventConfig::default()).unwrap();
+    let mut chain = Some(wsk::SendChain::new().unwrap());
     while let Some(event) = events.next().await {
         if let ConnectionEvent::Data(data) = event.unwrap() {
-            writer.send_received(data).await.unwrap();
+            match events.try_next_data() {
+                None => writer.send_received(data).await.unwrap(),
+                Some(more) => {
+                    let mut ch = chain.take().unwrap();
+                    ch.push_received(data).unwrap();
+                    let mut next = Some(more);
+                    while let Some(item) = next.take() {
+                        ch.push_received(item).unwrap();
+                        if !ch.is_full() {
+                            next = events.try_next_data();
+                        }
+                    }
+                    let (sent, back) = writer.send_chain(ch).await;
+                    sent.unwrap();
+                    chain = Some(back);
+                }
+            }
         }
     }
     writer.shutdown().await.unwrap();
