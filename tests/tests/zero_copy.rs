@@ -324,26 +324,7 @@ macro_rules! allocations_in_steady_state {
 #[test]
 fn event_path_echo_allocates_nothing_in_steady_state() {
     for size in ROUND_SIZES {
-        let (allocations, several) = run_clean(LIMIT, move |env| async move {
-            let (mut l, addr) = bound_listener(&env).await;
-            let host = ping_pong(addr, WARM_UP + ROUNDS, size);
-            let (mut events, mut writer) = accept_events(&mut l, EventConfig::default()).await;
-            let mut several = 0;
-            let mut echo = async |rounds: usize| {
-                let mut left = rounds * size;
-                while left > 0 {
-                    let item = next_data(&mut events).await;
-                    left -= item.len();
-                    several += usize::from(item.segments().count() > 1);
-                    writer.send_received(item).await.expect("send from indication");
-                }
-            };
-            let allocations = allocations_in_steady_state!(echo, host);
-            drop(events);
-            writer.close().await.expect("close");
-            l.close().await.expect("listener close");
-            (allocations, several)
-        });
+        let (allocations, several, _) = event_rounds(size, false);
         assert_eq!(allocations, 0, "allocations during {ROUNDS} event-path round trips of {size} bytes");
         if size > 16 * 1024 {
             assert!(several > 0, "no item of several indications at {size} bytes");
@@ -361,42 +342,57 @@ fn chained_event_echo_allocates_nothing_in_steady_state() {
     // 200,000 bytes are more than one indication chain (64 KiB): the provider indicates a
     // round's message in several chains, often before the task takes the first.
     for size in [1500, 200_000] {
-        let (allocations, gathered) = run_clean(LIMIT, move |env| async move {
-            let (mut l, addr) = bound_listener(&env).await;
-            let host = ping_pong(addr, WARM_UP + ROUNDS, size);
-            let (mut events, mut writer) = accept_events(&mut l, EventConfig::default()).await;
-            let mut chain = Some(SendChain::new().unwrap());
-            let mut gathered = 0;
-            let mut echo = async |rounds: usize| {
-                let mut left = rounds * size;
-                while left > 0 {
-                    let mut ch = chain.take().unwrap();
-                    let mut next = Some(next_data(&mut events).await);
-                    while let Some(item) = next.take() {
-                        left -= item.len();
-                        ch.push_received(item).unwrap();
-                        if !ch.is_full() {
-                            next = events.try_next_data();
-                        }
-                    }
-                    gathered += usize::from(ch.len() > 1);
-                    let (sent, back) = writer.send_chain(ch).await;
-                    sent.expect("chained send");
-                    assert!(back.is_empty(), "items are released, no buffer was in the chain");
-                    chain = Some(back);
-                }
-            };
-            let allocations = allocations_in_steady_state!(echo, host);
-            drop(events);
-            writer.close().await.expect("close");
-            l.close().await.expect("listener close");
-            (allocations, gathered)
-        });
+        let (allocations, _, gathered) = event_rounds(size, true);
         assert_eq!(allocations, 0, "allocations during {ROUNDS} chained round trips of {size} bytes");
         if size > 64 * 1024 {
             assert!(gathered > 0, "no round gathered two items at {size} bytes");
         }
     }
+}
+
+/// Ping-pong rounds of `size` bytes echoed on the event path, each item with `send_received`,
+/// or (`chained`) every item already there gathered into one reused chain and sent with
+/// `send_chain`: the allocations of the measured rounds, the items of several indications,
+/// and the sends that carried more than one item.
+fn event_rounds(size: usize, chained: bool) -> (u64, usize, usize) {
+    run_clean(LIMIT, move |env| async move {
+        let (mut l, addr) = bound_listener(&env).await;
+        let host = ping_pong(addr, WARM_UP + ROUNDS, size);
+        let (mut events, mut writer) = accept_events(&mut l, EventConfig::default()).await;
+        let mut chain = Some(SendChain::new().unwrap());
+        let (mut several, mut gathered) = (0, 0);
+        let mut echo = async |rounds: usize| {
+            let mut left = rounds * size;
+            while left > 0 {
+                let item = next_data(&mut events).await;
+                left -= item.len();
+                several += usize::from(item.segments().count() > 1);
+                if !chained {
+                    writer.send_received(item).await.expect("send from indication");
+                    continue;
+                }
+                let mut ch = chain.take().unwrap();
+                let mut next = Some(item);
+                while let Some(item) = next.take() {
+                    ch.push_received(item).unwrap();
+                    if !ch.is_full() {
+                        next = events.try_next_data();
+                        left -= next.as_ref().map_or(0, Received::len);
+                    }
+                }
+                gathered += usize::from(ch.len() > 1);
+                let (sent, back) = writer.send_chain(ch).await;
+                sent.expect("chained send");
+                assert!(back.is_empty(), "items are released, no buffer was in the chain");
+                chain = Some(back);
+            }
+        };
+        let allocations = allocations_in_steady_state!(echo, host);
+        drop(events);
+        writer.close().await.expect("close");
+        l.close().await.expect("listener close");
+        (allocations, several, gathered)
+    })
 }
 
 /// The same round trips on the IRP path (`recv` into one buffer, `send_all` of it).
