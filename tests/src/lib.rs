@@ -11,10 +11,12 @@
 //!   executor, and returns the verifier report;
 //! * [`wait`]: the watchdog and bounded waits;
 //! * [`mailbox`]: a value and a waker for handshakes between a task and a DPC or a thread;
-//! * [`datagrams`]: host UDP senders that keep a bounded number of datagrams in flight.
+//! * [`datagrams`]: host UDP senders that keep a bounded number of datagrams in flight;
+//! * [`fixtures`]: a loopback address, a byte pattern and a bound listener.
 
 pub mod datagrams;
 pub mod driver;
+pub mod fixtures;
 pub mod harness;
 pub mod mailbox;
 pub mod wait;

@@ -20,6 +20,7 @@ use wsk::events::{ConnectionEvent, EventConfig};
 use wsk::{IoBuf, TcpListener, UdpSocket};
 use wsk_emulator::adversary::{self, Adversary};
 use wsk_tests::datagrams::PacedSenders;
+use wsk_tests::fixtures::pattern;
 use wsk_tests::harness::run_clean;
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -39,10 +40,6 @@ fn chaos() {
 
 fn local() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
 }
 
 /// A host client that writes `payload` and reads it back whole (TCP gives no message

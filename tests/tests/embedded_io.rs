@@ -10,13 +10,10 @@ use embedded_io_async::{BufRead, ErrorKind, Read, Write};
 use wsk::events::EventConfig;
 use wsk::{Error, IoBuf, TcpListener, TcpStream};
 use wsk_executor::timeout;
+use wsk_tests::fixtures::pattern;
 use wsk_tests::harness::{Env, run_clean};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
-}
 
 /// A listener in the driver, a host client thread running `client` on its connection, and the
 /// accepted stream.

@@ -13,24 +13,10 @@ use futures_lite::StreamExt;
 use wsk::events::{ConnectionEvent, ConnectionEvents, EventConfig};
 use wsk::{IoBuf, SocketOption, TcpListener, TcpStream, TcpWriteHalf, UdpSocket};
 use wsk_tests::datagrams::PacedSenders;
+use wsk_tests::fixtures::{any_local, bound_listener, pattern};
 use wsk_tests::harness::{Env, run_clean};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn any_local() -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
-}
-
-/// A listener in the driver and its address.
-async fn bound_listener(env: &Env) -> (TcpListener, SocketAddr) {
-    let mut l = TcpListener::bind(env.wsk, any_local()).await.expect("bind");
-    let addr = l.query_local_addr().await.expect("local address");
-    (l, addr)
-}
 
 /// A host client connecting from a std thread (returns its stream through the handle).
 fn host_connect(addr: SocketAddr) -> std::thread::JoinHandle<HostStream> {

@@ -9,16 +9,13 @@ use std::time::Duration;
 use futures_lite::StreamExt;
 use wsk::events::{ConnectionEvent, EventConfig};
 use wsk::{IoBuf, SocketOption, TcpListener, TcpStream};
+use wsk_tests::fixtures::pattern;
 use wsk_tests::harness::run_clean;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn memory(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::new(198, 18, 0, 1), port))
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
 }
 
 /// Sends `payload` on `client` in pieces of `piece` bytes while reading the echo, then shuts

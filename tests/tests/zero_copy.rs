@@ -8,30 +8,17 @@
 //! here asserts a clean report.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream as HostStream};
+use std::net::{SocketAddr, TcpStream as HostStream};
 use std::time::Duration;
 
 use futures_lite::StreamExt;
 use wsk::events::{ConnectionEvent, ConnectionEvents, EventConfig, Received};
 use wsk::send_chain::{Piece, SendChain};
 use wsk::{IoBuf, SocketOption, TcpListener, TcpStream, TcpWriteHalf};
-use wsk_tests::harness::{Env, run_clean};
+use wsk_tests::fixtures::{any_local, bound_listener, pattern};
+use wsk_tests::harness::run_clean;
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn any_local() -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
-}
-
-async fn bound_listener(env: &Env) -> (TcpListener, SocketAddr) {
-    let mut l = TcpListener::bind(env.wsk, any_local()).await.expect("bind");
-    let addr = l.query_local_addr().await.expect("local address");
-    (l, addr)
-}
 
 async fn accept_events(l: &mut TcpListener, config: EventConfig) -> (ConnectionEvents, TcpWriteHalf) {
     let (stream, _) = l.accept().await.expect("accept");
