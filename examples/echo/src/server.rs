@@ -247,6 +247,9 @@ async fn echo_events(
                             None => SendChain::new()?,
                         };
                         let mut next = Some(more);
+                        // The pushes cannot fail: the chain is empty here (a send hands back
+                        // only buffers, and this loop pushes none), and an item is taken only
+                        // while the chain has room.
                         let _ = ch.push_received(data);
                         while let Some(item) = next.take() {
                             let len = item.len() as u64;

@@ -456,6 +456,33 @@ impl ConnectionEvents {
     /// one send ([`SendChain`](crate::SendChain)): the stream hands these items out in the
     /// same order as its own.
     ///
+    /// ```no_run
+    /// # async fn example(
+    /// #     events: &mut wsk::events::ConnectionEvents,
+    /// #     writer: &mut wsk::TcpWriteHalf,
+    /// # ) -> wsk::Result<()> {
+    /// use wsk::events::{self, ConnectionEvent};
+    ///
+    /// let mut chain = wsk::SendChain::new()?; // once, reused for every send
+    /// while let Some(event) = events::next(events).await {
+    ///     let ConnectionEvent::Data(first) = event? else { continue };
+    ///     let mut next = Some(first);
+    ///     // Everything already there goes back in one WskSend, without a copy.
+    ///     while let Some(item) = next.take() {
+    ///         // Cannot fail: the chain is empty after each send (it hands back only
+    ///         // buffers), and an item is taken only while it has room.
+    ///         let _ = chain.push_received(item);
+    ///         if !chain.is_full() {
+    ///             next = events.try_next_data();
+    ///         }
+    ///     }
+    ///     let (sent, back) = writer.send_chain(chain).await;
+    ///     chain = back;
+    ///     sent?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
     /// IRQL == PASSIVE_LEVEL (task context).
     pub fn try_next_data(&mut self) -> Option<Received> {
         if self.attached.is_done() || self.ending || !matches!(self.receiving, Receiving::Idle) {
