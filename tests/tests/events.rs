@@ -58,6 +58,60 @@ async fn until(flag: &AtomicBool) {
     panic!("condition not reached within 10 s");
 }
 
+/// `try_next_data` takes what the stream already holds, in order and without waiting, and
+/// leaves the end of the stream (the peer's FIN, indicated after the data) to the stream's
+/// next poll. The host writes 300,000 bytes and its FIN; the test lets them all arrive (the
+/// callbacks retain them, nothing is polled) before it takes anything.
+#[test]
+fn try_next_data_takes_what_is_there_and_leaves_the_end_to_the_stream() {
+    run_clean(LIMIT, |env| async move {
+        const BYTES: usize = 300_000;
+        let (mut l, addr) = bound_listener(&env).await;
+        let host = std::thread::spawn(move || {
+            let mut s = HostStream::connect(addr).unwrap();
+            s.write_all(&pattern(BYTES, 3)).unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            s
+        });
+        let (stream, _) = l.accept().await.expect("accept");
+        let config = EventConfig { max_retained_bytes: 1 << 20, ..EventConfig::default() };
+        let (mut events, writer) = stream.into_events(config).expect("enable events");
+        for _ in 0..2000 {
+            if events.retained_bytes() == BYTES {
+                break;
+            }
+            wsk_executor::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(events.retained_bytes(), BYTES, "every byte indicated and retained");
+        let (mut got, mut items) = (Vec::new(), 0);
+        let take = |item: wsk::events::Received, got: &mut Vec<u8>| {
+            let mut bytes = vec![0u8; item.len()];
+            item.copy_to_slice(&mut bytes);
+            got.extend_from_slice(&bytes);
+        };
+        match events.next().await.expect("an event").expect("no error") {
+            ConnectionEvent::Data(item) => take(item, &mut got),
+            other => panic!("data first, not {other:?}"),
+        }
+        while let Some(item) = events.try_next_data() {
+            take(item, &mut got);
+            items += 1;
+        }
+        assert!(items > 0, "the rest was there: more items");
+        assert!(got == pattern(BYTES, 3), "the bytes, in order");
+        assert!(events.try_next_data().is_none(), "nothing more to take");
+        match events.next().await.expect("the FIN is still there").expect("no error") {
+            ConnectionEvent::Disconnected { abortive } => assert!(!abortive),
+            other => panic!("the FIN, not {other:?}"),
+        }
+        assert!(events.next().await.is_none(), "the stream ended");
+        drop(events);
+        writer.close().await.expect("close");
+        l.close().await.expect("listener close");
+        drop(host.join().unwrap());
+    });
+}
+
 /// Echo over event streams: the driver's side receives with `WskReceiveEvent` (zero copy),
 /// the host sends 4 MiB and reads it back.
 #[test]
