@@ -15,6 +15,15 @@ fn client_npi() -> WSK_CLIENT_NPI {
     WSK_CLIENT_NPI { ClientContext: ptr::null_mut(), Dispatch: &raw const CLIENT_DISPATCH }
 }
 
+/// A registration block registered with [`client_npi`] (boxed: it must not move while
+/// registered; the provider copies the NPI).
+fn registered() -> Box<WSK_REGISTRATION> {
+    let mut registration = Box::new(WSK_REGISTRATION::zeroed());
+    let mut npi = client_npi();
+    assert_eq!(unsafe { WskRegister(&raw mut npi, &raw mut *registration) }, STATUS_SUCCESS);
+    registration
+}
+
 static COMPLETIONS: AtomicU32 = AtomicU32::new(0);
 static STATUS: AtomicI32 = AtomicI32::new(0);
 
@@ -27,10 +36,8 @@ unsafe extern "system" fn on_complete(_device: *mut DEVICE_OBJECT, irp: *mut IRP
 #[test]
 fn register_capture_call_release_deregister() {
     let driver = attach();
-    let mut registration = Box::new(WSK_REGISTRATION::zeroed());
-    let mut npi = client_npi();
+    let mut registration = registered();
     unsafe {
-        assert_eq!(WskRegister(&raw mut npi, &raw mut *registration), STATUS_SUCCESS);
         let mut provider = WSK_PROVIDER_NPI::zeroed();
         assert_eq!(WskCaptureProviderNPI(&raw mut *registration, WSK_INFINITE_WAIT, &raw mut provider), STATUS_SUCCESS);
         assert!(!provider.Dispatch.is_null());
@@ -66,10 +73,8 @@ fn register_capture_call_release_deregister() {
 #[test]
 fn capture_with_no_wait_at_dispatch() {
     let driver = attach();
-    let mut registration = Box::new(WSK_REGISTRATION::zeroed());
-    let mut npi = client_npi();
+    let mut registration = registered();
     unsafe {
-        WskRegister(&raw mut npi, &raw mut *registration);
         let mut provider = WSK_PROVIDER_NPI::zeroed();
         let status =
             with_irql(DISPATCH_LEVEL, || WskCaptureProviderNPI(&raw mut *registration, WSK_NO_WAIT, &raw mut provider));
@@ -83,10 +88,8 @@ fn capture_with_no_wait_at_dispatch() {
 #[test]
 fn deregister_waits_for_captured_npis() {
     let driver = attach();
-    let mut registration = Box::new(WSK_REGISTRATION::zeroed());
-    let mut npi = client_npi();
+    let mut registration = registered();
     unsafe {
-        WskRegister(&raw mut npi, &raw mut *registration);
         let mut provider = WSK_PROVIDER_NPI::zeroed();
         WskCaptureProviderNPI(&raw mut *registration, WSK_INFINITE_WAIT, &raw mut provider);
     }
@@ -103,9 +106,7 @@ fn deregister_waits_for_captured_npis() {
 #[test]
 fn registration_leaked_at_unload() {
     let driver = attach();
-    let mut registration = Box::new(WSK_REGISTRATION::zeroed());
-    let mut npi = client_npi();
-    unsafe { WskRegister(&raw mut npi, &raw mut *registration) };
+    let _registration = registered();
     let report = driver.unload();
     report.assert_first(Rule::WskRegistrationLeak);
     report.assert_leaks(LeakKind::WskRegistration, 1);
@@ -135,10 +136,8 @@ fn unsupported_client_version_is_refused() {
 #[test]
 fn deregister_with_an_npi_never_released() {
     let driver = wsk_emulator::Kernel::builder().unload_timeout(std::time::Duration::from_millis(20)).attach("wsk");
-    let mut registration = Box::new(WSK_REGISTRATION::zeroed());
-    let mut npi = client_npi();
+    let mut registration = registered();
     unsafe {
-        WskRegister(&raw mut npi, &raw mut *registration);
         let mut provider = WSK_PROVIDER_NPI::zeroed();
         WskCaptureProviderNPI(&raw mut *registration, WSK_INFINITE_WAIT, &raw mut provider);
         WskDeregister(&raw mut *registration);
@@ -149,10 +148,8 @@ fn deregister_with_an_npi_never_released() {
 #[test]
 fn release_without_capture_is_reported() {
     let driver = attach();
-    let mut registration = Box::new(WSK_REGISTRATION::zeroed());
-    let mut npi = client_npi();
+    let mut registration = registered();
     unsafe {
-        WskRegister(&raw mut npi, &raw mut *registration);
         WskReleaseProviderNPI(&raw mut *registration);
         WskDeregister(&raw mut *registration);
     }
