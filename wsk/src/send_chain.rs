@@ -564,6 +564,32 @@ mod tests {
         assert_eq!(chain.len(), SEND_CHAIN_MAX - 1);
     }
 
+    /// Items past one shadow set go on in the next one, taken from the cache; an item that
+    /// fails in a fresh set too (a piece longer than a shadow MDL spans) is refused after that
+    /// one more set. Miri checks the MDL accesses and that nothing leaks.
+    #[test]
+    fn items_past_one_shadow_set_go_on_in_the_next() {
+        use crate::shadow::{SHADOW_SPAN, SHADOWS};
+        let items: std::vec::Vec<Received> = (0..=SHADOWS).map(|i| Received::from_buffer(buf(&[i as u8; 3]))).collect();
+        let mut sets: [Option<ShadowSet>; CHAIN_SETS] = [const { None }; CHAIN_SETS];
+        let mut set = 0;
+        for (i, item) in items.iter().enumerate() {
+            // SAFETY: the items outlive every use of the sets' MDLs; no send uses them.
+            let (first, last, bytes) = unsafe { append_shadows(&mut sets, &mut set, item) }.expect("room");
+            assert_eq!((first, bytes), (last, 3), "item {i}: one piece, one MDL");
+            assert_eq!(set, i / SHADOWS, "item {i}: its set");
+        }
+        assert!(sets[1].is_some() && sets[2].is_none(), "a second set, no third");
+        let mut long = IoBuf::with_capacity(SHADOW_SPAN + 1).unwrap();
+        long.set_len(SHADOW_SPAN + 1);
+        let long = Received::from_buffer(long);
+        // SAFETY: as above.
+        assert!(unsafe { append_shadows(&mut sets, &mut set, &long) }.is_none(), "too long a piece");
+        assert!(set == 2 && sets[3].is_none(), "one more set tried, then refused");
+        // Dropped, not given back: the library's cache is shared with the tests alongside.
+        drop(sets);
+    }
+
     /// A chain dropped while linked unlinks before its buffers go (nothing leaks under Miri).
     #[test]
     fn a_linked_chain_drops_cleanly() {
