@@ -191,6 +191,7 @@ impl Drop for Wsk {
         crate::buf_pool::global().drain();
         crate::op::cache::drain();
         crate::shadow::drain();
+        crate::send_chain::drain();
     }
 }
 

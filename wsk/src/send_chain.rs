@@ -21,8 +21,11 @@
 //!   Between the sends of a chain split this way, Nagle's algorithm may hold a small piece
 //!   until the one before is acknowledged.
 //!
-//! A chain is one pool block, allocated by [`SendChain::new`] and reused: sending it allocates
-//! nothing. While a send is in flight the block is held by the writer's operation slot, so
+//! A chain is one pool block, which [`SendChain::new`] takes from the library's cache of
+//! chain blocks (allocating one only when the cache is empty) and the chain's drop gives back
+//! emptied: sending allocates nothing, and a chain taken for each send and dropped after it
+//! allocates nothing in steady state either, so a connection holds none between sends. The
+//! cache keeps up to 16 blocks and is freed when the WSK registration goes. While a send is in flight the block is held by the writer's operation slot, so
 //! the MDLs the provider walks stay put even if the sending future is dropped; then the
 //! completion path drops the block after the IRP completed, which unlinks the buffers, frees
 //! them, and releases every item still in it, once.
@@ -37,6 +40,9 @@ use wsk_sys::{MDL, WSK_BUF, WSK_BUF_LIST};
 
 use crate::buf::IoBuf;
 use crate::error::{Error, Result};
+use core::mem::ManuallyDrop;
+
+use crate::buf_pool::FreeCells;
 use crate::pool::{AnyPoolBox, PoolBox, tag};
 use crate::shadow::ShadowSet;
 use crate::socket::call::Holding;
@@ -284,7 +290,7 @@ unsafe fn append_shadows(
 /// # async fn example(writer: &mut wsk::TcpWriteHalf, item: wsk::events::Received) -> wsk::Result<()> {
 /// use wsk::send_chain::SendChain;
 ///
-/// let mut chain = SendChain::new()?; // once: reused for every send
+/// let mut chain = SendChain::new()?; // from the library's cache: no allocation in steady state
 /// chain.push_buf(wsk::IoBuf::copy_from(b"header: ")?).map_err(|_| wsk::Error::NoMemory)?;
 /// chain.push_received(item).map_err(|_| wsk::Error::NoMemory)?;
 /// let (sent, back) = writer.send_chain(chain).await;
@@ -292,7 +298,20 @@ unsafe fn append_shadows(
 /// # drop(back); Ok(()) }
 /// ```
 pub struct SendChain {
-    block: PoolBox<Pieces, CHAIN_TAG>,
+    /// Taken out only by [`SendChain::into_block`] (which consumes the chain) and by the
+    /// drop, which gives it to the cache.
+    block: ManuallyDrop<PoolBox<Pieces, CHAIN_TAG>>,
+}
+
+impl Drop for SendChain {
+    /// Releases the items and frees the buffers the chain still holds, then keeps its
+    /// emptied block in the library's cache for the next [`SendChain::new`] (or frees it when
+    /// the cache is full).
+    fn drop(&mut self) {
+        // SAFETY: the block is not used again: this is the chain's drop.
+        let block = unsafe { ManuallyDrop::take(&mut self.block) };
+        give_to(chains(), block);
+    }
 }
 
 impl core::fmt::Debug for SendChain {
@@ -302,18 +321,26 @@ impl core::fmt::Debug for SendChain {
 }
 
 impl SendChain {
-    /// An empty chain (one pool allocation, reused by every send).
+    /// An empty chain: a block from the library's cache of chains, or one pool allocation
+    /// when the cache is empty. Dropping the chain gives the block back, so a chain taken
+    /// for each send allocates nothing in steady state, and a connection between sends
+    /// holds none.
     ///
     /// IRQL <= DISPATCH_LEVEL.
     pub fn new() -> Result<Self> {
-        let pieces = Pieces {
-            pieces: [const { None }; SEND_CHAIN_MAX],
-            len: 0,
-            lists: [EMPTY_LIST; SEND_CHAIN_MAX],
-            shadows: [const { None }; CHAIN_SETS],
+        let block = match take_from(chains()) {
+            Some(block) => block,
+            None => {
+                let pieces = Pieces {
+                    pieces: [const { None }; SEND_CHAIN_MAX],
+                    len: 0,
+                    lists: [EMPTY_LIST; SEND_CHAIN_MAX],
+                    shadows: [const { None }; CHAIN_SETS],
+                };
+                PoolBox::try_new_tagged(pieces).map_err(|_| Error::NoMemory)?
+            }
         };
-        let block = PoolBox::try_new_tagged(pieces).map_err(|_| Error::NoMemory)?;
-        Ok(Self { block })
+        Ok(Self { block: ManuallyDrop::new(block) })
     }
 
     /// Appends a buffer; hands it back when the chain is full.
@@ -349,7 +376,7 @@ impl SendChain {
     ///
     /// Any IRQL.
     pub fn push(&mut self, piece: Piece) -> core::result::Result<(), Piece> {
-        let pieces = &mut *self.block;
+        let pieces = &mut **self.block;
         if pieces.len == SEND_CHAIN_MAX {
             return Err(piece);
         }
@@ -363,7 +390,7 @@ impl SendChain {
     ///
     /// Any IRQL.
     pub fn pop(&mut self) -> Option<Piece> {
-        let pieces = &mut *self.block;
+        let pieces = &mut **self.block;
         if pieces.len == 0 {
             return None;
         }
@@ -395,13 +422,67 @@ impl SendChain {
 
     /// The block, for the send that holds it in its operation slot.
     pub(crate) fn into_block(self) -> PoolBox<Pieces, CHAIN_TAG> {
-        self.block
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: the chain is not dropped (`ManuallyDrop`) and not used again: the block
+        // is taken out once.
+        unsafe { ManuallyDrop::take(&mut this.block) }
     }
 
     /// The chain over a block a send handed back.
     pub(crate) fn from_block(block: PoolBox<Pieces, CHAIN_TAG>) -> Self {
-        Self { block }
+        Self { block: ManuallyDrop::new(block) }
     }
+}
+
+/// Chain blocks the library's cache keeps at most (about 1.3 KiB each).
+pub(crate) const CACHED_CHAINS: usize = 16;
+
+#[cfg(not(loom))]
+static CHAINS: FreeCells<Pieces, CACHED_CHAINS> = FreeCells::new(CACHED_CHAINS);
+
+#[cfg(not(loom))]
+fn chains() -> &'static FreeCells<Pieces, CACHED_CHAINS> {
+    &CHAINS
+}
+
+/// A fresh cache per call under loom (no model uses it).
+#[cfg(loom)]
+fn chains() -> &'static FreeCells<Pieces, CACHED_CHAINS> {
+    extern crate std;
+    std::boxed::Box::leak(std::boxed::Box::new(FreeCells::new(CACHED_CHAINS)))
+}
+
+/// A block from `cells`, if they keep one.
+fn take_from<const N: usize>(cells: &FreeCells<Pieces, N>) -> Option<PoolBox<Pieces, CHAIN_TAG>> {
+    // SAFETY: the cells hold only blocks `give_to` took out of their `PoolBox` with this tag.
+    cells.take().map(|block| unsafe { PoolBox::from_raw_tagged(block) })
+}
+
+/// Empties `block` (its items released, its buffers freed, its shadow sets back in their
+/// cache) and keeps it in `cells` for the next [`SendChain::new`], or frees it when they are
+/// full. IRQL <= DISPATCH_LEVEL.
+fn give_to<const N: usize>(cells: &FreeCells<Pieces, N>, mut block: PoolBox<Pieces, CHAIN_TAG>) {
+    block.unlink_all();
+    block.give_shadows();
+    for piece in &mut block.pieces {
+        drop(piece.take());
+    }
+    // INVARIANT: every piece is `None`.
+    block.len = 0;
+    if let Err(block) = cells.give(PoolBox::into_raw(block)) {
+        // SAFETY: taken out of its `PoolBox` just above, refused by the cells.
+        drop(unsafe { PoolBox::<Pieces, CHAIN_TAG>::from_raw_tagged(block) });
+    }
+}
+
+/// Frees every cached chain block; returns how many. IRQL <= DISPATCH_LEVEL.
+pub(crate) fn drain() -> usize {
+    let mut freed = 0;
+    while let Some(block) = take_from(chains()) {
+        drop(block);
+        freed += 1;
+    }
+    freed
 }
 
 /// A `WSK_BUF` over memory held by the send that uses it (the slot's `Holding`), carried
@@ -526,7 +607,7 @@ mod tests {
         chain.push_buf(IoBuf::with_capacity(8).unwrap()).unwrap();
         chain.push_buf(buf(b"defg")).unwrap();
         assert_eq!((chain.len(), chain.bytes()), (3, 7));
-        let pieces = &mut *chain.block;
+        let pieces = &mut **chain.block;
         // SAFETY: no send uses the chain; unlinked below.
         let (run, end) = unsafe { link_run(pieces.slice_mut(), 0) };
         let run = run.expect("valid bytes");
@@ -588,6 +669,27 @@ mod tests {
         assert!(set == 2 && sets[3].is_none(), "one more set tried, then refused");
         // Dropped, not given back: the library's cache is shared with the tests alongside.
         drop(sets);
+    }
+
+    /// A block given back is emptied (its buffers freed) and is the one the next take gets;
+    /// a full cache frees what it cannot keep (Miri checks that nothing leaks).
+    #[test]
+    fn a_block_given_back_is_emptied_and_reused() {
+        // A cache of its own: the library's is shared with the tests running alongside.
+        let cells = FreeCells::<Pieces, 1>::new(1);
+        let mut chain = SendChain::new().unwrap();
+        chain.push_buf(buf(b"one")).unwrap();
+        chain.push_buf(buf(b"two")).unwrap();
+        let block = chain.into_block();
+        let kept = core::ptr::from_ref::<Pieces>(&block);
+        give_to(&cells, block);
+        let again = take_from(&cells).expect("kept");
+        assert!(core::ptr::eq(&raw const *again, kept), "the cached block comes back");
+        assert_eq!(again.len, 0, "emptied");
+        assert!(again.pieces.iter().all(Option::is_none), "its pieces gone");
+        give_to(&cells, again);
+        give_to(&cells, SendChain::new().unwrap().into_block());
+        assert!(take_from(&cells).is_some() && take_from(&cells).is_none(), "one kept, the other freed");
     }
 
     /// A chain dropped while linked unlinks before its buffers go (nothing leaks under Miri).
