@@ -40,6 +40,27 @@ const MAX_CELLS: usize = 32;
 /// The classes' sizes.
 const SIZES: [usize; 3] = [SMALL, MEDIUM, LARGE];
 
+/// Defines `fn $name() -> &'static FreeCells<$t, $n>`: a process-wide cache of `$n` free
+/// cells (a `static`); under loom, a fresh one per call (no model uses these caches).
+macro_rules! static_free_cells {
+    ($(#[$doc:meta])* fn $name:ident() -> $t:ty, $n:expr) => {
+        $(#[$doc])*
+        #[cfg(not(loom))]
+        fn $name() -> &'static $crate::buf_pool::FreeCells<$t, { $n }> {
+            static CELLS: $crate::buf_pool::FreeCells<$t, { $n }> = $crate::buf_pool::FreeCells::new($n);
+            &CELLS
+        }
+
+        $(#[$doc])*
+        #[cfg(loom)]
+        fn $name() -> &'static $crate::buf_pool::FreeCells<$t, { $n }> {
+            extern crate std;
+            std::boxed::Box::leak(std::boxed::Box::new($crate::buf_pool::FreeCells::new($n)))
+        }
+    };
+}
+pub(crate) use static_free_cells;
+
 /// Fixed cells holding owned pointers: the free list of one class (see the module docs).
 pub(crate) struct FreeCells<T, const N: usize> {
     cells: [AtomicPtr<T>; N],

@@ -437,20 +437,10 @@ impl SendChain {
 /// Chain blocks the library's cache keeps at most (about 1.3 KiB each).
 pub(crate) const CACHED_CHAINS: usize = 16;
 
-#[cfg(not(loom))]
-static CHAINS: FreeCells<Pieces, CACHED_CHAINS> = FreeCells::new(CACHED_CHAINS);
-
-#[cfg(not(loom))]
-fn chains() -> &'static FreeCells<Pieces, CACHED_CHAINS> {
-    &CHAINS
-}
-
-/// A fresh cache per call under loom (no model uses it).
-#[cfg(loom)]
-fn chains() -> &'static FreeCells<Pieces, CACHED_CHAINS> {
-    extern crate std;
-    std::boxed::Box::leak(std::boxed::Box::new(FreeCells::new(CACHED_CHAINS)))
-}
+crate::buf_pool::static_free_cells!(
+    /// The chain blocks kept.
+    fn chains() -> Pieces, CACHED_CHAINS
+);
 
 /// A block from `cells`, if they keep one.
 fn take_from<const N: usize>(cells: &FreeCells<Pieces, N>) -> Option<PoolBox<Pieces, CHAIN_TAG>> {

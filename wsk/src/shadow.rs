@@ -201,20 +201,10 @@ impl Drop for Shadows {
 /// Shadow sets the library's cache keeps at most (about 1.5 KiB each).
 pub(crate) const CACHED_SETS: usize = 16;
 
-#[cfg(not(loom))]
-static SETS: FreeCells<Shadows, CACHED_SETS> = FreeCells::new(CACHED_SETS);
-
-#[cfg(not(loom))]
-fn sets() -> &'static FreeCells<Shadows, CACHED_SETS> {
-    &SETS
-}
-
-/// A fresh cache per call under loom (no model uses it).
-#[cfg(loom)]
-fn sets() -> &'static FreeCells<Shadows, CACHED_SETS> {
-    extern crate std;
-    std::boxed::Box::leak(std::boxed::Box::new(FreeCells::new(CACHED_SETS)))
-}
+crate::buf_pool::static_free_cells!(
+    /// The sets kept.
+    fn sets() -> Shadows, CACHED_SETS
+);
 
 /// A set from the cache, or a new one. IRQL <= DISPATCH_LEVEL.
 pub(crate) fn take() -> Result<ShadowSet> {

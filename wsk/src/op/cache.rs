@@ -10,26 +10,15 @@
 //! keeps is bounded by [`CACHED`] slots and freed by [`drain`] at deregistration.
 
 use super::{OpSlot, SlotInner};
-use crate::buf_pool::FreeCells;
 use crate::error::Result;
 
 /// Slots the cache keeps at most.
 pub(crate) const CACHED: usize = 64;
 
-#[cfg(not(loom))]
-static CELLS: FreeCells<SlotInner, CACHED> = FreeCells::new(CACHED);
-
-#[cfg(not(loom))]
-fn cells() -> &'static FreeCells<SlotInner, CACHED> {
-    &CELLS
-}
-
-/// A fresh cache per call under loom (no model uses it).
-#[cfg(loom)]
-fn cells() -> &'static FreeCells<SlotInner, CACHED> {
-    extern crate std;
-    std::boxed::Box::leak(std::boxed::Box::new(FreeCells::new(CACHED)))
-}
+crate::buf_pool::static_free_cells!(
+    /// The slots kept.
+    fn cells() -> SlotInner, CACHED
+);
 
 /// An idle slot: a cached one, or a new one. IRQL <= DISPATCH_LEVEL.
 pub(crate) fn take() -> Result<OpSlot> {
