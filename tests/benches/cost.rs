@@ -131,13 +131,13 @@ async fn wsk_serve_irp(mut stream: TcpStream) {
 
 async fn wsk_serve_events(stream: TcpStream) {
     let (mut events, mut writer) = stream.into_events(EventConfig::default()).unwrap();
-    let mut chain = Some(wsk::SendChain::new().unwrap());
     while let Some(event) = events.next().await {
         if let ConnectionEvent::Data(data) = event.unwrap() {
             match events.try_next_data() {
                 None => writer.send_received(data).await.unwrap(),
                 Some(more) => {
-                    let mut ch = chain.take().unwrap();
+                    // From the library's cache, and back to it when dropped.
+                    let mut ch = wsk::SendChain::new().unwrap();
                     ch.push_received(data).unwrap();
                     let mut next = Some(more);
                     while let Some(item) = next.take() {
@@ -146,9 +146,7 @@ async fn wsk_serve_events(stream: TcpStream) {
                             next = events.try_next_data();
                         }
                     }
-                    let (sent, back) = writer.send_chain(ch).await;
-                    sent.unwrap();
-                    chain = Some(back);
+                    writer.send_chain(ch).await.0.unwrap();
                 }
             }
         }

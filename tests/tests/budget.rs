@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures_lite::StreamExt;
 use wsk::events::{ConnectionEvent, ConnectionEvents, EventConfig};
 use wsk::{TcpListener, TcpWriteHalf};
+use wsk_tests::fixtures::pattern;
 use wsk_tests::harness::run_clean;
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -125,8 +126,4 @@ fn many_connections_with_unread_data_stay_within_the_budget_and_all_complete() {
     );
     // The test means something only if the connections wanted more than the budget.
     assert!(retained_while_held >= BUDGET / 2, "only {retained_while_held} bytes were retained while held");
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
 }

@@ -10,6 +10,7 @@ use futures_lite::StreamExt;
 use futures_lite::future;
 use wsk::TcpListener;
 use wsk::events::{ConnectionEvent, ConnectionEvents, EventConfig};
+use wsk_tests::fixtures::pattern;
 use wsk_tests::harness::run_clean;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -22,10 +23,6 @@ const OTHER: usize = 10 * 1024;
 /// The waiting stream's per-socket bound: its peer's second message is refused (WSK keeps
 /// it) while the consumer holds the first, so the next item comes through the copy path.
 const BOUND: usize = 1000;
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
-}
 
 /// The next data item of `events`.
 async fn next_data(events: &mut ConnectionEvents) -> wsk::events::Received {

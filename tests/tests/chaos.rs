@@ -11,7 +11,7 @@
 //! The behaviours are process-wide, so these tests live in a test binary of their own.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream as HostStream};
+use std::net::{SocketAddr, TcpStream as HostStream};
 use std::sync::Once;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use wsk::events::{ConnectionEvent, EventConfig};
 use wsk::{IoBuf, TcpListener, UdpSocket};
 use wsk_emulator::adversary::{self, Adversary};
 use wsk_tests::datagrams::PacedSenders;
-use wsk_tests::fixtures::pattern;
+use wsk_tests::fixtures::{any_local, pattern};
 use wsk_tests::harness::run_clean;
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -36,10 +36,6 @@ fn chaos() {
         adversary::set(adversary);
         println!("chaos: seed {} ({} processors)", adversary.seed, adversary.processors);
     });
-}
-
-fn local() -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
 }
 
 /// A host client that writes `payload` and reads it back whole (TCP gives no message
@@ -74,7 +70,7 @@ fn echo_over_both_receive_paths_keeps_every_byte_in_order() {
     let before = adversary::stats();
     run_clean(LIMIT, |env| async move {
         const CONNECTIONS: usize = 16;
-        let mut l = TcpListener::bind(env.wsk, local()).await.expect("bind");
+        let mut l = TcpListener::bind(env.wsk, any_local()).await.expect("bind");
         let addr = l.query_local_addr().await.expect("local address");
         let hosts: Vec<_> = (0..CONNECTIONS).map(|i| host_echo_client(addr, pattern(256 * 1024, i as u8))).collect();
         let mut servers = Vec::new();
@@ -163,7 +159,7 @@ fn datagrams_with_overlapping_callbacks_arrive_once_and_intact() {
         // Datagrams in flight at most: the host socket's buffer holds them all, so UDP drops
         // none however far the provider falls behind on a loaded machine.
         const WINDOW: usize = 64;
-        let mut socket = UdpSocket::bind(env.wsk, local()).await.expect("bind");
+        let mut socket = UdpSocket::bind(env.wsk, any_local()).await.expect("bind");
         let addr = socket.query_local_addr().await.expect("address");
         let mut datagrams = socket.datagrams(EventConfig::default()).expect("events");
         let senders = PacedSenders::start(addr, SENDERS, EACH, WINDOW, numbered_datagram);
@@ -220,7 +216,7 @@ fn accepts_with_overlapping_callbacks_lose_no_connection() {
 fn accept_round() {
     let (served, refused) = run_clean(LIMIT, |env| async move {
         const EACH: usize = 100;
-        let l = TcpListener::bind(env.wsk, local()).await.expect("bind");
+        let l = TcpListener::bind(env.wsk, any_local()).await.expect("bind");
         let mut l = l;
         let addr = l.query_local_addr().await.expect("local address");
         let config = EventConfig { accept_backlog: 64, ..EventConfig::default() };

@@ -8,7 +8,7 @@
 //! first socket) and closes everything before deregistering it.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream as HostStream};
+use std::net::{Shutdown, TcpStream as HostStream};
 use std::time::Duration;
 
 use futures_lite::StreamExt;
@@ -16,17 +16,10 @@ use wsk::events::{ConnectionEvent, ConnectionEvents, EventConfig};
 use wsk::{Error, StaticEvents, TcpListener, TcpStream, Transport, UdpSocket, Wsk};
 use wsk_sys::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, SOCK_DGRAM, SOCK_STREAM};
 use wsk_tests::datagrams::PacedSenders;
+use wsk_tests::fixtures::{any_local, pattern};
 use wsk_tests::harness::run_clean;
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn any_local() -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
-}
 
 /// A client of its own with `events` as its static event callbacks.
 fn client_with(events: StaticEvents) -> Wsk {

@@ -25,8 +25,8 @@
 //! chain blocks (allocating one only when the cache is empty) and the chain's drop gives back
 //! emptied: sending allocates nothing, and a chain taken for each send and dropped after it
 //! allocates nothing in steady state either, so a connection holds none between sends. The
-//! cache keeps up to 16 blocks and is freed when the WSK registration goes. While a send is in flight the block is held by the writer's operation slot, so
-//! the MDLs the provider walks stay put even if the sending future is dropped; then the
+//! cache keeps up to 16 blocks and is freed when the WSK registration goes. While a send is
+//! in flight the block is held by the writer's operation slot, so the MDLs the provider walks stay put even if the sending future is dropped; then the
 //! completion path drops the block after the IRP completed, which unlinks the buffers, frees
 //! them, and releases every item still in it, once.
 //!
@@ -36,13 +36,13 @@
 //!
 //! [`TcpWriteHalf::send_chain`]: crate::socket::tcp::TcpWriteHalf::send_chain
 
+use core::mem::ManuallyDrop;
+
 use wsk_sys::{MDL, WSK_BUF, WSK_BUF_LIST};
 
 use crate::buf::IoBuf;
-use crate::error::{Error, Result};
-use core::mem::ManuallyDrop;
-
 use crate::buf_pool::FreeCells;
+use crate::error::{Error, Result};
 use crate::pool::{AnyPoolBox, PoolBox, tag};
 use crate::shadow::ShadowSet;
 use crate::socket::call::Holding;
@@ -94,12 +94,12 @@ pub(crate) struct Pieces {
     lists: [WSK_BUF_LIST; SEND_CHAIN_MAX],
     /// Shadow MDLs over the items' pages, for the whole chain in one `WskSend`: sets taken
     /// from the library's cache (`crate::shadow::take`) as the items need them, for one send,
-    /// and given back once it completed ([`Pieces::give_shadows`]).
+    /// and given back once it completed ([`Pieces::unlink_all`]).
     shadows: [Option<ShadowSet>; CHAIN_SETS],
 }
 
-/// Shadow sets one chain's send may take: [`SHADOWS`](crate::shadow::SHADOWS) MDLs each, so a chain of up to
-/// `CHAIN_SETS * SHADOWS` indicated pieces goes in one `WskSend`.
+/// Shadow sets one chain's send may take: [`SHADOWS`](crate::shadow::SHADOWS) MDLs each, so
+/// a chain of up to `CHAIN_SETS * SHADOWS` indicated pieces goes in one `WskSend`.
 pub(crate) const CHAIN_SETS: usize = 4;
 
 // SAFETY: the pieces are `Send`; the lists only point into the block's own buffers.
@@ -140,10 +140,13 @@ impl Pieces {
         Ok(next)
     }
 
-    /// Undoes every link made for a send (idempotent).
+    /// Undoes every link made for a send and gives the shadow sets back to the library's
+    /// cache (reset), once no send uses them (idempotent).
     pub(crate) fn unlink_all(&mut self) {
-        for shadows in self.shadows.iter_mut().flatten() {
-            shadows.reset();
+        for shadows in &mut self.shadows {
+            if let Some(set) = shadows.take() {
+                crate::shadow::give(set);
+            }
         }
         for piece in self.pieces[..self.len].iter_mut().flatten() {
             if let Some(buf) = piece.own_buf() {
@@ -213,17 +216,7 @@ impl Pieces {
     /// Undoes a [`Pieces::link_whole`] that cannot cover the chain.
     fn undo_whole(&mut self) -> Option<WSK_BUF> {
         self.unlink_all();
-        self.give_shadows();
         None
-    }
-
-    /// Gives the shadow sets back to the library's cache (reset), once no send uses them.
-    pub(crate) fn give_shadows(&mut self) {
-        for shadows in &mut self.shadows {
-            if let Some(set) = shadows.take() {
-                crate::shadow::give(set);
-            }
-        }
     }
 
     /// Drops (releases) every received item, keeping the buffers in order.
@@ -248,7 +241,6 @@ impl Drop for Pieces {
         // The pieces' own drops free the buffers and release the items; their MDLs must not
         // point into each other when they go.
         self.unlink_all();
-        self.give_shadows();
     }
 }
 
@@ -448,12 +440,11 @@ fn take_from<const N: usize>(cells: &FreeCells<Pieces, N>) -> Option<PoolBox<Pie
     cells.take().map(|block| unsafe { PoolBox::from_raw_tagged(block) })
 }
 
-/// Empties `block` (its items released, its buffers freed, its shadow sets back in their
-/// cache) and keeps it in `cells` for the next [`SendChain::new`], or frees it when they are
+/// Empties `block` (its shadow sets back in their cache, its items released, its buffers
+/// freed) and keeps it in `cells` for the next [`SendChain::new`], or frees it when they are
 /// full. IRQL <= DISPATCH_LEVEL.
 fn give_to<const N: usize>(cells: &FreeCells<Pieces, N>, mut block: PoolBox<Pieces, CHAIN_TAG>) {
     block.unlink_all();
-    block.give_shadows();
     for piece in &mut block.pieces {
         drop(piece.take());
     }

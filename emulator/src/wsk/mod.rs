@@ -207,7 +207,8 @@
 //!   inline completions), event callbacks on that thread too, except that a zero-length
 //!   `WskReceive` resuming refused indications runs the receive callbacks it makes due on
 //!   the caller's thread before it returns (and in-memory connections run their peer's on the
-//!   caller's thread, see `loopback`); one that blocks stalls every socket. Under the adversary's `processors` both run on four processor threads.
+//!   caller's thread, see `loopback`); one that blocks stalls every socket. Under the
+//!   adversary's `processors` both run on four processor threads.
 //!
 //! # Modules and their layering
 //!

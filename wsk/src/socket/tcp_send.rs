@@ -224,7 +224,6 @@ impl TcpWriteHalf {
             let result = unsafe { send_whole(core, slot, HeldBuf(whole), &mut holding) }.await;
             let mut block = holding.into_block();
             block.unlink_all();
-            block.give_shadows();
             block.release_items();
             return (result, SendChain::from_block(block));
         }
