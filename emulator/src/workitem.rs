@@ -53,15 +53,27 @@ struct WorkState {
     /// job queued while none waits needs no notification (each one is a system call), since
     /// every worker looks at the queue before it waits.
     waiting: usize,
+    /// Threads in [`wait_idle`] (unloads): a work item that retires while none waits needs no
+    /// notification, the same saving as `waiting` on the worker side (a notification is a
+    /// system call even with nobody to wake; this one came after every work item).
+    idle_waiting: usize,
 }
 
 impl WorkState {
+    /// Counts one job of `session` as done, and wakes [`wait_idle`] if that was its last.
     fn retire(&mut self, session: u64) {
         if let Some(count) = self.outstanding.get_mut(&session) {
             *count -= 1;
             if *count == 0 {
                 self.outstanding.remove(&session);
+                self.wake_idle_waiters();
             }
+        }
+    }
+
+    fn wake_idle_waiters(&self) {
+        if self.idle_waiting > 0 {
+            WORK_IDLE.notify_all();
         }
     }
 }
@@ -72,6 +84,7 @@ static WORK: Mutex<WorkState> = Mutex::new(WorkState {
     outstanding: BTreeMap::new(),
     next_id: 1,
     waiting: 0,
+    idle_waiting: 0,
 });
 /// Signalled when a job is queued.
 static WORK_READY: Condvar = Condvar::new();
@@ -100,7 +113,6 @@ pub(crate) fn worker_main() {
             let live = job.session == kernel::session() && !kernel::crashed();
             if !live {
                 state.retire(job.session);
-                WORK_IDLE.notify_all();
             }
             (job, live)
         };
@@ -117,7 +129,6 @@ pub(crate) fn worker_main() {
         irql::check_restored("a work item routine", PASSIVE_LEVEL);
         let mut state = lock(&WORK);
         state.retire(job.session);
-        WORK_IDLE.notify_all();
     }
 }
 
@@ -132,7 +143,9 @@ pub(crate) fn wait_idle(session: u64, deadline: Instant) -> bool {
         if Instant::now() >= deadline {
             return false;
         }
+        state.idle_waiting += 1;
         state = wait_until(&WORK_IDLE, state, Some(deadline));
+        state.idle_waiting -= 1;
     }
 }
 
@@ -153,7 +166,7 @@ pub(crate) fn teardown(session: u64) {
     for record in state.items.values_mut().filter(|r| r.session == session) {
         record.queued = false;
     }
-    WORK_IDLE.notify_all();
+    state.wake_idle_waiters();
 }
 
 /// `IoAllocateWorkItem`: a work item for `DeviceObject`, which may be the caller's driver

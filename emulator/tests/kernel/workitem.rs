@@ -1,7 +1,7 @@
 //! Work items and their rules.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wsk_emulator::{Kernel, LeakKind, Rule, WORKER_THREADS};
 use wsk_sys::*;
@@ -151,9 +151,14 @@ unsafe extern "system" fn entry_queueing_work(driver: *mut DRIVER_OBJECT, _path:
 
 #[test]
 fn unload_waits_for_queued_and_running_work_items() {
-    let driver = Kernel::builder().load("worky", entry_queueing_work).unwrap();
+    let timeout = Duration::from_secs(30);
+    let driver = Kernel::builder().unload_timeout(timeout).load("worky", entry_queueing_work).unwrap();
+    let started = Instant::now();
     let report = driver.unload();
     assert_eq!(SLOW_DONE.load(Ordering::SeqCst), 1, "the work item ran to completion before the leak check");
+    // The unload is woken when the work item retires, not by its deadline (the item takes
+    // 50 ms; a missed wake-up would hold the unload for the whole timeout).
+    assert!(started.elapsed() < timeout / 2, "the unload waited {:?} for a 50 ms work item", started.elapsed());
     report.assert_clean();
 }
 
