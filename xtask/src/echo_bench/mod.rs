@@ -1,7 +1,9 @@
-//! The echo benchmark (second half of `cargo xtask bench`): one client, five echo servers, in
+//! The echo benchmark (second half of `cargo xtask bench`): one client, six echo servers, in
 //! one run.
 //!
 //! * (a) the echo driver (`echo_driver::driver`) on the host emulator: `echo-driver --quiet`;
+//! * (a') a second, identical `echo-driver`: (a) over (a') is what the machine's noise alone
+//!   does to a ratio of two equal servers in this run, the yardstick for the other ratios;
 //! * (b) the same driver as `echo.sys` under Wine ([`WinePrefix`](crate::wine::WinePrefix)); skipped without Wine;
 //! * (c) a tokio echo server in this process (multi_thread runtime, one worker thread per
 //!   server CPU);
@@ -27,7 +29,7 @@
 //! Then a streaming client ([`STREAM_BYTES`] through one connection in [`STREAM_WRITE`]
 //! writes, a second thread reading the echo; [`STREAM_REPEATS`] runs, the median shown) and the
 //! ratios the zero-copy work aims at: the event path (a) and the IRP path (e) against tokio
-//! (c), and (a) against (e), for every workload.
+//! (c), and (a) against (e), for every workload, beside (a) against its twin (a').
 //!
 //! With two CPUs or more (and `taskset`), the client's threads run on the first CPU and the
 //! server under test on the others ([`Placement`]): sharing cores, the client's 64 threads and

@@ -64,15 +64,17 @@ pub fn stream_table(runs: &[ServerRun]) -> String {
 
 /// The ratios of throughput (higher is better for the first server) the zero-copy datapath
 /// aims at, for every workload and the stream: the event path (a) and the IRP path (e) against
-/// tokio (c), and (a) against (e); then the same pairs' ratios of the server's own threads' CPU
-/// time per byte (lower is better for the first server), which a machine shared with other
-/// work disturbs less than throughput.
+/// tokio (c), (a) against (e), and (a) against its twin (a'), two equal servers (how far the
+/// machine's noise alone moves a ratio in this run); then the same pairs' ratios of the
+/// server's own threads' CPU time per byte (lower is better for the first server), which a
+/// machine shared with other work disturbs less than throughput.
 pub fn ratios(runs: &[ServerRun]) -> String {
     let find = |server: Server| runs.iter().find(|r| r.server == server);
     let pairs = [
         (Server::Emulator, Server::Tokio, "event path (a) / tokio (c)"),
         (Server::EmulatorIrp, Server::Tokio, "IRP path (e) / tokio (c)"),
         (Server::Emulator, Server::EmulatorIrp, "event path (a) / IRP path (e)"),
+        (Server::Emulator, Server::EmulatorTwin, "noise: (a) / its twin (a')"),
     ];
     let mut out = String::from("| workload |");
     for (_, _, name) in pairs {
@@ -81,7 +83,9 @@ pub fn ratios(runs: &[ServerRun]) -> String {
     for (_, _, name) in pairs {
         out.push_str(&format!(" CPU per byte, {name} |"));
     }
-    out.push_str("\n|---|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("\n|---|");
+    out.push_str(&"---:|".repeat(2 * pairs.len()));
+    out.push('\n');
     let format = |ratio: Option<f64>| ratio.map_or("n/a".to_owned(), |r| format!("{r:.2}"));
     for workload in workloads().unwrap_or_else(|_| WORKLOADS.to_vec()) {
         out.push_str(&format!("| {} x {} |", workload.connections, size_label(workload.size)));
@@ -258,7 +262,8 @@ mod tests {
         assert!(text.contains("| (a) echo driver, emulator | 336 |  | 0.25 |"), "{text}");
         let text = ratios(&runs);
         // No ping-pong cells: n/a; the stream: 0.25, 0.50 and 0.50.
-        assert!(text.contains("| 1 x 1 KiB | n/a | n/a | n/a | n/a | n/a | n/a |"), "{text}");
-        assert!(text.contains("writes | 0.25 | 0.50 | 0.50 | 4.00 | 2.00 | 2.00 |"), "{text}");
+        assert!(text.contains("| 1 x 1 KiB | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |"), "{text}");
+        assert!(text.contains("writes | 0.25 | 0.50 | 0.50 | n/a | 4.00 | 2.00 | 2.00 | n/a |"), "{text}");
+        assert!(text.contains("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"), "{text}");
     }
 }

@@ -24,14 +24,18 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Thread name of the tokio server's workers (at most 15 bytes: `/proc` cuts names there).
 pub(super) const TOKIO_THREAD: &str = "echo-tokio";
 
-/// Set to a comma-separated list of server names (`emulator,irp,wine,tokio,blocking`) to run
-/// only those.
+/// Set to a comma-separated list of server names (`emulator,twin,irp,wine,tokio,blocking`) to
+/// run only those.
 pub const SERVERS_ENV: &str = "WSK_BENCH_SERVERS";
 
 /// The servers, in table order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Server {
     Emulator,
+    /// A second `echo-driver` exactly like (a), measured alongside: the ratio of (a) to its
+    /// twin is what the machine's noise alone does to a ratio of two equal servers in this
+    /// run, the yardstick for the other ratios.
+    EmulatorTwin,
     /// The echo driver receiving with IRPs (`--irp-receive`).
     EmulatorIrp,
     Wine,
@@ -40,12 +44,14 @@ pub enum Server {
 }
 
 impl Server {
-    pub const ALL: [Server; 5] = [Server::Emulator, Server::EmulatorIrp, Server::Wine, Server::Tokio, Server::Blocking];
+    pub const ALL: [Server; 6] =
+        [Server::Emulator, Server::EmulatorTwin, Server::EmulatorIrp, Server::Wine, Server::Tokio, Server::Blocking];
 
     /// The name `WSK_BENCH_SERVERS` uses for the server.
     pub fn name(self) -> &'static str {
         match self {
             Server::Emulator => "emulator",
+            Server::EmulatorTwin => "twin",
             Server::EmulatorIrp => "irp",
             Server::Wine => "wine",
             Server::Tokio => "tokio",
@@ -62,7 +68,9 @@ impl Server {
             match Self::ALL.into_iter().find(|s| s.name() == name) {
                 Some(server) if !chosen.contains(&server) => chosen.push(server),
                 Some(_) => {}
-                None => bail!("{SERVERS_ENV}: unknown server `{name}` (known: emulator, irp, wine, tokio, blocking)"),
+                None => {
+                    bail!("{SERVERS_ENV}: unknown server `{name}` (known: emulator, twin, irp, wine, tokio, blocking)")
+                }
             }
         }
         chosen.sort_by_key(|s| Self::ALL.iter().position(|a| a == s));
@@ -73,6 +81,7 @@ impl Server {
     pub fn label(self, tokio_workers: usize) -> String {
         match self {
             Server::Emulator => "(a) echo driver, emulator".to_owned(),
+            Server::EmulatorTwin => "(a') echo driver, emulator, (a)'s twin".to_owned(),
             Server::EmulatorIrp => "(e) echo driver, IRP receive, emulator".to_owned(),
             Server::Wine => "(b) echo.sys, Wine".to_owned(),
             Server::Tokio => {
@@ -85,6 +94,7 @@ impl Server {
     pub(super) fn short(self) -> &'static str {
         match self {
             Server::Emulator => "(a)",
+            Server::EmulatorTwin => "(a')",
             Server::EmulatorIrp => "(e)",
             Server::Wine => "(b)",
             Server::Tokio => "(c)",
@@ -173,7 +183,9 @@ enum Stop {
 /// Starts `server`.
 pub(super) fn start(setup: &Setup, server: Server) -> Result<Started> {
     match server {
-        Server::Emulator | Server::EmulatorIrp | Server::Blocking => start_emulator(setup, server),
+        Server::Emulator | Server::EmulatorTwin | Server::EmulatorIrp | Server::Blocking => {
+            start_emulator(setup, server)
+        }
         Server::Wine => start_wine(setup),
         Server::Tokio => start_tokio(setup),
     }
@@ -196,7 +208,7 @@ impl Started {
     }
 }
 
-/// (a), (e) and (d): `echo-driver` on the emulator (`--irp-receive` for (e), `--blocking` for
+/// (a), (a'), (e) and (d): `echo-driver` on the emulator (`--irp-receive` for (e), `--blocking` for
 /// (d)), stopped with SIGINT so that it unloads the driver and prints its verifier report.
 fn start_emulator(setup: &Setup, server: Server) -> Result<Started> {
     let blocking = server == Server::Blocking;
@@ -206,6 +218,7 @@ fn start_emulator(setup: &Setup, server: Server) -> Result<Started> {
     let log = log_dir()?.join(match server {
         Server::Blocking => "echo-driver-blocking.log",
         Server::EmulatorIrp => "echo-driver-irp.log",
+        Server::EmulatorTwin => "echo-driver-twin.log",
         _ => "echo-driver.log",
     });
     let out = std::fs::File::create(&log).context(|| format!("creating {}", log.display()))?;
@@ -432,6 +445,10 @@ mod tests {
         assert_eq!(Server::selected(Some(" ")).unwrap(), Server::ALL.to_vec());
         assert_eq!(Server::selected(Some("tokio, wine")).unwrap(), vec![Server::Wine, Server::Tokio]);
         assert_eq!(Server::selected(Some("tokio,irp")).unwrap(), vec![Server::EmulatorIrp, Server::Tokio]);
+        assert_eq!(
+            Server::selected(Some("irp,twin,emulator")).unwrap(),
+            vec![Server::Emulator, Server::EmulatorTwin, Server::EmulatorIrp]
+        );
         assert!(Server::selected(Some("win")).is_err());
     }
 }
