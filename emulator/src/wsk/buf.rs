@@ -33,10 +33,12 @@ pub(crate) unsafe fn resolve(routine: &str, buffer: *const WSK_BUF) -> Result<Se
     if first.is_null() {
         return Err(STATUS_INVALID_PARAMETER);
     }
-    let mut chain: Vec<*mut MDL> = Vec::new();
+    // First pass: every MDL live, and the chain's length (nothing kept: the second pass walks
+    // the same links, which the caller's contract keeps unchanged during the call).
+    let mut mdls = 0usize;
     let mut mdl = first;
     let mut chain_bytes: usize = 0;
-    while !mdl.is_null() && chain.len() < MAX_CHAIN {
+    while !mdl.is_null() && mdls < MAX_CHAIN {
         if let RangeClass::Freed { .. } = pool::classify(mdl as usize, size_of::<MDL>()) {
             if crate::kernel::verifier() {
                 bugcheck(
@@ -46,7 +48,7 @@ pub(crate) unsafe fn resolve(routine: &str, buffer: *const WSK_BUF) -> Result<Se
             }
             return Err(STATUS_INVALID_PARAMETER);
         }
-        chain.push(mdl);
+        mdls += 1;
         // SAFETY: a live MDL of the client's chain (caller's contract).
         chain_bytes += unsafe { (*mdl).ByteCount } as usize;
         // SAFETY: as above.
@@ -59,8 +61,7 @@ pub(crate) unsafe fn resolve(routine: &str, buffer: *const WSK_BUF) -> Result<Se
                 Rule::WskBufferBeyondMdl,
                 format!(
                     "{routine}: WSK_BUF {{ Mdl: {first:p}, Offset: {offset}, Length: {length} }} reaches past the end of \
-                     its MDL chain ({} MDL(s), {chain_bytes} bytes)",
-                    chain.len()
+                     its MDL chain ({mdls} MDL(s), {chain_bytes} bytes)"
                 ),
             );
         }
@@ -69,14 +70,14 @@ pub(crate) unsafe fn resolve(routine: &str, buffer: *const WSK_BUF) -> Result<Se
     let mut parts = Vec::new();
     let mut skip = offset;
     let mut left = length;
-    for mdl in chain {
-        if left == 0 {
-            break;
-        }
+    let mut mdl = first;
+    while left > 0 && !mdl.is_null() {
         // SAFETY: a live MDL of the client's chain (checked above).
         let address = unsafe { MmGetMdlVirtualAddress(mdl) } as usize;
         // SAFETY: as above.
         let count = unsafe { (*mdl).ByteCount } as usize;
+        // SAFETY: as above.
+        mdl = unsafe { (*mdl).Next };
         if skip >= count {
             skip -= count;
             continue;

@@ -18,7 +18,7 @@
 //! Lock order: a socket's `state`, then the socket table, then the registrations.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,6 +29,7 @@ use super::addr::Family;
 use super::events;
 use super::model::{Events, Kind, Memory, Phase, Queue, Recorded, State};
 use super::{loopback, reactor, registration};
+use crate::address_map::{self, AddressMap};
 use crate::sync::lock;
 use crate::verifier::{Leak, LeakKind, Rule, bugcheck};
 
@@ -108,7 +109,7 @@ impl Entry {
 }
 
 /// Every socket header the provider allocated and not yet freed, by address.
-static SOCKETS: Mutex<BTreeMap<usize, Entry>> = Mutex::new(BTreeMap::new());
+static SOCKETS: Mutex<AddressMap<Entry>> = Mutex::new(address_map::new());
 
 thread_local! {
     /// Sockets the current thread is inside a call of (innermost last).
@@ -342,13 +343,15 @@ pub(crate) fn begin_close(pointer: *mut WSK_SOCKET) -> Result<Arc<Socket>, NTSTA
 /// Open sockets of `session` the client knows about, as leaks, and WSK_SOCKET_LEAKED_AT_UNLOAD
 /// if there are any.
 pub(crate) fn leaks(session: u64) -> Vec<Leak> {
-    let open: Vec<Arc<Socket>> = lock(&SOCKETS)
+    let mut open: Vec<Arc<Socket>> = lock(&SOCKETS)
         .values()
         .filter_map(|entry| match entry {
             Entry::Open(socket) if socket.session == session => Some(Arc::clone(socket)),
             _ => None,
         })
         .collect();
+    // In address order, as the report always listed them (the map keeps none).
+    open.sort_by_key(|socket| socket.key);
     let leaks: Vec<Leak> = open
         .iter()
         .filter_map(|socket| {
