@@ -41,13 +41,11 @@ fn check_mdl(routine: &str, mdl: *mut MDL) -> bool {
         bugcheck(Rule::MdlBadPointer, format!("{routine}(NULL)"));
         return false;
     }
-    match pool::classify(mdl as usize, size_of::<MDL>()) {
-        RangeClass::Freed { .. } => {
-            bugcheck(Rule::MdlBadPointer, format!("{routine}({mdl:p}) on an MDL already freed"));
-            false
-        }
-        _ => true,
+    if pool::in_freed_block(mdl as usize) {
+        bugcheck(Rule::MdlBadPointer, format!("{routine}({mdl:p}) on an MDL already freed"));
+        return false;
     }
+    true
 }
 
 /// `IoAllocateMdl`: an MDL describing `Length` bytes at `VirtualAddress`, optionally attached

@@ -19,6 +19,7 @@ pub use exports::{ExAllocatePool2, ExAllocatePoolWithTag, ExFreePool, ExFreePool
 use std::alloc::{Layout, alloc, alloc_zeroed, dealloc};
 use std::collections::{BTreeMap, VecDeque};
 use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use wsk_sys::PAGE_SIZE;
@@ -122,6 +123,13 @@ impl PoolState {
 
 static POOL: Mutex<PoolState> =
     Mutex::new(PoolState { blocks: BTreeMap::new(), quarantine: VecDeque::new(), quarantine_bytes: 0 });
+
+/// Blocks in the quarantine (`PoolState::quarantine.len()`, written under the pool lock):
+/// while it is 0 no address is in freed pool, which [`in_freed_block`] answers without the
+/// lock or the walk of the block table. With the verifier off no block is special and the
+/// quarantine stays empty, so the checks every MDL and `WSK_BUF` passes (several per send of
+/// a received item, one per piece) cost an atomic load.
+static QUARANTINED: AtomicUsize = AtomicUsize::new(0);
 
 /// An allocation request.
 pub(crate) struct Request {
@@ -265,9 +273,11 @@ pub(crate) fn free(block: *mut u8, kind: BlockKind) -> Result<Freed, FreeError> 
             entry.site = None;
             let bytes = entry.layout.size();
             state.quarantine.push_back(addr);
+            QUARANTINED.store(state.quarantine.len(), Ordering::SeqCst);
             state.quarantine_bytes += bytes;
             while state.quarantine.len() > QUARANTINE_BLOCKS || state.quarantine_bytes > QUARANTINE_BYTES {
                 let Some(old) = state.quarantine.pop_front() else { break };
+                QUARANTINED.store(state.quarantine.len(), Ordering::SeqCst);
                 let Some(old_block) = state.blocks.remove(&old) else { continue };
                 state.quarantine_bytes -= old_block.layout.size();
                 // SAFETY: quarantined blocks stay allocated until released below.
@@ -346,6 +356,15 @@ pub(crate) fn classify(addr: usize, len: usize) -> RangeClass {
             fits: addr.saturating_add(len) <= base + block.size,
         },
     }
+}
+
+/// Whether `addr` lies in a freed (quarantined) block: [`classify`]'s `Freed`, for the
+/// checks that ask nothing else.
+pub(crate) fn in_freed_block(addr: usize) -> bool {
+    if QUARANTINED.load(Ordering::SeqCst) == 0 {
+        return false;
+    }
+    matches!(classify(addr, 1), RangeClass::Freed { .. })
 }
 
 /// The kind of the freed block starting exactly at `addr`, if it is in the quarantine.

@@ -4,12 +4,10 @@
 //! `MmGetMdlVirtualAddress(Mdl)` (`StartVa + ByteOffset`) for `ByteCount` bytes. A buffer is
 //! resolved once, when the call is made, into the host memory ranges it covers.
 
-use std::mem::size_of;
-
-use wsk_sys::{MDL, MmGetMdlVirtualAddress, NTSTATUS, STATUS_INVALID_PARAMETER, WSK_BUF};
+use wsk_sys::{MmGetMdlVirtualAddress, NTSTATUS, STATUS_INVALID_PARAMETER, WSK_BUF};
 
 use super::model::Segments;
-use crate::pool::{self, RangeClass};
+use crate::pool;
 use crate::verifier::{Rule, bugcheck};
 
 /// Longest MDL chain followed (a longer one is taken for a cycle).
@@ -39,7 +37,7 @@ pub(crate) unsafe fn resolve(routine: &str, buffer: *const WSK_BUF) -> Result<Se
     let mut mdl = first;
     let mut chain_bytes: usize = 0;
     while !mdl.is_null() && mdls < MAX_CHAIN {
-        if let RangeClass::Freed { .. } = pool::classify(mdl as usize, size_of::<MDL>()) {
+        if pool::in_freed_block(mdl as usize) {
             if crate::kernel::verifier() {
                 bugcheck(
                     Rule::MdlBadPointer,

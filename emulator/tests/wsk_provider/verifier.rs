@@ -121,6 +121,28 @@ fn a_used_up_stack_location_is_reported_by_socket_routines_too() {
     report.assert_first(Rule::IrpNoStackLocation);
 }
 
+/// The provider checks every MDL of a `WSK_BUF` against freed pool (with the verifier on,
+/// freed MDLs stay in the quarantine), however cheap that check is while nothing is freed.
+#[test]
+fn a_wsk_buf_over_a_freed_mdl_is_reported() {
+    let report = broken_session(|client| {
+        let (listener, local) = client.listener(v4(0));
+        let _peer = TcpStream::connect(local).unwrap();
+        let (socket, _) = listener.accept();
+        let mut buf = Buf::zeroed(100);
+        let freed = unsafe { IoAllocateMdl(buf.data.as_mut_ptr().cast(), 100, FALSE, FALSE, ptr::null_mut()) };
+        assert!(!freed.is_null());
+        unsafe { MmBuildMdlForNonPagedPool(freed) };
+        // BUG: the MDL is freed before the send that names it.
+        unsafe { IoFreeMdl(freed) };
+        buf.wsk = WSK_BUF { Mdl: freed, Offset: 0, Length: 100 };
+        assert_eq!(socket.send_start(&mut buf, 0).wait().status, STATUS_INVALID_PARAMETER);
+        socket.close();
+        listener.close();
+    });
+    report.assert_first(Rule::MdlBadPointer);
+}
+
 #[test]
 fn a_wsk_buf_longer_than_its_mdl_is_reported() {
     let report = broken_session(|client| {
