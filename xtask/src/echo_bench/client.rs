@@ -100,14 +100,17 @@ impl Measurement {
 
 /// Measures every workload on every started server, interleaved: each repetition of a cell
 /// runs once on each server in turn before the next, so that a change of the machine's load
-/// falls on every server alike; the median of [`REPEATS`] per server and cell. Then the
-/// streaming client ([`STREAM_REPEATS`] runs per server), interleaved the same way.
+/// falls on every server alike, and each repetition starts one server further on, so that no
+/// server always goes first (right after another server's connections closed); the median
+/// of [`REPEATS`] per server and cell. Then the streaming client ([`STREAM_REPEATS`] runs
+/// per server), interleaved the same way.
 pub(super) fn measure_interleaved(started: &mut [Started], placement: Option<&Placement>) {
     for workload in workloads().unwrap_or_else(|_| WORKLOADS.to_vec()) {
         let mut runs: Vec<std::result::Result<Vec<Measurement>, String>> =
             started.iter().map(|_| Ok(Vec::new())).collect();
-        for _ in 0..REPEATS {
-            for (server, runs) in started.iter().zip(runs.iter_mut()) {
+        for repeat in 0..REPEATS {
+            for at in rotated(started.len(), repeat) {
+                let (server, runs) = (&started[at], &mut runs[at]);
                 let (Some(addr), Ok(done)) = (server.addr, runs.as_mut()) else { continue };
                 match measure(addr, workload, &server.probe, placement, WARMUP, MEASURE) {
                     Ok(m) => done.push(m),
@@ -129,8 +132,9 @@ pub(super) fn measure_interleaved(started: &mut [Started], placement: Option<&Pl
     }
     let mut streams: Vec<std::result::Result<Vec<StreamRun>, String>> =
         started.iter().map(|_| Ok(Vec::new())).collect();
-    for _ in 0..STREAM_REPEATS {
-        for (server, runs) in started.iter().zip(streams.iter_mut()) {
+    for repeat in 0..STREAM_REPEATS {
+        for at in rotated(started.len(), repeat) {
+            let (server, runs) = (&started[at], &mut streams[at]);
             let (Some(addr), Ok(done)) = (server.addr, runs.as_mut()) else { continue };
             match stream_once(addr, &server.probe) {
                 Ok(run) => done.push(run),
@@ -164,6 +168,11 @@ pub(super) fn measure_interleaved(started: &mut [Started], placement: Option<&Pl
         }
         server.run.stream = Some(stream);
     }
+}
+
+/// The indices `0..servers`, starting at `repeat`'s turn: `repeat % servers`, then on, round.
+fn rotated(servers: usize, repeat: usize) -> impl Iterator<Item = usize> {
+    (0..servers).map(move |i| (i + repeat) % servers)
 }
 
 /// The run with the median throughput, with every run's rate.
@@ -468,6 +477,15 @@ mod tests {
         assert_eq!(percentile(&samples, 99.0), 99);
         assert_eq!(percentile(&[7], 99.0), 7);
         assert_eq!(percentile(&[], 50.0), 0);
+    }
+
+    /// Each repetition starts one server further on, and every server is visited once.
+    #[test]
+    fn repetitions_rotate_the_first_server() {
+        assert_eq!(rotated(4, 0).collect::<Vec<_>>(), [0, 1, 2, 3]);
+        assert_eq!(rotated(4, 1).collect::<Vec<_>>(), [1, 2, 3, 0]);
+        assert_eq!(rotated(4, 6).collect::<Vec<_>>(), [2, 3, 0, 1]);
+        assert_eq!(rotated(0, 3).count(), 0);
     }
 
     /// The client against the tokio server, briefly: every connection completes round trips

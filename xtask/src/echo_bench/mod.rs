@@ -23,7 +23,8 @@
 //! connection's round trips over the mean (fairness). Each cell runs [`REPEATS`] times with
 //! fresh connections and the table shows the run with the median throughput. Every server is
 //! started first and the repetitions are interleaved (one run of a cell on each server in turn,
-//! then the next), so that a change of the machine's load falls on every server alike. The servers keep
+//! then the next, each repetition starting one server further on), so that a change of the
+//! machine's load falls on every server alike and no server always goes first. The servers keep
 //! their default socket options (Nagle on), as the drivers do.
 //!
 //! Then a streaming client ([`STREAM_BYTES`] through one connection in [`STREAM_WRITE`]
