@@ -4,7 +4,8 @@
 //! a message after [`UNLOAD_BOUND`]), the driver's last line must report `0 sockets open`, and
 //! the verifier report must be clean. A driver that keeps sockets outside its tasks has them
 //! aborted by the unload protocol, and one that keeps a task alive has its executor leaked
-//! (reported) rather than waited for: unload ends in both. Each test prints how long
+//! (reported) rather than waited for: unload ends in both. A task polled while its service
+//! stops still finds the registration in place. Each test prints how long
 //! DriverUnload took (a figure, not a check).
 
 use std::io::{Read as _, Write as _};
@@ -379,4 +380,82 @@ fn a_task_kept_alive_by_the_driver_is_leaked_and_unload_still_ends() {
     // dropping it touches leaked (still allocated) memory, never freed memory.
     drop(lock(&keeper::PARKED).take());
     drop(held);
+}
+
+/// A driver whose task keeps using the registration where its service keeps it (a
+/// `&'static Wsk` into the service's pool block, as the stress driver's clients do) and never
+/// waits: it is polled again and again until the unload cancels it.
+mod spinner {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use wsk::pool::PoolBox;
+    use wsk::service::{self, Service, StopOutcome};
+    use wsk::{DriverGlobal, Wsk};
+    use wsk_sys::{DRIVER_OBJECT, NTSTATUS, UNICODE_STRING};
+    use wsk_tests::lock;
+
+    static SERVICE: DriverGlobal<Service> = DriverGlobal::new();
+    /// Polls of the task.
+    pub static SPINS: AtomicU64 = AtomicU64::new(0);
+    /// Set if a poll found the registration not ready.
+    pub static LOST: AtomicBool = AtomicBool::new(false);
+    pub static OUTCOME: std::sync::Mutex<Option<StopOutcome>> = std::sync::Mutex::new(None);
+
+    /// # Safety
+    /// Called as DriverEntry by the emulator.
+    pub unsafe extern "system" fn driver_entry(driver: *mut DRIVER_OBJECT, _path: *mut UNICODE_STRING) -> NTSTATUS {
+        let start = || {
+            // SAFETY: DriverEntry's own driver object.
+            let service = PoolBox::try_new(unsafe { Service::start(driver, "spinner")? })
+                .map_err(|mut service| service.stop_with(wsk::Error::NoMemory))?;
+            // SAFETY: the registration lives in the service's pool block, which stays in place
+            // until DriverUnload's `stop` returns; `stop` takes the registration out only
+            // after the executor's shutdown, when this task is gone.
+            let wsk: &'static Wsk = unsafe { &*core::ptr::from_ref(service.wsk()?) };
+            drop(service.executor()?.spawn(async move {
+                loop {
+                    if !wsk.is_ready() {
+                        LOST.store(true, Ordering::SeqCst);
+                    }
+                    SPINS.fetch_add(1, Ordering::SeqCst);
+                    wsk_executor::yield_now().await;
+                }
+            })?);
+            drop(SERVICE.set(service));
+            Ok(())
+        };
+        // SAFETY: the emulator passes DriverEntry's own driver object.
+        unsafe { service::driver_entry(driver, "spinner", driver_unload, start) }
+    }
+
+    /// # Safety
+    /// Called once as DriverUnload by the emulator.
+    unsafe extern "system" fn driver_unload(_driver: *mut DRIVER_OBJECT) {
+        if let Some(mut service) = SERVICE.take() {
+            *lock(&OUTCOME) = Some(service.stop(Duration::from_secs(2)));
+        }
+        wsk::log!(always, "spinner: DriverUnload done: {} sockets open", wsk::live_sockets());
+    }
+}
+
+/// The unload protocol keeps the registration where the service holds it until the executor's
+/// shutdown is over: a task polled meanwhile (the run in progress goes on until it reaches
+/// the cancellation) still finds it. Taking it out first made such a task read a moved-out
+/// registration (a crash of the test process, about one stress unload in ten).
+#[test]
+fn a_task_polled_while_the_service_stops_still_finds_the_registration() {
+    let what = "spinner";
+    let _serial = lock(&SERIAL);
+    let _watchdog = Watchdog::new(what, UNLOAD_BOUND + LIMIT);
+    for round in 0..20 {
+        spinner::SPINS.store(0, std::sync::atomic::Ordering::SeqCst);
+        let driver = builder().load("spinner", spinner::driver_entry).expect("the spinner driver loads");
+        wait_until("the task spins", LIMIT, || spinner::SPINS.load(std::sync::atomic::Ordering::SeqCst) > 1000);
+        let report = unload_bounded(driver, what);
+        check(&report, "spinner", what);
+        let outcome = lock(&spinner::OUTCOME).take().expect("DriverUnload stopped the service");
+        assert!(outcome.is_clean(), "round {round}: {outcome}");
+        assert!(!spinner::LOST.load(std::sync::atomic::Ordering::SeqCst), "round {round}: the registration went first");
+    }
 }

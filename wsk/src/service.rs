@@ -196,8 +196,10 @@ impl Service {
     ///
     /// IRQL == PASSIVE_LEVEL (DriverUnload; never from one of the executor's tasks).
     pub fn stop(&mut self, deadline: Duration) -> StopOutcome {
+        // The registration stays in place until the executor's shutdown is over (tasks may
+        // refer to it there); `unload::stop` takes it then.
         // INVARIANT: neither part is left.
-        crate::unload::stop(self.name, self.executor.take(), self.wsk.take(), deadline)
+        crate::unload::stop(self.name, self.executor.take(), &mut self.wsk, deadline)
     }
 
     /// [`stop`](Self::stop) with [`DEFAULT_CLOSE_WAIT`], then `error`: for DriverEntry's

@@ -85,9 +85,14 @@ impl fmt::Display for StopOutcome {
 /// Runs the protocol of the module docs over a service's parts. Logs the steps that did not go
 /// as planned under `name`.
 ///
+/// The registration is taken out of `wsk` only at step 5: until the executor's shutdown is
+/// over, a task may still be polled (the run in progress when shutdown begins goes on until
+/// it reaches the cancellation), and tasks may hold a reference to the registration where
+/// the service keeps it (a driver's `&'static Wsk` into its service's pool block).
+///
 /// IRQL == PASSIVE_LEVEL to wait; above it the executor is leaked (it cannot be shut down
 /// there) and nothing waits.
-pub(crate) fn stop(name: &str, executor: Option<Executor>, wsk: Option<Wsk>, deadline: Duration) -> StopOutcome {
+pub(crate) fn stop(name: &str, executor: Option<Executor>, wsk: &mut Option<Wsk>, deadline: Duration) -> StopOutcome {
     let mut outcome = StopOutcome::default();
     let mut stalled: Option<StalledShutdown> = None;
     if let Some(executor) = executor {
@@ -123,6 +128,6 @@ pub(crate) fn stop(name: &str, executor: Option<Executor>, wsk: Option<Wsk>, dea
     wait_for_sockets_closed(deadline);
     outcome.sockets_open = open_sockets();
     outcome.sockets_held = live_sockets();
-    drop(wsk);
+    drop(wsk.take());
     outcome
 }
