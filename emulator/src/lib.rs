@@ -120,7 +120,6 @@
 
 #![expect(non_snake_case, reason = "the emulated kernel routines keep their Windows names and parameter names")]
 
-mod address_map;
 pub mod adversary;
 mod counters;
 mod crash;

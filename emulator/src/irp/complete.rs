@@ -36,7 +36,7 @@ pub(crate) fn describe_status(status: i32) -> String {
 /// Checks that `irp` may be completed now and moves it to `Completing`. Returns the IRP's
 /// tracking id (`None` for an IRP the emulator does not track), or `Err` to refuse.
 fn begin(irp: *mut IRP, current_location: CCHAR, stack_count: CCHAR) -> Result<Option<u64>, ()> {
-    let refusal = state::with_irp(irp as usize, |table| {
+    let refusal = state::with_table(|table| {
         let Some(record) = table.get_mut(&(irp as usize)) else {
             return match pool::freed_kind(irp as usize) {
                 Some(BlockKind::Irp) => {

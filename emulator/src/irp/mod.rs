@@ -102,7 +102,7 @@ pub unsafe extern "system" fn IoAllocateIrp(StackSize: CCHAR, ChargeQuota: BOOLE
 /// Checks that the driver may reinitialize `irp` (`IoReuseIrp` / `IoInitializeIrp`), and moves
 /// a tracked IRP back to the `Driver` state. Returns false when the call must be refused.
 fn reclaim_for_reinitialization(routine: &str, irp: *mut IRP) -> bool {
-    let refusal = state::with_irp(irp as usize, |table| {
+    let refusal = state::with_table(|table| {
         let record = table.get_mut(&(irp as usize))?;
         match record.state {
             IrpState::Provider => Some((
@@ -216,7 +216,7 @@ pub unsafe extern "system" fn IoFreeIrp(Irp: *mut IRP) {
         bugcheck(Rule::IrpBadPointer, "IoFreeIrp(NULL)");
         return;
     }
-    let refusal = state::with_irp(Irp as usize, |table| {
+    let refusal = state::with_table(|table| {
         let Some(record) = table.get(&(Irp as usize)).copied() else {
             return Some(match pool::freed_kind(Irp as usize) {
                 Some(BlockKind::Irp) => (Rule::IrpDoubleFree, format!("IoFreeIrp({Irp:p}) on an IRP already freed")),

@@ -35,7 +35,7 @@ pub unsafe fn accept(irp: *mut IRP) -> Result<(), NTSTATUS> {
     if irp.is_null() {
         return Err(STATUS_INVALID_PARAMETER);
     }
-    let refusal = state::with_irp(irp as usize, |table| {
+    let refusal = state::with_table(|table| {
         let Some(record) = table.get_mut(&(irp as usize)) else {
             return match pool::freed_kind(irp as usize) {
                 Some(BlockKind::Irp) => {
@@ -73,7 +73,7 @@ pub unsafe fn accept(irp: *mut IRP) -> Result<(), NTSTATUS> {
             Rule::IrpNoStackLocation,
             format!("IRP {irp:p} passed to the provider with no stack location left (CurrentLocation {location})"),
         );
-        state::with_irp(irp as usize, |table| {
+        state::with_table(|table| {
             if let Some(record) = table.get_mut(&(irp as usize)) {
                 record.state = IrpState::Driver;
             }
@@ -111,7 +111,7 @@ pub unsafe fn is_cancelled(irp: *mut IRP) -> bool {
 /// `irp` must be an IRP the provider accepted; the provider must not touch it afterwards.
 #[expect(clippy::multiple_unsafe_ops_per_block, reason = "two status writes to one IRP the provider owns")]
 pub unsafe fn complete(irp: *mut IRP, status: NTSTATUS, information: ULONG_PTR) {
-    let owned = state::with_irp(irp as usize, |table| match table.get(&(irp as usize)) {
+    let owned = state::with_table(|table| match table.get(&(irp as usize)) {
         Some(record) => record.state == IrpState::Provider,
         None => pool::freed_kind(irp as usize) != Some(BlockKind::Irp),
     });

@@ -18,7 +18,7 @@
 //! Lock order: a socket's `state`, then the socket table, then the registrations.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,7 +29,6 @@ use super::addr::Family;
 use super::events;
 use super::model::{Events, Kind, Memory, Phase, Queue, Recorded, State};
 use super::{loopback, reactor, registration};
-use crate::address_map::Sharded;
 use crate::sync::lock;
 use crate::verifier::{Leak, LeakKind, Rule, bugcheck};
 
@@ -109,7 +108,7 @@ impl Entry {
 }
 
 /// Every socket header the provider allocated and not yet freed, by address.
-static SOCKETS: Sharded<Entry> = Sharded::new();
+static SOCKETS: Mutex<BTreeMap<usize, Entry>> = Mutex::new(BTreeMap::new());
 
 thread_local! {
     /// Sockets the current thread is inside a call of (innermost last).
@@ -162,13 +161,13 @@ pub(crate) fn create(
         }),
         retention: Mutex::new(events::Retention::default()),
     });
-    SOCKETS.shard(key).insert(key, Entry::Open(Arc::clone(&socket)));
+    lock(&SOCKETS).insert(key, Entry::Open(Arc::clone(&socket)));
     // Registered once the table has the socket: the I/O thread drops an event of a key it does
     // not find, and the first one reports what is already there (data, the peer's FIN) with no
     // edge after it; a socket whose reads then came back short would wait for a FIN forever.
     let registered = lock(&socket.state).host.as_ref().map_or(Ok(()), |host| reactor::register(host, key));
     if let Err(error) = registered {
-        SOCKETS.shard(key).remove(&key);
+        lock(&SOCKETS).remove(&key);
         registration::socket_closed(client);
         drop(socket);
         // SAFETY: allocated just above, out of the table again, never handed out.
@@ -182,7 +181,7 @@ pub(crate) fn create(
 /// counting it. Called once, when the close completes (or when a `WskSocketConnect` fails).
 pub(crate) fn retire(socket: &Socket) {
     let retired = {
-        let mut sockets = SOCKETS.shard(socket.key);
+        let mut sockets = lock(&SOCKETS);
         match sockets.get_mut(&socket.key) {
             Some(entry @ Entry::Open(_)) => {
                 *entry = Entry::Closed { session: socket.session };
@@ -198,7 +197,7 @@ pub(crate) fn retire(socket: &Socket) {
 
 /// An open socket by key (for the reactor).
 pub(crate) fn open_socket(key: usize) -> Option<Arc<Socket>> {
-    match SOCKETS.shard(key).get(&key) {
+    match lock(&SOCKETS).get(&key) {
         Some(Entry::Open(socket)) => Some(Arc::clone(socket)),
         _ => None,
     }
@@ -233,7 +232,7 @@ fn verifier_on() -> bool {
 pub(crate) fn enter(routine: &str, pointer: *mut WSK_SOCKET, kinds: &[Kind]) -> Result<Call, NTSTATUS> {
     let key = pointer as usize;
     let socket = {
-        let sockets = SOCKETS.shard(key);
+        let sockets = lock(&SOCKETS);
         match sockets.get(&key) {
             Some(Entry::Open(socket)) => Arc::clone(socket),
             Some(Entry::Closed { .. }) => {
@@ -291,7 +290,7 @@ pub(crate) fn enter(routine: &str, pointer: *mut WSK_SOCKET, kinds: &[Kind]) -> 
 /// socket is a verifier violation. On the last one the close goes ahead.
 pub(crate) fn begin_close(pointer: *mut WSK_SOCKET) -> Result<Arc<Socket>, NTSTATUS> {
     let key = pointer as usize;
-    let found = match SOCKETS.shard(key).get(&key) {
+    let found = match lock(&SOCKETS).get(&key) {
         Some(Entry::Open(socket)) => Ok(Arc::clone(socket)),
         Some(Entry::Closed { .. }) => Err(true),
         None => Err(false),
@@ -343,15 +342,13 @@ pub(crate) fn begin_close(pointer: *mut WSK_SOCKET) -> Result<Arc<Socket>, NTSTA
 /// Open sockets of `session` the client knows about, as leaks, and WSK_SOCKET_LEAKED_AT_UNLOAD
 /// if there are any.
 pub(crate) fn leaks(session: u64) -> Vec<Leak> {
-    let mut open: Vec<Arc<Socket>> = Vec::new();
-    SOCKETS.each_shard(|sockets| {
-        open.extend(sockets.values().filter_map(|entry| match entry {
+    let open: Vec<Arc<Socket>> = lock(&SOCKETS)
+        .values()
+        .filter_map(|entry| match entry {
             Entry::Open(socket) if socket.session == session => Some(Arc::clone(socket)),
             _ => None,
-        }));
-    });
-    // In address order, as the report always listed them (the map keeps none).
-    open.sort_by_key(|socket| socket.key);
+        })
+        .collect();
     let leaks: Vec<Leak> = open
         .iter()
         .filter_map(|socket| {
@@ -399,12 +396,11 @@ fn queue_len(state: &State, queue: Queue) -> usize {
 /// Forgets every socket of `session` (after unload): host sockets are closed, pending IRPs
 /// are taken out of the cancelable state and abandoned (the driver is gone), headers freed.
 pub(crate) fn teardown(session: u64) {
-    let mut entries: Vec<(usize, Entry)> = Vec::new();
-    SOCKETS.each_shard(|sockets| {
+    let entries: Vec<(usize, Entry)> = {
+        let mut sockets = lock(&SOCKETS);
         let keys: Vec<usize> = sockets.iter().filter(|(_, e)| e.session() == session).map(|(&k, _)| k).collect();
-        entries.extend(keys.into_iter().filter_map(|k| sockets.remove(&k).map(|e| (k, e))));
-    });
-    entries.sort_unstable_by_key(|&(key, _)| key);
+        keys.into_iter().filter_map(|k| sockets.remove(&k).map(|e| (k, e))).collect()
+    };
     for (key, entry) in entries {
         if let Entry::Open(socket) = entry {
             let abandoned = {
