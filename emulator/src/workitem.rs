@@ -71,6 +71,7 @@ impl WorkState {
         }
     }
 
+    /// Wakes the threads in [`wait_idle`], if there are any.
     fn wake_idle_waiters(&self) {
         if self.idle_waiting > 0 {
             WORK_IDLE.notify_all();

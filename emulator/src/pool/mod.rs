@@ -273,11 +273,9 @@ pub(crate) fn free(block: *mut u8, kind: BlockKind) -> Result<Freed, FreeError> 
             entry.site = None;
             let bytes = entry.layout.size();
             state.quarantine.push_back(addr);
-            QUARANTINED.store(state.quarantine.len(), Ordering::SeqCst);
             state.quarantine_bytes += bytes;
             while state.quarantine.len() > QUARANTINE_BLOCKS || state.quarantine_bytes > QUARANTINE_BYTES {
                 let Some(old) = state.quarantine.pop_front() else { break };
-                QUARANTINED.store(state.quarantine.len(), Ordering::SeqCst);
                 let Some(old_block) = state.blocks.remove(&old) else { continue };
                 state.quarantine_bytes -= old_block.layout.size();
                 // SAFETY: quarantined blocks stay allocated until released below.
@@ -291,6 +289,7 @@ pub(crate) fn free(block: *mut u8, kind: BlockKind) -> Result<Freed, FreeError> 
                 }
                 release.push((old, old_block.layout));
             }
+            QUARANTINED.store(state.quarantine.len(), Ordering::SeqCst);
             Freed { overrun: !intact, ..freed }
         } else {
             let layout = entry.layout;

@@ -42,13 +42,6 @@ fn pending_connect(client: &Client, stalled: &Stalled) -> (Sock, Req) {
     (socket, connect)
 }
 
-fn connected(client: &Client) -> (Sock, Sock, TcpStream) {
-    let (listener, local) = client.listener(v4(0));
-    let peer = TcpStream::connect(local).unwrap();
-    let (socket, _) = listener.accept();
-    (listener, socket, peer)
-}
-
 #[test]
 fn cancel_a_pending_receive_then_receive_again() {
     clean_session(|client| {

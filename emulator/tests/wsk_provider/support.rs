@@ -5,7 +5,7 @@
 //! out, exactly as driver code calls them.
 
 use std::ffi::c_void;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::ptr;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::ThreadId;
@@ -678,6 +678,14 @@ impl Sock {
             Err(done.status)
         }
     }
+}
+
+/// A WSK listener on the loopback, a WSK socket it accepted, and the host end connected to it.
+pub fn connected(client: &Client) -> (Sock, Sock, TcpStream) {
+    let (listener, local) = client.listener(v4(0));
+    let peer = TcpStream::connect(local).unwrap();
+    let (socket, _) = listener.accept();
+    (listener, socket, peer)
 }
 
 /// Runs `body` as the driver of a fresh session with a registered client, then deregisters,

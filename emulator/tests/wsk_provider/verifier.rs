@@ -126,9 +126,7 @@ fn a_used_up_stack_location_is_reported_by_socket_routines_too() {
 #[test]
 fn a_wsk_buf_over_a_freed_mdl_is_reported() {
     let report = broken_session(|client| {
-        let (listener, local) = client.listener(v4(0));
-        let _peer = TcpStream::connect(local).unwrap();
-        let (socket, _) = listener.accept();
+        let (listener, socket, _peer) = connected(client);
         let mut buf = Buf::zeroed(100);
         let freed = unsafe { IoAllocateMdl(buf.data.as_mut_ptr().cast(), 100, FALSE, FALSE, ptr::null_mut()) };
         assert!(!freed.is_null());
@@ -146,9 +144,7 @@ fn a_wsk_buf_over_a_freed_mdl_is_reported() {
 #[test]
 fn a_wsk_buf_longer_than_its_mdl_is_reported() {
     let report = broken_session(|client| {
-        let (listener, local) = client.listener(v4(0));
-        let _peer = TcpStream::connect(local).unwrap();
-        let (socket, _) = listener.accept();
+        let (listener, socket, _peer) = connected(client);
         let mut buf = Buf::zeroed(100);
         // BUG: 50 + 100 bytes from an MDL of 100.
         buf.wsk = WSK_BUF { Mdl: buf.mdl, Offset: 50, Length: 100 };

@@ -69,7 +69,8 @@ impl Server {
                 Some(server) if !chosen.contains(&server) => chosen.push(server),
                 Some(_) => {}
                 None => {
-                    bail!("{SERVERS_ENV}: unknown server `{name}` (known: emulator, twin, irp, wine, tokio, blocking)")
+                    let known: Vec<&str> = Self::ALL.iter().map(|s| s.name()).collect();
+                    bail!("{SERVERS_ENV}: unknown server `{name}` (known: {})", known.join(", "))
                 }
             }
         }
