@@ -7,7 +7,9 @@
 //! * Receive events: [`IdleEvents`] wraps an event stream (any [`Stream`] of `Result`s, such as
 //!   [`ConnectionEvents`](crate::events::ConnectionEvents)); when no item arrives within the
 //!   limit it yields `Err(Error::TimedOut)` once, then goes on with the stream. Every item
-//!   counts as activity (a connection's send backlog indication too).
+//!   counts as activity (a connection's send backlog indication too), and so does the
+//!   stream's [`Activity`] (a connection's reflected bytes, checked when the limit is
+//!   reached: a connection whose data all goes back from the receive callback is not idle).
 //!
 //! The limit counts from the moment the connection begins to wait for its peer (a receive is
 //! started, or the stream is polled after it gave an item), so time the connection spends
@@ -108,13 +110,15 @@ pub struct IdleEvents<S> {
     since: u64,
     /// A wait is under way (the stream returned `Pending` since it last gave an item).
     waiting: bool,
+    /// The stream's [`Activity`] when the current wait began.
+    activity: u64,
     sleep: Option<Sleep>,
 }
 
 impl<S> IdleEvents<S> {
     /// Wraps `stream`. Any IRQL.
     pub fn new(stream: S, idle: IdleTimeout) -> Self {
-        Self { stream, idle, since: 0, waiting: false, sleep: None }
+        Self { stream, idle, since: 0, waiting: false, activity: 0, sleep: None }
     }
 
     /// The wrapped stream. Any IRQL.
@@ -129,18 +133,46 @@ impl<S> IdleEvents<S> {
     }
 }
 
+/// Progress a stream makes without giving an item, which [`IdleEvents`] counts as activity:
+/// a connection stream's reflected bytes
+/// ([`EventConfig::reflect`](crate::events::EventConfig::reflect)), data that went back to the
+/// peer from the receive callback and never reached the stream.
+pub trait Activity {
+    /// A count that grows with such progress; streams without any keep the default, 0.
+    /// Any IRQL.
+    fn activity(&self) -> u64 {
+        0
+    }
+}
+
+impl<T: Activity + ?Sized> Activity for &mut T {
+    fn activity(&self) -> u64 {
+        (**self).activity()
+    }
+}
+
+impl Activity for crate::events::ConnectionEvents {
+    fn activity(&self) -> u64 {
+        self.reflected_bytes()
+    }
+}
+
 impl<S, T> Stream for IdleEvents<S>
 where
-    S: Stream<Item = Result<T>> + Unpin,
+    S: Stream<Item = Result<T>> + Activity + Unpin,
 {
     type Item = Result<T>;
 
     /// IRQL == PASSIVE_LEVEL (task context).
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<T>>> {
         let this = self.get_mut();
-        if !this.waiting {
+        let activity = this.stream.activity();
+        if !this.waiting || activity != this.activity {
+            // A new wait, or progress without an item during this one: the limit counts
+            // from now.
             this.waiting = true;
             this.since = Kernel::now_nanos();
+            this.activity = activity;
         }
         if let Poll::Ready(item) = Pin::new(&mut this.stream).poll_next(cx) {
             this.waiting = false;

@@ -192,6 +192,7 @@ impl Drop for Wsk {
         crate::op::cache::drain();
         crate::shadow::drain();
         crate::send_chain::drain();
+        crate::socket::events::drain_reflectors();
     }
 }
 

@@ -71,7 +71,10 @@ enum Connection {
 
 /// Echoes until the peer finishes sending, then sends what is left (already done: every
 /// chunk is echoed before the next receive), disconnects gracefully and closes. Receives
-/// with event callbacks where the provider has them, else with IRPs.
+/// with event callbacks where the provider has them, else with IRPs. On the event path the
+/// receive callback itself sends the data back whenever the connection holds nothing else
+/// ([`EventConfig::reflect`]: no task is woken for it); what arrives while a reflection is
+/// in flight reaches the task, which sends it back as below.
 ///
 /// Keep-alive (`SO_KEEPALIVE`, the system's timing) is turned on first, so that a peer that
 /// vanished without a FIN or reset is dropped by the transport in the end, and Nagle's
@@ -87,7 +90,7 @@ enum Connection {
 /// IRQL == PASSIVE_LEVEL (the accept loop's task).
 pub fn serve(stream: TcpStream, peer: SocketAddr) -> impl Future<Output = ()> + Send + 'static {
     let connection = if RECEIVE_EVENTS.load(Ordering::Relaxed) {
-        match stream.into_events(EventConfig::default()) {
+        match stream.into_events(EventConfig { reflect: true, ..EventConfig::default() }) {
             Ok((events, writer)) => Connection::Events(events, writer),
             Err(refused) => {
                 STATS.events_refused.fetch_add(1, Ordering::Relaxed);
@@ -133,7 +136,13 @@ fn finish(mut connection: Connection, peer: SocketAddr) -> impl Future<Output = 
         let mut echoed = 0u64;
         let outcome = match &mut connection {
             Connection::Events(events, writer) => {
-                echo_events(&mut IdleEvents::new(events, idle), writer, &mut echoed).await
+                let outcome = echo_events(&mut IdleEvents::new(&mut *events, idle), writer, &mut echoed).await;
+                // What the receive callback sent straight back (it never reached the task).
+                let reflected = events.reflected_bytes();
+                echoed += reflected;
+                STATS.bytes.fetch_add(reflected, Ordering::Relaxed);
+                STATS.zero_copy_bytes.fetch_add(reflected, Ordering::Relaxed);
+                outcome
             }
             Connection::Irp(reader, writer) => echo(&mut IdleRecv::new(reader, idle), writer, &mut echoed).await,
         };

@@ -15,7 +15,8 @@ use wsk_sys::{
 use super::attached::{Attached, take_early, with_state, with_state_or_note};
 use super::borrowed::{Borrowed, BudgetWait};
 use super::pieces::BufPieces;
-use super::retention::{Held, Indicating, Retained, Retention, retain};
+use super::reflect::Reflecting;
+use super::retention::{Held, Indicating, Retained, Retention, retain_or_divert};
 use super::{
     EARLY_ABORTIVE, EARLY_FAILED, EARLY_GRACEFUL, EventBox, EventConfig, EventState, Header, allocate, control_events,
     enable,
@@ -64,6 +65,8 @@ pub(crate) struct ConnState {
     backlog: AtomicUsize,
     /// The stream's place on the budget's wait list: its copy path waits for budget.
     budget: BudgetWait<Connection>,
+    /// [`EventConfig::reflect`]: the callback's way of sending data straight back.
+    pub(crate) reflecting: Reflecting,
 }
 
 impl ConnState {
@@ -74,7 +77,34 @@ impl ConnState {
             disconnect: AtomicU32::new(NO_DISCONNECT),
             backlog: AtomicUsize::new(0),
             budget: BudgetWait::new(),
+            reflecting: Reflecting::new(config.reflect),
         })
+    }
+
+    /// Gives back the charge of `bytes` a reflection took and did not use. IRQL <=
+    /// DISPATCH_LEVEL.
+    pub(crate) fn rx_released(&self, bytes: u32) {
+        if self.rx.released(bytes as usize) {
+            self.header.waker.wake();
+        }
+    }
+
+    /// The receive callback's offer of its list to the reflector (see `reflect`).
+    ///
+    /// # Safety
+    /// Inside the receive callback, entered; `head` is the list it indicates.
+    unsafe fn divert(
+        &self,
+        core: &SocketCore<Connection>,
+        head: NonNull<WSK_DATA_INDICATION>,
+        bytes: u32,
+    ) -> Option<NTSTATUS> {
+        // After a refusal WSK still holds older data: it goes first, through the stream.
+        if bytes == 0 || !self.reflecting.may_start() || self.rx.refused() || !self.rx.keep_alone(bytes as usize) {
+            return None;
+        }
+        // SAFETY: forwarded contract; `bytes` are charged.
+        unsafe { self.reflecting.start(core, self, head, bytes) }
     }
 }
 
@@ -87,6 +117,7 @@ unsafe impl EventState for ConnState {
     }
 
     fn clean(&self, core: &SocketCore<Connection>) {
+        Connection::cleaning(self);
         self.rx.drain(core, None);
     }
 }
@@ -103,6 +134,14 @@ impl Indicating for Connection {
     fn retention(state: &ConnState) -> &Retention<WSK_DATA_INDICATION> {
         &state.rx
     }
+
+    fn cleaning(state: &ConnState) {
+        state.reflecting.cancel();
+    }
+
+    fn wake_after_divert(state: &ConnState) -> bool {
+        state.reflecting.wake_after()
+    }
 }
 
 /// `WskReceiveEvent`. IRQL <= DISPATCH_LEVEL; never blocks or allocates.
@@ -111,7 +150,7 @@ unsafe extern "system" fn on_receive(
     _flags: ULONG,
     indication: *mut WSK_DATA_INDICATION,
     bytes: SIZE_T,
-    _accepted: *mut SIZE_T,
+    accepted: *mut SIZE_T,
 ) -> NTSTATUS {
     let Some(head) = NonNull::new(indication) else {
         // The socket no longer works: the stream reports it (also if it comes later).
@@ -124,8 +163,16 @@ unsafe extern "system" fn on_receive(
         return STATUS_SUCCESS;
     };
     let receive = |core: &CoreRef<'_, Connection>, state: &ConnState| {
-        // SAFETY: WSK's indication list of this call; one entry of `bytes` bytes.
-        unsafe { retain(core, state, head, || (1, bytes)) }
+        // SAFETY: WSK's indication list of this call, of `bytes` bytes in all.
+        let divert = |core: &CoreRef<'_, Connection>, bytes| unsafe { state.divert(core, head, bytes) };
+        // SAFETY: as above.
+        let status = unsafe { retain_or_divert(core, state, head, || (1, bytes), divert) };
+        if status == STATUS_SUCCESS && !accepted.is_null() {
+            // A reflection completed inside: the callback took all of it.
+            // SAFETY: WSK passes a valid out-parameter with the list.
+            unsafe { *accepted = bytes };
+        }
+        status
     };
     // SAFETY: WSK passes the context we created the connection socket with (or gave it when
     // accepting it) along with this table, and calls only until the close completed.
@@ -214,7 +261,9 @@ pub struct ConnectionEvents {
     /// library's cache of idle slots for each one and given back when it completed, so an
     /// idle connection holds none.
     slot: Option<OpSlot>,
-    config: EventConfig,
+    /// [`EventConfig::fallback_receive_size`] (the rest of the configuration is the state's:
+    /// an idle connection's stream keeps no copy of it).
+    fallback_receive_size: usize,
     /// Bytes of the budget charged for the next copy-path receive (0: none yet).
     charged: usize,
     /// A `WskReceive` of the stream is in flight.
@@ -223,6 +272,9 @@ pub struct ConnectionEvents {
     irp_only: bool,
     /// The last event was the end (disconnect or error): the next poll ends the stream.
     ending: bool,
+    /// The copy path received the FIN: the graceful end comes next (once no reflection is in
+    /// flight, as everything else).
+    fin_copied: bool,
     backlog_seen: usize,
 }
 
@@ -236,11 +288,12 @@ impl ConnectionEvents {
         let events = ConnectionEvents {
             attached: Attached::install(core, state, mask)?,
             slot: None,
-            config,
+            fallback_receive_size: config.fallback_receive_size,
             charged: 0,
             receiving: Receiving::Idle,
             irp_only: false,
             ending: false,
+            fin_copied: false,
             backlog_seen: 0,
         };
         events.take_over_early();
@@ -320,16 +373,24 @@ impl ConnectionEvents {
         Ok(())
     }
 
-    /// Bytes retained from WSK now (in the stream and in items alive). Any IRQL.
+    /// Bytes retained from WSK now (in the stream, in items alive, and in a reflection in
+    /// flight). Any IRQL.
     pub fn retained_bytes(&self) -> usize {
         self.state().rx.retained()
+    }
+
+    /// Bytes the receive callback sent straight back ([`EventConfig::reflect`]) and whose
+    /// send completed, since the stream was made: data that never reached the stream. Any
+    /// IRQL.
+    pub fn reflected_bytes(&self) -> u64 {
+        self.state().reflecting.bytes()
     }
 
     /// The copy path's budget: `Ready` once the next fallback receive's buffer is charged
     /// to the driver-wide budget; else the stream is queued on the budget's wait list and
     /// woken when budget is given back ([`crate::budget`]).
     fn poll_budget(&mut self) -> Poll<()> {
-        let bytes = buf_pool::capacity_for(self.config.fallback_receive_size);
+        let bytes = buf_pool::capacity_for(self.fallback_receive_size);
         let state = self.attached.state();
         state.budget.poll_charge(self.attached.core(), &state.header.waker, &mut self.charged, bytes)
     }
@@ -348,7 +409,12 @@ impl ConnectionEvents {
         reason = "one call into a provider routine whose pointer arguments lead into the operation slot"
     )]
     fn issue_receive(&mut self, copy: bool) -> Result<()> {
-        let buffer = if copy { Some(buf_pool::global().take(self.config.fallback_receive_size)?) } else { None };
+        if copy {
+            // Its bytes come before anything indicated after it: no reflection until the
+            // item is handed out (with its mark) or the receive failed.
+            self.state().reflecting.copy_pending();
+        }
+        let buffer = if copy { Some(buf_pool::global().take(self.fallback_receive_size)?) } else { None };
         if self.slot.is_none() {
             self.slot = Some(crate::op::cache::take()?);
         }
@@ -372,7 +438,12 @@ impl ConnectionEvents {
                 },
             )
         }
-        .map_err(|not_issued| not_issued.error)?;
+        .map_err(|not_issued| {
+            if copy {
+                self.state().reflecting.copy_done();
+            }
+            not_issued.error
+        })?;
         self.receiving = if copy { Receiving::Copy } else { Receiving::Resume };
         Ok(())
     }
@@ -485,7 +556,11 @@ impl ConnectionEvents {
     ///
     /// IRQL == PASSIVE_LEVEL (task context).
     pub fn try_next_data(&mut self) -> Option<Received> {
-        if self.attached.is_done() || self.ending || !matches!(self.receiving, Receiving::Idle) {
+        if self.attached.is_done()
+            || self.ending
+            || !matches!(self.receiving, Receiving::Idle)
+            || self.state().reflecting.busy()
+        {
             return None;
         }
         loop {
@@ -505,10 +580,26 @@ impl ConnectionEvents {
             return Poll::Ready(None);
         }
         self.state().header.waker.register(cx.waker());
+        self.state().reflecting.unpark();
         loop {
             if self.ending || self.attached.core().is_closing() {
                 self.finish();
                 return Poll::Ready(None);
+            }
+            if let Some(status) = self.state().reflecting.failure() {
+                self.ending = true;
+                return Poll::Ready(Some(Err(Error::Status(status))));
+            }
+            // Nothing is handed out while a reflection is in flight: it may still send in
+            // parts (an entry at a time, or the rest after a short send), and what the user
+            // sends of a later item must not come between them. Woken when it ended.
+            if self.state().reflecting.wait_idle() {
+                return Poll::Pending;
+            }
+            if self.fin_copied {
+                // The copy path met the FIN: the end (no reflection is in flight).
+                self.ending = true;
+                return Poll::Ready(Some(Ok(ConnectionEvent::Disconnected { abortive: false })));
             }
             match self.receiving {
                 Receiving::Idle => {}
@@ -531,15 +622,23 @@ impl ConnectionEvents {
                     self.receiving = Receiving::Idle;
                     self.release_slot();
                     let result = done.result();
+                    if !matches!(result, Ok(n) if n > 0) {
+                        self.state().reflecting.copy_done();
+                    }
                     let mut buffer = Borrowed { buf: done.buffer, charged: core::mem::take(&mut self.charged) };
                     return Poll::Ready(Some(match result {
                         Ok(0) => {
-                            self.ending = true;
-                            Ok(ConnectionEvent::Disconnected { abortive: false })
+                            self.fin_copied = true;
+                            continue;
                         }
                         Ok(n) => {
                             buffer.set_len(n);
-                            Ok(ConnectionEvent::Data(Received::from_copy(buffer)))
+                            let hold = self.state().reflecting.copy_handed_out().then(|| CopyHold {
+                                _core: self.attached.core().clone_owner(),
+                                state: self.attached.state_ptr(),
+                            });
+                            self.state().reflecting.copy_done();
+                            Ok(ConnectionEvent::Data(Received { inner: Inner::Copied { buffer, _hold: hold } }))
                         }
                         Err(Error::Cancelled) if self.attached.core().is_closing() => continue,
                         Err(e) => {
@@ -641,6 +740,9 @@ impl ConnectionEvents {
                 self.backlog_seen = backlog;
                 return Poll::Ready(Some(Ok(ConnectionEvent::SendBacklog(backlog - 1))));
             }
+            // Waiting for data (or a disconnect, or a backlog change) only: a reflection
+            // does not concern the stream, and does not wake it.
+            self.state().reflecting.park();
             return Poll::Pending;
         }
     }
@@ -677,7 +779,30 @@ pub struct Received {
 enum Inner {
     /// Released (`WskRelease`) when dropped.
     Indication(Retained<Connection>),
-    Copied(Borrowed),
+    Copied {
+        buffer: Borrowed,
+        /// The stream's mark while reflection is on (see [`CopyHold`]); kept for its drop.
+        _hold: Option<CopyHold>,
+    },
+}
+
+/// A copied item's mark on its connection while reflection is on: the receive callback
+/// reflects nothing while one is alive, since its bytes came before what the callback would
+/// send (see `reflect`). Holds an owner reference, so the event state outlives it.
+struct CopyHold {
+    /// Keeps the socket, and so its event state (dropped after the state is used).
+    _core: SocketCore<Connection>,
+    state: NonNull<ConnState>,
+}
+
+// SAFETY: the state is shared through atomics.
+unsafe impl Send for CopyHold {}
+
+impl Drop for CopyHold {
+    fn drop(&mut self) {
+        // SAFETY: the state lives as long as the core, on which we hold a reference.
+        unsafe { self.state.as_ref() }.reflecting.copy_dropped();
+    }
 }
 
 // SAFETY: shared access only reads the retained (unchanging) provider memory.
@@ -694,7 +819,7 @@ impl Received {
     pub fn len(&self) -> usize {
         match &self.inner {
             Inner::Indication(retained) => retained.held.bytes as usize,
-            Inner::Copied(buffer) => buffer.as_slice().len(),
+            Inner::Copied { buffer, .. } => buffer.as_slice().len(),
         }
     }
 
@@ -714,7 +839,7 @@ impl Received {
             Inner::Indication(retained) => {
                 Segments { next_indication: retained.held.head.as_ptr(), current: BufPieces::empty(), copied: None }
             }
-            Inner::Copied(buffer) => Segments {
+            Inner::Copied { buffer, .. } => Segments {
                 next_indication: core::ptr::null_mut(),
                 current: BufPieces::empty(),
                 copied: Some(buffer.as_slice()),
@@ -744,15 +869,31 @@ impl Received {
 }
 
 impl Received {
-    /// An item over a pool buffer an IRP receive filled (the copy path).
-    pub(crate) fn from_copy(buffer: Borrowed) -> Self {
-        Received { inner: Inner::Copied(buffer) }
+    /// An item over a list a callback took outside the ring (a reflection).
+    pub(crate) fn from_retained(retained: Retained<Connection>) -> Self {
+        Received { inner: Inner::Indication(retained) }
+    }
+
+    /// The retained list of an item of WSK's buffers.
+    pub(crate) fn retained(&self) -> Option<&Retained<Connection>> {
+        match &self.inner {
+            Inner::Indication(retained) => Some(retained),
+            Inner::Copied { .. } => None,
+        }
+    }
+
+    /// [`Received::retained`], by value.
+    pub(crate) fn into_retained(self) -> Option<Retained<Connection>> {
+        match self.inner {
+            Inner::Indication(retained) => Some(retained),
+            Inner::Copied { .. } => None,
+        }
     }
 
     /// An item over `buffer`, charged to no budget (for unit tests of what holds items).
     #[cfg(test)]
     pub(crate) fn from_buffer(buffer: IoBuf) -> Self {
-        Self::from_copy(Borrowed { buf: Some(buffer), charged: 0 })
+        Received { inner: Inner::Copied { buffer: Borrowed { buf: Some(buffer), charged: 0 }, _hold: None } }
     }
 
     /// The buffers of the item as `WSK_BUF`s, in order, for sending it as is: one per entry
@@ -761,7 +902,7 @@ impl Received {
     pub(crate) fn wsk_bufs(&self) -> WskBufs {
         match &self.inner {
             Inner::Indication(retained) => WskBufs { next_indication: retained.held.head.as_ptr(), copied: None },
-            Inner::Copied(buffer) => WskBufs {
+            Inner::Copied { buffer, .. } => WskBufs {
                 next_indication: core::ptr::null_mut(),
                 copied: buffer.buf.as_ref().map(|buf| buf.wsk_buf(0, buf.len())),
             },
@@ -771,7 +912,7 @@ impl Received {
     /// A copied item's pool buffer.
     pub(crate) fn copied(&self) -> Option<&IoBuf> {
         match &self.inner {
-            Inner::Copied(buffer) => buffer.buf.as_ref(),
+            Inner::Copied { buffer, .. } => buffer.buf.as_ref(),
             Inner::Indication(_) => None,
         }
     }
@@ -779,7 +920,7 @@ impl Received {
     /// A copied item's pool buffer (ours: its MDL may be linked into a chained send).
     pub(crate) fn copied_mut(&mut self) -> Option<&mut IoBuf> {
         match &mut self.inner {
-            Inner::Copied(buffer) => buffer.buf.as_mut(),
+            Inner::Copied { buffer, .. } => buffer.buf.as_mut(),
             Inner::Indication(_) => None,
         }
     }
@@ -891,7 +1032,7 @@ mod tests {
     #[test]
     fn a_copied_item_reads_as_its_buffer() {
         let copied = Borrowed { buf: Some(IoBuf::copy_from(b"copied bytes").unwrap()), charged: 0 };
-        let received = Received { inner: Inner::Copied(copied) };
+        let received = Received { inner: Inner::Copied { buffer: copied, _hold: None } };
         assert!(!received.is_zero_copy());
         assert_eq!(received.len(), 12);
         assert_eq!(received.segments().collect::<Vec<_>>(), [&b"copied bytes"[..]]);
@@ -901,7 +1042,9 @@ mod tests {
         let mut buf = IoBuf::with_capacity(32).unwrap();
         assert_eq!(received.copy_into(&mut buf), 12);
         assert_eq!(buf.as_slice(), b"copied bytes");
-        let empty = Received { inner: Inner::Copied(Borrowed { buf: IoBuf::with_capacity(1).ok(), charged: 0 }) };
+        let empty = Received {
+            inner: Inner::Copied { buffer: Borrowed { buf: IoBuf::with_capacity(1).ok(), charged: 0 }, _hold: None },
+        };
         assert!(empty.is_empty());
         assert_eq!(empty.segments().count(), 0, "an empty copy yields no segment");
     }

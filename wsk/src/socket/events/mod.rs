@@ -56,6 +56,7 @@ mod listen;
 mod pieces;
 #[cfg(feature = "embedded-io")]
 mod reader;
+mod reflect;
 mod retention;
 mod ring;
 
@@ -74,6 +75,7 @@ pub use reader::EventReader;
 pub(crate) use connection::{CONNECTION_DISPATCH, ConnState};
 pub(crate) use datagram::{DATAGRAM_DISPATCH, DgramState};
 pub(crate) use listen::{LISTEN_DISPATCH, ListenState};
+pub(crate) use reflect::drain as drain_reflectors;
 
 use crate::error::{Error, Result};
 use crate::loom::{AtomicU32, Ordering};
@@ -113,11 +115,21 @@ pub struct EventConfig {
     /// rounded up to its size class) only while the receive and its item live, and charges
     /// it to the driver-wide budget ([`crate::budget`]). Default 16 KiB.
     pub fallback_receive_size: usize,
+    /// A connection stream sends what it receives straight back from its receive callback
+    /// (at DISPATCH_LEVEL, with `WskSend` over WSK's own buffers, no task woken) whenever it
+    /// holds nothing else; what arrives meanwhile reaches the stream as usual, once the
+    /// reflection in flight completed. For echo-like services that send back only what they
+    /// received: the bytes then go out in the order they came. A failed reflection ends the stream with its error; the graceful
+    /// [`ConnectionEvent::Disconnected`] comes once every reflection completed; dropping the
+    /// stream cancels the one in flight. [`ConnectionEvents::reflected_bytes`] counts what
+    /// went back this way. Costs one IRP per connection, allocated when the stream is made.
+    /// Ignored by datagram and listening sockets. Default `false`.
+    pub reflect: bool,
 }
 
 impl Default for EventConfig {
     fn default() -> Self {
-        Self { max_retained_bytes: 256 * 1024, accept_backlog: 16, fallback_receive_size: 16 * 1024 }
+        Self { max_retained_bytes: 256 * 1024, accept_backlog: 16, fallback_receive_size: 16 * 1024, reflect: false }
     }
 }
 

@@ -57,6 +57,16 @@ pub(crate) trait Indicating: SocketKind {
 
     /// The retention of the kind's event state.
     fn retention(state: &Self::State) -> &Retention<Self::Indication>;
+
+    /// The stream's cleaner is about to drain the retention (see [`Retention::drain`]): stop
+    /// what else the state has in flight. Nothing by default. IRQL <= DISPATCH_LEVEL.
+    fn cleaning(_state: &Self::State) {}
+
+    /// Whether a callback that diverted its list (see [`retain_or_divert`]) wakes the stream
+    /// after it left. Always by default. IRQL <= DISPATCH_LEVEL.
+    fn wake_after_divert(_state: &Self::State) -> bool {
+        true
+    }
 }
 
 /// `WskRelease` of one retained list.
@@ -88,28 +98,84 @@ pub(crate) unsafe fn retain<K: Indicating>(
     head: NonNull<K::Indication>,
     measure: impl FnOnce() -> (usize, usize),
 ) -> NTSTATUS {
+    // SAFETY: forwarded contract.
+    unsafe { retain_or_divert(core, state, head, measure, |_, _| None) }
+}
+
+/// What a receive callback did with its list: kept it for the stream, or diverted it (see
+/// [`retain_or_divert`]).
+enum Taken {
+    No,
+    Kept,
+    Diverted(NTSTATUS),
+}
+
+/// [`retain`], with a way around the ring: once the callback is in (the stream attached,
+/// close not begun) and the list maps, `divert` is offered the list's byte count first; it
+/// returns the callback's status if it took the list (a connection's reflection, see
+/// `reflect`), `None` to leave it to the ring. A diverted list wakes the stream only when
+/// [`Indicating::wake_after_divert`] says so.
+///
+/// # Safety
+/// As [`retain`]; `divert` treats the list as `retain` would (it is WSK's until released).
+pub(crate) unsafe fn retain_or_divert<K: Indicating>(
+    core: &CoreRef<'_, K>,
+    state: &K::State,
+    head: NonNull<K::Indication>,
+    measure: impl FnOnce() -> (usize, usize),
+    divert: impl FnOnce(&CoreRef<'_, K>, u32) -> Option<NTSTATUS>,
+) -> NTSTATUS {
     let rx = K::retention(state);
-    let kept = callback_enter(&state.header().flags) && !core.is_closing() && {
+    let taken = if callback_enter(&state.header().flags) && !core.is_closing() {
         let (count, bytes) = measure();
         match (u32::try_from(count), u32::try_from(bytes)) {
-            // SAFETY: WSK's list, valid until released (caller).
             (Ok(count), Ok(bytes)) => {
                 // SAFETY: WSK's list, valid until released (caller).
-                (unsafe { list_mapped(head) } || rx.refuse_unmappable()) && rx.keep(Held { head, bytes, count })
+                if !(unsafe { list_mapped(head) } || rx.refuse_unmappable()) {
+                    Taken::No
+                } else if let Some(status) = divert(core, bytes) {
+                    Taken::Diverted(status)
+                } else if rx.keep(Held { head, bytes, count }) {
+                    Taken::Kept
+                } else {
+                    Taken::No
+                }
             }
             // Beyond what a callback indicates (a receive window): WSK keeps it.
-            _ => rx.refuse(),
+            _ => {
+                rx.refuse();
+                Taken::No
+            }
         }
+    } else {
+        Taken::No
     };
-    let own = kept.then_some(head);
+    let own = matches!(taken, Taken::Kept).then_some(head);
     // When the stream went away while we handed it the list, WSK keeps it.
-    let taken_back = leave_callback(core, state.header(), |core| rx.drain(core, own));
+    let taken_back = leave_callback(core, state.header(), |core| {
+        K::cleaning(state);
+        rx.drain(core, own)
+    });
     // The wake comes after leaving: a stream that found a callback inside (resuming after a
     // refusal, switching to the copy path, ending after the FIN) waits for this wake rather
     // than polling again. The state lives as long as the core, which WSK keeps until its
     // callbacks returned (close contract).
-    state.header().waker.wake();
-    if kept && !taken_back { STATUS_PENDING } else { STATUS_DATA_NOT_ACCEPTED }
+    match taken {
+        Taken::Diverted(status) => {
+            if K::wake_after_divert(state) {
+                state.header().waker.wake();
+            }
+            status
+        }
+        Taken::Kept if !taken_back => {
+            state.header().waker.wake();
+            STATUS_PENDING
+        }
+        Taken::Kept | Taken::No => {
+            state.header().waker.wake();
+            STATUS_DATA_NOT_ACCEPTED
+        }
+    }
 }
 
 /// A retained list handed to the user: holds an owner reference and a call on the core
@@ -136,6 +202,48 @@ impl<K: Indicating> Retained<K> {
             return None;
         }
         Some(Retained { core: core.clone_owner(), state, held })
+    }
+}
+
+impl<K: Indicating> Retained<K> {
+    /// Takes the list `held`, which a callback of `core`'s socket keeps outside the ring (its
+    /// bytes charged already), with a call and an owner reference of its own; `None`, with
+    /// nothing taken and nothing released, if close has begun. IRQL <= DISPATCH_LEVEL.
+    pub(crate) fn enter(core: &SocketCore<K>, state: NonNull<K::State>, held: Held<K::Indication>) -> Option<Self> {
+        core.enter_owned().ok()?;
+        Some(Retained { core: core.clone_owner(), state, held })
+    }
+
+    /// Gives the list back to WSK as the callback's accepted data (it returns
+    /// `STATUS_SUCCESS` for it): the accounting of a release without `WskRelease`.
+    /// IRQL <= DISPATCH_LEVEL.
+    pub(crate) fn accept(self) {
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is not used or dropped again: its fields are moved out once.
+        let core = unsafe { core::ptr::read(&raw const this.core) };
+        // SAFETY: the state lives as long as the core, on which the item holds a reference.
+        let state = unsafe { this.state.as_ref() };
+        if K::retention(state).released(this.held.bytes as usize) {
+            state.header().waker.wake();
+        }
+        core.leave();
+        drop(core);
+    }
+
+    /// The socket the list was indicated on.
+    pub(crate) fn core(&self) -> &SocketCore<K> {
+        &self.core
+    }
+
+    /// The socket's event state (live as long as the item).
+    pub(crate) fn state_ptr(&self) -> NonNull<K::State> {
+        self.state
+    }
+
+    /// Wakes the socket's stream. IRQL <= DISPATCH_LEVEL.
+    pub(crate) fn wake_stream(&self) {
+        // SAFETY: the state lives as long as the core, on which the item holds a reference.
+        unsafe { self.state.as_ref() }.header().waker.wake();
     }
 }
 
@@ -214,6 +322,21 @@ impl<H> Retention<H> {
             self.budget.release(bytes);
             return self.refuse();
         }
+        true
+    }
+
+    /// A callback's charge for a list it keeps outside the ring (a reflection, see
+    /// `reflect`): only when nothing is retained (so no earlier byte is still with the stream
+    /// or its user), under the producer claim like [`Retention::keep`], and whatever the
+    /// bound or the budget say, as for the first list of a socket that holds nothing.
+    /// `false`: nothing charged, nothing recorded. Give the charge back with
+    /// [`Retention::released`]. IRQL <= DISPATCH_LEVEL.
+    pub(crate) fn keep_alone(&self, bytes: usize) -> bool {
+        let Some(_producer) = self.ring.try_produce() else { return false };
+        if self.retained.load(Ordering::Acquire) != 0 || !self.budget.try_charge(bytes, true) {
+            return false;
+        }
+        self.retained.fetch_add(bytes, Ordering::AcqRel);
         true
     }
 
