@@ -379,6 +379,12 @@ impl ConnectionEvents {
         self.state().rx.retained()
     }
 
+    /// Whether a reflection ([`EventConfig::reflect`]) is in flight now: its send waits for
+    /// the provider (a peer that does not read, for one). Any IRQL.
+    pub fn reflection_in_flight(&self) -> bool {
+        self.state().reflecting.busy()
+    }
+
     /// Bytes the receive callback sent straight back ([`EventConfig::reflect`]) and whose
     /// send completed, since the stream was made: data that never reached the stream. Any
     /// IRQL.

@@ -224,16 +224,19 @@ impl Reflecting {
     }
 
     /// The stream waits for the reflection in flight to end: `true` if one is in flight (it
-    /// wakes the stream when it ends), `false` if none is. Having to wait turns reflection
-    /// off for the connection: a reflection that outlives its callback and holds back what
-    /// the stream has to give means the data comes faster than the send completes (a stream
-    /// of data, not request and response), where the stream's own sends, several items in
-    /// one, do better than reflections one indication at a time.
+    /// wakes the stream when it ends), `false` if none is. Having to wait for one that
+    /// outlived its callback (its send waits on the provider) turns reflection off for the
+    /// connection: data then comes faster than the sends complete (a stream of data, not
+    /// request and response), where the stream's own sends, several items in one, do better
+    /// than reflections one indication at a time. One still in its callback is about to end,
+    /// and says nothing of the kind.
     pub(crate) fn wait_idle(&self) -> bool {
-        if !self.enabled() || self.word.load(Ordering::Acquire) & BUSY == 0 {
+        let word = self.word.load(Ordering::Acquire);
+        if !self.enabled() || word & BUSY == 0 {
             return false;
         }
-        self.word.fetch_or(WAITING | OFF, Ordering::AcqRel) & BUSY != 0
+        let off = if word & IN_CALLBACK == 0 { OFF } else { 0 };
+        self.word.fetch_or(WAITING | off, Ordering::AcqRel) & BUSY != 0
     }
 
     /// Whether a callback that reflected must wake the stream as it leaves (see the module
