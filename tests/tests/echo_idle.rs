@@ -1,6 +1,8 @@
 //! The echo driver's `IdleSeconds` on both receive paths: a client that sends nothing has its
 //! connection closed after the limit; a client that keeps sending (more often than the limit)
-//! is served on and closes normally. Every accepted connection gets keep-alive.
+//! is served on and closes normally. Every accepted connection gets keep-alive. On the event
+//! path the active client's bytes go back from the receive callback (reflection), never
+//! reaching the task: the idle limit counts them as activity all the same.
 
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as HostListener, TcpStream as HostStream};

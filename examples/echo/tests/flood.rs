@@ -26,9 +26,9 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 /// What the library's caches may keep while nothing is in flight, so that live memory after
 /// a flood is compared with the level before it plus this: the buffer pool's lists, the
-/// 64 cached operation slots (under 1 KiB each) and the 16 cached shadow MDL sets (under
-/// 2 KiB each).
-const CACHES: u64 = BufPool::MAX_CACHED_BYTES as u64 + 64 * 1024 + 16 * 2048;
+/// 64 cached operation slots (under 1 KiB each), the 16 cached shadow MDL sets (under
+/// 2 KiB each) and the 32 cached reflectors (an IRP and a shadow MDL set each, under 2.5 KiB).
+const CACHES: u64 = BufPool::MAX_CACHED_BYTES as u64 + 64 * 1024 + 16 * 2048 + 32 * 2560;
 
 /// The target of an idle connection (default event path): library, driver and task.
 const PER_IDLE_CONNECTION: u64 = 2048;

@@ -4,9 +4,10 @@
 //!
 //! # What the callback does
 //!
-//! When the stream holds nothing (no retained byte: the ring is empty, the user holds no item,
-//! and no reflection is in flight; no copying receive in flight and no copied item alive)
-//! and the indication list maps, the callback keeps the list
+//! When the stream's task waits for data (its last poll found nothing else to do) and the
+//! stream holds nothing (no retained byte: the ring is empty, the user holds no item, and no
+//! reflection is in flight; no copying receive in flight and no copied item alive; no refusal
+//! outstanding) and the indication list maps, the callback keeps the list
 //! (charged to the bound and the budget like any retained list), takes a call and an owner
 //! reference on the socket for it (a [`Retained`] item, as the stream would hand out) and
 //! issues `WskSend` over the list's own `WSK_BUF`s, one entry after the other, with the IRP of
@@ -28,6 +29,11 @@
 //! not speak of either, and this way it never happens. A send that completes later releases
 //! the list from its completion routine (`WskRelease` takes IRQL <= DISPATCH_LEVEL).
 //!
+//! Reflection stops for good on a connection whose stream had to hold items back behind a
+//! reflection that outlived its callback (its send waited on the provider): data then comes
+//! faster than the sends complete, a stream rather than requests and responses, and the
+//! task's own sends, several items in one, do better there (see BENCHMARKS.md).
+//!
 //! A partial completion (fewer bytes than asked, without an error) is answered by a send of
 //! the rest from the completion routine, with the same IRP: Microsoft does not say a stream
 //! socket's `WskSend` sends everything, so we assume it may not. A completion that moved no
@@ -35,8 +41,9 @@
 //!
 //! # Memory
 //!
-//! A connection holds no reflector between reflections: an idle connection costs the 24 bytes
-//! of its [`Reflecting`] only. Reflectors (an IRP and a small block) come from a cache of
+//! A connection holds no reflector between reflections: an idle connection costs the 32 bytes
+//! of its [`Reflecting`] only. Reflectors (an IRP, a shadow MDL set and a small block) come
+//! from a cache of
 //! [`CACHED_REFLECTORS`]; the callback only takes from it (it never allocates). When the cache
 //! is empty the list takes the stream's usual path and the stream, woken for it anyway,
 //! allocates one reflector into the cache (PASSIVE_LEVEL, in the task), so the cache grows to
@@ -106,7 +113,8 @@ const HOLD: u32 = 1 << 9;
 const OFF: u32 = 1 << 10;
 const PIN_ONE: u32 = 1 << 16;
 
-/// Reflectors the library's cache keeps at most (about 500 bytes each with their IRP).
+/// Reflectors the library's cache keeps at most (about 2 KiB each with their IRP and shadow
+/// MDLs).
 pub(crate) const CACHED_REFLECTORS: usize = 32;
 
 crate::buf_pool::static_free_cells!(
@@ -666,4 +674,16 @@ unsafe extern "system" fn complete(_device: *mut DEVICE_OBJECT, irp: *mut IRP, c
         unsafe { reflector.send_next(reflecting) };
     }
     STATUS_MORE_PROCESSING_REQUIRED
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Every connection stream carries a `Reflecting`, reflection on or off: it is part of
+    /// what an idle connection costs (BENCHMARKS.md), and must stay this small.
+    #[test]
+    fn a_connection_pays_32_bytes_for_reflection() {
+        assert!(size_of::<Reflecting>() <= 32, "{} bytes", size_of::<Reflecting>());
+    }
 }
