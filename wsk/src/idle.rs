@@ -8,8 +8,8 @@
 //!   [`ConnectionEvents`](crate::events::ConnectionEvents)); when no item arrives within the
 //!   limit it yields `Err(Error::TimedOut)` once, then goes on with the stream. Every item
 //!   counts as activity (a connection's send backlog indication too), and so does the
-//!   stream's [`Activity`] (a connection's reflected bytes, checked when the limit is
-//!   reached: a connection whose data all goes back from the receive callback is not idle).
+//!   stream's [`Activity`] (a connection's reflections, checked when the limit is reached:
+//!   a connection whose data all goes back from the receive callback is not idle).
 //!
 //! The limit counts from the moment the connection begins to wait for its peer (a receive is
 //! started, or the stream is polled after it gave an item), so time the connection spends
@@ -110,8 +110,9 @@ pub struct IdleEvents<S> {
     since: u64,
     /// A wait is under way (the stream returned `Pending` since it last gave an item).
     waiting: bool,
-    /// The stream's [`Activity`] when the current wait began.
-    activity: u64,
+    /// The stream's [`Activity`] when the current wait began (4 bytes next to `waiting`:
+    /// the wrapper is part of every connection task that uses it).
+    activity: u32,
     sleep: Option<Sleep>,
 }
 
@@ -134,26 +135,26 @@ impl<S> IdleEvents<S> {
 }
 
 /// Progress a stream makes without giving an item, which [`IdleEvents`] counts as activity:
-/// a connection stream's reflected bytes
+/// a connection stream's reflections
 /// ([`EventConfig::reflect`](crate::events::EventConfig::reflect)), data that went back to the
 /// peer from the receive callback and never reached the stream.
 pub trait Activity {
-    /// A count that grows with such progress; streams without any keep the default, 0.
-    /// Any IRQL.
-    fn activity(&self) -> u64 {
+    /// A count that changes with such progress (it may wrap: only a change is read); streams
+    /// without any keep the default, 0. Any IRQL.
+    fn activity(&self) -> u32 {
         0
     }
 }
 
 impl<T: Activity + ?Sized> Activity for &mut T {
-    fn activity(&self) -> u64 {
+    fn activity(&self) -> u32 {
         (**self).activity()
     }
 }
 
 impl Activity for crate::events::ConnectionEvents {
-    fn activity(&self) -> u64 {
-        self.reflected_bytes()
+    fn activity(&self) -> u32 {
+        self.reflections()
     }
 }
 

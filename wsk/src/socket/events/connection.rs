@@ -385,6 +385,12 @@ impl ConnectionEvents {
         self.state().reflecting.busy()
     }
 
+    /// Reflections ([`EventConfig::reflect`]) completed since the stream was made, wrapping
+    /// (the idle limit's [`Activity`](crate::idle::Activity)). Any IRQL.
+    pub fn reflections(&self) -> u32 {
+        self.state().reflecting.count()
+    }
+
     /// Bytes the receive callback sent straight back ([`EventConfig::reflect`]) and whose
     /// send completed, since the stream was made: data that never reached the stream. Any
     /// IRQL.
@@ -416,8 +422,7 @@ impl ConnectionEvents {
     )]
     fn issue_receive(&mut self, copy: bool) -> Result<()> {
         if copy {
-            // Its bytes come before anything indicated after it: no reflection until the
-            // item is handed out (with its mark) or the receive failed.
+            // Its bytes come before anything indicated after it (see `reflect`).
             self.state().reflecting.copy_pending();
         }
         let buffer = if copy { Some(buf_pool::global().take(self.fallback_receive_size)?) } else { None };
@@ -444,12 +449,7 @@ impl ConnectionEvents {
                 },
             )
         }
-        .map_err(|not_issued| {
-            if copy {
-                self.state().reflecting.copy_done();
-            }
-            not_issued.error
-        })?;
+        .map_err(|not_issued| not_issued.error)?;
         self.receiving = if copy { Receiving::Copy } else { Receiving::Resume };
         Ok(())
     }
@@ -628,9 +628,6 @@ impl ConnectionEvents {
                     self.receiving = Receiving::Idle;
                     self.release_slot();
                     let result = done.result();
-                    if !matches!(result, Ok(n) if n > 0) {
-                        self.state().reflecting.copy_done();
-                    }
                     let mut buffer = Borrowed { buf: done.buffer, charged: core::mem::take(&mut self.charged) };
                     return Poll::Ready(Some(match result {
                         Ok(0) => {
@@ -639,12 +636,7 @@ impl ConnectionEvents {
                         }
                         Ok(n) => {
                             buffer.set_len(n);
-                            let hold = self.state().reflecting.copy_handed_out().then(|| CopyHold {
-                                _core: self.attached.core().clone_owner(),
-                                state: self.attached.state_ptr(),
-                            });
-                            self.state().reflecting.copy_done();
-                            Ok(ConnectionEvent::Data(Received { inner: Inner::Copied { buffer, _hold: hold } }))
+                            Ok(ConnectionEvent::Data(Received { inner: Inner::Copied(buffer) }))
                         }
                         Err(Error::Cancelled) if self.attached.core().is_closing() => continue,
                         Err(e) => {
@@ -785,30 +777,7 @@ pub struct Received {
 enum Inner {
     /// Released (`WskRelease`) when dropped.
     Indication(Retained<Connection>),
-    Copied {
-        buffer: Borrowed,
-        /// The stream's mark while reflection is on (see [`CopyHold`]); kept for its drop.
-        _hold: Option<CopyHold>,
-    },
-}
-
-/// A copied item's mark on its connection while reflection is on: the receive callback
-/// reflects nothing while one is alive, since its bytes came before what the callback would
-/// send (see `reflect`). Holds an owner reference, so the event state outlives it.
-struct CopyHold {
-    /// Keeps the socket, and so its event state (dropped after the state is used).
-    _core: SocketCore<Connection>,
-    state: NonNull<ConnState>,
-}
-
-// SAFETY: the state is shared through atomics.
-unsafe impl Send for CopyHold {}
-
-impl Drop for CopyHold {
-    fn drop(&mut self) {
-        // SAFETY: the state lives as long as the core, on which we hold a reference.
-        unsafe { self.state.as_ref() }.reflecting.copy_dropped();
-    }
+    Copied(Borrowed),
 }
 
 // SAFETY: shared access only reads the retained (unchanging) provider memory.
@@ -825,7 +794,7 @@ impl Received {
     pub fn len(&self) -> usize {
         match &self.inner {
             Inner::Indication(retained) => retained.held.bytes as usize,
-            Inner::Copied { buffer, .. } => buffer.as_slice().len(),
+            Inner::Copied(buffer) => buffer.as_slice().len(),
         }
     }
 
@@ -845,7 +814,7 @@ impl Received {
             Inner::Indication(retained) => {
                 Segments { next_indication: retained.held.head.as_ptr(), current: BufPieces::empty(), copied: None }
             }
-            Inner::Copied { buffer, .. } => Segments {
+            Inner::Copied(buffer) => Segments {
                 next_indication: core::ptr::null_mut(),
                 current: BufPieces::empty(),
                 copied: Some(buffer.as_slice()),
@@ -884,7 +853,7 @@ impl Received {
     pub(crate) fn retained(&self) -> Option<&Retained<Connection>> {
         match &self.inner {
             Inner::Indication(retained) => Some(retained),
-            Inner::Copied { .. } => None,
+            Inner::Copied(_) => None,
         }
     }
 
@@ -892,14 +861,14 @@ impl Received {
     pub(crate) fn into_retained(self) -> Option<Retained<Connection>> {
         match self.inner {
             Inner::Indication(retained) => Some(retained),
-            Inner::Copied { .. } => None,
+            Inner::Copied(_) => None,
         }
     }
 
     /// An item over `buffer`, charged to no budget (for unit tests of what holds items).
     #[cfg(test)]
     pub(crate) fn from_buffer(buffer: IoBuf) -> Self {
-        Received { inner: Inner::Copied { buffer: Borrowed { buf: Some(buffer), charged: 0 }, _hold: None } }
+        Received { inner: Inner::Copied(Borrowed { buf: Some(buffer), charged: 0 }) }
     }
 
     /// The buffers of the item as `WSK_BUF`s, in order, for sending it as is: one per entry
@@ -908,7 +877,7 @@ impl Received {
     pub(crate) fn wsk_bufs(&self) -> WskBufs {
         match &self.inner {
             Inner::Indication(retained) => WskBufs { next_indication: retained.held.head.as_ptr(), copied: None },
-            Inner::Copied { buffer, .. } => WskBufs {
+            Inner::Copied(buffer) => WskBufs {
                 next_indication: core::ptr::null_mut(),
                 copied: buffer.buf.as_ref().map(|buf| buf.wsk_buf(0, buf.len())),
             },
@@ -918,7 +887,7 @@ impl Received {
     /// A copied item's pool buffer.
     pub(crate) fn copied(&self) -> Option<&IoBuf> {
         match &self.inner {
-            Inner::Copied { buffer, .. } => buffer.buf.as_ref(),
+            Inner::Copied(buffer) => buffer.buf.as_ref(),
             Inner::Indication(_) => None,
         }
     }
@@ -926,7 +895,7 @@ impl Received {
     /// A copied item's pool buffer (ours: its MDL may be linked into a chained send).
     pub(crate) fn copied_mut(&mut self) -> Option<&mut IoBuf> {
         match &mut self.inner {
-            Inner::Copied { buffer, .. } => buffer.buf.as_mut(),
+            Inner::Copied(buffer) => buffer.buf.as_mut(),
             Inner::Indication(_) => None,
         }
     }
@@ -1038,7 +1007,7 @@ mod tests {
     #[test]
     fn a_copied_item_reads_as_its_buffer() {
         let copied = Borrowed { buf: Some(IoBuf::copy_from(b"copied bytes").unwrap()), charged: 0 };
-        let received = Received { inner: Inner::Copied { buffer: copied, _hold: None } };
+        let received = Received { inner: Inner::Copied(copied) };
         assert!(!received.is_zero_copy());
         assert_eq!(received.len(), 12);
         assert_eq!(received.segments().collect::<Vec<_>>(), [&b"copied bytes"[..]]);
@@ -1048,9 +1017,7 @@ mod tests {
         let mut buf = IoBuf::with_capacity(32).unwrap();
         assert_eq!(received.copy_into(&mut buf), 12);
         assert_eq!(buf.as_slice(), b"copied bytes");
-        let empty = Received {
-            inner: Inner::Copied { buffer: Borrowed { buf: IoBuf::with_capacity(1).ok(), charged: 0 }, _hold: None },
-        };
+        let empty = Received { inner: Inner::Copied(Borrowed { buf: IoBuf::with_capacity(1).ok(), charged: 0 }) };
         assert!(empty.is_empty());
         assert_eq!(empty.segments().count(), 0, "an empty copy yields no segment");
     }

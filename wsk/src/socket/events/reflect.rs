@@ -6,8 +6,8 @@
 //!
 //! When the stream's task waits for data (its last poll found nothing else to do) and the
 //! stream holds nothing (no retained byte: the ring is empty, the user holds no item, and no
-//! reflection is in flight; no copying receive in flight and no copied item alive; no refusal
-//! outstanding) and the indication list maps, the callback keeps the list
+//! reflection is in flight; no refusal outstanding; the stream never used its copy path) and
+//! the indication list maps, the callback keeps the list
 //! (charged to the bound and the budget like any retained list), takes a call and an owner
 //! reference on the socket for it (a [`Retained`] item, as the stream would hand out) and
 //! issues `WskSend` over the list's own `WSK_BUF`s, one entry after the other, with the IRP of
@@ -30,9 +30,11 @@
 //! the list from its completion routine (`WskRelease` takes IRQL <= DISPATCH_LEVEL).
 //!
 //! Reflection stops for good on a connection whose stream had to hold items back behind a
-//! reflection that outlived its callback (its send waited on the provider): data then comes
-//! faster than the sends complete, a stream rather than requests and responses, and the
-//! task's own sends, several items in one, do better there (see BENCHMARKS.md).
+//! reflection that outlived its callback (its send waited on the provider), and on one whose
+//! stream used its copy path (WSK held data back after a refusal): data then comes faster than
+//! it goes, a stream rather than requests and responses, and the task's own sends, several
+//! items in one, do better there (see BENCHMARKS.md). The copy path's items hold no WSK
+//! memory, so nothing would tell a reflection that the user still has one to send.
 //!
 //! A partial completion (fewer bytes than asked, without an error) is answered by a send of
 //! the rest from the completion routine, with the same IRP: Microsoft does not say a stream
@@ -61,8 +63,7 @@
 //!  NEED         the cache had no reflector: the stream allocates one
 //!  ORPHAN       the reflection ended while pinned: the last unpin gives its reflector back
 //!  ENABLED      reflection is on for the connection
-//!  HOLD         a copying receive of the stream is in flight (its bytes come first)
-//!  OFF          the stream had to wait for a reflection: no more reflections
+//!  OFF          no more reflections: the stream had to wait for one, or used its copy path
 //!  bits 16..    pins: parties about to cancel the IRP of `current` (see below)
 //! ```
 //!
@@ -107,10 +108,9 @@ const NEED: u32 = 1 << 6;
 const ORPHAN: u32 = 1 << 7;
 /// Reflection is on for the connection.
 const ENABLED: u32 = 1 << 8;
-/// A copying receive of the stream is in flight, or its item not yet counted in `copies`.
-const HOLD: u32 = 1 << 9;
-/// The stream had to wait for a reflection: no more reflections on this connection.
-const OFF: u32 = 1 << 10;
+/// No more reflections on this connection: the stream had to wait for one, or used its copy
+/// path.
+const OFF: u32 = 1 << 9;
 const PIN_ONE: u32 = 1 << 16;
 
 /// Reflectors the library's cache keeps at most (about 2 KiB each with their IRP and shadow
@@ -132,9 +132,8 @@ pub(crate) struct Reflecting {
     current: AtomicPtr<Reflector>,
     /// Bytes reflected so far.
     bytes: AtomicU64,
-    /// Copied items alive (handed out by the copy path, not yet dropped): their bytes came
-    /// first, so nothing is reflected meanwhile.
-    copies: AtomicU32,
+    /// Reflections completed (wrapping): the stream's idle-limit activity.
+    count: AtomicU32,
 }
 
 impl Reflecting {
@@ -145,7 +144,7 @@ impl Reflecting {
             failure: AtomicU32::new(0),
             current: AtomicPtr::new(core::ptr::null_mut()),
             bytes: AtomicU64::new(0),
-            copies: AtomicU32::new(0),
+            count: AtomicU32::new(0),
         }
     }
 
@@ -158,6 +157,11 @@ impl Reflecting {
         self.bytes.load(Ordering::Relaxed)
     }
 
+    /// Reflections completed so far (wrapping). Any IRQL.
+    pub(crate) fn count(&self) -> u32 {
+        self.count.load(Ordering::Relaxed)
+    }
+
     /// The first reflection that failed, if one did. Any IRQL.
     pub(crate) fn failure(&self) -> Option<NTSTATUS> {
         match self.failure.load(Ordering::Acquire) {
@@ -168,37 +172,18 @@ impl Reflecting {
 
     /// Whether a reflection may start now (a look before the callback commits any charge).
     pub(crate) fn may_start(&self) -> bool {
-        self.word.load(Ordering::Acquire) & (ENABLED | BUSY | CANCEL | HOLD | OFF | PARKED) == ENABLED | PARKED
-            && self.copies.load(Ordering::Acquire) == 0
+        self.word.load(Ordering::Acquire) & (ENABLED | BUSY | CANCEL | OFF | PARKED) == ENABLED | PARKED
     }
 
-    /// The stream issues a copying receive: no reflection until [`Reflecting::copy_done`].
-    /// Any IRQL.
+    /// The stream issues a copying receive: reflection goes off for good. The copied item's
+    /// bytes come before anything indicated after it, and nothing tells the stream when the
+    /// user is done with it (it holds no WSK memory, and counts in no retention); a stream
+    /// that needs the copy path is under backpressure anyway, where reflection does not pay
+    /// (see the module docs). Any IRQL.
     pub(crate) fn copy_pending(&self) {
         if self.enabled() {
-            self.word.fetch_or(HOLD, Ordering::AcqRel);
+            self.word.fetch_or(OFF, Ordering::AcqRel);
         }
-    }
-
-    /// The copying receive ended (its item, if any, counted first). Any IRQL.
-    pub(crate) fn copy_done(&self) {
-        if self.enabled() {
-            self.word.fetch_and(!HOLD, Ordering::AcqRel);
-        }
-    }
-
-    /// A copied item is handed out: `true` if it must carry a mark ([`Reflecting::copy_dropped`]
-    /// when it goes), counted now. Any IRQL.
-    pub(crate) fn copy_handed_out(&self) -> bool {
-        self.enabled() && {
-            self.copies.fetch_add(1, Ordering::AcqRel);
-            true
-        }
-    }
-
-    /// A marked copied item went. Any IRQL.
-    pub(crate) fn copy_dropped(&self) {
-        self.copies.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// The stream begins a poll: whatever it waited for, it looks again. If the cache had no
@@ -622,6 +607,7 @@ impl Reflector {
                 // SAFETY: ours (caller); the borrow ends with this statement.
                 let bytes = unsafe { self.flight() }.item.as_ref().map_or(0, Received::len);
                 reflecting.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+                reflecting.count.fetch_add(1, Ordering::Relaxed);
             }
         }
         if reflecting.word.fetch_or(DONE, Ordering::AcqRel) & IN_CALLBACK != 0 {
