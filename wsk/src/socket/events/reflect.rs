@@ -251,22 +251,31 @@ impl Reflecting {
     /// Cancels the IRP of the reflection in flight, if one is, under a pin (see the module
     /// docs). Only once `CANCEL` is set. IRQL <= DISPATCH_LEVEL.
     fn cancel_in_flight(&self) {
-        if self.word.fetch_add(PIN_ONE, Ordering::SeqCst) & BUSY != 0 {
-            let current = self.current.load(Ordering::Acquire);
+        let cancel = |reflector: NonNull<Reflector>| {
             // SAFETY: pinned while BUSY: the reflector stays out of the cache, and its IRP
-            // allocated, until the last unpin; cancelling one that completed does nothing
-            // (and it is not sent again: CANCEL stops that).
-            if let Some(reflector) = unsafe { current.as_ref() } {
-                // SAFETY: as above.
-                unsafe { wsk_sys::IoCancelIrp(reflector.irp.as_ptr()) };
-            }
-        }
-        self.unpin();
+            // allocated, until the last unpin.
+            let irp = unsafe { reflector.as_ref() }.irp;
+            // SAFETY: as above; cancelling one that completed does nothing (and it is not
+            // sent again: CANCEL stops that).
+            unsafe { wsk_sys::IoCancelIrp(irp.as_ptr()) };
+        };
+        self.pinned(cancel, give_back);
     }
 
-    /// Ends a pin; the last one gives back a reflector left by a reflection that ended
-    /// meanwhile.
-    fn unpin(&self) {
+    /// Runs `touch` on the reflector of the reflection in flight, if one is, under a pin;
+    /// `give` gives back a reflector left by a reflection that ended while pinned.
+    fn pinned(&self, touch: impl FnOnce(NonNull<Reflector>), give: impl FnOnce(*mut Reflector)) {
+        if self.word.fetch_add(PIN_ONE, Ordering::SeqCst) & BUSY != 0
+            && let Some(reflector) = NonNull::new(self.current.load(Ordering::Acquire))
+        {
+            touch(reflector);
+        }
+        self.unpin(give);
+    }
+
+    /// Ends a pin; the last one gives back (`give`) a reflector left by a reflection that
+    /// ended meanwhile.
+    fn unpin(&self, give: impl FnOnce(*mut Reflector)) {
         let mut word = self.word.load(Ordering::Acquire);
         loop {
             let last = word & !(PIN_ONE - 1) == PIN_ONE;
@@ -275,7 +284,7 @@ impl Reflecting {
             match self.word.compare_exchange_weak(word, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     if orphan {
-                        give_back(self.current.swap(core::ptr::null_mut(), Ordering::AcqRel));
+                        give(self.current.swap(core::ptr::null_mut(), Ordering::AcqRel));
                     }
                     return;
                 }
@@ -287,6 +296,11 @@ impl Reflecting {
     /// The reflection ends: clears `BUSY` (and `DONE`, `WAITING`) and gives the reflector
     /// back, or leaves it to the last unpin. Returns the word before.
     fn end(&self) -> u32 {
+        self.end_with(give_back)
+    }
+
+    /// [`Reflecting::end`], giving back with `give`.
+    fn end_with(&self, give: impl FnOnce(*mut Reflector)) -> u32 {
         let mut word = self.word.load(Ordering::Acquire);
         loop {
             let pinned = word >= PIN_ONE;
@@ -294,7 +308,7 @@ impl Reflecting {
             match self.word.compare_exchange_weak(word, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     if !pinned {
-                        give_back(self.current.swap(core::ptr::null_mut(), Ordering::AcqRel));
+                        give(self.current.swap(core::ptr::null_mut(), Ordering::AcqRel));
                     }
                     return word;
                 }
@@ -671,5 +685,60 @@ mod tests {
     #[test]
     fn a_connection_pays_32_bytes_for_reflection() {
         assert!(size_of::<Reflecting>() <= 32, "{} bytes", size_of::<Reflecting>());
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::loom::AtomicUsize;
+    use loom::sync::Arc;
+
+    /// A reflection ending while two cancellers (the stream's cleaner, and a send that saw
+    /// `CANCEL` after it was issued) pin it: its reflector is given back exactly once, by
+    /// whoever is last, and never touched by a canceller after that (it could be another
+    /// connection's by then). Without the pins (a canceller reading `current` and cancelling
+    /// while the reflection ends and gives the reflector back) loom finds a touch after the
+    /// give-back.
+    #[test]
+    fn loom_a_pinned_reflector_is_given_back_once_and_never_touched_after() {
+        // Three threads of compare-and-swap loops: unbounded, the model takes minutes; two
+        // preemptions cover the orders that matter (a pin before, between and after the end).
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(2);
+        builder.check(|| {
+            let reflecting = Arc::new(Reflecting::new(true));
+            let reflector = NonNull::<Reflector>::dangling();
+            reflecting.current.store(reflector.as_ptr(), Ordering::Release);
+            // In flight, and the stream has detached: cancellers pin only once CANCEL is set.
+            reflecting.word.fetch_or(BUSY | CANCEL, Ordering::AcqRel);
+            let given = Arc::new(AtomicUsize::new(0));
+            let canceller = || {
+                let (reflecting, given) = (reflecting.clone(), given.clone());
+                loom::thread::spawn(move || {
+                    let touch = |touched: NonNull<Reflector>| {
+                        assert_eq!(touched, reflector);
+                        assert_eq!(given.load(Ordering::SeqCst), 0, "touched after the give-back");
+                    };
+                    let give = |back: *mut Reflector| {
+                        assert_eq!(back, reflector.as_ptr());
+                        given.fetch_add(1, Ordering::SeqCst);
+                    };
+                    reflecting.pinned(touch, give);
+                })
+            };
+            let (a, b) = (canceller(), canceller());
+            reflecting.end_with(|back| {
+                assert_eq!(back, reflector.as_ptr());
+                given.fetch_add(1, Ordering::SeqCst);
+            });
+            a.join().unwrap();
+            b.join().unwrap();
+            assert_eq!(given.load(Ordering::SeqCst), 1, "given back once");
+            let word = reflecting.word.load(Ordering::SeqCst);
+            assert_eq!(word & (BUSY | ORPHAN), 0);
+            assert!(word < PIN_ONE, "a pin left");
+            assert!(reflecting.current.load(Ordering::SeqCst).is_null());
+        });
     }
 }
