@@ -121,11 +121,32 @@ pub struct EventConfig {
     /// stream as usual, once the reflection in flight completed. For echo-like services that
     /// send back only what they received: the bytes then go out in the order they came.
     /// Meant for request and response: on a connection where the stream had to hold items
-    /// back behind a reflection whose send waited on the provider, reflection stops for good. A failed reflection ends the stream with its error; the graceful
-    /// [`ConnectionEvent::Disconnected`] comes once every reflection completed; dropping the
-    /// stream cancels the one in flight. [`ConnectionEvents::reflected_bytes`] counts what
-    /// went back this way. Costs one IRP per connection, allocated when the stream is made.
-    /// Ignored by datagram and listening sockets. Default `false`.
+    /// back behind a reflection whose send waited on the provider, or used its copy path,
+    /// reflection stops for good. A failed reflection ends the stream with its error; the
+    /// graceful [`ConnectionEvent::Disconnected`] comes once every reflection completed;
+    /// dropping the stream cancels the one in flight. [`ConnectionEvents::reflected_bytes`]
+    /// counts what went back this way. A connection keeps 32 bytes for it; the IRP and MDLs
+    /// of a reflection come from a cache of the library's and go back after it. Ignored by
+    /// datagram and listening sockets. Default `false`.
+    ///
+    /// ```no_run
+    /// # async fn example(stream: wsk::TcpStream) -> wsk::Result<()> {
+    /// use wsk::events::{self, ConnectionEvent, EventConfig};
+    ///
+    /// let config = EventConfig { reflect: true, ..EventConfig::default() };
+    /// let (mut events, mut writer) = stream.into_events(config)?;
+    /// // What the callback did not reflect comes here, in order; send it back the same way.
+    /// while let Some(event) = events::next(&mut events).await {
+    ///     match event? {
+    ///         ConnectionEvent::Data(data) => writer.send_received(data).await?,
+    ///         ConnectionEvent::Disconnected { .. } => break,
+    ///         ConnectionEvent::SendBacklog(_) => {}
+    ///     }
+    /// }
+    /// let echoed_by_the_callback = events.reflected_bytes();
+    /// # let _ = echoed_by_the_callback;
+    /// # Ok(()) }
+    /// ```
     pub reflect: bool,
 }
 
