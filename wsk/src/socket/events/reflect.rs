@@ -7,12 +7,13 @@
 //! When the stream's task waits for data (its last poll found nothing else to do) and the
 //! stream holds nothing (no retained byte: the ring is empty, the user holds no item, and no
 //! reflection is in flight; no refusal outstanding; the stream never used its copy path) and
-//! the indication list maps, the callback keeps the list
-//! (charged to the bound and the budget like any retained list), takes a call and an owner
-//! reference on the socket for it (a [`Retained`] item, as the stream would hand out) and
-//! issues `WskSend` over the list's own `WSK_BUF`s, one entry after the other, with the IRP of
-//! a [`Reflector`] taken from the library's cache. Otherwise the list takes the stream's usual
-//! path. Because a reflection needs the stream to hold nothing, what the stream hands out
+//! the indication list maps, the callback keeps the list (charged to the bound and the budget
+//! like any retained list), takes a call and an owner reference on the socket for it (a
+//! [`Retained`] item, as the stream would hand out) and issues `WskSend` with the IRP of a
+//! [`Reflector`] taken from the library's cache: over the entry's own `WSK_BUF` for a list of
+//! one entry, over the reflector's shadow MDLs (`crate::shadow`) for a list of several, in one
+//! send as the task's sends of such items go, and entry by entry only when the shadow MDLs do
+//! not cover the list. Otherwise the list takes the stream's usual path. Because a reflection needs the stream to hold nothing, what the stream hands out
 //! later was indicated after every reflected byte; and the stream hands out nothing while a
 //! reflection is in flight (it may send in parts: an entry of the list at a time, or the rest
 //! after a short send), so a send of a later item is issued after the whole reflection
@@ -44,12 +45,12 @@
 //! # Memory
 //!
 //! A connection holds no reflector between reflections: an idle connection costs the 32 bytes
-//! of its [`Reflecting`] only. Reflectors (an IRP, a shadow MDL set and a small block) come
-//! from a cache of
-//! [`CACHED_REFLECTORS`]; the callback only takes from it (it never allocates). When the cache
-//! is empty the list takes the stream's usual path and the stream, woken for it anyway,
-//! allocates one reflector into the cache (PASSIVE_LEVEL, in the task), so the cache grows to
-//! the reflections in flight at once. The cache is freed when the WSK registration goes.
+//! of its [`Reflecting`] only. Reflectors (an IRP, a shadow MDL set and a small block, about
+//! 2 KiB) come from a cache of [`CACHED_REFLECTORS`]; the callback only takes from it (it
+//! never allocates). When the cache is empty the list takes the stream's usual path and the
+//! stream, woken for it anyway, allocates one reflector into the cache (PASSIVE_LEVEL, in the
+//! task), so the cache grows to the reflections in flight at once; a reflector given back to a
+//! full cache is freed. The cache is freed when the WSK registration goes.
 //!
 //! # The per-connection word
 //!
@@ -63,7 +64,8 @@
 //!  NEED         the cache had no reflector: the stream allocates one
 //!  ORPHAN       the reflection ended while pinned: the last unpin gives its reflector back
 //!  ENABLED      reflection is on for the connection
-//!  OFF          no more reflections: the stream had to wait for one, or used its copy path
+//!  OFF          no more reflections: the stream had to wait for one that outlived its
+//!               callback, or used its copy path
 //!  bits 16..    pins: parties about to cancel the IRP of `current` (see below)
 //! ```
 //!
@@ -108,8 +110,8 @@ const NEED: u32 = 1 << 6;
 const ORPHAN: u32 = 1 << 7;
 /// Reflection is on for the connection.
 const ENABLED: u32 = 1 << 8;
-/// No more reflections on this connection: the stream had to wait for one, or used its copy
-/// path.
+/// No more reflections on this connection: the stream had to wait for one that outlived its
+/// callback, or used its copy path.
 const OFF: u32 = 1 << 9;
 const PIN_ONE: u32 = 1 << 16;
 
