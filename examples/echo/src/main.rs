@@ -156,11 +156,13 @@ fn main() -> ExitCode {
     let counters = wsk_emulator::counters();
     let report = driver.unload();
     println!(
-        "echo-driver: {} connections, {} bytes echoed ({} zero-copy: echoed from WSK's own buffers), {} errors; \
-         {} bytes refused by receive callbacks (indicated again), {} host reads",
+        "echo-driver: {} connections, {} bytes echoed ({} zero-copy: echoed from WSK's own buffers; {} of them \
+         reflected: sent back by the receive callback), {} errors; {} bytes refused by receive callbacks \
+         (indicated again), {} host reads",
         STATS.connections.load(Ordering::Relaxed),
         STATS.bytes.load(Ordering::Relaxed),
         STATS.zero_copy_bytes.load(Ordering::Relaxed),
+        STATS.reflected_bytes.load(Ordering::Relaxed),
         STATS.errors.load(Ordering::Relaxed),
         counters.refused_bytes,
         counters.host_reads

@@ -26,6 +26,8 @@ pub struct Stats {
     /// Bytes that arrived as WSK's own buffers (receive events) and were echoed from those
     /// buffers as they are: no byte of them was copied, on receipt or for the send.
     pub zero_copy_bytes: AtomicU64,
+    /// Of those, bytes the receive callback sent back itself (reflection), without the task.
+    pub reflected_bytes: AtomicU64,
     /// Connections served with IRP receives because the provider refused receive events.
     pub events_refused: AtomicU64,
     /// Accepts that failed (low resources included), connections that could not be given a
@@ -53,6 +55,7 @@ pub static STATS: Stats = Stats {
     peak_open: AtomicU64::new(0),
     bytes: AtomicU64::new(0),
     zero_copy_bytes: AtomicU64::new(0),
+    reflected_bytes: AtomicU64::new(0),
     events_refused: AtomicU64::new(0),
     errors: AtomicU64::new(0),
 };
@@ -142,6 +145,7 @@ fn finish(mut connection: Connection, peer: SocketAddr) -> impl Future<Output = 
                 echoed += reflected;
                 STATS.bytes.fetch_add(reflected, Ordering::Relaxed);
                 STATS.zero_copy_bytes.fetch_add(reflected, Ordering::Relaxed);
+                STATS.reflected_bytes.fetch_add(reflected, Ordering::Relaxed);
                 outcome
             }
             Connection::Irp(reader, writer) => echo(&mut IdleRecv::new(reader, idle), writer, &mut echoed).await,
