@@ -24,12 +24,10 @@ use wsk_tests::harness::run_clean;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-const REFLECT: EventConfig =
-    EventConfig { max_retained_bytes: 256 * 1024, accept_backlog: 16, fallback_receive_size: 16 * 1024, reflect: true };
-
+/// The default configuration with reflection on.
 async fn accept_reflecting(l: &mut TcpListener) -> (ConnectionEvents, TcpWriteHalf) {
     let (stream, _) = l.accept().await.expect("accept");
-    stream.into_events(REFLECT).expect("enable events")
+    stream.into_events(EventConfig { reflect: true, ..EventConfig::default() }).expect("enable events")
 }
 
 /// What the host peer saw of a measured phase: the emulator's counters and the items the

@@ -81,14 +81,6 @@ impl ConnState {
         })
     }
 
-    /// Gives back the charge of `bytes` a reflection took and did not use. IRQL <=
-    /// DISPATCH_LEVEL.
-    pub(crate) fn rx_released(&self, bytes: u32) {
-        if self.rx.released(bytes as usize) {
-            self.header.waker.wake();
-        }
-    }
-
     /// The receive callback's offer of its list to the reflector (see `reflect`).
     ///
     /// # Safety

@@ -92,7 +92,7 @@ use wsk_sys::{
 };
 
 use super::connection::{ConnState, Received};
-use super::retention::{Held, Retained};
+use super::retention::{Held, Retained, give_back_charge};
 use crate::error::{Error, Result};
 use crate::loom::{AtomicPtr, AtomicU32, AtomicU64, Ordering, fence};
 use crate::pool::PoolBox;
@@ -150,6 +150,7 @@ impl Reflecting {
         }
     }
 
+    /// Whether reflection is on for the connection (set once, at creation). Any IRQL.
     fn enabled(&self) -> bool {
         self.word.load(Ordering::Relaxed) & ENABLED != 0
     }
@@ -173,6 +174,7 @@ impl Reflecting {
     }
 
     /// Whether a reflection may start now (a look before the callback commits any charge).
+    /// IRQL <= DISPATCH_LEVEL.
     pub(crate) fn may_start(&self) -> bool {
         self.word.load(Ordering::Acquire) & (ENABLED | BUSY | CANCEL | OFF | PARKED) == ENABLED | PARKED
     }
@@ -205,7 +207,7 @@ impl Reflecting {
         }
     }
 
-    /// The stream's poll ends waiting for data only.
+    /// The stream's poll ends waiting for data only. Any IRQL.
     pub(crate) fn park(&self) {
         if !self.enabled() {
             return;
@@ -225,9 +227,11 @@ impl Reflecting {
     /// request and response), where the stream's own sends, several items in one, do better
     /// than reflections one indication at a time. One still in its callback is about to end,
     /// and says nothing of the kind.
+    ///
+    /// Any IRQL.
     pub(crate) fn wait_idle(&self) -> bool {
         let word = self.word.load(Ordering::Acquire);
-        if !self.enabled() || word & BUSY == 0 {
+        if word & (ENABLED | BUSY) != ENABLED | BUSY {
             return false;
         }
         let off = if word & IN_CALLBACK == 0 { OFF } else { 0 };
@@ -235,7 +239,7 @@ impl Reflecting {
     }
 
     /// Whether a callback that reflected must wake the stream as it leaves (see the module
-    /// docs). Called after the callback left.
+    /// docs). Called after the callback left. IRQL <= DISPATCH_LEVEL.
     pub(crate) fn wake_after(&self) -> bool {
         fence(Ordering::SeqCst);
         let word = self.word.load(Ordering::SeqCst);
@@ -246,6 +250,11 @@ impl Reflecting {
     /// list). By the stream's cleaner, once the stream detached and no callback is inside.
     /// IRQL <= DISPATCH_LEVEL.
     pub(crate) fn cancel(&self) {
+        // Every connection stream's clean-up comes here: one without reflection has nothing
+        // to cancel, and pays one load.
+        if !self.enabled() {
+            return;
+        }
         self.word.fetch_or(CANCEL, Ordering::SeqCst);
         self.cancel_in_flight();
     }
@@ -338,13 +347,13 @@ impl Reflecting {
     ) -> Option<NTSTATUS> {
         let Some(reflector) = reflectors().take() else {
             self.word.fetch_or(NEED, Ordering::AcqRel);
-            state.rx_released(bytes);
+            give_back_charge::<Connection>(state, bytes);
             return None;
         };
         let held = Held { head, bytes, count: 1 };
         let Some(item) = Retained::enter(core, NonNull::from(state), held) else {
             give_back(reflector.as_ptr());
-            state.rx_released(bytes);
+            give_back_charge::<Connection>(state, bytes);
             return None;
         };
         let item = Received::from_retained(item);
@@ -573,7 +582,13 @@ impl Reflector {
             return;
         }
         // SAFETY: ours (caller); the borrow ends with this statement.
-        let Some(item) = (unsafe { self.flight() }.item.as_ref()).and_then(Received::retained) else { return };
+        let Some(item) = (unsafe { self.flight() }.item.as_ref()).and_then(Received::retained) else {
+            // Not reached (a reflection holds its item until it ends); ended as a failure
+            // rather than left busy for ever.
+            // SAFETY: as the caller's.
+            unsafe { self.finish(reflecting, Some(wsk_sys::STATUS_UNSUCCESSFUL)) };
+            return;
+        };
         // SAFETY: the item holds a call on the socket (caller), so it is open.
         let (socket, table) = unsafe { item.core().dispatch_held() };
         let Some(send) = table.WskSend else {

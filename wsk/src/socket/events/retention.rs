@@ -160,22 +160,15 @@ pub(crate) unsafe fn retain_or_divert<K: Indicating>(
     // refusal, switching to the copy path, ending after the FIN) waits for this wake rather
     // than polling again. The state lives as long as the core, which WSK keeps until its
     // callbacks returned (close contract).
-    match taken {
-        Taken::Diverted(status) => {
-            if K::wake_after_divert(state) {
-                state.header().waker.wake();
-            }
-            status
-        }
-        Taken::Kept if !taken_back => {
-            state.header().waker.wake();
-            STATUS_PENDING
-        }
-        Taken::Kept | Taken::No => {
-            state.header().waker.wake();
-            STATUS_DATA_NOT_ACCEPTED
-        }
+    let (status, wake) = match taken {
+        Taken::Diverted(status) => (status, K::wake_after_divert(state)),
+        Taken::Kept if !taken_back => (STATUS_PENDING, true),
+        Taken::Kept | Taken::No => (STATUS_DATA_NOT_ACCEPTED, true),
+    };
+    if wake {
+        state.header().waker.wake();
     }
+    status
 }
 
 /// A retained list handed to the user: holds an owner reference and a call on the core
@@ -203,9 +196,7 @@ impl<K: Indicating> Retained<K> {
         }
         Some(Retained { core: core.clone_owner(), state, held })
     }
-}
 
-impl<K: Indicating> Retained<K> {
     /// Takes the list `held`, which a callback of `core`'s socket keeps outside the ring (its
     /// bytes charged already), with a call and an owner reference of its own; `None`, with
     /// nothing taken and nothing released, if close has begun. IRQL <= DISPATCH_LEVEL.
@@ -219,13 +210,9 @@ impl<K: Indicating> Retained<K> {
     /// IRQL <= DISPATCH_LEVEL.
     pub(crate) fn accept(self) {
         let this = core::mem::ManuallyDrop::new(self);
-        // SAFETY: `this` is not used or dropped again: its fields are moved out once.
+        give_back_charge::<K>(this.state(), this.held.bytes);
+        // SAFETY: `this` is not used or dropped again: its core is moved out once.
         let core = unsafe { core::ptr::read(&raw const this.core) };
-        // SAFETY: the state lives as long as the core, on which the item holds a reference.
-        let state = unsafe { this.state.as_ref() };
-        if K::retention(state).released(this.held.bytes as usize) {
-            state.header().waker.wake();
-        }
         core.leave();
         drop(core);
     }
@@ -240,10 +227,23 @@ impl<K: Indicating> Retained<K> {
         self.state
     }
 
+    fn state(&self) -> &K::State {
+        // SAFETY: the state lives as long as the core, on which the item holds a reference.
+        unsafe { self.state.as_ref() }
+    }
+
     /// Wakes the socket's stream. IRQL <= DISPATCH_LEVEL.
     pub(crate) fn wake_stream(&self) {
-        // SAFETY: the state lives as long as the core, on which the item holds a reference.
-        unsafe { self.state.as_ref() }.header().waker.wake();
+        self.state().header().waker.wake();
+    }
+}
+
+/// Gives back the charge of `bytes` of a list that left the retention (released, accepted,
+/// or never used), and wakes the stream when a refusal waits: it may resume the indications
+/// now. IRQL <= DISPATCH_LEVEL.
+pub(crate) fn give_back_charge<K: Indicating>(state: &K::State, bytes: u32) {
+    if K::retention(state).released(bytes as usize) {
+        state.header().waker.wake();
     }
 }
 
@@ -251,12 +251,7 @@ impl<K: Indicating> Drop for Retained<K> {
     fn drop(&mut self) {
         // SAFETY: the item holds a call on the core, and the list is retained and ours.
         unsafe { release(&self.core, self.held.head) };
-        // SAFETY: the state lives as long as the core, on which the item holds a reference.
-        let state = unsafe { self.state.as_ref() };
-        if K::retention(state).released(self.held.bytes as usize) {
-            // The stream may resume the indications now.
-            state.header().waker.wake();
-        }
+        give_back_charge::<K>(self.state(), self.held.bytes);
         self.core.leave();
     }
 }
@@ -333,9 +328,11 @@ impl<H> Retention<H> {
     /// [`Retention::released`]. IRQL <= DISPATCH_LEVEL.
     pub(crate) fn keep_alone(&self, bytes: usize) -> bool {
         let Some(_producer) = self.ring.try_produce() else { return false };
-        if self.retained.load(Ordering::Acquire) != 0 || !self.budget.try_charge(bytes, true) {
+        if self.retained.load(Ordering::Acquire) != 0 {
             return false;
         }
+        // Forced: the charge is always taken.
+        let _ = self.budget.try_charge(bytes, true);
         self.retained.fetch_add(bytes, Ordering::AcqRel);
         true
     }
