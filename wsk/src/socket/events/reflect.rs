@@ -60,7 +60,7 @@
 //!  DONE         the send completed while IN_CALLBACK: the callback finishes it
 //!  CANCEL       the stream detached: no more reflections; the one in flight is cancelled
 //!  WAITING      the stream waits for the reflection to end (it is about to report the end)
-//!  PARKED       the stream's last poll waits for data only: a reflection does not wake it
+//!  PARKED       the stream's last poll waits for data only: a reflection may start
 //!  NEED         the cache had no reflector: the stream allocates one
 //!  ORPHAN       the reflection ended while pinned: the last unpin gives its reflector back
 //!  ENABLED      reflection is on for the connection
@@ -69,11 +69,13 @@
 //!  bits 16..    pins: parties about to cancel the IRP of `current` (see below)
 //! ```
 //!
-//! A reflection neither pushes to the ring nor records anything the stream must act on, so
-//! it wakes the stream only when the stream asked for it (`WAITING`), when it failed (the
-//! stream reports the error), or when the stream's last poll was not simply waiting for data
-//! (`PARKED` clear: it may be waiting for this callback to leave). That is the point of it: a
-//! request-response exchange costs no hand-over to the task's thread.
+//! The callback wakes the stream as it leaves, as every receive callback does; a completion
+//! after the callback wakes it when the stream asked for it (`WAITING`) or the reflection
+//! failed. A version that skipped the callback's wake while the stream waited for data only
+//! (`PARKED`) lost a wake: in about one run in four of the echo flood test
+//! (`examples/echo/tests/flood.rs`, 8,000 connections) a connection's echo never came, and
+//! the cause was not found; the wake is back until it is. The woken task finds nothing to do:
+//! the send itself still needs no task.
 //!
 //! Cancelling touches a reflector the canceller does not own: the reflection may end at any
 //! moment and its reflector go back to the cache, to another connection. So a canceller
@@ -94,7 +96,7 @@ use wsk_sys::{
 use super::connection::{ConnState, Received};
 use super::retention::{Held, Retained, give_back_charge};
 use crate::error::{Error, Result};
-use crate::loom::{AtomicPtr, AtomicU32, AtomicU64, Ordering, fence};
+use crate::loom::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use crate::pool::PoolBox;
 use crate::shadow::{ShadowSet, Shadows};
 use crate::socket::kind::Connection;
@@ -197,9 +199,6 @@ impl Reflecting {
             return;
         }
         let word = self.word.fetch_and(!(PARKED | WAITING | NEED), Ordering::SeqCst);
-        // Pairs with the fence of `wake_after`: a callback that still saw `PARKED` left
-        // before this poll reads the callback count.
-        fence(Ordering::SeqCst);
         if word & NEED != 0
             && let Ok(reflector) = Reflector::allocate()
         {
@@ -236,14 +235,6 @@ impl Reflecting {
         }
         let off = if word & IN_CALLBACK == 0 { OFF } else { 0 };
         self.word.fetch_or(WAITING | off, Ordering::AcqRel) & BUSY != 0
-    }
-
-    /// Whether a callback that reflected must wake the stream as it leaves (see the module
-    /// docs). Called after the callback left. IRQL <= DISPATCH_LEVEL.
-    pub(crate) fn wake_after(&self) -> bool {
-        fence(Ordering::SeqCst);
-        let word = self.word.load(Ordering::SeqCst);
-        word & PARKED == 0 || self.failure().is_some()
     }
 
     /// No more reflections; cancels the one in flight, if any (its completion releases the
