@@ -129,6 +129,7 @@ mod driver;
 mod event;
 mod fault;
 mod footprint;
+mod host_heap;
 mod irp;
 mod irql;
 mod kernel;

@@ -110,7 +110,7 @@ impl Block {
             return Some(block);
         }
         // SAFETY: an anonymous private mapping at an address of the kernel's choice.
-        let base = unsafe {
+        let base = crate::irql::host_work(|| unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 block_size(),
@@ -119,7 +119,7 @@ impl Block {
                 -1,
                 0,
             )
-        };
+        });
         if base == libc::MAP_FAILED {
             return None;
         }
@@ -160,7 +160,7 @@ impl Drop for Block {
     fn drop(&mut self) {
         if self.guarded {
             // SAFETY: the block's own mapping (invariant), unmapped once.
-            unsafe { libc::munmap(self.base.as_ptr().cast(), block_size()) };
+            crate::irql::host_work(|| unsafe { libc::munmap(self.base.as_ptr().cast(), block_size()) });
         } else {
             // SAFETY: allocated with this layout (invariant), freed once.
             unsafe { dealloc(self.base.as_ptr(), Block::layout()) };
@@ -245,9 +245,9 @@ fn quarantine(block: Block, origin: Origin) {
     // SAFETY: the block's own mapping; its content may be dropped (the host reclaims the pages
     // when it needs them) and it becomes inaccessible. Nothing in the provider touches a block
     // once it is given back.
-    unsafe { libc::madvise(base.cast::<c_void>(), block_size(), libc::MADV_FREE) };
+    crate::irql::host_work(|| unsafe { libc::madvise(base.cast::<c_void>(), block_size(), libc::MADV_FREE) });
     // SAFETY: as above.
-    unsafe { libc::mprotect(base.cast::<c_void>(), block_size(), libc::PROT_NONE) };
+    crate::irql::host_work(|| unsafe { libc::mprotect(base.cast::<c_void>(), block_size(), libc::PROT_NONE) });
     let mut ring = lock(&RING);
     if ring.blocks.is_empty() {
         ring.blocks.resize_with(QUARANTINE, || None);
@@ -277,9 +277,9 @@ fn recycle_guarded(block: Block) {
     }
     // SAFETY: the block's own mapping, out of quarantine (no slot names it): nothing else
     // touches it.
-    let writable = unsafe {
+    let writable = crate::irql::host_work(|| unsafe {
         libc::mprotect(block.base.as_ptr().cast::<c_void>(), block_size(), libc::PROT_READ | libc::PROT_WRITE)
-    };
+    });
     if writable == 0 {
         // INVARIANT: readable and writable again.
         free.push(block);

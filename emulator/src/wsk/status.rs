@@ -47,14 +47,18 @@ pub(crate) fn would_block(error: &io::Error) -> bool {
     error.kind() == io::ErrorKind::WouldBlock
 }
 
-/// Runs a host call again while it is interrupted by a signal.
+/// Runs a host call again while it is interrupted by a signal. It is the provider's host
+/// work ([`crate::irql::host_work`]): a sleep inside the host's socket call is not the
+/// driver's, which may call the routine at DISPATCH_LEVEL.
 pub(crate) fn retry<T>(mut call: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-    loop {
-        match call() {
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            other => return other,
+    crate::irql::host_work(|| {
+        loop {
+            match call() {
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
         }
-    }
+    })
 }
 
 /// Whether a nonblocking `connect` is under way.
