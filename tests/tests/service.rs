@@ -68,7 +68,7 @@ unsafe extern "system" fn driver_entry(driver: *mut DRIVER_OBJECT, _path: *mut U
         // SAFETY: DriverEntry's own driver object.
         let service = unsafe { TcpService::start(driver, "service-test", addr, &[], COUNTERS, serve)? };
         let service = PoolBox::try_new(service).map_err(|mut service| service.stop_with(Error::NoMemory))?;
-        drop(SERVICE.set(service));
+        assert!(SERVICE.set(service), "no service of an earlier load");
         Ok(())
     };
     // SAFETY: the emulator passes DriverEntry's own driver object.

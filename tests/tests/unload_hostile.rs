@@ -277,7 +277,7 @@ mod keeper {
                 });
                 drop(service.service().executor()?.spawn(parked)?);
             }
-            drop(SERVICE.set(service));
+            assert!(SERVICE.set(service), "no service of an earlier load");
             Ok(())
         };
         // SAFETY: the emulator passes DriverEntry's own driver object.
@@ -422,7 +422,7 @@ mod spinner {
                     wsk_executor::yield_now().await;
                 }
             })?);
-            drop(SERVICE.set(service));
+            assert!(SERVICE.set(service), "no service of an earlier load");
             Ok(())
         };
         // SAFETY: the emulator passes DriverEntry's own driver object.

@@ -56,7 +56,7 @@
 //!         Ok(service) => service,
 //!         Err(e) => return e.to_status(),
 //!     };
-//!     drop(SERVICE.set(service));
+//!     let _ = SERVICE.set(service);
 //!     // SAFETY: DriverEntry may set DriverUnload.
 //!     unsafe { (*driver).DriverUnload = Some(driver_unload) };
 //!     STATUS_SUCCESS

@@ -523,7 +523,9 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
         unsafe { close_socket(&mut listener.io, socket) };
         return Err(Error::NoMemory);
     }
-    drop(REGISTRATION.set(reg));
+    if !REGISTRATION.set(reg) {
+        log!(error, "echo-blocking: the registration of an earlier load was still there and is leaked");
+    }
     Ok(addr)
 }
 

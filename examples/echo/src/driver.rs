@@ -103,6 +103,7 @@ pub unsafe extern "system" fn driver_entry(
 /// # Safety
 /// As [`driver_entry`].
 unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_STRING) -> Result<(), Error> {
+    SERVICE.ensure_empty()?;
     // SAFETY: forwarded contract.
     let addr = unsafe { wsk::parameters::listen_address(registry_path, DEFAULT_PORT)? };
     // SAFETY: forwarded contract.
@@ -119,7 +120,8 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
         TcpService::start_limited(driver_object, "echo", addr, options, server::COUNTERS, limits, server::serve)?
     };
     let service = PoolBox::try_new(service).map_err(|mut service| service.stop_with(Error::NoMemory))?;
-    drop(SERVICE.set(service));
+    // Empty: checked at the top.
+    let _ = SERVICE.set(service);
     Ok(())
 }
 

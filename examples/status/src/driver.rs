@@ -39,6 +39,7 @@ pub unsafe extern "system" fn driver_entry(
 /// # Safety
 /// As [`driver_entry`].
 unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_STRING) -> Result<(), Error> {
+    SERVICE.ensure_empty()?;
     // SAFETY: forwarded contract.
     let addr = unsafe { listen_address(registry_path, DEFAULT_PORT)? };
     // SAFETY: DriverEntry's own driver object (forwarded contract).
@@ -46,7 +47,8 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
     announce_localhost(service.wsk()?, addr.port());
     let service = TcpService::listen(service, addr, &[], server::COUNTERS, server::serve)?;
     let service = PoolBox::try_new(service).map_err(|mut service| service.stop_with(Error::NoMemory))?;
-    drop(SERVICE.set(service));
+    // Empty: checked at the top.
+    let _ = SERVICE.set(service);
     Ok(())
 }
 

@@ -83,6 +83,7 @@ pub unsafe extern "system" fn driver_entry(
 /// # Safety
 /// As [`driver_entry`].
 unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_STRING) -> Result<(), Error> {
+    SERVICE.ensure_empty()?;
     // SAFETY: forwarded contract.
     let settings = unsafe { settings(registry_path)? };
     STOP.store(false, Ordering::Release);
@@ -93,7 +94,8 @@ unsafe fn start(driver_object: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_S
         let _ = stop(&mut service);
         return Err(e);
     }
-    drop(SERVICE.set(service));
+    // Empty: checked at the top.
+    let _ = SERVICE.set(service);
     Ok(())
 }
 
