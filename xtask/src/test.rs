@@ -114,7 +114,14 @@ fn run_step(step: &str, skips: &[String]) -> Result<Status> {
             ])
         }
         "doc" => doc(),
-        "test" => cargo(&["test", "--workspace"]),
+        "test" => {
+            // Bounded: a test that hangs (a crashed driver's state wedging the tests after it
+            // in its binary, say) fails the step in minutes, not the whole CI run at its limit.
+            // The builds are part of it: a few minutes on a fresh machine, the tests about two.
+            let mut cmd = Command::new("cargo");
+            cmd.current_dir(util::workspace_root()).args(["test", "--workspace"]);
+            util::run_inherit_timed(&mut cmd, TEST_STEP_LIMIT).map(|()| Status::Passed)
+        }
         // The published crates package and verify against each other (cargo's local registry
         // for workspace members) and pass the registry's checks, short of the upload.
         "package" => {
@@ -188,6 +195,9 @@ fn is_published_unpacked(name: &str) -> bool {
 
 /// The crates meant for crates.io, as `-p` arguments.
 const PUBLISHED: &[&str] = &["-p", "wsk-sys", "-p", "wsk-executor", "-p", "wsk", "-p", "wsk-emulator"];
+
+/// The time limit of the `test` step (`cargo test --workspace`, builds included).
+const TEST_STEP_LIMIT: Duration = Duration::from_secs(25 * 60);
 
 fn cargo(args: &[&str]) -> Result<Status> {
     let mut cmd = Command::new("cargo");

@@ -140,6 +140,29 @@ pub fn run_inherit(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// [`run_inherit`] with a hard time limit: the command runs in its own process group, and
+/// on timeout the whole group is killed and an error returned, so that a test that hangs
+/// fails the step instead of holding the run until CI's own limit.
+pub fn run_inherit_timed(cmd: &mut Command, timeout: Duration) -> Result<()> {
+    let line = display_command(cmd);
+    println!("$ {line}");
+    let start = Instant::now();
+    let mut child = cmd.process_group(0).spawn().context(|| format!("starting `{line}`"))?;
+    loop {
+        if let Some(status) = child.try_wait().context(|| format!("waiting for `{line}`"))? {
+            if !status.success() {
+                bail!("`{line}` failed with {status}");
+            }
+            return Ok(());
+        }
+        if start.elapsed() >= timeout {
+            kill_group(&mut child);
+            bail!("`{line}` did not finish within {} s and was killed (a test hangs?)", timeout.as_secs());
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// What a command run by [`run_timed`] did.
 pub struct Finished {
     pub status: ExitStatus,
@@ -248,6 +271,26 @@ mod tests {
         assert!(start.elapsed() < Duration::from_secs(1));
         thread::sleep(Duration::from_millis(1500));
         assert!(!marker.exists(), "the grandchild was not killed");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn inherited_timed_run_kills_the_whole_group_on_timeout_and_reports_failures() {
+        let dir = std::env::temp_dir().join(format!("xtask-util-inherit-{}", std::process::id()));
+        create_dir_all(&dir).unwrap();
+        let marker = dir.join("grandchild-survived");
+        let script = format!("(sleep 1; touch '{}') & wait", marker.display());
+        let start = Instant::now();
+        let err = run_inherit_timed(Command::new("sh").args(["-c", &script]), Duration::from_millis(200))
+            .expect_err("must time out")
+            .to_string();
+        assert!(err.contains("did not finish"), "{err}");
+        assert!(start.elapsed() < Duration::from_secs(1));
+        thread::sleep(Duration::from_millis(1500));
+        assert!(!marker.exists(), "the grandchild was not killed");
+        let failed = run_inherit_timed(Command::new("sh").args(["-c", "exit 3"]), Duration::from_secs(30));
+        assert!(failed.expect_err("a failure").to_string().contains("failed"));
+        assert!(run_inherit_timed(&mut Command::new("true"), Duration::from_secs(30)).is_ok());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
