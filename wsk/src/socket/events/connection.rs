@@ -130,6 +130,10 @@ impl Indicating for Connection {
     fn cleaning(state: &ConnState) {
         state.reflecting.cancel();
     }
+
+    fn wake_after_divert(state: &ConnState) -> bool {
+        state.reflecting.wake_after()
+    }
 }
 
 /// `WskReceiveEvent`. IRQL <= DISPATCH_LEVEL; never blocks or allocates.

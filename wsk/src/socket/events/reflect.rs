@@ -60,7 +60,7 @@
 //!  DONE         the send completed while IN_CALLBACK: the callback finishes it
 //!  CANCEL       the stream detached: no more reflections; the one in flight is cancelled
 //!  WAITING      the stream waits for the reflection to end (it is about to report the end)
-//!  PARKED       the stream's last poll waits for data only: a reflection may start
+//!  PARKED       the stream's last poll waits for data only: a reflection does not wake it
 //!  NEED         the cache had no reflector: the stream allocates one
 //!  ORPHAN       the reflection ended while pinned: the last unpin gives its reflector back
 //!  ENABLED      reflection is on for the connection
@@ -69,13 +69,15 @@
 //!  bits 16..    pins: parties about to cancel the IRP of `current` (see below)
 //! ```
 //!
-//! The callback wakes the stream as it leaves, as every receive callback does; a completion
-//! after the callback wakes it when the stream asked for it (`WAITING`) or the reflection
-//! failed. A version that skipped the callback's wake while the stream waited for data only
-//! (`PARKED`) lost a wake: in about one run in four of the echo flood test
-//! (`examples/echo/tests/flood.rs`, 8,000 connections) a connection's echo never came, and
-//! the cause was not found; the wake is back until it is. The woken task finds nothing to do:
-//! the send itself still needs no task.
+//! A reflection neither pushes to the ring nor records anything the stream must act on, so
+//! it wakes the stream only when the stream asked for it (`WAITING`), when it failed (the
+//! stream reports the error), or when the stream's last poll was not simply waiting for data
+//! (`PARKED` clear: it may be waiting for this callback to leave). That is the point of it: a
+//! request-response exchange costs no hand-over to the task's thread. The callback reads
+//! `PARKED` after it left (its count dropped), and a poll clears `PARKED` before it reads the
+//! count, each with a `SeqCst` fence between: a callback that still saw `PARKED` set left
+//! before the poll looked, so the poll does not wait for it (loom model
+//! `loom_a_reflecting_callback_that_leaves_during_a_poll_wakes_it_or_is_seen_gone`).
 //!
 //! Cancelling touches a reflector the canceller does not own: the reflection may end at any
 //! moment and its reflector go back to the cache, to another connection. So a canceller
@@ -96,7 +98,7 @@ use wsk_sys::{
 use super::connection::{ConnState, Received};
 use super::retention::{Held, Retained, give_back_charge};
 use crate::error::{Error, Result};
-use crate::loom::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use crate::loom::{AtomicPtr, AtomicU32, AtomicU64, Ordering, fence};
 use crate::pool::PoolBox;
 use crate::shadow::{ShadowSet, Shadows};
 use crate::socket::kind::Connection;
@@ -199,6 +201,9 @@ impl Reflecting {
             return;
         }
         let word = self.word.fetch_and(!(PARKED | WAITING | NEED), Ordering::SeqCst);
+        // Pairs with the fence of `wake_after`: a callback that still saw `PARKED` left
+        // before this poll reads the callback count.
+        fence(Ordering::SeqCst);
         if word & NEED != 0
             && let Ok(reflector) = Reflector::allocate()
         {
@@ -235,6 +240,14 @@ impl Reflecting {
         }
         let off = if word & IN_CALLBACK == 0 { OFF } else { 0 };
         self.word.fetch_or(WAITING | off, Ordering::AcqRel) & BUSY != 0
+    }
+
+    /// Whether a callback that reflected must wake the stream as it leaves (see the module
+    /// docs). Called after the callback left. IRQL <= DISPATCH_LEVEL.
+    pub(crate) fn wake_after(&self) -> bool {
+        fence(Ordering::SeqCst);
+        let word = self.word.load(Ordering::SeqCst);
+        word & PARKED == 0 || self.failure().is_some()
     }
 
     /// No more reflections; cancels the one in flight, if any (its completion releases the
@@ -701,6 +714,33 @@ mod loom_tests {
     use super::*;
     use crate::loom::AtomicUsize;
     use loom::sync::Arc;
+
+    /// A callback that reflected leaves while the stream polls: either it wakes the stream
+    /// (it saw the poll clear `PARKED`) or the poll sees it gone (the callback count it reads
+    /// is zero), never neither, which would leave a stream that waits for the callback to
+    /// leave (to resume after a refusal, to end after the FIN) without the wake it waits
+    /// for. Without the fences of `unpark` and `wake_after` loom finds neither.
+    #[test]
+    fn loom_a_reflecting_callback_that_leaves_during_a_poll_wakes_it_or_is_seen_gone() {
+        loom::model(|| {
+            let reflecting = Arc::new(Reflecting::new(true));
+            // The previous poll waited for data only; one callback is inside.
+            reflecting.park();
+            let flags = Arc::new(AtomicU32::new(super::super::CALLBACK_ONE));
+            let callback = {
+                let (reflecting, flags) = (reflecting.clone(), flags.clone());
+                loom::thread::spawn(move || {
+                    let _ = super::super::callback_exit(&flags);
+                    reflecting.wake_after()
+                })
+            };
+            // The stream's poll: `unpark` first, then (further on) the callback count.
+            reflecting.unpark();
+            let saw_inside = flags.load(Ordering::Acquire) >= super::super::CALLBACK_ONE;
+            let woken = callback.join().unwrap();
+            assert!(woken || !saw_inside, "the poll waits for a callback that left without waking it");
+        });
+    }
 
     /// A reflection ending while two cancellers (the stream's cleaner, and a send that saw
     /// `CANCEL` after it was issued) pin it: its reflector is given back exactly once, by

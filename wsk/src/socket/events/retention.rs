@@ -61,6 +61,12 @@ pub(crate) trait Indicating: SocketKind {
     /// The stream's cleaner is about to drain the retention (see [`Retention::drain`]): stop
     /// what else the state has in flight. Nothing by default. IRQL <= DISPATCH_LEVEL.
     fn cleaning(_state: &Self::State) {}
+
+    /// Whether a callback that diverted its list (see [`retain_or_divert`]) wakes the stream
+    /// after it left. Always by default. IRQL <= DISPATCH_LEVEL.
+    fn wake_after_divert(_state: &Self::State) -> bool {
+        true
+    }
 }
 
 /// `WskRelease` of one retained list.
@@ -107,8 +113,8 @@ enum Taken {
 /// [`retain`], with a way around the ring: once the callback is in (the stream attached,
 /// close not begun) and the list maps, `divert` is offered the list's byte count first; it
 /// returns the callback's status if it took the list (a connection's reflection, see
-/// `reflect`), `None` to leave it to the ring. The stream is woken after the callback left
-/// either way.
+/// `reflect`), `None` to leave it to the ring. A diverted list wakes the stream only when
+/// [`Indicating::wake_after_divert`] says so.
 ///
 /// # Safety
 /// As [`retain`]; `divert` treats the list as `retain` would (it is WSK's until released).
@@ -154,12 +160,15 @@ pub(crate) unsafe fn retain_or_divert<K: Indicating>(
     // refusal, switching to the copy path, ending after the FIN) waits for this wake rather
     // than polling again. The state lives as long as the core, which WSK keeps until its
     // callbacks returned (close contract).
-    state.header().waker.wake();
-    match taken {
-        Taken::Diverted(status) => status,
-        Taken::Kept if !taken_back => STATUS_PENDING,
-        Taken::Kept | Taken::No => STATUS_DATA_NOT_ACCEPTED,
+    let (status, wake) = match taken {
+        Taken::Diverted(status) => (status, K::wake_after_divert(state)),
+        Taken::Kept if !taken_back => (STATUS_PENDING, true),
+        Taken::Kept | Taken::No => (STATUS_DATA_NOT_ACCEPTED, true),
+    };
+    if wake {
+        state.header().waker.wake();
     }
+    status
 }
 
 /// A retained list handed to the user: holds an owner reference and a call on the core
