@@ -2,7 +2,8 @@
 //! connection's receive callback sends what it receives straight back, without the task.
 //!
 //! * Ping-pong rounds are all reflected once the stream waits for data: no item reaches the
-//!   task, every byte comes back, and nothing is allocated per round.
+//!   task, the task is not even polled (the callback does not wake it), every byte comes
+//!   back, and nothing is allocated per round.
 //! * A stream dropped while a reflection waits on a peer that does not read cancels it: the
 //!   socket's close completes, the list goes back to WSK (the verifier checks it), nothing
 //!   leaks.
@@ -30,22 +31,28 @@ async fn accept_reflecting(l: &mut TcpListener) -> (ConnectionEvents, TcpWriteHa
     stream.into_events(EventConfig { reflect: true, ..EventConfig::default() }).expect("enable events")
 }
 
-/// What the host peer saw of a measured phase: the emulator's counters and the items the
-/// task had received, when the warm-up's echoes were back and when the last one was.
+/// What the host peer saw of a measured phase: the emulator's counters, the items the task
+/// had received and the times the task was polled, when the warm-up's echoes were back and
+/// when the last one was.
 struct Phase {
-    before: (wsk_emulator::Counters, usize),
-    after: (wsk_emulator::Counters, usize),
+    before: (wsk_emulator::Counters, usize, usize),
+    after: (wsk_emulator::Counters, usize, usize),
 }
 
 /// A host peer that writes [`WARM_UP`] + [`ROUNDS`] messages of `size` bytes and reads each
-/// one back before the next, checking the bytes; it snapshots the counters and `items` after
-/// the warm-up and at the end.
-fn ping_pong(addr: SocketAddr, size: usize, items: Arc<AtomicUsize>) -> std::thread::JoinHandle<Phase> {
+/// one back before the next, checking the bytes; it snapshots the counters, `items` and
+/// `polls` after the warm-up and at the end.
+fn ping_pong(
+    addr: SocketAddr,
+    size: usize,
+    items: Arc<AtomicUsize>,
+    polls: Arc<AtomicUsize>,
+) -> std::thread::JoinHandle<Phase> {
     std::thread::spawn(move || {
         let mut s = HostStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let mut back = vec![0u8; size];
-        let snapshot = || (wsk_emulator::counters(), items.load(Ordering::SeqCst));
+        let snapshot = || (wsk_emulator::counters(), items.load(Ordering::SeqCst), polls.load(Ordering::SeqCst));
         let mut before = None;
         for round in 0..WARM_UP + ROUNDS {
             if round == WARM_UP {
@@ -69,32 +76,43 @@ const ROUNDS: usize = 200;
 
 /// Ping-pong of 1,500-byte messages (one indication) and of 40,000-byte ones (several
 /// indications: one send over the reflector's shadow MDLs): after the warm-up, every byte
-/// comes back without any item reaching the task, and the emulator records no allocation of
-/// any kind (pool, IRP, MDL, work item) in the measured rounds. Without reflection each round
-/// is an item (the task's send).
+/// comes back without any item reaching the task, the task's loop is not polled once (the
+/// receive callback does not wake a task that waits for data), and the emulator records no
+/// allocation of any kind (pool, IRP, MDL, work item) in the measured rounds. Without
+/// reflection each round is an item (the task's send); with the callback's wake, a poll.
 #[test]
 fn reflected_ping_pong_reaches_no_task_and_allocates_nothing() {
     for size in [1500usize, 40_000] {
         let (phase, reflected) = run_clean(LIMIT, move |env| async move {
             let (mut l, addr) = bound_listener(&env).await;
             let items = Arc::new(AtomicUsize::new(0));
-            let host = ping_pong(addr, size, items.clone());
+            let polls = Arc::new(AtomicUsize::new(0));
+            let host = ping_pong(addr, size, items.clone(), polls.clone());
             let (mut events, mut writer) = accept_reflecting(&mut l).await;
             // The task's part: items that reach it go back with `send_received`, until the
-            // peer's end.
-            while let Some(event) = events.next().await {
-                match event.expect("event") {
-                    ConnectionEvent::Data(data) => {
-                        items.fetch_add(1, Ordering::SeqCst);
-                        writer.send_received(data).await.expect("send");
-                        writer.release_slot();
+            // peer's end; each poll of this loop is counted.
+            {
+                let mut serve = std::pin::pin!(async {
+                    while let Some(event) = events.next().await {
+                        match event.expect("event") {
+                            ConnectionEvent::Data(data) => {
+                                items.fetch_add(1, Ordering::SeqCst);
+                                writer.send_received(data).await.expect("send");
+                                writer.release_slot();
+                            }
+                            ConnectionEvent::Disconnected { abortive } => {
+                                assert!(!abortive, "a graceful end");
+                                break;
+                            }
+                            ConnectionEvent::SendBacklog(_) => {}
+                        }
                     }
-                    ConnectionEvent::Disconnected { abortive } => {
-                        assert!(!abortive, "a graceful end");
-                        break;
-                    }
-                    ConnectionEvent::SendBacklog(_) => {}
-                }
+                });
+                std::future::poll_fn(|cx| {
+                    polls.fetch_add(1, Ordering::SeqCst);
+                    serve.as_mut().poll(cx)
+                })
+                .await;
             }
             let phase = host.join().unwrap();
             let reflected = events.reflected_bytes();
@@ -104,8 +122,10 @@ fn reflected_ping_pong_reaches_no_task_and_allocates_nothing() {
             (phase, reflected)
         });
         let items = phase.after.1 - phase.before.1;
+        let polls = phase.after.2 - phase.before.2;
         let allocations = phase.after.0.allocations() - phase.before.0.allocations();
         assert_eq!(items, 0, "{size} bytes: items reached the task after the warm-up");
+        assert_eq!(polls, 0, "{size} bytes: the task was polled during reflected rounds");
         assert!(
             reflected >= (ROUNDS * size) as u64,
             "{size} bytes: {reflected} bytes reflected, fewer than the measured rounds'"
