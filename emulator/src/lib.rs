@@ -38,6 +38,11 @@
 //! [`provider`] lets a test (and the emulated WSK subsystem) act as the lower driver an IRP
 //! is passed to.
 //!
+//! The emulator installs the process's global allocator (the system allocator, each call
+//! marked as the emulator's own host work so that its lock waits at DISPATCH_LEVEL are not
+//! reported as the driver blocking; see `irql`): a binary that links the emulator cannot
+//! install another.
+//!
 //! Environment variables: `WSK_EMU_DBGPRINT` (any value) echoes `DbgPrint` output to stderr;
 //! `WSK_EMU_SITES=0` turns allocation site capture off by default (it costs a backtrace per
 //! allocation: a few microseconds); `WSK_EMU_QUIRKS=wine` (or a list of quirk names) makes the
