@@ -41,18 +41,28 @@ fn open() -> u64 {
     STATS.open.load(Ordering::Relaxed)
 }
 
+/// What the verifier recorded so far, for a failure message: a driver that crashed (a
+/// bugcheck) stops serving, and the failure then looks like a hang unless it says so.
+fn crash_note() -> String {
+    match wsk_emulator::recorded_bugchecks().first() {
+        Some(first) => format!("; the driver crashed: {first}"),
+        None => String::new(),
+    }
+}
+
 /// Waits until `done` holds, failing after `limit` with `what` (a hang, not a slow run).
 fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
         assert!(
             start.elapsed() < limit,
-            "{what}: not reached within {} s ({} accepted, {} open, {} errors, {} live non-paged bytes)",
+            "{what}: not reached within {} s ({} accepted, {} open, {} errors, {} live non-paged bytes){}",
             limit.as_secs(),
             STATS.connections.load(Ordering::Relaxed),
             open(),
             STATS.errors.load(Ordering::Relaxed),
-            live()
+            live(),
+            crash_note()
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -91,7 +101,9 @@ fn echo_one_byte_each(streams: &mut [TcpStream]) {
     }
     for (i, s) in streams.iter_mut().enumerate() {
         let mut byte = [0u8];
-        s.read_exact(&mut byte).expect("echo");
+        if let Err(e) = s.read_exact(&mut byte) {
+            panic!("connection {i}: no echo: {e}{}", crash_note());
+        }
         assert_eq!(byte[0], i as u8, "connection {i} echoed another byte");
     }
 }
