@@ -53,8 +53,8 @@
 //! inside a watched section it measures the voluntary switches and the time off the CPU the
 //! work took, and the check at the end of the section leaves them out. Every host heap
 //! operation of the process goes through it (the emulator's global allocator,
-//! `crate::host_heap`), as do the provider's host socket calls and the pool's and
-//! indication blocks' memory-map calls. Host work never calls driver code, so nothing a
+//! `crate::host_heap`, which the pool allocates from), as do the provider's host socket
+//! calls and its indication blocks' memory-map calls. Host work never calls driver code, so nothing a
 //! driver does is excused. This was found by the echo flood test under CPU contention: a
 //! receive callback that sends (`WskSend` at DISPATCH_LEVEL, legal) freed a block the task
 //! thread had allocated, slept on the host allocator's arena lock, waited more than 2 ms for
