@@ -148,18 +148,27 @@ pub fn run_inherit_timed(cmd: &mut Command, timeout: Duration) -> Result<()> {
     println!("$ {line}");
     let start = Instant::now();
     let mut child = cmd.process_group(0).spawn().context(|| format!("starting `{line}`"))?;
+    let Some(status) = wait_or_kill(&mut child, &line, start, timeout)? else {
+        bail!("`{line}` did not finish within {} s and was killed (a test hangs?)", timeout.as_secs());
+    };
+    if !status.success() {
+        bail!("`{line}` failed with {status}");
+    }
+    Ok(())
+}
+
+/// Waits for `child` (the leader of its own process group, started at `start`) until
+/// `timeout` has passed since `start`: its status, or `None` once the whole group was killed.
+fn wait_or_kill(child: &mut Child, line: &str, start: Instant, timeout: Duration) -> Result<Option<ExitStatus>> {
     loop {
         if let Some(status) = child.try_wait().context(|| format!("waiting for `{line}`"))? {
-            if !status.success() {
-                bail!("`{line}` failed with {status}");
-            }
-            return Ok(());
+            return Ok(Some(status));
         }
         if start.elapsed() >= timeout {
-            kill_group(&mut child);
-            bail!("`{line}` did not finish within {} s and was killed (a test hangs?)", timeout.as_secs());
+            kill_group(child);
+            return Ok(None);
         }
-        thread::sleep(Duration::from_millis(100));
+        thread::sleep(Duration::from_millis(25));
     }
 }
 
@@ -188,15 +197,11 @@ pub fn run_timed(cmd: &mut Command, log: &Path, timeout: Duration) -> Result<Fin
         .process_group(0)
         .spawn()
         .context(|| format!("starting `{line}`"))?;
-    loop {
-        if let Some(status) = child.try_wait().context(|| format!("waiting for `{line}`"))? {
-            return Ok(Finished { status, elapsed: start.elapsed() });
+    match wait_or_kill(&mut child, &line, start, timeout)? {
+        Some(status) => Ok(Finished { status, elapsed: start.elapsed() }),
+        None => {
+            bail!("`{line}` did not finish within {} s and was killed (output: {})", timeout.as_secs(), log.display())
         }
-        if start.elapsed() >= timeout {
-            kill_group(&mut child);
-            bail!("`{line}` did not finish within {} s and was killed (output: {})", timeout.as_secs(), log.display());
-        }
-        thread::sleep(Duration::from_millis(25));
     }
 }
 

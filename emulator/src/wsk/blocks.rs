@@ -33,6 +33,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
+use crate::irql::host_work;
 use crate::sync::lock;
 
 /// Data bytes a block holds (the largest indication the provider makes: 64 KiB).
@@ -110,7 +111,7 @@ impl Block {
             return Some(block);
         }
         // SAFETY: an anonymous private mapping at an address of the kernel's choice.
-        let base = crate::irql::host_work(|| unsafe {
+        let base = host_work(|| unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 block_size(),
@@ -160,7 +161,7 @@ impl Drop for Block {
     fn drop(&mut self) {
         if self.guarded {
             // SAFETY: the block's own mapping (invariant), unmapped once.
-            crate::irql::host_work(|| unsafe { libc::munmap(self.base.as_ptr().cast(), block_size()) });
+            host_work(|| unsafe { libc::munmap(self.base.as_ptr().cast(), block_size()) });
         } else {
             // SAFETY: allocated with this layout (invariant), freed once.
             unsafe { dealloc(self.base.as_ptr(), Block::layout()) };
@@ -242,12 +243,14 @@ static RING: Mutex<Ring> = Mutex::new(Ring { blocks: Vec::new(), next: 0 });
 
 fn quarantine(block: Block, origin: Origin) {
     let base = block.base.as_ptr();
-    // SAFETY: the block's own mapping; its content may be dropped (the host reclaims the pages
-    // when it needs them) and it becomes inaccessible. Nothing in the provider touches a block
-    // once it is given back.
-    crate::irql::host_work(|| unsafe { libc::madvise(base.cast::<c_void>(), block_size(), libc::MADV_FREE) });
-    // SAFETY: as above.
-    crate::irql::host_work(|| unsafe { libc::mprotect(base.cast::<c_void>(), block_size(), libc::PROT_NONE) });
+    host_work(|| {
+        // SAFETY: the block's own mapping; its content may be dropped (the host reclaims the
+        // pages when it needs them) and it becomes inaccessible. Nothing in the provider
+        // touches a block once it is given back.
+        unsafe { libc::madvise(base.cast::<c_void>(), block_size(), libc::MADV_FREE) };
+        // SAFETY: as above.
+        unsafe { libc::mprotect(base.cast::<c_void>(), block_size(), libc::PROT_NONE) };
+    });
     let mut ring = lock(&RING);
     if ring.blocks.is_empty() {
         ring.blocks.resize_with(QUARANTINE, || None);
@@ -277,7 +280,7 @@ fn recycle_guarded(block: Block) {
     }
     // SAFETY: the block's own mapping, out of quarantine (no slot names it): nothing else
     // touches it.
-    let writable = crate::irql::host_work(|| unsafe {
+    let writable = host_work(|| unsafe {
         libc::mprotect(block.base.as_ptr().cast::<c_void>(), block_size(), libc::PROT_READ | libc::PROT_WRITE)
     });
     if writable == 0 {

@@ -76,7 +76,7 @@ enum Connection {
 /// chunk is echoed before the next receive), disconnects gracefully and closes. Receives
 /// with event callbacks where the provider has them, else with IRPs. On the event path the
 /// receive callback itself sends the data back whenever the connection holds nothing else
-/// ([`EventConfig::reflect`]: the send needs no task); what arrives while a reflection is
+/// ([`EventConfig::reflect`]: no task is woken for it); what arrives while a reflection is
 /// in flight reaches the task, which sends it back as below.
 ///
 /// Keep-alive (`SO_KEEPALIVE`, the system's timing) is turned on first, so that a peer that

@@ -116,9 +116,8 @@ pub struct EventConfig {
     /// it to the driver-wide budget ([`crate::budget`]). Default 16 KiB.
     pub fallback_receive_size: usize,
     /// A connection stream sends what it receives straight back from its receive callback
-    /// (at DISPATCH_LEVEL, with `WskSend` over WSK's own buffers, no task needed: the task is
-    /// not even woken) whenever its task waits for data and it holds nothing else; what
-    /// arrives meanwhile reaches the
+    /// (at DISPATCH_LEVEL, with `WskSend` over WSK's own buffers, no task woken) whenever its
+    /// task waits for data and it holds nothing else; what arrives meanwhile reaches the
     /// stream as usual, once the reflection in flight completed. For echo-like services that
     /// send back only what they received: the bytes then go out in the order they came.
     /// Meant for request and response: on a connection where the stream had to hold items

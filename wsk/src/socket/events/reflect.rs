@@ -1,6 +1,6 @@
 //! Reflection ([`EventConfig::reflect`](super::EventConfig::reflect)): a connection's received
-//! data sent straight back by its receive callback, at DISPATCH_LEVEL, without the stream's
-//! task.
+//! data sent straight back by its receive callback, at DISPATCH_LEVEL, without waking the
+//! stream's task.
 //!
 //! # What the callback does
 //!
