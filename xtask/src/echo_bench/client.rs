@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 use super::placement::{Placement, Probe, Snapshot, Usage};
 use super::report::{ServerRun, micros, size_label};
 use super::servers::Started;
-use super::{
-    MEASURE, REPEATS, STREAM_BYTES, STREAM_REPEATS, STREAM_WRITE, TAG, WARMUP, WORKLOADS, Workload, workloads,
-};
+use super::{MEASURE, STREAM_BYTES, STREAM_REPEATS, STREAM_WRITE, TAG, WARMUP, WORKLOADS, Workload, workloads};
 use crate::echo_client;
 use crate::util::{Context, Result, bail};
 
@@ -44,7 +42,8 @@ pub struct Measurement {
     pub server_cores: Option<Duration>,
     /// Busy time of the client's CPUs in the window (with a [`Placement`]).
     pub client_cores: Option<Duration>,
-    /// Round trips per second of every repetition of the cell, this one included, ascending.
+    /// Round trips per second of every repetition of the cell, this one included, in
+    /// repetition order (to pair with another server's: `paired`).
     pub rates: Vec<f64>,
 }
 
@@ -102,13 +101,13 @@ impl Measurement {
 /// runs once on each server in turn before the next, so that a change of the machine's load
 /// falls on every server alike, and each repetition starts one server further on, so that no
 /// server always goes first (right after another server's connections closed); the median
-/// of [`REPEATS`] per server and cell. Then the streaming client ([`STREAM_REPEATS`] runs
+/// of the repetitions (`super::repeats`) per server and cell. Then the streaming client ([`STREAM_REPEATS`] runs
 /// per server), interleaved the same way.
-pub(super) fn measure_interleaved(started: &mut [Started], placement: Option<&Placement>) {
+pub(super) fn measure_interleaved(started: &mut [Started], placement: Option<&Placement>, repeats: usize) {
     for workload in workloads().unwrap_or_else(|_| WORKLOADS.to_vec()) {
         let mut runs: Vec<std::result::Result<Vec<Measurement>, String>> =
             started.iter().map(|_| Ok(Vec::new())).collect();
-        for repeat in 0..REPEATS {
+        for repeat in 0..repeats {
             for at in rotated(started.len(), repeat) {
                 let (server, runs) = (&started[at], &mut runs[at]);
                 let (Some(addr), Ok(done)) = (server.addr, runs.as_mut()) else { continue };
@@ -147,15 +146,15 @@ pub(super) fn measure_interleaved(started: &mut [Started], placement: Option<&Pl
             continue;
         }
         let stream = runs.map(|mut runs| {
+            let rates = runs.iter().map(|(d, _)| STREAM_BYTES as f64 / d.as_secs_f64() / 1e6).collect();
             runs.sort_by_key(|&(elapsed, _)| elapsed);
-            let rates = runs.iter().rev().map(|(d, _)| STREAM_BYTES as f64 / d.as_secs_f64() / 1e6).collect();
             let (elapsed, server_cpu) = runs[STREAM_REPEATS / 2];
             StreamMeasurement { elapsed, server_cpu, rates }
         });
         let label = server.run.server.short();
         match &stream {
             Ok(s) => println!(
-                "{TAG}: {label} stream {} MiB in {} KiB writes: {:.0} MB/s (runs: {})",
+                "{TAG}: {label} stream {} MiB in {} KiB writes: {:.0} MB/s (runs in order: {})",
                 STREAM_BYTES >> 20,
                 STREAM_WRITE >> 10,
                 s.mb_per_sec(),
@@ -175,10 +174,11 @@ fn rotated(servers: usize, repeat: usize) -> impl Iterator<Item = usize> {
     (0..servers).map(move |i| (i + repeat) % servers)
 }
 
-/// The run with the median throughput, with every run's rate.
+/// The run with the median throughput, with every run's rate in the order of `runs`
+/// (repetition order).
 fn median_of(mut runs: Vec<Measurement>) -> Measurement {
+    let rates = runs.iter().map(Measurement::round_trips_per_sec).collect();
     runs.sort_by_key(|m| m.round_trips);
-    let rates: Vec<f64> = runs.iter().map(Measurement::round_trips_per_sec).collect();
     let mut median = runs.swap_remove(runs.len() / 2);
     median.rates = rates;
     median
@@ -189,7 +189,7 @@ fn report_cell(run: &mut ServerRun, workload: Workload, cell: &std::result::Resu
     let server = run.server;
     match cell {
         Ok(m) => println!(
-            "{TAG}: {} {} x {}: {:.0} round trips/s (runs: {}), {:.1} MB/s, p50 {} us, p99 {} us, max {:.1} ms, slowest connection {:.2} of the mean, {} with none",
+            "{TAG}: {} {} x {}: {:.0} round trips/s (runs in order: {}), {:.1} MB/s, p50 {} us, p99 {} us, max {:.1} ms, slowest connection {:.2} of the mean, {} with none",
             server.short(),
             workload.connections,
             size_label(workload.size),
@@ -219,7 +219,7 @@ pub struct StreamMeasurement {
     pub elapsed: Duration,
     /// CPU time of the server's threads in that run.
     pub server_cpu: Option<Duration>,
-    /// MB/s of every run, ascending.
+    /// MB/s of every run, in repetition order (to pair with another server's: `paired`).
     pub rates: Vec<f64>,
 }
 

@@ -20,8 +20,9 @@
 //! each byte counted once) and the latency percentiles; so does, for the latencies only, the
 //! round trip each connection has in flight when the window ends, so that a connection the
 //! server neglects shows up. The table also gives the longest round trip and the slowest
-//! connection's round trips over the mean (fairness). Each cell runs [`REPEATS`] times with
-//! fresh connections and the table shows the run with the median throughput. Every server is
+//! connection's round trips over the mean (fairness). Each cell runs [`REPEATS`] times
+//! ([`REPEATS_ENV`] to change it) with fresh connections and the table shows the run with the
+//! median throughput. Every server is
 //! started first and the repetitions are interleaved (one run of a cell on each server in turn,
 //! then the next, each repetition starting one server further on), so that a change of the
 //! machine's load falls on every server alike and no server always goes first. The servers keep
@@ -30,7 +31,9 @@
 //! Then a streaming client ([`STREAM_BYTES`] through one connection in [`STREAM_WRITE`]
 //! writes, a second thread reading the echo; [`STREAM_REPEATS`] runs, the median shown) and the
 //! ratios the zero-copy work aims at: the event path (a) and the IRP path (e) against tokio
-//! (c), and (a) against (e), for every workload, beside (a) against its twin (a').
+//! (c), and (a) against (e), for every workload, beside (a) against its twin (a'). The same
+//! ratios are then taken per repetition ([`paired`]): their geometric mean with a 95%
+//! confidence interval, which says whether this run tells the two servers apart at all.
 //!
 //! With two CPUs or more (and `taskset`), the client's threads run on the first CPU and the
 //! server under test on the others ([`Placement`]): sharing cores, the client's 64 threads and
@@ -45,6 +48,7 @@
 //! for (c).
 
 mod client;
+mod paired;
 mod placement;
 mod report;
 mod servers;
@@ -54,8 +58,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub use client::{Measurement, percentile};
+pub use paired::{PairedRatio, paired_ratio};
 pub use placement::{Placement, Usage};
-pub use report::{ServerRun, ratios, stream_table, table};
+pub use report::{ServerRun, paired, ratios, stream_table, table};
 pub use servers::{SERVERS_ENV, Server};
 
 use crate::util::{self, Result, bail};
@@ -100,8 +105,21 @@ pub fn workloads() -> Result<Vec<Workload>> {
 pub const WARMUP: Duration = Duration::from_millis(500);
 /// The measured window.
 pub const MEASURE: Duration = Duration::from_millis(1500);
-/// Runs per cell (fresh connections each time); the table shows the median by throughput.
+/// Runs per cell (fresh connections each time) unless [`REPEATS_ENV`] says otherwise; the
+/// table shows the median by throughput.
 pub const REPEATS: usize = 3;
+/// Set to a number of runs per cell (1 to 100) instead of [`REPEATS`]: more runs narrow the
+/// paired ratios' confidence intervals (`paired`).
+pub const REPEATS_ENV: &str = "WSK_BENCH_REPEATS";
+
+/// The runs per cell of this benchmark: [`REPEATS`], or what [`REPEATS_ENV`] asks for.
+pub fn repeats() -> Result<usize> {
+    let Ok(text) = std::env::var(REPEATS_ENV) else { return Ok(REPEATS) };
+    match text.trim().parse::<usize>() {
+        Ok(n @ 1..=100) => Ok(n),
+        _ => bail!("{REPEATS_ENV}: `{text}` is not a number of runs from 1 to 100"),
+    }
+}
 /// Runs of the streaming client per server, interleaved; the table shows the median. A run
 /// takes a tenth of a second or less at loopback speeds, where the connection's start (its
 /// windows growing, first touches of memory) and the machine's load swing single runs by up
@@ -117,10 +135,11 @@ pub const STREAM_WRITE: usize = 1 << 20;
 pub fn run() -> Result<()> {
     let start = Instant::now();
     println!("{TAG}: {}", machine_line());
+    let repeats = repeats()?;
     println!(
         "{TAG}: {} workloads per server, {} runs each of {} ms warm-up + {} ms measured",
         workloads()?.len(),
-        REPEATS,
+        repeats,
         WARMUP.as_millis(),
         MEASURE.as_millis()
     );
@@ -169,7 +188,7 @@ pub fn run() -> Result<()> {
             }
         }
     }
-    client::measure_interleaved(&mut started, setup.placement.as_ref());
+    client::measure_interleaved(&mut started, setup.placement.as_ref(), repeats);
     for up in started {
         let server = up.run.server;
         runs.push(up.stop().unwrap_or_else(|e| {
@@ -189,6 +208,7 @@ pub fn run() -> Result<()> {
     println!("{}", table(&runs));
     println!("{}", stream_table(&runs));
     println!("{}", ratios(&runs));
+    println!("{}", paired(&runs));
     for run in &runs {
         for note in run.notes.iter().chain(&run.failures) {
             println!("{} {note}", run.server.short());

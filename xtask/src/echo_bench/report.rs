@@ -5,6 +5,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::client::{Measurement, StreamMeasurement};
+use super::paired::paired_ratio;
 use super::servers::{Server, Setup};
 use super::{STREAM_BYTES, STREAM_WRITE, WORKLOADS, Workload, workloads};
 
@@ -44,7 +45,7 @@ pub fn stream_table(runs: &[ServerRun]) -> String {
     };
     let tokio = rate(Server::Tokio);
     let mut out = format!(
-        "| server | stream {} MiB, {} KiB writes: MB/s (median) | runs (MB/s) | MB/s vs tokio |\n|---|---:|---|---:|\n",
+        "| server | stream {} MiB, {} KiB writes: MB/s (median) | runs in order (MB/s) | MB/s vs tokio |\n|---|---:|---|---:|\n",
         STREAM_BYTES >> 20,
         STREAM_WRITE >> 10
     );
@@ -62,6 +63,50 @@ pub fn stream_table(runs: &[ServerRun]) -> String {
     out
 }
 
+/// The pairs of servers whose ratios the zero-copy datapath aims at, beside the noise yardstick.
+const RATIO_PAIRS: [(Server, Server, &str); 4] = [
+    (Server::Emulator, Server::Tokio, "event path (a) / tokio (c)"),
+    (Server::EmulatorIrp, Server::Tokio, "IRP path (e) / tokio (c)"),
+    (Server::Emulator, Server::EmulatorIrp, "event path (a) / IRP path (e)"),
+    (Server::Emulator, Server::EmulatorTwin, "noise: (a) / its twin (a')"),
+];
+
+/// The throughput ratios of [`ratios`] taken per repetition (`super::paired`): each cell's
+/// geometric mean over the repetitions with its 95% confidence interval, and the number of
+/// pairs. An interval that holds 1.0 means this run does not tell the two servers apart.
+pub fn paired(runs: &[ServerRun]) -> String {
+    let find = |server: Server| runs.iter().find(|r| r.server == server);
+    let mut out = String::from("| workload (paired runs: geometric mean [95% interval]) |");
+    for (_, _, name) in RATIO_PAIRS {
+        out.push_str(&format!(" {name} |"));
+    }
+    out.push_str(" pairs |\n|---|");
+    out.push_str(&"---:|".repeat(RATIO_PAIRS.len() + 1));
+    out.push('\n');
+    let row = |label: String, rates: &dyn Fn(Server) -> Option<Vec<f64>>| {
+        let mut line = format!("| {label} |");
+        let mut pairs = 0;
+        for (ours, peer, _) in RATIO_PAIRS {
+            match rates(ours).zip(rates(peer)).and_then(|(a, b)| paired_ratio(&a, &b)) {
+                Some(r) => {
+                    pairs = pairs.max(r.pairs);
+                    line.push_str(&format!(" {r} |"));
+                }
+                None => line.push_str(" n/a |"),
+            }
+        }
+        line.push_str(&format!(" {pairs} |\n"));
+        line
+    };
+    for workload in workloads().unwrap_or_else(|_| WORKLOADS.to_vec()) {
+        let rates = |server| find(server)?.measurement(workload).map(|m| m.rates.clone());
+        out.push_str(&row(format!("{} x {}", workload.connections, size_label(workload.size)), &rates));
+    }
+    let rates = |server| Some(find(server)?.stream.as_ref()?.as_ref().ok()?.rates.clone());
+    out.push_str(&row(format!("stream {} MiB, {} KiB writes", STREAM_BYTES >> 20, STREAM_WRITE >> 10), &rates));
+    out
+}
+
 /// The ratios of throughput (higher is better for the first server) the zero-copy datapath
 /// aims at, for every workload and the stream: the event path (a) and the IRP path (e) against
 /// tokio (c), (a) against (e), and (a) against its twin (a'), two equal servers (how far the
@@ -70,12 +115,7 @@ pub fn stream_table(runs: &[ServerRun]) -> String {
 /// machine shared with other work disturbs less than throughput.
 pub fn ratios(runs: &[ServerRun]) -> String {
     let find = |server: Server| runs.iter().find(|r| r.server == server);
-    let pairs = [
-        (Server::Emulator, Server::Tokio, "event path (a) / tokio (c)"),
-        (Server::EmulatorIrp, Server::Tokio, "IRP path (e) / tokio (c)"),
-        (Server::Emulator, Server::EmulatorIrp, "event path (a) / IRP path (e)"),
-        (Server::Emulator, Server::EmulatorTwin, "noise: (a) / its twin (a')"),
-    ];
+    let pairs = RATIO_PAIRS;
     let mut out = String::from("| workload |");
     for (_, _, name) in pairs {
         out.push_str(&format!(" {name} |"));
@@ -265,5 +305,33 @@ mod tests {
         assert!(text.contains("| 1 x 1 KiB | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |"), "{text}");
         assert!(text.contains("writes | 0.25 | 0.50 | 0.50 | n/a | 4.00 | 2.00 | 2.00 | n/a |"), "{text}");
         assert!(text.contains("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"), "{text}");
+    }
+
+    /// The paired table pairs repetition `i` of one server with repetition `i` of the other.
+    #[test]
+    fn paired_table_pairs_repetitions() {
+        let setup = setup(1);
+        let cell = |rates: Vec<f64>| Measurement {
+            round_trips: 1,
+            fewest: 1,
+            starved: 0,
+            window: Duration::from_secs(1),
+            p50: Duration::ZERO,
+            p99: Duration::ZERO,
+            max: Duration::ZERO,
+            rates,
+            client: None,
+            server_cores: None,
+            client_cores: None,
+            server: None,
+        };
+        let workload = WORKLOADS[0];
+        let mut events = ServerRun::new(Server::Emulator, &setup);
+        events.cells.push((workload, Ok(cell(vec![20.0, 40.0, 10.0]))));
+        let mut irp = ServerRun::new(Server::EmulatorIrp, &setup);
+        irp.cells.push((workload, Ok(cell(vec![10.0, 20.0, 5.0]))));
+        let text = paired(&[events, irp]);
+        assert!(text.contains("| 1 x 1 KiB | n/a | n/a | 2.00 [2.00-2.00] | n/a | 3 |"), "{text}");
+        assert!(text.contains("| stream 128 MiB, 1024 KiB writes | n/a | n/a | n/a | n/a | 0 |"), "{text}");
     }
 }
