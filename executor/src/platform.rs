@@ -153,11 +153,19 @@ pub unsafe trait Platform: Send + Sync + Sized + 'static {
 ///
 /// Backends call this from the routine that [`Platform::request_run`] queued. PASSIVE_LEVEL.
 ///
+/// Returns `Some(event)` when this run released the executor after shutdown: the backend must
+/// then [`set`](Platform::event_set) that event as the very last thing its routine does. The
+/// shutdown waiter (typically DriverUnload) returns as soon as it is set, and the driver image
+/// may be unloaded then, so no code of the driver may run on this thread afterwards: the kernel
+/// backend makes the set a tail jump into the kernel, so that `KeSetEvent` returns straight
+/// to the routine's caller.
+///
 /// # Safety
 ///
 /// `context` was passed to `P::request_run` by the executor and this is the one run that
 /// request asked for.
-pub unsafe fn run<P: Platform>(context: NonNull<()>) {
+#[must_use = "an event returned must be set, or the shutdown waiter waits forever"]
+pub unsafe fn run<P: Platform>(context: NonNull<()>) -> Option<NonNull<P::Event>> {
     // SAFETY: forwarded contract.
     unsafe { crate::run::run::<P>(context) }
 }

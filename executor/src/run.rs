@@ -27,10 +27,13 @@ enum Exit {
 
 /// The work item's body. PASSIVE_LEVEL.
 ///
+/// Returns the shutdown waiter's event when this run released the executor's last unit: the
+/// caller sets it as its last act (see [`crate::platform::run`]).
+///
 /// # Safety
 ///
 /// `context` is the `Shared<P>` that requested this run, and this is the one run it asked for.
-pub(crate) unsafe fn run<P: Platform>(context: NonNull<()>) {
+pub(crate) unsafe fn run<P: Platform>(context: NonNull<()>) -> Option<NonNull<P::Event>> {
     debug_assert!(P::can_block(), "the executor runs at PASSIVE_LEVEL only");
     let this = context.cast::<Shared<P>>();
     // SAFETY: the run's unit keeps the executor alive until `release_unit`.
@@ -91,10 +94,12 @@ pub(crate) unsafe fn run<P: Platform>(context: NonNull<()>) {
             let platform = NonNull::from(&shared.platform);
             // SAFETY: QUEUED is still ours and the previous request has started (this run);
             // the run's unit passes to the next run.
-            unsafe { P::request_run(platform, context) }
+            unsafe { P::request_run(platform, context) };
+            None
         }
-        // SAFETY: the run's unit; nothing of the executor is touched afterwards.
-        Exit::Idle => unsafe { Shared::release_unit(this) },
+        // SAFETY: the run's unit; nothing of the executor is touched afterwards but the
+        // event, which the caller sets.
+        Exit::Idle => unsafe { Shared::release_unit_deferred(this) },
     }
 }
 

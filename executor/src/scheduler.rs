@@ -135,15 +135,29 @@ impl<P: Platform> Shared<P> {
     ///
     /// The caller owns a unit and touches nothing of the executor afterwards.
     pub(crate) unsafe fn release_unit(this: NonNull<Self>) {
+        // SAFETY: forwarded contract.
+        if let Some(event) = unsafe { Self::release_unit_deferred(this) } {
+            // SAFETY: the waiter is blocked on the event until this call (see
+            // `release_unit_deferred`); initialized in `create`.
+            unsafe { P::event_set(event.as_ptr()) };
+        }
+    }
+
+    /// Releases one unit, leaving the shutdown waiter's wake to the caller: when this was the
+    /// last unit of a shut-down executor, returns the event the caller must set, as the last
+    /// thing it does with the executor (the waiter may free everything, and the driver may
+    /// unload, as soon as it is set).
+    ///
+    /// # Safety
+    ///
+    /// The caller owns a unit and touches nothing of the executor afterwards but that event.
+    pub(crate) unsafe fn release_unit_deferred(this: NonNull<Self>) -> Option<NonNull<P::Event>> {
         // SAFETY: our unit keeps the executor alive.
         let prev = unsafe { this.as_ref() }.count.fetch_sub(UNIT, AcqRel);
         debug_assert!(prev >= UNIT);
-        if prev == SHUTDOWN | UNIT {
-            // The shutdown waiter is blocked on the event until this call, so it is still
-            // there; it may free everything as soon as the event is set.
-            // SAFETY: initialized in `create`, dropped only after the waiter returns.
-            unsafe { P::event_set(Self::event(this)) };
-        }
+        // The shutdown waiter is blocked on the event until it is set, so the executor is
+        // still there.
+        (prev == SHUTDOWN | UNIT).then(|| NonNull::new(Self::event(this)).expect("the event is inside the executor"))
     }
 
     /// Takes the next task to poll: a high-importance one first, unless the previous task

@@ -390,7 +390,10 @@ impl<const FREE_CLOCK: bool> StdThread<FREE_CLOCK> {
                         }
                     };
                     // SAFETY: the executor requested this run with this context, once.
-                    unsafe { wsk_executor::platform::run::<Self>(context) };
+                    if let Some(event) = unsafe { wsk_executor::platform::run::<Self>(context) } {
+                        // SAFETY: the shutdown waiter's event, handed over by the last run.
+                        unsafe { <Self as Platform>::event_set(event.as_ptr()) };
+                    }
                 }
             })
             .expect("runner thread");

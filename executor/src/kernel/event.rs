@@ -21,7 +21,7 @@ unsafe impl Send for Event {}
 // SAFETY: as above.
 unsafe impl Sync for Event {}
 
-fn raw(event: *const Event) -> *mut KEVENT {
+pub(super) fn raw(event: *const Event) -> *mut KEVENT {
     // `Event` is a transparent wrapper of the `KEVENT` cell.
     event.cast_mut().cast()
 }

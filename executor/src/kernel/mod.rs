@@ -23,8 +23,10 @@ use core::time::Duration;
 
 use wsk_sys::{
     DEVICE_OBJECT, DRIVER_OBJECT, DelayedWorkQueue, IO_WORKITEM, IoAllocateWorkItem, IoFreeWorkItem, IoQueueWorkItem,
-    KIRQL, KeFlushQueuedDpcs, KeGetCurrentIrql, KeQueryInterruptTime, PASSIVE_LEVEL,
+    KEVENT, KIRQL, KeFlushQueuedDpcs, KeGetCurrentIrql, KeQueryInterruptTime, PASSIVE_LEVEL,
 };
+#[cfg(not(all(target_os = "windows", target_arch = "x86_64")))]
+use wsk_sys::{FALSE, IO_NO_INCREMENT, KeSetEvent};
 
 use crate::config::Config;
 use crate::error::StartError;
@@ -43,8 +45,9 @@ pub fn current_irql() -> KIRQL {
 }
 
 /// The object a work item is allocated for: the driver object or one of its device objects.
-/// While the work item is queued or running, the I/O manager keeps it referenced, so the
-/// driver cannot unload under it.
+/// While the work item is queued or running, Windows' I/O manager keeps it referenced, so the
+/// driver cannot unload under it (Wine does not; the work item routine does not need it: see
+/// there).
 #[derive(Debug, Clone, Copy)]
 pub struct IoObject(*mut DEVICE_OBJECT);
 
@@ -111,13 +114,80 @@ impl core::fmt::Debug for Kernel {
     }
 }
 
-/// The work item routine. PASSIVE_LEVEL, in a system worker thread.
-unsafe extern "system" fn work_item_routine(_io_object: *mut DEVICE_OBJECT, context: *mut c_void) {
+/// The work item's body: one run. Returns the `KEVENT` the routine must set as its very last
+/// act (the shutdown waiter's, when this run released the executor), or null.
+///
+/// # Safety
+///
+/// Called only by the work item routine, with the context `request_run` queued.
+unsafe extern "system" fn work_item_body(_io_object: *mut DEVICE_OBJECT, context: *mut c_void) -> *mut KEVENT {
     let Some(context) = NonNull::new(context.cast::<()>()) else {
-        return;
+        return ptr::null_mut();
     };
     // SAFETY: `request_run` queued this routine with the executor's context, once per request.
-    unsafe { crate::platform::run::<Kernel>(context) };
+    match unsafe { crate::platform::run::<Kernel>(context) } {
+        Some(event) => event::raw(event.as_ptr()),
+        None => ptr::null_mut(),
+    }
+}
+
+// The work item routine. PASSIVE_LEVEL, in a system worker thread.
+//
+// Once the last run sets the shutdown event, DriverUnload may return and the driver image be
+// unloaded, so the routine must not execute one more instruction of the driver after
+// `KeSetEvent`. Windows keeps the image while an `IoQueueWorkItem` routine runs (the work item
+// holds a reference on its I/O object); Wine does not (winedevice unloads the image as soon as
+// DriverUnload returns: seen as an execute fault at the return address after `KeSetEvent` in
+// `run`, in the Wine step of `cargo xtask test`). So the routine calls the body, then jumps
+// (does not call) to `KeSetEvent(event, IO_NO_INCREMENT, FALSE)`, which returns straight to the
+// routine's caller in the kernel. Each exit is an epilogue the x64 unwinder recognises (`add
+// rsp` then `ret` or an indirect `jmp`), described by the SEH directives.
+#[cfg(all(target_os = "windows", target_arch = "x86_64"))]
+core::arch::global_asm!(
+    ".text",
+    ".globl wsk_executor_work_item_routine",
+    ".p2align 4",
+    ".def wsk_executor_work_item_routine",
+    ".scl 2",
+    ".type 32",
+    ".endef",
+    ".seh_proc wsk_executor_work_item_routine",
+    "wsk_executor_work_item_routine:",
+    "sub rsp, 40",
+    ".seh_stackalloc 40",
+    ".seh_endprologue",
+    "call {body}",
+    "test rax, rax",
+    "jz 2f",
+    "mov rcx, rax",
+    "xor edx, edx",
+    "xor r8d, r8d",
+    "add rsp, 40",
+    "jmp qword ptr [rip + __imp_KeSetEvent]",
+    "2:",
+    "add rsp, 40",
+    "ret",
+    ".seh_endproc",
+    body = sym work_item_body,
+);
+
+#[cfg(all(target_os = "windows", target_arch = "x86_64"))]
+unsafe extern "system" {
+    /// The routine above.
+    #[link_name = "wsk_executor_work_item_routine"]
+    fn work_item_routine(io_object: *mut DEVICE_OBJECT, context: *mut c_void);
+}
+
+/// The work item routine on hosts where the kernel is the emulator, in the same process: the
+/// same body, then the set (nothing is unloaded under it there).
+#[cfg(not(all(target_os = "windows", target_arch = "x86_64")))]
+unsafe extern "system" fn work_item_routine(io_object: *mut DEVICE_OBJECT, context: *mut c_void) {
+    // SAFETY: forwarded contract (queued by `request_run`).
+    let event = unsafe { work_item_body(io_object, context) };
+    if !event.is_null() {
+        // SAFETY: the shutdown waiter's initialized KEVENT; the run touches nothing afterwards.
+        unsafe { KeSetEvent(event, IO_NO_INCREMENT, FALSE) };
+    }
 }
 
 // SAFETY: pool memory as requested or `None`; `request_run` queues the work item whose

@@ -551,6 +551,27 @@ fn shutdown_cancels_every_task_and_waits() {
     assert_eq!(spawner.spawn(async {}).unwrap_err(), SpawnError::ShuttingDown);
 }
 
+/// The run that releases the executor's last unit does not wake the shutdown waiter itself:
+/// it hands the event back to its backend, which sets it as its very last act (the kernel
+/// backend with a tail jump into `KeSetEvent`, so that no driver code runs on the worker
+/// thread once DriverUnload may return).
+#[test]
+fn the_last_run_hands_the_shutdown_wake_to_its_backend() {
+    let (exec, driver) = manual(Config::new());
+    drop(exec.spawn(pending_forever()).unwrap());
+    driver.run_until_idle();
+    // The cancelling run is requested, not performed: the task keeps the executor.
+    let report = exec.shutdown_within(core::time::Duration::from_millis(1)).unwrap();
+    let stalled = report.stalled.expect("the task is alive until the run cancels it");
+    let event =
+        driver.run_pending_unset().expect("the cancelling run was requested").expect("it released the last unit");
+    let stalled =
+        stalled.wait_within(core::time::Duration::from_millis(20)).expect_err("the run itself woke the waiter");
+    // SAFETY: the event the last run handed back; nothing else of the executor is touched.
+    unsafe { <TestPlatform as crate::platform::Platform>::event_set(event.as_ptr()) };
+    stalled.wait_within(core::time::Duration::from_secs(30)).expect("the backend's set wakes the waiter");
+}
+
 #[test]
 fn shutdown_waits_for_outstanding_wakers() {
     let exec = threaded();

@@ -82,13 +82,28 @@ type Worker = loom::thread::JoinHandle<()>;
 impl Driver {
     /// Runs the executor once if a run was requested. `true` if it ran.
     pub(crate) fn run_pending(&self) -> bool {
+        match self.run_pending_unset() {
+            None => false,
+            Some(event) => {
+                if let Some(event) = event {
+                    // SAFETY: the run handed over the shutdown waiter's event; nothing else
+                    // of the executor is touched.
+                    unsafe { TestPlatform::event_set(event.as_ptr()) };
+                }
+                true
+            }
+        }
+    }
+
+    /// Runs the executor once if a run was requested, without setting the event the run hands
+    /// back (`None`: no run was requested; `Some(None)`: it ran and handed back nothing).
+    pub(crate) fn run_pending_unset(&self) -> Option<Option<NonNull<TestEvent>>> {
         if self.state.pending.swap(IDLE, AcqRel) != PENDING {
-            return false;
+            return None;
         }
         let context = self.state.context.load(Acquire);
         // SAFETY: the executor requested this run with this context.
-        unsafe { crate::platform::run::<TestPlatform>(NonNull::new(context).unwrap()) };
-        true
+        Some(unsafe { crate::platform::run::<TestPlatform>(NonNull::new(context).unwrap()) })
     }
 
     /// Runs until no run is requested; returns how many runs that took.
