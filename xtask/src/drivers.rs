@@ -119,6 +119,17 @@ pub fn build(driver: &Driver) -> Result<PathBuf> {
     }
 
     let summary = check_image_file(&sys, Some(&map_copy))?;
+    // Every driver here runs the executor: its work item routine must be there for the
+    // `work-item-tail-jump` rule to have checked it.
+    let map =
+        LinkMap::parse(&util::read_to_string(&map_copy)?).context(|| format!("link map {}", map_copy.display()))?;
+    if map.symbols_named(checks::WORK_ITEM_ROUTINE).next().is_none() {
+        bail!(
+            "{}: the link map has no {} (the executor's work item routine)",
+            sys.display(),
+            checks::WORK_ITEM_ROUTINE
+        );
+    }
     println!(
         "drivers: {} ok ({} bytes, checksum {checksum:#010x}, {summary}) in {} s",
         sys.display(),
@@ -173,10 +184,10 @@ pub fn check_image_file(path: &Path, map_path: Option<&Path>) -> Result<String> 
         let list: Vec<String> = violations.iter().map(|v| format!("  {v}")).collect();
         bail!("{} fails {} driver image check(s):\n{}", path.display(), violations.len(), list.join("\n"));
     }
-    describe(&bytes, map.is_some())
+    describe(&bytes, map.as_ref())
 }
 
-fn describe(bytes: &[u8], with_map: bool) -> Result<String> {
+fn describe(bytes: &[u8], map: Option<&LinkMap>) -> Result<String> {
     let image = Image::parse(bytes).context(|| "re-reading checked image".to_owned())?;
     let dlls = image.imported_dlls().context(|| "re-reading imports".to_owned())?;
     let mut imports = Vec::new();
@@ -184,8 +195,14 @@ fn describe(bytes: &[u8], with_map: bool) -> Result<String> {
         let count = image.imported_functions(i).context(|| format!("re-reading imports from {dll}"))?.len();
         imports.push(format!("{dll}: {count}"));
     }
-    let source = if with_map { "link map" } else { "exports" };
-    Ok(format!("entry {ENTRY_SYMBOL} at {:#x} per {source}, imports {}", image.entry_point, imports.join(", ")))
+    let source = if map.is_some() { "link map" } else { "exports" };
+    let routine = map.is_some_and(|m| m.symbols_named(checks::WORK_ITEM_ROUTINE).next().is_some());
+    Ok(format!(
+        "entry {ENTRY_SYMBOL} at {:#x} per {source}, imports {}{}",
+        image.entry_point,
+        imports.join(", "),
+        if routine { ", the executor's work item routine jumps to KeSetEvent" } else { "" }
+    ))
 }
 
 #[cfg(test)]

@@ -317,6 +317,20 @@ impl<'a> Image<'a> {
         malformed("import lookup table has no terminating entry")
     }
 
+    /// The RVA of the import address table slot of `function` (imported by name from any
+    /// DLL), or `None` if it is not imported.
+    pub fn import_slot(&self, function: &str) -> Result<Option<u32>, ParseError> {
+        let dir = self.directory(DIR_IMPORT);
+        for index in 0..self.imported_dlls()?.len() {
+            let desc = dir.rva.wrapping_add((index * IMPORT_DESCRIPTOR_SIZE) as u32);
+            let thunks = self.u32_at_rva(desc.wrapping_add(16))?;
+            if let Some(i) = self.imported_functions(index)?.iter().position(|f| f == function) {
+                return Ok(Some(thunks.wrapping_add(8 * i as u32)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Named exports with their RVAs.
     pub fn exports(&self) -> Result<Vec<Export>, ParseError> {
         let dir = self.directory(DIR_EXPORT);

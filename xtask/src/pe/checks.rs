@@ -15,6 +15,9 @@
 //! | `discardable`         | only `.reloc` is discardable, and holds nothing used at run time  |
 //! | `non-paged`           | no `PAGE*` section; every kept section has `MEM_NOT_PAGED`        |
 //! | `relocations`         | relocations not stripped (the kernel always rebases drivers)      |
+//! | `work-item-tail-jump` | with a link map naming the executor's work item routine: the      |
+//! |                       | routine reaches `KeSetEvent` by a jump, never by a call, so no    |
+//! |                       | driver code runs after it sets the shutdown event                 |
 
 use std::fmt;
 
@@ -65,7 +68,81 @@ pub fn check_driver_image(bytes: &[u8], map: Option<&LinkMap>) -> Vec<Violation>
     check_checksum(&image, &mut out);
     check_imports(&image, &mut out);
     check_sections(&image, &mut out);
+    if let Some(map) = map {
+        check_work_item_routine(&image, map, &mut out);
+    }
     out.0
+}
+
+/// The symbol of the executor's kernel work item routine (`executor/src/kernel/mod.rs`).
+pub const WORK_ITEM_ROUTINE: &str = "wsk_executor_work_item_routine";
+
+/// How a piece of x86-64 code reaches an import address table slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotUse {
+    /// `jmp qword ptr [rip + slot]` and no call through it.
+    JumpOnly,
+    /// `call qword ptr [rip + slot]` somewhere.
+    Call,
+    /// Neither.
+    None,
+}
+
+/// How `code`, found at `code_rva`, uses the slot at `slot_rva`: it looks for the RIP-relative
+/// indirect `jmp` (`FF 25 disp32`) and `call` (`FF 15 disp32`) whose target is the slot, at
+/// every byte offset (a stray match in another instruction's bytes can only add a finding).
+pub fn slot_use(code: &[u8], code_rva: u32, slot_rva: u32) -> SlotUse {
+    let (mut jump, mut call) = (false, false);
+    for (at, w) in code.windows(6).enumerate() {
+        if w[0] != 0xff || (w[1] != 0x25 && w[1] != 0x15) {
+            continue;
+        }
+        let disp = i32::from_le_bytes([w[2], w[3], w[4], w[5]]);
+        let next = code_rva.wrapping_add(at as u32 + 6);
+        if next.wrapping_add_signed(disp) == slot_rva {
+            if w[1] == 0x25 { jump = true } else { call = true }
+        }
+    }
+    match (jump, call) {
+        (_, true) => SlotUse::Call,
+        (true, false) => SlotUse::JumpOnly,
+        (false, false) => SlotUse::None,
+    }
+}
+
+fn check_work_item_routine(image: &Image<'_>, map: &LinkMap, out: &mut Findings) {
+    const RULE: &str = "work-item-tail-jump";
+    let Some(routine) = map.symbols_named(WORK_ITEM_ROUTINE).next() else { return };
+    let start = routine.address.wrapping_sub(map.load_address);
+    // The routine ends where the next symbol starts (at most 256 bytes are read).
+    let end = map
+        .symbols
+        .iter()
+        .map(|s| s.address.wrapping_sub(map.load_address))
+        .filter(|&a| a > start)
+        .min()
+        .unwrap_or(start + 256)
+        .min(start + 256);
+    let Ok(start) = u32::try_from(start) else {
+        return out.add(RULE, format!("{WORK_ITEM_ROUTINE} at {start:#x} is outside the image"));
+    };
+    let code =
+        image.rva_to_offset(start).ok().and_then(|at| image.bytes().get(at..at + (end as usize - start as usize)));
+    let Some(code) = code else {
+        return out.add(RULE, format!("{WORK_ITEM_ROUTINE} at {start:#x} is not backed by file data"));
+    };
+    match image.import_slot("KeSetEvent") {
+        Err(e) => out.add(RULE, format!("import table unreadable: {e}")),
+        Ok(None) => out.add(RULE, "the image has the executor's work item routine but does not import KeSetEvent"),
+        Ok(Some(slot)) => match slot_use(code, start, slot) {
+            SlotUse::JumpOnly => {}
+            SlotUse::Call => out.add(
+                RULE,
+                format!("{WORK_ITEM_ROUTINE} calls KeSetEvent: driver code would run after the shutdown event is set"),
+            ),
+            SlotUse::None => out.add(RULE, format!("{WORK_ITEM_ROUTINE} does not jump to KeSetEvent")),
+        },
+    }
 }
 
 struct Findings(Vec<Violation>);
@@ -265,6 +342,29 @@ mod tests {
     fn well_formed_driver_passes() {
         let violations = check_driver_image(&TestImage::driver().build(), None);
         assert!(violations.is_empty(), "{violations:?}");
+    }
+
+    /// The bytes of the routine as built (`sub rsp, 40; call body; test; jz; mov; xor; xor;
+    /// add rsp, 40; jmp [rip + slot]; add rsp, 40; ret`), at RVA 0x261a0, slot at 0x31700.
+    const ROUTINE: [u8; 37] = [
+        0x48, 0x83, 0xec, 0x28, 0xe8, 0xc7, 0x03, 0x00, 0x00, 0x48, 0x85, 0xc0, 0x74, 0x12, 0x48, 0x89, 0xc1, 0x31,
+        0xd2, 0x45, 0x31, 0xc0, 0x48, 0x83, 0xc4, 0x28, 0xff, 0x25, 0x40, 0xb5, 0x00, 0x00, 0x48, 0x83, 0xc4, 0x28,
+        0xc3,
+    ];
+
+    #[test]
+    fn a_tail_jump_through_the_slot_is_found() {
+        assert_eq!(slot_use(&ROUTINE, 0x261a0, 0x31700), SlotUse::JumpOnly);
+        // Another slot: neither.
+        assert_eq!(slot_use(&ROUTINE, 0x261a0, 0x31708), SlotUse::None);
+    }
+
+    #[test]
+    fn a_call_through_the_slot_is_found() {
+        let mut code = ROUTINE;
+        // The same instruction as a call (`FF 15`): what the routine must not do.
+        code[27] = 0x15;
+        assert_eq!(slot_use(&code, 0x261a0, 0x31700), SlotUse::Call);
     }
 
     #[test]
