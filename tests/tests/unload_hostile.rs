@@ -122,8 +122,10 @@ fn sockets_open_at_unload(prefix: &str) -> usize {
 fn check(report: &VerifierReport, prefix: &str, what: &str) {
     report.assert_clean();
     report.assert_unloaded();
+    // The count DriverUnload logged (`wsk::live_sockets()` at its end), taken while this
+    // driver was loaded: after `unload` returns, the next test of the binary may already have
+    // loaded a driver with sockets of its own, so the process-wide count is not read here.
     assert_eq!(sockets_open_at_unload(prefix), 0, "{what}: DriverUnload reported sockets open");
-    assert_eq!(wsk::live_sockets(), 0, "{what}: sockets left after unload");
 }
 
 /// Loads the echo driver (`events`: receive events, else the IRP path), connects `peers`, waits
