@@ -118,18 +118,9 @@ pub fn build(driver: &Driver) -> Result<PathBuf> {
         util::copy(&inf, &out_dir.join(format!("{}.inf", driver.name)))?;
     }
 
-    let summary = check_image_file(&sys, Some(&map_copy))?;
     // Every driver here runs the executor: its work item routine must be there for the
     // `work-item-tail-jump` rule to have checked it.
-    let map =
-        LinkMap::parse(&util::read_to_string(&map_copy)?).context(|| format!("link map {}", map_copy.display()))?;
-    if map.symbols_named(checks::WORK_ITEM_ROUTINE).next().is_none() {
-        bail!(
-            "{}: the link map has no {} (the executor's work item routine)",
-            sys.display(),
-            checks::WORK_ITEM_ROUTINE
-        );
-    }
+    let summary = check_image_file(&sys, Some(&map_copy), true)?;
     println!(
         "drivers: {} ok ({} bytes, checksum {checksum:#010x}, {summary}) in {} s",
         sys.display(),
@@ -170,8 +161,9 @@ fn link_command(driver: &Driver, map_path: &Path) -> Command {
 /// Runs every driver image check on a file (with its link map, if given).
 ///
 /// Returns a one-line description of the image, or an error naming the file and
-/// each broken rule.
-pub fn check_image_file(path: &Path, map_path: Option<&Path>) -> Result<String> {
+/// each broken rule. With `needs_work_item_routine`, a link map without the executor's work
+/// item routine is an error too.
+pub fn check_image_file(path: &Path, map_path: Option<&Path>, needs_work_item_routine: bool) -> Result<String> {
     let bytes = util::read(path)?;
     let map = match map_path {
         Some(map_path) => Some(
@@ -179,15 +171,23 @@ pub fn check_image_file(path: &Path, map_path: Option<&Path>) -> Result<String> 
         ),
         None => None,
     };
+    let has_routine = map.as_ref().is_some_and(|m| m.symbols_named(checks::WORK_ITEM_ROUTINE).next().is_some());
+    if needs_work_item_routine && !has_routine {
+        bail!(
+            "{}: no link map naming {} (the executor's work item routine)",
+            path.display(),
+            checks::WORK_ITEM_ROUTINE
+        );
+    }
     let violations = checks::check_driver_image(&bytes, map.as_ref());
     if !violations.is_empty() {
         let list: Vec<String> = violations.iter().map(|v| format!("  {v}")).collect();
         bail!("{} fails {} driver image check(s):\n{}", path.display(), violations.len(), list.join("\n"));
     }
-    describe(&bytes, map.as_ref())
+    describe(&bytes, map.is_some(), has_routine)
 }
 
-fn describe(bytes: &[u8], map: Option<&LinkMap>) -> Result<String> {
+fn describe(bytes: &[u8], with_map: bool, routine: bool) -> Result<String> {
     let image = Image::parse(bytes).context(|| "re-reading checked image".to_owned())?;
     let dlls = image.imported_dlls().context(|| "re-reading imports".to_owned())?;
     let mut imports = Vec::new();
@@ -195,8 +195,7 @@ fn describe(bytes: &[u8], map: Option<&LinkMap>) -> Result<String> {
         let count = image.imported_functions(i).context(|| format!("re-reading imports from {dll}"))?.len();
         imports.push(format!("{dll}: {count}"));
     }
-    let source = if map.is_some() { "link map" } else { "exports" };
-    let routine = map.is_some_and(|m| m.symbols_named(checks::WORK_ITEM_ROUTINE).next().is_some());
+    let source = if with_map { "link map" } else { "exports" };
     Ok(format!(
         "entry {ENTRY_SYMBOL} at {:#x} per {source}, imports {}{}",
         image.entry_point,

@@ -25,8 +25,6 @@ use wsk_sys::{
     DEVICE_OBJECT, DRIVER_OBJECT, DelayedWorkQueue, IO_WORKITEM, IoAllocateWorkItem, IoFreeWorkItem, IoQueueWorkItem,
     KEVENT, KIRQL, KeFlushQueuedDpcs, KeGetCurrentIrql, KeQueryInterruptTime, PASSIVE_LEVEL,
 };
-#[cfg(not(all(target_os = "windows", target_arch = "x86_64")))]
-use wsk_sys::{FALSE, IO_NO_INCREMENT, KeSetEvent};
 
 use crate::config::Config;
 use crate::error::StartError;
@@ -185,8 +183,9 @@ unsafe extern "system" fn work_item_routine(io_object: *mut DEVICE_OBJECT, conte
     // SAFETY: forwarded contract (queued by `request_run`).
     let event = unsafe { work_item_body(io_object, context) };
     if !event.is_null() {
-        // SAFETY: the shutdown waiter's initialized KEVENT; the run touches nothing afterwards.
-        unsafe { KeSetEvent(event, IO_NO_INCREMENT, FALSE) };
+        // SAFETY: the shutdown waiter's initialized event (`Event` is the `KEVENT` itself); the
+        // run touches nothing afterwards.
+        unsafe { event::set(event.cast::<Event>()) };
     }
 }
 
