@@ -1,13 +1,19 @@
 //! The sweep both sweep binaries run (see `sweep.rs`).
 
+use std::io::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use stress_driver::scenario::{OUTCOME, PORT, scenario_entry};
+use stress_driver::scenario::{OUTCOME, PORT, STEP, STEPS, scenario_entry};
 use wsk_emulator::{FaultPlan, Kernel, VerifierReport};
 
 const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+/// The name of the step the last run ended at (after a failure: the step that failed).
+fn last_step() -> &'static str {
+    STEPS.get(STEP.load(Ordering::Acquire)).copied().unwrap_or("unknown")
+}
 
 /// One run with `plan`; returns the scenario outcome and the report. Aborts the process if a
 /// run hangs (a hang is a failure, and the driver cannot be unloaded from a stuck state).
@@ -15,13 +21,20 @@ fn run(plan: FaultPlan) -> (i32, VerifierReport) {
     let (tx, rx) = mpsc::channel();
     let watchdog = std::thread::spawn(move || {
         if rx.recv_timeout(RUN_LIMIT).is_err() {
-            eprintln!("sweep: a run with {plan:?} did not finish within {RUN_LIMIT:?}");
+            // Straight to the process's stderr: the test harness captures `eprintln!` of the
+            // test's threads, and that capture is lost when the process aborts.
+            let _ = writeln!(
+                std::io::stderr(),
+                "sweep: a run with {plan:?} did not finish within {RUN_LIMIT:?}; it was at step `{}`",
+                last_step()
+            );
             std::process::abort();
         }
     });
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     PORT.store(port, Ordering::Relaxed);
     OUTCOME.store(i32::MIN, Ordering::Relaxed);
+    STEP.store(usize::MAX, Ordering::Relaxed);
     let driver = Kernel::builder()
         .verifier(true)
         .capture_sites(false)
@@ -37,7 +50,8 @@ fn run(plan: FaultPlan) -> (i32, VerifierReport) {
 /// The sweep; `mappings`: whether the scenario must meet mapping fault points.
 pub fn sweep(mappings: bool) {
     let (outcome, clean) = run(FaultPlan::None);
-    assert_eq!(outcome, 0, "the scenario succeeds without faults");
+    assert_eq!(outcome, 0, "the scenario succeeds without faults; it failed at `{}`:\n{clean}", last_step());
+    assert_eq!(last_step(), "done", "a successful run ends at the last step");
     clean.assert_clean();
     let allocations = clean.faults.counted;
     assert!(allocations > 10, "the scenario allocates ({allocations})");
@@ -60,7 +74,7 @@ pub fn sweep(mappings: bool) {
         match outcome {
             0 => {}
             wsk_sys::STATUS_INSUFFICIENT_RESOURCES => no_memory += 1,
-            status => other.push((k, status)),
+            status => other.push((k, status, last_step())),
         }
     }
     println!(
