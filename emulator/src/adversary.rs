@@ -34,6 +34,15 @@
 //!   one indication; a receive IRP or an indication takes only part of what is there; a send
 //!   IRP may complete with part of its bytes sent (`Information` < length: Microsoft's
 //!   `WskSend` documentation reports the bytes sent and promises no whole send).
+//! * `accept_answer_delay_us`: the provider records an accept callback's answer (the accepted
+//!   socket's `AcceptSocketContext` and `AcceptSocketDispatch`, and with them the connection
+//!   events the socket inherits from the listening socket) this many microseconds after the
+//!   callback returned, not at once. Until then the socket has no client dispatch table: a
+//!   `WskControlSocket` enabling its event callbacks is refused (`STATUS_INVALID_PARAMETER`,
+//!   as for a table without the callback). Microsoft documents no moment at which the
+//!   answer takes effect, so a client cannot know when it may enable events on a socket an
+//!   accept callback took; a provider preempted between the callback's return and its
+//!   bookkeeping opens that window on Windows too.
 //!
 //! Randomness comes from one generator: a hash of the seed and of a process-wide decision counter,
 //! so the sequence of decisions is the seed's; which thread meets which decision depends on
@@ -66,6 +75,9 @@ pub struct Adversary {
     pub concurrent_callbacks: bool,
     /// Random indication shapes, partial receives and short sends.
     pub random_shapes: bool,
+    /// Microseconds between an accept callback's return and the provider's recording of its
+    /// answer (0: at once).
+    pub accept_answer_delay_us: u32,
 }
 
 impl Adversary {
@@ -81,6 +93,7 @@ impl Adversary {
             caller_irql_completions: true,
             concurrent_callbacks: true,
             random_shapes: true,
+            accept_answer_delay_us: 200,
         }
     }
 
@@ -220,6 +233,20 @@ pub(crate) fn mapping_fails() -> bool {
         MAPPINGS_FAILED.fetch_add(1, Ordering::Relaxed);
     }
     fails
+}
+
+/// Waits out [`Adversary::accept_answer_delay_us`] (the provider's own time, on its thread,
+/// between an accept callback's return and the recording of its answer).
+pub(crate) fn delay_accept_answer() {
+    if STATE.load(Ordering::Acquire) == OFF {
+        return;
+    }
+    let delay = get().accept_answer_delay_us;
+    if delay > 0 {
+        // The provider's time, not the driver's: excused if it falls in a watched
+        // DISPATCH_LEVEL section (an in-memory connection settles on the caller's thread).
+        crate::irql::host_work(|| std::thread::sleep(std::time::Duration::from_micros(u64::from(delay))));
+    }
 }
 
 /// The next random number of the seed's sequence.

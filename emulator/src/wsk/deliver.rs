@@ -535,6 +535,9 @@ fn settle(socket: &Arc<Socket>, outcome: Outcome) {
         chain.give_back(socket.key, Release::Returned);
     }
     if let Some((accepted, client, inherited)) = adopt {
+        // The adversary's late bookkeeping: until the answer is recorded, the accepted socket
+        // has no client table (see `adversary`).
+        crate::adversary::delay_accept_answer();
         let mut state = lock(&accepted.state);
         state.handed_out = true;
         if events::record_accepted(&accepted, &mut state, client, inherited) {

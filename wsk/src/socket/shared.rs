@@ -210,6 +210,10 @@ struct CoreInner {
     /// The `WSK_EVENT_*` callbacks WSK enables on the socket from its creation (the client's
     /// static event callbacks, `socket::events::static_events`); set before the socket exists.
     static_events: AtomicU32,
+    /// The connection events WSK turns on for a socket a listening socket's accept callback
+    /// took, when it records the callback's answer: those enabled on the listening socket
+    /// (`socket::events::listen`); set before the accept callback can take the socket.
+    inherited_events: AtomicU32,
     /// What event callbacks met before a stream installed its state (`socket::events`).
     early: AtomicU32,
     /// A conditional-accept listener's decision (`socket::admission`); set at creation,
@@ -296,6 +300,7 @@ impl<K: SocketKind> SocketCore<K> {
             waker: AtomicWaker::new(),
             events: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
             static_events: AtomicU32::new(0),
+            inherited_events: AtomicU32::new(0),
             early: AtomicU32::new(0),
             admission,
             links: Links::new(),
@@ -370,6 +375,21 @@ impl<K: SocketKind> SocketCore<K> {
     /// [`SocketCore::set_static_events`]). Any IRQL.
     pub fn static_events(&self) -> u32 {
         self.inner().static_events.load(Ordering::Acquire)
+    }
+
+    /// Records the connection events the socket inherits from the listening socket whose
+    /// accept callback takes it (see `socket::events::listen`). Before the callback can take
+    /// it. Any IRQL.
+    pub fn set_inherited_events(&self, mask: u32) {
+        self.inner().inherited_events.store(mask, Ordering::Release);
+    }
+
+    /// The event callbacks WSK turns on for the socket without a `SO_WSK_EVENT_CALLBACK` on
+    /// it: the static ones and the inherited ones. The library never disables them (a
+    /// static one cannot be; an inherited one may be on or not yet, see
+    /// `socket::events::listen`). Any IRQL.
+    pub fn preset_events(&self) -> u32 {
+        self.static_events() | self.inner().inherited_events.load(Ordering::Acquire)
     }
 
     /// The word through which callbacks hand events they met before a stream installed its

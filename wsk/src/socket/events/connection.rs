@@ -292,7 +292,8 @@ impl ConnectionEvents {
         Ok(events)
     }
 
-    /// What static event callbacks (see `client_control`) met before the state existed: a
+    /// What preset event callbacks (static ones, see `client_control`, or ones inherited from
+    /// the listening socket, see `listen`) met before the state existed: a
     /// receive callback refused the data (WSK keeps it and indicates no more until a
     /// `WskReceive`), so the stream starts as after a refusal and its first poll resumes the
     /// indications (or copies, if the peer finished meanwhile); a disconnect or failure was
@@ -300,7 +301,7 @@ impl ConnectionEvents {
     fn take_over_early(&self) {
         let core = self.attached.core();
         let state = self.state();
-        if core.static_events() & WSK_EVENT_RECEIVE != 0 {
+        if core.preset_events() & WSK_EVENT_RECEIVE != 0 {
             state.rx.assume_refused();
         }
         let early = take_early(core);
@@ -320,10 +321,13 @@ impl ConnectionEvents {
         }
     }
 
-    /// Whether the receive callback is one of the client's static event callbacks: on from
-    /// the socket's creation, never disabled.
-    fn static_receive(&self) -> bool {
-        self.attached.core().static_events() & WSK_EVENT_RECEIVE != 0
+    /// Whether the receive callback is preset ([`SocketCore::preset_events`]): one of the
+    /// client's static event callbacks (on from the socket's creation, never disabled), or
+    /// inherited from the listening socket (on once WSK recorded the accept callback's answer,
+    /// a moment the library cannot see: a disable could come before it and be undone by it).
+    /// The library never disables a preset receive callback.
+    fn preset_receive(&self) -> bool {
+        self.attached.core().preset_events() & WSK_EVENT_RECEIVE != 0
     }
 
     fn state(&self) -> &ConnState {
@@ -336,12 +340,15 @@ impl ConnectionEvents {
     ///
     /// Fails with [`Error::InvalidInput`] when the receive callback is static
     /// ([`Wsk::set_static_event_callbacks`](crate::Wsk::set_static_event_callbacks)): WSK
-    /// does not let those be disabled.
+    /// does not let those be disabled; and on a connection from
+    /// [`TcpListener::into_incoming`](crate::TcpListener::into_incoming), whose receive
+    /// callback is inherited from the listening socket and turned on at a moment the library
+    /// cannot see (a disable before it would be undone).
     ///
     /// IRQL <= DISPATCH_LEVEL.
     pub fn disable_receive(&mut self) -> Result<()> {
-        if self.static_receive() {
-            return Err(Error::InvalidInput("the receive callback is static and cannot be disabled"));
+        if self.preset_receive() {
+            return Err(Error::InvalidInput("the receive callback is static or inherited and cannot be disabled"));
         }
         let status = control_events(self.attached.core(), WSK_EVENT_RECEIVE | WSK_EVENT_DISABLE)?;
         // STATUS_EVENT_PENDING: a callback is running; WSK disables it when it returns, and
@@ -357,8 +364,8 @@ impl ConnectionEvents {
     ///
     /// IRQL <= DISPATCH_LEVEL.
     pub fn enable_receive(&mut self) -> Result<()> {
-        if self.static_receive() {
-            return Err(Error::InvalidInput("the receive callback is static and cannot be re-enabled"));
+        if self.preset_receive() {
+            return Err(Error::InvalidInput("the receive callback is static or inherited and cannot be re-enabled"));
         }
         enable(self.attached.core(), WSK_EVENT_RECEIVE)?;
         self.irp_only = false;
@@ -449,11 +456,11 @@ impl ConnectionEvents {
     /// Switches to the copy path: receive events off, no callback inside the library code,
     /// nothing left in the ring. `Pending` until a callback in progress has left (it wakes the
     /// stream then, see `retention::retain`).
-    /// A static receive callback cannot be disabled: indications may go on between the copy
+    /// A preset receive callback is not disabled: indications may go on between the copy
     /// path's receives, which keeps the order since a pending IRP takes precedence over them
     /// and the stream hands out what the ring holds before issuing the next one.
     fn quiesce(&mut self) -> Poll<Result<()>> {
-        if !self.irp_only && self.static_receive() {
+        if !self.irp_only && self.preset_receive() {
             self.irp_only = true;
         }
         if !self.irp_only {

@@ -14,6 +14,23 @@
 //! is empty. Nothing waits (callbacks run at DISPATCH_LEVEL). The stream restocks as the
 //! stock's only producer and takes from the queue as its only consumer; the counters are
 //! read-modify-write atomics.
+//!
+//! Before it enables the accept callback, the stream enables the connection events
+//! (receive, disconnect, send backlog) on the listening socket. Microsoft documents that such
+//! events are "automatically enabled on an accepted connection-oriented socket only if the
+//! socket is accepted by the listening socket's WskAcceptEvent event callback function": WSK
+//! turns them on for every socket the callback takes, when it records the callback's answer.
+//! That is the only moment the library knows of at which WSK has the answer: Microsoft does
+//! not say when an accepted socket starts taking calls that need it (a `WskControlSocket`
+//! enabling its callbacks needs the client dispatch table the answer gives), and a provider
+//! may record the answer some time after the callback returned (the emulator's adversary
+//! does: `accept_answer_delay_us`). So a connection from this stream does not enable its own
+//! events: [`TcpStream::into_events`] finds them preset (`SocketCore::preset_events`) and
+//! makes no provider call. Until it is called, the library's receive callback refuses the data
+//! (no stream to give it to: WSK keeps it for the stream or for IRP receives) and the
+//! disconnect callback leaves a note for the stream. A provider that refuses connection events
+//! on a listening socket gets none: its connections enable their own, as those of
+//! [`TcpListener::accept`](crate::TcpListener::accept) do.
 
 use core::net::SocketAddr;
 use core::pin::Pin;
@@ -22,7 +39,8 @@ use core::task::{Context, Poll};
 use futures_core::Stream;
 use wsk_sys::{
     NTSTATUS, PVOID, SOCKADDR, STATUS_REQUEST_NOT_ACCEPTED, STATUS_SUCCESS, ULONG, WSK_CLIENT_CONNECTION_DISPATCH,
-    WSK_CLIENT_LISTEN_DISPATCH, WSK_EVENT_ACCEPT, WSK_SOCKET,
+    WSK_CLIENT_LISTEN_DISPATCH, WSK_EVENT_ACCEPT, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE, WSK_EVENT_SEND_BACKLOG,
+    WSK_SOCKET,
 };
 
 use super::attached::{Attached, leave_callback, with_state};
@@ -41,6 +59,10 @@ pub(crate) static LISTEN_DISPATCH: WSK_CLIENT_LISTEN_DISPATCH = WSK_CLIENT_LISTE
     WskInspectEvent: Some(super::inspect::on_inspect),
     WskAbortEvent: Some(super::inspect::on_abort),
 };
+
+/// The connection events a stream enables on the listening socket for the sockets its accept
+/// callback takes to inherit (see the module docs): those a connection's event stream enables.
+const INHERITED: u32 = WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG;
 
 /// Connections queued (and cores in stock) at most.
 const RING_SLOTS: usize = 32;
@@ -153,8 +175,11 @@ enum Take<A> {
 /// (a `WskControlSocket` enabling its event callbacks, the first thing a stream does) before
 /// it; we assume it may not. What this cannot cover is the provider's own step between the
 /// callback's return and its recording of the answer: a connection taken in that instant and
-/// turned into an event stream at once can still find its callbacks refused, an error the
-/// stream reports (the emulator records the answer right after the return). The queue is
+/// turned into an event stream at once would find its callbacks refused. The inherited
+/// connection events (module docs) are what covers it: such a connection makes no call that
+/// needs the answer. Only where the provider refused those does the window stay, and a
+/// connection taken in it can fail to become an event stream (an error the stream reports,
+/// with the socket handed back to go on with IRPs). The queue is
 /// looked at first: a connection queued then was queued by a callback that entered before,
 /// and is still counted in `flags` unless it left. IRQL <= DISPATCH_LEVEL; never waits.
 ///
@@ -267,6 +292,9 @@ pub struct Incoming {
     /// The core and the state (see the module docs of `socket::events`).
     attached: Attached<Listen>,
     backlog: usize,
+    /// The connection events WSK turns on for the accepted sockets (`INHERITED`, or 0 where
+    /// the provider refused them on the listening socket).
+    inherited: u32,
     ending: bool,
 }
 
@@ -282,16 +310,31 @@ impl Incoming {
             failed: AtomicU32::new(0),
         })?;
         let backlog = config.accept_backlog.clamp(1, RING_SLOTS);
+        // The connection events for the accepted sockets to inherit (module docs), before the
+        // accept callback can take one. The static ones are on anyway (and cannot be enabled).
+        // Refused (a provider without them on listening sockets): the connections enable their
+        // own. Once enabled they stay: Microsoft documents that they cannot be disabled on
+        // the listening socket, and they reach only sockets an accept callback takes.
+        let wanted = INHERITED & !core.static_events();
+        let inherited = if wanted != 0 && super::enable(core, wanted).is_ok() { wanted } else { 0 };
         // Stock before enabling: the first connection may come at once. On failure the state,
         // never installed nor shared, is dropped and its ring drops the cores.
         while state.stock.len() < backlog {
-            let spare = SocketCore::new()?;
-            // An accepted socket may have the client's static event callbacks on at once.
-            spare.set_static_events(core.static_events());
+            let spare = Self::spare(core, inherited)?;
             // SAFETY: the only producer (the state is not shared yet).
             drop(unsafe { state.stock.push(spare) });
         }
-        Ok(Incoming { attached: Attached::install(core, state, WSK_EVENT_ACCEPT)?, backlog, ending: false })
+        Ok(Incoming { attached: Attached::install(core, state, WSK_EVENT_ACCEPT)?, backlog, inherited, ending: false })
+    }
+
+    /// A core for the accept callback to give a new connection: it may have the client's
+    /// static event callbacks on at once, and has the `inherited` ones on once WSK recorded
+    /// the callback's answer.
+    fn spare(listener: &SocketCore<Listen>, inherited: u32) -> Result<SocketCore<Connection>> {
+        let spare = SocketCore::new()?;
+        spare.set_static_events(listener.static_events());
+        spare.set_inherited_events(inherited);
+        Ok(spare)
     }
 
     fn state(&self) -> &ListenState {
@@ -307,8 +350,7 @@ impl Incoming {
     /// Tops the stock up to the backlog.
     fn restock(&mut self) -> Result<()> {
         while self.state().stock.len() < self.backlog {
-            let spare = SocketCore::new()?;
-            spare.set_static_events(self.attached.core().static_events());
+            let spare = Self::spare(self.attached.core(), self.inherited)?;
             // SAFETY: the stream is the stock's only producer.
             if unsafe { self.state().stock.push(spare) }.is_err() {
                 break;

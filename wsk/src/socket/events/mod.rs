@@ -368,8 +368,10 @@ fn enable<K: SocketKind>(core: &SocketCore<K>, mask: u32) -> Result<()> {
 }
 
 /// Installs `state` on `core`, takes the stream's call and enables the events of `mask` that
-/// are not static (see [`crate::client_control`]: WSK enabled those at the socket's creation
-/// and takes no `SO_WSK_EVENT_CALLBACK` for them). On failure nothing is enabled and the
+/// are not preset ([`SocketCore::preset_events`]: the static ones, which WSK enabled at the
+/// socket's creation and takes no `SO_WSK_EVENT_CALLBACK` for (see [`crate::client_control`]),
+/// and those a socket an accept callback took inherits from its listening socket, which WSK
+/// turns on when it records the callback's answer (see `listen`)). On failure nothing is enabled and the
 /// socket is as before, except that a state installed stays (detached, freed with the core):
 /// events cannot be tried twice.
 fn install<K: SocketKind>(core: &SocketCore<K>, state: EventBox<K::State>, mask: u32) -> Result<NonNull<K::State>> {
@@ -383,7 +385,7 @@ fn install<K: SocketKind>(core: &SocketCore<K>, state: EventBox<K::State>, mask:
         flags.store(DETACHED | CLEANED, Ordering::Release);
         return Err(e);
     }
-    let dynamic = mask & !core.static_events();
+    let dynamic = mask & !core.preset_events();
     if dynamic == 0 {
         return Ok(state);
     }
