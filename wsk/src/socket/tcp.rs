@@ -270,6 +270,15 @@ impl TcpListener {
     /// Turns the listener into a [`Stream`](futures_core::Stream) of incoming connections
     /// delivered by `WskAcceptEvent` (see [`Incoming`]): no IRP per accept.
     ///
+    /// The connections come with their receive, disconnect and send-backlog callbacks on
+    /// (inherited from the listening socket, where the provider allows it), ready for
+    /// [`TcpStream::into_events`], which then makes no provider call. A connection served with
+    /// IRP receives instead works as well: until it becomes an event stream its receive
+    /// callback refuses what WSK offers (WSK keeps the data for the IRPs), one callback per
+    /// batch of data; and its receive callback can never be disabled
+    /// ([`ConnectionEvents::disable_receive`](crate::events::ConnectionEvents::disable_receive)).
+    /// For a service that only ever uses IRPs, [`TcpListener::accept`] avoids both.
+    ///
     /// IRQL <= DISPATCH_LEVEL.
     pub fn into_incoming(self, config: EventConfig) -> core::result::Result<Incoming, Refused<TcpListener>> {
         Incoming::enable(&self.core, config).map_err(|error| Refused { error, socket: self })
