@@ -77,6 +77,59 @@ fn a_connection_taken_before_its_answer_is_recorded_becomes_an_event_stream() {
     assert_eq!(got, b"early late");
 }
 
+/// Data that came while no event stream existed: the inherited receive callback refused it
+/// (WSK kept it) and left a note; the event stream made afterwards resumes the indications
+/// and hands the data out, then the rest and the disconnect.
+#[test]
+fn data_refused_before_the_event_stream_existed_reaches_it() {
+    late_answers();
+    let (got, report) = run(LIMIT, |env| async move {
+        let (l, addr) = bound_listener(&env).await;
+        let mut incoming = l.into_incoming(EventConfig::default()).expect("accept events");
+        let (go_on, wait) = std::sync::mpsc::channel::<()>();
+        let host = std::thread::spawn(move || {
+            let mut s = HostStream::connect(addr).expect("host connect");
+            s.write_all(b"before ").unwrap();
+            wait.recv().unwrap();
+            s.write_all(b"after").unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).expect("a graceful end");
+        });
+        let (stream, _) = incoming.next().await.expect("a connection").expect("accepted");
+        // Past the late answer: the inherited callback is on and has refused what came.
+        wsk_executor::sleep(Duration::from_millis(300)).await;
+        let (mut events, mut writer) = stream.into_events(EventConfig::default()).expect("events");
+        let mut got = Vec::new();
+        loop {
+            match events.next().await.expect("the stream ends with the disconnect").expect("event") {
+                ConnectionEvent::Data(data) => {
+                    let mut piece = vec![0; data.len()];
+                    let n = data.copy_to_slice(&mut piece);
+                    got.extend_from_slice(&piece[..n]);
+                    if got == b"before " {
+                        go_on.send(()).unwrap();
+                    }
+                }
+                ConnectionEvent::Disconnected { abortive } => {
+                    assert!(!abortive, "the peer shut down gracefully");
+                    break;
+                }
+                ConnectionEvent::SendBacklog(_) => {}
+            }
+        }
+        drop(events);
+        writer.shutdown().await.expect("shutdown");
+        writer.close().await.expect("close");
+        incoming.close().await.expect("listener close");
+        host.join().unwrap();
+        got
+    });
+    report.assert_clean();
+    assert_eq!(got, b"before after");
+    assert!(report.counters.refused_bytes > 0, "the data came before the stream and was refused: {report}");
+}
+
 /// A connection from the accept stream used with IRP receives only: the receive callback the
 /// socket inherited refuses what it is offered (no event stream), WSK keeps it, and the IRPs
 /// get every byte in order.

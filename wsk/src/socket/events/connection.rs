@@ -18,8 +18,8 @@ use super::pieces::BufPieces;
 use super::reflect::Reflecting;
 use super::retention::{Held, Indicating, Retained, Retention, retain_or_divert};
 use super::{
-    EARLY_ABORTIVE, EARLY_FAILED, EARLY_GRACEFUL, EventBox, EventConfig, EventState, Header, allocate, control_events,
-    enable,
+    EARLY_ABORTIVE, EARLY_FAILED, EARLY_GRACEFUL, EARLY_REFUSED, EventBox, EventConfig, EventState, Header, allocate,
+    control_events, enable,
 };
 use crate::buf::IoBuf;
 use crate::buf_pool;
@@ -168,9 +168,13 @@ unsafe extern "system" fn on_receive(
     };
     // SAFETY: WSK passes the context we created the connection socket with (or gave it when
     // accepting it) along with this table, and calls only until the close completed.
-    // Without a stream (a static receive callback, see `client_control`) the data is refused:
-    // WSK keeps it for IRP receives or for the stream, which resumes the indications.
-    unsafe { with_state(context, receive) }.unwrap_or(STATUS_DATA_NOT_ACCEPTED)
+    // Without a stream (a preset receive callback: static, see `client_control`, or inherited,
+    // see `listen`) the data is refused: WSK keeps it for IRP receives or for the stream, and
+    // the note tells a stream to come that it must resume the indications. Only a refusal
+    // that happened is noted: a stream that resumed (or copied) on a guess could wait in a
+    // copying receive for data WSK never kept while the indication it did make sat in the
+    // ring (the stress sweep hung so, about 1 run in 100 under CPU contention).
+    unsafe { with_state_or_note(context, EARLY_REFUSED, receive) }.unwrap_or(STATUS_DATA_NOT_ACCEPTED)
 }
 
 /// `WskDisconnectEvent`. IRQL <= DISPATCH_LEVEL.
@@ -293,18 +297,18 @@ impl ConnectionEvents {
     }
 
     /// What preset event callbacks (static ones, see `client_control`, or ones inherited from
-    /// the listening socket, see `listen`) met before the state existed: a
-    /// receive callback refused the data (WSK keeps it and indicates no more until a
-    /// `WskReceive`), so the stream starts as after a refusal and its first poll resumes the
-    /// indications (or copies, if the peer finished meanwhile); a disconnect or failure was
-    /// handed over through the core (see `attached::with_state_or_note`).
+    /// the listening socket, see `listen`) met before the state existed, handed over through
+    /// the core (see `attached::with_state_or_note`): a receive callback that refused data
+    /// (WSK keeps it and indicates no more until a `WskReceive`) makes the stream start as
+    /// after a refusal, so its first poll resumes the indications (or copies, if the peer
+    /// finished meanwhile); a disconnect or a failure is the stream's disconnect state.
     fn take_over_early(&self) {
         let core = self.attached.core();
         let state = self.state();
-        if core.preset_events() & WSK_EVENT_RECEIVE != 0 {
-            state.rx.assume_refused();
-        }
         let early = take_early(core);
+        if early & EARLY_REFUSED != 0 {
+            state.rx.refused_before();
+        }
         let kind = if early & EARLY_FAILED != 0 {
             FAILED
         } else if early & EARLY_ABORTIVE != 0 {

@@ -157,13 +157,17 @@ impl Default for EventConfig {
 }
 
 /// Events a callback met before a stream installed its state (static event callbacks are on
-/// from the socket's creation), handed over through the core's early word
+/// from the socket's creation, inherited ones from the recording of the accept callback's
+/// answer), handed over through the core's early word
 /// (`SocketCore::early`): the peer disconnected gracefully, ...
 pub(crate) const EARLY_GRACEFUL: u32 = 1 << 0;
 /// ... abortively, ...
 pub(crate) const EARLY_ABORTIVE: u32 = 1 << 1;
 /// ... or WSK reported the socket no longer works (a null indication).
 pub(crate) const EARLY_FAILED: u32 = 1 << 2;
+/// A receive callback refused data (WSK keeps it and indicates nothing more until a
+/// `WskReceive`).
+pub(crate) const EARLY_REFUSED: u32 = 1 << 3;
 /// Set in the early word by the stream once its state is installed: from then on callbacks
 /// deliver to the state.
 const EARLY_STREAM: u32 = 1 << 31;

@@ -337,10 +337,10 @@ impl<H> Retention<H> {
         true
     }
 
-    /// Records a refusal that happened before the state existed (a static receive callback
-    /// without a stream refused data; see `client_control`): the stream resumes as after any
-    /// refusal. Any IRQL.
-    pub(crate) fn assume_refused(&self) {
+    /// Records a refusal that happened before the state existed (a preset receive callback
+    /// without a stream refused data and left a note, see `connection::on_receive`): the
+    /// stream resumes as after any refusal. Any IRQL.
+    pub(crate) fn refused_before(&self) {
         let _ = self.refuse();
     }
 
