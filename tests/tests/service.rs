@@ -162,6 +162,29 @@ fn a_finished_connection_is_no_longer_open() {
     assert_eq!(ERRORS.load(Ordering::Relaxed), 0);
 }
 
+/// A provider that ends a pending accept with `STATUS_CANCELLED` on its own, the listener
+/// still open (Wine's netio did: `wsk_emulator::cancel_pending_accepts`): the accept loop
+/// counts an error and accepts again; only its own close ends it. Without that, the second
+/// client is refused (the loop ended and closed the listener).
+#[test]
+fn an_accept_the_provider_cancelled_does_not_end_the_service() {
+    let run = load("service-provider-cancel");
+    let served = |run: &Run| {
+        let mut client = connect(run.port);
+        client.write_all(b"done").unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).expect("the handler closes the connection");
+    };
+    served(&run);
+    wait_until("the provider cancelled a pending accept", LIMIT, || wsk_emulator::cancel_pending_accepts() > 0);
+    served(&run);
+    wait_until("every handler returned", LIMIT, || OPEN.load(Ordering::Relaxed) == 0);
+    assert_eq!(ACCEPTED.load(Ordering::Relaxed), 2);
+    assert_eq!(ERRORS.load(Ordering::Relaxed), 1, "the provider's cancellation counts as a failed accept");
+    unload(run.driver);
+}
+
 /// A listener that cannot bind (the port is taken): DriverEntry fails with the bind's error
 /// and leaves nothing behind (the service stopped its executor and deregistered).
 #[test]

@@ -271,6 +271,22 @@ mod socket;
 mod status;
 mod tables;
 
+/// Completes every pending `WskAccept` IRP of the process with `STATUS_CANCELLED`, although
+/// neither the driver nor a close cancelled it; the listening sockets keep listening. Returns
+/// how many.
+///
+/// What Wine's netio did to the echo service: with one connection at a time, the accept
+/// pending after the first connection ended completed with `STATUS_CANCELLED`, with no
+/// cancel or close from the driver (its listener was still open). Its accept is an
+/// overlapped `AcceptEx`, which Wine cancels when the thread that issued it exits, and
+/// `winedevice.exe` runs work items on thread-pool threads, which exit when idle: the likely
+/// path. Microsoft documents no promise that a provider completes an accept only with a
+/// connection, an error, or a cancellation the client asked for. A test calls this to prove
+/// that a driver goes on accepting.
+pub fn cancel_pending_accepts() -> usize {
+    socket::open_listeners().iter().map(queue::provider_cancels_accepts).sum()
+}
+
 pub use dispatch::WskCaptureProviderNPI;
 pub use registration::{WskDeregister, WskRegister, WskReleaseProviderNPI};
 

@@ -413,20 +413,38 @@ pub(crate) fn fail_transfers(state: &mut State, status: NTSTATUS, actions: &mut 
 /// cancel-owned, for their cancel routines).
 fn cancel_all(state: &mut State, actions: &mut Actions) {
     for queue in Queue::ALL {
-        let ops = std::mem::take(state.queue(queue));
-        let mut keep = VecDeque::new();
-        for mut op in ops {
-            // SAFETY: a queued op's IRP is live until someone who claimed it completes it.
-            if !op.cancel_owned && unsafe { claim(op.irp.0) } {
-                state.inflight += 1;
-                actions.push(Action::Complete { irp: op.irp, status: STATUS_CANCELLED, info: 0, queued: true });
-            } else {
-                op.cancel_owned = true;
-                keep.push_back(op);
-            }
-        }
-        *state.queue(queue) = keep;
+        cancel_queue(state, queue, actions);
     }
+}
+
+/// [`cancel_all`] for one queue; returns how many ops it completes.
+fn cancel_queue(state: &mut State, queue: Queue, actions: &mut Actions) -> usize {
+    let ops = std::mem::take(state.queue(queue));
+    let mut keep = VecDeque::new();
+    let mut cancelled = 0;
+    for mut op in ops {
+        // SAFETY: a queued op's IRP is live until someone who claimed it completes it.
+        if !op.cancel_owned && unsafe { claim(op.irp.0) } {
+            state.inflight += 1;
+            actions.push(Action::Complete { irp: op.irp, status: STATUS_CANCELLED, info: 0, queued: true });
+            cancelled += 1;
+        } else {
+            op.cancel_owned = true;
+            keep.push_back(op);
+        }
+    }
+    *state.queue(queue) = keep;
+    cancelled
+}
+
+/// Completes the pending `WskAccept` IRPs of `listener` with `STATUS_CANCELLED` although
+/// nobody cancelled them or closed the socket, which stays listening (see
+/// [`super::cancel_pending_accepts`]). Returns how many.
+pub(crate) fn provider_cancels_accepts(listener: &Arc<Socket>) -> usize {
+    let mut actions = Actions::new();
+    let cancelled = cancel_queue(&mut lock(&listener.state), Queue::Accept, &mut actions);
+    run(listener, actions);
+    cancelled
 }
 
 /// `WskCloseSocket` on an accepted close IRP: cancels every pending IRP, closes the host

@@ -339,6 +339,17 @@ pub(crate) fn begin_close(pointer: *mut WSK_SOCKET) -> Result<Arc<Socket>, NTSTA
     Ok(socket)
 }
 
+/// Every open listening socket of the process.
+pub(crate) fn open_listeners() -> Vec<Arc<Socket>> {
+    lock(&SOCKETS)
+        .values()
+        .filter_map(|entry| match entry {
+            Entry::Open(socket) if socket.kind == Kind::Listen => Some(Arc::clone(socket)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Open sockets of `session` the client knows about, as leaks, and WSK_SOCKET_LEAKED_AT_UNLOAD
 /// if there are any.
 pub(crate) fn leaks(session: u64) -> Vec<Leak> {

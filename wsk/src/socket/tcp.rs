@@ -284,6 +284,16 @@ impl TcpListener {
         Incoming::enable(&self.core, config).map_err(|error| Refused { error, socket: self })
     }
 
+    /// Whether the listener is being closed ([`TcpListener::close`] or a [`Closer`]): then an
+    /// accept that resolved [`Error::Cancelled`] was cancelled by the close. Otherwise the
+    /// provider ended it on its own (Wine's netio does: see `docs/architecture.md`) and the
+    /// listener still works: accept again.
+    ///
+    /// Any IRQL.
+    pub fn is_closing(&self) -> bool {
+        self.core.is_closing()
+    }
+
     /// A handle that closes the listener from another task, cancelling a pending accept.
     ///
     /// Any IRQL.
