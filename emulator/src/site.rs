@@ -37,8 +37,16 @@ const SUMMARY_FRAMES: usize = 3;
 
 impl Site {
     /// Captures the current call stack (not yet resolved).
+    ///
+    /// Host work ([`crate::irql::host_work`]): the capture takes the standard library's
+    /// backtrace lock and the unwinder's lock on the list of loaded objects, both of which
+    /// sleep when another thread holds them, which says nothing of the driver. (An allocation
+    /// at DISPATCH_LEVEL, legal, was once reported as blocking in the kernel tests, whose
+    /// threads capture at the same time: `dispatch_level_routines_are_fine_at_dispatch`, 3.4 ms
+    /// off the CPU after one voluntary switch. A wait on these locks is one way that happens;
+    /// a page fault waiting for the address space lock is another, still counted.)
     pub(crate) fn capture() -> Self {
-        Self { backtrace: Backtrace::force_capture(), resolved: OnceLock::new() }
+        Self { backtrace: crate::irql::host_work(Backtrace::force_capture), resolved: OnceLock::new() }
     }
 
     /// The first driver frames, one per line, as `symbol (file:line)`.
