@@ -30,7 +30,9 @@
 //! (no stream to give it to: WSK keeps it for the stream or for IRP receives) and the
 //! disconnect callback leaves a note for the stream. A provider that refuses connection events
 //! on a listening socket gets none: its connections enable their own, as those of
-//! [`TcpListener::accept`](crate::TcpListener::accept) do.
+//! [`TcpListener::accept`](crate::TcpListener::accept) do. Assumed: a provider that accepts
+//! them on a listening socket passes them on, as Microsoft documents; one that took them and
+//! did not would leave such a connection's event stream without callbacks (it would wait).
 
 use core::net::SocketAddr;
 use core::pin::Pin;
