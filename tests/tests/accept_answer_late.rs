@@ -13,8 +13,8 @@ use std::net::TcpStream as HostStream;
 use std::time::Duration;
 
 use futures_lite::StreamExt;
-use wsk::events::{ConnectionEvent, EventConfig};
-use wsk::{Error, IoBuf};
+use wsk::events::{ConnectionEvent, ConnectionEvents, EventConfig, Incoming};
+use wsk::{Error, IoBuf, TcpWriteHalf};
 use wsk_emulator::adversary::{self, Adversary};
 use wsk_tests::fixtures::{bound_listener, pattern};
 use wsk_tests::harness::{run, run_clean};
@@ -24,6 +24,35 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// Long enough that the stream takes the connection inside the window.
 fn late_answers() {
     adversary::set(Adversary { accept_answer_delay_us: 50_000, ..Adversary::default() });
+}
+
+/// Reads `events` until the peer's graceful disconnect: the bytes, in order. `on_data` sees
+/// what came so far after each item.
+async fn read_to_disconnect(events: &mut ConnectionEvents, mut on_data: impl FnMut(&[u8])) -> Vec<u8> {
+    let mut got = Vec::new();
+    loop {
+        match events.next().await.expect("the stream ends with the disconnect").expect("event") {
+            ConnectionEvent::Data(data) => {
+                let mut piece = vec![0; data.len()];
+                let n = data.copy_to_slice(&mut piece);
+                got.extend_from_slice(&piece[..n]);
+                on_data(&got);
+            }
+            ConnectionEvent::Disconnected { abortive } => {
+                assert!(!abortive, "the peer shut down gracefully");
+                return got;
+            }
+            ConnectionEvent::SendBacklog(_) => {}
+        }
+    }
+}
+
+/// Ends the connection gracefully, closes it and the listener.
+async fn close_all(events: ConnectionEvents, mut writer: TcpWriteHalf, incoming: Incoming) {
+    drop(events);
+    writer.shutdown().await.expect("shutdown");
+    writer.close().await.expect("close");
+    incoming.close().await.expect("listener close");
 }
 
 /// The peer writes at once; the connection, taken from the accept stream before WSK recorded
@@ -45,32 +74,14 @@ fn a_connection_taken_before_its_answer_is_recorded_becomes_an_event_stream() {
             s.read_to_end(&mut rest).expect("a graceful end");
         });
         let (stream, _) = incoming.next().await.expect("a connection").expect("accepted");
-        let (mut events, mut writer) =
-            stream.into_events(EventConfig::default()).expect("events on an accepted socket");
+        let (mut events, writer) = stream.into_events(EventConfig::default()).expect("events on an accepted socket");
         // Inherited, so turned on at a moment the library cannot see: never disabled.
         assert!(
             matches!(events.disable_receive(), Err(Error::InvalidInput(_))),
             "an inherited receive callback is not disabled"
         );
-        let mut got = Vec::new();
-        loop {
-            match events.next().await.expect("the stream ends with the disconnect").expect("event") {
-                ConnectionEvent::Data(data) => {
-                    let mut piece = vec![0; data.len()];
-                    let n = data.copy_to_slice(&mut piece);
-                    got.extend_from_slice(&piece[..n]);
-                }
-                ConnectionEvent::Disconnected { abortive } => {
-                    assert!(!abortive, "the peer shut down gracefully");
-                    break;
-                }
-                ConnectionEvent::SendBacklog(_) => {}
-            }
-        }
-        drop(events);
-        writer.shutdown().await.expect("shutdown");
-        writer.close().await.expect("close");
-        incoming.close().await.expect("listener close");
+        let got = read_to_disconnect(&mut events, |_| {}).await;
+        close_all(events, writer, incoming).await;
         host.join().unwrap();
         got
     });
@@ -99,29 +110,14 @@ fn data_refused_before_the_event_stream_existed_reaches_it() {
         let (stream, _) = incoming.next().await.expect("a connection").expect("accepted");
         // Past the late answer: the inherited callback is on and has refused what came.
         wsk_executor::sleep(Duration::from_millis(300)).await;
-        let (mut events, mut writer) = stream.into_events(EventConfig::default()).expect("events");
-        let mut got = Vec::new();
-        loop {
-            match events.next().await.expect("the stream ends with the disconnect").expect("event") {
-                ConnectionEvent::Data(data) => {
-                    let mut piece = vec![0; data.len()];
-                    let n = data.copy_to_slice(&mut piece);
-                    got.extend_from_slice(&piece[..n]);
-                    if got == b"before " {
-                        go_on.send(()).unwrap();
-                    }
-                }
-                ConnectionEvent::Disconnected { abortive } => {
-                    assert!(!abortive, "the peer shut down gracefully");
-                    break;
-                }
-                ConnectionEvent::SendBacklog(_) => {}
+        let (mut events, writer) = stream.into_events(EventConfig::default()).expect("events");
+        let got = read_to_disconnect(&mut events, |got| {
+            if got == b"before " {
+                go_on.send(()).unwrap();
             }
-        }
-        drop(events);
-        writer.shutdown().await.expect("shutdown");
-        writer.close().await.expect("close");
-        incoming.close().await.expect("listener close");
+        })
+        .await;
+        close_all(events, writer, incoming).await;
         host.join().unwrap();
         got
     });
