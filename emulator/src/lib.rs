@@ -153,7 +153,7 @@ mod timer;
 mod verifier;
 mod workitem;
 mod wsk;
-pub use wsk::{cancel_pending_accepts, provider_unavailable_for, set_resolution_delay};
+pub use wsk::{cancel_pending_accepts, cancel_pending_receives, provider_unavailable_for, set_resolution_delay};
 
 pub use counters::{Counters, counters};
 pub use debug::{DebugMessage, debug_log, debug_messages, wait_for_debug_message};

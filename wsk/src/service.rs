@@ -466,13 +466,6 @@ async fn accept_loop(
                 counters.errors.fetch_add(1, Ordering::Relaxed);
                 wsk_executor::sleep(ACCEPT_BACKOFF).await;
             }
-            Err(Error::Cancelled) if !listener.is_closing() => {
-                // Nobody cancelled it: the provider ended the accept on its own (Wine's netio
-                // does, see `wsk_emulator::cancel_pending_accepts`). The listener still works.
-                counters.errors.fetch_add(1, Ordering::Relaxed);
-                log!(info, "{}: accept cancelled by the provider; accepting again", name);
-                wsk_executor::sleep(ACCEPT_BACKOFF).await;
-            }
             Err(Error::Closed | Error::Cancelled) => return,
             Err(e) => {
                 // A connection that failed between its arrival and the accept (reset by the

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::util::{self, Result, bail};
+use crate::util::{self, Context, Result, bail};
 use crate::{drivers, echo_client};
 
 const TAG: &str = "wine-test";
@@ -30,6 +30,20 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(90);
 const SERVER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to let the session wind down (driver unload, service exit) on its own.
 const WIND_DOWN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long the idle-gap check leaves the driver without traffic. Wine's thread pool ends a
+/// worker thread idle for a few seconds, and with it cancels the overlapped receive or accept
+/// that thread issued: the library must issue it again (`wsk::socket::provider_cancel`), and
+/// the echo driver must neither close the idle connection nor stop accepting.
+const IDLE_GAP: Duration = Duration::from_secs(7);
+/// Idle gaps, each after a burst of [`BURST`] connections at once.
+const IDLE_ROUNDS: usize = 2;
+const BURST: usize = 16;
+
+/// What the library logs when the provider cancelled a receive or an accept nobody asked to
+/// cancel, before it issues it again (counted, printed, not required: whether it happens is
+/// Wine's scheduling).
+const PROVIDER_CANCELLED: &str = "wsk: the provider cancelled";
 
 /// Why Wine cannot be used here, if it cannot.
 pub fn missing_tools() -> Option<String> {
@@ -54,6 +68,10 @@ pub fn smoke_test(stress_run: Duration) -> Result<()> {
     prefix.set_param_dword(drivers::ECHO.name, "Port", u32::from(port))?;
     prefix.start(drivers::ECHO.name)?;
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let idle = idle_gap(addr);
+    if let Err(e) = &idle {
+        eprintln!("{TAG}: after an idle gap: FAILED: {e}");
+    }
     println!("{TAG}: echo client against {addr} (50 connections, 1 B to 1 MiB, resets) ...");
     let client = echo_client::run(&echo_client::ClientConfig::standard(addr));
     match &client {
@@ -88,6 +106,11 @@ pub fn smoke_test(stress_run: Duration) -> Result<()> {
     if let Err(e) = client {
         bail!("{TAG}: echo client failed against the driver under Wine: {e}");
     }
+    let cancelled = messages.iter().filter(|m| m.contains(PROVIDER_CANCELLED)).count();
+    println!("{TAG}: receives and accepts the provider cancelled on its own (issued again): {cancelled}");
+    if let Err(e) = idle {
+        bail!("{TAG}: the driver stopped serving after {} s without a connection: {e}", IDLE_GAP.as_secs());
+    }
     let unload = messages.iter().rev().find(|m| m.contains("DriverUnload done"));
     if unload.is_none_or(|m| count_of(m, ECHO_CLEAN_UNLOAD) != Some(0)) {
         bail!("{TAG}: the driver did not report `0 {ECHO_CLEAN_UNLOAD}` at unload (last unload line: {unload:?})");
@@ -95,6 +118,55 @@ pub fn smoke_test(stress_run: Duration) -> Result<()> {
     status_under_wine(&mut prefix)?;
     stress_under_wine(&mut prefix, stress_run)?;
     println!("{TAG}: passed in {} s", util::secs(start.elapsed()));
+    Ok(())
+}
+
+/// A connection echoes; a burst of connections at once grows Wine's thread pool; the driver
+/// is then left without traffic for [`IDLE_GAP`], in which the pool ends its extra threads;
+/// then both a new connection and the first one must echo. Twice.
+fn idle_gap(addr: std::net::SocketAddr) -> Result<()> {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    fn echo_once(stream: &mut TcpStream, what: &[u8]) -> std::io::Result<()> {
+        stream.write_all(what)?;
+        let mut back = vec![0u8; what.len()];
+        stream.read_exact(&mut back)?;
+        if back != what {
+            return Err(std::io::Error::other(format!("echoed {back:?} for {what:?}")));
+        }
+        Ok(())
+    }
+    let connect = move || -> std::io::Result<TcpStream> {
+        let stream = TcpStream::connect_timeout(&addr, SERVER_TIMEOUT)?;
+        stream.set_read_timeout(Some(SERVER_TIMEOUT))?;
+        Ok(stream)
+    };
+    let mut idle = connect().context(|| "connecting".to_owned())?;
+    echo_once(&mut idle, b"before the gap").context(|| "first echo".to_owned())?;
+    for round in 1..=IDLE_ROUNDS {
+        let burst: Vec<_> = (0..BURST)
+            .map(|_| {
+                std::thread::spawn(move || -> std::io::Result<()> {
+                    let mut stream = connect()?;
+                    echo_once(&mut stream, &[0x5a; 4096])
+                })
+            })
+            .collect();
+        for one in burst {
+            one.join()
+                .map_err(|_| util::Error::msg("a burst connection panicked".to_owned()))?
+                .context(|| format!("a burst connection (round {round})"))?;
+        }
+        println!(
+            "{TAG}: idle gap {round}/{IDLE_ROUNDS}: {BURST} connections echoed; {} s without traffic ...",
+            IDLE_GAP.as_secs()
+        );
+        std::thread::sleep(IDLE_GAP);
+        let mut new = connect().context(|| format!("connecting after gap {round}"))?;
+        echo_once(&mut new, b"a new connection").context(|| format!("a new connection after gap {round}"))?;
+        echo_once(&mut idle, b"after the gap").context(|| format!("the idle connection after gap {round}"))?;
+    }
+    println!("{TAG}: after each gap a new connection and the idle one echoed");
     Ok(())
 }
 

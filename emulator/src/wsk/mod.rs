@@ -284,7 +284,21 @@ mod tables;
 /// connection, an error, or a cancellation the client asked for. A test calls this to prove
 /// that a driver goes on accepting.
 pub fn cancel_pending_accepts() -> usize {
-    socket::open_listeners().iter().map(queue::provider_cancels_accepts).sum()
+    let listeners = socket::open_sockets(|kind| kind == model::Kind::Listen);
+    listeners.iter().map(|listener| queue::provider_cancels(listener, model::Queue::Accept)).sum()
+}
+
+/// Completes every pending `WskReceive` and `WskReceiveFrom` IRP of the process with
+/// `STATUS_CANCELLED` and no data, although neither the driver nor a close cancelled it; the
+/// sockets stay open and what arrives later is received as usual. Returns how many.
+///
+/// What Wine's netio did to an echo connection idle for a few seconds (`cargo xtask
+/// wine-test`, its idle gap): the receive pending on it completed with `STATUS_CANCELLED`,
+/// for the reason [`cancel_pending_accepts`] gives. A test calls this to prove that a
+/// receive goes on waiting.
+pub fn cancel_pending_receives() -> usize {
+    let sockets = socket::open_sockets(|kind| kind != model::Kind::Listen);
+    sockets.iter().map(|socket| queue::provider_cancels(socket, model::Queue::Receive)).sum()
 }
 
 pub use dispatch::WskCaptureProviderNPI;

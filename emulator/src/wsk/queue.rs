@@ -437,13 +437,13 @@ fn cancel_queue(state: &mut State, queue: Queue, actions: &mut Actions) -> usize
     cancelled
 }
 
-/// Completes the pending `WskAccept` IRPs of `listener` with `STATUS_CANCELLED` although
-/// nobody cancelled them or closed the socket, which stays listening (see
-/// [`super::cancel_pending_accepts`]). Returns how many.
-pub(crate) fn provider_cancels_accepts(listener: &Arc<Socket>) -> usize {
+/// Completes the pending IRPs of `socket`'s `queue` with `STATUS_CANCELLED` although nobody
+/// cancelled them or closed the socket, which stays open (see
+/// [`super::cancel_pending_accepts`] and [`super::cancel_pending_receives`]). Returns how many.
+pub(crate) fn provider_cancels(socket: &Arc<Socket>, queue: Queue) -> usize {
     let mut actions = Actions::new();
-    let cancelled = cancel_queue(&mut lock(&listener.state), Queue::Accept, &mut actions);
-    run(listener, actions);
+    let cancelled = cancel_queue(&mut lock(&socket.state), queue, &mut actions);
+    run(socket, actions);
     cancelled
 }
 

@@ -339,12 +339,12 @@ pub(crate) fn begin_close(pointer: *mut WSK_SOCKET) -> Result<Arc<Socket>, NTSTA
     Ok(socket)
 }
 
-/// Every open listening socket of the process.
-pub(crate) fn open_listeners() -> Vec<Arc<Socket>> {
+/// Every open socket of the process of a kind `wanted` accepts.
+pub(crate) fn open_sockets(wanted: impl Fn(Kind) -> bool) -> Vec<Arc<Socket>> {
     lock(&SOCKETS)
         .values()
         .filter_map(|entry| match entry {
-            Entry::Open(socket) if socket.kind == Kind::Listen => Some(Arc::clone(socket)),
+            Entry::Open(socket) if wanted(socket.kind) => Some(Arc::clone(socket)),
             _ => None,
         })
         .collect()

@@ -8,6 +8,7 @@ pub mod events;
 pub mod inspection;
 pub(crate) mod kind;
 pub mod options;
+pub(crate) mod provider_cancel;
 pub(crate) mod registry;
 pub mod shared;
 pub mod tcp;

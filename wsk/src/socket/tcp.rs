@@ -28,6 +28,7 @@ use crate::socket::create;
 use crate::socket::events::{ConnectionEvents, EventConfig, Incoming, Refused};
 use crate::socket::kind::{Connection, Listen, SocketKind};
 use crate::socket::options::{EncodedOption, OptionName, SocketOption, get_option, set_encoded, set_option};
+use crate::socket::provider_cancel::{self, Deadline};
 use crate::socket::shared::{AnyCore, SocketCore};
 
 /// The address a socket is bound to after a bind to `requested`: the provider's answer to
@@ -175,7 +176,10 @@ impl TcpListener {
 
     /// Waits for an incoming connection. Cancel-safe: dropping the future cancels the
     /// `WskAccept` IRP; a connection that was accepted regardless is closed in the background
-    /// (the IRP carries the new connection's reserved close IRP with it).
+    /// (the IRP carries the new connection's reserved close IRP with it). An accept the
+    /// provider completes with `STATUS_CANCELLED` although neither the future's drop nor the
+    /// listener's close cancelled it (Wine's netio does, when the thread that issued it exits)
+    /// is issued again 10 ms later, so [`Error::Cancelled`] means the listener was closed.
     /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn accept(&mut self) -> Result<(TcpStream, SocketAddr)> {
         self.accept_within(None).await
@@ -195,12 +199,27 @@ impl TcpListener {
         self.accept_within(Some(timeout)).await
     }
 
-    /// [`accept`](Self::accept) with an optional deadline.
+    /// [`accept`](Self::accept) with an optional deadline. An accept the provider cancelled on
+    /// its own is issued again (see `provider_cancel`), within what is left of the deadline.
+    async fn accept_within(&mut self, deadline: Option<Duration>) -> Result<(TcpStream, SocketAddr)> {
+        let deadline = Deadline::new(deadline);
+        loop {
+            let result = self.accept_once(deadline.remaining()?).await;
+            if provider_cancel::cancelled_by_provider(&result, self.core.is_closing()) {
+                crate::log!(info, "wsk: the provider cancelled an accept; accepting again");
+                wsk_executor::sleep(provider_cancel::BACKOFF).await;
+                continue;
+            }
+            return result;
+        }
+    }
+
+    /// One `WskAccept`, with an optional deadline.
     #[expect(
         clippy::multiple_unsafe_ops_per_block,
         reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
     )]
-    async fn accept_within(&mut self, deadline: Option<Duration>) -> Result<(TcpStream, SocketAddr)> {
+    async fn accept_once(&mut self, deadline: Option<Duration>) -> Result<(TcpStream, SocketAddr)> {
         let parts = match self.next.take() {
             Some(parts) => parts,
             None => StreamParts::new()?,
@@ -284,10 +303,10 @@ impl TcpListener {
         Incoming::enable(&self.core, config).map_err(|error| Refused { error, socket: self })
     }
 
-    /// Whether the listener is being closed ([`TcpListener::close`] or a [`Closer`]): then an
-    /// accept that resolved [`Error::Cancelled`] was cancelled by the close. Otherwise the
-    /// provider ended it on its own (Wine's netio does: see `docs/architecture.md`) and the
-    /// listener still works: accept again.
+    /// Whether the listener is being closed ([`TcpListener::close`] or a [`Closer`]). An accept
+    /// that resolves [`Error::Cancelled`] was cancelled by such a close: one the provider
+    /// cancelled on its own while the listener was open is issued again by
+    /// [`accept`](Self::accept) itself.
     ///
     /// Any IRQL.
     pub fn is_closing(&self) -> bool {
@@ -457,6 +476,11 @@ impl TcpStream {
     /// the provider cannot cancel, as Wine's netio cannot), that data is kept and the next
     /// `recv` on this stream (or its read half) returns it first: no byte is lost. That next
     /// `recv` waits until the dropped receive's IRP has completed.
+    ///
+    /// A receive the provider completes with `STATUS_CANCELLED` although neither a drop, a
+    /// deadline nor the close cancelled it (Wine's netio does to a receive pending on an idle
+    /// connection, when the thread that issued it exits) received nothing: it is issued again
+    /// 10 ms later, so [`Error::Cancelled`] means the stream is being closed.
     ///
     /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn recv(&mut self, buf: IoBuf) -> (Result<usize>, IoBuf) {
@@ -738,29 +762,45 @@ impl TcpReadHalf {
         if let Some(n) = self.recv.take_kept(&mut buf) {
             return (Ok(n), buf);
         }
-        // SAFETY: connection dispatch table; the WSK_BUF lives in the slot and the buffer is
-        // owned by the slot until completion.
-        let done = unsafe {
-            receive_call(
-                &self.core,
-                &mut self.recv,
-                buf,
-                deadline,
-                |args, buf| {
-                    let buf = buf.expect("receive buffer");
-                    args.wsk_buf = buf.wsk_buf(0, buf.capacity());
-                },
-                |socket, table, irp, args| table.WskReceive.map(|recv| recv(socket, &raw mut (*args).wsk_buf, 0, irp)),
-            )
-        }
-        .await;
-        let (result, mut buf) = with_buffer(done);
-        match result {
-            Ok(n) => {
-                buf.set_len(n);
-                (Ok(n), buf)
+        let deadline = Deadline::new(deadline);
+        loop {
+            let within = match deadline.remaining() {
+                Ok(within) => within,
+                Err(e) => return (Err(e), buf),
+            };
+            // SAFETY: connection dispatch table; the WSK_BUF lives in the slot and the buffer
+            // is owned by the slot until completion.
+            let done = unsafe {
+                receive_call(
+                    &self.core,
+                    &mut self.recv,
+                    buf,
+                    within,
+                    |args, buf| {
+                        let buf = buf.expect("receive buffer");
+                        args.wsk_buf = buf.wsk_buf(0, buf.capacity());
+                    },
+                    |socket, table, irp, args| {
+                        table.WskReceive.map(|recv| recv(socket, &raw mut (*args).wsk_buf, 0, irp))
+                    },
+                )
             }
-            Err(e) => (Err(e), buf),
+            .await;
+            let (result, mut back) = with_buffer(done);
+            if provider_cancel::cancelled_by_provider(&result, self.core.is_closing()) {
+                // Nothing was received: wait again (see `provider_cancel`).
+                crate::log!(info, "wsk: the provider cancelled a receive; receiving again");
+                buf = back;
+                wsk_executor::sleep(provider_cancel::BACKOFF).await;
+                continue;
+            }
+            return match result {
+                Ok(n) => {
+                    back.set_len(n);
+                    (Ok(n), back)
+                }
+                Err(e) => (Err(e), back),
+            };
         }
     }
 

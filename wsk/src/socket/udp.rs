@@ -18,6 +18,7 @@ use crate::socket::create;
 use crate::socket::events::{Datagrams, EventConfig};
 use crate::socket::kind::Datagram;
 use crate::socket::options::{OptionName, SocketOption, get_option, set_option, set_remote_address};
+use crate::socket::provider_cancel::{self, Deadline};
 use crate::socket::shared::SocketCore;
 
 /// A bound UDP socket. Sending and receiving use separate IRPs, and
@@ -125,6 +126,9 @@ impl UdpSocket {
     }
 
     /// Receives one datagram into `buf` (up to its capacity); returns its length and sender.
+    /// A receive the provider cancelled on its own (neither a drop, a deadline nor the close
+    /// cancelled it) is issued again 10 ms later, as [`TcpStream::recv`](crate::TcpStream::recv)
+    /// says.
     ///
     /// IRQL == PASSIVE_LEVEL (task context).
     pub async fn recv_from(&mut self, buf: IoBuf) -> (Result<(usize, SocketAddr)>, IoBuf) {
@@ -337,29 +341,43 @@ impl UdpRecvHalf {
         clippy::multiple_unsafe_ops_per_block,
         reason = "one provider call: reaching its arguments in the slot's argument block is part of it"
     )]
-    async fn recv_msg_within(&mut self, buf: IoBuf, timeout: Option<Duration>) -> (Result<RecvMeta>, IoBuf) {
-        // SAFETY: datagram dispatch table; WSK_BUF, address and control fields in the slot,
-        // buffer owned by the slot until completion.
-        let done = unsafe {
-            socket_call_within(
-                &self.core,
-                &mut self.recv,
-                Some(buf),
-                timeout,
-                |args, buf| prepare_receive_from(args, buf.expect("receive buffer")),
-                |socket, table, irp, args| receive_from_call(socket, table, irp, args),
-            )
-        }
-        .await;
-        let (result, mut buf) = with_buffer(done);
-        let result = match result {
-            Ok(n) => {
-                buf.set_len(n);
-                received(&self.recv, n)
+    async fn recv_msg_within(&mut self, mut buf: IoBuf, timeout: Option<Duration>) -> (Result<RecvMeta>, IoBuf) {
+        let deadline = Deadline::new(timeout);
+        loop {
+            let within = match deadline.remaining() {
+                Ok(within) => within,
+                Err(e) => return (Err(e), buf),
+            };
+            // SAFETY: datagram dispatch table; WSK_BUF, address and control fields in the
+            // slot, buffer owned by the slot until completion.
+            let done = unsafe {
+                socket_call_within(
+                    &self.core,
+                    &mut self.recv,
+                    Some(buf),
+                    within,
+                    |args, buf| prepare_receive_from(args, buf.expect("receive buffer")),
+                    |socket, table, irp, args| receive_from_call(socket, table, irp, args),
+                )
             }
-            Err(e) => Err(e),
-        };
-        (result, buf)
+            .await;
+            let (result, mut back) = with_buffer(done);
+            if provider_cancel::cancelled_by_provider(&result, self.core.is_closing()) {
+                // Nothing was received: wait again (see `provider_cancel`).
+                crate::log!(info, "wsk: the provider cancelled a receive-from; receiving again");
+                buf = back;
+                wsk_executor::sleep(provider_cancel::BACKOFF).await;
+                continue;
+            }
+            let result = match result {
+                Ok(n) => {
+                    back.set_len(n);
+                    received(&self.recv, n)
+                }
+                Err(e) => Err(e),
+            };
+            return (result, back);
+        }
     }
 
     /// See [`UdpSocket::datagrams`].
