@@ -43,6 +43,13 @@
 //!   answer takes effect, so a client cannot know when it may enable events on a socket an
 //!   accept callback took; a provider preempted between the callback's return and its
 //!   bookkeeping opens that window on Windows too.
+//! * `provider_cancel_ppm`: a receive (`WskReceive`, `WskReceiveFrom`) or an accept left
+//!   pending is, this many times per million, completed by a processor with
+//!   `STATUS_CANCELLED` and nothing in it after a random delay of up to `max_delay_us`,
+//!   although neither the client nor a close cancelled it; the socket stays open. Wine's
+//!   netio does that when the thread that issued the call exits (see
+//!   `wsk_emulator::cancel_pending_receives`), and Microsoft documents no promise that a
+//!   provider cancels only on request. Only with processors.
 //!
 //! Randomness comes from one generator: a hash of the seed and of a process-wide decision counter,
 //! so the sequence of decisions is the seed's; which thread meets which decision depends on
@@ -78,6 +85,8 @@ pub struct Adversary {
     /// Microseconds between an accept callback's return and the provider's recording of its
     /// answer (0: at once).
     pub accept_answer_delay_us: u32,
+    /// Pending receives and accepts the provider cancels on its own, per million.
+    pub provider_cancel_ppm: u32,
 }
 
 impl Adversary {
@@ -94,6 +103,7 @@ impl Adversary {
             concurrent_callbacks: true,
             random_shapes: true,
             accept_answer_delay_us: 200,
+            provider_cancel_ppm: 20_000,
         }
     }
 
@@ -189,6 +199,8 @@ pub struct Stats {
     pub partial_receives: u64,
     /// Send IRPs completed with part of their bytes sent.
     pub short_sends: u64,
+    /// Pending receives and accepts the provider cancelled on its own.
+    pub provider_cancels: u64,
 }
 
 /// The counters behind [`Stats`].
@@ -201,9 +213,10 @@ pub(crate) enum Event {
     ShapedChain,
     PartialReceive,
     ShortSend,
+    ProviderCancel,
 }
 
-static EVENTS: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
+static EVENTS: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
 
 /// Counts one adversarial event.
 pub(crate) fn count(event: Event) {
@@ -221,6 +234,7 @@ pub fn stats() -> Stats {
         shaped_chains: get(Event::ShapedChain),
         partial_receives: get(Event::PartialReceive),
         short_sends: get(Event::ShortSend),
+        provider_cancels: get(Event::ProviderCancel),
     }
 }
 

@@ -2,7 +2,8 @@
 //! `Adversary::chaos`): four provider processors completing IRPs and calling callbacks in
 //! any order, late completions and completions at the caller's IRQL, overlapping callbacks
 //! of datagram and listening sockets, random indication shapes, partial receives and short
-//! sends, unmapped indication MDLs with failing mappings.
+//! sends, unmapped indication MDLs with failing mappings, pending receives and accepts the
+//! provider cancels on its own.
 //!
 //! The seed is `WSK_EMU_CHAOS` when set (so `WSK_EMU_CHAOS=N cargo test --test chaos`
 //! reproduces a seed's decisions), 1 otherwise. Every test checks the bytes end to end and,
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use futures_lite::StreamExt;
 use wsk::events::{ConnectionEvent, EventConfig};
-use wsk::{IoBuf, TcpListener, UdpSocket};
+use wsk::{IoBuf, SocketOption, TcpListener, UdpSocket};
 use wsk_emulator::adversary::{self, Adversary};
 use wsk_tests::datagrams::PacedSenders;
 use wsk_tests::fixtures::{any_local, pattern};
@@ -59,6 +60,25 @@ fn host_echo_client(addr: SocketAddr, payload: Vec<u8>) -> std::thread::JoinHand
         let mut rest = Vec::new();
         let _ = s.read_to_end(&mut rest);
     })
+}
+
+/// Waits for every server task, then (without blocking the work item) for every host client,
+/// and closes the listener.
+async fn finish(
+    servers: Vec<wsk_executor::JoinHandle<()>>,
+    hosts: Vec<std::thread::JoinHandle<()>>,
+    listener: TcpListener,
+) {
+    for server in servers {
+        server.await.unwrap();
+    }
+    while hosts.iter().any(|h| !h.is_finished()) {
+        wsk_executor::sleep(Duration::from_millis(5)).await;
+    }
+    for host in hosts {
+        host.join().expect("host client");
+    }
+    listener.close().await.expect("listener close");
 }
 
 /// Echo of 16 connections, half through receive events, half through IRP receives: every
@@ -116,16 +136,7 @@ fn echo_over_both_receive_paths_keeps_every_byte_in_order() {
             };
             servers.push(server.unwrap());
         }
-        for server in servers {
-            server.await.unwrap();
-        }
-        while hosts.iter().any(|h| !h.is_finished()) {
-            wsk_executor::sleep(Duration::from_millis(5)).await;
-        }
-        for host in hosts {
-            host.join().expect("host client");
-        }
-        l.close().await.expect("listener close");
+        finish(servers, hosts, l).await;
     });
     let after = adversary::stats();
     println!("echo: {before:?} -> {after:?}");
@@ -135,6 +146,68 @@ fn echo_over_both_receive_paths_keeps_every_byte_in_order() {
     assert!(after.moved_completions > before.moved_completions, "no completion moved to another processor");
     assert!(after.late_completions > before.late_completions, "no completion was made late");
     assert!(after.caller_irql_completions > before.caller_irql_completions, "no completion ran at PASSIVE_LEVEL");
+}
+
+/// Ping-pong on 16 connections with IRP receives, 300 rounds each: every receive waits for
+/// the peer, so the provider's own cancellations (`provider_cancel_ppm`) meet hundreds of
+/// pending receives; each is issued again by the library and every message comes back.
+#[test]
+fn ping_pong_receives_outlast_the_providers_own_cancels() {
+    chaos();
+    const CONNECTIONS: usize = 16;
+    const ROUNDS: usize = 300;
+    let before = adversary::stats();
+    run_clean(LIMIT, |env| async move {
+        let mut l = TcpListener::bind(env.wsk, any_local()).await.expect("bind");
+        let addr = l.query_local_addr().await.expect("local address");
+        let hosts: Vec<_> = (0..CONNECTIONS)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let mut s = HostStream::connect(addr).expect("host connect");
+                    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+                    s.set_nodelay(true).unwrap();
+                    for round in 0..ROUNDS {
+                        let message = pattern(100, (i * ROUNDS + round) as u8);
+                        s.write_all(&message).expect("host write");
+                        let mut back = vec![0u8; message.len()];
+                        s.read_exact(&mut back).expect("echo back");
+                        assert!(back == message, "connection {i}, round {round}: echoed bytes differ");
+                    }
+                    s.shutdown(std::net::Shutdown::Write).unwrap();
+                    let mut rest = Vec::new();
+                    let _ = s.read_to_end(&mut rest);
+                })
+            })
+            .collect();
+        let mut servers = Vec::new();
+        for _ in 0..CONNECTIONS {
+            let (mut stream, _) = l.accept().await.expect("an accept the provider cancelled is issued again");
+            servers.push(
+                env.spawner
+                    .spawn(async move {
+                        // Each echo goes out at once (no wait for an acknowledgement).
+                        stream.set_option(SocketOption::NoDelay(true)).await.expect("TCP_NODELAY");
+                        loop {
+                            let (n, buf) = stream.recv(IoBuf::with_capacity(4096).expect("buffer")).await;
+                            if n.expect("a receive the provider cancelled is issued again") == 0 {
+                                break;
+                            }
+                            let (sent, _) = stream.send_all(buf).await;
+                            sent.expect("send");
+                        }
+                        stream.close().await.expect("close");
+                    })
+                    .unwrap(),
+            );
+        }
+        finish(servers, hosts, l).await;
+    });
+    let after = adversary::stats();
+    println!("ping-pong: {before:?} -> {after:?}");
+    assert!(
+        after.provider_cancels > before.provider_cancels,
+        "no pending receive or accept was cancelled by the provider"
+    );
 }
 
 /// 1,500 datagrams from three host senders through a datagram event stream whose

@@ -2,7 +2,8 @@
 //! `cancel_pending_accepts`): a receive or an accept completes with `STATUS_CANCELLED` and
 //! nothing in it, although neither the driver nor a close cancelled it, as Wine's netio does
 //! when the thread that issued it exits. The library issues it again: the caller's wait goes
-//! on and gets what arrives afterwards; a deadline still ends it.
+//! on and gets what arrives afterwards (an event stream's own copying receive too); a
+//! deadline still ends it.
 //!
 //! The cancellation reaches every pending wait of the process, so these tests live in a test
 //! binary of their own.
@@ -14,6 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use futures_lite::StreamExt;
+use wsk::events::{ConnectionEvent, EventConfig};
 use wsk::{Error, IoBuf, UdpSocket};
 use wsk_tests::fixtures::bound_listener;
 use wsk_tests::harness::run_clean;
@@ -39,21 +42,28 @@ fn cancel_then(times: usize, cancel: fn() -> usize, then: impl FnOnce() + Send +
     })
 }
 
+/// A host peer that connects to `addr`, and when cued (a send on the returned channel) sends
+/// "after the cancels", finishes sending and reads to the end.
+fn peer_sending_on_cue(addr: SocketAddr) -> (std::sync::mpsc::Sender<()>, JoinHandle<()>) {
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let peer = std::thread::spawn(move || {
+        let mut s = HostStream::connect(addr).expect("host connect");
+        wait.recv().unwrap();
+        s.write_all(b"after the cancels").unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).expect("a graceful end");
+    });
+    (go, peer)
+}
+
 /// A receive pending on an idle connection is cancelled by the provider three times in a row;
 /// the `recv` that issued it returns the bytes the peer sends afterwards, then the end.
 #[test]
 fn a_receive_the_provider_cancelled_waits_on() {
     let (got, cancelled) = run_clean(LIMIT, |env| async move {
         let (mut listener, addr) = bound_listener(&env).await;
-        let (go, wait) = std::sync::mpsc::channel::<()>();
-        let peer = std::thread::spawn(move || {
-            let mut s = HostStream::connect(addr).expect("host connect");
-            wait.recv().unwrap();
-            s.write_all(b"after the cancels").unwrap();
-            s.shutdown(std::net::Shutdown::Write).unwrap();
-            let mut rest = Vec::new();
-            s.read_to_end(&mut rest).expect("a graceful end");
-        });
+        let (go, peer) = peer_sending_on_cue(addr);
         let (mut stream, _) = listener.accept().await.expect("accepted");
         let canceller = cancel_then(3, wsk_emulator::cancel_pending_receives, move || go.send(()).unwrap());
         let mut got = Vec::new();
@@ -142,4 +152,44 @@ fn a_deadline_still_ends_a_receive_the_provider_keeps_cancelling() {
     stop.store(true, Ordering::Relaxed);
     canceller.join().unwrap();
     assert_eq!(result, Err(format!("{:?}", Error::TimedOut)));
+}
+
+/// An event stream on its copy path (receive events disabled) waits in its own copying
+/// receive; the provider cancels it twice; the stream goes on and hands out the bytes the
+/// peer sends afterwards, then the disconnect.
+#[test]
+fn an_event_streams_receive_the_provider_cancelled_waits_on() {
+    let (got, cancelled) = run_clean(LIMIT, |env| async move {
+        let (mut listener, addr) = bound_listener(&env).await;
+        let (go, peer) = peer_sending_on_cue(addr);
+        let (stream, _) = listener.accept().await.expect("accepted");
+        let (mut events, mut writer) = stream.into_events(EventConfig::default()).expect("events");
+        events.disable_receive().expect("receive events off: the stream copies with IRP receives");
+        let canceller = cancel_then(2, wsk_emulator::cancel_pending_receives, move || go.send(()).unwrap());
+        let mut got = Vec::new();
+        loop {
+            match events.next().await.expect("the stream ends with the disconnect") {
+                Ok(ConnectionEvent::Data(data)) => {
+                    let mut piece = vec![0; data.len()];
+                    let n = data.copy_to_slice(&mut piece);
+                    got.extend_from_slice(&piece[..n]);
+                }
+                Ok(ConnectionEvent::Disconnected { abortive }) => {
+                    assert!(!abortive, "the peer shut down gracefully");
+                    break;
+                }
+                Ok(ConnectionEvent::SendBacklog(_)) => {}
+                Err(e) => panic!("a receive the provider cancelled is not an error: {e:?}"),
+            }
+        }
+        let cancelled = canceller.join().unwrap();
+        drop(events);
+        writer.shutdown().await.expect("shutdown");
+        writer.close().await.expect("close");
+        listener.close().await.expect("listener close");
+        peer.join().unwrap();
+        (got, cancelled)
+    });
+    assert_eq!(got, b"after the cancels");
+    assert!(cancelled >= 2, "the provider cancelled {cancelled} receives");
 }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use wsk_sys::NTSTATUS;
 
 use super::deliver;
-use super::model::Irp;
+use super::model::{Irp, Queue};
 use super::queue;
 use super::socket::{self, Socket};
 use crate::adversary;
@@ -43,6 +43,9 @@ pub(crate) enum Job {
     /// Complete an IRP the provider took out of a socket's queue (it holds a socket
     /// reference in `DriverContext[0]`, and is counted in the socket's in-flight IRPs).
     Complete { socket: Arc<Socket>, irp: Irp, status: NTSTATUS, info: usize },
+    /// Cancel the pending ops of one of the socket's queues on the provider's own account
+    /// (`Adversary::provider_cancel_ppm`).
+    ProviderCancel(usize, Queue),
 }
 
 struct Processor {
@@ -121,6 +124,11 @@ fn run(index: usize) {
                 }
             }
             Some(Job::Complete { socket, irp, status, info }) => queue::complete_late(&socket, irp, status, info),
+            Some(Job::ProviderCancel(key, which)) => {
+                if let Some(socket) = socket::open_socket(key) {
+                    queue::adversary_cancels(&socket, which);
+                }
+            }
             None => {}
         }
     }

@@ -305,6 +305,17 @@ pub(crate) fn submit(socket: &Arc<Socket>, irp: Irp, queue: Queue, kind: OpKind)
                 // A processor looks at the socket again: an op left pending on purpose (or
                 // one whose readiness edge came before it was queued) is served there.
                 processors::post(Job::Ready(socket.key, false));
+                if matches!(queue, Queue::Receive | Queue::Accept)
+                    && crate::adversary::chance(crate::adversary::get().provider_cancel_ppm)
+                {
+                    // The provider cancels it on its own: half the time inside this call, half
+                    // from a processor after a random delay (unless it completed first).
+                    if crate::adversary::roll() & 1 == 0 {
+                        adversary_cancels(socket, queue);
+                    } else {
+                        processors::post(Job::ProviderCancel(socket.key, queue));
+                    }
+                }
             }
             STATUS_PENDING
         }
@@ -445,6 +456,13 @@ pub(crate) fn provider_cancels(socket: &Arc<Socket>, queue: Queue) -> usize {
     let cancelled = cancel_queue(&mut lock(&socket.state), queue, &mut actions);
     run(socket, actions);
     cancelled
+}
+
+/// [`provider_cancels`] for the adversary (`Adversary::provider_cancel_ppm`), counted.
+pub(crate) fn adversary_cancels(socket: &Arc<Socket>, queue: Queue) {
+    for _ in 0..provider_cancels(socket, queue) {
+        crate::adversary::count(crate::adversary::Event::ProviderCancel);
+    }
 }
 
 /// `WskCloseSocket` on an accepted close IRP: cancels every pending IRP, closes the host

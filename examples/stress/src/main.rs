@@ -200,6 +200,7 @@ fn main() -> ExitCode {
         println!("{:<24} {:>12}", "adversary decisions", wsk_emulator::adversary::decisions());
         let (mappings, failed) = wsk_emulator::adversary::mapping_stats();
         println!("{:<24} {:>12}", "mappings (failed)", format!("{mappings} ({failed})"));
+        println!("{:<24} {:>12}", "provider's own cancels", wsk_emulator::adversary::stats().provider_cancels);
     }
     println!("{:<24} {:>12}", "bytes checked", STATS.bytes.load(Ordering::Relaxed));
     println!("{:<24} {:>12}", "data errors", data_errors);

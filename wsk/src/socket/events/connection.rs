@@ -457,6 +457,19 @@ impl ConnectionEvents {
         Ok(())
     }
 
+    /// The stream's own receive (a resume or a copy) completed with `STATUS_CANCELLED`
+    /// although neither the stream's drop nor the close cancelled it: the provider's doing
+    /// (see `socket::provider_cancel`). It received nothing, and WSK still holds what it held:
+    /// the refusal stands again, so that the stream issues another receive. Not at once: the
+    /// stream yields to the executor first (woken at once), so that a provider cancelling
+    /// every receive cannot keep the work item in this poll. IRQL <= DISPATCH_LEVEL.
+    fn cancelled_by_provider(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<ConnectionEvent>>> {
+        crate::log!(info, "wsk: the provider cancelled an event stream's receive; receiving again");
+        self.state().rx.refused_before();
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
     /// Switches to the copy path: receive events off, no callback inside the library code,
     /// nothing left in the ring. `Pending` until a callback in progress has left (it wakes the
     /// stream then, see `retention::retain`).
@@ -619,6 +632,7 @@ impl ConnectionEvents {
                     match done.result() {
                         Ok(_) => {}
                         Err(Error::Cancelled) if self.attached.core().is_closing() => {}
+                        Err(Error::Cancelled) => return self.cancelled_by_provider(cx),
                         Err(e) => {
                             self.ending = true;
                             return Poll::Ready(Some(Err(e)));
@@ -642,6 +656,10 @@ impl ConnectionEvents {
                             Ok(ConnectionEvent::Data(Received { inner: Inner::Copied(buffer) }))
                         }
                         Err(Error::Cancelled) if self.attached.core().is_closing() => continue,
+                        Err(Error::Cancelled) => {
+                            drop(buffer);
+                            return self.cancelled_by_provider(cx);
+                        }
                         Err(e) => {
                             self.ending = true;
                             Err(e)

@@ -257,6 +257,16 @@ impl Datagrams {
                         return Poll::Ready(Some(Ok(DatagramBatch { inner: BatchInner::Copied(copied) })));
                     }
                     Err(Error::Cancelled) if self.attached.core().is_closing() => continue,
+                    Err(Error::Cancelled) => {
+                        // The provider's own cancel (see `socket::provider_cancel`): nothing
+                        // was received and WSK still keeps what it kept, so the refusal stands
+                        // again. Yield to the executor (woken at once) before the next copy.
+                        crate::log!(info, "wsk: the provider cancelled a datagram stream's receive; receiving again");
+                        drop(buffer);
+                        self.state().rx.refused_before();
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
                     Err(e) => {
                         self.ending = true;
                         return Poll::Ready(Some(Err(e)));

@@ -337,9 +337,10 @@ impl<H> Retention<H> {
         true
     }
 
-    /// Records a refusal that happened before the state existed (a preset receive callback
-    /// without a stream refused data and left a note, see `connection::on_receive`): the
-    /// stream resumes as after any refusal. Any IRQL.
+    /// Records a refusal the callbacks did not see: one that happened before the state
+    /// existed (a preset receive callback without a stream refused data and left a note, see
+    /// `connection::on_receive`), or one that stands again because the provider cancelled the
+    /// stream's resume or copy on its own. The stream resumes as after any refusal. Any IRQL.
     pub(crate) fn refused_before(&self) {
         let _ = self.refuse();
     }
