@@ -86,19 +86,53 @@ pub const WORKLOADS: [Workload; 4] = [
     Workload { connections: 64, size: 64 * 1024 },
 ];
 
-/// Set to a comma-separated list of connection counts to run only 1 KiB workloads with those
-/// counts (for example `8,32,63,64` to find where a server stops serving every connection).
+/// Set to a comma-separated list of workloads to run only those (no stream): a connection
+/// count for 1 KiB messages (for example `8,32,63,64` to find where a server stops serving
+/// every connection), or `COUNTxSIZE` with the message size in bytes or `K` KiB (`64x64K`:
+/// the 64 x 64 KiB cell alone, to repeat it many times).
 pub const CONNECTIONS_ENV: &str = "WSK_BENCH_CONNECTIONS";
 
 /// The workloads of this run: [`WORKLOADS`], or the ones [`CONNECTIONS_ENV`] asks for.
 pub fn workloads() -> Result<Vec<Workload>> {
     let Ok(list) = std::env::var(CONNECTIONS_ENV) else { return Ok(WORKLOADS.to_vec()) };
     list.split(',')
-        .map(|n| match n.trim().parse::<usize>() {
-            Ok(connections) if connections > 0 => Ok(Workload { connections, size: 1024 }),
-            _ => bail!("{CONNECTIONS_ENV}: `{n}` is not a connection count"),
+        .map(|item| match parse_workload(item.trim()) {
+            Some(workload) => Ok(workload),
+            None => bail!("{CONNECTIONS_ENV}: `{item}` is neither a connection count nor COUNTxSIZE"),
         })
         .collect()
+}
+
+/// `N` (N connections of 1 KiB messages) or `NxSIZE` (`SIZE` in bytes, or KiB with `K`).
+fn parse_workload(item: &str) -> Option<Workload> {
+    let (count, size) = match item.split_once(['x', 'X']) {
+        None => (item, 1024),
+        Some((count, size)) => {
+            let bytes = match size.strip_suffix(['K', 'k']) {
+                Some(kib) => kib.parse::<usize>().ok()?.checked_mul(1024)?,
+                None => size.parse::<usize>().ok()?,
+            };
+            (count, bytes)
+        }
+    };
+    let connections = count.parse::<usize>().ok()?;
+    (connections > 0 && size > 0).then_some(Workload { connections, size })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workloads_are_counts_or_count_by_size() {
+        let w = |c, s| Some(Workload { connections: c, size: s });
+        assert_eq!(parse_workload("64"), w(64, 1024));
+        assert_eq!(parse_workload("64x64K"), w(64, 65536));
+        assert_eq!(parse_workload("1x512"), w(1, 512));
+        assert_eq!(parse_workload("0x1K"), None);
+        assert_eq!(parse_workload("8x"), None);
+        assert_eq!(parse_workload("many"), None);
+    }
 }
 
 /// Round trips before this are not counted.
