@@ -119,22 +119,6 @@ fn parse_workload(item: &str) -> Option<Workload> {
     (connections > 0 && size > 0).then_some(Workload { connections, size })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn workloads_are_counts_or_count_by_size() {
-        let w = |c, s| Some(Workload { connections: c, size: s });
-        assert_eq!(parse_workload("64"), w(64, 1024));
-        assert_eq!(parse_workload("64x64K"), w(64, 65536));
-        assert_eq!(parse_workload("1x512"), w(1, 512));
-        assert_eq!(parse_workload("0x1K"), None);
-        assert_eq!(parse_workload("8x"), None);
-        assert_eq!(parse_workload("many"), None);
-    }
-}
-
 /// Round trips before this are not counted.
 pub const WARMUP: Duration = Duration::from_millis(500);
 /// The measured window.
@@ -255,4 +239,20 @@ pub fn run() -> Result<()> {
         bail!("{TAG}: {} failure(s):\n  {}", failures.len(), failures.join("\n  "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workloads_are_counts_or_count_by_size() {
+        let w = |c, s| Some(Workload { connections: c, size: s });
+        assert_eq!(parse_workload("64"), w(64, 1024));
+        assert_eq!(parse_workload("64x64K"), w(64, 65536));
+        assert_eq!(parse_workload("1x512"), w(1, 512));
+        assert_eq!(parse_workload("0x1K"), None);
+        assert_eq!(parse_workload("8x"), None);
+        assert_eq!(parse_workload("many"), None);
+    }
 }
