@@ -18,8 +18,8 @@ pub enum Error {
     Status(NTSTATUS),
     /// The operation was cancelled (its IRP completed with `STATUS_CANCELLED`), for example
     /// because the socket was closed while it was pending. A receive or an accept the
-    /// provider cancelled on its own, the socket open, is issued again instead
-    /// (`socket::provider_cancel`): from those, `Cancelled` means the close.
+    /// provider cancelled on its own, the socket open, is issued again instead (see
+    /// [`TcpStream::recv`](crate::TcpStream::recv)): from those, `Cancelled` means the close.
     Cancelled,
     /// The socket's close has begun; no new call is accepted (WSK close contract rule 4).
     Closed,
