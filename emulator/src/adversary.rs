@@ -46,7 +46,9 @@
 //! * `provider_cancel_ppm`: a receive (`WskReceive`, `WskReceiveFrom`) or an accept left
 //!   pending is, this many times per million, completed by a processor with
 //!   `STATUS_CANCELLED` and nothing in it after a random delay of up to `max_delay_us`,
-//!   although neither the client nor a close cancelled it; the socket stays open. Wine's
+//!   although neither the client nor a close cancelled it; the socket stays open. A
+//!   zero-length `WskReceive` (which resumes indications after refused data) is cancelled
+//!   inside its call as often, and then resumes nothing. Wine's
 //!   netio does that when the thread that issued the call exits (see
 //!   `wsk_emulator::cancel_pending_receives`), and Microsoft documents no promise that a
 //!   provider cancels only on request. Only with processors.
@@ -261,6 +263,16 @@ pub(crate) fn delay_accept_answer() {
         // DISPATCH_LEVEL section (an in-memory connection settles on the caller's thread).
         crate::irql::host_work(|| std::thread::sleep(std::time::Duration::from_micros(u64::from(delay))));
     }
+}
+
+/// Whether the provider cancels, on its own and at once, a receive it would complete inside
+/// its call (a zero-length `WskReceive`): `provider_cancel_ppm` times per million, counted.
+pub(crate) fn cancels_at_once() -> bool {
+    let cancels = chance(get().provider_cancel_ppm);
+    if cancels {
+        count(Event::ProviderCancel);
+    }
+    cancels
 }
 
 /// The next random number of the seed's sequence.

@@ -454,6 +454,12 @@ unsafe extern "system" fn receive(
         return unsafe { complete_now(irp, STATUS_NOT_SUPPORTED, 0) };
     }
     if buf.total() == 0 {
+        if crate::adversary::cancels_at_once() {
+            // The provider cancels it on its own (`provider_cancel_ppm`): indications stay
+            // suppressed.
+            // SAFETY: accepted.
+            return unsafe { complete_now(irp, wsk_sys::STATUS_CANCELLED, 0) };
+        }
         // SAFETY: accepted.
         let status = unsafe { complete_now(irp, STATUS_SUCCESS, 0) };
         // Microsoft documents a zero-length WskReceive as the way to resume receive
