@@ -44,14 +44,15 @@
 //!   accept callback took; a provider preempted between the callback's return and its
 //!   bookkeeping opens that window on Windows too.
 //! * `provider_cancel_ppm`: a receive (`WskReceive`, `WskReceiveFrom`) or an accept left
-//!   pending is, this many times per million, completed by a processor with
-//!   `STATUS_CANCELLED` and nothing in it after a random delay of up to `max_delay_us`,
-//!   although neither the client nor a close cancelled it; the socket stays open. A
-//!   zero-length `WskReceive` (which resumes indications after refused data) is cancelled
-//!   inside its call as often, and then resumes nothing. Wine's
-//!   netio does that when the thread that issued the call exits (see
+//!   pending is, this many times per million, completed with `STATUS_CANCELLED` and nothing
+//!   in it, although neither the client nor a close cancelled it; the socket stays open. Half
+//!   of them inside the call that left them pending, half by a processor after a random delay
+//!   of up to `max_delay_us` (unless they completed first); pending ones only with
+//!   processors. A zero-length `WskReceive` (which resumes indications after refused data) is
+//!   cancelled inside its call as often, with or without processors, and then resumes
+//!   nothing. Wine's netio cancels pending calls when the thread that issued them exits (see
 //!   `wsk_emulator::cancel_pending_receives`), and Microsoft documents no promise that a
-//!   provider cancels only on request. Only with processors.
+//!   provider cancels only on request.
 //!
 //! Randomness comes from one generator: a hash of the seed and of a process-wide decision counter,
 //! so the sequence of decisions is the seed's; which thread meets which decision depends on

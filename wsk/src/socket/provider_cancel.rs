@@ -18,8 +18,8 @@
 
 use core::time::Duration;
 
-use wsk_executor::Kernel;
 use wsk_executor::platform::Platform;
+use wsk_executor::{Kernel, Sleep};
 
 use crate::error::{Error, Result};
 
@@ -31,6 +31,18 @@ pub(crate) const BACKOFF: Duration = Duration::from_millis(10);
 /// IRQL.
 pub(crate) fn cancelled_by_provider<T>(result: &Result<T>, closing: bool) -> bool {
     matches!(result, Err(Error::Cancelled)) && !closing
+}
+
+/// After one attempt of a wait (`what`: "a receive", "an accept", ...): when the provider
+/// cancelled it ([`cancelled_by_provider`]), logs that and returns the [`BACKOFF`] to await
+/// before the caller issues the wait again; `None` when `result` is the caller's to return.
+/// Any IRQL (the sleep is awaited in task context).
+pub(crate) fn wait_again<T>(result: &Result<T>, closing: bool, what: &str) -> Option<Sleep> {
+    if !cancelled_by_provider(result, closing) {
+        return None;
+    }
+    crate::log!(info, "wsk: the provider cancelled {}; waiting again", what);
+    Some(wsk_executor::sleep(BACKOFF))
 }
 
 /// The caller's deadline across the attempts of one wait, on `KeQueryInterruptTime`'s clock.

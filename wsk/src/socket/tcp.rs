@@ -205,12 +205,10 @@ impl TcpListener {
         let deadline = Deadline::new(deadline);
         loop {
             let result = self.accept_once(deadline.remaining()?).await;
-            if provider_cancel::cancelled_by_provider(&result, self.core.is_closing()) {
-                crate::log!(info, "wsk: the provider cancelled an accept; accepting again");
-                wsk_executor::sleep(provider_cancel::BACKOFF).await;
-                continue;
+            match provider_cancel::wait_again(&result, self.core.is_closing(), "an accept") {
+                Some(backoff) => backoff.await,
+                None => return result,
             }
-            return result;
         }
     }
 
@@ -787,11 +785,10 @@ impl TcpReadHalf {
             }
             .await;
             let (result, mut back) = with_buffer(done);
-            if provider_cancel::cancelled_by_provider(&result, self.core.is_closing()) {
-                // Nothing was received: wait again (see `provider_cancel`).
-                crate::log!(info, "wsk: the provider cancelled a receive; receiving again");
+            if let Some(backoff) = provider_cancel::wait_again(&result, self.core.is_closing(), "a receive") {
+                // Nothing was received (see `provider_cancel`).
                 buf = back;
-                wsk_executor::sleep(provider_cancel::BACKOFF).await;
+                backoff.await;
                 continue;
             }
             return match result {

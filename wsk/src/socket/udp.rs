@@ -362,11 +362,10 @@ impl UdpRecvHalf {
             }
             .await;
             let (result, mut back) = with_buffer(done);
-            if provider_cancel::cancelled_by_provider(&result, self.core.is_closing()) {
-                // Nothing was received: wait again (see `provider_cancel`).
-                crate::log!(info, "wsk: the provider cancelled a receive-from; receiving again");
+            if let Some(backoff) = provider_cancel::wait_again(&result, self.core.is_closing(), "a receive-from") {
+                // Nothing was received (see `provider_cancel`).
                 buf = back;
-                wsk_executor::sleep(provider_cancel::BACKOFF).await;
+                backoff.await;
                 continue;
             }
             let result = match result {
